@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PYSCOPE_SNAP_H
+#define PYSCOPE_SNAP_H
+
+/*
+ * The snapshot data model: what `pyscope dump` prints and what the writers (text, JSON) and the
+ * TUI consume. Pure data, no target access. A snapshot owns all its memory (arrays and strings,
+ * allocated from the snapshot's own arena) and is freed with snap_free. Strings are valid UTF-8
+ * (target bytes that are not are replaced with U+FFFD when copied in).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pyscope/err.h"
+
+struct snap_frame {
+    const char *function;  /* co_name */
+    const char *qualname;  /* co_qualname */
+    const char *file;      /* co_filename */
+    int line;              /* -1 when unknown */
+    int end_line;
+    int col;               /* 0-based UTF-8 byte column as co_positions(); -1 unknown */
+    int end_col;
+    uint64_t code_addr;    /* target address of the code object */
+    bool is_entry;         /* first frame of a C->Python entry (a native frame sits below it) */
+    int owner;             /* 0 thread, 1 generator/coroutine, 2 frame object */
+};
+
+enum snap_thread_status {
+    SNAP_THREAD_OK = 0,
+    SNAP_THREAD_INCONSISTENT, /* the stack kept changing while read; frames may be partial */
+    SNAP_THREAD_TRUNCATED,    /* deeper than the frame cap; the innermost frames are kept */
+    SNAP_THREAD_ERROR,        /* reading failed; see error */
+};
+
+/* OS-level view of a thread from /proc/PID/task/TID. */
+struct snap_os {
+    char state;            /* stat field 3: R, S, D, T, t, Z, X; '?' unknown */
+    char wchan[48];        /* kernel wait channel ("" unknown, "0" none) */
+    long syscall;          /* current syscall number, -1 running, -2 unknown */
+    uint64_t utime_ticks;  /* user CPU, clock ticks */
+    uint64_t stime_ticks;
+};
+
+struct snap_thread {
+    uint64_t thread_id;    /* threading.get_ident() (pthread_t) */
+    pid_t native_id;       /* kernel TID */
+    const char *name;      /* threading name, or NULL when the thread has none */
+    uint64_t tstate_addr;
+    int64_t interp_id;
+    bool gil;              /* holds the GIL */
+    bool active;           /* 3.12+: _status.active (attached to the interpreter) */
+    const char *activity;  /* derived: "running", "waiting for the GIL", "idle: sleep", ... */
+    struct snap_os os;
+    enum snap_thread_status status;
+    const char *error;     /* when status is ERROR/INCONSISTENT: one sentence, else NULL */
+    int attempts;          /* reads needed for a consistent stack */
+    size_t nframes;
+    struct snap_frame *frames; /* innermost first */
+};
+
+struct snap {
+    pid_t pid;
+    char python_version[32];
+    uint32_t version_hex;
+    const char *exe;        /* /proc/PID/exe target */
+    const char *image;      /* image holding the runtime */
+    const char *cmdline;    /* spaces between arguments, bounded */
+    bool blocking;          /* the threads were stopped while read */
+    double timestamp;       /* CLOCK_REALTIME seconds when the snapshot was taken */
+    double cpu_user_s;      /* process CPU from /proc/PID/stat */
+    double cpu_system_s;
+    uint64_t rss_bytes;
+    uint64_t gil_switches;  /* switch_number of the main interpreter's GIL */
+    double read_seconds;    /* time pyscope spent taking the snapshot */
+    uint64_t read_calls;    /* memory-source calls used */
+    size_t nthreads;
+    struct snap_thread *threads;
+    struct snap_arena *arena; /* owns every string and array above */
+};
+
+/* Allocate an empty snapshot. -ENOMEM. */
+int snap_new(struct snap **out, struct ps_err *err) PS_WARN_UNUSED;
+
+/* Free everything; NULL-safe. */
+void snap_free(struct snap *s);
+
+/*
+ * Arena helpers: copy n bytes as a NUL-terminated valid-UTF-8 string owned by s (invalid
+ * sequences become U+FFFD); allocate zeroed memory owned by s. Return NULL on ENOMEM.
+ */
+const char *snap_strndup(struct snap *s, const char *str, size_t n);
+const char *snap_strdup(struct snap *s, const char *str);
+void *snap_alloc(struct snap *s, size_t size);
+
+#endif

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PYSCOPE_SYMTAB_H
+#define PYSCOPE_SYMTAB_H
+
+/*
+ * ELF images through libelf: symbols (.dynsym, then .symtab), sections, program headers, and
+ * reading initialised data straight from the file by virtual address (Py_Version, 3.13's
+ * _Py_DebugOffsets) so nothing of the target is executed and its memory is not needed for
+ * constants. Files are opened read-only; nothing is ever written. Bounded: section and symbol
+ * counts are taken from the file but every index is checked against the data size.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pyscope/err.h"
+
+struct symtab; /* opaque: one opened ELF file */
+
+/*
+ * Open an ELF file (path may be under /proc/PID/root or /proc/PID/map_files). Errors: -ENOENT,
+ * -EACCES, -PS_EFORMAT (not ELF, not 64-bit little-endian x86-64/aarch64), -ENOMEM.
+ */
+int symtab_open(const char *path, struct symtab **out, struct ps_err *err) PS_WARN_UNUSED;
+
+/* Close; NULL-safe. */
+void symtab_close(struct symtab *st);
+
+/* Look up a symbol by exact name: its st_value (link-time vaddr) and st_size. -ENOENT if absent. */
+int symtab_lookup(const struct symtab *st, const char *name, uint64_t *vaddr, uint64_t *size);
+
+/* Section by name: its sh_addr and sh_size. -ENOENT if absent. */
+int symtab_section(const struct symtab *st, const char *name, uint64_t *vaddr, uint64_t *size);
+
+/*
+ * Copy len bytes at link-time vaddr from the file's PT_LOAD segments (bytes past p_filesz read as
+ * zero, as the loader would give). Errors: -EFAULT (not in a segment), -EIO.
+ */
+int symtab_read_vaddr(const struct symtab *st, uint64_t vaddr, void *buf, size_t len,
+                      struct ps_err *err) PS_WARN_UNUSED;
+
+/* p_vaddr of the PT_LOAD segment at file offset 0 (0 for non-PIE executables usually). */
+uint64_t symtab_load_vaddr(const struct symtab *st);
+
+/* True for ET_DYN (PIE executables and shared libraries). */
+bool symtab_is_dyn(const struct symtab *st);
+
+/* The path the file was opened with. */
+const char *symtab_path(const struct symtab *st);
+
+#endif
