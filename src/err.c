@@ -60,8 +60,15 @@ void ps_err_prefix(struct ps_err *err, const char *fmt, ...)
     va_start(ap, fmt);
     (void)vsnprintf(pre, sizeof(pre), fmt, ap);
     va_end(ap);
+    size_t plen = strlen(pre);
+
     memcpy(old, err->msg, sizeof(old));
-    (void)snprintf(err->msg, sizeof(err->msg), "%s%s", pre, old);
+    if (plen >= sizeof(err->msg))
+        plen = sizeof(err->msg) - 1;
+    memcpy(err->msg, pre, plen);
+    /* Keep as much of the original sentence as fits after the prefix. */
+    (void)strncpy(err->msg + plen, old, sizeof(err->msg) - plen - 1);
+    err->msg[sizeof(err->msg) - 1] = '\0';
 }
 
 const char *ps_err_name(int code)

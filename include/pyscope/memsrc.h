@@ -108,14 +108,16 @@ int memsrc_fixture_new(struct memsrc **out, struct ps_err *err) PS_WARN_UNUSED;
 int memsrc_fixture_add(struct memsrc *src, uint64_t addr, const void *data, size_t len,
                        struct ps_err *err) PS_WARN_UNUSED;
 
-/* Fault-injecting wrapper (tests). Takes ownership of inner. */
+/* Fault-injecting wrapper (tests). Takes ownership of inner on success (on failure the caller
+ * keeps it). */
 enum memsrc_fault {
     MEMSRC_FAULT_FAIL,    /* the read fails with -EFAULT */
     MEMSRC_FAULT_GARBLE,  /* the read succeeds with pseudo-random bytes */
     MEMSRC_FAULT_ZERO,    /* the read succeeds with zero bytes */
 };
 /* Inject `fault` into the nth range read (1-based, counting ranges) and, if every > 0,
- * every `every` ranges after it. seed drives GARBLE. */
+ * every `every` ranges after it; nth == 0 injects nothing (to count a walk's ranges). FAIL fails
+ * the whole call. seed drives GARBLE (same seed, same bytes). */
 int memsrc_faulty_wrap(struct memsrc *inner, enum memsrc_fault fault, uint64_t nth,
                        uint64_t every, uint64_t seed, struct memsrc **out,
                        struct ps_err *err) PS_WARN_UNUSED;
@@ -123,10 +125,19 @@ int memsrc_faulty_wrap(struct memsrc *inner, enum memsrc_fault fault, uint64_t n
 uint64_t memsrc_faulty_count(const struct memsrc *src);
 
 /*
- * Recording wrapper: passes reads through to inner and appends every successful range to a
- * fixture file at path (merged on close). Takes ownership of inner.
+ * Recording wrapper: passes reads through to inner and keeps every successful range (adjacent
+ * and overlapping ranges merged, newer bytes win) for a fixture file at path, written by
+ * memsrc_record_flush and on close (atomically: temp file + rename). Creates an empty fixture
+ * at path at once, so a bad path fails here (-errno). A read whose bytes cannot be kept fails
+ * (-PS_ELIMIT, -ENOMEM). Takes ownership of inner on success (on failure the caller keeps it).
  */
 int memsrc_record_wrap(struct memsrc *inner, const char *path, struct memsrc **out,
                        struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * Write the ranges recorded so far to the wrapper's path now, reporting failure (-errno), which
+ * memsrc_close cannot. -EINVAL for a source that is not a recorder.
+ */
+int memsrc_record_flush(struct memsrc *src, struct ps_err *err) PS_WARN_UNUSED;
 
 #endif

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PYSCOPE_COLLECT_H
+#define PYSCOPE_COLLECT_H
+
+/*
+ * Taking one snapshot of a Python process: every thread of every interpreter with its resolved
+ * Python stack, name, GIL ownership and OS state, plus process facts. This is what `pyscope
+ * dump` prints.
+ *
+ * Consistency: without stopping the target, a thread's stack is walked, then its current frame
+ * and instruction are read again; if they moved, the walk is repeated, up to `retries` times,
+ * after which the thread is reported INCONSISTENT with what the last attempt read rather than a
+ * torn stack being passed off as real. With `blocking`, every thread is stopped
+ * (PTRACE_SEIZE + PTRACE_INTERRUPT) for the read and resumed and detached before this returns,
+ * on every path.
+ */
+
+#include <stdbool.h>
+
+#include "pyscope/err.h"
+#include "pyscope/pyproc.h"
+#include "pyscope/snap.h"
+
+#define COLLECT_DEFAULT_RETRIES 8
+#define COLLECT_MAX_RETRIES 100
+
+struct collect_opts {
+    bool blocking;  /* stop the threads while reading */
+    int retries;    /* consistency retries per thread (0..COLLECT_MAX_RETRIES) */
+};
+
+/*
+ * Take a snapshot. On success *out is owned by the caller (snap_free). A thread whose stack
+ * cannot be read is data (status ERROR/INCONSISTENT with a sentence), not a failure of the
+ * whole call. Errors: -PS_EGONE (the target exited), -PS_EPERM (blocking mode could not stop
+ * the target; diagnosed), -ENOMEM, -PS_ECORRUPT (the thread list itself is unreadable).
+ */
+int collect_snapshot(struct pyproc *pp, const struct collect_opts *opts, struct snap **out,
+                     struct ps_err *err) PS_WARN_UNUSED;
+
+#endif

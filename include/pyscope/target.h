@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PYSCOPE_TARGET_H
+#define PYSCOPE_TARGET_H
+
+/*
+ * target: ptrace control of one live process, for `--blocking` snapshots and for later features
+ * (breakpoints). The one rule is that the target must never be left stopped or traced, whatever
+ * happens to pyscope, so:
+ *
+ *  - threads are attached with PTRACE_SEIZE and stopped with PTRACE_INTERRUPT, never
+ *    PTRACE_ATTACH (whose queued SIGSTOP would keep the target stopped if pyscope died first),
+ *    and no ptrace option is set: in particular never PTRACE_O_EXITKILL, so if pyscope dies the
+ *    kernel detaches every thread and the target runs on;
+ *  - signals that arrive while a thread is seized are passed on to it unchanged;
+ *  - every seized tid is recorded in a process-wide registry that the signal handlers installed
+ *    by target_install_signal_teardown() and an atexit hook walk to detach;
+ *  - every wait is bounded (TARGET_STOP_TIMEOUT_MS) and every re-listing of threads is bounded
+ *    (TARGET_SEIZE_ROUNDS); a thread that exits at any point is data, not an error.
+ *
+ * One target at a time. The kernel binds a tracee to the thread that attached it, so every
+ * function here except target_is_stopped_or_traced() and target_teardown_signal_safe() must be
+ * called from the thread that called target_seize_all(); others get -EINVAL.
+ *
+ * Side effect worth knowing: an interrupt stop makes a few blocking calls (epoll_wait, for
+ * example) return EINTR in the target, as with every ptrace-based tool; CPython retries them
+ * (PEP 475).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "pyscope/err.h"
+
+/* Registry size: more threads than this is refused (-PS_ELIMIT) rather than half-stopped. */
+#define TARGET_MAX_THREADS 4096
+/* Total time allowed for all threads to report their stop (a thread in D state may not). */
+#define TARGET_STOP_TIMEOUT_MS 2000
+/* Rounds of "list /proc/PID/task, seize the new ones, wait" before giving up on a target that
+ * keeps creating threads faster than they can be stopped. */
+#define TARGET_SEIZE_ROUNDS 16
+
+/*
+ * Seize every thread of pid and stop it (PTRACE_SEIZE + PTRACE_INTERRUPT, then waitpid until
+ * each reports its stop), re-listing /proc/PID/task until no unseized thread is left. On
+ * success every live thread of pid is in a ptrace stop (state 't') and *nthreads holds their
+ * number. On failure nothing stays seized (all seized threads are detached again).
+ * Errors: -ESRCH (no such process, or it exited meanwhile), -PS_EPERM (diagnosed by diag: uid,
+ * CAP_SYS_PTRACE, Yama, seccomp, another tracer), -EBUSY (already holding a target), -EINVAL
+ * (pid is pyscope itself, or wrong thread), -ETIMEDOUT (a thread did not stop in time: named
+ * with its state), -PS_ELIMIT (more than TARGET_MAX_THREADS threads, or threads kept appearing).
+ */
+int target_seize_all(pid_t pid, size_t *nthreads, struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * Stop again every seized thread after target_resume_all(), seizing threads created meanwhile.
+ * Same bounds and errors as target_seize_all(), but on -ETIMEDOUT the threads that did stop stay
+ * stopped: the caller resumes or detaches.
+ */
+int target_stop_all(struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * Let every stopped thread run again (PTRACE_CONT; a thread caught in a group stop, SIGSTOP by
+ * the user, is kept in it with PTRACE_LISTEN). Threads stay seized: while they run, a signal to
+ * the target stops the receiving thread until target_service() passes it on, so callers that
+ * keep a target resumed call target_service() from their event loop at least every few ms, or
+ * detach. Threads that exited are dropped. Errors: -EINVAL (no target, wrong thread), else the
+ * first -errno of PTRACE_CONT (the other threads are still resumed).
+ */
+int target_resume_all(struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * Without blocking, collect the stops of resumed threads: pass signals on, keep group stops,
+ * drop exited threads. Returns 0, or -EINVAL (wrong thread).
+ */
+int target_service(struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * Detach every seized thread (stopping running ones first, within TARGET_STOP_TIMEOUT_MS, so
+ * that PTRACE_DETACH can act), and forget the target. A thread that is gone is fine. No target
+ * held is a no-op returning 0. Error: -ETIMEDOUT when a thread could not be stopped to detach
+ * it; it stays traced but running until pyscope exits, when the kernel detaches it. -EINVAL from
+ * the wrong thread.
+ */
+int target_detach_all(struct ps_err *err) PS_WARN_UNUSED;
+
+/* Pid of the seized target, or 0. Any thread. */
+pid_t target_current_pid(void);
+
+/* Copy up to cap seized tids (ascending registry order, not sorted) to out; returns the count. */
+size_t target_tids(pid_t *out, size_t cap);
+
+/*
+ * Install handlers for SIGINT, SIGTERM, SIGHUP and SIGQUIT (not for one whose disposition is
+ * SIG_IGN, e.g. under nohup) and an atexit hook. Handler: target_teardown_signal_safe(), then
+ * restore the default disposition and re-raise, so pyscope still dies of the signal. The atexit
+ * hook runs target_detach_all() when exit() is called on the tracer thread. Idempotent. Call
+ * from the main thread before seizing; an event loop that takes these signals through signalfd
+ * (blocked) must call target_detach_all() itself. Crashes and SIGKILL need no handler: the
+ * kernel detaches a dead tracer's tracees and restarts them. Errors: -errno from sigaction.
+ */
+int target_install_signal_teardown(struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * Detach every thread in the registry with PTRACE_DETACH using async-signal-safe calls only (raw
+ * ptrace syscall; errno preserved); threads detached are removed from the registry. Works only
+ * for stopped threads and from the tracer thread; running ones are left to the kernel's
+ * detach-at-exit. What the signal handlers run; exported for tests.
+ */
+void target_teardown_signal_safe(void);
+
+/*
+ * Set *out to true when any thread of pid is stopped (state T or t) or traced (TracerPid != 0),
+ * reading /proc only. For tests and for post-mortem checks. Errors: -ESRCH, -PS_ELIMIT. Any
+ * thread.
+ */
+int target_is_stopped_or_traced(pid_t pid, bool *out, struct ps_err *err) PS_WARN_UNUSED;
+
+#endif

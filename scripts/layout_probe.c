@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Layout probe: compiled by scripts/gen-layouts against one CPython's installed headers
+ * (`cc -I<prefix>/include/python3.X`, headers only, never linked with libpython) and run on the
+ * build host. It prints one `key value` line per LAYOUT_FIELDS key of include/pyscope/layout.h,
+ * in any order; gen-layouts checks that the key set is exactly the X-macro's. A field the version
+ * lacks prints -1 (LAYOUT_ABSENT). Keys name pyscope's concept, not CPython's spelling, so they
+ * survive renames (prev_instr -> instr_ptr, f_code -> f_executable).
+ *
+ * Keys starting with `check_` are not table fields: gen-layouts uses them only to cross-check
+ * against 3.13's _Py_DebugOffsets. TaskObj/FutureIter fields are private to
+ * Modules/_asynciomodule.c and come from DWARF, not from here.
+ *
+ * Every version difference is gated on PY_VERSION_HEX (3.11, 3.12, 3.13 supported).
+ */
+
+#define Py_BUILD_CORE 1
+
+#include <Python.h>
+#include <frameobject.h>
+#include <opcode.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "internal/pycore_code.h"
+#include "internal/pycore_dict.h"
+#include "internal/pycore_frame.h"
+#include "internal/pycore_gil.h"
+#include "internal/pycore_interp.h"
+#include "internal/pycore_moduleobject.h"
+#include "internal/pycore_pystate.h"
+#include "internal/pycore_runtime.h"
+
+#if PY_VERSION_HEX < 0x030b0000 || PY_VERSION_HEX >= 0x030e0000
+#error "layout_probe.c knows CPython 3.11 to 3.13 only"
+#endif
+
+#define ABSENT (-1L)
+
+static void put(const char *key, long value)
+{
+    printf("%s %ld\n", key, value);
+}
+
+#define OFF(key, type, member) put(key, (long)offsetof(type, member))
+
+static void probe_runtime(void)
+{
+    put("runtime_size", (long)sizeof(_PyRuntimeState));
+    OFF("runtime_interpreters_head", _PyRuntimeState, interpreters.head);
+    OFF("runtime_interpreters_main", _PyRuntimeState, interpreters.main);
+    OFF("runtime_main_thread", _PyRuntimeState, main_thread);
+#if PY_VERSION_HEX < 0x030c0000
+    /* 3.11 pycore_runtime.h: one GIL in _ceval_runtime_state, tstate in gilstate */
+    OFF("runtime_gil", _PyRuntimeState, ceval.gil);
+    OFF("runtime_tstate_current", _PyRuntimeState, gilstate.tstate_current);
+#else
+    put("runtime_gil", ABSENT);
+    put("runtime_tstate_current", ABSENT);
+#endif
+}
+
+static void probe_interp(void)
+{
+    OFF("interp_next", PyInterpreterState, next);
+    OFF("interp_id", PyInterpreterState, id);
+    OFF("interp_threads_head", PyInterpreterState, threads.head);
+#if PY_VERSION_HEX < 0x030c0000
+    OFF("interp_modules", PyInterpreterState, modules);
+    put("interp_gil_ptr", ABSENT);
+#else
+    /* 3.12+ pycore_interp.h: per-interpreter GIL, ceval.gil points at it (usually at _gil) */
+    OFF("interp_modules", PyInterpreterState, imports.modules);
+    OFF("interp_gil_ptr", PyInterpreterState, ceval.gil);
+    OFF("check_interp_gil_embedded", PyInterpreterState, _gil);
+#endif
+    OFF("gil_interval", struct _gil_runtime_state, interval);
+    OFF("gil_last_holder", struct _gil_runtime_state, last_holder);
+    OFF("gil_locked", struct _gil_runtime_state, locked);
+    OFF("gil_switch_number", struct _gil_runtime_state, switch_number);
+}
+
+static void probe_tstate_frame_pointers(void)
+{
+#if PY_VERSION_HEX < 0x030d0000
+    /* 3.11/3.12 cpython/pystate.h: tstate->cframe->current_frame */
+    OFF("tstate_cframe", PyThreadState, cframe);
+    OFF("cframe_current_frame", _PyCFrame, current_frame);
+    put("tstate_current_frame", ABSENT);
+#else
+    put("tstate_cframe", ABSENT);
+    put("cframe_current_frame", ABSENT);
+    OFF("tstate_current_frame", PyThreadState, current_frame);
+#endif
+}
+
+static void probe_tstate_exceptions(void)
+{
+#if PY_VERSION_HEX < 0x030c0000
+    /* 3.11: (type, value, traceback) triple; 3.12+: one normalised exception */
+    OFF("tstate_curexc_type", PyThreadState, curexc_type);
+    OFF("tstate_curexc_value", PyThreadState, curexc_value);
+    OFF("tstate_curexc_traceback", PyThreadState, curexc_traceback);
+    put("tstate_current_exception", ABSENT);
+#else
+    put("tstate_curexc_type", ABSENT);
+    put("tstate_curexc_value", ABSENT);
+    put("tstate_curexc_traceback", ABSENT);
+    OFF("tstate_current_exception", PyThreadState, current_exception);
+#endif
+    OFF("tstate_exc_info", PyThreadState, exc_info);
+    OFF("tstate_exc_state", PyThreadState, exc_state);
+}
+
+static void probe_tstate(void)
+{
+    OFF("tstate_prev", PyThreadState, prev);
+    OFF("tstate_next", PyThreadState, next);
+    OFF("tstate_interp", PyThreadState, interp);
+#if PY_VERSION_HEX >= 0x030c0000
+    OFF("tstate_status", PyThreadState, _status);
+#else
+    put("tstate_status", ABSENT);
+#endif
+#if PY_VERSION_HEX >= 0x030d0000
+    OFF("tstate_state", PyThreadState, state);
+#else
+    put("tstate_state", ABSENT);
+#endif
+    probe_tstate_frame_pointers();
+    probe_tstate_exceptions();
+    OFF("tstate_thread_id", PyThreadState, thread_id);
+    OFF("tstate_native_thread_id", PyThreadState, native_thread_id);
+    OFF("tstate_datastack_chunk", PyThreadState, datastack_chunk);
+    OFF("tstate_datastack_top", PyThreadState, datastack_top);
+    OFF("tstate_datastack_limit", PyThreadState, datastack_limit);
+    OFF("err_stackitem_exc_value", _PyErr_StackItem, exc_value);
+    OFF("err_stackitem_previous_item", _PyErr_StackItem, previous_item);
+    OFF("chunk_previous", _PyStackChunk, previous);
+    OFF("chunk_size", _PyStackChunk, size);
+    OFF("chunk_top", _PyStackChunk, top);
+    OFF("chunk_data", _PyStackChunk, data);
+}
+
+static void probe_frame(void)
+{
+#if PY_VERSION_HEX >= 0x030d0000
+    /* 3.13 pycore_frame.h: f_executable, instr_ptr points at the running instruction */
+    OFF("frame_code", _PyInterpreterFrame, f_executable);
+    OFF("frame_instr", _PyInterpreterFrame, instr_ptr);
+    put("frame_instr_is_current", 1);
+#else
+    OFF("frame_code", _PyInterpreterFrame, f_code);
+    OFF("frame_instr", _PyInterpreterFrame, prev_instr);
+    put("frame_instr_is_current", 0);
+#endif
+    OFF("frame_previous", _PyInterpreterFrame, previous);
+    OFF("frame_stacktop", _PyInterpreterFrame, stacktop);
+#if PY_VERSION_HEX < 0x030c0000
+    OFF("frame_is_entry", _PyInterpreterFrame, is_entry);
+    put("frame_owner_cstack", ABSENT);
+#else
+    /* 3.12+: entry frames are separate frames owned by the C stack (an enum, not a macro) */
+    put("frame_is_entry", ABSENT);
+    put("frame_owner_cstack", (long)FRAME_OWNED_BY_CSTACK);
+#endif
+    OFF("frame_owner", _PyInterpreterFrame, owner);
+    OFF("frame_localsplus", _PyInterpreterFrame, localsplus);
+    OFF("frameobj_f_frame", PyFrameObject, f_frame);
+}
+
+static void probe_code(void)
+{
+    OFF("code_firstlineno", PyCodeObject, co_firstlineno);
+    OFF("code_nlocalsplus", PyCodeObject, co_nlocalsplus);
+#if PY_VERSION_HEX >= 0x030c0000
+    OFF("code_framesize", PyCodeObject, co_framesize);
+    OFF("code_version", PyCodeObject, co_version);
+#else
+    put("code_framesize", ABSENT);
+    put("code_version", ABSENT);
+#endif
+    OFF("code_localsplusnames", PyCodeObject, co_localsplusnames);
+    OFF("code_localspluskinds", PyCodeObject, co_localspluskinds);
+    OFF("code_filename", PyCodeObject, co_filename);
+    OFF("code_name", PyCodeObject, co_name);
+    OFF("code_qualname", PyCodeObject, co_qualname);
+    OFF("code_linetable", PyCodeObject, co_linetable);
+    OFF("code_firsttraceable", PyCodeObject, _co_firsttraceable);
+    OFF("code_code_adaptive", PyCodeObject, co_code_adaptive);
+}
+
+static void probe_objects(void)
+{
+    OFF("object_type", PyObject, ob_type);
+    OFF("varobject_size", PyVarObject, ob_size);
+    OFF("type_name", PyTypeObject, tp_name);
+    OFF("type_flags", PyTypeObject, tp_flags);
+    OFF("type_dict", PyTypeObject, tp_dict);
+    OFF("heaptype_qualname", PyHeapTypeObject, ht_qualname);
+    OFF("heaptype_cached_keys", PyHeapTypeObject, ht_cached_keys);
+    OFF("tuple_items", PyTupleObject, ob_item);
+    OFF("bytes_sval", PyBytesObject, ob_sval);
+    /* cpython/unicodeobject.h: compact data follows the header struct */
+    OFF("str_length", PyASCIIObject, length);
+    OFF("str_hash", PyASCIIObject, hash);
+    OFF("str_state", PyASCIIObject, state);
+    put("str_ascii_data", (long)sizeof(PyASCIIObject));
+    put("str_compact_data", (long)sizeof(PyCompactUnicodeObject));
+    OFF("str_legacy_data", PyUnicodeObject, data);
+#if PY_VERSION_HEX >= 0x030c0000
+    /* 3.12 cpython/longintrepr.h: lv_tag = ndigits << 3 | sign */
+    OFF("long_size", PyLongObject, long_value.lv_tag);
+    OFF("long_digits", PyLongObject, long_value.ob_digit);
+    put("long_tagged", 1);
+#else
+    OFF("long_size", PyLongObject, ob_base.ob_size);
+    OFF("long_digits", PyLongObject, ob_digit);
+    put("long_tagged", 0);
+#endif
+}
+
+static void probe_exceptions(void)
+{
+    OFF("exc_args", PyBaseExceptionObject, args);
+    OFF("exc_notes", PyBaseExceptionObject, notes);
+    OFF("exc_traceback", PyBaseExceptionObject, traceback);
+    OFF("exc_context", PyBaseExceptionObject, context);
+    OFF("exc_cause", PyBaseExceptionObject, cause);
+    OFF("exc_suppress_context", PyBaseExceptionObject, suppress_context);
+    OFF("tb_next", PyTracebackObject, tb_next);
+    OFF("tb_frame", PyTracebackObject, tb_frame);
+    OFF("tb_lasti", PyTracebackObject, tb_lasti);
+    OFF("tb_lineno", PyTracebackObject, tb_lineno);
+    OFF("gen_exc_state", PyGenObject, gi_exc_state);
+    OFF("gen_frame_state", PyGenObject, gi_frame_state);
+    OFF("gen_iframe", PyGenObject, gi_iframe);
+}
+
+static void probe_containers(void)
+{
+    OFF("dict_keys", PyDictObject, ma_keys);
+    OFF("dict_values", PyDictObject, ma_values);
+    OFF("dictkeys_log2_index_bytes", PyDictKeysObject, dk_log2_index_bytes);
+    OFF("dictkeys_kind", PyDictKeysObject, dk_kind);
+    OFF("dictkeys_nentries", PyDictKeysObject, dk_nentries);
+    OFF("dictkeys_indices", PyDictKeysObject, dk_indices);
+    /* 3.13 pycore_dict.h: capacity/size/embedded/valid bytes precede values[] */
+    OFF("dictvalues_values", PyDictValues, values);
+    OFF("set_mask", PySetObject, mask);
+    OFF("set_table", PySetObject, table);
+    OFF("module_dict", PyModuleObject, md_dict);
+    OFF("weakref_object", PyWeakReference, wr_object);
+}
+
+static void probe_opcodes(void)
+{
+    put("opcode_resume", (long)RESUME);
+#ifdef INSTRUMENTED_RESUME
+    put("opcode_instrumented_resume", (long)INSTRUMENTED_RESUME);
+#else
+    put("opcode_instrumented_resume", ABSENT);
+#endif
+}
+
+int main(void)
+{
+    put("check_py_version_hex", (long)PY_VERSION_HEX);
+    probe_runtime();
+    probe_interp();
+    probe_tstate();
+    probe_frame();
+    probe_code();
+    probe_objects();
+    probe_exceptions();
+    probe_containers();
+    probe_opcodes();
+    return 0;
+}

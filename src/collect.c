@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The snapshot builder (see collect.h): pyproc -> walk -> code cache -> struct snap.
+ *
+ * Per thread: walk the stack, check it did not move (retrying a bounded number of times),
+ * resolve every frame through the code cache and copy the strings into the snapshot's arena
+ * (the cache may evict entries later; the snapshot stays valid). Names come from the threading
+ * module's registry, read once per interpreter. OS state comes from /proc/PID/task/TID.
+ *
+ * Never: leaves a thread stopped (blocking mode resumes through target_release on every
+ * path), or prints (errors are data in the snapshot or a ps_err for the caller).
+ */
+#include "pyscope/collect.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pyscope/procstat.h"
+#include "pyscope/target.h"
+#include "pyscope/walk.h"
+
+#define THREAD_NAME_MAX 256
+/* _status bit 4 (3.12+): the thread is attached (CPython pycore_pystate.h / cpython/pystate.h) */
+#define TSTATE_STATUS_ACTIVE (1u << 4)
+
+struct collector {
+    struct pyproc *pp;
+    const struct collect_opts *opts;
+    struct snap *snap;
+    struct walk_stack stack;
+    struct walk_tstate *ts;
+    size_t nts;
+    struct walk_interp interps[WALK_MAX_INTERPS];
+    size_t ninterps;
+    uint64_t threading_active; /* threading._active dict of the main interpreter, 0 if none */
+};
+
+static double now_mono(void)
+{
+    struct timespec t;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static double now_real(void)
+{
+    struct timespec t;
+
+    (void)clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* threading._active of the main interpreter (best effort: no threading module, no names). */
+static void find_thread_registry(struct collector *c)
+{
+    struct ps_err ignored = {0};
+    uint64_t mod, active;
+
+    c->threading_active = 0;
+    if (c->ninterps == 0)
+        return;
+    if (pyobj_module(&c->pp->ctx, c->interps[c->ninterps - 1].addr, "threading", &mod,
+                     &ignored) < 0)
+        return;
+    if (pyobj_module_global(&c->pp->ctx, mod, "_active", &active, &ignored) < 0)
+        return;
+    c->threading_active = active;
+}
+
+/* The Thread object's _name for ident, or NULL. */
+static const char *thread_name(struct collector *c, const struct walk_tstate *t)
+{
+    struct ps_err ignored = {0};
+    char buf[THREAD_NAME_MAX];
+    uint64_t thread, name;
+
+    if (!c->threading_active || t->interp != c->interps[c->ninterps - 1].addr)
+        return NULL;
+    /* Keys are the ints get_ident() returned; an int below 2^61-1 hashes to itself. */
+    if (t->thread_id >= (1ull << 61) - 1 ||
+        pyobj_dict_get_hash(&c->pp->ctx, c->threading_active, (int64_t)t->thread_id, &thread,
+                            &ignored) < 0)
+        return NULL;
+    if (pyobj_instance_attr(&c->pp->ctx, thread, "_name", &name, &ignored) < 0 ||
+        pyobj_str(&c->pp->ctx, name, buf, sizeof(buf), NULL, &ignored) < 0)
+        return NULL;
+    return snap_strdup(c->snap, buf);
+}
+
+static const struct walk_interp *interp_of(const struct collector *c, uint64_t addr)
+{
+    for (size_t i = 0; i < c->ninterps; i++)
+        if (c->interps[i].addr == addr)
+            return &c->interps[i];
+    return NULL;
+}
+
+/* Walk until two consecutive reads agree (or retries run out). */
+static int walk_consistent(struct collector *c, const struct walk_tstate *t,
+                           struct snap_thread *out, struct ps_err *err)
+{
+    int max = c->opts->blocking ? 1 : c->opts->retries + 1;
+    int rc = 0;
+
+    for (int attempt = 1; attempt <= max; attempt++) {
+        bool changed = false;
+
+        ps_err_clear(err);
+        out->attempts = attempt;
+        rc = walk_stack(c->pp, t->addr, &c->stack, err);
+        if (rc == -PS_EGONE || rc == -ENOMEM)
+            return rc;
+        if (rc == 0 && !c->opts->blocking)
+            rc = walk_stack_changed(c->pp, t->addr, &c->stack, &changed, err);
+        if (rc == 0 && !changed)
+            return 0;
+        if (rc == 0)
+            rc = ps_err_set(err, -PS_ECORRUPT,
+                            "the stack kept changing while it was read (%d attempts); use "
+                            "--blocking for an exact stack",
+                            attempt);
+    }
+    return rc;
+}
+
+static int resolve_frame(struct collector *c, const struct walk_frame *wf, struct snap_frame *sf,
+                         struct ps_err *err)
+{
+    const struct code_info *ci;
+    struct linetab_pos pos;
+    int rc;
+
+    rc = code_cache_resolve(c->pp->codes, &c->pp->ctx, wf->code_addr, &wf->fp, &ci, err);
+    if (rc < 0)
+        return rc;
+    pos = linetab_lookup(&ci->lines, ci->firstlineno, wf->unit);
+    sf->function = snap_strdup(c->snap, ci->name);
+    sf->qualname = snap_strdup(c->snap, ci->qualname);
+    sf->file = snap_strdup(c->snap, ci->filename);
+    if (!sf->function || !sf->qualname || !sf->file)
+        return ps_err_set(err, -ENOMEM, "cannot copy frame names: out of memory");
+    sf->line = pos.line;
+    sf->end_line = pos.end_line;
+    sf->col = pos.col;
+    sf->end_col = pos.end_col;
+    sf->code_addr = wf->code_addr;
+    sf->is_entry = wf->is_entry;
+    sf->owner = wf->owner;
+    return 0;
+}
+
+static int resolve_stack(struct collector *c, struct snap_thread *st, struct ps_err *err)
+{
+    const struct walk_stack *ws = &c->stack;
+    int rc;
+
+    st->frames = snap_alloc(c->snap, (ws->n ? ws->n : 1) * sizeof(*st->frames));
+    if (!st->frames)
+        return ps_err_set(err, -ENOMEM, "cannot allocate frames: out of memory");
+    for (size_t i = 0; i < ws->n; i++) {
+        rc = resolve_frame(c, &ws->frames[i], &st->frames[i], err);
+        if (rc < 0)
+            return rc;
+        st->nframes = i + 1;
+    }
+    if (ws->truncated)
+        st->status = SNAP_THREAD_TRUNCATED;
+    return 0;
+}
+
+/* Everything about one thread except its OS state. */
+static int collect_thread(struct collector *c, const struct walk_tstate *t,
+                          struct snap_thread *st)
+{
+    const struct walk_interp *wi = interp_of(c, t->interp);
+    struct ps_err err = {0};
+    int rc;
+
+    st->thread_id = t->thread_id;
+    st->native_id = t->native_id;
+    st->tstate_addr = t->addr;
+    st->interp_id = t->interp_id;
+    st->gil = wi && wi->gil_holder == t->addr;
+    st->active = t->has_status ? (t->status_bits & TSTATE_STATUS_ACTIVE) != 0 : st->gil;
+    st->name = thread_name(c, t);
+    rc = walk_consistent(c, t, st, &err);
+    if (rc == 0)
+        rc = resolve_stack(c, st, &err);
+    if (rc == -ENOMEM || rc == -PS_EGONE)
+        return rc;
+    if (rc < 0) {
+        st->status = rc == -PS_ECORRUPT ? SNAP_THREAD_INCONSISTENT : SNAP_THREAD_ERROR;
+        st->error = snap_strdup(c->snap, err.msg);
+        /* Keep what the last attempt resolved, flagged: better than nothing in a post-mortem. */
+    }
+    return 0;
+}
+
+static void collect_os(struct collector *c, struct snap_thread *st)
+{
+    struct ps_err ignored = {0};
+    char buf[128];
+
+    memset(&st->os, 0, sizeof(st->os));
+    st->os.state = '?';
+    st->os.syscall = -2;
+    if (procstat_thread_os(c->pp->pid, st->native_id, &st->os, &ignored) < 0)
+        st->os.state = '?';
+    if (st->gil && (st->os.state == 'R' || st->os.syscall == -1))
+        st->activity = snap_strdup(c->snap, "running");
+    else
+        st->activity = snap_strdup(c->snap, procstat_activity(&st->os, buf, sizeof(buf)));
+}
+
+static int collect_process(struct collector *c, struct ps_err *err)
+{
+    struct snap *s = c->snap;
+    struct procstat_proc *proc = calloc(1, sizeof(*proc));
+    struct ps_err ignored = {0};
+
+    if (!proc)
+        return ps_err_set(err, -ENOMEM, "out of memory");
+    s->pid = c->pp->pid;
+    s->version_hex = c->pp->loc.version_hex;
+    (void)snprintf(s->python_version, sizeof(s->python_version), "%s", c->pp->loc.version);
+    s->image = snap_strdup(s, c->pp->loc.image);
+    s->exe = snap_strdup(s, c->pp->loc.exe);
+    if (procstat_proc(c->pp->pid, proc, &ignored) == 0) {
+        s->cmdline = snap_strdup(s, proc->cmdline);
+        s->cpu_user_s = proc->cpu_user_s;
+        s->cpu_system_s = proc->cpu_system_s;
+        s->rss_bytes = proc->rss_bytes;
+    }
+    free(proc);
+    return 0;
+}
+
+static int collect_threads(struct collector *c, struct ps_err *err)
+{
+    struct snap *s = c->snap;
+    int rc;
+
+    rc = walk_tstates(c->pp, c->ts, WALK_MAX_THREADS, &c->nts, c->interps, &c->ninterps, err);
+    if (rc < 0)
+        return rc;
+    if (c->ninterps > 0)
+        s->gil_switches = c->interps[c->ninterps - 1].gil_switches;
+    find_thread_registry(c);
+    s->threads = snap_alloc(s, (c->nts ? c->nts : 1) * sizeof(*s->threads));
+    if (!s->threads)
+        return ps_err_set(err, -ENOMEM, "cannot allocate threads: out of memory");
+    /* Thread states are listed newest first; show the oldest (usually MainThread) first. */
+    for (size_t i = 0; i < c->nts; i++) {
+        struct snap_thread *st = &s->threads[i];
+
+        rc = collect_thread(c, &c->ts[c->nts - 1 - i], st);
+        if (rc < 0)
+            return ps_err_set(err, rc, "the target stopped being readable while reading thread "
+                                       "%d",
+                              (int)st->native_id);
+        collect_os(c, st);
+        s->nthreads = i + 1;
+    }
+    return 0;
+}
+
+static int collect_all(struct collector *c, struct ps_err *err)
+{
+    uint64_t calls0 = c->pp->src->stats.calls;
+    double t0 = now_mono();
+    int rc;
+
+    c->snap->timestamp = now_real();
+    c->snap->blocking = c->opts->blocking;
+    rc = collect_process(c, err);
+    if (rc == 0)
+        rc = collect_threads(c, err);
+    c->snap->read_seconds = now_mono() - t0;
+    c->snap->read_calls = c->pp->src->stats.calls - calls0;
+    return rc;
+}
+
+static int collect_blocking(struct collector *c, struct ps_err *err)
+{
+    struct ps_err derr = {0};
+    size_t nthreads = 0;
+    int rc, rc2;
+
+    rc = target_seize_all(c->pp->pid, &nthreads, err);
+    if (rc == 0)
+        rc = target_stop_all(err);
+    if (rc == 0)
+        rc = collect_all(c, err);
+    /* Always: detaching resumes every stopped thread (also after a failed seize or stop). */
+    rc2 = target_detach_all(&derr);
+    if (rc == 0 && rc2 < 0) {
+        (void)ps_err_set(err, rc2, "%s", derr.msg);
+        rc = rc2;
+    }
+    return rc;
+}
+
+int collect_snapshot(struct pyproc *pp, const struct collect_opts *opts, struct snap **out,
+                     struct ps_err *err)
+{
+    struct collector *c = calloc(1, sizeof(*c));
+    int rc;
+
+    if (!c)
+        return ps_err_set(err, -ENOMEM, "cannot allocate the collector: out of memory");
+    c->pp = pp;
+    c->opts = opts;
+    c->ts = calloc(WALK_MAX_THREADS, sizeof(*c->ts));
+    rc = c->ts ? snap_new(&c->snap, err) : ps_err_set(err, -ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = walk_stack_init(&c->stack, err);
+    if (rc == 0)
+        rc = opts->blocking ? collect_blocking(c, err) : collect_all(c, err);
+    if (rc == 0) {
+        *out = c->snap;
+        c->snap = NULL;
+    }
+    snap_free(c->snap);
+    walk_stack_free(&c->stack);
+    free(c->ts);
+    free(c);
+    return rc;
+}

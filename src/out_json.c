@@ -1,0 +1,262 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * JSON writer for `pyscope dump --json` (see out.h; schema: docs/schema/dump.schema.json).
+ * Data flow: a finished struct snap in, one JSON document out; the text writer (out_text.c)
+ * renders the same model, and the TUI reuses out_json_string for its snapshot file.
+ *
+ * Why jansson rather than hand-written printf: it escapes every string correctly (quotes,
+ * backslashes, control characters), refuses invalid UTF-8 instead of emitting a document no
+ * parser accepts, and writes object keys in insertion order (JSON_PRESERVE_ORDER; implied since
+ * jansson 2.8, asked for explicitly so older versions agree), so the document reads in the
+ * schema's order. jansson stays inside this file: callers get bytes, never a json_t.
+ *
+ * Invariants: the document is built completely before anything is written, so a failure
+ * writes nothing. Building uses a sticky first error (struct jbuild): after a failure every
+ * further value is released and dropped, and one check at the end reports it. Unknown values
+ * are null, never a magic number: negative lines/columns, syscall -2, '?' OS state, empty
+ * wchan, unsigned values past INT64_MAX (json_int_t is signed; Linux pthread_t values are
+ * user-space addresses below 2^47, so this only happens to garbage) and non-finite doubles.
+ */
+#include "pyscope/out.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Significant digits for reals: keeps microseconds of a Unix timestamp and prints 0.0012 as
+ * 0.0012 (jansson's default of 17 prints 0.0011999999999999999). */
+#define JSON_DIGITS 16
+/* Largest indent JSON_INDENT accepts (a 5-bit field). */
+#define JSON_INDENT_MAX 31
+
+/* A document under construction with a sticky first error. */
+struct jbuild {
+    int rc;          /* 0, or the first failure: -ENOMEM or -EINVAL */
+    const char *key; /* for -EINVAL: the key whose string was not valid UTF-8 */
+};
+
+/* Store val under key in obj (stealing val); on any failure record it in b. */
+static void jb_set(struct jbuild *b, json_t *obj, const char *key, json_t *val)
+{
+    if (b->rc != 0 || !val) {
+        json_decref(val);
+        b->rc = b->rc != 0 ? b->rc : -ENOMEM;
+        return;
+    }
+    if (json_object_set_new(obj, key, val) != 0)
+        b->rc = -ENOMEM;
+}
+
+/* A string value, null for NULL. json_string fails for invalid UTF-8 and for ENOMEM; the
+ * unchecked constructor tells them apart. */
+static void jb_str(struct jbuild *b, json_t *obj, const char *key, const char *str)
+{
+    json_t *val;
+    json_t *probe;
+
+    if (!str) {
+        jb_set(b, obj, key, json_null());
+        return;
+    }
+    val = json_string(str);
+    if (!val && b->rc == 0) {
+        probe = json_string_nocheck(str);
+        if (probe) {
+            b->rc = -EINVAL;
+            b->key = key;
+        }
+        json_decref(probe);
+    }
+    jb_set(b, obj, key, val);
+}
+
+/* Non-negative ints; a negative one means unknown. */
+static void jb_int(struct jbuild *b, json_t *obj, const char *key, long long v)
+{
+    jb_set(b, obj, key, v >= 0 ? json_integer(v) : json_null());
+}
+
+static void jb_u64(struct jbuild *b, json_t *obj, const char *key, uint64_t v)
+{
+    jb_set(b, obj, key, v <= INT64_MAX ? json_integer((json_int_t)v) : json_null());
+}
+
+static void jb_num(struct jbuild *b, json_t *obj, const char *key, double v)
+{
+    jb_set(b, obj, key, isfinite(v) ? json_real(v) : json_null());
+}
+
+static void jb_bool(struct jbuild *b, json_t *obj, const char *key, bool v)
+{
+    jb_set(b, obj, key, json_boolean(v));
+}
+
+static json_t *json_frame(struct jbuild *b, const struct snap_frame *f)
+{
+    json_t *o = json_object();
+
+    jb_str(b, o, "function", f->function);
+    jb_str(b, o, "qualname", f->qualname);
+    jb_str(b, o, "file", f->file);
+    jb_int(b, o, "line", f->line);
+    jb_int(b, o, "end_line", f->end_line);
+    jb_int(b, o, "column", f->col);
+    jb_int(b, o, "end_column", f->end_col);
+    jb_bool(b, o, "entry", f->is_entry);
+    return o;
+}
+
+static json_t *json_os(struct jbuild *b, const struct snap_os *os)
+{
+    json_t *o = json_object();
+    char state[2] = {os->state, '\0'};
+    char wchan[sizeof(os->wchan) + 1] = {0};
+    bool known = os->state > ' ' && os->state <= '~' && os->state != '?';
+
+    memcpy(wchan, os->wchan, sizeof(os->wchan)); /* terminated even if the array is full */
+    jb_str(b, o, "state", known ? state : NULL);
+    jb_str(b, o, "wchan", wchan[0] ? wchan : NULL);
+    jb_set(b, o, "syscall", os->syscall >= -1 ? json_integer(os->syscall) : json_null());
+    return o;
+}
+
+static json_t *json_thread(struct jbuild *b, const struct snap_thread *t)
+{
+    json_t *o = json_object();
+    json_t *frames = json_array();
+
+    jb_u64(b, o, "thread_id", t->thread_id);
+    jb_int(b, o, "native_id", t->native_id);
+    jb_str(b, o, "name", t->name);
+    jb_bool(b, o, "gil", t->gil);
+    jb_bool(b, o, "active", t->active);
+    jb_str(b, o, "state", t->activity);
+    jb_set(b, o, "os", json_os(b, &t->os));
+    jb_str(b, o, "status", out_status_name(t->status));
+    jb_str(b, o, "error", t->error);
+    jb_set(b, o, "interpreter_id", json_integer(t->interp_id));
+    for (size_t i = 0; i < t->nframes && b->rc == 0; i++) {
+        if (json_array_append_new(frames, json_frame(b, &t->frames[i])) != 0)
+            b->rc = b->rc != 0 ? b->rc : -ENOMEM;
+    }
+    jb_set(b, o, "frames", frames);
+    return o;
+}
+
+static json_t *json_pair(struct jbuild *b, const char *k1, double v1, const char *k2, double v2)
+{
+    json_t *o = json_object();
+
+    jb_num(b, o, k1, v1);
+    jb_num(b, o, k2, v2);
+    return o;
+}
+
+static json_t *json_stats(struct jbuild *b, const struct snap *s)
+{
+    json_t *o = json_object();
+
+    jb_num(b, o, "read_seconds", s->read_seconds);
+    jb_u64(b, o, "read_calls", s->read_calls);
+    return o;
+}
+
+static json_t *json_doc(struct jbuild *b, const struct snap *s)
+{
+    json_t *o = json_object();
+    json_t *threads = json_array();
+
+    jb_int(b, o, "pid", s->pid);
+    jb_str(b, o, "python_version", s->python_version[0] ? s->python_version : NULL);
+    jb_str(b, o, "executable", s->exe);
+    jb_str(b, o, "image", s->image);
+    jb_str(b, o, "cmdline", s->cmdline);
+    jb_num(b, o, "timestamp", s->timestamp);
+    jb_bool(b, o, "blocking", s->blocking);
+    jb_set(b, o, "cpu", json_pair(b, "user_s", s->cpu_user_s, "system_s", s->cpu_system_s));
+    jb_u64(b, o, "rss_bytes", s->rss_bytes);
+    jb_u64(b, o, "gil_switches", s->gil_switches);
+    for (size_t i = 0; i < s->nthreads && b->rc == 0; i++) {
+        if (json_array_append_new(threads, json_thread(b, &s->threads[i])) != 0)
+            b->rc = b->rc != 0 ? b->rc : -ENOMEM;
+    }
+    jb_set(b, o, "threads", threads);
+    jb_set(b, o, "stats", json_stats(b, s));
+    return o;
+}
+
+/* Build the document of s into *out (a new reference). */
+static int json_build(const struct snap *s, json_t **out, struct ps_err *err)
+{
+    struct jbuild b = {0};
+    json_t *doc = json_doc(&b, s);
+
+    if (b.rc == 0 && doc) {
+        *out = doc;
+        return 0;
+    }
+    json_decref(doc);
+    if (b.rc == -EINVAL)
+        return ps_err_set(err, -EINVAL,
+                          "cannot build the JSON dump: snapshot field \"%s\" is not valid UTF-8; "
+                          "snapshot strings must be copied in with snap_strndup",
+                          b.key ? b.key : "?");
+    return ps_err_set(err, -ENOMEM, "cannot build the JSON dump: out of memory; free memory "
+                                    "or dump fewer threads");
+}
+
+static size_t json_flags(const struct out_opts *opts)
+{
+    int indent = opts ? opts->json_indent : 0;
+    size_t flags = JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(JSON_DIGITS);
+
+    if (indent <= 0)
+        return flags | JSON_COMPACT;
+    return flags | JSON_INDENT(indent < JSON_INDENT_MAX ? indent : JSON_INDENT_MAX);
+}
+
+int out_json_string(const struct snap *s, const struct out_opts *opts, char **out,
+                    struct ps_err *err)
+{
+    json_t *doc = NULL;
+    char *text;
+    int rc;
+
+    assert(s && out);
+    rc = json_build(s, &doc, err);
+    if (rc < 0)
+        return rc;
+    text = json_dumps(doc, json_flags(opts));
+    json_decref(doc);
+    if (!text)
+        return ps_err_set(err, -ENOMEM, "cannot serialise the JSON dump: out of memory; free "
+                                        "memory or dump fewer threads");
+    *out = text;
+    return 0;
+}
+
+int out_json_write(FILE *fp, const struct snap *s, const struct out_opts *opts,
+                   struct ps_err *err)
+{
+    char *text = NULL;
+    int e;
+    int rc;
+
+    assert(fp);
+    rc = out_json_string(s, opts, &text, err);
+    if (rc < 0)
+        return rc;
+    errno = 0;
+    if (fputs(text, fp) >= 0 && fputc('\n', fp) != EOF && fflush(fp) == 0 && !ferror(fp))
+        goto free_text;
+    e = errno > 0 ? errno : EIO;
+    rc = ps_err_set(err, -e, "cannot write the JSON dump: %s; check the output file or pipe",
+                    strerror(e));
+free_text:
+    free(text);
+    return rc;
+}

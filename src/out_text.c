@@ -1,0 +1,463 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Text writer for `pyscope dump` (see out.h). Data flow: a finished struct snap in, lines on a
+ * caller's FILE * out; the JSON writer (out_json.c) renders the same model. Frames are printed
+ * outermost first, like a Python traceback, so the line an SRE reads last is where the thread
+ * is now.
+ *
+ * Invariants: every string that came from the target (names, paths, wait channels, source
+ * lines) goes through text_put(), which escapes C0/C1 control characters and bytes that are
+ * not UTF-8, so a hostile thread name cannot drive the reader's terminal. Source files are
+ * read through a small per-call LRU cache (SRC_CACHE_FILES files of at most SRC_FILE_MAX
+ * bytes, unreadable files cached as misses) and only when they are regular files, so a path
+ * naming a FIFO cannot block the dump. Failing to read source is not an error; failing to
+ * write is, and is reported once after the final flush (stdio errors are sticky).
+ */
+#include "pyscope/out.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Files cached at once: the hot files of one dump (app, framework, stdlib) fit; 8 x 2 MiB. */
+#define SRC_CACHE_FILES 8
+/* Bytes read per source file: lines past it show no source (generated files are the rare
+ * giants); bounds the cache to 16 MiB. */
+#define SRC_FILE_MAX ((size_t)2 << 20)
+/* Bytes of a stripped source line shown; longer lines end in "...". */
+#define SRC_LINE_SHOWN 200
+
+/* ANSI SGR parameters. */
+#define SGR_RESET "0"
+#define SGR_BOLD "1"
+#define SGR_RED "31"
+#define SGR_GREEN "32"
+#define SGR_YELLOW "33"
+#define SGR_DIM "2"
+
+struct src_file {
+    char *name;    /* co_filename as in the snapshot (the cache key); NULL: a free slot */
+    char *data;    /* the file's first SRC_FILE_MAX bytes; NULL when it could not be read */
+    size_t len;
+    uint64_t used; /* tick of the last lookup: the smallest is evicted first */
+};
+
+struct src_cache {
+    const char *root; /* prefix for absolute paths, or NULL */
+    uint64_t tick;
+    struct src_file files[SRC_CACHE_FILES];
+};
+
+struct text_ctx {
+    FILE *fp;
+    const struct out_opts *opts;
+    struct src_cache cache;
+};
+
+const char *out_status_name(enum snap_thread_status status)
+{
+    switch (status) {
+    case SNAP_THREAD_OK:
+        return "ok";
+    case SNAP_THREAD_INCONSISTENT:
+        return "inconsistent";
+    case SNAP_THREAD_TRUNCATED:
+        return "truncated";
+    case SNAP_THREAD_ERROR:
+        return "error";
+    }
+    return "error";
+}
+
+/* ---- safe printing ---------------------------------------------------------------------- */
+
+/* Length of the UTF-8 sequence at p that may reach a terminal as is, or 0 to escape p[0]. */
+static size_t text_safe_len(const unsigned char *p, size_t n)
+{
+    size_t len = 0;
+
+    if (p[0] < 0x80)
+        return (p[0] < 0x20 && p[0] != '\t') || p[0] == 0x7F ? 0 : 1;
+    if (p[0] >= 0xC2 && p[0] <= 0xDF)
+        len = 2;
+    else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+        len = 3;
+    else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+        len = 4;
+    if (len == 0 || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    }
+    /* U+0080..U+009F are the C1 controls (CSI among them). */
+    return p[0] == 0xC2 && p[1] <= 0x9F ? 0 : len;
+}
+
+/* Write n bytes of str with controls and non-UTF-8 bytes escaped (\xNN, \u00NN for C1). */
+static void text_put_n(FILE *fp, const char *str, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)str;
+    size_t i = 0;
+
+    while (i < n) {
+        size_t len = text_safe_len(p + i, n - i);
+        if (len > 0) {
+            (void)fwrite(p + i, 1, len, fp);
+            i += len;
+        } else if (p[i] == 0xC2 && i + 1 < n && p[i + 1] >= 0x80 && p[i + 1] <= 0x9F) {
+            (void)fprintf(fp, "\\u%04x", (unsigned)p[i + 1]);
+            i += 2;
+        } else {
+            (void)fprintf(fp, "\\x%02x", (unsigned)p[i]);
+            i++;
+        }
+    }
+}
+
+static void text_put(FILE *fp, const char *str)
+{
+    text_put_n(fp, str, strlen(str));
+}
+
+static void text_sgr(const struct text_ctx *c, const char *code)
+{
+    if (c->opts->color)
+        (void)fprintf(c->fp, "\033[%sm", code);
+}
+
+/* ---- source lines ------------------------------------------------------------------------ */
+
+/* Read the first SRC_FILE_MAX bytes of a regular file into *data (malloc'ed). 0 or -1. */
+static int src_read(const char *path, char **data, size_t *len)
+{
+    struct stat st;
+    size_t cap;
+    size_t got = 0;
+    char *buf = NULL;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        goto close_fd;
+    cap = (uint64_t)st.st_size < SRC_FILE_MAX ? (size_t)st.st_size : SRC_FILE_MAX;
+    buf = malloc(cap + 1);
+    if (!buf)
+        goto close_fd;
+    while (got < cap) {
+        ssize_t r = read(fd, buf + got, cap - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    (void)close(fd);
+    *data = buf;
+    *len = got;
+    return 0;
+
+close_fd:
+    (void)close(fd);
+    return -1;
+}
+
+static void src_load(struct src_file *f, const char *root)
+{
+    char path[4096];
+    int n = snprintf(path, sizeof(path), "%s%s", root ? root : "", f->name);
+
+    f->data = NULL;
+    f->len = 0;
+    /* Relative names ("<frozen ...>", "<string>", paths relative to the target's cwd) and
+     * paths too long to join are not looked up. */
+    if (f->name[0] != '/' || n < 0 || (size_t)n >= sizeof(path))
+        return;
+    (void)src_read(path, &f->data, &f->len);
+}
+
+/* The cache entry for co_filename name, loading (and evicting the LRU entry) on a miss. */
+static const struct src_file *src_get(struct src_cache *cache, const char *name)
+{
+    struct src_file *victim = &cache->files[0];
+
+    cache->tick++;
+    for (size_t i = 0; i < SRC_CACHE_FILES; i++) {
+        struct src_file *f = &cache->files[i];
+        if (f->name && strcmp(f->name, name) == 0) {
+            f->used = cache->tick;
+            return f;
+        }
+        if (victim->name && (!f->name || f->used < victim->used))
+            victim = f;
+    }
+    free(victim->name);
+    free(victim->data);
+    victim->data = NULL;
+    victim->name = strdup(name);
+    if (!victim->name)
+        return NULL;
+    src_load(victim, cache->root);
+    victim->used = cache->tick;
+    return victim;
+}
+
+static void src_cache_free(struct src_cache *cache)
+{
+    for (size_t i = 0; i < SRC_CACHE_FILES; i++) {
+        free(cache->files[i].name);
+        free(cache->files[i].data);
+    }
+}
+
+/* Python's str.strip() whitespace, ASCII part. */
+static bool src_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\f' || ch == '\v' || ch == '\r';
+}
+
+/* Find line `line` (1-based) of f, stripped of surrounding whitespace. false if absent. */
+static bool src_line(const struct src_file *f, int line, const char **start, size_t *len)
+{
+    const char *p = f->data;
+    const char *end = f->data + f->len;
+    const char *eol;
+
+    for (int i = 1; i < line && p; i++) {
+        p = memchr(p, '\n', (size_t)(end - p));
+        p = p ? p + 1 : NULL;
+    }
+    if (!p || p >= end)
+        return false;
+    eol = memchr(p, '\n', (size_t)(end - p));
+    eol = eol ? eol : end;
+    while (p < eol && src_space(*p))
+        p++;
+    while (eol > p && src_space(eol[-1]))
+        eol--;
+    *start = p;
+    *len = (size_t)(eol - p);
+    return *len > 0;
+}
+
+static void text_source(struct text_ctx *c, const struct snap_frame *fr)
+{
+    const struct src_file *f;
+    const char *p = NULL;
+    size_t len = 0;
+
+    if (!fr->file || fr->line < 1)
+        return;
+    f = src_get(&c->cache, fr->file);
+    if (!f || !f->data || !src_line(f, fr->line, &p, &len))
+        return;
+    (void)fputs("    ", c->fp);
+    if (len <= SRC_LINE_SHOWN) {
+        text_put_n(c->fp, p, len);
+    } else {
+        len = SRC_LINE_SHOWN;
+        while (len > 0 && ((unsigned char)p[len] & 0xC0) == 0x80)
+            len--; /* do not cut a UTF-8 sequence */
+        text_put_n(c->fp, p, len);
+        (void)fputs("...", c->fp);
+    }
+    (void)fputc('\n', c->fp);
+}
+
+/* ---- report ------------------------------------------------------------------------------ */
+
+static void text_bytes(char *buf, size_t size, uint64_t n)
+{
+    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    size_t u = 0;
+
+    if (n < 1024) {
+        (void)snprintf(buf, size, "%" PRIu64 " B", n);
+        return;
+    }
+    v /= 1024.0;
+    while (v >= 1024.0 && u + 1 < sizeof(units) / sizeof(units[0])) {
+        v /= 1024.0;
+        u++;
+    }
+    (void)snprintf(buf, size, "%.1f %s", v, units[u]);
+}
+
+static void text_when(FILE *fp, double timestamp)
+{
+    char buf[64];
+    struct tm tm;
+    time_t t;
+
+    if (!isfinite(timestamp) || timestamp <= 0 || timestamp > 253402300799.0)
+        return; /* unknown, or past 9999-12-31 */
+    t = (time_t)timestamp;
+    if (!gmtime_r(&t, &tm) || strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+        return;
+    (void)fprintf(fp, " at %s", buf);
+}
+
+static void text_header(struct text_ctx *c, const struct snap *s)
+{
+    FILE *fp = c->fp;
+    const char *cmd = s->cmdline && s->cmdline[0] ? s->cmdline : s->exe ? s->exe : "?";
+    char rss[32];
+
+    (void)fprintf(fp, "Process %ld: ", (long)s->pid);
+    text_put(fp, cmd);
+    (void)fprintf(fp, "\nPython %s (", s->python_version[0] ? s->python_version : "?");
+    text_put(fp, s->exe ? s->exe : "?");
+    if (s->image && (!s->exe || strcmp(s->image, s->exe) != 0)) {
+        (void)fputs(", runtime in ", fp);
+        text_put(fp, s->image);
+    }
+    text_bytes(rss, sizeof(rss), s->rss_bytes);
+    (void)fprintf(fp, ")\nCPU user %.2f s, system %.2f s; RSS %s; %zu thread%s\nSnapshot",
+                  s->cpu_user_s, s->cpu_system_s, rss, s->nthreads, s->nthreads == 1 ? "" : "s");
+    text_when(fp, s->timestamp);
+    if (s->read_seconds < 1.0)
+        (void)fprintf(fp, " took %.2f ms", s->read_seconds * 1000.0);
+    else
+        (void)fprintf(fp, " took %.2f s", s->read_seconds);
+    (void)fprintf(fp, " (%" PRIu64 " reads), threads %s\n", s->read_calls,
+                  s->blocking ? "stopped" : "not stopped");
+}
+
+static void text_os(FILE *fp, const struct snap_os *os)
+{
+    size_t wlen = strnlen(os->wchan, sizeof(os->wchan));
+
+    if (os->state <= ' ' || os->state > '~' || os->state == '?')
+        return;
+    (void)fprintf(fp, " (os: %c", os->state);
+    if (wlen > 0 && strcmp(os->wchan, "0") != 0) {
+        (void)fputs(" in ", fp);
+        text_put_n(fp, os->wchan, wlen);
+    }
+    (void)fputc(')', fp);
+}
+
+static void text_thread_header(struct text_ctx *c, const struct snap_thread *t)
+{
+    FILE *fp = c->fp;
+
+    text_sgr(c, SGR_BOLD);
+    (void)fprintf(fp, "Thread %" PRIu64 " (native %ld)", t->thread_id, (long)t->native_id);
+    if (t->name) {
+        (void)fputs(" \"", fp);
+        text_put(fp, t->name);
+        (void)fputc('"', fp);
+    }
+    text_sgr(c, SGR_RESET);
+    if (t->interp_id != 0)
+        (void)fprintf(fp, " [interpreter %" PRId64 "]", t->interp_id);
+    if (t->gil) {
+        (void)fputc(' ', fp);
+        text_sgr(c, SGR_GREEN);
+        (void)fputs("[holds the GIL]", fp);
+        text_sgr(c, SGR_RESET);
+    }
+    if (t->activity) {
+        (void)fputc(' ', fp);
+        text_put(fp, t->activity);
+    }
+    text_os(fp, &t->os);
+    (void)fputc('\n', fp);
+}
+
+static void text_status_note(FILE *fp, const struct snap_thread *t)
+{
+    switch (t->status) {
+    case SNAP_THREAD_INCONSISTENT:
+        (void)fprintf(fp, "  note: the stack kept changing while it was read (%d attempts); "
+                          "the frames may be partial", t->attempts);
+        break;
+    case SNAP_THREAD_TRUNCATED:
+        (void)fprintf(fp, "  note: the stack is deeper than the frame cap; only the innermost "
+                          "%zu frames are shown", t->nframes);
+        return;
+    case SNAP_THREAD_OK:
+    case SNAP_THREAD_ERROR:
+    default:
+        (void)fputs(t->error ? "  error" : "  error: the stack could not be read", fp);
+        break;
+    }
+    if (t->error) {
+        (void)fputs(": ", fp);
+        text_put(fp, t->error);
+    }
+}
+
+static void text_thread_notes(struct text_ctx *c, const struct snap_thread *t)
+{
+    if (t->status != SNAP_THREAD_OK) {
+        text_sgr(c, t->status == SNAP_THREAD_ERROR ? SGR_RED : SGR_YELLOW);
+        text_status_note(c->fp, t);
+        text_sgr(c, SGR_RESET);
+        (void)fputc('\n', c->fp);
+    }
+    if (t->nframes == 0 && t->status != SNAP_THREAD_ERROR)
+        (void)fputs("  (no Python frames)\n", c->fp);
+}
+
+static void text_frame(struct text_ctx *c, const struct snap_frame *f)
+{
+    FILE *fp = c->fp;
+    const char *name = f->qualname ? f->qualname : f->function ? f->function : "<unknown>";
+
+    (void)fputs("  File \"", fp);
+    text_put(fp, f->file ? f->file : "<unknown>");
+    if (f->line >= 0)
+        (void)fprintf(fp, "\", line %d, in ", f->line);
+    else
+        (void)fputs("\", line ?, in ", fp);
+    text_sgr(c, SGR_BOLD);
+    text_put(fp, name);
+    text_sgr(c, SGR_RESET);
+    (void)fputc('\n', fp);
+    if (c->opts->source_lines)
+        text_source(c, f);
+}
+
+static int text_flush(FILE *fp, struct ps_err *err)
+{
+    int e;
+
+    errno = 0;
+    if (fflush(fp) == 0 && !ferror(fp))
+        return 0;
+    e = errno > 0 ? errno : EIO;
+    return ps_err_set(err, -e, "cannot write the text dump: %s; check the output file or pipe",
+                      strerror(e));
+}
+
+int out_text_write(FILE *fp, const struct snap *s, const struct out_opts *opts,
+                   struct ps_err *err)
+{
+    static const struct out_opts defaults;
+    struct text_ctx c = {.fp = fp, .opts = opts ? opts : &defaults};
+
+    assert(fp && s);
+    c.cache.root = c.opts->source_root && c.opts->source_root[0] ? c.opts->source_root : NULL;
+    text_header(&c, s);
+    for (size_t i = 0; i < s->nthreads; i++) {
+        const struct snap_thread *t = &s->threads[i];
+        (void)fputc('\n', fp);
+        text_thread_header(&c, t);
+        text_thread_notes(&c, t);
+        for (size_t j = t->nframes; j > 0; j--)
+            text_frame(&c, &t->frames[j - 1]);
+    }
+    src_cache_free(&c.cache);
+    return text_flush(fp, err);
+}

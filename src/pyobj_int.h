@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PYSCOPE_PYOBJ_INT_H
+#define PYSCOPE_PYOBJ_INT_H
+
+/*
+ * Private to src/pyobj*.c: type checks shared by the scalar readers (pyobj.c) and the dict /
+ * attribute readers (pyobj_dict.c), and the per-version instance-attribute facts that struct
+ * layout does not carry yet (proposed to the layout owner; see pyobj_inst in pyobj_dict.c).
+ */
+
+#include <stdint.h>
+
+#include "pyscope/pyobj.h"
+
+/* tp_flags bits (Include/object.h; identical in 3.11, 3.12 and 3.13 unless noted). */
+#define PYOBJ_TPFLAGS_INLINE_VALUES (1ull << 2) /* 3.13+ */
+#define PYOBJ_TPFLAGS_MANAGED_DICT (1ull << 4)
+#define PYOBJ_TPFLAGS_HEAPTYPE (1ull << 9)
+#define PYOBJ_TPFLAGS_LONG_SUBCLASS (1ull << 24)
+#define PYOBJ_TPFLAGS_BYTES_SUBCLASS (1ull << 27)
+#define PYOBJ_TPFLAGS_UNICODE_SUBCLASS (1ull << 28)
+#define PYOBJ_TPFLAGS_DICT_SUBCLASS (1ull << 29)
+#define PYOBJ_TPFLAGS_TYPE_SUBCLASS (1ull << 31)
+
+/* Decode a little-endian word from a local copy of target bytes (any alignment). */
+uint64_t pyobj_le64(const uint8_t *p);
+
+/*
+ * Check that obj is a non-NULL, 8-byte aligned object whose type is `exact` (skipped when 0)
+ * or whose type's tp_flags has `flag` (subclasses). `what` names the expected type for the
+ * message ("str"). On success *type (optional) receives the type address. -PS_ECORRUPT on a
+ * mismatch, read errors otherwise.
+ */
+int pyobj_check_type(const struct pyctx *c, uint64_t obj, uint64_t exact, uint64_t flag,
+                     const char *what, uint64_t *type, struct ps_err *err) PS_WARN_UNUSED;
+
+/* Read a type's tp_flags. */
+int pyobj_type_flags(const struct pyctx *c, uint64_t type, uint64_t *flags,
+                     struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * Compare str object `obj` with the UTF-8 text `key` (len bytes). *equal is false for
+ * non-str objects and unreadable ones are errors. Reads the header, then the data only if the
+ * length can match.
+ */
+int pyobj_str_equals(const struct pyctx *c, uint64_t obj, const char *key, size_t len,
+                     bool *equal, struct ps_err *err) PS_WARN_UNUSED;
+
+#endif

@@ -1,0 +1,595 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The walker (see walk.h): interpreters -> thread states -> frame chains, as raw frames.
+ *
+ * Place in the data flow: memory source -> walk -> (code.h resolves) -> snapshot. Every field
+ * offset comes from the layout table; nothing here knows a CPython version number.
+ *
+ * A thread's stack is read as: the thread state block (one read), its current frame pointer
+ * (3.11/3.12: one more read through the _PyCFrame), its data-stack chunks (one read each,
+ * usually one), then the frame chain is followed in those copies; frames that live elsewhere
+ * (generators, C-stack shims, frame objects) cost one small read each. Finally every frame's
+ * code header is fetched in one scatter read (unique code objects only) and checked.
+ *
+ * Invariants: every loop has a cap from walk.h; every pointer read from the target is used only
+ * as an address for another bounded read, never dereferenced; a frame whose code object fails
+ * its checks makes the whole walk fail with -PS_ECORRUPT so the caller can retry (the stack
+ * moved under us) rather than show a torn stack.
+ */
+#include "pyscope/walk.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Bytes of a thread state / interpreter / frame we copy: enough for the furthest field. */
+#define WALK_BLOCK_MAX 1024
+#define FRAME_OWNED_BY_GENERATOR 1
+#define FRAME_OWNER_MAX 3
+
+struct chunk_copy {
+    uint64_t start;
+    uint64_t len;
+    uint8_t *buf; /* into the scratch buffer */
+};
+
+/* Per-call scratch, allocated once per walk_stack struct and reused (flat memory). */
+struct walk_scratch {
+    struct chunk_copy chunks[WALK_MAX_CHUNKS];
+    size_t nchunks;
+    uint8_t *bytes;     /* chunk bytes, capacity cap */
+    size_t used, cap;
+    uint64_t *instr;    /* per candidate frame: instruction pointer, WALK_MAX_DEPTH */
+    uint64_t *uniq;     /* unique code addresses, WALK_MAX_DEPTH */
+    uint8_t *hdrs;      /* code headers, WALK_MAX_DEPTH * CODE_HEADER_MAX */
+    size_t *idx;        /* per candidate frame: index into uniq, WALK_MAX_DEPTH */
+};
+
+static uint64_t get64(const uint8_t *blk, int32_t off)
+{
+    uint64_t v = 0;
+
+    if (off >= 0)
+        memcpy(&v, blk + off, sizeof(v));
+    return v;
+}
+
+static int64_t get_i64(const uint8_t *blk, int32_t off)
+{
+    int64_t v = 0;
+
+    if (off >= 0)
+        memcpy(&v, blk + off, sizeof(v));
+    return v;
+}
+
+static int32_t get_i32(const uint8_t *blk, int32_t off)
+{
+    int32_t v = 0;
+
+    if (off >= 0)
+        memcpy(&v, blk + off, sizeof(v));
+    return v;
+}
+
+/* Largest of n offsets, plus 8 bytes for the field itself. */
+static size_t block_len(const int32_t *offs, size_t n)
+{
+    int32_t max = 0;
+
+    for (size_t i = 0; i < n; i++)
+        if (offs[i] > max)
+            max = offs[i];
+    return (size_t)max + 8;
+}
+
+static size_t tstate_len(const struct layout *l)
+{
+    const int32_t offs[] = {l->tstate_next,          l->tstate_interp,
+                            l->tstate_status,        l->tstate_cframe,
+                            l->tstate_current_frame, l->tstate_thread_id,
+                            l->tstate_native_thread_id, l->tstate_datastack_chunk,
+                            l->tstate_datastack_top, l->tstate_datastack_limit};
+    return block_len(offs, sizeof(offs) / sizeof(offs[0]));
+}
+
+static size_t interp_len(const struct layout *l)
+{
+    const int32_t offs[] = {l->interp_next, l->interp_id, l->interp_threads_head,
+                            l->interp_gil_ptr};
+    return block_len(offs, sizeof(offs) / sizeof(offs[0]));
+}
+
+static size_t frame_len(const struct layout *l)
+{
+    const int32_t offs[] = {l->frame_code, l->frame_previous, l->frame_instr, l->frame_owner,
+                            l->frame_is_entry};
+    return block_len(offs, sizeof(offs) / sizeof(offs[0]));
+}
+
+static int read_block(struct pyproc *pp, uint64_t addr, uint8_t *blk, size_t len,
+                      const char *what, struct ps_err *err)
+{
+    int rc;
+
+    if (len > WALK_BLOCK_MAX)
+        return ps_err_set(err, -PS_ECORRUPT, "layout asks for a %zu-byte %s: table is wrong", len,
+                          what);
+    rc = memsrc_read(pp->src, addr, blk, len, err);
+    if (rc < 0)
+        ps_err_prefix(err, "reading the %s at 0x%llx: ", what, (unsigned long long)addr);
+    return rc;
+}
+
+/* ---- interpreters and thread states ------------------------------------------------------ */
+
+static void read_gil(struct pyproc *pp, const uint8_t *iblk, uint64_t iaddr,
+                     struct walk_interp *wi)
+{
+    const struct layout *l = pp->lay;
+    uint8_t g[64];
+    struct ps_err ignored = {0};
+    uint64_t gil = 0;
+    int32_t locked;
+
+    (void)iaddr;
+    if (LAYOUT_HAS(l, interp_gil_ptr))
+        gil = get64(iblk, l->interp_gil_ptr);
+    else if (LAYOUT_HAS(l, runtime_gil))
+        gil = pp->loc.syms.runtime + (uint64_t)l->runtime_gil;
+    wi->gil = gil;
+    if (!gil || l->gil_switch_number + 8 > (int32_t)sizeof(g))
+        return;
+    if (memsrc_read(pp->src, gil, g, (size_t)l->gil_switch_number + 8, &ignored) < 0) {
+        wi->gil = 0;
+        return;
+    }
+    locked = get_i32(g, l->gil_locked);
+    wi->gil_holder = locked == 1 ? get64(g, l->gil_last_holder) : 0;
+    wi->gil_switches = get64(g, l->gil_switch_number);
+}
+
+static void fill_tstate(const struct layout *l, const uint8_t *blk, uint64_t addr,
+                        uint64_t interp, int64_t interp_id, struct walk_tstate *t)
+{
+    t->addr = addr;
+    t->interp = interp;
+    t->interp_id = interp_id;
+    t->thread_id = get64(blk, l->tstate_thread_id);
+    t->native_id = (pid_t)get_i64(blk, l->tstate_native_thread_id);
+    t->has_status = LAYOUT_HAS(l, tstate_status);
+    t->status_bits = t->has_status ? (uint32_t)get_i32(blk, l->tstate_status) : 0;
+}
+
+static int walk_interp_threads(struct pyproc *pp, uint64_t interp, int64_t interp_id,
+                               uint64_t head, struct walk_tstate *ts, size_t cap, size_t *n,
+                               struct ps_err *err)
+{
+    const struct layout *l = pp->lay;
+    uint8_t blk[WALK_BLOCK_MAX];
+    size_t len = tstate_len(l);
+    uint64_t t = head;
+    size_t seen = 0;
+    int rc;
+
+    while (t) {
+        if (seen++ >= WALK_MAX_THREADS || *n >= cap)
+            return ps_err_set(err, -PS_ELIMIT,
+                              "more than %zu thread states in interpreter %lld: the list loops "
+                              "or the process is unusual",
+                              cap, (long long)interp_id);
+        rc = read_block(pp, t, blk, len, "thread state", err);
+        if (rc < 0)
+            return rc;
+        if (get64(blk, l->tstate_interp) != interp)
+            return ps_err_set(err, -PS_ECORRUPT,
+                              "thread state 0x%llx does not point back at interpreter 0x%llx: "
+                              "the thread list changed while read, or the %s layout is wrong",
+                              (unsigned long long)t, (unsigned long long)interp, l->name);
+        fill_tstate(l, blk, t, interp, interp_id, &ts[(*n)++]);
+        if (get64(blk, l->tstate_next) == t)
+            return ps_err_set(err, -PS_ECORRUPT, "thread state 0x%llx links to itself",
+                              (unsigned long long)t);
+        t = get64(blk, l->tstate_next);
+    }
+    return 0;
+}
+
+int walk_tstates(struct pyproc *pp, struct walk_tstate *ts, size_t cap, size_t *n,
+                 struct walk_interp *interps, size_t *ninterps, struct ps_err *err)
+{
+    const struct layout *l = pp->lay;
+    uint8_t blk[WALK_BLOCK_MAX];
+    uint64_t interp;
+    size_t count = 0, ni = 0;
+    int rc;
+
+    rc = memsrc_read_u64(pp->src, pp->loc.syms.runtime + (uint64_t)l->runtime_interpreters_head,
+                         &interp, err);
+    if (rc < 0)
+        return rc;
+    while (interp) {
+        struct walk_interp wi = {.addr = interp};
+
+        if (ni >= WALK_MAX_INTERPS)
+            return ps_err_set(err, -PS_ELIMIT, "more than %d interpreters: the list loops",
+                              WALK_MAX_INTERPS);
+        rc = read_block(pp, interp, blk, interp_len(l), "interpreter state", err);
+        if (rc < 0)
+            return rc;
+        wi.id = get_i64(blk, l->interp_id);
+        read_gil(pp, blk, interp, &wi);
+        rc = walk_interp_threads(pp, interp, wi.id, get64(blk, l->interp_threads_head), ts, cap,
+                                 &count, err);
+        if (rc < 0)
+            return rc;
+        if (interps)
+            interps[ni] = wi;
+        ni++;
+        interp = get64(blk, l->interp_next);
+    }
+    *n = count;
+    if (ninterps)
+        *ninterps = ni;
+    return 0;
+}
+
+/* ---- stacks ------------------------------------------------------------------------------ */
+
+int walk_stack_init(struct walk_stack *st, struct ps_err *err)
+{
+    struct walk_scratch *s;
+
+    memset(st, 0, sizeof(*st));
+    st->frames = calloc(WALK_MAX_DEPTH, sizeof(*st->frames));
+    s = calloc(1, sizeof(*s));
+    if (s) {
+        s->instr = calloc(WALK_MAX_DEPTH, sizeof(*s->instr));
+        s->uniq = calloc(WALK_MAX_DEPTH, sizeof(*s->uniq));
+        s->hdrs = malloc((size_t)WALK_MAX_DEPTH * CODE_HEADER_MAX);
+        s->idx = calloc(WALK_MAX_DEPTH, sizeof(*s->idx));
+    }
+    st->scratch = s;
+    if (!st->frames || !s || !s->instr || !s->uniq || !s->hdrs || !s->idx) {
+        walk_stack_free(st);
+        return ps_err_set(err, -ENOMEM, "cannot allocate a stack buffer: out of memory");
+    }
+    return 0;
+}
+
+void walk_stack_free(struct walk_stack *st)
+{
+    struct walk_scratch *s;
+
+    if (!st)
+        return;
+    s = st->scratch;
+    if (s) {
+        free(s->bytes);
+        free(s->instr);
+        free(s->uniq);
+        free(s->hdrs);
+        free(s->idx);
+        free(s);
+    }
+    free(st->frames);
+    memset(st, 0, sizeof(*st));
+}
+
+/* Reserve len bytes of chunk scratch (grows up to WALK_MAX_CHUNK_BYTES; never shrinks, so a
+ * long-running sampler reaches a fixed footprint). */
+static int scratch_reserve(struct walk_scratch *s, size_t len, uint8_t **out, struct ps_err *err)
+{
+    size_t need = s->used + len;
+
+    if (need > WALK_MAX_CHUNK_BYTES)
+        return ps_err_set(err, -PS_ELIMIT,
+                          "a thread's frame stack is over %u MiB: not a plausible stack",
+                          WALK_MAX_CHUNK_BYTES >> 20);
+    if (need > s->cap) {
+        size_t ncap = s->cap ? s->cap : 32768;
+        uint8_t *nb;
+
+        while (ncap < need)
+            ncap *= 2;
+        nb = realloc(s->bytes, ncap);
+        if (!nb)
+            return ps_err_set(err, -ENOMEM, "cannot grow the stack buffer: out of memory");
+        /* Rebase existing chunk copies into the moved buffer. */
+        for (size_t i = 0; i < s->nchunks; i++)
+            s->chunks[i].buf = nb + (s->chunks[i].buf - s->bytes);
+        s->bytes = nb;
+        s->cap = ncap;
+    }
+    *out = s->bytes + s->used;
+    s->used = need;
+    return 0;
+}
+
+static int copy_chunk(struct pyproc *pp, struct walk_scratch *s, uint64_t start, uint64_t len,
+                      struct ps_err *err)
+{
+    uint8_t *buf = NULL;
+    int rc;
+
+    if (s->nchunks >= WALK_MAX_CHUNKS)
+        return ps_err_set(err, -PS_ELIMIT, "more than %d data-stack chunks in one thread",
+                          WALK_MAX_CHUNKS);
+    if (len > MEMSRC_MAX_READ)
+        return ps_err_set(err, -PS_ECORRUPT, "data-stack chunk of %llu bytes: implausible",
+                          (unsigned long long)len);
+    rc = scratch_reserve(s, (size_t)len, &buf, err);
+    if (rc < 0)
+        return rc;
+    rc = memsrc_read(pp->src, start, buf, (size_t)len, err);
+    if (rc < 0)
+        return rc;
+    s->chunks[s->nchunks++] = (struct chunk_copy){.start = start, .len = len, .buf = buf};
+    return 0;
+}
+
+/* Copy the live part of every data-stack chunk: the newest up to datastack_top, older ones up
+ * to their saved top (a slot index). */
+static int copy_chunks(struct pyproc *pp, struct walk_scratch *s, uint64_t chunk, uint64_t top,
+                       struct ps_err *err)
+{
+    const struct layout *l = pp->lay;
+    uint8_t hdr[64];
+    int rc;
+
+    s->nchunks = 0;
+    s->used = 0;
+    if (!chunk || top <= chunk || top - chunk > MEMSRC_MAX_READ)
+        return 0; /* no chunk, or an implausible top: frames will be read one by one */
+    rc = copy_chunk(pp, s, chunk, top - chunk, err);
+    if (rc < 0)
+        return rc;
+    chunk = get64(s->chunks[0].buf, l->chunk_previous);
+    while (chunk && s->nchunks < WALK_MAX_CHUNKS) {
+        uint64_t size, slots, len;
+
+        rc = memsrc_read(pp->src, chunk, hdr, (size_t)l->chunk_data, err);
+        if (rc < 0)
+            return rc;
+        size = get64(hdr, l->chunk_size);
+        slots = get64(hdr, l->chunk_top);
+        len = (uint64_t)l->chunk_data + slots * 8;
+        if (slots > MEMSRC_MAX_READ / 8 || len > size)
+            return ps_err_set(err, -PS_ECORRUPT, "data-stack chunk 0x%llx has top %llu > size %llu",
+                              (unsigned long long)chunk, (unsigned long long)slots,
+                              (unsigned long long)size);
+        rc = copy_chunk(pp, s, chunk, len, err);
+        if (rc < 0)
+            return rc;
+        chunk = get64(hdr, l->chunk_previous);
+    }
+    return 0;
+}
+
+/* Frame bytes: from a chunk copy when the frame lies wholly inside one, else one read. */
+static int frame_bytes(struct pyproc *pp, const struct walk_scratch *s, uint64_t f,
+                       uint8_t *blk, size_t len, struct ps_err *err)
+{
+    for (size_t i = 0; i < s->nchunks; i++) {
+        const struct chunk_copy *c = &s->chunks[i];
+
+        if (f >= c->start && f - c->start <= c->len && c->len - (f - c->start) >= len) {
+            memcpy(blk, c->buf + (f - c->start), len);
+            return 0;
+        }
+    }
+    return read_block(pp, f, blk, len, "frame", err);
+}
+
+int walk_current_frame(struct pyproc *pp, uint64_t tstate, uint64_t *frame, struct ps_err *err)
+{
+    const struct layout *l = pp->lay;
+    uint64_t cframe;
+    int rc;
+
+    if (LAYOUT_HAS(l, tstate_current_frame))
+        return memsrc_read_u64(pp->src, tstate + (uint64_t)l->tstate_current_frame, frame, err);
+    rc = memsrc_read_u64(pp->src, tstate + (uint64_t)l->tstate_cframe, &cframe, err);
+    if (rc < 0)
+        return rc;
+    if (!cframe) {
+        *frame = 0;
+        return 0;
+    }
+    return memsrc_read_u64(pp->src, cframe + (uint64_t)l->cframe_current_frame, frame, err);
+}
+
+/* Follow `previous` from the top frame, recording candidate frames (shims skipped). */
+static int chain_frames(struct pyproc *pp, struct walk_stack *st, uint64_t f, struct ps_err *err)
+{
+    const struct layout *l = pp->lay;
+    struct walk_scratch *s = st->scratch;
+    uint8_t blk[WALK_BLOCK_MAX];
+    size_t len = frame_len(l);
+    size_t steps = 0;
+    int rc;
+
+    while (f) {
+        uint8_t owner;
+        uint64_t prev;
+
+        if (st->n >= WALK_MAX_DEPTH || steps++ >= 2 * WALK_MAX_DEPTH) {
+            st->truncated = true;
+            break;
+        }
+        rc = frame_bytes(pp, s, f, blk, len, err);
+        if (rc < 0)
+            return rc;
+        owner = blk[l->frame_owner];
+        prev = get64(blk, l->frame_previous);
+        if (steps == 1)
+            st->top_instr = get64(blk, l->frame_instr);
+        if (owner > FRAME_OWNER_MAX || prev == f)
+            return ps_err_set(err, -PS_ECORRUPT, "frame 0x%llx is invalid (owner %u)",
+                              (unsigned long long)f, owner);
+        if (l->frame_owner_cstack >= 0 && owner == (uint8_t)l->frame_owner_cstack) {
+            /* A C-stack shim: the Python frame recorded just before it entered from C. */
+            if (st->n > 0)
+                st->frames[st->n - 1].is_entry = true;
+        } else if (get64(blk, l->frame_code) != pp->loc.syms.none) {
+            struct walk_frame *wf = &st->frames[st->n];
+
+            memset(wf, 0, sizeof(*wf));
+            wf->frame_addr = f;
+            wf->code_addr = get64(blk, l->frame_code);
+            wf->owner = owner;
+            wf->is_entry = LAYOUT_HAS(l, frame_is_entry) && blk[l->frame_is_entry] != 0;
+            s->instr[st->n++] = get64(blk, l->frame_instr);
+        }
+        f = prev;
+    }
+    return 0;
+}
+
+/* Index of code address a in the unique list, adding it when new (n <= WALK_MAX_DEPTH). A
+ * linear scan from the end: stacks repeat recent code (recursion), and n is small in practice;
+ * the worst case (8192 distinct) is bounded. */
+static size_t uniq_index(uint64_t *uniq, size_t *n, uint64_t a)
+{
+    for (size_t i = *n; i > 0; i--)
+        if (uniq[i - 1] == a)
+            return i - 1;
+    uniq[*n] = a;
+    return (*n)++;
+}
+
+static int read_code_headers(struct pyproc *pp, struct walk_stack *st, size_t *idx_out,
+                             size_t *nuniq, struct ps_err *err)
+{
+    struct walk_scratch *s = st->scratch;
+    struct memsrc_iov iov[MEMSRC_MAX_IOV];
+    size_t hlen = code_header_len(pp->lay);
+    size_t n = 0;
+    int rc;
+
+    if (hlen > CODE_HEADER_MAX)
+        return ps_err_set(err, -PS_ECORRUPT, "code header of %zu bytes: layout is wrong", hlen);
+    for (size_t i = 0; i < st->n; i++)
+        idx_out[i] = uniq_index(s->uniq, &n, st->frames[i].code_addr);
+    for (size_t done = 0; done < n;) {
+        size_t batch = n - done < MEMSRC_MAX_IOV ? n - done : MEMSRC_MAX_IOV;
+
+        for (size_t j = 0; j < batch; j++)
+            iov[j] = (struct memsrc_iov){.addr = s->uniq[done + j],
+                                         .buf = s->hdrs + (done + j) * CODE_HEADER_MAX,
+                                         .len = hlen};
+        rc = memsrc_readv(pp->src, iov, batch, err);
+        if (rc < 0) {
+            ps_err_prefix(err, "reading code objects: ");
+            return rc;
+        }
+        done += batch;
+    }
+    *nuniq = n;
+    return 0;
+}
+
+/* Compute each frame's code unit, check it, and drop incomplete frames (in place). */
+static int finish_frames(struct pyproc *pp, struct walk_stack *st, const size_t *idx,
+                         struct ps_err *err)
+{
+    const struct layout *l = pp->lay;
+    struct walk_scratch *s = st->scratch;
+    size_t out = 0;
+
+    for (size_t i = 0; i < st->n; i++) {
+        struct walk_frame wf = st->frames[i];
+        uint64_t base;
+        int64_t diff;
+
+        code_fp_parse(l, s->hdrs + idx[i] * CODE_HEADER_MAX, &wf.fp);
+        if (wf.fp.type != pp->loc.syms.code_type || wf.fp.size > (1u << 24))
+            return ps_err_set(err, -PS_ECORRUPT,
+                              "frame 0x%llx has no valid code object (0x%llx): the stack "
+                              "changed while read, or the %s layout is wrong",
+                              (unsigned long long)wf.frame_addr,
+                              (unsigned long long)wf.code_addr, l->name);
+        base = wf.code_addr + (uint64_t)l->code_code_adaptive;
+        diff = (int64_t)(s->instr[i] - base);
+        if (diff % 2 != 0 || diff < -2 || diff / 2 > (int64_t)wf.fp.size)
+            return ps_err_set(err, -PS_ECORRUPT,
+                              "frame 0x%llx points outside its bytecode (offset %lld of %llu "
+                              "units)",
+                              (unsigned long long)wf.frame_addr, (long long)diff,
+                              (unsigned long long)wf.fp.size);
+        wf.unit = diff / 2;
+        /* _PyFrame_IsIncomplete: still in the prologue, before the first RESUME. */
+        if (wf.owner != FRAME_OWNED_BY_GENERATOR && wf.unit < wf.fp.firsttraceable) {
+            if (wf.is_entry && out > 0)
+                st->frames[out - 1].is_entry = true;
+            continue;
+        }
+        st->frames[out++] = wf;
+    }
+    st->n = out;
+    return 0;
+}
+
+/* The thread's current frame from its thread-state block (3.13: a field; 3.11/3.12: through
+ * the _PyCFrame, one more read). */
+static int top_frame_of(struct pyproc *pp, const uint8_t *blk, uint64_t *frame,
+                        struct ps_err *err)
+{
+    const struct layout *l = pp->lay;
+    uint64_t cframe;
+
+    if (LAYOUT_HAS(l, tstate_current_frame)) {
+        *frame = get64(blk, l->tstate_current_frame);
+        return 0;
+    }
+    cframe = get64(blk, l->tstate_cframe);
+    *frame = 0;
+    if (!cframe)
+        return 0;
+    return memsrc_read_u64(pp->src, cframe + (uint64_t)l->cframe_current_frame, frame, err);
+}
+
+int walk_stack(struct pyproc *pp, uint64_t tstate, struct walk_stack *st, struct ps_err *err)
+{
+    const struct layout *l = pp->lay;
+    struct walk_scratch *s = st->scratch;
+    uint8_t blk[WALK_BLOCK_MAX];
+    size_t nuniq = 0;
+    int rc;
+
+    st->n = 0;
+    st->truncated = false;
+    st->top_instr = 0;
+    rc = read_block(pp, tstate, blk, tstate_len(l), "thread state", err);
+    if (rc == 0)
+        rc = top_frame_of(pp, blk, &st->top_frame, err);
+    if (rc == 0)
+        rc = copy_chunks(pp, s, get64(blk, l->tstate_datastack_chunk),
+                         get64(blk, l->tstate_datastack_top), err);
+    if (rc == 0)
+        rc = chain_frames(pp, st, st->top_frame, err);
+    if (rc < 0 || st->n == 0)
+        return rc;
+    rc = read_code_headers(pp, st, s->idx, &nuniq, err);
+    if (rc == 0)
+        rc = finish_frames(pp, st, s->idx, err);
+    return rc;
+}
+
+int walk_stack_changed(struct pyproc *pp, uint64_t tstate, const struct walk_stack *st,
+                       bool *changed, struct ps_err *err)
+{
+    uint64_t frame, instr = 0;
+    int rc;
+
+    rc = walk_current_frame(pp, tstate, &frame, err);
+    if (rc < 0)
+        return rc;
+    if (frame && frame == st->top_frame) {
+        rc = memsrc_read_u64(pp->src, frame + (uint64_t)pp->lay->frame_instr, &instr, err);
+        if (rc < 0)
+            return rc;
+    }
+    *changed = frame != st->top_frame || (frame && instr != st->top_instr);
+    return 0;
+}

@@ -1,0 +1,344 @@
+"""pytest harness for pyscope's integration tests: real interpreters, real targets, ground truth.
+
+Interpreters: PYSCOPE_PYTHON_VERSIONS ("3.12" by default; "3.11,3.12,3.13" for the full matrix)
+parametrises every test that takes the `python` fixture; scripts/find-python resolves each version
+to a real binary. A missing interpreter or tool fails the run when CI=true and skips the test
+locally, with the reason.
+
+Targets (tests/targets/) write their own ground truth atomically and park. `launch` starts one,
+waits for its truth file by polling the file (state, with a deadline; never a bare sleep), and at
+teardown asserts that the target is alive (where expected), not stopped and not traced, then kills
+and reaps it. `pyscope(...)` runs the binary (PYSCOPE_BIN, default build/pyscope) with a 30 s
+timeout and fails the test on a hang, a signal or an undocumented exit code.
+"""
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGETS = ROOT / "tests" / "targets"
+FIND_PYTHON = ROOT / "scripts" / "find-python"
+VALIDATE_JSON = ROOT / "tests" / "tools" / "validate_json.py"
+DUMP_SCHEMA = ROOT / "docs" / "schema" / "dump.schema.json"
+PYSCOPE_BIN = Path(os.environ.get("PYSCOPE_BIN") or ROOT / "build" / "pyscope")
+
+IN_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
+PYSCOPE_TIMEOUT_S = 30.0
+TARGET_READY_S = 30.0
+
+# Exit codes of the CLI contract.
+RC_OK, RC_PARTIAL, RC_ERROR, RC_PERM, RC_NOTPY, RC_VERSION, RC_NOPROC, RC_USAGE = \
+    0, 1, 2, 3, 4, 5, 6, 64
+DOCUMENTED_RCS = frozenset({0, 1, 2, 3, 4, 5, 6, 64})
+NOBODY = 65534
+
+
+def require(condition, reason):
+    """A missing prerequisite fails the run in CI and skips the test locally."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"missing prerequisite (CI=true, so this fails): {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def wait_for(predicate, timeout, what, poll=0.005):
+    """Poll predicate() until it returns a truthy value; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}", pytrace=False)
+        time.sleep(poll)
+
+
+# --- interpreters -------------------------------------------------------------------------------
+
+def interpreter_versions():
+    raw = os.environ.get("PYSCOPE_PYTHON_VERSIONS", "3.12")
+    return [v for v in raw.replace(",", " ").split() if v]
+
+
+@functools.lru_cache(maxsize=None)
+def _resolve_python(version):
+    """(path, None) or (None, reason) for `scripts/find-python version`, version-checked."""
+    if not os.access(FIND_PYTHON, os.X_OK):
+        return None, f"{FIND_PYTHON.relative_to(ROOT)} is missing or not executable"
+    try:
+        found = subprocess.run([str(FIND_PYTHON), version], capture_output=True, text=True,
+                               timeout=30)
+    except subprocess.TimeoutExpired:
+        return None, f"scripts/find-python {version} hung"
+    path = found.stdout.strip()
+    if found.returncode != 0 or not path:
+        return None, f"no Python {version} found by scripts/find-python: {found.stderr.strip()}"
+    probe = subprocess.run([path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                           capture_output=True, text=True, timeout=30)
+    if probe.stdout.strip() != version:
+        return None, f"scripts/find-python {version} gave {path}, which is {probe.stdout.strip()}"
+    return path, None
+
+
+def find_python(version):
+    path, reason = _resolve_python(version)
+    require(path is not None, reason)
+    return path
+
+
+def pytest_generate_tests(metafunc):
+    if "python" in metafunc.fixturenames:
+        metafunc.parametrize("python", interpreter_versions(), indirect=True,
+                             ids=lambda v: f"py{v}")
+
+
+@pytest.fixture(scope="session")
+def python(request):
+    """Path of the interpreter under test (one per PYSCOPE_PYTHON_VERSIONS entry)."""
+    return find_python(request.param)
+
+
+# --- pyscope ------------------------------------------------------------------------------------
+
+class Result:
+    def __init__(self, rc, stdout, stderr, argv):
+        self.rc, self.stdout, self.stderr, self.argv = rc, stdout, stderr, argv
+
+    def __iter__(self):
+        return iter((self.rc, self.stdout, self.stderr))
+
+    def __repr__(self):
+        return (f"pyscope {' '.join(self.argv)} -> rc {self.rc}\n"
+                f"--- stderr ---\n{self.stderr}\n--- stdout (first 3000) ---\n{self.stdout[:3000]}")
+
+    def json(self):
+        try:
+            return json.loads(self.stdout)
+        except ValueError as exc:
+            pytest.fail(f"stdout is not one JSON document ({exc}): {self!r}", pytrace=False)
+
+
+def run_pyscope(*args, as_user=None, timeout=PYSCOPE_TIMEOUT_S):
+    """Run pyscope; return Result (iterable as (rc, stdout, stderr)).
+
+    Fails the test if pyscope hangs past `timeout`, dies of a signal, exits with a code outside
+    the documented set, or writes anything that is not UTF-8. as_user=uid runs it through
+    setpriv with that uid/gid, no groups and no capabilities.
+    """
+    require(PYSCOPE_BIN.is_file() and os.access(PYSCOPE_BIN, os.X_OK),
+            f"pyscope binary {PYSCOPE_BIN} not built (set PYSCOPE_BIN)")
+    args = [str(a) for a in args]
+    argv = [str(PYSCOPE_BIN), *args]
+    if as_user is not None:
+        argv = ["setpriv", f"--reuid={as_user}", f"--regid={as_user}", "--clear-groups",
+                "--inh-caps=-all", *argv]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"pyscope {' '.join(args)} hung for {timeout:.0f} s; stderr: "
+                    f"{err.decode(errors='replace')}", pytrace=False)
+    try:
+        stdout, stderr = out.decode("utf-8"), err.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        pytest.fail(f"pyscope {' '.join(args)} wrote invalid UTF-8: {exc}", pytrace=False)
+    result = Result(proc.returncode, stdout, stderr, args)
+    if result.rc < 0:
+        pytest.fail(f"pyscope crashed: killed by signal {signal.Signals(-result.rc).name}\n"
+                    f"{result!r}", pytrace=False)
+    assert result.rc in DOCUMENTED_RCS, f"undocumented exit code: {result!r}"
+    return result
+
+
+@pytest.fixture(scope="session")
+def pyscope():
+    """The pyscope runner: pyscope("dump", "--json", pid) -> Result."""
+    return run_pyscope
+
+
+def validate_dump_json(path):
+    """Validate a JSON file against docs/schema/dump.schema.json with tests/tools/validate_json.py."""
+    assert VALIDATE_JSON.is_file(), f"{VALIDATE_JSON} is missing"
+    assert DUMP_SCHEMA.is_file(), f"{DUMP_SCHEMA} is missing"
+    proc = subprocess.run([sys.executable, str(VALIDATE_JSON), str(DUMP_SCHEMA), str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"schema validation failed:\n{proc.stdout}\n{proc.stderr}"
+
+
+# --- target state -------------------------------------------------------------------------------
+
+def _status_fields(path):
+    fields = {}
+    with open(path, encoding="utf-8", errors="replace") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
+def _stat_state(path):
+    with open(path, encoding="utf-8", errors="replace") as stat:
+        text = stat.read()
+    return text[text.rindex(")") + 2:].split()[0]
+
+
+def task_ids(pid):
+    try:
+        return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+    except FileNotFoundError:
+        return []
+
+
+def tracer_pids(pid):
+    """{tid: TracerPid} for every live task of pid."""
+    tracers = {}
+    for tid in task_ids(pid):
+        try:
+            tracers[tid] = int(_status_fields(f"/proc/{pid}/task/{tid}/status")["TracerPid"])
+        except FileNotFoundError:
+            pass                                    # the task exited meanwhile
+    return tracers
+
+
+def assert_not_stopped_or_traced(pid):
+    """The process and every task: state not T/t, TracerPid 0."""
+    status = _status_fields(f"/proc/{pid}/status")
+    assert status["State"][:1] not in ("T", "t"), f"pid {pid} is stopped: {status['State']}"
+    assert status["TracerPid"] == "0", f"pid {pid} is traced by {status['TracerPid']}"
+    for tid in task_ids(pid):
+        try:
+            state = _stat_state(f"/proc/{pid}/task/{tid}/stat")
+        except FileNotFoundError:
+            continue
+        assert state not in ("T", "t"), f"task {tid} of pid {pid} is stopped ({state})"
+    traced = {tid: tracer for tid, tracer in tracer_pids(pid).items() if tracer != 0}
+    assert not traced, f"tasks of pid {pid} are traced: {traced}"
+
+
+def is_zombie_or_gone(pid):
+    try:
+        return _status_fields(f"/proc/{pid}/status")["State"][:1] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+# --- targets ------------------------------------------------------------------------------------
+
+class Target:
+    """A launched target process and its latest ground truth. Unpacks as (proc, truth)."""
+
+    def __init__(self, proc, truth_path, log_path, expect_alive):
+        self.proc, self.pid = proc, proc.pid
+        self.truth_path, self.log_path = truth_path, log_path
+        self.expect_alive = expect_alive
+        self.truth = None
+
+    def __iter__(self):
+        return iter((self.proc, self.truth))
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _load(self, generation):
+        if self.proc.poll() is not None:
+            pytest.fail(f"target exited with {self.proc.returncode} before writing its truth:\n"
+                        f"{self.log()}", pytrace=False)
+        try:
+            with open(self.truth_path, encoding="utf-8") as f:
+                doc = json.load(f)
+        except (FileNotFoundError, ValueError):
+            return None
+        return doc if doc.get("generation", 0) == generation else None
+
+    def wait_truth(self, generation=0):
+        """Wait for the truth file of `generation`, then for its writer thread to be gone."""
+        doc = wait_for(lambda: self._load(generation), TARGET_READY_S,
+                       f"{self.truth_path.name} generation {generation} from pid {self.pid}")
+        if "error" in doc:
+            pytest.fail(f"target could not produce its truth: {doc['error']}\n{self.log()}",
+                        pytrace=False)
+        writer = doc.get("writer_native_id")
+        if writer is not None:
+            wait_for(lambda: not os.path.exists(f"/proc/{self.pid}/task/{writer}"),
+                     TARGET_READY_S, f"truth writer thread {writer} to exit")
+        self.truth = doc
+        return doc
+
+    def spawn_thread(self):
+        """Ask shapes.py for one more parked thread; return the next generation's truth."""
+        generation = self.truth["generation"] + 1
+        os.kill(self.pid, signal.SIGUSR1)
+        return self.wait_truth(generation)
+
+    def teardown(self):
+        try:
+            if self.proc.poll() is None:
+                if not is_zombie_or_gone(self.pid):
+                    assert_not_stopped_or_traced(self.pid)
+            elif self.expect_alive:
+                pytest.fail(f"target pid {self.pid} died during the test "
+                            f"(status {self.proc.returncode}):\n{self.log()}", pytrace=False)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def launch(tmp_path):
+    """Factory: launch(argv, truth=True, expect_alive=True) -> Target.
+
+    With truth=True the path of the truth file is appended to argv (the targets take it as their
+    first argument, so put extra arguments after with `extra`) and launch waits for it.
+    """
+    targets = []
+
+    def _launch(argv, truth=True, expect_alive=True, extra=()):
+        n = len(targets)
+        truth_path = tmp_path / f"truth{n}.json"
+        log_path = tmp_path / f"target{n}.log"
+        argv = [str(a) for a in argv] + ([str(truth_path)] if truth else []) + \
+            [str(a) for a in extra]
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        target = Target(proc, truth_path, log_path, expect_alive)
+        targets.append(target)
+        if truth:
+            target.wait_truth(0)
+        return target
+
+    yield _launch
+    failures = []
+    for target in targets:
+        try:
+            target.teardown()
+        except BaseException as exc:  # noqa: B902 - report every target, then re-raise
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+
+
+def python_target(python, script):
+    return [python, "-I", "-u", str(TARGETS / script)]
+
+
+@pytest.fixture
+def shapes(python, launch):
+    """shapes.py under the interpreter under test, parked, truth loaded. Unpacks as (proc, truth)."""
+    return launch(python_target(python, "shapes.py"))

@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * layout: version mapping, by-index/by-name access, and the generated tables against ground
+ * truth measured independently of the generator (CPYTHON.md §7: offsetof probes, DWARF and
+ * 3.13.0's _Py_DebugOffsets on pyenv 3.11.7, 3.12.1, 3.13.0). If a regeneration moves one of
+ * these numbers, the reading code that relies on them must be revisited, so the test fails.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "pyscope/layout.h"
+
+struct expect {
+    const char *field;
+    int32_t value;
+};
+
+static const struct layout *must_get(uint32_t version_hex)
+{
+    const struct layout *lay = layout_for_version(version_hex);
+
+    assert_non_null(lay);
+    return lay;
+}
+
+static void check_values(const struct layout *lay, const struct expect *exp, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int32_t got = 0;
+
+        assert_true(layout_field_by_name(lay, exp[i].field, &got));
+        if (got != exp[i].value) {
+            fail_msg("%s %s: table %d, measured %d", lay->name, exp[i].field, (int)got,
+                     (int)exp[i].value);
+        }
+    }
+}
+
+static void test_version_mapping(void **state)
+{
+    (void)state;
+    assert_null(layout_for_version(0x030a0df0));                  /* 3.10.13 */
+    assert_null(layout_for_version(0x030e00f0));                  /* 3.14.0 */
+    assert_null(layout_for_version(0x020712f0));                  /* 2.7.18 */
+    assert_null(layout_for_version(0x040b0000));                  /* 4.11: major matters too */
+    assert_ptr_equal(must_get(0x030c01f0), must_get(0x030c0000)); /* 3.12.1 -> 3.12 */
+    assert_string_equal(must_get(0x030c01f0)->name, "3.12");
+    assert_string_equal(must_get(0x030b02f0)->name, "3.11"); /* Debian 3.11.2 */
+    assert_string_equal(must_get(0x030d00a1)->name, "3.13"); /* alpha shares the minor */
+    assert_int_equal(must_get(0x030d00f0)->version_hex_min, 0x030d0000);
+}
+
+static void test_supported_lists_every_table(void **state)
+{
+    static const uint32_t versions[] = {0x030b0000, 0x030c0000, 0x030d0000};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+        const struct layout *lay = must_get(versions[i]);
+
+        assert_non_null(strstr(layout_supported(), lay->name));
+        assert_int_equal(strncmp(lay->generated_from, lay->name, strlen(lay->name)), 0);
+    }
+}
+
+static void test_field_access(void **state)
+{
+    const struct layout *lay = must_get(0x030c01f0);
+    int32_t v = 12345;
+
+    (void)state;
+    assert_true(layout_field_count() > 100);
+    assert_string_equal(layout_field_name(0), "runtime_size");
+    assert_int_equal(layout_field_value(lay, 0), lay->runtime_size);
+    assert_string_equal(layout_field_name(layout_field_count() - 1), "opcode_instrumented_resume");
+    assert_null(layout_field_name(layout_field_count()));
+    assert_int_equal(layout_field_value(lay, layout_field_count()), LAYOUT_ABSENT);
+    assert_int_equal(layout_field_value(NULL, 0), LAYOUT_ABSENT);
+
+    assert_true(layout_field_by_name(lay, "tstate_native_thread_id", &v));
+    assert_int_equal(v, lay->tstate_native_thread_id);
+    v = 12345;
+    assert_false(layout_field_by_name(lay, "no_such_field", &v));
+    assert_false(layout_field_by_name(lay, "tstate_native_thread_i", &v)); /* no prefixes */
+    assert_false(layout_field_by_name(NULL, "tstate_next", &v));
+    assert_int_equal(v, 12345); /* out-param untouched on failure */
+}
+
+/* Every name resolves by name to the value found by index, and names are unique. */
+static void test_names_and_indices_agree(void **state)
+{
+    const struct layout *lay = must_get(0x030d0000);
+
+    (void)state;
+    for (size_t i = 0; i < layout_field_count(); i++) {
+        int32_t v = 0;
+
+        assert_true(layout_field_by_name(lay, layout_field_name(i), &v));
+        assert_int_equal(v, layout_field_value(lay, i));
+        for (size_t j = 0; j < i; j++) {
+            assert_string_not_equal(layout_field_name(i), layout_field_name(j));
+        }
+    }
+}
+
+static void test_3_11_measured(void **state)
+{
+    static const struct expect exp[] = {
+        {"runtime_size", 166688},
+        {"runtime_tstate_current", 576},
+        {"interp_threads_head", 16},
+        {"interp_modules", 888},
+        {"tstate_cframe", 56},
+        {"cframe_current_frame", 8},
+        {"tstate_curexc_value", 104},
+        {"tstate_exc_state", 320},
+        {"tstate_native_thread_id", 160},
+        {"tstate_datastack_chunk", 296},
+        {"frame_code", 32},
+        {"frame_previous", 48},
+        {"frame_instr", 56},
+        {"frame_is_entry", 68},
+        {"frame_owner", 69},
+        {"code_firstlineno", 72},
+        {"code_code_adaptive", 184},
+        {"heaptype_qualname", 864},
+        {"str_ascii_data", 48},
+        {"str_compact_data", 72},
+        {"gen_frame_state", 75},
+        {"gen_iframe", 80},
+        {"task_state", 88},
+        {"task_coro", 136},
+        {"opcode_resume", 151},
+        {"long_tagged", 0},
+    };
+
+    (void)state;
+    check_values(must_get(0x030b07f0), exp, sizeof(exp) / sizeof(exp[0]));
+}
+
+static void test_3_12_measured(void **state)
+{
+    static const struct expect exp[] = {
+        {"runtime_size", 459944},
+        {"runtime_main_thread", 64},
+        {"interp_id", 8},
+        {"interp_threads_head", 72},
+        {"interp_gil_ptr", 384},
+        {"tstate_status", 24},
+        {"cframe_current_frame", 0},
+        {"tstate_current_exception", 96},
+        {"tstate_native_thread_id", 144},
+        {"tstate_datastack_top", 240},
+        {"frame_code", 0},
+        {"frame_owner", 70},
+        {"frame_localsplus", 72},
+        {"code_version", 92},
+        {"code_code_adaptive", 192},
+        {"str_ascii_data", 40},
+        {"gen_iframe", 72},
+        {"task_fut_waiter", 128},
+        {"task_name", 144},
+        {"futureiter_future", 16},
+        {"opcode_resume", 151},
+        {"opcode_instrumented_resume", 240},
+        {"frame_owner_cstack", 3},
+        {"long_tagged", 1},
+    };
+
+    (void)state;
+    check_values(must_get(0x030c01f0), exp, sizeof(exp) / sizeof(exp[0]));
+}
+
+static void test_3_13_measured(void **state)
+{
+    static const struct expect exp[] = {
+        {"runtime_size", 283320},
+        {"runtime_interpreters_head", 632},
+        {"interp_next", 7264},
+        {"interp_threads_head", 7344},
+        {"interp_modules", 7656},
+        {"interp_gil_ptr", 16},
+        {"tstate_status", 32},
+        {"tstate_state", 40},
+        {"tstate_current_frame", 72},
+        {"tstate_current_exception", 112},
+        {"tstate_native_thread_id", 160},
+        {"frame_instr", 56},
+        {"code_firsttraceable", 184},
+        {"code_code_adaptive", 200},
+        {"dictvalues_values", 8},
+        {"task_state", 96},
+        {"task_fut_waiter", 112},
+        {"task_name", 128},
+        {"frame_instr_is_current", 1},
+        {"set_table", 40},
+    };
+
+    (void)state;
+    check_values(must_get(0x030d00f0), exp, sizeof(exp) / sizeof(exp[0]));
+}
+
+/* Fields a version lacks must read as absent, or code would follow garbage offsets. */
+static void test_absent_fields(void **state)
+{
+    const struct layout *l11 = must_get(0x030b0000);
+    const struct layout *l12 = must_get(0x030c0000);
+    const struct layout *l13 = must_get(0x030d0000);
+
+    (void)state;
+    assert_false(LAYOUT_HAS(l11, tstate_status));
+    assert_false(LAYOUT_HAS(l11, tstate_current_exception));
+    assert_false(LAYOUT_HAS(l11, interp_gil_ptr));
+    assert_false(LAYOUT_HAS(l11, frame_owner_cstack));
+    assert_false(LAYOUT_HAS(l11, opcode_instrumented_resume));
+    assert_false(LAYOUT_HAS(l12, tstate_state));
+    assert_false(LAYOUT_HAS(l12, tstate_current_frame));
+    assert_false(LAYOUT_HAS(l12, runtime_gil));
+    assert_false(LAYOUT_HAS(l12, frame_is_entry));
+    assert_false(LAYOUT_HAS(l13, tstate_cframe));
+    assert_false(LAYOUT_HAS(l13, tstate_curexc_type));
+    assert_true(LAYOUT_HAS(l13, frame_owner));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_version_mapping), cmocka_unit_test(test_supported_lists_every_table),
+        cmocka_unit_test(test_field_access),    cmocka_unit_test(test_names_and_indices_agree),
+        cmocka_unit_test(test_3_11_measured),   cmocka_unit_test(test_3_12_measured),
+        cmocka_unit_test(test_3_13_measured),   cmocka_unit_test(test_absent_fields),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
