@@ -208,7 +208,8 @@ static void collect_os(struct collector *c, struct snap_thread *st)
     memset(&st->os, 0, sizeof(st->os));
     st->os.state = '?';
     st->os.syscall = -2;
-    if (procstat_thread_os(c->pp->pid, st->native_id, &st->os, &ignored) < 0)
+    /* pid 0: a replayed fixture, no live /proc to consult. */
+    if (c->pp->pid <= 0 || procstat_thread_os(c->pp->pid, st->native_id, &st->os, &ignored) < 0)
         st->os.state = '?';
     if (st->gil && (st->os.state == 'R' || st->os.syscall == -1))
         st->activity = snap_strdup(c->snap, "running");
@@ -229,7 +230,7 @@ static int collect_process(struct collector *c, struct ps_err *err)
     (void)snprintf(s->python_version, sizeof(s->python_version), "%s", c->pp->loc.version);
     s->image = snap_strdup(s, c->pp->loc.image);
     s->exe = snap_strdup(s, c->pp->loc.exe);
-    if (procstat_proc(c->pp->pid, proc, &ignored) == 0) {
+    if (c->pp->pid > 0 && procstat_proc(c->pp->pid, proc, &ignored) == 0) {
         s->cmdline = snap_strdup(s, proc->cmdline);
         s->cpu_user_s = proc->cpu_user_s;
         s->cpu_system_s = proc->cpu_system_s;

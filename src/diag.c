@@ -62,7 +62,7 @@ static int diag_rule_gone(const struct diag_facts *f, enum diag_op op, const cha
     if (!f->exists)
         return ps_err_replace(err, -ESRCH,
                               "%s: no such process (it exited, or it lives in another PID "
-                              "namespace: run pyscope in the target's namespace, e.g. with "
+                              "namespace: run pyscope in the target's namespace, for example with "
                               "kubectl debug -it <pod> --profile=general --target=<container>, "
                               "and take the pid from ps there)",
                               what);

@@ -48,6 +48,7 @@ struct cli {
     bool no_source;
     int retries;
     const char *output;
+    const char *record;
     pid_t pid;
 };
 
@@ -67,6 +68,8 @@ static const char usage_text[] =
     "  --retries N         consistency retries per thread without --blocking (default 8)\n"
     "  --no-source         do not print source lines in the text output\n"
     "  -o, --output FILE   write to FILE instead of standard output\n"
+    "  --record FILE       also save every byte read from the target to FILE (+ FILE.meta),\n"
+    "                      a replayable fixture for bug reports and tests\n"
     "\n"
     "common options:\n"
     "  --log-format text|json  errors as a sentence (default) or one JSON object on stderr\n"
@@ -138,7 +141,15 @@ static bool parse_int(const char *s, long min, long max, long *out)
     return true;
 }
 
-enum opt_id { OPT_JSON = 256, OPT_PRETTY, OPT_BLOCKING, OPT_RETRIES, OPT_NO_SOURCE, OPT_LOG };
+enum opt_id {
+    OPT_JSON = 256,
+    OPT_PRETTY,
+    OPT_BLOCKING,
+    OPT_RETRIES,
+    OPT_NO_SOURCE,
+    OPT_LOG,
+    OPT_RECORD,
+};
 
 static const struct option long_opts[] = {
     {"json", no_argument, NULL, OPT_JSON},
@@ -147,6 +158,7 @@ static const struct option long_opts[] = {
     {"retries", required_argument, NULL, OPT_RETRIES},
     {"no-source", no_argument, NULL, OPT_NO_SOURCE},
     {"log-format", required_argument, NULL, OPT_LOG},
+    {"record", required_argument, NULL, OPT_RECORD},
     {"output", required_argument, NULL, 'o'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -164,6 +176,7 @@ static int parse_opt(struct cli *cli, int c, const char *arg)
     case OPT_BLOCKING: cli->blocking = true; return -1;
     case OPT_NO_SOURCE: cli->no_source = true; return -1;
     case 'o': cli->output = arg; return -1;
+    case OPT_RECORD: cli->record = arg; return -1;
     case OPT_RETRIES:
         if (!parse_int(arg, 0, COLLECT_MAX_RETRIES, &v))
             return usage_error(cli, "--retries takes a number from 0 to 100");
@@ -269,7 +282,9 @@ static int cmd_dump(const struct cli *cli)
         return fail(cli, &err, rc);
     if (pp->warning[0])
         log_msg(cli, "warning", 0, pp->warning);
-    rc = collect_snapshot(pp, &co, &s, &err);
+    rc = cli->record ? pyproc_record(pp, cli->record, &err) : 0;
+    if (rc == 0)
+        rc = collect_snapshot(pp, &co, &s, &err);
     if (rc == 0)
         rc = write_snapshot(cli, s, &err);
     status = rc < 0 ? fail(cli, &err, rc) : snapshot_partial(s) ? EXIT_PARTIAL : EXIT_OK;

@@ -356,10 +356,13 @@ static int ffile_segment(struct fixture_file *ff, struct memsrc_fixture *f, uint
         return rc;
     addr = memsrc_le64(h);
     len = memsrc_le64(h + 8);
-    if (len == 0 || len > ff->left || addr > UINT64_MAX - len || addr < *prev_end)
+    if (len > ff->left)
+        return ps_err_set(err, -PS_EFORMAT, "fixture %s is truncated in segment 0x%" PRIx64
+                          " (%" PRIu64 " bytes): re-record it", ff->path, addr, len);
+    if (len == 0 || addr > UINT64_MAX - len || addr < *prev_end)
         return ps_err_set(err, -PS_EFORMAT, "fixture %s has a bad segment (0x%" PRIx64 ", %"
-                          PRIu64 " bytes): empty, past the end of file, wrapping, out of "
-                          "order or overlapping", ff->path, addr, len);
+                          PRIu64 " bytes): empty, wrapping, out of order or overlapping",
+                          ff->path, addr, len);
     data = malloc(len);
     if (!data)
         return ps_err_set(err, -ENOMEM, "out of memory loading fixture %s", ff->path);

@@ -56,7 +56,6 @@ static void jb_set(struct jbuild *b, json_t *obj, const char *key, json_t *val)
 static void jb_str(struct jbuild *b, json_t *obj, const char *key, const char *str)
 {
     json_t *val;
-    json_t *probe;
 
     if (!str) {
         jb_set(b, obj, key, json_null());
@@ -64,7 +63,7 @@ static void jb_str(struct jbuild *b, json_t *obj, const char *key, const char *s
     }
     val = json_string(str);
     if (!val && b->rc == 0) {
-        probe = json_string_nocheck(str);
+        json_t *probe = json_string_nocheck(str);
         if (probe) {
             b->rc = -EINVAL;
             b->key = key;
@@ -205,8 +204,9 @@ static int json_build(const struct snap *s, json_t **out, struct ps_err *err)
                           "cannot build the JSON dump: snapshot field \"%s\" is not valid UTF-8; "
                           "snapshot strings must be copied in with snap_strndup",
                           b.key ? b.key : "?");
-    return ps_err_set(err, -ENOMEM, "cannot build the JSON dump: out of memory; free memory "
-                                    "or dump fewer threads");
+    return ps_err_set(err, -ENOMEM,
+                      "cannot build the JSON dump: out of memory; free memory "
+                      "or dump fewer threads");
 }
 
 static size_t json_flags(const struct out_opts *opts)
@@ -233,14 +233,14 @@ int out_json_string(const struct snap *s, const struct out_opts *opts, char **ou
     text = json_dumps(doc, json_flags(opts));
     json_decref(doc);
     if (!text)
-        return ps_err_set(err, -ENOMEM, "cannot serialise the JSON dump: out of memory; free "
-                                        "memory or dump fewer threads");
+        return ps_err_set(err, -ENOMEM,
+                          "cannot serialise the JSON dump: out of memory; free "
+                          "memory or dump fewer threads");
     *out = text;
     return 0;
 }
 
-int out_json_write(FILE *fp, const struct snap *s, const struct out_opts *opts,
-                   struct ps_err *err)
+int out_json_write(FILE *fp, const struct snap *s, const struct out_opts *opts, struct ps_err *err)
 {
     char *text = NULL;
     int e;

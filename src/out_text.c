@@ -36,16 +36,16 @@
 #define SRC_LINE_SHOWN 200
 
 /* ANSI SGR parameters. */
-#define SGR_RESET "0"
-#define SGR_BOLD "1"
-#define SGR_RED "31"
-#define SGR_GREEN "32"
+#define SGR_RESET  "0"
+#define SGR_BOLD   "1"
+#define SGR_RED    "31"
+#define SGR_GREEN  "32"
 #define SGR_YELLOW "33"
-#define SGR_DIM "2"
+#define SGR_DIM    "2"
 
 struct src_file {
-    char *name;    /* co_filename as in the snapshot (the cache key); NULL: a free slot */
-    char *data;    /* the file's first SRC_FILE_MAX bytes; NULL when it could not be read */
+    char *name; /* co_filename as in the snapshot (the cache key); NULL: a free slot */
+    char *data; /* the file's first SRC_FILE_MAX bytes; NULL when it could not be read */
     size_t len;
     uint64_t used; /* tick of the last lookup: the smallest is evicted first */
 };
@@ -65,33 +65,35 @@ struct text_ctx {
 const char *out_status_name(enum snap_thread_status status)
 {
     switch (status) {
-    case SNAP_THREAD_OK:
-        return "ok";
-    case SNAP_THREAD_INCONSISTENT:
-        return "inconsistent";
-    case SNAP_THREAD_TRUNCATED:
-        return "truncated";
-    case SNAP_THREAD_ERROR:
-        return "error";
+    case SNAP_THREAD_OK: return "ok";
+    case SNAP_THREAD_INCONSISTENT: return "inconsistent";
+    case SNAP_THREAD_TRUNCATED: return "truncated";
+    case SNAP_THREAD_ERROR: return "error";
     }
     return "error";
 }
 
 /* ---- safe printing ---------------------------------------------------------------------- */
 
+/* Length of the UTF-8 sequence that lead byte c starts (1-4), or 0 when c cannot start one. */
+static size_t text_lead_len(unsigned char c)
+{
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        return 2;
+    if (c >= 0xE0 && c <= 0xEF)
+        return 3;
+    return c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+}
+
 /* Length of the UTF-8 sequence at p that may reach a terminal as is, or 0 to escape p[0]. */
 static size_t text_safe_len(const unsigned char *p, size_t n)
 {
-    size_t len = 0;
+    size_t len = text_lead_len(p[0]);
 
-    if (p[0] < 0x80)
+    if (len == 1)
         return (p[0] < 0x20 && p[0] != '\t') || p[0] == 0x7F ? 0 : 1;
-    if (p[0] >= 0xC2 && p[0] <= 0xDF)
-        len = 2;
-    else if (p[0] >= 0xE0 && p[0] <= 0xEF)
-        len = 3;
-    else if (p[0] >= 0xF0 && p[0] <= 0xF4)
-        len = 4;
     if (len == 0 || len > n)
         return 0;
     for (size_t i = 1; i < len; i++) {
@@ -244,9 +246,11 @@ static bool src_line(const struct src_file *f, int line, const char **start, siz
         p++;
     while (eol > p && src_space(eol[-1]))
         eol--;
+    if (eol == p)
+        return false; /* blank: nothing worth a line */
     *start = p;
     *len = (size_t)(eol - p);
-    return *len > 0;
+    return true;
 }
 
 static void text_source(struct text_ctx *c, const struct snap_frame *fr)
@@ -379,18 +383,20 @@ static void text_status_note(FILE *fp, const struct snap_thread *t)
 {
     switch (t->status) {
     case SNAP_THREAD_INCONSISTENT:
-        (void)fprintf(fp, "  note: the stack kept changing while it was read (%d attempts); "
-                          "the frames may be partial", t->attempts);
+        (void)fprintf(fp,
+                      "  note: the stack kept changing while it was read (%d attempts); "
+                      "the frames may be partial",
+                      t->attempts);
         break;
     case SNAP_THREAD_TRUNCATED:
-        (void)fprintf(fp, "  note: the stack is deeper than the frame cap; only the innermost "
-                          "%zu frames are shown", t->nframes);
+        (void)fprintf(fp,
+                      "  note: the stack is deeper than the frame cap; only the innermost "
+                      "%zu frames are shown",
+                      t->nframes);
         return;
     case SNAP_THREAD_OK:
     case SNAP_THREAD_ERROR:
-    default:
-        (void)fputs(t->error ? "  error" : "  error: the stack could not be read", fp);
-        break;
+    default: (void)fputs(t->error ? "  error" : "  error: the stack could not be read", fp); break;
     }
     if (t->error) {
         (void)fputs(": ", fp);
@@ -441,8 +447,7 @@ static int text_flush(FILE *fp, struct ps_err *err)
                       strerror(e));
 }
 
-int out_text_write(FILE *fp, const struct snap *s, const struct out_opts *opts,
-                   struct ps_err *err)
+int out_text_write(FILE *fp, const struct snap *s, const struct out_opts *opts, struct ps_err *err)
 {
     static const struct out_opts defaults;
     struct text_ctx c = {.fp = fp, .opts = opts ? opts : &defaults};

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,9 +81,9 @@ int pyobj_type_flags(const struct pyctx *c, uint64_t type, uint64_t *flags, stru
     return memsrc_read_u64(c->src, type + (uint64_t)c->lay->type_flags, flags, err);
 }
 
-/* Check a type pointer already read from obj: `exact`, or a type with `flag` in tp_flags. */
-static int type_matches(const struct pyctx *c, uint64_t obj, uint64_t t, uint64_t exact,
-                        uint64_t flag, const char *what, struct ps_err *err)
+/* Whether type pointer t (read from obj) has `flag` in its tp_flags. */
+static int type_has_flag(const struct pyctx *c, uint64_t obj, uint64_t t, uint64_t flag,
+                         bool *has, struct ps_err *err)
 {
     uint64_t flags = 0;
     int rc = 0;
@@ -90,16 +91,29 @@ static int type_matches(const struct pyctx *c, uint64_t obj, uint64_t t, uint64_
     if (t == 0 || (t & 7) != 0)
         return ps_err_set(err, -PS_ECORRUPT,
                           "object at 0x%" PRIx64 " has type pointer 0x%" PRIx64
-                          ": not a %s (torn read or wrong address)",
-                          obj, t, what);
+                          ": torn read or wrong address",
+                          obj, t);
+    rc = pyobj_type_flags(c, t, &flags, err);
+    if (rc == 0)
+        *has = (flags & flag) != 0;
+    return rc;
+}
+
+/* Check a type pointer already read from obj: `exact`, or a type with `flag` in tp_flags. */
+static int type_matches(const struct pyctx *c, uint64_t obj, uint64_t t, uint64_t exact,
+                        uint64_t flag, const char *what, struct ps_err *err)
+{
+    bool has = false;
+    int rc = 0;
+
     if (exact != 0 && t == exact)
         return 0;
-    rc = pyobj_type_flags(c, t, &flags, err);
-    if (rc == 0 && !(flags & flag))
+    rc = type_has_flag(c, obj, t, flag, &has, err);
+    if (rc == 0 && !has)
         rc = ps_err_set(err, -PS_ECORRUPT,
-                        "object at 0x%" PRIx64 " is not a %s (type 0x%" PRIx64
-                        ", tp_flags 0x%" PRIx64 "): torn read or wrong layout",
-                        obj, what, t, flags);
+                        "object at 0x%" PRIx64 " is not a %s (its type is 0x%" PRIx64
+                        "): torn read or wrong layout",
+                        obj, what, t);
     return rc;
 }
 
@@ -151,29 +165,14 @@ static int str_data_addr(const struct pyctx *c, uint64_t obj, uint32_t state, ui
  * builds; the layout fields are checked against it). */
 #define STR_HDR_MAX 64
 
-static int str_header(const struct pyctx *c, uint64_t obj, struct str_info *si,
-                      struct ps_err *err)
+/* Validate the state and length words of a str header copied into hdr. */
+static int str_parse(const struct pyctx *c, uint64_t obj, const uint8_t *hdr,
+                     struct str_info *si, struct ps_err *err)
 {
     const struct layout *lay = c->lay;
-    uint8_t hdr[STR_HDR_MAX];
+    int64_t length = (int64_t)pyobj_le64(hdr + lay->str_length);
     uint32_t state = 0;
-    int64_t length = 0;
-    int rc = check_addr(obj, "str", err);
 
-    if (rc < 0)
-        return rc;
-    if (lay->object_type + 8 > STR_HDR_MAX || lay->str_length + 8 > STR_HDR_MAX ||
-        lay->str_state + 4 > STR_HDR_MAX)
-        return ps_err_set(err, -PS_EVERSION, "layout %s places the str header past %d bytes",
-                          lay->name, STR_HDR_MAX);
-    rc = memsrc_read(c->src, obj, hdr, (size_t)lay->str_state + 4, err);
-    if (rc == 0)
-        rc = type_matches(c, obj, pyobj_le64(hdr + lay->object_type),
-                          c->syms ? c->syms->unicode_type : 0, PYOBJ_TPFLAGS_UNICODE_SUBCLASS,
-                          "str", err);
-    if (rc < 0)
-        return rc;
-    length = (int64_t)pyobj_le64(hdr + lay->str_length);
     memcpy(&state, hdr + lay->str_state, sizeof(state));
     si->kind = STR_KIND(state);
     if (si->kind != 1 && si->kind != 2 && si->kind != 4)
@@ -189,6 +188,50 @@ static int str_header(const struct pyctx *c, uint64_t obj, struct str_info *si,
     si->length = length;
     si->ascii = STR_ASCII(state) && STR_COMPACT(state);
     return str_data_addr(c, obj, state, &si->data, err);
+}
+
+/*
+ * Read and validate a str header (one read, plus the type's flags unless it is exactly
+ * PyUnicode_Type). A readable object of another type sets *is_str = false and succeeds (dict
+ * keys need not be str); garbage is -PS_ECORRUPT.
+ */
+static int str_probe(const struct pyctx *c, uint64_t obj, struct str_info *si, bool *is_str,
+                     struct ps_err *err)
+{
+    const struct layout *lay = c->lay;
+    uint8_t hdr[STR_HDR_MAX];
+    uint64_t t = 0;
+    int rc = check_addr(obj, "str", err);
+
+    if (rc < 0)
+        return rc;
+    if (lay->object_type + 8 > STR_HDR_MAX || lay->str_length + 8 > STR_HDR_MAX ||
+        lay->str_state + 4 > STR_HDR_MAX)
+        return ps_err_set(err, -PS_EVERSION, "layout %s places the str header past %d bytes",
+                          lay->name, STR_HDR_MAX);
+    rc = memsrc_read(c->src, obj, hdr, (size_t)lay->str_state + 4, err);
+    if (rc < 0)
+        return rc;
+    t = pyobj_le64(hdr + lay->object_type);
+    if (c->syms && c->syms->unicode_type != 0 && t == c->syms->unicode_type)
+        *is_str = true;
+    else
+        rc = type_has_flag(c, obj, t, PYOBJ_TPFLAGS_UNICODE_SUBCLASS, is_str, err);
+    if (rc < 0 || !*is_str)
+        return rc;
+    return str_parse(c, obj, hdr, si, err);
+}
+
+static int str_header(const struct pyctx *c, uint64_t obj, struct str_info *si,
+                      struct ps_err *err)
+{
+    bool is_str = false;
+    int rc = str_probe(c, obj, si, &is_str, err);
+
+    if (rc == 0 && !is_str)
+        rc = ps_err_set(err, -PS_ECORRUPT,
+                        "object at 0x%" PRIx64 " is not a str: torn read or wrong layout", obj);
+    return rc;
 }
 
 /* Append code point cp as UTF-8 if it fits in buf[0..cap-1) (leaving room for the NUL). */
@@ -237,7 +280,7 @@ static uint32_t str_char(const uint8_t *raw, unsigned kind, size_t i)
  * the buffer filled before all characters were written.
  */
 static int str_decode(const struct pyctx *c, const struct str_info *si, size_t chars,
-                      char *buf, size_t cap, bool *full, struct ps_err *err)
+                      char *buf, size_t cap, bool *full, size_t *out_len, struct ps_err *err)
 {
     uint8_t raw[STR_CHUNK_CHARS * 4];
     size_t pos = 0;
@@ -252,6 +295,7 @@ static int str_decode(const struct pyctx *c, const struct str_info *si, size_t c
         done += n;
     }
     buf[pos] = '\0';
+    *out_len = pos;
     return rc;
 }
 
@@ -260,6 +304,7 @@ int pyobj_str(const struct pyctx *c, uint64_t obj, char *buf, size_t cap, bool *
 {
     struct str_info si = {0};
     size_t chars = 0;
+    size_t out_len = 0;
     bool full = false;
     int rc = 0;
 
@@ -271,10 +316,141 @@ int pyobj_str(const struct pyctx *c, uint64_t obj, char *buf, size_t cap, bool *
     chars = si.length < PYOBJ_STR_MAX_CHARS ? (size_t)si.length : PYOBJ_STR_MAX_CHARS;
     if (chars > cap - 1)
         chars = cap - 1;
-    rc = str_decode(c, &si, chars, buf, cap, &full, err);
+    rc = str_decode(c, &si, chars, buf, cap, &full, &out_len, err);
     if (rc == 0 && truncated)
         *truncated = full || chars < (size_t)si.length;
     return rc;
+}
+
+int pyobj_str_equals(const struct pyctx *c, uint64_t obj, const char *key, size_t len,
+                     bool *equal, struct ps_err *err)
+{
+    struct str_info si = {0};
+    char text[PYOBJ_KEY_MAX + 2];
+    size_t text_len = 0;
+    bool is_str = false;
+    bool full = false;
+    int rc = 0;
+
+    if (len > PYOBJ_KEY_MAX)
+        return ps_err_set(err, -PS_ELIMIT, "a key of %zu bytes is longer than the %d-byte cap",
+                          len, PYOBJ_KEY_MAX);
+    rc = str_probe(c, obj, &si, &is_str, err);
+    *equal = false;
+    if (rc < 0 || !is_str || si.length > (int64_t)len) /* each char takes >= 1 UTF-8 byte */
+        return rc;
+    rc = str_decode(c, &si, (size_t)si.length, text, sizeof(text), &full, &text_len, err);
+    if (rc == 0)
+        *equal = !full && text_len == len && memcmp(text, key, len) == 0;
+    return rc;
+}
+
+static bool is_ascii(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] >= 0x80)
+            return false;
+    return true;
+}
+
+/* Batch state: per key, what the header read decided. */
+enum match_verdict { MATCH_NO, MATCH_SLOW, MATCH_DATA };
+
+/*
+ * Fast classification from a header copied by the batch read: exact PyUnicode_Type, compact
+ * ASCII of the key's length -> compare data; other compact str -> cannot equal ASCII text;
+ * anything else (subclass, non-str, non-compact, odd state) -> per-key slow path.
+ */
+static enum match_verdict match_classify(const struct pyctx *c, const uint8_t *hdr, size_t len)
+{
+    const struct layout *lay = c->lay;
+    uint32_t state = 0;
+
+    if (pyobj_le64(hdr + lay->object_type) != c->syms->unicode_type)
+        return MATCH_SLOW;
+    memcpy(&state, hdr + lay->str_state, sizeof(state));
+    if (!STR_COMPACT(state) || STR_KIND(state) == 0)
+        return MATCH_SLOW;
+    if (STR_ASCII(state) && pyobj_le64(hdr + lay->str_length) == len)
+        return MATCH_DATA;
+    return MATCH_NO;
+}
+
+/* Read headers of keys[0..n) in one readv and classify; all MATCH_SLOW if the read fails. */
+static void match_headers(const struct pyctx *c, const uint64_t *keys, size_t n, size_t len,
+                          enum match_verdict *v)
+{
+    uint8_t hdrs[PYOBJ_MATCH_BATCH][STR_HDR_MAX];
+    struct memsrc_iov iov[PYOBJ_MATCH_BATCH];
+    size_t hdr_len = (size_t)c->lay->str_state + 4;
+    struct ps_err ignored = {0};
+
+    for (size_t i = 0; i < n; i++) {
+        iov[i] = (struct memsrc_iov){.addr = keys[i], .buf = hdrs[i], .len = hdr_len};
+        v[i] = MATCH_SLOW;
+    }
+    if (hdr_len > STR_HDR_MAX || memsrc_readv(c->src, iov, n, &ignored) < 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        v[i] = match_classify(c, hdrs[i], len);
+}
+
+/* Read the data of MATCH_DATA keys in one readv and settle them to a match or MATCH_NO. */
+static void match_data(const struct pyctx *c, const uint64_t *keys, size_t n, const char *key,
+                       size_t len, enum match_verdict *v, bool *hit)
+{
+    char data[PYOBJ_MATCH_BATCH][PYOBJ_KEY_MAX];
+    struct memsrc_iov iov[PYOBJ_MATCH_BATCH];
+    size_t idx[PYOBJ_MATCH_BATCH];
+    struct ps_err ignored = {0};
+    size_t m = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        hit[i] = false;
+        if (v[i] != MATCH_DATA)
+            continue;
+        iov[m] = (struct memsrc_iov){keys[i] + (uint64_t)c->lay->str_ascii_data, data[m], len};
+        idx[m++] = i;
+    }
+    if (m > 0 && len > 0 && memsrc_readv(c->src, iov, m, &ignored) < 0) {
+        for (size_t j = 0; j < m; j++)
+            v[idx[j]] = MATCH_SLOW;
+        return;
+    }
+    for (size_t j = 0; j < m; j++)
+        hit[idx[j]] = memcmp(data[j], key, len) == 0;
+}
+
+int pyobj_str_match(const struct pyctx *c, const uint64_t *keys, size_t n, const char *key,
+                    size_t len, size_t *index, struct ps_err *err)
+{
+    enum match_verdict v[PYOBJ_MATCH_BATCH];
+    bool hit[PYOBJ_MATCH_BATCH];
+    bool fast = c->syms && c->syms->unicode_type != 0 && is_ascii(key, len);
+    int rc = 0;
+
+    if (n > PYOBJ_MATCH_BATCH || len > PYOBJ_KEY_MAX)
+        return ps_err_set(err, -PS_ELIMIT, "str match of %zu keys / %zu bytes over the caps", n,
+                          len);
+    for (size_t i = 0; i < n; i++)
+        v[i] = MATCH_SLOW;
+    if (fast)
+        match_headers(c, keys, n, len, v);
+    if (fast)
+        match_data(c, keys, n, key, len, v, hit);
+    for (size_t i = 0; i < n; i++) {
+        bool eq = v[i] == MATCH_DATA && hit[i];
+        if (v[i] == MATCH_SLOW)
+            rc = pyobj_str_equals(c, keys[i], key, len, &eq, err);
+        if (rc < 0)
+            return rc;
+        if (eq) {
+            *index = i;
+            return 0;
+        }
+    }
+    *index = n;
+    return 0;
 }
 
 /* ---- bytes, int ------------------------------------------------------------------------ */

@@ -38,12 +38,26 @@ int pyobj_check_type(const struct pyctx *c, uint64_t obj, uint64_t exact, uint64
 int pyobj_type_flags(const struct pyctx *c, uint64_t type, uint64_t *flags,
                      struct ps_err *err) PS_WARN_UNUSED;
 
+/* Longest key text we look up (identifiers and dotted module names are far shorter). */
+#define PYOBJ_KEY_MAX 255
+/* Keys compared per pyobj_str_match call (bounds its stack: about 10 KiB). */
+#define PYOBJ_MATCH_BATCH 32
+
 /*
- * Compare str object `obj` with the UTF-8 text `key` (len bytes). *equal is false for
- * non-str objects and unreadable ones are errors. Reads the header, then the data only if the
- * length can match.
+ * Compare str object `obj` with the UTF-8 text `key` (len <= PYOBJ_KEY_MAX bytes). *equal is
+ * false for objects of other types; unreadable or garbage objects are errors. Reads the
+ * header, then the data only if the length can match.
  */
 int pyobj_str_equals(const struct pyctx *c, uint64_t obj, const char *key, size_t len,
                      bool *equal, struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * First of keys[0..n) (n <= PYOBJ_MATCH_BATCH, all non-NULL) that is a str equal to key
+ * (len <= PYOBJ_KEY_MAX bytes): *index receives its position, or n when none matches. For an
+ * ASCII key and exact PyUnicode_Type keys it costs two scatter reads for the whole batch;
+ * other keys take the per-key path of pyobj_str_equals.
+ */
+int pyobj_str_match(const struct pyctx *c, const uint64_t *keys, size_t n, const char *key,
+                    size_t len, size_t *index, struct ps_err *err) PS_WARN_UNUSED;
 
 #endif

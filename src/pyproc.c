@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "pyscope/diag.h"
@@ -215,6 +216,142 @@ int pyproc_open(pid_t pid, struct pyproc **out, struct ps_err *err)
     }
     *out = pp;
     return 0;
+}
+
+int pyproc_open_source(struct memsrc *src, const struct locate_info *loc, struct pyproc **out,
+                       struct ps_err *err)
+{
+    struct pyproc *pp = calloc(1, sizeof(*pp));
+    int rc;
+
+    if (!pp)
+        return ps_err_set(err, -ENOMEM, "cannot allocate the process state: out of memory");
+    pp->pid = src->pid;
+    pp->loc = *loc;
+    rc = pick_layout(pp, err);
+    if (rc == 0) {
+        pp->src = src;
+        pp->ctx = (struct pyctx){.src = pp->src, .lay = pp->lay, .syms = &pp->loc.syms};
+        rc = code_cache_new(&pp->codes, err);
+    }
+    if (rc == 0)
+        rc = pyproc_validate(pp, err);
+    if (rc < 0) {
+        pp->src = NULL; /* the caller keeps it */
+        pyproc_close(pp);
+        return rc;
+    }
+    *out = pp;
+    return 0;
+}
+
+/* The symbol table of the meta file: name -> member of struct locate_syms. */
+static const struct meta_sym {
+    const char *name;
+    size_t off;
+} meta_syms[] = {
+#define META_SYM(m) {#m, offsetof(struct locate_syms, m)}
+    META_SYM(runtime),   META_SYM(code_type),      META_SYM(unicode_type), META_SYM(bytes_type),
+    META_SYM(tuple_type), META_SYM(long_type),     META_SYM(bool_type),    META_SYM(float_type),
+    META_SYM(list_type), META_SYM(dict_type),      META_SYM(set_type),     META_SYM(frame_type),
+    META_SYM(traceback_type), META_SYM(gen_type),  META_SYM(coro_type),    META_SYM(module_type),
+    META_SYM(type_type), META_SYM(none),           META_SYM(traceback_here),
+#undef META_SYM
+};
+
+static int meta_write(const struct pyproc *pp, const char *path, struct ps_err *err)
+{
+    const struct locate_info *l = &pp->loc;
+    FILE *f = fopen(path, "w");
+
+    if (!f)
+        return ps_err_set(err, -errno, "cannot write %s: %s", path, strerror(errno));
+    (void)fprintf(f, "# pyscope fixture meta v1\nversion_hex 0x%08x\nversion %s\nshared %d\n",
+                  l->version_hex, l->version, l->shared ? 1 : 0);
+    (void)fprintf(f, "runtime_section_size %llu\nimage %s\nexe %s\n",
+                  (unsigned long long)l->runtime_section_size, l->image, l->exe);
+    for (size_t i = 0; i < sizeof(meta_syms) / sizeof(meta_syms[0]); i++) {
+        uint64_t v;
+
+        memcpy(&v, (const char *)&l->syms + meta_syms[i].off, sizeof(v));
+        (void)fprintf(f, "sym %s 0x%llx\n", meta_syms[i].name, (unsigned long long)v);
+    }
+    if (fclose(f) != 0)
+        return ps_err_set(err, -EIO, "cannot write %s", path);
+    return 0;
+}
+
+static bool meta_sym_set(struct locate_info *loc, const char *name, uint64_t v)
+{
+    for (size_t i = 0; i < sizeof(meta_syms) / sizeof(meta_syms[0]); i++) {
+        if (!strcmp(meta_syms[i].name, name)) {
+            memcpy((char *)&loc->syms + meta_syms[i].off, &v, sizeof(v));
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool meta_line(struct locate_info *loc, const char *line)
+{
+    char name[64];
+    unsigned long long v;
+    unsigned x;
+    int d;
+
+    if (line[0] == '#' || line[0] == '\n')
+        return true;
+    if (sscanf(line, "version_hex %x", &x) == 1)
+        return loc->version_hex = x, true;
+    if (sscanf(line, "version %31s", loc->version) == 1)
+        return true;
+    if (sscanf(line, "shared %d", &d) == 1)
+        return loc->shared = d != 0, true;
+    if (sscanf(line, "runtime_section_size %llu", &v) == 1)
+        return loc->runtime_section_size = v, true;
+    if (sscanf(line, "image %4095s", loc->image) == 1 || sscanf(line, "exe %4095s", loc->exe) == 1)
+        return true;
+    if (sscanf(line, "sym %63s %llx", name, &v) == 2)
+        return meta_sym_set(loc, name, v);
+    return false;
+}
+
+int pyproc_meta_read(const char *path, struct locate_info *loc, struct ps_err *err)
+{
+    char line[4200];
+    FILE *f = fopen(path, "r");
+    int n = 0, rc = 0;
+
+    if (!f)
+        return ps_err_set(err, -errno, "cannot open the fixture meta file %s: %s", path,
+                          strerror(errno));
+    memset(loc, 0, sizeof(*loc));
+    while (rc == 0 && n < 1000 && fgets(line, sizeof(line), f)) {
+        n++;
+        if (!meta_line(loc, line))
+            rc = ps_err_set(err, -PS_EFORMAT, "%s line %d is not a meta entry", path, n);
+    }
+    (void)fclose(f);
+    if (rc == 0 && (!loc->version_hex || !loc->syms.runtime))
+        rc = ps_err_set(err, -PS_EFORMAT, "%s lacks version_hex or the runtime address", path);
+    return rc;
+}
+
+int pyproc_record(struct pyproc *pp, const char *path, struct ps_err *err)
+{
+    char meta[4200];
+    struct memsrc *rec = NULL;
+    int rc;
+
+    (void)snprintf(meta, sizeof(meta), "%s.meta", path);
+    rc = meta_write(pp, meta, err);
+    if (rc == 0)
+        rc = memsrc_record_wrap(pp->src, path, &rec, err);
+    if (rc < 0)
+        return rc;
+    pp->src = rec;
+    pp->ctx.src = rec;
+    return pyproc_validate(pp, err); /* recorded, so that a replay validates too */
 }
 
 void pyproc_close(struct pyproc *pp)

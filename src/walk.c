@@ -93,13 +93,6 @@ static size_t tstate_len(const struct layout *l)
     return block_len(offs, sizeof(offs) / sizeof(offs[0]));
 }
 
-static size_t interp_len(const struct layout *l)
-{
-    const int32_t offs[] = {l->interp_next, l->interp_id, l->interp_threads_head,
-                            l->interp_gil_ptr};
-    return block_len(offs, sizeof(offs) / sizeof(offs[0]));
-}
-
 static size_t frame_len(const struct layout *l)
 {
     const int32_t offs[] = {l->frame_code, l->frame_previous, l->frame_instr, l->frame_owner,
@@ -123,8 +116,33 @@ static int read_block(struct pyproc *pp, uint64_t addr, uint8_t *blk, size_t len
 
 /* ---- interpreters and thread states ------------------------------------------------------ */
 
-static void read_gil(struct pyproc *pp, const uint8_t *iblk, uint64_t iaddr,
-                     struct walk_interp *wi)
+/* The interpreter fields we use are kilobytes apart on 3.13: one scatter read of four words. */
+enum { INTERP_NEXT, INTERP_ID, INTERP_THREADS, INTERP_GIL, INTERP_NFIELDS };
+
+static int read_interp(struct pyproc *pp, uint64_t interp, uint64_t *f, struct ps_err *err)
+{
+    const struct layout *l = pp->lay;
+    const int32_t offs[INTERP_NFIELDS] = {l->interp_next, l->interp_id, l->interp_threads_head,
+                                          l->interp_gil_ptr};
+    struct memsrc_iov iov[INTERP_NFIELDS];
+    size_t n = 0;
+    int rc;
+
+    for (size_t i = 0; i < INTERP_NFIELDS; i++) {
+        f[i] = 0;
+        if (offs[i] >= 0)
+            iov[n++] = (struct memsrc_iov){.addr = interp + (uint64_t)offs[i], .buf = &f[i],
+                                           .len = sizeof(f[i])};
+    }
+    rc = memsrc_readv(pp->src, iov, n, err);
+    if (rc < 0)
+        ps_err_prefix(err, "reading the interpreter state at 0x%llx: ",
+                      (unsigned long long)interp);
+    return rc;
+}
+
+/* GIL facts: 3.12+ per interpreter through a pointer, 3.11 one GIL inside the runtime. */
+static void read_gil(struct pyproc *pp, uint64_t gil_ptr, struct walk_interp *wi)
 {
     const struct layout *l = pp->lay;
     uint8_t g[64];
@@ -132,9 +150,8 @@ static void read_gil(struct pyproc *pp, const uint8_t *iblk, uint64_t iaddr,
     uint64_t gil = 0;
     int32_t locked;
 
-    (void)iaddr;
     if (LAYOUT_HAS(l, interp_gil_ptr))
-        gil = get64(iblk, l->interp_gil_ptr);
+        gil = gil_ptr;
     else if (LAYOUT_HAS(l, runtime_gil))
         gil = pp->loc.syms.runtime + (uint64_t)l->runtime_gil;
     wi->gil = gil;
@@ -199,7 +216,7 @@ int walk_tstates(struct pyproc *pp, struct walk_tstate *ts, size_t cap, size_t *
                  struct walk_interp *interps, size_t *ninterps, struct ps_err *err)
 {
     const struct layout *l = pp->lay;
-    uint8_t blk[WALK_BLOCK_MAX];
+    uint64_t f[INTERP_NFIELDS];
     uint64_t interp;
     size_t count = 0, ni = 0;
     int rc;
@@ -214,19 +231,18 @@ int walk_tstates(struct pyproc *pp, struct walk_tstate *ts, size_t cap, size_t *
         if (ni >= WALK_MAX_INTERPS)
             return ps_err_set(err, -PS_ELIMIT, "more than %d interpreters: the list loops",
                               WALK_MAX_INTERPS);
-        rc = read_block(pp, interp, blk, interp_len(l), "interpreter state", err);
+        rc = read_interp(pp, interp, f, err);
         if (rc < 0)
             return rc;
-        wi.id = get_i64(blk, l->interp_id);
-        read_gil(pp, blk, interp, &wi);
-        rc = walk_interp_threads(pp, interp, wi.id, get64(blk, l->interp_threads_head), ts, cap,
-                                 &count, err);
+        wi.id = (int64_t)f[INTERP_ID];
+        read_gil(pp, f[INTERP_GIL], &wi);
+        rc = walk_interp_threads(pp, interp, wi.id, f[INTERP_THREADS], ts, cap, &count, err);
         if (rc < 0)
             return rc;
         if (interps)
             interps[ni] = wi;
         ni++;
-        interp = get64(blk, l->interp_next);
+        interp = f[INTERP_NEXT];
     }
     *n = count;
     if (ninterps)

@@ -45,6 +45,30 @@ struct pyproc {
  */
 int pyproc_open(pid_t pid, struct pyproc **out, struct ps_err *err) PS_WARN_UNUSED;
 
+/*
+ * Open a process image served by any memory source (a replayed fixture, later a core file):
+ * no /proc access at all; pid is src->pid (0 for fixtures, which makes the collector skip
+ * /proc). Takes ownership of src on success (on failure the caller keeps it). loc is copied.
+ * Errors: -PS_EVERSION, -PS_ECORRUPT (validation), read errors, -ENOMEM.
+ */
+int pyproc_open_source(struct memsrc *src, const struct locate_info *loc, struct pyproc **out,
+                       struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * Start recording every later read into a fixture file at path (memsrc record wrapper) and
+ * write path + ".meta" (the locate facts, see pyproc_meta_read) now; validation reads are
+ * replayed once so that the fixture can be reopened with pyproc_open_source. The fixture is
+ * complete when pyproc_close returns. For bug reports and unit tests. Errors: -errno writing.
+ */
+int pyproc_record(struct pyproc *pp, const char *path, struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * Read a ".meta" file written by pyproc_record into *loc (version, symbol addresses, paths).
+ * Errors: -ENOENT, -PS_EFORMAT naming the line.
+ */
+int pyproc_meta_read(const char *path, struct locate_info *loc, struct ps_err *err)
+    PS_WARN_UNUSED;
+
 /* Close and free; NULL-safe. */
 void pyproc_close(struct pyproc *pp);
 

@@ -127,6 +127,11 @@ class Result:
             pytest.fail(f"stdout is not one JSON document ({exc}): {self!r}", pytrace=False)
 
 
+def require_pyscope():
+    require(PYSCOPE_BIN.is_file() and os.access(PYSCOPE_BIN, os.X_OK),
+            f"pyscope binary {PYSCOPE_BIN} not built (set PYSCOPE_BIN)")
+
+
 def run_pyscope(*args, as_user=None, timeout=PYSCOPE_TIMEOUT_S):
     """Run pyscope; return Result (iterable as (rc, stdout, stderr)).
 
@@ -134,8 +139,7 @@ def run_pyscope(*args, as_user=None, timeout=PYSCOPE_TIMEOUT_S):
     the documented set, or writes anything that is not UTF-8. as_user=uid runs it through
     setpriv with that uid/gid, no groups and no capabilities.
     """
-    require(PYSCOPE_BIN.is_file() and os.access(PYSCOPE_BIN, os.X_OK),
-            f"pyscope binary {PYSCOPE_BIN} not built (set PYSCOPE_BIN)")
+    require_pyscope()
     args = [str(a) for a in args]
     argv = [str(PYSCOPE_BIN), *args]
     if as_user is not None:
@@ -165,6 +169,7 @@ def run_pyscope(*args, as_user=None, timeout=PYSCOPE_TIMEOUT_S):
 @pytest.fixture(scope="session")
 def pyscope():
     """The pyscope runner: pyscope("dump", "--json", pid) -> Result."""
+    require_pyscope()
     return run_pyscope
 
 
@@ -300,7 +305,7 @@ class Target:
 
 
 @pytest.fixture
-def launch(tmp_path):
+def launch(tmp_path, pyscope):
     """Factory: launch(argv, truth=True, expect_alive=True) -> Target.
 
     With truth=True the path of the truth file is appended to argv (the targets take it as their

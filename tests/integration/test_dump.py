@@ -48,11 +48,15 @@ def thread_by_role(truth, role):
 
 
 def frame_diff(expected, got):
-    lines = []
-    for i in range(max(len(expected), len(got))):
+    """Lengths and a few rows around the first difference, file names shortened."""
+    short = lambda f: f and (f[0], os.path.basename(f[1]), f[2])  # noqa: E731
+    first = next((i for i, (e, g) in enumerate(zip(expected, got)) if e != g),
+                 min(len(expected), len(got)))
+    lines = [f"truth has {len(expected)} frames, pyscope {len(got)}; first difference at {first}"]
+    for i in range(max(0, first - 2), min(max(len(expected), len(got)), first + 3)):
         e = expected[i] if i < len(expected) else None
         g = got[i] if i < len(got) else None
-        lines.append(f"{'  ' if e == g else '!!'} {i:3}: truth {e}  pyscope {g}")
+        lines.append(f"{'  ' if e == g else '!!'} {i:3}: truth {short(e)}  pyscope {short(g)}")
     return "\n".join(lines)
 
 
@@ -118,6 +122,22 @@ def test_positions_match_truth(shapes, pyscope):
             assert (have["line"], have["end_line"], have["column"], have["end_column"]) == \
                 (want["position_line"], want["end_line"], want["column"], want["end_column"]), \
                 f"{expected['name']}: {want['function']} at {want['file']}:{want['line']}"
+
+
+def test_entry_flags(shapes, pyscope):
+    """entry marks frames called from C: each thread's outermost frame and a coroutine's send()."""
+    doc = dump_json(pyscope, shapes.pid)
+    assert doc["blocking"] is False
+    got = by_native_id(doc["threads"])
+    for expected in shapes.truth["threads"]:
+        frames = got[expected["native_id"]]["frames"]
+        assert frames[-1]["entry"] is True, f"{expected['name']}: outermost frame {frames[-1]}"
+    coroutine = got[thread_by_role(shapes.truth, "coroutine")["native_id"]]["frames"]
+    assert [(f["function"], f["entry"]) for f in coroutine[:3]] == \
+        [("coro_step", False), ("coro_handler", True), ("drive_coroutine", False)]
+    recursion = got[thread_by_role(shapes.truth, "recursion")["native_id"]]["frames"]
+    depth = shapes.truth["recursion_depth"]
+    assert not any(f["entry"] for f in recursion[:depth]), "recurse -> recurse is not a C entry"
 
 
 def test_gil_at_most_one_holder(shapes, pyscope):
@@ -194,6 +214,7 @@ def test_text_dump_no_source(shapes, pyscope):
 
 def test_blocking_gives_same_frames_and_releases_target(shapes, pyscope):
     doc = dump_json(pyscope, shapes.pid, "--blocking")
+    assert doc["blocking"] is True
     assert_matches_truth(doc, shapes.truth)
     assert_not_stopped_or_traced(shapes.pid)
     # Still running: it can start a thread and write a new truth (only a live process can).

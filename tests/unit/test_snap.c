@@ -53,8 +53,13 @@ static void test_new_is_empty(void **state)
 
 static void test_strndup_keeps_valid_utf8(void **state)
 {
-    static const char *const valid[] = {"", "MainThread", "na\xc3\xafve", "\xe2\x9c\x93 ok",
-                                        "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf", "\xed\x9f\xbf"};
+    static const char *const valid[] = {"",
+                                        "MainThread",
+                                        "na\xc3\xafve",
+                                        "\xe2\x9c\x93 ok",
+                                        "\xf0\x9f\x98\x80",
+                                        "\xf4\x8f\xbf\xbf",
+                                        "\xed\x9f\xbf"};
     struct snap *s = *state;
 
     for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++) {
@@ -69,12 +74,14 @@ static void test_strndup_replaces_invalid_utf8(void **state)
 {
     static const struct utf8_case cases[] = {
         {"\xff", 1, R},
-        {"a\x80" "b", 3, "a" R "b"},
-        {"\xc0\xaf", 2, R R},                  /* overlong '/' */
-        {"\xe0\x80\xaf", 3, R R R},            /* overlong, 3 bytes */
-        {"\xed\xa0\x80", 3, R R R},            /* surrogate U+D800 */
-        {"\xf4\x90\x80\x80", 4, R R R R},      /* past U+10FFFF */
-        {"\xf0\x9f\x98", 3, R},                /* truncated 4-byte: one maximal subpart */
+        {"a\x80"
+         "b",
+         3, "a" R "b"},
+        {"\xc0\xaf", 2, R R},             /* overlong '/' */
+        {"\xe0\x80\xaf", 3, R R R},       /* overlong, 3 bytes */
+        {"\xed\xa0\x80", 3, R R R},       /* surrogate U+D800 */
+        {"\xf4\x90\x80\x80", 4, R R R R}, /* past U+10FFFF */
+        {"\xf0\x9f\x98", 3, R},           /* truncated 4-byte: one maximal subpart */
         {"\xe2\x82x", 3, R "x"},
         {"\xc3", 1, R},
         {"\xf5\x80", 2, R R},
@@ -133,7 +140,7 @@ static void test_alloc_large_and_small_interleaved(void **state)
     assert_int_equal(big[((size_t)1 << 20) - 1], 0);
     memset(big, 0xFF, (size_t)1 << 20);
     /* a big block sits beside the current block, so small ones keep filling the latter */
-    assert_true(small2 > small1 && small2 < small1 + 64 * 1024);
+    assert_true(small2 > small1 && small2 < small1 + (ptrdiff_t)64 * 1024);
     assert_int_equal(small2[0], 0);
 }
 

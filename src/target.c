@@ -1,0 +1,662 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * target: ptrace stop/resume/detach of every thread of one process (see target.h). Sits beside
+ * the memory source: it never reads or writes target memory, it only decides whether the
+ * target's threads run. Invariants:
+ *
+ *  - PTRACE_SEIZE with no options (never PTRACE_O_EXITKILL, never PTRACE_ATTACH): if pyscope
+ *    dies, the kernel detaches and restarts every tracee (ptrace(2), "the tracer dies");
+ *  - a tid enters the registry BEFORE it is seized and leaves it only after it is detached or
+ *    gone, so the signal-time teardown never misses a traced thread;
+ *  - a signal-delivery stop is passed on at once with the same signal (never swallowed), and a
+ *    group stop (user's SIGSTOP) is kept with PTRACE_LISTEN, so the target sees no difference;
+ *  - every wait polls with WNOHANG under one deadline; every /proc re-listing is bounded.
+ *
+ * Wait-status decoding (ptrace(2), "PTRACE_SEIZE" stops): status >> 16 == PTRACE_EVENT_STOP is an
+ * interrupt stop (WSTOPSIG SIGTRAP) or a group stop (WSTOPSIG SIGSTOP/SIGTSTP/SIGTTIN/SIGTTOU);
+ * status >> 16 == 0 with WIFSTOPPED is a signal-delivery stop.
+ */
+#include "pyscope/target.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pyscope/diag.h"
+#include "pyscope/procstat.h"
+
+enum tgt_state {
+    TGT_FREE = 0,
+    TGT_RUNNING,       /* seized, may be running (an interrupt may be pending) */
+    TGT_STOPPED,       /* in an interrupt (or other ptrace-event) stop, reported by waitpid */
+    TGT_GROUP_STOPPED, /* in a group stop, reported by waitpid */
+    TGT_LISTENING,     /* group-stopped, restarted with PTRACE_LISTEN */
+};
+
+struct tgt_slot {
+    volatile sig_atomic_t tid; /* 0 = free; the only field the signal handler reads or clears */
+    enum tgt_state state;      /* main path only; meaningless when tid == 0 */
+};
+
+/*
+ * The one global of the engine, on purpose: the SIGINT/SIGTERM/SIGHUP/SIGQUIT handlers and the
+ * atexit hook must find every traced tid without arguments, and a handler can reach only static
+ * storage. A fixed array (no allocation) so the handler reads it safely at any moment; tids are
+ * sig_atomic_t, written before PTRACE_SEIZE and cleared after PTRACE_DETACH.
+ */
+static struct {
+    volatile sig_atomic_t pid;     /* the seized process, 0 when none */
+    volatile sig_atomic_t used;    /* slots [0, used) may hold tids */
+    pid_t tracer;                  /* thread (gettid) that seized: the only one ptrace obeys */
+    bool leader_is_child;          /* pid is our child: leave its exit status to our caller */
+    bool hooks_installed;
+    struct tgt_slot slot[TARGET_MAX_THREADS];
+} tgt_reg;
+
+/* ---- small helpers ------------------------------------------------------------------------- */
+
+static long tgt_ptrace(int req, pid_t tid, long data)
+{
+    if (syscall(SYS_ptrace, (long)req, (long)tid, 0L, data) == 0)
+        return 0;
+    return -errno;
+}
+
+static int64_t tgt_now_ns(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void tgt_sleep_ns(int64_t ns)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000), .tv_nsec = (long)(ns % 1000000000)};
+
+    (void)nanosleep(&ts, NULL);
+}
+
+static bool tgt_is_stop_signal(int sig)
+{
+    return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+}
+
+static bool tgt_is_live(size_t i)
+{
+    return tgt_reg.slot[i].tid != 0 &&
+           (tgt_reg.slot[i].state == TGT_RUNNING || tgt_reg.slot[i].state == TGT_LISTENING);
+}
+
+static bool tgt_is_stopped(size_t i)
+{
+    return tgt_reg.slot[i].tid != 0 && (tgt_reg.slot[i].state == TGT_STOPPED ||
+                                        tgt_reg.slot[i].state == TGT_GROUP_STOPPED);
+}
+
+static size_t tgt_count(void)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < (size_t)tgt_reg.used; i++)
+        n += tgt_reg.slot[i].tid != 0;
+    return n;
+}
+
+static int tgt_check_thread(struct ps_err *err)
+{
+    if (tgt_reg.pid == 0)
+        return ps_err_set(err, -EINVAL, "no target is seized");
+    if (gettid() != tgt_reg.tracer)
+        return ps_err_set(err, -EINVAL,
+                          "ptrace call from thread %d, but pid %d was seized by thread %d; the "
+                          "kernel obeys only the seizing thread",
+                          (int)gettid(), (int)tgt_reg.pid, (int)tgt_reg.tracer);
+    return 0;
+}
+
+/* ---- registry -------------------------------------------------------------------------------- */
+
+static ssize_t tgt_find(pid_t tid)
+{
+    for (size_t i = 0; i < (size_t)tgt_reg.used; i++)
+        if (tgt_reg.slot[i].tid == tid)
+            return (ssize_t)i;
+    return -1;
+}
+
+/* Record tid (state RUNNING) before seizing it; the index, or -1 when full. */
+static ssize_t tgt_add(pid_t tid)
+{
+    size_t i = 0;
+
+    while (i < (size_t)tgt_reg.used && tgt_reg.slot[i].tid != 0)
+        i++;
+    if (i == TARGET_MAX_THREADS)
+        return -1;
+    tgt_reg.slot[i].state = TGT_RUNNING;
+    tgt_reg.slot[i].tid = tid;
+    if (i == (size_t)tgt_reg.used)
+        tgt_reg.used = (sig_atomic_t)(i + 1);
+    return (ssize_t)i;
+}
+
+static void tgt_drop(size_t i)
+{
+    tgt_reg.slot[i].tid = 0;
+    tgt_reg.slot[i].state = TGT_FREE;
+    while (tgt_reg.used > 0 && tgt_reg.slot[tgt_reg.used - 1].tid == 0)
+        tgt_reg.used--;
+}
+
+/* ---- stop-status handling --------------------------------------------------------------------- */
+
+/* Restart a thread that stopped while we want it running: keep group stops, else continue. */
+static void tgt_restart(size_t i)
+{
+    struct tgt_slot *s = &tgt_reg.slot[i];
+
+    if (s->state == TGT_GROUP_STOPPED && tgt_ptrace(PTRACE_LISTEN, s->tid, 0) == 0)
+        s->state = TGT_LISTENING;
+    else if (s->state == TGT_STOPPED && tgt_ptrace(PTRACE_CONT, s->tid, 0) == 0)
+        s->state = TGT_RUNNING;
+}
+
+/*
+ * Apply one waitpid status of slot i. want_stop: we are collecting stops (re-interrupt after
+ * passing a signal on) rather than servicing running threads (restart what stopped).
+ */
+static void tgt_on_status(size_t i, int status, bool want_stop)
+{
+    struct tgt_slot *s = &tgt_reg.slot[i];
+    int event = (int)((unsigned)status >> 16);
+
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+        tgt_drop(i);
+        return;
+    }
+    if (!WIFSTOPPED(status))
+        return;
+    if (event == 0) {
+        /* Signal-delivery stop: hand the signal on untouched; the target must not lose it. */
+        (void)tgt_ptrace(PTRACE_CONT, s->tid, WSTOPSIG(status));
+        s->state = TGT_RUNNING;
+        if (want_stop)
+            (void)tgt_ptrace(PTRACE_INTERRUPT, s->tid, 0);
+        return;
+    }
+    s->state = event == PTRACE_EVENT_STOP && tgt_is_stop_signal(WSTOPSIG(status))
+                   ? TGT_GROUP_STOPPED
+                   : TGT_STOPPED;
+    if (!want_stop)
+        tgt_restart(i);
+}
+
+/*
+ * Our own child's leader: take only its stops (waitid WSTOPPED) and merely peek at its exit
+ * (WNOWAIT), so the exit status stays for the caller's waitpid. A stop is returned in waitpid
+ * form (si_status holds event << 8 | signal).
+ */
+static int tgt_wait_child_leader(pid_t tid, int *status)
+{
+    siginfo_t si;
+
+    memset(&si, 0, sizeof(si));
+    if (waitid(P_PID, (id_t)tid, &si, WEXITED | WNOHANG | WNOWAIT | __WALL) == 0 &&
+        si.si_pid == tid)
+        return -1;
+    memset(&si, 0, sizeof(si));
+    if (waitid(P_PID, (id_t)tid, &si, WSTOPPED | WNOHANG | __WALL) < 0)
+        return errno == EINTR ? 0 : -1;
+    if (si.si_pid != tid)
+        return 0;
+    *status = (int)(((unsigned)si.si_status << 8) | 0x7fU);
+    return 1;
+}
+
+/* One non-blocking wait on slot i: 1 with *status, 0 nothing yet, -1 no longer our tracee. */
+static int tgt_wait_one(size_t i, int *status)
+{
+    pid_t tid = tgt_reg.slot[i].tid;
+    pid_t r;
+
+    if (tid == (pid_t)tgt_reg.pid && tgt_reg.leader_is_child)
+        return tgt_wait_child_leader(tid, status);
+    r = waitpid(tid, status, WNOHANG | __WALL);
+    if (r < 0)
+        return errno == EINTR ? 0 : -1; /* ECHILD: gone, or detached behind our back */
+    return r == 0 ? 0 : 1;
+}
+
+/* Drain the pending wait statuses of slot i without blocking. */
+static void tgt_poll_one(size_t i, bool want_stop)
+{
+    int status = 0;
+
+    while (tgt_reg.slot[i].tid != 0 && !(want_stop && tgt_is_stopped(i))) {
+        int r = tgt_wait_one(i, &status);
+        if (r < 0)
+            tgt_drop(i);
+        if (r <= 0)
+            return;
+        tgt_on_status(i, status, want_stop);
+    }
+}
+
+/* A thread whose stop never comes because it is a zombie (a leader that exited before its
+ * threads reports nothing until they all go): forget it. */
+static void tgt_drop_if_dead(size_t i)
+{
+    char state = '?';
+    int rc = procstat_state((pid_t)tgt_reg.pid, tgt_reg.slot[i].tid, &state, NULL);
+
+    if (rc == -ESRCH || (rc == 0 && (state == 'Z' || state == 'X')))
+        tgt_drop(i);
+}
+
+/* Index of the first live (not yet stopped) slot, or -1. */
+static ssize_t tgt_first_live(void)
+{
+    for (size_t i = 0; i < (size_t)tgt_reg.used; i++)
+        if (tgt_is_live(i))
+            return (ssize_t)i;
+    return -1;
+}
+
+static int tgt_timeout_error(size_t i, struct ps_err *err)
+{
+    struct snap_os os = {.state = '?'};
+    char what[64];
+    pid_t tid = tgt_reg.slot[i].tid;
+
+    if (procstat_thread_os((pid_t)tgt_reg.pid, tid, &os, NULL) < 0)
+        (void)snprintf(what, sizeof(what), "unknown state");
+    else
+        (void)procstat_activity(&os, what, sizeof(what));
+    return ps_err_set(err, -ETIMEDOUT,
+                      "thread %d of pid %d did not stop within %d ms (%s, state %c); a thread in "
+                      "uninterruptible sleep (D) cannot stop: retry, or drop --blocking",
+                      (int)tid, (int)tgt_reg.pid, TARGET_STOP_TIMEOUT_MS, what, os.state);
+}
+
+/* Wait until every seized thread has reported a stop or is gone, or until deadline. */
+static int tgt_wait_stops(int64_t deadline, struct ps_err *err)
+{
+    int64_t backoff = 50 * 1000; /* 50 us, doubling to 20 ms: most stops come within 1 ms */
+    ssize_t live;
+
+    for (;;) {
+        for (size_t i = 0; i < (size_t)tgt_reg.used; i++) {
+            if (tgt_is_live(i))
+                tgt_poll_one(i, true);
+            if (tgt_is_live(i) && backoff >= 1000 * 1000)
+                tgt_drop_if_dead(i);
+        }
+        live = tgt_first_live();
+        if (live < 0)
+            return 0;
+        if (tgt_now_ns() >= deadline)
+            return tgt_timeout_error((size_t)live, err);
+        tgt_sleep_ns(backoff);
+        backoff = backoff * 2 > 20 * 1000 * 1000 ? 20 * 1000 * 1000 : backoff * 2;
+    }
+}
+
+static void tgt_interrupt_live(void)
+{
+    for (size_t i = 0; i < (size_t)tgt_reg.used; i++)
+        if (tgt_is_live(i))
+            (void)tgt_ptrace(PTRACE_INTERRUPT, tgt_reg.slot[i].tid, 0);
+}
+
+/* ---- seizing ----------------------------------------------------------------------------------- */
+
+/* Seize and interrupt one tid. 1 seized, 0 skipped (gone or a zombie), or a negative code. */
+static int tgt_seize_one(pid_t tid, struct ps_err *err)
+{
+    pid_t pid = (pid_t)tgt_reg.pid;
+    ssize_t i = tgt_add(tid);
+    char state = '?';
+    long rc;
+
+    if (i < 0)
+        return ps_err_set(err, -PS_ELIMIT, "pid %d has more than %d threads, pyscope's limit",
+                          (int)pid, TARGET_MAX_THREADS);
+    /* No options: PTRACE_O_EXITKILL would kill the target if pyscope died. */
+    rc = tgt_ptrace(PTRACE_SEIZE, tid, 0);
+    if (rc == 0) {
+        (void)tgt_ptrace(PTRACE_INTERRUPT, tid, 0);
+        return 1;
+    }
+    tgt_drop((size_t)i);
+    if (rc == -ESRCH)
+        return 0;
+    if (rc == -EPERM && procstat_state(pid, tid, &state, NULL) != 0)
+        return 0;
+    if (rc == -EPERM && (state == 'Z' || state == 'X'))
+        return 0; /* the kernel refuses to seize an exiting thread */
+    if (rc == -EPERM || rc == -EACCES)
+        return diag_permission(pid, DIAG_OP_ATTACH, (int)-rc, err);
+    return ps_err_set(err, (int)rc, "PTRACE_SEIZE of thread %d of pid %d failed: %s", (int)tid,
+                      (int)pid, strerror((int)-rc));
+}
+
+/* List the target's threads and seize those not yet seized; the number seized, or an error. */
+static int tgt_seize_new(struct ps_err *err)
+{
+    pid_t tids[TARGET_MAX_THREADS];
+    size_t n = 0;
+    int seized = 0;
+    int rc;
+
+    rc = procstat_tids((pid_t)tgt_reg.pid, tids, TARGET_MAX_THREADS, &n, err);
+    if (rc < 0)
+        return rc;
+    for (size_t k = 0; k < n; k++) {
+        if (tgt_find(tids[k]) >= 0)
+            continue;
+        rc = tgt_seize_one(tids[k], err);
+        if (rc < 0)
+            return rc;
+        seized += rc;
+    }
+    return seized;
+}
+
+/*
+ * Stop every thread, seizing new ones, until a re-listing after all stopped finds none new:
+ * once every known thread is stopped, only a clone already under way can add one.
+ */
+static int tgt_stop_rounds(struct ps_err *err)
+{
+    int64_t deadline = tgt_now_ns() + (int64_t)TARGET_STOP_TIMEOUT_MS * 1000 * 1000;
+    int rc;
+
+    for (int round = 0; round < TARGET_SEIZE_ROUNDS; round++) {
+        rc = tgt_seize_new(err);
+        if (rc < 0)
+            return rc;
+        if (round > 0 && rc == 0)
+            return 0;
+        tgt_interrupt_live();
+        rc = tgt_wait_stops(deadline, err);
+        if (rc < 0)
+            return rc;
+        if (tgt_count() == 0)
+            return ps_err_set(err, -ESRCH, "pid %d exited while pyscope was stopping it",
+                              (int)tgt_reg.pid);
+    }
+    return ps_err_set(err, -PS_ELIMIT,
+                      "pid %d kept creating threads through %d rounds of stopping; retry, or "
+                      "drop --blocking",
+                      (int)tgt_reg.pid, TARGET_SEIZE_ROUNDS);
+}
+
+/* ---- detaching --------------------------------------------------------------------------------- */
+
+/*
+ * Detach every stopped slot. ESRCH means the thread is no longer in a stop we can act on (a
+ * SIGKILL woke it, it is dying): mark it running so the next wait collects its exit.
+ */
+static void tgt_detach_stopped(void)
+{
+    for (size_t i = 0; i < (size_t)tgt_reg.used; i++) {
+        long r;
+        if (!tgt_is_stopped(i))
+            continue;
+        r = tgt_ptrace(PTRACE_DETACH, tgt_reg.slot[i].tid, 0);
+        if (r == -ESRCH)
+            tgt_reg.slot[i].state = TGT_RUNNING;
+        else
+            tgt_drop(i); /* detached (or refused for good: nothing more we can do) */
+    }
+}
+
+/* Passes of stop-then-detach: the second collects threads that were dying during the first. */
+#define TGT_DETACH_PASSES 4
+
+/* target_detach_all() without the warn_unused_result contract, for paths that already fail. */
+static int tgt_release(struct ps_err *err)
+{
+    int64_t deadline = tgt_now_ns() + (int64_t)TARGET_STOP_TIMEOUT_MS * 1000 * 1000;
+    int rc;
+
+    if (tgt_reg.pid == 0)
+        return 0;
+    rc = tgt_check_thread(err);
+    if (rc < 0)
+        return rc;
+    for (int pass = 0; pass < TGT_DETACH_PASSES && tgt_count() != 0 && rc == 0; pass++) {
+        tgt_interrupt_live();
+        rc = tgt_wait_stops(deadline, err);
+        tgt_detach_stopped();
+    }
+    if (tgt_count() != 0)
+        return ps_err_set(err, rc < 0 ? rc : -ETIMEDOUT,
+                          "%zu thread(s) of pid %d could not be stopped to detach them; they run "
+                          "on, traced until pyscope exits",
+                          tgt_count(), (int)tgt_reg.pid);
+    tgt_reg.used = 0;
+    tgt_reg.pid = 0;
+    return 0;
+}
+
+static bool tgt_is_our_child(pid_t pid)
+{
+    struct procstat_status st;
+
+    return procstat_read_status(pid, &st, NULL) == 0 && st.ppid == getpid();
+}
+
+static int tgt_begin(pid_t pid, struct ps_err *err)
+{
+    if (tgt_reg.pid != 0)
+        return ps_err_set(err, -EBUSY, "pyscope already holds pid %d; detach it first",
+                          (int)tgt_reg.pid);
+    if (pid <= 0 || pid == getpid())
+        return ps_err_set(err, -EINVAL, "cannot stop pid %d: %s", (int)pid,
+                          pid <= 0 ? "not a process id" : "it is pyscope itself");
+    tgt_reg.leader_is_child = tgt_is_our_child(pid);
+    tgt_reg.tracer = gettid();
+    tgt_reg.used = 0;
+    tgt_reg.pid = pid;
+    return 0;
+}
+
+int target_seize_all(pid_t pid, size_t *nthreads, struct ps_err *err)
+{
+    int rc = tgt_begin(pid, err);
+
+    if (rc < 0)
+        return rc;
+    rc = tgt_stop_rounds(err);
+    if (rc == -ESRCH && tgt_count() == 0)
+        rc = diag_permission(pid, DIAG_OP_ATTACH, ESRCH, err);
+    if (rc < 0)
+        goto fail_detach;
+    *nthreads = tgt_count();
+    return 0;
+fail_detach:
+    (void)tgt_release(err); /* err keeps the first cause; a failed detach adds to nothing */
+    return rc;
+}
+
+int target_stop_all(struct ps_err *err)
+{
+    int rc = tgt_check_thread(err);
+
+    if (rc < 0)
+        return rc;
+    return tgt_stop_rounds(err);
+}
+
+/* ---- public control --------------------------------------------------------------------- */
+
+int target_resume_all(struct ps_err *err)
+{
+    int rc = tgt_check_thread(err);
+
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < (size_t)tgt_reg.used; i++) {
+        struct tgt_slot *s = &tgt_reg.slot[i];
+        long r;
+        if (!tgt_is_stopped(i))
+            continue;
+        r = s->state == TGT_GROUP_STOPPED ? tgt_ptrace(PTRACE_LISTEN, s->tid, 0)
+                                          : tgt_ptrace(PTRACE_CONT, s->tid, 0);
+        if (r == 0) {
+            s->state = s->state == TGT_GROUP_STOPPED ? TGT_LISTENING : TGT_RUNNING;
+        } else if (r == -ESRCH) {
+            s->state = TGT_RUNNING; /* dying: target_service or the next wait collects it */
+        } else if (rc == 0) {
+            rc = ps_err_set(err, (int)r, "resuming thread %d of pid %d failed: %s", (int)s->tid,
+                            (int)tgt_reg.pid, strerror((int)-r));
+        }
+    }
+    return rc;
+}
+
+int target_service(struct ps_err *err)
+{
+    int rc = tgt_check_thread(err);
+
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < (size_t)tgt_reg.used; i++)
+        if (tgt_is_live(i))
+            tgt_poll_one(i, false);
+    return 0;
+}
+
+int target_detach_all(struct ps_err *err)
+{
+    return tgt_release(err);
+}
+
+pid_t target_current_pid(void)
+{
+    return (pid_t)tgt_reg.pid;
+}
+
+size_t target_tids(pid_t *out, size_t cap)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < (size_t)tgt_reg.used && n < cap; i++)
+        if (tgt_reg.slot[i].tid != 0)
+            out[n++] = tgt_reg.slot[i].tid;
+    return n;
+}
+
+/* ---- teardown on signals and exit --------------------------------------------------------------- */
+
+void target_teardown_signal_safe(void)
+{
+    int saved_errno = errno;
+    sig_atomic_t used = tgt_reg.used;
+
+    for (sig_atomic_t i = 0; i < used && i < TARGET_MAX_THREADS; i++) {
+        pid_t tid = tgt_reg.slot[i].tid;
+        if (tid > 0 && syscall(SYS_ptrace, (long)PTRACE_DETACH, (long)tid, 0L, 0L) == 0)
+            tgt_reg.slot[i].tid = 0;
+    }
+    errno = saved_errno;
+}
+
+/* Detach, then die of the signal as if we had no handler (memset, sigemptyset, sigaction and
+ * raise are async-signal-safe; the signal is delivered when this handler returns). */
+static void tgt_on_signal(int sig)
+{
+    struct sigaction dfl;
+
+    target_teardown_signal_safe();
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    (void)sigemptyset(&dfl.sa_mask);
+    (void)sigaction(sig, &dfl, NULL);
+    (void)raise(sig);
+}
+
+static void tgt_atexit(void)
+{
+    if (tgt_reg.pid == 0)
+        return;
+    if (gettid() == tgt_reg.tracer)
+        (void)tgt_release(NULL);
+    else
+        target_teardown_signal_safe(); /* e.g. a forked child: not the tracer, does nothing */
+}
+
+static int tgt_install_one(int sig, struct ps_err *err)
+{
+    struct sigaction old, sa;
+
+    if (sigaction(sig, NULL, &old) < 0)
+        return ps_err_set(err, -errno, "cannot read the handler of signal %d: %s", sig,
+                          strerror(errno));
+    if (old.sa_handler == SIG_IGN)
+        return 0; /* the user asked to ignore it (nohup): it cannot kill us, keep it so */
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = tgt_on_signal;
+    (void)sigfillset(&sa.sa_mask); /* no other handler runs inside the teardown */
+    if (sigaction(sig, &sa, NULL) < 0)
+        return ps_err_set(err, -errno, "cannot install the teardown handler for signal %d: %s",
+                          sig, strerror(errno));
+    return 0;
+}
+
+int target_install_signal_teardown(struct ps_err *err)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    int rc;
+
+    if (tgt_reg.hooks_installed)
+        return 0;
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        rc = tgt_install_one(sigs[i], err);
+        if (rc < 0)
+            return rc;
+    }
+    if (atexit(tgt_atexit) != 0)
+        return ps_err_set(err, -ENOMEM, "cannot register the ptrace teardown with atexit");
+    tgt_reg.hooks_installed = true;
+    return 0;
+}
+
+/* ---- inspection --------------------------------------------------------------------------------- */
+
+/* /proc/TID/status is the status of thread TID (a hidden but valid /proc entry). */
+static bool tgt_thread_held(pid_t pid, pid_t tid)
+{
+    struct procstat_status st;
+    char state = '?';
+
+    if (procstat_state(pid, tid, &state, NULL) == 0 && (state == 'T' || state == 't'))
+        return true;
+    return procstat_read_status(tid, &st, NULL) == 0 && st.tracer_pid != 0;
+}
+
+int target_is_stopped_or_traced(pid_t pid, bool *out, struct ps_err *err)
+{
+    pid_t tids[TARGET_MAX_THREADS];
+    size_t n = 0;
+    bool held = false;
+    int rc;
+
+    rc = procstat_tids(pid, tids, TARGET_MAX_THREADS, &n, err);
+    if (rc < 0)
+        return rc;
+    for (size_t k = 0; k < n && !held; k++)
+        held = tgt_thread_held(pid, tids[k]);
+    *out = held;
+    return 0;
+}

@@ -1,0 +1,339 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Walker, code cache and collector against recorded fixtures (tests/fixtures/<minor>/shapes.*,
+ * made by scripts/record-fixtures from tests/targets/shapes.py, whose ground truth is the
+ * target's own traceback.extract_stack()). Then the same walk under the fault-injecting source:
+ * every read failing in turn, garbled, zeroed, and hand-made cycles and huge lengths: the
+ * engine must return an error or a flagged snapshot, within its caps, never crash (this binary
+ * also runs under ASan+UBSan).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pyscope/collect.h"
+#include "pyscope/memsrc.h"
+#include "pyscope/pyproc.h"
+#include "pyscope/snap.h"
+#include "pyscope/walk.h"
+
+static const char *const minors[] = {"3.11", "3.12", "3.13"};
+
+struct fixture {
+    struct locate_info loc;
+    json_t *truth;
+    char mem[512];
+};
+
+static void load_fixture(const char *minor, struct fixture *fx)
+{
+    char path[600];
+    struct ps_err err = {0};
+    json_error_t jerr;
+
+    (void)snprintf(fx->mem, sizeof(fx->mem), "%s/tests/fixtures/%s/shapes.mem",
+                   PYSCOPE_SOURCE_DIR, minor);
+    (void)snprintf(path, sizeof(path), "%s.meta", fx->mem);
+    assert_int_equal(pyproc_meta_read(path, &fx->loc, &err), 0);
+    (void)snprintf(path, sizeof(path), "%s/tests/fixtures/%s/shapes.truth.json",
+                   PYSCOPE_SOURCE_DIR, minor);
+    fx->truth = json_load_file(path, 0, &jerr);
+    if (!fx->truth)
+        fail_msg("cannot load %s: %s", path, jerr.text);
+}
+
+/* Open the fixture, optionally behind a faulty wrapper. Returns the open rc. */
+static int open_fixture(const struct fixture *fx, int fault, uint64_t nth, uint64_t seed,
+                        struct pyproc **pp, struct memsrc **faulty_out)
+{
+    struct ps_err err = {0};
+    struct memsrc *src = NULL, *top;
+    int rc;
+
+    assert_int_equal(memsrc_fixture_open(fx->mem, &src, &err), 0);
+    top = src;
+    if (fault >= 0) {
+        assert_int_equal(memsrc_faulty_wrap(src, (enum memsrc_fault)fault, nth, 0, seed, &top,
+                                            &err),
+                         0);
+    }
+    if (faulty_out)
+        *faulty_out = top;
+    rc = pyproc_open_source(top, &fx->loc, pp, &err);
+    if (rc < 0) {
+        assert_true(err.msg[0] != '\0'); /* every failure says why */
+        memsrc_close(top);
+    }
+    return rc;
+}
+
+static const struct snap_thread *find_thread(const struct snap *s, json_int_t native)
+{
+    for (size_t i = 0; i < s->nthreads; i++)
+        if (s->threads[i].native_id == native)
+            return &s->threads[i];
+    return NULL;
+}
+
+/* Truth frames are outermost first (traceback order); the snapshot's innermost first. */
+static void compare_thread(const json_t *tt, const struct snap_thread *st, const char *minor)
+{
+    const json_t *frames = json_object_get(tt, "frames");
+    size_t n = json_array_size(frames);
+    const json_t *name = json_object_get(tt, "name");
+
+    assert_int_equal(st->status, SNAP_THREAD_OK);
+    assert_int_equal(st->thread_id, (uint64_t)json_integer_value(json_object_get(tt, "ident")));
+    if (json_is_string(name) && st->name)
+        assert_string_equal(st->name, json_string_value(name));
+    if (st->nframes != n)
+        fail_msg("%s: thread %d has %zu frames, truth %zu", minor, (int)st->native_id,
+                 st->nframes, n);
+    for (size_t i = 0; i < n; i++) {
+        const json_t *tf = json_array_get(frames, n - 1 - i);
+        const struct snap_frame *sf = &st->frames[i];
+
+        assert_string_equal(sf->function, json_string_value(json_object_get(tf, "function")));
+        assert_string_equal(sf->qualname, json_string_value(json_object_get(tf, "qualname")));
+        assert_string_equal(sf->file, json_string_value(json_object_get(tf, "file")));
+        assert_int_equal(sf->line, json_integer_value(json_object_get(tf, "line")));
+    }
+}
+
+static void test_replay_matches_truth(void **state)
+{
+    (void)state;
+    for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
+        struct collect_opts co = {.retries = 2};
+        struct fixture fx = {0};
+        struct ps_err err = {0};
+        struct pyproc *pp = NULL;
+        struct snap *s = NULL;
+        const json_t *threads, *tt;
+        size_t i;
+
+        load_fixture(minors[m], &fx);
+        assert_int_equal(open_fixture(&fx, -1, 0, 0, &pp, NULL), 0);
+        assert_int_equal(collect_snapshot(pp, &co, &s, &err), 0);
+        threads = json_object_get(fx.truth, "threads");
+        assert_true(json_array_size(threads) >= 5);
+        json_array_foreach(threads, i, tt)
+        {
+            const struct snap_thread *st =
+                find_thread(s, json_integer_value(json_object_get(tt, "native_id")));
+
+            if (!st)
+                fail_msg("%s: thread %lld missing", minors[m],
+                         (long long)json_integer_value(json_object_get(tt, "native_id")));
+            compare_thread(tt, st, minors[m]);
+        }
+        snap_free(s);
+        pyproc_close(pp);
+        json_decref(fx.truth);
+    }
+}
+
+/* Check the caps on whatever a faulty walk produced. */
+static void check_bounds(const struct snap *s)
+{
+    assert_true(s->nthreads <= WALK_MAX_THREADS);
+    for (size_t i = 0; i < s->nthreads; i++) {
+        const struct snap_thread *t = &s->threads[i];
+
+        assert_true(t->nframes <= WALK_MAX_DEPTH);
+        if (t->status == SNAP_THREAD_ERROR || t->status == SNAP_THREAD_INCONSISTENT)
+            assert_non_null(t->error);
+        for (size_t f = 0; f < t->nframes; f++)
+            assert_non_null(t->frames[f].file);
+    }
+}
+
+/* Run open + collect with the fault at range nth; returns 1 when a fault-free run happened. */
+static void run_faulty(const struct fixture *fx, int fault, uint64_t nth, uint64_t seed)
+{
+    struct collect_opts co = {.retries = 1};
+    struct ps_err err = {0};
+    struct pyproc *pp = NULL;
+    struct snap *s = NULL;
+    int rc;
+
+    if (open_fixture(fx, fault, nth, seed, &pp, NULL) < 0)
+        return;
+    rc = collect_snapshot(pp, &co, &s, &err);
+    if (rc < 0)
+        assert_true(err.msg[0] != '\0');
+    else
+        check_bounds(s);
+    snap_free(s);
+    pyproc_close(pp);
+}
+
+/* How many ranges a clean open + collect reads (the faulty wrapper counts with nth == 0). */
+static uint64_t count_ranges(const struct fixture *fx)
+{
+    struct collect_opts co = {.retries = 1};
+    struct ps_err err = {0};
+    struct pyproc *pp = NULL;
+    struct memsrc *faulty = NULL;
+    struct snap *s = NULL;
+    uint64_t n;
+
+    assert_int_equal(open_fixture(fx, MEMSRC_FAULT_FAIL, 0, 0, &pp, &faulty), 0);
+    assert_int_equal(collect_snapshot(pp, &co, &s, &err), 0);
+    n = memsrc_faulty_count(faulty);
+    snap_free(s);
+    pyproc_close(pp);
+    return n;
+}
+
+static void test_fault_sweep(void **state)
+{
+    (void)state;
+    for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
+        struct fixture fx = {0};
+        uint64_t n;
+
+        load_fixture(minors[m], &fx);
+        n = count_ranges(&fx);
+        assert_true(n > 20);
+        for (uint64_t i = 1; i <= n; i++) {
+            run_faulty(&fx, MEMSRC_FAULT_FAIL, i, 0);
+            run_faulty(&fx, MEMSRC_FAULT_ZERO, i, 0);
+            run_faulty(&fx, MEMSRC_FAULT_GARBLE, i, i * 7919);
+        }
+        json_decref(fx.truth);
+    }
+}
+
+/* A fixture whose frames are overlaid by hand: the overlay wins over the recorded bytes. */
+static struct pyproc *open_overlaid(const struct fixture *fx, struct memsrc **src_out)
+{
+    struct ps_err err = {0};
+    struct memsrc *src = NULL;
+    struct pyproc *pp = NULL;
+
+    assert_int_equal(memsrc_fixture_open(fx->mem, &src, &err), 0);
+    assert_int_equal(pyproc_open_source(src, &fx->loc, &pp, &err), 0);
+    *src_out = src;
+    return pp;
+}
+
+/* The deepest thread (the recursion) of a snapshot's walk: its tstate. */
+static uint64_t deepest_tstate(struct pyproc *pp)
+{
+    struct walk_tstate ts[64];
+    struct walk_stack st;
+    struct ps_err err = {0};
+    size_t n = 0, best = 0;
+    uint64_t addr = 0;
+
+    assert_int_equal(walk_tstates(pp, ts, 64, &n, NULL, NULL, &err), 0);
+    assert_int_equal(walk_stack_init(&st, &err), 0);
+    for (size_t i = 0; i < n; i++) {
+        if (walk_stack(pp, ts[i].addr, &st, &err) == 0 && st.n > best) {
+            best = st.n;
+            addr = ts[i].addr;
+        }
+    }
+    walk_stack_free(&st);
+    assert_true(best > 100);
+    return addr;
+}
+
+static void test_frame_cycle_is_bounded(void **state)
+{
+    (void)state;
+    for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
+        struct fixture fx = {0};
+        struct ps_err err = {0};
+        struct memsrc *src = NULL;
+        struct pyproc *pp;
+        struct walk_stack st;
+        uint64_t tstate, inner, outer;
+        int rc;
+
+        load_fixture(minors[m], &fx);
+        pp = open_overlaid(&fx, &src);
+        tstate = deepest_tstate(pp);
+        assert_int_equal(walk_stack_init(&st, &err), 0);
+        assert_int_equal(walk_stack(pp, tstate, &st, &err), 0);
+        inner = st.frames[1].frame_addr;
+        outer = st.frames[50].frame_addr;
+        /* Make frame 50 point back at frame 1: a loop of 49 frames. */
+        assert_int_equal(memsrc_fixture_add(src, outer + (uint64_t)pp->lay->frame_previous,
+                                            &inner, sizeof(inner), &err),
+                         0);
+        rc = walk_stack(pp, tstate, &st, &err);
+        assert_true(rc == 0 || rc == -PS_ECORRUPT);
+        if (rc == 0)
+            assert_true(st.truncated && st.n == WALK_MAX_DEPTH);
+        /* A frame pointing at itself is refused outright. */
+        assert_int_equal(memsrc_fixture_add(src, outer + (uint64_t)pp->lay->frame_previous,
+                                            &outer, sizeof(outer), &err),
+                         0);
+        ps_err_clear(&err);
+        assert_int_equal(walk_stack(pp, tstate, &st, &err), -PS_ECORRUPT);
+        assert_non_null(strstr(err.msg, "invalid"));
+        walk_stack_free(&st);
+        pyproc_close(pp);
+        json_decref(fx.truth);
+    }
+}
+
+static void test_huge_name_length_is_an_error(void **state)
+{
+    (void)state;
+    for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
+        struct collect_opts co = {.retries = 0};
+        struct fixture fx = {0};
+        struct ps_err err = {0};
+        struct memsrc *src = NULL;
+        struct pyproc *pp;
+        struct walk_stack st;
+        struct snap *s = NULL;
+        uint64_t tstate, huge = (uint64_t)1 << 40;
+        const struct snap_thread *t = NULL;
+
+        load_fixture(minors[m], &fx);
+        pp = open_overlaid(&fx, &src);
+        tstate = deepest_tstate(pp);
+        assert_int_equal(walk_stack_init(&st, &err), 0);
+        assert_int_equal(walk_stack(pp, tstate, &st, &err), 0);
+        /* The innermost frame's function name claims 2^40 characters. */
+        assert_int_equal(memsrc_fixture_add(src, st.frames[0].fp.name +
+                                                     (uint64_t)pp->lay->str_length,
+                                            &huge, sizeof(huge), &err),
+                         0);
+        assert_int_equal(collect_snapshot(pp, &co, &s, &err), 0);
+        for (size_t i = 0; i < s->nthreads; i++)
+            if (s->threads[i].tstate_addr == tstate)
+                t = &s->threads[i];
+        assert_non_null(t);
+        assert_int_not_equal(t->status, SNAP_THREAD_OK);
+        assert_non_null(t->error);
+        snap_free(s);
+        walk_stack_free(&st);
+        pyproc_close(pp);
+        json_decref(fx.truth);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_replay_matches_truth),
+        cmocka_unit_test(test_frame_cycle_is_bounded),
+        cmocka_unit_test(test_huge_name_length_is_an_error),
+        cmocka_unit_test(test_fault_sweep),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
