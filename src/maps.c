@@ -163,8 +163,8 @@ static bool maps_fields(struct maps_cur *c, struct maps_entry *en)
 {
     return cur_hex(c, 16, &en->start) && cur_char(c, '-') && cur_hex(c, 16, &en->end) &&
            cur_char(c, ' ') && cur_perms(c, en) && cur_char(c, ' ') &&
-           cur_hex(c, 16, &en->offset) && cur_char(c, ' ') && cur_dev(c, en) &&
-           cur_char(c, ' ') && cur_dec(c, &en->inode) && (c->p == c->e || *c->p == ' ');
+           cur_hex(c, 16, &en->offset) && cur_char(c, ' ') && cur_dev(c, en) && cur_char(c, ' ') &&
+           cur_dec(c, &en->inode) && (c->p == c->e || *c->p == ' ');
 }
 
 static int maps_line(const char *p, const char *e, size_t lineno, uint64_t prev_end,
@@ -184,41 +184,44 @@ static int maps_line(const char *p, const char *e, size_t lineno, uint64_t prev_
     return 0;
 }
 
-static int maps_push(struct maps *m, size_t *cap, const struct maps_entry *en,
-                     struct ps_err *err)
+/* A free slot at the end of m->v (not yet counted in m->n), growing the array by doubling. */
+static struct maps_entry *maps_slot(struct maps *m, size_t *cap, struct ps_err *err)
 {
     struct maps_entry *v;
-    size_t ncap;
+    size_t ncap = *cap ? *cap * 2 : 64;
 
-    if (m->n < *cap) {
-        m->v[m->n++] = *en;
-        return 0;
+    if (m->n < *cap)
+        return &m->v[m->n];
+    if (m->n >= MAPS_MAX_ENTRIES) {
+        (void)ps_err_set(err, -PS_ELIMIT,
+                         "the process has more than %d mappings, the cap pyscope "
+                         "reads",
+                         MAPS_MAX_ENTRIES);
+        return NULL;
     }
-    if (m->n >= MAPS_MAX_ENTRIES)
-        return ps_err_set(err, -PS_ELIMIT, "the process has more than %d mappings, the cap "
-                          "pyscope reads", MAPS_MAX_ENTRIES);
-    ncap = *cap ? *cap * 2 : 64;
     v = realloc(m->v, ncap * sizeof(*v));
-    if (!v)
-        return ps_err_set(err, -ENOMEM, "out of memory reading %zu mappings", m->n);
+    if (!v) {
+        (void)ps_err_set(err, -ENOMEM, "out of memory reading %zu mappings", m->n);
+        return NULL;
+    }
     m->v = v;
     *cap = ncap;
-    m->v[m->n++] = *en;
-    return 0;
+    return &m->v[m->n];
 }
 
-static int maps_add_line(struct maps *m, size_t *cap, const char *p, const char *e,
-                         size_t lineno, struct ps_err *err)
+/* Parse a line straight into the next slot; it counts only once it parsed. */
+static int maps_add_line(struct maps *m, size_t *cap, const char *p, const char *e, size_t lineno,
+                         struct ps_err *err)
 {
-    struct maps_entry en;
     uint64_t prev_end = m->n > 0 ? m->v[m->n - 1].end : 0;
-    int rc = maps_line(p, e, lineno, prev_end, &en, err);
+    struct maps_entry *en = maps_slot(m, cap, err);
+    int rc;
 
-    if (rc == 0) {
-        rc = maps_push(m, cap, &en, err);
-        if (rc < 0)
-            free(en.path);
-    }
+    if (!en)
+        return err && err->code ? err->code : -ENOMEM;
+    rc = maps_line(p, e, lineno, prev_end, en, err);
+    if (rc == 0)
+        m->n++;
     return rc;
 }
 
@@ -263,11 +266,15 @@ static int maps_open(pid_t pid, int *fd, struct ps_err *err)
         return 0;
     e = pid > 0 ? errno : ENOENT;
     if (e == ENOENT || e == ESRCH)
-        return ps_err_set(err, -ESRCH, "no process with pid %d: check the pid (it may have "
-                          "exited)", (int)pid);
+        return ps_err_set(err, -ESRCH,
+                          "no process with pid %d: check the pid (it may have "
+                          "exited)",
+                          (int)pid);
     if (e == EACCES || e == EPERM)
-        return ps_err_set(err, -e, "permission denied reading %s: run pyscope as the target's "
-                          "user or as root", path);
+        return ps_err_set(err, -e,
+                          "permission denied reading %s: run pyscope as the target's "
+                          "user or as root",
+                          path);
     return ps_err_set(err, -e, "cannot open %s: %s", path, strerror(e));
 }
 
@@ -278,8 +285,10 @@ static int maps_grow(char **buf, size_t *cap, pid_t pid, struct ps_err *err)
     char *nb;
 
     if (*cap >= MAPS_TEXT_MAX)
-        return ps_err_set(err, -PS_ELIMIT, "/proc/%d/maps is larger than %zu bytes, the cap "
-                          "pyscope reads", (int)pid, MAPS_TEXT_MAX);
+        return ps_err_set(err, -PS_ELIMIT,
+                          "/proc/%d/maps is larger than %zu bytes, the cap "
+                          "pyscope reads",
+                          (int)pid, MAPS_TEXT_MAX);
     nb = realloc(*buf, ncap);
     if (!nb)
         return ps_err_set(err, -ENOMEM, "out of memory reading /proc/%d/maps", (int)pid);

@@ -35,7 +35,7 @@
 #define IOV_MAX 1024
 #endif
 /* Ranges per process_vm_readv call: the kernel refuses more than IOV_MAX with EINVAL. */
-#define LIVE_CHUNK (IOV_MAX < MEMSRC_MAX_IOV ? IOV_MAX : MEMSRC_MAX_IOV)
+#define LIVE_CHUNK ((size_t)IOV_MAX)
 /* EINTR retries per pread before giving up (reads of /proc/PID/mem are rarely interrupted). */
 #define LIVE_EINTR_MAX 8
 /* live_pvr() result meaning "process_vm_readv is unusable here: fall back to /proc/PID/mem". */
@@ -43,10 +43,10 @@
 
 struct memsrc_live {
     struct memsrc base;
-    int memfd;    /* /proc/PID/mem, -1 until the fallback needs it */
-    bool procmem; /* sticky: read through memfd instead of process_vm_readv */
-    struct iovec local[LIVE_CHUNK];
-    struct iovec remote[LIVE_CHUNK];
+    int memfd;                          /* /proc/PID/mem, -1 until the fallback needs it */
+    bool procmem;                       /* sticky: read through memfd instead of process_vm_readv */
+    struct iovec local[MEMSRC_MAX_IOV]; /* a chunk uses min(n, LIVE_CHUNK) of them */
+    struct iovec remote[MEMSRC_MAX_IOV];
 };
 
 /* ---- common entry points ------------------------------------------------------------------ */
@@ -66,15 +66,15 @@ uint32_t memsrc_le32(const unsigned char *p)
 }
 
 /* Check the caps of a scatter read; on success *bytes is the total requested. */
-static int memsrc_check(const struct memsrc_iov *iov, size_t n, uint64_t *bytes,
-                        struct ps_err *err)
+static int memsrc_check(const struct memsrc_iov *iov, size_t n, uint64_t *bytes, struct ps_err *err)
 {
     uint64_t total = 0;
 
     if (n > MEMSRC_MAX_IOV)
         return ps_err_set(err, -EINVAL,
                           "a scatter read of %zu ranges exceeds the cap of %d ranges per call; "
-                          "split it into several calls", n, MEMSRC_MAX_IOV);
+                          "split it into several calls",
+                          n, MEMSRC_MAX_IOV);
     if (n > 0 && !iov)
         return ps_err_set(err, -EINVAL, "a scatter read of %zu ranges was given no ranges", n);
     for (size_t i = 0; i < n; i++) {
@@ -88,7 +88,8 @@ static int memsrc_check(const struct memsrc_iov *iov, size_t n, uint64_t *bytes,
         if (iov[i].addr > UINT64_MAX - iov[i].len)
             return ps_err_set(err, -EFAULT,
                               "reading %zu bytes at 0x%" PRIx64 " wraps the address space: "
-                              "the pointer is corrupt", iov[i].len, iov[i].addr);
+                              "the pointer is corrupt",
+                              iov[i].len, iov[i].addr);
         total += iov[i].len;
     }
     *bytes = total;
@@ -125,7 +126,7 @@ int memsrc_read(struct memsrc *src, uint64_t addr, void *buf, size_t len, struct
 
 int memsrc_read_u64(struct memsrc *src, uint64_t addr, uint64_t *out, struct ps_err *err)
 {
-    unsigned char b[8];
+    unsigned char b[8] = {0};
     int rc = memsrc_read(src, addr, b, sizeof(b), err);
 
     if (rc == 0)
@@ -135,7 +136,7 @@ int memsrc_read_u64(struct memsrc *src, uint64_t addr, uint64_t *out, struct ps_
 
 int memsrc_read_u32(struct memsrc *src, uint64_t addr, uint32_t *out, struct ps_err *err)
 {
-    unsigned char b[4];
+    unsigned char b[4] = {0};
     int rc = memsrc_read(src, addr, b, sizeof(b), err);
 
     if (rc == 0)
@@ -163,8 +164,7 @@ void memsrc_close(struct memsrc *src)
 
 static int live_gone(const struct memsrc_live *l, struct ps_err *err)
 {
-    return ps_err_set(err, -PS_EGONE, "cannot read pid %d: the target exited",
-                      (int)l->base.pid);
+    return ps_err_set(err, -PS_EGONE, "cannot read pid %d: the target exited", (int)l->base.pid);
 }
 
 static int live_denied(const struct memsrc_live *l, struct ps_err *err)
@@ -172,7 +172,8 @@ static int live_denied(const struct memsrc_live *l, struct ps_err *err)
     return ps_err_set(err, -EPERM,
                       "permission denied reading the memory of pid %d: run pyscope as the "
                       "target's user or as root, or grant it CAP_SYS_PTRACE (and check "
-                      "kernel.yama.ptrace_scope)", (int)l->base.pid);
+                      "kernel.yama.ptrace_scope)",
+                      (int)l->base.pid);
 }
 
 /* The first byte not copied is `off` bytes into the scatter read: name its address. */
@@ -218,19 +219,16 @@ static int live_pvr_errno(const struct memsrc_live *l, const struct memsrc_iov *
 {
     switch (e) {
     case ENOSYS:
-    case EPERM:
-        return LIVE_UNUSABLE;
-    case ESRCH:
-        return live_gone(l, err);
-    case EFAULT:
-        return live_fault(l, iov, n, 0, err);
+    case EPERM: return LIVE_UNUSABLE;
+    case ESRCH: return live_gone(l, err);
+    case EFAULT: return live_fault(l, iov, n, 0, err);
     default:
         return ps_err_set(err, -e, "process_vm_readv on pid %d failed: %s", (int)l->base.pid,
                           strerror(e));
     }
 }
 
-/* One process_vm_readv call for n <= LIVE_CHUNK ranges. */
+/* One process_vm_readv call for n <= min(LIVE_CHUNK, MEMSRC_MAX_IOV) ranges. */
 static int live_pvr_chunk(struct memsrc_live *l, const struct memsrc_iov *iov, size_t n,
                           struct ps_err *err)
 {
@@ -239,8 +237,8 @@ static int live_pvr_chunk(struct memsrc_live *l, const struct memsrc_iov *iov, s
 
     for (size_t i = 0; i < n; i++) {
         l->local[i] = (struct iovec){.iov_base = iov[i].buf, .iov_len = iov[i].len};
-        l->remote[i] = (struct iovec){.iov_base = (void *)(uintptr_t)iov[i].addr,
-                                      .iov_len = iov[i].len};
+        l->remote[i] =
+            (struct iovec){.iov_base = (void *)(uintptr_t)iov[i].addr, .iov_len = iov[i].len};
         total += iov[i].len;
     }
     got = process_vm_readv(l->base.pid, l->local, n, l->remote, n, 0);
@@ -266,8 +264,8 @@ static int live_pvr(struct memsrc_live *l, const struct memsrc_iov *iov, size_t 
 
 /* ---- live backend: /proc/PID/mem ---------------------------------------------------------- */
 
-static int live_pread_errno(const struct memsrc_live *l, const struct memsrc_iov *v,
-                            size_t done, int e, struct ps_err *err)
+static int live_pread_errno(const struct memsrc_live *l, const struct memsrc_iov *v, size_t done,
+                            int e, struct ps_err *err)
 {
     if (e == EIO || e == EFAULT)
         return live_fault(l, v, 1, done, err);
@@ -275,8 +273,8 @@ static int live_pread_errno(const struct memsrc_live *l, const struct memsrc_iov
         return live_gone(l, err);
     if (e == EPERM || e == EACCES)
         return live_denied(l, err);
-    return ps_err_set(err, -e, "reading /proc/%d/mem at 0x%" PRIx64 " failed: %s",
-                      (int)l->base.pid, v->addr + done, strerror(e));
+    return ps_err_set(err, -e, "reading /proc/%d/mem at 0x%" PRIx64 " failed: %s", (int)l->base.pid,
+                      v->addr + done, strerror(e));
 }
 
 /* Read one range; each pass copies at least one byte or spends one of LIVE_EINTR_MAX retries. */
@@ -289,8 +287,8 @@ static int live_pread_range(const struct memsrc_live *l, const struct memsrc_iov
     if (v->addr > (uint64_t)INT64_MAX - v->len)
         return live_fault(l, v, 1, 0, err);
     while (done < v->len) {
-        ssize_t got = pread(l->memfd, (char *)v->buf + done, v->len - done,
-                            (off_t)(v->addr + done));
+        ssize_t got =
+            pread(l->memfd, (char *)v->buf + done, v->len - done, (off_t)(v->addr + done));
 
         if (got > 0)
             done += (size_t)got;
@@ -365,8 +363,10 @@ static int live_open(pid_t pid, bool procmem, struct memsrc **out, struct ps_err
 
     /* kill(pid, 0) fails with ESRCH only when no such process exists; EPERM means it does. */
     if (pid <= 0 || (kill(pid, 0) < 0 && errno == ESRCH))
-        return ps_err_set(err, -ESRCH, "no process with pid %d: check the pid (it may have "
-                          "exited)", (int)pid);
+        return ps_err_set(err, -ESRCH,
+                          "no process with pid %d: check the pid (it may have "
+                          "exited)",
+                          (int)pid);
     l = calloc(1, sizeof(*l));
     if (!l)
         return ps_err_set(err, -ENOMEM, "out of memory opening pid %d", (int)pid);

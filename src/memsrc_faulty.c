@@ -72,9 +72,10 @@ static int faulty_readv(struct memsrc *src, const struct memsrc_iov *iov, size_t
     f->count += n;
     for (size_t i = 0; i < n && f->fault == MEMSRC_FAULT_FAIL; i++)
         if (faulty_hit(f, first + i))
-            return ps_err_set(err, -EFAULT, "injected fault: range %" PRIu64 " (%zu bytes at "
-                              "0x%" PRIx64 ") failed on purpose", first + i, iov[i].len,
-                              iov[i].addr);
+            return ps_err_set(err, -EFAULT,
+                              "injected fault: range %" PRIu64 " (%zu bytes at "
+                              "0x%" PRIx64 ") failed on purpose",
+                              first + i, iov[i].len, iov[i].addr);
     rc = memsrc_readv(f->inner, iov, n, err);
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (!faulty_hit(f, first + i))
@@ -111,8 +112,8 @@ static const struct memsrc_ops faulty_ops = {
     .close = faulty_close,
 };
 
-int memsrc_faulty_wrap(struct memsrc *inner, enum memsrc_fault fault, uint64_t nth,
-                       uint64_t every, uint64_t seed, struct memsrc **out, struct ps_err *err)
+int memsrc_faulty_wrap(struct memsrc *inner, enum memsrc_fault fault, uint64_t nth, uint64_t every,
+                       uint64_t seed, struct memsrc **out, struct ps_err *err)
 {
     struct memsrc_faulty *f;
 

@@ -40,10 +40,11 @@
 /* Cap on bytes held: fixtures are committed test data; 256 MiB means a heap was captured. */
 #define FIXTURE_MAX_BYTES ((uint64_t)256 << 20)
 
-#define FIXTURE_MAGIC "PYSCOPEF"
-#define FIXTURE_VERSION 1u
+#define FIXTURE_VERSION     1u
 #define FIXTURE_HEADER_SIZE 24
 #define FIXTURE_SEGHDR_SIZE 16
+
+static const unsigned char fixture_magic[8] = {'P', 'Y', 'S', 'C', 'O', 'P', 'E', 'F'};
 
 struct fixture_seg {
     uint64_t addr;
@@ -139,8 +140,10 @@ static int fixture_grow(struct memsrc_fixture *f, struct ps_err *err)
     if (f->nseg < f->cap)
         return 0;
     if (f->nseg >= FIXTURE_MAX_SEGS)
-        return ps_err_set(err, -PS_ELIMIT, "%s holds %zu segments, the cap: record a smaller "
-                          "walk", f->desc, f->nseg);
+        return ps_err_set(err, -PS_ELIMIT,
+                          "%s holds %zu segments, the cap: record a smaller "
+                          "walk",
+                          f->desc, f->nseg);
     v = realloc(f->segs, cap * sizeof(*v));
     if (!v)
         return ps_err_set(err, -ENOMEM, "out of memory growing %s", f->desc);
@@ -149,19 +152,21 @@ static int fixture_grow(struct memsrc_fixture *f, struct ps_err *err)
     return 0;
 }
 
-/* Insert a new segment at index k; takes ownership of data on success. */
-static int fixture_insert_at(struct memsrc_fixture *f, size_t k, uint64_t addr,
-                             unsigned char *data, uint64_t len, struct ps_err *err)
+/* Insert seg at index k, after fixture_grow made room. Takes ownership of seg.data. */
+static void fixture_insert_at(struct memsrc_fixture *f, size_t k, struct fixture_seg seg)
 {
-    int rc = fixture_grow(f, err);
-
-    if (rc < 0)
-        return rc;
     memmove(&f->segs[k + 1], &f->segs[k], (f->nseg - k) * sizeof(f->segs[0]));
-    f->segs[k] = (struct fixture_seg){.addr = addr, .len = len, .data = data};
+    f->segs[k] = seg;
     f->nseg++;
-    f->total += len;
-    return 0;
+    f->total += seg.len;
+}
+
+static int fixture_full(const struct memsrc_fixture *f, struct ps_err *err)
+{
+    return ps_err_set(err, -PS_ELIMIT,
+                      "%s would exceed its cap of %" PRIu64 " bytes: record a "
+                      "smaller walk",
+                      f->desc, FIXTURE_MAX_BYTES);
 }
 
 /*
@@ -178,8 +183,7 @@ static int fixture_merge(struct memsrc_fixture *f, size_t lo, size_t hi, uint64_
     for (size_t i = lo; i < hi; i++)
         old += f->segs[i].len;
     if (f->total - old + (end - start) > FIXTURE_MAX_BYTES)
-        return ps_err_set(err, -PS_ELIMIT, "%s would exceed its cap of %" PRIu64 " bytes: "
-                          "record a smaller walk", f->desc, FIXTURE_MAX_BYTES);
+        return fixture_full(f, err);
     buf = malloc(end - start);
     if (!buf)
         return ps_err_set(err, -ENOMEM, "out of memory adding to %s", f->desc);
@@ -199,20 +203,20 @@ static int fixture_merge(struct memsrc_fixture *f, size_t lo, size_t hi, uint64_
 static int fixture_add_new(struct memsrc_fixture *f, size_t k, uint64_t addr, const void *data,
                            size_t len, struct ps_err *err)
 {
-    unsigned char *copy;
+    struct fixture_seg seg = {.addr = addr, .len = len, .data = NULL};
     int rc;
 
     if (f->total + len > FIXTURE_MAX_BYTES)
-        return ps_err_set(err, -PS_ELIMIT, "%s would exceed its cap of %" PRIu64 " bytes: "
-                          "record a smaller walk", f->desc, FIXTURE_MAX_BYTES);
-    copy = malloc(len);
-    if (!copy)
-        return ps_err_set(err, -ENOMEM, "out of memory adding to %s", f->desc);
-    memcpy(copy, data, len);
-    rc = fixture_insert_at(f, k, addr, copy, len, err);
+        return fixture_full(f, err);
+    rc = fixture_grow(f, err);
     if (rc < 0)
-        free(copy);
-    return rc;
+        return rc;
+    seg.data = malloc(len);
+    if (!seg.data)
+        return ps_err_set(err, -ENOMEM, "out of memory adding to %s", f->desc);
+    memcpy(seg.data, data, len);
+    fixture_insert_at(f, k, seg);
+    return 0;
 }
 
 static int fixture_put(struct memsrc_fixture *f, uint64_t addr, const void *data, size_t len,
@@ -231,8 +235,8 @@ static int fixture_put(struct memsrc_fixture *f, uint64_t addr, const void *data
         return 0;
     }
     return fixture_merge(f, lo, hi, s->addr < addr ? s->addr : addr,
-                         seg_end(&f->segs[hi - 1]) > end ? seg_end(&f->segs[hi - 1]) : end,
-                         addr, data, len, err);
+                         seg_end(&f->segs[hi - 1]) > end ? seg_end(&f->segs[hi - 1]) : end, addr,
+                         data, len, err);
 }
 
 int memsrc_fixture_add(struct memsrc *src, uint64_t addr, const void *data, size_t len,
@@ -246,11 +250,13 @@ int memsrc_fixture_add(struct memsrc *src, uint64_t addr, const void *data, size
     if (len == 0)
         return 0;
     if (!data)
-        return ps_err_set(err, -EINVAL, "adding %zu bytes at 0x%" PRIx64 " to %s: no data",
-                          len, addr, f->desc);
+        return ps_err_set(err, -EINVAL, "adding %zu bytes at 0x%" PRIx64 " to %s: no data", len,
+                          addr, f->desc);
     if (len > FIXTURE_MAX_BYTES || addr > UINT64_MAX - len)
-        return ps_err_set(err, -EINVAL, "a segment of %zu bytes at 0x%" PRIx64 " is too long "
-                          "or wraps the address space", len, addr);
+        return ps_err_set(err, -EINVAL,
+                          "a segment of %zu bytes at 0x%" PRIx64 " is too long "
+                          "or wraps the address space",
+                          len, addr);
     return fixture_put(f, addr, data, len, err);
 }
 
@@ -328,17 +334,19 @@ static int ffile_header(struct fixture_file *ff, uint64_t *nseg, struct ps_err *
 
     if (rc < 0)
         return rc;
-    if (memcmp(h, FIXTURE_MAGIC, 8) != 0)
-        return ps_err_set(err, -PS_EFORMAT, "%s is not a pyscope fixture (bad magic)",
-                          ff->path);
+    if (memcmp(h, fixture_magic, sizeof(fixture_magic)) != 0)
+        return ps_err_set(err, -PS_EFORMAT, "%s is not a pyscope fixture (bad magic)", ff->path);
     if (memsrc_le32(h + 8) != FIXTURE_VERSION || memsrc_le32(h + 12) != 0)
-        return ps_err_set(err, -PS_EFORMAT, "fixture %s has version %" PRIu32 " flags 0x%"
-                          PRIx32 "; this pyscope reads version %u with no flags",
+        return ps_err_set(err, -PS_EFORMAT,
+                          "fixture %s has version %" PRIu32 " flags 0x%" PRIx32
+                          "; this pyscope reads version %u with no flags",
                           ff->path, memsrc_le32(h + 8), memsrc_le32(h + 12), FIXTURE_VERSION);
     *nseg = memsrc_le64(h + 16);
     if (*nseg > FIXTURE_MAX_SEGS || *nseg > ff->left / FIXTURE_SEGHDR_SIZE)
-        return ps_err_set(err, -PS_EFORMAT, "fixture %s claims %" PRIu64 " segments, more "
-                          "than the file or the cap holds", ff->path, *nseg);
+        return ps_err_set(err, -PS_EFORMAT,
+                          "fixture %s claims %" PRIu64 " segments, more "
+                          "than the file or the cap holds",
+                          ff->path, *nseg);
     return 0;
 }
 
@@ -357,11 +365,14 @@ static int ffile_segment(struct fixture_file *ff, struct memsrc_fixture *f, uint
     addr = memsrc_le64(h);
     len = memsrc_le64(h + 8);
     if (len > ff->left)
-        return ps_err_set(err, -PS_EFORMAT, "fixture %s is truncated in segment 0x%" PRIx64
-                          " (%" PRIu64 " bytes): re-record it", ff->path, addr, len);
+        return ps_err_set(err, -PS_EFORMAT,
+                          "fixture %s is truncated in segment 0x%" PRIx64 " (%" PRIu64
+                          " bytes): re-record it",
+                          ff->path, addr, len);
     if (len == 0 || addr > UINT64_MAX - len || addr < *prev_end)
-        return ps_err_set(err, -PS_EFORMAT, "fixture %s has a bad segment (0x%" PRIx64 ", %"
-                          PRIu64 " bytes): empty, wrapping, out of order or overlapping",
+        return ps_err_set(err, -PS_EFORMAT,
+                          "fixture %s has a bad segment (0x%" PRIx64 ", %" PRIu64
+                          " bytes): empty, wrapping, out of order or overlapping",
                           ff->path, addr, len);
     data = malloc(len);
     if (!data)
@@ -383,8 +394,10 @@ static int ffile_load(struct fixture_file *ff, struct memsrc_fixture *f, struct 
     for (uint64_t i = 0; i < nseg && rc == 0; i++)
         rc = ffile_segment(ff, f, &prev_end, err);
     if (rc == 0 && ff->left != 0)
-        rc = ps_err_set(err, -PS_EFORMAT, "fixture %s has %" PRIu64 " bytes after its last "
-                        "segment: it is corrupt or not a version 1 file", ff->path, ff->left);
+        rc = ps_err_set(err, -PS_EFORMAT,
+                        "fixture %s has %" PRIu64 " bytes after its last "
+                        "segment: it is corrupt or not a version 1 file",
+                        ff->path, ff->left);
     return rc;
 }
 
@@ -433,7 +446,7 @@ static bool fixture_write(const struct memsrc_fixture *f, FILE *fp)
     unsigned char h[FIXTURE_HEADER_SIZE];
     bool ok;
 
-    memcpy(h, FIXTURE_MAGIC, 8);
+    memcpy(h, fixture_magic, sizeof(fixture_magic));
     put_le(h + 8, FIXTURE_VERSION, 4);
     put_le(h + 12, 0, 4);
     put_le(h + 16, f->nseg, 8);

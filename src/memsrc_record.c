@@ -53,8 +53,8 @@ static void record_describe(const struct memsrc *src, char *buf, size_t len)
 
 int memsrc_record_flush(struct memsrc *src, struct ps_err *err)
 {
-    const struct memsrc_record *r = src && src->ops == &record_ops
-                                        ? (const struct memsrc_record *)src : NULL;
+    const struct memsrc_record *r =
+        src && src->ops == &record_ops ? (const struct memsrc_record *)src : NULL;
 
     if (!r)
         return ps_err_set(err, -EINVAL, "memsrc_record_flush needs a recording source");

@@ -419,7 +419,8 @@ static void text_thread_notes(struct text_ctx *c, const struct snap_thread *t)
 static void text_frame(struct text_ctx *c, const struct snap_frame *f)
 {
     FILE *fp = c->fp;
-    const char *name = f->qualname ? f->qualname : f->function ? f->function : "<unknown>";
+    /* co_name, as traceback prints it; the qualname is in the JSON. */
+    const char *name = f->function ? f->function : f->qualname ? f->qualname : "<unknown>";
 
     (void)fputs("  File \"", fp);
     text_put(fp, f->file ? f->file : "<unknown>");

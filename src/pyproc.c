@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "pyscope/diag.h"
+#include "pyscope/procstat.h"
 #include "pyscope/walk.h"
 
 static int check_pid(pid_t pid, struct ps_err *err)
@@ -38,6 +39,25 @@ static int check_pid(pid_t pid, struct ps_err *err)
                           (int)pid);
     (void)fclose(f);
     return 0;
+}
+
+/* After a failed open: if the process is gone or dying, that is the real cause (a zombie has
+ * no executable and no memory, which would otherwise read as "not Python"). */
+static int explain_exit(pid_t pid, int rc, struct ps_err *err)
+{
+    struct ps_err ignored = {0};
+    char state = '?';
+    int src = procstat_state(pid, pid, &state, &ignored);
+
+    if (src == -ESRCH)
+        return ps_err_replace(err, -ESRCH, "process %d exited while pyscope was reading it",
+                              (int)pid);
+    if (src == 0 && (state == 'Z' || state == 'X'))
+        return ps_err_replace(err, -PS_EGONE,
+                              "process %d has exited (it is a zombie waiting for its parent to "
+                              "reap it): there is no Python state left to read",
+                              (int)pid);
+    return rc;
 }
 
 static int pick_layout(struct pyproc *pp, struct ps_err *err)
@@ -209,8 +229,7 @@ int pyproc_open(pid_t pid, struct pyproc **out, struct ps_err *err)
     pp->pid = pid;
     rc = open_parts(pp, err);
     if (rc < 0) {
-        if (rc == -EFAULT || rc == -PS_EGONE)
-            (void)check_pid(pid, err);
+        rc = explain_exit(pid, rc, err);
         pyproc_close(pp);
         return rc;
     }

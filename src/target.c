@@ -210,8 +210,10 @@ static int tgt_wait_child_leader(pid_t tid, int *status)
     siginfo_t si;
 
     memset(&si, 0, sizeof(si));
+    /* ptrace stops are reported even without WSTOPPED: look at si_code to tell an exit */
     if (waitid(P_PID, (id_t)tid, &si, WEXITED | WNOHANG | WNOWAIT | __WALL) == 0 &&
-        si.si_pid == tid)
+        si.si_pid == tid &&
+        (si.si_code == CLD_EXITED || si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED))
         return -1;
     memset(&si, 0, sizeof(si));
     if (waitid(P_PID, (id_t)tid, &si, WSTOPPED | WNOHANG | __WALL) < 0)

@@ -17,17 +17,17 @@
 #include "pyscope/err.h"
 
 #define MAPS_MAX_ENTRIES 65536
-#define MAPS_PATH_MAX 4096
+#define MAPS_PATH_MAX    4096
 
 struct maps_entry {
     uint64_t start;
-    uint64_t end;       /* exclusive */
-    uint64_t offset;    /* file offset */
+    uint64_t end;    /* exclusive */
+    uint64_t offset; /* file offset */
     uint64_t inode;
     unsigned dev_major, dev_minor;
-    bool r, w, x, p;    /* permissions; p = private */
-    bool deleted;       /* path ended in " (deleted)" (suffix removed from path) */
-    char *path;         /* owned; "" for anonymous, "[heap]", "[stack]" ... */
+    bool r, w, x, p; /* permissions; p = private */
+    bool deleted;    /* path ended in " (deleted)" (suffix removed from path) */
+    char *path;      /* owned; "" for anonymous, "[heap]", "[stack]" ... */
 };
 
 struct maps {

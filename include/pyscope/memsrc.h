@@ -55,7 +55,7 @@ struct memsrc_stats {
 /* Base struct; backends embed it first. */
 struct memsrc {
     const struct memsrc_ops *ops;
-    pid_t pid;                  /* target pid, or 0 when not a live process */
+    pid_t pid; /* target pid, or 0 when not a live process */
     struct memsrc_stats stats;
 };
 
@@ -111,16 +111,15 @@ int memsrc_fixture_add(struct memsrc *src, uint64_t addr, const void *data, size
 /* Fault-injecting wrapper (tests). Takes ownership of inner on success (on failure the caller
  * keeps it). */
 enum memsrc_fault {
-    MEMSRC_FAULT_FAIL,    /* the read fails with -EFAULT */
-    MEMSRC_FAULT_GARBLE,  /* the read succeeds with pseudo-random bytes */
-    MEMSRC_FAULT_ZERO,    /* the read succeeds with zero bytes */
+    MEMSRC_FAULT_FAIL,   /* the read fails with -EFAULT */
+    MEMSRC_FAULT_GARBLE, /* the read succeeds with pseudo-random bytes */
+    MEMSRC_FAULT_ZERO,   /* the read succeeds with zero bytes */
 };
 /* Inject `fault` into the nth range read (1-based, counting ranges) and, if every > 0,
  * every `every` ranges after it; nth == 0 injects nothing (to count a walk's ranges). FAIL fails
  * the whole call. seed drives GARBLE (same seed, same bytes). */
-int memsrc_faulty_wrap(struct memsrc *inner, enum memsrc_fault fault, uint64_t nth,
-                       uint64_t every, uint64_t seed, struct memsrc **out,
-                       struct ps_err *err) PS_WARN_UNUSED;
+int memsrc_faulty_wrap(struct memsrc *inner, enum memsrc_fault fault, uint64_t nth, uint64_t every,
+                       uint64_t seed, struct memsrc **out, struct ps_err *err) PS_WARN_UNUSED;
 /* Ranges read so far through a faulty wrapper (to size sweeps); 0 for other sources. */
 uint64_t memsrc_faulty_count(const struct memsrc *src);
 

@@ -174,7 +174,7 @@ def pyscope():
 
 
 def validate_dump_json(path):
-    """Validate a JSON file against docs/schema/dump.schema.json with tests/tools/validate_json.py."""
+    """Validate a JSON file against docs/schema/dump.schema.json (tests/tools/validate_json.py)."""
     assert VALIDATE_JSON.is_file(), f"{VALIDATE_JSON} is missing"
     assert DUMP_SCHEMA.is_file(), f"{DUMP_SCHEMA} is missing"
     proc = subprocess.run([sys.executable, str(VALIDATE_JSON), str(DUMP_SCHEMA), str(path)],
@@ -345,5 +345,5 @@ def python_target(python, script):
 
 @pytest.fixture
 def shapes(python, launch):
-    """shapes.py under the interpreter under test, parked, truth loaded. Unpacks as (proc, truth)."""
+    """shapes.py under the tested interpreter, parked, truth loaded; unpacks as (proc, truth)."""
     return launch(python_target(python, "shapes.py"))

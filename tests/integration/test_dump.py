@@ -66,13 +66,15 @@ def assert_matches_truth(doc, truth):
     assert doc["python_version"] == truth["python_version"]
     want, got = by_native_id(truth["threads"]), by_native_id(doc["threads"])
     assert set(got) == set(want), (
-        f"missing threads {sorted(set(want) - set(got))}, unexpected {sorted(set(got) - set(want))}")
+        f"missing threads {sorted(set(want) - set(got))}, "
+        f"unexpected {sorted(set(got) - set(want))}")
     for native_id, expected in want.items():
         thread = got[native_id]
         label = f"thread {expected['name']!r} ({expected['role']}, native {native_id})"
         assert thread["thread_id"] == expected["ident"], label
         assert thread["name"] == expected["name"], label
-        assert thread["status"] == "ok", f"{label}: status {thread['status']}: {thread.get('error')}"
+        assert thread["status"] == "ok", \
+            f"{label}: status {thread['status']}: {thread.get('error')}"
         assert dumped_frames(thread) == truth_frames(expected), (
             f"{label} frames differ (outermost first):\n"
             f"{frame_diff(truth_frames(expected), dumped_frames(thread))}")
@@ -132,12 +134,16 @@ def test_entry_flags(shapes, pyscope):
     for expected in shapes.truth["threads"]:
         frames = got[expected["native_id"]]["frames"]
         assert frames[-1]["entry"] is True, f"{expected['name']}: outermost frame {frames[-1]}"
+    # coroutine.send() is a C method, so the outer coroutine's frame is entered from C. (Whether
+    # the inner await or a call through a wrapper is inlined depends on version and
+    # specialisation, so those are not asserted.)
     coroutine = got[thread_by_role(shapes.truth, "coroutine")["native_id"]]["frames"]
-    assert [(f["function"], f["entry"]) for f in coroutine[:3]] == \
-        [("coro_step", False), ("coro_handler", True), ("drive_coroutine", False)]
+    assert [f["function"] for f in coroutine[:3]] == \
+        ["coro_step", "coro_handler", "drive_coroutine"]
+    assert coroutine[1]["entry"] is True
     recursion = got[thread_by_role(shapes.truth, "recursion")["native_id"]]["frames"]
     depth = shapes.truth["recursion_depth"]
-    assert not any(f["entry"] for f in recursion[:depth]), "recurse -> recurse is not a C entry"
+    assert not any(f["entry"] for f in recursion[:depth]), "recurse -> recurse: no C entry"
 
 
 def test_gil_at_most_one_holder(shapes, pyscope):
@@ -208,7 +214,8 @@ def test_text_dump_no_source(shapes, pyscope):
     assert result.rc == RC_OK, result
     park_sources = {source_line(shapes.truth["script"], n) for n in shapes.truth["park_lines"]}
     printed = {line.strip() for line in result.stdout.splitlines()}
-    assert not park_sources & printed, f"source lines printed with --no-source: {park_sources & printed}"
+    assert not park_sources & printed, \
+        f"source lines printed with --no-source: {park_sources & printed}"
     assert len(split_text_dump(result.stdout)) == len(shapes.truth["threads"])
 
 
@@ -252,8 +259,9 @@ def test_deep_recursion_complete_and_in_order(shapes, pyscope):
 
 def test_dump_twice_identical(shapes, pyscope):
     first, second = dump_json(pyscope, shapes.pid), dump_json(pyscope, shapes.pid)
-    frames = lambda doc: {t["native_id"]: (t["thread_id"], t["name"], dumped_frames(t))  # noqa: E731
-                          for t in doc["threads"]}
+    def frames(doc):
+        return {t["native_id"]: (t["thread_id"], t["name"], dumped_frames(t))
+                for t in doc["threads"]}
     assert frames(first) == frames(second)
 
 

@@ -128,11 +128,15 @@ static void test_parse_malformed(void **state)
         assert_non_null(strstr(err.msg, "maps line 1 "));
     }
     assert_int_equal(parse_err("1000-2000 r--p 00000000 00:00 0\n"
-                               "1800-3000 r--p 00000000 00:00 0\n", &err), -PS_EFORMAT);
+                               "1800-3000 r--p 00000000 00:00 0\n",
+                               &err),
+                     -PS_EFORMAT);
     assert_non_null(strstr(err.msg, "line 2 "));
     assert_non_null(strstr(err.msg, "overlapping"));
     assert_int_equal(parse_err("3000-4000 r--p 00000000 00:00 0\n\n"
-                               "1000-2000 r--p 00000000 00:00 0\n", &err), -PS_EFORMAT);
+                               "1000-2000 r--p 00000000 00:00 0\n",
+                               &err),
+                     -PS_EFORMAT);
     assert_non_null(strstr(err.msg, "line 3 "));
 }
 
@@ -176,8 +180,9 @@ static void test_parse_entry_cap(void **state)
     (void)state;
     assert_non_null(text);
     for (uint64_t i = 0; i < MAPS_MAX_ENTRIES; i++)
-        len += (size_t)snprintf(text + len, cap - len, "%" PRIx64 "-%" PRIx64
-                                " r--p 00000000 00:00 0\n", (i + 1) * 0x1000, (i + 2) * 0x1000);
+        len += (size_t)snprintf(text + len, cap - len,
+                                "%" PRIx64 "-%" PRIx64 " r--p 00000000 00:00 0\n", (i + 1) * 0x1000,
+                                (i + 2) * 0x1000);
     assert_int_equal(maps_parse(text, len, &m, &err), 0);
     assert_int_equal(m.n, MAPS_MAX_ENTRIES);
     maps_free(&m);
@@ -247,7 +252,8 @@ static void test_find_lib(void **state)
     maps_free(&m);
 
     parse_ok("1000-2000 r-xp 00001000 08:01 5 /lib/libpython3.12.so.1.0\n"
-             "3000-4000 r--p 00000000 08:01 6 /x/libpython3.13d.so (deleted)\n", &m);
+             "3000-4000 r--p 00000000 08:01 6 /x/libpython3.13d.so (deleted)\n",
+             &m);
     e = maps_find_lib(&m, "libpython3.");
     assert_ptr_equal(e, &m.v[1]); /* offset 0 required; deleted libraries count */
     assert_true(e->deleted);
@@ -318,16 +324,11 @@ static void test_read_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_fields),
-        cmocka_unit_test(test_parse_empty_and_blank),
-        cmocka_unit_test(test_parse_malformed),
-        cmocka_unit_test(test_parse_long_lines),
-        cmocka_unit_test(test_parse_entry_cap),
-        cmocka_unit_test(test_find),
-        cmocka_unit_test(test_readable),
-        cmocka_unit_test(test_find_lib),
-        cmocka_unit_test(test_first_of),
-        cmocka_unit_test(test_read_self),
+        cmocka_unit_test(test_parse_fields),    cmocka_unit_test(test_parse_empty_and_blank),
+        cmocka_unit_test(test_parse_malformed), cmocka_unit_test(test_parse_long_lines),
+        cmocka_unit_test(test_parse_entry_cap), cmocka_unit_test(test_find),
+        cmocka_unit_test(test_readable),        cmocka_unit_test(test_find_lib),
+        cmocka_unit_test(test_first_of),        cmocka_unit_test(test_read_self),
         cmocka_unit_test(test_read_errors),
     };
 

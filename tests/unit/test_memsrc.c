@@ -134,7 +134,9 @@ static void test_live_scatter(void **state)
     unsigned char a[100], b[5000], c[3];
     unsigned char ga[100], gb[5000], gc[3];
     struct memsrc_iov iov[4] = {
-        {addr_of(a), ga, sizeof(a)}, {addr_of(b), gb, 0}, {addr_of(b), gb, sizeof(b)},
+        {addr_of(a), ga, sizeof(a)},
+        {addr_of(b), gb, 0},
+        {addr_of(b), gb, sizeof(b)},
         {addr_of(c), gc, sizeof(c)},
     };
     struct ps_err err = {0};
@@ -208,8 +210,8 @@ static void test_live_child(void **state)
 static unsigned char *map_edge(size_t *page)
 {
     long ps = sysconf(_SC_PAGESIZE);
-    unsigned char *p = mmap(NULL, 2 * (size_t)ps, PROT_READ | PROT_WRITE,
-                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    unsigned char *p =
+        mmap(NULL, 2 * (size_t)ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
     assert_true(p != MAP_FAILED);
     assert_int_equal(munmap(p + ps, (size_t)ps), 0);
@@ -620,9 +622,9 @@ static void test_record_round_trip(void **state)
     memsrc_describe(rec, desc, sizeof(desc));
     assert_non_null(strstr(desc, t->path));
     assert_int_equal(memsrc_read(rec, addr_of(text), got, 4, &err), 0);
-    assert_int_equal(memsrc_readv(rec, iov, 2, &err), 0);       /* [4,10) touches [0,4) */
+    assert_int_equal(memsrc_readv(rec, iov, 2, &err), 0); /* [4,10) touches [0,4) */
     assert_int_equal(memsrc_read(rec, addr_of(text) + 8, got, 6, &err), 0); /* overlaps */
-    assert_int_equal(memsrc_read(rec, 0x10, got, 4, &err), -EFAULT);       /* not kept */
+    assert_int_equal(memsrc_read(rec, 0x10, got, 4, &err), -EFAULT);        /* not kept */
     assert_int_equal(memsrc_record_flush(rec, &err), 0);
     assert_int_equal(memsrc_fixture_open(t->path, &fix, &err), 0);
     memset(got, 0, sizeof(got));
@@ -656,7 +658,7 @@ static void test_record_errors(void **state)
     assert_int_equal(memsrc_record_wrap(inner, bad, &rec, &err), -ENOENT);
     assert_null(rec);
     assert_int_equal(memsrc_record_flush(inner, &err), -EINVAL); /* not a recorder */
-    memsrc_close(inner);                                          /* still ours */
+    memsrc_close(inner);                                         /* still ours */
     /* an empty recording is a valid, empty fixture */
     assert_int_equal(memsrc_record_wrap(open_self(), t->path, &rec, &err), 0);
     memsrc_close(rec);
@@ -669,11 +671,11 @@ static void test_record_errors(void **state)
 static size_t good_file(unsigned char *f)
 {
     static const unsigned char head[24] = {'P', 'Y', 'S', 'C', 'O', 'P', 'E', 'F', 1, 0, 0, 0,
-                                           0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0};
-    static const unsigned char seg1[20] = {0x00, 0x10, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0,
-                                           'a', 'b', 'c', 'd'};
-    static const unsigned char seg2[18] = {0x04, 0x10, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0,
-                                           'e', 'f'};
+                                           0,   0,   0,   0,   2,   0,   0,   0,   0, 0, 0, 0};
+    static const unsigned char seg1[20] = {0x00, 0x10, 0, 0, 0, 0, 0,   0,   4,   0,
+                                           0,    0,    0, 0, 0, 0, 'a', 'b', 'c', 'd'};
+    static const unsigned char seg2[18] = {0x04, 0x10, 0, 0, 0, 0, 0, 0,   2,
+                                           0,    0,    0, 0, 0, 0, 0, 'e', 'f'};
 
     memcpy(f, head, sizeof(head));
     memcpy(f + 24, seg1, sizeof(seg1));
@@ -681,8 +683,7 @@ static size_t good_file(unsigned char *f)
     return 62;
 }
 
-static int open_file(const char *path, const unsigned char *data, size_t len,
-                     struct ps_err *err)
+static int open_file(const char *path, const unsigned char *data, size_t len, struct ps_err *err)
 {
     struct memsrc *src = NULL;
     int rc;
@@ -755,8 +756,7 @@ static struct memsrc *fixture_abc(void)
     return src;
 }
 
-static struct memsrc *faulty(enum memsrc_fault kind, uint64_t nth, uint64_t every,
-                             uint64_t seed)
+static struct memsrc *faulty(enum memsrc_fault kind, uint64_t nth, uint64_t every, uint64_t seed)
 {
     struct memsrc *src = NULL;
     struct ps_err err = {0};

@@ -1,0 +1,586 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * target tests against real forked victims: a child with three pthreads (two sleepers, one
+ * spinner) whose main thread answers pings on a pipe, so "the victim runs" is checked by a
+ * round trip, not by sleeping. Covered: seize/stop/resume/detach with per-thread states from
+ * /proc; exit while seized and while resumed (our waitpid still gets the child's status);
+ * signals arriving while seized are passed on; a user's SIGSTOP survives us; threads created
+ * during the seize; a tracer process killed by SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGKILL leaves the
+ * victim running and untraced; the async-signal-safe teardown alone detaches; EPERM diagnosis.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "pyscope/procstat.h"
+#include "pyscope/target.h"
+
+/* ---- the victim (runs in a forked child) ----------------------------------------------------- */
+
+enum victim_mode {
+    VICTIM_PLAIN = 0,
+    VICTIM_SPAWNER, /* also creates short-lived threads without pause */
+};
+
+static int victim_reply_fd = -1; /* child-side only: the SIGUSR1 handler writes 'U' here */
+static volatile sig_atomic_t victim_spin;
+
+static void victim_on_usr1(int sig)
+{
+    char c = 'U';
+
+    (void)sig;
+    (void)!write(victim_reply_fd, &c, 1);
+}
+
+static void *victim_sleeper(void *arg)
+{
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
+
+    (void)arg;
+    for (;;)
+        (void)nanosleep(&ts, NULL);
+    return NULL;
+}
+
+static void *victim_spinner(void *arg)
+{
+    (void)arg;
+    for (;;)
+        victim_spin = victim_spin + 1;
+    return NULL;
+}
+
+static void *victim_quick(void *arg)
+{
+    return arg;
+}
+
+static void *victim_spawner(void *arg)
+{
+    pthread_attr_t attr;
+    pthread_t th;
+
+    (void)arg;
+    (void)pthread_attr_init(&attr);
+    (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    for (;;)
+        (void)pthread_create(&th, &attr, victim_quick, NULL);
+    return NULL;
+}
+
+static void victim_start_threads(enum victim_mode mode)
+{
+    pthread_t th;
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = victim_on_usr1;
+    sa.sa_flags = SA_RESTART;
+    (void)sigaction(SIGUSR1, &sa, NULL);
+    (void)pthread_create(&th, NULL, victim_sleeper, NULL);
+    (void)pthread_create(&th, NULL, victim_sleeper, NULL);
+    (void)pthread_create(&th, NULL, victim_spinner, NULL);
+    if (mode == VICTIM_SPAWNER)
+        (void)pthread_create(&th, NULL, victim_spawner, NULL);
+}
+
+/* Serve pings: 'p' -> 'P'; 'q' or EOF -> exit 0. */
+static void victim_main(int ctl, int reply, enum victim_mode mode)
+{
+    char c = 'R';
+
+    victim_reply_fd = reply;
+    victim_start_threads(mode);
+    (void)!write(reply, &c, 1);
+    for (;;) {
+        ssize_t r = read(ctl, &c, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0 || c == 'q')
+            _exit(0);
+        c = 'P';
+        (void)!write(reply, &c, 1);
+    }
+}
+
+struct victim {
+    pid_t pid;
+    int ctl;   /* write end: commands to the victim */
+    int reply; /* read end: its answers */
+};
+
+/* Read one byte from fd within ms milliseconds; '\0' on timeout or EOF. */
+static char read_byte(int fd, int ms)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    char c = '\0';
+
+    if (poll(&pfd, 1, ms) == 1 && read(fd, &c, 1) != 1)
+        c = '\0';
+    return c;
+}
+
+static struct victim victim_spawn(enum victim_mode mode)
+{
+    struct victim v;
+    int ctl[2], rep[2];
+
+    assert_int_equal(pipe(ctl), 0);
+    assert_int_equal(pipe(rep), 0);
+    v.pid = fork();
+    assert_true(v.pid >= 0);
+    if (v.pid == 0) {
+        (void)close(ctl[1]);
+        (void)close(rep[0]);
+        victim_main(ctl[0], rep[1], mode);
+    }
+    (void)close(ctl[0]);
+    (void)close(rep[1]);
+    v.ctl = ctl[1];
+    v.reply = rep[0];
+    assert_int_equal(read_byte(v.reply, 5000), 'R'); /* its threads exist */
+    return v;
+}
+
+/* True when the victim's main thread answers a ping within 2 s (skipping 'U' bytes). */
+static bool victim_ping(const struct victim *v)
+{
+    char c = 'p';
+
+    if (write(v->ctl, &c, 1) != 1)
+        return false;
+    do
+        c = read_byte(v->reply, 2000);
+    while (c == 'U');
+    return c == 'P';
+}
+
+/* Kill and reap; assert the status came to us (target did not swallow our child's exit). */
+static void victim_kill(struct victim *v)
+{
+    int status = 0;
+
+    (void)kill(v->pid, SIGKILL);
+    assert_int_equal(waitpid(v->pid, &status, 0), v->pid);
+    assert_true(WIFSIGNALED(status));
+    (void)close(v->ctl);
+    (void)close(v->reply);
+}
+
+static bool held(pid_t pid)
+{
+    bool h = true;
+
+    assert_int_equal(target_is_stopped_or_traced(pid, &h, NULL), 0);
+    return h;
+}
+
+/* Every seized tid is in a ptrace stop, and so is every live thread of the process. */
+static void assert_all_traced_stopped(pid_t pid)
+{
+    pid_t tids[TARGET_MAX_THREADS];
+    size_t n = 0;
+
+    assert_int_equal(procstat_tids(pid, tids, TARGET_MAX_THREADS, &n, NULL), 0);
+    for (size_t i = 0; i < n; i++) {
+        char st = '?';
+        if (procstat_state(pid, tids[i], &st, NULL) < 0)
+            continue; /* exited since listing */
+        if (st != 't' && st != 'Z' && st != 'X')
+            fail_msg("thread %d of %d is in state %c, not t", (int)tids[i], (int)pid, st);
+    }
+}
+
+static bool wait_all_state(pid_t pid, char want)
+{
+    pid_t tids[64];
+    size_t n = 0;
+
+    for (int round = 0; round < 2000; round++) {
+        size_t ok = 0;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
+        if (procstat_tids(pid, tids, 64, &n, NULL) < 0)
+            return false;
+        for (size_t i = 0; i < n; i++) {
+            char st = '?';
+            ok += procstat_state(pid, tids[i], &st, NULL) == 0 && st == want;
+        }
+        if (ok == n)
+            return true;
+        (void)nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+/* ---- seize / stop / resume / detach ---------------------------------------------------------- */
+
+static void test_seize_resume_detach(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_PLAIN);
+    pid_t tids[16];
+    size_t n = 0;
+    struct ps_err err;
+
+    (void)state;
+    ps_err_clear(&err);
+    assert_false(held(v.pid));
+    assert_int_equal(target_seize_all(v.pid, &n, &err), 0);
+    assert_int_equal(n, 4); /* main + 2 sleepers + spinner */
+    assert_int_equal(target_current_pid(), v.pid);
+    assert_int_equal(target_tids(tids, 16), 4);
+    for (size_t i = 0; i < 4; i++) {
+        char st = '?';
+        assert_int_equal(procstat_state(v.pid, tids[i], &st, NULL), 0);
+        assert_int_equal(st, 't');
+    }
+    assert_true(held(v.pid));
+
+    assert_int_equal(target_resume_all(&err), 0);
+    assert_true(victim_ping(&v)); /* runs while still seized */
+    assert_int_equal(target_stop_all(&err), 0);
+    assert_all_traced_stopped(v.pid);
+
+    assert_int_equal(target_detach_all(&err), 0);
+    assert_int_equal(err.code, 0);
+    assert_int_equal(target_current_pid(), 0);
+    assert_false(held(v.pid));
+    assert_true(victim_ping(&v));
+    victim_kill(&v);
+}
+
+static void test_detach_from_stopped(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_PLAIN);
+    size_t n = 0;
+
+    (void)state;
+    assert_int_equal(target_seize_all(v.pid, &n, NULL), 0);
+    assert_int_equal(target_detach_all(NULL), 0); /* straight from the stop, no resume */
+    assert_false(held(v.pid));
+    assert_true(victim_ping(&v));
+    victim_kill(&v);
+}
+
+static void test_exit_while_seized(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_PLAIN);
+    size_t n = 0;
+    struct ps_err err;
+
+    (void)state;
+    ps_err_clear(&err);
+    assert_int_equal(target_seize_all(v.pid, &n, &err), 0);
+    assert_int_equal(kill(v.pid, SIGKILL), 0); /* dies while every thread is stopped */
+    assert_int_equal(target_detach_all(&err), 0);
+    assert_int_equal(target_current_pid(), 0);
+    victim_kill(&v); /* our waitpid still gets SIGKILL: the leader's status was not taken */
+}
+
+static void test_exit_while_resumed(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_PLAIN);
+    size_t n = 0;
+    int status = 0;
+    char c = 'q';
+
+    (void)state;
+    assert_int_equal(target_seize_all(v.pid, &n, NULL), 0);
+    assert_int_equal(target_resume_all(NULL), 0);
+    assert_int_equal(write(v.ctl, &c, 1), 1); /* the victim exits by itself */
+    assert_int_equal(target_detach_all(NULL), 0);
+    assert_int_equal(waitpid(v.pid, &status, 0), v.pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    (void)close(v.ctl);
+    (void)close(v.reply);
+}
+
+/* ---- signals to the target ------------------------------------------------------------------- */
+
+static void test_signal_passed_on_while_resumed(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_PLAIN);
+    size_t n = 0;
+    char c = '\0';
+
+    (void)state;
+    assert_int_equal(target_seize_all(v.pid, &n, NULL), 0);
+    assert_int_equal(target_resume_all(NULL), 0);
+    assert_int_equal(kill(v.pid, SIGUSR1), 0);
+    /* The receiving thread sits in a signal-delivery stop until target_service passes it on. */
+    for (int i = 0; i < 2000 && c != 'U'; i++) {
+        assert_int_equal(target_service(NULL), 0);
+        c = read_byte(v.reply, 1);
+    }
+    assert_int_equal(c, 'U');
+    assert_int_equal(target_detach_all(NULL), 0);
+    assert_false(held(v.pid));
+    victim_kill(&v);
+}
+
+static void test_signal_while_stopped_delivered_after_detach(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_PLAIN);
+    size_t n = 0;
+
+    (void)state;
+    assert_int_equal(target_seize_all(v.pid, &n, NULL), 0);
+    assert_int_equal(kill(v.pid, SIGUSR1), 0);
+    assert_int_equal(target_detach_all(NULL), 0);
+    assert_int_equal(read_byte(v.reply, 2000), 'U');
+    assert_false(held(v.pid));
+    victim_kill(&v);
+}
+
+static void test_user_sigstop_survives(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_PLAIN);
+    size_t n = 0;
+    char st = '?';
+
+    (void)state;
+    assert_int_equal(kill(v.pid, SIGSTOP), 0);
+    assert_true(wait_all_state(v.pid, 'T'));
+    assert_int_equal(target_seize_all(v.pid, &n, NULL), 0);
+    assert_int_equal(n, 4);
+    assert_int_equal(target_resume_all(NULL), 0); /* must not undo the user's SIGSTOP */
+    assert_int_equal(target_service(NULL), 0);
+    assert_int_equal(procstat_state(v.pid, v.pid, &st, NULL), 0);
+    assert_int_equal(st, 't');
+    assert_int_equal(target_detach_all(NULL), 0);
+    assert_true(wait_all_state(v.pid, 'T')); /* stopped as the user left it, untraced */
+    assert_int_equal(kill(v.pid, SIGCONT), 0);
+    assert_true(victim_ping(&v));
+    assert_false(held(v.pid));
+    victim_kill(&v);
+}
+
+/* ---- threads appearing during the seize ------------------------------------------------------ */
+
+static void test_threads_appear_during_seize(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_SPAWNER);
+    struct ps_err err;
+    size_t n = 0;
+
+    (void)state;
+    for (int i = 0; i < 5; i++) {
+        ps_err_clear(&err);
+        assert_int_equal(target_seize_all(v.pid, &n, &err), 0);
+        assert_true(n >= 5);
+        assert_all_traced_stopped(v.pid); /* no thread escaped */
+        assert_int_equal(target_detach_all(&err), 0);
+        assert_false(held(v.pid));
+        assert_true(victim_ping(&v));
+    }
+    victim_kill(&v);
+}
+
+/* ---- errors ---------------------------------------------------------------------------------- */
+
+static void test_errors(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_PLAIN);
+    struct ps_err err;
+    size_t n = 0;
+    int status;
+    pid_t gone = fork();
+
+    (void)state;
+    assert_true(gone >= 0);
+    if (gone == 0)
+        _exit(0);
+    assert_int_equal(waitpid(gone, &status, 0), gone);
+    ps_err_clear(&err);
+    assert_int_equal(target_seize_all(gone, &n, &err), -ESRCH);
+    assert_non_null(strstr(err.msg, "no such process"));
+    assert_int_equal(target_current_pid(), 0);
+    ps_err_clear(&err);
+    assert_int_equal(target_seize_all(getpid(), &n, &err), -EINVAL);
+    assert_int_equal(target_resume_all(NULL), -EINVAL);
+    assert_int_equal(target_stop_all(NULL), -EINVAL);
+    assert_int_equal(target_detach_all(NULL), 0); /* nothing held: no-op */
+
+    assert_int_equal(target_seize_all(v.pid, &n, NULL), 0);
+    ps_err_clear(&err);
+    assert_int_equal(target_seize_all(v.pid, &n, &err), -EBUSY);
+    assert_int_equal(target_detach_all(NULL), 0);
+    victim_kill(&v);
+}
+
+static void *resume_from_other_thread(void *arg)
+{
+    *(int *)arg = target_resume_all(NULL);
+    return NULL;
+}
+
+static void test_wrong_thread(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_PLAIN);
+    size_t n = 0;
+    int rc = 0;
+    pthread_t th;
+
+    (void)state;
+    assert_int_equal(target_seize_all(v.pid, &n, NULL), 0);
+    assert_int_equal(pthread_create(&th, NULL, resume_from_other_thread, &rc), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(rc, -EINVAL);
+    assert_int_equal(target_detach_all(NULL), 0);
+    victim_kill(&v);
+}
+
+static void test_eperm_diagnosed(void **state)
+{
+    struct victim v;
+    char msg[PS_ERR_MSG_MAX] = "";
+    int p[2], status = 0;
+    pid_t helper;
+
+    (void)state;
+    if (getuid() != 0)
+        skip(); /* needs to drop to another uid */
+    v = victim_spawn(VICTIM_PLAIN);
+    assert_int_equal(pipe(p), 0);
+    helper = fork();
+    assert_true(helper >= 0);
+    if (helper == 0) {
+        struct ps_err err;
+        size_t n = 0;
+        int rc;
+        ps_err_clear(&err);
+        if (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
+            _exit(3);
+        rc = target_seize_all(v.pid, &n, &err);
+        (void)!write(p[1], err.msg, strlen(err.msg) + 1);
+        _exit(rc == -PS_EPERM ? 0 : 1);
+    }
+    (void)close(p[1]);
+    assert_true(read(p[0], msg, sizeof(msg) - 1) > 0);
+    assert_int_equal(waitpid(helper, &status, 0), helper);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0)
+        fail_msg("helper: %s", msg);
+    assert_non_null(strstr(msg, "runs as uid 0"));
+    assert_non_null(strstr(msg, "pyscope runs as uid 65534"));
+    assert_non_null(strstr(msg, "CAP_SYS_PTRACE"));
+    assert_false(held(v.pid));
+    (void)close(p[0]);
+    victim_kill(&v);
+}
+
+/* ---- teardown -------------------------------------------------------------------------------- */
+
+static void test_signal_safe_teardown_alone(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_PLAIN);
+    size_t n = 0;
+
+    (void)state;
+    assert_int_equal(target_seize_all(v.pid, &n, NULL), 0);
+    target_teardown_signal_safe(); /* what the handlers run; we stay alive to look */
+    assert_false(held(v.pid));
+    assert_true(victim_ping(&v));
+    assert_int_equal(target_tids(NULL, 0), 0);
+    assert_int_equal(target_detach_all(NULL), 0); /* forgets the target */
+    assert_int_equal(target_current_pid(), 0);
+    victim_kill(&v);
+}
+
+/*
+ * A separate tracer process seizes the victim (and optionally resumes it), reports, then
+ * waits to be killed by sig. The victim must come out running and untraced.
+ */
+static void tracer_killed_by(int sig, bool resume)
+{
+    struct victim v = victim_spawn(VICTIM_PLAIN);
+    int p[2], status = 0;
+    pid_t tracer;
+
+    assert_int_equal(pipe(p), 0);
+    tracer = fork();
+    assert_true(tracer >= 0);
+    if (tracer == 0) {
+        struct rlimit nocore = {0, 0};
+        size_t n = 0;
+        char c = 'S';
+        (void)setrlimit(RLIMIT_CORE, &nocore);
+        if (target_install_signal_teardown(NULL) < 0 || target_seize_all(v.pid, &n, NULL) < 0 ||
+            (resume && target_resume_all(NULL) < 0))
+            c = 'F';
+        (void)!write(p[1], &c, 1);
+        for (;;)
+            (void)pause();
+    }
+    (void)close(p[1]);
+    assert_int_equal(read_byte(p[0], 5000), 'S');
+    assert_true(held(v.pid)); /* the tracer really holds it */
+    assert_int_equal(kill(tracer, sig), 0);
+    assert_int_equal(waitpid(tracer, &status, 0), tracer);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), sig); /* the handler re-raised: died of the signal */
+    assert_false(held(v.pid));
+    assert_true(victim_ping(&v)); /* alive (no PTRACE_O_EXITKILL) and running */
+    (void)close(p[0]);
+    victim_kill(&v);
+}
+
+static void test_tracer_sigterm(void **state)
+{
+    (void)state;
+    tracer_killed_by(SIGTERM, false);
+}
+
+static void test_tracer_other_signals(void **state)
+{
+    (void)state;
+    tracer_killed_by(SIGINT, false);
+    tracer_killed_by(SIGHUP, true);
+    tracer_killed_by(SIGQUIT, false);
+    tracer_killed_by(SIGTERM, true);
+}
+
+static void test_tracer_sigkill(void **state)
+{
+    (void)state;
+    tracer_killed_by(SIGKILL, false); /* no handler runs: the kernel's detach must suffice */
+    tracer_killed_by(SIGKILL, true);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_seize_resume_detach),
+        cmocka_unit_test(test_detach_from_stopped),
+        cmocka_unit_test(test_exit_while_seized),
+        cmocka_unit_test(test_exit_while_resumed),
+        cmocka_unit_test(test_signal_passed_on_while_resumed),
+        cmocka_unit_test(test_signal_while_stopped_delivered_after_detach),
+        cmocka_unit_test(test_user_sigstop_survives),
+        cmocka_unit_test(test_threads_appear_during_seize),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_wrong_thread),
+        cmocka_unit_test(test_eperm_diagnosed),
+        cmocka_unit_test(test_signal_safe_teardown_alone),
+        cmocka_unit_test(test_tracer_sigterm),
+        cmocka_unit_test(test_tracer_other_signals),
+        cmocka_unit_test(test_tracer_sigkill),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
