@@ -74,7 +74,10 @@ void locate_version_string(uint32_t version_hex, char *buf, size_t len)
     case 0xa: level = "a"; break;
     case 0xb: level = "b"; break;
     case 0xc: level = "rc"; break;
-    case 0xf: level = ""; serial = 0; break;
+    case 0xf:
+        level = "";
+        serial = 0;
+        break;
     default: level = "?"; break; /* not a PY_RELEASE_LEVEL_*: show it is odd, keep the serial */
     }
     if (serial == 0 && *level == '\0')
@@ -120,18 +123,20 @@ static void locate_read_comm(struct locate_ctx *c)
 }
 
 /* Diagnose a failed readlink of /proc/PID/exe (errno e). */
-static int locate_exe_error(const struct locate_ctx *c, const char *dir, int e,
-                            struct ps_err *err)
+static int locate_exe_error(const struct locate_ctx *c, const char *dir, int e, struct ps_err *err)
 {
     if (e == EACCES || e == EPERM)
-        return ps_err_set(err, -EACCES, "cannot read %s/exe of process %d (%s): permission "
-                          "denied; run pyscope as the target's user or as root", dir,
-                          (int)c->pid, c->comm);
+        return ps_err_set(err, -EACCES,
+                          "cannot read %s/exe of process %d (%s): permission "
+                          "denied; run pyscope as the target's user or as root",
+                          dir, (int)c->pid, c->comm);
     if (access(dir, F_OK) != 0)
         return ps_err_set(err, -ESRCH, "process %d exited while pyscope was attaching",
                           (int)c->pid);
-    return ps_err_set(err, -PS_ENOTPYTHON, "process %d (%s) has no executable (a kernel thread "
-                      "or a zombie), so it cannot be Python", (int)c->pid, c->comm);
+    return ps_err_set(err, -PS_ENOTPYTHON,
+                      "process %d (%s) has no executable (a kernel thread "
+                      "or a zombie), so it cannot be Python",
+                      (int)c->pid, c->comm);
 }
 
 /* Check that the process exists; readlink /proc/PID/exe into info->exe (" (deleted)" removed). */
@@ -144,8 +149,10 @@ static int locate_read_exe(struct locate_ctx *c, struct ps_err *err)
 
     (void)snprintf(dir, sizeof(dir), "/proc/%d", (int)c->pid);
     if (c->pid <= 0 || access(dir, F_OK) != 0)
-        return ps_err_set(err, -ESRCH, "no process with pid %d: it has exited or the pid is "
-                          "wrong", (int)c->pid);
+        return ps_err_set(err, -ESRCH,
+                          "no process with pid %d: it has exited or the pid is "
+                          "wrong",
+                          (int)c->pid);
     locate_read_comm(c);
     (void)snprintf(path, sizeof(path), "%s/exe", dir);
     n = readlink(path, exe, LOCATE_PATH_MAX - 1);
@@ -174,8 +181,8 @@ static const struct maps_entry *locate_find_libpython(const struct maps *m)
         if (e->offset != 0 || !e->path || e->path[0] != '/')
             continue;
         base = locate_basename(e->path);
-        if (strncmp(base, prefix, sizeof(prefix) - 1) == 0 &&
-            base[sizeof(prefix) - 1] >= '0' && base[sizeof(prefix) - 1] <= '9')
+        if (strncmp(base, prefix, sizeof(prefix) - 1) == 0 && base[sizeof(prefix) - 1] >= '0' &&
+            base[sizeof(prefix) - 1] <= '9')
             return e;
     }
     return NULL;
@@ -192,11 +199,13 @@ static int locate_pick_image(struct locate_ctx *c, const struct maps_entry **out
     if (!e)
         e = maps_first_of(c->maps, info->exe);
     if (!e)
-        return ps_err_set(err, -PS_ENOTPYTHON, "process %d (%s) is not Python: no libpython3.* "
-                          "mapping and its executable %s is not in its maps", (int)c->pid,
-                          c->comm, info->exe);
+        return ps_err_set(err, -PS_ENOTPYTHON,
+                          "process %d (%s) is not Python: no libpython3.* "
+                          "mapping and its executable %s is not in its maps",
+                          (int)c->pid, c->comm, info->exe);
     if (e->offset != 0)
-        return ps_err_set(err, -PS_EFORMAT, "process %d (%s): the first mapping of %s is at "
+        return ps_err_set(err, -PS_EFORMAT,
+                          "process %d (%s): the first mapping of %s is at "
                           "file offset 0x%" PRIx64 ", not 0, so its load bias is unknown",
                           (int)c->pid, c->comm, e->path, e->offset);
     if (!locate_copy(info->image, sizeof(info->image), e->path))
@@ -219,16 +228,19 @@ static int locate_open_map_files(struct locate_ctx *c, const struct maps_entry *
 {
     char *opened = c->info->opened;
 
-    (void)snprintf(opened, LOCATE_PATH_MAX, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64,
-                   (int)c->pid, e->start, e->end);
+    (void)snprintf(opened, LOCATE_PATH_MAX, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)c->pid,
+                   e->start, e->end);
     if (access(opened, F_OK) != 0 && (errno == EACCES || errno == EPERM))
-        return ps_err_set(err, -EACCES, "cannot open %s of process %d (%s): permission denied; "
-                          "run pyscope as root or with CAP_SYS_ADMIN", opened, (int)c->pid,
-                          c->comm);
+        return ps_err_set(err, -EACCES,
+                          "cannot open %s of process %d (%s): permission denied; "
+                          "run pyscope as root or with CAP_SYS_ADMIN",
+                          opened, (int)c->pid, c->comm);
     if (!locate_same_file(opened, e))
-        return ps_err_set(err, -PS_EFORMAT, "cannot open the image %s of process %d (%s): it is "
+        return ps_err_set(err, -PS_EFORMAT,
+                          "cannot open the image %s of process %d (%s): it is "
                           "gone from its mount namespace and %s is not the mapped file (inode "
-                          "%" PRIu64 ")", e->path, (int)c->pid, c->comm, opened, e->inode);
+                          "%" PRIu64 ")",
+                          e->path, (int)c->pid, c->comm, opened, e->inode);
     return symtab_open(opened, st, err);
 }
 
@@ -236,16 +248,15 @@ static int locate_open_map_files(struct locate_ctx *c, const struct maps_entry *
  * Open the image: /proc/PID/root/<path> when it is still the mapped file, else the mapping
  * itself through /proc/PID/map_files (deleted or replaced files, foreign namespaces).
  */
-static int locate_open_image(struct locate_ctx *c, const struct maps_entry *e,
-                             struct symtab **st, struct ps_err *err)
+static int locate_open_image(struct locate_ctx *c, const struct maps_entry *e, struct symtab **st,
+                             struct ps_err *err)
 {
     char *opened = c->info->opened;
     struct ps_err first;
-    int n;
 
     ps_err_clear(&first);
     if (!e->deleted) {
-        n = snprintf(opened, LOCATE_PATH_MAX, "/proc/%d/root%s", (int)c->pid, e->path);
+        int n = snprintf(opened, LOCATE_PATH_MAX, "/proc/%d/root%s", (int)c->pid, e->path);
         if (n > 0 && n < LOCATE_PATH_MAX && locate_same_file(opened, e) &&
             symtab_open(opened, st, &first) == 0)
             return 0;
@@ -280,16 +291,22 @@ static int locate_no_version(struct locate_ctx *c, bool has_runtime, struct ps_e
     locate_guess_minor(info->image, has_runtime ? "3.10 or older" : "3.6 or older", guess,
                        sizeof(guess));
     if (has_runtime)
-        return ps_err_set(err, -PS_EVERSION, "process %d (%s) runs Python %s: %s has _PyRuntime "
+        return ps_err_set(err, -PS_EVERSION,
+                          "process %d (%s) runs Python %s: %s has _PyRuntime "
                           "but no Py_Version (added in 3.11); pyscope supports CPython 3.11 to "
-                          "3.13", (int)c->pid, c->comm, guess, info->image);
+                          "3.13",
+                          (int)c->pid, c->comm, guess, info->image);
     if (info->shared)
-        return ps_err_set(err, -PS_EVERSION, "process %d (%s) maps %s, which has neither "
+        return ps_err_set(err, -PS_EVERSION,
+                          "process %d (%s) maps %s, which has neither "
                           "Py_Version nor _PyRuntime: Python %s; pyscope supports CPython 3.11 "
-                          "to 3.13", (int)c->pid, c->comm, info->image, guess);
-    return ps_err_set(err, -PS_ENOTPYTHON, "process %d (%s) is not Python: no libpython3.* "
+                          "to 3.13",
+                          (int)c->pid, c->comm, info->image, guess);
+    return ps_err_set(err, -PS_ENOTPYTHON,
+                      "process %d (%s) is not Python: no libpython3.* "
                       "mapping and no _PyRuntime symbol in %s; point pyscope at a CPython "
-                      "process", (int)c->pid, c->comm, info->exe);
+                      "process",
+                      (int)c->pid, c->comm, info->exe);
 }
 
 /* Read and check Py_Version (PY_VERSION_HEX as an 8-byte unsigned long, Include/pylifecycle.h
@@ -310,9 +327,11 @@ static int locate_read_version(struct locate_ctx *c, const struct symtab *st, ui
     level = (v >> 4) & 0xfu;
     if ((b[4] | b[5] | b[6] | b[7]) != 0 || v >> 24 != 3 || ((v >> 16) & 0xffu) < 11 ||
         (level != 0xa && level != 0xb && level != 0xc && level != 0xf))
-        return ps_err_set(err, -PS_ECORRUPT, "Py_Version in %s reads 0x%08" PRIx32 ", which is "
+        return ps_err_set(err, -PS_ECORRUPT,
+                          "Py_Version in %s reads 0x%08" PRIx32 ", which is "
                           "not a CPython 3.11+ version number; the file may not be the one the "
-                          "process runs", info->image, v);
+                          "process runs",
+                          info->image, v);
     info->version_hex = v;
     locate_version_string(v, info->version, sizeof(info->version));
     return 0;
@@ -336,8 +355,8 @@ static void locate_resolve(struct locate_info *info, const struct symtab *st)
 }
 
 /* With the image open: version, symbols, and a check that _PyRuntime lands in the maps. */
-static int locate_examine(struct locate_ctx *c, const struct maps_entry *e,
-                          const struct symtab *st, struct ps_err *err)
+static int locate_examine(struct locate_ctx *c, const struct maps_entry *e, const struct symtab *st,
+                          struct ps_err *err)
 {
     struct locate_info *info = c->info;
     uint64_t ver_vaddr, rt_vaddr;
@@ -348,23 +367,24 @@ static int locate_examine(struct locate_ctx *c, const struct maps_entry *e,
     if (!has_ver)
         return locate_no_version(c, has_rt, err);
     if (!has_rt)
-        return ps_err_set(err, -PS_EFORMAT, "%s of process %d (%s) has Py_Version but no "
-                          "_PyRuntime symbol; is it a CPython build?", info->image, (int)c->pid,
-                          c->comm);
+        return ps_err_set(err, -PS_EFORMAT,
+                          "%s of process %d (%s) has Py_Version but no "
+                          "_PyRuntime symbol; is it a CPython build?",
+                          info->image, (int)c->pid, c->comm);
     rc = locate_read_version(c, st, ver_vaddr, err);
     if (rc != 0)
         return rc;
     info->bias = e->start - symtab_load_vaddr(st);
     locate_resolve(info, st);
     if (!maps_find(c->maps, info->syms.runtime))
-        return ps_err_set(err, -PS_ECORRUPT, "_PyRuntime of process %d (%s) would be at 0x%"
-                          PRIx64 ", which is not mapped: %s does not match the running image",
+        return ps_err_set(err, -PS_ECORRUPT,
+                          "_PyRuntime of process %d (%s) would be at 0x%" PRIx64
+                          ", which is not mapped: %s does not match the running image",
                           (int)c->pid, c->comm, info->syms.runtime, info->opened);
     return 0;
 }
 
-int locate_python(pid_t pid, const struct maps *maps, struct locate_info *out,
-                  struct ps_err *err)
+int locate_python(pid_t pid, const struct maps *maps, struct locate_info *out, struct ps_err *err)
 {
     struct locate_ctx c = {.pid = pid, .maps = maps};
     const struct maps_entry *e = NULL;
@@ -377,8 +397,9 @@ int locate_python(pid_t pid, const struct maps *maps, struct locate_info *out,
     rc = locate_read_exe(&c, err);
     if (rc == 0)
         rc = locate_pick_image(&c, &e, err);
-    if (rc == 0)
-        rc = locate_open_image(&c, e, &st, err);
+    if (rc != 0 || !e)
+        goto out_free;
+    rc = locate_open_image(&c, e, &st, err);
     if (rc != 0)
         goto out_free;
     rc = locate_examine(&c, e, st, err);

@@ -194,8 +194,7 @@ static struct maps_entry *maps_slot(struct maps *m, size_t *cap, struct ps_err *
         return &m->v[m->n];
     if (m->n >= MAPS_MAX_ENTRIES) {
         (void)ps_err_set(err, -PS_ELIMIT,
-                         "the process has more than %d mappings, the cap pyscope "
-                         "reads",
+                         "the process has more than %d mappings, the cap pyscope reads",
                          MAPS_MAX_ENTRIES);
         return NULL;
     }
@@ -266,15 +265,12 @@ static int maps_open(pid_t pid, int *fd, struct ps_err *err)
         return 0;
     e = pid > 0 ? errno : ENOENT;
     if (e == ENOENT || e == ESRCH)
-        return ps_err_set(err, -ESRCH,
-                          "no process with pid %d: check the pid (it may have "
-                          "exited)",
+        return ps_err_set(err, -ESRCH, "no process with pid %d: check the pid (it may have exited)",
                           (int)pid);
     if (e == EACCES || e == EPERM)
-        return ps_err_set(err, -e,
-                          "permission denied reading %s: run pyscope as the target's "
-                          "user or as root",
-                          path);
+        return ps_err_set(
+            err, -e, "permission denied reading %s: run pyscope as the target's user or as root",
+            path);
     return ps_err_set(err, -e, "cannot open %s: %s", path, strerror(e));
 }
 
@@ -286,9 +282,8 @@ static int maps_grow(char **buf, size_t *cap, pid_t pid, struct ps_err *err)
 
     if (*cap >= MAPS_TEXT_MAX)
         return ps_err_set(err, -PS_ELIMIT,
-                          "/proc/%d/maps is larger than %zu bytes, the cap "
-                          "pyscope reads",
-                          (int)pid, MAPS_TEXT_MAX);
+                          "/proc/%d/maps is larger than %zu bytes, the cap pyscope reads", (int)pid,
+                          MAPS_TEXT_MAX);
     nb = realloc(*buf, ncap);
     if (!nb)
         return ps_err_set(err, -ENOMEM, "out of memory reading /proc/%d/maps", (int)pid);

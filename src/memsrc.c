@@ -80,15 +80,16 @@ static int memsrc_check(const struct memsrc_iov *iov, size_t n, uint64_t *bytes,
     for (size_t i = 0; i < n; i++) {
         if (iov[i].len > MEMSRC_MAX_READ)
             return ps_err_set(err, -EINVAL,
-                              "reading %zu bytes at 0x%" PRIx64 " exceeds the cap of %u bytes "
-                              "per range; the length is corrupt or must be read in pieces",
+                              "reading %zu bytes at 0x%" PRIx64
+                              " exceeds the cap of %u bytes per range; the length is corrupt or "
+                              "must be read in pieces",
                               iov[i].len, iov[i].addr, MEMSRC_MAX_READ);
         if (iov[i].len > 0 && !iov[i].buf)
             return ps_err_set(err, -EINVAL, "range %zu of a scatter read has no buffer", i);
         if (iov[i].addr > UINT64_MAX - iov[i].len)
             return ps_err_set(err, -EFAULT,
-                              "reading %zu bytes at 0x%" PRIx64 " wraps the address space: "
-                              "the pointer is corrupt",
+                              "reading %zu bytes at 0x%" PRIx64
+                              " wraps the address space: the pointer is corrupt",
                               iov[i].len, iov[i].addr);
         total += iov[i].len;
     }
@@ -169,11 +170,11 @@ static int live_gone(const struct memsrc_live *l, struct ps_err *err)
 
 static int live_denied(const struct memsrc_live *l, struct ps_err *err)
 {
-    return ps_err_set(err, -EPERM,
-                      "permission denied reading the memory of pid %d: run pyscope as the "
-                      "target's user or as root, or grant it CAP_SYS_PTRACE (and check "
-                      "kernel.yama.ptrace_scope)",
-                      (int)l->base.pid);
+    return ps_err_set(
+        err, -EPERM,
+        "permission denied reading the memory of pid %d: run pyscope as the target's user or as "
+        "root, or grant it CAP_SYS_PTRACE (and check kernel.yama.ptrace_scope)",
+        (int)l->base.pid);
 }
 
 /* The first byte not copied is `off` bytes into the scatter read: name its address. */
@@ -363,9 +364,7 @@ static int live_open(pid_t pid, bool procmem, struct memsrc **out, struct ps_err
 
     /* kill(pid, 0) fails with ESRCH only when no such process exists; EPERM means it does. */
     if (pid <= 0 || (kill(pid, 0) < 0 && errno == ESRCH))
-        return ps_err_set(err, -ESRCH,
-                          "no process with pid %d: check the pid (it may have "
-                          "exited)",
+        return ps_err_set(err, -ESRCH, "no process with pid %d: check the pid (it may have exited)",
                           (int)pid);
     l = calloc(1, sizeof(*l));
     if (!l)

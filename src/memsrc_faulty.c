@@ -73,8 +73,8 @@ static int faulty_readv(struct memsrc *src, const struct memsrc_iov *iov, size_t
     for (size_t i = 0; i < n && f->fault == MEMSRC_FAULT_FAIL; i++)
         if (faulty_hit(f, first + i))
             return ps_err_set(err, -EFAULT,
-                              "injected fault: range %" PRIu64 " (%zu bytes at "
-                              "0x%" PRIx64 ") failed on purpose",
+                              "injected fault: range %" PRIu64 " (%zu bytes at 0x%" PRIx64
+                              ") failed on purpose",
                               first + i, iov[i].len, iov[i].addr);
     rc = memsrc_readv(f->inner, iov, n, err);
     for (size_t i = 0; i < n && rc == 0; i++) {

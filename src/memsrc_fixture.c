@@ -122,8 +122,9 @@ static int fixture_readv(struct memsrc *src, const struct memsrc_iov *iov, size_
             continue;
         if (!s || iov[i].addr >= seg_end(s) || iov[i].len > seg_end(s) - iov[i].addr)
             return ps_err_set(err, -EFAULT,
-                              "reading %zu bytes at 0x%" PRIx64 " from %s failed: the fixture "
-                              "holds no recording of all of them (re-record the fixture)",
+                              "reading %zu bytes at 0x%" PRIx64
+                              " from %s failed: the fixture holds no recording of all of them "
+                              "(re-record the fixture)",
                               iov[i].len, iov[i].addr, f->desc);
         memcpy(iov[i].buf, s->data + (iov[i].addr - s->addr), iov[i].len);
     }
@@ -140,9 +141,7 @@ static int fixture_grow(struct memsrc_fixture *f, struct ps_err *err)
     if (f->nseg < f->cap)
         return 0;
     if (f->nseg >= FIXTURE_MAX_SEGS)
-        return ps_err_set(err, -PS_ELIMIT,
-                          "%s holds %zu segments, the cap: record a smaller "
-                          "walk",
+        return ps_err_set(err, -PS_ELIMIT, "%s holds %zu segments, the cap: record a smaller walk",
                           f->desc, f->nseg);
     v = realloc(f->segs, cap * sizeof(*v));
     if (!v)
@@ -164,8 +163,7 @@ static void fixture_insert_at(struct memsrc_fixture *f, size_t k, struct fixture
 static int fixture_full(const struct memsrc_fixture *f, struct ps_err *err)
 {
     return ps_err_set(err, -PS_ELIMIT,
-                      "%s would exceed its cap of %" PRIu64 " bytes: record a "
-                      "smaller walk",
+                      "%s would exceed its cap of %" PRIu64 " bytes: record a smaller walk",
                       f->desc, FIXTURE_MAX_BYTES);
 }
 
@@ -254,8 +252,8 @@ int memsrc_fixture_add(struct memsrc *src, uint64_t addr, const void *data, size
                           addr, f->desc);
     if (len > FIXTURE_MAX_BYTES || addr > UINT64_MAX - len)
         return ps_err_set(err, -EINVAL,
-                          "a segment of %zu bytes at 0x%" PRIx64 " is too long "
-                          "or wraps the address space",
+                          "a segment of %zu bytes at 0x%" PRIx64
+                          " is too long or wraps the address space",
                           len, addr);
     return fixture_put(f, addr, data, len, err);
 }
@@ -344,8 +342,8 @@ static int ffile_header(struct fixture_file *ff, uint64_t *nseg, struct ps_err *
     *nseg = memsrc_le64(h + 16);
     if (*nseg > FIXTURE_MAX_SEGS || *nseg > ff->left / FIXTURE_SEGHDR_SIZE)
         return ps_err_set(err, -PS_EFORMAT,
-                          "fixture %s claims %" PRIu64 " segments, more "
-                          "than the file or the cap holds",
+                          "fixture %s claims %" PRIu64
+                          " segments, more than the file or the cap holds",
                           ff->path, *nseg);
     return 0;
 }
@@ -395,8 +393,8 @@ static int ffile_load(struct fixture_file *ff, struct memsrc_fixture *f, struct 
         rc = ffile_segment(ff, f, &prev_end, err);
     if (rc == 0 && ff->left != 0)
         rc = ps_err_set(err, -PS_EFORMAT,
-                        "fixture %s has %" PRIu64 " bytes after its last "
-                        "segment: it is corrupt or not a version 1 file",
+                        "fixture %s has %" PRIu64
+                        " bytes after its last segment: it is corrupt or not a version 1 file",
                         ff->path, ff->left);
     return rc;
 }

@@ -63,12 +63,16 @@ static int symtab_check_ehdr(struct symtab *st, struct ps_err *err)
 
     ident = elf_getident(st->elf, NULL);
     if (elf_kind(st->elf) != ELF_K_ELF || !ident || !gelf_getehdr(st->elf, &eh))
-        return ps_err_set(err, -PS_EFORMAT, "%s is not an ELF file: point at the executable or "
-                          "shared library that holds the Python runtime", st->path);
+        return ps_err_set(err, -PS_EFORMAT,
+                          "%s is not an ELF file: point at the executable or "
+                          "shared library that holds the Python runtime",
+                          st->path);
     if (ident[EI_CLASS] != ELFCLASS64 || ident[EI_DATA] != ELFDATA2LSB ||
         (eh.e_machine != EM_X86_64 && eh.e_machine != EM_AARCH64))
-        return ps_err_set(err, -PS_EFORMAT, "%s is not a 64-bit little-endian x86-64 or aarch64 "
-                          "ELF file, which is all pyscope reads", st->path);
+        return ps_err_set(err, -PS_EFORMAT,
+                          "%s is not a 64-bit little-endian x86-64 or aarch64 "
+                          "ELF file, which is all pyscope reads",
+                          st->path);
     st->dyn = eh.e_type == ET_DYN;
     if (elf_getshdrnum(st->elf, &st->shnum) != 0 || st->shnum > SYMTAB_MAX_SECTIONS ||
         elf_getshdrstrndx(st->elf, &st->shstrndx) != 0 || st->shstrndx >= st->shnum)
@@ -103,8 +107,10 @@ static int symtab_load_phdrs(struct symtab *st, struct ps_err *err)
     GElf_Phdr ph;
 
     if (elf_getphdrnum(st->elf, &phnum) != 0 || phnum > SYMTAB_MAX_PHDRS)
-        return ps_err_set(err, -PS_EFORMAT, "%s has an unreadable program header table: the "
-                          "file is corrupt or truncated", st->path);
+        return ps_err_set(err, -PS_EFORMAT,
+                          "%s has an unreadable program header table: the "
+                          "file is corrupt or truncated",
+                          st->path);
     st->segs = calloc(phnum ? phnum : 1, sizeof(*st->segs));
     if (!st->segs)
         return ps_err_set(err, -ENOMEM, "out of memory reading %s", st->path);
@@ -124,11 +130,15 @@ static int symtab_load_phdrs(struct symtab *st, struct ps_err *err)
 static int symtab_open_errno(const char *path, int e, struct ps_err *err)
 {
     if (e == ENOENT)
-        return ps_err_set(err, -ENOENT, "cannot open %s: no such file; the target may live in "
-                          "another mount namespace or the file was replaced", path);
+        return ps_err_set(err, -ENOENT,
+                          "cannot open %s: no such file; the target may live in "
+                          "another mount namespace or the file was replaced",
+                          path);
     if (e == EACCES || e == EPERM)
-        return ps_err_set(err, -EACCES, "cannot open %s: permission denied; run pyscope as the "
-                          "target's user or as root", path);
+        return ps_err_set(err, -EACCES,
+                          "cannot open %s: permission denied; run pyscope as the "
+                          "target's user or as root",
+                          path);
     return ps_err_set(err, -e, "cannot open %s: %s", path, strerror(e));
 }
 
@@ -141,8 +151,7 @@ static int symtab_begin(struct symtab *st, struct ps_err *err)
     st->file_size = (uint64_t)sb.st_size;
     st->elf = elf_begin(st->fd, ELF_C_READ, NULL);
     if (!st->elf)
-        return ps_err_set(err, -PS_EFORMAT, "libelf cannot read %s: %s", st->path,
-                          elf_errmsg(-1));
+        return ps_err_set(err, -PS_EFORMAT, "libelf cannot read %s: %s", st->path, elf_errmsg(-1));
     return 0;
 }
 
@@ -238,10 +247,9 @@ static int symtab_search_type(const struct symtab *st, uint32_t type, const char
                               GElf_Sym *found)
 {
     GElf_Shdr sh;
-    Elf_Scn *scn;
 
     for (size_t i = 1; i < st->shnum; i++) {
-        scn = symtab_scn(st, i, &sh);
+        Elf_Scn *scn = symtab_scn(st, i, &sh);
         if (scn && sh.sh_type == type)
             return symtab_search(st, scn, &sh, name, found);
     }
@@ -303,12 +311,15 @@ static int symtab_read_seg(const struct symtab *st, const struct symtab_seg *s, 
 {
     uint64_t rel = vaddr - s->vaddr;
     size_t from_file = rel < s->filesz ? (size_t)(s->filesz - rel < n ? s->filesz - rel : n) : 0;
-    ssize_t got;
 
     if (from_file > 0) {
+        ssize_t got;
+
         if (s->offset + s->filesz > st->file_size)
-            return ps_err_set(err, -EIO, "%s is truncated: a PT_LOAD segment ends past the end "
-                              "of the file", st->path);
+            return ps_err_set(err, -EIO,
+                              "%s is truncated: a PT_LOAD segment ends past the end "
+                              "of the file",
+                              st->path);
         got = pread(st->fd, buf, from_file, (off_t)(s->offset + rel));
         if (got < 0 || (size_t)got != from_file)
             return ps_err_set(err, -EIO, "cannot read %zu bytes at vaddr 0x%" PRIx64 " of %s",
@@ -322,16 +333,18 @@ int symtab_read_vaddr(const struct symtab *st, uint64_t vaddr, void *buf, size_t
                       struct ps_err *err)
 {
     unsigned char *p = buf;
-    const struct symtab_seg *s;
-    size_t n;
-    int rc;
 
     /* Each step consumes a segment's tail, so at most nsegs + 1 iterations. */
     for (size_t step = 0; len > 0 && step <= st->nsegs; step++) {
-        s = symtab_seg_of(st, vaddr);
+        const struct symtab_seg *s = symtab_seg_of(st, vaddr);
+        uint64_t left;
+        size_t n;
+        int rc;
+
         if (!s)
             break;
-        n = s->memsz - (vaddr - s->vaddr) < len ? (size_t)(s->memsz - (vaddr - s->vaddr)) : len;
+        left = s->memsz - (vaddr - s->vaddr);
+        n = left < len ? (size_t)left : len;
         rc = symtab_read_seg(st, s, vaddr, p, n, err);
         if (rc != 0)
             return rc;
@@ -340,8 +353,10 @@ int symtab_read_vaddr(const struct symtab *st, uint64_t vaddr, void *buf, size_t
         len -= n;
     }
     if (len > 0)
-        return ps_err_set(err, -EFAULT, "vaddr 0x%" PRIx64 " (%zu bytes) is not in a loadable "
-                          "segment of %s", vaddr, len, st->path);
+        return ps_err_set(err, -EFAULT,
+                          "vaddr 0x%" PRIx64 " (%zu bytes) is not in a loadable "
+                          "segment of %s",
+                          vaddr, len, st->path);
     return 0;
 }
 

@@ -10,6 +10,10 @@
  *    gone, so the signal-time teardown never misses a traced thread;
  *  - a signal-delivery stop is passed on at once with the same signal (never swallowed), and a
  *    group stop (user's SIGSTOP) is kept with PTRACE_LISTEN, so the target sees no difference;
+ *  - at most one PTRACE_INTERRUPT per running period: the kernel clears a pending interrupt
+ *    only when the thread enters a stop (kernel/signal.c ptrace_stop: "any trap clears pending
+ *    STOP trap"), so a second one sent to a thread already in its interrupt stop would stay
+ *    pending and stop it again right after PTRACE_CONT;
  *  - every wait polls with WNOHANG under one deadline; every /proc re-listing is bounded.
  *
  * Wait-status decoding (ptrace(2), "PTRACE_SEIZE" stops): status >> 16 == PTRACE_EVENT_STOP is an
@@ -44,6 +48,7 @@ enum tgt_state {
 struct tgt_slot {
     volatile sig_atomic_t tid; /* 0 = free; the only field the signal handler reads or clears */
     enum tgt_state state;      /* main path only; meaningless when tid == 0 */
+    bool interrupted;          /* PTRACE_INTERRUPT sent and no stop reported since */
 };
 
 /*
@@ -143,6 +148,7 @@ static ssize_t tgt_add(pid_t tid)
     if (i == TARGET_MAX_THREADS)
         return -1;
     tgt_reg.slot[i].state = TGT_RUNNING;
+    tgt_reg.slot[i].interrupted = false;
     tgt_reg.slot[i].tid = tid;
     if (i == (size_t)tgt_reg.used)
         tgt_reg.used = (sig_atomic_t)(i + 1);
@@ -158,6 +164,15 @@ static void tgt_drop(size_t i)
 }
 
 /* ---- stop-status handling --------------------------------------------------------------------- */
+
+/* Ask slot i to stop, unless it was already asked during this running period. */
+static void tgt_interrupt(size_t i)
+{
+    if (tgt_reg.slot[i].interrupted)
+        return;
+    tgt_reg.slot[i].interrupted = true;
+    (void)tgt_ptrace(PTRACE_INTERRUPT, tgt_reg.slot[i].tid, 0);
+}
 
 /* Restart a thread that stopped while we want it running: keep group stops, else continue. */
 static void tgt_restart(size_t i)
@@ -185,12 +200,13 @@ static void tgt_on_status(size_t i, int status, bool want_stop)
     }
     if (!WIFSTOPPED(status))
         return;
+    s->interrupted = false; /* any stop consumed a pending interrupt */
     if (event == 0) {
         /* Signal-delivery stop: hand the signal on untouched; the target must not lose it. */
         (void)tgt_ptrace(PTRACE_CONT, s->tid, WSTOPSIG(status));
         s->state = TGT_RUNNING;
         if (want_stop)
-            (void)tgt_ptrace(PTRACE_INTERRUPT, s->tid, 0);
+            tgt_interrupt(i);
         return;
     }
     s->state = event == PTRACE_EVENT_STOP && tgt_is_stop_signal(WSTOPSIG(status))
@@ -316,7 +332,7 @@ static void tgt_interrupt_live(void)
 {
     for (size_t i = 0; i < (size_t)tgt_reg.used; i++)
         if (tgt_is_live(i))
-            (void)tgt_ptrace(PTRACE_INTERRUPT, tgt_reg.slot[i].tid, 0);
+            tgt_interrupt(i);
 }
 
 /* ---- seizing ----------------------------------------------------------------------------------- */
@@ -335,7 +351,7 @@ static int tgt_seize_one(pid_t tid, struct ps_err *err)
     /* No options: PTRACE_O_EXITKILL would kill the target if pyscope died. */
     rc = tgt_ptrace(PTRACE_SEIZE, tid, 0);
     if (rc == 0) {
-        (void)tgt_ptrace(PTRACE_INTERRUPT, tid, 0);
+        tgt_interrupt((size_t)i);
         return 1;
     }
     tgt_drop((size_t)i);

@@ -19,6 +19,7 @@
 #include "pyscope/walk.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,8 +34,46 @@ struct chunk_copy {
     uint8_t *buf; /* into the scratch buffer */
 };
 
+/*
+ * Speculation: what the previous walk of a thread found (its _PyCFrame, newest chunk, frames
+ * outside the chunks, code objects) lets the next walk fetch all of it together with the
+ * thread state in ONE scatter read; each part is used only if the fresh thread state confirms
+ * it (same cframe, same chunk, top within what was read). Anything unconfirmed is read the
+ * precise way. Bounded: WALK_HINTS threads (direct-mapped by thread-state address, a collision
+ * just costs the precise path), WALK_HINT_EXTRA frames and WALK_HINT_CODES codes per thread.
+ */
+#define WALK_HINTS 256
+#define WALK_HINT_EXTRA 8
+#define WALK_HINT_CODES 64
+#define WALK_SPEC_CHUNK_MAX 65536
+#define WALK_FRAME_COPY 128 /* bytes of a speculated frame: frame_len() is 78 on 3.11-3.13 */
+
+struct walk_hint {
+    uint64_t tstate;
+    uint64_t cframe;
+    uint64_t chunk, spec_len;
+    uint32_t nextra, ncode;
+    uint64_t extra[WALK_HINT_EXTRA];
+    uint64_t code[WALK_HINT_CODES];
+};
+
+/* What the speculative read brought, valid for the current walk only. */
+struct walk_spec {
+    bool cur_ok, chunk_ok;
+    uint64_t cur_frame;
+    uint32_t nextra, ncode;
+    uint8_t extra[WALK_HINT_EXTRA][WALK_FRAME_COPY];
+    /* frames read outside chunks and spec extras in this walk: the next hint's extras */
+    uint32_t nseen;
+    uint64_t seen[WALK_HINT_EXTRA];
+};
+
 /* Per-call scratch, allocated once per walk_stack struct and reused (flat memory). */
 struct walk_scratch {
+    struct walk_hint hints[WALK_HINTS];
+    struct walk_spec spec;
+    uint8_t *spec_chunk; /* WALK_SPEC_CHUNK_MAX */
+    uint8_t *spec_hdrs;  /* WALK_HINT_CODES * CODE_HEADER_MAX */
     struct chunk_copy chunks[WALK_MAX_CHUNKS];
     size_t nchunks;
     uint8_t *bytes;     /* chunk bytes, capacity cap */
@@ -43,6 +82,7 @@ struct walk_scratch {
     uint64_t *uniq;     /* unique code addresses, WALK_MAX_DEPTH */
     uint8_t *hdrs;      /* code headers, WALK_MAX_DEPTH * CODE_HEADER_MAX */
     size_t *idx;        /* per candidate frame: index into uniq, WALK_MAX_DEPTH */
+    struct code_fp *fps; /* parsed header per unique code, WALK_MAX_DEPTH */
 };
 
 static uint64_t get64(const uint8_t *blk, int32_t off)
@@ -264,9 +304,13 @@ int walk_stack_init(struct walk_stack *st, struct ps_err *err)
         s->uniq = calloc(WALK_MAX_DEPTH, sizeof(*s->uniq));
         s->hdrs = malloc((size_t)WALK_MAX_DEPTH * CODE_HEADER_MAX);
         s->idx = calloc(WALK_MAX_DEPTH, sizeof(*s->idx));
+        s->fps = calloc(WALK_MAX_DEPTH, sizeof(*s->fps));
+        s->spec_chunk = malloc(WALK_SPEC_CHUNK_MAX);
+        s->spec_hdrs = malloc((size_t)WALK_HINT_CODES * CODE_HEADER_MAX);
     }
     st->scratch = s;
-    if (!st->frames || !s || !s->instr || !s->uniq || !s->hdrs || !s->idx) {
+    if (!st->frames || !s || !s->instr || !s->uniq || !s->hdrs || !s->idx || !s->spec_chunk ||
+        !s->spec_hdrs || !s->fps) {
         walk_stack_free(st);
         return ps_err_set(err, -ENOMEM, "cannot allocate a stack buffer: out of memory");
     }
@@ -286,6 +330,9 @@ void walk_stack_free(struct walk_stack *st)
         free(s->uniq);
         free(s->hdrs);
         free(s->idx);
+        free(s->spec_chunk);
+        free(s->spec_hdrs);
+        free(s->fps);
         free(s);
     }
     free(st->frames);
@@ -344,26 +391,19 @@ static int copy_chunk(struct pyproc *pp, struct walk_scratch *s, uint64_t start,
     return 0;
 }
 
-/* Copy the live part of every data-stack chunk: the newest up to datastack_top, older ones up
- * to their saved top (a slot index). */
-static int copy_chunks(struct pyproc *pp, struct walk_scratch *s, uint64_t chunk, uint64_t top,
-                       struct ps_err *err)
+/* Copy older chunks (each up to its saved top, a slot index), starting at chunk. */
+static int copy_older_chunks(struct pyproc *pp, struct walk_scratch *s, uint64_t chunk,
+                             struct ps_err *err)
 {
     const struct layout *l = pp->lay;
     uint8_t hdr[64];
     int rc;
 
-    s->nchunks = 0;
-    s->used = 0;
-    if (!chunk || top <= chunk || top - chunk > MEMSRC_MAX_READ)
-        return 0; /* no chunk, or an implausible top: frames will be read one by one */
-    rc = copy_chunk(pp, s, chunk, top - chunk, err);
-    if (rc < 0)
-        return rc;
-    chunk = get64(s->chunks[0].buf, l->chunk_previous);
     while (chunk && s->nchunks < WALK_MAX_CHUNKS) {
         uint64_t size, slots, len;
 
+        if (l->chunk_data > (int32_t)sizeof(hdr))
+            return ps_err_set(err, -PS_ECORRUPT, "chunk header too big: layout is wrong");
         rc = memsrc_read(pp->src, chunk, hdr, (size_t)l->chunk_data, err);
         if (rc < 0)
             return rc;
@@ -371,7 +411,8 @@ static int copy_chunks(struct pyproc *pp, struct walk_scratch *s, uint64_t chunk
         slots = get64(hdr, l->chunk_top);
         len = (uint64_t)l->chunk_data + slots * 8;
         if (slots > MEMSRC_MAX_READ / 8 || len > size)
-            return ps_err_set(err, -PS_ECORRUPT, "data-stack chunk 0x%llx has top %llu > size %llu",
+            return ps_err_set(err, -PS_ECORRUPT,
+                              "data-stack chunk 0x%llx has top %llu > size %llu",
                               (unsigned long long)chunk, (unsigned long long)slots,
                               (unsigned long long)size);
         rc = copy_chunk(pp, s, chunk, len, err);
@@ -382,15 +423,49 @@ static int copy_chunks(struct pyproc *pp, struct walk_scratch *s, uint64_t chunk
     return 0;
 }
 
-/* Frame bytes: from a chunk copy when the frame lies wholly inside one, else one read. */
-static int frame_bytes(struct pyproc *pp, const struct walk_scratch *s, uint64_t f,
-                       uint8_t *blk, size_t len, struct ps_err *err)
+/* Copy the live part of every data-stack chunk: the newest up to datastack_top, older ones up
+ * to their saved top. */
+static int copy_chunks(struct pyproc *pp, struct walk_scratch *s, uint64_t chunk, uint64_t top,
+                       struct ps_err *err)
 {
+    int rc;
+
+    s->nchunks = 0;
+    s->used = 0;
+    if (!chunk || top <= chunk || top - chunk > MEMSRC_MAX_READ)
+        return 0; /* no chunk, or an implausible top: frames will be read one by one */
+    rc = copy_chunk(pp, s, chunk, top - chunk, err);
+    if (rc < 0)
+        return rc;
+    return copy_older_chunks(pp, s, get64(s->chunks[0].buf, pp->lay->chunk_previous), err);
+}
+
+/* Remember a frame that lives outside the chunks, for the next walk's speculative read. */
+static void note_extra(struct walk_spec *sp, uint64_t f)
+{
+    if (sp->nseen < WALK_HINT_EXTRA)
+        sp->seen[sp->nseen++] = f;
+}
+
+/* Frame bytes: from a chunk copy when the frame lies wholly inside one, else from the
+ * speculative read, else one read. */
+static int frame_bytes(struct pyproc *pp, struct walk_scratch *s, const struct walk_hint *h,
+                       uint64_t f, uint8_t *blk, size_t len, struct ps_err *err)
+{
+    struct walk_spec *sp = &s->spec;
+
     for (size_t i = 0; i < s->nchunks; i++) {
         const struct chunk_copy *c = &s->chunks[i];
 
         if (f >= c->start && f - c->start <= c->len && c->len - (f - c->start) >= len) {
             memcpy(blk, c->buf + (f - c->start), len);
+            return 0;
+        }
+    }
+    note_extra(sp, f);
+    for (uint32_t i = 0; i < sp->nextra && len <= WALK_FRAME_COPY; i++) {
+        if (h->extra[i] == f) {
+            memcpy(blk, sp->extra[i], len);
             return 0;
         }
     }
@@ -416,7 +491,8 @@ int walk_current_frame(struct pyproc *pp, uint64_t tstate, uint64_t *frame, stru
 }
 
 /* Follow `previous` from the top frame, recording candidate frames (shims skipped). */
-static int chain_frames(struct pyproc *pp, struct walk_stack *st, uint64_t f, struct ps_err *err)
+static int chain_frames(struct pyproc *pp, struct walk_stack *st, const struct walk_hint *h,
+                        uint64_t f, struct ps_err *err)
 {
     const struct layout *l = pp->lay;
     struct walk_scratch *s = st->scratch;
@@ -433,7 +509,7 @@ static int chain_frames(struct pyproc *pp, struct walk_stack *st, uint64_t f, st
             st->truncated = true;
             break;
         }
-        rc = frame_bytes(pp, s, f, blk, len, err);
+        rc = frame_bytes(pp, s, h, f, blk, len, err);
         if (rc < 0)
             return rc;
         owner = blk[l->frame_owner];
@@ -474,32 +550,45 @@ static size_t uniq_index(uint64_t *uniq, size_t *n, uint64_t a)
     return (*n)++;
 }
 
-static int read_code_headers(struct pyproc *pp, struct walk_stack *st, size_t *idx_out,
-                             size_t *nuniq, struct ps_err *err)
+/* The speculative copy of code header a, or NULL. */
+static const uint8_t *spec_header(const struct walk_scratch *s, const struct walk_hint *h,
+                                  uint64_t a)
+{
+    for (uint32_t i = 0; i < s->spec.ncode; i++)
+        if (h->code[i] == a)
+            return s->spec_hdrs + (size_t)i * CODE_HEADER_MAX;
+    return NULL;
+}
+
+static int read_code_headers(struct pyproc *pp, struct walk_stack *st, const struct walk_hint *h,
+                             size_t *idx_out, size_t *nuniq, struct ps_err *err)
 {
     struct walk_scratch *s = st->scratch;
     struct memsrc_iov iov[MEMSRC_MAX_IOV];
     size_t hlen = code_header_len(pp->lay);
-    size_t n = 0;
+    size_t n = 0, k = 0;
     int rc;
 
     if (hlen > CODE_HEADER_MAX)
         return ps_err_set(err, -PS_ECORRUPT, "code header of %zu bytes: layout is wrong", hlen);
     for (size_t i = 0; i < st->n; i++)
         idx_out[i] = uniq_index(s->uniq, &n, st->frames[i].code_addr);
-    for (size_t done = 0; done < n;) {
-        size_t batch = n - done < MEMSRC_MAX_IOV ? n - done : MEMSRC_MAX_IOV;
+    for (size_t j = 0; j <= n; j++) {
+        const uint8_t *spec = j < n ? spec_header(s, h, s->uniq[j]) : NULL;
 
-        for (size_t j = 0; j < batch; j++)
-            iov[j] = (struct memsrc_iov){.addr = s->uniq[done + j],
-                                         .buf = s->hdrs + (done + j) * CODE_HEADER_MAX,
-                                         .len = hlen};
-        rc = memsrc_readv(pp->src, iov, batch, err);
-        if (rc < 0) {
-            ps_err_prefix(err, "reading code objects: ");
-            return rc;
+        if (spec)
+            memcpy(s->hdrs + j * CODE_HEADER_MAX, spec, hlen);
+        else if (j < n)
+            iov[k++] = (struct memsrc_iov){.addr = s->uniq[j],
+                                           .buf = s->hdrs + j * CODE_HEADER_MAX, .len = hlen};
+        if (k == MEMSRC_MAX_IOV || (j == n && k > 0)) {
+            rc = memsrc_readv(pp->src, iov, k, err);
+            if (rc < 0) {
+                ps_err_prefix(err, "reading code objects: ");
+                return rc;
+            }
+            k = 0;
         }
-        done += batch;
     }
     *nuniq = n;
     return 0;
@@ -507,18 +596,20 @@ static int read_code_headers(struct pyproc *pp, struct walk_stack *st, size_t *i
 
 /* Compute each frame's code unit, check it, and drop incomplete frames (in place). */
 static int finish_frames(struct pyproc *pp, struct walk_stack *st, const size_t *idx,
-                         struct ps_err *err)
+                         size_t nuniq, struct ps_err *err)
 {
     const struct layout *l = pp->lay;
     struct walk_scratch *s = st->scratch;
     size_t out = 0;
 
+    for (size_t u = 0; u < nuniq; u++)
+        code_fp_parse(l, s->hdrs + u * CODE_HEADER_MAX, &s->fps[u]);
     for (size_t i = 0; i < st->n; i++) {
         struct walk_frame wf = st->frames[i];
         uint64_t base;
         int64_t diff;
 
-        code_fp_parse(l, s->hdrs + idx[i] * CODE_HEADER_MAX, &wf.fp);
+        wf.fp = s->fps[idx[i]];
         if (wf.fp.type != pp->loc.syms.code_type || wf.fp.size > (1u << 24))
             return ps_err_set(err, -PS_ECORRUPT,
                               "frame 0x%llx has no valid code object (0x%llx): the stack "
@@ -546,29 +637,127 @@ static int finish_frames(struct pyproc *pp, struct walk_stack *st, const size_t 
     return 0;
 }
 
+/* The hint slot of a thread; a different thread in the slot is replaced (fresh hint). */
+static struct walk_hint *hint_of(struct walk_scratch *s, uint64_t tstate)
+{
+    struct walk_hint *h = &s->hints[(tstate >> 6) % WALK_HINTS];
+
+    if (h->tstate != tstate) {
+        memset(h, 0, sizeof(*h));
+        h->tstate = tstate;
+    }
+    return h;
+}
+
+/* One scatter read: the thread state block plus everything the hint predicts. On failure
+ * (a predicted address is gone), the hint is dropped and only the thread state is read. */
+static int spec_read(struct pyproc *pp, struct walk_scratch *s, struct walk_hint *h,
+                     uint8_t *blk, size_t blen, struct ps_err *err)
+{
+    const struct layout *l = pp->lay;
+    struct memsrc_iov iov[4 + WALK_HINT_EXTRA + WALK_HINT_CODES];
+    struct walk_spec *sp = &s->spec;
+    size_t n = 0, flen = frame_len(l), hlen = code_header_len(l);
+    struct ps_err ignored = {0};
+
+    memset(sp, 0, offsetof(struct walk_spec, extra));
+    sp->nseen = 0;
+    iov[n++] = (struct memsrc_iov){.addr = h->tstate, .buf = blk, .len = blen};
+    if (h->cframe)
+        iov[n++] = (struct memsrc_iov){.addr = h->cframe + (uint64_t)l->cframe_current_frame,
+                                       .buf = &sp->cur_frame, .len = 8};
+    if (h->chunk && h->spec_len)
+        iov[n++] = (struct memsrc_iov){.addr = h->chunk, .buf = s->spec_chunk, .len = h->spec_len};
+    for (uint32_t i = 0; i < h->nextra && flen <= WALK_FRAME_COPY; i++)
+        iov[n++] = (struct memsrc_iov){.addr = h->extra[i], .buf = sp->extra[i], .len = flen};
+    for (uint32_t i = 0; i < h->ncode && hlen <= CODE_HEADER_MAX; i++)
+        iov[n++] = (struct memsrc_iov){.addr = h->code[i],
+                                       .buf = s->spec_hdrs + (size_t)i * CODE_HEADER_MAX,
+                                       .len = hlen};
+    if (n > 1 && memsrc_readv(pp->src, iov, n, &ignored) == 0) {
+        sp->cur_ok = h->cframe != 0;
+        sp->chunk_ok = h->chunk && h->spec_len;
+        sp->nextra = flen <= WALK_FRAME_COPY ? h->nextra : 0;
+        sp->ncode = hlen <= CODE_HEADER_MAX ? h->ncode : 0;
+        return 0;
+    }
+    memset(h, 0, sizeof(*h));
+    h->tstate = iov[0].addr;
+    return read_block(pp, iov[0].addr, blk, blen, "thread state", err);
+}
+
 /* The thread's current frame from its thread-state block (3.13: a field; 3.11/3.12: through
- * the _PyCFrame, one more read). */
-static int top_frame_of(struct pyproc *pp, const uint8_t *blk, uint64_t *frame,
-                        struct ps_err *err)
+ * the _PyCFrame, from the speculative read when the cframe is the predicted one). */
+static int top_frame_of(struct pyproc *pp, const struct walk_scratch *s,
+                        const struct walk_hint *h, const uint8_t *blk, uint64_t *cframe_out,
+                        uint64_t *frame, struct ps_err *err)
 {
     const struct layout *l = pp->lay;
     uint64_t cframe;
 
+    *cframe_out = 0;
     if (LAYOUT_HAS(l, tstate_current_frame)) {
         *frame = get64(blk, l->tstate_current_frame);
         return 0;
     }
     cframe = get64(blk, l->tstate_cframe);
+    *cframe_out = cframe;
     *frame = 0;
     if (!cframe)
         return 0;
+    if (s->spec.cur_ok && cframe == h->cframe) {
+        *frame = s->spec.cur_frame;
+        return 0;
+    }
     return memsrc_read_u64(pp->src, cframe + (uint64_t)l->cframe_current_frame, frame, err);
+}
+
+/* Chunks: the newest from the speculative read when the thread state confirms it. */
+static int take_chunks(struct pyproc *pp, struct walk_scratch *s, const struct walk_hint *h,
+                       const uint8_t *blk, struct ps_err *err)
+{
+    const struct layout *l = pp->lay;
+    uint64_t chunk = get64(blk, l->tstate_datastack_chunk);
+    uint64_t top = get64(blk, l->tstate_datastack_top);
+
+    if (!(s->spec.chunk_ok && chunk == h->chunk && top > chunk && top - chunk <= h->spec_len))
+        return copy_chunks(pp, s, chunk, top, err);
+    s->nchunks = 0;
+    s->used = 0;
+    s->chunks[s->nchunks++] =
+        (struct chunk_copy){.start = chunk, .len = top - chunk, .buf = s->spec_chunk};
+    return copy_older_chunks(pp, s, get64(s->spec_chunk, l->chunk_previous), err);
+}
+
+/* Remember what this walk found, for the next one. */
+static void hint_update(const struct layout *l, struct walk_scratch *s, struct walk_hint *h,
+                        const uint8_t *blk, uint64_t cframe, size_t nuniq)
+{
+    uint64_t chunk = get64(blk, l->tstate_datastack_chunk);
+    uint64_t top = get64(blk, l->tstate_datastack_top);
+    uint64_t size = 0;
+
+    h->cframe = cframe;
+    h->chunk = 0;
+    h->spec_len = 0;
+    if (s->nchunks > 0 && s->chunks[0].start == chunk && top > chunk)
+        size = get64(s->chunks[0].buf, l->chunk_size);
+    if (size && top - chunk + 1024 <= WALK_SPEC_CHUNK_MAX) {
+        /* Room for the stack to grow a little; never past the chunk's own end. */
+        h->chunk = chunk;
+        h->spec_len = top - chunk + 1024 < size ? top - chunk + 1024 : size;
+    }
+    h->nextra = s->spec.nseen;
+    memcpy(h->extra, s->spec.seen, sizeof(h->extra[0]) * s->spec.nseen);
+    h->ncode = nuniq < WALK_HINT_CODES ? (uint32_t)nuniq : WALK_HINT_CODES;
+    memcpy(h->code, s->uniq, sizeof(h->code[0]) * h->ncode);
 }
 
 int walk_stack(struct pyproc *pp, uint64_t tstate, struct walk_stack *st, struct ps_err *err)
 {
     const struct layout *l = pp->lay;
     struct walk_scratch *s = st->scratch;
+    struct walk_hint *h = hint_of(s, tstate);
     uint8_t blk[WALK_BLOCK_MAX];
     size_t nuniq = 0;
     int rc;
@@ -576,36 +765,47 @@ int walk_stack(struct pyproc *pp, uint64_t tstate, struct walk_stack *st, struct
     st->n = 0;
     st->truncated = false;
     st->top_instr = 0;
-    rc = read_block(pp, tstate, blk, tstate_len(l), "thread state", err);
+    rc = spec_read(pp, s, h, blk, tstate_len(l), err);
     if (rc == 0)
-        rc = top_frame_of(pp, blk, &st->top_frame, err);
+        rc = top_frame_of(pp, s, h, blk, &st->cframe, &st->top_frame, err);
     if (rc == 0)
-        rc = copy_chunks(pp, s, get64(blk, l->tstate_datastack_chunk),
-                         get64(blk, l->tstate_datastack_top), err);
+        rc = take_chunks(pp, s, h, blk, err);
     if (rc == 0)
-        rc = chain_frames(pp, st, st->top_frame, err);
-    if (rc < 0 || st->n == 0)
-        return rc;
-    rc = read_code_headers(pp, st, s->idx, &nuniq, err);
+        rc = chain_frames(pp, st, h, st->top_frame, err);
+    if (rc == 0 && st->n > 0)
+        rc = read_code_headers(pp, st, h, s->idx, &nuniq, err);
+    if (rc == 0 && st->n > 0)
+        rc = finish_frames(pp, st, s->idx, nuniq, err);
     if (rc == 0)
-        rc = finish_frames(pp, st, s->idx, err);
+        hint_update(l, s, h, blk, st->cframe, nuniq);
+    else
+        memset(h, 0, sizeof(*h)); /* a failed walk predicts nothing */
     return rc;
 }
 
 int walk_stack_changed(struct pyproc *pp, uint64_t tstate, const struct walk_stack *st,
                        bool *changed, struct ps_err *err)
 {
-    uint64_t frame, instr = 0;
+    const struct layout *l = pp->lay;
+    uint64_t cframe = 0, frame = 0, instr = 0;
+    struct memsrc_iov iov[3];
+    size_t n = 0;
     int rc;
 
-    rc = walk_current_frame(pp, tstate, &frame, err);
+    /* One scatter read of: where the current frame is kept, the current frame, its instr. */
+    if (LAYOUT_HAS(l, tstate_current_frame)) {
+        iov[n++] = (struct memsrc_iov){tstate + (uint64_t)l->tstate_current_frame, &frame, 8};
+    } else {
+        iov[n++] = (struct memsrc_iov){tstate + (uint64_t)l->tstate_cframe, &cframe, 8};
+        if (st->cframe)
+            iov[n++] = (struct memsrc_iov){st->cframe + (uint64_t)l->cframe_current_frame,
+                                           &frame, 8};
+    }
+    if (st->top_frame)
+        iov[n++] = (struct memsrc_iov){st->top_frame + (uint64_t)l->frame_instr, &instr, 8};
+    rc = memsrc_readv(pp->src, iov, n, err);
     if (rc < 0)
         return rc;
-    if (frame && frame == st->top_frame) {
-        rc = memsrc_read_u64(pp->src, frame + (uint64_t)pp->lay->frame_instr, &instr, err);
-        if (rc < 0)
-            return rc;
-    }
-    *changed = frame != st->top_frame || (frame && instr != st->top_instr);
+    *changed = cframe != st->cframe || frame != st->top_frame || instr != st->top_instr;
     return 0;
 }

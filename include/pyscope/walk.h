@@ -6,6 +6,11 @@
  * Walking the interpreter: interpreters -> thread states -> frame chains, producing raw frames
  * (code address + code unit) that code.h resolves. Reads go through the memory source only.
  *
+ * Speculation: the walker remembers per thread (bounded) where the previous walk found things and
+ * fetches them with the thread state in one scatter read, using each part only when the fresh
+ * thread state confirms it. A warm walk of an unchanged stack costs two syscalls (one with the
+ * consistency check).
+ *
  * Bulk reads: a thread's data-stack chunks (where 3.11+ keeps thread-owned frames) are copied
  * whole, one read per chunk, and the frame chain is followed in the copy; frames outside the
  * chunks (generator frames, 3.12 C-stack shims, frame objects) are read one by one; the code
@@ -56,6 +61,7 @@ struct walk_stack {
     size_t n;
     bool truncated;
     uint64_t top_frame;     /* the thread's current frame pointer when read */
+    uint64_t cframe;        /* 3.11/3.12: the _PyCFrame it was read through (0 otherwise) */
     uint64_t top_instr;     /* the innermost frame's instruction pointer when read */
     struct walk_scratch *scratch; /* private buffers reused across walks (flat memory) */
 };
@@ -97,9 +103,10 @@ int walk_current_frame(struct pyproc *pp, uint64_t tstate, uint64_t *frame, stru
     PS_WARN_UNUSED;
 
 /*
- * Consistency check after walk_stack: re-read the thread's current frame and that frame's
- * instruction pointer; *changed is true when either differs from what st recorded (the stack
- * moved while it was read, so st may mix two states). Two or three small reads.
+ * Consistency check after walk_stack: re-read where the thread keeps its current frame, the
+ * current frame and that frame's instruction pointer; *changed is true when any differs from
+ * what st recorded (the stack moved while it was read, so st may mix two states). One scatter
+ * read.
  */
 int walk_stack_changed(struct pyproc *pp, uint64_t tstate, const struct walk_stack *st,
                        bool *changed, struct ps_err *err) PS_WARN_UNUSED;

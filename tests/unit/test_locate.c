@@ -29,8 +29,8 @@
 
 #include <cmocka.h>
 
-#define PYENV "/root/.pyenv/versions/"
-#define DEBIAN_PY "/usr/bin/python3.11"
+#define PYENV            "/root/.pyenv/versions/"
+#define DEBIAN_PY        "/usr/bin/python3.11"
 #define READY_TIMEOUT_MS 30000
 
 static const char py_script[] =
@@ -39,9 +39,9 @@ static const char py_script[] =
 
 struct fixture {
     pid_t pid;
-    int out;               /* read end of the child's stdout */
-    char line[512];        /* what the child printed before "ready" */
-    char copy[64];         /* a temporary copy of an interpreter to delete, or "" */
+    int out;        /* read end of the child's stdout */
+    char line[512]; /* what the child printed before "ready" */
+    char copy[64];  /* a temporary copy of an interpreter to delete, or "" */
     struct maps maps;
     struct locate_info *info;
     struct ps_err err;
@@ -136,8 +136,7 @@ static void wait_ready(struct fixture *fx)
         if (ready)
             break;
         if (poll(&p, 1, READY_TIMEOUT_MS) != 1)
-            fail_msg("child %d did not print ready within %d ms", (int)fx->pid,
-                     READY_TIMEOUT_MS);
+            fail_msg("child %d did not print ready within %d ms", (int)fx->pid, READY_TIMEOUT_MS);
         ssize_t n = read(fx->out, buf + used, sizeof(buf) - 1 - used);
         if (n <= 0)
             fail_msg("child %d closed stdout before ready (got \"%s\")", (int)fx->pid, buf);
@@ -149,8 +148,8 @@ static void wait_ready(struct fixture *fx)
 
 static void spawn_python(struct fixture *fx, const char *python)
 {
-    char *argv[] = {(char *)python, (char *)"-I", (char *)"-S", (char *)"-c",
-                    (char *)py_script, NULL};
+    char *argv[] = {(char *)python, (char *)"-I",      (char *)"-S",
+                    (char *)"-c",   (char *)py_script, NULL};
 
     spawn(fx, argv);
     wait_ready(fx);
@@ -196,17 +195,33 @@ static void check_syms(const struct fixture *fx)
     assert_string_equal(e->path, in->image);
 }
 
+/* "3.12.1 51118576": the child's sys.version word and sys.hexversion. */
+static void parse_line(const char *line, char *version, size_t len, unsigned long *hex)
+{
+    const char *sp = strchr(line, ' ');
+    char *end = NULL;
+
+    assert_non_null(sp);
+    assert_true((size_t)(sp - line) < len);
+    memcpy(version, line, (size_t)(sp - line));
+    version[sp - line] = '\0';
+    errno = 0;
+    *hex = strtoul(sp + 1, &end, 10);
+    assert_int_equal(errno, 0);
+    assert_true(end != sp + 1 && *end == '\n');
+}
+
 static void check_python(void **state, const char *python, bool shared)
 {
     struct fixture *fx = *state;
     struct locate_info *in = fx->info;
-    char version[64] = "", prefix[64], cookie[8];
-    unsigned long hex = 0;
+    char version[64] = "", prefix[64];
+    unsigned long hex;
     int rc;
 
     require_interp(python);
     spawn_python(fx, python);
-    assert_int_equal(sscanf(fx->line, "%63s %lu", version, &hex), 2);
+    parse_line(fx->line, version, sizeof(version), &hex);
     rc = run_locate(fx);
     if (rc != 0)
         fail_msg("locate_python: %s", fx->err.msg);
@@ -224,6 +239,7 @@ static void check_python(void **state, const char *python, bool shared)
     check_tp_name(fx->pid, in->syms.code_type, "code");
     check_tp_name(fx->pid, in->syms.unicode_type, "str");
     if (in->version_hex >= 0x030d0000) { /* _Py_DebugOffsets.cookie, pycore_runtime.h 3.13 */
+        char cookie[8];
         struct iovec l = {cookie, sizeof(cookie)};
         struct iovec r = {(void *)(uintptr_t)in->syms.runtime, sizeof(cookie)};
         assert_int_equal(process_vm_readv(fx->pid, &l, 1, &r, 1, 0), sizeof(cookie));
@@ -261,6 +277,7 @@ static void test_skips_stable_abi_shim(void **state)
     const char *py = PYENV "3.12.1/bin/python3.12";
     struct maps_entry *v;
     struct maps fake;
+    int rc;
 
     require_interp(py);
     spawn_python(fx, py);
@@ -269,32 +286,46 @@ static void test_skips_stable_abi_shim(void **state)
     v = calloc(fx->maps.n + 1, sizeof(*v));
     assert_non_null(v);
     memcpy(v + 1, fx->maps.v, fx->maps.n * sizeof(*v));
-    v[0] = (struct maps_entry){.start = 0x1000, .end = 0x2000, .r = true, .p = true,
+    v[0] = (struct maps_entry){.start = 0x1000,
+                               .end = 0x2000,
+                               .r = true,
+                               .p = true,
                                .path = (char *)PYENV "3.12.1/lib/libpython3.so"};
     fake = (struct maps){.v = v, .n = fx->maps.n + 1};
-    if (locate_python(fx->pid, &fake, fx->info, &fx->err) != 0) {
-        free(v);
-        fail_msg("locate_python: %s", fx->err.msg);
-    }
+    rc = locate_python(fx->pid, &fake, fx->info, &fx->err);
     free(v);
+    if (rc != 0)
+        fail_msg("locate_python: %s", fx->err.msg);
     assert_non_null(strstr(fx->info->image, "/libpython3.12.so"));
     assert_string_equal(fx->info->version, "3.12.1");
 }
 
 /* Copy of Debian's static python, deleted while running: opened through map_files. */
+static void copy_file(const char *from, char *to_template)
+{
+    char buf[65536];
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    int out = mkstemp(to_template);
+    ssize_t n;
+
+    assert_true(in >= 0 && out >= 0);
+    while ((n = read(in, buf, sizeof(buf))) > 0)
+        assert_int_equal(write(out, buf, (size_t)n), n);
+    assert_int_equal(n, 0);
+    assert_int_equal(fchmod(out, 0755), 0);
+    assert_int_equal(close(out), 0);
+    assert_int_equal(close(in), 0);
+}
+
 static void test_deleted_executable(void **state)
 {
     struct fixture *fx = *state;
-    char cmd[256];
-    int fd;
+    char cmd[64];
+    static const char tmpl[] = "/tmp/pyscope-locate-XXXXXX";
 
     require_interp(DEBIAN_PY);
-    strcpy(fx->copy, "/tmp/pyscope-locate-XXXXXX");
-    fd = mkstemp(fx->copy);
-    assert_true(fd >= 0);
-    (void)close(fd);
-    (void)snprintf(cmd, sizeof(cmd), "cp %s %s && chmod 755 %s", DEBIAN_PY, fx->copy, fx->copy);
-    assert_int_equal(system(cmd), 0);
+    memcpy(fx->copy, tmpl, sizeof(tmpl));
+    copy_file(DEBIAN_PY, fx->copy);
     spawn_python(fx, fx->copy);
     assert_int_equal(unlink(fx->copy), 0);
     fx->copy[0] = '\0';

@@ -812,9 +812,15 @@ static void test_fault_sweep(void **state)
             assert_int_equal(memsrc_faulty_wrap(w.src, (enum memsrc_fault)fault, nth, 0, nth, &f,
                                                 &err), 0);
             w.c.src = f;
-            if (pyobj_instance_attr(&w.c, obj, "_name", &val, &err) == 0)
-                (void)pyobj_str(&w.c, val, buf, sizeof(buf), NULL, &err);
-            (void)pyobj_type_name(&w.c, obj + 8, buf, sizeof(buf), &err);
+            uint64_t type = 0;
+            int rc = pyobj_instance_attr(&w.c, obj, "_name", &val, &err);
+            if (rc == 0)
+                rc = pyobj_str(&w.c, val, buf, sizeof(buf), NULL, &err);
+            assert_true(rc <= 0);
+            rc = pyobj_type(&w.c, obj, &type, &err);
+            if (rc == 0)
+                rc = pyobj_type_name(&w.c, type, buf, sizeof(buf), &err);
+            assert_true(rc <= 0);
             memsrc_close(f);
         }
     }

@@ -173,7 +173,7 @@ static void write_file(char *path, const void *buf, size_t len)
 {
     int fd;
 
-    strcpy(path, "/tmp/pyscope-symtab-XXXXXX");
+    memcpy(path, "/tmp/pyscope-symtab-XXXXXX", sizeof("/tmp/pyscope-symtab-XXXXXX"));
     fd = mkstemp(path);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, buf, len), (ssize_t)len);
@@ -225,8 +225,8 @@ static void test_tiny_truncated_segment(void **state)
     tiny_init(&t, sizeof(t) + 4096, sizeof(t) + 8192);
     write_file(path, &t, sizeof(t));
     assert_int_equal(symtab_open(path, &st, &err), 0);
-    assert_int_equal(symtab_read_vaddr(st, 0x10000 + offsetof(struct tiny_elf, data), buf, 8,
-                                       &err), -EIO);
+    assert_int_equal(symtab_read_vaddr(st, 0x10000 + offsetof(struct tiny_elf, data), buf, 8, &err),
+                     -EIO);
     assert_non_null(strstr(err.msg, "truncated"));
     symtab_close(st);
     unlink(path);
@@ -308,7 +308,7 @@ static void test_damaged_images(void **state)
     f = fopen(self, "rb");
     assert_non_null(f);
     assert_int_equal(fread(img, 1, (size_t)sb.st_size, f), (size_t)sb.st_size);
-    fclose(f);
+    (void)fclose(f);
     for (size_t cut = 16; cut < (size_t)sb.st_size; cut = cut * 3 + 7) {
         write_file(path, img, cut);
         poke(path);
@@ -354,14 +354,10 @@ static void test_libpython_version(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_self_function),
-        cmocka_unit_test(test_self_read_vaddr),
-        cmocka_unit_test(test_self_sections),
-        cmocka_unit_test(test_tiny_filesz_memsz),
-        cmocka_unit_test(test_tiny_truncated_segment),
-        cmocka_unit_test(test_bad_headers),
-        cmocka_unit_test(test_damaged_images),
-        cmocka_unit_test(test_libpython_version),
+        cmocka_unit_test(test_self_function),          cmocka_unit_test(test_self_read_vaddr),
+        cmocka_unit_test(test_self_sections),          cmocka_unit_test(test_tiny_filesz_memsz),
+        cmocka_unit_test(test_tiny_truncated_segment), cmocka_unit_test(test_bad_headers),
+        cmocka_unit_test(test_damaged_images),         cmocka_unit_test(test_libpython_version),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -562,24 +562,31 @@ static void test_tracer_sigkill(void **state)
     tracer_killed_by(SIGKILL, true);
 }
 
+/* After each test, even a failed one: release whatever is still seized. */
+static int release_target(void **state)
+{
+    (void)state;
+    return target_detach_all(NULL) == 0 ? 0 : -1;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_seize_resume_detach),
-        cmocka_unit_test(test_detach_from_stopped),
-        cmocka_unit_test(test_exit_while_seized),
-        cmocka_unit_test(test_exit_while_resumed),
-        cmocka_unit_test(test_signal_passed_on_while_resumed),
-        cmocka_unit_test(test_signal_while_stopped_delivered_after_detach),
-        cmocka_unit_test(test_user_sigstop_survives),
-        cmocka_unit_test(test_threads_appear_during_seize),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_wrong_thread),
-        cmocka_unit_test(test_eperm_diagnosed),
-        cmocka_unit_test(test_signal_safe_teardown_alone),
-        cmocka_unit_test(test_tracer_sigterm),
-        cmocka_unit_test(test_tracer_other_signals),
-        cmocka_unit_test(test_tracer_sigkill),
+        cmocka_unit_test_teardown(test_seize_resume_detach, release_target),
+        cmocka_unit_test_teardown(test_detach_from_stopped, release_target),
+        cmocka_unit_test_teardown(test_exit_while_seized, release_target),
+        cmocka_unit_test_teardown(test_exit_while_resumed, release_target),
+        cmocka_unit_test_teardown(test_signal_passed_on_while_resumed, release_target),
+        cmocka_unit_test_teardown(test_signal_while_stopped_delivered_after_detach, release_target),
+        cmocka_unit_test_teardown(test_user_sigstop_survives, release_target),
+        cmocka_unit_test_teardown(test_threads_appear_during_seize, release_target),
+        cmocka_unit_test_teardown(test_errors, release_target),
+        cmocka_unit_test_teardown(test_wrong_thread, release_target),
+        cmocka_unit_test_teardown(test_eperm_diagnosed, release_target),
+        cmocka_unit_test_teardown(test_signal_safe_teardown_alone, release_target),
+        cmocka_unit_test_teardown(test_tracer_sigterm, release_target),
+        cmocka_unit_test_teardown(test_tracer_other_signals, release_target),
+        cmocka_unit_test_teardown(test_tracer_sigkill, release_target),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
