@@ -18,12 +18,14 @@ void ps_err_clear(struct ps_err *err)
     err->msg[0] = '\0';
 }
 
+PS_PRINTF(3, 0)
 static int err_vset(struct ps_err *err, int code, const char *fmt, va_list ap)
 {
     if (!err)
         return code;
     err->code = code;
-    (void)vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    /* clang 14's analyzer loses va_start across the call (x86-64 va_list is an array). */
+    (void)vsnprintf(err->msg, sizeof(err->msg), fmt, ap); // NOLINT(clang-analyzer-valist.*)
     return code;
 }
 
@@ -53,14 +55,15 @@ void ps_err_prefix(struct ps_err *err, const char *fmt, ...)
 {
     char pre[256];
     char old[PS_ERR_MSG_MAX];
+    size_t plen;
     va_list ap;
 
     if (!err || err->code == 0)
         return;
     va_start(ap, fmt);
-    (void)vsnprintf(pre, sizeof(pre), fmt, ap);
+    (void)vsnprintf(pre, sizeof(pre), fmt, ap); // NOLINT(clang-analyzer-valist.*): as above
     va_end(ap);
-    size_t plen = strlen(pre);
+    plen = strlen(pre);
 
     memcpy(old, err->msg, sizeof(old));
     if (plen >= sizeof(err->msg))

@@ -102,7 +102,7 @@ static void log_msg(const struct cli *cli, const char *level, int code, const ch
     char *s;
 
     if (cli->log_format == LOG_TEXT) {
-        (void)fprintf(stderr, "pyscope: %s%s\n", strcmp(level, "error") ? "warning: " : "",
+        (void)fprintf(stderr, "pyscope: %s%s\n", strcmp(level, "error") != 0 ? "warning: " : "",
                       msg);
         return;
     }
@@ -183,9 +183,9 @@ static int parse_opt(struct cli *cli, int c, const char *arg)
         cli->retries = (int)v;
         return -1;
     case OPT_LOG:
-        if (strcmp(arg, "json") && strcmp(arg, "text"))
+        if (strcmp(arg, "json") != 0 && strcmp(arg, "text") != 0)
             return usage_error(cli, "--log-format takes `text` or `json`");
-        cli->log_format = strcmp(arg, "json") ? LOG_TEXT : LOG_JSON;
+        cli->log_format = strcmp(arg, "json") == 0 ? LOG_JSON : LOG_TEXT;
         return -1;
     case 'h': (void)fputs(usage_text, stdout); return EXIT_OK;
     case 'V':
@@ -219,7 +219,7 @@ static int parse_args(struct cli *cli, int argc, char **argv)
     }
     if (optind >= argc)
         return usage_error(cli, "missing command (try `pyscope dump <pid>`)");
-    if (strcmp(argv[optind], "dump"))
+    if (strcmp(argv[optind], "dump") != 0)
         return usage_error(cli, "unknown command (the commands are: dump)");
     optind++;
     while ((c = getopt_long(argc, argv, "o:hV", long_opts, NULL)) != -1) {

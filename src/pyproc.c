@@ -119,7 +119,7 @@ static int interp_listed(struct pyproc *pp, uint64_t head, uint64_t interp, bool
 static int validate_interps(struct pyproc *pp, struct ps_err *err)
 {
     const struct layout *l = pp->lay;
-    uint64_t rt = pp->loc.syms.runtime, head, main_interp;
+    uint64_t rt = pp->loc.syms.runtime, head = 0, main_interp = 0;
     bool found;
     int rc;
 
@@ -311,27 +311,59 @@ static bool meta_sym_set(struct locate_info *loc, const char *name, uint64_t v)
     return false;
 }
 
-static bool meta_line(struct locate_info *loc, const char *line)
+/* Parse an unsigned number (base 0: 0x prefix for hex) that must fill the whole word. */
+static bool parse_u64(const char *s, uint64_t *out)
 {
-    char name[64];
+    char *end = NULL;
     unsigned long long v;
-    unsigned x;
-    int d;
 
-    if (line[0] == '#' || line[0] == '\n')
+    if (!s)
+        return false;
+    errno = 0;
+    v = strtoull(s, &end, 0);
+    if (errno || end == s || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool copy_word(char *dst, size_t cap, const char *s)
+{
+    if (!s || strlen(s) >= cap)
+        return false;
+    memcpy(dst, s, strlen(s) + 1);
+    return true;
+}
+
+/* One "key value [value]" line of a meta file; false for an unknown or malformed line. */
+static bool meta_line(struct locate_info *loc, char *line)
+{
+    char *save = NULL;
+    const char *key = strtok_r(line, " \n", &save);
+    const char *v1 = key ? strtok_r(NULL, " \n", &save) : NULL;
+    const char *v2 = v1 ? strtok_r(NULL, " \n", &save) : NULL;
+    uint64_t v = 0;
+
+    if (!key || key[0] == '#')
         return true;
-    if (sscanf(line, "version_hex %x", &x) == 1)
-        return loc->version_hex = x, true;
-    if (sscanf(line, "version %31s", loc->version) == 1)
+    if (!strcmp(key, "version_hex") && parse_u64(v1, &v) && v <= UINT32_MAX) {
+        loc->version_hex = (uint32_t)v;
         return true;
-    if (sscanf(line, "shared %d", &d) == 1)
-        return loc->shared = d != 0, true;
-    if (sscanf(line, "runtime_section_size %llu", &v) == 1)
-        return loc->runtime_section_size = v, true;
-    if (sscanf(line, "image %4095s", loc->image) == 1 || sscanf(line, "exe %4095s", loc->exe) == 1)
+    }
+    if (!strcmp(key, "shared") && parse_u64(v1, &v)) {
+        loc->shared = v != 0;
         return true;
-    if (sscanf(line, "sym %63s %llx", name, &v) == 2)
-        return meta_sym_set(loc, name, v);
+    }
+    if (!strcmp(key, "runtime_section_size"))
+        return parse_u64(v1, &loc->runtime_section_size);
+    if (!strcmp(key, "version"))
+        return copy_word(loc->version, sizeof(loc->version), v1);
+    if (!strcmp(key, "image"))
+        return copy_word(loc->image, sizeof(loc->image), v1);
+    if (!strcmp(key, "exe"))
+        return copy_word(loc->exe, sizeof(loc->exe), v1);
+    if (!strcmp(key, "sym") && v1 && parse_u64(v2, &v))
+        return meta_sym_set(loc, v1, v);
     return false;
 }
 

@@ -505,7 +505,7 @@ static int chain_frames(struct pyproc *pp, struct walk_stack *st, const struct w
         uint8_t owner;
         uint64_t prev;
 
-        if (st->n >= WALK_MAX_DEPTH || steps++ >= 2 * WALK_MAX_DEPTH) {
+        if (st->n >= WALK_MAX_DEPTH || steps++ >= 2 * (size_t)WALK_MAX_DEPTH) {
             st->truncated = true;
             break;
         }

@@ -110,7 +110,8 @@ static void spawn(struct fixture *fx, char *const argv[])
         (void)dup2(out[1], STDOUT_FILENO);
         execv(argv[0], argv);
         e = errno;
-        (void)write(ex[1], &e, sizeof(e));
+        if (write(ex[1], &e, sizeof(e)) < 0)
+            _exit(126);
         _exit(127);
     }
     (void)close(out[1]);
