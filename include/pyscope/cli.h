@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PYSCOPE_CLI_H
+#define PYSCOPE_CLI_H
+
+/*
+ * The command line's shared pieces: exit codes, the one-sentence error printer (text or JSON
+ * lines on stderr), number parsing, and the signature every subcommand implements. Each
+ * subcommand lives in its own src/cli_<name>.c and only wires engine modules; src/main.c holds
+ * the command table and the global options.
+ */
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "pyscope/err.h"
+
+#define PYSCOPE_VERSION "0.1.0"
+
+/* Exit codes (eu-stack's convention extended; documented in README.md and --help). */
+enum cli_exit {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_PARTIAL = 1,   /* some thread could not be read consistently */
+    CLI_EXIT_ERROR = 2,     /* any other failure, the target exiting included */
+    CLI_EXIT_PERM = 3,      /* permission denied (diagnosed) */
+    CLI_EXIT_NOTPYTHON = 4, /* not a Python process */
+    CLI_EXIT_VERSION = 5,   /* unsupported Python version */
+    CLI_EXIT_NOPROC = 6,    /* no such process */
+    CLI_EXIT_USAGE = 64,
+};
+
+enum cli_log_format { CLI_LOG_TEXT, CLI_LOG_JSON };
+
+/* Options common to every command (parsed by main before the command word and by
+ * cli_common_opt inside each command). */
+struct cli_common {
+    enum cli_log_format log_format;
+};
+
+/* A subcommand: argv[0] is the command word; returns an exit code. */
+typedef int (*cli_command_fn)(const struct cli_common *common, int argc, char **argv);
+
+/* The exit code for an engine error code (0 -> CLI_EXIT_OK). */
+int cli_exit_code(int code);
+
+/*
+ * Print one message on stderr: "pyscope: <msg>" (warnings prefixed "warning: "), or with
+ * --log-format json one object {"level","code","message","exit_code"} per line.
+ */
+void cli_log(const struct cli_common *c, const char *level, int code, const char *msg);
+
+/* Print err (as an error) and return the exit code for code. */
+int cli_fail(const struct cli_common *c, const struct ps_err *err, int code);
+
+/* Print a usage error ("...; run `pyscope --help` for usage") and return CLI_EXIT_USAGE. */
+int cli_usage(const struct cli_common *c, const char *fmt, ...) PS_PRINTF(2, 3);
+
+/* Parse a whole decimal number in [min, max]; false when malformed or out of range. */
+bool cli_parse_long(const char *s, long min, long max, long *out);
+
+/* Parse a pid argument; on failure prints a usage error and returns false. */
+bool cli_parse_pid(const struct cli_common *c, const char *s, pid_t *out);
+
+/*
+ * Every command accepts --log-format (main applies it before dispatch, wherever it appears);
+ * commands list this entry in their getopt_long table and ignore the option.
+ */
+#define CLI_OPT_LOG_FORMAT 1000
+#define CLI_LONGOPT_LOG_FORMAT {"log-format", 1, NULL, CLI_OPT_LOG_FORMAT}
+
+/* Subcommands (src/cli_<name>.c). */
+int cli_dump(const struct cli_common *common, int argc, char **argv);
+
+#endif

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared command-line pieces (see cli.h): exit codes, the error printer, number parsing. The
+ * only place besides the TUI that writes to stderr; nothing here touches a target.
+ */
+#include "pyscope/cli.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_exit_code(int code)
+{
+    switch (-code) {
+    case 0: return CLI_EXIT_OK;
+    case ESRCH: return CLI_EXIT_NOPROC;
+    case EPERM:
+    case EACCES:
+    case PS_EPERM: return CLI_EXIT_PERM;
+    case PS_ENOTPYTHON: return CLI_EXIT_NOTPYTHON;
+    case PS_EVERSION: return CLI_EXIT_VERSION;
+    case PS_EUSAGE: return CLI_EXIT_USAGE;
+    default: return CLI_EXIT_ERROR;
+    }
+}
+
+void cli_log(const struct cli_common *c, const char *level, int code, const char *msg)
+{
+    json_t *o;
+    char *s;
+
+    if (c->log_format == CLI_LOG_TEXT) {
+        (void)fprintf(stderr, "pyscope: %s%s\n",
+                      strcmp(level, "error") != 0 ? "warning: " : "", msg);
+        return;
+    }
+    /* jansson for the escaping: messages quote paths and names taken from the target. */
+    o = json_pack("{s:s, s:s, s:s, s:i}", "level", level, "code", ps_err_name(code), "message",
+                  msg, "exit_code", cli_exit_code(code));
+    s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    (void)fprintf(stderr, "%s\n",
+                  s ? s : "{\"level\":\"error\",\"code\":\"ENOMEM\",\"message\":\"out of memory\"}");
+    free(s);
+    json_decref(o);
+}
+
+int cli_fail(const struct cli_common *c, const struct ps_err *err, int code)
+{
+    cli_log(c, "error", code, err->msg[0] ? err->msg : "unknown error");
+    return cli_exit_code(code);
+}
+
+int cli_usage(const struct cli_common *c, const char *fmt, ...)
+{
+    char what[512];
+    struct ps_err err = {0};
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(what, sizeof(what), fmt, ap); // NOLINT(clang-analyzer-valist.*): clang 14 FP
+    va_end(ap);
+    (void)ps_err_set(&err, -PS_EUSAGE, "%s; run `pyscope --help` for usage", what);
+    return cli_fail(c, &err, -PS_EUSAGE);
+}
+
+bool cli_parse_long(const char *s, long min, long max, long *out)
+{
+    char *end = NULL;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_pid(const struct cli_common *c, const char *s, pid_t *out)
+{
+    long v;
+
+    if (!cli_parse_long(s, 1, INT_MAX, &v)) {
+        (void)cli_usage(c, "`%s` is not a pid (a positive number)", s);
+        return false;
+    }
+    *out = (pid_t)v;
+    return true;
+}
