@@ -50,13 +50,13 @@ static void print_usage(void)
  * returns false for a bad value. */
 static bool scan_log_format(struct cli_common *c, int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc && argv[i]; i++) {
         const char *v = NULL;
 
         if (strncmp(argv[i], "--log-format=", 13) == 0)
             v = argv[i] + 13;
         else if (strcmp(argv[i], "--log-format") == 0)
-            v = i + 1 < argc ? argv[i + 1] : "";
+            v = i + 1 < argc && argv[i + 1] ? argv[i + 1] : "";
         if (!v)
             continue;
         if (strcmp(v, "json") == 0)
