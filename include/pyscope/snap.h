@@ -16,6 +16,16 @@
 
 #include "pyscope/err.h"
 
+/* A local variable of a frame (dump --locals): a bounded, safe repr read from the target. */
+struct snap_var {
+    const char *name;
+    const char *kind;      /* "arg", "local", "cell" or "free" */
+    const char *type;      /* the value's type name; NULL when unreadable */
+    const char *repr;      /* bounded repr ("[1, 2, ...] (len 1000)", "<Foo at 0x...>"); NULL
+                              when unreadable or unbound */
+    bool unreadable;       /* the read failed: shown as such, never an error for the dump */
+};
+
 struct snap_frame {
     const char *function;  /* co_name */
     const char *qualname;  /* co_qualname */
@@ -27,6 +37,29 @@ struct snap_frame {
     uint64_t code_addr;    /* target address of the code object */
     bool is_entry;         /* first frame of a C->Python entry (a native frame sits below it) */
     int owner;             /* 0 thread, 1 generator/coroutine, 2 frame object */
+    size_t nvars;          /* locals (only with --locals) */
+    struct snap_var *vars;
+};
+
+/* An exception of a thread: being raised (in flight) or being handled in an except block. */
+struct snap_exc {
+    const char *type;          /* qualified type name ("ValueError", "json.decoder.JSONDecodeError") */
+    const char *message;       /* str of args[0] when it is a str, bounded; NULL otherwise */
+    size_t ntb;                /* traceback entries, outermost first (traceback order) */
+    struct snap_frame *tb;
+    const char *cause_type;    /* __cause__'s type name, NULL if none */
+    const char *context_type;  /* __context__'s type name, NULL if none */
+};
+
+/* One native (C) frame of a thread (dump --native), innermost first. */
+struct snap_native_frame {
+    uint64_t pc;
+    const char *symbol;    /* NULL when unknown */
+    uint64_t offset;       /* pc - symbol start */
+    const char *module;    /* the mapped file holding pc, NULL when anonymous */
+    const char *insn;      /* disassembly of the instruction at pc (-v), NULL otherwise */
+    int python_frame;      /* index into the thread's frames[] of the Python frames this eval
+                              call runs (the first of them, innermost), -1 for plain C */
 };
 
 enum snap_thread_status {
@@ -60,6 +93,11 @@ struct snap_thread {
     int attempts;          /* reads needed for a consistent stack */
     size_t nframes;
     struct snap_frame *frames; /* innermost first */
+    struct snap_exc *exc_current; /* being raised right now, NULL if none */
+    struct snap_exc *exc_handled; /* being handled in an except block, NULL if none */
+    size_t nnative;               /* --native: the C stack, innermost first */
+    struct snap_native_frame *native;
+    const char *native_error;     /* why the native stack is missing or partial, NULL if fine */
 };
 
 struct snap {
