@@ -34,16 +34,17 @@ void cli_log(const struct cli_common *c, const char *level, int code, const char
     char *s;
 
     if (c->log_format == CLI_LOG_TEXT) {
-        (void)fprintf(stderr, "pyscope: %s%s\n",
-                      strcmp(level, "error") != 0 ? "warning: " : "", msg);
+        (void)fprintf(stderr, "pyscope: %s%s\n", strcmp(level, "error") != 0 ? "warning: " : "",
+                      msg);
         return;
     }
     /* jansson for the escaping: messages quote paths and names taken from the target. */
-    o = json_pack("{s:s, s:s, s:s, s:i}", "level", level, "code", ps_err_name(code), "message",
-                  msg, "exit_code", cli_exit_code(code));
+    o = json_pack("{s:s, s:s, s:s, s:i}", "level", level, "code", ps_err_name(code), "message", msg,
+                  "exit_code", cli_exit_code(code));
     s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     (void)fprintf(stderr, "%s\n",
-                  s ? s : "{\"level\":\"error\",\"code\":\"ENOMEM\",\"message\":\"out of memory\"}");
+                  s ? s
+                    : "{\"level\":\"error\",\"code\":\"ENOMEM\",\"message\":\"out of memory\"}");
     free(s);
     json_decref(o);
 }

@@ -40,7 +40,14 @@ static const char dump_usage[] =
     "  --record FILE       also save every byte read from the target to FILE (+ FILE.meta),\n"
     "                      a replayable fixture for bug reports and tests\n";
 
-enum dump_opt { OPT_JSON = 256, OPT_PRETTY, OPT_BLOCKING, OPT_RETRIES, OPT_NO_SOURCE, OPT_RECORD };
+enum dump_opt {
+    OPT_JSON = 256,
+    OPT_PRETTY,
+    OPT_BLOCKING,
+    OPT_RETRIES,
+    OPT_NO_SOURCE,
+    OPT_RECORD
+};
 
 static const struct option dump_opts[] = {
     {"json", no_argument, NULL, OPT_JSON},

@@ -22,12 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CODE_BUCKETS 8192 /* power of two, 2x the cap: short chains */
+#define CODE_BUCKETS  8192 /* power of two, 2x the cap: short chains */
 #define CODE_NAME_MAX (PYOBJ_STR_MAX_CHARS * 4 + 1)
 
 struct code_entry {
     struct code_info info;
-    struct code_entry *hnext;             /* bucket chain */
+    struct code_entry *hnext;               /* bucket chain */
     struct code_entry *lru_prev, *lru_next; /* most recent at head */
 };
 
@@ -127,8 +127,8 @@ static struct code_entry *cache_find(struct code_cache *cc, uint64_t addr)
 
 size_t code_header_len(const struct layout *lay)
 {
-    int32_t offs[] = {lay->code_firstlineno, lay->code_version,  lay->code_filename,
-                      lay->code_name,        lay->code_qualname, lay->code_linetable,
+    int32_t offs[] = {lay->code_firstlineno,    lay->code_version,   lay->code_filename,
+                      lay->code_name,           lay->code_qualname,  lay->code_linetable,
                       lay->code_firsttraceable, lay->varobject_size, lay->object_type};
     int32_t max = 0;
 
@@ -285,8 +285,7 @@ static int cache_insert(struct code_cache *cc, const struct pyctx *c, uint64_t a
 }
 
 int code_cache_resolve(struct code_cache *cc, const struct pyctx *c, uint64_t addr,
-                       const struct code_fp *fp, const struct code_info **out,
-                       struct ps_err *err)
+                       const struct code_fp *fp, const struct code_info **out, struct ps_err *err)
 {
     struct code_entry *e;
     int rc;

@@ -63,8 +63,8 @@ static void find_thread_registry(struct collector *c)
     c->threading_active = 0;
     if (c->ninterps == 0)
         return;
-    if (pyobj_module(&c->pp->ctx, c->interps[c->ninterps - 1].addr, "threading", &mod,
-                     &ignored) < 0)
+    if (pyobj_module(&c->pp->ctx, c->interps[c->ninterps - 1].addr, "threading", &mod, &ignored) <
+        0)
         return;
     if (pyobj_module_global(&c->pp->ctx, mod, "_active", &active, &ignored) < 0)
         return;
@@ -173,8 +173,7 @@ static int resolve_stack(struct collector *c, struct snap_thread *st, struct ps_
 }
 
 /* Everything about one thread except its OS state. */
-static int collect_thread(struct collector *c, const struct walk_tstate *t,
-                          struct snap_thread *st)
+static int collect_thread(struct collector *c, const struct walk_tstate *t, struct snap_thread *st)
 {
     const struct walk_interp *wi = interp_of(c, t->interp);
     struct ps_err err = {0};
@@ -260,8 +259,9 @@ static int collect_threads(struct collector *c, struct ps_err *err)
 
         rc = collect_thread(c, &c->ts[c->nts - 1 - i], st);
         if (rc < 0)
-            return ps_err_set(err, rc, "the target stopped being readable while reading thread "
-                                       "%d",
+            return ps_err_set(err, rc,
+                              "the target stopped being readable while reading thread "
+                              "%d",
                               (int)st->native_id);
         collect_os(c, st);
         s->nthreads = i + 1;

@@ -27,8 +27,9 @@ static int check_pid(pid_t pid, struct ps_err *err)
     FILE *f;
 
     if (pid <= 0)
-        return ps_err_set(err, -ESRCH, "%d is not a valid process id: pass the pid of a running "
-                                       "Python process",
+        return ps_err_set(err, -ESRCH,
+                          "%d is not a valid process id: pass the pid of a running "
+                          "Python process",
                           (int)pid);
     (void)snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     f = fopen(path, "r");
@@ -269,12 +270,15 @@ static const struct meta_sym {
     const char *name;
     size_t off;
 } meta_syms[] = {
-#define META_SYM(m) {#m, offsetof(struct locate_syms, m)}
-    META_SYM(runtime),   META_SYM(code_type),      META_SYM(unicode_type), META_SYM(bytes_type),
-    META_SYM(tuple_type), META_SYM(long_type),     META_SYM(bool_type),    META_SYM(float_type),
-    META_SYM(list_type), META_SYM(dict_type),      META_SYM(set_type),     META_SYM(frame_type),
-    META_SYM(traceback_type), META_SYM(gen_type),  META_SYM(coro_type),    META_SYM(module_type),
-    META_SYM(type_type), META_SYM(none),           META_SYM(traceback_here),
+#define META_SYM(m)                                                                                \
+    {                                                                                              \
+#m, offsetof(struct locate_syms, m)                                                        \
+    }
+    META_SYM(runtime),        META_SYM(code_type), META_SYM(unicode_type),   META_SYM(bytes_type),
+    META_SYM(tuple_type),     META_SYM(long_type), META_SYM(bool_type),      META_SYM(float_type),
+    META_SYM(list_type),      META_SYM(dict_type), META_SYM(set_type),       META_SYM(frame_type),
+    META_SYM(traceback_type), META_SYM(gen_type),  META_SYM(coro_type),      META_SYM(module_type),
+    META_SYM(type_type),      META_SYM(none),      META_SYM(traceback_here),
 #undef META_SYM
 };
 

@@ -24,9 +24,9 @@
 #include <string.h>
 
 /* Bytes of a thread state / interpreter / frame we copy: enough for the furthest field. */
-#define WALK_BLOCK_MAX 1024
+#define WALK_BLOCK_MAX           1024
 #define FRAME_OWNED_BY_GENERATOR 1
-#define FRAME_OWNER_MAX 3
+#define FRAME_OWNER_MAX          3
 
 struct chunk_copy {
     uint64_t start;
@@ -42,11 +42,11 @@ struct chunk_copy {
  * precise way. Bounded: WALK_HINTS threads (direct-mapped by thread-state address, a collision
  * just costs the precise path), WALK_HINT_EXTRA frames and WALK_HINT_CODES codes per thread.
  */
-#define WALK_HINTS 256
-#define WALK_HINT_EXTRA 8
-#define WALK_HINT_CODES 64
+#define WALK_HINTS          256
+#define WALK_HINT_EXTRA     8
+#define WALK_HINT_CODES     64
 #define WALK_SPEC_CHUNK_MAX 65536
-#define WALK_FRAME_COPY 128 /* bytes of a speculated frame: frame_len() is 78 on 3.11-3.13 */
+#define WALK_FRAME_COPY     128 /* bytes of a speculated frame: frame_len() is 78 on 3.11-3.13 */
 
 struct walk_hint {
     uint64_t tstate;
@@ -76,12 +76,12 @@ struct walk_scratch {
     uint8_t *spec_hdrs;  /* WALK_HINT_CODES * CODE_HEADER_MAX */
     struct chunk_copy chunks[WALK_MAX_CHUNKS];
     size_t nchunks;
-    uint8_t *bytes;     /* chunk bytes, capacity cap */
+    uint8_t *bytes; /* chunk bytes, capacity cap */
     size_t used, cap;
-    uint64_t *instr;    /* per candidate frame: instruction pointer, WALK_MAX_DEPTH */
-    uint64_t *uniq;     /* unique code addresses, WALK_MAX_DEPTH */
-    uint8_t *hdrs;      /* code headers, WALK_MAX_DEPTH * CODE_HEADER_MAX */
-    size_t *idx;        /* per candidate frame: index into uniq, WALK_MAX_DEPTH */
+    uint64_t *instr;     /* per candidate frame: instruction pointer, WALK_MAX_DEPTH */
+    uint64_t *uniq;      /* unique code addresses, WALK_MAX_DEPTH */
+    uint8_t *hdrs;       /* code headers, WALK_MAX_DEPTH * CODE_HEADER_MAX */
+    size_t *idx;         /* per candidate frame: index into uniq, WALK_MAX_DEPTH */
     struct code_fp *fps; /* parsed header per unique code, WALK_MAX_DEPTH */
 };
 
@@ -125,11 +125,16 @@ static size_t block_len(const int32_t *offs, size_t n)
 
 static size_t tstate_len(const struct layout *l)
 {
-    const int32_t offs[] = {l->tstate_next,          l->tstate_interp,
-                            l->tstate_status,        l->tstate_cframe,
-                            l->tstate_current_frame, l->tstate_thread_id,
-                            l->tstate_native_thread_id, l->tstate_datastack_chunk,
-                            l->tstate_datastack_top, l->tstate_datastack_limit};
+    const int32_t offs[] = {l->tstate_next,
+                            l->tstate_interp,
+                            l->tstate_status,
+                            l->tstate_cframe,
+                            l->tstate_current_frame,
+                            l->tstate_thread_id,
+                            l->tstate_native_thread_id,
+                            l->tstate_datastack_chunk,
+                            l->tstate_datastack_top,
+                            l->tstate_datastack_limit};
     return block_len(offs, sizeof(offs) / sizeof(offs[0]));
 }
 
@@ -140,8 +145,8 @@ static size_t frame_len(const struct layout *l)
     return block_len(offs, sizeof(offs) / sizeof(offs[0]));
 }
 
-static int read_block(struct pyproc *pp, uint64_t addr, uint8_t *blk, size_t len,
-                      const char *what, struct ps_err *err)
+static int read_block(struct pyproc *pp, uint64_t addr, uint8_t *blk, size_t len, const char *what,
+                      struct ps_err *err)
 {
     int rc;
 
@@ -157,7 +162,13 @@ static int read_block(struct pyproc *pp, uint64_t addr, uint8_t *blk, size_t len
 /* ---- interpreters and thread states ------------------------------------------------------ */
 
 /* The interpreter fields we use are kilobytes apart on 3.13: one scatter read of four words. */
-enum { INTERP_NEXT, INTERP_ID, INTERP_THREADS, INTERP_GIL, INTERP_NFIELDS };
+enum {
+    INTERP_NEXT,
+    INTERP_ID,
+    INTERP_THREADS,
+    INTERP_GIL,
+    INTERP_NFIELDS
+};
 
 static int read_interp(struct pyproc *pp, uint64_t interp, uint64_t *f, struct ps_err *err)
 {
@@ -171,13 +182,12 @@ static int read_interp(struct pyproc *pp, uint64_t interp, uint64_t *f, struct p
     for (size_t i = 0; i < INTERP_NFIELDS; i++) {
         f[i] = 0;
         if (offs[i] >= 0)
-            iov[n++] = (struct memsrc_iov){.addr = interp + (uint64_t)offs[i], .buf = &f[i],
-                                           .len = sizeof(f[i])};
+            iov[n++] = (struct memsrc_iov){
+                .addr = interp + (uint64_t)offs[i], .buf = &f[i], .len = sizeof(f[i])};
     }
     rc = memsrc_readv(pp->src, iov, n, err);
     if (rc < 0)
-        ps_err_prefix(err, "reading the interpreter state at 0x%llx: ",
-                      (unsigned long long)interp);
+        ps_err_prefix(err, "reading the interpreter state at 0x%llx: ", (unsigned long long)interp);
     return rc;
 }
 
@@ -206,8 +216,8 @@ static void read_gil(struct pyproc *pp, uint64_t gil_ptr, struct walk_interp *wi
     wi->gil_switches = get64(g, l->gil_switch_number);
 }
 
-static void fill_tstate(const struct layout *l, const uint8_t *blk, uint64_t addr,
-                        uint64_t interp, int64_t interp_id, struct walk_tstate *t)
+static void fill_tstate(const struct layout *l, const uint8_t *blk, uint64_t addr, uint64_t interp,
+                        int64_t interp_id, struct walk_tstate *t)
 {
     t->addr = addr;
     t->interp = interp;
@@ -218,9 +228,8 @@ static void fill_tstate(const struct layout *l, const uint8_t *blk, uint64_t add
     t->status_bits = t->has_status ? (uint32_t)get_i32(blk, l->tstate_status) : 0;
 }
 
-static int walk_interp_threads(struct pyproc *pp, uint64_t interp, int64_t interp_id,
-                               uint64_t head, struct walk_tstate *ts, size_t cap, size_t *n,
-                               struct ps_err *err)
+static int walk_interp_threads(struct pyproc *pp, uint64_t interp, int64_t interp_id, uint64_t head,
+                               struct walk_tstate *ts, size_t cap, size_t *n, struct ps_err *err)
 {
     const struct layout *l = pp->lay;
     uint8_t blk[WALK_BLOCK_MAX];
@@ -411,8 +420,7 @@ static int copy_older_chunks(struct pyproc *pp, struct walk_scratch *s, uint64_t
         slots = get64(hdr, l->chunk_top);
         len = (uint64_t)l->chunk_data + slots * 8;
         if (slots > MEMSRC_MAX_READ / 8 || len > size)
-            return ps_err_set(err, -PS_ECORRUPT,
-                              "data-stack chunk 0x%llx has top %llu > size %llu",
+            return ps_err_set(err, -PS_ECORRUPT, "data-stack chunk 0x%llx has top %llu > size %llu",
                               (unsigned long long)chunk, (unsigned long long)slots,
                               (unsigned long long)size);
         rc = copy_chunk(pp, s, chunk, len, err);
@@ -579,8 +587,8 @@ static int read_code_headers(struct pyproc *pp, struct walk_stack *st, const str
         if (spec)
             memcpy(s->hdrs + j * CODE_HEADER_MAX, spec, hlen);
         else if (j < n)
-            iov[k++] = (struct memsrc_iov){.addr = s->uniq[j],
-                                           .buf = s->hdrs + j * CODE_HEADER_MAX, .len = hlen};
+            iov[k++] = (struct memsrc_iov){
+                .addr = s->uniq[j], .buf = s->hdrs + j * CODE_HEADER_MAX, .len = hlen};
         if (k == MEMSRC_MAX_IOV || (j == n && k > 0)) {
             rc = memsrc_readv(pp->src, iov, k, err);
             if (rc < 0) {
@@ -595,8 +603,8 @@ static int read_code_headers(struct pyproc *pp, struct walk_stack *st, const str
 }
 
 /* Compute each frame's code unit, check it, and drop incomplete frames (in place). */
-static int finish_frames(struct pyproc *pp, struct walk_stack *st, const size_t *idx,
-                         size_t nuniq, struct ps_err *err)
+static int finish_frames(struct pyproc *pp, struct walk_stack *st, const size_t *idx, size_t nuniq,
+                         struct ps_err *err)
 {
     const struct layout *l = pp->lay;
     struct walk_scratch *s = st->scratch;
@@ -614,8 +622,8 @@ static int finish_frames(struct pyproc *pp, struct walk_stack *st, const size_t 
             return ps_err_set(err, -PS_ECORRUPT,
                               "frame 0x%llx has no valid code object (0x%llx): the stack "
                               "changed while read, or the %s layout is wrong",
-                              (unsigned long long)wf.frame_addr,
-                              (unsigned long long)wf.code_addr, l->name);
+                              (unsigned long long)wf.frame_addr, (unsigned long long)wf.code_addr,
+                              l->name);
         base = wf.code_addr + (uint64_t)l->code_code_adaptive;
         diff = (int64_t)(s->instr[i] - base);
         if (diff % 2 != 0 || diff < -2 || diff / 2 > (int64_t)wf.fp.size)
@@ -651,8 +659,8 @@ static struct walk_hint *hint_of(struct walk_scratch *s, uint64_t tstate)
 
 /* One scatter read: the thread state block plus everything the hint predicts. On failure
  * (a predicted address is gone), the hint is dropped and only the thread state is read. */
-static int spec_read(struct pyproc *pp, struct walk_scratch *s, struct walk_hint *h,
-                     uint8_t *blk, size_t blen, struct ps_err *err)
+static int spec_read(struct pyproc *pp, struct walk_scratch *s, struct walk_hint *h, uint8_t *blk,
+                     size_t blen, struct ps_err *err)
 {
     const struct layout *l = pp->lay;
     struct memsrc_iov iov[4 + WALK_HINT_EXTRA + WALK_HINT_CODES];
@@ -664,16 +672,15 @@ static int spec_read(struct pyproc *pp, struct walk_scratch *s, struct walk_hint
     sp->nseen = 0;
     iov[n++] = (struct memsrc_iov){.addr = h->tstate, .buf = blk, .len = blen};
     if (h->cframe)
-        iov[n++] = (struct memsrc_iov){.addr = h->cframe + (uint64_t)l->cframe_current_frame,
-                                       .buf = &sp->cur_frame, .len = 8};
+        iov[n++] = (struct memsrc_iov){
+            .addr = h->cframe + (uint64_t)l->cframe_current_frame, .buf = &sp->cur_frame, .len = 8};
     if (h->chunk && h->spec_len)
         iov[n++] = (struct memsrc_iov){.addr = h->chunk, .buf = s->spec_chunk, .len = h->spec_len};
     for (uint32_t i = 0; i < h->nextra && flen <= WALK_FRAME_COPY; i++)
         iov[n++] = (struct memsrc_iov){.addr = h->extra[i], .buf = sp->extra[i], .len = flen};
     for (uint32_t i = 0; i < h->ncode && hlen <= CODE_HEADER_MAX; i++)
-        iov[n++] = (struct memsrc_iov){.addr = h->code[i],
-                                       .buf = s->spec_hdrs + (size_t)i * CODE_HEADER_MAX,
-                                       .len = hlen};
+        iov[n++] = (struct memsrc_iov){
+            .addr = h->code[i], .buf = s->spec_hdrs + (size_t)i * CODE_HEADER_MAX, .len = hlen};
     if (n > 1 && memsrc_readv(pp->src, iov, n, &ignored) == 0) {
         sp->cur_ok = h->cframe != 0;
         sp->chunk_ok = h->chunk && h->spec_len;
@@ -688,9 +695,9 @@ static int spec_read(struct pyproc *pp, struct walk_scratch *s, struct walk_hint
 
 /* The thread's current frame from its thread-state block (3.13: a field; 3.11/3.12: through
  * the _PyCFrame, from the speculative read when the cframe is the predicted one). */
-static int top_frame_of(struct pyproc *pp, const struct walk_scratch *s,
-                        const struct walk_hint *h, const uint8_t *blk, uint64_t *cframe_out,
-                        uint64_t *frame, struct ps_err *err)
+static int top_frame_of(struct pyproc *pp, const struct walk_scratch *s, const struct walk_hint *h,
+                        const uint8_t *blk, uint64_t *cframe_out, uint64_t *frame,
+                        struct ps_err *err)
 {
     const struct layout *l = pp->lay;
     uint64_t cframe;
@@ -798,8 +805,8 @@ int walk_stack_changed(struct pyproc *pp, uint64_t tstate, const struct walk_sta
     } else {
         iov[n++] = (struct memsrc_iov){tstate + (uint64_t)l->tstate_cframe, &cframe, 8};
         if (st->cframe)
-            iov[n++] = (struct memsrc_iov){st->cframe + (uint64_t)l->cframe_current_frame,
-                                           &frame, 8};
+            iov[n++] =
+                (struct memsrc_iov){st->cframe + (uint64_t)l->cframe_current_frame, &frame, 8};
     }
     if (st->top_frame)
         iov[n++] = (struct memsrc_iov){st->top_frame + (uint64_t)l->frame_instr, &instr, 8};

@@ -28,7 +28,10 @@ enum cli_exit {
     CLI_EXIT_USAGE = 64,
 };
 
-enum cli_log_format { CLI_LOG_TEXT, CLI_LOG_JSON };
+enum cli_log_format {
+    CLI_LOG_TEXT,
+    CLI_LOG_JSON
+};
 
 /* Options common to every command (parsed by main before the command word and by
  * cli_common_opt inside each command). */
@@ -65,7 +68,10 @@ bool cli_parse_pid(const struct cli_common *c, const char *s, pid_t *out);
  * commands list this entry in their getopt_long table and ignore the option.
  */
 #define CLI_OPT_LOG_FORMAT 1000
-#define CLI_LONGOPT_LOG_FORMAT {"log-format", 1, NULL, CLI_OPT_LOG_FORMAT}
+#define CLI_LONGOPT_LOG_FORMAT                                                                     \
+    {                                                                                              \
+        "log-format", 1, NULL, CLI_OPT_LOG_FORMAT                                                  \
+    }
 
 /* Subcommands (src/cli_<name>.c). */
 int cli_dump(const struct cli_common *common, int argc, char **argv);

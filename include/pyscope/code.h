@@ -44,7 +44,7 @@ struct code_info {
     const char *name;
     const char *qualname;
     int firstlineno;
-    int64_t nunits;       /* code units of bytecode (ob_size) */
+    int64_t nunits; /* code units of bytecode (ob_size) */
     int64_t firsttraceable;
     struct linetab lines;
 };

@@ -22,11 +22,11 @@
 #include "pyscope/snap.h"
 
 #define COLLECT_DEFAULT_RETRIES 8
-#define COLLECT_MAX_RETRIES 100
+#define COLLECT_MAX_RETRIES     100
 
 struct collect_opts {
-    bool blocking;  /* stop the threads while reading */
-    int retries;    /* consistency retries per thread (0..COLLECT_MAX_RETRIES) */
+    bool blocking; /* stop the threads while reading */
+    int retries;   /* consistency retries per thread (0..COLLECT_MAX_RETRIES) */
 };
 
 /*

@@ -12,27 +12,27 @@
 
 #include <stddef.h>
 
-#define PS_WARN_UNUSED __attribute__((warn_unused_result))
+#define PS_WARN_UNUSED  __attribute__((warn_unused_result))
 #define PS_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
 /* Codes beyond errno's range; functions return -errno or -PS_E*. */
 enum ps_errcode {
     PS_EBASE = 10000,
-    PS_ENOTPYTHON,   /* the process holds no CPython runtime we can find */
-    PS_EVERSION,     /* a CPython version we have no layout for */
-    PS_ECORRUPT,     /* target data failed validation (torn, garbage, wrong layout) */
-    PS_ELIMIT,       /* a bound was hit (length, count, depth) */
-    PS_EGONE,        /* the target (or thread) exited */
-    PS_EPERM,        /* permission denied, diagnosed */
-    PS_EUSAGE,       /* bad command line */
-    PS_EFORMAT,      /* malformed file (fixture, ELF, core) */
+    PS_ENOTPYTHON, /* the process holds no CPython runtime we can find */
+    PS_EVERSION,   /* a CPython version we have no layout for */
+    PS_ECORRUPT,   /* target data failed validation (torn, garbage, wrong layout) */
+    PS_ELIMIT,     /* a bound was hit (length, count, depth) */
+    PS_EGONE,      /* the target (or thread) exited */
+    PS_EPERM,      /* permission denied, diagnosed */
+    PS_EUSAGE,     /* bad command line */
+    PS_EFORMAT,    /* malformed file (fixture, ELF, core) */
 };
 
 #define PS_ERR_MSG_MAX 1024
 
 struct ps_err {
-    int code;                  /* 0 when unset, else the negative code that was returned */
-    char msg[PS_ERR_MSG_MAX];  /* NUL-terminated, one sentence (may be long for fixes) */
+    int code;                 /* 0 when unset, else the negative code that was returned */
+    char msg[PS_ERR_MSG_MAX]; /* NUL-terminated, one sentence (may be long for fixes) */
 };
 
 /* Reset an error context to "no error". NULL-safe. */

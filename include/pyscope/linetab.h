@@ -23,8 +23,8 @@ struct linetab_pos {
 };
 
 struct linetab_range {
-    uint32_t start;   /* first code unit */
-    uint32_t end;     /* one past the last code unit (half-open) */
+    uint32_t start; /* first code unit */
+    uint32_t end;   /* one past the last code unit (half-open) */
     struct linetab_pos pos;
 };
 

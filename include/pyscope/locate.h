@@ -43,14 +43,14 @@ struct locate_syms {
 #define LOCATE_PATH_MAX 4096
 
 struct locate_info {
-    uint32_t version_hex;              /* Py_Version, e.g. 0x030c01f0 */
-    char version[32];                  /* "3.12.1" (with "a1"/"b2"/"rc1" for pre-releases) */
-    bool shared;                       /* runtime in libpython (true) or the executable */
-    char image[LOCATE_PATH_MAX];       /* path as mapped in the target */
-    char opened[LOCATE_PATH_MAX];      /* path pyscope opened (/proc/PID/root/... or map_files) */
-    char exe[LOCATE_PATH_MAX];         /* the target's executable (readlink /proc/PID/exe) */
-    uint64_t bias;                     /* mapping start - p_vaddr of the offset-0 PT_LOAD */
-    uint64_t runtime_section_size;     /* size of section .PyRuntime (0 if none) */
+    uint32_t version_hex;          /* Py_Version, e.g. 0x030c01f0 */
+    char version[32];              /* "3.12.1" (with "a1"/"b2"/"rc1" for pre-releases) */
+    bool shared;                   /* runtime in libpython (true) or the executable */
+    char image[LOCATE_PATH_MAX];   /* path as mapped in the target */
+    char opened[LOCATE_PATH_MAX];  /* path pyscope opened (/proc/PID/root/... or map_files) */
+    char exe[LOCATE_PATH_MAX];     /* the target's executable (readlink /proc/PID/exe) */
+    uint64_t bias;                 /* mapping start - p_vaddr of the offset-0 PT_LOAD */
+    uint64_t runtime_section_size; /* size of section .PyRuntime (0 if none) */
     struct locate_syms syms;
 };
 

@@ -32,8 +32,8 @@ struct pyctx {
 #define PYOBJ_DICT_MAX_ENTRIES (1u << 20)
 
 /* Read the ob_type of an object. */
-int pyobj_type(const struct pyctx *c, uint64_t obj, uint64_t *type, struct ps_err *err)
-    PS_WARN_UNUSED;
+int pyobj_type(const struct pyctx *c, uint64_t obj, uint64_t *type,
+               struct ps_err *err) PS_WARN_UNUSED;
 
 /*
  * Decode a str object into buf as NUL-terminated UTF-8 (at most cap-1 bytes; cut at a
@@ -48,12 +48,12 @@ int pyobj_str(const struct pyctx *c, uint64_t obj, char *buf, size_t cap, bool *
  * Copy a bytes object's content (checks PyBytes_Type). On success *data is malloc'ed (caller
  * frees) and *len its length. Errors: -PS_ECORRUPT, -PS_ELIMIT (len > maxlen), -ENOMEM.
  */
-int pyobj_bytes(const struct pyctx *c, uint64_t obj, size_t maxlen, uint8_t **data,
-                size_t *len, struct ps_err *err) PS_WARN_UNUSED;
+int pyobj_bytes(const struct pyctx *c, uint64_t obj, size_t maxlen, uint8_t **data, size_t *len,
+                struct ps_err *err) PS_WARN_UNUSED;
 
 /* Read an int that fits int64 (checks PyLong_Type or bool). -PS_ELIMIT when it does not fit. */
-int pyobj_long(const struct pyctx *c, uint64_t obj, int64_t *out, struct ps_err *err)
-    PS_WARN_UNUSED;
+int pyobj_long(const struct pyctx *c, uint64_t obj, int64_t *out,
+               struct ps_err *err) PS_WARN_UNUSED;
 
 /*
  * The type's name for display into buf: tp_name for static types ("ValueError",
@@ -76,8 +76,8 @@ int pyobj_dict_get_hash(const struct pyctx *c, uint64_t dict, int64_t hash, uint
 /* Visit up to max entries (key, value) of a dict in order; cb returns non-zero to stop.
  * Returns the number visited or a negative code. */
 typedef int (*pyobj_dict_cb)(uint64_t key, uint64_t value, void *arg);
-int pyobj_dict_iter(const struct pyctx *c, uint64_t dict, size_t max, pyobj_dict_cb cb,
-                    void *arg, struct ps_err *err) PS_WARN_UNUSED;
+int pyobj_dict_iter(const struct pyctx *c, uint64_t dict, size_t max, pyobj_dict_cb cb, void *arg,
+                    struct ps_err *err) PS_WARN_UNUSED;
 
 /*
  * An instance attribute stored in the instance's __dict__ / managed dict / inline values
@@ -91,7 +91,7 @@ int pyobj_module(const struct pyctx *c, uint64_t interp, const char *name, uint6
                  struct ps_err *err) PS_WARN_UNUSED;
 
 /* A module's global: module.__dict__[name]. -ENOENT when absent. */
-int pyobj_module_global(const struct pyctx *c, uint64_t module, const char *name,
-                        uint64_t *value, struct ps_err *err) PS_WARN_UNUSED;
+int pyobj_module_global(const struct pyctx *c, uint64_t module, const char *name, uint64_t *value,
+                        struct ps_err *err) PS_WARN_UNUSED;
 
 #endif

@@ -28,13 +28,13 @@
 
 struct pyproc {
     pid_t pid;
-    struct memsrc *src;          /* owned */
-    struct maps maps;            /* owned */
+    struct memsrc *src; /* owned */
+    struct maps maps;   /* owned */
     struct locate_info loc;
-    const struct layout *lay;    /* static table */
-    struct pyctx ctx;            /* borrows src, lay, loc.syms */
-    struct code_cache *codes;    /* owned */
-    char warning[512];           /* non-fatal validation note ("" if none) */
+    const struct layout *lay; /* static table */
+    struct pyctx ctx;         /* borrows src, lay, loc.syms */
+    struct code_cache *codes; /* owned */
+    char warning[512];        /* non-fatal validation note ("" if none) */
 };
 
 /*
@@ -66,8 +66,7 @@ int pyproc_record(struct pyproc *pp, const char *path, struct ps_err *err) PS_WA
  * Read a ".meta" file written by pyproc_record into *loc (version, symbol addresses, paths).
  * Errors: -ENOENT, -PS_EFORMAT naming the line.
  */
-int pyproc_meta_read(const char *path, struct locate_info *loc, struct ps_err *err)
-    PS_WARN_UNUSED;
+int pyproc_meta_read(const char *path, struct locate_info *loc, struct ps_err *err) PS_WARN_UNUSED;
 
 /* Close and free; NULL-safe. */
 void pyproc_close(struct pyproc *pp);

@@ -19,46 +19,46 @@
 /* A local variable of a frame (dump --locals): a bounded, safe repr read from the target. */
 struct snap_var {
     const char *name;
-    const char *kind;      /* "arg", "local", "cell" or "free" */
-    const char *type;      /* the value's type name; NULL when unreadable */
-    const char *repr;      /* bounded repr ("[1, 2, ...] (len 1000)", "<Foo at 0x...>"); NULL
+    const char *kind; /* "arg", "local", "cell" or "free" */
+    const char *type; /* the value's type name; NULL when unreadable */
+    const char *repr; /* bounded repr ("[1, 2, ...] (len 1000)", "<Foo at 0x...>"); NULL
                               when unreadable or unbound */
-    bool unreadable;       /* the read failed: shown as such, never an error for the dump */
+    bool unreadable;  /* the read failed: shown as such, never an error for the dump */
 };
 
 struct snap_frame {
-    const char *function;  /* co_name */
-    const char *qualname;  /* co_qualname */
-    const char *file;      /* co_filename */
-    int line;              /* -1 when unknown */
+    const char *function; /* co_name */
+    const char *qualname; /* co_qualname */
+    const char *file;     /* co_filename */
+    int line;             /* -1 when unknown */
     int end_line;
-    int col;               /* 0-based UTF-8 byte column as co_positions(); -1 unknown */
+    int col; /* 0-based UTF-8 byte column as co_positions(); -1 unknown */
     int end_col;
-    uint64_t code_addr;    /* target address of the code object */
-    bool is_entry;         /* first frame of a C->Python entry (a native frame sits below it) */
-    int owner;             /* 0 thread, 1 generator/coroutine, 2 frame object */
-    size_t nvars;          /* locals (only with --locals) */
+    uint64_t code_addr; /* target address of the code object */
+    bool is_entry;      /* first frame of a C->Python entry (a native frame sits below it) */
+    int owner;          /* 0 thread, 1 generator/coroutine, 2 frame object */
+    size_t nvars;       /* locals (only with --locals) */
     struct snap_var *vars;
 };
 
 /* An exception of a thread: being raised (in flight) or being handled in an except block. */
 struct snap_exc {
-    const char *type;          /* qualified type name ("ValueError", "json.decoder.JSONDecodeError") */
-    const char *message;       /* str of args[0] when it is a str, bounded; NULL otherwise */
-    size_t ntb;                /* traceback entries, outermost first (traceback order) */
+    const char *type;    /* qualified type name ("ValueError", "json.decoder.JSONDecodeError") */
+    const char *message; /* str of args[0] when it is a str, bounded; NULL otherwise */
+    size_t ntb;          /* traceback entries, outermost first (traceback order) */
     struct snap_frame *tb;
-    const char *cause_type;    /* __cause__'s type name, NULL if none */
-    const char *context_type;  /* __context__'s type name, NULL if none */
+    const char *cause_type;   /* __cause__'s type name, NULL if none */
+    const char *context_type; /* __context__'s type name, NULL if none */
 };
 
 /* One native (C) frame of a thread (dump --native), innermost first. */
 struct snap_native_frame {
     uint64_t pc;
-    const char *symbol;    /* NULL when unknown */
-    uint64_t offset;       /* pc - symbol start */
-    const char *module;    /* the mapped file holding pc, NULL when anonymous */
-    const char *insn;      /* disassembly of the instruction at pc (-v), NULL otherwise */
-    int python_frame;      /* index into the thread's frames[] of the Python frames this eval
+    const char *symbol; /* NULL when unknown */
+    uint64_t offset;    /* pc - symbol start */
+    const char *module; /* the mapped file holding pc, NULL when anonymous */
+    const char *insn;   /* disassembly of the instruction at pc (-v), NULL otherwise */
+    int python_frame;   /* index into the thread's frames[] of the Python frames this eval
                               call runs (the first of them, innermost), -1 for plain C */
 };
 
@@ -71,50 +71,50 @@ enum snap_thread_status {
 
 /* OS-level view of a thread from /proc/PID/task/TID. */
 struct snap_os {
-    char state;            /* stat field 3: R, S, D, T, t, Z, X; '?' unknown */
-    char wchan[48];        /* kernel wait channel ("" unknown, "0" none) */
-    long syscall;          /* current syscall number, -1 running, -2 unknown */
-    uint64_t utime_ticks;  /* user CPU, clock ticks */
+    char state;           /* stat field 3: R, S, D, T, t, Z, X; '?' unknown */
+    char wchan[48];       /* kernel wait channel ("" unknown, "0" none) */
+    long syscall;         /* current syscall number, -1 running, -2 unknown */
+    uint64_t utime_ticks; /* user CPU, clock ticks */
     uint64_t stime_ticks;
 };
 
 struct snap_thread {
-    uint64_t thread_id;    /* threading.get_ident() (pthread_t) */
-    pid_t native_id;       /* kernel TID */
-    const char *name;      /* threading name, or NULL when the thread has none */
+    uint64_t thread_id; /* threading.get_ident() (pthread_t) */
+    pid_t native_id;    /* kernel TID */
+    const char *name;   /* threading name, or NULL when the thread has none */
     uint64_t tstate_addr;
     int64_t interp_id;
-    bool gil;              /* holds the GIL */
-    bool active;           /* 3.12+: _status.active (attached to the interpreter) */
-    const char *activity;  /* derived: "running", "waiting for the GIL", "idle: sleep", ... */
+    bool gil;             /* holds the GIL */
+    bool active;          /* 3.12+: _status.active (attached to the interpreter) */
+    const char *activity; /* derived: "running", "waiting for the GIL", "idle: sleep", ... */
     struct snap_os os;
     enum snap_thread_status status;
-    const char *error;     /* when status is ERROR/INCONSISTENT: one sentence, else NULL */
-    int attempts;          /* reads needed for a consistent stack */
+    const char *error; /* when status is ERROR/INCONSISTENT: one sentence, else NULL */
+    int attempts;      /* reads needed for a consistent stack */
     size_t nframes;
-    struct snap_frame *frames; /* innermost first */
+    struct snap_frame *frames;    /* innermost first */
     struct snap_exc *exc_current; /* being raised right now, NULL if none */
     struct snap_exc *exc_handled; /* being handled in an except block, NULL if none */
     size_t nnative;               /* --native: the C stack, innermost first */
     struct snap_native_frame *native;
-    const char *native_error;     /* why the native stack is missing or partial, NULL if fine */
+    const char *native_error; /* why the native stack is missing or partial, NULL if fine */
 };
 
 struct snap {
     pid_t pid;
     char python_version[32];
     uint32_t version_hex;
-    const char *exe;        /* /proc/PID/exe target */
-    const char *image;      /* image holding the runtime */
-    const char *cmdline;    /* spaces between arguments, bounded */
-    bool blocking;          /* the threads were stopped while read */
-    double timestamp;       /* CLOCK_REALTIME seconds when the snapshot was taken */
-    double cpu_user_s;      /* process CPU from /proc/PID/stat */
+    const char *exe;     /* /proc/PID/exe target */
+    const char *image;   /* image holding the runtime */
+    const char *cmdline; /* spaces between arguments, bounded */
+    bool blocking;       /* the threads were stopped while read */
+    double timestamp;    /* CLOCK_REALTIME seconds when the snapshot was taken */
+    double cpu_user_s;   /* process CPU from /proc/PID/stat */
     double cpu_system_s;
     uint64_t rss_bytes;
-    uint64_t gil_switches;  /* switch_number of the main interpreter's GIL */
-    double read_seconds;    /* time pyscope spent taking the snapshot */
-    uint64_t read_calls;    /* memory-source calls used */
+    uint64_t gil_switches; /* switch_number of the main interpreter's GIL */
+    double read_seconds;   /* time pyscope spent taking the snapshot */
+    uint64_t read_calls;   /* memory-source calls used */
     size_t nthreads;
     struct snap_thread *threads;
     struct snap_arena *arena; /* owns every string and array above */

@@ -29,11 +29,11 @@
 #include "pyscope/err.h"
 #include "pyscope/pyproc.h"
 
-#define WALK_MAX_INTERPS 256
-#define WALK_MAX_THREADS 4096
-#define WALK_MAX_CHUNKS 256
+#define WALK_MAX_INTERPS     256
+#define WALK_MAX_THREADS     4096
+#define WALK_MAX_CHUNKS      256
 #define WALK_MAX_CHUNK_BYTES (8u << 20)
-#define WALK_MAX_DEPTH 8192
+#define WALK_MAX_DEPTH       8192
 
 /* One thread state, as listed. */
 struct walk_tstate {
@@ -42,7 +42,7 @@ struct walk_tstate {
     int64_t interp_id;
     uint64_t thread_id;
     pid_t native_id;
-    uint32_t status_bits;   /* 3.12+ _status word, 0 otherwise */
+    uint32_t status_bits; /* 3.12+ _status word, 0 otherwise */
     bool has_status;
 };
 
@@ -50,19 +50,19 @@ struct walk_tstate {
 struct walk_frame {
     uint64_t frame_addr;
     uint64_t code_addr;
-    int64_t unit;           /* code unit to look up (see CPYTHON.md section 3.1); -1 = prologue */
+    int64_t unit; /* code unit to look up (see CPYTHON.md section 3.1); -1 = prologue */
     uint8_t owner;
-    bool is_entry;          /* first Python frame above a C->Python entry */
-    struct code_fp fp;      /* the code object's header fingerprint, read with the stack */
+    bool is_entry;     /* first Python frame above a C->Python entry */
+    struct code_fp fp; /* the code object's header fingerprint, read with the stack */
 };
 
 struct walk_stack {
     struct walk_frame *frames; /* owned, capacity WALK_MAX_DEPTH, allocated by walk_stack_init */
     size_t n;
     bool truncated;
-    uint64_t top_frame;     /* the thread's current frame pointer when read */
-    uint64_t cframe;        /* 3.11/3.12: the _PyCFrame it was read through (0 otherwise) */
-    uint64_t top_instr;     /* the innermost frame's instruction pointer when read */
+    uint64_t top_frame;           /* the thread's current frame pointer when read */
+    uint64_t cframe;              /* 3.11/3.12: the _PyCFrame it was read through (0 otherwise) */
+    uint64_t top_instr;           /* the innermost frame's instruction pointer when read */
     struct walk_scratch *scratch; /* private buffers reused across walks (flat memory) */
 };
 
@@ -70,8 +70,8 @@ struct walk_stack {
 struct walk_interp {
     uint64_t addr;
     int64_t id;
-    uint64_t gil;           /* address of the GIL struct this interpreter uses (0 if unknown) */
-    uint64_t gil_holder;    /* tstate holding it, 0 when unlocked */
+    uint64_t gil;        /* address of the GIL struct this interpreter uses (0 if unknown) */
+    uint64_t gil_holder; /* tstate holding it, 0 when unlocked */
     uint64_t gil_switches;
 };
 
@@ -82,8 +82,7 @@ struct walk_interp {
  * (a thread state not pointing back at its interpreter, a loop), -PS_ELIMIT.
  */
 int walk_tstates(struct pyproc *pp, struct walk_tstate *ts, size_t cap, size_t *n,
-                 struct walk_interp *interps, size_t *ninterps, struct ps_err *err)
-    PS_WARN_UNUSED;
+                 struct walk_interp *interps, size_t *ninterps, struct ps_err *err) PS_WARN_UNUSED;
 
 /* Allocate / free a stack buffer. */
 int walk_stack_init(struct walk_stack *st, struct ps_err *err) PS_WARN_UNUSED;
@@ -95,12 +94,12 @@ void walk_stack_free(struct walk_stack *st);
  * checked: type is PyCode_Type, unit within the bytecode; pass fp to code_cache_resolve. Errors: read errors, -PS_ECORRUPT (a torn or invalid
  * frame: the caller may retry), -PS_EGONE.
  */
-int walk_stack(struct pyproc *pp, uint64_t tstate, struct walk_stack *st, struct ps_err *err)
-    PS_WARN_UNUSED;
+int walk_stack(struct pyproc *pp, uint64_t tstate, struct walk_stack *st,
+               struct ps_err *err) PS_WARN_UNUSED;
 
 /* Read the thread's current (innermost) frame pointer. */
-int walk_current_frame(struct pyproc *pp, uint64_t tstate, uint64_t *frame, struct ps_err *err)
-    PS_WARN_UNUSED;
+int walk_current_frame(struct pyproc *pp, uint64_t tstate, uint64_t *frame,
+                       struct ps_err *err) PS_WARN_UNUSED;
 
 /*
  * Consistency check after walk_stack: re-read where the thread keeps its current frame, the

@@ -39,12 +39,12 @@ static void load_fixture(const char *minor, struct fixture *fx)
     struct ps_err err = {0};
     json_error_t jerr;
 
-    (void)snprintf(fx->mem, sizeof(fx->mem), "%s/tests/fixtures/%s/shapes.mem",
-                   PYSCOPE_SOURCE_DIR, minor);
+    (void)snprintf(fx->mem, sizeof(fx->mem), "%s/tests/fixtures/%s/shapes.mem", PYSCOPE_SOURCE_DIR,
+                   minor);
     (void)snprintf(path, sizeof(path), "%s.meta", fx->mem);
     assert_int_equal(pyproc_meta_read(path, &fx->loc, &err), 0);
-    (void)snprintf(path, sizeof(path), "%s/tests/fixtures/%s/shapes.truth.json",
-                   PYSCOPE_SOURCE_DIR, minor);
+    (void)snprintf(path, sizeof(path), "%s/tests/fixtures/%s/shapes.truth.json", PYSCOPE_SOURCE_DIR,
+                   minor);
     fx->truth = json_load_file(path, 0, &jerr);
     if (!fx->truth)
         fail_msg("cannot load %s: %s", path, jerr.text);
@@ -61,9 +61,8 @@ static int open_fixture(const struct fixture *fx, int fault, uint64_t nth, uint6
     assert_int_equal(memsrc_fixture_open(fx->mem, &src, &err), 0);
     top = src;
     if (fault >= 0) {
-        assert_int_equal(memsrc_faulty_wrap(src, (enum memsrc_fault)fault, nth, 0, seed, &top,
-                                            &err),
-                         0);
+        assert_int_equal(
+            memsrc_faulty_wrap(src, (enum memsrc_fault)fault, nth, 0, seed, &top, &err), 0);
     }
     if (faulty_out)
         *faulty_out = top;
@@ -95,8 +94,8 @@ static void compare_thread(const json_t *tt, const struct snap_thread *st, const
     if (json_is_string(name) && st->name)
         assert_string_equal(st->name, json_string_value(name));
     if (st->nframes != n)
-        fail_msg("%s: thread %d has %zu frames, truth %zu", minor, (int)st->native_id,
-                 st->nframes, n);
+        fail_msg("%s: thread %d has %zu frames, truth %zu", minor, (int)st->native_id, st->nframes,
+                 n);
     for (size_t i = 0; i < n; i++) {
         const json_t *tf = json_array_get(frames, n - 1 - i);
         const struct snap_frame *sf = &st->frames[i];
@@ -268,16 +267,16 @@ static void test_frame_cycle_is_bounded(void **state)
         inner = st.frames[1].frame_addr;
         outer = st.frames[50].frame_addr;
         /* Make frame 50 point back at frame 1: a loop of 49 frames. */
-        assert_int_equal(memsrc_fixture_add(src, outer + (uint64_t)pp->lay->frame_previous,
-                                            &inner, sizeof(inner), &err),
+        assert_int_equal(memsrc_fixture_add(src, outer + (uint64_t)pp->lay->frame_previous, &inner,
+                                            sizeof(inner), &err),
                          0);
         rc = walk_stack(pp, tstate, &st, &err);
         assert_true(rc == 0 || rc == -PS_ECORRUPT);
         if (rc == 0)
             assert_true(st.truncated && st.n == WALK_MAX_DEPTH);
         /* A frame pointing at itself is refused outright. */
-        assert_int_equal(memsrc_fixture_add(src, outer + (uint64_t)pp->lay->frame_previous,
-                                            &outer, sizeof(outer), &err),
+        assert_int_equal(memsrc_fixture_add(src, outer + (uint64_t)pp->lay->frame_previous, &outer,
+                                            sizeof(outer), &err),
                          0);
         ps_err_clear(&err);
         assert_int_equal(walk_stack(pp, tstate, &st, &err), -PS_ECORRUPT);
@@ -308,8 +307,8 @@ static void test_huge_name_length_is_an_error(void **state)
         assert_int_equal(walk_stack_init(&st, &err), 0);
         assert_int_equal(walk_stack(pp, tstate, &st, &err), 0);
         /* The innermost frame's function name claims 2^40 characters. */
-        assert_int_equal(memsrc_fixture_add(src, st.frames[0].fp.name +
-                                                     (uint64_t)pp->lay->str_length,
+        assert_int_equal(memsrc_fixture_add(src,
+                                            st.frames[0].fp.name + (uint64_t)pp->lay->str_length,
                                             &huge, sizeof(huge), &err),
                          0);
         assert_int_equal(collect_snapshot(pp, &co, &s, &err), 0);
