@@ -188,6 +188,9 @@ static void probe_code(void)
     OFF("code_linetable", PyCodeObject, co_linetable);
     OFF("code_firsttraceable", PyCodeObject, _co_firsttraceable);
     OFF("code_code_adaptive", PyCodeObject, co_code_adaptive);
+    OFF("code_argcount", PyCodeObject, co_argcount);
+    OFF("code_kwonlyargcount", PyCodeObject, co_kwonlyargcount);
+    OFF("code_flags", PyCodeObject, co_flags);
 }
 
 static void probe_objects(void)
@@ -235,6 +238,16 @@ static void probe_exceptions(void)
     OFF("gen_exc_state", PyGenObject, gi_exc_state);
     OFF("gen_frame_state", PyGenObject, gi_frame_state);
     OFF("gen_iframe", PyGenObject, gi_iframe);
+    /* pycore_frame.h enum _framestate, negated (LAYOUT_ABSENT is -1): 3.11/3.12 CREATED -2,
+     * SUSPENDED -1; 3.13 CREATED -3, SUSPENDED -2, SUSPENDED_YIELD_FROM -1 */
+    put("gen_state_created_neg", -(long)FRAME_CREATED);
+    put("gen_state_suspended_neg", -(long)FRAME_SUSPENDED);
+#if PY_VERSION_HEX >= 0x030d0000
+    put("gen_state_yield_from_neg", -(long)FRAME_SUSPENDED_YIELD_FROM);
+#else
+    put("gen_state_yield_from_neg", ABSENT);
+#endif
+    put("gen_state_executing", (long)FRAME_EXECUTING);
 }
 
 static void probe_containers(void)
@@ -249,8 +262,28 @@ static void probe_containers(void)
     OFF("dictvalues_values", PyDictValues, values);
     OFF("set_mask", PySetObject, mask);
     OFF("set_table", PySetObject, table);
+    OFF("set_used", PySetObject, used);
+    OFF("list_items", PyListObject, ob_item);
+    OFF("float_value", PyFloatObject, ob_fval);
+    OFF("cell_ref", PyCellObject, ob_ref);
     OFF("module_dict", PyModuleObject, md_dict);
     OFF("weakref_object", PyWeakReference, wr_object);
+}
+
+/* Container sizes for `pyscope growth`: lengths, allocations and sys.getsizeof's arithmetic
+ * (dict_sizeof, list___sizeof__, set_sizeof; PyGC_Head from internal/pycore_gc.h). */
+static void probe_growth(void)
+{
+    OFF("type_basicsize", PyTypeObject, tp_basicsize);
+    put("gc_head_size", (long)sizeof(PyGC_Head));
+    OFF("dict_used", PyDictObject, ma_used);
+    OFF("dictkeys_refcnt", PyDictKeysObject, dk_refcnt);
+    OFF("dictkeys_log2_size", PyDictKeysObject, dk_log2_size);
+    OFF("dictkeys_usable", PyDictKeysObject, dk_usable);
+    put("dictkeys_size", (long)sizeof(PyDictKeysObject));
+    OFF("list_allocated", PyListObject, allocated);
+    OFF("set_fill", PySetObject, fill);
+    OFF("set_smalltable", PySetObject, smalltable);
 }
 
 static void probe_opcodes(void)
@@ -260,6 +293,11 @@ static void probe_opcodes(void)
     put("opcode_instrumented_resume", (long)INSTRUMENTED_RESUME);
 #else
     put("opcode_instrumented_resume", ABSENT);
+#endif
+#ifdef RESUME_QUICK
+    put("opcode_resume_quick", (long)RESUME_QUICK); /* 3.11 specialised RESUME */
+#else
+    put("opcode_resume_quick", ABSENT);
 #endif
 }
 
@@ -274,6 +312,7 @@ int main(void)
     probe_objects();
     probe_exceptions();
     probe_containers();
+    probe_growth();
     probe_opcodes();
     return 0;
 }

@@ -6,19 +6,27 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "pyscope/cli.h"
 #include "pyscope/collect.h"
+#include "pyscope/core.h"
+#include "pyscope/native.h"
 #include "pyscope/out.h"
 #include "pyscope/pyproc.h"
 #include "pyscope/snap.h"
 #include "pyscope/target.h"
+#include "pyscope/tasks.h"
 
 struct dump_args {
     bool json, pretty, blocking, no_source;
+    bool native, verbose, locals;
+    bool tasks;                        /* --tasks */
+    long max_tasks;                    /* --max-tasks */
+    const char *core, *exe, *lib_root; /* --core, --exe, --lib-search-root */
     int retries;
     const char *output;
     const char *record;
@@ -36,6 +44,17 @@ static const char dump_usage[] =
     "  --blocking          stop the threads while reading, for an exact snapshot\n"
     "  --retries N         consistency retries per thread without --blocking (default 8)\n"
     "  --no-source         do not print source lines in the text output\n"
+    "  --native            also unwind each thread's C stack and merge the Python frames into\n"
+    "                      it (stops the threads briefly, as --blocking does)\n"
+    "  -v, --verbose       with --native, show the instruction at each native pc\n"
+    "  --core FILE         read an ELF core file (kernel or gcore) instead of a live pid\n"
+    "  --exe PATH          with --core: the executable to use instead of the recorded path\n"
+    "  --lib-search-root DIR  with --core: look for every recorded file under DIR\n"
+    "  --locals            also show each frame's arguments, locals, cells and free variables\n"
+    "                      (bounded reprs of the common types; others as <Type at 0x...>)\n"
+    "  --tasks             also list every asyncio task: state, coroutine chain, what it awaits,\n"
+    "                      and the await graph between tasks (deadlocks flagged)\n"
+    "  --max-tasks N       list at most N tasks, running first (default 200; counts cover all)\n"
     "  -o, --output FILE   write to FILE instead of standard output\n"
     "  --record FILE       also save every byte read from the target to FILE (+ FILE.meta),\n"
     "                      a replayable fixture for bug reports and tests\n";
@@ -46,7 +65,14 @@ enum dump_opt {
     OPT_BLOCKING,
     OPT_RETRIES,
     OPT_NO_SOURCE,
-    OPT_RECORD
+    OPT_RECORD,
+    OPT_NATIVE,
+    OPT_CORE,
+    OPT_EXE,
+    OPT_LIB_ROOT,
+    OPT_LOCALS,
+    OPT_TASKS,
+    OPT_MAX_TASKS
 };
 
 static const struct option dump_opts[] = {
@@ -56,6 +82,14 @@ static const struct option dump_opts[] = {
     {"retries", required_argument, NULL, OPT_RETRIES},
     {"no-source", no_argument, NULL, OPT_NO_SOURCE},
     {"record", required_argument, NULL, OPT_RECORD},
+    {"native", no_argument, NULL, OPT_NATIVE},
+    {"core", required_argument, NULL, OPT_CORE},
+    {"exe", required_argument, NULL, OPT_EXE},
+    {"lib-search-root", required_argument, NULL, OPT_LIB_ROOT},
+    {"locals", no_argument, NULL, OPT_LOCALS},
+    {"tasks", no_argument, NULL, OPT_TASKS},
+    {"max-tasks", required_argument, NULL, OPT_MAX_TASKS},
+    {"verbose", no_argument, NULL, 'v'},
     {"output", required_argument, NULL, 'o'},
     {"help", no_argument, NULL, 'h'},
     CLI_LONGOPT_LOG_FORMAT,
@@ -73,6 +107,17 @@ static int dump_opt(const struct cli_common *c, struct dump_args *a, int opt, co
     case OPT_BLOCKING: a->blocking = true; return -1;
     case OPT_NO_SOURCE: a->no_source = true; return -1;
     case OPT_RECORD: a->record = arg; return -1;
+    case OPT_NATIVE: a->native = a->blocking = true; return -1;
+    case OPT_LOCALS: a->locals = true; return -1;
+    case OPT_TASKS: a->tasks = true; return -1;
+    case OPT_MAX_TASKS:
+        if (!cli_parse_long(arg, 1, TASKS_MAX_MAX, &a->max_tasks))
+            return cli_usage(c, "--max-tasks takes a number from 1 to %d", TASKS_MAX_MAX);
+        return -1;
+    case 'v': a->verbose = true; return -1;
+    case OPT_CORE: a->core = arg; return -1;
+    case OPT_EXE: a->exe = arg; return -1;
+    case OPT_LIB_ROOT: a->lib_root = arg; return -1;
     case 'o': a->output = arg; return -1;
     case CLI_OPT_LOG_FORMAT: return -1;
     case OPT_RETRIES:
@@ -91,11 +136,15 @@ static int dump_parse(const struct cli_common *c, int argc, char **argv, struct 
 
     optind = 1;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "o:h", dump_opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "o:hv", dump_opts, NULL)) != -1) {
         rc = dump_opt(c, a, opt, optarg);
         if (rc >= 0)
             return rc;
     }
+    if (a->core)
+        return optind == argc ? -1 : cli_usage(c, "dump --core takes no pid");
+    if (a->exe || a->lib_root)
+        return cli_usage(c, "--exe and --lib-search-root go with --core");
     if (optind != argc - 1)
         return cli_usage(c, "dump takes exactly one pid");
     return cli_parse_pid(c, argv[optind], &a->pid) ? -1 : CLI_EXIT_USAGE;
@@ -103,12 +152,15 @@ static int dump_parse(const struct cli_common *c, int argc, char **argv, struct 
 
 static int dump_write(const struct dump_args *a, const struct snap *s, struct ps_err *err)
 {
-    char root[64];
+    char root[PATH_MAX];
     struct out_opts o = {0};
     FILE *fp = stdout;
     int rc;
 
-    (void)snprintf(root, sizeof(root), "/proc/%d/root", (int)a->pid);
+    if (a->core)
+        (void)snprintf(root, sizeof(root), "%s", a->lib_root ? a->lib_root : "");
+    else
+        (void)snprintf(root, sizeof(root), "/proc/%d/root", (int)a->pid);
     o.source_lines = !a->no_source;
     o.source_root = root;
     o.json_indent = a->pretty ? 2 : 0;
@@ -134,20 +186,73 @@ static bool snapshot_partial(const struct snap *s)
     return false;
 }
 
+static int dump_native_open(const struct dump_args *a, struct pyproc *pp, struct native_ctx **out,
+                            struct ps_err *err)
+{
+    char root[64];
+    struct native_opts no = {.disasm = a->verbose, .file_root = root};
+
+    (void)snprintf(root, sizeof(root), "/proc/%d/root", (int)a->pid);
+    return native_open_live(pp->pid, &pp->maps, pp->src, &no, out, err);
+}
+
+/* --core: the same pipeline over a core file (no threads to stop, no /proc). */
+static int dump_core_run(const struct cli_common *c, const struct dump_args *a)
+{
+    struct core_opts k = {.path = a->core, .exe_file = a->exe, .file_root = a->lib_root};
+    struct native_opts no = {.disasm = a->verbose, .file_root = a->lib_root};
+    struct collect_opts co = {
+        .retries = 0, .locals = a->locals, .tasks = a->tasks, .max_tasks = (size_t)a->max_tasks};
+    struct ps_err err = {0};
+    struct core *core = NULL;
+    struct pyproc *pp = NULL;
+    struct snap *s = NULL;
+    int rc, status;
+
+    rc = core_open(&k, &core, &err);
+    if (rc == 0)
+        rc = core_open_python(core, &k, &pp, &err);
+    if (rc == 0 && a->native)
+        rc = native_open_core(core, pp->src, &no, &co.native, &err);
+    if (rc == 0)
+        rc = collect_snapshot(pp, &co, &s, &err);
+    if (rc == 0) {
+        s->pid = core->pid;
+        rc = dump_write(a, s, &err);
+    }
+    if (rc == 0 && s)
+        status = snapshot_partial(s) ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
+    else
+        status = cli_fail(c, &err, rc);
+    snap_free(s);
+    native_close(co.native);
+    pyproc_close(pp);
+    core_close(core);
+    return status;
+}
+
 static int dump_run(const struct cli_common *c, const struct dump_args *a)
 {
-    struct collect_opts co = {.blocking = a->blocking, .retries = a->retries};
+    struct collect_opts co = {.blocking = a->blocking,
+                              .retries = a->retries,
+                              .locals = a->locals,
+                              .tasks = a->tasks,
+                              .max_tasks = (size_t)a->max_tasks};
     struct ps_err err = {0};
     struct pyproc *pp = NULL;
     struct snap *s = NULL;
     int rc, status;
 
+    if (a->core)
+        return dump_core_run(c, a);
     rc = pyproc_open(a->pid, &pp, &err);
     if (rc < 0)
         return cli_fail(c, &err, rc);
     if (pp->warning[0])
         cli_log(c, "warning", 0, pp->warning);
     rc = a->record ? pyproc_record(pp, a->record, &err) : 0;
+    if (rc == 0 && a->native)
+        rc = dump_native_open(a, pp, &co.native, &err);
     if (rc == 0)
         rc = collect_snapshot(pp, &co, &s, &err);
     if (rc == 0)
@@ -157,20 +262,21 @@ static int dump_run(const struct cli_common *c, const struct dump_args *a)
     else
         status = snapshot_partial(s) ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
     snap_free(s);
+    native_close(co.native);
     pyproc_close(pp);
     return status;
 }
 
 int cli_dump(const struct cli_common *common, int argc, char **argv)
 {
-    struct dump_args a = {.retries = COLLECT_DEFAULT_RETRIES};
+    struct dump_args a = {.retries = COLLECT_DEFAULT_RETRIES, .max_tasks = TASKS_DEFAULT_MAX};
     struct ps_err err = {0};
     int rc = dump_parse(common, argc, argv, &a);
 
     if (rc >= 0)
         return rc;
     /* From here on, a signal detaches anything we stopped (blocking mode). */
-    if (a.blocking) {
+    if (a.blocking && !a.core) {
         rc = target_install_signal_teardown(&err);
         if (rc < 0)
             return cli_fail(common, &err, rc);

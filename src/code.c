@@ -127,33 +127,21 @@ static struct code_entry *cache_find(struct code_cache *cc, uint64_t addr)
 
 size_t code_header_len(const struct layout *lay)
 {
-    int32_t offs[] = {lay->code_firstlineno,    lay->code_version,   lay->code_filename,
-                      lay->code_name,           lay->code_qualname,  lay->code_linetable,
-                      lay->code_firsttraceable, lay->varobject_size, lay->object_type};
-    int32_t max = 0;
+    const int32_t offs[] = {lay->code_firstlineno,    lay->code_version,   lay->code_filename,
+                            lay->code_name,           lay->code_qualname,  lay->code_linetable,
+                            lay->code_firsttraceable, lay->varobject_size, lay->object_type};
 
-    for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++)
-        if (offs[i] > max)
-            max = offs[i];
-    return (size_t)max + 8;
+    return layout_span(offs, sizeof(offs) / sizeof(offs[0]));
 }
 
 static uint64_t rd64(const uint8_t *hdr, int32_t off)
 {
-    uint64_t v = 0;
-
-    if (off >= 0)
-        memcpy(&v, hdr + off, sizeof(v));
-    return v;
+    return layout_get_u64(hdr, off);
 }
 
 static int64_t rd_i32(const uint8_t *hdr, int32_t off)
 {
-    int32_t v = -1;
-
-    if (off >= 0)
-        memcpy(&v, hdr + off, sizeof(v));
-    return v;
+    return (int32_t)layout_get_u32(hdr, off);
 }
 
 void code_fp_parse(const struct layout *lay, const uint8_t *hdr, struct code_fp *fp)

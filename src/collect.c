@@ -16,10 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 
+#include "pyscope/locals.h"
+#include "pyscope/native.h"
+#include "pyscope/exc.h"
 #include "pyscope/procstat.h"
 #include "pyscope/target.h"
+#include "pyscope/tasks.h"
 #include "pyscope/walk.h"
 
 #define THREAD_NAME_MAX 256
@@ -35,7 +40,7 @@ struct collector {
     size_t nts;
     struct walk_interp interps[WALK_MAX_INTERPS];
     size_t ninterps;
-    uint64_t threading_active; /* threading._active dict of the main interpreter, 0 if none */
+    uint64_t threading_active[WALK_MAX_INTERPS]; /* threading._active per interps[i], 0 if none */
 };
 
 static double now_mono(void)
@@ -54,36 +59,36 @@ static double now_real(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* threading._active of the main interpreter (best effort: no threading module, no names). */
+/* threading._active of every interpreter (best effort: no threading module, no names). Each
+ * interpreter has its own sys.modules, so a subinterpreter's threads are named by its own. */
 static void find_thread_registry(struct collector *c)
 {
-    struct ps_err ignored = {0};
-    uint64_t mod, active;
+    for (size_t i = 0; i < c->ninterps; i++) {
+        struct ps_err ignored = {0};
+        uint64_t mod, active;
 
-    c->threading_active = 0;
-    if (c->ninterps == 0)
-        return;
-    if (pyobj_module(&c->pp->ctx, c->interps[c->ninterps - 1].addr, "threading", &mod, &ignored) <
-        0)
-        return;
-    if (pyobj_module_global(&c->pp->ctx, mod, "_active", &active, &ignored) < 0)
-        return;
-    c->threading_active = active;
+        c->threading_active[i] = 0;
+        if (pyobj_module(&c->pp->ctx, c->interps[i].addr, "threading", &mod, &ignored) == 0 &&
+            pyobj_module_global(&c->pp->ctx, mod, "_active", &active, &ignored) == 0)
+            c->threading_active[i] = active;
+    }
 }
 
-/* The Thread object's _name for ident, or NULL. */
+/* The Thread object's _name for ident in its interpreter's registry, or NULL. */
 static const char *thread_name(struct collector *c, const struct walk_tstate *t)
 {
     struct ps_err ignored = {0};
     char buf[THREAD_NAME_MAX];
-    uint64_t thread, name;
+    uint64_t thread, name, active = 0;
 
-    if (!c->threading_active || t->interp != c->interps[c->ninterps - 1].addr)
+    for (size_t i = 0; i < c->ninterps; i++)
+        if (c->interps[i].addr == t->interp)
+            active = c->threading_active[i];
+    if (!active)
         return NULL;
     /* Keys are the ints get_ident() returned; an int below 2^61-1 hashes to itself. */
     if (t->thread_id >= (1ull << 61) - 1 ||
-        pyobj_dict_get_hash(&c->pp->ctx, c->threading_active, (int64_t)t->thread_id, &thread,
-                            &ignored) < 0)
+        pyobj_dict_get_hash(&c->pp->ctx, active, (int64_t)t->thread_id, &thread, &ignored) < 0)
         return NULL;
     if (pyobj_instance_attr(&c->pp->ctx, thread, "_name", &name, &ignored) < 0 ||
         pyobj_str(&c->pp->ctx, name, buf, sizeof(buf), NULL, &ignored) < 0)
@@ -153,6 +158,16 @@ static int resolve_frame(struct collector *c, const struct walk_frame *wf, struc
     return 0;
 }
 
+/* --locals: a frame whose variables cannot be read just has none; only ENOMEM is fatal. */
+static int frame_locals(struct collector *c, const struct walk_frame *wf, struct snap_frame *sf,
+                        struct ps_err *err)
+{
+    struct ps_err lerr = {0};
+    int rc = locals_frame(&c->pp->ctx, wf->frame_addr, wf->code_addr, c->snap, sf, &lerr);
+
+    return rc == -ENOMEM ? ps_err_set(err, rc, "%s", lerr.msg) : 0;
+}
+
 static int resolve_stack(struct collector *c, struct snap_thread *st, struct ps_err *err)
 {
     const struct walk_stack *ws = &c->stack;
@@ -163,6 +178,8 @@ static int resolve_stack(struct collector *c, struct snap_thread *st, struct ps_
         return ps_err_set(err, -ENOMEM, "cannot allocate frames: out of memory");
     for (size_t i = 0; i < ws->n; i++) {
         rc = resolve_frame(c, &ws->frames[i], &st->frames[i], err);
+        if (rc == 0 && c->opts->locals)
+            rc = frame_locals(c, &ws->frames[i], &st->frames[i], err);
         if (rc < 0)
             return rc;
         st->nframes = i + 1;
@@ -189,6 +206,8 @@ static int collect_thread(struct collector *c, const struct walk_tstate *t, stru
     rc = walk_consistent(c, t, st, &err);
     if (rc == 0)
         rc = resolve_stack(c, st, &err);
+    if (rc != -ENOMEM && rc != -PS_EGONE && exc_snap_thread(c->pp, c->snap, st, &err) < 0)
+        rc = -ENOMEM; /* raising / handled exceptions (exc.c): only ENOMEM is an error */
     if (rc == -ENOMEM || rc == -PS_EGONE)
         return rc;
     if (rc < 0) {
@@ -199,7 +218,18 @@ static int collect_thread(struct collector *c, const struct walk_tstate *t, stru
     return 0;
 }
 
-static void collect_os(struct collector *c, struct snap_thread *st)
+/* Bytes of the GIL struct that hold its condition variables and mutex (3.11-3.13: cond @32,
+ * mutex @80, switch_cond/mutex after; pycore_gil.h): a futex wait on an address in here is a
+ * wait for the GIL. */
+#define GIL_WAIT_SPAN 256
+
+static bool waits_for_gil(const struct snap_os *os, const struct walk_interp *wi)
+{
+    return wi && wi->gil && os->syscall == SYS_futex && os->syscall_arg0 >= wi->gil &&
+           os->syscall_arg0 < wi->gil + GIL_WAIT_SPAN;
+}
+
+static void collect_os(struct collector *c, struct snap_thread *st, const struct walk_interp *wi)
 {
     struct ps_err ignored = {0};
     char buf[128];
@@ -212,6 +242,8 @@ static void collect_os(struct collector *c, struct snap_thread *st)
         st->os.state = '?';
     if (st->gil && (st->os.state == 'R' || st->os.syscall == -1))
         st->activity = snap_strdup(c->snap, "running");
+    else if (!st->gil && waits_for_gil(&st->os, wi))
+        st->activity = snap_strdup(c->snap, "waiting for the GIL");
     else
         st->activity = snap_strdup(c->snap, procstat_activity(&st->os, buf, sizeof(buf)));
 }
@@ -263,10 +295,24 @@ static int collect_threads(struct collector *c, struct ps_err *err)
                               "the target stopped being readable while reading thread "
                               "%d",
                               (int)st->native_id);
-        collect_os(c, st);
+        collect_os(c, st, interp_of(c, c->ts[c->nts - 1 - i].interp));
         s->nthreads = i + 1;
+        /* After collect_os: a native stack in take_gil overrides the activity. */
+        rc = c->opts->native ? native_collect_thread(c->opts->native, s, st, err) : 0;
+        if (rc < 0)
+            return rc;
     }
     return 0;
+}
+
+/* --tasks: asyncio tasks, placed in the threads just read (a missing asyncio is data). */
+static int collect_tasks(struct collector *c, struct ps_err *err)
+{
+    struct tasks_opts to = {.max_tasks = TASKS_DEFAULT_MAX};
+
+    if (c->opts->max_tasks > 0)
+        to.max_tasks = c->opts->max_tasks;
+    return tasks_collect(c->pp, c->snap, &to, err);
 }
 
 static int collect_all(struct collector *c, struct ps_err *err)
@@ -280,6 +326,8 @@ static int collect_all(struct collector *c, struct ps_err *err)
     rc = collect_process(c, err);
     if (rc == 0)
         rc = collect_threads(c, err);
+    if (rc == 0 && c->opts->tasks)
+        rc = collect_tasks(c, err);
     c->snap->read_seconds = now_mono() - t0;
     c->snap->read_calls = c->pp->src->stats.calls - calls0;
     return rc;

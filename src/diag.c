@@ -19,8 +19,8 @@
 
 /* The Kubernetes way to get CAP_SYS_PTRACE, quoted by every rule that asks for it. */
 #define DIAG_K8S_CAP                                                                               \
-    "in Kubernetes add securityContext: {capabilities: {add: [\"SYS_PTRACE\"]}} to the "          \
-    "debugging container, or use kubectl debug -it <pod> --profile=general "                      \
+    "in Kubernetes add securityContext: {capabilities: {add: [\"SYS_PTRACE\"]}} to the "           \
+    "debugging container, or use kubectl debug -it <pod> --profile=general "                       \
     "--target=<container>"
 
 /* Bound on the PPid walk in diag_gather: deeper process trees than this are not real. */
@@ -220,14 +220,14 @@ static int diag_other_errno(const struct diag_facts *f, int errno_value, const c
                           strerror(errno_value > 0 ? errno_value : EIO));
 }
 
-int diag_explain(const struct diag_facts *f, enum diag_op op, int errno_value,
-                 struct ps_err *err)
+int diag_explain(const struct diag_facts *f, enum diag_op op, int errno_value, struct ps_err *err)
 {
     char what[64];
     int rc;
 
-    (void)snprintf(what, sizeof(what), op == DIAG_OP_ATTACH ? "cannot attach to pid %d"
-                                                            : "cannot read the memory of pid %d",
+    (void)snprintf(what, sizeof(what),
+                   op == DIAG_OP_ATTACH ? "cannot attach to pid %d"
+                                        : "cannot read the memory of pid %d",
                    (int)f->pid);
     rc = diag_rule_gone(f, op, what, err);
     if (rc < 0)

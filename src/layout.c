@@ -102,3 +102,13 @@ bool layout_field_by_name(const struct layout *lay, const char *name, int32_t *o
     }
     return found;
 }
+
+size_t layout_span(const int32_t *offs, size_t n)
+{
+    int32_t max = 0;
+
+    for (size_t i = 0; i < n; i++)
+        if (offs[i] > max)
+            max = offs[i];
+    return (size_t)max + 8;
+}

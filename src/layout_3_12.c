@@ -84,6 +84,9 @@ const struct layout layout_3_12 = {
     .code_linetable = 136,
     .code_firsttraceable = 176,
     .code_code_adaptive = 192,
+    .code_argcount = 52,
+    .code_kwonlyargcount = 60,
+    .code_flags = 48,
     /* PyObject / PyVarObject / PyTypeObject / PyHeapTypeObject */
     .object_type = 8,
     .varobject_size = 16,
@@ -122,6 +125,10 @@ const struct layout layout_3_12 = {
     .gen_exc_state = 40,
     .gen_frame_state = 67,
     .gen_iframe = 72,
+    .gen_state_created_neg = 2,
+    .gen_state_suspended_neg = 1,
+    .gen_state_yield_from_neg = LAYOUT_ABSENT,
+    .gen_state_executing = 0,
     /* PyDictObject / PyDictKeysObject / PyDictValues */
     .dict_keys = 32,
     .dict_values = 40,
@@ -133,6 +140,10 @@ const struct layout layout_3_12 = {
     /* set, module, weakref */
     .set_mask = 32,
     .set_table = 40,
+    .set_used = 24,
+    .list_items = 24,
+    .float_value = 16,
+    .cell_ref = 16,
     .module_dict = 16,
     .weakref_object = 16,
     /* _asyncio TaskObj / FutureIter (from the extension's DWARF) */
@@ -140,8 +151,25 @@ const struct layout layout_3_12 = {
     .task_fut_waiter = 128,
     .task_coro = 136,
     .task_name = 144,
+    .task_loop = 16,
+    .future_state = 88,
     .futureiter_future = 16,
+    /* container sizes for growth (object.h, pycore_dict.h, listobject.h, setobject.h) */
+    .type_basicsize = 32,
+    .gc_head_size = 16,
+    .dict_used = 16,
+    .dictkeys_refcnt = 0,
+    .dictkeys_log2_size = 8,
+    .dictkeys_usable = 16,
+    .dictkeys_size = 32,
+    .list_allocated = 32,
+    .set_fill = 16,
+    .set_smalltable = 64,
+    /* dequeobject, lru_cache_object (libpython's DWARF: Modules/_collections, _functools) */
+    .deque_leftindex = 40,
+    .lru_cache_cache = 72,
     /* opcodes */
     .opcode_resume = 151,
     .opcode_instrumented_resume = 240,
+    .opcode_resume_quick = LAYOUT_ABSENT,
 };

@@ -157,8 +157,7 @@ static int lt_short_form(struct lt_cursor *cur, int form, struct linetab_pos *po
     return 0;
 }
 
-static int lt_no_columns_form(struct lt_cursor *cur, struct linetab_pos *pos,
-                              struct ps_err *err)
+static int lt_no_columns_form(struct lt_cursor *cur, struct linetab_pos *pos, struct ps_err *err)
 {
     int64_t delta = 0;
     int rc = lt_svarint(cur, &delta, err);
@@ -263,8 +262,8 @@ int linetab_decode(const uint8_t *bytes, size_t len, int firstlineno, struct lin
     if (n > 0) {
         ranges = calloc(n, sizeof(*ranges));
         if (!ranges)
-            return ps_err_set(err, -ENOMEM,
-                              "out of memory decoding a location table of %zu ranges", n);
+            return ps_err_set(err, -ENOMEM, "out of memory decoding a location table of %zu ranges",
+                              n);
         rc = lt_walk(bytes, len, firstlineno, ranges, &filled, err);
         if (rc < 0)
             goto free_ranges;

@@ -34,6 +34,8 @@ struct locate_ctx {
     char comm[LOCATE_COMM_MAX];
     const struct maps *maps;
     struct locate_info *info;
+    const char *file_root; /* pid 0 (a core): prefix for recorded paths, or NULL */
+    const char *exe_file;  /* pid 0: file to open for the executable, or NULL */
 };
 
 /* Exported objects the engine reads, by name; absent ones resolve to 0. */
@@ -244,6 +246,29 @@ static int locate_open_map_files(struct locate_ctx *c, const struct maps_entry *
     return symtab_open(opened, st, err);
 }
 
+/* A core's image: exe_file for the executable, else file_root + the recorded path. */
+static int locate_open_recorded(struct locate_ctx *c, const struct maps_entry *e,
+                                struct symtab **st, struct ps_err *err)
+{
+    char *opened = c->info->opened;
+    int rc;
+    struct ps_err why = {0};
+
+    if (c->exe_file && strcmp(e->path, c->info->exe) == 0)
+        (void)snprintf(opened, LOCATE_PATH_MAX, "%s", c->exe_file);
+    else
+        (void)snprintf(opened, LOCATE_PATH_MAX, "%s%s", c->file_root ? c->file_root : "", e->path);
+    rc = symtab_open(opened, st, &why);
+    if (rc == -ENOENT)
+        return ps_err_set(err, rc,
+                          "the core maps %s but %s does not exist: copy the binaries from the "
+                          "crashed machine and point --lib-search-root (or --exe) at them",
+                          e->path, opened);
+    if (rc < 0)
+        return ps_err_set(err, rc, "%s", why.msg);
+    return 0;
+}
+
 /*
  * Open the image: /proc/PID/root/<path> when it is still the mapped file, else the mapping
  * itself through /proc/PID/map_files (deleted or replaced files, foreign namespaces).
@@ -255,6 +280,8 @@ static int locate_open_image(struct locate_ctx *c, const struct maps_entry *e, s
     struct ps_err first;
 
     ps_err_clear(&first);
+    if (c->pid == 0) /* a core: the recorded file, no process to cross-check inodes with */
+        return locate_open_recorded(c, e, st, err);
     if (!e->deleted) {
         int n = snprintf(opened, LOCATE_PATH_MAX, "/proc/%d/root%s", (int)c->pid, e->path);
         if (n > 0 && n < LOCATE_PATH_MAX && locate_same_file(opened, e) &&
@@ -382,6 +409,33 @@ static int locate_examine(struct locate_ctx *c, const struct maps_entry *e, cons
                           ", which is not mapped: %s does not match the running image",
                           (int)c->pid, c->comm, info->syms.runtime, info->opened);
     return 0;
+}
+
+int locate_python_files(const struct maps *maps, const char *exe, const char *file_root,
+                        const char *exe_file, struct locate_info *out, struct ps_err *err)
+{
+    struct locate_ctx c = {.maps = maps, .file_root = file_root, .exe_file = exe_file};
+    const struct maps_entry *e = NULL;
+    struct symtab *st = NULL;
+    int rc;
+
+    c.info = calloc(1, sizeof(*c.info));
+    if (!c.info)
+        return ps_err_set(err, -ENOMEM, "out of memory locating Python in the core");
+    (void)snprintf(c.comm, sizeof(c.comm), "core");
+    if (!locate_copy(c.info->exe, sizeof(c.info->exe), exe ? exe : ""))
+        rc = ps_err_set(err, -PS_ELIMIT, "the core's executable path is too long");
+    else
+        rc = locate_pick_image(&c, &e, err);
+    if (rc == 0 && e)
+        rc = locate_open_image(&c, e, &st, err);
+    if (rc == 0 && e)
+        rc = locate_examine(&c, e, st, err);
+    if (rc == 0)
+        *out = *c.info;
+    symtab_close(st);
+    free(c.info);
+    return rc;
 }
 
 int locate_python(pid_t pid, const struct maps *maps, struct locate_info *out, struct ps_err *err)

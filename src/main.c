@@ -17,6 +17,11 @@ struct command {
 
 static const struct command commands[] = {
     {"dump", cli_dump, "print every thread's Python stack (text or --json)"},
+    {"attach", cli_attach, "the live terminal UI: threads, stacks, top, exceptions"},
+    {"exceptions", cli_exceptions, "show every exception as it is raised, swallowed ones too"},
+    {"growth", cli_growth, "which module-level containers grow (the leak hunt)"},
+    {"record", cli_record, "sample a running process's stacks into a profile (flamegraph, ...)"},
+    {"run", cli_run, "start a command and profile it until it exits (run -- cmd args)"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "out_int.h"
+
 /* Significant digits for reals: keeps microseconds of a Unix timestamp and prints 0.0012 as
  * 0.0012 (jansson's default of 17 prints 0.0011999999999999999). */
 #define JSON_DIGITS 16
@@ -94,6 +96,26 @@ static void jb_bool(struct jbuild *b, json_t *obj, const char *key, bool v)
     jb_set(b, obj, key, json_boolean(v));
 }
 
+/* --locals: [{name, kind, type, repr, unreadable}], in co_localsplusnames order. */
+static json_t *json_vars(struct jbuild *b, const struct snap_frame *f)
+{
+    json_t *arr = json_array();
+
+    for (size_t i = 0; arr && i < f->nvars && b->rc == 0; i++) {
+        const struct snap_var *v = &f->vars[i];
+        json_t *o = json_object();
+
+        jb_str(b, o, "name", v->name);
+        jb_str(b, o, "kind", v->kind);
+        jb_str(b, o, "type", v->type);
+        jb_str(b, o, "repr", v->repr);
+        jb_bool(b, o, "unreadable", v->unreadable);
+        if (!o || json_array_append_new(arr, o) != 0)
+            b->rc = -ENOMEM;
+    }
+    return arr;
+}
+
 static json_t *json_frame(struct jbuild *b, const struct snap_frame *f)
 {
     json_t *o = json_object();
@@ -106,7 +128,21 @@ static json_t *json_frame(struct jbuild *b, const struct snap_frame *f)
     jb_int(b, o, "column", f->col);
     jb_int(b, o, "end_column", f->end_col);
     jb_bool(b, o, "entry", f->is_entry);
+    if (f->vars)
+        jb_set(b, o, "locals", json_vars(b, f));
     return o;
+}
+
+json_t *out_json_frame_new(const struct snap_frame *f, int *rc)
+{
+    struct jbuild b = {0};
+    json_t *o = json_frame(&b, f);
+
+    if (b.rc == 0)
+        return o;
+    json_decref(o);
+    *rc = b.rc;
+    return NULL;
 }
 
 static json_t *json_os(struct jbuild *b, const struct snap_os *os)
@@ -120,6 +156,49 @@ static json_t *json_os(struct jbuild *b, const struct snap_os *os)
     jb_str(b, o, "state", known ? state : NULL);
     jb_str(b, o, "wchan", wchan[0] ? wchan : NULL);
     jb_set(b, o, "syscall", os->syscall >= -1 ? json_integer(os->syscall) : json_null());
+    return o;
+}
+
+/* dump --native: "native" (innermost first) and "native_error", only when unwinding ran. */
+static void json_native(struct jbuild *b, json_t *thread, const struct snap_thread *t)
+{
+    json_t *arr = json_array();
+
+    for (size_t i = 0; i < t->nnative && b->rc == 0; i++) {
+        const struct snap_native_frame *f = &t->native[i];
+        json_t *o = json_object();
+
+        jb_u64(b, o, "pc", f->pc);
+        jb_str(b, o, "symbol", f->symbol);
+        jb_set(b, o, "offset", f->symbol ? json_integer((json_int_t)f->offset) : json_null());
+        jb_str(b, o, "module", f->module);
+        jb_str(b, o, "insn", f->insn);
+        jb_set(b, o, "python_frame",
+               f->python_frame >= 0 ? json_integer(f->python_frame) : json_null());
+        if (json_array_append_new(arr, o) != 0)
+            b->rc = b->rc != 0 ? b->rc : -ENOMEM;
+    }
+    jb_set(b, thread, "native", arr);
+    jb_str(b, thread, "native_error", t->native_error);
+}
+
+/* A thread's exception being raised or handled: null when none. */
+static json_t *json_exc(struct jbuild *b, const struct snap_exc *e)
+{
+    json_t *o, *tb;
+
+    if (!e)
+        return json_null();
+    o = json_object();
+    tb = json_array();
+    jb_str(b, o, "type", e->type);
+    jb_str(b, o, "message", e->message);
+    jb_str(b, o, "cause", e->cause_type);
+    jb_str(b, o, "context", e->context_type);
+    for (size_t i = 0; i < e->ntb && b->rc == 0; i++)
+        if (json_array_append_new(tb, json_frame(b, &e->tb[i])) != 0)
+            b->rc = b->rc != 0 ? b->rc : -ENOMEM;
+    jb_set(b, o, "traceback", tb);
     return o;
 }
 
@@ -143,6 +222,10 @@ static json_t *json_thread(struct jbuild *b, const struct snap_thread *t)
             b->rc = b->rc != 0 ? b->rc : -ENOMEM;
     }
     jb_set(b, o, "frames", frames);
+    jb_set(b, o, "exception_raising", json_exc(b, t->exc_current));
+    jb_set(b, o, "exception_handled", json_exc(b, t->exc_handled));
+    if (t->nnative > 0 || t->native_error)
+        json_native(b, o, t);
     return o;
 }
 
@@ -184,6 +267,8 @@ static json_t *json_doc(struct jbuild *b, const struct snap *s)
             b->rc = b->rc != 0 ? b->rc : -ENOMEM;
     }
     jb_set(b, o, "threads", threads);
+    if (s->tasks && b->rc == 0)
+        b->rc = out_tasks_json(o, s); /* dump --tasks */
     jb_set(b, o, "stats", json_stats(b, s));
     return o;
 }

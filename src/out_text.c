@@ -8,12 +8,13 @@
  * Invariants: every string that came from the target (names, paths, wait channels, source
  * lines) goes through text_put(), which escapes C0/C1 control characters and bytes that are
  * not UTF-8, so a hostile thread name cannot drive the reader's terminal. Source files are
- * read through a small per-call LRU cache (SRC_CACHE_FILES files of at most SRC_FILE_MAX
- * bytes, unreadable files cached as misses) and only when they are regular files, so a path
- * naming a FIFO cannot block the dump. Failing to read source is not an error; failing to
+ * read through a per-call srcline cache (srcline.h: a few files, bounded, regular files
+ * only, so a path naming a FIFO cannot block the dump). Failing to read source is not an
+ * error (nor is running out of memory for the cache); failing to
  * write is, and is reported once after the final flush (stdio errors are sticky).
  */
 #include "pyscope/out.h"
+#include "pyscope/srcline.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -27,11 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Files cached at once: the hot files of one dump (app, framework, stdlib) fit; 8 x 2 MiB. */
-#define SRC_CACHE_FILES 8
-/* Bytes read per source file: lines past it show no source (generated files are the rare
- * giants); bounds the cache to 16 MiB. */
-#define SRC_FILE_MAX ((size_t)2 << 20)
+#include "out_int.h"
+
 /* Bytes of a stripped source line shown; longer lines end in "...". */
 #define SRC_LINE_SHOWN 200
 
@@ -43,23 +41,10 @@
 #define SGR_YELLOW "33"
 #define SGR_DIM    "2"
 
-struct src_file {
-    char *name; /* co_filename as in the snapshot (the cache key); NULL: a free slot */
-    char *data; /* the file's first SRC_FILE_MAX bytes; NULL when it could not be read */
-    size_t len;
-    uint64_t used; /* tick of the last lookup: the smallest is evicted first */
-};
-
-struct src_cache {
-    const char *root; /* prefix for absolute paths, or NULL */
-    uint64_t tick;
-    struct src_file files[SRC_CACHE_FILES];
-};
-
 struct text_ctx {
     FILE *fp;
     const struct out_opts *opts;
-    struct src_cache cache;
+    struct srcline_cache *cache; /* NULL: no source lines */
 };
 
 const char *out_status_name(enum snap_thread_status status)
@@ -138,131 +123,12 @@ static void text_sgr(const struct text_ctx *c, const char *code)
 
 /* ---- source lines ------------------------------------------------------------------------ */
 
-/* Read the first SRC_FILE_MAX bytes of a regular file into *data (malloc'ed). 0 or -1. */
-static int src_read(const char *path, char **data, size_t *len)
-{
-    struct stat st;
-    size_t cap;
-    size_t got = 0;
-    char *buf = NULL;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-
-    if (fd < 0)
-        return -1;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
-        goto close_fd;
-    cap = (uint64_t)st.st_size < SRC_FILE_MAX ? (size_t)st.st_size : SRC_FILE_MAX;
-    buf = malloc(cap + 1);
-    if (!buf)
-        goto close_fd;
-    while (got < cap) {
-        ssize_t r = read(fd, buf + got, cap - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    (void)close(fd);
-    *data = buf;
-    *len = got;
-    return 0;
-
-close_fd:
-    (void)close(fd);
-    return -1;
-}
-
-static void src_load(struct src_file *f, const char *root)
-{
-    char path[4096];
-    int n = snprintf(path, sizeof(path), "%s%s", root ? root : "", f->name);
-
-    f->data = NULL;
-    f->len = 0;
-    /* Relative names ("<frozen ...>", "<string>", paths relative to the target's cwd) and
-     * paths too long to join are not looked up. */
-    if (f->name[0] != '/' || n < 0 || (size_t)n >= sizeof(path))
-        return;
-    (void)src_read(path, &f->data, &f->len);
-}
-
-/* The cache entry for co_filename name, loading (and evicting the LRU entry) on a miss. */
-static const struct src_file *src_get(struct src_cache *cache, const char *name)
-{
-    struct src_file *victim = &cache->files[0];
-
-    cache->tick++;
-    for (size_t i = 0; i < SRC_CACHE_FILES; i++) {
-        struct src_file *f = &cache->files[i];
-        if (f->name && strcmp(f->name, name) == 0) {
-            f->used = cache->tick;
-            return f;
-        }
-        if (victim->name && (!f->name || f->used < victim->used))
-            victim = f;
-    }
-    free(victim->name);
-    free(victim->data);
-    victim->data = NULL;
-    victim->name = strdup(name);
-    if (!victim->name)
-        return NULL;
-    src_load(victim, cache->root);
-    victim->used = cache->tick;
-    return victim;
-}
-
-static void src_cache_free(struct src_cache *cache)
-{
-    for (size_t i = 0; i < SRC_CACHE_FILES; i++) {
-        free(cache->files[i].name);
-        free(cache->files[i].data);
-    }
-}
-
-/* Python's str.strip() whitespace, ASCII part. */
-static bool src_space(char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\f' || ch == '\v' || ch == '\r';
-}
-
-/* Find line `line` (1-based) of f, stripped of surrounding whitespace. false if absent. */
-static bool src_line(const struct src_file *f, int line, const char **start, size_t *len)
-{
-    const char *p = f->data;
-    const char *end = f->data + f->len;
-    const char *eol;
-
-    for (int i = 1; i < line && p; i++) {
-        p = memchr(p, '\n', (size_t)(end - p));
-        p = p ? p + 1 : NULL;
-    }
-    if (!p || p >= end)
-        return false;
-    eol = memchr(p, '\n', (size_t)(end - p));
-    eol = eol ? eol : end;
-    while (p < eol && src_space(*p))
-        p++;
-    while (eol > p && src_space(eol[-1]))
-        eol--;
-    if (eol == p)
-        return false; /* blank: nothing worth a line */
-    *start = p;
-    *len = (size_t)(eol - p);
-    return true;
-}
-
 static void text_source(struct text_ctx *c, const struct snap_frame *fr)
 {
-    const struct src_file *f;
     const char *p = NULL;
     size_t len = 0;
 
-    if (!fr->file || fr->line < 1)
-        return;
-    f = src_get(&c->cache, fr->file);
-    if (!f || !f->data || !src_line(f, fr->line, &p, &len))
+    if (!c->cache || !srcline_get(c->cache, fr->file, fr->line, &p, &len))
         return;
     (void)fputs("    ", c->fp);
     if (len <= SRC_LINE_SHOWN) {
@@ -416,6 +282,20 @@ static void text_thread_notes(struct text_ctx *c, const struct snap_thread *t)
         (void)fputs("  (no Python frames)\n", c->fp);
 }
 
+/* --locals: "      arg   n = 5" per variable, under the frame's source line. */
+static void text_vars(struct text_ctx *c, const struct snap_frame *f)
+{
+    for (size_t i = 0; i < f->nvars; i++) {
+        const struct snap_var *v = &f->vars[i];
+
+        (void)fprintf(c->fp, "      %-5s ", v->kind ? v->kind : "?");
+        text_put(c->fp, v->name ? v->name : "?");
+        (void)fputs(" = ", c->fp);
+        text_put(c->fp, v->unreadable || !v->repr ? "<unreadable>" : v->repr);
+        (void)fputc('\n', c->fp);
+    }
+}
+
 static void text_frame(struct text_ctx *c, const struct snap_frame *f)
 {
     FILE *fp = c->fp;
@@ -434,6 +314,96 @@ static void text_frame(struct text_ctx *c, const struct snap_frame *f)
     (void)fputc('\n', fp);
     if (c->opts->source_lines)
         text_source(c, f);
+    text_vars(c, f);
+}
+
+/* A thread's exception, traceback-style: "  Handling KeyError: 'x'" then its traceback lines. */
+static void text_exc(struct text_ctx *c, const char *what, const struct snap_exc *e)
+{
+    if (!e)
+        return;
+    (void)fprintf(c->fp, "  %s ", what);
+    text_put(c->fp, e->type);
+    if (e->message) {
+        (void)fputs(": ", c->fp);
+        text_put(c->fp, e->message);
+    }
+    if (e->cause_type || e->context_type) {
+        (void)fputs(e->cause_type ? " (caused by " : " (during handling of ", c->fp);
+        text_put(c->fp, e->cause_type ? e->cause_type : e->context_type);
+        (void)fputc(')', c->fp);
+    }
+    (void)fputc('\n', c->fp);
+    for (size_t i = 0; i < e->ntb; i++) {
+        (void)fputs("  ", c->fp);
+        text_frame(c, &e->tb[i]);
+    }
+}
+
+/* One native frame: "  native 0x7f..: take_gil+0x4f (libpython3.12.so.1.0)", then -v's insn. */
+static void text_native_frame(struct text_ctx *c, const struct snap_native_frame *f)
+{
+    const char *slash = f->module ? strrchr(f->module, '/') : NULL;
+
+    text_sgr(c, SGR_DIM);
+    (void)fprintf(c->fp, "  native 0x%016" PRIx64 ": ", f->pc);
+    text_put(c->fp, f->symbol ? f->symbol : "??");
+    if (f->symbol)
+        (void)fprintf(c->fp, "+0x%" PRIx64, f->offset);
+    (void)fputs(" (", c->fp);
+    text_put(c->fp, slash ? slash + 1 : f->module ? f->module : "anonymous");
+    (void)fputs(")\n", c->fp);
+    if (f->insn) {
+        (void)fputs("      ", c->fp);
+        text_put(c->fp, f->insn);
+        (void)fputc('\n', c->fp);
+    }
+    text_sgr(c, SGR_RESET);
+}
+
+/* True when the native stack links Python frames (merged), so they print interleaved. */
+static bool text_native_merged(const struct snap_thread *t)
+{
+    if (t->native_error)
+        return false;
+    for (size_t i = 0; i < t->nnative; i++)
+        if (t->native[i].python_frame >= 0)
+            return true;
+    return false;
+}
+
+/* The Python frames of one eval call: python_frame up to its run's is_entry frame. */
+static void text_native_run(struct text_ctx *c, const struct snap_thread *t, size_t first)
+{
+    size_t last = first;
+
+    while (last + 1 < t->nframes && !t->frames[last].is_entry)
+        last++;
+    for (size_t j = last + 1; j > first && j - 1 < t->nframes; j--)
+        text_frame(c, &t->frames[j - 1]);
+}
+
+/* The C stack, outermost first, with each eval call's Python frames after it when merged. */
+static void text_native_stack(struct text_ctx *c, const struct snap_thread *t)
+{
+    bool merged = text_native_merged(t);
+
+    if (!merged && t->nnative > 0)
+        (void)fputs("  Native stack (innermost last):\n", c->fp);
+    for (size_t i = t->nnative; i > 0; i--) {
+        const struct snap_native_frame *f = &t->native[i - 1];
+
+        text_native_frame(c, f);
+        if (merged && f->python_frame >= 0)
+            text_native_run(c, t, (size_t)f->python_frame);
+    }
+    if (t->native_error) {
+        text_sgr(c, SGR_YELLOW);
+        (void)fputs("  native: ", c->fp);
+        text_put(c->fp, t->native_error);
+        text_sgr(c, SGR_RESET);
+        (void)fputc('\n', c->fp);
+    }
 }
 
 static int text_flush(FILE *fp, struct ps_err *err)
@@ -448,22 +418,42 @@ static int text_flush(FILE *fp, struct ps_err *err)
                       strerror(e));
 }
 
+void out_text_frame(struct text_ctx *c, const struct snap_frame *f)
+{
+    text_frame(c, f);
+}
+
+void out_text_escaped(FILE *fp, const char *str)
+{
+    text_put(fp, str);
+}
+
 int out_text_write(FILE *fp, const struct snap *s, const struct out_opts *opts, struct ps_err *err)
 {
     static const struct out_opts defaults;
     struct text_ctx c = {.fp = fp, .opts = opts ? opts : &defaults};
 
     assert(fp && s);
-    c.cache.root = c.opts->source_root && c.opts->source_root[0] ? c.opts->source_root : NULL;
+    if (c.opts->source_lines && srcline_cache_new(c.opts->source_root, &c.cache, NULL) != 0)
+        c.cache = NULL; /* out of memory: no source lines, still a report */
     text_header(&c, s);
     for (size_t i = 0; i < s->nthreads; i++) {
         const struct snap_thread *t = &s->threads[i];
         (void)fputc('\n', fp);
         text_thread_header(&c, t);
         text_thread_notes(&c, t);
-        for (size_t j = t->nframes; j > 0; j--)
-            text_frame(&c, &t->frames[j - 1]);
+        if (text_native_merged(t))
+            text_native_stack(&c, t);
+        else
+            for (size_t j = t->nframes; j > 0; j--)
+                text_frame(&c, &t->frames[j - 1]);
+        if (!text_native_merged(t) && (t->nnative > 0 || t->native_error))
+            text_native_stack(&c, t);
+        text_exc(&c, "Handling", t->exc_handled);
+        text_exc(&c, "Raising", t->exc_current);
     }
-    src_cache_free(&c.cache);
+    if (s->tasks)
+        out_tasks_text(&c, fp, s); /* dump --tasks */
+    srcline_cache_free(c.cache);
     return text_flush(fp, err);
 }

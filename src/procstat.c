@@ -180,14 +180,13 @@ enum {
     STAT_NEEDED = 20,
 };
 
-int procstat_parse_stat(const char *text, size_t len, struct procstat_stat *out,
-                        struct ps_err *err)
+int procstat_parse_stat(const char *text, size_t len, struct procstat_stat *out, struct ps_err *err)
 {
     char buf[PROCSTAT_TEXT_MAX];
     char *fields[STAT_NEEDED];
     const char *paren = NULL;
     uint64_t ppid, nthreads;
-    struct procstat_stat st;
+    struct procstat_stat st = {0};
     size_t rest;
 
     for (size_t i = 0; i < len && text[i] != '\0'; i++)
@@ -203,8 +202,8 @@ int procstat_parse_stat(const char *text, size_t len, struct procstat_stat *out,
     if (ps_split_fields(buf, fields, STAT_NEEDED) < STAT_NEEDED || fields[STAT_STATE][1] != '\0')
         return ps_err_set(err, -PS_EFORMAT, "malformed /proc stat: too few fields after comm");
     if (ps_u64(fields[STAT_PPID], &ppid) || ps_u64(fields[STAT_UTIME], &st.utime_ticks) ||
-        ps_u64(fields[STAT_STIME], &st.stime_ticks) ||
-        ps_u64(fields[STAT_NTHREADS], &nthreads) || ps_u64(fields[STAT_START], &st.start_ticks))
+        ps_u64(fields[STAT_STIME], &st.stime_ticks) || ps_u64(fields[STAT_NTHREADS], &nthreads) ||
+        ps_u64(fields[STAT_START], &st.start_ticks))
         return ps_err_set(err, -PS_EFORMAT, "malformed /proc stat: a number field is not numeric");
     st.state = fields[STAT_STATE][0];
     st.ppid = (pid_t)ppid;
@@ -255,6 +254,26 @@ long procstat_parse_syscall(const char *text, size_t len)
     return v < -1 ? -2 : v;
 }
 
+bool procstat_parse_syscall_arg0(const char *text, size_t len, uint64_t *arg0)
+{
+    char buf[64];
+    char *end = NULL, *p;
+    size_t n = len < sizeof(buf) - 1 ? len : sizeof(buf) - 1;
+    unsigned long long v;
+
+    memcpy(buf, text, n);
+    buf[n] = '\0';
+    p = strchr(buf, ' ');
+    if (!p || strncmp(p + 1, "0x", 2) != 0)
+        return false;
+    errno = 0;
+    v = strtoull(p + 1, &end, 16);
+    if (errno != 0 || end == p + 1 || (*end != '\0' && *end != ' ' && *end != '\n'))
+        return false;
+    *arg0 = v;
+    return true;
+}
+
 /* Copy wchan into out ("" when unreadable: it is a hint, not required). */
 static void ps_read_wchan(pid_t pid, pid_t tid, char *out, size_t cap)
 {
@@ -267,15 +286,18 @@ static void ps_read_wchan(pid_t pid, pid_t tid, char *out, size_t cap)
     out[strcspn(out, "\n")] = '\0';
 }
 
-static long ps_read_syscall(pid_t pid, pid_t tid)
+static long ps_read_syscall(pid_t pid, pid_t tid, uint64_t *arg0)
 {
     char path[96];
-    char text[128];
+    char text[256];
     size_t len = 0;
 
+    *arg0 = 0;
     ps_proc_path(path, sizeof(path), pid, tid, "syscall");
     if (ps_read_text(path, text, sizeof(text), &len) < 0)
         return -2;
+    if (!procstat_parse_syscall_arg0(text, len, arg0))
+        *arg0 = 0;
     return procstat_parse_syscall(text, len);
 }
 
@@ -293,7 +315,7 @@ int procstat_thread_os(pid_t pid, pid_t tid, struct snap_os *out, struct ps_err 
     os.utime_ticks = st.utime_ticks;
     os.stime_ticks = st.stime_ticks;
     ps_read_wchan(pid, tid, os.wchan, sizeof(os.wchan));
-    os.syscall = ps_read_syscall(pid, tid);
+    os.syscall = ps_read_syscall(pid, tid, &os.syscall_arg0);
     *out = os;
     return 0;
 }
@@ -317,8 +339,7 @@ static int ps_parse_ids(const char *s, unsigned long ids[4])
     return n;
 }
 
-static void ps_status_ids(const char *val, bool is_uid, struct procstat_status *out,
-                          int *have)
+static void ps_status_ids(const char *val, bool is_uid, struct procstat_status *out, int *have)
 {
     unsigned long ids[4];
 
@@ -338,8 +359,8 @@ static void ps_status_line(const char *key, const char *val, struct procstat_sta
 {
     char *end = NULL;
 
-    if (strcmp(key, "State") == 0)
-        out->state = val[0] ? val[0] : '?';
+    if (strcmp(key, "State") == 0 && val[0] != '\0')
+        out->state = val[0];
     else if (strcmp(key, "PPid") == 0)
         out->ppid = (pid_t)strtol(val, NULL, 10);
     else if (strcmp(key, "TracerPid") == 0)
@@ -444,21 +465,24 @@ static uint64_t ps_read_rss(pid_t pid)
 {
     char path[64];
     char text[256];
+    char *end = NULL;
     size_t len = 0;
-    unsigned long long size = 0, resident = 0;
+    unsigned long long resident;
     long page = sysconf(_SC_PAGESIZE);
 
     ps_proc_path(path, sizeof(path), pid, 0, "statm");
     if (ps_read_text(path, text, sizeof(text), &len) < 0 || page <= 0)
         return 0;
-    if (sscanf(text, "%llu %llu", &size, &resident) != 2)
+    (void)strtoull(text, &end, 10); /* size; the second field is the resident set */
+    if (end == text || *end != ' ')
         return 0;
+    resident = strtoull(end + 1, NULL, 10);
     return (uint64_t)resident * (uint64_t)page;
 }
 
 int procstat_proc(pid_t pid, struct procstat_proc *out, struct ps_err *err)
 {
-    struct procstat_stat st;
+    struct procstat_stat st = {0};
     long hz = sysconf(_SC_CLK_TCK);
     int rc;
 
@@ -569,21 +593,19 @@ static void ps_blocked_activity(const struct snap_os *os, char *buf, size_t cap)
 {
     const struct ps_sysname *s = ps_sys_find(os->syscall);
     bool wchan = ps_wchan_known(os);
+    bool futex = s ? s->kind == SYS_KIND_FUTEX : wchan && strstr(os->wchan, "futex") != NULL;
+    bool sleep = s ? s->kind == SYS_KIND_SLEEP : os->syscall < 0; /* no syscall known */
 
-    if ((s && s->kind == SYS_KIND_FUTEX) || (!s && wchan && strstr(os->wchan, "futex")))
+    if (futex)
         (void)snprintf(buf, cap, "waiting on a futex");
-    else if (s && s->kind == SYS_KIND_SLEEP && wchan)
+    else if (sleep && wchan)
         (void)snprintf(buf, cap, "sleeping (%s)", os->wchan);
-    else if (s && s->kind == SYS_KIND_SLEEP)
+    else if (sleep)
         (void)snprintf(buf, cap, "sleeping");
     else if (s)
         (void)snprintf(buf, cap, "blocked in %s", s->name);
-    else if (os->syscall >= 0)
-        (void)snprintf(buf, cap, "blocked in syscall %ld", os->syscall);
-    else if (wchan)
-        (void)snprintf(buf, cap, "sleeping (%s)", os->wchan);
     else
-        (void)snprintf(buf, cap, "sleeping");
+        (void)snprintf(buf, cap, "blocked in syscall %ld", os->syscall);
 }
 
 const char *procstat_activity(const struct snap_os *os, char *buf, size_t cap)

@@ -24,9 +24,9 @@
 
 /* PyASCIIObject.state bits (cpython/unicodeobject.h, 3.11-3.13): interned:2, kind:3,
  * compact:1, ascii:1, then ready (3.11) / statically_allocated (3.12+). */
-#define STR_KIND(state) (((state) >> 2) & 7u)
+#define STR_KIND(state)    (((state) >> 2) & 7u)
 #define STR_COMPACT(state) (((state) >> 5) & 1u)
-#define STR_ASCII(state) (((state) >> 6) & 1u)
+#define STR_ASCII(state)   (((state) >> 6) & 1u)
 
 /* No process holds a str of 2^40 characters (a TiB at one byte each): a bigger length is
  * garbage, not a long string to cut. */
@@ -82,8 +82,8 @@ int pyobj_type_flags(const struct pyctx *c, uint64_t type, uint64_t *flags, stru
 }
 
 /* Whether type pointer t (read from obj) has `flag` in its tp_flags. */
-static int type_has_flag(const struct pyctx *c, uint64_t obj, uint64_t t, uint64_t flag,
-                         bool *has, struct ps_err *err)
+static int type_has_flag(const struct pyctx *c, uint64_t obj, uint64_t t, uint64_t flag, bool *has,
+                         struct ps_err *err)
 {
     uint64_t flags = 0;
     int rc = 0;
@@ -166,8 +166,8 @@ static int str_data_addr(const struct pyctx *c, uint64_t obj, uint32_t state, ui
 #define STR_HDR_MAX 64
 
 /* Validate the state and length words of a str header copied into hdr. */
-static int str_parse(const struct pyctx *c, uint64_t obj, const uint8_t *hdr,
-                     struct str_info *si, struct ps_err *err)
+static int str_parse(const struct pyctx *c, uint64_t obj, const uint8_t *hdr, struct str_info *si,
+                     struct ps_err *err)
 {
     const struct layout *lay = c->lay;
     int64_t length = (int64_t)pyobj_le64(hdr + lay->str_length);
@@ -191,9 +191,9 @@ static int str_parse(const struct pyctx *c, uint64_t obj, const uint8_t *hdr,
 }
 
 /*
- * Read and validate a str header (one read, plus the type's flags unless it is exactly
- * PyUnicode_Type). A readable object of another type sets *is_str = false and succeeds (dict
- * keys need not be str); garbage is -PS_ECORRUPT.
+ * Read and validate a str header: the type first (so a smaller object of another type is
+ * never over-read), then the header up to the state word. A readable object of another type
+ * sets *is_str = false and succeeds (dict keys need not be str); garbage is -PS_ECORRUPT.
  */
 static int str_probe(const struct pyctx *c, uint64_t obj, struct str_info *si, bool *is_str,
                      struct ps_err *err)
@@ -201,29 +201,26 @@ static int str_probe(const struct pyctx *c, uint64_t obj, struct str_info *si, b
     const struct layout *lay = c->lay;
     uint8_t hdr[STR_HDR_MAX];
     uint64_t t = 0;
-    int rc = check_addr(obj, "str", err);
+    int rc = pyobj_type(c, obj, &t, err);
 
     if (rc < 0)
         return rc;
-    if (lay->object_type + 8 > STR_HDR_MAX || lay->str_length + 8 > STR_HDR_MAX ||
-        lay->str_state + 4 > STR_HDR_MAX)
+    if (lay->str_length + 8 > STR_HDR_MAX || lay->str_state + 4 > STR_HDR_MAX)
         return ps_err_set(err, -PS_EVERSION, "layout %s places the str header past %d bytes",
                           lay->name, STR_HDR_MAX);
-    rc = memsrc_read(c->src, obj, hdr, (size_t)lay->str_state + 4, err);
-    if (rc < 0)
-        return rc;
-    t = pyobj_le64(hdr + lay->object_type);
     if (c->syms && c->syms->unicode_type != 0 && t == c->syms->unicode_type)
         *is_str = true;
     else
         rc = type_has_flag(c, obj, t, PYOBJ_TPFLAGS_UNICODE_SUBCLASS, is_str, err);
     if (rc < 0 || !*is_str)
         return rc;
+    rc = memsrc_read(c->src, obj, hdr, (size_t)lay->str_state + 4, err);
+    if (rc < 0)
+        return rc;
     return str_parse(c, obj, hdr, si, err);
 }
 
-static int str_header(const struct pyctx *c, uint64_t obj, struct str_info *si,
-                      struct ps_err *err)
+static int str_header(const struct pyctx *c, uint64_t obj, struct str_info *si, struct ps_err *err)
 {
     bool is_str = false;
     int rc = str_probe(c, obj, si, &is_str, err);
@@ -270,8 +267,8 @@ static uint32_t str_char(const uint8_t *raw, unsigned kind, size_t i)
         return raw[i];
     if (kind == 2)
         return (uint32_t)raw[2 * i] | (uint32_t)raw[2 * i + 1] << 8;
-    return (uint32_t)raw[4 * i] | (uint32_t)raw[4 * i + 1] << 8 |
-           (uint32_t)raw[4 * i + 2] << 16 | (uint32_t)raw[4 * i + 3] << 24;
+    return (uint32_t)raw[4 * i] | (uint32_t)raw[4 * i + 1] << 8 | (uint32_t)raw[4 * i + 2] << 16 |
+           (uint32_t)raw[4 * i + 3] << 24;
 }
 
 /*
@@ -279,8 +276,8 @@ static uint32_t str_char(const uint8_t *raw, unsigned kind, size_t i)
  * output byte, so chars <= cap - 1 bounds the reads by the caller's buffer. Sets *full when
  * the buffer filled before all characters were written.
  */
-static int str_decode(const struct pyctx *c, const struct str_info *si, size_t chars,
-                      char *buf, size_t cap, bool *full, size_t *out_len, struct ps_err *err)
+static int str_decode(const struct pyctx *c, const struct str_info *si, size_t chars, char *buf,
+                      size_t cap, bool *full, size_t *out_len, struct ps_err *err)
 {
     uint8_t raw[STR_CHUNK_CHARS * 4];
     size_t pos = 0;
@@ -288,7 +285,9 @@ static int str_decode(const struct pyctx *c, const struct str_info *si, size_t c
 
     *full = false;
     for (size_t done = 0; done < chars && !*full && rc == 0;) {
-        size_t n = chars - done < STR_CHUNK_CHARS ? chars - done : STR_CHUNK_CHARS;
+        size_t n = chars - done;
+        if (n > STR_CHUNK_CHARS)
+            n = STR_CHUNK_CHARS;
         rc = memsrc_read(c->src, si->data + done * si->kind, raw, n * si->kind, err);
         for (size_t i = 0; rc == 0 && i < n && !*full; i++)
             *full = !utf8_put(buf, cap, &pos, str_char(raw, si->kind, i));
@@ -322,8 +321,8 @@ int pyobj_str(const struct pyctx *c, uint64_t obj, char *buf, size_t cap, bool *
     return rc;
 }
 
-int pyobj_str_equals(const struct pyctx *c, uint64_t obj, const char *key, size_t len,
-                     bool *equal, struct ps_err *err)
+int pyobj_str_equals(const struct pyctx *c, uint64_t obj, const char *key, size_t len, bool *equal,
+                     struct ps_err *err)
 {
     struct str_info si = {0};
     char text[PYOBJ_KEY_MAX + 2];
@@ -333,8 +332,8 @@ int pyobj_str_equals(const struct pyctx *c, uint64_t obj, const char *key, size_
     int rc = 0;
 
     if (len > PYOBJ_KEY_MAX)
-        return ps_err_set(err, -PS_ELIMIT, "a key of %zu bytes is longer than the %d-byte cap",
-                          len, PYOBJ_KEY_MAX);
+        return ps_err_set(err, -PS_ELIMIT, "a key of %zu bytes is longer than the %d-byte cap", len,
+                          PYOBJ_KEY_MAX);
     rc = str_probe(c, obj, &si, &is_str, err);
     *equal = false;
     if (rc < 0 || !is_str || si.length > (int64_t)len) /* each char takes >= 1 UTF-8 byte */
@@ -354,20 +353,22 @@ static bool is_ascii(const char *s, size_t len)
 }
 
 /* Batch state: per key, what the header read decided. */
-enum match_verdict { MATCH_NO, MATCH_SLOW, MATCH_DATA };
+enum match_verdict {
+    MATCH_NO,
+    MATCH_SLOW,
+    MATCH_DATA
+};
 
 /*
- * Fast classification from a header copied by the batch read: exact PyUnicode_Type, compact
- * ASCII of the key's length -> compare data; other compact str -> cannot equal ASCII text;
- * anything else (subclass, non-str, non-compact, odd state) -> per-key slow path.
+ * Fast classification of an exact PyUnicode_Type header: compact ASCII of the key's length ->
+ * compare data; other compact str -> cannot equal ASCII text; non-compact or odd state ->
+ * per-key slow path.
  */
 static enum match_verdict match_classify(const struct pyctx *c, const uint8_t *hdr, size_t len)
 {
     const struct layout *lay = c->lay;
     uint32_t state = 0;
 
-    if (pyobj_le64(hdr + lay->object_type) != c->syms->unicode_type)
-        return MATCH_SLOW;
     memcpy(&state, hdr + lay->str_state, sizeof(state));
     if (!STR_COMPACT(state) || STR_KIND(state) == 0)
         return MATCH_SLOW;
@@ -376,30 +377,42 @@ static enum match_verdict match_classify(const struct pyctx *c, const uint8_t *h
     return MATCH_NO;
 }
 
-/* Read headers of keys[0..n) in one readv and classify; all MATCH_SLOW if the read fails. */
+/*
+ * Classify keys[0..n) with two scatter reads: their types, then the headers of those that are
+ * exactly PyUnicode_Type. Keys left MATCH_SLOW (a failed read, a subclass, another type) go
+ * through pyobj_str_equals, which reports garbage precisely.
+ */
 static void match_headers(const struct pyctx *c, const uint64_t *keys, size_t n, size_t len,
                           enum match_verdict *v)
 {
-    uint8_t hdrs[PYOBJ_MATCH_BATCH][STR_HDR_MAX];
+    uint8_t hdrs[PYOBJ_MATCH_BATCH][STR_HDR_MAX] = {{0}};
+    uint64_t types[PYOBJ_MATCH_BATCH];
     struct memsrc_iov iov[PYOBJ_MATCH_BATCH];
     size_t hdr_len = (size_t)c->lay->str_state + 4;
+    size_t m = 0;
     struct ps_err ignored = {0};
 
     for (size_t i = 0; i < n; i++) {
-        iov[i] = (struct memsrc_iov){.addr = keys[i], .buf = hdrs[i], .len = hdr_len};
+        iov[i] = (struct memsrc_iov){keys[i] + (uint64_t)c->lay->object_type, &types[i], 8};
         v[i] = MATCH_SLOW;
     }
     if (hdr_len > STR_HDR_MAX || memsrc_readv(c->src, iov, n, &ignored) < 0)
         return;
     for (size_t i = 0; i < n; i++)
-        v[i] = match_classify(c, hdrs[i], len);
+        if (types[i] == c->syms->unicode_type)
+            iov[m++] = (struct memsrc_iov){keys[i], hdrs[i], hdr_len};
+    if (m == 0 || memsrc_readv(c->src, iov, m, &ignored) < 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (types[i] == c->syms->unicode_type)
+            v[i] = match_classify(c, hdrs[i], len);
 }
 
 /* Read the data of MATCH_DATA keys in one readv and settle them to a match or MATCH_NO. */
 static void match_data(const struct pyctx *c, const uint64_t *keys, size_t n, const char *key,
                        size_t len, enum match_verdict *v, bool *hit)
 {
-    char data[PYOBJ_MATCH_BATCH][PYOBJ_KEY_MAX];
+    char data[PYOBJ_MATCH_BATCH][PYOBJ_KEY_MAX] = {{0}};
     struct memsrc_iov iov[PYOBJ_MATCH_BATCH];
     size_t idx[PYOBJ_MATCH_BATCH];
     struct ps_err ignored = {0};
@@ -425,7 +438,7 @@ int pyobj_str_match(const struct pyctx *c, const uint64_t *keys, size_t n, const
                     size_t len, size_t *index, struct ps_err *err)
 {
     enum match_verdict v[PYOBJ_MATCH_BATCH];
-    bool hit[PYOBJ_MATCH_BATCH];
+    bool hit[PYOBJ_MATCH_BATCH] = {false};
     bool fast = c->syms && c->syms->unicode_type != 0 && is_ascii(key, len);
     int rc = 0;
 
@@ -434,10 +447,10 @@ int pyobj_str_match(const struct pyctx *c, const uint64_t *keys, size_t n, const
                           len);
     for (size_t i = 0; i < n; i++)
         v[i] = MATCH_SLOW;
-    if (fast)
+    if (fast) {
         match_headers(c, keys, n, len, v);
-    if (fast)
         match_data(c, keys, n, key, len, v, hit);
+    }
     for (size_t i = 0; i < n; i++) {
         bool eq = v[i] == MATCH_DATA && hit[i];
         if (v[i] == MATCH_SLOW)
@@ -469,8 +482,8 @@ int pyobj_bytes(const struct pyctx *c, uint64_t obj, size_t maxlen, uint8_t **da
         return rc;
     if ((int64_t)size < 0)
         return ps_err_set(err, -PS_ECORRUPT,
-                          "bytes at 0x%" PRIx64 " has negative size %" PRId64 ": torn read",
-                          obj, (int64_t)size);
+                          "bytes at 0x%" PRIx64 " has negative size %" PRId64 ": torn read", obj,
+                          (int64_t)size);
     if (size > maxlen || size > MEMSRC_MAX_READ)
         return ps_err_set(err, -PS_ELIMIT,
                           "bytes at 0x%" PRIx64 " holds %" PRIu64 " bytes, over the %zu-byte "
@@ -512,19 +525,18 @@ static int long_shape(const struct pyctx *c, uint64_t obj, uint64_t word, int *s
     return 0;
 }
 
-static int long_value(uint64_t obj, const uint32_t *digits, uint64_t nd, int sign,
-                      int64_t *out, struct ps_err *err)
+static int long_value(uint64_t obj, const uint32_t *digits, uint64_t nd, int sign, int64_t *out,
+                      struct ps_err *err)
 {
     uint64_t mag = 0;
 
     for (uint64_t i = nd; i-- > 0;) {
         if (digits[i] >> LONG_DIGIT_BITS)
             return ps_err_set(err, -PS_ECORRUPT,
-                              "int at 0x%" PRIx64 " has digit 0x%x over 30 bits: torn read",
-                              obj, digits[i]);
+                              "int at 0x%" PRIx64 " has digit 0x%x over 30 bits: torn read", obj,
+                              digits[i]);
         if (mag >> (64 - LONG_DIGIT_BITS))
-            return ps_err_set(err, -PS_ELIMIT, "int at 0x%" PRIx64 " does not fit int64",
-                              obj);
+            return ps_err_set(err, -PS_ELIMIT, "int at 0x%" PRIx64 " does not fit int64", obj);
         mag = mag << LONG_DIGIT_BITS | digits[i];
     }
     if (mag > (uint64_t)INT64_MAX + (sign < 0 ? 1u : 0u))
@@ -539,8 +551,8 @@ int pyobj_long(const struct pyctx *c, uint64_t obj, int64_t *out, struct ps_err 
     uint64_t nd = 0;
     uint32_t digits[LONG_MAX_DIGITS] = {0};
     int sign = 0;
-    int rc = pyobj_check_type(c, obj, c->syms ? c->syms->long_type : 0,
-                              PYOBJ_TPFLAGS_LONG_SUBCLASS, "int", NULL, err);
+    int rc = pyobj_check_type(c, obj, c->syms ? c->syms->long_type : 0, PYOBJ_TPFLAGS_LONG_SUBCLASS,
+                              "int", NULL, err);
 
     if (rc == 0)
         rc = memsrc_read_u64(c->src, obj + (uint64_t)c->lay->long_size, &word, err);
@@ -616,15 +628,14 @@ static int heap_type_name(const struct pyctx *c, uint64_t type, char *buf, size_
         return rc;
     mod[0] = '\0';
     if (dict != 0 && pyobj_dict_get_str(c, dict, "__module__", &mod_addr, NULL) == 0 &&
-        pyobj_str(c, mod_addr, mod, sizeof(mod), NULL, NULL) == 0 && strcmp(mod, "builtins"))
+        pyobj_str(c, mod_addr, mod, sizeof(mod), NULL, NULL) == 0 && strcmp(mod, "builtins") != 0)
         (void)snprintf(buf, cap, "%s.%s", mod, qual);
     else
         (void)snprintf(buf, cap, "%s", qual);
     return 0;
 }
 
-int pyobj_type_name(const struct pyctx *c, uint64_t type, char *buf, size_t cap,
-                    struct ps_err *err)
+int pyobj_type_name(const struct pyctx *c, uint64_t type, char *buf, size_t cap, struct ps_err *err)
 {
     uint64_t flags = 0;
     uint64_t name = 0;

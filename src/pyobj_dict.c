@@ -33,25 +33,28 @@
  */
 struct pyobj_inst {
     uint32_t version_hex_min;
-    int32_t managed_dict;       /* offset of the managed dict slot from the object */
-    bool has_values_ptr;        /* 3.11: a separate values pointer ... */
-    int32_t values_ptr;         /* ... at this offset from the object */
-    bool dict_slot_tagged;      /* 3.12: the dict slot may hold (values - 1), low bit set */
-    bool inline_values;         /* 3.13: values at obj + tp_basicsize (Py_TPFLAGS_INLINE_VALUES) */
-    int32_t type_basicsize;     /* PyTypeObject.tp_basicsize */
-    int32_t type_dictoffset;    /* PyTypeObject.tp_dictoffset */
+    int32_t managed_dict;        /* offset of the managed dict slot from the object */
+    bool has_values_ptr;         /* 3.11: a separate values pointer ... */
+    int32_t values_ptr;          /* ... at this offset from the object */
+    bool dict_slot_tagged;       /* 3.12: the dict slot may hold (values - 1), low bit set */
+    bool inline_values;          /* 3.13: values at obj + tp_basicsize (Py_TPFLAGS_INLINE_VALUES) */
+    int32_t type_dictoffset;     /* PyTypeObject.tp_dictoffset */
     int32_t dictvalues_capacity; /* 3.13: uint8 capacity in PyDictValues, else -1 */
-    int32_t dictvalues_valid;   /* 3.13: uint8 valid flag in PyDictValues, else -1 */
+    int32_t dictvalues_valid;    /* 3.13: uint8 valid flag in PyDictValues, else -1 */
 };
 
 static const struct pyobj_inst pyobj_inst_table[] = {
-    {0x030b0000, -24, true, -32, false, false, 32, 288, -1, -1},
-    {0x030c0000, -24, false, 0, true, false, 32, 288, -1, -1},
-    {0x030d0000, -24, false, 0, false, true, 32, 288, 0, 3},
+    {0x030b0000, -24, true, -32, false, false, 288, -1, -1},
+    {0x030c0000, -24, false, 0, true, false, 288, -1, -1},
+    {0x030d0000, -24, false, 0, false, true, 288, 0, 3},
 };
 
 /* Dict kinds (DictKeysKind, pycore_dict.h). */
-enum { DICT_KEYS_GENERAL = 0, DICT_KEYS_UNICODE = 1, DICT_KEYS_SPLIT = 2 };
+enum {
+    DICT_KEYS_GENERAL = 0,
+    DICT_KEYS_UNICODE = 1,
+    DICT_KEYS_SPLIT = 2
+};
 /* Entry sizes: PyDictKeyEntry {hash, key, value}, PyDictUnicodeEntry {key, value}. */
 #define DICT_GENERAL_ENTRY 24u
 #define DICT_UNICODE_ENTRY 16u
@@ -65,7 +68,7 @@ struct dict_view {
     uint64_t entries; /* first entry */
     uint64_t values;  /* first value slot of a split dict, else 0 */
     size_t entry_size;
-    size_t n;         /* entries to scan */
+    size_t n; /* entries to scan */
     int kind;
 };
 
@@ -157,8 +160,7 @@ static int view_open(const struct pyctx *c, uint64_t owner, uint64_t keys, uint6
     return values ? values_cap(c, values, &v->n, err) : 0;
 }
 
-static int dict_open(const struct pyctx *c, uint64_t dict, struct dict_view *v,
-                     struct ps_err *err)
+static int dict_open(const struct pyctx *c, uint64_t dict, struct dict_view *v, struct ps_err *err)
 {
     uint64_t keys = 0;
     uint64_t values = 0;
@@ -272,8 +274,7 @@ static int view_get_str(const struct pyctx *c, const struct dict_view *v, const 
                           PYOBJ_KEY_MAX);
     rc = view_scan(c, v, find_str_chunk, &a, err);
     if (rc == 0 && !a.found)
-        rc = ps_err_set(err, -ENOENT, "key '%s' is not in the dict at 0x%" PRIx64, key,
-                        v->addr);
+        rc = ps_err_set(err, -ENOENT, "key '%s' is not in the dict at 0x%" PRIx64, key, v->addr);
     if (rc == 0)
         *value = a.value;
     return rc;
@@ -344,8 +345,8 @@ struct iter_arg {
     size_t visited;
 };
 
-static int iter_chunk(const struct pyctx *c, const struct dict_view *v,
-                      const struct dict_chunk *ch, void *arg, struct ps_err *err)
+static int iter_chunk(const struct pyctx *c, const struct dict_view *v, const struct dict_chunk *ch,
+                      void *arg, struct ps_err *err)
 {
     struct iter_arg *a = arg;
 
@@ -362,8 +363,8 @@ static int iter_chunk(const struct pyctx *c, const struct dict_view *v,
     return 0;
 }
 
-int pyobj_dict_iter(const struct pyctx *c, uint64_t dict, size_t max, pyobj_dict_cb cb,
-                    void *arg, struct ps_err *err)
+int pyobj_dict_iter(const struct pyctx *c, uint64_t dict, size_t max, pyobj_dict_cb cb, void *arg,
+                    struct ps_err *err)
 {
     struct dict_view v = {0};
     struct iter_arg a = {.cb = cb, .cb_arg = arg, .max = max};
@@ -388,21 +389,20 @@ struct inst_store {
 };
 
 /* 3.13 inline values: at obj + tp_basicsize, usable only while their `valid` byte is set. */
-static int inst_inline_values(const struct pyctx *c, const struct pyobj_inst *inst,
-                              uint64_t obj, uint64_t type, struct inst_store *st,
-                              struct ps_err *err)
+static int inst_inline_values(const struct pyctx *c, const struct pyobj_inst *inst, uint64_t obj,
+                              uint64_t type, struct inst_store *st, struct ps_err *err)
 {
     uint64_t basicsize = 0;
     uint8_t valid = 0;
-    int rc = memsrc_read_u64(c->src, type + (uint64_t)inst->type_basicsize, &basicsize, err);
+    int rc = memsrc_read_u64(c->src, type + (uint64_t)c->lay->type_basicsize, &basicsize, err);
 
     if (rc == 0 && (basicsize < 16 || basicsize > DICT_OFFSET_MAX || (basicsize & 7) != 0))
         rc = ps_err_set(err, -PS_ECORRUPT,
                         "type 0x%" PRIx64 " has tp_basicsize %" PRIu64 ": torn read", type,
                         basicsize);
     if (rc == 0)
-        rc = memsrc_read(c->src, obj + basicsize + (uint64_t)inst->dictvalues_valid, &valid, 1,
-                         err);
+        rc =
+            memsrc_read(c->src, obj + basicsize + (uint64_t)inst->dictvalues_valid, &valid, 1, err);
     if (rc == 0 && valid)
         st->values = obj + basicsize;
     return rc;
@@ -483,8 +483,7 @@ int pyobj_instance_attr(const struct pyctx *c, uint64_t obj, const char *name, u
     if (st.dict != 0)
         return pyobj_dict_get_str(c, st.dict, name, value, err);
     if (st.values == 0)
-        return ps_err_set(err, -ENOENT, "object at 0x%" PRIx64 " has no instance attributes",
-                          obj);
+        return ps_err_set(err, -ENOENT, "object at 0x%" PRIx64 " has no instance attributes", obj);
     rc = memsrc_read_u64(c->src, type + (uint64_t)c->lay->heaptype_cached_keys, &keys, err);
     if (rc == 0)
         rc = view_open(c, obj, keys, st.values, &v, err);
@@ -511,8 +510,8 @@ int pyobj_module(const struct pyctx *c, uint64_t interp, const char *name, uint6
     return rc;
 }
 
-int pyobj_module_global(const struct pyctx *c, uint64_t module, const char *name,
-                        uint64_t *value, struct ps_err *err)
+int pyobj_module_global(const struct pyctx *c, uint64_t module, const char *name, uint64_t *value,
+                        struct ps_err *err)
 {
     uint64_t dict = 0;
     uint64_t type = 0;

@@ -13,14 +13,14 @@
 #include "pyscope/pyobj.h"
 
 /* tp_flags bits (Include/object.h; identical in 3.11, 3.12 and 3.13 unless noted). */
-#define PYOBJ_TPFLAGS_INLINE_VALUES (1ull << 2) /* 3.13+ */
-#define PYOBJ_TPFLAGS_MANAGED_DICT (1ull << 4)
-#define PYOBJ_TPFLAGS_HEAPTYPE (1ull << 9)
-#define PYOBJ_TPFLAGS_LONG_SUBCLASS (1ull << 24)
-#define PYOBJ_TPFLAGS_BYTES_SUBCLASS (1ull << 27)
+#define PYOBJ_TPFLAGS_INLINE_VALUES    (1ull << 2) /* 3.13+ */
+#define PYOBJ_TPFLAGS_MANAGED_DICT     (1ull << 4)
+#define PYOBJ_TPFLAGS_HEAPTYPE         (1ull << 9)
+#define PYOBJ_TPFLAGS_LONG_SUBCLASS    (1ull << 24)
+#define PYOBJ_TPFLAGS_BYTES_SUBCLASS   (1ull << 27)
 #define PYOBJ_TPFLAGS_UNICODE_SUBCLASS (1ull << 28)
-#define PYOBJ_TPFLAGS_DICT_SUBCLASS (1ull << 29)
-#define PYOBJ_TPFLAGS_TYPE_SUBCLASS (1ull << 31)
+#define PYOBJ_TPFLAGS_DICT_SUBCLASS    (1ull << 29)
+#define PYOBJ_TPFLAGS_TYPE_SUBCLASS    (1ull << 31)
 
 /* Decode a little-endian word from a local copy of target bytes (any alignment). */
 uint64_t pyobj_le64(const uint8_t *p);
@@ -48,8 +48,8 @@ int pyobj_type_flags(const struct pyctx *c, uint64_t type, uint64_t *flags,
  * false for objects of other types; unreadable or garbage objects are errors. Reads the
  * header, then the data only if the length can match.
  */
-int pyobj_str_equals(const struct pyctx *c, uint64_t obj, const char *key, size_t len,
-                     bool *equal, struct ps_err *err) PS_WARN_UNUSED;
+int pyobj_str_equals(const struct pyctx *c, uint64_t obj, const char *key, size_t len, bool *equal,
+                     struct ps_err *err) PS_WARN_UNUSED;
 
 /*
  * First of keys[0..n) (n <= PYOBJ_MATCH_BATCH, all non-NULL) that is a str equal to key

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "pyscope/debugoffsets.h"
 #include "pyscope/diag.h"
 #include "pyscope/procstat.h"
 #include "pyscope/walk.h"
@@ -61,15 +62,30 @@ static int explain_exit(pid_t pid, int rc, struct ps_err *err)
     return rc;
 }
 
+/* The newest table older than an unknown 3.13+ version (its debug offsets fill the rest). */
+static const struct layout *standin_table(uint32_t version_hex)
+{
+    const struct layout *lay = NULL;
+
+    for (uint32_t minor = (version_hex >> 16) & 0xffu; !lay && minor > 0 && minor < 256; minor--)
+        lay = layout_for_version((version_hex & 0xff000000u) | (minor - 1) << 16);
+    return lay;
+}
+
 static int pick_layout(struct pyproc *pp, struct ps_err *err)
 {
-    pp->lay = layout_for_version(pp->loc.version_hex);
-    if (!pp->lay)
+    pp->table = layout_for_version(pp->loc.version_hex);
+    pp->table_standin = !pp->table && debugoffsets_expected(pp->loc.version_hex);
+    if (pp->table_standin)
+        pp->table = standin_table(pp->loc.version_hex);
+    if (!pp->table)
         return ps_err_set(err, -PS_EVERSION,
                           "process %d runs Python %s, which pyscope does not support (supported: "
                           "%s); run pyscope against a supported interpreter",
                           (int)pp->pid, pp->loc.version, layout_supported());
-    if (pp->loc.runtime_section_size && pp->lay->runtime_size > 0 &&
+    pp->lay_own = *pp->table;
+    pp->lay = &pp->lay_own;
+    if (!pp->table_standin && pp->loc.runtime_section_size && pp->lay->runtime_size > 0 &&
         pp->loc.runtime_section_size != (uint64_t)pp->lay->runtime_size)
         (void)snprintf(pp->warning, sizeof(pp->warning),
                        "the runtime of Python %s is %llu bytes but the %s table (from %s) "
@@ -78,6 +94,63 @@ static int pick_layout(struct pyproc *pp, struct ps_err *err)
                        pp->loc.version, (unsigned long long)pp->loc.runtime_section_size,
                        pp->lay->name, pp->lay->generated_from, pp->lay->runtime_size);
     return 0;
+}
+
+/* Append a sentence to the warning (bounded; a repeated sentence is not added twice). */
+static void add_warning(struct pyproc *pp, const char *msg)
+{
+    size_t len = strlen(pp->warning);
+
+    if (!msg[0] || strstr(pp->warning, msg))
+        return;
+    (void)snprintf(pp->warning + len, sizeof(pp->warning) - len, "%s%s", len ? "; " : "", msg);
+}
+
+/*
+ * 3.13+: prefer the target's _Py_DebugOffsets over the table (debugoffsets.h). Without them a
+ * version that has its own table goes on with it (warned); a stand-in table cannot.
+ */
+static int apply_debug_offsets(struct pyproc *pp, struct ps_err *err)
+{
+    struct debugoffsets_in in = {
+        .src = pp->src,
+        .runtime_addr = pp->loc.syms.runtime,
+        .version_hex = pp->loc.version_hex,
+        .version = pp->loc.version,
+        .runtime_section_size = pp->loc.runtime_section_size,
+        .table = pp->table,
+        .exact = !pp->table_standin,
+    };
+    struct debugoffsets_out *out;
+    struct ps_err derr = {0};
+    int rc;
+
+    if (!debugoffsets_expected(pp->loc.version_hex))
+        return 0;
+    out = calloc(1, sizeof(*out));
+    if (!out)
+        return ps_err_set(err, -ENOMEM, "cannot allocate the debug offsets: out of memory");
+    rc = debugoffsets_merge(&in, out, &derr);
+    if (rc == 0) {
+        pp->lay_own = out->lay;
+        add_warning(pp, out->warning);
+    } else if (pp->table_standin) {
+        rc = ps_err_set(err, -PS_EVERSION,
+                        "process %d runs Python %s, which has no pyscope table (supported: %s), "
+                        "and its own _Py_DebugOffsets cannot be used: %s",
+                        (int)pp->pid, pp->loc.version, layout_supported(), derr.msg);
+    } else if (rc == -PS_EVERSION) {
+        rc = ps_err_set(err, rc, "%s", derr.msg);
+    } else {
+        (void)snprintf(out->warning, sizeof(out->warning),
+                       "the target's _Py_DebugOffsets could not be used (%.300s): using pyscope's "
+                       "%s table alone",
+                       derr.msg, pp->table->name);
+        add_warning(pp, out->warning);
+        rc = 0;
+    }
+    free(out);
+    return rc;
 }
 
 /* First read of target memory: turns a bare EPERM into a diagnosed sentence. */
@@ -208,6 +281,8 @@ static int open_parts(struct pyproc *pp, struct ps_err *err)
         return rc;
     pp->ctx = (struct pyctx){.src = pp->src, .lay = pp->lay, .syms = &pp->loc.syms};
     rc = probe_memory(pp, err);
+    if (rc == 0)
+        rc = apply_debug_offsets(pp, err);
     if (rc < 0)
         return rc;
     rc = code_cache_new(&pp->codes, err);
@@ -252,8 +327,10 @@ int pyproc_open_source(struct memsrc *src, const struct locate_info *loc, struct
     if (rc == 0) {
         pp->src = src;
         pp->ctx = (struct pyctx){.src = pp->src, .lay = pp->lay, .syms = &pp->loc.syms};
-        rc = code_cache_new(&pp->codes, err);
+        rc = apply_debug_offsets(pp, err);
     }
+    if (rc == 0)
+        rc = code_cache_new(&pp->codes, err);
     if (rc == 0)
         rc = pyproc_validate(pp, err);
     if (rc < 0) {
@@ -406,7 +483,8 @@ int pyproc_record(struct pyproc *pp, const char *path, struct ps_err *err)
         return rc;
     pp->src = rec;
     pp->ctx.src = rec;
-    return pyproc_validate(pp, err); /* recorded, so that a replay validates too */
+    rc = apply_debug_offsets(pp, err);             /* recorded too, so that a replay reads them */
+    return rc < 0 ? rc : pyproc_validate(pp, err); /* recorded, so that a replay validates */
 }
 
 void pyproc_close(struct pyproc *pp)

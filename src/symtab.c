@@ -24,26 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* A PT_LOAD program header, copied and validated once at open. */
-struct symtab_seg {
-    uint64_t vaddr;
-    uint64_t offset;
-    uint64_t filesz;
-    uint64_t memsz;
-};
-
-struct symtab {
-    int fd;
-    Elf *elf;
-    char *path;
-    uint64_t file_size;
-    bool dyn;
-    uint64_t load_vaddr;
-    size_t nsegs;
-    struct symtab_seg *segs;
-    size_t shnum;
-    size_t shstrndx;
-};
+#include "symtab_int.h"
 
 /* ELF allows up to 2^32 program headers via PN_XNUM; real images have about a dozen. */
 #define SYMTAB_MAX_PHDRS 4096u
@@ -197,6 +178,7 @@ void symtab_close(struct symtab *st)
         (void)elf_end(st->elf);
     if (st->fd >= 0)
         (void)close(st->fd);
+    symtab_index_free(st->index);
     free(st->segs);
     free(st->path);
     free(st);

@@ -49,7 +49,17 @@ struct tgt_slot {
     volatile sig_atomic_t tid; /* 0 = free; the only field the signal handler reads or clears */
     enum tgt_state state;      /* main path only; meaningless when tid == 0 */
     bool interrupted;          /* PTRACE_INTERRUPT sent and no stop reported since */
+    bool fresh;                /* auto-attached by a clone event, its first stop not yet seen */
 };
+
+#define TGT_NS_PER_US INT64_C(1000)
+#define TGT_NS_PER_MS INT64_C(1000000)
+#define TGT_NS_PER_S  INT64_C(1000000000)
+/* Poll backoff between waitpid sweeps: most stops arrive within 1 ms; 20 ms caps the latency. */
+#define TGT_BACKOFF_MIN_NS (50 * TGT_NS_PER_US)
+#define TGT_BACKOFF_MAX_NS (20 * TGT_NS_PER_MS)
+/* After about 1.5 ms of waiting, check whether a silent thread is a zombie. */
+#define TGT_ZOMBIE_CHECK_NS TGT_NS_PER_MS
 
 /*
  * The one global of the engine, on purpose: the SIGINT/SIGTERM/SIGHUP/SIGQUIT handlers and the
@@ -58,11 +68,13 @@ struct tgt_slot {
  * sig_atomic_t, written before PTRACE_SEIZE and cleared after PTRACE_DETACH.
  */
 static struct {
-    volatile sig_atomic_t pid;     /* the seized process, 0 when none */
-    volatile sig_atomic_t used;    /* slots [0, used) may hold tids */
-    pid_t tracer;                  /* thread (gettid) that seized: the only one ptrace obeys */
-    bool leader_is_child;          /* pid is our child: leave its exit status to our caller */
+    volatile sig_atomic_t pid;  /* the seized process, 0 when none */
+    volatile sig_atomic_t used; /* slots [0, used) may hold tids */
+    pid_t tracer;               /* thread (gettid) that seized: the only one ptrace obeys */
+    bool leader_is_child;       /* pid is our child: leave its exit status to our caller */
     bool hooks_installed;
+    bool has_events; /* event mode (target_set_hooks) */
+    struct target_hooks events;
     struct tgt_slot slot[TARGET_MAX_THREADS];
 } tgt_reg;
 
@@ -80,12 +92,13 @@ static int64_t tgt_now_ns(void)
     struct timespec ts;
 
     (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return (int64_t)ts.tv_sec * TGT_NS_PER_S + ts.tv_nsec;
 }
 
 static void tgt_sleep_ns(int64_t ns)
 {
-    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000), .tv_nsec = (long)(ns % 1000000000)};
+    struct timespec ts = {.tv_sec = (time_t)(ns / TGT_NS_PER_S),
+                          .tv_nsec = (long)(ns % TGT_NS_PER_S)};
 
     (void)nanosleep(&ts, NULL);
 }
@@ -103,8 +116,8 @@ static bool tgt_is_live(size_t i)
 
 static bool tgt_is_stopped(size_t i)
 {
-    return tgt_reg.slot[i].tid != 0 && (tgt_reg.slot[i].state == TGT_STOPPED ||
-                                        tgt_reg.slot[i].state == TGT_GROUP_STOPPED);
+    return tgt_reg.slot[i].tid != 0 &&
+           (tgt_reg.slot[i].state == TGT_STOPPED || tgt_reg.slot[i].state == TGT_GROUP_STOPPED);
 }
 
 static size_t tgt_count(void)
@@ -149,6 +162,7 @@ static ssize_t tgt_add(pid_t tid)
         return -1;
     tgt_reg.slot[i].state = TGT_RUNNING;
     tgt_reg.slot[i].interrupted = false;
+    tgt_reg.slot[i].fresh = false;
     tgt_reg.slot[i].tid = tid;
     if (i == (size_t)tgt_reg.used)
         tgt_reg.used = (sig_atomic_t)(i + 1);
@@ -163,7 +177,7 @@ static void tgt_drop(size_t i)
         tgt_reg.used--;
 }
 
-/* ---- stop-status handling --------------------------------------------------------------------- */
+/* ---- stop-status handling -------------------------------------------------------------------- */
 
 /* Ask slot i to stop, unless it was already asked during this running period. */
 static void tgt_interrupt(size_t i)
@@ -174,15 +188,73 @@ static void tgt_interrupt(size_t i)
     (void)tgt_ptrace(PTRACE_INTERRUPT, tgt_reg.slot[i].tid, 0);
 }
 
-/* Restart a thread that stopped while we want it running: keep group stops, else continue. */
-static void tgt_restart(size_t i)
+/*
+ * Let a stopped slot run: PTRACE_CONT, or PTRACE_LISTEN for a group stop so the user's SIGSTOP
+ * keeps holding it. ESRCH means it is dying: marked running so the next wait collects it.
+ * Returns 0 or the -errno of ptrace.
+ */
+static long tgt_restart(size_t i)
 {
     struct tgt_slot *s = &tgt_reg.slot[i];
+    bool group = s->state == TGT_GROUP_STOPPED;
+    long r = tgt_ptrace(group ? PTRACE_LISTEN : PTRACE_CONT, s->tid, 0);
 
-    if (s->state == TGT_GROUP_STOPPED && tgt_ptrace(PTRACE_LISTEN, s->tid, 0) == 0)
-        s->state = TGT_LISTENING;
-    else if (s->state == TGT_STOPPED && tgt_ptrace(PTRACE_CONT, s->tid, 0) == 0)
-        s->state = TGT_RUNNING;
+    if (r == 0 || r == -ESRCH)
+        s->state = group && r == 0 ? TGT_LISTENING : TGT_RUNNING;
+    return r;
+}
+
+/* A clone event of an event-mode thread: register the new thread (auto-attached, it reports an
+ * attach stop before running), or, with a full registry, wait for that stop and detach it. */
+static void tgt_on_clone(pid_t parent)
+{
+    unsigned long msg = 0;
+    pid_t tid;
+    ssize_t k;
+    int st = 0;
+
+    if (tgt_ptrace(PTRACE_GETEVENTMSG, parent, (long)&msg) < 0 || msg == 0)
+        return;
+    tid = (pid_t)msg;
+    k = tgt_add(tid);
+    if (k >= 0) {
+        tgt_reg.slot[k].fresh = true;
+        tgt_reg.slot[k].interrupted = true; /* its attach stop is coming: no interrupt */
+        return;
+    }
+    if (waitpid(tid, &st, __WALL) == tid && WIFSTOPPED(st))
+        (void)tgt_ptrace(PTRACE_DETACH, tid, 0);
+}
+
+/*
+ * Event mode: run the hooks for one stop of slot i and return the status to apply (a claimed
+ * SIGTRAP becomes signal 0; a fresh thread's attach stop, which reads as a group stop, becomes a
+ * plain event stop).
+ */
+static int tgt_on_event(size_t i, int status)
+{
+    struct tgt_slot *s = &tgt_reg.slot[i];
+    const struct target_hooks *h = &tgt_reg.events;
+    int event = (int)((unsigned)status >> 16);
+    siginfo_t si;
+
+    if (s->fresh && event == PTRACE_EVENT_STOP) {
+        s->fresh = false;
+        if (h->new_thread)
+            h->new_thread(h->ctx, s->tid);
+        return (PTRACE_EVENT_STOP << 16) | (SIGTRAP << 8) | 0x7f;
+    }
+    if (event == PTRACE_EVENT_CLONE)
+        tgt_on_clone(s->tid);
+    if (event == PTRACE_EVENT_EXEC && h->exec)
+        h->exec(h->ctx, s->tid);
+    if (event != 0 || WSTOPSIG(status) != SIGTRAP || !h->claim_sigtrap)
+        return status;
+    memset(&si, 0, sizeof(si));
+    if (tgt_ptrace(PTRACE_GETSIGINFO, s->tid, (long)&si) == 0 &&
+        h->claim_sigtrap(h->ctx, s->tid, &si))
+        return 0x7f; /* stopped, signal 0 */
+    return status;
 }
 
 /*
@@ -201,8 +273,11 @@ static void tgt_on_status(size_t i, int status, bool want_stop)
     if (!WIFSTOPPED(status))
         return;
     s->interrupted = false; /* any stop consumed a pending interrupt */
+    if (tgt_reg.has_events)
+        status = tgt_on_event(i, status);
     if (event == 0) {
-        /* Signal-delivery stop: hand the signal on untouched; the target must not lose it. */
+        /* Signal-delivery stop: hand the signal on untouched; the target must not lose it
+         * (unless tgt_on_event claimed it as a breakpoint trap: then WSTOPSIG is 0). */
         (void)tgt_ptrace(PTRACE_CONT, s->tid, WSTOPSIG(status));
         s->state = TGT_RUNNING;
         if (want_stop)
@@ -213,7 +288,7 @@ static void tgt_on_status(size_t i, int status, bool want_stop)
                    ? TGT_GROUP_STOPPED
                    : TGT_STOPPED;
     if (!want_stop)
-        tgt_restart(i);
+        (void)tgt_restart(i);
 }
 
 /*
@@ -308,14 +383,14 @@ static int tgt_timeout_error(size_t i, struct ps_err *err)
 /* Wait until every seized thread has reported a stop or is gone, or until deadline. */
 static int tgt_wait_stops(int64_t deadline, struct ps_err *err)
 {
-    int64_t backoff = 50 * 1000; /* 50 us, doubling to 20 ms: most stops come within 1 ms */
-    ssize_t live;
+    int64_t backoff = TGT_BACKOFF_MIN_NS;
 
     for (;;) {
+        ssize_t live;
         for (size_t i = 0; i < (size_t)tgt_reg.used; i++) {
             if (tgt_is_live(i))
                 tgt_poll_one(i, true);
-            if (tgt_is_live(i) && backoff >= 1000 * 1000)
+            if (tgt_is_live(i) && backoff >= TGT_ZOMBIE_CHECK_NS)
                 tgt_drop_if_dead(i);
         }
         live = tgt_first_live();
@@ -324,7 +399,7 @@ static int tgt_wait_stops(int64_t deadline, struct ps_err *err)
         if (tgt_now_ns() >= deadline)
             return tgt_timeout_error((size_t)live, err);
         tgt_sleep_ns(backoff);
-        backoff = backoff * 2 > 20 * 1000 * 1000 ? 20 * 1000 * 1000 : backoff * 2;
+        backoff = backoff * 2 > TGT_BACKOFF_MAX_NS ? TGT_BACKOFF_MAX_NS : backoff * 2;
     }
 }
 
@@ -335,7 +410,7 @@ static void tgt_interrupt_live(void)
             tgt_interrupt(i);
 }
 
-/* ---- seizing ----------------------------------------------------------------------------------- */
+/* ---- seizing --------------------------------------------------------------------------------- */
 
 /* Seize and interrupt one tid. 1 seized, 0 skipped (gone or a zombie), or a negative code. */
 static int tgt_seize_one(pid_t tid, struct ps_err *err)
@@ -348,8 +423,10 @@ static int tgt_seize_one(pid_t tid, struct ps_err *err)
     if (i < 0)
         return ps_err_set(err, -PS_ELIMIT, "pid %d has more than %d threads, pyscope's limit",
                           (int)pid, TARGET_MAX_THREADS);
-    /* No options: PTRACE_O_EXITKILL would kill the target if pyscope died. */
-    rc = tgt_ptrace(PTRACE_SEIZE, tid, 0);
+    /* Never PTRACE_O_EXITKILL: it would kill the target if pyscope died. Event mode follows
+     * clones and exec only (target_set_hooks). */
+    rc = tgt_ptrace(PTRACE_SEIZE, tid,
+                    tgt_reg.has_events ? PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC : 0);
     if (rc == 0) {
         tgt_interrupt((size_t)i);
         return 1;
@@ -395,11 +472,10 @@ static int tgt_seize_new(struct ps_err *err)
  */
 static int tgt_stop_rounds(struct ps_err *err)
 {
-    int64_t deadline = tgt_now_ns() + (int64_t)TARGET_STOP_TIMEOUT_MS * 1000 * 1000;
-    int rc;
+    int64_t deadline = tgt_now_ns() + TARGET_STOP_TIMEOUT_MS * TGT_NS_PER_MS;
 
     for (int round = 0; round < TARGET_SEIZE_ROUNDS; round++) {
-        rc = tgt_seize_new(err);
+        int rc = tgt_seize_new(err);
         if (rc < 0)
             return rc;
         if (round > 0 && rc == 0)
@@ -418,7 +494,7 @@ static int tgt_stop_rounds(struct ps_err *err)
                       (int)tgt_reg.pid, TARGET_SEIZE_ROUNDS);
 }
 
-/* ---- detaching --------------------------------------------------------------------------------- */
+/* ---- detaching ------------------------------------------------------------------------------- */
 
 /*
  * Detach every stopped slot. ESRCH means the thread is no longer in a stop we can act on (a
@@ -444,7 +520,7 @@ static void tgt_detach_stopped(void)
 /* target_detach_all() without the warn_unused_result contract, for paths that already fail. */
 static int tgt_release(struct ps_err *err)
 {
-    int64_t deadline = tgt_now_ns() + (int64_t)TARGET_STOP_TIMEOUT_MS * 1000 * 1000;
+    int64_t deadline = tgt_now_ns() + TARGET_STOP_TIMEOUT_MS * TGT_NS_PER_MS;
     int rc;
 
     if (tgt_reg.pid == 0)
@@ -464,6 +540,18 @@ static int tgt_release(struct ps_err *err)
                           tgt_count(), (int)tgt_reg.pid);
     tgt_reg.used = 0;
     tgt_reg.pid = 0;
+    tgt_reg.has_events = false;
+    return 0;
+}
+
+int target_set_hooks(const struct target_hooks *hooks, struct ps_err *err)
+{
+    if (tgt_reg.pid != 0)
+        return ps_err_set(err, -EBUSY, "event hooks must be set before seizing pid %d",
+                          (int)tgt_reg.pid);
+    tgt_reg.has_events = hooks != NULL;
+    if (hooks)
+        tgt_reg.events = *hooks;
     return 0;
 }
 
@@ -525,20 +613,11 @@ int target_resume_all(struct ps_err *err)
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < (size_t)tgt_reg.used; i++) {
-        struct tgt_slot *s = &tgt_reg.slot[i];
-        long r;
-        if (!tgt_is_stopped(i))
-            continue;
-        r = s->state == TGT_GROUP_STOPPED ? tgt_ptrace(PTRACE_LISTEN, s->tid, 0)
-                                          : tgt_ptrace(PTRACE_CONT, s->tid, 0);
-        if (r == 0) {
-            s->state = s->state == TGT_GROUP_STOPPED ? TGT_LISTENING : TGT_RUNNING;
-        } else if (r == -ESRCH) {
-            s->state = TGT_RUNNING; /* dying: target_service or the next wait collects it */
-        } else if (rc == 0) {
-            rc = ps_err_set(err, (int)r, "resuming thread %d of pid %d failed: %s", (int)s->tid,
+        pid_t tid = tgt_reg.slot[i].tid;
+        long r = tgt_is_stopped(i) ? tgt_restart(i) : 0;
+        if (r < 0 && r != -ESRCH && rc == 0)
+            rc = ps_err_set(err, (int)r, "resuming thread %d of pid %d failed: %s", (int)tid,
                             (int)tgt_reg.pid, strerror((int)-r));
-        }
     }
     return rc;
 }
@@ -575,7 +654,7 @@ size_t target_tids(pid_t *out, size_t cap)
     return n;
 }
 
-/* ---- teardown on signals and exit --------------------------------------------------------------- */
+/* ---- teardown on signals and exit ------------------------------------------------------------ */
 
 void target_teardown_signal_safe(void)
 {
@@ -627,20 +706,19 @@ static int tgt_install_one(int sig, struct ps_err *err)
     sa.sa_handler = tgt_on_signal;
     (void)sigfillset(&sa.sa_mask); /* no other handler runs inside the teardown */
     if (sigaction(sig, &sa, NULL) < 0)
-        return ps_err_set(err, -errno, "cannot install the teardown handler for signal %d: %s",
-                          sig, strerror(errno));
+        return ps_err_set(err, -errno, "cannot install the teardown handler for signal %d: %s", sig,
+                          strerror(errno));
     return 0;
 }
 
 int target_install_signal_teardown(struct ps_err *err)
 {
     static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-    int rc;
 
     if (tgt_reg.hooks_installed)
         return 0;
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-        rc = tgt_install_one(sigs[i], err);
+        int rc = tgt_install_one(sigs[i], err);
         if (rc < 0)
             return rc;
     }
@@ -650,7 +728,7 @@ int target_install_signal_teardown(struct ps_err *err)
     return 0;
 }
 
-/* ---- inspection --------------------------------------------------------------------------------- */
+/* ---- inspection ------------------------------------------------------------------------------ */
 
 /* /proc/TID/status is the status of thread TID (a hidden but valid /proc entry). */
 static bool tgt_thread_held(pid_t pid, pid_t tid)

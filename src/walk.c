@@ -87,40 +87,17 @@ struct walk_scratch {
 
 static uint64_t get64(const uint8_t *blk, int32_t off)
 {
-    uint64_t v = 0;
-
-    if (off >= 0)
-        memcpy(&v, blk + off, sizeof(v));
-    return v;
+    return layout_get_u64(blk, off);
 }
 
 static int64_t get_i64(const uint8_t *blk, int32_t off)
 {
-    int64_t v = 0;
-
-    if (off >= 0)
-        memcpy(&v, blk + off, sizeof(v));
-    return v;
+    return (int64_t)layout_get_u64(blk, off);
 }
 
 static int32_t get_i32(const uint8_t *blk, int32_t off)
 {
-    int32_t v = 0;
-
-    if (off >= 0)
-        memcpy(&v, blk + off, sizeof(v));
-    return v;
-}
-
-/* Largest of n offsets, plus 8 bytes for the field itself. */
-static size_t block_len(const int32_t *offs, size_t n)
-{
-    int32_t max = 0;
-
-    for (size_t i = 0; i < n; i++)
-        if (offs[i] > max)
-            max = offs[i];
-    return (size_t)max + 8;
+    return (int32_t)layout_get_u32(blk, off);
 }
 
 static size_t tstate_len(const struct layout *l)
@@ -135,14 +112,14 @@ static size_t tstate_len(const struct layout *l)
                             l->tstate_datastack_chunk,
                             l->tstate_datastack_top,
                             l->tstate_datastack_limit};
-    return block_len(offs, sizeof(offs) / sizeof(offs[0]));
+    return layout_span(offs, sizeof(offs) / sizeof(offs[0]));
 }
 
 static size_t frame_len(const struct layout *l)
 {
     const int32_t offs[] = {l->frame_code, l->frame_previous, l->frame_instr, l->frame_owner,
                             l->frame_is_entry};
-    return block_len(offs, sizeof(offs) / sizeof(offs[0]));
+    return layout_span(offs, sizeof(offs) / sizeof(offs[0]));
 }
 
 static int read_block(struct pyproc *pp, uint64_t addr, uint8_t *blk, size_t len, const char *what,

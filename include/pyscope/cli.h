@@ -75,5 +75,11 @@ bool cli_parse_pid(const struct cli_common *c, const char *s, pid_t *out);
 
 /* Subcommands (src/cli_<name>.c). */
 int cli_dump(const struct cli_common *common, int argc, char **argv);
+/* src/cli_attach.c, built into the executable with the UI (ui/app.h). */
+int cli_attach(const struct cli_common *common, int argc, char **argv);
+int cli_exceptions(const struct cli_common *common, int argc, char **argv);
+int cli_growth(const struct cli_common *common, int argc, char **argv);
+int cli_record(const struct cli_common *common, int argc, char **argv);
+int cli_run(const struct cli_common *common, int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@
  */
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "pyscope/err.h"
 #include "pyscope/pyproc.h"
@@ -24,9 +25,19 @@
 #define COLLECT_DEFAULT_RETRIES 8
 #define COLLECT_MAX_RETRIES     100
 
+struct native_ctx; /* native.h */
+
 struct collect_opts {
     bool blocking; /* stop the threads while reading */
     int retries;   /* consistency retries per thread (0..COLLECT_MAX_RETRIES) */
+    /* --native: unwind each thread's C stack through this context (borrowed; a live target
+     * needs blocking, as threads must be stopped to unwind), NULL for none */
+    struct native_ctx *native;
+    /* --locals: each frame's arguments, locals, cells and free variables (locals.h) */
+    bool locals;
+    /* --tasks: asyncio tasks into snap->tasks (tasks.h), at most max_tasks listed */
+    bool tasks;
+    size_t max_tasks;
 };
 
 /*

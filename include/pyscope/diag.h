@@ -30,20 +30,20 @@ enum diag_op {
 
 /* Everything diag_explain() needs; -1 (or false for *_known) means "could not tell". */
 struct diag_facts {
-    pid_t pid;                          /* the target */
-    bool exists;                        /* /proc/PID exists */
-    bool ids_known;                     /* target_uid/target_gid are valid */
-    uid_t target_uid[3];                /* real, effective, saved */
+    pid_t pid;           /* the target */
+    bool exists;         /* /proc/PID exists */
+    bool ids_known;      /* target_uid/target_gid are valid */
+    uid_t target_uid[3]; /* real, effective, saved */
     gid_t target_gid[3];
-    pid_t tracer_pid;                   /* the target's TracerPid: 0 none, -1 unknown */
+    pid_t tracer_pid;                    /* the target's TracerPid: 0 none, -1 unknown */
     char tracer_comm[PROCSTAT_COMM_MAX]; /* the tracer's comm, "" unknown */
     pid_t self_pid;
-    uid_t self_uid;                     /* our real ids: ptrace and process_vm_readv check them */
+    uid_t self_uid; /* our real ids: ptrace and process_vm_readv check them */
     gid_t self_gid;
-    int self_cap_ptrace;                /* CAP_SYS_PTRACE in our CapEff: 1 yes, 0 no, -1 unknown */
-    int self_seccomp;                   /* our Seccomp: 0 none, 1 strict, 2 filter, -1 unknown */
-    int yama_scope;                     /* kernel.yama.ptrace_scope 0..3, -1 no Yama */
-    int descendant;                     /* the target descends from us: 1, 0, -1 unknown */
+    int self_cap_ptrace; /* CAP_SYS_PTRACE in our CapEff: 1 yes, 0 no, -1 unknown */
+    int self_seccomp;    /* our Seccomp: 0 none, 1 strict, 2 filter, -1 unknown */
+    int yama_scope;      /* kernel.yama.ptrace_scope 0..3, -1 no Yama */
+    int descendant;      /* the target descends from us: 1, 0, -1 unknown */
 };
 
 /*
@@ -60,8 +60,7 @@ void diag_gather(pid_t pid, struct diag_facts *out);
  * does not exist or exited, -PS_EPERM for permission causes, -errno_value otherwise. Pure: reads
  * only *f. Any thread.
  */
-int diag_explain(const struct diag_facts *f, enum diag_op op, int errno_value,
-                 struct ps_err *err);
+int diag_explain(const struct diag_facts *f, enum diag_op op, int errno_value, struct ps_err *err);
 
 /* diag_gather() then diag_explain(): the one call for code that just saw the failure. */
 int diag_permission(pid_t pid, enum diag_op op, int errno_value, struct ps_err *err);

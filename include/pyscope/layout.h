@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "pyscope/err.h"
 
@@ -94,6 +95,9 @@
     X(code_linetable)                                                                          \
     X(code_firsttraceable)                                                                     \
     X(code_code_adaptive)                                                                      \
+    X(code_argcount)                                                                           \
+    X(code_kwonlyargcount)                                                                     \
+    X(code_flags)                     /* CO_VARARGS 0x4, CO_VARKEYWORDS 0x8 */                 \
     /* PyObject / PyVarObject / PyTypeObject / PyHeapTypeObject */                             \
     X(object_type)                                                                             \
     X(varobject_size)                                                                          \
@@ -132,6 +136,11 @@
     X(gen_exc_state)                                                                           \
     X(gen_frame_state)                                                                         \
     X(gen_iframe)                                                                              \
+    X(gen_state_created_neg)      /* constant: -FRAME_CREATED (pycore_frame.h); the            \
+                                     gen_state_* are negated: -1 means absent */               \
+    X(gen_state_suspended_neg)    /* constant: -FRAME_SUSPENDED */                             \
+    X(gen_state_yield_from_neg)   /* constant: -FRAME_SUSPENDED_YIELD_FROM (3.13+) */          \
+    X(gen_state_executing)        /* constant: FRAME_EXECUTING */                              \
     /* PyDictObject / PyDictKeysObject / PyDictValues */                                       \
     X(dict_keys)                                                                               \
     X(dict_values)                                                                             \
@@ -143,6 +152,10 @@
     /* set, module, weakref */                                                                 \
     X(set_mask)                                                                                \
     X(set_table)                                                                               \
+    X(set_used)                                                                                \
+    X(list_items)                     /* PyListObject.ob_item (pointer) */                     \
+    X(float_value)                    /* PyFloatObject.ob_fval */                              \
+    X(cell_ref)                       /* PyCellObject.ob_ref */                                \
     X(module_dict)                                                                             \
     X(weakref_object)                                                                          \
     /* _asyncio TaskObj / FutureIter (from the extension's DWARF) */                           \
@@ -150,10 +163,27 @@
     X(task_fut_waiter)                                                                         \
     X(task_coro)                                                                               \
     X(task_name)                                                                               \
+    X(task_loop)                                                                               \
+    X(future_state)               /* FutureObj.fut_state */                                    \
     X(futureiter_future)                                                                       \
+    /* container sizes for growth (object.h, pycore_dict.h, listobject.h, setobject.h) */      \
+    X(type_basicsize)                                                                          \
+    X(gc_head_size)                   /* constant: sizeof(PyGC_Head) */                        \
+    X(dict_used)                                                                               \
+    X(dictkeys_refcnt)                                                                         \
+    X(dictkeys_log2_size)                                                                      \
+    X(dictkeys_usable)                                                                         \
+    X(dictkeys_size)                  /* constant: sizeof(PyDictKeysObject) */                 \
+    X(list_allocated)                                                                          \
+    X(set_fill)                                                                                \
+    X(set_smalltable)                                                                          \
+    /* dequeobject, lru_cache_object (libpython's DWARF: Modules/_collections, _functools) */  \
+    X(deque_leftindex)                                                                         \
+    X(lru_cache_cache)                                                                         \
     /* opcodes */                                                                              \
     X(opcode_resume)                                                                           \
-    X(opcode_instrumented_resume)
+    X(opcode_instrumented_resume)                                                              \
+    X(opcode_resume_quick)            /* 3.11: RESUME_QUICK (specialised RESUME) */
 
 struct layout {
     uint32_t version_hex_min; /* first PY_VERSION_HEX this table is for (e.g. 0x030c0000) */
@@ -185,5 +215,31 @@ int32_t layout_field_value(const struct layout *lay, size_t i);
 
 /* Find a field's value by name; returns false when no such field. */
 bool layout_field_by_name(const struct layout *lay, const char *name, int32_t *out);
+
+/*
+ * Bytes of a struct to copy so that every field in offs (n offsets, absent ones ignored) is
+ * inside: the largest offset plus 8.
+ */
+size_t layout_span(const int32_t *offs, size_t n);
+
+/* Read a field out of a local copy of a target struct; an absent field (off < 0) reads 0. The
+ * caller guarantees off + size is inside the copy (layout_span). */
+static inline uint64_t layout_get_u64(const uint8_t *blk, int32_t off)
+{
+    uint64_t v = 0;
+
+    if (off >= 0)
+        memcpy(&v, blk + off, sizeof(v));
+    return v;
+}
+
+static inline uint32_t layout_get_u32(const uint8_t *blk, int32_t off)
+{
+    uint32_t v = 0;
+
+    if (off >= 0)
+        memcpy(&v, blk + off, sizeof(v));
+    return v;
+}
 
 #endif

@@ -63,6 +63,16 @@ struct locate_info {
 int locate_python(pid_t pid, const struct maps *maps, struct locate_info *out,
                   struct ps_err *err) PS_WARN_UNUSED;
 
+/*
+ * As locate_python for a process that no longer runs (a core file): maps as recorded in the core,
+ * exe the recorded path of its executable; each image is opened as file_root + recorded path
+ * (file_root NULL: as recorded), the executable from exe_file when set. No /proc access and no
+ * inode check (a core records none). Same errors, plus -ENOENT naming a missing binary.
+ */
+int locate_python_files(const struct maps *maps, const char *exe, const char *file_root,
+                        const char *exe_file, struct locate_info *out,
+                        struct ps_err *err) PS_WARN_UNUSED;
+
 /* Format a PY_VERSION_HEX as "3.12.1" / "3.13.0rc2" into buf. */
 void locate_version_string(uint32_t version_hex, char *buf, size_t len);
 

@@ -22,7 +22,7 @@
 #define PROCSTAT_COMM_MAX 32
 /* Command lines are shown, not parsed: 4 KiB is several screen lines and bounds the read. */
 #define PROCSTAT_CMDLINE_MAX 4096
-#define PROCSTAT_PATH_MAX 4096
+#define PROCSTAT_PATH_MAX    4096
 /* Longest /proc text we parse (stat, status): status is about 1.5 KiB on 6.x kernels. */
 #define PROCSTAT_TEXT_MAX 8192
 /* Capability number of CAP_SYS_PTRACE (linux/capability.h). */
@@ -30,25 +30,25 @@
 
 /* The fields pyscope uses from /proc/PID[/task/TID]/stat. */
 struct procstat_stat {
-    char state;            /* field 3: R, S, D, T, t, Z, X, I, ... */
-    pid_t ppid;            /* field 4 */
-    uint64_t utime_ticks;  /* field 14, clock ticks */
-    uint64_t stime_ticks;  /* field 15 */
-    long num_threads;      /* field 20 */
-    uint64_t start_ticks;  /* field 22: start time since boot (detects pid reuse) */
+    char state;           /* field 3: R, S, D, T, t, Z, X, I, ... */
+    pid_t ppid;           /* field 4 */
+    uint64_t utime_ticks; /* field 14, clock ticks */
+    uint64_t stime_ticks; /* field 15 */
+    long num_threads;     /* field 20 */
+    uint64_t start_ticks; /* field 22: start time since boot (detects pid reuse) */
 };
 
 /* The fields pyscope uses from /proc/PID/status. Unknown values are marked as stated. */
 struct procstat_status {
-    char state;            /* "State:" letter, '?' unknown */
-    pid_t ppid;            /* -1 unknown */
-    pid_t tracer_pid;      /* 0 not traced, -1 unknown */
-    bool ids_known;        /* Uid: and Gid: lines were parsed */
-    uid_t uid[4];          /* real, effective, saved, filesystem */
+    char state;       /* "State:" letter, '?' unknown */
+    pid_t ppid;       /* -1 unknown */
+    pid_t tracer_pid; /* 0 not traced, -1 unknown */
+    bool ids_known;   /* Uid: and Gid: lines were parsed */
+    uid_t uid[4];     /* real, effective, saved, filesystem */
     gid_t gid[4];
     bool cap_eff_known;
-    uint64_t cap_eff;      /* CapEff bit mask */
-    int seccomp;           /* 0 none, 1 strict, 2 filter, -1 unknown (no Seccomp: line) */
+    uint64_t cap_eff; /* CapEff bit mask */
+    int seccomp;      /* 0 none, 1 strict, 2 filter, -1 unknown (no Seccomp: line) */
 };
 
 /* Process-wide information for the snapshot header and for diagnosis. */
@@ -58,7 +58,7 @@ struct procstat_proc {
     char exe[PROCSTAT_PATH_MAX];        /* readlink of /proc/PID/exe; "" when not readable */
     double cpu_user_s;
     double cpu_system_s;
-    uint64_t rss_bytes;                 /* statm resident pages * page size */
+    uint64_t rss_bytes; /* statm resident pages * page size */
     struct procstat_status status;
 };
 
@@ -68,8 +68,7 @@ struct procstat_proc {
  * listed: callers treat a later -ESRCH for one tid as data. Errors: -ESRCH (no such process),
  * -EACCES, -PS_ELIMIT (more than cap threads; nothing is written to *n). Any thread.
  */
-int procstat_tids(pid_t pid, pid_t *tids, size_t cap, size_t *n, struct ps_err *err)
-    PS_WARN_UNUSED;
+int procstat_tids(pid_t pid, pid_t *tids, size_t cap, size_t *n, struct ps_err *err) PS_WARN_UNUSED;
 
 /*
  * Fill *out with the OS view of thread tid of process pid: state, CPU ticks (stat), wait channel
@@ -78,8 +77,8 @@ int procstat_tids(pid_t pid, pid_t *tids, size_t cap, size_t *n, struct ps_err *
  * others does not disturb it. Errors: -ESRCH (the thread is gone), -PS_EFORMAT (malformed stat),
  * other -errno from opening stat. *out is written only on success. Any thread.
  */
-int procstat_thread_os(pid_t pid, pid_t tid, struct snap_os *out, struct ps_err *err)
-    PS_WARN_UNUSED;
+int procstat_thread_os(pid_t pid, pid_t tid, struct snap_os *out,
+                       struct ps_err *err) PS_WARN_UNUSED;
 
 /*
  * Read the state letter of one thread (or of a process, with tid == pid) into *state.
@@ -97,8 +96,7 @@ int procstat_comm(pid_t pid, char *out, size_t cap, struct ps_err *err) PS_WARN_
  * Read /proc/PID/status into *out (pid 0 means ourselves, /proc/self). Errors: -ESRCH, -EACCES.
  * Missing lines leave their fields "unknown" rather than failing. Any thread.
  */
-int procstat_read_status(pid_t pid, struct procstat_status *out, struct ps_err *err)
-    PS_WARN_UNUSED;
+int procstat_read_status(pid_t pid, struct procstat_status *out, struct ps_err *err) PS_WARN_UNUSED;
 
 /*
  * Fill *out with comm, cmdline, exe, CPU seconds, RSS and status of pid. Only stat and status
@@ -122,6 +120,12 @@ void procstat_parse_status(const char *text, size_t len, struct procstat_status 
  * (blocked outside a syscall). Returns -2 for anything else.
  */
 long procstat_parse_syscall(const char *text, size_t len);
+
+/*
+ * The first argument of the syscall in the same text ("202 0x7f1c2a3b4c50 0x80 ..."): true and
+ * *arg0 set when present and well formed, false otherwise.
+ */
+bool procstat_parse_syscall_arg0(const char *text, size_t len, uint64_t *arg0);
 
 /*
  * Name of syscall number nr on this architecture for the calls that explain where a thread

@@ -12,6 +12,11 @@
  * (a mismatch is a warning: another patch release; the object checks below must then pass);
  * interpreters.main is on the interpreter list; every thread state of the main interpreter
  * points back at it; the GIL fields are plausible.
+ *
+ * 3.13+: the target's own _Py_DebugOffsets are read and preferred over the table (debugoffsets.h);
+ * disagreements become the warning. A newer minor without a table opens with its debug offsets
+ * plus the nearest older table, with a warning naming what was assumed; without readable debug
+ * offsets it is -PS_EVERSION.
  */
 
 #include <stdbool.h>
@@ -31,7 +36,11 @@ struct pyproc {
     struct memsrc *src; /* owned */
     struct maps maps;   /* owned */
     struct locate_info loc;
-    const struct layout *lay; /* static table */
+    /* = &lay_own: the table, merged with the target's _Py_DebugOffsets (3.13+) */
+    const struct layout *lay;
+    const struct layout *table; /* the static generated table lay_own started from */
+    bool table_standin;         /* no table for this minor: table is the nearest older one */
+    struct layout lay_own;
     struct pyctx ctx;         /* borrows src, lay, loc.syms */
     struct code_cache *codes; /* owned */
     char warning[512];        /* non-fatal validation note ("" if none) */

@@ -74,6 +74,7 @@ struct snap_os {
     char state;           /* stat field 3: R, S, D, T, t, Z, X; '?' unknown */
     char wchan[48];       /* kernel wait channel ("" unknown, "0" none) */
     long syscall;         /* current syscall number, -1 running, -2 unknown */
+    uint64_t syscall_arg0; /* its first argument (a futex's address), 0 when unknown */
     uint64_t utime_ticks; /* user CPU, clock ticks */
     uint64_t stime_ticks;
 };
@@ -100,6 +101,62 @@ struct snap_thread {
     const char *native_error; /* why the native stack is missing or partial, NULL if fine */
 };
 
+/* asyncio (dump --tasks): a task's state; RUNNING = the current task of its loop. */
+enum snap_task_state {
+    SNAP_TASK_PENDING = 0,
+    SNAP_TASK_RUNNING,
+    SNAP_TASK_DONE,
+    SNAP_TASK_CANCELLED,
+};
+
+/* What a suspended task waits for. */
+enum snap_await_kind {
+    SNAP_AWAIT_NONE = 0, /* nothing (running, done, or ready to run) */
+    SNAP_AWAIT_TASK,     /* another task (awaits_task says which when it is listed) */
+    SNAP_AWAIT_FUTURE,   /* a future (awaits_type names its type) */
+    SNAP_AWAIT_SLEEP,    /* asyncio.sleep()'s future */
+    SNAP_AWAIT_OTHER,    /* some other awaitable at the end of the chain (awaits_type) */
+};
+
+struct snap_task {
+    uint64_t addr;      /* the Task object */
+    uint64_t loop_addr; /* its event loop */
+    const char *name;   /* get_name(): the name, or "Task-<n>" for unnamed 3.12+ tasks */
+    enum snap_task_state state;
+    size_t nframes;
+    struct snap_frame *frames;   /* coroutine chain, innermost first (running: the thread's
+                                     frames from the innermost out to the task's coroutine) */
+    bool chain_truncated;        /* deeper than the chain cap */
+    enum snap_await_kind awaits; /* what it waits for */
+    uint64_t awaits_addr;        /* the awaited object, 0 if none */
+    const char *awaits_type;     /* its type name, NULL if none */
+    long awaits_task;            /* index into snap_tasks.tasks of the awaited task, -1 */
+    long thread;                 /* running: index into snap.threads of its loop's thread */
+    long thread_frame;           /* running: index into that thread's frames of the task's
+                                     coroutine frame; -1 otherwise or when not found */
+    bool in_cycle;               /* waits, through the await graph, on itself: a deadlock */
+    const char *error;           /* the chain could not be read: one sentence, else NULL */
+};
+
+/* An edge of the await graph: tasks[from] waits for tasks[to]. */
+struct snap_await_edge {
+    size_t from, to;
+    const char *via; /* "await" (the awaited future is that task), "taskgroup" (a TaskGroup
+                        waiting for its children), "gather" (a gather() future) */
+};
+
+struct snap_tasks {
+    size_t ntasks; /* tasks listed: at most the cap, running first, then pending */
+    struct snap_task *tasks;
+    size_t nedges;
+    struct snap_await_edge *edges;
+    size_t found;       /* distinct tasks found in asyncio's registries */
+    size_t by_state[4]; /* found tasks by enum snap_task_state */
+    size_t loops;       /* distinct event loops of the found tasks */
+    bool capped;        /* found > ntasks (--max-tasks) or the registry scan hit its cap */
+    const char *error;  /* why there is no task list (asyncio not imported, ...), else NULL */
+};
+
 struct snap {
     pid_t pid;
     char python_version[32];
@@ -117,6 +174,7 @@ struct snap {
     uint64_t read_calls;   /* memory-source calls used */
     size_t nthreads;
     struct snap_thread *threads;
+    struct snap_tasks *tasks; /* dump --tasks: asyncio tasks; NULL when not asked for */
     struct snap_arena *arena; /* owns every string and array above */
 };
 

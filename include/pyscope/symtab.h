@@ -49,4 +49,39 @@ bool symtab_is_dyn(const struct symtab *st);
 /* The path the file was opened with. */
 const char *symtab_path(const struct symtab *st);
 
+/*
+ * Address -> function symbols. The index is a sorted table of the defined STT_FUNC symbols of
+ * .symtab and .dynsym, plus, when the file has no .symtab, those of its MiniDebugInfo
+ * (.gnu_debugdata, an xz-compressed ELF; at most SYMTAB_MAX_DEBUGDATA bytes decompressed) or of
+ * its separate debug file DEBUG_DIR/.build-id/xx/yyyy.debug when present. At most
+ * SYMTAB_MAX_FUNCS symbols are kept (the rest are dropped, counted in symtab_index_dropped);
+ * names are copied, so the index lives as long as st. Built once: later calls return at once.
+ * debug_dir NULL means /usr/lib/debug. Errors: -ENOMEM only (a missing or corrupt debug source
+ * just contributes nothing).
+ */
+#define SYMTAB_MAX_FUNCS     (1u << 20)
+#define SYMTAB_MAX_DEBUGDATA (64u << 20)
+int symtab_index_build(struct symtab *st, const char *debug_dir, struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * The function containing link-time vaddr: *name (owned by st) and *start (its st_value).
+ * A symbol of size 0 covers up to the next symbol. -ENOENT when none (or no index built).
+ */
+int symtab_addr_lookup(const struct symtab *st, uint64_t vaddr, const char **name, uint64_t *start);
+
+/* Where the index came from: ".symtab", ".gnu_debugdata", "debug file", ".dynsym", "none". */
+const char *symtab_index_source(const struct symtab *st);
+
+/* Symbols dropped past SYMTAB_MAX_FUNCS. */
+size_t symtab_index_dropped(const struct symtab *st);
+
+/*
+ * The GNU build id (NT_GNU_BUILD_ID note) into buf (cap bytes; ids are 20 bytes for sha1), its
+ * length into *len. -ENOENT when the file has none, -PS_ELIMIT when longer than cap.
+ */
+int symtab_build_id(const struct symtab *st, uint8_t *buf, size_t cap, size_t *len);
+
+/* The link-time vaddr of file offset off (through the PT_LOAD holding it). -ENOENT if none. */
+int symtab_offset_vaddr(const struct symtab *st, uint64_t off, uint64_t *vaddr);
+
 #endif

@@ -26,6 +26,7 @@
  * (PEP 475).
  */
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -83,6 +84,30 @@ int target_service(struct ps_err *err) PS_WARN_UNUSED;
  * the wrong thread.
  */
 int target_detach_all(struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * Event mode, for breakpoint tracing (tracer.c). Set before target_seize_all(); the hooks stay
+ * until the target is forgotten (target_detach_all). With hooks, threads are seized with
+ * PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC (never EXITKILL, never TRACEFORK: fork children stay
+ * untraced). Every function that waits may call the hooks, on the tracer thread, while the
+ * thread concerned is in a ptrace stop:
+ *  - claim_sigtrap: a SIGTRAP signal-delivery stop with its siginfo; return true when it is the
+ *    caller's breakpoint: the signal is then suppressed (the thread continues with signal 0),
+ *    else it is passed on as any other signal. Called during detach too, which is how pending
+ *    breakpoint traps are consumed before detaching.
+ *  - new_thread: a thread created by clone was auto-attached; it is in its first stop, before it
+ *    ran any code: arm it now. It is in the registry (detached with the others).
+ *  - exec: the target called execve (the thread reporting it is stopped); the caller should
+ *    detach, its view of the process is obsolete.
+ * Any hook may be NULL. Errors: -EBUSY when a target is already seized.
+ */
+struct target_hooks {
+    void *ctx;
+    bool (*claim_sigtrap)(void *ctx, pid_t tid, const siginfo_t *si);
+    void (*new_thread)(void *ctx, pid_t tid);
+    void (*exec)(void *ctx, pid_t tid);
+};
+int target_set_hooks(const struct target_hooks *hooks, struct ps_err *err) PS_WARN_UNUSED;
 
 /* Pid of the seized target, or 0. Any thread. */
 pid_t target_current_pid(void);

@@ -2,8 +2,8 @@
 
 Interpreters: PYSCOPE_PYTHON_VERSIONS ("3.12" by default; "3.11,3.12,3.13" for the full matrix)
 parametrises every test that takes the `python` fixture; scripts/find-python resolves each version
-to a real binary. A missing interpreter or tool fails the run when CI=true and skips the test
-locally, with the reason.
+to a real binary; an entry "3.11-debian" means Debian's static /usr/bin/python3.11. A missing
+interpreter or tool fails the run when CI=true and skips the test locally, with the reason.
 
 Targets (tests/targets/) write their own ground truth atomically and park. `launch` starts one,
 waits for its truth file by polling the file (state, with a deadline; never a bare sleep), and at
@@ -69,9 +69,26 @@ def interpreter_versions():
     return [v for v in raw.replace(",", " ").split() if v]
 
 
+def _debian_python(version):
+    """"3.X-debian": Debian's packaged /usr/bin/python3.X (static libpython, stripped, non-PIE),
+    as (path, None) or (None, reason)."""
+    minor = version[:-len("-debian")]
+    path = f"/usr/bin/python{minor}"
+    if not os.access(path, os.X_OK):
+        return None, f"{path} (Debian's python{minor}, apt package python{minor}) is missing"
+    probe = subprocess.run([path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                           capture_output=True, text=True, timeout=30)
+    if probe.stdout.strip() != minor:
+        return None, f"{path} is Python {probe.stdout.strip()}, not {minor}"
+    return path, None
+
+
 @functools.lru_cache(maxsize=None)
 def _resolve_python(version):
-    """(path, None) or (None, reason) for `scripts/find-python version`, version-checked."""
+    """(path, None) or (None, reason) for `scripts/find-python version`, version-checked.
+    A "3.X-debian" entry of the matrix means Debian's own build instead (_debian_python)."""
+    if version.endswith("-debian"):
+        return _debian_python(version)
     if not os.access(FIND_PYTHON, os.X_OK):
         return None, f"{FIND_PYTHON.relative_to(ROOT)} is missing or not executable"
     try:

@@ -20,7 +20,7 @@
 
 #include "pyscope/diag.h"
 
-#define K8S_CAP "securityContext: {capabilities: {add: [\"SYS_PTRACE\"]}}"
+#define K8S_CAP   "securityContext: {capabilities: {add: [\"SYS_PTRACE\"]}}"
 #define K8S_DEBUG "kubectl debug -it <pod> --profile=general --target=<container>"
 
 /* A target we would be allowed to trace: same ids, no tracer, no Yama, no seccomp, no cap. */
@@ -55,7 +55,7 @@ static const char *explain(const struct diag_facts *f, enum diag_op op, int e, i
     assert_int_equal(diag_explain(f, op, e, &last), want_code);
     assert_int_equal(last.code, want_code);
     assert_non_null(strstr(last.msg, "pid 4242"));
-    assert_null(strstr(last.msg, ". ")); /* one sentence */
+    assert_null(strstr(last.msg, ". "));                  /* one sentence */
     assert_true(strlen(last.msg) < sizeof(last.msg) - 1); /* not truncated */
     return last.msg;
 }

@@ -75,11 +75,12 @@ static size_t check_code_line(char *line, const char *ver)
         struct linetab_pos want = {0};
         struct linetab_pos got = linetab_lookup(&tab, first, i);
         assert_int_equal(sscanf(next_tok(&save), "%d,%d,%d,%d", &want.line, &want.end_line,
-                                &want.col, &want.end_col), 4);
+                                &want.col, &want.end_col),
+                         4);
         if (memcmp(&want, &got, sizeof(want)) != 0)
-            fail_msg("%s %s unit %ld: want %d,%d,%d,%d got %d,%d,%d,%d", ver, name, i,
-                     want.line, want.end_line, want.col, want.end_col, got.line, got.end_line,
-                     got.col, got.end_col);
+            fail_msg("%s %s unit %ld: want %d,%d,%d,%d got %d,%d,%d,%d", ver, name, i, want.line,
+                     want.end_line, want.col, want.end_col, got.line, got.end_line, got.col,
+                     got.end_col);
     }
     assert_true(npos <= units);
     assert_int_equal(linetab_lookup(&tab, first, npos).line, -1);
@@ -98,8 +99,7 @@ static void check_fixture(const char *ver)
     size_t units = 0;
     FILE *f = NULL;
 
-    (void)snprintf(path, sizeof(path), "%s/tests/fixtures/%s/linetab.txt", PYSCOPE_SOURCE_DIR,
-                   ver);
+    (void)snprintf(path, sizeof(path), "%s/tests/fixtures/%s/linetab.txt", PYSCOPE_SOURCE_DIR, ver);
     f = fopen(path, "r");
     if (!f)
         fail_msg("cannot open %s", path);
@@ -148,15 +148,15 @@ static int decode_rc(const uint8_t *b, size_t len)
     return rc;
 }
 
-#define E(form, units) ((uint8_t)(0x80 | (form) << 3 | ((units) - 1)))
+#define E(form, units) ((uint8_t)(0x80 | (form) << 3 | ((units)-1)))
 
 static void test_hand_encoded(void **state)
 {
     /* form 1 short (col 8+2, width 3), form 11 (+1 line, cols 4..9), form 13 (-2 lines,
      * svarint 5 = -2), form 14 (+40 lines as 2-byte svarint 80 = 0x50,0x01; end +2; col 0,
      * end unknown), form 15 (none), form 10 same line twice (merged). */
-    const uint8_t t[] = {E(1, 2), 0x23, E(11, 1), 4, 9, E(13, 3), 5, E(14, 1), 0x50, 0x01,
-                         2, 1, 0, E(15, 2), E(10, 8), 7, 8, E(10, 1), 7, 8};
+    const uint8_t t[] = {E(1, 2), 0x23,     E(11, 1), 4, 9, E(13, 3), 5, E(14, 1), 0x50, 0x01, 2, 1,
+                         0,       E(15, 2), E(10, 8), 7, 8, E(10, 1), 7, 8};
     struct linetab tab = {0};
     struct ps_err err = {0};
     struct linetab_pos p;
@@ -200,8 +200,8 @@ static void test_malformed(void **state)
     const uint8_t start_in_payload[] = {E(10, 1), 3, E(0, 1), 0x11};
     const uint8_t second_no_start[] = {E(0, 1), 0x11, 0x11};
     /* Three +2^29-1 line jumps push the line past the 2^30 sanity bound. */
-    const uint8_t overflow[] = {E(13, 1), 0x7e, 0x7f, 0x7f, 0x7f, 0x3f, E(13, 1), 0x7e, 0x7f,
-                                0x7f, 0x7f, 0x3f, E(13, 1), 0x7e, 0x7f, 0x7f, 0x7f, 0x3f};
+    const uint8_t overflow[] = {E(13, 1), 0x7e, 0x7f, 0x7f,     0x7f, 0x3f, E(13, 1), 0x7e, 0x7f,
+                                0x7f,     0x7f, 0x3f, E(13, 1), 0x7e, 0x7f, 0x7f,     0x7f, 0x3f};
     struct linetab tab = {0};
     struct ps_err err = {0};
 

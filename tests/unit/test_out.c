@@ -465,9 +465,19 @@ static void test_json_document_keys_in_order(void **state)
     static const char *const top[] = {"pid",       "python_version", "executable", "image",
                                       "cmdline",   "timestamp",      "blocking",   "cpu",
                                       "rss_bytes", "gil_switches",   "threads",    "stats"};
-    static const char *const thread[] = {"thread_id", "native_id",      "name",  "gil",
-                                         "active",    "state",          "os",    "status",
-                                         "error",     "interpreter_id", "frames"};
+    static const char *const thread[] = {"thread_id",
+                                         "native_id",
+                                         "name",
+                                         "gil",
+                                         "active",
+                                         "state",
+                                         "os",
+                                         "status",
+                                         "error",
+                                         "interpreter_id",
+                                         "frames",
+                                         "exception_raising",
+                                         "exception_handled"};
     static const char *const frame[] = {"function", "qualname", "file",       "line",
                                         "end_line", "column",   "end_column", "entry"};
     static const char *const os[] = {"state", "wchan", "syscall"};

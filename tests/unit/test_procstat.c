@@ -161,6 +161,20 @@ static void test_parse_status_missing_lines(void **state)
     assert_int_equal(st.seccomp, -1);
 }
 
+static void test_parse_syscall_arg0(void **state)
+{
+    static const char futex[] = "202 0x7f1c2a3b4c50 0x80 0x0 0x0 0x0 0x0 0x7ffd8 0x7f1c\n";
+    uint64_t a = 0;
+
+    (void)state;
+    assert_true(procstat_parse_syscall_arg0(futex, sizeof(futex) - 1, &a));
+    assert_int_equal(a, 0x7f1c2a3b4c50ull);
+    assert_false(procstat_parse_syscall_arg0("running\n", 8, &a));
+    assert_false(procstat_parse_syscall_arg0("202 zz\n", 7, &a));
+    assert_false(procstat_parse_syscall_arg0("202 0x12g4\n", 11, &a));
+    assert_false(procstat_parse_syscall_arg0("202", 3, &a));
+}
+
 static void test_parse_syscall(void **state)
 {
     (void)state;
@@ -307,9 +321,11 @@ static void test_proc_self(void **state)
 
     (void)state;
     assert_int_equal(procstat_proc(getpid(), &p, NULL), 0);
-    assert_string_equal(p.comm, "test_procstat");
-    assert_non_null(strstr(p.cmdline, "test_procstat"));
-    assert_non_null(strstr(p.exe, "/test_procstat"));
+    /* comm is the executable's name cut to 15 characters (TASK_COMM_LEN) */
+    assert_int_equal(strncmp(p.comm, program_invocation_short_name, 15), 0);
+    assert_true(strlen(p.comm) <= 15);
+    assert_non_null(strstr(p.cmdline, program_invocation_short_name));
+    assert_non_null(strstr(p.exe, program_invocation_short_name));
     assert_true(p.rss_bytes > 0);
     assert_true(p.cpu_user_s >= 0.0);
     assert_int_equal(p.status.uid[0], getuid());
@@ -353,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_parse_status),
         cmocka_unit_test(test_parse_status_missing_lines),
         cmocka_unit_test(test_parse_syscall),
+        cmocka_unit_test(test_parse_syscall_arg0),
         cmocka_unit_test(test_activity),
         cmocka_unit_test(test_tids_self),
         cmocka_unit_test(test_gone),

@@ -30,16 +30,15 @@
 #include "pyscope/memsrc.h"
 #include "pyscope/pyobj.h"
 
-#define TPF_INLINE_VALUES (1ull << 2)
-#define TPF_MANAGED_DICT (1ull << 4)
-#define TPF_HEAPTYPE (1ull << 9)
-#define TPF_LONG (1ull << 24)
-#define TPF_BYTES (1ull << 27)
-#define TPF_UNICODE (1ull << 28)
-#define TPF_DICT (1ull << 29)
-#define TPF_TYPE (1ull << 31)
-#define TYPE_SIZE 1024
-#define TYPE_BASICSIZE_OFF 32
+#define TPF_INLINE_VALUES   (1ull << 2)
+#define TPF_MANAGED_DICT    (1ull << 4)
+#define TPF_HEAPTYPE        (1ull << 9)
+#define TPF_LONG            (1ull << 24)
+#define TPF_BYTES           (1ull << 27)
+#define TPF_UNICODE         (1ull << 28)
+#define TPF_DICT            (1ull << 29)
+#define TPF_TYPE            (1ull << 31)
+#define TYPE_SIZE           1024
 #define TYPE_DICTOFFSET_OFF 288
 
 static const uint32_t versions[] = {0x030b0000, 0x030c0000, 0x030d0000};
@@ -90,11 +89,16 @@ static bool is_312(const struct world *w)
     return strcmp(w->lay->name, "3.12") == 0;
 }
 
+/* A C string in a zero-padded 256-byte region: like .rodata, readable past the NUL (static
+ * tp_name strings are read page-bounded, not byte by byte). */
 static uint64_t w_cstr(struct world *w, const char *s)
 {
-    uint64_t a = w_alloc(w, strlen(s) + 1);
+    char pad[256] = {0};
+    uint64_t a = w_alloc(w, sizeof(pad));
 
-    w_put(w, a, s, strlen(s) + 1);
+    assert_true(strlen(s) < sizeof(pad));
+    memcpy(pad, s, strlen(s));
+    w_put(w, a, pad, sizeof(pad));
     return a;
 }
 
@@ -106,7 +110,7 @@ static uint64_t w_type(struct world *w, uint64_t flags, const char *name)
     put64(t, w->lay->object_type, w->syms.type_type ? w->syms.type_type : a);
     put64(t, w->lay->type_flags, flags);
     put64(t, w->lay->type_name, name ? w_cstr(w, name) : 0);
-    put64(t, TYPE_BASICSIZE_OFF, 16);
+    put64(t, w->lay->type_basicsize, 16);
     w_put(w, a, t, sizeof(t));
     return a;
 }
@@ -156,9 +160,10 @@ static uint64_t w_long(struct world *w, int sign, const uint32_t *digits, size_t
     const struct layout *lay = w->lay;
     uint8_t b[64] = {0};
     uint64_t a = w_alloc(w, (size_t)lay->long_digits + 4 * (nd ? nd : 1));
-    uint64_t tag = lay->long_tagged == 1
-                       ? (uint64_t)nd << 3 | (sign > 0 ? 0u : sign == 0 ? 1u : 2u)
-                       : (uint64_t)(sign * (int64_t)nd);
+    uint64_t tag = lay->long_tagged == 1 ? (uint64_t)nd << 3 | (sign > 0    ? 0u
+                                                                : sign == 0 ? 1u
+                                                                            : 2u)
+                                         : (uint64_t)(sign * (int64_t)nd);
 
     put64(b, lay->object_type, w->syms.long_type);
     put64(b, lay->long_size, tag);
@@ -329,9 +334,12 @@ static void test_str_kinds(void **state)
         assert_str(&w, w_str(&w, "hello"), "hello");
         assert_str(&w, w_str(&w, ""), "");
         assert_str(&w, w_str(&w, "caf\xe9"), "caf\xc3\xa9");
-        assert_str(&w, w_str_of(&w, 0, ucs2, 4, 2, false), "\xe2\x82\xac\xc3\xa4\xef\xbf\xbd" "A");
+        assert_str(&w, w_str_of(&w, 0, ucs2, 4, 2, false),
+                   "\xe2\x82\xac\xc3\xa4\xef\xbf\xbd"
+                   "A");
         assert_str(&w, w_str_of(&w, 0, ucs4, 4, 4, false),
-                   "\xf0\x9d\x84\x9e" "A\xef\xbf\xbd\xef\xbf\xbd");
+                   "\xf0\x9d\x84\x9e"
+                   "A\xef\xbf\xbd\xef\xbf\xbd");
         /* A str subclass instance: non-compact, data behind a pointer. */
         uint64_t sub = w_type(&w, TPF_UNICODE | TPF_HEAPTYPE, "MyStr");
         assert_str(&w, w_str_of(&w, sub, "legacy", 6, 1, true), "legacy");
@@ -451,16 +459,16 @@ static void test_bytes(void **state)
         assert_int_equal(pyobj_bytes(&w.c, b, 3, &data, &len, &err), -PS_ELIMIT);
         w_put64(&w, b + (uint64_t)w.lay->varobject_size, (uint64_t)-1);
         assert_int_equal(pyobj_bytes(&w.c, b, 16, &data, &len, &err), -PS_ECORRUPT);
-        assert_int_equal(pyobj_bytes(&w.c, w_str(&w, "s"), 16, &data, &len, &err),
-                         -PS_ECORRUPT);
+        assert_int_equal(pyobj_bytes(&w.c, w_str(&w, "s"), 16, &data, &len, &err), -PS_ECORRUPT);
         w_fini(&w);
     }
 }
 
 static void test_long(void **state)
 {
-    const int64_t vals[] = {0, 1, -1, 5, -5, 1073741823, 1073741824, -1234567890123,
-                            (int64_t)1 << 62, INT64_MAX, INT64_MIN};
+    const int64_t vals[] = {
+        0,         1,        -1, 5, -5, 1073741823, 1073741824, -1234567890123, (int64_t)1 << 62,
+        INT64_MAX, INT64_MIN};
 
     (void)state;
     for (size_t v = 0; v < 3; v++) {
@@ -639,8 +647,7 @@ static void test_dict_large(void **state)
         assert_true(val == e[99].value);
         assert_int_equal(pyobj_dict_get_hash(&w.c, d, 0x1234, &val, &err), 0);
         assert_true(val == e[77].value);
-        assert_int_equal(pyobj_dict_iter(&w.c, d, 1000, iter_cb, &(struct iter_acc){0}, &err),
-                         100);
+        assert_int_equal(pyobj_dict_iter(&w.c, d, 1000, iter_cb, &(struct iter_acc){0}, &err), 100);
         w_fini(&w);
     }
 }
@@ -809,8 +816,8 @@ static void test_fault_sweep(void **state)
                               {w_str(&w, "_name"), w_str(&w, "worker-1"), 0},
                               {w_str(&w, "_ident"), w_small(&w, 77), 0}};
             uint64_t obj = w_instance(&w, e, 3, nth % 2);
-            assert_int_equal(memsrc_faulty_wrap(w.src, (enum memsrc_fault)fault, nth, 0, nth, &f,
-                                                &err), 0);
+            assert_int_equal(
+                memsrc_faulty_wrap(w.src, (enum memsrc_fault)fault, nth, 0, nth, &f, &err), 0);
             w.c.src = f;
             uint64_t type = 0;
             int rc = pyobj_instance_attr(&w.c, obj, "_name", &val, &err);
@@ -868,6 +875,10 @@ static bool live_spawn(struct live *l, const char *python)
     if (l->pid == 0) {
         (void)dup2(in[0], 0);
         (void)dup2(out[1], 1);
+        (void)close(in[0]);
+        (void)close(in[1]);
+        (void)close(out[0]);
+        (void)close(out[1]);
         execl(python, python, "-I", "-c", live_script, (char *)NULL);
         _exit(127);
     }
@@ -878,10 +889,11 @@ static bool live_spawn(struct live *l, const char *python)
     assert_non_null(f);
     assert_non_null(fgets(line, sizeof(line), f));
     (void)fclose(f);
-    assert_int_equal(sscanf(line, "%" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64
-                                  " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64,
-                            &l->ids[0], &l->ids[1], &l->ids[2], &l->ids[3], &l->ids[4],
-                            &l->ids[5], &l->ids[6], &l->ids[7], &l->ids[8]),
+    assert_int_equal(sscanf(line,
+                            "%" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64
+                            " %" SCNu64 " %" SCNu64 " %" SCNu64,
+                            &l->ids[0], &l->ids[1], &l->ids[2], &l->ids[3], &l->ids[4], &l->ids[5],
+                            &l->ids[6], &l->ids[7], &l->ids[8]),
                      9);
     return true;
 }
@@ -931,11 +943,10 @@ static int64_t live_long(struct live *l, uint64_t obj)
     return v;
 }
 
-static uint64_t live_get(struct live *l, int rc, uint64_t v, const struct ps_err *err)
+static void live_ok(struct live *l, int rc, const struct ps_err *err)
 {
     if (rc != 0)
         fail_msg("%s: lookup failed: %s", l->c.lay->name, err->msg);
-    return v;
 }
 
 static void live_check(struct live *l)
@@ -947,20 +958,20 @@ static void live_check(struct live *l)
     char buf[128];
 
     live_str(l, l->ids[0], "h\xc3\xa9llo w\xc3\xb6rld \xe2\x9c\x93 \xf0\x9d\x84\x9e");
-    v = live_get(l, pyobj_dict_get_str(&l->c, l->ids[1], "alpha", &v, &err), v, &err);
+    live_ok(l, pyobj_dict_get_str(&l->c, l->ids[1], "alpha", &v, &err), &err);
     assert_true(live_long(l, v) == 1);
-    v = live_get(l, pyobj_dict_get_str(&l->c, l->ids[1], "beta", &v, &err), v, &err);
+    live_ok(l, pyobj_dict_get_str(&l->c, l->ids[1], "beta", &v, &err), &err);
     assert_true(v == l->ids[0]);
-    v = live_get(l, pyobj_dict_get_hash(&l->c, l->ids[1], 7, &v, &err), v, &err);
+    live_ok(l, pyobj_dict_get_hash(&l->c, l->ids[1], 7, &v, &err), &err);
     live_str(l, v, "seven");
     assert_int_equal(pyobj_dict_iter(&l->c, l->ids[1], 10, iter_cb, &(struct iter_acc){0}, &err),
                      3);
     assert_true(live_long(l, l->ids[2]) == -1234567890123);
-    v = live_get(l, pyobj_instance_attr(&l->c, l->ids[3], "_name", &v, &err), v, &err);
+    live_ok(l, pyobj_instance_attr(&l->c, l->ids[3], "_name", &v, &err), &err);
     live_str(l, v, "worker-\xc3\xb1");
-    v = live_get(l, pyobj_instance_attr(&l->c, l->ids[4], "extra", &v, &err), v, &err);
+    live_ok(l, pyobj_instance_attr(&l->c, l->ids[4], "extra", &v, &err), &err);
     assert_true(live_long(l, v) == 42);
-    v = live_get(l, pyobj_instance_attr(&l->c, l->ids[5], "a", &v, &err), v, &err);
+    live_ok(l, pyobj_instance_attr(&l->c, l->ids[5], "a", &v, &err), &err);
     assert_true(live_long(l, v) == 5);
     assert_int_equal(pyobj_type(&l->c, l->ids[3], &type, &err), 0);
     assert_int_equal(pyobj_type_name(&l->c, type, buf, sizeof(buf), &err), 0);
@@ -971,14 +982,16 @@ static void live_check(struct live *l)
     assert_int_equal(pyobj_type_name(&l->c, type, buf, sizeof(buf), &err), 0);
     assert_string_equal(buf, "int");
     /* Thread names the way snapshot finds them: sys.modules -> threading._active[ident]. */
-    assert_int_equal(memsrc_read_u64(l->src, l->info.syms.runtime +
-                                                 (uint64_t)l->c.lay->runtime_interpreters_head,
-                                     &interp, &err), 0);
-    v = live_get(l, pyobj_module(&l->c, interp, "threading", &v, &err), v, &err);
-    v = live_get(l, pyobj_module_global(&l->c, v, "_active", &v, &err), v, &err);
-    v = live_get(l, pyobj_dict_get_hash(&l->c, v, (int64_t)l->ids[7], &v, &err), v, &err);
+    assert_int_equal(
+        memsrc_read_u64(l->src,
+                        l->info.syms.runtime + (uint64_t)l->c.lay->runtime_interpreters_head,
+                        &interp, &err),
+        0);
+    live_ok(l, pyobj_module(&l->c, interp, "threading", &v, &err), &err);
+    live_ok(l, pyobj_module_global(&l->c, v, "_active", &v, &err), &err);
+    live_ok(l, pyobj_dict_get_hash(&l->c, v, (int64_t)l->ids[7], &v, &err), &err);
     assert_true(v == l->ids[8]);
-    v = live_get(l, pyobj_instance_attr(&l->c, v, "_name", &v, &err), v, &err);
+    live_ok(l, pyobj_instance_attr(&l->c, v, "_name", &v, &err), &err);
     live_str(l, v, "MainThread");
 }
 
@@ -998,6 +1011,7 @@ static void test_live(void **state)
             continue;
         live_attach(&l);
         live_check(&l);
+        print_message("live %s (pid %d): all reads matched\n", l.info.version, (int)l.pid);
         live_end(&l);
         ran++;
     }

@@ -33,7 +33,9 @@
 
 enum victim_mode {
     VICTIM_PLAIN = 0,
-    VICTIM_SPAWNER, /* also creates short-lived threads without pause */
+    VICTIM_SPAWNER,       /* also creates short-lived threads without pause */
+    VICTIM_ZOMBIE_LEADER, /* the main thread calls pthread_exit; a thread serves pings */
+    VICTIM_SIGNAL_STORM,  /* a thread sends SIGUSR2 to the process without pause */
 };
 
 static int victim_reply_fd = -1; /* child-side only: the SIGUSR1 handler writes 'U' here */
@@ -83,6 +85,19 @@ static void *victim_spawner(void *arg)
     return NULL;
 }
 
+static void victim_on_usr2(int sig)
+{
+    (void)sig;
+}
+
+static void *victim_storm(void *arg)
+{
+    (void)arg;
+    for (;;)
+        (void)kill(getpid(), SIGUSR2);
+    return NULL;
+}
+
 static void victim_start_threads(enum victim_mode mode)
 {
     pthread_t th;
@@ -97,16 +112,20 @@ static void victim_start_threads(enum victim_mode mode)
     (void)pthread_create(&th, NULL, victim_spinner, NULL);
     if (mode == VICTIM_SPAWNER)
         (void)pthread_create(&th, NULL, victim_spawner, NULL);
+    if (mode == VICTIM_SIGNAL_STORM) {
+        sa.sa_handler = victim_on_usr2;
+        (void)sigaction(SIGUSR2, &sa, NULL);
+        (void)pthread_create(&th, NULL, victim_storm, NULL);
+    }
 }
 
-/* Serve pings: 'p' -> 'P'; 'q' or EOF -> exit 0. */
-static void victim_main(int ctl, int reply, enum victim_mode mode)
-{
-    char c = 'R';
+static int victim_ctl_fd = -1;
 
-    victim_reply_fd = reply;
-    victim_start_threads(mode);
-    (void)!write(reply, &c, 1);
+/* Serve pings: 'p' -> 'P'; 'q' or EOF -> exit 0. */
+static void victim_serve(int ctl, int reply)
+{
+    char c;
+
     for (;;) {
         ssize_t r = read(ctl, &c, 1);
         if (r < 0 && errno == EINTR)
@@ -116,6 +135,30 @@ static void victim_main(int ctl, int reply, enum victim_mode mode)
         c = 'P';
         (void)!write(reply, &c, 1);
     }
+}
+
+static void *victim_server(void *arg)
+{
+    (void)arg;
+    victim_serve(victim_ctl_fd, victim_reply_fd);
+    return NULL;
+}
+
+static void victim_main(int ctl, int reply, enum victim_mode mode)
+{
+    char c = 'R';
+    pthread_t th;
+
+    victim_reply_fd = reply;
+    victim_ctl_fd = ctl;
+    victim_start_threads(mode);
+    if (mode == VICTIM_ZOMBIE_LEADER) {
+        (void)pthread_create(&th, NULL, victim_server, NULL);
+        (void)!write(reply, &c, 1);
+        pthread_exit(NULL); /* the leader stays a zombie while the other threads run */
+    }
+    (void)!write(reply, &c, 1);
+    victim_serve(ctl, reply);
 }
 
 struct victim {
@@ -263,6 +306,53 @@ static void test_seize_resume_detach(void **state)
     victim_kill(&v);
 }
 
+/* Many short cycles: a stale second PTRACE_INTERRUPT would re-stop a thread after resume. */
+static void test_repeated_cycles(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_PLAIN);
+    size_t n = 0;
+
+    (void)state;
+    for (int i = 0; i < 40; i++) {
+        assert_int_equal(target_seize_all(v.pid, &n, NULL), 0);
+        assert_int_equal(target_resume_all(NULL), 0);
+        assert_true(victim_ping(&v));
+        assert_int_equal(target_stop_all(NULL), 0);
+        assert_int_equal(target_resume_all(NULL), 0);
+        assert_true(victim_ping(&v));
+        assert_int_equal(target_detach_all(NULL), 0);
+    }
+    victim_kill(&v);
+}
+
+/* The kernel refuses to seize a zombie (EPERM): a zombie leader is skipped, not an error. */
+static void test_zombie_leader(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_ZOMBIE_LEADER);
+    struct ps_err err;
+    size_t n = 0;
+    char st = '?';
+
+    (void)state;
+    ps_err_clear(&err);
+    for (int i = 0; i < 2000 && st != 'Z'; i++) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
+        assert_int_equal(procstat_state(v.pid, v.pid, &st, NULL), 0);
+        (void)nanosleep(&ts, NULL);
+    }
+    assert_int_equal(st, 'Z');
+    if (target_seize_all(v.pid, &n, &err) != 0)
+        fail_msg("seize: %s", err.msg);
+    assert_int_equal(n, 4); /* 2 sleepers, spinner, server */
+    assert_all_traced_stopped(v.pid);
+    assert_int_equal(target_resume_all(NULL), 0);
+    assert_true(victim_ping(&v));
+    assert_int_equal(target_detach_all(NULL), 0);
+    assert_false(held(v.pid));
+    assert_true(victim_ping(&v));
+    victim_kill(&v);
+}
+
 static void test_detach_from_stopped(void **state)
 {
     struct victim v = victim_spawn(VICTIM_PLAIN);
@@ -391,6 +481,31 @@ static void test_threads_appear_during_seize(void **state)
     victim_kill(&v);
 }
 
+/* Signal-delivery stops keep arriving while we wait for interrupt stops: each consumes the
+ * pending interrupt, so the thread must be interrupted again after its signal is passed on. */
+static void test_signal_storm(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_SIGNAL_STORM);
+    struct ps_err err;
+    size_t n = 0;
+
+    (void)state;
+    for (int i = 0; i < 10; i++) {
+        ps_err_clear(&err);
+        if (target_seize_all(v.pid, &n, &err) != 0)
+            fail_msg("seize: %s", err.msg);
+        assert_int_equal(n, 5);
+        assert_all_traced_stopped(v.pid);
+        assert_int_equal(target_resume_all(NULL), 0);
+        for (int k = 0; k < 50; k++)
+            assert_int_equal(target_service(NULL), 0);
+        assert_int_equal(target_detach_all(&err), 0);
+        assert_false(held(v.pid));
+        assert_true(victim_ping(&v));
+    }
+    victim_kill(&v);
+}
+
 /* ---- errors ---------------------------------------------------------------------------------- */
 
 static void test_errors(void **state)
@@ -502,6 +617,18 @@ static void test_signal_safe_teardown_alone(void **state)
     victim_kill(&v);
 }
 
+/* waitpid with a 5 s bound, so a tracer that ignores its signal fails the test, not hangs it. */
+static bool wait_exit(pid_t pid, int *status)
+{
+    for (int i = 0; i < 5000; i++) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
+        if (waitpid(pid, status, WNOHANG) == pid)
+            return true;
+        (void)nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
 /*
  * A separate tracer process seizes the victim (and optionally resumes it), reports, then
  * waits to be killed by sig. The victim must come out running and untraced.
@@ -520,6 +647,8 @@ static void tracer_killed_by(int sig, bool resume)
         size_t n = 0;
         char c = 'S';
         (void)setrlimit(RLIMIT_CORE, &nocore);
+        /* a shell's background job inherits SIGINT/SIGQUIT ignored, which the teardown keeps */
+        (void)signal(sig, SIG_DFL);
         if (target_install_signal_teardown(NULL) < 0 || target_seize_all(v.pid, &n, NULL) < 0 ||
             (resume && target_resume_all(NULL) < 0))
             c = 'F';
@@ -531,7 +660,11 @@ static void tracer_killed_by(int sig, bool resume)
     assert_int_equal(read_byte(p[0], 5000), 'S');
     assert_true(held(v.pid)); /* the tracer really holds it */
     assert_int_equal(kill(tracer, sig), 0);
-    assert_int_equal(waitpid(tracer, &status, 0), tracer);
+    if (!wait_exit(tracer, &status)) {
+        (void)kill(tracer, SIGKILL);
+        (void)waitpid(tracer, &status, 0);
+        fail_msg("the tracer survived signal %d", sig);
+    }
     assert_true(WIFSIGNALED(status));
     assert_int_equal(WTERMSIG(status), sig); /* the handler re-raised: died of the signal */
     assert_false(held(v.pid));
@@ -573,6 +706,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_seize_resume_detach, release_target),
+        cmocka_unit_test_teardown(test_repeated_cycles, release_target),
+        cmocka_unit_test_teardown(test_zombie_leader, release_target),
         cmocka_unit_test_teardown(test_detach_from_stopped, release_target),
         cmocka_unit_test_teardown(test_exit_while_seized, release_target),
         cmocka_unit_test_teardown(test_exit_while_resumed, release_target),
@@ -580,6 +715,7 @@ int main(void)
         cmocka_unit_test_teardown(test_signal_while_stopped_delivered_after_detach, release_target),
         cmocka_unit_test_teardown(test_user_sigstop_survives, release_target),
         cmocka_unit_test_teardown(test_threads_appear_during_seize, release_target),
+        cmocka_unit_test_teardown(test_signal_storm, release_target),
         cmocka_unit_test_teardown(test_errors, release_target),
         cmocka_unit_test_teardown(test_wrong_thread, release_target),
         cmocka_unit_test_teardown(test_eperm_diagnosed, release_target),
@@ -589,5 +725,6 @@ int main(void)
         cmocka_unit_test_teardown(test_tracer_sigkill, release_target),
     };
 
+    (void)signal(SIGPIPE, SIG_IGN); /* a dead victim fails a ping, not the whole binary */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PYSCOPE_BKPT_H
+#define PYSCOPE_BKPT_H
+
+/*
+ * bkpt: one hardware execute breakpoint at one address in every thread of a seized process
+ * (x86-64), never a code patch. Two mechanisms (CPYTHON.md 5.3):
+ *  - BKPT_PERF: per thread, a perf_event_open breakpoint with sigtrap=1, remove_on_exec=1,
+ *    inherit=0 and sig_data = tid (the "stopping" event, enabled while armed), plus a second one
+ *    without sigtrap that only counts hits (enabled by bkpt_count_enable). Closing the fds
+ *    removes both; the kernel closes them if pyscope dies.
+ *  - BKPT_DEBUGREG: DR0 = address, DR7 = 1 through PTRACE_POKEUSER; the thread must be in a
+ *    ptrace stop to change them. The kernel keeps them after pyscope dies (until exec/exit).
+ * Threads are tracked by tid in a table of TARGET_MAX_THREADS entries (flat). One owner thread:
+ * the ptrace tracer thread (target.h).
+ */
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pyscope/err.h"
+#include "pyscope/memsrc.h"
+
+enum bkpt_mech {
+    BKPT_PERF = 1,
+    BKPT_DEBUGREG = 2,
+};
+
+struct bkpt;
+
+/*
+ * Check that addr starts a function in the target: capstone decodes the instruction there as
+ * one of the usual entries (endbr64, push, sub rsp, mov). -PS_ECORRUPT names what was found;
+ * read errors.
+ */
+int bkpt_check_entry(struct memsrc *src, uint64_t addr, struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * Create a breakpoint set for addr in pid. want 0 = auto: BKPT_PERF when a probe
+ * perf_event_open on probe_tid succeeds, else BKPT_DEBUGREG; or force one. Nothing is armed
+ * yet. Errors: -ENODEV (forced perf refused: the errno is named), -ENOMEM.
+ */
+int bkpt_new(pid_t pid, pid_t probe_tid, uint64_t addr, enum bkpt_mech want, struct bkpt **out,
+             struct ps_err *err) PS_WARN_UNUSED;
+
+enum bkpt_mech bkpt_mechanism(const struct bkpt *b);
+
+/*
+ * Start following thread tid: perf opens its two events (the stopping one enabled when the set
+ * is armed); debugreg sets DR0/DR7 when armed (tid must be stopped). Already known: no-op.
+ * Errors: -PS_ELIMIT (table full), -errno of perf_event_open / ptrace (-ESRCH: thread gone).
+ */
+int bkpt_add_thread(struct bkpt *b, pid_t tid, struct ps_err *err) PS_WARN_UNUSED;
+
+/* Forget a thread that exited (perf: its final count is kept, fds closed). */
+void bkpt_drop_thread(struct bkpt *b, pid_t tid);
+
+/*
+ * Arm or disarm the stopping breakpoint in every followed thread. perf: ioctl per thread, the
+ * threads may run. debugreg: every thread must be stopped (target_stop_all). Errors: the first
+ * failure (other threads are still done).
+ */
+int bkpt_arm(struct bkpt *b, bool on, struct ps_err *err) PS_WARN_UNUSED;
+bool bkpt_armed(const struct bkpt *b);
+
+/*
+ * Whether a SIGTRAP stop of tid is this breakpoint's: perf TRAP_PERF with sig_data == tid, or
+ * debugreg TRAP_HWBKPT at addr.
+ */
+bool bkpt_is_hit(const struct bkpt *b, pid_t tid, const siginfo_t *si);
+
+/*
+ * perf: enable or disable the counting events (created disabled): every hit while enabled is a
+ * debug exception (~1-25 us, more in VMs), so the tracer enables them only while the stopping
+ * breakpoint is off, and then in short windows when the rate is high. No-op for debugreg.
+ */
+void bkpt_count_enable(struct bkpt *b, bool on);
+
+/* perf: total hits counted so far (threads gone included); *exact false for debugreg. */
+uint64_t bkpt_count(struct bkpt *b, bool *exact);
+
+/*
+ * Remove everything: perf closes every fd (threads may run); debugreg writes DR7 = 0 then
+ * DR0 = 0 in every thread (they must be stopped; a gone thread is fine). The set stays usable for
+ * bkpt_count. Errors: the first failure.
+ */
+int bkpt_clear(struct bkpt *b, struct ps_err *err) PS_WARN_UNUSED;
+
+/* bkpt_clear (errors ignored) and free. NULL-safe. */
+void bkpt_free(struct bkpt *b);
+
+/* Drop every followed thread whose tid is not among live[0..n) (sorted ascending). */
+void bkpt_sync(struct bkpt *b, const pid_t *live, size_t n);
+
+/* Followed threads. */
+size_t bkpt_nthreads(const struct bkpt *b);
+
+#endif

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PYSCOPE_EXC_H
+#define PYSCOPE_EXC_H
+
+/*
+ * Reading exceptions out of a live or recorded CPython (CPYTHON.md section 5): the one a thread
+ * is raising (tstate->current_exception; 3.11 curexc_*), the one it is handling (exc_info
+ * chain), an exception's type name, message, chain and traceback. Reads go through the memory
+ * source only; every chain and string is bounded. Used by the tracer at each breakpoint stop
+ * and by the snapshot collector (dump).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pyscope/err.h"
+#include "pyscope/pyproc.h"
+#include "pyscope/snap.h"
+
+#define EXC_TYPE_MAX 96
+#define EXC_MSG_MAX  200
+#define EXC_TB_MAX   64 /* traceback entries kept (the innermost ones) */
+/* exc_info items followed (generators nest them; deeper chains are garbage or absurd). */
+#define EXC_INFO_DEPTH 64
+
+/* An exception in flight, as the thread state holds it (3.11 may be unnormalised). */
+struct exc_raw {
+    uint64_t value;     /* the exception object (3.11: curexc_value: instance, str, tuple, 0) */
+    uint64_t type;      /* its type (3.11: curexc_type) */
+    uint64_t traceback; /* its traceback (3.11: curexc_traceback), 0 if none */
+};
+
+struct exc_desc {
+    char type[EXC_TYPE_MAX];
+    char message[EXC_MSG_MAX]; /* str of args[0] when a str ("" otherwise) */
+    bool has_message;
+    bool message_truncated;
+    char cause_type[EXC_TYPE_MAX];   /* "" when none */
+    char context_type[EXC_TYPE_MAX]; /* "" when none */
+};
+
+/*
+ * The exception thread state tstate is raising right now. *out is zeroed when there is none.
+ * Errors: read errors, -PS_ECORRUPT.
+ */
+int exc_in_flight(const struct pyproc *pp, uint64_t tstate, struct exc_raw *out,
+                  struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * The exception being handled by tstate (innermost except block: first exc_info item holding
+ * neither NULL nor None, at most EXC_INFO_DEPTH items). *exc = 0 when none.
+ */
+int exc_handled(const struct pyproc *pp, uint64_t tstate, uint64_t *exc,
+                struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * Describe an exception: type name (raw->type when set, else the object's type), message, and
+ * the type names of __cause__ / __context__. raw->value may be an unnormalised 3.11 value (a
+ * str or an args tuple). Errors: read errors, -PS_ECORRUPT (not an exception type).
+ */
+int exc_describe(const struct pyproc *pp, const struct exc_raw *raw, struct exc_desc *out,
+                 struct ps_err *err) PS_WARN_UNUSED;
+
+/* The exception object's __traceback__ (0 when none or not an instance). */
+int exc_traceback_of(const struct pyproc *pp, uint64_t exc, uint64_t *tb,
+                     struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * Fill st->exc_current and st->exc_handled of a snapshot thread (NULL when none), with type,
+ * message, chain names and traceback lines (outermost first, at most EXC_TB_MAX). Unreadable
+ * parts are left out; only -ENOMEM is returned as an error.
+ */
+int exc_snap_thread(struct pyproc *pp, struct snap *s, struct snap_thread *st,
+                    struct ps_err *err) PS_WARN_UNUSED;
+
+#endif

@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PYSCOPE_SAMPLER_H
+#define PYSCOPE_SAMPLER_H
+
+/*
+ * sampler: timer-driven stack samples of a live Python process, aggregated into a profile
+ * (profile.h). Two ways to drive it:
+ *  - inside the caller's event loop (the TUI): poll sampler_fd() for POLLIN and call
+ *    sampler_tick() when it is readable (or call sampler_sample_once() whenever you like);
+ *  - sampler_run(): a blocking loop (timerfd + signalfd + pidfd + poll) for the CLI, ending at
+ *    the duration, on SIGINT/SIGTERM/SIGHUP, or when the target exits, always with a complete
+ *    profile.
+ *
+ * One tick: one scatter read of every followed thread's "where is the top frame" words and
+ * each interpreter's GIL (the probe); threads whose top frame and instruction are unchanged
+ * since their last sample reuse that sample's stack node (no walk, no resolve: the parked-
+ * thread fast path); the others are walked (walk_stack), checked for tearing
+ * (walk_stack_changed: a stack that moved while read is counted as torn, not emitted), and
+ * resolved through a location cache (code address + header fingerprint + code unit -> frame
+ * id, so a warm sample does no string work; misses go through code_cache_resolve and
+ * linetab_lookup). Threads are re-listed (walk_tstates) every SAMPLER_RELIST_MS, and at once
+ * when a probe or walk fails, to follow new and exiting threads; thread names are read at the
+ * re-list only.
+ *
+ * Idle: a thread is "active" when it holds its interpreter's GIL (read every tick, 3.11-3.13),
+ * or on 3.12+ when its thread state's _status "active" bit is set at the last re-list. A thread
+ * running native code with the GIL released counts as idle (no /proc read on the hot path);
+ * sample those with idle = true. With gil_only, only the GIL holder is sampled.
+ *
+ * Unchanged reuse: a thread whose (cframe, top frame, top frame's instruction pointer) match
+ * its previous sample is assumed to have the same stack. A thread that returned and re-entered
+ * the same frame address at the same instruction between two ticks is misattributed to its
+ * previous callers until its next full walk: every thread gets a full walk at least at every
+ * re-list, which bounds that error to SAMPLER_RELIST_MS.
+ *
+ * Blocking mode: every tick seizes and interrupts the target's threads (target.h), samples,
+ * and detaches before returning, on every path. Never leaves the target stopped or traced.
+ *
+ * Memory: fixed after sampler_new (thread table of WALK_MAX_THREADS entries, one walk buffer,
+ * a location cache of SAMPLER_LOC_CACHE entries that is cleared when full) plus the profile's
+ * own caps. One owner thread; not async-signal-safe.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pyscope/err.h"
+#include "pyscope/profile.h"
+#include "pyscope/pyproc.h"
+
+#define SAMPLER_DEFAULT_RATE 100
+#define SAMPLER_MAX_RATE     20000
+/* Re-list threads (and refresh names, status bits) this often. */
+#define SAMPLER_RELIST_MS 100
+/* Location cache entries (code addr, fingerprint, unit) -> frame id; cleared when full. */
+#define SAMPLER_LOC_CACHE (1u << 16)
+/* Timer jitter: each interval is drawn uniformly in [1 - J, 1 + J] x the period. */
+#define SAMPLER_JITTER 0.1
+
+enum sampler_state {
+    SAMPLER_ACTIVE, /* holds the GIL (or 3.12+ attached) */
+    SAMPLER_IDLE,
+};
+
+/* One emitted sample, for raw-sample writers (out_samples_*). Borrowed for the callback. */
+struct sampler_sample {
+    double time;     /* seconds since sampler_new (CLOCK_MONOTONIC) */
+    double wall;     /* CLOCK_REALTIME seconds */
+    uint32_t thread; /* profile thread id (profile_thread_get) */
+    uint32_t node;   /* profile leaf node (profile_stack) */
+    enum sampler_state state;
+    bool gil; /* holds its interpreter's GIL */
+};
+
+typedef void (*sampler_sample_fn)(void *arg, const struct profile *p,
+                                  const struct sampler_sample *s);
+
+struct sampler_stats;
+typedef void (*sampler_status_fn)(void *arg, const struct sampler_stats *st);
+
+struct sampler_opts {
+    double rate_hz;        /* 1..SAMPLER_MAX_RATE; 0 = SAMPLER_DEFAULT_RATE */
+    double duration_s;     /* sampler_run: stop after this many seconds; 0 = until a signal */
+    bool idle;             /* also sample idle threads */
+    bool gil_only;         /* only the GIL holder */
+    bool blocking;         /* stop the threads for each sample */
+    const char *thread;    /* only threads whose name or id (native or ident) equals this */
+    pid_t forward_signals; /* sampler_run: the first SIGINT/SIGTERM/SIGHUP sent to pyscope by a
+                              process (not the terminal's) is passed to this pid instead of
+                              stopping; the next one stops. 0 = none. Never reaped here. */
+    sampler_sample_fn on_sample; /* optional: every emitted sample */
+    void *sample_arg;
+    sampler_status_fn on_status; /* optional: called by sampler_run about 4 times a second */
+    void *status_arg;
+};
+
+enum sampler_end {
+    SAMPLER_END_NONE,
+    SAMPLER_END_DURATION, /* the duration elapsed */
+    SAMPLER_END_SIGNAL,   /* SIGINT/SIGTERM/SIGHUP */
+    SAMPLER_END_EXITED,   /* the target exited */
+};
+
+struct sampler_stats {
+    uint64_t ticks;        /* timer ticks serviced (sampler_tick + sample_once) */
+    uint64_t missed_ticks; /* timer expirations that fell behind and were skipped */
+    uint64_t samples;      /* thread stacks counted into the profile */
+    uint64_t reused;       /* of which reused an unchanged stack */
+    uint64_t idle_skipped; /* thread-ticks skipped as idle (or not the GIL holder) */
+    uint64_t torn;         /* stacks that moved while read (not counted) */
+    uint64_t errors;       /* failed reads/walks (not counted) */
+    uint64_t relists;      /* thread re-listings */
+    uint64_t threads;      /* threads followed at the last re-list */
+    double elapsed;        /* seconds since sampler_new */
+    double rate;           /* ticks per second achieved over elapsed */
+    double tick_max_us;    /* slowest tick */
+    double tick_total_us;  /* time spent inside ticks */
+    enum sampler_end end;  /* why sampler_run returned */
+};
+
+struct sampler;
+
+/*
+ * Create a sampler for pp (borrowed: must outlive the sampler), filling profile p (borrowed,
+ * may be shared with the TUI). Creates the timerfd (armed) but takes no sample. Copies opts
+ * (opts->thread is copied too). Errors: -EINVAL (rate out of range), -ENOMEM, -errno from
+ * timerfd_create.
+ */
+int sampler_new(struct pyproc *pp, struct profile *p, const struct sampler_opts *opts,
+                struct sampler **out, struct ps_err *err) PS_WARN_UNUSED;
+
+/* Free; NULL-safe. Closes the timerfd. Never leaves the target stopped or traced. */
+void sampler_free(struct sampler *s);
+
+/* The timer descriptor: poll it for POLLIN, then call sampler_tick(). Owned by the sampler. */
+int sampler_fd(const struct sampler *s);
+
+/*
+ * Consume the timer's expirations (non-blocking; 0 expirations is a no-op returning 0) and take
+ * one sample (expirations beyond one count as missed), re-arming the timer with a jittered
+ * interval. Errors: -PS_EGONE when the target exited (the profile stays complete), -PS_EPERM
+ * (blocking mode could not stop the target), -ENOMEM. Torn or failed thread reads are counted
+ * in the stats, not errors.
+ */
+int sampler_tick(struct sampler *s, struct ps_err *err) PS_WARN_UNUSED;
+
+/* Take one sample now, regardless of the timer. Same errors as sampler_tick. */
+int sampler_sample_once(struct sampler *s, struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * Blocking loop: tick at the rate until the duration, a signal (SIGINT/SIGTERM/SIGHUP are
+ * blocked and read through a signalfd during the call, the previous mask restored after), or
+ * the target's exit (pidfd, or a walk reporting it gone). Returns 0 with stats->end set, or
+ * an error from sampler_tick other than -PS_EGONE. Calls opts.on_status periodically and once
+ * at the end.
+ */
+int sampler_run(struct sampler *s, struct ps_err *err) PS_WARN_UNUSED;
+
+/* Statistics so far (elapsed and rate computed now). */
+void sampler_stats_get(const struct sampler *s, struct sampler_stats *out);
+
+/* Change the rate (1..SAMPLER_MAX_RATE) from the next tick on. -EINVAL when out of range. */
+int sampler_set_rate(struct sampler *s, double rate_hz, struct ps_err *err) PS_WARN_UNUSED;
+
+#endif

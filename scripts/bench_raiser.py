@@ -1,0 +1,42 @@
+"""Benchmark target for scripts/bench-exceptions: raise and catch at a paced rate.
+
+Usage: python3.X bench_raiser.py RATE SECONDS READY_PATH RESULT_PATH
+
+Writes READY_PATH, waits for SIGUSR1 (so a tracer can attach first), then for SECONDS raises
+and catches a ValueError RATE times per second (paced with a busy wait: no sleep noise), timing
+only the raise+catch part. Writes RESULT_PATH as JSON: raises, seconds spent raising, wall time.
+"""
+
+import json
+import signal
+import sys
+import time
+
+
+def main():
+    rate, seconds = float(sys.argv[1]), float(sys.argv[2])
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    with open(sys.argv[3], "w", encoding="utf-8") as ready:
+        ready.write("ready")
+    signal.sigwait({signal.SIGUSR1})
+    clock = time.perf_counter
+    start = clock()
+    end, step, spent, n = start + seconds, 1.0 / rate, 0.0, 0
+    slot = start
+    while slot < end:
+        t0 = clock()
+        try:
+            raise ValueError("bench")
+        except ValueError:
+            pass
+        spent += clock() - t0
+        n += 1
+        slot += step
+        while clock() < slot:
+            pass
+    with open(sys.argv[4], "w", encoding="utf-8") as out:
+        json.dump({"raises": n, "raise_seconds": spent, "wall": clock() - start}, out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `pyscope attach`: the live terminal UI. Wires pyproc -> ui_attach_run (ui/app.h); parsing
+ * and exit codes only. The target is opened before curses starts, so that "no such process"
+ * or "permission denied" print as one sentence on a normal terminal. Never includes curses:
+ * ui/app.h is the UI's whole interface. Compiled into the pyscope executable (not the engine
+ * library), which links the UI.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "app.h"
+#include "pyscope/cli.h"
+#include "pyscope/pyproc.h"
+#include "pyscope/sampler.h"
+
+struct attach_args {
+    struct ui_attach_opts ui;
+    bool keys_markdown;
+    pid_t pid;
+};
+
+static const char attach_usage[] =
+    "usage: pyscope attach [options] <pid>\n"
+    "\n"
+    "A live view of a running Python process: threads and their state, the selected thread's\n"
+    "stack with source lines, the functions where it spends its time (sampled), and the\n"
+    "exceptions it raises as they happen (swallowed ones included). The target keeps running;\n"
+    "exception tracing keeps its threads under ptrace (hardware breakpoints, never a write to\n"
+    "its code) until you turn it off with `e` or quit.\n"
+    "\n"
+    "  --rate HZ           samples per second for the top table (default 100)\n"
+    "  --no-exceptions     start with exception tracing off (`e` turns it on)\n"
+    "  --locals            start with local variables shown in the stack pane\n"
+    "  --max-frames N      draw N frames, then exit (for tests)\n"
+    "  --keys-markdown     print the key list as Markdown (the README's list) and exit\n"
+    "\n"
+    "keys:\n";
+
+enum attach_opt {
+    OPT_RATE = 256,
+    OPT_NO_EXC,
+    OPT_LOCALS,
+    OPT_MAX_FRAMES,
+    OPT_KEYS_MD,
+};
+
+static const struct option attach_opts[] = {
+    {"rate", required_argument, NULL, OPT_RATE},
+    {"no-exceptions", no_argument, NULL, OPT_NO_EXC},
+    {"locals", no_argument, NULL, OPT_LOCALS},
+    {"max-frames", required_argument, NULL, OPT_MAX_FRAMES},
+    {"keys-markdown", no_argument, NULL, OPT_KEYS_MD},
+    {"help", no_argument, NULL, 'h'},
+    CLI_LONGOPT_LOG_FORMAT,
+    {NULL, 0, NULL, 0},
+};
+
+static void attach_help(void)
+{
+    (void)fputs(attach_usage, stdout);
+    ui_attach_write_keys(stdout, false);
+    (void)fputs("\nexit codes: as `pyscope --help`; 0 after `q`, or after SIGINT, SIGTERM or\n"
+                "SIGHUP once the terminal is restored and the target released.\n",
+                stdout);
+}
+
+/* One option; returns -1 to go on, else an exit code. */
+static int attach_opt(const struct cli_common *c, struct attach_args *a, int opt, const char *arg)
+{
+    long v;
+
+    switch (opt) {
+    case OPT_NO_EXC: a->ui.no_exceptions = true; return -1;
+    case OPT_LOCALS: a->ui.locals = true; return -1;
+    case OPT_KEYS_MD: a->keys_markdown = true; return -1;
+    case CLI_OPT_LOG_FORMAT: return -1;
+    case OPT_RATE:
+        if (!cli_parse_long(arg, 1, SAMPLER_MAX_RATE, &v))
+            return cli_usage(c, "--rate takes a number from 1 to %d", SAMPLER_MAX_RATE);
+        a->ui.rate_hz = (double)v;
+        return -1;
+    case OPT_MAX_FRAMES:
+        if (!cli_parse_long(arg, 1, 1000000, &v))
+            return cli_usage(c, "--max-frames takes a number from 1 to 1000000");
+        a->ui.max_frames = v;
+        return -1;
+    case 'h': attach_help(); return CLI_EXIT_OK;
+    default: return cli_usage(c, "unknown option for attach");
+    }
+}
+
+static int attach_parse(const struct cli_common *c, int argc, char **argv, struct attach_args *a)
+{
+    int opt, rc;
+
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "h", attach_opts, NULL)) != -1) {
+        rc = attach_opt(c, a, opt, optarg);
+        if (rc >= 0)
+            return rc;
+    }
+    if (a->keys_markdown) {
+        ui_attach_write_keys(stdout, true);
+        return CLI_EXIT_OK;
+    }
+    if (optind != argc - 1)
+        return cli_usage(c, "attach takes exactly one pid");
+    return cli_parse_pid(c, argv[optind], &a->pid) ? -1 : CLI_EXIT_USAGE;
+}
+
+int cli_attach(const struct cli_common *common, int argc, char **argv)
+{
+    struct attach_args a = {.ui = {.rate_hz = UI_DEFAULT_RATE}};
+    struct ps_err err = {0};
+    struct pyproc *pp = NULL;
+    int rc = attach_parse(common, argc, argv, &a);
+
+    if (rc >= 0)
+        return rc;
+    rc = pyproc_open(a.pid, &pp, &err);
+    if (rc < 0)
+        return cli_fail(common, &err, rc);
+    if (pp->warning[0])
+        cli_log(common, "warning", 0, pp->warning);
+    rc = ui_attach_run(pp, &a.ui, &err);
+    pyproc_close(pp);
+    if (rc < 0)
+        return cli_fail(common, &err, rc);
+    return CLI_EXIT_OK;
+}

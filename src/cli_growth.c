@@ -1,0 +1,391 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `pyscope growth`: which module-level containers grow. Wires pyproc -> growth and prints the
+ * table (text, or JSON lines with --json) every --report seconds and once more at the end.
+ * The loop is one poll over a timerfd (sampling ticks) and a signalfd (SIGINT/SIGTERM end the
+ * watch early with the summary). Never stops or traces the target: growth only reads memory,
+ * so there is nothing to undo on any exit path.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pyscope/cli.h"
+#include "pyscope/growth.h"
+#include "pyscope/pyproc.h"
+
+struct growth_args {
+    double interval, duration, rescan, report;
+    long top;
+    bool json;
+    const char *record;
+    struct growth_opts gopts;
+    pid_t pid;
+};
+
+static const char growth_usage[] =
+    "usage: pyscope growth [options] <pid>\n"
+    "\n"
+    "Watch the lengths of the containers held by loaded modules (globals, and attributes of\n"
+    "module-level classes): dict, list, set, collections.deque and functools.lru_cache caches.\n"
+    "Reports the fastest growing first: name, type, length, growth per minute (least squares\n"
+    "over the last samples) and a shallow size estimate (sys.getsizeof's arithmetic). The\n"
+    "target keeps running; nothing is stopped or injected.\n"
+    "\n"
+    "  --interval S        seconds between samples (default 1)\n"
+    "  --duration S        stop after S seconds (default 60; 0: until Ctrl-C)\n"
+    "  --rescan S          look for new or replaced containers every S seconds (default 30)\n"
+    "  --report S          print the table every S seconds (default 10; 0: only at the end)\n"
+    "  --top N             rows per table (default 20; 0: all)\n"
+    "  --json              JSON lines: one {\"event\":\"report\"} per report, then\n"
+    "                      {\"event\":\"summary\"}\n"
+    "  --max-modules N     modules scanned (default 5000)\n"
+    "  --max-containers N  containers watched (default 20000)\n"
+    "  --no-classes        do not look into module-level classes\n"
+    "  --record FILE       also save every byte read from the target to FILE (+ FILE.meta),\n"
+    "                      a replayable fixture for bug reports and tests\n";
+
+enum growth_opt {
+    OPT_INTERVAL = 256,
+    OPT_DURATION,
+    OPT_RESCAN,
+    OPT_REPORT,
+    OPT_TOP,
+    OPT_JSON,
+    OPT_MAX_MODULES,
+    OPT_MAX_CONTAINERS,
+    OPT_NO_CLASSES,
+    OPT_RECORD
+};
+
+static const struct option growth_opts_long[] = {
+    {"interval", required_argument, NULL, OPT_INTERVAL},
+    {"duration", required_argument, NULL, OPT_DURATION},
+    {"rescan", required_argument, NULL, OPT_RESCAN},
+    {"report", required_argument, NULL, OPT_REPORT},
+    {"top", required_argument, NULL, OPT_TOP},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"max-modules", required_argument, NULL, OPT_MAX_MODULES},
+    {"max-containers", required_argument, NULL, OPT_MAX_CONTAINERS},
+    {"no-classes", no_argument, NULL, OPT_NO_CLASSES},
+    {"record", required_argument, NULL, OPT_RECORD},
+    {"help", no_argument, NULL, 'h'},
+    CLI_LONGOPT_LOG_FORMAT,
+    {NULL, 0, NULL, 0},
+};
+
+/* Parse seconds in [min, max]; false when malformed or out of range. */
+static bool parse_seconds(const char *s, double min, double max, double *out)
+{
+    char *end = NULL;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static int opt_seconds(const struct cli_common *c, const char *name, const char *arg, double min,
+                       double *out)
+{
+    if (parse_seconds(arg, min, 86400.0 * 365, out))
+        return -1;
+    return cli_usage(c, "--%s takes seconds from %g up to a year", name, min);
+}
+
+static int opt_count(const struct cli_common *c, const char *name, const char *arg, long max,
+                     size_t *out)
+{
+    long v;
+
+    if (!cli_parse_long(arg, 1, max, &v))
+        return cli_usage(c, "--%s takes a number from 1 to %ld", name, max);
+    *out = (size_t)v;
+    return -1;
+}
+
+/* One option; returns -1 to go on, else an exit code. */
+static int growth_opt(const struct cli_common *c, struct growth_args *a, int opt, const char *arg)
+{
+    switch (opt) {
+    case OPT_INTERVAL: return opt_seconds(c, "interval", arg, 0.01, &a->interval);
+    case OPT_DURATION: return opt_seconds(c, "duration", arg, 0, &a->duration);
+    case OPT_RESCAN: return opt_seconds(c, "rescan", arg, 0.01, &a->rescan);
+    case OPT_REPORT: return opt_seconds(c, "report", arg, 0, &a->report);
+    case OPT_JSON: a->json = true; return -1;
+    case OPT_NO_CLASSES: a->gopts.no_classes = true; return -1;
+    case OPT_RECORD: a->record = arg; return -1;
+    case OPT_MAX_MODULES:
+        return opt_count(c, "max-modules", arg, GROWTH_MAX_MODULES, &a->gopts.max_modules);
+    case OPT_MAX_CONTAINERS:
+        return opt_count(c, "max-containers", arg, GROWTH_MAX_CONTAINERS, &a->gopts.max_containers);
+    case OPT_TOP:
+        if (!cli_parse_long(arg, 0, GROWTH_MAX_CONTAINERS, &a->top))
+            return cli_usage(c, "--top takes a number from 0 to %d", GROWTH_MAX_CONTAINERS);
+        return -1;
+    case CLI_OPT_LOG_FORMAT: return -1;
+    case 'h': (void)fputs(growth_usage, stdout); return CLI_EXIT_OK;
+    default: return cli_usage(c, "unknown option for growth");
+    }
+}
+
+static int growth_parse(const struct cli_common *c, int argc, char **argv, struct growth_args *a)
+{
+    int opt, rc;
+
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "h", growth_opts_long, NULL)) != -1) {
+        rc = growth_opt(c, a, opt, optarg);
+        if (rc >= 0)
+            return rc;
+    }
+    if (optind != argc - 1)
+        return cli_usage(c, "growth takes exactly one pid");
+    return cli_parse_pid(c, argv[optind], &a->pid) ? -1 : CLI_EXIT_USAGE;
+}
+
+/* ---- output -------------------------------------------------------------------------------- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static size_t rows_shown(const struct growth_args *a, const struct growth *g)
+{
+    size_t n = growth_count(g);
+
+    return a->top > 0 && (size_t)a->top < n ? (size_t)a->top : n;
+}
+
+static void human_size(uint64_t b, char *buf, size_t cap)
+{
+    if (b < UINT64_C(10) * 1024)
+        (void)snprintf(buf, cap, "%" PRIu64 " B", b);
+    else if (b < UINT64_C(10) * 1024 * 1024)
+        (void)snprintf(buf, cap, "%.0f KiB", (double)b / 1024.0);
+    else
+        (void)snprintf(buf, cap, "%.1f MiB", (double)b / (1024.0 * 1024.0));
+}
+
+static void text_table(const struct growth_args *a, const struct growth *g, const char *title,
+                       double elapsed)
+{
+    const struct growth_stats *st = growth_stats(g);
+    struct growth_row r;
+    char size[32];
+
+    (void)printf("%s: pid %d, %" PRIu64 " samples over %.1f s, %zu containers in %zu modules\n",
+                 title, (int)a->pid, st->samples, elapsed, st->containers, st->modules);
+    (void)printf("%12s %10s %10s  %-24s %s\n", "GROWTH/MIN", "LENGTH", "SIZE", "TYPE", "NAME");
+    for (size_t i = 0; i < rows_shown(a, g) && growth_row(g, i, &r); i++) {
+        human_size(r.size, size, sizeof(size));
+        (void)printf("%+12.1f %10" PRId64 " %10s  %-24s %s%s\n", r.rate_per_min, r.length, size,
+                     r.type_name, r.name, r.gone ? " (gone)" : "");
+    }
+    (void)fflush(stdout);
+}
+
+static json_t *json_row(const struct growth_row *r)
+{
+    char addr[24];
+
+    (void)snprintf(addr, sizeof(addr), "0x%" PRIx64, r->addr);
+    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:f, s:I, s:I, s:b}", "name", r->name, "type",
+                     r->type_name, "kind", growth_kind_name(r->kind), "address", addr, "length",
+                     (json_int_t)r->length, "growth_per_min", r->rate_per_min, "size_bytes",
+                     (json_int_t)r->size, "points", (json_int_t)r->points, "gone", r->gone);
+}
+
+static json_t *json_stats(const struct growth *g)
+{
+    const struct growth_stats *st = growth_stats(g);
+
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "scans",
+                     (json_int_t)st->scans, "samples", (json_int_t)st->samples, "modules",
+                     (json_int_t)st->modules, "containers", (json_int_t)st->containers, "skipped",
+                     (json_int_t)st->skipped, "retries", (json_int_t)st->retries, "torn",
+                     (json_int_t)st->torn, "gone", (json_int_t)st->gone, "read_calls",
+                     (json_int_t)st->read_calls);
+}
+
+static void json_table(const struct growth_args *a, const struct growth *g, const char *event,
+                       double elapsed)
+{
+    json_t *rows = json_array();
+    json_t *o = json_pack("{s:s, s:i, s:f, s:o}", "event", event, "pid", (int)a->pid, "elapsed_s",
+                          elapsed, "stats", json_stats(g));
+    struct growth_row r;
+    char *s = NULL;
+
+    for (size_t i = 0; rows && i < rows_shown(a, g) && growth_row(g, i, &r); i++)
+        (void)json_array_append_new(rows, json_row(&r));
+    if (o && rows && json_object_set_new(o, "containers", rows) == 0) {
+        rows = NULL;
+        s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    }
+    (void)printf("%s\n", s ? s : "{\"event\":\"error\",\"message\":\"out of memory\"}");
+    (void)fflush(stdout);
+    free(s);
+    json_decref(rows);
+    json_decref(o);
+}
+
+static void print_table(const struct growth_args *a, const struct growth *g, bool final,
+                        double elapsed)
+{
+    if (a->json)
+        json_table(a, g, final ? "summary" : "report", elapsed);
+    else
+        text_table(a, g, final ? "summary" : "growth", elapsed);
+}
+
+/* ---- the loop ------------------------------------------------------------------------------ */
+
+struct loop {
+    int tfd, sfd;
+    double start, next_rescan, next_report;
+    sigset_t old;
+};
+
+static int loop_open(const struct growth_args *a, struct loop *l, struct ps_err *err)
+{
+    struct itimerspec its = {0};
+    sigset_t set;
+
+    (void)sigemptyset(&set);
+    (void)sigaddset(&set, SIGINT);
+    (void)sigaddset(&set, SIGTERM);
+    if (sigprocmask(SIG_BLOCK, &set, &l->old) != 0)
+        return ps_err_set(err, -errno, "cannot block signals: %s", strerror(errno));
+    l->sfd = signalfd(-1, &set, SFD_CLOEXEC);
+    l->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    its.it_interval.tv_sec = (time_t)a->interval;
+    its.it_interval.tv_nsec = (long)((a->interval - floor(a->interval)) * 1e9);
+    its.it_value = its.it_interval;
+    if (l->sfd < 0 || l->tfd < 0 || timerfd_settime(l->tfd, 0, &its, NULL) != 0)
+        return ps_err_set(err, -errno, "cannot set up the sampling timer: %s", strerror(errno));
+    l->start = now_s();
+    l->next_rescan = l->start + a->rescan;
+    l->next_report = l->start + a->report;
+    return 0;
+}
+
+static void loop_close(struct loop *l)
+{
+    if (l->tfd >= 0)
+        (void)close(l->tfd);
+    if (l->sfd >= 0)
+        (void)close(l->sfd);
+    (void)sigprocmask(SIG_SETMASK, &l->old, NULL);
+}
+
+/* Wait for the next tick: 1 tick, 0 interrupted by a signal, < 0 error. */
+static int loop_wait(struct loop *l, struct ps_err *err)
+{
+    struct pollfd p[2] = {{.fd = l->tfd, .events = POLLIN}, {.fd = l->sfd, .events = POLLIN}};
+    uint64_t ticks = 0;
+
+    for (;;) {
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return ps_err_set(err, -errno, "poll failed: %s", strerror(errno));
+        }
+        if (p[1].revents)
+            return 0;
+        if (p[0].revents && read(l->tfd, &ticks, sizeof(ticks)) == (ssize_t)sizeof(ticks))
+            return 1;
+    }
+}
+
+/* One tick: rescan when due, sample, report when due. */
+static int loop_tick(const struct growth_args *a, struct loop *l, struct growth *g,
+                     struct ps_err *err)
+{
+    double t = now_s();
+    int rc = 0;
+
+    if (t >= l->next_rescan) {
+        rc = growth_scan(g, err);
+        l->next_rescan = t + a->rescan;
+    }
+    if (rc == 0)
+        rc = growth_sample(g, t - l->start, err);
+    if (rc == 0 && a->report > 0 && t >= l->next_report) {
+        print_table(a, g, false, t - l->start);
+        l->next_report += a->report;
+    }
+    return rc;
+}
+
+static int watch(const struct growth_args *a, struct growth *g, struct ps_err *err)
+{
+    struct loop l = {.tfd = -1, .sfd = -1};
+    int rc = loop_open(a, &l, err);
+
+    if (rc == 0)
+        rc = growth_scan(g, err);
+    if (rc == 0)
+        rc = growth_sample(g, 0, err);
+    while (rc == 0 && (a->duration <= 0 || now_s() - l.start < a->duration - a->interval / 2)) {
+        rc = loop_wait(&l, err);
+        if (rc <= 0)
+            break;
+        rc = loop_tick(a, &l, g, err);
+    }
+    if (growth_stats(g)->samples > 0)
+        print_table(a, g, true, now_s() - l.start);
+    loop_close(&l);
+    return rc;
+}
+
+static int growth_run(const struct cli_common *c, const struct growth_args *a)
+{
+    struct ps_err err = {0};
+    struct pyproc *pp = NULL;
+    struct growth *g = NULL;
+    int rc, status = CLI_EXIT_OK;
+
+    rc = pyproc_open(a->pid, &pp, &err);
+    if (rc < 0)
+        return cli_fail(c, &err, rc);
+    if (pp->warning[0])
+        cli_log(c, "warning", 0, pp->warning);
+    rc = a->record ? pyproc_record(pp, a->record, &err) : 0;
+    if (rc == 0)
+        rc = growth_new(pp, &a->gopts, &g, &err);
+    if (rc == 0)
+        rc = watch(a, g, &err);
+    if (rc < 0)
+        status = cli_fail(c, &err, rc);
+    growth_free(g);
+    pyproc_close(pp);
+    return status;
+}
+
+int cli_growth(const struct cli_common *common, int argc, char **argv)
+{
+    struct growth_args a = {.interval = 1, .duration = 60, .rescan = 30, .report = 10, .top = 20};
+    int rc = growth_parse(common, argc, argv, &a);
+
+    return rc >= 0 ? rc : growth_run(common, &a);
+}

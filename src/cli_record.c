@@ -1,0 +1,416 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `pyscope record <pid>` and `pyscope run [options] -- cmd...`: wire pyproc -> sampler ->
+ * profile -> writer, print the live status line and the end statistics. `run` forks and execs
+ * the command, waits (bounded) until its Python runtime can be opened, and records until it
+ * exits, forwarding SIGINT/SIGTERM/SIGHUP sent to pyscope itself (not the terminal's, which
+ * the child's process group receives anyway).
+ *
+ * SIGINT/SIGTERM/SIGHUP are blocked from the start of recording to the end of writing, so the
+ * output file is complete whatever arrives; the sampler reads them through a signalfd.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pyscope/cli.h"
+#include "pyscope/out_profile.h"
+#include "pyscope/profile.h"
+#include "pyscope/pyproc.h"
+#include "pyscope/sampler.h"
+
+/* `run`: how long to wait for the child's runtime to become readable, and how often to try. */
+#define RUN_START_TIMEOUT_MS 10000
+#define RUN_START_POLL_MS    5
+
+struct record_args {
+    struct sampler_opts so;
+    enum out_profile_format format;
+    bool per_thread, quiet;
+    const char *output;
+    pid_t pid;
+    char **cmd; /* run: the command */
+};
+
+static const char record_usage[] =
+    "usage: pyscope record [options] <pid>\n"
+    "       pyscope run [options] -- <command> [args...]\n"
+    "\n"
+    "Sample the Python stacks of a running process (record) or of a command started for the\n"
+    "purpose (run) at a fixed rate, without stopping it, and write a profile when the duration\n"
+    "ends, on Ctrl-C/SIGTERM/SIGHUP, or when the target exits.\n"
+    "\n"
+    "  -r, --rate HZ       samples per second (default 100, at most 20000), jittered\n"
+    "  -d, --duration S    stop after S seconds (default: until a signal or the target exits)\n"
+    "  -f, --format F      flamegraph (SVG, default), speedscope, collapsed, or json (raw\n"
+    "                      samples as JSON lines; docs/profile-formats.md)\n"
+    "  -o, --output FILE   write to FILE (default: standard output)\n"
+    "  --idle              also sample idle threads (default: only threads holding the GIL)\n"
+    "  --gil               only sample the thread holding the GIL\n"
+    "  --threads           one root per thread in the output\n"
+    "  --thread NAME|ID    only the thread with this name, ident or native id\n"
+    "  --blocking          stop the threads for each sample (exact, slower for the target)\n"
+    "  -q, --quiet         no live status line and no statistics on stderr\n"
+    "\n"
+    "run: the command's exit status becomes pyscope's (128+N when killed by signal N).\n";
+
+enum record_opt {
+    OPT_IDLE = 256,
+    OPT_GIL,
+    OPT_THREADS,
+    OPT_THREAD,
+    OPT_BLOCKING
+};
+
+static const struct option record_opts[] = {
+    {"rate", required_argument, NULL, 'r'},
+    {"duration", required_argument, NULL, 'd'},
+    {"format", required_argument, NULL, 'f'},
+    {"output", required_argument, NULL, 'o'},
+    {"idle", no_argument, NULL, OPT_IDLE},
+    {"gil", no_argument, NULL, OPT_GIL},
+    {"threads", no_argument, NULL, OPT_THREADS},
+    {"thread", required_argument, NULL, OPT_THREAD},
+    {"blocking", no_argument, NULL, OPT_BLOCKING},
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    CLI_LONGOPT_LOG_FORMAT,
+    {NULL, 0, NULL, 0},
+};
+
+static bool parse_seconds(const char *s, double *out)
+{
+    char *end = NULL;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end || !(v > 0) || v > 1e7)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* One option; returns -1 to go on, else an exit code. */
+static int record_opt(const struct cli_common *c, struct record_args *a, int opt, const char *arg)
+{
+    switch (opt) {
+    case 'r':
+        if (!parse_seconds(arg, &a->so.rate_hz) || a->so.rate_hz < 1 ||
+            a->so.rate_hz > SAMPLER_MAX_RATE)
+            return cli_usage(c, "--rate takes a number of Hz from 1 to %d", SAMPLER_MAX_RATE);
+        return -1;
+    case 'd':
+        if (!parse_seconds(arg, &a->so.duration_s))
+            return cli_usage(c, "--duration takes a positive number of seconds");
+        return -1;
+    case 'f':
+        if (!out_profile_parse_format(arg, &a->format))
+            return cli_usage(c, "--format takes flamegraph, speedscope, collapsed or json");
+        return -1;
+    case 'o': a->output = arg; return -1;
+    case OPT_IDLE: a->so.idle = true; return -1;
+    case OPT_GIL: a->so.gil_only = true; return -1;
+    case OPT_THREADS: a->per_thread = true; return -1;
+    case OPT_THREAD: a->so.thread = arg; return -1;
+    case OPT_BLOCKING: a->so.blocking = true; return -1;
+    case 'q': a->quiet = true; return -1;
+    case CLI_OPT_LOG_FORMAT: return -1;
+    case 'h': (void)fputs(record_usage, stdout); return CLI_EXIT_OK;
+    default: return cli_usage(c, "unknown option for %s", a->cmd ? "run" : "record");
+    }
+}
+
+static int record_parse(const struct cli_common *c, int argc, char **argv, bool run,
+                        struct record_args *a)
+{
+    int opt, rc;
+
+    optind = 1;
+    opterr = 0;
+    /* run: stop at the command (`+`), whose own options are not ours. */
+    while ((opt = getopt_long(argc, argv, run ? "+r:d:f:o:qh" : "r:d:f:o:qh", record_opts, NULL)) !=
+           -1) {
+        rc = record_opt(c, a, opt, optarg);
+        if (rc >= 0)
+            return rc;
+    }
+    if (run) {
+        if (optind >= argc)
+            return cli_usage(c, "run needs a command after `--`");
+        a->cmd = argv + optind;
+        return -1;
+    }
+    if (optind != argc - 1)
+        return cli_usage(c, "record takes exactly one pid");
+    return cli_parse_pid(c, argv[optind], &a->pid) ? -1 : CLI_EXIT_USAGE;
+}
+
+/* ---- status and statistics --------------------------------------------------------------- */
+
+static void on_status(void *arg, const struct sampler_stats *st)
+{
+    (void)arg;
+    (void)fprintf(stderr, "\rpyscope: %llu samples, %.0f Hz, %llu torn, %llu errors, %.1f s   ",
+                  (unsigned long long)st->samples, st->rate, (unsigned long long)st->torn,
+                  (unsigned long long)st->errors, st->elapsed);
+}
+
+static double self_cpu_seconds(void)
+{
+    struct rusage ru;
+
+    if (getrusage(RUSAGE_SELF, &ru) < 0)
+        return 0;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static void print_stats(const struct sampler_stats *st, const struct profile *p)
+{
+    static const char *const ends[] = {"stopped", "duration reached", "signal", "target exited"};
+    struct profile_stats ps;
+    double attempts = (double)(st->samples + st->torn + st->errors);
+    double cpu = self_cpu_seconds();
+
+    profile_stats_get(p, &ps);
+    (void)fprintf(
+        stderr,
+        "pyscope: %s after %.2f s: %llu ticks (%.1f Hz achieved, %llu missed), "
+        "%llu samples (%llu reused unchanged), %llu idle skipped\n"
+        "pyscope: torn %llu (%.2f%%), failed %llu (%.2f%%); own CPU %.3f s "
+        "(%.1f%% of a core); slowest tick %.0f us, mean %.1f us; "
+        "%zu unique stacks, %zu frames\n",
+        ends[st->end], st->elapsed, (unsigned long long)st->ticks, st->rate,
+        (unsigned long long)st->missed_ticks, (unsigned long long)st->samples,
+        (unsigned long long)st->reused, (unsigned long long)st->idle_skipped,
+        (unsigned long long)st->torn, attempts > 0 ? 100.0 * (double)st->torn / attempts : 0.0,
+        (unsigned long long)st->errors, attempts > 0 ? 100.0 * (double)st->errors / attempts : 0.0,
+        cpu, st->elapsed > 0 ? 100.0 * cpu / st->elapsed : 0.0, st->tick_max_us,
+        st->ticks ? st->tick_total_us / (double)st->ticks : 0.0, ps.nodes, ps.frames);
+}
+
+/* ---- recording --------------------------------------------------------------------------- */
+
+static void block_signals(sigset_t *old)
+{
+    sigset_t set;
+
+    (void)sigemptyset(&set);
+    (void)sigaddset(&set, SIGINT);
+    (void)sigaddset(&set, SIGTERM);
+    (void)sigaddset(&set, SIGHUP);
+    (void)sigprocmask(SIG_BLOCK, &set, old);
+}
+
+static int open_output(const struct record_args *a, FILE **out, struct ps_err *err)
+{
+    *out = stdout;
+    if (!a->output || strcmp(a->output, "-") == 0)
+        return 0;
+    *out = fopen(a->output, "we");
+    if (!*out)
+        return ps_err_set(err, -errno, "cannot write %s: %s", a->output, strerror(errno));
+    return 0;
+}
+
+static int close_output(const struct record_args *a, FILE *f, int rc, struct ps_err *err)
+{
+    if (f != stdout) {
+        if (fclose(f) != 0 && rc == 0)
+            rc = ps_err_set(err, -EIO, "cannot write %s: %s", a->output, strerror(errno));
+    } else if (fflush(stdout) != 0 && rc == 0) {
+        rc = ps_err_set(err, -EIO, "cannot write the output: %s", strerror(errno));
+    }
+    return rc;
+}
+
+static int write_profile(const struct record_args *a, const struct profile *p, FILE *f,
+                         struct ps_err *err)
+{
+    char title[128];
+    struct out_profile_opts o = {.per_thread = a->per_thread,
+                                 .title = title,
+                                 .rate_hz = a->so.rate_hz,
+                                 .exporter = "pyscope@" PYSCOPE_VERSION};
+
+    (void)snprintf(title, sizeof(title), "pyscope profile of pid %d", (int)a->pid);
+    return out_profile_write(f, a->format, p, &o, err);
+}
+
+/* Sample pp until the end, then write the output. */
+static int record_pyproc(const struct record_args *a, struct pyproc *pp, struct ps_err *err)
+{
+    struct sampler_opts so = a->so;
+    struct out_samples *samples = NULL;
+    struct profile *p = NULL;
+    struct sampler *s = NULL;
+    struct sampler_stats st = {0};
+    FILE *f = NULL;
+    int rc = open_output(a, &f, err);
+
+    if (rc == 0)
+        rc = profile_new(&p, err);
+    if (rc == 0 && a->format == OUT_PROFILE_SAMPLES)
+        rc = out_samples_open(f, pp->pid, pp->loc.version, so.rate_hz, &samples, err);
+    if (samples) {
+        so.on_sample = out_samples_on_sample;
+        so.sample_arg = samples;
+    }
+    if (!a->quiet && isatty(STDERR_FILENO))
+        so.on_status = on_status;
+    if (rc == 0)
+        rc = sampler_new(pp, p, &so, &s, err);
+    if (rc == 0)
+        rc = sampler_run(s, err);
+    if (s)
+        sampler_stats_get(s, &st);
+    if (so.on_status)
+        (void)fputc('\n', stderr);
+    if (samples) {
+        int wrc = out_samples_close(samples, &st, err);
+        rc = rc ? rc : wrc;
+    } else if (rc == 0) {
+        rc = write_profile(a, p, f, err);
+    }
+    if (f)
+        rc = close_output(a, f, rc, err);
+    if (rc == 0 && !a->quiet)
+        print_stats(&st, p);
+    sampler_free(s);
+    profile_free(p);
+    return rc;
+}
+
+int cli_record(const struct cli_common *common, int argc, char **argv)
+{
+    struct record_args a = {.format = OUT_PROFILE_FLAMEGRAPH};
+    struct ps_err err = {0};
+    struct pyproc *pp = NULL;
+    sigset_t old;
+    int rc = record_parse(common, argc, argv, false, &a);
+
+    if (rc >= 0)
+        return rc;
+    block_signals(&old);
+    rc = pyproc_open(a.pid, &pp, &err);
+    if (rc == 0 && pp->warning[0])
+        cli_log(common, "warning", 0, pp->warning);
+    if (rc == 0)
+        rc = record_pyproc(&a, pp, &err);
+    pyproc_close(pp);
+    (void)sigprocmask(SIG_SETMASK, &old, NULL);
+    return rc < 0 ? cli_fail(common, &err, rc) : CLI_EXIT_OK;
+}
+
+/* ---- run --------------------------------------------------------------------------------- */
+
+/* Fork and exec the command; a CLOEXEC pipe reports an exec failure as its errno. */
+static int spawn(char **cmd, pid_t *out, struct ps_err *err)
+{
+    int fds[2], child_errno = 0;
+    pid_t pid;
+
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return ps_err_set(err, -errno, "cannot create a pipe: %s", strerror(errno));
+    pid = fork();
+    if (pid < 0) {
+        (void)close(fds[0]);
+        (void)close(fds[1]);
+        return ps_err_set(err, -errno, "cannot fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        (void)close(fds[0]);
+        execvp(cmd[0], cmd);
+        child_errno = errno;
+        (void)!write(fds[1], &child_errno, sizeof(child_errno));
+        _exit(127);
+    }
+    (void)close(fds[1]);
+    if (read(fds[0], &child_errno, sizeof(child_errno)) == (ssize_t)sizeof(child_errno)) {
+        (void)close(fds[0]);
+        (void)waitpid(pid, NULL, 0);
+        return ps_err_set(err, -child_errno, "cannot run %s: %s", cmd[0], strerror(child_errno));
+    }
+    (void)close(fds[0]);
+    *out = pid;
+    return 0;
+}
+
+/* Open the child's runtime once it is initialised: bounded retries, ending if it exits. */
+static int open_child(pid_t pid, struct pyproc **pp, struct ps_err *err)
+{
+    struct ps_err last = {0};
+    int rc = -ETIMEDOUT;
+
+    for (int waited = 0; waited < RUN_START_TIMEOUT_MS; waited += RUN_START_POLL_MS) {
+        int status;
+
+        ps_err_clear(&last);
+        rc = pyproc_open(pid, pp, &last);
+        if (rc == 0 || rc == -PS_EPERM || rc == -PS_EVERSION)
+            break;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return ps_err_set(err, -PS_EGONE,
+                              "the command exited (status %d) before its Python runtime could "
+                              "be read",
+                              WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+        (void)poll(NULL, 0, RUN_START_POLL_MS);
+    }
+    if (rc < 0 && rc != -ETIMEDOUT)
+        return ps_err_set(err, rc, "%s", last.msg);
+    if (rc < 0)
+        return ps_err_set(err, rc,
+                          "the command's Python runtime was not readable after %d s (%s); is it "
+                          "a CPython 3.11-3.13 program?",
+                          RUN_START_TIMEOUT_MS / 1000, last.msg);
+    return 0;
+}
+
+static int child_exit_code(pid_t pid)
+{
+    int status = 0;
+
+    if (waitpid(pid, &status, 0) != pid)
+        return CLI_EXIT_OK;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int cli_run(const struct cli_common *common, int argc, char **argv)
+{
+    struct record_args a = {.format = OUT_PROFILE_FLAMEGRAPH};
+    struct ps_err err = {0};
+    struct pyproc *pp = NULL;
+    sigset_t old;
+    int rc = record_parse(common, argc, argv, true, &a);
+
+    if (rc >= 0 || !a.cmd)
+        return rc >= 0 ? rc : CLI_EXIT_USAGE;
+    rc = spawn(a.cmd, &a.pid, &err);
+    if (rc < 0)
+        return cli_fail(common, &err, rc);
+    block_signals(&old);
+    a.so.forward_signals = a.pid;
+    rc = open_child(a.pid, &pp, &err);
+    if (rc == 0)
+        rc = record_pyproc(&a, pp, &err);
+    pyproc_close(pp);
+    (void)sigprocmask(SIG_SETMASK, &old, NULL);
+    if (rc < 0) {
+        int status = cli_fail(common, &err, rc);
+
+        (void)kill(a.pid, SIGTERM);
+        (void)waitpid(a.pid, NULL, 0);
+        return status;
+    }
+    return child_exit_code(a.pid);
+}

@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Profile writers for collapsed stacks and speedscope JSON, the format dispatcher, and the
+ * escaping helpers the other profile writers share (see out_profile.h, out_profile_int.h).
+ *
+ * Both formats are streamed straight from the profile's node table (parents before children):
+ * no copy of the profile is made except the merged one that out_profile_write builds when
+ * threads are not kept apart. A stream error is reported once at the end (ferror), so a full
+ * disk is an error, never a silently short file.
+ */
+#include "pyscope/out_profile.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "out_profile_int.h"
+
+#define DEFAULT_TITLE "pyscope profile"
+/* Frames fetched per stack; deeper stacks are cut at the root side (never happens: the walker
+ * caps depth at WALK_MAX_DEPTH + 1). */
+#define STACK_MAX 8200
+
+size_t out_profile_utf8_len(const unsigned char *s)
+{
+    size_t n;
+
+    if (s[0] < 0x80)
+        return 1;
+    if ((s[0] & 0xe0) == 0xc0 && s[0] >= 0xc2)
+        n = 2;
+    else if ((s[0] & 0xf0) == 0xe0)
+        n = 3;
+    else if ((s[0] & 0xf8) == 0xf0 && s[0] <= 0xf4)
+        n = 4;
+    else
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
+void out_profile_label(const struct profile_frame *f, char *buf, size_t cap)
+{
+    if (!f->file[0])
+        (void)snprintf(buf, cap, "%s", f->function);
+    else if (f->line < 0)
+        (void)snprintf(buf, cap, "%s (%s)", f->function, f->file);
+    else
+        (void)snprintf(buf, cap, "%s (%s:%d)", f->function, f->file, f->line);
+}
+
+void out_profile_thread_label(const struct profile_thread *t, char *buf, size_t cap)
+{
+    const char *name = t->name[0] ? t->name : "?";
+
+    if (t->native_id)
+        (void)snprintf(buf, cap, "thread %s (%d)", name, (int)t->native_id);
+    else
+        (void)snprintf(buf, cap, "thread %s (%llu)", name, (unsigned long long)t->thread_id);
+}
+
+void out_profile_json_str(FILE *f, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    (void)fputc('"', f);
+    while (*p) {
+        size_t n = out_profile_utf8_len(p);
+
+        if (*p == '"' || *p == '\\')
+            (void)fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            (void)fprintf(f, "\\u%04x", *p);
+        else if (n == 0)
+            (void)fputc('?', f);
+        else
+            (void)fwrite(p, 1, n, f);
+        p += n ? n : 1;
+    }
+    (void)fputc('"', f);
+}
+
+void out_profile_xml_str(FILE *f, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    while (*p) {
+        size_t n = out_profile_utf8_len(p);
+
+        switch (*p) {
+        case '&': (void)fputs("&amp;", f); break;
+        case '<': (void)fputs("&lt;", f); break;
+        case '>': (void)fputs("&gt;", f); break;
+        case '"': (void)fputs("&quot;", f); break;
+        case '\'': (void)fputs("&apos;", f); break;
+        default:
+            if (n == 0 || (*p < 0x20 && *p != '\t'))
+                (void)fputc('?', f);
+            else
+                (void)fwrite(p, 1, n, f);
+        }
+        p += n ? n : 1;
+    }
+}
+
+static int stream_result(FILE *f, struct ps_err *err)
+{
+    if (fflush(f) != 0 || ferror(f))
+        return ps_err_set(err, -EIO, "writing the profile failed (disk full or a closed pipe?)");
+    return 0;
+}
+
+bool out_profile_parse_format(const char *name, enum out_profile_format *out)
+{
+    static const struct {
+        const char *name;
+        enum out_profile_format fmt;
+    } formats[] = {{"collapsed", OUT_PROFILE_COLLAPSED},   {"folded", OUT_PROFILE_COLLAPSED},
+                   {"speedscope", OUT_PROFILE_SPEEDSCOPE}, {"flamegraph", OUT_PROFILE_FLAMEGRAPH},
+                   {"svg", OUT_PROFILE_FLAMEGRAPH},        {"json", OUT_PROFILE_SAMPLES}};
+
+    for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++)
+        if (strcmp(name, formats[i].name) == 0) {
+            *out = formats[i].fmt;
+            return true;
+        }
+    return false;
+}
+
+/* ---- collapsed --------------------------------------------------------------------------- */
+
+/* A label with the folded format's separators (';', newlines) replaced by '_'. */
+static void put_folded(FILE *f, char *label)
+{
+    for (char *c = label; *c; c++)
+        if (*c == ';' || *c == '\n' || *c == '\r')
+            *c = '_';
+    (void)fputs(label, f);
+}
+
+int out_collapsed_write(FILE *f, const struct profile *p, const struct out_profile_opts *o,
+                        struct ps_err *err)
+{
+    uint32_t *stack = malloc(sizeof(*stack) * STACK_MAX);
+    char label[OUT_LABEL_MAX];
+
+    if (!stack)
+        return ps_err_set(err, -ENOMEM, "out of memory writing collapsed stacks");
+    for (uint32_t i = 0; i < profile_nnodes(p); i++) {
+        const struct profile_node *n = profile_node_get(p, i);
+        size_t depth;
+        bool first = true;
+
+        if (!n->self)
+            continue;
+        depth = profile_stack(p, i, stack, STACK_MAX);
+        if (o->per_thread) {
+            out_profile_thread_label(profile_thread_get(p, n->thread), label, sizeof(label));
+            put_folded(f, label);
+            first = false;
+        }
+        for (size_t k = 0; k < depth && k < STACK_MAX; k++) {
+            out_profile_label(profile_frame_get(p, stack[k]), label, sizeof(label));
+            if (!first)
+                (void)fputc(';', f);
+            put_folded(f, label);
+            first = false;
+        }
+        if (first)
+            (void)fputs("[no Python frames]", f);
+        (void)fprintf(f, " %llu\n", (unsigned long long)n->self);
+    }
+    free(stack);
+    return stream_result(f, err);
+}
+
+/* ---- speedscope -------------------------------------------------------------------------- */
+
+static void speedscope_frames(FILE *f, const struct profile *p)
+{
+    (void)fputs("{\"frames\":[", f);
+    for (uint32_t i = 0; i < profile_nframes(p); i++) {
+        const struct profile_frame *fr = profile_frame_get(p, i);
+
+        (void)fputs(i ? ",\n{\"name\":" : "\n{\"name\":", f);
+        out_profile_json_str(f, fr->function);
+        if (fr->file[0]) {
+            (void)fputs(",\"file\":", f);
+            out_profile_json_str(f, fr->file);
+        }
+        if (fr->line >= 0)
+            (void)fprintf(f, ",\"line\":%d", fr->line);
+        (void)fputc('}', f);
+    }
+    (void)fputs("]}", f);
+}
+
+/* One sampled profile: a sample per node with self samples, weighted by the count. */
+static void speedscope_thread(FILE *f, const struct profile *p, uint32_t thread, uint32_t *stack)
+{
+    const struct profile_thread *t = profile_thread_get(p, thread);
+    char label[OUT_LABEL_MAX];
+    bool first = true;
+
+    out_profile_thread_label(t, label, sizeof(label));
+    (void)fputs("{\"type\":\"sampled\",\"name\":", f);
+    out_profile_json_str(f, label);
+    (void)fprintf(f, ",\"unit\":\"none\",\"startValue\":0,\"endValue\":%llu,\"samples\":[",
+                  (unsigned long long)t->samples);
+    for (uint32_t i = 0; i < profile_nnodes(p); i++) {
+        const struct profile_node *n = profile_node_get(p, i);
+        size_t depth;
+
+        if (!n->self || n->thread != thread)
+            continue;
+        depth = profile_stack(p, i, stack, STACK_MAX);
+        (void)fputs(first ? "\n[" : ",\n[", f);
+        for (size_t k = 0; k < depth && k < STACK_MAX; k++)
+            (void)fprintf(f, k ? ",%u" : "%u", stack[k]);
+        (void)fputc(']', f);
+        first = false;
+    }
+    (void)fputs("],\"weights\":[", f);
+    first = true;
+    for (uint32_t i = 0; i < profile_nnodes(p); i++) {
+        const struct profile_node *n = profile_node_get(p, i);
+
+        if (!n->self || n->thread != thread)
+            continue;
+        (void)fprintf(f, first ? "%llu" : ",%llu", (unsigned long long)n->self);
+        first = false;
+    }
+    (void)fputs("]}", f);
+}
+
+int out_speedscope_write(FILE *f, const struct profile *p, const struct out_profile_opts *o,
+                         struct ps_err *err)
+{
+    uint32_t *stack = malloc(sizeof(*stack) * STACK_MAX);
+
+    if (!stack)
+        return ps_err_set(err, -ENOMEM, "out of memory writing the speedscope profile");
+    (void)fputs("{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\",\n"
+                "\"exporter\":",
+                f);
+    out_profile_json_str(f, o->exporter ? o->exporter : "pyscope");
+    (void)fputs(",\"name\":", f);
+    out_profile_json_str(f, o->title ? o->title : DEFAULT_TITLE);
+    (void)fputs(",\"activeProfileIndex\":0,\n\"shared\":", f);
+    speedscope_frames(f, p);
+    (void)fputs(",\n\"profiles\":[", f);
+    for (uint32_t t = 0; t < profile_nthreads(p); t++) {
+        if (t)
+            (void)fputs(",\n", f);
+        speedscope_thread(f, p, t, stack);
+    }
+    (void)fputs("]}\n", f);
+    free(stack);
+    return stream_result(f, err);
+}
+
+/* ---- dispatch ---------------------------------------------------------------------------- */
+
+int out_profile_write(FILE *f, enum out_profile_format fmt, const struct profile *p,
+                      const struct out_profile_opts *o, struct ps_err *err)
+{
+    struct profile *merged = NULL;
+    const struct profile *src = p;
+    int rc = 0;
+
+    if (fmt == OUT_PROFILE_SAMPLES)
+        return ps_err_set(err, -EINVAL, "raw samples are streamed while recording");
+    if (!o->per_thread && fmt != OUT_PROFILE_SPEEDSCOPE) {
+        rc = profile_merge_threads(p, &merged, err);
+        src = merged;
+    }
+    if (rc == 0 && fmt == OUT_PROFILE_COLLAPSED)
+        rc = out_collapsed_write(f, src, o, err);
+    else if (rc == 0 && fmt == OUT_PROFILE_SPEEDSCOPE)
+        rc = out_speedscope_write(f, src, o, err);
+    else if (rc == 0)
+        rc = out_flamegraph_write(f, src, o, err);
+    profile_free(merged);
+    return rc;
+}

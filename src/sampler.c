@@ -1,0 +1,526 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The sampler's tick (see sampler.h): re-list threads now and then, probe every followed
+ * thread and the GIL in one scatter read, then count a stack per selected thread: reused when
+ * the probe shows its top frame and instruction unchanged, else walked, checked for tearing and
+ * resolved through the location cache. The timer and the blocking loop are in sampler_loop.c.
+ *
+ * Invariants: memory is fixed after sampler_new (thread table, walk buffer, location cache);
+ * the location cache and each thread's previous node are dropped whenever the profile's
+ * generation changes. A torn or failed stack is counted in the statistics, never in the
+ * profile.
+ *
+ * Never: prints; leaves the target stopped or traced (blocking ticks detach on every path).
+ */
+#include "sampler_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pyscope/linetab.h"
+#include "pyscope/target.h"
+
+/* _status bit 4 (3.12+): the thread state is active, i.e. attached and holding its GIL
+ * (CPython Include/cpython/pystate.h, 3.12 and 3.13). */
+#define TSTATE_STATUS_ACTIVE (1u << 4)
+/* Probe slots per thread: status, frame holder (cframe or frame), frame via cframe, instr. */
+#define PROBE_PER_THREAD 4
+/* Walks per thread and tick before a moving stack counts as torn. */
+#define SAMPLER_ATTEMPTS 3
+
+static uint64_t fp_hash(const struct code_fp *fp)
+{
+    const uint64_t v[] = {fp->type,
+                          fp->size,
+                          fp->filename,
+                          fp->name,
+                          fp->qualname,
+                          fp->linetable,
+                          (uint64_t)fp->firstlineno,
+                          (uint64_t)fp->version,
+                          (uint64_t)fp->firsttraceable};
+    uint64_t h = 0x9e3779b97f4a7c15ull;
+
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        h ^= v[i];
+        h *= 0xff51afd7ed558ccdull;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
+/* ---- thread list ------------------------------------------------------------------------- */
+
+/* threading._active of the main interpreter (best effort: no threading module, no names). */
+static void find_thread_registry(struct sampler *s)
+{
+    struct ps_err ignored = {0};
+    uint64_t mod, active;
+
+    s->threading_active = 0;
+    if (s->ninterps == 0)
+        return;
+    if (pyobj_module(&s->pp->ctx, s->interps[s->ninterps - 1].addr, "threading", &mod, &ignored) <
+            0 ||
+        pyobj_module_global(&s->pp->ctx, mod, "_active", &active, &ignored) < 0)
+        return;
+    s->threading_active = active;
+}
+
+/* The Thread object's _name for the thread, into t->name ("" when unknown). */
+static void read_thread_name(struct sampler *s, struct sthread *t)
+{
+    struct ps_err ignored = {0};
+    uint64_t thread, name;
+
+    t->named = true;
+    if (!s->threading_active || t->ts.interp != s->interps[s->ninterps - 1].addr)
+        return;
+    /* Keys are the ints get_ident() returned; an int below 2^61-1 hashes to itself. */
+    if (t->ts.thread_id >= (1ull << 61) - 1 ||
+        pyobj_dict_get_hash(&s->pp->ctx, s->threading_active, (int64_t)t->ts.thread_id, &thread,
+                            &ignored) < 0 ||
+        pyobj_instance_attr(&s->pp->ctx, thread, "_name", &name, &ignored) < 0 ||
+        pyobj_str(&s->pp->ctx, name, t->name, sizeof(t->name), NULL, &ignored) < 0)
+        return;
+}
+
+static bool thread_wanted(const struct sampler *s, const struct sthread *t)
+{
+    char num[32];
+
+    if (!s->thread_filter[0] || strcmp(t->name, s->thread_filter) == 0)
+        return true;
+    (void)snprintf(num, sizeof(num), "%" PRIu64, t->ts.thread_id);
+    if (strcmp(num, s->thread_filter) == 0)
+        return true;
+    (void)snprintf(num, sizeof(num), "%d", (int)t->ts.native_id);
+    return t->ts.native_id && strcmp(num, s->thread_filter) == 0;
+}
+
+/* Carry a thread's state over from the previous list (same thread state and ident). */
+static void carry_over(struct sampler *s, struct sthread *t, size_t nold)
+{
+    for (size_t k = 0; k < nold; k++) {
+        const struct sthread *o = &s->old[k];
+
+        if (o->ts.addr != t->ts.addr || o->ts.thread_id != t->ts.thread_id)
+            continue;
+        memcpy(t->name, o->name, sizeof(t->name));
+        t->named = o->named;
+        t->pthread = o->pthread;
+        t->has_prev = o->has_prev;
+        t->prev_cframe = o->prev_cframe;
+        t->prev_frame = o->prev_frame;
+        t->prev_instr = o->prev_instr;
+        t->prev_node = o->prev_node;
+        return;
+    }
+}
+
+static int relist(struct sampler *s, double now, struct ps_err *err)
+{
+    size_t n = 0, ni = 0, nold = s->nthreads;
+    bool names = s->nrelist % SAMPLER_NAME_EVERY == 0;
+    int rc;
+
+    rc = walk_tstates(s->pp, s->ts, WALK_MAX_THREADS, &n, s->winterps, &ni, err);
+    if (rc < 0)
+        return rc;
+    s->stats.relists++;
+    s->nrelist++;
+    s->last_relist = now;
+    s->relist_now = false;
+    for (size_t i = 0; i < ni; i++)
+        s->interps[i] = (struct sinterp){.addr = s->winterps[i].addr, .gil = s->winterps[i].gil};
+    s->ninterps = ni;
+    if (names)
+        find_thread_registry(s);
+    memcpy(s->old, s->threads, sizeof(*s->old) * nold);
+    for (size_t i = 0; i < n; i++) {
+        struct sthread *t = &s->threads[i];
+
+        *t = (struct sthread){.ts = s->ts[i], .pthread = PROFILE_NONE};
+        carry_over(s, t, nold);
+        t->full_walk_due = true;
+        if (!t->named || names)
+            read_thread_name(s, t);
+        t->wanted = thread_wanted(s, t);
+    }
+    s->nthreads = n;
+    s->stats.threads = n;
+    return 0;
+}
+
+/* ---- probe ------------------------------------------------------------------------------- */
+
+/* Queue the probe ranges of one thread. */
+static size_t probe_thread_iov(const struct layout *l, struct sthread *t, struct memsrc_iov *iov)
+{
+    size_t n = 0;
+
+    t->cframe = t->frame = t->instr = 0;
+    t->status = 0;
+    if (t->ts.has_status)
+        iov[n++] = (struct memsrc_iov){t->ts.addr + (uint64_t)l->tstate_status, &t->status, 4};
+    if (LAYOUT_HAS(l, tstate_current_frame)) {
+        iov[n++] =
+            (struct memsrc_iov){t->ts.addr + (uint64_t)l->tstate_current_frame, &t->frame, 8};
+    } else {
+        iov[n++] = (struct memsrc_iov){t->ts.addr + (uint64_t)l->tstate_cframe, &t->cframe, 8};
+        if (t->has_prev && t->prev_cframe)
+            iov[n++] = (struct memsrc_iov){t->prev_cframe + (uint64_t)l->cframe_current_frame,
+                                           &t->frame, 8};
+    }
+    if (t->has_prev && t->prev_frame)
+        iov[n++] = (struct memsrc_iov){t->prev_frame + (uint64_t)l->frame_instr, &t->instr, 8};
+    return n;
+}
+
+/* Queue the GIL words of every interpreter. */
+static size_t probe_gil_iov(const struct layout *l, struct sampler *s, struct memsrc_iov *iov)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < s->ninterps; i++) {
+        struct sinterp *in = &s->interps[i];
+
+        in->locked = 0;
+        in->holder = 0;
+        if (!in->gil)
+            continue;
+        iov[n++] = (struct memsrc_iov){in->gil + (uint64_t)l->gil_locked, &in->locked, 4};
+        iov[n++] = (struct memsrc_iov){in->gil + (uint64_t)l->gil_last_holder, &in->holder, 8};
+    }
+    return n;
+}
+
+/* Probe in as few scatter reads as the iov limit allows; a failed batch leaves its threads
+ * unprobed (they are walked) and asks for a re-list. */
+static void probe(struct sampler *s)
+{
+    const struct layout *l = s->pp->lay;
+    struct memsrc_iov iov[MEMSRC_MAX_IOV];
+    struct ps_err ignored = {0};
+    size_t i = 0;
+
+    do {
+        size_t first = i, n = first == 0 ? probe_gil_iov(l, s, iov) : 0;
+        bool ok;
+
+        while (i < s->nthreads && n + PROBE_PER_THREAD <= MEMSRC_MAX_IOV)
+            n += probe_thread_iov(l, &s->threads[i++], iov + n);
+        if (n == 0)
+            break;
+        ok = memsrc_readv(s->pp->src, iov, n, &ignored) == 0;
+        for (size_t k = first; k < i; k++)
+            s->threads[k].probe_ok = ok;
+        if (!ok)
+            s->relist_now = true;
+    } while (i < s->nthreads);
+}
+
+/* ---- resolve and count ------------------------------------------------------------------- */
+
+static void loc_clear(struct sampler *s)
+{
+    memset(s->loc, 0, sizeof(*s->loc) * SAMPLER_LOC_CACHE);
+    s->nloc = 0;
+    s->truncated_frame = PROFILE_NONE;
+}
+
+static int resolve_miss(struct sampler *s, const struct walk_frame *f, uint32_t *frame,
+                        struct ps_err *err)
+{
+    const struct code_info *ci;
+    struct linetab_pos pos;
+    int rc = code_cache_resolve(s->pp->codes, &s->pp->ctx, f->code_addr, &f->fp, &ci, err);
+
+    if (rc < 0)
+        return rc;
+    pos = linetab_lookup(&ci->lines, ci->firstlineno, f->unit);
+    *frame = profile_frame_intern(
+        s->prof, ci->qualname && ci->qualname[0] ? ci->qualname : ci->name, ci->filename, pos.line);
+    return 0;
+}
+
+/* Frame id of a walked frame through the location cache (full at 3/4: cleared). */
+static int resolve_frame(struct sampler *s, const struct walk_frame *f, uint32_t *frame,
+                         struct ps_err *err)
+{
+    uint64_t fp = fp_hash(&f->fp), unit = (uint64_t)(f->unit + 2);
+    size_t i =
+        (size_t)((f->code_addr * 0x9e3779b97f4a7c15ull) ^ fp ^ (unit * 0xc2b2ae3d27d4eb4full));
+    int rc;
+
+    for (i &= SAMPLER_LOC_CACHE - 1; s->loc[i].unit; i = (i + 1) & (SAMPLER_LOC_CACHE - 1)) {
+        const struct loc_slot *e = &s->loc[i];
+
+        if (e->code == f->code_addr && e->fp == fp && e->unit == unit) {
+            *frame = e->frame;
+            return 0;
+        }
+    }
+    rc = resolve_miss(s, f, frame, err);
+    if (rc < 0)
+        return rc;
+    if (s->nloc >= (size_t)SAMPLER_LOC_CACHE / 4 * 3) {
+        loc_clear(s);
+        return 0;
+    }
+    s->loc[i] = (struct loc_slot){.code = f->code_addr, .fp = fp, .unit = unit, .frame = *frame};
+    s->nloc++;
+    return 0;
+}
+
+/* Resolve the walked stack into s->ids, outermost first; *n gets the count. */
+static int resolve_stack(struct sampler *s, size_t *n, struct ps_err *err)
+{
+    size_t k = 0;
+
+    if (s->st.truncated) {
+        if (s->truncated_frame == PROFILE_NONE)
+            s->truncated_frame = profile_frame_intern(s->prof, "[truncated]", "", -1);
+        s->ids[k++] = s->truncated_frame;
+    }
+    for (size_t i = s->st.n; i-- > 0;) {
+        int rc = resolve_frame(s, &s->st.frames[i], &s->ids[k], err);
+
+        if (rc < 0)
+            return rc;
+        k++;
+    }
+    *n = k;
+    return 0;
+}
+
+static int ensure_pthread(struct sampler *s, struct sthread *t, struct ps_err *err)
+{
+    if (t->pthread != PROFILE_NONE)
+        return 0;
+    return profile_thread(s->prof, t->ts.thread_id, t->ts.native_id, t->name, &t->pthread, err);
+}
+
+static void emit(struct sampler *s, const struct sthread *t, double now, bool active, bool gil)
+{
+    struct sampler_sample smp;
+
+    s->stats.samples++;
+    if (!s->opts.on_sample)
+        return;
+    smp = (struct sampler_sample){.time = now - s->t0,
+                                  .wall = sampler_wall(),
+                                  .thread = t->pthread,
+                                  .node = t->prev_node,
+                                  .state = active ? SAMPLER_ACTIVE : SAMPLER_IDLE,
+                                  .gil = gil};
+    s->opts.on_sample(s->opts.sample_arg, s->prof, &smp);
+}
+
+/*
+ * Did the thread's frame chain move since st was read? One scatter read of where the thread
+ * keeps its current frame. Unlike walk_stack_changed, a changed instruction pointer in the same
+ * top frame is not tearing here: every frame was read consistently and only the innermost
+ * line may be a few instructions old, which a sampler accepts (a running thread's instruction
+ * changes constantly; rejecting those samples would drop most of every busy thread).
+ */
+static int stack_moved(struct sampler *s, const struct sthread *t, bool *moved, struct ps_err *err)
+{
+    const struct layout *l = s->pp->lay;
+    uint64_t cframe = 0, frame = 0;
+    struct memsrc_iov iov[2];
+    size_t n = 0;
+    int rc;
+
+    if (LAYOUT_HAS(l, tstate_current_frame)) {
+        iov[n++] = (struct memsrc_iov){t->ts.addr + (uint64_t)l->tstate_current_frame, &frame, 8};
+    } else {
+        iov[n++] = (struct memsrc_iov){t->ts.addr + (uint64_t)l->tstate_cframe, &cframe, 8};
+        if (s->st.cframe)
+            iov[n++] =
+                (struct memsrc_iov){s->st.cframe + (uint64_t)l->cframe_current_frame, &frame, 8};
+    }
+    rc = memsrc_readv(s->pp->src, iov, n, err);
+    if (rc == 0)
+        *moved = cframe != s->st.cframe || frame != s->st.top_frame;
+    return rc;
+}
+
+/* Walk until the chain did not move while read (SAMPLER_ATTEMPTS at most). */
+static int walk_consistent(struct sampler *s, const struct sthread *t, bool *moved,
+                           struct ps_err *err)
+{
+    int rc = 0;
+
+    *moved = false;
+    for (int attempt = 0; attempt < SAMPLER_ATTEMPTS; attempt++) {
+        ps_err_clear(err);
+        rc = walk_stack(s->pp, t->ts.addr, &s->st, err);
+        if (rc == 0 && !s->opts.blocking)
+            rc = stack_moved(s, t, moved, err);
+        if ((rc == 0 && !*moved) || (rc < 0 && rc != -PS_ECORRUPT))
+            return rc;
+    }
+    return rc;
+}
+
+/* Walk, check and resolve one thread; counts torn/errors. 0 = counted, 1 = not counted. */
+static int walk_and_count(struct sampler *s, struct sthread *t, struct ps_err *err)
+{
+    struct ps_err e = {0};
+    bool moved = false;
+    size_t n = 0;
+    int rc = walk_consistent(s, t, &moved, &e);
+
+    if (rc == 0 && !moved)
+        rc = resolve_stack(s, &n, &e);
+    if (rc == -ENOMEM)
+        return ps_err_set(err, rc, "%s", e.msg);
+    if (rc < 0 || moved) {
+        t->has_prev = false;
+        if (moved || rc == -PS_ECORRUPT)
+            s->stats.torn++;
+        else
+            s->stats.errors++;
+        if (rc < 0 && rc != -PS_ECORRUPT)
+            s->relist_now = true;
+        return 1;
+    }
+    rc = ensure_pthread(s, t, err);
+    if (rc < 0)
+        return rc;
+    t->prev_node = profile_add(s->prof, t->pthread, s->ids, n, 1);
+    t->prev_cframe = s->st.cframe;
+    t->prev_frame = s->st.top_frame;
+    t->prev_instr = s->st.top_instr;
+    t->has_prev = true;
+    t->full_walk_due = false;
+    return 0;
+}
+
+static bool unchanged(const struct sampler *s, const struct sthread *t)
+{
+    if (!t->probe_ok || !t->has_prev || t->full_walk_due || s->opts.blocking)
+        return false;
+    if (LAYOUT_HAS(s->pp->lay, tstate_current_frame))
+        return t->frame == t->prev_frame && t->instr == t->prev_instr;
+    return t->cframe == t->prev_cframe && t->frame == t->prev_frame && t->instr == t->prev_instr;
+}
+
+static int sample_thread(struct sampler *s, struct sthread *t, double now, struct ps_err *err)
+{
+    const struct sinterp *in = NULL;
+    bool gil, active;
+    int rc;
+
+    for (size_t i = 0; i < s->ninterps && !in; i++)
+        if (s->interps[i].addr == t->ts.interp)
+            in = &s->interps[i];
+    gil = in && in->locked == 1 && in->holder == t->ts.addr;
+    active = gil || (t->ts.has_status && t->probe_ok && (t->status & TSTATE_STATUS_ACTIVE));
+    if (!t->wanted || (!s->opts.idle && !active) || (s->opts.gil_only && !gil)) {
+        s->stats.idle_skipped++;
+        return 0;
+    }
+    if (unchanged(s, t)) {
+        profile_add_node(s->prof, t->prev_node, 1);
+        s->stats.reused++;
+        emit(s, t, now, active, gil);
+        return 0;
+    }
+    rc = walk_and_count(s, t, err);
+    if (rc == 0)
+        emit(s, t, now, active, gil);
+    return rc < 0 ? rc : 0;
+}
+
+/* /proc/PID/stat says the process is gone or a zombie. */
+static bool process_gone(const struct sampler *s)
+{
+    char path[64], buf[256];
+    FILE *f;
+    const char *rp;
+    bool gone = true;
+
+    if (s->pp->pid <= 0)
+        return false;
+    (void)snprintf(path, sizeof(path), "/proc/%d/stat", (int)s->pp->pid);
+    f = fopen(path, "re");
+    if (!f)
+        return true;
+    if (fgets(buf, sizeof(buf), f) && (rp = strrchr(buf, ')')) && rp[1] == ' ')
+        gone = rp[2] == 'Z' || rp[2] == 'X';
+    (void)fclose(f);
+    return gone;
+}
+
+static void sync_generation(struct sampler *s)
+{
+    uint64_t g = profile_generation(s->prof);
+
+    if (g == s->generation)
+        return;
+    s->generation = g;
+    loc_clear(s);
+    for (size_t i = 0; i < s->nthreads; i++) {
+        s->threads[i].pthread = PROFILE_NONE;
+        s->threads[i].has_prev = false;
+    }
+}
+
+/* One sample of every selected thread (no stopping). */
+static int sample_all(struct sampler *s, double now, struct ps_err *err)
+{
+    int rc = 0;
+
+    sync_generation(s);
+    if (s->relist_now || now - s->last_relist >= SAMPLER_RELIST_MS / 1000.0 || !s->nthreads) {
+        rc = relist(s, now, err);
+        if (rc < 0) {
+            s->stats.errors++;
+            return process_gone(s) ? ps_err_replace(err, -PS_EGONE, "the target exited") : 0;
+        }
+    }
+    probe(s);
+    for (size_t i = 0; i < s->nthreads && rc == 0; i++)
+        rc = sample_thread(s, &s->threads[i], now, err);
+    if (rc == 0 && s->relist_now && process_gone(s))
+        rc = ps_err_set(err, -PS_EGONE, "the target exited");
+    return rc;
+}
+
+/* Blocking: stop every thread, sample, detach on every path. */
+static int sample_stopped(struct sampler *s, double now, struct ps_err *err)
+{
+    struct ps_err derr = {0};
+    size_t n = 0;
+    int rc = target_seize_all(s->pp->pid, &n, err), drc;
+
+    if (rc == -ESRCH)
+        return ps_err_replace(err, -PS_EGONE, "the target exited");
+    if (rc < 0)
+        return rc;
+    rc = sample_all(s, now, err);
+    drc = target_detach_all(&derr);
+    if (rc == 0 && drc < 0)
+        rc = ps_err_set(err, drc, "%s", derr.msg);
+    return rc;
+}
+
+int sampler_sample_once(struct sampler *s, struct ps_err *err)
+{
+    double start = sampler_now(), us;
+    int rc;
+
+    s->stats.ticks++;
+    rc = s->opts.blocking ? sample_stopped(s, start, err) : sample_all(s, start, err);
+    us = (sampler_now() - start) * 1e6;
+    s->stats.tick_total_us += us;
+    if (us > s->stats.tick_max_us)
+        s->stats.tick_max_us = us;
+    return rc;
+}

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PYSCOPE_SAMPLER_INT_H
+#define PYSCOPE_SAMPLER_INT_H
+
+/*
+ * Private to the sampler: its state, shared by src/sampler.c (one tick: probe, walk, resolve,
+ * count) and src/sampler_loop.c (timer, sampler_run's event loop, statistics).
+ */
+
+#include "pyscope/sampler.h"
+#include "pyscope/walk.h"
+
+#define SAMPLER_THREAD_FILTER_MAX 256
+#define SAMPLER_NAME_MAX          256
+/* Thread names are read again every this many re-lists (a new thread is named at once). */
+#define SAMPLER_NAME_EVERY 10
+
+/* One followed thread. */
+struct sthread {
+    struct walk_tstate ts;
+    uint32_t pthread;   /* profile thread id, PROFILE_NONE until first counted */
+    bool wanted;        /* passes the --thread filter */
+    bool named;         /* its name was read at least once */
+    bool has_prev;      /* prev_* describe its last counted sample */
+    bool full_walk_due; /* next sample must walk (set at every re-list) */
+    uint64_t prev_cframe, prev_frame, prev_instr;
+    uint32_t prev_node;
+    /* probe results of the current tick */
+    bool probe_ok;
+    uint32_t status;
+    uint64_t cframe, frame, instr;
+    char name[SAMPLER_NAME_MAX];
+};
+
+struct loc_slot {
+    uint64_t code, fp, unit; /* unit + 1; 0 = empty */
+    uint32_t frame;
+};
+
+struct sinterp {
+    uint64_t addr, gil;
+    int32_t locked;
+    uint64_t holder;
+};
+
+struct sampler {
+    struct pyproc *pp;
+    struct profile *prof;
+    struct sampler_opts opts;
+    char thread_filter[SAMPLER_THREAD_FILTER_MAX];
+    int tfd;
+    double period;   /* seconds */
+    double next_due; /* CLOCK_MONOTONIC seconds of the next tick */
+    double t0, last_relist;
+    uint64_t rng;
+    uint64_t generation; /* profile generation the caches belong to */
+    uint64_t nrelist;
+    struct sthread *threads; /* WALK_MAX_THREADS */
+    size_t nthreads;
+    struct sthread *old; /* scratch for re-lists */
+    struct walk_tstate *ts;
+    struct sinterp interps[WALK_MAX_INTERPS];
+    size_t ninterps;
+    struct walk_interp *winterps;
+    bool relist_now;
+    uint64_t threading_active;
+    struct walk_stack st;
+    uint32_t *ids; /* WALK_MAX_DEPTH + 1 frame ids, outermost first */
+    struct loc_slot *loc;
+    size_t nloc;
+    uint32_t truncated_frame;
+    struct sampler_stats stats;
+};
+
+/* CLOCK_MONOTONIC and CLOCK_REALTIME in seconds. */
+double sampler_now(void);
+double sampler_wall(void);
+
+#endif

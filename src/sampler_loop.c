@@ -1,0 +1,307 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The sampler's clock and loop (see sampler.h): a one-shot absolute timerfd re-armed after every
+ * tick with a jittered period (uniform in [1 - SAMPLER_JITTER, 1 + SAMPLER_JITTER] x the period,
+ * so that the samples cannot alias with a periodic workload), and sampler_run's poll loop over
+ * the timer, a signalfd (SIGINT/SIGTERM/SIGHUP) and a pidfd that reports the target's exit.
+ *
+ * Missed ticks (a tick that took longer than the period, or a descheduled pyscope) are counted
+ * and skipped, never made up in a burst.
+ *
+ * Never: leaves the signal mask changed after sampler_run, or sleeps without a bound.
+ */
+#include "sampler_int.h"
+
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+/* sampler_run calls on_status this often. */
+#define STATUS_EVERY_S 0.25
+
+double sampler_now(void)
+{
+    struct timespec t;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+double sampler_wall(void)
+{
+    struct timespec t;
+
+    (void)clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* xorshift64*: the jitter needs no quality, only independence from the target's period. */
+static double jitter(struct sampler *s)
+{
+    s->rng ^= s->rng >> 12;
+    s->rng ^= s->rng << 25;
+    s->rng ^= s->rng >> 27;
+    return 1.0 + SAMPLER_JITTER * (2.0 * (double)((s->rng * 0x2545f4914f6cdd1dull) >> 11) /
+                                       (double)(1ull << 53) -
+                                   1.0);
+}
+
+/* Arm the timer for the next tick after now, counting the ticks that were missed. */
+static int arm(struct sampler *s, double now, struct ps_err *err)
+{
+    struct itimerspec it = {0};
+
+    s->next_due += s->period * jitter(s);
+    if (s->next_due <= now) {
+        uint64_t missed = (uint64_t)((now - s->next_due) / s->period) + 1;
+
+        s->stats.missed_ticks += missed;
+        s->next_due += (double)missed * s->period;
+    }
+    it.it_value.tv_sec = (time_t)s->next_due;
+    it.it_value.tv_nsec = (long)((s->next_due - floor(s->next_due)) * 1e9);
+    if (timerfd_settime(s->tfd, TFD_TIMER_ABSTIME, &it, NULL) < 0)
+        return ps_err_set(err, -errno, "cannot arm the sampling timer: %s", strerror(errno));
+    return 0;
+}
+
+static bool rate_ok(double hz)
+{
+    return hz >= 1.0 && hz <= SAMPLER_MAX_RATE;
+}
+
+static int alloc_tables(struct sampler *s, struct ps_err *err)
+{
+    s->threads = calloc(WALK_MAX_THREADS, sizeof(*s->threads));
+    s->old = calloc(WALK_MAX_THREADS, sizeof(*s->old));
+    s->ts = calloc(WALK_MAX_THREADS, sizeof(*s->ts));
+    s->winterps = calloc(WALK_MAX_INTERPS, sizeof(*s->winterps));
+    s->ids = calloc(WALK_MAX_DEPTH + 1, sizeof(*s->ids));
+    s->loc = calloc(SAMPLER_LOC_CACHE, sizeof(*s->loc));
+    if (!s->threads || !s->old || !s->ts || !s->winterps || !s->ids || !s->loc)
+        return ps_err_set(err, -ENOMEM, "out of memory creating the sampler");
+    return walk_stack_init(&s->st, err);
+}
+
+int sampler_new(struct pyproc *pp, struct profile *p, const struct sampler_opts *opts,
+                struct sampler **out, struct ps_err *err)
+{
+    struct sampler *s;
+    double hz = opts->rate_hz > 0 ? opts->rate_hz : SAMPLER_DEFAULT_RATE;
+    int rc;
+
+    if (!rate_ok(hz))
+        return ps_err_set(err, -EINVAL, "the sampling rate must be between 1 and %d Hz",
+                          SAMPLER_MAX_RATE);
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return ps_err_set(err, -ENOMEM, "out of memory creating the sampler");
+    s->pp = pp;
+    s->prof = p;
+    s->opts = *opts;
+    s->opts.thread = NULL;
+    if (opts->thread)
+        (void)snprintf(s->thread_filter, sizeof(s->thread_filter), "%s", opts->thread);
+    s->period = 1.0 / hz;
+    s->t0 = s->next_due = sampler_now();
+    s->rng = (uint64_t)(s->t0 * 1e9) ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+    s->generation = profile_generation(p);
+    s->truncated_frame = PROFILE_NONE;
+    s->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    rc = s->tfd < 0
+             ? ps_err_set(err, -errno, "cannot create the sampling timer: %s", strerror(errno))
+             : alloc_tables(s, err);
+    if (rc == 0)
+        rc = arm(s, s->t0, err);
+    if (rc < 0) {
+        sampler_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void sampler_free(struct sampler *s)
+{
+    if (!s)
+        return;
+    if (s->tfd >= 0)
+        (void)close(s->tfd);
+    walk_stack_free(&s->st);
+    free(s->loc);
+    free(s->ids);
+    free(s->winterps);
+    free(s->ts);
+    free(s->old);
+    free(s->threads);
+    free(s);
+}
+
+int sampler_fd(const struct sampler *s)
+{
+    return s->tfd;
+}
+
+int sampler_set_rate(struct sampler *s, double rate_hz, struct ps_err *err)
+{
+    if (!rate_ok(rate_hz))
+        return ps_err_set(err, -EINVAL, "the sampling rate must be between 1 and %d Hz",
+                          SAMPLER_MAX_RATE);
+    s->period = 1.0 / rate_hz;
+    return 0;
+}
+
+int sampler_tick(struct sampler *s, struct ps_err *err)
+{
+    uint64_t expirations = 0;
+    int rc;
+
+    if (read(s->tfd, &expirations, sizeof(expirations)) != (ssize_t)sizeof(expirations))
+        return errno == EAGAIN || errno == EINTR
+                   ? 0
+                   : ps_err_set(err, -errno, "cannot read the sampling timer: %s", strerror(errno));
+    rc = sampler_sample_once(s, err);
+    if (rc == 0)
+        rc = arm(s, sampler_now(), err);
+    return rc;
+}
+
+void sampler_stats_get(const struct sampler *s, struct sampler_stats *out)
+{
+    *out = s->stats;
+    out->elapsed = sampler_now() - s->t0;
+    out->rate = out->elapsed > 0 ? (double)s->stats.ticks / out->elapsed : 0;
+}
+
+/* ---- the blocking loop ------------------------------------------------------------------- */
+
+struct run_fds {
+    int sig, pid;
+    sigset_t old;
+    bool masked;
+};
+
+static int run_setup(struct sampler *s, struct run_fds *r, struct ps_err *err)
+{
+    sigset_t set;
+
+    r->sig = r->pid = -1;
+    (void)sigemptyset(&set);
+    (void)sigaddset(&set, SIGINT);
+    (void)sigaddset(&set, SIGTERM);
+    (void)sigaddset(&set, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &set, &r->old) < 0)
+        return ps_err_set(err, -errno, "cannot block signals: %s", strerror(errno));
+    r->masked = true;
+    r->sig = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (r->sig < 0)
+        return ps_err_set(err, -errno, "cannot create a signalfd: %s", strerror(errno));
+#ifdef SYS_pidfd_open
+    /* Best effort (Linux 5.3+); without it a failing walk detects the exit. */
+    if (s->pp->pid > 0)
+        r->pid = (int)syscall(SYS_pidfd_open, s->pp->pid, 0);
+#endif
+    return 0;
+}
+
+static void run_teardown(struct run_fds *r)
+{
+    if (r->pid >= 0)
+        (void)close(r->pid);
+    if (r->sig >= 0)
+        (void)close(r->sig);
+    if (r->masked)
+        (void)sigprocmask(SIG_SETMASK, &r->old, NULL);
+}
+
+/* A signal arrived: forward it once to our child, else end. Returns true to end. */
+static bool on_signal(struct sampler *s, int fd, bool *forwarded)
+{
+    struct signalfd_siginfo si;
+
+    if (read(fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+        return false;
+    if (s->opts.forward_signals > 0 && !*forwarded) {
+        /* A terminal's Ctrl-C (SI_KERNEL) already reached the child's process group. */
+        *forwarded = true;
+        if (si.ssi_code != SI_KERNEL)
+            (void)kill(s->opts.forward_signals, (int)si.ssi_signo);
+        return false;
+    }
+    return true;
+}
+
+static void on_exit_of_target(struct sampler *s)
+{
+    s->stats.end = SAMPLER_END_EXITED;
+}
+
+static int poll_timeout_ms(const struct sampler *s, double now, double next_status)
+{
+    double until = next_status;
+
+    if (s->opts.duration_s > 0 && s->t0 + s->opts.duration_s < until)
+        until = s->t0 + s->opts.duration_s;
+    return until <= now ? 0 : (int)ceil((until - now) * 1000.0);
+}
+
+static void report(struct sampler *s)
+{
+    struct sampler_stats st;
+
+    if (!s->opts.on_status)
+        return;
+    sampler_stats_get(s, &st);
+    s->opts.on_status(s->opts.status_arg, &st);
+}
+
+int sampler_run(struct sampler *s, struct ps_err *err)
+{
+    struct run_fds r;
+    bool forwarded = false;
+    double next_status = sampler_now() + STATUS_EVERY_S;
+    int rc = run_setup(s, &r, err);
+
+    s->stats.end = SAMPLER_END_NONE;
+    while (rc == 0 && s->stats.end == SAMPLER_END_NONE) {
+        struct pollfd fds[3] = {{.fd = r.sig, .events = POLLIN},
+                                {.fd = r.pid, .events = POLLIN},
+                                {.fd = s->tfd, .events = POLLIN}};
+        double now = sampler_now();
+
+        if (poll(fds, 3, poll_timeout_ms(s, now, next_status)) < 0 && errno != EINTR) {
+            rc = ps_err_set(err, -errno, "poll failed: %s", strerror(errno));
+            break;
+        }
+        if ((fds[0].revents & POLLIN) && on_signal(s, r.sig, &forwarded))
+            s->stats.end = SAMPLER_END_SIGNAL;
+        else if (fds[1].revents & POLLIN)
+            on_exit_of_target(s);
+        else if (fds[2].revents & POLLIN)
+            rc = sampler_tick(s, err);
+        if (rc == -PS_EGONE) {
+            rc = 0;
+            on_exit_of_target(s);
+        }
+        now = sampler_now();
+        if (s->opts.duration_s > 0 && now >= s->t0 + s->opts.duration_s &&
+            s->stats.end == SAMPLER_END_NONE)
+            s->stats.end = SAMPLER_END_DURATION;
+        if (now >= next_status) {
+            report(s);
+            next_status = now + STATUS_EVERY_S;
+        }
+    }
+    run_teardown(&r);
+    report(s);
+    return rc;
+}

@@ -1,0 +1,938 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tracer: exception events from a hardware breakpoint on PyTraceBack_Here (see tracer.h).
+ * Data flow: target.c (ptrace stops, via its event hooks) -> tr_on_trap at each hit, while the
+ * hitting thread is stopped: registers (rdi = PyFrameObject*), tstate, in-flight exception
+ * (exc.c), stack (walk.c + code cache) -> events in a fixed ring. bkpt.c owns the breakpoints.
+ *
+ * New raise vs propagation (CPYTHON.md 5.2): new when the exception's traceback is NULL at entry
+ * (3.12+: exc->traceback; 3.11: curexc_traceback), or the exception is not the thread's open
+ * one, or the hit frame is not the caller of the open exception's last frame. A bare `raise`
+ * in the catching frame therefore continues the same exception (its next hit is in the caller).
+ *
+ * Invariants: the target is stopped only by breakpoint hits, each resumed by target.c as soon as
+ * the hook returns; every exit (tracer_stop) clears the breakpoints, then stops every thread,
+ * consumes breakpoint SIGTRAPs still pending, then detaches. Memory is allocated at tracer_new
+ * only (ring, open-exception slots, thread tables): flat for hours.
+ */
+#include "pyscope/tracer.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/user.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pyscope/bkpt.h"
+#include "pyscope/exc.h"
+#include "pyscope/linetab.h"
+#include "pyscope/target.h"
+#include "pyscope/walk.h"
+
+#define TR_MAX_OPEN       256  /* threads whose open exception is followed for its END */
+#define TR_END_CHECK_S    0.01 /* least time between two reads of the open exceptions */
+#define TR_SYNC_S         0.1  /* least time between two thread-list reconciliations */
+#define TR_PENDING_ROUNDS 4    /* resume/stop rounds to consume pending SIGTRAPs at stop */
+/* Counting while rate-limited off: each counted hit is still a debug exception (measured ~25 us
+ * in this project's VM), so above TR_COUNT_FULL_RATE hits/s the counter runs only
+ * TR_COUNT_WINDOW_S of every TR_COUNT_PERIOD_S (2%) and the count is scaled (an estimate). */
+#define TR_COUNT_PERIOD_S  0.1
+#define TR_COUNT_WINDOW_S  0.002
+#define TR_COUNT_FULL_RATE 1000.0
+#define TR_SIGTRAP_MASK    (1ull << (SIGTRAP - 1))
+
+/* The exception a thread is propagating, followed until it ends. */
+struct tr_open {
+    pid_t tid; /* 0 = free */
+    uint64_t tstate;
+    uint64_t key;         /* exception object (3.11 unnormalised: value, else type) */
+    uint64_t expect_next; /* the caller frame of the last hit: where propagation hits next */
+    struct tracer_frame last;
+    bool gone_once; /* a read found it no longer in flight (confirmed by a second read) */
+    bool blind;     /* the breakpoint was off while it was open */
+    bool reported;  /* its RAISE was emitted (an END follows) */
+    struct tracer_event raise;
+};
+
+struct tracer {
+    struct pyproc *pp;
+    struct tracer_opts opts;
+    struct bkpt *bp;
+    uint64_t addr;
+    int chld_fd;
+    bool stopped;  /* tracer_stop ran */
+    bool stopping; /* inside tracer_stop: hits are consumed, not processed */
+    bool exec_seen;
+    bool exited;
+    struct tracer_bucket bucket;
+    double disarmed_at; /* monotonic time of the last disarm, 0 when armed */
+    double last_end_check, last_sync;
+    /* Counting while disarmed, in periods of TR_COUNT_PERIOD_S: the counter is on for the whole
+     * period when the last rate was low (exact), else for TR_COUNT_WINDOW_S (estimated). */
+    double period_start, window_on_at, window_on_s;
+    bool window_on, sampling;
+    uint64_t count_at_period;
+    double unseen_est; /* hits while disarmed, exact or estimated */
+    bool estimated;    /* some period was sampled */
+    struct tracer_stats st;
+    uint64_t seq;
+    struct tracer_event *ring; /* TRACER_RING_CAP */
+    size_t ring_n;             /* events ever written */
+    size_t delivered;          /* events handed to opts.on_event */
+    struct tr_open *open;      /* TR_MAX_OPEN */
+    struct walk_tstate *ts;    /* WALK_MAX_THREADS: tid -> tstate map, refreshed on a miss */
+    size_t nts;
+    struct walk_stack stack;
+    pid_t *tids; /* TARGET_MAX_THREADS scratch */
+};
+
+/* ---- time, bucket ------------------------------------------------------------------------- */
+
+static double tr_mono(void)
+{
+    struct timespec t;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static double tr_real(void)
+{
+    struct timespec t;
+
+    (void)clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+void tracer_bucket_init(struct tracer_bucket *b, double rate, double burst, double now)
+{
+    b->rate = rate;
+    b->burst = burst;
+    b->tokens = burst;
+    b->last = now;
+}
+
+double tracer_bucket_level(struct tracer_bucket *b, double now)
+{
+    if (b->rate < 0)
+        return b->burst;
+    if (now > b->last) {
+        b->tokens = fmin(b->burst, b->tokens + (now - b->last) * b->rate);
+        b->last = now;
+    }
+    return b->tokens;
+}
+
+bool tracer_bucket_take(struct tracer_bucket *b, double now)
+{
+    if (b->rate < 0)
+        return true;
+    if (tracer_bucket_level(b, now) < 1.0)
+        return false;
+    b->tokens -= 1.0;
+    return true;
+}
+
+/* ---- events --------------------------------------------------------------------------------- */
+
+static void tr_copy(char *dst, size_t cap, const char *src, bool keep_tail)
+{
+    size_t n = src ? strlen(src) : 0;
+
+    if (keep_tail && n >= cap)
+        src += n - (cap - 1);
+    (void)snprintf(dst, cap, "%s", src ? src : "");
+}
+
+static void tr_count_type(struct tracer *t, const char *type)
+{
+    size_t i;
+
+    for (i = 0; i < t->st.ntypes; i++)
+        if (strcmp(t->st.types[i].type, type) == 0)
+            break;
+    if (i == t->st.ntypes && i == TRACER_MAX_TYPES)
+        i = TRACER_MAX_TYPES - 1; /* the last slot becomes "other" */
+    if (i == t->st.ntypes) {
+        tr_copy(t->st.types[i].type, sizeof(t->st.types[i].type), type, false);
+        t->st.ntypes++;
+    } else if (i == TRACER_MAX_TYPES - 1 && strcmp(t->st.types[i].type, type) != 0) {
+        tr_copy(t->st.types[i].type, sizeof(t->st.types[i].type), "other", false);
+    }
+    t->st.types[i].count++;
+}
+
+static void tr_emit(struct tracer *t, struct tracer_event *ev)
+{
+    ev->seq = ++t->seq;
+    if (ev->kind == TRACER_EV_RAISE)
+        ev->raise_seq = ev->seq;
+    if (t->ring_n >= TRACER_RING_CAP)
+        t->st.ring_overwritten++;
+    t->ring[t->ring_n % TRACER_RING_CAP] = *ev;
+    t->ring_n++;
+}
+
+/* Hand the events not yet delivered to opts.on_event, oldest first. Called with no thread
+ * stopped at a hit, so a slow consumer (a blocked stdout) never holds a target thread. */
+static void tr_deliver(struct tracer *t)
+{
+    size_t first = t->ring_n > TRACER_RING_CAP ? t->ring_n - TRACER_RING_CAP : 0;
+
+    if (t->delivered < first)
+        t->delivered = first; /* overwritten before delivery: counted in ring_overwritten */
+    for (; t->delivered < t->ring_n; t->delivered++)
+        if (t->opts.on_event)
+            t->opts.on_event(t->opts.ctx, &t->ring[t->delivered % TRACER_RING_CAP]);
+}
+
+/* Emit the END of an open exception (when its RAISE was reported) and free the slot. */
+static void tr_end(struct tracer *t, struct tr_open *o, bool propagating)
+{
+    if (o->reported) {
+        struct tracer_event *ev = &o->raise;
+        ev->kind = TRACER_EV_END;
+        ev->time = tr_real();
+        ev->propagating = propagating;
+        ev->fate_unknown = o->blind;
+        ev->handled_at = o->last;
+        tr_emit(t, ev);
+    }
+    o->tid = 0;
+}
+
+static bool tr_type_wanted(const struct tracer *t, const char *type)
+{
+    const char *f = t->opts.type_filter, *dot;
+
+    if (!f || !*f)
+        return true;
+    dot = strrchr(type, '.');
+    return strcmp(type, f) == 0 || (dot && strcmp(dot + 1, f) == 0);
+}
+
+/* ---- reading at a stop ---------------------------------------------------------------------- */
+
+static struct tr_open *tr_open_of(struct tracer *t, pid_t tid)
+{
+    for (size_t i = 0; i < TR_MAX_OPEN; i++)
+        if (t->open[i].tid == tid)
+            return &t->open[i];
+    return NULL;
+}
+
+static const struct walk_tstate *tr_find_ts(const struct tracer *t, pid_t tid)
+{
+    for (size_t i = 0; i < t->nts; i++)
+        if (t->ts[i].native_id == tid)
+            return &t->ts[i];
+    return NULL;
+}
+
+/* The thread state of tid, re-listing thread states once on a miss. */
+static const struct walk_tstate *tr_tstate(struct tracer *t, pid_t tid)
+{
+    const struct walk_tstate *w = tr_find_ts(t, tid);
+    struct ps_err ignored = {0};
+
+    if (w)
+        return w;
+    if (walk_tstates(t->pp, t->ts, WALK_MAX_THREADS, &t->nts, NULL, NULL, &ignored) < 0)
+        t->nts = 0;
+    return tr_find_ts(t, tid);
+}
+
+/* Identity of an in-flight exception: the object, or 3.11's unnormalised type. */
+static uint64_t tr_key(const struct exc_raw *r)
+{
+    return r->value ? r->value : r->type;
+}
+
+static void tr_frame_of(struct tracer *t, const struct walk_frame *wf, struct tracer_frame *out)
+{
+    const struct code_info *ci = NULL;
+    struct ps_err ignored = {0};
+
+    out->line = -1;
+    if (code_cache_resolve(t->pp->codes, &t->pp->ctx, wf->code_addr, &wf->fp, &ci, &ignored) < 0) {
+        tr_copy(out->function, sizeof(out->function), "?", false);
+        tr_copy(out->file, sizeof(out->file), "?", false);
+        return;
+    }
+    tr_copy(out->function, sizeof(out->function), ci->name, false);
+    tr_copy(out->file, sizeof(out->file), ci->filename, true);
+    out->line = linetab_lookup(&ci->lines, ci->firstlineno, wf->unit).line;
+}
+
+/* Walk the stopped thread; 0 with t->stack filled and checked against the hit frame. */
+static int tr_walk(struct tracer *t, uint64_t tstate, uint64_t iframe)
+{
+    struct ps_err ignored = {0};
+
+    if (walk_stack(t->pp, tstate, &t->stack, &ignored) < 0 || t->stack.n == 0)
+        return -1;
+    return t->stack.frames[0].frame_addr == iframe ? 0 : -1;
+}
+
+static void tr_fill_raise(struct tracer *t, struct tracer_event *ev, bool have_stack)
+{
+    size_t n = have_stack ? t->stack.n : 0;
+
+    ev->nframes = n < TRACER_MAX_FRAMES ? n : TRACER_MAX_FRAMES;
+    ev->frames_truncated = n > TRACER_MAX_FRAMES || (have_stack && t->stack.truncated);
+    for (size_t i = 0; i < ev->nframes; i++)
+        tr_frame_of(t, &t->stack.frames[i], &ev->frames[i]);
+}
+
+/* Describe the exception into ev (type, message, chain). */
+static int tr_describe(struct tracer *t, const struct exc_raw *raw, struct tracer_event *ev)
+{
+    struct ps_err ignored = {0};
+    struct exc_desc d;
+
+    if (exc_describe(t->pp, raw, &d, &ignored) < 0)
+        return -1;
+    tr_copy(ev->type, sizeof(ev->type), d.type, false);
+    tr_copy(ev->message, sizeof(ev->message), d.message, false);
+    ev->has_message = d.has_message;
+    ev->message_truncated = d.message_truncated;
+    tr_copy(ev->cause_type, sizeof(ev->cause_type), d.cause_type, false);
+    tr_copy(ev->context_type, sizeof(ev->context_type), d.context_type, false);
+    return 0;
+}
+
+/* A free open slot for tid (ending the oldest-found one when all are taken is not attempted:
+ * with TR_MAX_OPEN threads mid-exception, the newcomer is simply not followed). */
+static struct tr_open *tr_open_new(struct tracer *t, pid_t tid)
+{
+    struct tr_open *o = tr_open_of(t, tid);
+
+    if (o)
+        tr_end(t, o, false);
+    return tr_open_of(t, 0);
+}
+
+/* Start a counting period at now: the counter on (for the whole period, or a short window). */
+static void tr_period_begin(struct tracer *t, double now)
+{
+    bool exact = false;
+
+    t->period_start = now;
+    t->window_on_at = now;
+    t->window_on_s = 0;
+    t->count_at_period = bkpt_count(t->bp, &exact);
+    t->window_on = true;
+    bkpt_count_enable(t->bp, true);
+}
+
+/* Close the current counting period at now: add its hits (scaled when sampled), pick the next
+ * period's mode from its rate. */
+static void tr_period_end(struct tracer *t, double now)
+{
+    bool exact = false;
+    double len = now - t->period_start, on;
+    double n;
+
+    if (t->window_on) {
+        bkpt_count_enable(t->bp, false);
+        t->window_on_s += now - t->window_on_at;
+        t->window_on = false;
+    }
+    on = t->window_on_s;
+    n = (double)(bkpt_count(t->bp, &exact) - t->count_at_period);
+    if (on > 0 && on < len - 1e-6) {
+        n *= len / on;
+        t->estimated = true;
+    }
+    t->unseen_est += n;
+    t->sampling = len > 0 && n / len > TR_COUNT_FULL_RATE;
+}
+
+/* While disarmed: close the window when sampling, start a new period when one is over. */
+static void tr_count_tick(struct tracer *t, double now)
+{
+    if (t->disarmed_at == 0)
+        return;
+    if (t->window_on && t->sampling && now - t->window_on_at >= TR_COUNT_WINDOW_S) {
+        bkpt_count_enable(t->bp, false);
+        t->window_on_s += now - t->window_on_at;
+        t->window_on = false;
+    }
+    if (now - t->period_start >= TR_COUNT_PERIOD_S) {
+        tr_period_end(t, now);
+        tr_period_begin(t, now);
+    }
+}
+
+/* Rate limit: turn the stopping breakpoint off until the bucket refills. */
+static void tr_disarm(struct tracer *t)
+{
+    struct ps_err ignored = {0};
+
+    if (bkpt_mechanism(t->bp) != BKPT_PERF || !bkpt_armed(t->bp))
+        return; /* debug registers need every thread stopped: they stay armed and count */
+    if (bkpt_arm(t->bp, false, &ignored) < 0)
+        return;
+    t->disarmed_at = tr_mono();
+    t->st.disarms++;
+    tr_period_begin(t, t->disarmed_at);
+    for (size_t i = 0; i < TR_MAX_OPEN; i++)
+        if (t->open[i].tid)
+            t->open[i].blind = true;
+}
+
+/* A new raise at a stop: emit its RAISE when wanted and allowed. */
+static void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *w,
+                         const struct exc_raw *raw, uint64_t iframe)
+{
+    struct tr_open *o = tr_open_new(t, tid);
+    struct tracer_event ev_local = {0};
+    struct tracer_event *ev = o ? &o->raise : &ev_local;
+    bool have_stack;
+
+    t->st.raises++;
+    memset(ev, 0, sizeof(*ev));
+    ev->kind = TRACER_EV_RAISE;
+    ev->time = tr_real();
+    ev->native_id = tid;
+    ev->thread_id = w->thread_id;
+    ev->reraise = raw->traceback != 0;
+    if (tr_describe(t, raw, ev) < 0) {
+        t->st.read_errors++;
+        tr_copy(ev->type, sizeof(ev->type), "?", false);
+    }
+    have_stack = tr_walk(t, w->addr, iframe) == 0;
+    if (o) {
+        *o = (struct tr_open){.tid = tid, .tstate = w->addr, .key = tr_key(raw), .raise = *ev};
+        ev = &o->raise;
+        o->expect_next = have_stack && t->stack.n > 1 ? t->stack.frames[1].frame_addr : 0;
+        if (have_stack)
+            tr_frame_of(t, &t->stack.frames[0], &o->last);
+    }
+    if (!tr_type_wanted(t, ev->type)) {
+        t->st.filtered++;
+        return;
+    }
+    if (!tracer_bucket_take(&t->bucket, tr_mono())) {
+        t->st.not_reported++;
+        tr_disarm(t);
+        return;
+    }
+    if (!have_stack)
+        t->st.read_errors++;
+    tr_fill_raise(t, ev, have_stack);
+    tr_count_type(t, ev->type);
+    t->st.reported++;
+    tr_emit(t, ev);
+    if (o) {
+        o->reported = true;
+    } else { /* not followed (TR_MAX_OPEN threads mid-exception): its end is unknown */
+        ev->kind = TRACER_EV_END;
+        ev->propagating = true;
+        ev->fate_unknown = true;
+        tr_emit(t, ev);
+    }
+}
+
+/* A propagation hit: the open exception crossed one more frame. */
+static void tr_propagate(struct tracer *t, struct tr_open *o, const struct walk_tstate *w,
+                         uint64_t iframe)
+{
+    o->gone_once = false;
+    if (tr_walk(t, w->addr, iframe) < 0) {
+        t->st.read_errors++;
+        o->expect_next = 0;
+        return;
+    }
+    tr_frame_of(t, &t->stack.frames[0], &o->last);
+    o->expect_next = t->stack.n > 1 ? t->stack.frames[1].frame_addr : 0;
+}
+
+/* One breakpoint hit of tid (stopped at PyTraceBack_Here's entry). */
+static void tr_hit(struct tracer *t, pid_t tid)
+{
+    struct user_regs_struct regs;
+    struct ps_err ignored = {0};
+    const struct walk_tstate *w;
+    struct exc_raw raw;
+    struct tr_open *o;
+    uint64_t iframe = 0;
+
+    t->st.hits++;
+    if (syscall(SYS_ptrace, (long)PTRACE_GETREGS, (long)tid, 0L, (long)&regs) != 0 ||
+        (regs.rip != t->addr && regs.rip != t->addr + 1) || regs.rdi == 0 ||
+        memsrc_read_u64(t->pp->src, regs.rdi + (uint64_t)t->pp->lay->frameobj_f_frame, &iframe,
+                        &ignored) < 0 ||
+        !(w = tr_tstate(t, tid)) || exc_in_flight(t->pp, w->addr, &raw, &ignored) < 0 ||
+        (raw.value == 0 && raw.type == 0)) {
+        t->st.read_errors++;
+        return;
+    }
+    o = tr_open_of(t, tid);
+    if (o && raw.traceback != 0 && tr_key(&raw) == o->key && iframe == o->expect_next)
+        tr_propagate(t, o, w, iframe);
+    else
+        tr_new_raise(t, tid, w, &raw, iframe);
+}
+
+/* ---- target hooks --------------------------------------------------------------------------- */
+
+static bool tr_claim(void *ctx, pid_t tid, const siginfo_t *si)
+{
+    struct tracer *t = ctx;
+
+    if (!bkpt_is_hit(t->bp, tid, si))
+        return false;
+    if (!t->stopping)
+        tr_hit(t, tid);
+    return true;
+}
+
+static void tr_new_thread(void *ctx, pid_t tid)
+{
+    struct tracer *t = ctx;
+    struct ps_err ignored = {0};
+
+    if (!t->stopping && bkpt_add_thread(t->bp, tid, &ignored) == 0)
+        t->st.threads_armed++;
+}
+
+static void tr_exec(void *ctx, pid_t tid)
+{
+    struct tracer *t = ctx;
+
+    (void)tid;
+    t->exec_seen = true;
+}
+
+/* ---- open exceptions and threads, between hits ------------------------------------------- */
+
+/* Read every open exception's thread; END those no longer in flight: seen gone by two reads
+ * in a row while the threads run (to skip PyTraceBack_Here's own brief clearing), by one when
+ * they are all stopped (exact). */
+static void tr_check_ends(struct tracer *t, bool stopped)
+{
+    struct ps_err ignored = {0};
+    struct exc_raw raw;
+
+    for (size_t i = 0; i < TR_MAX_OPEN; i++) {
+        struct tr_open *o = &t->open[i];
+        if (!o->tid)
+            continue;
+        if (exc_in_flight(t->pp, o->tstate, &raw, &ignored) == 0 && tr_key(&raw) == o->key) {
+            o->gone_once = false;
+            continue;
+        }
+        if (o->gone_once || stopped)
+            tr_end(t, o, false);
+        else
+            o->gone_once = true;
+    }
+}
+
+static int tr_tid_cmp(const void *a, const void *b)
+{
+    pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* Forget threads that exited: their breakpoints, their open exceptions. */
+static size_t tr_sync_threads(struct tracer *t)
+{
+    size_t n = target_tids(t->tids, TARGET_MAX_THREADS);
+
+    qsort(t->tids, n, sizeof(*t->tids), tr_tid_cmp);
+    bkpt_sync(t->bp, t->tids, n);
+    for (size_t i = 0; i < TR_MAX_OPEN; i++)
+        if (t->open[i].tid && !bsearch(&t->open[i].tid, t->tids, n, sizeof(*t->tids), tr_tid_cmp))
+            tr_end(t, &t->open[i], false);
+    return n;
+}
+
+static void tr_maybe_rearm(struct tracer *t, double now)
+{
+    struct ps_err ignored = {0};
+
+    if (t->disarmed_at == 0 || tracer_bucket_level(&t->bucket, now) < TRACER_REARM_TOKENS)
+        return;
+    if (bkpt_arm(t->bp, true, &ignored) < 0)
+        return;
+    tr_period_end(t, now);
+    t->st.disarmed_seconds += now - t->disarmed_at;
+    t->disarmed_at = 0;
+}
+
+/* ---- public ------------------------------------------------------------------------------ */
+
+static int tr_chld_fd(int *fd, struct ps_err *err)
+{
+    sigset_t set;
+
+    (void)sigemptyset(&set);
+    (void)sigaddset(&set, SIGCHLD);
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
+        return ps_err_set(err, -EINVAL, "cannot block SIGCHLD");
+    *fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (*fd < 0)
+        return ps_err_set(err, -errno, "signalfd(SIGCHLD) failed: %s", strerror(errno));
+    return 0;
+}
+
+static int tr_alloc(struct tracer *t, struct ps_err *err)
+{
+    t->ring = calloc(TRACER_RING_CAP, sizeof(*t->ring));
+    t->open = calloc(TR_MAX_OPEN, sizeof(*t->open));
+    t->ts = calloc(WALK_MAX_THREADS, sizeof(*t->ts));
+    t->tids = calloc(TARGET_MAX_THREADS, sizeof(*t->tids));
+    if (!t->ring || !t->open || !t->ts || !t->tids)
+        return ps_err_set(err, -ENOMEM, "out of memory for the exception tracer");
+    return walk_stack_init(&t->stack, err);
+}
+
+/* Seize, arm every thread, resume. On failure nothing stays seized or armed. */
+static int tr_attach(struct tracer *t, struct ps_err *err)
+{
+    const struct target_hooks hooks = {
+        .ctx = t, .claim_sigtrap = tr_claim, .new_thread = tr_new_thread, .exec = tr_exec};
+    enum bkpt_mech want = t->opts.force_mech == TRACER_MECH_PERF       ? BKPT_PERF
+                          : t->opts.force_mech == TRACER_MECH_DEBUGREG ? BKPT_DEBUGREG
+                                                                       : 0;
+    size_t n = 0;
+    int rc = target_set_hooks(&hooks, err);
+
+    if (rc == 0)
+        rc = target_seize_all(t->pp->pid, &n, err);
+    if (rc < 0)
+        return rc;
+    rc = bkpt_new(t->pp->pid, t->pp->pid, t->addr, want, &t->bp, err);
+    if (rc == 0)
+        rc = bkpt_arm(t->bp, true, err);
+    n = target_tids(t->tids, TARGET_MAX_THREADS);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = bkpt_add_thread(t->bp, t->tids[i], err);
+        if (rc == -ESRCH)
+            rc = 0; /* exited meanwhile */
+        t->st.threads_armed += rc == 0;
+    }
+    if (rc == 0)
+        rc = target_resume_all(err);
+    if (rc == 0)
+        return 0;
+    t->stopping = true;
+    if (t->bp && bkpt_clear(t->bp, err) < 0)
+        ps_err_prefix(err, "while giving up: ");
+    if (target_detach_all(err) < 0)
+        ps_err_prefix(err, "while giving up: ");
+    t->stopped = true;
+    return rc;
+}
+
+int tracer_new(struct pyproc *pp, const struct tracer_opts *opts, struct tracer **out,
+               struct ps_err *err)
+{
+    struct tracer *t = calloc(1, sizeof(*t));
+    int rc;
+
+    if (!t)
+        return ps_err_set(err, -ENOMEM, "out of memory for the exception tracer");
+    t->pp = pp;
+    t->opts = *opts;
+    t->chld_fd = -1;
+    t->addr = pp->loc.syms.traceback_here;
+    tracer_bucket_init(&t->bucket, opts->max_rate == 0 ? TRACER_DEFAULT_RATE : opts->max_rate,
+                       opts->burst ? opts->burst : TRACER_DEFAULT_BURST, tr_mono());
+    rc = tr_alloc(t, err);
+    if (rc == 0 && t->addr == 0)
+        rc = ps_err_set(err, -PS_ENOTPYTHON,
+                        "PyTraceBack_Here is not exported by %s: cannot trace exceptions",
+                        pp->loc.image);
+    if (rc == 0)
+        rc = bkpt_check_entry(pp->src, t->addr, err);
+    if (rc == 0)
+        rc = tr_chld_fd(&t->chld_fd, err);
+    if (rc == 0)
+        rc = tr_attach(t, err);
+    if (rc < 0) {
+        t->stopped = true;
+        tracer_free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+const char *tracer_mechanism(const struct tracer *t)
+{
+    return bkpt_mechanism(t->bp) == BKPT_PERF ? "perf" : "debugreg";
+}
+
+int tracer_fd(const struct tracer *t)
+{
+    return t->chld_fd;
+}
+
+static void tr_drain_fd(int fd)
+{
+    struct signalfd_siginfo si[8];
+
+    while (read(fd, si, sizeof(si)) > 0)
+        ;
+}
+
+int tracer_step(struct tracer *t, struct ps_err *err)
+{
+    double now = tr_mono();
+    int rc;
+
+    if (t->stopped)
+        return 1;
+    tr_drain_fd(t->chld_fd);
+    rc = target_service(err);
+    tr_deliver(t);
+    if (rc < 0)
+        return rc;
+    if (t->exec_seen)
+        return 1;
+    if (now - t->last_sync >= TR_SYNC_S) {
+        t->last_sync = now;
+        if (tr_sync_threads(t) == 0) {
+            t->exited = true;
+            return 1;
+        }
+    }
+    if (now - t->last_end_check >= TR_END_CHECK_S) {
+        t->last_end_check = now;
+        tr_check_ends(t, false);
+    }
+    tr_maybe_rearm(t, now);
+    tr_count_tick(t, now);
+    tr_deliver(t);
+    return 0;
+}
+
+int tracer_enable(struct tracer *t, bool on, struct ps_err *err)
+{
+    int rc;
+
+    if (t->stopped)
+        return ps_err_set(err, -EINVAL, "the trace has ended");
+    if (bkpt_mechanism(t->bp) == BKPT_PERF)
+        return bkpt_arm(t->bp, on, err);
+    rc = target_stop_all(err);
+    if (rc == 0)
+        rc = bkpt_arm(t->bp, on, err);
+    if (target_resume_all(err) < 0 && rc == 0)
+        rc = err->code;
+    return rc;
+}
+
+size_t tracer_events(const struct tracer *t, uint64_t after, struct tracer_event *out, size_t cap)
+{
+    size_t first = t->ring_n > TRACER_RING_CAP ? t->ring_n - TRACER_RING_CAP : 0;
+    size_t n = 0;
+
+    if (after > first)
+        first = after < t->ring_n ? (size_t)after : t->ring_n;
+    for (size_t i = first; i < t->ring_n && n < cap; i++) {
+        const struct tracer_event *ev = &t->ring[i % TRACER_RING_CAP];
+        if (ev->seq > after)
+            out[n++] = *ev;
+    }
+    return n;
+}
+
+void tracer_stats(struct tracer *t, struct tracer_stats *out)
+{
+    bool exact = false;
+    double ratio;
+
+    if (t->bp)
+        (void)bkpt_count(t->bp, &exact);
+    t->st.counting = exact && !t->estimated;
+    t->st.armed = t->bp && bkpt_armed(t->bp);
+    if (t->bp && !t->stopped)
+        t->st.threads_armed = bkpt_nthreads(t->bp);
+    t->st.unseen_hits = exact ? (uint64_t)llround(t->unseen_est) : 0;
+    t->st.counted_total = exact ? t->st.hits + t->st.unseen_hits : 0;
+    ratio = t->st.hits ? (double)t->st.raises / (double)t->st.hits : 1.0;
+    t->st.unseen_raises_est = (uint64_t)llround((double)t->st.unseen_hits * ratio);
+    *out = t->st;
+    if (t->disarmed_at != 0)
+        out->disarmed_seconds += tr_mono() - t->disarmed_at;
+}
+
+int tracer_timeout_ms(const struct tracer *t)
+{
+    double left = 0.1;
+
+    if (t->disarmed_at != 0 && t->window_on && t->sampling)
+        left = TR_COUNT_WINDOW_S - (tr_mono() - t->window_on_at);
+    return left <= 0 ? 0 : (int)(left * 1000.0) + 1;
+}
+
+/* The SigPnd | ShdPnd masks of one thread from /proc (0 when unreadable: a gone thread). */
+static uint64_t tr_pending_mask(pid_t pid, pid_t tid)
+{
+    char path[64], line[128];
+    uint64_t mask = 0;
+    FILE *f;
+
+    (void)snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
+    f = fopen(path, "re");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, "SigPnd:", 7) == 0 || strncmp(line, "ShdPnd:", 7) == 0)
+            mask |= (uint64_t)strtoull(line + 7, NULL, 16);
+    (void)fclose(f);
+    return mask;
+}
+
+/* Whether any seized thread has a SIGTRAP pending (a breakpoint trap not yet collected). */
+static bool tr_trap_pending(struct tracer *t)
+{
+    size_t n = target_tids(t->tids, TARGET_MAX_THREADS);
+
+    for (size_t i = 0; i < n; i++)
+        if (tr_pending_mask(t->pp->pid, t->tids[i]) & TR_SIGTRAP_MASK)
+            return true;
+    return false;
+}
+
+/* Clear the breakpoints with every thread stopped, and consume pending traps. */
+static int tr_release(struct tracer *t, struct ps_err *err)
+{
+    int rc = 0;
+
+    t->stopping = true;
+    if (t->bp && bkpt_mechanism(t->bp) == BKPT_PERF)
+        rc = bkpt_clear(t->bp, err); /* first: no new trap can be generated after this */
+    if (rc == 0 && target_current_pid() != 0 && !t->exited)
+        rc = target_stop_all(err);
+    if (rc == -ESRCH) {
+        ps_err_clear(err); /* the target exited meanwhile: nothing left to clear */
+        t->exited = true;
+        return 0;
+    }
+    if (t->exited)
+        return 0;
+    if (rc == 0 && t->bp)
+        rc = bkpt_clear(t->bp, err);
+    for (int round = 0; rc == 0 && round < TR_PENDING_ROUNDS && tr_trap_pending(t); round++) {
+        rc = target_resume_all(err); /* the trap is delivered, claimed and dropped... */
+        if (rc == 0)
+            rc = target_stop_all(err); /* ...before the thread stops again */
+    }
+    return rc;
+}
+
+int tracer_stop(struct tracer *t, struct ps_err *err)
+{
+    int rc, rc2;
+
+    if (t->stopped)
+        return 0;
+    if (t->disarmed_at != 0) {
+        double now = tr_mono();
+        tr_period_end(t, now);
+        t->st.disarmed_seconds += now - t->disarmed_at;
+        t->disarmed_at = 0;
+    }
+    rc = tr_release(t, err);
+    if (rc == 0)
+        tr_check_ends(t, true); /* threads stopped: one read is exact */
+    for (size_t i = 0; i < TR_MAX_OPEN; i++)
+        if (t->open[i].tid)
+            tr_end(t, &t->open[i], true);
+    rc2 = target_detach_all(err);
+    t->stopped = true;
+    tr_deliver(t);
+    return rc < 0 ? rc : rc2;
+}
+
+void tracer_free(struct tracer *t)
+{
+    struct ps_err ignored = {0};
+
+    if (!t)
+        return;
+    if (!t->stopped && tracer_stop(t, &ignored) < 0)
+        t->stopped = true;
+    bkpt_free(t->bp);
+    if (t->chld_fd >= 0)
+        (void)close(t->chld_fd);
+    walk_stack_free(&t->stack);
+    free(t->ring);
+    free(t->open);
+    free(t->ts);
+    free(t->tids);
+    free(t);
+}
+
+/* ---- the blocking loop ------------------------------------------------------------------- */
+
+static int tr_sig_fd(sigset_t *old)
+{
+    sigset_t set;
+
+    (void)sigemptyset(&set);
+    (void)sigaddset(&set, SIGINT);
+    (void)sigaddset(&set, SIGTERM);
+    (void)sigaddset(&set, SIGHUP);
+    if (pthread_sigmask(SIG_BLOCK, &set, old) != 0)
+        return -1;
+    return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+static const char *tr_sig_why(int sig)
+{
+    return sig == SIGINT ? "signal SIGINT" : sig == SIGTERM ? "signal SIGTERM" : "signal SIGHUP";
+}
+
+int tracer_run(struct tracer *t, double duration_s, const char **why, struct ps_err *err)
+{
+    double end = duration_s > 0 ? tr_mono() + duration_s : 0;
+    sigset_t old;
+    int sfd = tr_sig_fd(&old);
+    int rc = 0;
+
+    *why = "error";
+    while (rc == 0) {
+        struct pollfd p[2] = {{.fd = t->chld_fd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+        double left = end > 0 ? end - tr_mono() : 0.1;
+        struct signalfd_siginfo si;
+        if (end > 0 && left <= 0) {
+            *why = "duration";
+            break;
+        }
+        int wait_ms = tracer_timeout_ms(t);
+        if (end > 0 && left * 1000.0 < wait_ms)
+            wait_ms = (int)(left * 1000.0) + 1;
+        (void)poll(p, sfd >= 0 ? 2 : 1, wait_ms);
+        if (sfd >= 0 && read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+            *why = tr_sig_why((int)si.ssi_signo);
+            break;
+        }
+        rc = tracer_step(t, err);
+        if (rc == 1)
+            *why = t->exec_seen ? "target exec'd" : "target exited";
+    }
+    rc = rc < 0 ? rc : 0;
+    if (tracer_stop(t, err) < 0 && rc == 0)
+        rc = err->code;
+    if (sfd >= 0)
+        (void)close(sfd);
+    (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}

@@ -1,0 +1,338 @@
+"""`pyscope attach`, the live TUI, driven for real in tmux against real targets.
+
+Each test starts its own tmux server (private socket, no user config) whose one pane runs
+`pyscope attach` in a shell that, once pyscope exits, records its exit status and `stty -a` (to
+prove the terminal was restored). Screens are read with capture-pane and polled with a deadline
+(conftest.wait_for), never slept on. The launch fixture checks at teardown that every target is
+alive (where expected), not stopped and not traced; some tests check that while pyscope still
+runs, too. Under the ASan build, sanitizer reports go to a log file that the test asserts empty
+(pyscope parks stderr while curses owns the screen).
+"""
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import (PYSCOPE_BIN, ROOT, assert_not_stopped_or_traced, python_target,
+                      require, require_pyscope, tracer_pids, validate_dump_json, wait_for)
+
+README = ROOT / "README.md"
+KEYS_BEGIN, KEYS_END = "<!-- keys:begin -->", "<!-- keys:end -->"
+SCREEN_TIMEOUT_S = 30.0
+TID_RE = re.compile(r"\(tid (\d+)\)")
+
+
+def layout(rows, cols):
+    """Python mirror of ui/layout.c for slicing captures into panes (tests/unit checks it)."""
+    body = rows - 4
+    upper = (body + 1) // 2
+    left = min(max(cols * 2 // 5, 34), 72)
+    top = cols // 2
+    return {"threads": (3, upper, 0, left), "stack": (3, upper, left, cols),
+            "top": (3 + upper, body - upper, 0, top), "exc": (3 + upper, body - upper, top, cols)}
+
+
+class Screen:
+    """One tmux server with pyscope attach running in its only pane."""
+
+    def __init__(self, tmp_path, args, cols=160, rows=48):
+        require(subprocess.run(["which", "tmux"], capture_output=True).returncode == 0,
+                "tmux is not installed")
+        require_pyscope()
+        self.dir, self.cols, self.rows = tmp_path, cols, rows
+        self.sock = tmp_path / "tmux.sock"
+        self.rc_path, self.stty_path = tmp_path / "attach.rc", tmp_path / "attach.stty"
+        self.asan_log = tmp_path / "sanitizer"
+        env = ["env", "TERM=xterm-256color", "LANG=C.UTF-8", "LC_ALL=C.UTF-8"]
+        for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+            if os.environ.get(var):
+                env.append(f"{var}={os.environ[var]}:log_path={self.asan_log}")
+        argv = " ".join(shlex.quote(str(a)) for a in [*env, PYSCOPE_BIN.resolve(), "attach", *args])
+        script = (f"{argv}; echo $? > {shlex.quote(str(self.rc_path))}.tmp; "
+                  f"stty -a > {shlex.quote(str(self.stty_path))}; "
+                  f"mv {shlex.quote(str(self.rc_path))}.tmp {shlex.quote(str(self.rc_path))}")
+        self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "attach", "-c", str(tmp_path),
+                  "-x", str(cols), "-y", str(rows), "sh", "-c", script)
+        self.tmux("set-option", "-g", "window-size", "manual")
+
+    def tmux(self, *args, check=True):
+        return subprocess.run(["tmux", "-S", str(self.sock), *args], capture_output=True,
+                              text=True, timeout=30, check=check)
+
+    def lines(self):
+        out = self.tmux("capture-pane", "-p", "-t", "attach", check=False).stdout
+        lines = out.split("\n")[:self.rows]
+        return lines + [""] * (self.rows - len(lines))
+
+    def pane(self, name):
+        """The text of one pane (title row included), each line cut to the pane's columns."""
+        y, h, x0, x1 = layout(self.rows, self.cols)[name]
+        return [line[x0:x1] for line in self.lines()[y:y + h]]
+
+    def wait(self, predicate, what, timeout=SCREEN_TIMEOUT_S):
+        """Poll the screen until predicate(lines) is truthy; fail showing the last screen."""
+        last = []
+
+        def check():
+            last[:] = self.lines()
+            return predicate(last)
+        try:
+            return wait_for(check, timeout, what, poll=0.05)
+        except BaseException:
+            print("\n".join(last), file=sys.stderr)
+            raise
+
+    def wait_text(self, text, what=None):
+        return self.wait(lambda lines: any(text in line for line in lines), what or repr(text))
+
+    def keys(self, *keys):
+        self.tmux("send-keys", "-t", "attach", *keys)
+
+    def resize(self, cols, rows):
+        self.cols, self.rows = cols, rows
+        self.tmux("resize-window", "-t", "attach", "-x", str(cols), "-y", str(rows))
+
+    def pyscope_pid(self):
+        """pid of the pyscope process (the pane shell's child)."""
+        shell = int(self.tmux("display-message", "-p", "-t", "attach", "#{pane_pid}").stdout)
+
+        def child():
+            try:
+                with open(f"/proc/{shell}/task/{shell}/children", encoding="ascii") as f:
+                    kids = f.read().split()
+            except FileNotFoundError:
+                return None
+            return int(kids[0]) if kids else None
+        return wait_for(child, SCREEN_TIMEOUT_S, "the pyscope process")
+
+    def wait_exit(self):
+        """pyscope's exit status once the pane shell recorded it; checks the terminal state."""
+        rc = int(wait_for(lambda: self.rc_path.is_file() and self.rc_path.read_text().strip(),
+                          SCREEN_TIMEOUT_S, "pyscope attach to exit"))
+        modes = self.stty_path.read_text().split()
+        assert "echo" in modes and "icanon" in modes, f"terminal not restored: {modes}"
+        self.check_sanitizers()
+        return rc
+
+    def check_sanitizers(self):
+        logs = sorted(self.dir.glob("sanitizer*"))
+        assert not logs, "sanitizer reports:\n" + "\n".join(p.read_text() for p in logs)
+
+    def close(self):
+        self.tmux("kill-server", check=False)
+
+
+@pytest.fixture
+def screen(tmp_path):
+    screens = []
+
+    def _open(*args, **kw):
+        s = Screen(tmp_path, args, **kw)
+        screens.append(s)
+        return s
+    yield _open
+    for s in screens:
+        s.close()
+
+
+def ready(s):
+    """Wait for the first full screen: the threads pane lists threads."""
+    s.wait(lambda lines: "Threads (" in "\n".join(lines) and TID_RE.search("\n".join(lines)),
+           "the first snapshot on screen")
+
+
+def stack_tid(s):
+    m = TID_RE.search("\n".join(s.pane("stack")))
+    return int(m.group(1)) if m else None
+
+
+def check_stack(s, truth):
+    """The stack pane shows the selected thread's innermost frame and its source line."""
+    tid = s.wait(lambda _: stack_tid(s), "a thread in the stack pane")
+    thread = next(t for t in truth["threads"] if t["native_id"] == tid)
+    inner = thread["frames"][-1]
+    want = (inner["qualname"], f":{inner['line']}")
+    s.wait(lambda _: any(want[0] in l and want[1] in l for l in s.pane("stack")),
+           f"{want} in the stack of {thread['name']}")
+    source = Path(inner["file"]).read_text().splitlines()[inner["line"] - 1].strip()[:30]
+    s.wait(lambda _: any(source in l for l in s.pane("stack")), f"source line {source!r}")
+    return tid
+
+
+def help_keys_text():
+    out = subprocess.run([str(PYSCOPE_BIN), "attach", "--help"], capture_output=True, text=True,
+                         timeout=30, check=True).stdout
+    block = out.split("\nkeys:\n", 1)[1].split("\n\n", 1)[0]
+    return [line.rstrip() for line in block.splitlines()]
+
+
+# --- tests --------------------------------------------------------------------------------------
+
+def test_panes_and_keys(shapes, screen, tmp_path):
+    truth = shapes.truth
+    s = screen(shapes.pid)
+    ready(s)
+    threads = "\n".join(s.pane("threads"))
+    for t in truth["threads"]:
+        assert str(t["native_id"]) in threads, (t["name"], threads)
+        assert t["name"][:8] in threads, (t["name"], threads)
+    first = check_stack(s, truth)
+    s.keys("j")                                     # the selection moves to the next thread
+    s.wait(lambda _: stack_tid(s) not in (None, first), "j to select another thread")
+    check_stack(s, truth)
+
+    s.keys("?")                                     # help: exactly the lines of --help
+    s.wait_text("pyscope attach: keys")
+    want = help_keys_text()
+    shown = [line.rstrip() for line in s.lines() if line.rstrip() in want]
+    assert shown == want
+    s.keys("Escape")
+    s.wait(lambda lines: not any("pyscope attach: keys" in l for l in lines), "Esc to close help")
+
+    s.keys("s")
+    s.wait(lambda _: "(by total)" in "\n".join(s.pane("top")), "s to sort by total")
+    s.keys("l")
+    s.wait(lambda _: "Top lines" in s.pane("top")[0], "l to show lines")
+    s.keys("/", "x", "y", "z", "Enter")
+    s.wait(lambda _: "/xyz" in s.pane("top")[0], "the filter in the top title")
+    s.keys("Escape")
+    s.wait(lambda _: "/xyz" not in s.pane("top")[0], "Esc to clear the filter")
+    s.keys("p")
+    s.wait(lambda lines: "PAUSED" in lines[2], "p to pause")
+    s.keys("p")
+    s.wait(lambda lines: "PAUSED" not in lines[2], "p to resume")
+
+    s.keys("d")
+    note = s.wait(lambda lines: re.search(r"wrote (\S+\.json)", lines[-1]), "d to write JSON")
+    path = Path(note.group(1))
+    assert path.parent == tmp_path
+    validate_dump_json(path)
+    assert json.loads(path.read_text())["pid"] == shapes.pid
+
+    s.keys("q")
+    assert s.wait_exit() == 0
+    assert_not_stopped_or_traced(shapes.pid)
+
+
+def test_exceptions_pane_and_tracing_toggle(python, launch, screen):
+    target = launch(python_target(python, "raiser.py"))
+    s = screen(target.pid)
+    ready(s)
+    s.wait(lambda lines: re.search(r"exceptions [-\d.]+/s \((perf|debugreg)\)", lines[2]),
+           "exception tracing on")
+    generation = target.truth["generation"] + 1
+    os.kill(target.pid, signal.SIGUSR1)
+    truth = target.wait_truth(generation)
+    expected = truth["events"]
+    for x in expected:
+        s.wait(lambda _: any(f"{x['type']}: {x['message'][:20]}" in l for l in s.pane("exc")),
+               f"{x['type']} in the exceptions pane")
+    handled = {x["handled_in"] for x in expected}
+    s.wait(lambda _: any(f"handled in {h}" in l for l in s.pane("exc") for h in handled),
+           "where a raise was handled")
+    s.keys("Tab", "Tab", "Tab", "Enter")            # threads -> stack -> top -> exceptions
+    s.wait(lambda _: "Stack of raise #" in s.pane("stack")[0], "Enter to open a raise's stack")
+    s.keys("Escape")
+    s.wait(lambda _: "Stack of raise #" not in s.pane("stack")[0], "Esc back to the thread")
+
+    assert any(tracer_pids(target.pid).values()), "tracing on, yet the target is not traced"
+    s.keys("e")
+    s.wait(lambda lines: "exception tracing off" in lines[2], "e to stop tracing")
+    assert_not_stopped_or_traced(target.pid)        # released while pyscope still runs
+    s.keys("e")
+    s.wait(lambda lines: re.search(r"\((perf|debugreg)\)", lines[2]), "e to trace again")
+    os.kill(s.pyscope_pid(), signal.SIGTERM)
+    assert s.wait_exit() == 0
+    assert_not_stopped_or_traced(target.pid)
+    generation = target.truth["generation"] + 1     # raises and handles normally afterwards
+    os.kill(target.pid, signal.SIGUSR1)
+    assert len(target.wait_truth(generation)["events"]) == len(expected)
+
+
+def test_resize(shapes, screen):
+    s = screen(shapes.pid, cols=120, rows=40)
+    ready(s)
+    s.resize(80, 24)
+    s.wait(lambda lines: "Threads (" in lines[3] and "Stack" in lines[3] and
+           "quit" in lines[23], "the layout at 80x24")
+    check_stack(s, shapes.truth)
+    s.resize(50, 12)
+    s.wait_text("terminal too small")
+    s.resize(150, 45)
+    s.wait(lambda lines: "Top " in "\n".join(s.pane("top")) and "quit" in lines[44],
+           "the layout at 150x45")
+    s.keys("q")
+    assert s.wait_exit() == 0
+
+
+def test_target_exit_keeps_last_data(python, launch, screen):
+    target = launch(python_target(python, "shapes.py"), expect_alive=False)
+    s = screen(target.pid, "--no-exceptions")
+    ready(s)
+    tid = stack_tid(s)
+    target.proc.kill()
+    target.proc.wait(timeout=30)
+    s.wait_text(f"target pid {target.pid} exited")
+    assert stack_tid(s) == tid                      # the last data stays on screen
+    s.keys("j", "k", "Tab")                         # and the keys still work
+    s.keys("q")
+    assert s.wait_exit() == 0
+
+
+def test_sighup_when_the_terminal_dies(shapes, screen):
+    s = screen(shapes.pid)
+    ready(s)
+    s.wait(lambda lines: re.search(r"\((perf|debugreg)\)", lines[2]), "exception tracing on")
+    pid = s.pyscope_pid()
+    s.tmux("kill-server")                           # the pod shell goes away: SIGHUP
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
+             open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
+             SCREEN_TIMEOUT_S, "pyscope to exit on SIGHUP")
+    assert_not_stopped_or_traced(shapes.pid)
+    s.check_sanitizers()
+
+
+def test_headless_max_frames(shapes, screen):
+    s = screen(shapes.pid, "--max-frames", 4)
+    assert s.wait_exit() == 0
+    assert_not_stopped_or_traced(shapes.pid)
+
+
+def test_demo_service(python, launch, screen, tmp_path):
+    pid_file = tmp_path / "demo.pid"
+    target = launch([python, "-u", ROOT / "demo" / "service.py", "--pid-file", pid_file,
+                     "--duration", 120], truth=False)
+    wait_for(pid_file.is_file, SCREEN_TIMEOUT_S, "the demo service to start")
+    s = screen(target.pid)
+    ready(s)
+    s.wait(lambda _: "cache-janitor" in "\n".join(s.pane("threads")), "the janitor thread")
+    s.wait(lambda _: "AttributeError: 'dict' object has no attribute 'value'"
+           in "\n".join(s.pane("exc")), "the swallowed AttributeError")
+    s.wait(lambda _: "compute_weighted_average" in "\n".join(s.pane("exc")), "where it is raised")
+    s.wait(lambda _: re.search(r"cosine|similarity_matrix", "\n".join(s.pane("top")[2:6])),
+           "the hot spot at the top of the top table")
+    s.keys("q")
+    assert s.wait_exit() == 0
+
+
+def test_help_readme_and_keymap_agree():
+    require_pyscope()
+    md = subprocess.run([str(PYSCOPE_BIN), "attach", "--keys-markdown"], capture_output=True,
+                        text=True, timeout=30, check=True).stdout
+    text = README.read_text(encoding="utf-8")
+    assert KEYS_BEGIN in text and KEYS_END in text, "README.md lacks the key list markers"
+    block = text.split(KEYS_BEGIN, 1)[1].split(KEYS_END, 1)[0].strip("\n")
+    assert block == md.strip("\n"), "README key list is stale: run scripts/readme-keys"
+    help_lines = help_keys_text()
+    md_lines = md.strip("\n").splitlines()
+    assert len(help_lines) == len(md_lines)
+    for h, m in zip(help_lines, md_lines):
+        keys, _, desc = m[2:].partition(": ")
+        assert h.endswith(desc) and h.split(desc)[0].strip() == keys.replace("`", ""), (h, m)

@@ -1,0 +1,226 @@
+"""`pyscope exceptions`: every raise reported once, right; every exit path leaves the target clean.
+
+The target (tests/targets/raiser.py) raises known exceptions on SIGUSR1 in its main thread and
+in a thread it creates for the round (so after pyscope attached), and writes what it raised
+(type, message, raise line, stack, handler, re-raise, cause). pyscope's JSON lines are compared
+with that, event for event. Exit paths: SIGINT/SIGTERM/SIGHUP to pyscope, target exit, SIGKILL
+of pyscope idle and during a burst; afterwards the target raises and handles normally and is
+neither stopped nor traced (also asserted by the `launch` fixture's teardown).
+"""
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import (PYSCOPE_BIN, PYSCOPE_TIMEOUT_S, assert_not_stopped_or_traced,
+                      python_target, require_pyscope)
+
+
+class Tracer:
+    """A running `pyscope exceptions --json` and the JSON lines it printed."""
+
+    def __init__(self, pid, *args):
+        require_pyscope()
+        self.argv = [str(PYSCOPE_BIN), "exceptions", "--json", *map(str, args), str(pid)]
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        self.lines, self.eof = [], False
+        self.cond = threading.Condition()
+        self.reader = threading.Thread(target=self._reader, daemon=True)
+        self.reader.start()
+        start = self.wait_events(lambda evs: any(e["event"] == "start" for e in evs),
+                                 "the start record")
+        self.mechanism = next(e for e in start if e["event"] == "start")["mechanism"]
+
+    def _reader(self):
+        """Drain stdout at once, always: a full pipe would hold pyscope, and so the target."""
+        for line in self.proc.stdout:
+            with self.cond:
+                self.lines.append(json.loads(line))
+                self.cond.notify_all()
+        with self.cond:
+            self.eof = True
+            self.cond.notify_all()
+
+    def wait_events(self, predicate, what):
+        """Wait until predicate(lines) holds (deadline: the pyscope timeout)."""
+        with self.cond:
+            ok = self.cond.wait_for(lambda: predicate(self.lines) or self.eof,
+                                    timeout=PYSCOPE_TIMEOUT_S)
+            if ok and predicate(self.lines):
+                return list(self.lines)
+        pytest.fail(f"no {what} from {self.argv} (ended: {self.eof})", pytrace=False)
+
+    def finish(self, sig=None):
+        """Send sig (if any), wait for the exit, return (rc, stderr) with every line read."""
+        if sig is not None:
+            self.proc.send_signal(sig)
+        try:
+            err = self.proc.stderr.read()
+            self.proc.wait(timeout=PYSCOPE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"pyscope did not exit after {sig}", pytrace=False)
+        self.reader.join(timeout=PYSCOPE_TIMEOUT_S)
+        return self.proc.returncode, err.decode(errors="replace")
+
+
+def raiser(python, launch, *extra, expect_alive=True):
+    return launch(python_target(python, "raiser.py"), extra=extra, expect_alive=expect_alive)
+
+
+def run_round(target):
+    generation = target.truth["generation"] + 1
+    os.kill(target.pid, signal.SIGUSR1)
+    return target.wait_truth(generation)
+
+
+def ours(events, truth, kind="raise"):
+    return [e for e in events if e["event"] == kind and e.get("frames", [{}])[0].get("file")
+            == truth["file"]] if kind == "raise" else [e for e in events if e["event"] == kind]
+
+
+def check_round(tracer_lines, truth):
+    """Every expected raise reported exactly once, with type, message, line, stack, fate."""
+    raises = ours(tracer_lines, truth)
+    ends = {e["seq"]: e for e in tracer_lines if e["event"] in ("handled", "propagating")}
+    expected = truth["events"]
+    key = lambda t, m, line, tid: (t, m, line, tid)  # noqa: E731
+    got = collections.Counter(key(e["type"], e["message"], e["frames"][0]["line"],
+                                  e["native_id"]) for e in raises)
+    want = collections.Counter(key(x["type"], x["message"], x["line"], x["thread"])
+                               for x in expected)
+    assert got == want, f"missing: {want - got}\nunexpected: {got - want}"
+    by_key = {key(e["type"], e["message"], e["frames"][0]["line"], e["native_id"]): e
+              for e in raises}
+    for x in expected:
+        e = by_key[key(x["type"], x["message"], x["line"], x["thread"])]
+        assert [f["function"] for f in e["frames"]] == x["stack"], (x, e)
+        assert e["reraise"] == x["reraise"], (x, e)
+        assert e["cause"] == x["cause"], (x, e)
+        end = ends[e["seq"]]
+        assert end["event"] == "handled", (x, end)
+        assert (end["handled_at"]["function"], end["handled_at"]["line"]) == \
+            (x["handled_in"], x["handled_line"]), (x, end)
+    threads = {x["thread"] for x in expected}
+    assert len(threads) == 2 and truth["pid"] in threads
+
+
+def stop_record(lines):
+    stops = [e for e in lines if e["event"] == "stop"]
+    assert len(stops) == 1, lines[-3:]
+    return stops[0]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=lambda s: s.name)
+def test_every_raise_reported_then_clean_exit(python, launch, sig):
+    target = raiser(python, launch)
+    tracer = Tracer(target.pid, "--max-rate", 0)
+    truth = run_round(target)
+    tracer.wait_events(lambda lines: len(ours(lines, truth)) >= len(truth["events"]),
+                       "every raise of the round")
+    rc, err = tracer.finish(sig)
+    assert rc == 0, err
+    assert stop_record(tracer.lines)["reason"] == f"signal {sig.name}"
+    check_round(tracer.lines, truth)
+    assert_not_stopped_or_traced(target.pid)
+    again = run_round(target)                   # raises and handles normally afterwards
+    assert len(again["events"]) == len(truth["events"])
+
+
+def test_target_exit_ends_the_trace(python, launch):
+    target = raiser(python, launch, 1, expect_alive=False)
+    tracer = Tracer(target.pid, "--max-rate", 0)
+    os.kill(target.pid, signal.SIGUSR1)
+    rc, err = tracer.finish()
+    assert rc == 0, err
+    assert stop_record(tracer.lines)["reason"] == "target exited"
+    assert target.proc.wait(timeout=PYSCOPE_TIMEOUT_S) == 0, target.log()
+    truth = json.loads(target.truth_path.read_text())
+    assert truth["generation"] == 1
+    check_round(tracer.lines, truth)
+
+
+@pytest.mark.parametrize("mechanism", ["perf", "debugreg"])
+def test_sigkill_of_pyscope_while_idle(python, launch, mechanism):
+    """perf: the kernel removes the breakpoints with pyscope's fds, the target lives on.
+    debugreg: the kernel keeps them armed, the target dies of SIGTRAP at its next raise (the
+    documented risk of the fallback; this test proves the documentation)."""
+    target = raiser(python, launch, expect_alive=(mechanism == "perf"))
+    tracer = Tracer(target.pid, "--mechanism", mechanism)
+    assert tracer.mechanism == mechanism
+    tracer.proc.kill()
+    tracer.finish()
+    os.kill(target.pid, signal.SIGUSR1)
+    if mechanism == "perf":
+        truth = target.wait_truth(1)
+        assert len(truth["events"]) > 0
+        assert_not_stopped_or_traced(target.pid)
+    else:
+        assert target.proc.wait(timeout=PYSCOPE_TIMEOUT_S) == -signal.SIGTRAP
+
+
+def test_sigkill_of_pyscope_during_a_burst(python, launch):
+    """Records what a SIGKILL mid-burst does with perf breakpoints: the target lives on, or dies
+    of a SIGTRAP already in flight (CPYTHON.md 5.3, README). Nothing else is acceptable."""
+    target = raiser(python, launch, expect_alive=False)
+    tracer = Tracer(target.pid, "--max-rate", 0)
+    os.kill(target.pid, signal.SIGUSR2)
+    tracer.wait_events(lambda lines: sum(e["event"] == "raise" for e in lines) >= 20,
+                       "a burst of raises")
+    tracer.proc.kill()
+    tracer.finish()
+    deadline = time.monotonic() + PYSCOPE_TIMEOUT_S
+    while time.monotonic() < deadline and target.proc.poll() is None:
+        if json.loads(target.truth_path.read_text()).get("generation") == 1:
+            break
+        time.sleep(0.05)
+    if target.proc.poll() is None:
+        assert_not_stopped_or_traced(target.pid)
+        print("SIGKILL during a burst: target survived")
+    else:
+        assert target.proc.returncode == -signal.SIGTRAP, target.log()
+        print("SIGKILL during a burst: target died of SIGTRAP (documented)")
+
+
+def test_rate_limit_counts_what_it_does_not_report(python, launch):
+    target = raiser(python, launch)
+    tracer = Tracer(target.pid, "--max-rate", 50, "--burst", 20)
+    os.kill(target.pid, signal.SIGUSR2)
+    truth = target.wait_truth(1)
+    rc, err = tracer.finish(signal.SIGINT)
+    assert rc == 0, err
+    stop = stop_record(tracer.lines)
+    storm = truth["storm"]
+    assert storm > 1000
+    reported = sum(e["event"] == "raise" and e["type"] == "ValueError" for e in tracer.lines)
+    elapsed = 5.0                               # generous bound on the traced time
+    assert reported <= 20 + 50 * elapsed
+    assert stop["counting"] and stop["counted_hits"] >= storm
+    assert stop["not_reported"] + stop["unseen_hits"] >= storm - reported
+
+
+def test_dump_shows_the_exception_being_handled(python, launch, pyscope, tmp_path):
+    """Issue item 5: `dump` shows per thread the exception handled in an except block."""
+    target = raiser(python, launch)
+    result = pyscope("dump", "--json", target.pid)
+    assert result.rc == 0, result
+    threads = {t["native_id"]: t for t in result.json()["threads"]}
+    handler = threads[target.truth["handler_native_id"]]
+    exc = handler["exception_handled"]
+    assert (exc["type"], exc["message"]) == ("KeyError", "parked in handler"), exc
+    assert [(f["function"], f["line"]) for f in exc["traceback"]] == \
+        [("park_in_handler", target.truth["lines"]["parked"])]
+    assert handler["exception_raising"] is None
+    main = threads[target.pid]
+    assert main["exception_handled"] is None and main["exception_raising"] is None
+    text = pyscope("dump", "--no-source", target.pid)
+    assert "Handling KeyError: parked in handler" in text.stdout, text

@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests for the TUI's models (ui/view*.c): hand-built snapshots, profiles and tracer
+ * events in, display lines out. Checks fitting to exact widths with wide and hostile
+ * characters, thread rows (CPU% from tick deltas, the GIL mark, identity keys), stacks with
+ * source lines read from a real file, the top table's shares and filter, and the exception
+ * feed's grouping, "handled at" and ring bound.
+ */
+#include <locale.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <wchar.h>
+
+#include <cmocka.h>
+
+#include "pyscope/profile.h"
+#include "pyscope/snap.h"
+#include "pyscope/srcline.h"
+#include "view.h"
+
+/* Display width of a fitted line (the test's own count, through mbstowcs + wcswidth). */
+static int width_of(const char *s)
+{
+    wchar_t w[UI_LINE_MAX];
+    size_t n = mbstowcs(w, s, UI_LINE_MAX);
+
+    assert_true(n != (size_t)-1);
+    return wcswidth(w, n);
+}
+
+static void test_fit(void **state)
+{
+    char out[UI_LINE_MAX];
+
+    (void)state;
+    assert_string_equal(ui_fit(out, sizeof(out), "abc", 6), "abc   ");
+    assert_string_equal(ui_fit(out, sizeof(out), "abcdefgh", 5), "abcd~");
+    assert_string_equal(ui_fit(out, sizeof(out), "a\033[2Jb\tc", 8), "a?[2Jb?c");
+    /* wide characters count two columns and are never cut in half */
+    ui_fit(out, sizeof(out), "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", 5);
+    assert_int_equal(width_of(out), 5);
+    assert_string_equal(out, "\xe6\x97\xa5\xe6\x9c\xac~");
+    /* invalid UTF-8 becomes '?' */
+    assert_string_equal(ui_fit(out, sizeof(out), "x\xff\xc3", 4), "x?? ");
+    assert_string_equal(ui_fit(out, sizeof(out), "anything", 0), "");
+    assert_string_equal(ui_fit_left(out, sizeof(out), "/usr/lib/python3.12/x.py:12", 10),
+                        "~2/x.py:12");
+    assert_string_equal(ui_fit_left(out, sizeof(out), "short.py", 10), "short.py  ");
+    assert_string_equal(ui_short_path("/usr/lib/python3.12/email/feedparser.py"),
+                        "email/feedparser.py");
+    assert_string_equal(ui_short_path("/x.py"), "/x.py");
+    assert_string_equal(ui_short_path("/a/x.py"), "a/x.py");
+    assert_string_equal(ui_short_path("<string>"), "<string>");
+    for (int w = 0; w < 40; w++) {
+        ui_fit(out, sizeof(out), "na\xc3\xafve \xe6\x97\xa5\xe6\x9c\xac thread-name", w);
+        assert_int_equal(width_of(out), w);
+        ui_fit_left(out, sizeof(out), "/srv/\xe6\x97\xa5\xe6\x9c\xac/app/handlers.py", w);
+        assert_int_equal(width_of(out), w);
+    }
+}
+
+static void test_formats(void **state)
+{
+    char buf[64];
+    double trend[4] = {1, -1, 2, 3};
+
+    (void)state;
+    assert_string_equal(ui_bytes(buf, sizeof(buf), 512), "512 B");
+    assert_string_equal(ui_bytes(buf, sizeof(buf), 1.5 * 1024 * 1024), "1.5 MiB");
+    assert_string_equal(ui_duration(buf, sizeof(buf), 42), "42s");
+    assert_string_equal(ui_duration(buf, sizeof(buf), 307), "5m07s");
+    assert_string_equal(ui_duration(buf, sizeof(buf), 3 * 3600 + 120), "3h02m");
+    assert_string_equal(ui_spark(buf, sizeof(buf), trend, 4, false), "  =#");
+    assert_string_equal(ui_spark(buf, sizeof(buf), trend, 4, true),
+                        "\u2581 \u2585\u2588");
+}
+
+/* A snapshot with threads (tid, name, gil, ticks). */
+static struct snap *make_snap(double t, const uint64_t *ticks)
+{
+    static const char *const names[] = {"MainThread", "worker-\xe6\x97\xa5", NULL};
+    struct ps_err err = {0};
+    struct snap *s = NULL;
+
+    assert_int_equal(snap_new(&s, &err), 0);
+    s->timestamp = t;
+    s->nthreads = 3;
+    s->threads = snap_alloc(s, 3 * sizeof(*s->threads));
+    assert_non_null(s->threads);
+    for (size_t i = 0; i < 3; i++) {
+        struct snap_thread *th = &s->threads[i];
+        th->native_id = (pid_t)(100 + i);
+        th->name = names[i] ? snap_strdup(s, names[i]) : NULL;
+        th->gil = i == 1;
+        th->activity = snap_strdup(s, i == 1 ? "running" : "idle: futex");
+        th->os.utime_ticks = ticks[i];
+    }
+    return s;
+}
+
+static void test_threads(void **state)
+{
+    static const uint64_t t0[3] = {10, 20, 30}, t1[3] = {10, 70, 35};
+    struct snap *prev = make_snap(100.0, t0), *s = make_snap(101.0, t1);
+    struct ui_line *lines = calloc(8, sizeof(*lines));
+    size_t n;
+
+    (void)state;
+    assert_non_null(lines);
+    n = ui_view_threads(s, prev, 100, 60, lines, 8);
+    assert_int_equal(n, 4); /* heading + 3 */
+    assert_false(lines[0].selectable);
+    assert_non_null(strstr(lines[0].text, "NAME"));
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(width_of(lines[i].text), 60);
+    assert_int_equal(lines[2].key, 101);
+    assert_true(lines[2].selectable);
+    assert_int_equal(lines[2].style, UI_STYLE_GIL);
+    assert_true(lines[2].text[0] == '*');
+    assert_non_null(strstr(lines[2].text, "worker-\xe6\x97\xa5"));
+    assert_non_null(strstr(lines[2].text, " 50.0")); /* 50 ticks in 1 s at 100 Hz */
+    assert_non_null(strstr(lines[3].text, "  5.0"));
+    assert_non_null(strstr(lines[3].text, "(unnamed)"));
+    /* without a previous snapshot CPU% is unknown */
+    n = ui_view_threads(s, NULL, 100, 60, lines, 8);
+    assert_non_null(strstr(lines[1].text, "    -"));
+    /* capacity is respected */
+    assert_int_equal(ui_view_threads(s, prev, 100, 60, lines, 2), 2);
+    assert_ptr_equal(ui_view_find_thread(s, 102), &s->threads[2]);
+    assert_null(ui_view_find_thread(s, 999));
+    free(lines);
+    snap_free(prev);
+    snap_free(s);
+}
+
+static void test_stack_with_source(void **state)
+{
+    char path[] = "/tmp/pyscope-test-view-XXXXXX";
+    static const uint64_t ticks[3] = {0, 0, 0};
+    struct snap *s = make_snap(1.0, ticks);
+    struct snap_thread *t = &s->threads[0];
+    struct srcline_cache *src = NULL;
+    struct ui_line *lines = calloc(16, sizeof(*lines));
+    struct ps_err err = {0};
+    int fd = mkstemp(path);
+    size_t n;
+
+    (void)state;
+    assert_true(fd >= 0 && lines);
+    assert_int_equal(write(fd, "def f():\n    \tx = compute(1)  \n", 32), 32);
+    assert_int_equal(close(fd), 0);
+    t->nframes = 2;
+    t->frames = snap_alloc(s, 2 * sizeof(*t->frames));
+    t->frames[0] = (struct snap_frame){.function = "f", .qualname = "Cls.f", .file = path,
+                                       .line = 2};
+    t->frames[1] = (struct snap_frame){.function = "<module>", .file = "<string>", .line = 1};
+    assert_int_equal(srcline_cache_new(NULL, &src, &err), 0);
+    n = ui_view_stack(t, src, 70, lines, 16);
+    assert_int_equal(n, 4); /* heading, frame, its source, frame without source */
+    assert_non_null(strstr(lines[0].text, "MainThread (tid 100)"));
+    assert_non_null(strstr(lines[1].text, "Cls.f"));
+    assert_non_null(strstr(lines[1].text, ":2"));
+    assert_int_equal(lines[1].key, 1);
+    assert_non_null(strstr(lines[2].text, "      x = compute(1)"));
+    assert_false(lines[2].selectable);
+    assert_non_null(strstr(lines[3].text, "<module>"));
+    assert_int_equal(lines[3].key, 2);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(width_of(lines[i].text), 70);
+    /* no cache: no source lines */
+    assert_int_equal(ui_view_stack(t, NULL, 70, lines, 16), 3);
+    assert_int_equal(ui_view_stack(NULL, src, 70, lines, 16), 0);
+    assert_int_equal(unlink(path), 0);
+    srcline_cache_free(src);
+    snap_free(s);
+    free(lines);
+}
+
+static void test_top(void **state)
+{
+    struct profile *p = NULL;
+    struct ps_err err = {0};
+    struct profile_top_row rows[16];
+    struct ui_line *lines = calloc(16, sizeof(*lines));
+    uint32_t th, stack[2];
+    uint64_t samples = 0;
+    struct ui_top_in in = {.by = PROFILE_TOP_FUNCTION, .sort = PROFILE_SORT_OWN,
+                           .scratch = rows, .nscratch = 16};
+    int n;
+
+    (void)state;
+    assert_non_null(lines);
+    assert_int_equal(profile_new(&p, &err), 0);
+    assert_int_equal(profile_thread(p, 1, 100, "main", &th, &err), 0);
+    stack[0] = profile_frame_intern(p, "main", "/app/main.py", 10);
+    stack[1] = profile_frame_intern(p, "hot_loop", "/app/hot.py", 5);
+    (void)profile_add(p, th, stack, 2, 3);
+    (void)profile_add(p, th, stack, 1, 1);
+    in.profile = p;
+    n = ui_view_top(&in, 60, lines, 16, &samples, &err);
+    assert_int_equal(n, 3);
+    assert_int_equal(samples, 4);
+    assert_non_null(strstr(lines[1].text, " 75.0  75.0  hot_loop"));
+    assert_non_null(strstr(lines[1].text, " app/hot.py "));
+    assert_int_equal(lines[1].style, UI_STYLE_HOT);
+    assert_non_null(strstr(lines[2].text, " 25.0 100.0"));
+    in.filter = "main.py";
+    n = ui_view_top(&in, 60, lines, 16, &samples, &err);
+    assert_int_equal(n, 2);
+    assert_non_null(strstr(lines[1].text, "main"));
+    in.filter = NULL;
+    in.sort = PROFILE_SORT_TOTAL;
+    n = ui_view_top(&in, 60, lines, 16, &samples, &err);
+    assert_int_equal(n, 3);
+    assert_non_null(strstr(lines[0].text, "TOTAL"));
+    profile_free(p);
+    free(lines);
+}
+
+static struct tracer_event raise_ev(uint64_t seq, const char *type, int line)
+{
+    struct tracer_event ev = {.kind = TRACER_EV_RAISE, .seq = seq, .raise_seq = seq, .nframes = 1,
+                              .has_message = true, .time = 0};
+    (void)snprintf(ev.type, sizeof(ev.type), "%s", type);
+    (void)snprintf(ev.message, sizeof(ev.message), "'dict' object has no attribute 'value'");
+    (void)snprintf(ev.frames[0].function, sizeof(ev.frames[0].function), "compute");
+    (void)snprintf(ev.frames[0].file, sizeof(ev.frames[0].file), "/srv/service.py");
+    ev.frames[0].line = line;
+    return ev;
+}
+
+static void test_excfeed(void **state)
+{
+    struct ui_excfeed *f = calloc(1, sizeof(*f));
+    struct ui_line *lines = calloc(UI_EXC_KEEP * 2, sizeof(*lines));
+    struct tracer_event ev;
+    size_t n;
+
+    (void)state;
+    assert_true(f && lines);
+    ui_excfeed_reset(f);
+    for (uint64_t i = 1; i <= 5; i++) {
+        ev = raise_ev(i * 2, i == 5 ? "KeyError" : "AttributeError", 62);
+        ui_excfeed_add(f, &ev);
+    }
+    ev = raise_ev(0, "AttributeError", 62);
+    ev.kind = TRACER_EV_END;
+    ev.seq = 11;
+    ev.raise_seq = 8;
+    (void)snprintf(ev.handled_at.function, sizeof(ev.handled_at.function), "handle_average");
+    (void)snprintf(ev.handled_at.file, sizeof(ev.handled_at.file), "/srv/service.py");
+    ev.handled_at.line = 110;
+    ui_excfeed_add(f, &ev);
+    assert_int_equal(f->total, 5);
+    assert_int_equal(f->ngroups, 2);
+    n = ui_view_exc(f, 100, lines, UI_EXC_KEEP * 2);
+    assert_int_equal(n, 10);
+    /* newest first: the KeyError (seq 10), then seq 8, handled */
+    assert_int_equal(lines[0].key, 10);
+    assert_non_null(strstr(lines[0].text, "x1    KeyError: 'dict'"));
+    assert_int_equal(lines[2].key, 8);
+    assert_non_null(strstr(lines[2].text, "x4    AttributeError"));
+    assert_non_null(strstr(lines[3].text, "compute (srv/service.py:62) -> handled in "
+                                          "handle_average (srv/service.py:110)"));
+    assert_non_null(strstr(lines[5].text, "in flight"));
+    assert_non_null(ui_excfeed_find(f, 8));
+    assert_null(ui_excfeed_find(f, 9));
+    /* the ring keeps the newest UI_EXC_KEEP; counting goes on */
+    for (uint64_t i = 100; i < 100 + 2 * UI_EXC_KEEP; i++) {
+        ev = raise_ev(i, "ValueError", (int)(i % 3));
+        ui_excfeed_add(f, &ev);
+    }
+    assert_int_equal(f->n, UI_EXC_KEEP);
+    assert_int_equal(f->total, 5 + 2 * UI_EXC_KEEP);
+    assert_int_equal(f->ngroups, 5);
+    assert_null(ui_excfeed_find(f, 8));
+    assert_int_equal(ui_view_exc(f, 100, lines, 7), 6);
+    free(f);
+    free(lines);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fit),        cmocka_unit_test(test_formats),
+        cmocka_unit_test(test_threads),    cmocka_unit_test(test_stack_with_source),
+        cmocka_unit_test(test_top),        cmocka_unit_test(test_excfeed),
+    };
+
+    if (!setlocale(LC_ALL, "C.UTF-8"))
+        return 1;
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

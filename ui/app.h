@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PYSCOPE_UI_APP_H
+#define PYSCOPE_UI_APP_H
+
+/*
+ * The TUI's entry point, for src/cli_attach.c (no curses in this header). ui_attach_run takes
+ * the terminal, runs the one event loop (timer, signals, keys, sampler, exception tracer) until
+ * `q`, a signal, max_frames frames, or an error, and gives the terminal back on every path,
+ * with the tracer stopped and the target detached.
+ */
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "pyscope/err.h"
+#include "pyscope/pyproc.h"
+
+#define UI_DEFAULT_RATE 100 /* samples per second for the top table */
+
+struct ui_attach_opts {
+    long max_frames;    /* exit after this many drawn frames (tests); 0 = until `q` */
+    double rate_hz;     /* sampler rate, 1..SAMPLER_MAX_RATE */
+    bool no_exceptions; /* start with exception tracing off (`e` turns it on) */
+    bool locals;        /* start with locals shown in the stack pane (`v` toggles) */
+};
+
+/*
+ * Run the TUI on pp (borrowed; opened by the caller). Returns 0 after `q`, max_frames, or
+ * SIGINT, SIGTERM, SIGHUP or SIGQUIT (blocked and read through a signalfd while it runs: the
+ * session ends as with `q`), or a negative code with err set. On every return the terminal is
+ * restored, exception tracing is stopped and the target detached. Main thread only.
+ */
+int ui_attach_run(struct pyproc *pp, const struct ui_attach_opts *opts,
+                  struct ps_err *err) PS_WARN_UNUSED;
+
+/* The key list, as text lines (for --help) or as a Markdown list (for the README). */
+void ui_attach_write_keys(FILE *fp, bool markdown);
+
+#endif

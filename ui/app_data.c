@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The TUI's data side (see app_int.h): snapshots every UI_SNAP_TICKS timer ticks, the sampler
+ * that fills the top table's profile, the exception tracer whose events feed the exceptions
+ * pane, and the derived rates (process CPU%, GIL switches/s, raises/s). Everything here goes
+ * through engine APIs (collect, sampler, tracer); no curses, no target access of its own.
+ *
+ * The target exiting is data: the first -PS_EGONE/-ESRCH stops the sampler and the tracer,
+ * keeps every pane's last content and says so in the header.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "app_data.h"
+#include "pyscope/collect.h"
+#include "pyscope/procstat.h"
+
+/* Calls per drain: 80 x UI_EV_BATCH events is more than the tracer's ring holds. */
+#define UI_EV_ROUNDS 80
+
+static double ui_mono(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void ui_data_gone(struct ui_app *app)
+{
+    struct ps_err err = {0};
+
+    if (app->gone)
+        return;
+    app->gone = true;
+    (void)snprintf(app->status, sizeof(app->status),
+                   "target pid %d exited: showing the last data; q quits", (int)app->pp->pid);
+    app->status_error = true;
+    sampler_free(app->sampler);
+    app->sampler = NULL;
+    if (app->tracer) {
+        ui_data_drain_events(app);
+        if (tracer_stop(app->tracer, &err) < 0)
+            ui_app_note(app, "stopping the tracer: %s", err.msg);
+        tracer_free(app->tracer);
+        app->tracer = NULL;
+    }
+}
+
+/* The target's age now, from its start time and the boot clock; -1 when unknown. */
+static double ui_data_age(pid_t pid, long hz)
+{
+    char path[64], text[PROCSTAT_TEXT_MAX];
+    struct procstat_stat st;
+    struct ps_err err = {0};
+    double boot = -1;
+    size_t len;
+    FILE *fp;
+
+    (void)snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    fp = fopen(path, "re");
+    if (!fp)
+        return -1;
+    len = fread(text, 1, sizeof(text), fp);
+    (void)fclose(fp);
+    if (procstat_parse_stat(text, len, &st, &err) != 0 || hz <= 0)
+        return -1;
+    fp = fopen("/proc/uptime", "re");
+    if (!fp)
+        return -1;
+    if (fscanf(fp, "%lf", &boot) != 1)
+        boot = -1;
+    (void)fclose(fp);
+    return boot < 0 ? -1 : boot - (double)st.start_ticks / (double)hz;
+}
+
+void ui_data_init_clock(struct ui_app *app)
+{
+    app->start_mono = ui_mono();
+    app->start_age = ui_data_age(app->pp->pid, app->hz);
+    for (size_t i = 0; i < UI_TREND_N; i++)
+        app->cpu_trend[i] = app->rss_trend[i] = -1;
+    app->cpu_pct = app->gil_rate = app->exc_rate = -1;
+}
+
+static void ui_trend_push(double *trend, double v)
+{
+    memmove(trend, trend + 1, (UI_TREND_N - 1) * sizeof(*trend));
+    trend[UI_TREND_N - 1] = v;
+}
+
+/* CPU%, GIL switches/s and the trends from the last two snapshots. */
+static void ui_data_rates(struct ui_app *app)
+{
+    const struct snap *s = app->snap, *p = app->prev;
+    double dt = p ? s->timestamp - p->timestamp : 0;
+
+    ui_trend_push(app->rss_trend, (double)s->rss_bytes);
+    if (dt <= 0)
+        return;
+    app->cpu_pct = ((s->cpu_user_s + s->cpu_system_s) - (p->cpu_user_s + p->cpu_system_s)) / dt *
+                   100.0;
+    if (app->cpu_pct < 0)
+        app->cpu_pct = -1;
+    app->gil_rate =
+        s->gil_switches >= p->gil_switches ? (double)(s->gil_switches - p->gil_switches) / dt : -1;
+    ui_trend_push(app->cpu_trend, app->cpu_pct);
+}
+
+int ui_data_snapshot(struct ui_app *app)
+{
+    struct collect_opts co = {.retries = COLLECT_DEFAULT_RETRIES, .locals = app->locals};
+    struct ps_err err = {0};
+    struct snap *s = NULL;
+    int rc = collect_snapshot(app->pp, &co, &s, &err);
+
+    if (rc == -PS_EGONE || rc == -ESRCH) {
+        ui_data_gone(app);
+        return 0;
+    }
+    if (rc < 0) {
+        ui_app_note(app, "snapshot failed: %s", err.msg);
+        return rc == -ENOMEM ? rc : 0;
+    }
+    snap_free(app->prev);
+    app->prev = app->snap;
+    app->snap = s;
+    ui_data_rates(app);
+    return 0;
+}
+
+int ui_data_sampler_start(struct ui_app *app, struct ps_err *err)
+{
+    struct sampler_opts so = {.rate_hz = app->opts.rate_hz};
+    int rc = profile_new(&app->profile, err);
+
+    if (rc < 0)
+        return rc;
+    rc = sampler_new(app->pp, app->profile, &so, &app->sampler, err);
+    if (rc == -ENOMEM)
+        return rc;
+    if (rc < 0) {
+        (void)snprintf(app->status, sizeof(app->status), "no sampling: %s", err->msg);
+        app->status_error = true;
+        ps_err_clear(err);
+    }
+    return 0;
+}
+
+void ui_data_sampler_tick(struct ui_app *app)
+{
+    struct ps_err err = {0};
+    int rc = sampler_tick(app->sampler, &err);
+
+    if (rc == -PS_EGONE || rc == -ESRCH)
+        ui_data_gone(app);
+    else if (rc < 0)
+        ui_app_note(app, "sampling: %s", err.msg);
+}
+
+void ui_data_tracer_start(struct ui_app *app)
+{
+    struct tracer_opts to = {0};
+    struct ps_err err = {0};
+    int rc;
+
+    if (app->tracer || app->gone)
+        return;
+    rc = tracer_new(app->pp, &to, &app->tracer, &err);
+    if (rc < 0) {
+        app->tracer = NULL;
+        (void)snprintf(app->status, sizeof(app->status), "no exception tracing: %s", err.msg);
+        app->status_error = true;
+        return;
+    }
+    app->trace_mech = tracer_mechanism(app->tracer);
+    app->exc_last_t = ui_mono();
+    app->exc_last_raises = 0;
+    if (app->status_error && strncmp(app->status, "no exception", 12) == 0)
+        app->status[0] = '\0';
+}
+
+void ui_data_tracer_stop(struct ui_app *app)
+{
+    struct ps_err err = {0};
+
+    if (!app->tracer)
+        return;
+    ui_data_drain_events(app);
+    if (tracer_stop(app->tracer, &err) < 0)
+        ui_app_note(app, "stopping the tracer: %s", err.msg);
+    tracer_free(app->tracer);
+    app->tracer = NULL;
+    app->exc_rate = -1;
+}
+
+bool ui_data_drain_events(struct ui_app *app)
+{
+    struct tracer_event *buf = app->evbuf;
+    bool any = false;
+
+    for (int round = 0; app->tracer && round < UI_EV_ROUNDS; round++) {
+        size_t n = tracer_events(app->tracer, app->last_seq, buf, UI_EV_BATCH);
+        for (size_t i = 0; i < n; i++) {
+            ui_excfeed_add(app->feed, &buf[i]);
+            app->last_seq = buf[i].seq;
+        }
+        any = any || n > 0;
+        if (n < UI_EV_BATCH)
+            break;
+    }
+    return any;
+}
+
+/* Raises per second since the last call (about once a second). */
+static void ui_data_exc_rate(struct ui_app *app)
+{
+    double now = ui_mono();
+    uint64_t raises;
+
+    if (now - app->exc_last_t < 1.0)
+        return;
+    tracer_stats(app->tracer, app->tstats);
+    raises = app->tstats->raises + app->tstats->not_reported;
+    if (raises >= app->exc_last_raises)
+        app->exc_rate = (double)(raises - app->exc_last_raises) / (now - app->exc_last_t);
+    app->exc_last_raises = raises;
+    app->exc_last_t = now;
+}
+
+bool ui_data_tracer_step(struct ui_app *app)
+{
+    struct ps_err err = {0};
+    int rc;
+
+    if (!app->tracer)
+        return false;
+    rc = tracer_step(app->tracer, &err);
+    if (rc == 1) {
+        ui_data_drain_events(app);
+        ui_data_tracer_stop(app);
+        return true;
+    }
+    if (rc < 0) {
+        ui_app_note(app, "exception tracing stopped: %s", err.msg);
+        ui_data_tracer_stop(app);
+        return true;
+    }
+    ui_data_exc_rate(app);
+    return ui_data_drain_events(app);
+}

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PYSCOPE_UI_APP_INT_H
+#define PYSCOPE_UI_APP_INT_H
+
+/*
+ * The TUI's state, shared by app.c (the event loop) and the pane files, which read it to build
+ * their lines. One instance per session, heap-allocated (the exception feed is ~450 KiB).
+ * Main thread only.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "app.h"
+#include "layout.h"
+#include "pane.h"
+#include "pyscope/profile.h"
+#include "pyscope/sampler.h"
+#include "pyscope/snap.h"
+#include "pyscope/srcline.h"
+#include "pyscope/tracer.h"
+#include "term.h"
+#include "view.h"
+
+/* Lines each pane can hold (threads: a heading per thread; stacks: frame, source, locals). */
+#define UI_THREAD_LINES 1024
+#define UI_STACK_LINES  2048
+#define UI_TOP_LINES    512
+#define UI_EXC_LINES    (2 * UI_EXC_KEEP)
+#define UI_FILTER_MAX   64
+/* Events copied from the tracer's ring per call. */
+#define UI_EV_BATCH 16
+
+struct ui_app {
+    struct pyproc *pp; /* borrowed */
+    struct ui_attach_opts opts;
+    struct ui_term term;
+    struct ui_layout layout;
+    struct ui_pane panes[UI_AREA_COUNT];
+    enum ui_area focus;
+    bool help, paused, gone, quit, locals;
+    long frames;
+    uint64_t ticks; /* 100 ms timer ticks */
+
+    /* snapshots: the latest and the one before (for CPU% and rates) */
+    struct snap *snap, *prev;
+    long hz; /* clock ticks per second */
+    double cpu_pct, gil_rate;
+    double cpu_trend[UI_TREND_N], rss_trend[UI_TREND_N];
+    double start_age, start_mono; /* target's age at attach, and our monotonic clock then */
+    struct srcline_cache *src;
+
+    /* top table */
+    struct profile *profile;
+    struct sampler *sampler;
+    enum profile_top_by top_by;
+    enum profile_top_sort top_sort;
+    struct profile_top_row *top_scratch;
+    uint64_t top_samples;
+    char filter[UI_FILTER_MAX];
+    bool filter_edit;
+
+    /* exceptions */
+    struct tracer *tracer;
+    const char *trace_mech;
+    uint64_t last_seq;
+    struct ui_excfeed *feed;
+    struct tracer_event *evbuf;  /* UI_EV_BATCH events copied out of the tracer's ring */
+    struct tracer_stats *tstats; /* ~27 KiB: kept off the stack */
+    uint64_t raise_view; /* seq of the raise the stack pane shows, 0 = the selected thread */
+    struct tracer_event raise_ev; /* its copy: the feed's ring may drop it meanwhile */
+    double exc_rate, exc_last_t;
+    uint64_t exc_last_raises;
+
+    /* the status message (header line 3) and the note in the key bar */
+    char status[PS_ERR_MSG_MAX + 64];
+    bool status_error;
+    char note[PS_ERR_MSG_MAX + 64];
+    uint64_t note_until; /* tick */
+};
+
+/* The panes' operations (one file each). */
+extern const struct ui_pane_ops ui_header_ops;
+extern const struct ui_pane_ops ui_threads_ops;
+extern const struct ui_pane_ops ui_stack_ops;
+extern const struct ui_pane_ops ui_top_ops;
+extern const struct ui_pane_ops ui_exc_ops;
+extern const struct ui_pane_ops ui_keybar_ops;
+
+/* Selected thread's native id (threads pane), 0 when none. */
+pid_t ui_app_selected_tid(const struct ui_app *app);
+
+/* Show a transient note in the key bar (about 5 s). printf-style. */
+void ui_app_note(struct ui_app *app, const char *fmt, ...) PS_PRINTF(2, 3);
+
+#endif

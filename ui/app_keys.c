@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Keys (see app_keys.h): a key code in, the app's state changed and the affected panes marked
+ * dirty. Bindings live in keymap.c; this file only says what each action does. The filter line
+ * is a small modal editor: while it is open, printable keys go into the filter.
+ */
+#include "app_keys.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app_data.h"
+#include "keymap.h"
+#include "pyscope/out.h"
+
+#define UI_KEY_ESC 27
+
+static const enum ui_area ui_focus_order[] = {UI_AREA_THREADS, UI_AREA_STACK, UI_AREA_TOP,
+                                              UI_AREA_EXC};
+#define UI_NFOCUS (sizeof(ui_focus_order) / sizeof(ui_focus_order[0]))
+
+static void ui_keys_focus(struct ui_app *app, int step)
+{
+    size_t i = 0;
+
+    while (i < UI_NFOCUS && ui_focus_order[i] != app->focus)
+        i++;
+    i = (i + UI_NFOCUS + (size_t)(step > 0 ? 1 : UI_NFOCUS - 1)) % UI_NFOCUS;
+    app->panes[app->focus].dirty = true;
+    app->focus = ui_focus_order[i];
+    app->panes[app->focus].dirty = true;
+}
+
+/* Open the file for `d`: ./pyscope-PID-TIME.json, else the same name in /tmp. */
+static FILE *ui_keys_dump_open(const struct ui_app *app, char *path, size_t cap)
+{
+    char name[96], cwd[PATH_MAX];
+    time_t now = time(NULL);
+    struct tm tm;
+    FILE *fp = NULL;
+
+    if (!localtime_r(&now, &tm))
+        memset(&tm, 0, sizeof(tm));
+    (void)snprintf(name, sizeof(name), "pyscope-%d-%04d%02d%02d-%02d%02d%02d.json",
+                   (int)app->pp->pid, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                   tm.tm_min, tm.tm_sec);
+    if (getcwd(cwd, sizeof(cwd))) {
+        (void)snprintf(path, cap, "%s/%s", cwd, name);
+        fp = fopen(path, "wx");
+    }
+    if (!fp) {
+        (void)snprintf(path, cap, "/tmp/%s", name);
+        fp = fopen(path, "wx");
+    }
+    return fp;
+}
+
+static void ui_keys_dump(struct ui_app *app)
+{
+    char path[PATH_MAX + 128];
+    struct ps_err err = {0};
+    FILE *fp;
+    int rc;
+
+    if (!app->snap) {
+        ui_app_note(app, "no snapshot to write yet");
+        return;
+    }
+    fp = ui_keys_dump_open(app, path, sizeof(path));
+    if (!fp) {
+        ui_app_note(app, "cannot write a snapshot file (%s): %s", path, strerror(errno));
+        return;
+    }
+    rc = out_json_write(fp, app->snap, NULL, &err);
+    if (fclose(fp) != 0 && rc == 0)
+        rc = ps_err_set(&err, -errno, "%s", strerror(errno));
+    if (rc < 0)
+        ui_app_note(app, "writing %s failed: %s", path, err.msg);
+    else
+        ui_app_note(app, "wrote %s (as pyscope dump --json)", path);
+}
+
+static void ui_keys_filter(struct ui_app *app, int ch)
+{
+    size_t len = strlen(app->filter);
+
+    if (ch == UI_KEY_ESC) {
+        app->filter[0] = '\0';
+        app->filter_edit = false;
+    } else if (ch == '\n' || ch == '\r' || ch == KEY_ENTER) {
+        app->filter_edit = false;
+    } else if ((ch == KEY_BACKSPACE || ch == 127 || ch == 8) && len > 0) {
+        app->filter[len - 1] = '\0';
+    } else if (ch >= 0x20 && ch < 0x7f && len + 1 < sizeof(app->filter)) {
+        app->filter[len] = (char)ch;
+        app->filter[len + 1] = '\0';
+    }
+    ui_pane_rebuild(&app->panes[UI_AREA_TOP], app);
+    app->panes[UI_AREA_KEYBAR].dirty = true;
+}
+
+static void ui_keys_back(struct ui_app *app)
+{
+    if (app->help) {
+        app->help = false;
+    } else if (app->raise_view) {
+        app->raise_view = 0;
+        ui_pane_rebuild(&app->panes[UI_AREA_STACK], app);
+    } else if (app->filter[0]) {
+        app->filter[0] = '\0';
+        ui_pane_rebuild(&app->panes[UI_AREA_TOP], app);
+    }
+}
+
+static void ui_keys_move(struct ui_app *app, long delta)
+{
+    struct ui_pane *p = &app->panes[app->focus];
+
+    ui_pane_move(p, delta);
+    if (app->focus == UI_AREA_THREADS && !app->raise_view)
+        ui_pane_rebuild(&app->panes[UI_AREA_STACK], app);
+}
+
+static void ui_keys_toggle(struct ui_app *app, enum ui_action act)
+{
+    switch (act) {
+    case UI_ACT_SORT:
+        app->top_sort = app->top_sort == PROFILE_SORT_OWN ? PROFILE_SORT_TOTAL : PROFILE_SORT_OWN;
+        break;
+    case UI_ACT_LINES:
+        app->top_by = app->top_by == PROFILE_TOP_LINE ? PROFILE_TOP_FUNCTION : PROFILE_TOP_LINE;
+        break;
+    case UI_ACT_PAUSE:
+        app->paused = !app->paused;
+        if (!app->gone)
+            (void)snprintf(app->status, sizeof(app->status), "%s", app->paused ? "PAUSED" : "");
+        app->status_error = false;
+        break;
+    case UI_ACT_RESET:
+        if (app->profile)
+            profile_reset(app->profile);
+        ui_excfeed_reset(app->feed);
+        ui_app_note(app, "top table and exception counts reset");
+        break;
+    case UI_ACT_LOCALS:
+        app->locals = !app->locals;
+        ui_app_note(app, "locals %s from the next refresh", app->locals ? "shown" : "hidden");
+        break;
+    default: break;
+    }
+}
+
+static void ui_keys_action(struct ui_app *app, enum ui_action act, int rows)
+{
+    switch (act) {
+    case UI_ACT_UP: ui_keys_move(app, -1); break;
+    case UI_ACT_DOWN: ui_keys_move(app, 1); break;
+    case UI_ACT_PAGE_UP: ui_keys_move(app, -(long)rows); break;
+    case UI_ACT_PAGE_DOWN: ui_keys_move(app, rows); break;
+    case UI_ACT_NEXT_PANE: ui_keys_focus(app, 1); break;
+    case UI_ACT_PREV_PANE: ui_keys_focus(app, -1); break;
+    case UI_ACT_ENTER:
+        if (app->panes[app->focus].ops->enter)
+            app->panes[app->focus].ops->enter(&app->panes[app->focus], app);
+        break;
+    case UI_ACT_BACK: ui_keys_back(app); break;
+    case UI_ACT_FILTER:
+        app->filter_edit = true;
+        app->focus = UI_AREA_TOP;
+        break;
+    case UI_ACT_EXCEPTIONS:
+        if (app->tracer)
+            ui_data_tracer_stop(app);
+        else
+            ui_data_tracer_start(app);
+        break;
+    case UI_ACT_DUMP: ui_keys_dump(app); break;
+    case UI_ACT_HELP: app->help = !app->help; break;
+    case UI_ACT_QUIT: app->quit = true; break;
+    default: ui_keys_toggle(app, act); break;
+    }
+}
+
+bool ui_keys_handle(struct ui_app *app, int ch)
+{
+    enum ui_action act;
+    bool help = app->help;
+
+    if (app->filter_edit) {
+        ui_keys_filter(app, ch);
+        return false;
+    }
+    act = ui_keymap_action(ch);
+    if (help && act != UI_ACT_QUIT && act != UI_ACT_HELP && act != UI_ACT_BACK)
+        return false; /* the help screen is modal: it takes only ?, Esc and q */
+    ui_keys_action(app, act, ui_pane_rows(&app->panes[app->focus]));
+    return help != app->help || act == UI_ACT_NEXT_PANE || act == UI_ACT_PREV_PANE ||
+           act == UI_ACT_ENTER || act == UI_ACT_BACK || act == UI_ACT_FILTER ||
+           act == UI_ACT_SORT || act == UI_ACT_LINES || act == UI_ACT_RESET ||
+           act == UI_ACT_PAUSE || act == UI_ACT_EXCEPTIONS || act == UI_ACT_LOCALS;
+}

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The header pane: three lines about the process (pid, command, Python, uptime; CPU and RSS
+ * with trends, threads, GIL holder and switch rate; sampler and exception tracer health, and
+ * the session's status). Built by ui_view_header from what app.c measured; no title row.
+ */
+#include <stdio.h>
+#include <time.h>
+
+#include "app_int.h"
+
+static double ui_header_uptime(const struct ui_app *app)
+{
+    struct timespec ts;
+
+    if (app->start_age < 0 || clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return -1;
+    return app->start_age + ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - app->start_mono);
+}
+
+static void ui_header_build(struct ui_pane *p, struct ui_app *app)
+{
+    struct ui_header_in in = {
+        .snap = app->snap,
+        .uptime_s = ui_header_uptime(app),
+        .cpu_pct = app->cpu_pct,
+        .cpu_trend = app->cpu_trend,
+        .rss_trend = app->rss_trend,
+        .gil_switch_rate = app->gil_rate,
+        .sampling = app->sampler != NULL,
+        .tracing = app->tracer != NULL,
+        .trace_mech = app->trace_mech,
+        .exc_rate = app->exc_rate,
+        .status = app->status[0] ? app->status : NULL,
+        .status_error = app->status_error,
+        .utf8 = app->term.utf8,
+    };
+
+    if (app->sampler) {
+        struct sampler_stats st;
+        sampler_stats_get(app->sampler, &st);
+        in.sample_rate = st.rate;
+        in.sample_errors = st.errors + st.torn;
+    }
+    if (p->cap < 3)
+        return;
+    ui_view_header(&in, p->rect.w, p->lines);
+    p->nlines = 3;
+}
+
+const struct ui_pane_ops ui_header_ops = {
+    .title = NULL,
+    .build = ui_header_build,
+    .enter = NULL,
+};
