@@ -31,15 +31,17 @@
 #include "keymap.h"
 #include "pyscope/target.h"
 
-#define UI_TICK_MS     100
-#define UI_SNAP_TICKS  5  /* a snapshot every 500 ms */
-#define UI_TOP_TICKS   10 /* the top table every second */
-#define UI_NOTE_TICKS  50 /* notes stay 5 s */
-#define UI_PANE_CAP(a) ((a) == UI_AREA_THREADS ? UI_THREAD_LINES \
-                        : (a) == UI_AREA_STACK ? UI_STACK_LINES  \
-                        : (a) == UI_AREA_TOP   ? UI_TOP_LINES    \
-                        : (a) == UI_AREA_EXC   ? UI_EXC_LINES    \
-                        : (a) == UI_AREA_HEADER ? 3 : 1)
+#define UI_TICK_MS    100
+#define UI_SNAP_TICKS 5  /* a snapshot every 500 ms */
+#define UI_TOP_TICKS  10 /* the top table every second */
+#define UI_NOTE_TICKS 50 /* notes stay 5 s */
+#define UI_PANE_CAP(a)                                                                             \
+    ((a) == UI_AREA_THREADS  ? UI_THREAD_LINES                                                     \
+     : (a) == UI_AREA_STACK  ? UI_STACK_LINES                                                      \
+     : (a) == UI_AREA_TOP    ? UI_TOP_LINES                                                        \
+     : (a) == UI_AREA_EXC    ? UI_EXC_LINES                                                        \
+     : (a) == UI_AREA_HEADER ? 3                                                                   \
+                             : 1)
 
 enum ui_fd {
     UI_FD_SIGNAL,
@@ -90,8 +92,10 @@ static int ui_app_new(struct pyproc *pp, const struct ui_attach_opts *o, struct 
     struct ui_app *app = calloc(1, sizeof(*app));
     int rc = -ENOMEM;
 
-    if (!app)
-        return ps_err_set(err, -ENOMEM, "out of memory for the terminal UI");
+    if (!app) {
+        (void)ps_err_set(err, -ENOMEM, "out of memory for the terminal UI");
+        return -ENOMEM;
+    }
     *out = app;
     app->pp = pp;
     app->opts = *o;
@@ -209,8 +213,7 @@ static void ui_draw_help(struct ui_app *app, struct ui_loop *l)
     (void)wattrset(l->help_win, A_NORMAL);
     for (size_t i = 0; i < ui_keymap_count() && (int)i + 2 < b.h; i++)
         (void)mvwaddstr(l->help_win, (int)i + 2, 0,
-                        ui_fit(fitted, sizeof(fitted), ui_keymap_line(i, line, sizeof(line)),
-                               b.w));
+                        ui_fit(fitted, sizeof(fitted), ui_keymap_line(i, line, sizeof(line)), b.w));
     (void)wnoutrefresh(l->help_win);
 }
 
@@ -278,6 +281,7 @@ static void ui_on_keys(struct ui_app *app, struct ui_loop *l)
 
     for (int n = 0; n < 256 && !app->quit && (ch = wgetch(stdscr)) != ERR; n++) {
         if (ch == KEY_RESIZE) {
+            ui_term_resize(&app->term);
             ui_app_place(app, l);
             continue;
         }

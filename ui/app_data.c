@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -55,7 +56,8 @@ static double ui_data_age(pid_t pid, long hz)
     char path[64], text[PROCSTAT_TEXT_MAX];
     struct procstat_stat st;
     struct ps_err err = {0};
-    double boot = -1;
+    char line[128];
+    double boot;
     size_t len;
     FILE *fp;
 
@@ -70,10 +72,11 @@ static double ui_data_age(pid_t pid, long hz)
     fp = fopen("/proc/uptime", "re");
     if (!fp)
         return -1;
-    if (fscanf(fp, "%lf", &boot) != 1)
-        boot = -1;
+    if (!fgets(line, sizeof(line), fp))
+        line[0] = '\0';
     (void)fclose(fp);
-    return boot < 0 ? -1 : boot - (double)st.start_ticks / (double)hz;
+    boot = strtod(line, NULL); /* "12345.67 ..."; 0 when unreadable */
+    return boot <= 0 ? -1 : boot - (double)st.start_ticks / (double)hz;
 }
 
 void ui_data_init_clock(struct ui_app *app)
@@ -98,10 +101,10 @@ static void ui_data_rates(struct ui_app *app)
     double dt = p ? s->timestamp - p->timestamp : 0;
 
     ui_trend_push(app->rss_trend, (double)s->rss_bytes);
-    if (dt <= 0)
+    if (!p || dt <= 0)
         return;
-    app->cpu_pct = ((s->cpu_user_s + s->cpu_system_s) - (p->cpu_user_s + p->cpu_system_s)) / dt *
-                   100.0;
+    app->cpu_pct =
+        ((s->cpu_user_s + s->cpu_system_s) - (p->cpu_user_s + p->cpu_system_s)) / dt * 100.0;
     if (app->cpu_pct < 0)
         app->cpu_pct = -1;
     app->gil_rate =

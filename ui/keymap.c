@@ -93,6 +93,12 @@ const char *ui_keymap_line(size_t i, char *buf, size_t cap)
     return buf;
 }
 
+/* The key bar lists quit and help first: they must survive a narrow terminal's cut. */
+static bool ui_keymap_bar_first(const struct ui_keymap_entry *e)
+{
+    return e->action == UI_ACT_QUIT || e->action == UI_ACT_HELP;
+}
+
 const char *ui_keymap_bar(char *buf, size_t cap)
 {
     size_t used = 0;
@@ -100,9 +106,10 @@ const char *ui_keymap_bar(char *buf, size_t cap)
     if (cap == 0)
         return buf;
     buf[0] = '\0';
-    for (size_t i = 0; i < UI_NKEYS && used < cap; i++) {
+    for (size_t k = 0; k < 2 * UI_NKEYS && used < cap; k++) {
+        size_t i = k % UI_NKEYS;
         int n;
-        if (!ui_keys[i].bar)
+        if (!ui_keys[i].bar || ui_keymap_bar_first(&ui_keys[i]) != (k < UI_NKEYS))
             continue;
         n = snprintf(buf + used, cap - used, "%s%s %s", used ? "  " : "", ui_keys[i].labels[0],
                      ui_keys[i].bar);

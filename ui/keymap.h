@@ -38,7 +38,7 @@ enum ui_action {
 #define UI_KEYMAP_MAX_LABELS 3
 
 struct ui_keymap_entry {
-    int codes[UI_KEYMAP_MAX_CODES];            /* wgetch values; 0 ends the list */
+    int codes[UI_KEYMAP_MAX_CODES];           /* wgetch values; 0 ends the list */
     const char *labels[UI_KEYMAP_MAX_LABELS]; /* how the keys are written; NULL ends */
     enum ui_action action;
     const char *help; /* one line, starts lower case, no final period */
@@ -60,7 +60,8 @@ const struct ui_keymap_entry *ui_keymap_get(size_t i);
 const char *ui_keymap_line(size_t i, char *buf, size_t cap);
 
 /*
- * The key bar: "label word" for every row with a bar word ("q quit  ? help  Tab pane ..."),
+ * The key bar: "label word" for every row with a bar word, quit and help first ("? help  q quit
+ * Tab pane ..."),
  * into buf (cap bytes, NUL-terminated, truncated); returns buf. Pure.
  */
 const char *ui_keymap_bar(char *buf, size_t cap);

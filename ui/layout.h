@@ -12,10 +12,10 @@
 
 #include <stdbool.h>
 
-#define UI_MIN_COLS   60
-#define UI_MIN_ROWS   16
-#define UI_HEADER_H   3
-#define UI_KEYBAR_H   1
+#define UI_MIN_COLS 60
+#define UI_MIN_ROWS 16
+#define UI_HEADER_H 3
+#define UI_KEYBAR_H 1
 /* Columns given to the threads pane: 40 % of the width within these bounds. */
 #define UI_LEFT_MIN_W 34
 #define UI_LEFT_MAX_W 72
@@ -36,9 +36,9 @@ struct ui_rect {
 
 struct ui_layout {
     int rows, cols;
-    bool too_small;                   /* below the minimum: only `body` is meaningful */
+    bool too_small;                     /* below the minimum: only `body` is meaningful */
     struct ui_rect area[UI_AREA_COUNT]; /* disjoint, inside the screen, cover it exactly */
-    struct ui_rect body;              /* everything between header and key bar (help screen) */
+    struct ui_rect body;                /* everything between header and key bar (help screen) */
 };
 
 /*

@@ -9,8 +9,7 @@
 
 #include "app_int.h"
 
-static void ui_stack_title(const struct ui_pane *p, const struct ui_app *app, char *buf,
-                           size_t cap)
+static void ui_stack_title(const struct ui_pane *p, const struct ui_app *app, char *buf, size_t cap)
 {
     (void)p;
     if (app->raise_view)

@@ -109,8 +109,10 @@ int ui_term_open(struct ui_term *t, struct ps_err *err)
     t->screen = newterm(term && term[0] ? term : "vt100", stdout, stdin);
     if (!t->screen) {
         ui_term_unpark_stderr(t);
-        return ps_err_set(err, -ENOTTY, "cannot start curses for TERM=%s; set TERM to your "
-                          "terminal (e.g. xterm-256color)", term ? term : "");
+        return ps_err_set(err, -ENOTTY,
+                          "cannot start curses for TERM=%s; set TERM to your "
+                          "terminal (e.g. xterm-256color)",
+                          term ? term : "");
     }
     (void)cbreak();
     (void)noecho();
@@ -140,6 +142,8 @@ void ui_term_resize(struct ui_term *t)
     if (!t->screen || ioctl(1, TIOCGWINSZ, &ws) != 0 || ws.ws_row == 0 || ws.ws_col == 0)
         return;
     (void)resize_term(ws.ws_row, ws.ws_col);
+    /* The terminal reflowed or cleared what it showed: repaint everything, diff nothing. */
+    (void)clearok(curscr, TRUE);
 }
 
 static chtype ui_term_style_attr(const struct ui_term *t, enum ui_style style)

@@ -25,9 +25,9 @@
 struct ui_term {
     SCREEN *screen;
     bool color;
-    bool utf8;       /* the locale's codeset is UTF-8 */
-    int saved_err;   /* dup of the original stderr, -1 when not parked */
-    int parked_err;  /* the temporary file stderr writes to meanwhile */
+    bool utf8;      /* the locale's codeset is UTF-8 */
+    int saved_err;  /* dup of the original stderr, -1 when not parked */
+    int parked_err; /* the temporary file stderr writes to meanwhile */
 };
 
 /*
@@ -39,7 +39,7 @@ int ui_term_open(struct ui_term *t, struct ps_err *err) PS_WARN_UNUSED;
 /* Give the terminal back and replay parked stderr; safe to call twice and on a failed open. */
 void ui_term_close(struct ui_term *t);
 
-/* Follow a SIGWINCH: read the size from the tty and resize curses' screen. */
+/* Follow a SIGWINCH: read the size from the tty, resize curses' screen, repaint it all. */
 void ui_term_resize(struct ui_term *t);
 
 /* The attributes for style (selected: the selection bar; focused: in the focused pane). */

@@ -12,7 +12,8 @@ static void ui_threads_title(const struct ui_pane *p, const struct ui_app *app, 
                              size_t cap)
 {
     (void)p;
-    (void)snprintf(buf, cap, " Threads (%zu)  * holds the GIL", app->snap ? app->snap->nthreads : 0);
+    (void)snprintf(buf, cap, " Threads (%zu)  * holds the GIL",
+                   app->snap ? app->snap->nthreads : 0);
 }
 
 static void ui_threads_build(struct ui_pane *p, struct ui_app *app)

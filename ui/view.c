@@ -189,7 +189,7 @@ const char *ui_spark(char *buf, size_t cap, const double *v, size_t n, bool utf8
     static const char *const blocks[] = {"\u2581", "\u2582", "\u2583", "\u2584",
                                          "\u2585", "\u2586", "\u2587", "\u2588"};
     static const char ascii[] = " .:-=+*#";
-    double lo = INFINITY, hi = -INFINITY;
+    double lo = HUGE_VAL, hi = -HUGE_VAL;
     size_t used = 0;
 
     for (size_t i = 0; i < n; i++)
@@ -199,7 +199,9 @@ const char *ui_spark(char *buf, size_t cap, const double *v, size_t n, bool utf8
         }
     for (size_t i = 0; i < n && used + 4 < cap; i++) {
         int level = v[i] < 0 ? -1 : hi > lo ? (int)((v[i] - lo) / (hi - lo) * 7.0 + 0.5) : 0;
-        char one[2] = {level < 0 ? ' ' : ascii[level], '\0'};
+        char one[2] = " ";
+        if (level >= 0)
+            one[0] = ascii[level];
         const char *s = level >= 0 && utf8 ? blocks[level] : one;
         size_t len = strlen(s);
         memcpy(buf + used, s, len);
@@ -235,8 +237,7 @@ static const char *ui_gil_holder(const struct snap *s, char *buf, size_t cap)
 {
     for (size_t i = 0; s && i < s->nthreads; i++)
         if (s->threads[i].gil) {
-            (void)snprintf(buf, cap, "%s (%d)",
-                           s->threads[i].name ? s->threads[i].name : "unnamed",
+            (void)snprintf(buf, cap, "%s (%d)", s->threads[i].name ? s->threads[i].name : "unnamed",
                            (int)s->threads[i].native_id);
             return buf;
         }
@@ -259,15 +260,14 @@ static void ui_header_line2(const struct ui_header_in *in, int width, struct ui_
     char cpu[16], rss[32], cpu_t[64], rss_t[64], gil[160], sw[32], text[UI_LINE_MAX];
     const struct snap *s = in->snap;
 
-    (void)snprintf(text, sizeof(text), "CPU %s%% %s  RSS %s %s  threads %zu  GIL %s  %s/s switches",
-                   ui_num(cpu, sizeof(cpu), 0, in->cpu_pct),
-                   ui_spark(cpu_t, sizeof(cpu_t), in->cpu_trend, in->cpu_trend ? UI_TREND_N : 0,
-                            in->utf8),
-                   s ? ui_bytes(rss, sizeof(rss), (double)s->rss_bytes) : "-",
-                   ui_spark(rss_t, sizeof(rss_t), in->rss_trend, in->rss_trend ? UI_TREND_N : 0,
-                            in->utf8),
-                   s ? s->nthreads : 0, ui_gil_holder(s, gil, sizeof(gil)),
-                   ui_num(sw, sizeof(sw), 0, in->gil_switch_rate));
+    (void)snprintf(
+        text, sizeof(text), "CPU %s%% %s  RSS %s %s  threads %zu  GIL %s  %s/s switches",
+        ui_num(cpu, sizeof(cpu), 0, in->cpu_pct),
+        ui_spark(cpu_t, sizeof(cpu_t), in->cpu_trend, in->cpu_trend ? UI_TREND_N : 0, in->utf8),
+        s ? ui_bytes(rss, sizeof(rss), (double)s->rss_bytes) : "-",
+        ui_spark(rss_t, sizeof(rss_t), in->rss_trend, in->rss_trend ? UI_TREND_N : 0, in->utf8),
+        s ? s->nthreads : 0, ui_gil_holder(s, gil, sizeof(gil)),
+        ui_num(sw, sizeof(sw), 0, in->gil_switch_rate));
     ui_line_set(out, text, width, UI_STYLE_NORMAL, 0);
 }
 
@@ -461,8 +461,8 @@ size_t ui_view_stack(const struct snap_thread *t, struct srcline_cache *src, int
     n = ui_stack_exc(t->exc_handled, "handling", width, out, n, cap);
     for (size_t i = 0; i < t->nframes && n < cap; i++) {
         const struct snap_frame *f = &t->frames[i];
-        ui_frame_text(text, sizeof(text), f->qualname ? f->qualname : f->function, f->file,
-                      f->line, width);
+        ui_frame_text(text, sizeof(text), f->qualname ? f->qualname : f->function, f->file, f->line,
+                      width);
         ui_line_set(&out[n++], text, width, i == 0 ? UI_STYLE_HOT : UI_STYLE_NORMAL, i + 1);
         if (n < cap && ui_source_text(src, f->file, f->line, text, sizeof(text)))
             ui_line_set(&out[n++], text, width, UI_STYLE_DIM, 0);
@@ -479,9 +479,9 @@ size_t ui_view_raise(const struct tracer_event *ev, struct srcline_cache *src, i
 
     if (!ev || cap < 2)
         return 0;
-    (void)snprintf(text, sizeof(text), "raise #%llu in tid %d: %s%s%s",
-                   (unsigned long long)ev->seq, (int)ev->native_id, ev->type,
-                   ev->has_message ? ": " : "", ev->has_message ? ev->message : "");
+    (void)snprintf(text, sizeof(text), "raise #%llu in tid %d: %s%s%s", (unsigned long long)ev->seq,
+                   (int)ev->native_id, ev->type, ev->has_message ? ": " : "",
+                   ev->has_message ? ev->message : "");
     ui_line_set(&out[n++], text, width, UI_STYLE_HOT, 0);
     if (ev->handled_at.function[0])
         (void)snprintf(text, sizeof(text), "handled in %s at %s:%d (Esc: back)",

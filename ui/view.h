@@ -90,7 +90,7 @@ const char *ui_spark(char *buf, size_t cap, const double *v, size_t n, bool utf8
 struct ui_header_in {
     const struct snap *snap; /* latest snapshot, NULL before the first */
     double uptime_s;
-    double cpu_pct; /* process CPU over the last interval, 100 = one core */
+    double cpu_pct;                      /* process CPU over the last interval, 100 = one core */
     const double *cpu_trend, *rss_trend; /* UI_TREND_N points, oldest first */
     double gil_switch_rate;              /* per second */
     bool sampling;                       /* the sampler runs */
@@ -141,7 +141,7 @@ struct ui_top_in {
     const struct profile *profile;
     enum profile_top_by by;
     enum profile_top_sort sort;
-    const char *filter;               /* substring of function or file; NULL or "" for all */
+    const char *filter;              /* substring of function or file; NULL or "" for all */
     struct profile_top_row *scratch; /* caller's array of nscratch rows */
     size_t nscratch;
 };

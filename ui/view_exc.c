@@ -114,8 +114,7 @@ static void ui_exc_lines(const struct ui_excfeed *f, const struct tracer_event *
                        ev->propagating ? "still propagating" : "in flight");
     (void)snprintf(text, sizeof(text), "    %s (%s:%d) -> %s",
                    ev->nframes ? ev->frames[0].function : "?", ui_short_path(ui_exc_file(ev)),
-                   ui_exc_line(ev),
-                   handled);
+                   ui_exc_line(ev), handled);
     out[1] = (struct ui_line){.style = UI_STYLE_DIM, .selectable = false, .key = 0};
     ui_fit(out[1].text, sizeof(out[1].text), text, width);
 }

@@ -15,8 +15,8 @@ static bool ui_top_match(const struct profile_frame *f, const char *filter)
     return !filter || !filter[0] || strstr(f->function, filter) || strstr(f->file, filter);
 }
 
-static void ui_top_row(const struct profile_frame *f, const struct profile_top_row *r,
-                       double scale, int width, struct ui_line *out)
+static void ui_top_row(const struct profile_frame *f, const struct profile_top_row *r, double scale,
+                       int width, struct ui_line *out)
 {
     char pct[32], text[UI_LINE_MAX], name[UI_LINE_MAX], where[UI_LINE_MAX], loc[UI_LINE_MAX];
     int rest = width - 14, fw;
@@ -24,7 +24,8 @@ static void ui_top_row(const struct profile_frame *f, const struct profile_top_r
 
     (void)snprintf(pct, sizeof(pct), "%5.1f %5.1f", (double)r->own * scale,
                    (double)r->total * scale);
-    (void)snprintf(where, sizeof(where), r->line > 0 ? "%s:%d" : "%s", ui_short_path(f->file), r->line);
+    (void)snprintf(where, sizeof(where), r->line > 0 ? "%s:%d" : "%s", ui_short_path(f->file),
+                   r->line);
     fw = rest * 11 / 20;
     ui_fit(name, sizeof(name), f->function, fw);
     ui_fit_left(loc, sizeof(loc), where, rest - fw - 1 > 0 ? rest - fw - 1 : 0);
@@ -34,8 +35,9 @@ static void ui_top_row(const struct profile_frame *f, const struct profile_top_r
     used = ui_cat(text, sizeof(text), used, " ");
     (void)ui_cat(text, sizeof(text), used, loc);
     ui_fit(out->text, sizeof(out->text), text, width);
-    out->style = r->own * 10 >= r->total && r->own * 20 * scale >= 1.0 ? UI_STYLE_HOT
-                                                                        : UI_STYLE_NORMAL;
+    /* hot: mostly its own time, and at least 5 % of all samples */
+    out->style =
+        r->own * 10 >= r->total && (double)r->own * scale >= 5.0 ? UI_STYLE_HOT : UI_STYLE_NORMAL;
     out->key = (uint64_t)r->frame + 1;
     out->selectable = true;
 }
@@ -50,8 +52,8 @@ int ui_view_top(const struct ui_top_in *in, int width, struct ui_line *out, size
 
     if (cap == 0)
         return 0;
-    rc = profile_top(in->profile, in->by, in->sort, PROFILE_NONE, in->scratch, in->nscratch,
-                     &rows, &total, err);
+    rc = profile_top(in->profile, in->by, in->sort, PROFILE_NONE, in->scratch, in->nscratch, &rows,
+                     &total, err);
     if (rc < 0)
         return rc;
     *samples = total;

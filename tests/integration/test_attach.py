@@ -126,7 +126,29 @@ class Screen:
         assert not logs, "sanitizer reports:\n" + "\n".join(p.read_text() for p in logs)
 
     def close(self):
+        """Kill the tmux server (pyscope gets SIGHUP) and wait until pyscope is gone, so that
+        the launch fixture's checks see the target after pyscope released it."""
+        shell = self.tmux("display-message", "-p", "-t", "attach", "#{pane_pid}", check=False)
+        kids = []
+        if shell.returncode == 0 and shell.stdout.strip():
+            pid = int(shell.stdout)
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except FileNotFoundError:
+                pass
         self.tmux("kill-server", check=False)
+        for kid in kids:
+            wait_for(lambda: not alive(kid), SCREEN_TIMEOUT_S, f"pyscope {kid} to exit")
+
+
+def alive(pid):
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 @pytest.fixture
@@ -164,6 +186,27 @@ def check_stack(s, truth):
     source = Path(inner["file"]).read_text().splitlines()[inner["line"] - 1].strip()[:30]
     s.wait(lambda _: any(source in l for l in s.pane("stack")), f"source line {source!r}")
     return tid
+
+
+def raised_count(s):
+    m = re.search(r"Exceptions: (\d+) raised", s.pane("exc")[0])
+    return int(m.group(1)) if m else 0
+
+
+EVENT_RE = re.compile(r"^\d\d:\d\d:\d\d x\d+\s+(\w+): (.*?)\s*$")
+WHERE_RE = re.compile(r"raiser\.py:\d+\) -> (?:handled in (\w+) \([^:]*:(\d+)\)|in flight)")
+
+
+def feed_events(s):
+    """[((type, message), (handled_in, handled_line) or None)] of the raiser's raises shown."""
+    rows = s.pane("exc")[1:]
+    events = []
+    for first, second in zip(rows, rows[1:]):
+        m, w = EVENT_RE.match(first.strip()), WHERE_RE.search(second)
+        if m and w and not m.group(2).endswith("~"):
+            events.append(((m.group(1), m.group(2)),
+                           (w.group(1), int(w.group(2))) if w.group(1) else None))
+    return events
 
 
 def help_keys_text():
@@ -223,7 +266,7 @@ def test_panes_and_keys(shapes, screen, tmp_path):
 
 def test_exceptions_pane_and_tracing_toggle(python, launch, screen):
     target = launch(python_target(python, "raiser.py"))
-    s = screen(target.pid)
+    s = screen(target.pid, cols=240)
     ready(s)
     s.wait(lambda lines: re.search(r"exceptions [-\d.]+/s \((perf|debugreg)\)", lines[2]),
            "exception tracing on")
@@ -231,12 +274,17 @@ def test_exceptions_pane_and_tracing_toggle(python, launch, screen):
     os.kill(target.pid, signal.SIGUSR1)
     truth = target.wait_truth(generation)
     expected = truth["events"]
+    s.wait(lambda _: raised_count(s) >= len(expected), f"{len(expected)} raises counted")
+    shown = s.wait(lambda _: feed_events(s) if len(feed_events(s)) >= 5 else None,
+                   "the newest raises in the feed")
+    fates = {}                                      # a re-raised object has two fates
     for x in expected:
-        s.wait(lambda _: any(f"{x['type']}: {x['message'][:20]}" in l for l in s.pane("exc")),
-               f"{x['type']} in the exceptions pane")
-    handled = {x["handled_in"] for x in expected}
-    s.wait(lambda _: any(f"handled in {h}" in l for l in s.pane("exc") for h in handled),
-           "where a raise was handled")
+        fates.setdefault((x["type"], x["message"]), {None}).add((x["handled_in"],
+                                                                 x["handled_line"]))
+    for (kind, message), handled in shown:          # each one as raised and handled
+        assert (kind, message) in fates, (kind, message, sorted(fates))
+        assert handled in fates[(kind, message)], (kind, message, handled)
+    s.wait(lambda _: any(h for _, h in feed_events(s)), "where a raise was handled")
     s.keys("Tab", "Tab", "Tab", "Enter")            # threads -> stack -> top -> exceptions
     s.wait(lambda _: "Stack of raise #" in s.pane("stack")[0], "Enter to open a raise's stack")
     s.keys("Escape")
@@ -261,12 +309,12 @@ def test_resize(shapes, screen):
     ready(s)
     s.resize(80, 24)
     s.wait(lambda lines: "Threads (" in lines[3] and "Stack" in lines[3] and
-           "quit" in lines[23], "the layout at 80x24")
+           lines[23].startswith("? help  q quit"), "the layout at 80x24")
     check_stack(s, shapes.truth)
     s.resize(50, 12)
     s.wait_text("terminal too small")
     s.resize(150, 45)
-    s.wait(lambda lines: "Top " in "\n".join(s.pane("top")) and "quit" in lines[44],
+    s.wait(lambda lines: "Top " in "\n".join(s.pane("top")) and "q quit" in lines[44],
            "the layout at 150x45")
     s.keys("q")
     assert s.wait_exit() == 0
@@ -292,9 +340,7 @@ def test_sighup_when_the_terminal_dies(shapes, screen):
     s.wait(lambda lines: re.search(r"\((perf|debugreg)\)", lines[2]), "exception tracing on")
     pid = s.pyscope_pid()
     s.tmux("kill-server")                           # the pod shell goes away: SIGHUP
-    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
-             open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
-             SCREEN_TIMEOUT_S, "pyscope to exit on SIGHUP")
+    wait_for(lambda: not alive(pid), SCREEN_TIMEOUT_S, "pyscope to exit on SIGHUP")
     assert_not_stopped_or_traced(shapes.pid)
     s.check_sanitizers()
 

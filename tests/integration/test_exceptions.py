@@ -191,7 +191,11 @@ def test_sigkill_of_pyscope_during_a_burst(python, launch):
         print("SIGKILL during a burst: target died of SIGTRAP (documented)")
 
 
-def test_rate_limit_counts_what_it_does_not_report(python, launch):
+@pytest.mark.parametrize("rate", [800, 20000], ids=["exact-800", "sampled-20000"])
+def test_rate_limit_counts_what_it_does_not_report(python, launch, monkeypatch, rate):
+    """A storm paced at `rate` raises/s against --max-rate 50 --burst 20: few reported, the rest
+    counted while the breakpoint is off: exactly below 1000 hits/s, by 2% sampling above."""
+    monkeypatch.setenv("RAISER_STORM_RATE", str(rate))
     target = raiser(python, launch)
     tracer = Tracer(target.pid, "--max-rate", 50, "--burst", 20)
     os.kill(target.pid, signal.SIGUSR2)
@@ -200,27 +204,15 @@ def test_rate_limit_counts_what_it_does_not_report(python, launch):
     assert rc == 0, err
     stop = stop_record(tracer.lines)
     storm = truth["storm"]
-    assert storm > 1000
+    # The target paces itself; on a loaded 2-core machine it may fall short of the pace. The
+    # test needs only enough raises for the regime it checks (above/below 1000 hits/s).
+    assert storm >= min(rate * 0.5, 2000), storm
     reported = sum(e["event"] == "raise" and e["type"] == "ValueError" for e in tracer.lines)
-    elapsed = 5.0                               # generous bound on the traced time
-    assert reported <= 20 + 50 * elapsed
-    assert stop["counting"] and stop["counted_hits"] >= storm
-    assert stop["not_reported"] + stop["unseen_hits"] >= storm - reported
-
-
-def test_dump_shows_the_exception_being_handled(python, launch, pyscope, tmp_path):
-    """Issue item 5: `dump` shows per thread the exception handled in an except block."""
-    target = raiser(python, launch)
-    result = pyscope("dump", "--json", target.pid)
-    assert result.rc == 0, result
-    threads = {t["native_id"]: t for t in result.json()["threads"]}
-    handler = threads[target.truth["handler_native_id"]]
-    exc = handler["exception_handled"]
-    assert (exc["type"], exc["message"]) == ("KeyError", "parked in handler"), exc
-    assert [(f["function"], f["line"]) for f in exc["traceback"]] == \
-        [("park_in_handler", target.truth["lines"]["parked"])]
-    assert handler["exception_raising"] is None
-    main = threads[target.pid]
-    assert main["exception_handled"] is None and main["exception_raising"] is None
-    text = pyscope("dump", "--no-source", target.pid)
-    assert "Handling KeyError: parked in handler" in text.stdout, text
+    assert 20 <= reported <= 20 + 50 * 5.0      # burst, then the rate (generous time bound)
+    accounted = reported + stop["not_reported"] + stop["unseen_hits"]
+    assert stop["counting"] == (rate < 1000), stop
+    if stop["counting"]:
+        # exact: the storm plus at most a few raises of the target's own machinery
+        assert storm <= accounted <= storm + 20, (storm, stop)
+    else:
+        assert 0.5 * storm <= accounted <= 1.5 * storm, (storm, stop)

@@ -7,7 +7,8 @@ TRUTH_PATH (generation 0) once parked, then waits for SIGUSR1. Each SIGUSR1 runs
 in the main thread and in a thread created for it (so after any tracer attached), then writes the
 next generation with the expected events of that round and parks again. With ROUNDS_BEFORE_EXIT
 it exits (status 0) after that many rounds. SIGUSR2 runs a "storm" round instead: raise and
-swallow ValueError in a loop for STORM_S seconds (for kill-during-burst tests).
+swallow ValueError in a loop for STORM_S seconds, paced at $RAISER_STORM_RATE per second when set
+(for rate-limit and kill-during-burst tests).
 
 Each expected event: type, message, raise line (the line tagged `# RAISE:<site>`), stack function
 names innermost first (traceback.extract_stack at the raise frame), handler function and line (the
@@ -135,15 +136,21 @@ def round_of(log):
             case(log, i)
 
 
-def storm():
-    end = time.monotonic() + STORM_S
-    n = 0
-    while time.monotonic() < end:
+def storm(rate):
+    """Raise and swallow ValueError for STORM_S seconds: as fast as possible (rate 0), or paced
+    at `rate` per second with a busy wait."""
+    start = time.monotonic()
+    end, n = start + STORM_S, 0
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            return n
+        if rate and n >= (now - start) * rate:
+            continue
         try:
             raise ValueError("storm")
         except ValueError:
             n += 1
-    return n
 
 
 PARKED = threading.Lock()
@@ -185,7 +192,7 @@ def main():
         generation += 1
         main_log, thread_log, storms = [], [], 0
         if sig == signal.SIGUSR2:
-            storms = storm()
+            storms = storm(float(os.environ.get("RAISER_STORM_RATE", "0")))
         else:
             round_of(main_log)
             worker = threading.Thread(target=round_of, args=(thread_log,), name="late-raiser")

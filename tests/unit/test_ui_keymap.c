@@ -23,13 +23,13 @@ static void test_issue_keys(void **state)
         int key;
         enum ui_action act;
     } want[] = {
-        {KEY_UP, UI_ACT_UP},         {'k', UI_ACT_UP},           {KEY_DOWN, UI_ACT_DOWN},
-        {'j', UI_ACT_DOWN},          {'\t', UI_ACT_NEXT_PANE},   {'\n', UI_ACT_ENTER},
-        {'\r', UI_ACT_ENTER},        {KEY_ENTER, UI_ACT_ENTER},  {'/', UI_ACT_FILTER},
-        {'s', UI_ACT_SORT},          {'l', UI_ACT_LINES},        {'p', UI_ACT_PAUSE},
-        {'r', UI_ACT_RESET},         {'e', UI_ACT_EXCEPTIONS},   {'d', UI_ACT_DUMP},
-        {'?', UI_ACT_HELP},          {'q', UI_ACT_QUIT},         {27, UI_ACT_BACK},
-        {'v', UI_ACT_LOCALS},        {'x', UI_ACT_NONE},         {0, UI_ACT_NONE},
+        {KEY_UP, UI_ACT_UP},  {'k', UI_ACT_UP},          {KEY_DOWN, UI_ACT_DOWN},
+        {'j', UI_ACT_DOWN},   {'\t', UI_ACT_NEXT_PANE},  {'\n', UI_ACT_ENTER},
+        {'\r', UI_ACT_ENTER}, {KEY_ENTER, UI_ACT_ENTER}, {'/', UI_ACT_FILTER},
+        {'s', UI_ACT_SORT},   {'l', UI_ACT_LINES},       {'p', UI_ACT_PAUSE},
+        {'r', UI_ACT_RESET},  {'e', UI_ACT_EXCEPTIONS},  {'d', UI_ACT_DUMP},
+        {'?', UI_ACT_HELP},   {'q', UI_ACT_QUIT},        {27, UI_ACT_BACK},
+        {'v', UI_ACT_LOCALS}, {'x', UI_ACT_NONE},        {0, UI_ACT_NONE},
     };
 
     (void)state;

@@ -78,8 +78,8 @@ static void test_left_column_bounded(void **state)
 
 static void test_too_small(void **state)
 {
-    static const int sizes[][2] = {{0, 0}, {-5, 80}, {24, -1}, {UI_MIN_ROWS - 1, 200},
-                                   {100, UI_MIN_COLS - 1}, {1, 1}};
+    static const int sizes[][2] = {
+        {0, 0}, {-5, 80}, {24, -1}, {UI_MIN_ROWS - 1, 200}, {100, UI_MIN_COLS - 1}, {1, 1}};
     struct ui_layout l;
 
     (void)state;

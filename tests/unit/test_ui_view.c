@@ -77,8 +77,7 @@ static void test_formats(void **state)
     assert_string_equal(ui_duration(buf, sizeof(buf), 307), "5m07s");
     assert_string_equal(ui_duration(buf, sizeof(buf), 3 * 3600 + 120), "3h02m");
     assert_string_equal(ui_spark(buf, sizeof(buf), trend, 4, false), "  =#");
-    assert_string_equal(ui_spark(buf, sizeof(buf), trend, 4, true),
-                        "\u2581 \u2585\u2588");
+    assert_string_equal(ui_spark(buf, sizeof(buf), trend, 4, true), "\u2581 \u2585\u2588");
 }
 
 /* A snapshot with threads (tid, name, gil, ticks). */
@@ -157,8 +156,8 @@ static void test_stack_with_source(void **state)
     assert_int_equal(close(fd), 0);
     t->nframes = 2;
     t->frames = snap_alloc(s, 2 * sizeof(*t->frames));
-    t->frames[0] = (struct snap_frame){.function = "f", .qualname = "Cls.f", .file = path,
-                                       .line = 2};
+    t->frames[0] =
+        (struct snap_frame){.function = "f", .qualname = "Cls.f", .file = path, .line = 2};
     t->frames[1] = (struct snap_frame){.function = "<module>", .file = "<string>", .line = 1};
     assert_int_equal(srcline_cache_new(NULL, &src, &err), 0);
     n = ui_view_stack(t, src, 70, lines, 16);
@@ -190,8 +189,8 @@ static void test_top(void **state)
     struct ui_line *lines = calloc(16, sizeof(*lines));
     uint32_t th, stack[2];
     uint64_t samples = 0;
-    struct ui_top_in in = {.by = PROFILE_TOP_FUNCTION, .sort = PROFILE_SORT_OWN,
-                           .scratch = rows, .nscratch = 16};
+    struct ui_top_in in = {
+        .by = PROFILE_TOP_FUNCTION, .sort = PROFILE_SORT_OWN, .scratch = rows, .nscratch = 16};
     int n;
 
     (void)state;
@@ -225,8 +224,12 @@ static void test_top(void **state)
 
 static struct tracer_event raise_ev(uint64_t seq, const char *type, int line)
 {
-    struct tracer_event ev = {.kind = TRACER_EV_RAISE, .seq = seq, .raise_seq = seq, .nframes = 1,
-                              .has_message = true, .time = 0};
+    struct tracer_event ev = {.kind = TRACER_EV_RAISE,
+                              .seq = seq,
+                              .raise_seq = seq,
+                              .nframes = 1,
+                              .has_message = true,
+                              .time = 0};
     (void)snprintf(ev.type, sizeof(ev.type), "%s", type);
     (void)snprintf(ev.message, sizeof(ev.message), "'dict' object has no attribute 'value'");
     (void)snprintf(ev.frames[0].function, sizeof(ev.frames[0].function), "compute");
@@ -288,9 +291,9 @@ static void test_excfeed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fit),        cmocka_unit_test(test_formats),
-        cmocka_unit_test(test_threads),    cmocka_unit_test(test_stack_with_source),
-        cmocka_unit_test(test_top),        cmocka_unit_test(test_excfeed),
+        cmocka_unit_test(test_fit),     cmocka_unit_test(test_formats),
+        cmocka_unit_test(test_threads), cmocka_unit_test(test_stack_with_source),
+        cmocka_unit_test(test_top),     cmocka_unit_test(test_excfeed),
     };
 
     if (!setlocale(LC_ALL, "C.UTF-8"))
