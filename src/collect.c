@@ -328,6 +328,9 @@ static int collect_all(struct collector *c, struct ps_err *err)
         rc = collect_threads(c, err);
     if (rc == 0 && c->opts->tasks)
         rc = collect_tasks(c, err);
+    /* Reads by pid: make sure they all came from the process that was opened. */
+    if (rc == 0)
+        rc = pyproc_check_alive(c->pp, err);
     c->snap->read_seconds = now_mono() - t0;
     c->snap->read_calls = c->pp->src->stats.calls - calls0;
     return rc;

@@ -224,6 +224,11 @@ static int ps_read_stat(pid_t pid, pid_t tid, struct procstat_stat *out, struct 
     return procstat_parse_stat(text, len, out, err);
 }
 
+int procstat_stat(pid_t pid, pid_t tid, struct procstat_stat *out, struct ps_err *err)
+{
+    return ps_read_stat(pid, tid, out, err);
+}
+
 int procstat_state(pid_t pid, pid_t tid, char *state, struct ps_err *err)
 {
     struct procstat_stat st;

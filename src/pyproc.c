@@ -261,10 +261,30 @@ int pyproc_validate(struct pyproc *pp, struct ps_err *err)
     return rc < 0 ? rc : validate_threads(pp, err);
 }
 
+int pyproc_check_alive(const struct pyproc *pp, struct ps_err *err)
+{
+    struct procstat_stat st;
+    struct ps_err ignored = {0};
+
+    if (pp->pid <= 0 || !pp->start_ticks)
+        return 0;
+    if (procstat_stat(pp->pid, pp->pid, &st, &ignored) < 0 || st.state == 'Z' || st.state == 'X')
+        return ps_err_set(err, -PS_EGONE, "process %d exited", (int)pp->pid);
+    if (st.start_ticks != pp->start_ticks)
+        return ps_err_set(err, -PS_EGONE,
+                          "process %d exited and its pid now belongs to another process",
+                          (int)pp->pid);
+    return 0;
+}
+
 static int open_parts(struct pyproc *pp, struct ps_err *err)
 {
+    struct procstat_stat st;
+    struct ps_err ignored = {0};
     int rc;
 
+    if (procstat_stat(pp->pid, pp->pid, &st, &ignored) == 0)
+        pp->start_ticks = st.start_ticks;
     rc = maps_read(pp->pid, &pp->maps, err);
     if (rc == -EACCES || rc == -EPERM)
         return diag_permission(pp->pid, DIAG_OP_READ, -rc, err);

@@ -107,7 +107,8 @@ static int ui_app_new(struct pyproc *pp, const struct ui_attach_opts *o, struct 
     app->evbuf = calloc(UI_EV_BATCH, sizeof(*app->evbuf));
     app->tstats = calloc(1, sizeof(*app->tstats));
     app->top_scratch = calloc(UI_TOP_LINES, sizeof(*app->top_scratch));
-    if (!app->feed || !app->evbuf || !app->tstats || !app->top_scratch)
+    app->growth_rows = calloc(UI_GROWTH_ROWS, sizeof(*app->growth_rows));
+    if (!app->feed || !app->evbuf || !app->tstats || !app->top_scratch || !app->growth_rows)
         return ps_err_set(err, rc, "out of memory for the terminal UI");
     for (int a = 0; a < UI_AREA_COUNT; a++) {
         rc = ui_pane_init(&app->panes[a], ui_pane_kinds[a], UI_PANE_CAP(a),
@@ -134,6 +135,8 @@ static void ui_app_free(struct ui_app *app)
     free(app->evbuf);
     free(app->tstats);
     free(app->top_scratch);
+    free(app->growth_rows);
+    growth_free(app->growth);
     free(app);
 }
 
@@ -305,8 +308,10 @@ static void ui_on_timer(struct ui_app *app, struct ui_loop *l)
     app->ticks += expirations;
     if (app->tracer && ui_data_tracer_step(app))
         ui_pane_rebuild(&app->panes[UI_AREA_EXC], app);
-    if (app->ticks % UI_TOP_TICKS < expirations && !app->paused)
+    if (app->ticks % UI_TOP_TICKS < expirations && !app->paused) {
+        ui_data_growth_tick(app);
         ui_pane_rebuild(&app->panes[UI_AREA_TOP], app);
+    }
     if (app->ticks % UI_SNAP_TICKS < expirations) {
         if (!app->paused && !app->gone && ui_data_snapshot(app) < 0)
             app->quit = true;

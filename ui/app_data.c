@@ -18,6 +18,12 @@
 #include "pyscope/collect.h"
 #include "pyscope/procstat.h"
 
+/* Tasks listed in the tasks view (running first): a screenful and then some. */
+#define UI_TASKS_MAX 200
+/* Growth: a sample every second (the rates' resolution), a rescan every minute (new modules,
+ * replaced containers). */
+#define UI_GROWTH_RESCAN_S 60.0
+
 /* Calls per drain: 80 x UI_EV_BATCH events is more than the tracer's ring holds. */
 #define UI_EV_ROUNDS 80
 
@@ -27,6 +33,48 @@ static double ui_mono(void)
 
     (void)clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+bool ui_data_growth_start(struct ui_app *app)
+{
+    struct ps_err err = {0};
+    int rc;
+
+    if (app->growth)
+        return true;
+    rc = growth_new(app->pp, NULL, &app->growth, &err);
+    if (rc == 0)
+        rc = growth_scan(app->growth, &err);
+    if (rc == 0)
+        rc = growth_sample(app->growth, ui_mono(), &err);
+    if (rc < 0) {
+        growth_free(app->growth);
+        app->growth = NULL;
+        ui_app_note(app, "no growth view: %s", err.msg);
+        return false;
+    }
+    app->growth_scanned = ui_mono();
+    return true;
+}
+
+void ui_data_growth_tick(struct ui_app *app)
+{
+    struct ps_err err = {0};
+    double now = ui_mono();
+    int rc = 0;
+
+    if (!app->growth || app->gone)
+        return;
+    if (now - app->growth_scanned >= UI_GROWTH_RESCAN_S) {
+        rc = growth_scan(app->growth, &err);
+        app->growth_scanned = now;
+    }
+    if (rc == 0)
+        rc = growth_sample(app->growth, now, &err);
+    if (rc == -PS_EGONE || rc == -ESRCH)
+        ui_data_gone(app);
+    else if (rc < 0)
+        ui_app_note(app, "growth: %s", err.msg);
 }
 
 void ui_data_gone(struct ui_app *app)
@@ -114,7 +162,10 @@ static void ui_data_rates(struct ui_app *app)
 
 int ui_data_snapshot(struct ui_app *app)
 {
-    struct collect_opts co = {.retries = COLLECT_DEFAULT_RETRIES, .locals = app->locals};
+    struct collect_opts co = {.retries = COLLECT_DEFAULT_RETRIES,
+                              .locals = app->locals,
+                              .tasks = app->lower == UI_LOWER_TASKS,
+                              .max_tasks = UI_TASKS_MAX};
     struct ps_err err = {0};
     struct snap *s = NULL;
     int rc = collect_snapshot(app->pp, &co, &s, &err);

@@ -35,6 +35,12 @@ bool ui_data_tracer_step(struct ui_app *app);
 /* Copy new tracer events into the feed: true when there were any. */
 bool ui_data_drain_events(struct ui_app *app);
 
+/* Create the growth handle, scan and take a first sample; false (and a note) when it fails. */
+bool ui_data_growth_start(struct ui_app *app);
+
+/* Sample the growth handle if any (and rescan it every minute). */
+void ui_data_growth_tick(struct ui_app *app);
+
 /* The target exited: stop the sampler and the tracer, keep the data, say so. Idempotent. */
 void ui_data_gone(struct ui_app *app);
 

@@ -15,6 +15,7 @@
 #include "app.h"
 #include "layout.h"
 #include "pane.h"
+#include "pyscope/growth.h"
 #include "pyscope/profile.h"
 #include "pyscope/sampler.h"
 #include "pyscope/snap.h"
@@ -29,8 +30,17 @@
 #define UI_TOP_LINES    512
 #define UI_EXC_LINES    (2 * UI_EXC_KEEP)
 #define UI_FILTER_MAX   64
+/* Growth rows shown (the fastest growing). */
+#define UI_GROWTH_ROWS 256
 /* Events copied from the tracer's ring per call. */
 #define UI_EV_BATCH 16
+
+/* What the lower-right pane shows. */
+enum ui_lower {
+    UI_LOWER_EXC,
+    UI_LOWER_GROWTH,
+    UI_LOWER_TASKS,
+};
 
 struct ui_app {
     struct pyproc *pp; /* borrowed */
@@ -73,6 +83,12 @@ struct ui_app {
     double exc_rate, exc_last_t;
     uint64_t exc_last_raises;
 
+    /* the lower-right pane's view; growing containers */
+    enum ui_lower lower;
+    struct growth *growth;
+    struct growth_row *growth_rows; /* UI_GROWTH_ROWS */
+    double growth_scanned;          /* monotonic time of the last scan */
+
     /* the status message (header line 3) and the note in the key bar */
     char status[PS_ERR_MSG_MAX + 64];
     bool status_error;
@@ -86,6 +102,8 @@ extern const struct ui_pane_ops ui_threads_ops;
 extern const struct ui_pane_ops ui_stack_ops;
 extern const struct ui_pane_ops ui_top_ops;
 extern const struct ui_pane_ops ui_exc_ops;
+extern const struct ui_pane_ops ui_growth_ops;
+extern const struct ui_pane_ops ui_tasks_ops;
 extern const struct ui_pane_ops ui_keybar_ops;
 
 /* Selected thread's native id (threads pane), 0 when none. */

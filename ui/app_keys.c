@@ -103,6 +103,28 @@ static void ui_keys_filter(struct ui_app *app, int ch)
     app->panes[UI_AREA_KEYBAR].dirty = true;
 }
 
+/* Show view `which` in the lower-right pane, or the exceptions again when it is shown. */
+static void ui_keys_lower(struct ui_app *app, enum ui_lower which)
+{
+    static const struct ui_pane_ops *const ops[] = {
+        [UI_LOWER_EXC] = &ui_exc_ops,
+        [UI_LOWER_GROWTH] = &ui_growth_ops,
+        [UI_LOWER_TASKS] = &ui_tasks_ops,
+    };
+    struct ui_pane *p = &app->panes[UI_AREA_EXC];
+
+    if (app->lower == which)
+        which = UI_LOWER_EXC;
+    if (which == UI_LOWER_GROWTH && !ui_data_growth_start(app))
+        which = UI_LOWER_EXC;
+    app->lower = which;
+    p->ops = ops[which];
+    p->sel = p->scroll = 0;
+    p->sel_key = 0;
+    if (which == UI_LOWER_TASKS && !app->paused && !app->gone && ui_data_snapshot(app) < 0)
+        app->quit = true; /* out of memory */
+}
+
 static void ui_keys_back(struct ui_app *app)
 {
     if (app->help) {
@@ -179,6 +201,8 @@ static void ui_keys_action(struct ui_app *app, enum ui_action act, int rows)
             ui_data_tracer_start(app);
         break;
     case UI_ACT_DUMP: ui_keys_dump(app); break;
+    case UI_ACT_GROWTH: ui_keys_lower(app, UI_LOWER_GROWTH); break;
+    case UI_ACT_TASKS: ui_keys_lower(app, UI_LOWER_TASKS); break;
     case UI_ACT_HELP: app->help = !app->help; break;
     case UI_ACT_QUIT: app->quit = true; break;
     default: ui_keys_toggle(app, act); break;
@@ -201,5 +225,6 @@ bool ui_keys_handle(struct ui_app *app, int ch)
     return help != app->help || act == UI_ACT_NEXT_PANE || act == UI_ACT_PREV_PANE ||
            act == UI_ACT_ENTER || act == UI_ACT_BACK || act == UI_ACT_FILTER ||
            act == UI_ACT_SORT || act == UI_ACT_LINES || act == UI_ACT_RESET ||
-           act == UI_ACT_PAUSE || act == UI_ACT_EXCEPTIONS || act == UI_ACT_LOCALS;
+           act == UI_ACT_PAUSE || act == UI_ACT_EXCEPTIONS || act == UI_ACT_LOCALS ||
+           act == UI_ACT_GROWTH || act == UI_ACT_TASKS;
 }

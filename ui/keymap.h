@@ -29,6 +29,8 @@ enum ui_action {
     UI_ACT_RESET,
     UI_ACT_EXCEPTIONS,
     UI_ACT_LOCALS,
+    UI_ACT_GROWTH,
+    UI_ACT_TASKS,
     UI_ACT_DUMP,
     UI_ACT_HELP,
     UI_ACT_QUIT,

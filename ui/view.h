@@ -21,6 +21,7 @@
 #include <sys/types.h>
 
 #include "pyscope/err.h"
+#include "pyscope/growth.h"
 #include "pyscope/profile.h"
 #include "pyscope/snap.h"
 #include "pyscope/srcline.h"
@@ -153,6 +154,22 @@ struct ui_top_in {
  */
 int ui_view_top(const struct ui_top_in *in, int width, struct ui_line *out, size_t cap,
                 uint64_t *samples, struct ps_err *err) PS_WARN_UNUSED;
+
+/* ---- growth and tasks ------------------------------------------------------------------- */
+
+/*
+ * Growing containers, fastest first: a heading and per row "rate/min length size type name"
+ * (key: container address; gone ones dim). Returns the lines written.
+ */
+size_t ui_view_growth(const struct growth_row *rows, size_t n, int width, struct ui_line *out,
+                      size_t cap);
+
+/*
+ * asyncio tasks: a summary heading (found, by state, loops, or why there are none) and per
+ * task "state name  awaits  innermost frame" (key: task address; a deadlocked task in the error
+ * style). t may be NULL (tasks not read yet). Returns the lines written.
+ */
+size_t ui_view_tasks(const struct snap_tasks *t, int width, struct ui_line *out, size_t cap);
 
 /* ---- exceptions ------------------------------------------------------------------------- */
 

@@ -44,6 +44,7 @@ struct pyproc {
     struct pyctx ctx;         /* borrows src, lay, loc.syms */
     struct code_cache *codes; /* owned */
     char warning[512];        /* non-fatal validation note ("" if none) */
+    uint64_t start_ticks;     /* the process's start time, 0 if unknown (detects pid reuse) */
 };
 
 /*
@@ -76,6 +77,14 @@ int pyproc_record(struct pyproc *pp, const char *path, struct ps_err *err) PS_WA
  * Errors: -ENOENT, -PS_EFORMAT naming the line.
  */
 int pyproc_meta_read(const char *path, struct locate_info *loc, struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * Is the live process still the one that was opened? process_vm_readv names its target by pid,
+ * so after the target exits a new process with the same pid would be read instead: compare the
+ * start time recorded at open. Returns 0 when it is the same process (or not live), -PS_EGONE
+ * with a sentence when it exited or the pid was reused. One /proc read.
+ */
+int pyproc_check_alive(const struct pyproc *pp, struct ps_err *err) PS_WARN_UNUSED;
 
 /* Close and free; NULL-safe. */
 void pyproc_close(struct pyproc *pp);

@@ -19,7 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "pyscope/collect.h"
+#include "pyscope/procstat.h"
 #include "pyscope/memsrc.h"
 #include "pyscope/pyproc.h"
 #include "pyscope/snap.h"
@@ -325,10 +330,44 @@ static void test_huge_name_length_is_an_error(void **state)
     }
 }
 
+/* A reused pid is noticed: the start time recorded at open no longer matches. */
+static void test_check_alive(void **state)
+{
+    struct pyproc pp;
+    struct procstat_stat st;
+    struct ps_err err = {0};
+    pid_t child;
+    int status;
+
+    (void)state;
+    memset(&pp, 0, sizeof(pp));
+    child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        pause();
+        _exit(0);
+    }
+    assert_int_equal(procstat_stat(child, child, &st, &err), 0);
+    pp.pid = child;
+    pp.start_ticks = st.start_ticks;
+    assert_int_equal(pyproc_check_alive(&pp, &err), 0);
+    pp.start_ticks = st.start_ticks + 1; /* as if another process had got the pid */
+    assert_int_equal(pyproc_check_alive(&pp, &err), -PS_EGONE);
+    assert_non_null(strstr(err.msg, "another process"));
+    pp.start_ticks = st.start_ticks;
+    assert_int_equal(kill(child, SIGKILL), 0);
+    assert_int_equal(waitpid(child, &status, 0), child);
+    ps_err_clear(&err);
+    assert_int_equal(pyproc_check_alive(&pp, &err), -PS_EGONE);
+    pp.pid = 0; /* a fixture: nothing to check */
+    assert_int_equal(pyproc_check_alive(&pp, &err), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_replay_matches_truth),
+        cmocka_unit_test(test_check_alive),
         cmocka_unit_test(test_frame_cycle_is_bounded),
         cmocka_unit_test(test_huge_name_length_is_an_error),
         cmocka_unit_test(test_fault_sweep),
