@@ -158,7 +158,7 @@ int ui_view_top(const struct ui_top_in *in, int width, struct ui_line *out, size
 /* ---- growth and tasks ------------------------------------------------------------------- */
 
 /*
- * Growing containers, fastest first: a heading and per row "rate/min length size type name"
+ * Growing containers, fastest first: a heading and per row "rate/min length name (type, size)"
  * (key: container address; gone ones dim). Returns the lines written.
  */
 size_t ui_view_growth(const struct growth_row *rows, size_t n, int width, struct ui_line *out,

@@ -27,14 +27,14 @@ size_t ui_view_growth(const struct growth_row *rows, size_t n, int width, struct
 
     if (cap == 0)
         return 0;
-    ui_more_line(&out[k++], "  ITEMS/MIN     LENGTH       SIZE  TYPE        CONTAINER", width,
+    ui_more_line(&out[k++], "  ITEMS/MIN     LENGTH  CONTAINER (type, size)", width,
                  UI_STYLE_HEADING, 0);
     for (size_t i = 0; i < n && k < cap; i++) {
         const struct growth_row *r = &rows[i];
-        (void)snprintf(text, sizeof(text), "%+11.1f %10lld %10s  %-10s  %s%s", r->rate_per_min,
-                       (long long)r->length, ui_bytes(size, sizeof(size), (double)r->size),
-                       r->type_name ? r->type_name : "?", r->name ? r->name : "?",
-                       r->gone ? " (gone)" : "");
+        (void)snprintf(text, sizeof(text), "%+11.1f %10lld  %s (%s, %s)%s", r->rate_per_min,
+                       (long long)r->length, r->name ? r->name : "?",
+                       r->type_name ? r->type_name : "?",
+                       ui_bytes(size, sizeof(size), (double)r->size), r->gone ? " gone" : "");
         ui_more_line(&out[k++], text, width,
                      r->gone                  ? UI_STYLE_DIM
                      : r->rate_per_min >= 1.0 ? UI_STYLE_HOT

@@ -22,6 +22,7 @@
 #include "pyscope/err.h"
 
 /* X(name): byte offsets / sizes / constants, in groups named by the struct they belong to. */
+/* clang-format off: one field per line, aligned, is the point of this list */
 #define LAYOUT_FIELDS(X)                                                                       \
     /* _PyRuntimeState (pycore_runtime.h) */                                                   \
     X(runtime_size)                                                                            \
@@ -184,6 +185,8 @@
     X(opcode_resume)                                                                           \
     X(opcode_instrumented_resume)                                                              \
     X(opcode_resume_quick)            /* 3.11: RESUME_QUICK (specialised RESUME) */
+
+/* clang-format on */
 
 struct layout {
     uint32_t version_hex_min; /* first PY_VERSION_HEX this table is for (e.g. 0x030c0000) */

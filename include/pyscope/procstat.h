@@ -90,8 +90,8 @@ int procstat_state(pid_t pid, pid_t tid, char *state, struct ps_err *err) PS_WAR
  * Parse /proc/PID/stat of a process (or thread) into *out. Errors: -ESRCH (gone),
  * -PS_EFORMAT. Any thread.
  */
-int procstat_stat(pid_t pid, pid_t tid, struct procstat_stat *out, struct ps_err *err)
-    PS_WARN_UNUSED;
+int procstat_stat(pid_t pid, pid_t tid, struct procstat_stat *out,
+                  struct ps_err *err) PS_WARN_UNUSED;
 
 /*
  * Copy the comm (kernel thread-group name, at most 15 characters) of pid into out (cap bytes,

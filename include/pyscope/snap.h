@@ -71,11 +71,11 @@ enum snap_thread_status {
 
 /* OS-level view of a thread from /proc/PID/task/TID. */
 struct snap_os {
-    char state;           /* stat field 3: R, S, D, T, t, Z, X; '?' unknown */
-    char wchan[48];       /* kernel wait channel ("" unknown, "0" none) */
-    long syscall;         /* current syscall number, -1 running, -2 unknown */
+    char state;            /* stat field 3: R, S, D, T, t, Z, X; '?' unknown */
+    char wchan[48];        /* kernel wait channel ("" unknown, "0" none) */
+    long syscall;          /* current syscall number, -1 running, -2 unknown */
     uint64_t syscall_arg0; /* its first argument (a futex's address), 0 when unknown */
-    uint64_t utime_ticks; /* user CPU, clock ticks */
+    uint64_t utime_ticks;  /* user CPU, clock ticks */
     uint64_t stime_ticks;
 };
 

@@ -364,6 +364,32 @@ def test_demo_service(python, launch, screen, tmp_path):
     s.wait(lambda _: "compute_weighted_average" in "\n".join(s.pane("exc")), "where it is raised")
     s.wait(lambda _: re.search(r"cosine|similarity_matrix", "\n".join(s.pane("top")[2:6])),
            "the hot spot at the top of the top table")
+    s.keys("g")                                     # the leak: the fastest growing container
+    s.wait(lambda _: re.match(r"\s*\+\d+\.\d\s+\d+\s+__main__\.RESPONSE_CACHE \(dict",
+                              s.pane("exc")[2]), "RESPONSE_CACHE at the top of the growth view")
+    s.keys("g")
+    s.wait(lambda _: "Exceptions:" in s.pane("exc")[0], "g again: back to exceptions")
+    s.keys("v")                                     # locals under the frames
+    s.wait(lambda _: any(re.match(r"\s{8}\w+ = ", l) for l in s.pane("stack")), "locals")
+    s.keys("q")
+    assert s.wait_exit() == 0
+
+
+def test_tasks_view(python, launch, screen):
+    target = launch(python_target(python, "tasks.py"))
+    names = [t["name"] for t in target.truth["tasks"] if t["name"]]
+    s = screen(target.pid, "--no-exceptions", cols=200)
+    ready(s)
+    s.keys("t")
+    s.wait(lambda _: "asyncio tasks" in s.pane("exc")[0], "t to show the tasks")
+    s.wait(lambda _: re.search(rf"{len(target.truth['tasks'])} tasks in 2 loops",
+                               s.pane("exc")[1]), "the task count")
+    shown = "\n".join(s.pane("exc"))
+    visible = [n for n in names if re.search(rf"\b{re.escape(n)}\b", shown)]
+    assert len(visible) >= min(len(names), len(s.pane("exc")) - 3), (names, shown)
+    assert re.search(r"dl-a\s+DEADLOCK", shown) or "dl-a" not in visible, shown
+    s.keys("t")
+    s.wait(lambda _: "Exceptions" in s.pane("exc")[0], "t again: back to exceptions")
     s.keys("q")
     assert s.wait_exit() == 0
 

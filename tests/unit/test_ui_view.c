@@ -288,12 +288,77 @@ static void test_excfeed(void **state)
     free(lines);
 }
 
+static void test_growth_rows(void **state)
+{
+    struct growth_row rows[2] = {
+        {.name = "__main__.RESPONSE_CACHE",
+         .type_name = "dict",
+         .length = 4312,
+         .size = 295000,
+         .rate_per_min = 598.5,
+         .addr = 0x7f00},
+        {.name = "mod.gone_list", .type_name = "list", .length = 3, .gone = true, .addr = 0x7f10},
+    };
+    struct ui_line lines[4];
+    size_t n;
+
+    (void)state;
+    n = ui_view_growth(rows, 2, 90, lines, 4);
+    assert_int_equal(n, 3);
+    assert_false(lines[0].selectable);
+    assert_non_null(strstr(lines[1].text, "+598.5       4312  __main__.RESPONSE_CACHE (dict, 288.1 "
+                                          "KiB)"));
+    assert_int_equal(lines[1].style, UI_STYLE_HOT);
+    assert_int_equal(lines[1].key, 0x7f00);
+    assert_non_null(strstr(lines[2].text, "mod.gone_list (list, 0 B) gone"));
+    assert_int_equal(lines[2].style, UI_STYLE_DIM);
+    assert_int_equal(ui_view_growth(rows, 2, 90, lines, 2), 2);
+}
+
+static void test_tasks_rows(void **state)
+{
+    struct snap_frame fr = {
+        .function = "waiter", .qualname = "Svc.waiter", .file = "/srv/app.py", .line = 42};
+    struct snap_task tasks[2] = {
+        {.addr = 0x10,
+         .name = "dl-a",
+         .state = SNAP_TASK_PENDING,
+         .awaits = SNAP_AWAIT_TASK,
+         .awaits_task = 1,
+         .in_cycle = true,
+         .nframes = 1,
+         .frames = &fr},
+        {.addr = 0x20,
+         .name = "dl-b",
+         .state = SNAP_TASK_PENDING,
+         .awaits = SNAP_AWAIT_SLEEP,
+         .awaits_task = -1},
+    };
+    struct snap_tasks t = {
+        .ntasks = 2, .tasks = tasks, .found = 2, .loops = 1, .by_state = {2, 0, 0, 0}};
+    struct snap_tasks none = {.error = "asyncio is not imported"};
+    struct ui_line lines[4];
+
+    (void)state;
+    assert_int_equal(ui_view_tasks(&t, 100, lines, 4), 3);
+    assert_non_null(strstr(lines[0].text, "2 tasks in 1 loops: 0 running, 2 pending"));
+    assert_non_null(strstr(lines[1].text, "dl-a"));
+    assert_non_null(strstr(lines[1].text, "DEADLOCK awaits dl-b  Svc.waiter (srv/app.py:42)"));
+    assert_int_equal(lines[1].style, UI_STYLE_ERROR);
+    assert_int_equal(lines[2].key, 0x20);
+    assert_non_null(strstr(lines[2].text, "awaits sleep"));
+    assert_int_equal(ui_view_tasks(&none, 100, lines, 4), 1);
+    assert_non_null(strstr(lines[0].text, "asyncio is not imported"));
+    assert_int_equal(ui_view_tasks(NULL, 100, lines, 4), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fit),     cmocka_unit_test(test_formats),
-        cmocka_unit_test(test_threads), cmocka_unit_test(test_stack_with_source),
-        cmocka_unit_test(test_top),     cmocka_unit_test(test_excfeed),
+        cmocka_unit_test(test_fit),         cmocka_unit_test(test_formats),
+        cmocka_unit_test(test_threads),     cmocka_unit_test(test_stack_with_source),
+        cmocka_unit_test(test_top),         cmocka_unit_test(test_excfeed),
+        cmocka_unit_test(test_growth_rows), cmocka_unit_test(test_tasks_rows),
     };
 
     if (!setlocale(LC_ALL, "C.UTF-8"))
