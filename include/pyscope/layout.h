@@ -22,7 +22,8 @@
 #include "pyscope/err.h"
 
 /* X(name): byte offsets / sizes / constants, in groups named by the struct they belong to. */
-/* clang-format off: one field per line, aligned, is the point of this list */
+/* One field per line, comments aligned: kept by hand. */
+/* clang-format off */
 #define LAYOUT_FIELDS(X)                                                                       \
     /* _PyRuntimeState (pycore_runtime.h) */                                                   \
     X(runtime_size)                                                                            \
@@ -189,8 +190,8 @@
 /* clang-format on */
 
 struct layout {
-    uint32_t version_hex_min; /* first PY_VERSION_HEX this table is for (e.g. 0x030c0000) */
-    const char *name;         /* "3.12" */
+    uint32_t version_hex_min;   /* first PY_VERSION_HEX this table is for (e.g. 0x030c0000) */
+    const char *name;           /* "3.12" */
     const char *generated_from; /* "3.12.1 headers" */
 #define LAYOUT_DECLARE(f) int32_t f;
     LAYOUT_FIELDS(LAYOUT_DECLARE)
