@@ -61,7 +61,9 @@ static void attach_help(void)
 {
     (void)fputs(attach_usage, stdout);
     ui_attach_write_keys(stdout, false);
-    (void)fputs("\nexit codes: as `pyscope --help`; 0 after `q`, or after SIGINT, SIGTERM or\n"
+    (void)fputs("\nCtrl-Z turns exception tracing off before suspending: a suspended pyscope\n"
+                "holds nothing of the target.\n"
+                "\nexit codes: as `pyscope --help`; 0 after `q`, or after SIGINT, SIGTERM or\n"
                 "SIGHUP once the terminal is restored and the target released.\n",
                 stdout);
 }

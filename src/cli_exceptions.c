@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,7 @@ struct exc_row {
 };
 
 struct exc_args {
-    bool json, stack, summary;
+    bool json, stack, summary, exact_count;
     const char *type;
     double duration, max_rate;
     unsigned burst;
@@ -59,6 +60,9 @@ static const char exc_usage[] =
     "                      0 = unlimited); the rest are counted, and the breakpoint is off\n"
     "                      meanwhile so a busy target is barely slowed\n"
     "  --burst N           raises reported in full before the rate applies (default 500)\n"
+    "  --exact-count       while rate-limited, count every raise exactly whatever the rate\n"
+    "                      (each counted raise costs the target a debug exception, ~10 us in\n"
+    "                      a VM; by default counting samples once it would cost over 2%)\n"
     "  --mechanism M       perf or debugreg (default: perf when the kernel allows it)\n";
 
 enum exc_opt {
@@ -69,7 +73,8 @@ enum exc_opt {
     OPT_SUMMARY,
     OPT_MAX_RATE,
     OPT_BURST,
-    OPT_MECH
+    OPT_MECH,
+    OPT_EXACT_COUNT
 };
 
 static const struct option exc_opts[] = {
@@ -81,6 +86,7 @@ static const struct option exc_opts[] = {
     {"max-rate", required_argument, NULL, OPT_MAX_RATE},
     {"burst", required_argument, NULL, OPT_BURST},
     {"mechanism", required_argument, NULL, OPT_MECH},
+    {"exact-count", no_argument, NULL, OPT_EXACT_COUNT},
     {"help", no_argument, NULL, 'h'},
     CLI_LONGOPT_LOG_FORMAT,
     {NULL, 0, NULL, 0},
@@ -108,6 +114,7 @@ static int exc_opt(const struct cli_common *c, struct exc_args *a, int opt, cons
     case OPT_JSON: a->json = true; return -1;
     case OPT_STACK: a->stack = true; return -1;
     case OPT_SUMMARY: a->summary = true; return -1;
+    case OPT_EXACT_COUNT: a->exact_count = true; return -1;
     case OPT_TYPE: a->type = arg; return -1;
     case OPT_DURATION:
     case OPT_MAX_RATE:
@@ -185,53 +192,126 @@ static void exc_text(FILE *fp, const struct exc_args *a, const struct tracer_eve
 
 /* ---- JSON lines ---------------------------------------------------------------------------- */
 
-static json_t *exc_json_frame(const struct tracer_frame *f)
+/* A JSON line built in a local buffer, written with one fwrite per 4 KiB (an event is written
+ * for every raise: jansson's object model costs more than the breakpoint stop itself). */
+struct exc_jl {
+    FILE *fp;
+    size_t n;
+    char buf[4096];
+};
+
+static void exc_jl_raw(struct exc_jl *j, const char *s, size_t len)
 {
-    return json_pack("{s:s, s:s, s:i}", "function", f->function, "file", f->file, "line", f->line);
+    while (len > 0) {
+        size_t room = sizeof(j->buf) - j->n, k = len < room ? len : room;
+        memcpy(j->buf + j->n, s, k);
+        j->n += k;
+        s += k;
+        len -= k;
+        if (j->n == sizeof(j->buf)) {
+            (void)fwrite(j->buf, 1, j->n, j->fp);
+            j->n = 0;
+        }
+    }
 }
 
-static json_t *exc_json_event(const struct tracer_event *ev)
+static void exc_jl_fmt(struct exc_jl *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void exc_jl_fmt(struct exc_jl *j, const char *fmt, ...)
+{
+    char tmp[128];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        exc_jl_raw(j, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+/* A JSON string (the tracer's strings are UTF-8 from pyobj_str; controls are escaped). */
+static void exc_jl_str(struct exc_jl *j, const char *s)
+{
+    const char *run = s;
+
+    exc_jl_raw(j, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        exc_jl_raw(j, run, (size_t)(s - run));
+        if (c == '"' || c == '\\')
+            exc_jl_fmt(j, "\\%c", c);
+        else
+            exc_jl_fmt(j, "\\u%04x", c);
+        run = s + 1;
+    }
+    exc_jl_raw(j, run, (size_t)(s - run));
+    exc_jl_raw(j, "\"", 1);
+}
+
+static void exc_jl_str_or_null(struct exc_jl *j, bool have, const char *s)
+{
+    if (have)
+        exc_jl_str(j, s);
+    else
+        exc_jl_raw(j, "null", 4);
+}
+
+static void exc_jl_frame(struct exc_jl *j, const struct tracer_frame *f)
+{
+    exc_jl_raw(j, "{\"function\":", 12);
+    exc_jl_str(j, f->function);
+    exc_jl_raw(j, ",\"file\":", 8);
+    exc_jl_str(j, f->file);
+    exc_jl_fmt(j, ",\"line\":%d}", f->line);
+}
+
+/* The RAISE-only fields: frames, reraise, cause, context. */
+static void exc_jl_raise(struct exc_jl *j, const struct tracer_event *ev)
+{
+    exc_jl_raw(j, ",\"frames\":[", 11);
+    for (size_t i = 0; i < ev->nframes && i < TRACER_MAX_FRAMES; i++) {
+        if (i)
+            exc_jl_raw(j, ",", 1);
+        exc_jl_frame(j, &ev->frames[i]);
+    }
+    exc_jl_fmt(j, "],\"reraise\":%s,\"cause\":", ev->reraise ? "true" : "false");
+    exc_jl_str_or_null(j, ev->cause_type[0] != '\0', ev->cause_type);
+    exc_jl_raw(j, ",\"context\":", 11);
+    exc_jl_str_or_null(j, ev->context_type[0] != '\0', ev->context_type);
+}
+
+/* One event as a JSON line: "raise", or "handled" / "propagating" for its end. */
+static void exc_json_event(FILE *fp, const struct tracer_event *ev)
 {
     bool end = ev->kind == TRACER_EV_END;
     const char *kind = !end ? "raise" : ev->propagating ? "propagating" : "handled";
-    json_t *o =
-        json_pack("{s:s, s:I, s:s, s:I, s:i, s:f}", "event", kind, "seq", (json_int_t)ev->raise_seq,
-                  "type", ev->type, "thread_id", (json_int_t)ev->thread_id, "native_id",
-                  (int)ev->native_id, "time", ev->time);
-    json_t *frames = json_array();
+    struct exc_jl j = {.fp = fp};
 
-    if (!o || !frames) {
-        json_decref(o);
-        json_decref(frames);
-        return NULL;
-    }
-    (void)json_object_set_new(o, "message",
-                              ev->has_message ? json_string(ev->message) : json_null());
+    exc_jl_fmt(&j, "{\"event\":\"%s\",\"seq\":%llu,\"type\":", kind,
+               (unsigned long long)ev->raise_seq);
+    exc_jl_str(&j, ev->type);
+    exc_jl_fmt(&j, ",\"thread_id\":%llu,\"native_id\":%d,\"time\":%.6f,\"message\":",
+               (unsigned long long)ev->thread_id, (int)ev->native_id, ev->time);
+    exc_jl_str_or_null(&j, ev->has_message, ev->message);
     if (!end) {
-        for (size_t i = 0; i < ev->nframes; i++)
-            (void)json_array_append_new(frames, exc_json_frame(&ev->frames[i]));
-        (void)json_object_set_new(o, "frames", frames);
-        (void)json_object_set_new(o, "reraise", json_boolean(ev->reraise));
-        (void)json_object_set_new(o, "cause",
-                                  ev->cause_type[0] ? json_string(ev->cause_type) : json_null());
-        (void)json_object_set_new(
-            o, "context", ev->context_type[0] ? json_string(ev->context_type) : json_null());
-        return o;
+        exc_jl_raise(&j, ev);
+    } else if (!ev->propagating) {
+        exc_jl_raw(&j, ",\"handled_at\":", 14);
+        exc_jl_frame(&j, &ev->handled_at);
+        exc_jl_fmt(&j, ",\"fate_unknown\":%s", ev->fate_unknown ? "true" : "false");
     }
-    json_decref(frames);
-    if (!ev->propagating) {
-        (void)json_object_set_new(o, "handled_at", exc_json_frame(&ev->handled_at));
-        (void)json_object_set_new(o, "fate_unknown", json_boolean(ev->fate_unknown));
-    }
-    return o;
+    exc_jl_raw(&j, "}\n", 2);
+    (void)fwrite(j.buf, 1, j.n, fp);
 }
 
+/* One JSON line (flushed by the caller: per batch of events, or right away for records). */
 static void exc_json_put(FILE *fp, json_t *o)
 {
     if (o && json_dumpf(o, fp, JSON_COMPACT) == 0)
         (void)fputc('\n', fp);
     json_decref(o);
-    (void)fflush(fp);
 }
 
 /* ---- summary ------------------------------------------------------------------------------- */
@@ -298,13 +378,16 @@ static void exc_on_event(void *ctx, const struct tracer_event *ev)
 {
     struct exc_out *o = ctx;
 
+    if (!ev) { /* end of a batch */
+        (void)fflush(stdout);
+        return;
+    }
     if (o->a->json)
-        exc_json_put(stdout, exc_json_event(ev));
+        exc_json_event(stdout, ev);
     else if (ev->kind == TRACER_EV_END)
         exc_text(stdout, o->a, ev);
     if (ev->kind == TRACER_EV_END && o->a->summary)
         exc_summary_add(o, ev);
-    (void)fflush(stdout);
 }
 
 /* ---- run ----------------------------------------------------------------------------------- */
@@ -312,27 +395,36 @@ static void exc_on_event(void *ctx, const struct tracer_event *ev)
 static void exc_report_stats(const struct cli_common *c, const struct exc_args *a,
                              const struct tracer_stats *s, const char *why)
 {
-    char msg[512];
+    char msg[512], unseen[160];
 
     if (a->json) {
         exc_json_put(
             stdout,
-            json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:f}", "event",
-                      "stop", "reason", why, "hits", (json_int_t)s->hits, "raises",
+            json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:f, s:I, s:f, s:f}",
+                      "event", "stop", "reason", why, "hits", (json_int_t)s->hits, "raises",
                       (json_int_t)s->raises, "reported", (json_int_t)s->reported, "not_reported",
                       (json_int_t)s->not_reported, "filtered", (json_int_t)s->filtered,
                       "counted_hits", (json_int_t)s->counted_total, "counting", s->counting,
                       "unseen_hits", (json_int_t)s->unseen_hits, "unseen_raises_est",
-                      (json_int_t)s->unseen_raises_est, "disarmed_seconds", s->disarmed_seconds));
+                      (json_int_t)s->unseen_raises_est, "disarmed_seconds", s->disarmed_seconds,
+                      "disarms", (json_int_t)s->disarms, "count_cost_us", s->count_cost_us,
+                      "count_exact_rate", s->count_exact_rate));
+        (void)fflush(stdout);
         return;
     }
+    if (s->counted_total == 0 && s->disarms > 0)
+        (void)snprintf(unseen, sizeof(unseen), "raises while rate-limited off not counted "
+                                               "(debug registers have no counter)");
+    else
+        (void)snprintf(unseen, sizeof(unseen),
+                       "%llu breakpoint hits while rate-limited off (%s; about %llu raises)",
+                       (unsigned long long)s->unseen_hits, s->counting ? "exact" : "estimated",
+                       (unsigned long long)s->unseen_raises_est);
     (void)snprintf(msg, sizeof(msg),
                    "stopped (%s): %llu raises reported, %llu seen but not reported (rate limit), "
-                   "%llu filtered out; %llu breakpoint hits while rate-limited off (about %llu "
-                   "raises), off for %.1f s",
+                   "%llu filtered out; %s, off for %.1f s",
                    why, (unsigned long long)s->reported, (unsigned long long)s->not_reported,
-                   (unsigned long long)s->filtered, (unsigned long long)s->unseen_hits,
-                   (unsigned long long)s->unseen_raises_est, s->disarmed_seconds);
+                   (unsigned long long)s->filtered, unseen, s->disarmed_seconds);
     cli_log(c, "info", 0, msg);
 }
 
@@ -345,6 +437,7 @@ static void exc_report_start(const struct cli_common *c, const struct exc_args *
         exc_json_put(stdout,
                      json_pack("{s:s, s:i, s:s, s:s}", "event", "start", "pid", (int)pp->pid,
                                "python", pp->loc.version, "mechanism", tracer_mechanism(t)));
+        (void)fflush(stdout);
         return;
     }
     (void)snprintf(msg, sizeof(msg),
@@ -359,6 +452,7 @@ static int exc_run(const struct cli_common *c, const struct exc_args *a, struct 
                              .burst = a->burst,
                              .type_filter = a->type,
                              .force_mech = a->mech,
+                             .exact_count = a->exact_count,
                              .on_event = exc_on_event,
                              .ctx = o};
     struct ps_err err = {0};

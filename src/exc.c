@@ -149,8 +149,55 @@ static void exc_message(const struct pyproc *pp, uint64_t value, uint64_t type, 
         out->message[0] = '\0';
 }
 
+/* Read a type's tp_name pointer and tp_flags in one read (the cache key). */
+static int exc_type_key(const struct pyproc *pp, uint64_t type, uint64_t *tp_name, uint64_t *flags,
+                        struct ps_err *err)
+{
+    const struct layout *l = pp->lay;
+    int32_t lo = l->type_name < l->type_flags ? l->type_name : l->type_flags;
+    int32_t hi = (l->type_name > l->type_flags ? l->type_name : l->type_flags) + 8;
+    uint8_t buf[256];
+    int rc;
+
+    if (lo < 0 || hi - lo > (int32_t)sizeof(buf))
+        return ps_err_set(err, -PS_ECORRUPT, "type fields absent from the layout");
+    rc = memsrc_read(pp->src, type + (uint64_t)lo, buf, (size_t)(hi - lo), err);
+    if (rc == 0) {
+        memcpy(tp_name, buf + (l->type_name - lo), 8);
+        memcpy(flags, buf + (l->type_flags - lo), 8);
+    }
+    return rc;
+}
+
+/* A type's display name, through the cache when there is one. */
+static int exc_type_name(const struct pyproc *pp, uint64_t type, struct exc_names *names,
+                         char *buf, size_t cap, struct ps_err *err)
+{
+    struct exc_name_slot *s = names ? &names->slot[(type >> 4) % EXC_NAME_SLOTS] : NULL;
+    uint64_t tp_name = 0, flags = 0;
+    int rc;
+
+    if (!s)
+        return pyobj_type_name(&pp->ctx, type, buf, cap, err);
+    rc = exc_type_key(pp, type, &tp_name, &flags, err);
+    if (rc == 0 && s->type == type && s->tp_name == tp_name && s->flags == flags) {
+        names->hits++;
+        (void)snprintf(buf, cap, "%s", s->name);
+        return 0;
+    }
+    if (rc == 0)
+        rc = pyobj_type_name(&pp->ctx, type, buf, cap, err);
+    if (rc < 0)
+        return rc;
+    names->misses++;
+    *s = (struct exc_name_slot){.type = type, .tp_name = tp_name, .flags = flags};
+    (void)snprintf(s->name, sizeof(s->name), "%s", buf);
+    return 0;
+}
+
 /* Type name of a chained exception `other` ("" when NULL/None/unreadable). */
-static void exc_chained(const struct pyproc *pp, uint64_t other, char *buf, size_t cap)
+static void exc_chained(const struct pyproc *pp, uint64_t other, struct exc_names *names,
+                        char *buf, size_t cap)
 {
     struct ps_err ignored = {0};
     uint64_t type = 0;
@@ -158,7 +205,7 @@ static void exc_chained(const struct pyproc *pp, uint64_t other, char *buf, size
     buf[0] = '\0';
     if (other == 0 || other == pp->loc.syms.none ||
         pyobj_type(&pp->ctx, other, &type, &ignored) < 0 ||
-        pyobj_type_name(&pp->ctx, type, buf, cap, &ignored) < 0)
+        exc_type_name(pp, type, names, buf, cap, &ignored) < 0)
         buf[0] = '\0';
 }
 
@@ -190,6 +237,12 @@ static bool exc_read_fields(const struct pyproc *pp, uint64_t value, struct exc_
 int exc_describe(const struct pyproc *pp, const struct exc_raw *raw, struct exc_desc *out,
                  struct ps_err *err)
 {
+    return exc_describe_cached(pp, raw, NULL, out, err);
+}
+
+int exc_describe_cached(const struct pyproc *pp, const struct exc_raw *raw, struct exc_names *names,
+                        struct exc_desc *out, struct ps_err *err)
+{
     struct exc_fields f;
     bool have = exc_read_fields(pp, raw->value, &f);
     uint64_t type = raw->type ? raw->type : f.type;
@@ -199,7 +252,7 @@ int exc_describe(const struct pyproc *pp, const struct exc_raw *raw, struct exc_
     if (type == 0 || !(exc_flags_of(pp, type) & EXC_TPFLAGS_BASE_EXC_SUBCLASS))
         return ps_err_set(err, -PS_ECORRUPT,
                           "type at 0x%" PRIx64 " is not an exception type (torn read?)", type);
-    if (pyobj_type_name(&pp->ctx, type, out->type, sizeof(out->type), err) < 0)
+    if (exc_type_name(pp, type, names, out->type, sizeof(out->type), err) < 0)
         return err->code;
     if (!have)
         return 0;
@@ -207,8 +260,8 @@ int exc_describe(const struct pyproc *pp, const struct exc_raw *raw, struct exc_
     vflags = f.type == type ? EXC_TPFLAGS_BASE_EXC_SUBCLASS : exc_flags_of(pp, f.type);
     exc_message(pp, raw->value, f.type, vflags, f.args, out);
     if (vflags & EXC_TPFLAGS_BASE_EXC_SUBCLASS) {
-        exc_chained(pp, f.cause, out->cause_type, sizeof(out->cause_type));
-        exc_chained(pp, f.context, out->context_type, sizeof(out->context_type));
+        exc_chained(pp, f.cause, names, out->cause_type, sizeof(out->cause_type));
+        exc_chained(pp, f.context, names, out->context_type, sizeof(out->context_type));
     }
     return 0;
 }

@@ -440,11 +440,19 @@ static uint32_t overflow_node(struct profile *p, uint32_t thread)
 uint32_t profile_add(struct profile *p, uint32_t thread, const uint32_t *frames, size_t n,
                      uint64_t count)
 {
-    uint32_t node;
-
     if (thread >= p->nthreads)
         return PROFILE_NONE;
-    node = p->threads[thread].root;
+    return profile_add_below(p, p->threads[thread].root, frames, n, count);
+}
+
+uint32_t profile_add_below(struct profile *p, uint32_t node, const uint32_t *frames, size_t n,
+                           uint64_t count)
+{
+    uint32_t thread;
+
+    if (node >= p->nnodes)
+        return PROFILE_NONE;
+    thread = p->nodes[node].thread;
     for (size_t i = 0; i < n; i++) {
         uint32_t next = child_of(p, node, frames[i], thread);
 

@@ -118,6 +118,8 @@ static void carry_over(struct sampler *s, struct sthread *t, size_t nold)
         t->prev_frame = o->prev_frame;
         t->prev_instr = o->prev_instr;
         t->prev_node = o->prev_node;
+        t->busy = o->busy;
+        t->still = o->still;
         return;
     }
 }
@@ -181,47 +183,93 @@ static size_t probe_thread_iov(const struct layout *l, struct sthread *t, struct
     return n;
 }
 
+/* The byte range [lo, hi) of the GIL struct holding last_holder and locked; false when it does
+ * not fit SAMPLER_GIL_SPAN (then the GIL is not read: nobody is seen holding it). */
+static bool gil_span(const struct layout *l, int32_t *lo, int32_t *hi)
+{
+    *lo = l->gil_locked < l->gil_last_holder ? l->gil_locked : l->gil_last_holder;
+    *hi = l->gil_locked + 4 > l->gil_last_holder + 8 ? l->gil_locked + 4 : l->gil_last_holder + 8;
+    return *lo >= 0 && *hi - *lo <= SAMPLER_GIL_SPAN;
+}
+
+/* Queue one interpreter's GIL words as one range (0 or 1 ranges); resets locked/holder. */
+static size_t gil_iov(const struct layout *l, struct sinterp *in, struct memsrc_iov *iov)
+{
+    int32_t lo, hi;
+
+    in->locked = 0;
+    in->holder = 0;
+    if (!in->gil || !gil_span(l, &lo, &hi))
+        return 0;
+    iov[0] = (struct memsrc_iov){in->gil + (uint64_t)lo, in->words, (size_t)(hi - lo)};
+    return 1;
+}
+
+/* Parse the words gil_iov queued, after a successful read. */
+static void gil_parse(const struct layout *l, struct sinterp *in)
+{
+    int32_t lo, hi;
+
+    if (!in->gil || !gil_span(l, &lo, &hi))
+        return;
+    in->locked = (int32_t)layout_get_u32(in->words, l->gil_locked - lo);
+    in->holder = layout_get_u64(in->words, l->gil_last_holder - lo);
+}
+
 /* Queue the GIL words of every interpreter. */
 static size_t probe_gil_iov(const struct layout *l, struct sampler *s, struct memsrc_iov *iov)
 {
     size_t n = 0;
 
-    for (size_t i = 0; i < s->ninterps; i++) {
-        struct sinterp *in = &s->interps[i];
-
-        in->locked = 0;
-        in->holder = 0;
-        if (!in->gil)
-            continue;
-        iov[n++] = (struct memsrc_iov){in->gil + (uint64_t)l->gil_locked, &in->locked, 4};
-        iov[n++] = (struct memsrc_iov){in->gil + (uint64_t)l->gil_last_holder, &in->holder, 8};
-    }
+    for (size_t i = 0; i < s->ninterps; i++)
+        n += gil_iov(l, &s->interps[i], iov + n);
     return n;
 }
 
-/* Probe in as few scatter reads as the iov limit allows; a failed batch leaves its threads
- * unprobed (they are walked) and asks for a re-list. */
+/* Threads the shared probe reads: wanted and not busy (a busy thread's probe words ride on its
+ * walk). */
+static bool probed(const struct sthread *t)
+{
+    return t->wanted && !t->busy;
+}
+
+/* Probe in as few scatter reads as the iov limit allows (the GIL words in the first); a failed
+ * batch leaves its threads unprobed (they are walked) and asks for a re-list. When no thread
+ * needs the probe (all busy or filtered out), nothing is read. */
 static void probe(struct sampler *s)
 {
     const struct layout *l = s->pp->lay;
     struct memsrc_iov iov[MEMSRC_MAX_IOV];
     struct ps_err ignored = {0};
+    bool gil_done = false, first_batch = true;
     size_t i = 0;
 
-    do {
-        size_t first = i, n = first == 0 ? probe_gil_iov(l, s, iov) : 0;
+    while (i < s->nthreads) {
+        size_t first = i, n = 0;
         bool ok;
 
-        while (i < s->nthreads && n + PROBE_PER_THREAD <= MEMSRC_MAX_IOV)
-            n += probe_thread_iov(l, &s->threads[i++], iov + n);
+        for (; i < s->nthreads && n + PROBE_PER_THREAD <= MEMSRC_MAX_IOV; i++) {
+            struct sthread *t = &s->threads[i];
+
+            t->probe_ok = false;
+            if (!probed(t))
+                continue;
+            if (!gil_done)
+                n += probe_gil_iov(l, s, iov + n);
+            gil_done = true;
+            n += probe_thread_iov(l, t, iov + n);
+        }
         if (n == 0)
-            break;
+            continue;
         ok = memsrc_readv(s->pp->src, iov, n, &ignored) == 0;
+        for (size_t k = 0; ok && first_batch && k < s->ninterps; k++)
+            gil_parse(l, &s->interps[k]);
+        first_batch = false;
         for (size_t k = first; k < i; k++)
-            s->threads[k].probe_ok = ok;
+            s->threads[k].probe_ok = ok && probed(&s->threads[k]);
         if (!ok)
             s->relist_now = true;
-    } while (i < s->nthreads);
+    }
 }
 
 /* ---- resolve and count ------------------------------------------------------------------- */
@@ -298,6 +346,110 @@ static int resolve_stack(struct sampler *s, size_t *n, struct ps_err *err)
     return 0;
 }
 
+static bool pfx_same(const struct pfx_frame *e, const struct walk_frame *f)
+{
+    return e->frame == f->frame_addr && e->code == f->code_addr &&
+           e->unit == (uint64_t)f->unit && e->fp == fp_hash(&f->fp);
+}
+
+/* The trie node of the slot's first k frames: up from its leaf, checking every step against
+ * the frame ids it recorded (PROFILE_NONE when the path is not what it recorded, e.g. the
+ * "[profile full]" node). */
+static uint32_t pfx_node(const struct profile *p, const struct sprefix *x, size_t k)
+{
+    uint32_t node = x->leaf;
+
+    for (size_t d = x->n; d > k; d--) {
+        const struct profile_node *nd = profile_node_get(p, node);
+
+        if (!nd || nd->depth != d || nd->frame != x->f[d - 1].id)
+            return PROFILE_NONE;
+        node = nd->parent;
+    }
+    return k == 0 || (profile_node_get(p, node) && profile_node_get(p, node)->depth == k)
+               ? node
+               : PROFILE_NONE;
+}
+
+/* Resolve the frames past the shared prefix k into the slot and s->ids (outermost first). */
+static int pfx_resolve(struct sampler *s, struct sprefix *x, size_t k, struct ps_err *err)
+{
+    size_t n = s->st.n;
+
+    for (size_t i = 0; i < k; i++)
+        s->ids[i] = x->f[i].id;
+    for (size_t i = k; i < n; i++) {
+        const struct walk_frame *f = &s->st.frames[n - 1 - i];
+        int rc = resolve_frame(s, f, &s->ids[i], err);
+
+        if (rc < 0) {
+            x->n = 0;
+            return rc;
+        }
+        x->f[i] = (struct pfx_frame){.frame = f->frame_addr,
+                                     .code = f->code_addr,
+                                     .fp = fp_hash(&f->fp),
+                                     .unit = (uint64_t)f->unit,
+                                     .id = s->ids[i]};
+    }
+    return 0;
+}
+
+/* Where a walked stack meets the trie: resolved into s->ids[0..n); the first k frames are the
+ * trie path ending at node (PROFILE_NONE: no shared prefix, count from the thread's root). */
+struct pfx_plan {
+    size_t n, k;
+    uint32_t node;
+};
+
+/*
+ * Resolve the walked stack into s->ids (outermost first). Outer frames shared with the
+ * thread's previous walk (prefix cache, sampler_int.h) reuse its ids and trie path instead of
+ * being resolved and looked up again.
+ */
+static int pfx_resolve_stack(struct sampler *s, const struct sthread *t, struct pfx_plan *pl,
+                             struct ps_err *err)
+{
+    struct sprefix *x = &s->pfx[(t->ts.addr >> 6) % SAMPLER_PREFIX_SLOTS];
+    size_t n = s->st.n, k = 0;
+    uint32_t node = PROFILE_NONE;
+    int rc;
+
+    *pl = (struct pfx_plan){.node = PROFILE_NONE};
+    if (s->st.truncated || n > SAMPLER_PREFIX_DEPTH) {
+        x->n = 0;
+        return resolve_stack(s, &pl->n, err);
+    }
+    if (x->n && x->tstate == t->ts.addr && x->pthread == t->pthread) {
+        while (k < n && k < x->n && pfx_same(&x->f[k], &s->st.frames[n - 1 - k]))
+            k++;
+        node = pfx_node(s->prof, x, k);
+    }
+    if (node == PROFILE_NONE)
+        k = 0;
+    rc = pfx_resolve(s, x, k, err);
+    if (rc == 0)
+        *pl = (struct pfx_plan){.n = n, .k = k, .node = node};
+    return rc;
+}
+
+/* Count the resolved stack under the thread (t->pthread exists); remember it in its slot. */
+static uint32_t pfx_add(struct sampler *s, const struct sthread *t, const struct pfx_plan *pl)
+{
+    struct sprefix *x = &s->pfx[(t->ts.addr >> 6) % SAMPLER_PREFIX_SLOTS];
+    uint32_t leaf = pl->node == PROFILE_NONE
+                        ? profile_add(s->prof, t->pthread, s->ids, pl->n, 1)
+                        : profile_add_below(s->prof, pl->node, s->ids + pl->k, pl->n - pl->k, 1);
+
+    if (s->st.truncated || pl->n > SAMPLER_PREFIX_DEPTH)
+        return leaf;
+    x->tstate = t->ts.addr;
+    x->pthread = t->pthread;
+    x->leaf = leaf;
+    x->n = pl->n;
+    return leaf;
+}
+
 static int ensure_pthread(struct sampler *s, struct sthread *t, struct ps_err *err)
 {
     if (t->pthread != PROFILE_NONE)
@@ -350,7 +502,14 @@ static int stack_moved(struct sampler *s, const struct sthread *t, bool *moved, 
     return rc;
 }
 
-/* Walk until the chain did not move while read (SAMPLER_ATTEMPTS at most). */
+/*
+ * Walk until the chain did not move while read (SAMPLER_ATTEMPTS at most). The tearing check
+ * is free when the walk's own single read confirmed its top (walk.h, top_confirmed: the
+ * current-frame words read again after the frames, in the same syscall, unchanged); that is
+ * the check stack_moved makes, from a point just after the frame bytes instead of one syscall
+ * later, so it is no weaker. Otherwise (a cold or mispredicted walk, several reads) one more
+ * read checks.
+ */
 static int walk_consistent(struct sampler *s, const struct sthread *t, bool *moved,
                            struct ps_err *err)
 {
@@ -360,7 +519,7 @@ static int walk_consistent(struct sampler *s, const struct sthread *t, bool *mov
     for (int attempt = 0; attempt < SAMPLER_ATTEMPTS; attempt++) {
         ps_err_clear(err);
         rc = walk_stack(s->pp, t->ts.addr, &s->st, err);
-        if (rc == 0 && !s->opts.blocking)
+        if (rc == 0 && !s->opts.blocking && !s->st.top_confirmed)
             rc = stack_moved(s, t, moved, err);
         if ((rc == 0 && !*moved) || (rc < 0 && rc != -PS_ECORRUPT))
             return rc;
@@ -368,32 +527,66 @@ static int walk_consistent(struct sampler *s, const struct sthread *t, bool *mov
     return rc;
 }
 
-/* Walk, check and resolve one thread; counts torn/errors. 0 = counted, 1 = not counted. */
-static int walk_and_count(struct sampler *s, struct sthread *t, struct ps_err *err)
+/* Walk and check one thread; counts torn/errors. 0 = walked, 1 = not usable, < 0 = fatal. */
+static int walk_checked(struct sampler *s, struct sthread *t, struct ps_err *err)
 {
     struct ps_err e = {0};
     bool moved = false;
-    size_t n = 0;
     int rc = walk_consistent(s, t, &moved, &e);
 
-    if (rc == 0 && !moved)
-        rc = resolve_stack(s, &n, &e);
     if (rc == -ENOMEM)
         return ps_err_set(err, rc, "%s", e.msg);
-    if (rc < 0 || moved) {
+    if (rc == 0 && !moved)
+        return 0;
+    t->has_prev = false;
+    t->busy = false;
+    if (moved || rc == -PS_ECORRUPT)
+        s->stats.torn++;
+    else
+        s->stats.errors++;
+    if (rc < 0 && rc != -PS_ECORRUPT)
+        s->relist_now = true;
+    return 1;
+}
+
+/* The walked stack's top is the thread's previous sample's (same test as unchanged()). */
+static bool walked_same(const struct sampler *s, const struct sthread *t)
+{
+    return t->has_prev && !t->full_walk_due && !s->opts.blocking &&
+           s->st.cframe == t->prev_cframe && s->st.top_frame == t->prev_frame &&
+           s->st.top_instr == t->prev_instr;
+}
+
+/* Count the walked stack (resolved through the location cache). 0 = counted, 1 = not counted
+ * (a resolution error, counted in the stats), < 0 = fatal. A thread whose stack changed (or is
+ * new) becomes busy. */
+static int count_walked(struct sampler *s, struct sthread *t, struct ps_err *err)
+{
+    struct ps_err e = {0};
+    struct pfx_plan pl;
+    int rc = pfx_resolve_stack(s, t, &pl, &e);
+
+    if (rc == -ENOMEM)
+        return ps_err_set(err, rc, "%s", e.msg);
+    if (rc < 0) {
         t->has_prev = false;
-        if (moved || rc == -PS_ECORRUPT)
-            s->stats.torn++;
+        t->busy = false;
+        if (rc == -PS_ECORRUPT)
+            s->stats.torn++; /* a code object that no longer matches: the stack moved */
         else
             s->stats.errors++;
-        if (rc < 0 && rc != -PS_ECORRUPT)
+        if (rc != -PS_ECORRUPT)
             s->relist_now = true;
         return 1;
     }
     rc = ensure_pthread(s, t, err);
     if (rc < 0)
         return rc;
-    t->prev_node = profile_add(s->prof, t->pthread, s->ids, n, 1);
+    if (!t->has_prev || s->st.cframe != t->prev_cframe || s->st.top_frame != t->prev_frame ||
+        s->st.top_instr != t->prev_instr)
+        t->busy = true;
+    t->still = 0;
+    t->prev_node = pfx_add(s, t, &pl);
     t->prev_cframe = s->st.cframe;
     t->prev_frame = s->st.top_frame;
     t->prev_instr = s->st.top_instr;
@@ -411,18 +604,30 @@ static bool unchanged(const struct sampler *s, const struct sthread *t)
     return t->cframe == t->prev_cframe && t->frame == t->prev_frame && t->instr == t->prev_instr;
 }
 
-static int sample_thread(struct sampler *s, struct sthread *t, double now, struct ps_err *err)
+static struct sinterp *interp_of(struct sampler *s, const struct sthread *t)
 {
-    const struct sinterp *in = NULL;
+    for (size_t i = 0; i < s->ninterps; i++)
+        if (s->interps[i].addr == t->ts.interp)
+            return &s->interps[i];
+    return NULL;
+}
+
+/* Is the thread selected by --idle/--gil, from its probe words? *active, *gil: its state. */
+static bool selected(const struct sampler *s, const struct sinterp *in, const struct sthread *t,
+                     bool *active, bool *gil)
+{
+    *gil = in && in->locked == 1 && in->holder == t->ts.addr;
+    *active = *gil || (t->ts.has_status && t->probe_ok && (t->status & TSTATE_STATUS_ACTIVE));
+    return (s->opts.idle || *active) && (!s->opts.gil_only || *gil);
+}
+
+/* A probed thread: reuse its previous stack when the probe shows it unchanged, else walk. */
+static int sample_probed(struct sampler *s, struct sthread *t, double now, struct ps_err *err)
+{
     bool gil, active;
     int rc;
 
-    for (size_t i = 0; i < s->ninterps && !in; i++)
-        if (s->interps[i].addr == t->ts.interp)
-            in = &s->interps[i];
-    gil = in && in->locked == 1 && in->holder == t->ts.addr;
-    active = gil || (t->ts.has_status && t->probe_ok && (t->status & TSTATE_STATUS_ACTIVE));
-    if (!t->wanted || (!s->opts.idle && !active) || (s->opts.gil_only && !gil)) {
+    if (!selected(s, interp_of(s, t), t, &active, &gil)) {
         s->stats.idle_skipped++;
         return 0;
     }
@@ -432,10 +637,71 @@ static int sample_thread(struct sampler *s, struct sthread *t, double now, struc
         emit(s, t, now, active, gil);
         return 0;
     }
-    rc = walk_and_count(s, t, err);
+    rc = walk_checked(s, t, err);
+    if (rc == 0)
+        rc = count_walked(s, t, err);
     if (rc == 0)
         emit(s, t, now, active, gil);
     return rc < 0 ? rc : 0;
+}
+
+/* Queue a busy thread's probe words as the walk's co-reads: its interpreter's GIL (its status
+ * word comes with the walk's thread-state block). */
+static size_t busy_co_reads(const struct layout *l, struct sinterp *in, struct memsrc_iov *iov)
+{
+    return in ? gil_iov(l, in, iov) : 0;
+}
+
+/*
+ * A busy thread: walk at once, its probe words read by the walk's own first read, then decide
+ * from them whether the sample counts (a thread found idle is skipped and probed again from the
+ * next tick on). A top unchanged since the previous sample reuses that node, as the probe path
+ * would; SAMPLER_STILL_MAX such walks in a row send the thread back to the probe.
+ */
+static int sample_busy(struct sampler *s, struct sthread *t, double now, struct ps_err *err)
+{
+    struct sinterp *in = interp_of(s, t);
+    struct memsrc_iov co[1];
+    bool gil, active;
+    int rc;
+
+    s->st.co_reads = co;
+    s->st.nco_reads = busy_co_reads(s->pp->lay, in, co);
+    rc = walk_checked(s, t, err);
+    s->st.co_reads = NULL;
+    s->st.nco_reads = 0;
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    if (in)
+        gil_parse(s->pp->lay, in);
+    t->status = s->st.status_bits;
+    t->probe_ok = true;
+    if (!selected(s, in, t, &active, &gil)) {
+        s->stats.idle_skipped++;
+        t->busy = false;
+        return 0;
+    }
+    if (walked_same(s, t)) {
+        profile_add_node(s->prof, t->prev_node, 1);
+        s->stats.reused++;
+        if (++t->still >= SAMPLER_STILL_MAX)
+            t->busy = false;
+    } else {
+        rc = count_walked(s, t, err);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
+    }
+    emit(s, t, now, active, gil);
+    return 0;
+}
+
+static int sample_thread(struct sampler *s, struct sthread *t, double now, struct ps_err *err)
+{
+    if (!t->wanted) {
+        s->stats.idle_skipped++;
+        return 0;
+    }
+    return t->busy ? sample_busy(s, t, now, err) : sample_probed(s, t, now, err);
 }
 
 /* /proc/PID/stat says the process is gone or a zombie. */
@@ -466,6 +732,8 @@ static void sync_generation(struct sampler *s)
         return;
     s->generation = g;
     loc_clear(s);
+    for (size_t i = 0; i < SAMPLER_PREFIX_SLOTS; i++)
+        s->pfx[i].n = 0;
     for (size_t i = 0; i < s->nthreads; i++) {
         s->threads[i].pthread = PROFILE_NONE;
         s->threads[i].has_prev = false;

@@ -14,6 +14,9 @@
 #define SAMPLER_NAME_MAX          256
 /* Thread names are read again every this many re-lists (a new thread is named at once). */
 #define SAMPLER_NAME_EVERY 10
+/* A busy thread whose walks found its stack unchanged this many ticks in a row goes back to the
+ * shared probe (cheaper for a thread that stopped moving). */
+#define SAMPLER_STILL_MAX 8
 
 /* One followed thread. */
 struct sthread {
@@ -23,6 +26,9 @@ struct sthread {
     bool named;         /* its name was read at least once */
     bool has_prev;      /* prev_* describe its last counted sample */
     bool full_walk_due; /* next sample must walk (set at every re-list) */
+    bool busy;          /* its stack kept changing: walked at once, its probe words riding on
+                           the walk's read (no separate probe) */
+    uint32_t still;     /* consecutive unchanged walks while busy (SAMPLER_STILL_MAX: not busy) */
     uint64_t prev_cframe, prev_frame, prev_instr;
     uint32_t prev_node;
     /* probe results of the current tick */
@@ -37,10 +43,37 @@ struct loc_slot {
     uint32_t frame;
 };
 
+/*
+ * Prefix cache: the last counted walk of up to SAMPLER_PREFIX_SLOTS threads (direct-mapped by
+ * thread-state address; a collision just costs a full resolution), SAMPLER_PREFIX_DEPTH frames
+ * at most (deeper stacks are resolved in full). The outer frames a new walk shares with it
+ * (same frame address, code object, header fingerprint and code unit) reuse its frame ids and
+ * its trie path: a busy thread whose stack changed only near the top resolves only those
+ * frames. Cleared with the location cache.
+ */
+#define SAMPLER_PREFIX_SLOTS 8
+#define SAMPLER_PREFIX_DEPTH 512
+
+struct pfx_frame {
+    uint64_t frame, code, fp, unit;
+    uint32_t id;
+};
+
+struct sprefix {
+    uint64_t tstate;
+    uint32_t pthread, leaf;
+    size_t n; /* 0 = empty */
+    struct pfx_frame f[SAMPLER_PREFIX_DEPTH];
+};
+
+/* The GIL's last_holder and locked words are read as one range of at most this many bytes. */
+#define SAMPLER_GIL_SPAN 32
+
 struct sinterp {
     uint64_t addr, gil;
     int32_t locked;
     uint64_t holder;
+    uint8_t words[SAMPLER_GIL_SPAN]; /* the range read, parsed into locked/holder */
 };
 
 struct sampler {
@@ -68,6 +101,7 @@ struct sampler {
     uint32_t *ids; /* WALK_MAX_DEPTH + 1 frame ids, outermost first */
     struct loc_slot *loc;
     size_t nloc;
+    struct sprefix *pfx; /* SAMPLER_PREFIX_SLOTS */
     uint32_t truncated_frame;
     struct sampler_stats stats;
 };

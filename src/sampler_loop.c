@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The sampler's clock and loop (see sampler.h): a one-shot absolute timerfd re-armed after every
- * tick with a jittered period (uniform in [1 - SAMPLER_JITTER, 1 + SAMPLER_JITTER] x the period,
- * so that the samples cannot alias with a periodic workload), and sampler_run's poll loop over
- * the timer, a signalfd (SIGINT/SIGTERM/SIGHUP) and a pidfd that reports the target's exit.
+ * The sampler's clock and loop (see sampler.h): every tick is due a jittered period after the
+ * previous one (uniform in [1 - SAMPLER_JITTER, 1 + SAMPLER_JITTER] x the period, so that the
+ * samples cannot alias with a periodic workload). For a caller's event loop (sampler_fd /
+ * sampler_tick) a one-shot absolute timerfd is re-armed after every tick; sampler_run's own
+ * loop instead waits in ppoll over a signalfd (SIGINT/SIGTERM/SIGHUP) and a pidfd (the target's
+ * exit) with the due time as its timeout, which saves two syscalls per tick.
  *
  * Missed ticks (a tick that took longer than the period, or a descheduled pyscope) are counted
  * and skipped, never made up in a burst.
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
@@ -55,11 +58,9 @@ static double jitter(struct sampler *s)
                                    1.0);
 }
 
-/* Arm the timer for the next tick after now, counting the ticks that were missed. */
-static int arm(struct sampler *s, double now, struct ps_err *err)
+/* Move next_due to the next tick after now (a jittered period on), counting missed ticks. */
+static void advance_due(struct sampler *s, double now)
 {
-    struct itimerspec it = {0};
-
     s->next_due += s->period * jitter(s);
     if (s->next_due <= now) {
         uint64_t missed = (uint64_t)((now - s->next_due) / s->period) + 1;
@@ -67,6 +68,14 @@ static int arm(struct sampler *s, double now, struct ps_err *err)
         s->stats.missed_ticks += missed;
         s->next_due += (double)missed * s->period;
     }
+}
+
+/* Arm the timer for the next tick after now, counting the ticks that were missed. */
+static int arm(struct sampler *s, double now, struct ps_err *err)
+{
+    struct itimerspec it = {0};
+
+    advance_due(s, now);
     it.it_value.tv_sec = (time_t)s->next_due;
     it.it_value.tv_nsec = (long)((s->next_due - floor(s->next_due)) * 1e9);
     if (timerfd_settime(s->tfd, TFD_TIMER_ABSTIME, &it, NULL) < 0)
@@ -87,7 +96,8 @@ static int alloc_tables(struct sampler *s, struct ps_err *err)
     s->winterps = calloc(WALK_MAX_INTERPS, sizeof(*s->winterps));
     s->ids = calloc(WALK_MAX_DEPTH + 1, sizeof(*s->ids));
     s->loc = calloc(SAMPLER_LOC_CACHE, sizeof(*s->loc));
-    if (!s->threads || !s->old || !s->ts || !s->winterps || !s->ids || !s->loc)
+    s->pfx = calloc(SAMPLER_PREFIX_SLOTS, sizeof(*s->pfx));
+    if (!s->threads || !s->old || !s->ts || !s->winterps || !s->ids || !s->loc || !s->pfx)
         return ps_err_set(err, -ENOMEM, "out of memory creating the sampler");
     return walk_stack_init(&s->st, err);
 }
@@ -137,6 +147,7 @@ void sampler_free(struct sampler *s)
     if (s->tfd >= 0)
         (void)close(s->tfd);
     walk_stack_free(&s->st);
+    free(s->pfx);
     free(s->loc);
     free(s->ids);
     free(s->winterps);
@@ -184,10 +195,21 @@ void sampler_stats_get(const struct sampler *s, struct sampler_stats *out)
 
 /* ---- the blocking loop ------------------------------------------------------------------- */
 
+/*
+ * sampler_run waits with ppoll on the signalfd and the pidfd, its timeout the next tick's due
+ * time, instead of polling the timerfd: one syscall per tick instead of three (poll, the
+ * timer's read, its jittered re-arm), and every tick still gets its own jitter (computed here,
+ * free). ppoll may wake up to the thread's timer slack late (50 us by default: half a 10 kHz
+ * period), so the loop sets the slack to 1/RUN_SLACK_DIV of the period (at most the default)
+ * for its duration and puts the old value back.
+ */
+#define RUN_SLACK_DIV 20
+
 struct run_fds {
     int sig, pid;
     sigset_t old;
     bool masked;
+    long slack; /* the thread's timer slack before the loop, -1 when unknown */
 };
 
 static int run_setup(struct sampler *s, struct run_fds *r, struct ps_err *err)
@@ -195,6 +217,10 @@ static int run_setup(struct sampler *s, struct run_fds *r, struct ps_err *err)
     sigset_t set;
 
     r->sig = r->pid = -1;
+    r->slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+    if (r->slack > 0 && s->period * 1e9 / RUN_SLACK_DIV < (double)r->slack)
+        (void)prctl(PR_SET_TIMERSLACK, (unsigned long)(s->period * 1e9 / RUN_SLACK_DIV) + 1, 0, 0,
+                    0);
     (void)sigemptyset(&set);
     (void)sigaddset(&set, SIGINT);
     (void)sigaddset(&set, SIGTERM);
@@ -221,6 +247,8 @@ static void run_teardown(struct run_fds *r)
         (void)close(r->sig);
     if (r->masked)
         (void)sigprocmask(SIG_SETMASK, &r->old, NULL);
+    if (r->slack > 0)
+        (void)prctl(PR_SET_TIMERSLACK, (unsigned long)r->slack, 0, 0, 0);
 }
 
 /* A signal arrived: forward it once to our child, else end. Returns true to end. */
@@ -240,18 +268,18 @@ static bool on_signal(struct sampler *s, int fd, bool *forwarded)
     return true;
 }
 
-static void on_exit_of_target(struct sampler *s)
+/* How long to wait from now: until the next tick, status report or the end of the duration. */
+static struct timespec wait_for(const struct sampler *s, double now, double next_status)
 {
-    s->stats.end = SAMPLER_END_EXITED;
-}
-
-static int poll_timeout_ms(const struct sampler *s, double now, double next_status)
-{
-    double until = next_status;
+    double until = next_status < s->next_due ? next_status : s->next_due, d;
+    struct timespec ts;
 
     if (s->opts.duration_s > 0 && s->t0 + s->opts.duration_s < until)
         until = s->t0 + s->opts.duration_s;
-    return until <= now ? 0 : (int)ceil((until - now) * 1000.0);
+    d = until > now ? until - now : 0;
+    ts.tv_sec = (time_t)d;
+    ts.tv_nsec = (long)((d - floor(d)) * 1e9);
+    return ts;
 }
 
 static void report(struct sampler *s)
@@ -264,35 +292,47 @@ static void report(struct sampler *s)
     s->opts.on_status(s->opts.status_arg, &st);
 }
 
+/* Wait for the next event; end the run on a signal or the target's exit. */
+static int run_wait(struct sampler *s, struct run_fds *r, double next_status, bool *forwarded,
+                    struct ps_err *err)
+{
+    struct pollfd fds[2] = {{.fd = r->sig, .events = POLLIN}, {.fd = r->pid, .events = POLLIN}};
+    struct timespec ts = wait_for(s, sampler_now(), next_status);
+    int got = ppoll(fds, 2, &ts, NULL);
+
+    if (got < 0 && errno != EINTR)
+        return ps_err_set(err, -errno, "poll failed: %s", strerror(errno));
+    if (got <= 0)
+        return 0;
+    if ((fds[0].revents & POLLIN) && on_signal(s, r->sig, forwarded))
+        s->stats.end = SAMPLER_END_SIGNAL;
+    else if (fds[1].revents & POLLIN)
+        s->stats.end = SAMPLER_END_EXITED;
+    return 0;
+}
+
 int sampler_run(struct sampler *s, struct ps_err *err)
 {
     struct run_fds r;
     bool forwarded = false;
-    double next_status = sampler_now() + STATUS_EVERY_S;
+    double now = sampler_now(), next_status = now + STATUS_EVERY_S;
     int rc = run_setup(s, &r, err);
 
     s->stats.end = SAMPLER_END_NONE;
+    if (s->next_due < now)
+        s->next_due = now;
     while (rc == 0 && s->stats.end == SAMPLER_END_NONE) {
-        struct pollfd fds[3] = {{.fd = r.sig, .events = POLLIN},
-                                {.fd = r.pid, .events = POLLIN},
-                                {.fd = s->tfd, .events = POLLIN}};
-        double now = sampler_now();
-
-        if (poll(fds, 3, poll_timeout_ms(s, now, next_status)) < 0 && errno != EINTR) {
-            rc = ps_err_set(err, -errno, "poll failed: %s", strerror(errno));
-            break;
+        rc = run_wait(s, &r, next_status, &forwarded, err);
+        now = sampler_now();
+        if (rc == 0 && s->stats.end == SAMPLER_END_NONE && now >= s->next_due) {
+            rc = sampler_sample_once(s, err);
+            now = sampler_now();
+            advance_due(s, now);
         }
-        if ((fds[0].revents & POLLIN) && on_signal(s, r.sig, &forwarded))
-            s->stats.end = SAMPLER_END_SIGNAL;
-        else if (fds[1].revents & POLLIN)
-            on_exit_of_target(s);
-        else if (fds[2].revents & POLLIN)
-            rc = sampler_tick(s, err);
         if (rc == -PS_EGONE) {
             rc = 0;
-            on_exit_of_target(s);
+            s->stats.end = SAMPLER_END_EXITED;
         }
-        now = sampler_now();
         if (s->opts.duration_s > 0 && now >= s->t0 + s->opts.duration_s &&
             s->stats.end == SAMPLER_END_NONE)
             s->stats.end = SAMPLER_END_DURATION;

@@ -38,17 +38,22 @@
 #include "pyscope/linetab.h"
 #include "pyscope/target.h"
 #include "pyscope/walk.h"
+#include "tracer_int.h"
 
 #define TR_MAX_OPEN       256  /* threads whose open exception is followed for its END */
 #define TR_END_CHECK_S    0.01 /* least time between two reads of the open exceptions */
 #define TR_SYNC_S         0.1  /* least time between two thread-list reconciliations */
 #define TR_PENDING_ROUNDS 4    /* resume/stop rounds to consume pending SIGTRAPs at stop */
-/* Counting while rate-limited off: each counted hit is still a debug exception (measured ~25 us
- * in this project's VM), so above TR_COUNT_FULL_RATE hits/s the counter runs only
- * TR_COUNT_WINDOW_S of every TR_COUNT_PERIOD_S (2%) and the count is scaled (an estimate). */
+/* Counting (perf): the non-stopping counter is on while the stopping breakpoint is armed (they
+ * share one debug exception per hit, so it is free) and, while rate-limited off, all the time
+ * as long as the hit rate keeps its cost under TR_COUNT_BUDGET of the target's time (the cost
+ * of one counted hit is measured at start: bkpt_count_cost_us; ~10 us in a KVM guest, where
+ * the count stays exact up to ~2000 hits/s). Above that rate the counter runs TR_COUNT_WINDOW_S
+ * of every TR_COUNT_PERIOD_S (2%) and the rest is estimated from the window's rate. */
 #define TR_COUNT_PERIOD_S  0.1
 #define TR_COUNT_WINDOW_S  0.002
-#define TR_COUNT_FULL_RATE 1000.0
+#define TR_COUNT_BUDGET    0.02
+#define TR_COUNT_FULL_RATE 1000.0 /* exact-counting limit when the cost could not be measured */
 #define TR_SIGTRAP_MASK    (1ull << (SIGTRAP - 1))
 
 /* The exception a thread is propagating, followed until it ends. */
@@ -76,14 +81,18 @@ struct tracer {
     bool exited;
     struct tracer_bucket bucket;
     double disarmed_at; /* monotonic time of the last disarm, 0 when armed */
+    bool want_disarm;   /* the bucket ran dry at a stop: tracer_step disarms */
     double last_end_check, last_sync;
-    /* Counting while disarmed, in periods of TR_COUNT_PERIOD_S: the counter is on for the whole
-     * period when the last rate was low (exact), else for TR_COUNT_WINDOW_S (estimated). */
-    double period_start, window_on_at, window_on_s;
-    bool window_on, sampling;
-    uint64_t count_at_period;
-    double unseen_est; /* hits while disarmed, exact or estimated */
-    bool estimated;    /* some period was sampled */
+    /* Counting (see TR_COUNT_*): while disarmed, periods of TR_COUNT_PERIOD_S; the counter is on
+     * for the whole period while the last rate was at most count_max_rate, else for a window. */
+    double count_cost_us;  /* one counted hit, measured; < 0 unknown */
+    double count_max_rate; /* hits/s counted exactly while disarmed (INFINITY: any) */
+    double period_start, cnt_on_at, period_on_s, last_rate;
+    double armed_at; /* monotonic time of the last arming */
+    bool cnt_on, sampling;
+    uint64_t count_at_period, count_at_arm;
+    double est_extra; /* estimated hits while the counter was off */
+    bool estimated;   /* the counter was off at some time while disarmed */
     struct tracer_stats st;
     uint64_t seq;
     struct tracer_event *ring; /* TRACER_RING_CAP */
@@ -93,7 +102,12 @@ struct tracer {
     struct walk_tstate *ts;    /* WALK_MAX_THREADS: tid -> tstate map, refreshed on a miss */
     size_t nts;
     struct walk_stack stack;
-    pid_t *tids; /* TARGET_MAX_THREADS scratch */
+    bool stack_ok;             /* this stop's walk succeeded and starts at the hit frame */
+    struct memsrc *inner;      /* pp->src as opened */
+    struct memsrc *memo;       /* pp->src during a stop (tracer_memo.c) */
+    struct exc_names names;    /* type names by address */
+    struct tracer_event evtmp; /* a RAISE built for a thread whose exception is not followed */
+    pid_t *tids;               /* TARGET_MAX_THREADS scratch */
 };
 
 /* ---- time, bucket ------------------------------------------------------------------------- */
@@ -172,6 +186,15 @@ static void tr_count_type(struct tracer *t, const char *type)
     t->st.types[i].count++;
 }
 
+/* Copy an event's used part: frames past nframes are left as they were (an event is 6 KiB,
+ * most use a few hundred bytes, and this runs while the target is stopped). */
+static void tr_event_copy(struct tracer_event *dst, const struct tracer_event *src)
+{
+    size_t n = src->nframes < TRACER_MAX_FRAMES ? src->nframes : TRACER_MAX_FRAMES;
+
+    memcpy(dst, src, offsetof(struct tracer_event, frames) + n * sizeof(src->frames[0]));
+}
+
 static void tr_emit(struct tracer *t, struct tracer_event *ev)
 {
     ev->seq = ++t->seq;
@@ -179,7 +202,7 @@ static void tr_emit(struct tracer *t, struct tracer_event *ev)
         ev->raise_seq = ev->seq;
     if (t->ring_n >= TRACER_RING_CAP)
         t->st.ring_overwritten++;
-    t->ring[t->ring_n % TRACER_RING_CAP] = *ev;
+    tr_event_copy(&t->ring[t->ring_n % TRACER_RING_CAP], ev);
     t->ring_n++;
 }
 
@@ -191,9 +214,11 @@ static void tr_deliver(struct tracer *t)
 
     if (t->delivered < first)
         t->delivered = first; /* overwritten before delivery: counted in ring_overwritten */
+    if (t->delivered == t->ring_n || !t->opts.on_event)
+        return;
     for (; t->delivered < t->ring_n; t->delivered++)
-        if (t->opts.on_event)
-            t->opts.on_event(t->opts.ctx, &t->ring[t->delivered % TRACER_RING_CAP]);
+        t->opts.on_event(t->opts.ctx, &t->ring[t->delivered % TRACER_RING_CAP]);
+    t->opts.on_event(t->opts.ctx, NULL);
 }
 
 /* Emit the END of an open exception (when its RAISE was reported) and free the slot. */
@@ -274,16 +299,6 @@ static void tr_frame_of(struct tracer *t, const struct walk_frame *wf, struct tr
     out->line = linetab_lookup(&ci->lines, ci->firstlineno, wf->unit).line;
 }
 
-/* Walk the stopped thread; 0 with t->stack filled and checked against the hit frame. */
-static int tr_walk(struct tracer *t, uint64_t tstate, uint64_t iframe)
-{
-    struct ps_err ignored = {0};
-
-    if (walk_stack(t->pp, tstate, &t->stack, &ignored) < 0 || t->stack.n == 0)
-        return -1;
-    return t->stack.frames[0].frame_addr == iframe ? 0 : -1;
-}
-
 static void tr_fill_raise(struct tracer *t, struct tracer_event *ev, bool have_stack)
 {
     size_t n = have_stack ? t->stack.n : 0;
@@ -300,7 +315,8 @@ static int tr_describe(struct tracer *t, const struct exc_raw *raw, struct trace
     struct ps_err ignored = {0};
     struct exc_desc d;
 
-    if (exc_describe(t->pp, raw, &d, &ignored) < 0)
+    tr_prefetch_desc(t->memo, t->pp, raw->value, raw->type);
+    if (exc_describe_cached(t->pp, raw, &t->names, &d, &ignored) < 0)
         return -1;
     tr_copy(ev->type, sizeof(ev->type), d.type, false);
     tr_copy(ev->message, sizeof(ev->message), d.message, false);
@@ -322,86 +338,132 @@ static struct tr_open *tr_open_new(struct tracer *t, pid_t tid)
     return tr_open_of(t, 0);
 }
 
-/* Start a counting period at now: the counter on (for the whole period, or a short window). */
+/* Turn the counter on or off at now, accounting its on-time in the current period. */
+static void tr_counter(struct tracer *t, bool on, double now)
+{
+    if (on == t->cnt_on)
+        return;
+    if (on)
+        t->cnt_on_at = now;
+    else
+        t->period_on_s += now - t->cnt_on_at;
+    bkpt_count_enable(t->bp, on);
+    t->cnt_on = on;
+}
+
+/* Start a counting period at now with the counter on (for the period, or a window). */
 static void tr_period_begin(struct tracer *t, double now)
 {
     bool exact = false;
 
     t->period_start = now;
-    t->window_on_at = now;
-    t->window_on_s = 0;
+    t->period_on_s = 0;
     t->count_at_period = bkpt_count(t->bp, &exact);
-    t->window_on = true;
-    bkpt_count_enable(t->bp, true);
+    if (t->cnt_on)
+        t->cnt_on_at = now;
+    tr_counter(t, true, now);
 }
 
-/* Close the current counting period at now: add its hits (scaled when sampled), pick the next
- * period's mode from its rate. */
+/* Close the current period at now: estimate the hits while the counter was off from the rate
+ * while it was on, and choose the next period's mode from that rate. */
 static void tr_period_end(struct tracer *t, double now)
 {
     bool exact = false;
-    double len = now - t->period_start, on;
-    double n;
+    double len = now - t->period_start, n;
 
-    if (t->window_on) {
-        bkpt_count_enable(t->bp, false);
-        t->window_on_s += now - t->window_on_at;
-        t->window_on = false;
+    if (t->cnt_on) {
+        t->period_on_s += now - t->cnt_on_at;
+        t->cnt_on_at = now;
     }
-    on = t->window_on_s;
     n = (double)(bkpt_count(t->bp, &exact) - t->count_at_period);
-    if (on > 0 && on < len - 1e-6) {
-        n *= len / on;
+    if (t->period_on_s > 0)
+        t->last_rate = n / t->period_on_s;
+    if (len > 0 && t->period_on_s < len - 1e-6) {
+        t->est_extra += t->last_rate * (len - t->period_on_s);
         t->estimated = true;
     }
-    t->unseen_est += n;
-    t->sampling = len > 0 && n / len > TR_COUNT_FULL_RATE;
+    t->sampling = t->last_rate > t->count_max_rate;
 }
 
-/* While disarmed: close the window when sampling, start a new period when one is over. */
+/* While disarmed (perf): end the sampling window, start a new period when one is over. */
 static void tr_count_tick(struct tracer *t, double now)
 {
-    if (t->disarmed_at == 0)
+    if (t->disarmed_at == 0 || bkpt_mechanism(t->bp) != BKPT_PERF)
         return;
-    if (t->window_on && t->sampling && now - t->window_on_at >= TR_COUNT_WINDOW_S) {
-        bkpt_count_enable(t->bp, false);
-        t->window_on_s += now - t->window_on_at;
-        t->window_on = false;
-    }
+    if (t->cnt_on && t->sampling && now - t->cnt_on_at >= TR_COUNT_WINDOW_S)
+        tr_counter(t, false, now);
     if (now - t->period_start >= TR_COUNT_PERIOD_S) {
         tr_period_end(t, now);
         tr_period_begin(t, now);
     }
 }
 
-/* Rate limit: turn the stopping breakpoint off until the bucket refills. */
+/* Arm or disarm the stopping breakpoint now, outside any stop: perf toggles its events while
+ * the threads run; debug registers need every thread stopped (CPYTHON.md 5.3). */
+static int tr_arm(struct tracer *t, bool on, struct ps_err *err)
+{
+    int rc;
+
+    if (bkpt_mechanism(t->bp) == BKPT_PERF)
+        return bkpt_arm(t->bp, on, err);
+    rc = target_stop_all(err);
+    if (rc == 0)
+        rc = bkpt_arm(t->bp, on, err);
+    if (target_resume_all(err) < 0 && rc == 0)
+        rc = err->code;
+    return rc;
+}
+
+/* Rate limit (from tracer_step): the stopping breakpoint off until the bucket refills. */
 static void tr_disarm(struct tracer *t)
 {
     struct ps_err ignored = {0};
+    bool exact = false;
+    double now;
 
-    if (bkpt_mechanism(t->bp) != BKPT_PERF || !bkpt_armed(t->bp))
-        return; /* debug registers need every thread stopped: they stay armed and count */
-    if (bkpt_arm(t->bp, false, &ignored) < 0)
+    t->want_disarm = false;
+    if (!bkpt_armed(t->bp) || tr_arm(t, false, &ignored) < 0)
         return;
-    t->disarmed_at = tr_mono();
+    now = tr_mono();
+    t->disarmed_at = now;
     t->st.disarms++;
-    tr_period_begin(t, t->disarmed_at);
     for (size_t i = 0; i < TR_MAX_OPEN; i++)
         if (t->open[i].tid)
             t->open[i].blind = true;
+    if (bkpt_mechanism(t->bp) != BKPT_PERF)
+        return;
+    if (now > t->armed_at) /* the rate while armed picks the first period's mode */
+        t->last_rate = (double)(bkpt_count(t->bp, &exact) - t->count_at_arm) / (now - t->armed_at);
+    t->sampling = t->last_rate > t->count_max_rate;
+    tr_period_begin(t, now);
+}
+
+/* Start following an exception in slot o (its RAISE event is filled in place, not zeroed:
+ * an event is 6 KiB and this runs while the target is stopped). */
+static void tr_open_init(struct tr_open *o, pid_t tid, uint64_t tstate, uint64_t key)
+{
+    o->tid = tid;
+    o->tstate = tstate;
+    o->key = key;
+    o->expect_next = 0;
+    o->last = (struct tracer_frame){.line = -1};
+    o->gone_once = false;
+    o->blind = false;
+    o->reported = false;
 }
 
 /* A new raise at a stop: emit its RAISE when wanted and allowed. */
 static void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *w,
-                         const struct exc_raw *raw, uint64_t iframe)
+                         const struct exc_raw *raw)
 {
     struct tr_open *o = tr_open_new(t, tid);
-    struct tracer_event ev_local = {0};
-    struct tracer_event *ev = o ? &o->raise : &ev_local;
-    bool have_stack;
+    struct tracer_event *ev = o ? &o->raise : &t->evtmp;
+    bool have_stack = t->stack_ok;
 
     t->st.raises++;
-    memset(ev, 0, sizeof(*ev));
+    if (o)
+        tr_open_init(o, tid, w->addr, tr_key(raw));
+    memset(ev, 0, offsetof(struct tracer_event, frames));
     ev->kind = TRACER_EV_RAISE;
     ev->time = tr_real();
     ev->native_id = tid;
@@ -411,10 +473,7 @@ static void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *
         t->st.read_errors++;
         tr_copy(ev->type, sizeof(ev->type), "?", false);
     }
-    have_stack = tr_walk(t, w->addr, iframe) == 0;
     if (o) {
-        *o = (struct tr_open){.tid = tid, .tstate = w->addr, .key = tr_key(raw), .raise = *ev};
-        ev = &o->raise;
         o->expect_next = have_stack && t->stack.n > 1 ? t->stack.frames[1].frame_addr : 0;
         if (have_stack)
             tr_frame_of(t, &t->stack.frames[0], &o->last);
@@ -425,7 +484,7 @@ static void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *
     }
     if (!tracer_bucket_take(&t->bucket, tr_mono())) {
         t->st.not_reported++;
-        tr_disarm(t);
+        t->want_disarm = true; /* by tracer_step, once this thread runs again */
         return;
     }
     if (!have_stack)
@@ -445,11 +504,10 @@ static void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *
 }
 
 /* A propagation hit: the open exception crossed one more frame. */
-static void tr_propagate(struct tracer *t, struct tr_open *o, const struct walk_tstate *w,
-                         uint64_t iframe)
+static void tr_propagate(struct tracer *t, struct tr_open *o)
 {
     o->gone_once = false;
-    if (tr_walk(t, w->addr, iframe) < 0) {
+    if (!t->stack_ok) {
         t->st.read_errors++;
         o->expect_next = 0;
         return;
@@ -458,31 +516,64 @@ static void tr_propagate(struct tracer *t, struct tr_open *o, const struct walk_
     o->expect_next = t->stack.n > 1 ? t->stack.frames[1].frame_addr : 0;
 }
 
+/* Point the readers at the memo for tid's stop (on), or back at the live source. */
+static void tr_memo_use(struct tracer *t, pid_t tid, bool on)
+{
+    struct memsrc *src = on ? t->memo : t->inner;
+
+    if (on)
+        tr_memo_begin(t->memo, tid);
+    else
+        tr_memo_end(t->memo, tid);
+    t->pp->src = src;
+    t->pp->ctx.src = src;
+}
+
+/*
+ * The reads of one stop, through the memo: the walk first (its one scatter read keeps the
+ * thread state, so the exception pointer comes free), then the exception object with the hit
+ * frame's f_frame in one read; a new raise adds two levels (tr_describe).
+ */
+static void tr_hit_read(struct tracer *t, pid_t tid, const struct walk_tstate *w,
+                        uint64_t frameobj)
+{
+    struct ps_err ignored = {0};
+    bool walked = walk_stack(t->pp, w->addr, &t->stack, &ignored) == 0 && t->stack.n > 0;
+    uint64_t iframe = 0;
+    struct exc_raw raw;
+    struct tr_open *o;
+
+    tr_prefetch_exc(t->memo, t->pp, w->addr, frameobj);
+    if (memsrc_read_u64(t->pp->src, frameobj + (uint64_t)t->pp->lay->frameobj_f_frame, &iframe,
+                        &ignored) < 0 ||
+        exc_in_flight(t->pp, w->addr, &raw, &ignored) < 0 || (raw.value == 0 && raw.type == 0)) {
+        t->st.read_errors++;
+        return;
+    }
+    t->stack_ok = walked && t->stack.frames[0].frame_addr == iframe;
+    o = tr_open_of(t, tid);
+    if (o && raw.traceback != 0 && tr_key(&raw) == o->key && iframe == o->expect_next)
+        tr_propagate(t, o);
+    else
+        tr_new_raise(t, tid, w, &raw);
+}
+
 /* One breakpoint hit of tid (stopped at PyTraceBack_Here's entry). */
 static void tr_hit(struct tracer *t, pid_t tid)
 {
     struct user_regs_struct regs;
-    struct ps_err ignored = {0};
     const struct walk_tstate *w;
-    struct exc_raw raw;
-    struct tr_open *o;
-    uint64_t iframe = 0;
 
     t->st.hits++;
     if (syscall(SYS_ptrace, (long)PTRACE_GETREGS, (long)tid, 0L, (long)&regs) != 0 ||
         (regs.rip != t->addr && regs.rip != t->addr + 1) || regs.rdi == 0 ||
-        memsrc_read_u64(t->pp->src, regs.rdi + (uint64_t)t->pp->lay->frameobj_f_frame, &iframe,
-                        &ignored) < 0 ||
-        !(w = tr_tstate(t, tid)) || exc_in_flight(t->pp, w->addr, &raw, &ignored) < 0 ||
-        (raw.value == 0 && raw.type == 0)) {
+        !(w = tr_tstate(t, tid))) {
         t->st.read_errors++;
         return;
     }
-    o = tr_open_of(t, tid);
-    if (o && raw.traceback != 0 && tr_key(&raw) == o->key && iframe == o->expect_next)
-        tr_propagate(t, o, w, iframe);
-    else
-        tr_new_raise(t, tid, w, &raw, iframe);
+    tr_memo_use(t, tid, true);
+    tr_hit_read(t, tid, w, regs.rdi);
+    tr_memo_use(t, tid, false);
 }
 
 /* ---- target hooks --------------------------------------------------------------------------- */
@@ -560,15 +651,22 @@ static size_t tr_sync_threads(struct tracer *t)
     return n;
 }
 
+/* Re-arm when the bucket refilled: the counter on first, so no hit goes uncounted. */
 static void tr_maybe_rearm(struct tracer *t, double now)
 {
     struct ps_err ignored = {0};
+    bool perf = bkpt_mechanism(t->bp) == BKPT_PERF, exact = false;
 
     if (t->disarmed_at == 0 || tracer_bucket_level(&t->bucket, now) < TRACER_REARM_TOKENS)
         return;
-    if (bkpt_arm(t->bp, true, &ignored) < 0)
+    if (perf) {
+        tr_period_end(t, now);
+        tr_counter(t, true, now);
+    }
+    if (tr_arm(t, true, &ignored) < 0)
         return;
-    tr_period_end(t, now);
+    t->armed_at = now;
+    t->count_at_arm = perf ? bkpt_count(t->bp, &exact) : 0;
     t->st.disarmed_seconds += now - t->disarmed_at;
     t->disarmed_at = 0;
 }
@@ -597,6 +695,8 @@ static int tr_alloc(struct tracer *t, struct ps_err *err)
     t->tids = calloc(TARGET_MAX_THREADS, sizeof(*t->tids));
     if (!t->ring || !t->open || !t->ts || !t->tids)
         return ps_err_set(err, -ENOMEM, "out of memory for the exception tracer");
+    if (tr_memo_new(t->inner, &t->memo, err) < 0)
+        return err->code;
     return walk_stack_init(&t->stack, err);
 }
 
@@ -618,6 +718,11 @@ static int tr_attach(struct tracer *t, struct ps_err *err)
     rc = bkpt_new(t->pp->pid, t->pp->pid, t->addr, want, &t->bp, err);
     if (rc == 0)
         rc = bkpt_arm(t->bp, true, err);
+    if (rc == 0 && bkpt_mechanism(t->bp) == BKPT_PERF) {
+        bkpt_count_enable(t->bp, true); /* every event opened below counts from its start */
+        t->cnt_on = true;
+        t->armed_at = tr_mono();
+    }
     n = target_tids(t->tids, TARGET_MAX_THREADS);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         rc = bkpt_add_thread(t->bp, t->tids[i], err);
@@ -647,11 +752,16 @@ int tracer_new(struct pyproc *pp, const struct tracer_opts *opts, struct tracer 
     if (!t)
         return ps_err_set(err, -ENOMEM, "out of memory for the exception tracer");
     t->pp = pp;
+    t->inner = pp->src;
     t->opts = *opts;
     t->chld_fd = -1;
     t->addr = pp->loc.syms.traceback_here;
     tracer_bucket_init(&t->bucket, opts->max_rate == 0 ? TRACER_DEFAULT_RATE : opts->max_rate,
                        opts->burst ? opts->burst : TRACER_DEFAULT_BURST, tr_mono());
+    t->count_cost_us = opts->force_mech == TRACER_MECH_DEBUGREG ? -1.0 : bkpt_count_cost_us();
+    t->count_max_rate = opts->exact_count        ? (double)INFINITY
+                        : t->count_cost_us > 0.0 ? TR_COUNT_BUDGET / (t->count_cost_us * 1e-6)
+                                                 : TR_COUNT_FULL_RATE;
     rc = tr_alloc(t, err);
     if (rc == 0 && t->addr == 0)
         rc = ps_err_set(err, -PS_ENOTPYTHON,
@@ -715,6 +825,8 @@ int tracer_step(struct tracer *t, struct ps_err *err)
         t->last_end_check = now;
         tr_check_ends(t, false);
     }
+    if (t->want_disarm)
+        tr_disarm(t);
     tr_maybe_rearm(t, now);
     tr_count_tick(t, now);
     tr_deliver(t);
@@ -723,18 +835,9 @@ int tracer_step(struct tracer *t, struct ps_err *err)
 
 int tracer_enable(struct tracer *t, bool on, struct ps_err *err)
 {
-    int rc;
-
     if (t->stopped)
         return ps_err_set(err, -EINVAL, "the trace has ended");
-    if (bkpt_mechanism(t->bp) == BKPT_PERF)
-        return bkpt_arm(t->bp, on, err);
-    rc = target_stop_all(err);
-    if (rc == 0)
-        rc = bkpt_arm(t->bp, on, err);
-    if (target_resume_all(err) < 0 && rc == 0)
-        rc = err->code;
-    return rc;
+    return tr_arm(t, on, err);
 }
 
 size_t tracer_events(const struct tracer *t, uint64_t after, struct tracer_event *out, size_t cap)
@@ -755,16 +858,17 @@ size_t tracer_events(const struct tracer *t, uint64_t after, struct tracer_event
 void tracer_stats(struct tracer *t, struct tracer_stats *out)
 {
     bool exact = false;
+    uint64_t count = t->bp ? bkpt_count(t->bp, &exact) : 0;
     double ratio;
 
-    if (t->bp)
-        (void)bkpt_count(t->bp, &exact);
     t->st.counting = exact && !t->estimated;
     t->st.armed = t->bp && bkpt_armed(t->bp);
     if (t->bp && !t->stopped)
         t->st.threads_armed = bkpt_nthreads(t->bp);
-    t->st.unseen_hits = exact ? (uint64_t)llround(t->unseen_est) : 0;
-    t->st.counted_total = exact ? t->st.hits + t->st.unseen_hits : 0;
+    t->st.counted_total = exact ? count + (uint64_t)llround(t->est_extra) : 0;
+    t->st.unseen_hits = t->st.counted_total > t->st.hits ? t->st.counted_total - t->st.hits : 0;
+    t->st.count_cost_us = t->count_cost_us;
+    t->st.count_exact_rate = isinf(t->count_max_rate) ? -1.0 : t->count_max_rate;
     ratio = t->st.hits ? (double)t->st.raises / (double)t->st.hits : 1.0;
     t->st.unseen_raises_est = (uint64_t)llround((double)t->st.unseen_hits * ratio);
     *out = t->st;
@@ -776,8 +880,8 @@ int tracer_timeout_ms(const struct tracer *t)
 {
     double left = 0.1;
 
-    if (t->disarmed_at != 0 && t->window_on && t->sampling)
-        left = TR_COUNT_WINDOW_S - (tr_mono() - t->window_on_at);
+    if (t->disarmed_at != 0 && t->cnt_on && t->sampling)
+        left = TR_COUNT_WINDOW_S - (tr_mono() - t->cnt_on_at);
     return left <= 0 ? 0 : (int)(left * 1000.0) + 1;
 }
 
@@ -873,6 +977,7 @@ void tracer_free(struct tracer *t)
     if (t->chld_fd >= 0)
         (void)close(t->chld_fd);
     walk_stack_free(&t->stack);
+    tr_memo_free(t->memo);
     free(t->ring);
     free(t->open);
     free(t->ts);

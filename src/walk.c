@@ -46,6 +46,12 @@ struct chunk_copy {
 #define WALK_HINT_EXTRA     8
 #define WALK_HINT_CODES     64
 #define WALK_SPEC_CHUNK_MAX 65536
+#define WALK_SPEC_SLACK     1024 /* bytes past the last top: a few frames of growth */
+/* Hinted code headers whose span is at most WALK_CODE_GROUP bytes are read as one range (a
+ * range costs the kernel a page-table walk of its own: ~0.5 us here, more than copying a few
+ * KiB), into a buffer of WALK_SPEC_CODE_BYTES; codes that do not fit are read precisely. */
+#define WALK_CODE_GROUP      4096
+#define WALK_SPEC_CODE_BYTES (32u << 10)
 #define WALK_FRAME_COPY     128 /* bytes of a speculated frame: frame_len() is 78 on 3.11-3.13 */
 
 struct walk_hint {
@@ -61,7 +67,12 @@ struct walk_hint {
 struct walk_spec {
     bool cur_ok, chunk_ok;
     uint64_t cur_frame;
+    /* The tail of the read: where the current frame is kept, read again after everything else
+     * (tail_ok: the read succeeded; tail_at: the _PyCFrame whose current_frame was re-read). */
+    bool tail_ok;
+    uint64_t tail_cframe, tail_frame, tail_at;
     uint32_t nextra, ncode;
+    uint32_t code_off[WALK_HINT_CODES]; /* where hinted code i's header is in spec_hdrs */
     uint8_t extra[WALK_HINT_EXTRA][WALK_FRAME_COPY];
     /* frames read outside chunks and spec extras in this walk: the next hint's extras */
     uint32_t nseen;
@@ -73,7 +84,7 @@ struct walk_scratch {
     struct walk_hint hints[WALK_HINTS];
     struct walk_spec spec;
     uint8_t *spec_chunk; /* WALK_SPEC_CHUNK_MAX */
-    uint8_t *spec_hdrs;  /* WALK_HINT_CODES * CODE_HEADER_MAX */
+    uint8_t *spec_hdrs;  /* WALK_SPEC_CODE_BYTES: the hinted code headers, grouped */
     struct chunk_copy chunks[WALK_MAX_CHUNKS];
     size_t nchunks;
     uint8_t *bytes; /* chunk bytes, capacity cap */
@@ -292,7 +303,7 @@ int walk_stack_init(struct walk_stack *st, struct ps_err *err)
         s->idx = calloc(WALK_MAX_DEPTH, sizeof(*s->idx));
         s->fps = calloc(WALK_MAX_DEPTH, sizeof(*s->fps));
         s->spec_chunk = malloc(WALK_SPEC_CHUNK_MAX);
-        s->spec_hdrs = malloc((size_t)WALK_HINT_CODES * CODE_HEADER_MAX);
+        s->spec_hdrs = malloc(WALK_SPEC_CODE_BYTES);
     }
     st->scratch = s;
     if (!st->frames || !s || !s->instr || !s->uniq || !s->hdrs || !s->idx || !s->spec_chunk ||
@@ -541,7 +552,7 @@ static const uint8_t *spec_header(const struct walk_scratch *s, const struct wal
 {
     for (uint32_t i = 0; i < s->spec.ncode; i++)
         if (h->code[i] == a)
-            return s->spec_hdrs + (size_t)i * CODE_HEADER_MAX;
+            return s->spec_hdrs + s->spec.code_off[i];
     return NULL;
 }
 
@@ -634,20 +645,43 @@ static struct walk_hint *hint_of(struct walk_scratch *s, uint64_t tstate)
     return h;
 }
 
-/* One scatter read: the thread state block plus everything the hint predicts. On failure
- * (a predicted address is gone), the hint is dropped and only the thread state is read. */
-static int spec_read(struct pyproc *pp, struct walk_scratch *s, struct walk_hint *h, uint8_t *blk,
-                     size_t blen, struct ps_err *err)
+/* Queue the hinted code headers (h->code is sorted by address) after iov[0..n), grouping
+ * neighbours (WALK_CODE_GROUP); sets spec.ncode to how many were queued. */
+static size_t spec_code_iov(struct walk_scratch *s, const struct walk_hint *h, size_t hlen,
+                            struct memsrc_iov *iov, size_t n)
 {
-    const struct layout *l = pp->lay;
-    struct memsrc_iov iov[4 + WALK_HINT_EXTRA + WALK_HINT_CODES];
     struct walk_spec *sp = &s->spec;
-    size_t n = 0, flen = frame_len(l), hlen = code_header_len(l);
-    struct ps_err ignored = {0};
+    size_t used = 0;
+    uint32_t i = 0;
 
-    memset(sp, 0, offsetof(struct walk_spec, extra));
-    sp->nseen = 0;
-    iov[n++] = (struct memsrc_iov){.addr = h->tstate, .buf = blk, .len = blen};
+    while (i < h->ncode) {
+        uint64_t start = h->code[i];
+        uint32_t j = i + 1;
+        size_t span;
+
+        while (j < h->ncode && h->code[j] >= start && h->code[j] - start <= WALK_CODE_GROUP - hlen)
+            j++;
+        span = (size_t)(h->code[j - 1] - start) + hlen;
+        if (used + span > WALK_SPEC_CODE_BYTES)
+            break;
+        iov[n++] = (struct memsrc_iov){.addr = start, .buf = s->spec_hdrs + used, .len = span};
+        for (; i < j; i++)
+            sp->code_off[i] = (uint32_t)(used + (h->code[i] - start));
+        used += span;
+    }
+    sp->ncode = i;
+    return n;
+}
+
+/* Queue the hint's predictions after iov[0..n): the _PyCFrame's current frame, the newest chunk,
+ * outside frames, code headers, then the tail (the current-frame words again; process_vm_readv
+ * and the other backends read ranges in order, so the tail is read after every frame byte). */
+static size_t spec_iov(const struct layout *l, struct walk_scratch *s, const struct walk_hint *h,
+                       struct memsrc_iov *iov, size_t n)
+{
+    struct walk_spec *sp = &s->spec;
+    size_t flen = frame_len(l), hlen = code_header_len(l), first = n;
+
     if (h->cframe)
         iov[n++] = (struct memsrc_iov){
             .addr = h->cframe + (uint64_t)l->cframe_current_frame, .buf = &sp->cur_frame, .len = 8};
@@ -655,19 +689,71 @@ static int spec_read(struct pyproc *pp, struct walk_scratch *s, struct walk_hint
         iov[n++] = (struct memsrc_iov){.addr = h->chunk, .buf = s->spec_chunk, .len = h->spec_len};
     for (uint32_t i = 0; i < h->nextra && flen <= WALK_FRAME_COPY; i++)
         iov[n++] = (struct memsrc_iov){.addr = h->extra[i], .buf = sp->extra[i], .len = flen};
-    for (uint32_t i = 0; i < h->ncode && hlen <= CODE_HEADER_MAX; i++)
-        iov[n++] = (struct memsrc_iov){
-            .addr = h->code[i], .buf = s->spec_hdrs + (size_t)i * CODE_HEADER_MAX, .len = hlen};
-    if (n > 1 && memsrc_readv(pp->src, iov, n, &ignored) == 0) {
+    if (hlen <= CODE_HEADER_MAX)
+        n = spec_code_iov(s, h, hlen, iov, n);
+    if (n == first)
+        return n; /* nothing predicted: no tail either */
+    if (LAYOUT_HAS(l, tstate_current_frame)) {
+        iov[n++] = (struct memsrc_iov){.addr = h->tstate + (uint64_t)l->tstate_current_frame,
+                                       .buf = &sp->tail_frame,
+                                       .len = 8};
+        return n;
+    }
+    iov[n++] = (struct memsrc_iov){
+        .addr = h->tstate + (uint64_t)l->tstate_cframe, .buf = &sp->tail_cframe, .len = 8};
+    sp->tail_at = h->cframe;
+    if (h->cframe)
+        iov[n++] = (struct memsrc_iov){.addr = h->cframe + (uint64_t)l->cframe_current_frame,
+                                       .buf = &sp->tail_frame,
+                                       .len = 8};
+    return n;
+}
+
+/* One scatter read: the thread state block and the caller's co-reads, plus everything the hint
+ * predicts. On failure (a predicted address is gone), the hint is dropped and only the thread
+ * state and the co-reads are read. */
+static int spec_read(struct pyproc *pp, struct walk_stack *st, struct walk_hint *h, uint8_t *blk,
+                     size_t blen, struct ps_err *err)
+{
+    const struct layout *l = pp->lay;
+    struct walk_scratch *s = st->scratch;
+    struct memsrc_iov iov[1 + WALK_MAX_CO_READS + 4 + WALK_HINT_EXTRA + WALK_HINT_CODES];
+    struct walk_spec *sp = &s->spec;
+    struct ps_err ignored = {0};
+    size_t n = 0, nbase;
+    int rc;
+
+    if (blen > WALK_BLOCK_MAX || st->nco_reads > WALK_MAX_CO_READS)
+        return ps_err_set(err, blen > WALK_BLOCK_MAX ? -PS_ECORRUPT : -EINVAL,
+                          "a walk asked for a %zu-byte thread state or %zu co-reads: over the caps",
+                          blen, st->nco_reads);
+    memset(sp, 0, offsetof(struct walk_spec, extra));
+    sp->nseen = 0;
+    iov[n++] = (struct memsrc_iov){.addr = h->tstate, .buf = blk, .len = blen};
+    for (size_t i = 0; i < st->nco_reads; i++)
+        iov[n++] = st->co_reads[i];
+    nbase = n;
+    n = spec_iov(l, s, h, iov, n);
+    if (n > nbase && memsrc_readv(pp->src, iov, n, &ignored) == 0) {
         sp->cur_ok = h->cframe != 0;
         sp->chunk_ok = h->chunk && h->spec_len;
-        sp->nextra = flen <= WALK_FRAME_COPY ? h->nextra : 0;
-        sp->ncode = hlen <= CODE_HEADER_MAX ? h->ncode : 0;
+        sp->nextra = frame_len(l) <= WALK_FRAME_COPY ? h->nextra : 0;
+        if (code_header_len(l) > CODE_HEADER_MAX)
+            sp->ncode = 0;
+        sp->tail_ok = true;
         return 0;
     }
-    memset(h, 0, sizeof(*h));
-    h->tstate = iov[0].addr;
-    return read_block(pp, iov[0].addr, blk, blen, "thread state", err);
+    sp->ncode = 0;
+    if (n > nbase) {
+        uint64_t tstate = h->tstate;
+
+        memset(h, 0, sizeof(*h));
+        h->tstate = tstate;
+    }
+    rc = memsrc_readv(pp->src, iov, nbase, err);
+    if (rc < 0)
+        ps_err_prefix(err, "reading the thread state at 0x%llx: ", (unsigned long long)h->tstate);
+    return rc;
 }
 
 /* The thread's current frame from its thread-state block (3.13: a field; 3.11/3.12: through
@@ -713,6 +799,37 @@ static int take_chunks(struct pyproc *pp, struct walk_scratch *s, const struct w
     return copy_older_chunks(pp, s, get64(s->spec_chunk, l->chunk_previous), err);
 }
 
+/* The next walk's code headers: this walk's codes, then the previous hint's others (most
+ * recent first, WALK_HINT_CODES at most), so a thread alternating between a few stacks finds
+ * all their headers in its one speculative read. */
+static void hint_codes(struct walk_hint *h, const uint64_t *uniq, size_t nuniq)
+{
+    uint64_t old[WALK_HINT_CODES];
+    uint32_t nold = h->ncode, n = 0;
+
+    memcpy(old, h->code, sizeof(old[0]) * nold);
+    for (size_t i = 0; i < nuniq && n < WALK_HINT_CODES; i++)
+        h->code[n++] = uniq[i];
+    for (uint32_t i = 0; i < nold && n < WALK_HINT_CODES; i++) {
+        bool dup = false;
+
+        for (size_t j = 0; j < nuniq && !dup; j++)
+            dup = uniq[j] == old[i];
+        if (!dup)
+            h->code[n++] = old[i];
+    }
+    h->ncode = n;
+    /* Sorted by address, so that neighbours can be read as one range (insertion sort: 64). */
+    for (uint32_t i = 1; i < n; i++) {
+        uint64_t v = h->code[i];
+        uint32_t j = i;
+
+        for (; j > 0 && h->code[j - 1] > v; j--)
+            h->code[j] = h->code[j - 1];
+        h->code[j] = v;
+    }
+}
+
 /* Remember what this walk found, for the next one. */
 static void hint_update(const struct layout *l, struct walk_scratch *s, struct walk_hint *h,
                         const uint8_t *blk, uint64_t cframe, size_t nuniq)
@@ -726,15 +843,41 @@ static void hint_update(const struct layout *l, struct walk_scratch *s, struct w
     h->spec_len = 0;
     if (s->nchunks > 0 && s->chunks[0].start == chunk && top > chunk)
         size = get64(s->chunks[0].buf, l->chunk_size);
-    if (size && top - chunk + 1024 <= WALK_SPEC_CHUNK_MAX) {
-        /* Room for the stack to grow a little; never past the chunk's own end. */
+    if (size && top - chunk + WALK_SPEC_SLACK <= WALK_SPEC_CHUNK_MAX) {
+        /* Room for the stack to grow: WALK_SPEC_SLACK bytes, then to the end of that page (the
+         * kernel pins whole pages, so the rest of the page is nearly free); never past the
+         * chunk's own end. */
+        uint64_t want = ((top + WALK_SPEC_SLACK + 4095) & ~(uint64_t)4095) - chunk;
+
+        if (want > WALK_SPEC_CHUNK_MAX)
+            want = WALK_SPEC_CHUNK_MAX;
         h->chunk = chunk;
-        h->spec_len = top - chunk + 1024 < size ? top - chunk + 1024 : size;
+        h->spec_len = want < size ? want : size;
     }
     h->nextra = s->spec.nseen;
     memcpy(h->extra, s->spec.seen, sizeof(h->extra[0]) * s->spec.nseen);
-    h->ncode = nuniq < WALK_HINT_CODES ? (uint32_t)nuniq : WALK_HINT_CODES;
-    memcpy(h->code, s->uniq, sizeof(h->code[0]) * h->ncode);
+    hint_codes(h, s->uniq, nuniq);
+}
+
+/*
+ * Did the speculative read's tail find the top where its head found it? Only meaningful when
+ * that read was the walk's only one (the caller checks): then the frames the walk used were
+ * all copied between two reads showing the same cframe and current frame. That is the check
+ * the sampler would otherwise make with one more read after the walk (and the same ABA caveat:
+ * a frame popped and another pushed at the same address in between is not seen, the code
+ * header checks catch most of those); the top frame's instruction pointer is not compared,
+ * because a running thread changes it constantly and a sampler accepts that skew.
+ */
+static bool tail_confirms(const struct layout *l, const struct walk_spec *sp,
+                          const struct walk_stack *st)
+{
+    if (!sp->tail_ok)
+        return false;
+    if (LAYOUT_HAS(l, tstate_current_frame))
+        return sp->tail_frame == st->top_frame;
+    if (sp->tail_cframe != st->cframe)
+        return false;
+    return st->cframe == 0 || (sp->tail_at == st->cframe && sp->tail_frame == st->top_frame);
 }
 
 int walk_stack(struct pyproc *pp, uint64_t tstate, struct walk_stack *st, struct ps_err *err)
@@ -744,12 +887,18 @@ int walk_stack(struct pyproc *pp, uint64_t tstate, struct walk_stack *st, struct
     struct walk_hint *h = hint_of(s, tstate);
     uint8_t blk[WALK_BLOCK_MAX];
     size_t nuniq = 0;
+    uint64_t calls;
     int rc;
 
     st->n = 0;
+    st->top_confirmed = false;
+    st->status_bits = 0;
     st->truncated = false;
     st->top_instr = 0;
-    rc = spec_read(pp, s, h, blk, tstate_len(l), err);
+    calls = pp->src->stats.calls;
+    rc = spec_read(pp, st, h, blk, tstate_len(l), err);
+    if (rc == 0 && LAYOUT_HAS(l, tstate_status))
+        st->status_bits = (uint32_t)get_i32(blk, l->tstate_status);
     if (rc == 0)
         rc = top_frame_of(pp, s, h, blk, &st->cframe, &st->top_frame, err);
     if (rc == 0)
@@ -760,6 +909,8 @@ int walk_stack(struct pyproc *pp, uint64_t tstate, struct walk_stack *st, struct
         rc = read_code_headers(pp, st, h, s->idx, &nuniq, err);
     if (rc == 0 && st->n > 0)
         rc = finish_frames(pp, st, s->idx, nuniq, err);
+    if (rc == 0)
+        st->top_confirmed = pp->src->stats.calls == calls + 1 && tail_confirms(l, &s->spec, st);
     if (rc == 0)
         hint_update(l, s, h, blk, st->cframe, nuniq);
     else

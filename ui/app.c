@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The TUI's event loop (see app.h). One poll over: a signalfd (SIGINT, SIGTERM, SIGHUP,
- * SIGQUIT end the session cleanly; SIGWINCH resizes), stdin (keys, read without blocking until
+ * SIGQUIT end the session cleanly; SIGWINCH resizes; SIGTSTP suspends, see ui_app_suspend),
+ * stdin (keys, read without blocking until
  * curses has none left), a 100 ms timerfd (snapshots every UI_SNAP_TICKS ticks, the top table
  * every UI_TOP_TICKS, the tracer's time-driven re-arming), the sampler's timerfd and the
  * tracer's fd. After each wake-up only dirty panes are drawn, each with wnoutrefresh, then
@@ -85,6 +86,8 @@ static const struct ui_pane_ops *const ui_pane_kinds[UI_AREA_COUNT] = {
     [UI_AREA_EXC] = &ui_exc_ops,       [UI_AREA_KEYBAR] = &ui_keybar_ops,
 };
 
+/* Allocate the session. *out is set as soon as the app exists, even if a later allocation
+ * fails, so that ui_attach_run's one cleanup path frees what was built. */
 static int ui_app_new(struct pyproc *pp, const struct ui_attach_opts *o, struct ui_app **out,
                       struct ps_err *err)
 {
@@ -153,6 +156,7 @@ static int ui_loop_fds(struct ui_loop *l, struct ps_err *err)
     (void)sigaddset(&set, SIGHUP);
     (void)sigaddset(&set, SIGQUIT);
     (void)sigaddset(&set, SIGWINCH);
+    (void)sigaddset(&set, SIGTSTP);
     if (sigprocmask(SIG_BLOCK, &set, &l->old_mask) != 0)
         return ps_err_set(err, -errno, "cannot block signals: %s", strerror(errno));
     l->mask_set = true;
@@ -263,12 +267,33 @@ static bool ui_draw(struct ui_app *app, struct ui_loop *l)
     return true;
 }
 
+/*
+ * Ctrl-Z. A suspended pyscope must not hold the target: with exception tracing on, a thread
+ * that raises would stop at the breakpoint and wait for us. So tracing is stopped (breakpoints
+ * removed, threads detached) before the terminal is given back and we stop ourselves; `e`
+ * turns it on again after `fg`.
+ */
+static void ui_app_suspend(struct ui_app *app, struct ui_loop *l)
+{
+    bool tracing = app->tracer != NULL;
+
+    ui_data_tracer_stop(app);
+    (void)endwin();
+    (void)kill(getpid(), SIGSTOP); /* returns once continued (fg) */
+    ui_term_resize(&app->term);
+    ui_app_place(app, l);
+    if (tracing)
+        ui_app_note(app, "exception tracing was stopped for the suspension: e turns it on");
+}
+
 static void ui_on_signal(struct ui_app *app, struct ui_loop *l)
 {
     struct signalfd_siginfo si;
 
     while (read(l->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        if (si.ssi_signo == SIGWINCH) {
+        if (si.ssi_signo == SIGTSTP) {
+            ui_app_suspend(app, l);
+        } else if (si.ssi_signo == SIGWINCH) {
             ui_term_resize(&app->term);
             ui_app_place(app, l);
         } else {
@@ -387,6 +412,9 @@ static int ui_app_start(struct ui_app *app, struct ui_loop *l, struct ps_err *er
 {
     int rc = ui_loop_fds(l, err);
 
+    /* The terminal first: without one, nothing of the target is touched. */
+    if (rc == 0)
+        rc = ui_term_open(&app->term, err);
     if (rc == 0)
         rc = target_install_signal_teardown(err);
     if (rc == 0)
@@ -399,9 +427,6 @@ static int ui_app_start(struct ui_app *app, struct ui_loop *l, struct ps_err *er
         return ps_err_set(err, rc, "out of memory taking a snapshot");
     if (!app->opts.no_exceptions)
         ui_data_tracer_start(app);
-    rc = ui_term_open(&app->term, err);
-    if (rc < 0)
-        return rc;
     ui_app_place(app, l);
     return 0;
 }

@@ -20,9 +20,10 @@
 
 /* Tasks listed in the tasks view (running first): a screenful and then some. */
 #define UI_TASKS_MAX 200
-/* Growth: a sample every second (the rates' resolution), a rescan every minute (new modules,
- * replaced containers). */
-#define UI_GROWTH_RESCAN_S 60.0
+/* Growth: a sample every second (the rates' resolution), a rescan every 10 s (new modules,
+ * replaced containers, and a container whose scan-time read was torn while it resized: busy
+ * ones are the interesting ones). A scan costs a few hundred reads. */
+#define UI_GROWTH_RESCAN_S 10.0
 
 /* Calls per drain: 80 x UI_EV_BATCH events is more than the tracer's ring holds. */
 #define UI_EV_ROUNDS 80
@@ -303,5 +304,6 @@ bool ui_data_tracer_step(struct ui_app *app)
         return true;
     }
     ui_data_exc_rate(app);
-    return ui_data_drain_events(app);
+    /* Paused: the feed stays as shown; the tracer's ring keeps the newest meanwhile. */
+    return app->paused ? false : ui_data_drain_events(app);
 }

@@ -38,7 +38,7 @@ bool ui_data_drain_events(struct ui_app *app);
 /* Create the growth handle, scan and take a first sample; false (and a note) when it fails. */
 bool ui_data_growth_start(struct ui_app *app);
 
-/* Sample the growth handle if any (and rescan it every minute). */
+/* Sample the growth handle if any (and rescan it every UI_GROWTH_RESCAN_S). */
 void ui_data_growth_tick(struct ui_app *app);
 
 /* The target exited: stop the sampler and the tracer, keep the data, say so. Idempotent. */

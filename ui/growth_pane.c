@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The growth view of the lower-right pane (`g`): module-level containers by growth rate, from
- * the growth engine (growth.h) that app_data.c scans once and samples every second while the
- * session runs. The leak the demo service has (RESPONSE_CACHE) climbs to the top here.
+ * the growth engine (growth.h) that app_data.c samples every second and rescans every 10 s
+ * once `g` was pressed. The leak the demo service has (RESPONSE_CACHE) climbs to the top here.
  */
 #include <stdio.h>
 

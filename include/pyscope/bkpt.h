@@ -72,14 +72,24 @@ bool bkpt_armed(const struct bkpt *b);
 bool bkpt_is_hit(const struct bkpt *b, pid_t tid, const siginfo_t *si);
 
 /*
- * perf: enable or disable the counting events (created disabled): every hit while enabled is a
- * debug exception (~1-25 us, more in VMs), so the tracer enables them only while the stopping
- * breakpoint is off, and then in short windows when the rate is high. No-op for debugreg.
+ * perf: enable or disable the counting events (events opened later follow the last setting).
+ * A counted hit never stops the thread, but it is still a debug exception taken by the kernel
+ * (bkpt_count_cost_us: ~10 us in a KVM guest, where #DB exits to the host); while the stopping
+ * event is enabled too, both share that one exception, so counting adds nothing. No-op for
+ * debugreg.
  */
 void bkpt_count_enable(struct bkpt *b, bool on);
 
-/* perf: total hits counted so far (threads gone included); *exact false for debugreg. */
+/* perf: total hits counted so far (threads gone included); *exact false for debugreg or when
+ * a thread's counting event could not be opened. */
 uint64_t bkpt_count(struct bkpt *b, bool *exact);
+
+/*
+ * What one counted hit costs the thread that hits, measured here: a perf counting breakpoint on
+ * a function of pyscope itself, called BKPT_CALIB_CALLS times (about 2 ms). Microseconds per
+ * hit, or a negative value when perf breakpoints are refused. Calling thread; no target needed.
+ */
+double bkpt_count_cost_us(void);
 
 /*
  * Remove everything: perf closes every fd (threads may run); debugreg writes DR7 = 0 then

@@ -41,6 +41,25 @@ struct exc_desc {
 };
 
 /*
+ * Type names by type address, for exc_describe_cached (the tracer describes the same few types
+ * thousands of times). Direct-mapped, EXC_NAME_SLOTS entries (~14 KiB), a collision evicts. An
+ * entry is used only when the type's tp_name pointer and tp_flags, re-read each time (one read,
+ * usually prefetched), still match: a type freed and replaced at the same address by another is
+ * re-read. Not caught: `__module__` or `__qualname__` reassigned on a live class. One thread.
+ */
+#define EXC_NAME_SLOTS 128
+struct exc_name_slot {
+    uint64_t type; /* 0 = empty */
+    uint64_t tp_name;
+    uint64_t flags;
+    char name[EXC_TYPE_MAX];
+};
+struct exc_names {
+    struct exc_name_slot slot[EXC_NAME_SLOTS];
+    uint64_t hits, misses;
+};
+
+/*
  * The exception thread state tstate is raising right now. *out is zeroed when there is none.
  * Errors: read errors, -PS_ECORRUPT.
  */
@@ -61,6 +80,10 @@ int exc_handled(const struct pyproc *pp, uint64_t tstate, uint64_t *exc,
  */
 int exc_describe(const struct pyproc *pp, const struct exc_raw *raw, struct exc_desc *out,
                  struct ps_err *err) PS_WARN_UNUSED;
+
+/* exc_describe taking type names from names (NULL: no cache) and filling it. */
+int exc_describe_cached(const struct pyproc *pp, const struct exc_raw *raw, struct exc_names *names,
+                        struct exc_desc *out, struct ps_err *err) PS_WARN_UNUSED;
 
 /* The exception object's __traceback__ (0 when none or not an instance). */
 int exc_traceback_of(const struct pyproc *pp, uint64_t exc, uint64_t *tb,

@@ -117,6 +117,15 @@ int profile_thread(struct profile *p, uint64_t thread_id, pid_t native_id, const
 uint32_t profile_add(struct profile *p, uint32_t thread, const uint32_t *frames, size_t n,
                      uint64_t count);
 
+/*
+ * Like profile_add, continuing below an existing node: counts the stack whose outer frames are
+ * node's own path, followed by frames[0..n) (outermost first), under node's thread. For a caller
+ * that knows the node of a prefix shared with an earlier stack (the sampler). Returns the leaf;
+ * PROFILE_NONE (nothing counted) for an invalid node.
+ */
+uint32_t profile_add_below(struct profile *p, uint32_t node, const uint32_t *frames, size_t n,
+                           uint64_t count);
+
 /* Count `count` more samples on an existing node (the "stack unchanged" fast path). */
 void profile_add_node(struct profile *p, uint32_t node, uint64_t count);
 

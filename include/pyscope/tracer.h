@@ -11,11 +11,11 @@
  *  - "perf": one perf_event_open execute breakpoint per thread with sigtrap=1, remove_on_exec=1
  *    and sig_data = tid; its SIGTRAP is intercepted by ptrace and swallowed. The kernel removes
  *    it when pyscope's fds close (pyscope dying included). A second, non-stopping perf breakpoint
- *    per thread counts raises while the stopping one is rate-limited off (exactly below 1000
- *    hits/s, by 2% sampling above: a counted hit still costs a debug trap).
+ *    per thread counts hits (see Rate control below: a counted hit never stops the thread but
+ *    is still a debug exception, ~10 us in a KVM guest).
  *  - "debugreg": ptrace debug registers (DR0/DR7 via PTRACE_POKEUSER) where perf events are
  *    refused. WARNING: the kernel keeps these armed if pyscope is SIGKILLed; the target then
- *    dies at its next raise (CPYTHON.md 5.3). No exact count while rate-limited.
+ *    dies at its next raise (CPYTHON.md 5.3). No count while rate-limited off.
  * Threads are seized (target.h) with PTRACE_O_TRACECLONE|PTRACE_O_TRACEEXEC: threads created
  * later are armed at their first stop; an exec ends the trace. Fork children are not traced
  * and inherit no breakpoint (perf events are opened with inherit=0; the kernel clears ptrace
@@ -31,9 +31,11 @@
  * tracer_new; event strings are fixed-size fields, truncated (flagged) when longer.
  *
  * Rate control: a token bucket (rate = opts.max_rate per second, burst = opts.burst). A hit
- * with no token left is counted as not reported, and the stopping breakpoint is disarmed until
- * the bucket holds TRACER_REARM_TOKENS tokens again; meanwhile the counting breakpoint keeps the
- * exact number of raises (perf mode).
+ * with no token left is counted as not reported, and the stopping breakpoint is disarmed (both
+ * mechanisms: debug registers by stopping every thread to clear DR7) until the bucket holds
+ * TRACER_REARM_TOKENS tokens again; meanwhile the counting breakpoint counts hits (perf mode:
+ * exactly while that costs the target under 2%, see tracer_stats.count_exact_rate; debugreg
+ * mode has no counter).
  */
 
 #include <stdbool.h>
@@ -110,9 +112,15 @@ struct tracer_opts {
     unsigned burst;  /* 0 = TRACER_DEFAULT_BURST */
     const char *type_filter; /* report only this type (exact, qualified or bare name); NULL all */
     enum tracer_mech force_mech; /* 0 = auto (perf, else debugreg) */
+    /* perf: count exactly while rate-limited off at any hit rate, although each counted hit
+     * costs the target a debug exception (count_cost_us); default: exactly while that stays
+     * under 2% of the target's time, by 2% sampling above. */
+    bool exact_count;
     /* Optional: called from tracer_step / tracer_stop for each event, in order, after it
      * entered the ring and after the stopped threads were resumed (a slow consumer never holds
-     * a target thread; events overwritten before delivery are lost and counted). */
+     * a target thread; events overwritten before delivery are lost and counted); then once
+     * with ev == NULL after each batch (flush there, not per event). Frames past ev->nframes
+     * are stale. */
     void (*on_event)(void *ctx, const struct tracer_event *ev);
     void *ctx;
 };
@@ -129,11 +137,14 @@ struct tracer_stats {
     uint64_t filtered;          /* raises skipped by the type filter */
     uint64_t not_reported;      /* raises not reported because of the rate limit (counted) */
     uint64_t counted_total;     /* perf mode: every breakpoint hit, stopped (hits) or counted while
-                               rate-limited off (unseen_hits); 0 in debugreg mode */
-    bool counting;              /* counted_total is exact: perf mode, and no counting window was
-                               sampled (above 1000 hits/s while off, the counter runs 2% of the
-                               time and is scaled, because each counted hit costs a trap) */
-    uint64_t unseen_hits;       /* perf: hits while the stopping breakpoint was off */
+                               rate-limited off (unseen_hits); 0 in debugreg mode (no counter) */
+    bool counting;              /* counted_total is exact: perf mode, and the counter never had
+                               to sample (while off above count_exact_rate hits/s it runs 2% of
+                               the time and the rest is estimated from its rate) */
+    double count_cost_us;       /* measured cost of one counted hit to the target (< 0 unknown) */
+    double count_exact_rate;    /* hits/s up to which counting while off stays exact (the rate at
+                                   which it costs the target 2%); < 0: any rate (exact_count) */
+    uint64_t unseen_hits;       /* perf: hits not stopped for (rate-limited off, or at the end) */
     uint64_t unseen_raises_est; /* estimate of the raises among them: unseen_hits times the
                                    raises/hits ratio observed while armed */
     uint64_t read_errors;       /* stops where the exception or stack could not be read */

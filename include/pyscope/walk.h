@@ -34,6 +34,7 @@
 #define WALK_MAX_CHUNKS      256
 #define WALK_MAX_CHUNK_BYTES (8u << 20)
 #define WALK_MAX_DEPTH       8192
+#define WALK_MAX_CO_READS    16
 
 /* One thread state, as listed. */
 struct walk_tstate {
@@ -63,6 +64,25 @@ struct walk_stack {
     uint64_t top_frame;           /* the thread's current frame pointer when read */
     uint64_t cframe;              /* 3.11/3.12: the _PyCFrame it was read through (0 otherwise) */
     uint64_t top_instr;           /* the innermost frame's instruction pointer when read */
+    uint32_t status_bits;         /* 3.12+: the thread state's _status word as read, else 0 */
+    /*
+     * Optional, set by the caller before walk_stack (zeroed by walk_stack_init): up to
+     * WALK_MAX_CO_READS ranges to read in the walk's first scatter read, together with the
+     * thread state (a sampler's per-tick probe words: the GIL, the status word). Borrowed.
+     * When walk_stack returns 0 they are filled (in one more scatter read if the speculative
+     * one failed); on error their contents are unspecified.
+     */
+    const struct memsrc_iov *co_reads;
+    size_t nco_reads;
+    /*
+     * Set by walk_stack: the whole walk took ONE scatter read, which ended (after the frames and
+     * code headers) by reading again where the thread keeps its current frame (3.13: the thread
+     * state's current_frame; 3.11/3.12: its cframe and that _PyCFrame's current_frame), and
+     * found them equal to what the same read found first. Every frame byte was then copied
+     * while the top of the stack stayed put: the check walk_stack_changed makes minus the
+     * top frame's instruction pointer. False whenever that cannot be said.
+     */
+    bool top_confirmed;
     struct walk_scratch *scratch; /* private buffers reused across walks (flat memory) */
 };
 
@@ -91,8 +111,10 @@ void walk_stack_free(struct walk_stack *st);
 /*
  * Walk the frames of thread state tstate into st (innermost first), hiding C-stack shims and
  * incomplete frames. Each frame's code header is read (one scatter read for the stack) and
- * checked: type is PyCode_Type, unit within the bytecode; pass fp to code_cache_resolve. Errors: read errors, -PS_ECORRUPT (a torn or invalid
- * frame: the caller may retry), -PS_EGONE.
+ * checked: type is PyCode_Type, unit within the bytecode; pass fp to code_cache_resolve. Also
+ * reads st->co_reads (see struct walk_stack) and sets st->top_confirmed. Errors: read errors,
+ * -PS_ECORRUPT (a torn or invalid frame: the caller may retry), -PS_EGONE, -EINVAL (more than
+ * WALK_MAX_CO_READS co-reads).
  */
 int walk_stack(struct pyproc *pp, uint64_t tstate, struct walk_stack *st,
                struct ps_err *err) PS_WARN_UNUSED;

@@ -97,6 +97,12 @@ def test_profile_matches_the_targets_own_split(split, pyscope, tmp_path):
     measured = counts["alpha"] / (counts["alpha"] + counts["beta"])
     assert abs(measured - truth) < SHARE_TOLERANCE, (measured, truth, counts)
     assert "torn" in err and "own CPU" in err and "slowest tick" in err  # end statistics
+    # Every alpha/beta stack has the target's one call path (the sampler's prefix reuse must
+    # never graft a leaf onto another stack's callers).
+    for line in out.read_text().splitlines():
+        names = [f.rsplit(" (", 1)[0] for f in line.rpartition(" ")[0].split(";")]
+        if names[-1] in ("alpha", "beta"):
+            assert names == ["<module>", "main", "timed", names[-1]], line
 
 
 def test_speedscope_validates_against_schema(split, pyscope, tmp_path):

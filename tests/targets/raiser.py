@@ -8,7 +8,9 @@ in the main thread and in a thread created for it (so after any tracer attached)
 next generation with the expected events of that round and parks again. With ROUNDS_BEFORE_EXIT
 it exits (status 0) after that many rounds. SIGUSR2 runs a "storm" round instead: raise and
 swallow ValueError in a loop for STORM_S seconds, paced at $RAISER_STORM_RATE per second when set
-(for rate-limit and kill-during-burst tests).
+(for rate-limit and kill-during-burst tests). SIGURG runs a "fork" round: fork a child that runs
+one round (main thread only) and exits 0, wait for it and record its pid, exit code and raise
+count, then run one round in the main thread (so a tracer must still see the parent).
 
 Each expected event: type, message, raise line (the line tagged `# RAISE:<site>`), stack function
 names innermost first (traceback.extract_stack at the raise frame), handler function and line (the
@@ -166,6 +168,26 @@ def park_in_handler(ready):
         PARKED.acquire()
 
 
+def fork_round():
+    """Fork a child that raises one round and exits; return its pid, exit code, raise count."""
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(rfd)
+        log = []
+        round_of(log)
+        os.write(wfd, str(len(log)).encode())
+        os._exit(0)
+    os.close(wfd)
+    data = b""
+    while chunk := os.read(rfd, 64):
+        data += chunk
+    os.close(rfd)
+    _, status = os.waitpid(pid, 0)
+    return {"child_pid": pid, "child_exit": os.waitstatus_to_exitcode(status),
+            "child_raises": int(data or b"-1")}
+
+
 def write(path, doc):
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as out:
@@ -176,7 +198,8 @@ def write(path, doc):
 def main():
     path = sys.argv[1]
     rounds_before_exit = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGUSR2})
+    commands = {signal.SIGUSR1, signal.SIGUSR2, signal.SIGURG}
+    signal.pthread_sigmask(signal.SIG_BLOCK, commands)
     ready = threading.Event()
     parked = threading.Thread(target=park_in_handler, args=(ready,), name="in-handler",
                               daemon=True)
@@ -188,18 +211,21 @@ def main():
     write(path, dict(base, generation=0, events=[]))
     generation = 0
     while True:
-        sig = signal.sigwait({signal.SIGUSR1, signal.SIGUSR2})
+        sig = signal.sigwait(commands)
         generation += 1
-        main_log, thread_log, storms = [], [], 0
+        main_log, thread_log, storms, forked = [], [], 0, {}
         if sig == signal.SIGUSR2:
             storms = storm(float(os.environ.get("RAISER_STORM_RATE", "0")))
+        elif sig == signal.SIGURG:
+            forked = fork_round()
+            round_of(main_log)
         else:
             round_of(main_log)
             worker = threading.Thread(target=round_of, args=(thread_log,), name="late-raiser")
             worker.start()
             worker.join()
         write(path, dict(base, generation=generation, events=main_log + thread_log,
-                         storm=storms))
+                         storm=storms, storm_seconds=STORM_S, **forked))
         if rounds_before_exit and generation >= rounds_before_exit:
             return
 
