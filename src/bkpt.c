@@ -399,7 +399,8 @@ double bkpt_count_cost_us(void)
         if (best < 0 || us < best)
             best = us;
     }
-    if (bkpt_read_count((int)fd) < BKPT_CALIB_CALLS / BKPT_CALIB_BATCHES * BKPT_CALIB_BATCHES)
+    if (bkpt_read_count((int)fd) <
+        (uint64_t)(BKPT_CALIB_CALLS / BKPT_CALIB_BATCHES) * BKPT_CALIB_BATCHES)
         best = -1.0; /* the breakpoint did not count: no estimate */
     (void)close((int)fd);
     return best;

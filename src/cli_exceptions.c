@@ -7,13 +7,16 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "pyscope/cli.h"
+#include "pyscope/outq.h"
 #include "pyscope/pyproc.h"
 #include "pyscope/tracer.h"
 
@@ -41,6 +44,8 @@ struct exc_out {
     struct exc_row *rows; /* EXC_SUMMARY_MAX */
     size_t nrows;
     uint64_t other_rows;
+    bool closing;   /* stdout failed: the trace is being ended */
+    struct outq *q; /* non-blocking stdout while threads are under ptrace */
 };
 
 static const char exc_usage[] =
@@ -215,7 +220,8 @@ static void exc_jl_raw(struct exc_jl *j, const char *s, size_t len)
     }
 }
 
-static void exc_jl_fmt(struct exc_jl *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void exc_jl_fmt(struct exc_jl *j, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void exc_jl_fmt(struct exc_jl *j, const char *fmt, ...)
 {
     char tmp[128];
@@ -223,7 +229,7 @@ static void exc_jl_fmt(struct exc_jl *j, const char *fmt, ...)
     int n;
 
     va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    n = vsnprintf(tmp, sizeof(tmp), fmt, ap); // NOLINT(clang-analyzer-valist.*): clang 14 FP
     va_end(ap);
     if (n > 0)
         exc_jl_raw(j, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
@@ -378,14 +384,24 @@ static void exc_on_event(void *ctx, const struct tracer_event *ev)
 {
     struct exc_out *o = ctx;
 
+    FILE *fp;
+
     if (!ev) { /* end of a batch */
-        (void)fflush(stdout);
+        /* A reader that went away (`| head`): end the trace cleanly through tracer_run's own
+         * SIGTERM path; SIGPIPE is ignored (exc_run), since dying with a hit in flight could
+         * kill the target. A reader that is merely slow never blocks us (outq.h). */
+        if (outq_drain(o->q) == -EPIPE && !o->closing) {
+            o->closing = true;
+            (void)raise(SIGTERM);
+        }
         return;
     }
-    if (o->a->json)
-        exc_json_event(stdout, ev);
-    else if (ev->kind == TRACER_EV_END)
-        exc_text(stdout, o->a, ev);
+    fp = outq_begin(o->q);
+    if (fp && o->a->json)
+        exc_json_event(fp, ev);
+    else if (fp && ev->kind == TRACER_EV_END)
+        exc_text(fp, o->a, ev);
+    outq_commit(o->q);
     if (ev->kind == TRACER_EV_END && o->a->summary)
         exc_summary_add(o, ev);
 }
@@ -413,8 +429,9 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
         return;
     }
     if (s->counted_total == 0 && s->disarms > 0)
-        (void)snprintf(unseen, sizeof(unseen), "raises while rate-limited off not counted "
-                                               "(debug registers have no counter)");
+        (void)snprintf(unseen, sizeof(unseen),
+                       "raises while rate-limited off not counted "
+                       "(debug registers have no counter)");
     else
         (void)snprintf(unseen, sizeof(unseen),
                        "%llu breakpoint hits while rate-limited off (%s; about %llu raises)",
@@ -429,15 +446,18 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
 }
 
 static void exc_report_start(const struct cli_common *c, const struct exc_args *a,
-                             const struct pyproc *pp, const struct tracer *t)
+                             struct exc_out *o, const struct pyproc *pp, const struct tracer *t)
 {
     char msg[256];
 
     if (a->json) {
-        exc_json_put(stdout,
-                     json_pack("{s:s, s:i, s:s, s:s}", "event", "start", "pid", (int)pp->pid,
-                               "python", pp->loc.version, "mechanism", tracer_mechanism(t)));
-        (void)fflush(stdout);
+        FILE *fp = outq_begin(o->q);
+
+        if (fp)
+            exc_json_put(fp,
+                         json_pack("{s:s, s:i, s:s, s:s}", "event", "start", "pid", (int)pp->pid,
+                                   "python", pp->loc.version, "mechanism", tracer_mechanism(t)));
+        outq_commit(o->q);
         return;
     }
     (void)snprintf(msg, sizeof(msg),
@@ -460,17 +480,35 @@ static int exc_run(const struct cli_common *c, const struct exc_args *a, struct 
     struct tracer *t = NULL;
     struct tracer_stats *st = NULL;
     const char *why = "error";
+    struct ps_err oerr = {0};
     int rc = pyproc_open(a->pid, &pp, &err);
 
-    if (rc < 0)
+    if (rc == 0)
+        rc = outq_open(STDOUT_FILENO, OUTQ_DEFAULT_CAP, &o->q, &err);
+    if (rc < 0) {
+        pyproc_close(pp);
         return cli_fail(c, &err, rc);
+    }
     if (pp->warning[0])
         cli_log(c, "warning", 0, pp->warning);
+    (void)signal(SIGPIPE, SIG_IGN); /* a closed stdout is an EPIPE to handle, not a death */
     rc = tracer_new(pp, &to, &t, &err);
     if (rc < 0)
         goto out_close;
-    exc_report_start(c, a, pp, t);
+    exc_report_start(c, a, o, pp, t);
     rc = tracer_run(t, a->duration, &why, &err);
+    /* The target is released: what the reader did not take yet may now be written blocking. */
+    if (outq_finish(o->q, &oerr) < 0 && rc == 0)
+        why = "output closed";
+    if (outq_dropped(o->q) > 0) {
+        char msg[160];
+
+        (void)snprintf(msg, sizeof(msg),
+                       "%llu records were dropped because the output was not read fast enough "
+                       "(pyscope never waits for its reader while it holds the target)",
+                       (unsigned long long)outq_dropped(o->q));
+        cli_log(c, "warning", 0, msg);
+    }
     st = malloc(sizeof(*st));
     if (st) {
         tracer_stats(t, st);
@@ -481,6 +519,8 @@ static int exc_run(const struct cli_common *c, const struct exc_args *a, struct 
     free(st);
     tracer_free(t);
 out_close:
+    outq_close(o->q);
+    o->q = NULL;
     pyproc_close(pp);
     return rc < 0 ? cli_fail(c, &err, rc) : CLI_EXIT_OK;
 }

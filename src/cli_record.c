@@ -26,7 +26,9 @@
 #include "pyscope/out_profile.h"
 #include "pyscope/profile.h"
 #include "pyscope/pyproc.h"
+#include "pyscope/procstat.h"
 #include "pyscope/sampler.h"
+#include "pyscope/subproc.h"
 
 /* `run`: how long to wait for the child's runtime to become readable, and how often to try. */
 #define RUN_START_TIMEOUT_MS 10000
@@ -35,7 +37,7 @@
 struct record_args {
     struct sampler_opts so;
     enum out_profile_format format;
-    bool per_thread, quiet;
+    bool per_thread, quiet, subprocesses;
     const char *output;
     pid_t pid;
     char **cmd; /* run: the command */
@@ -59,6 +61,9 @@ static const char record_usage[] =
     "  --threads           one root per thread in the output\n"
     "  --thread NAME|ID    only the thread with this name, ident or native id\n"
     "  --blocking          stop the threads for each sample (exact, slower for the target)\n"
+    "  --subprocesses      also sample the Python processes it starts (children, grandchildren),\n"
+    "                      one root per process in the output\n"
+    "  --tasks             root each stack at the asyncio task running it (\"task: NAME\")\n"
     "  -q, --quiet         no live status line and no statistics on stderr\n"
     "\n"
     "run: the command's exit status becomes pyscope's (128+N when killed by signal N).\n";
@@ -68,7 +73,9 @@ enum record_opt {
     OPT_GIL,
     OPT_THREADS,
     OPT_THREAD,
-    OPT_BLOCKING
+    OPT_BLOCKING,
+    OPT_SUBPROCESSES,
+    OPT_TASKS
 };
 
 static const struct option record_opts[] = {
@@ -81,6 +88,8 @@ static const struct option record_opts[] = {
     {"threads", no_argument, NULL, OPT_THREADS},
     {"thread", required_argument, NULL, OPT_THREAD},
     {"blocking", no_argument, NULL, OPT_BLOCKING},
+    {"subprocesses", no_argument, NULL, OPT_SUBPROCESSES},
+    {"tasks", no_argument, NULL, OPT_TASKS},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     CLI_LONGOPT_LOG_FORMAT,
@@ -123,6 +132,8 @@ static int record_opt(const struct cli_common *c, struct record_args *a, int opt
     case OPT_THREADS: a->per_thread = true; return -1;
     case OPT_THREAD: a->so.thread = arg; return -1;
     case OPT_BLOCKING: a->so.blocking = true; return -1;
+    case OPT_SUBPROCESSES: a->subprocesses = true; return -1;
+    case OPT_TASKS: a->so.tasks = true; return -1;
     case 'q': a->quiet = true; return -1;
     case CLI_OPT_LOG_FORMAT: return -1;
     case 'h': (void)fputs(record_usage, stdout); return CLI_EXIT_OK;
@@ -173,6 +184,22 @@ static double self_cpu_seconds(void)
         return 0;
     return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static void print_subproc_stats(const struct subproc *g)
+{
+    struct subproc_stats ss;
+
+    if (!g)
+        return;
+    subproc_stats_get(g, &ss);
+    (void)fprintf(stderr,
+                  "pyscope: subprocesses: %llu followed (%llu still running), %llu samples, "
+                  "torn %llu, failed %llu; %llu not Python, %llu over the cap of %d\n",
+                  (unsigned long long)ss.followed, (unsigned long long)ss.active,
+                  (unsigned long long)ss.samples, (unsigned long long)ss.torn,
+                  (unsigned long long)ss.errors, (unsigned long long)ss.not_python,
+                  (unsigned long long)ss.over_cap, SUBPROC_MAX);
 }
 
 static void print_stats(const struct sampler_stats *st, const struct profile *p)
@@ -247,10 +274,35 @@ static int write_profile(const struct record_args *a, const struct profile *p, F
     return out_profile_write(f, a->format, p, &o, err);
 }
 
+/* --subprocesses: the root's own process frame, and the group following its descendants. */
+static int follow_subprocesses(const struct record_args *a, struct pyproc *pp, struct profile *p,
+                               struct sampler_opts *so, char *frame, size_t cap, struct subproc **g,
+                               struct ps_err *err)
+{
+    struct ps_err ignored = {0};
+    char comm[32] = "";
+    int rc;
+
+    if (!a->subprocesses)
+        return 0;
+    if (procstat_comm(pp->pid, comm, sizeof(comm), &ignored) < 0)
+        comm[0] = '\0';
+    (void)snprintf(frame, cap, "process %d %s", (int)pp->pid, comm);
+    so->process_frame = frame;
+    rc = subproc_new(pp->pid, p, so, g, err);
+    if (rc == 0) {
+        so->on_tick = subproc_tick;
+        so->tick_arg = *g;
+    }
+    return rc;
+}
+
 /* Sample pp until the end, then write the output. */
 static int record_pyproc(const struct record_args *a, struct pyproc *pp, struct ps_err *err)
 {
     struct sampler_opts so = a->so;
+    struct subproc *group = NULL;
+    char frame[64];
     struct out_samples *samples = NULL;
     struct profile *p = NULL;
     struct sampler *s = NULL;
@@ -266,6 +318,8 @@ static int record_pyproc(const struct record_args *a, struct pyproc *pp, struct 
         so.on_sample = out_samples_on_sample;
         so.sample_arg = samples;
     }
+    if (rc == 0)
+        rc = follow_subprocesses(a, pp, p, &so, frame, sizeof(frame), &group, err);
     if (!a->quiet && isatty(STDERR_FILENO))
         so.on_status = on_status;
     if (rc == 0)
@@ -284,8 +338,11 @@ static int record_pyproc(const struct record_args *a, struct pyproc *pp, struct 
     }
     if (f)
         rc = close_output(a, f, rc, err);
-    if (rc == 0 && !a->quiet)
+    if (rc == 0 && !a->quiet) {
         print_stats(&st, p);
+        print_subproc_stats(group);
+    }
+    subproc_free(group);
     sampler_free(s);
     profile_free(p);
     return rc;

@@ -170,8 +170,8 @@ static int exc_type_key(const struct pyproc *pp, uint64_t type, uint64_t *tp_nam
 }
 
 /* A type's display name, through the cache when there is one. */
-static int exc_type_name(const struct pyproc *pp, uint64_t type, struct exc_names *names,
-                         char *buf, size_t cap, struct ps_err *err)
+static int exc_type_name(const struct pyproc *pp, uint64_t type, struct exc_names *names, char *buf,
+                         size_t cap, struct ps_err *err)
 {
     struct exc_name_slot *s = names ? &names->slot[(type >> 4) % EXC_NAME_SLOTS] : NULL;
     uint64_t tp_name = 0, flags = 0;
@@ -196,8 +196,8 @@ static int exc_type_name(const struct pyproc *pp, uint64_t type, struct exc_name
 }
 
 /* Type name of a chained exception `other` ("" when NULL/None/unreadable). */
-static void exc_chained(const struct pyproc *pp, uint64_t other, struct exc_names *names,
-                        char *buf, size_t cap)
+static void exc_chained(const struct pyproc *pp, uint64_t other, struct exc_names *names, char *buf,
+                        size_t cap)
 {
     struct ps_err ignored = {0};
     uint64_t type = 0;

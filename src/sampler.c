@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The sampler's tick (see sampler.h): re-list threads now and then, probe every followed
- * thread and the GIL in one scatter read, then count a stack per selected thread: reused when
+ * The sampler's tick (see sampler.h): re-list threads now and then, probe the threads that are
+ * not busy and the GIL in one scatter read, then count a stack per selected thread: reused when
  * the probe shows its top frame and instruction unchanged, else walked, checked for tearing and
- * resolved through the location cache. The timer and the blocking loop are in sampler_loop.c.
+ * resolved through the prefix and location caches. A busy thread is walked without a probe,
+ * its GIL words read by the walk's own read. The timer and the loops are in sampler_loop.c.
+ *
+ * Cost model (docs/performance.md): on this class of VM the kernel charges ~0.5 us per range
+ * of a process_vm_readv on top of ~2 us per call, so the probe reads neighbouring words as one
+ * range (the GIL's two words, a thread state's status and frame holder).
  *
  * Invariants: memory is fixed after sampler_new (thread table, walk buffer, location cache);
  * the location cache and each thread's previous node are dropped whenever the profile's
@@ -142,6 +147,9 @@ static int relist(struct sampler *s, double now, struct ps_err *err)
     s->ninterps = ni;
     if (names)
         find_thread_registry(s);
+    rc = sampler_tasks_refresh(s, err);
+    if (rc < 0)
+        return rc;
     memcpy(s->old, s->threads, sizeof(*s->old) * nold);
     for (size_t i = 0; i < n; i++) {
         struct sthread *t = &s->threads[i];
@@ -161,26 +169,63 @@ static int relist(struct sampler *s, double now, struct ps_err *err)
 /* ---- probe ------------------------------------------------------------------------------- */
 
 /* Queue the probe ranges of one thread. */
+/* Offset of the thread-state word that leads to the current frame: 3.13 current_frame, else
+ * cframe (both Include/cpython/pystate.h). */
+static int32_t holder_off(const struct layout *l)
+{
+    return LAYOUT_HAS(l, tstate_current_frame) ? l->tstate_current_frame : l->tstate_cframe;
+}
+
+/* The status word and the frame holder as one range [*lo, *hi) of the thread state, when
+ * they are close (one range costs the kernel less than two: see walk.c). */
+static bool tstate_span(const struct layout *l, const struct sthread *t, int32_t *lo, int32_t *hi)
+{
+    int32_t h = holder_off(l);
+
+    if (!t->ts.has_status || h < 0 || l->tstate_status < 0)
+        return false;
+    *lo = h < l->tstate_status ? h : l->tstate_status;
+    *hi = h + 8 > l->tstate_status + 4 ? h + 8 : l->tstate_status + 4;
+    return *hi - *lo <= SAMPLER_TSPAN;
+}
+
+/* Queue the probe ranges of one thread. */
 static size_t probe_thread_iov(const struct layout *l, struct sthread *t, struct memsrc_iov *iov)
 {
+    uint64_t *holder = LAYOUT_HAS(l, tstate_current_frame) ? &t->frame : &t->cframe;
+    int32_t lo, hi;
     size_t n = 0;
 
     t->cframe = t->frame = t->instr = 0;
     t->status = 0;
-    if (t->ts.has_status)
-        iov[n++] = (struct memsrc_iov){t->ts.addr + (uint64_t)l->tstate_status, &t->status, 4};
-    if (LAYOUT_HAS(l, tstate_current_frame)) {
-        iov[n++] =
-            (struct memsrc_iov){t->ts.addr + (uint64_t)l->tstate_current_frame, &t->frame, 8};
+    t->tspan = tstate_span(l, t, &lo, &hi);
+    if (t->tspan) {
+        iov[n++] = (struct memsrc_iov){t->ts.addr + (uint64_t)lo, t->tblk, (size_t)(hi - lo)};
     } else {
-        iov[n++] = (struct memsrc_iov){t->ts.addr + (uint64_t)l->tstate_cframe, &t->cframe, 8};
-        if (t->has_prev && t->prev_cframe)
-            iov[n++] = (struct memsrc_iov){t->prev_cframe + (uint64_t)l->cframe_current_frame,
-                                           &t->frame, 8};
+        if (t->ts.has_status)
+            iov[n++] = (struct memsrc_iov){t->ts.addr + (uint64_t)l->tstate_status, &t->status, 4};
+        iov[n++] = (struct memsrc_iov){t->ts.addr + (uint64_t)holder_off(l), holder, 8};
     }
+    if (!LAYOUT_HAS(l, tstate_current_frame) && t->has_prev && t->prev_cframe)
+        iov[n++] =
+            (struct memsrc_iov){t->prev_cframe + (uint64_t)l->cframe_current_frame, &t->frame, 8};
     if (t->has_prev && t->prev_frame)
         iov[n++] = (struct memsrc_iov){t->prev_frame + (uint64_t)l->frame_instr, &t->instr, 8};
     return n;
+}
+
+/* After a successful probe read: the words read as one span. */
+static void probe_thread_parse(const struct layout *l, struct sthread *t)
+{
+    int32_t lo, hi;
+
+    if (!t->tspan || !tstate_span(l, t, &lo, &hi))
+        return;
+    t->status = layout_get_u32(t->tblk, l->tstate_status - lo);
+    if (LAYOUT_HAS(l, tstate_current_frame))
+        t->frame = layout_get_u64(t->tblk, holder_off(l) - lo);
+    else
+        t->cframe = layout_get_u64(t->tblk, holder_off(l) - lo);
 }
 
 /* The byte range [lo, hi) of the GIL struct holding last_holder and locked; false when it does
@@ -265,8 +310,11 @@ static void probe(struct sampler *s)
         for (size_t k = 0; ok && first_batch && k < s->ninterps; k++)
             gil_parse(l, &s->interps[k]);
         first_batch = false;
-        for (size_t k = first; k < i; k++)
+        for (size_t k = first; k < i; k++) {
             s->threads[k].probe_ok = ok && probed(&s->threads[k]);
+            if (s->threads[k].probe_ok)
+                probe_thread_parse(l, &s->threads[k]);
+        }
         if (!ok)
             s->relist_now = true;
     }
@@ -348,27 +396,27 @@ static int resolve_stack(struct sampler *s, size_t *n, struct ps_err *err)
 
 static bool pfx_same(const struct pfx_frame *e, const struct walk_frame *f)
 {
-    return e->frame == f->frame_addr && e->code == f->code_addr &&
-           e->unit == (uint64_t)f->unit && e->fp == fp_hash(&f->fp);
+    return e->frame == f->frame_addr && e->code == f->code_addr && e->unit == (uint64_t)f->unit &&
+           e->fp == fp_hash(&f->fp);
 }
 
 /* The trie node of the slot's first k frames: up from its leaf, checking every step against
  * the frame ids it recorded (PROFILE_NONE when the path is not what it recorded, e.g. the
- * "[profile full]" node). */
-static uint32_t pfx_node(const struct profile *p, const struct sprefix *x, size_t k)
+ * "[profile full]" node). Frame d - 1 of a stack sits at depth d + depth0 (depth0: the depth of
+ * the thread's base node, 1 below a process frame). */
+static uint32_t pfx_node(const struct profile *p, const struct sprefix *x, size_t k, size_t depth0)
 {
+    const struct profile_node *nd;
     uint32_t node = x->leaf;
 
     for (size_t d = x->n; d > k; d--) {
-        const struct profile_node *nd = profile_node_get(p, node);
-
-        if (!nd || nd->depth != d || nd->frame != x->f[d - 1].id)
+        nd = profile_node_get(p, node);
+        if (!nd || nd->depth != d + depth0 || nd->frame != x->f[d - 1].id)
             return PROFILE_NONE;
         node = nd->parent;
     }
-    return k == 0 || (profile_node_get(p, node) && profile_node_get(p, node)->depth == k)
-               ? node
-               : PROFILE_NONE;
+    nd = profile_node_get(p, node);
+    return nd && nd->depth == k + depth0 ? node : PROFILE_NONE;
 }
 
 /* Resolve the frames past the shared prefix k into the slot and s->ids (outermost first). */
@@ -416,14 +464,14 @@ static int pfx_resolve_stack(struct sampler *s, const struct sthread *t, struct 
     int rc;
 
     *pl = (struct pfx_plan){.node = PROFILE_NONE};
-    if (s->st.truncated || n > SAMPLER_PREFIX_DEPTH) {
+    if (s->st.truncated || n > SAMPLER_PREFIX_DEPTH || s->tasks) { /* --tasks: no prefixes */
         x->n = 0;
         return resolve_stack(s, &pl->n, err);
     }
     if (x->n && x->tstate == t->ts.addr && x->pthread == t->pthread) {
         while (k < n && k < x->n && pfx_same(&x->f[k], &s->st.frames[n - 1 - k]))
             k++;
-        node = pfx_node(s->prof, x, k);
+        node = pfx_node(s->prof, x, k, profile_node_get(s->prof, t->base_node)->depth);
     }
     if (node == PROFILE_NONE)
         k = 0;
@@ -437,11 +485,12 @@ static int pfx_resolve_stack(struct sampler *s, const struct sthread *t, struct 
 static uint32_t pfx_add(struct sampler *s, const struct sthread *t, const struct pfx_plan *pl)
 {
     struct sprefix *x = &s->pfx[(t->ts.addr >> 6) % SAMPLER_PREFIX_SLOTS];
+    uint32_t base = s->tasks ? sampler_tasks_base(s, t) : t->base_node;
     uint32_t leaf = pl->node == PROFILE_NONE
-                        ? profile_add(s->prof, t->pthread, s->ids, pl->n, 1)
+                        ? profile_add_below(s->prof, base, s->ids, pl->n, 1)
                         : profile_add_below(s->prof, pl->node, s->ids + pl->k, pl->n - pl->k, 1);
 
-    if (s->st.truncated || pl->n > SAMPLER_PREFIX_DEPTH)
+    if (s->st.truncated || pl->n > SAMPLER_PREFIX_DEPTH || s->tasks)
         return leaf;
     x->tstate = t->ts.addr;
     x->pthread = t->pthread;
@@ -450,11 +499,30 @@ static uint32_t pfx_add(struct sampler *s, const struct sthread *t, const struct
     return leaf;
 }
 
+/* The thread's profile root, and its base node (the root, or the process frame below it). */
 static int ensure_pthread(struct sampler *s, struct sthread *t, struct ps_err *err)
 {
+    uint64_t key = t->ts.thread_id;
+    int rc;
+
     if (t->pthread != PROFILE_NONE)
         return 0;
-    return profile_thread(s->prof, t->ts.thread_id, t->ts.native_id, t->name, &t->pthread, err);
+    if (s->process_frame[0])
+        key ^= (uint64_t)s->pp->pid * 0x9e3779b97f4a7c15ull; /* idents repeat across processes */
+    rc = profile_thread(s->prof, key, t->ts.native_id, t->name, &t->pthread, err);
+    if (rc < 0)
+        return rc;
+    t->base_node = profile_thread_get(s->prof, t->pthread)->root;
+    if (s->process_frame[0]) {
+        uint32_t f = profile_frame_intern(s->prof, s->process_frame, "", -1);
+
+        t->base_node = profile_add(s->prof, t->pthread, &f, 1, 0);
+    }
+    if (t->base_node == PROFILE_NONE) {
+        t->pthread = PROFILE_NONE;
+        return ps_err_set(err, -PS_ELIMIT, "the profile is full");
+    }
+    return 0;
 }
 
 static void emit(struct sampler *s, const struct sthread *t, double now, bool active, bool gil)

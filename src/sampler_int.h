@@ -18,10 +18,14 @@
  * shared probe (cheaper for a thread that stopped moving). */
 #define SAMPLER_STILL_MAX 8
 
+/* Most bytes of a thread state the probe reads as one range (status word + frame holder). */
+#define SAMPLER_TSPAN 64
+
 /* One followed thread. */
 struct sthread {
     struct walk_tstate ts;
     uint32_t pthread;   /* profile thread id, PROFILE_NONE until first counted */
+    uint32_t base_node; /* where its stacks start: its root, or the process frame below it */
     bool wanted;        /* passes the --thread filter */
     bool named;         /* its name was read at least once */
     bool has_prev;      /* prev_* describe its last counted sample */
@@ -33,6 +37,8 @@ struct sthread {
     uint32_t prev_node;
     /* probe results of the current tick */
     bool probe_ok;
+    bool tspan; /* status and frame holder were read as one range into tblk */
+    uint8_t tblk[SAMPLER_TSPAN];
     uint32_t status;
     uint64_t cframe, frame, instr;
     char name[SAMPLER_NAME_MAX];
@@ -76,11 +82,20 @@ struct sinterp {
     uint8_t words[SAMPLER_GIL_SPAN]; /* the range read, parsed into locked/holder */
 };
 
+/* --tasks: asyncio tasks remembered per re-list (coroutine address -> name), sorted by coro. */
+#define SAMPLER_TASKS_MAX 1024
+
+struct stask {
+    uint64_t coro;
+    char name[SAMPLER_NAME_MAX]; /* "task: NAME" */
+};
+
 struct sampler {
     struct pyproc *pp;
     struct profile *prof;
     struct sampler_opts opts;
     char thread_filter[SAMPLER_THREAD_FILTER_MAX];
+    char process_frame[SAMPLER_NAME_MAX]; /* "" = none */
     int tfd;
     double period;   /* seconds */
     double next_due; /* CLOCK_MONOTONIC seconds of the next tick */
@@ -104,7 +119,18 @@ struct sampler {
     struct sprefix *pfx; /* SAMPLER_PREFIX_SLOTS */
     uint32_t truncated_frame;
     struct sampler_stats stats;
+    struct stask *tasks; /* SAMPLER_TASKS_MAX when opts.tasks, else NULL */
+    size_t ntasks;
 };
+
+/* --tasks (sampler_tasks.c): rebuild the coroutine -> task name map (at a re-list). A target
+ * without asyncio, or whose registries cannot be read, just gets an empty map. Errors:
+ * -ENOMEM, -PS_EGONE. */
+int sampler_tasks_refresh(struct sampler *s, struct ps_err *err) PS_WARN_UNUSED;
+
+/* --tasks: the node the walked stack s->st of t is counted under: a "task: NAME" node below
+ * t->base_node when one of its coroutine frames is a known task's, else t->base_node. */
+uint32_t sampler_tasks_base(struct sampler *s, const struct sthread *t);
 
 /* CLOCK_MONOTONIC and CLOCK_REALTIME in seconds. */
 double sampler_now(void);

@@ -97,6 +97,8 @@ static int alloc_tables(struct sampler *s, struct ps_err *err)
     s->ids = calloc(WALK_MAX_DEPTH + 1, sizeof(*s->ids));
     s->loc = calloc(SAMPLER_LOC_CACHE, sizeof(*s->loc));
     s->pfx = calloc(SAMPLER_PREFIX_SLOTS, sizeof(*s->pfx));
+    if (s->opts.tasks && !(s->tasks = calloc(SAMPLER_TASKS_MAX, sizeof(*s->tasks))))
+        return ps_err_set(err, -ENOMEM, "out of memory creating the sampler");
     if (!s->threads || !s->old || !s->ts || !s->winterps || !s->ids || !s->loc || !s->pfx)
         return ps_err_set(err, -ENOMEM, "out of memory creating the sampler");
     return walk_stack_init(&s->st, err);
@@ -119,8 +121,11 @@ int sampler_new(struct pyproc *pp, struct profile *p, const struct sampler_opts 
     s->prof = p;
     s->opts = *opts;
     s->opts.thread = NULL;
+    s->opts.process_frame = NULL;
     if (opts->thread)
         (void)snprintf(s->thread_filter, sizeof(s->thread_filter), "%s", opts->thread);
+    if (opts->process_frame)
+        (void)snprintf(s->process_frame, sizeof(s->process_frame), "%s", opts->process_frame);
     s->period = 1.0 / hz;
     s->t0 = s->next_due = sampler_now();
     s->rng = (uint64_t)(s->t0 * 1e9) ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
@@ -147,6 +152,7 @@ void sampler_free(struct sampler *s)
     if (s->tfd >= 0)
         (void)close(s->tfd);
     walk_stack_free(&s->st);
+    free(s->tasks);
     free(s->pfx);
     free(s->loc);
     free(s->ids);
@@ -326,6 +332,8 @@ int sampler_run(struct sampler *s, struct ps_err *err)
         now = sampler_now();
         if (rc == 0 && s->stats.end == SAMPLER_END_NONE && now >= s->next_due) {
             rc = sampler_sample_once(s, err);
+            if (rc == 0 && s->opts.on_tick)
+                rc = s->opts.on_tick(s->opts.tick_arg, err);
             now = sampler_now();
             advance_due(s, now);
         }

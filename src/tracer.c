@@ -534,8 +534,7 @@ static void tr_memo_use(struct tracer *t, pid_t tid, bool on)
  * thread state, so the exception pointer comes free), then the exception object with the hit
  * frame's f_frame in one read; a new raise adds two levels (tr_describe).
  */
-static void tr_hit_read(struct tracer *t, pid_t tid, const struct walk_tstate *w,
-                        uint64_t frameobj)
+static void tr_hit_read(struct tracer *t, pid_t tid, const struct walk_tstate *w, uint64_t frameobj)
 {
     struct ps_err ignored = {0};
     bool walked = walk_stack(t->pp, w->addr, &t->stack, &ignored) == 0 && t->stack.n > 0;

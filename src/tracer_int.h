@@ -14,9 +14,9 @@
 #include "pyscope/memsrc.h"
 #include "pyscope/pyproc.h"
 
-#define TR_MEMO_RANGES 48          /* ranges kept per stop; more are read but not kept */
-#define TR_MEMO_BYTES  (64u << 10) /* bytes kept per stop (a walker's chunk copy fits) */
-#define TR_MEMO_THREADS 16         /* threads whose last stop's ranges are remembered */
+#define TR_MEMO_RANGES  48          /* ranges kept per stop; more are read but not kept */
+#define TR_MEMO_BYTES   (64u << 10) /* bytes kept per stop (a walker's chunk copy fits) */
+#define TR_MEMO_THREADS 16          /* threads whose last stop's ranges are remembered */
 
 /*
  * A memory source wrapping `inner` for the duration of one breakpoint stop: every range read

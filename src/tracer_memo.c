@@ -25,7 +25,7 @@ struct tr_memo_range {
     uint64_t addr;
     size_t off; /* into the arena */
     size_t len;
-    bool used;  /* a reader needed it during this stop */
+    bool used; /* a reader needed it during this stop */
 };
 
 /* The ranges a thread's last stop used, replayed at its next stop in one scatter read. */
@@ -43,10 +43,10 @@ struct tr_memo {
     struct memsrc *inner; /* borrowed */
     size_t nranges, used;
     struct tr_memo_range r[TR_MEMO_RANGES];
-    struct memsrc_iov *miss;        /* MEMSRC_MAX_IOV scratch */
-    uint8_t *arena;                 /* TR_MEMO_BYTES */
-    struct tr_memo_replay *replay;  /* TR_MEMO_THREADS, direct-mapped by tid */
-    struct memsrc_iov *replay_iov;  /* TR_MEMO_RANGES scratch */
+    struct memsrc_iov *miss;       /* MEMSRC_MAX_IOV scratch */
+    uint8_t *arena;                /* TR_MEMO_BYTES */
+    struct tr_memo_replay *replay; /* TR_MEMO_THREADS, direct-mapped by tid */
+    struct memsrc_iov *replay_iov; /* TR_MEMO_RANGES scratch */
 };
 
 static const struct memsrc_ops tr_memo_ops;
@@ -215,7 +215,8 @@ void tr_memo_prefetch(struct memsrc *memo, const struct memsrc_iov *iov, size_t 
         if (!r)
             break;
         r->used = false;
-        m->miss[k++] = (struct memsrc_iov){.addr = r->addr, .buf = m->arena + r->off, .len = r->len};
+        m->miss[k++] =
+            (struct memsrc_iov){.addr = r->addr, .buf = m->arena + r->off, .len = r->len};
         m->used += r->len;
         m->nranges++;
     }
@@ -288,7 +289,8 @@ void tr_prefetch_exc(struct memsrc *memo, const struct pyproc *pp, uint64_t tsta
     if (frameobj && l->frameobj_f_frame >= 0)
         iov[n++] = (struct memsrc_iov){.addr = frameobj + (uint64_t)l->frameobj_f_frame, .len = 8};
     if (exc && exc != pp->loc.syms.none && (exc & 7) == 0)
-        iov[n++] = (struct memsrc_iov){.addr = exc, .len = tr_memo_page_len(exc, tr_exc_len(l), 16)};
+        iov[n++] =
+            (struct memsrc_iov){.addr = exc, .len = tr_memo_page_len(exc, tr_exc_len(l), 16)};
     tr_memo_prefetch(memo, iov, n);
 }
 
@@ -303,8 +305,8 @@ static void tr_prefetch_leaves(struct memsrc *memo, const struct pyproc *pp, uin
     uint64_t t;
 
     if (text && (text & 7) == 0)
-        iov[n++] = (struct memsrc_iov){.addr = text,
-                                       .len = tr_memo_page_len(text, TR_STR_PREFETCH, need)};
+        iov[n++] =
+            (struct memsrc_iov){.addr = text, .len = tr_memo_page_len(text, TR_STR_PREFETCH, need)};
     if ((t = tr_word(memo, context, l->object_type)) != 0)
         iov[n++] = (struct memsrc_iov){.addr = t, .len = tr_type_len(l)};
     if ((t = tr_word(memo, cause, l->object_type)) != 0)

@@ -52,7 +52,7 @@ struct chunk_copy {
  * KiB), into a buffer of WALK_SPEC_CODE_BYTES; codes that do not fit are read precisely. */
 #define WALK_CODE_GROUP      4096
 #define WALK_SPEC_CODE_BYTES (32u << 10)
-#define WALK_FRAME_COPY     128 /* bytes of a speculated frame: frame_len() is 78 on 3.11-3.13 */
+#define WALK_FRAME_COPY      128 /* bytes of a speculated frame: frame_len() is 78 on 3.11-3.13 */
 
 struct walk_hint {
     uint64_t tstate;
@@ -729,7 +729,8 @@ static int spec_read(struct pyproc *pp, struct walk_stack *st, struct walk_hint 
                           blen, st->nco_reads);
     memset(sp, 0, offsetof(struct walk_spec, extra));
     sp->nseen = 0;
-    iov[n++] = (struct memsrc_iov){.addr = h->tstate, .buf = blk, .len = blen};
+    iov[n] = (struct memsrc_iov){.addr = h->tstate, .len = blen};
+    iov[n++].buf = blk;
     for (size_t i = 0; i < st->nco_reads; i++)
         iov[n++] = st->co_reads[i];
     nbase = n;

@@ -36,4 +36,5 @@ const struct ui_pane_ops ui_growth_ops = {
     .title = ui_growth_title,
     .build = ui_growth_build,
     .enter = NULL,
+    .stick_top = true, /* a ranking that re-sorts every second: keep its head in view */
 };

@@ -84,7 +84,7 @@ static void ui_pane_follow(struct ui_pane *p)
 
 void ui_pane_rebuild(struct ui_pane *p, struct ui_app *app)
 {
-    size_t found = p->nlines;
+    size_t found;
 
     if (p->ops->stick_top && ui_pane_nearest(p, 0) == p->sel) {
         p->sel = 0;
@@ -92,6 +92,7 @@ void ui_pane_rebuild(struct ui_pane *p, struct ui_app *app)
     }
     p->nlines = 0;
     p->ops->build(p, app);
+    found = p->nlines; /* "not found" */
     for (size_t i = 0; i < p->nlines && p->sel_key; i++)
         if (p->lines[i].selectable && p->lines[i].key == p->sel_key) {
             found = i;

@@ -33,8 +33,8 @@ struct ui_pane_ops {
     void (*build)(struct ui_pane *p, struct ui_app *app);
     /* Enter pressed while focused (NULL: nothing). */
     void (*enter)(struct ui_pane *p, struct ui_app *app);
-    /* A feed, newest first: a selection on the first line stays on the first line (tail -f)
-     * instead of following its key down the list. */
+    /* A feed (newest first) or a ranking: a selection on the first line stays on the first
+     * line (tail -f) instead of following its key down the list. */
     bool stick_top;
 };
 

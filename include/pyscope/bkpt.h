@@ -86,7 +86,8 @@ uint64_t bkpt_count(struct bkpt *b, bool *exact);
 
 /*
  * What one counted hit costs the thread that hits, measured here: a perf counting breakpoint on
- * a function of pyscope itself, called BKPT_CALIB_CALLS times (about 2 ms). Microseconds per
+ * a function of pyscope itself, called BKPT_CALIB_CALLS times in BKPT_CALIB_BATCHES batches
+ * (about 2 ms); the fastest batch counts (a preempted batch measures the load). Microseconds per
  * hit, or a negative value when perf breakpoints are refused. Calling thread; no target needed.
  */
 double bkpt_count_cost_us(void);

@@ -7,20 +7,25 @@
  * (profile.h). Two ways to drive it:
  *  - inside the caller's event loop (the TUI): poll sampler_fd() for POLLIN and call
  *    sampler_tick() when it is readable (or call sampler_sample_once() whenever you like);
- *  - sampler_run(): a blocking loop (timerfd + signalfd + pidfd + poll) for the CLI, ending at
+ *  - sampler_run(): a blocking loop for the CLI (ppoll on a signalfd and a pidfd with the next
+ *    tick's due time as timeout: one syscall per tick; the timerfd is not used), ending at
  *    the duration, on SIGINT/SIGTERM/SIGHUP, or when the target exits, always with a complete
  *    profile.
  *
- * One tick: one scatter read of every followed thread's "where is the top frame" words and
- * each interpreter's GIL (the probe); threads whose top frame and instruction are unchanged
- * since their last sample reuse that sample's stack node (no walk, no resolve: the parked-
- * thread fast path); the others are walked (walk_stack), checked for tearing
- * (walk_stack_changed: a stack that moved while read is counted as torn, not emitted), and
+ * One tick: one scatter read of the "where is the top frame" words and the GIL of every
+ * followed thread that is not busy (the probe); threads whose top frame and instruction are
+ * unchanged since their last sample reuse that sample's stack node (no walk, no resolve: the
+ * parked-thread fast path); the others are walked (walk_stack), checked for tearing, and
  * resolved through a location cache (code address + header fingerprint + code unit -> frame
- * id, so a warm sample does no string work; misses go through code_cache_resolve and
- * linetab_lookup). Threads are re-listed (walk_tstates) every SAMPLER_RELIST_MS, and at once
- * when a probe or walk fails, to follow new and exiting threads; thread names are read at the
- * re-list only.
+ * id) and a per-thread prefix cache (outer frames unchanged since the thread's previous walk
+ * keep their ids and trie path, so a stack that changed near the top costs a few lookups).
+ * A thread whose stack keeps changing is "busy": it skips the probe and is walked at once,
+ * its GIL words riding on the walk's own scatter read (walk_stack co-reads); after
+ * SAMPLER_STILL_MAX unchanged walks, or when found idle, it goes back to the probe. The
+ * tearing check is free when the walk's single read confirmed its top (walk.h,
+ * top_confirmed), else one more read. A warm busy tick is then one process_vm_readv.
+ * Threads are re-listed (walk_tstates) every SAMPLER_RELIST_MS, and at once when a probe or
+ * walk fails, to follow new and exiting threads; thread names are read at the re-list only.
  *
  * Idle: a thread is "active" when it holds its interpreter's GIL (read every tick, 3.11-3.13),
  * or on 3.12+ when its thread state's _status "active" bit is set at the last re-list. A thread
@@ -37,8 +42,8 @@
  * and detaches before returning, on every path. Never leaves the target stopped or traced.
  *
  * Memory: fixed after sampler_new (thread table of WALK_MAX_THREADS entries, one walk buffer,
- * a location cache of SAMPLER_LOC_CACHE entries that is cleared when full) plus the profile's
- * own caps. One owner thread; not async-signal-safe.
+ * a location cache of SAMPLER_LOC_CACHE entries that is cleared when full, a prefix cache of
+ * 8 threads x 512 frames) plus the profile's own caps. One owner thread; not async-signal-safe.
  */
 
 #include <stdbool.h>
@@ -79,6 +84,8 @@ typedef void (*sampler_sample_fn)(void *arg, const struct profile *p,
 
 struct sampler_stats;
 typedef void (*sampler_status_fn)(void *arg, const struct sampler_stats *st);
+/* Called by sampler_run after every tick; a negative return ends the run with that error. */
+typedef int (*sampler_tick_fn)(void *arg, struct ps_err *err);
 
 struct sampler_opts {
     double rate_hz;        /* 1..SAMPLER_MAX_RATE; 0 = SAMPLER_DEFAULT_RATE */
@@ -86,6 +93,9 @@ struct sampler_opts {
     bool idle;             /* also sample idle threads */
     bool gil_only;         /* only the GIL holder */
     bool blocking;         /* stop the threads for each sample */
+    bool tasks;            /* root each stack at the asyncio task running it ("task: NAME",
+                              between the thread and its frames); the task map is rebuilt at
+                              every re-list (at most SAMPLER_TASKS_MAX 1024 tasks) */
     const char *thread;    /* only threads whose name or id (native or ident) equals this */
     pid_t forward_signals; /* sampler_run: the first SIGINT/SIGTERM/SIGHUP sent to pyscope by a
                               process (not the terminal's) is passed to this pid instead of
@@ -94,6 +104,12 @@ struct sampler_opts {
     void *sample_arg;
     sampler_status_fn on_status; /* optional: called by sampler_run about 4 times a second */
     void *status_arg;
+    sampler_tick_fn on_tick; /* optional: called by sampler_run after every tick */
+    void *tick_arg;
+    /* Optional (copied): a frame of this name is the outermost frame of every stack, and thread
+     * keys are mixed with the pid, so that several processes can share one profile (one root
+     * per process). NULL = none. */
+    const char *process_frame;
 };
 
 enum sampler_end {

@@ -61,10 +61,10 @@ struct walk_stack {
     struct walk_frame *frames; /* owned, capacity WALK_MAX_DEPTH, allocated by walk_stack_init */
     size_t n;
     bool truncated;
-    uint64_t top_frame;           /* the thread's current frame pointer when read */
-    uint64_t cframe;              /* 3.11/3.12: the _PyCFrame it was read through (0 otherwise) */
-    uint64_t top_instr;           /* the innermost frame's instruction pointer when read */
-    uint32_t status_bits;         /* 3.12+: the thread state's _status word as read, else 0 */
+    uint64_t top_frame;   /* the thread's current frame pointer when read */
+    uint64_t cframe;      /* 3.11/3.12: the _PyCFrame it was read through (0 otherwise) */
+    uint64_t top_instr;   /* the innermost frame's instruction pointer when read */
+    uint32_t status_bits; /* 3.12+: the thread state's _status word as read, else 0 */
     /*
      * Optional, set by the caller before walk_stack (zeroed by walk_stack_init): up to
      * WALK_MAX_CO_READS ranges to read in the walk's first scatter read, together with the

@@ -5,7 +5,9 @@ in a thread it creates for the round (so after pyscope attached), and writes wha
 (type, message, raise line, stack, handler, re-raise, cause). pyscope's JSON lines are compared
 with that, event for event. Exit paths: SIGINT/SIGTERM/SIGHUP to pyscope, target exit, SIGKILL
 of pyscope idle and during a burst; afterwards the target raises and handles normally and is
-neither stopped nor traced (also asserted by the `launch` fixture's teardown).
+neither stopped nor traced (also asserted by the `launch` fixture's teardown). A fork while
+traced: the child raises and exits 0, the parent stays traced. The rate limit's counts: exact
+while cheap (or with --exact-count), estimated above.
 """
 
 import collections

@@ -178,6 +178,32 @@ def test_blocking_leaves_target_running(split, pyscope, tmp_path):
     assert_not_stopped_or_traced(split.pid)
 
 
+def test_subprocesses_one_root_per_process(python, launch, pyscope, tmp_path):
+    target = launch(python_target(python, "spawner.py"))
+    child = target.truth["child_pid"]
+    out = tmp_path / "sub.folded"
+    rc, _, err = pyscope("record", target.pid, "--rate", 200, "--duration", 1.5,
+                         "--subprocesses", "--format", "collapsed", "-o", out)
+    assert rc == 0, err
+    roots = {}
+    for line in out.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames = stack.split(";")
+        roots.setdefault(frames[0], set()).update(f.rsplit(" (", 1)[0] for f in frames[1:])
+    parent_root = next(r for r in roots if r.startswith(f"process {target.pid} "))
+    child_root = next(r for r in roots if r.startswith(f"process {child} "))
+    assert "parent_work" in roots[parent_root] and "child_work" not in roots[parent_root]
+    assert "child_work" in roots[child_root] and "parent_work" not in roots[child_root]
+    assert "subprocesses: 1 followed" in err, err
+    assert_not_stopped_or_traced(child)
+    # Without the option, only the target itself, and no process frames.
+    rc, _, err = pyscope("record", target.pid, "--rate", 200, "--duration", 0.3,
+                         "--format", "collapsed", "-o", out)
+    assert rc == 0, err
+    text = out.read_text()
+    assert "parent_work" in text and "child_work" not in text and "process " not in text
+
+
 # --- endings -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fmt", ["flamegraph", "json"])

@@ -132,8 +132,8 @@ static void open_fixture(const char *minor, struct fixture *fx)
     (void)snprintf(mem, sizeof(mem), "%s/tests/fixtures/%s/shapes.mem", PYSCOPE_SOURCE_DIR, minor);
     (void)snprintf(path, sizeof(path), "%s.meta", mem);
     assert_int_equal(pyproc_meta_read(path, &fx->loc, &err), 0);
-    (void)snprintf(path, sizeof(path), "%s/tests/fixtures/%s/shapes.truth.json",
-                   PYSCOPE_SOURCE_DIR, minor);
+    (void)snprintf(path, sizeof(path), "%s/tests/fixtures/%s/shapes.truth.json", PYSCOPE_SOURCE_DIR,
+                   minor);
     fx->truth = json_load_file(path, 0, &jerr);
     if (!fx->truth)
         fail_msg("cannot load %s: %s", path, jerr.text);
@@ -240,7 +240,7 @@ static void test_profile_add_below(void **state)
     f[0] = profile_frame_intern(p, "a", "x.py", 1);
     f[1] = profile_frame_intern(p, "b", "x.py", 2);
     f[2] = profile_frame_intern(p, "c", "x.py", 3);
-    leaf = profile_add(p, t, f, 2, 1);                          /* a;b */
+    leaf = profile_add(p, t, f, 2, 1);                                            /* a;b */
     below = profile_add_below(p, profile_node_get(p, leaf)->parent, f + 2, 1, 2); /* a;c */
     again = profile_add(p, t, (const uint32_t[]){f[0], f[2]}, 2, 1);
     assert_int_equal(below, again);
@@ -278,8 +278,7 @@ static void check_thread_profile(const struct profile *p, const json_t *tt, cons
             const json_t *tf = json_array_get(frames, k);
             const struct profile_frame *pf = profile_frame_get(p, ids[k]);
 
-            assert_string_equal(pf->function,
-                                json_string_value(json_object_get(tf, "qualname")));
+            assert_string_equal(pf->function, json_string_value(json_object_get(tf, "qualname")));
             assert_int_equal(pf->line, json_integer_value(json_object_get(tf, "line")));
         }
         found++;

@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Following a sampled process's Python descendants (see subproc.h). Place in the data flow:
+ * beside the root's sampler, called from its loop after every tick; each child is one more
+ * pyproc + sampler filling the shared profile.
+ *
+ * Discovery reads /proc/PID/task/TID/children (Linux 3.5+, CONFIG_PROC_CHILDREN): the children
+ * each thread forked. The walk goes breadth first from the root through every descendant, so a
+ * Python grandchild behind a shell is found too. The `seen` table remembers every descendant
+ * of the last scan (followed, given up, or still being tried) and is rebuilt from each scan, so
+ * it stays bounded by the live descendants, never by how many were ever spawned.
+ *
+ * Never: stops, traces or signals a child (each child sampler follows the user's options, as
+ * the root's does); lets one child's failure end the recording.
+ */
+#include "pyscope/subproc.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pyscope/procstat.h"
+#include "pyscope/pyproc.h"
+
+/* A child whose ticks fail this many times in a row (it exec'd something else, say) is closed. */
+#define SUBPROC_MAX_FAILS 100
+/* Threads per process whose children files are read. */
+#define SUBPROC_TASKS_MAX 1024
+#define SUBPROC_FRAME_MAX 96
+
+struct child {
+    pid_t pid;
+    struct pyproc *pp;
+    struct sampler *s;
+    uint32_t fails;
+    uint64_t last_errors;
+    char frame[SUBPROC_FRAME_MAX];
+};
+
+struct seen {
+    pid_t pid;
+    uint32_t tries;
+    bool done; /* followed, over the cap, or given up */
+};
+
+struct subproc {
+    pid_t root;
+    struct profile *prof;
+    struct sampler_opts opts;
+    double next_scan;
+    struct child kids[SUBPROC_MAX];
+    size_t nkids;
+    struct seen seen[SUBPROC_SCAN_MAX], next[SUBPROC_SCAN_MAX];
+    size_t nseen, nnext;
+    pid_t queue[SUBPROC_SCAN_MAX];
+    size_t nqueue;
+    pid_t tids[SUBPROC_TASKS_MAX];
+    struct subproc_stats st;
+};
+
+int subproc_new(pid_t root, struct profile *p, const struct sampler_opts *opts,
+                struct subproc **out, struct ps_err *err)
+{
+    struct subproc *g = calloc(1, sizeof(*g));
+
+    if (!g)
+        return ps_err_set(err, -ENOMEM, "out of memory following subprocesses");
+    g->root = root;
+    g->prof = p;
+    g->opts = *opts;
+    g->opts.on_status = NULL;
+    g->opts.on_tick = NULL;
+    g->opts.forward_signals = 0;
+    g->opts.duration_s = 0;
+    *out = g;
+    return 0;
+}
+
+/* Fold a child's statistics into the group's and close it. */
+static void child_close(struct subproc *g, struct child *c)
+{
+    struct sampler_stats st;
+
+    if (c->s) {
+        sampler_stats_get(c->s, &st);
+        g->st.samples += st.samples;
+        g->st.torn += st.torn;
+        g->st.errors += st.errors;
+    }
+    sampler_free(c->s);
+    pyproc_close(c->pp);
+    *c = (struct child){0};
+}
+
+void subproc_free(struct subproc *g)
+{
+    if (!g)
+        return;
+    for (size_t i = 0; i < g->nkids; i++)
+        child_close(g, &g->kids[i]);
+    free(g);
+}
+
+/* ---- discovery --------------------------------------------------------------------------- */
+
+static bool queued(const struct subproc *g, pid_t pid)
+{
+    for (size_t i = 0; i < g->nqueue; i++)
+        if (g->queue[i] == pid)
+            return true;
+    return false;
+}
+
+/* Append the children listed in one /proc/PID/task/TID/children file to the queue. */
+static void read_children(struct subproc *g, pid_t pid, pid_t tid)
+{
+    char path[64], buf[4096];
+    size_t len;
+    FILE *f;
+
+    (void)snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)tid);
+    f = fopen(path, "re");
+    if (!f)
+        return;
+    len = fread(buf, 1, sizeof(buf) - 1, f);
+    (void)fclose(f);
+    buf[len] = '\0';
+    for (char *p = buf, *end; *p && g->nqueue < SUBPROC_SCAN_MAX; p = end) {
+        long v = strtol(p, &end, 10);
+
+        if (end == p)
+            break;
+        if (v > 0 && !queued(g, (pid_t)v))
+            g->queue[g->nqueue++] = (pid_t)v;
+    }
+}
+
+/* Breadth first from the root: every descendant into queue[1..nqueue). */
+static void list_descendants(struct subproc *g)
+{
+    struct ps_err ignored = {0};
+
+    g->queue[0] = g->root;
+    g->nqueue = 1;
+    for (size_t i = 0; i < g->nqueue; i++) {
+        size_t ntids = 0;
+
+        if (procstat_tids(g->queue[i], g->tids, SUBPROC_TASKS_MAX, &ntids, &ignored) < 0)
+            continue;
+        for (size_t k = 0; k < ntids; k++)
+            read_children(g, g->queue[i], g->tids[k]);
+    }
+}
+
+static const struct seen *find_seen(const struct subproc *g, pid_t pid)
+{
+    for (size_t i = 0; i < g->nseen; i++)
+        if (g->seen[i].pid == pid)
+            return &g->seen[i];
+    return NULL;
+}
+
+/* Start a sampler for an opened child (takes pp). Returns false when it could not. */
+static bool child_start(struct subproc *g, pid_t pid, struct pyproc *pp)
+{
+    struct child *c = &g->kids[g->nkids];
+    struct sampler_opts so = g->opts;
+    struct ps_err ignored = {0};
+    char comm[32] = "";
+
+    if (procstat_comm(pid, comm, sizeof(comm), &ignored) < 0)
+        comm[0] = '\0';
+    (void)snprintf(c->frame, sizeof(c->frame), "process %d %s", (int)pid, comm);
+    so.process_frame = c->frame;
+    if (sampler_new(pp, g->prof, &so, &c->s, &ignored) < 0) {
+        pyproc_close(pp);
+        *c = (struct child){0};
+        return false;
+    }
+    c->pid = pid;
+    c->pp = pp;
+    g->nkids++;
+    g->st.followed++;
+    return true;
+}
+
+/* One more try at a descendant: open it and follow it when it is Python. */
+static void consider(struct subproc *g, struct seen *e)
+{
+    struct ps_err ignored = {0};
+    struct pyproc *pp = NULL;
+    int rc;
+
+    if (e->done)
+        return;
+    e->tries++;
+    rc = pyproc_open(e->pid, &pp, &ignored);
+    if (rc == 0) {
+        e->done = true;
+        if (g->nkids >= SUBPROC_MAX) {
+            g->st.over_cap++;
+            pyproc_close(pp);
+        } else if (!child_start(g, e->pid, pp)) {
+            g->st.not_python++;
+        }
+        return;
+    }
+    if (rc == -PS_EVERSION || rc == -PS_EPERM || rc == -ESRCH || e->tries >= SUBPROC_TRIES) {
+        e->done = true;
+        if (rc != -ESRCH)
+            g->st.not_python++;
+    }
+}
+
+/* List the descendants, try the new or pending ones, and keep only live ones in `seen`. */
+static void scan(struct subproc *g)
+{
+    list_descendants(g);
+    g->nnext = 0;
+    for (size_t i = 1; i < g->nqueue; i++) {
+        const struct seen *old = find_seen(g, g->queue[i]);
+        struct seen *e = &g->next[g->nnext++];
+
+        *e = old ? *old : (struct seen){.pid = g->queue[i]};
+        consider(g, e);
+    }
+    memcpy(g->seen, g->next, sizeof(g->seen[0]) * g->nnext);
+    g->nseen = g->nnext;
+}
+
+/* ---- sampling ---------------------------------------------------------------------------- */
+
+/* One sample of child i; closes it when it is gone or keeps failing. -ENOMEM only. */
+static int child_tick(struct subproc *g, size_t i, struct ps_err *err)
+{
+    struct child *c = &g->kids[i];
+    struct sampler_stats st;
+    struct ps_err e = {0};
+    int rc = sampler_sample_once(c->s, &e);
+
+    if (rc == -ENOMEM)
+        return ps_err_set(err, rc, "%s", e.msg);
+    sampler_stats_get(c->s, &st);
+    c->fails = rc < 0 || st.errors > c->last_errors ? c->fails + 1 : 0;
+    c->last_errors = st.errors;
+    if (rc < 0 || c->fails >= SUBPROC_MAX_FAILS) {
+        child_close(g, c);
+        g->kids[i] = g->kids[--g->nkids];
+        g->kids[g->nkids] = (struct child){0};
+        return 1;
+    }
+    return 0;
+}
+
+static double mono_now(void)
+{
+    struct timespec t;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+int subproc_tick(void *arg, struct ps_err *err)
+{
+    struct subproc *g = arg;
+    double now = mono_now();
+
+    if (now >= g->next_scan) {
+        g->next_scan = now + SUBPROC_SCAN_MS / 1000.0;
+        scan(g);
+    }
+    for (size_t i = 0; i < g->nkids;) {
+        int rc = child_tick(g, i, err);
+
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            i++;
+    }
+    return 0;
+}
+
+void subproc_stats_get(const struct subproc *g, struct subproc_stats *out)
+{
+    *out = g->st;
+    out->active = g->nkids;
+    for (size_t i = 0; i < g->nkids; i++) {
+        struct sampler_stats st;
+
+        sampler_stats_get(g->kids[i].s, &st);
+        out->samples += st.samples;
+        out->torn += st.torn;
+        out->errors += st.errors;
+    }
+}
