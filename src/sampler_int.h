@@ -83,7 +83,7 @@ struct sinterp {
 };
 
 /* --tasks: asyncio tasks remembered per re-list (coroutine address -> name), sorted by coro. */
-#define SAMPLER_TASKS_MAX 1024
+#define SAMPLER_TASKS_MAX 1024 /* <= MEMSRC_MAX_IOV: one scatter read */
 
 struct stask {
     uint64_t coro;

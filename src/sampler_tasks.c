@@ -31,18 +31,15 @@ static int cmp_stask(const void *a, const void *b)
 static int map_fill(struct sampler *s, const struct snap_tasks *st, struct ps_err *err)
 {
     size_t n = st->ntasks < SAMPLER_TASKS_MAX ? st->ntasks : SAMPLER_TASKS_MAX, out = 0;
-    struct memsrc_iov *iov = calloc(n ? n : 1, sizeof(*iov));
+    struct memsrc_iov iov[SAMPLER_TASKS_MAX]; /* 16 KiB; <= MEMSRC_MAX_IOV ranges */
     int rc;
 
-    if (!iov)
-        return ps_err_set(err, -ENOMEM, "out of memory reading asyncio tasks");
     for (size_t i = 0; i < n; i++) {
         s->tasks[i].coro = 0;
         iov[i] = (struct memsrc_iov){st->tasks[i].addr + (uint64_t)s->pp->lay->task_coro,
                                      &s->tasks[i].coro, 8};
     }
-    rc = memsrc_readv(s->pp->src, iov, n, err);
-    free(iov);
+    rc = n ? memsrc_readv(s->pp->src, iov, n, err) : 0;
     if (rc < 0) {
         s->ntasks = 0;
         return rc == -PS_EGONE || rc == -ENOMEM ? rc : (ps_err_clear(err), 0);
