@@ -157,12 +157,18 @@ int ui_view_top(const struct ui_top_in *in, int width, struct ui_line *out, size
 
 /* ---- growth and tasks ------------------------------------------------------------------- */
 
+/* Points of a container's length history in its growth-pane sparkline. */
+#define UI_GROWTH_SPARK_N   12
+#define UI_GROWTH_SPARK_MAX (UI_GROWTH_SPARK_N * 4 + 1)
+
 /*
- * Growing containers, fastest first: a heading and per row "rate/min length name (type, size)"
- * (key: container address; gone ones dim). Returns the lines written.
+ * Growing containers, fastest first: a heading (ending with `rss`, the process RSS and its
+ * trend, when not NULL) and per row "rate/min length trend name (type, size)" where trend is
+ * sparks[i] (a sparkline of the container's length; NULL or "" leaves it blank; sparks may be
+ * NULL). Key: container address; gone ones dim. Returns the lines written.
  */
-size_t ui_view_growth(const struct growth_row *rows, size_t n, int width, struct ui_line *out,
-                      size_t cap);
+size_t ui_view_growth(const struct growth_row *rows, const char *const *sparks, const char *rss,
+                      size_t n, int width, struct ui_line *out, size_t cap);
 
 /*
  * asyncio tasks: a summary heading (found, by state, loops, or why there are none) and per

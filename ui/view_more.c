@@ -19,20 +19,35 @@ static void ui_more_line(struct ui_line *l, const char *text, int width, enum ui
     l->selectable = key != 0;
 }
 
-size_t ui_view_growth(const struct growth_row *rows, size_t n, int width, struct ui_line *out,
-                      size_t cap)
+/* Terminal cells of a sparkline: one per character (UTF-8 lead byte); blocks are 1 cell. */
+static int spark_cells(const char *s)
+{
+    int n = 0;
+
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+size_t ui_view_growth(const struct growth_row *rows, const char *const *sparks, const char *rss,
+                      size_t n, int width, struct ui_line *out, size_t cap)
 {
     char text[UI_LINE_MAX], size[32];
     size_t k = 0;
 
     if (cap == 0)
         return 0;
-    ui_more_line(&out[k++], "  ITEMS/MIN     LENGTH  CONTAINER (type, size)", width,
-                 UI_STYLE_HEADING, 0);
+    (void)snprintf(text, sizeof(text), "  ITEMS/MIN     LENGTH  %-*s  CONTAINER (type, size)%s%s",
+                   UI_GROWTH_SPARK_N, "TREND", rss ? "   " : "", rss ? rss : "");
+    ui_more_line(&out[k++], text, width, UI_STYLE_HEADING, 0);
     for (size_t i = 0; i < n && k < cap; i++) {
         const struct growth_row *r = &rows[i];
-        (void)snprintf(text, sizeof(text), "%+11.1f %10lld  %s (%s, %s)%s", r->rate_per_min,
-                       (long long)r->length, r->name ? r->name : "?",
+        const char *spark = sparks && sparks[i] ? sparks[i] : "";
+        /* pad by cells, not bytes: a sparkline's blocks are 3 bytes each */
+        int pad = UI_GROWTH_SPARK_N - spark_cells(spark);
+
+        (void)snprintf(text, sizeof(text), "%+11.1f %10lld  %s%*s  %s (%s, %s)%s", r->rate_per_min,
+                       (long long)r->length, spark, pad > 0 ? pad : 0, "", r->name ? r->name : "?",
                        r->type_name ? r->type_name : "?",
                        ui_bytes(size, sizeof(size), (double)r->size), r->gone ? " gone" : "");
         ui_more_line(&out[k++], text, width,

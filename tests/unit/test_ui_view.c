@@ -303,16 +303,22 @@ static void test_growth_rows(void **state)
     size_t n;
 
     (void)state;
-    n = ui_view_growth(rows, 2, 90, lines, 4);
+    static const char *const sparks[2] = {"\u2581\u2584\u2588", NULL};
+
+    n = ui_view_growth(rows, sparks, "RSS 24.0 MiB .:#", 2, 110, lines, 4);
     assert_int_equal(n, 3);
     assert_false(lines[0].selectable);
-    assert_non_null(strstr(lines[1].text, "+598.5       4312  __main__.RESPONSE_CACHE (dict, 288.1 "
-                                          "KiB)"));
+    assert_non_null(strstr(lines[0].text, "TREND"));
+    assert_non_null(strstr(lines[0].text, "RSS 24.0 MiB .:#"));
+    /* the sparkline, padded to its 12 cells, then the container */
+    assert_non_null(strstr(lines[1].text, "+598.5       4312  \u2581\u2584\u2588         "
+                                          "  __main__.RESPONSE_CACHE (dict, 288.1 KiB)"));
     assert_int_equal(lines[1].style, UI_STYLE_HOT);
     assert_int_equal(lines[1].key, 0x7f00);
     assert_non_null(strstr(lines[2].text, "mod.gone_list (list, 0 B) gone"));
     assert_int_equal(lines[2].style, UI_STYLE_DIM);
-    assert_int_equal(ui_view_growth(rows, 2, 90, lines, 2), 2);
+    assert_int_equal(ui_view_growth(rows, NULL, NULL, 2, 90, lines, 2), 2);
+    assert_null(strstr(lines[0].text, "RSS"));
 }
 
 static void test_tasks_rows(void **state)
