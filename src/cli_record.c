@@ -64,6 +64,7 @@ static const char record_usage[] =
     "  --subprocesses      also sample the Python processes it starts (children, grandchildren),\n"
     "                      one root per process in the output\n"
     "  --tasks             root each stack at the asyncio task running it (\"task: NAME\")\n"
+    "  --native            merge each stack with its C frames (implies --blocking)\n"
     "  -q, --quiet         no live status line and no statistics on stderr\n"
     "\n"
     "run: the command's exit status becomes pyscope's (128+N when killed by signal N).\n";
@@ -75,7 +76,8 @@ enum record_opt {
     OPT_THREAD,
     OPT_BLOCKING,
     OPT_SUBPROCESSES,
-    OPT_TASKS
+    OPT_TASKS,
+    OPT_NATIVE
 };
 
 static const struct option record_opts[] = {
@@ -90,6 +92,7 @@ static const struct option record_opts[] = {
     {"blocking", no_argument, NULL, OPT_BLOCKING},
     {"subprocesses", no_argument, NULL, OPT_SUBPROCESSES},
     {"tasks", no_argument, NULL, OPT_TASKS},
+    {"native", no_argument, NULL, OPT_NATIVE},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     CLI_LONGOPT_LOG_FORMAT,
@@ -134,6 +137,7 @@ static int record_opt(const struct cli_common *c, struct record_args *a, int opt
     case OPT_BLOCKING: a->so.blocking = true; return -1;
     case OPT_SUBPROCESSES: a->subprocesses = true; return -1;
     case OPT_TASKS: a->so.tasks = true; return -1;
+    case OPT_NATIVE: a->so.native = a->so.blocking = true; return -1;
     case 'q': a->quiet = true; return -1;
     case CLI_OPT_LOG_FORMAT: return -1;
     case 'h': (void)fputs(record_usage, stdout); return CLI_EXIT_OK;

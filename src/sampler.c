@@ -464,7 +464,7 @@ static int pfx_resolve_stack(struct sampler *s, const struct sthread *t, struct 
     int rc;
 
     *pl = (struct pfx_plan){.node = PROFILE_NONE};
-    if (s->st.truncated || n > SAMPLER_PREFIX_DEPTH || s->tasks) { /* --tasks: no prefixes */
+    if (s->st.truncated || n > SAMPLER_PREFIX_DEPTH || s->tasks || s->native) {
         x->n = 0;
         return resolve_stack(s, &pl->n, err);
     }
@@ -486,11 +486,13 @@ static uint32_t pfx_add(struct sampler *s, const struct sthread *t, const struct
 {
     struct sprefix *x = &s->pfx[(t->ts.addr >> 6) % SAMPLER_PREFIX_SLOTS];
     uint32_t base = s->tasks ? sampler_tasks_base(s, t) : t->base_node;
+    size_t n = pl->n;
+    const uint32_t *ids = s->native ? sampler_native_stack(s, t, &n) : s->ids;
     uint32_t leaf = pl->node == PROFILE_NONE
-                        ? profile_add_below(s->prof, base, s->ids, pl->n, 1)
+                        ? profile_add_below(s->prof, base, ids, n, 1)
                         : profile_add_below(s->prof, pl->node, s->ids + pl->k, pl->n - pl->k, 1);
 
-    if (s->st.truncated || pl->n > SAMPLER_PREFIX_DEPTH || s->tasks)
+    if (s->st.truncated || pl->n > SAMPLER_PREFIX_DEPTH || s->tasks || s->native)
         return leaf;
     x->tstate = t->ts.addr;
     x->pthread = t->pthread;

@@ -121,7 +121,18 @@ struct sampler {
     struct sampler_stats stats;
     struct stask *tasks; /* SAMPLER_TASKS_MAX when opts.tasks, else NULL */
     size_t ntasks;
+    struct snative *native; /* opts.native, else NULL (sampler_native.c) */
 };
+
+/* --native (sampler_native.c): open the unwinder (-ENOMEM, -PS_ELIMIT); close (NULL-safe). */
+struct snative;
+int sampler_native_open(struct sampler *s, struct ps_err *err) PS_WARN_UNUSED;
+void sampler_native_close(struct sampler *s);
+
+/* --native: the stack of stopped thread t as frame ids, outermost first: its C frames, with each
+ * evaluation call replaced by the Python frames it runs (s->ids[0..n), the resolved walk). When
+ * the unwind fails or the counts disagree, the Python stack alone (s->ids). *n is updated. */
+const uint32_t *sampler_native_stack(struct sampler *s, const struct sthread *t, size_t *n);
 
 /* --tasks (sampler_tasks.c): rebuild the coroutine -> task name map (at a re-list). A target
  * without asyncio, or whose registries cannot be read, just gets an empty map. Errors:

@@ -99,8 +99,16 @@ static int alloc_tables(struct sampler *s, struct ps_err *err)
     s->pfx = calloc(SAMPLER_PREFIX_SLOTS, sizeof(*s->pfx));
     if (s->opts.tasks && !(s->tasks = calloc(SAMPLER_TASKS_MAX, sizeof(*s->tasks))))
         return ps_err_set(err, -ENOMEM, "out of memory creating the sampler");
+    if (s->opts.native && !s->opts.blocking)
+        return ps_err_set(err, -EINVAL, "native stacks need the threads stopped (--blocking)");
     if (!s->threads || !s->old || !s->ts || !s->winterps || !s->ids || !s->loc || !s->pfx)
         return ps_err_set(err, -ENOMEM, "out of memory creating the sampler");
+    if (s->opts.native) {
+        int rc = sampler_native_open(s, err);
+
+        if (rc < 0)
+            return rc;
+    }
     return walk_stack_init(&s->st, err);
 }
 
@@ -153,6 +161,7 @@ void sampler_free(struct sampler *s)
         (void)close(s->tfd);
     walk_stack_free(&s->st);
     free(s->tasks);
+    sampler_native_close(s);
     free(s->pfx);
     free(s->loc);
     free(s->ids);

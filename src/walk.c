@@ -487,6 +487,35 @@ int walk_current_frame(struct pyproc *pp, uint64_t tstate, uint64_t *frame, stru
 }
 
 /* Follow `previous` from the top frame, recording candidate frames (shims skipped). */
+/*
+ * Does the chain end where a complete thread stack ends? Every run of Python frames starts in a
+ * C call of the evaluation loop: on 3.12+ that call pushes a C-stack shim (owner 3) whose
+ * `previous` is NULL at the bottom of the thread; on 3.11 the bottom frame carries is_entry. A
+ * chain that ends anywhere else was cut while it was read, e.g. at a coroutine frame that its
+ * task suspended in between (a suspended generator's frame has previous == NULL).
+ */
+static bool chain_complete(const struct layout *l, uint8_t last_owner, bool last_entry)
+{
+    if (l->frame_owner_cstack >= 0)
+        return last_owner == (uint8_t)l->frame_owner_cstack;
+    return !LAYOUT_HAS(l, frame_is_entry) || last_entry;
+}
+
+/* Record one Python frame of the chain (not a shim). */
+static void push_frame(struct pyproc *pp, struct walk_stack *st, uint64_t f, const uint8_t *blk,
+                       uint8_t owner)
+{
+    const struct layout *l = pp->lay;
+    struct walk_frame *wf = &st->frames[st->n];
+
+    memset(wf, 0, sizeof(*wf));
+    wf->frame_addr = f;
+    wf->code_addr = get64(blk, l->frame_code);
+    wf->owner = owner;
+    wf->is_entry = LAYOUT_HAS(l, frame_is_entry) && blk[l->frame_is_entry] != 0;
+    st->scratch->instr[st->n++] = get64(blk, l->frame_instr);
+}
+
 static int chain_frames(struct pyproc *pp, struct walk_stack *st, const struct walk_hint *h,
                         uint64_t f, struct ps_err *err)
 {
@@ -495,20 +524,22 @@ static int chain_frames(struct pyproc *pp, struct walk_stack *st, const struct w
     uint8_t blk[WALK_BLOCK_MAX];
     size_t len = frame_len(l);
     size_t steps = 0;
+    uint8_t owner = 0;
+    bool entry = false;
     int rc;
 
     while (f) {
-        uint8_t owner;
         uint64_t prev;
 
         if (st->n >= WALK_MAX_DEPTH || steps++ >= 2 * (size_t)WALK_MAX_DEPTH) {
             st->truncated = true;
-            break;
+            return 0;
         }
         rc = frame_bytes(pp, s, h, f, blk, len, err);
         if (rc < 0)
             return rc;
         owner = blk[l->frame_owner];
+        entry = LAYOUT_HAS(l, frame_is_entry) && blk[l->frame_is_entry] != 0;
         prev = get64(blk, l->frame_previous);
         if (steps == 1)
             st->top_instr = get64(blk, l->frame_instr);
@@ -520,17 +551,15 @@ static int chain_frames(struct pyproc *pp, struct walk_stack *st, const struct w
             if (st->n > 0)
                 st->frames[st->n - 1].is_entry = true;
         } else if (get64(blk, l->frame_code) != pp->loc.syms.none) {
-            struct walk_frame *wf = &st->frames[st->n];
-
-            memset(wf, 0, sizeof(*wf));
-            wf->frame_addr = f;
-            wf->code_addr = get64(blk, l->frame_code);
-            wf->owner = owner;
-            wf->is_entry = LAYOUT_HAS(l, frame_is_entry) && blk[l->frame_is_entry] != 0;
-            s->instr[st->n++] = get64(blk, l->frame_instr);
+            push_frame(pp, st, f, blk, owner);
         }
         f = prev;
     }
+    if (steps > 0 && !chain_complete(l, owner, entry))
+        return ps_err_set(err, -PS_ECORRUPT,
+                          "the frame chain was cut while it was read (it ends at a frame of "
+                          "owner %u, not at the thread's first evaluation-loop entry)",
+                          owner);
     return 0;
 }
 

@@ -93,6 +93,8 @@ struct sampler_opts {
     bool idle;             /* also sample idle threads */
     bool gil_only;         /* only the GIL holder */
     bool blocking;         /* stop the threads for each sample */
+    bool native;           /* merge each stack with its C frames (libunwind, native.h); needs
+                              blocking (-EINVAL otherwise) */
     bool tasks;            /* root each stack at the asyncio task running it ("task: NAME",
                               between the thread and its frames); the task map is rebuilt at
                               every re-list (at most SAMPLER_TASKS_MAX 1024 tasks) */
