@@ -33,6 +33,9 @@ static const char attach_usage[] =
     "  --rate HZ           samples per second for the top table (default 100)\n"
     "  --no-exceptions     start with exception tracing off (`e` turns it on)\n"
     "  --locals            start with local variables shown in the stack pane\n"
+    "  --native            show C frames in the stack pane, Python frames merged where the\n"
+    "                      interpreter runs them (stops the threads briefly at each refresh;\n"
+    "                      only while exception tracing is off)\n"
     "  --max-frames N      draw N frames, then exit (for tests)\n"
     "  --keys-markdown     print the key list as Markdown (the README's list) and exit\n"
     "\n"
@@ -42,6 +45,7 @@ enum attach_opt {
     OPT_RATE = 256,
     OPT_NO_EXC,
     OPT_LOCALS,
+    OPT_NATIVE,
     OPT_MAX_FRAMES,
     OPT_KEYS_MD,
 };
@@ -50,6 +54,7 @@ static const struct option attach_opts[] = {
     {"rate", required_argument, NULL, OPT_RATE},
     {"no-exceptions", no_argument, NULL, OPT_NO_EXC},
     {"locals", no_argument, NULL, OPT_LOCALS},
+    {"native", no_argument, NULL, OPT_NATIVE},
     {"max-frames", required_argument, NULL, OPT_MAX_FRAMES},
     {"keys-markdown", no_argument, NULL, OPT_KEYS_MD},
     {"help", no_argument, NULL, 'h'},
@@ -76,6 +81,7 @@ static int attach_opt(const struct cli_common *c, struct attach_args *a, int opt
     switch (opt) {
     case OPT_NO_EXC: a->ui.no_exceptions = true; return -1;
     case OPT_LOCALS: a->ui.locals = true; return -1;
+    case OPT_NATIVE: a->ui.native = true; return -1;
     case OPT_KEYS_MD: a->keys_markdown = true; return -1;
     case CLI_OPT_LOG_FORMAT: return -1;
     case OPT_RATE:

@@ -240,6 +240,12 @@ static void collect_os(struct collector *c, struct snap_thread *st, const struct
     /* pid 0: a replayed fixture, no live /proc to consult. */
     if (c->pp->pid <= 0 || procstat_thread_os(c->pp->pid, st->native_id, &st->os, &ignored) < 0)
         st->os.state = '?';
+    /* Blocking mode: every thread is in OUR ptrace stop ('t', wchan ptrace_stop); what it was
+     * doing is the interrupted syscall, still reported in /proc/TID/syscall (-1: user code). */
+    if (c->opts->blocking && st->os.state == 't') {
+        st->os.state = st->os.syscall == -1 ? 'R' : 'S';
+        st->os.wchan[0] = '\0';
+    }
     if (st->gil && (st->os.state == 'R' || st->os.syscall == -1))
         st->activity = snap_strdup(c->snap, "running");
     else if (!st->gil && waits_for_gil(&st->os, wi))

@@ -120,6 +120,13 @@ static int ui_app_new(struct pyproc *pp, const struct ui_attach_opts *o, struct 
             return rc;
     }
     (void)snprintf(root, sizeof(root), "/proc/%d/root", (int)pp->pid);
+    if (o->native) {
+        struct native_opts no = {.file_root = root};
+
+        rc = native_open_live(pp->pid, &pp->maps, pp->src, &no, &app->native, err);
+        if (rc < 0)
+            return rc;
+    }
     return srcline_cache_new(root, &app->src, err);
 }
 
@@ -134,6 +141,7 @@ static void ui_app_free(struct ui_app *app)
     snap_free(app->snap);
     snap_free(app->prev);
     srcline_cache_free(app->src);
+    native_close(app->native);
     free(app->feed);
     free(app->evbuf);
     free(app->tstats);

@@ -22,6 +22,8 @@ struct ui_attach_opts {
     double rate_hz;     /* sampler rate, 1..SAMPLER_MAX_RATE */
     bool no_exceptions; /* start with exception tracing off (`e` turns it on) */
     bool locals;        /* start with locals shown in the stack pane (`v` toggles) */
+    bool native;        /* C frames in the stack pane (snapshots stop the threads briefly;
+                           skipped while exception tracing holds them) */
 };
 
 /*

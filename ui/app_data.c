@@ -163,7 +163,11 @@ static void ui_data_rates(struct ui_app *app)
 
 int ui_data_snapshot(struct ui_app *app)
 {
+    /* --native stops the threads to unwind them: not while the tracer holds them. */
+    bool native = app->native && !app->tracer;
     struct collect_opts co = {.retries = COLLECT_DEFAULT_RETRIES,
+                              .blocking = native,
+                              .native = native ? app->native : NULL,
                               .locals = app->locals,
                               .tasks = app->lower == UI_LOWER_TASKS,
                               .max_tasks = UI_TASKS_MAX};

@@ -16,6 +16,7 @@
 #include "layout.h"
 #include "pane.h"
 #include "pyscope/growth.h"
+#include "pyscope/native.h"
 #include "pyscope/profile.h"
 #include "pyscope/sampler.h"
 #include "pyscope/snap.h"
@@ -60,6 +61,7 @@ struct ui_app {
     double cpu_trend[UI_TREND_N], rss_trend[UI_TREND_N];
     double start_age, start_mono; /* target's age at attach, and our monotonic clock then */
     struct srcline_cache *src;
+    struct native_ctx *native; /* --native: the unwinder (symbol caches), NULL otherwise */
 
     /* top table */
     struct profile *profile;

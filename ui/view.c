@@ -448,6 +448,59 @@ static size_t ui_stack_head(const struct snap_thread *t, int width, struct ui_li
     return 1;
 }
 
+/* Python frames [from, to) of t: the frame, its source line, its locals. */
+static size_t ui_stack_py(const struct snap_thread *t, size_t from, size_t to,
+                          struct srcline_cache *src, int width, struct ui_line *out, size_t n,
+                          size_t cap)
+{
+    char text[UI_LINE_MAX];
+
+    for (size_t i = from; i < to && i < t->nframes && n < cap; i++) {
+        const struct snap_frame *f = &t->frames[i];
+        ui_frame_text(text, sizeof(text), f->qualname ? f->qualname : f->function, f->file, f->line,
+                      width);
+        ui_line_set(&out[n++], text, width, i == 0 ? UI_STYLE_HOT : UI_STYLE_NORMAL, i + 1);
+        if (n < cap && ui_source_text(src, f->file, f->line, text, sizeof(text)))
+            ui_line_set(&out[n++], text, width, UI_STYLE_DIM, 0);
+        n = ui_stack_vars(f, width, out, n, cap);
+    }
+    return n;
+}
+
+/* Where the Python frames of eval-loop call k end: the next merged call's first frame. */
+static size_t ui_native_run_end(const struct snap_thread *t, size_t k)
+{
+    for (size_t j = k + 1; j < t->nnative; j++)
+        if (t->native[j].python_frame > t->native[k].python_frame)
+            return (size_t)t->native[j].python_frame;
+    return t->nframes;
+}
+
+/* --native: C frames innermost first, each eval-loop call shown as the Python frames it runs. */
+static size_t ui_stack_native(const struct snap_thread *t, struct srcline_cache *src, int width,
+                              struct ui_line *out, size_t n, size_t cap)
+{
+    char text[UI_LINE_MAX];
+
+    for (size_t k = 0; k < t->nnative && n < cap; k++) {
+        const struct snap_native_frame *nf = &t->native[k];
+        const char *mod = nf->module ? strrchr(nf->module, '/') : NULL;
+
+        if (nf->python_frame >= 0 && (size_t)nf->python_frame < t->nframes) {
+            n = ui_stack_py(t, (size_t)nf->python_frame, ui_native_run_end(t, k), src, width, out,
+                            n, cap);
+            continue;
+        }
+        (void)snprintf(text, sizeof(text), "  [C] %s+0x%llx  %s", nf->symbol ? nf->symbol : "??",
+                       (unsigned long long)nf->offset,
+                       mod          ? mod + 1
+                       : nf->module ? nf->module
+                                    : "");
+        ui_line_set(&out[n++], text, width, UI_STYLE_DIM, 0);
+    }
+    return n;
+}
+
 size_t ui_view_stack(const struct snap_thread *t, struct srcline_cache *src, int width,
                      struct ui_line *out, size_t cap)
 {
@@ -459,16 +512,14 @@ size_t ui_view_stack(const struct snap_thread *t, struct srcline_cache *src, int
     n = ui_stack_head(t, width, out);
     n = ui_stack_exc(t->exc_current, "raising", width, out, n, cap);
     n = ui_stack_exc(t->exc_handled, "handling", width, out, n, cap);
-    for (size_t i = 0; i < t->nframes && n < cap; i++) {
-        const struct snap_frame *f = &t->frames[i];
-        ui_frame_text(text, sizeof(text), f->qualname ? f->qualname : f->function, f->file, f->line,
-                      width);
-        ui_line_set(&out[n++], text, width, i == 0 ? UI_STYLE_HOT : UI_STYLE_NORMAL, i + 1);
-        if (n < cap && ui_source_text(src, f->file, f->line, text, sizeof(text)))
-            ui_line_set(&out[n++], text, width, UI_STYLE_DIM, 0);
-        n = ui_stack_vars(f, width, out, n, cap);
+    if (t->native_error && n < cap) {
+        (void)snprintf(text, sizeof(text), "native stack: %s", t->native_error);
+        ui_line_set(&out[n++], text, width, UI_STYLE_DIM, 0);
     }
-    return n;
+    /* Merged only when the merge worked; otherwise the Python stack alone, as always. */
+    if (t->nnative > 0 && !t->native_error)
+        return ui_stack_native(t, src, width, out, n, cap);
+    return ui_stack_py(t, 0, t->nframes, src, width, out, n, cap);
 }
 
 size_t ui_view_raise(const struct tracer_event *ev, struct srcline_cache *src, int width,

@@ -463,3 +463,24 @@ def test_help_readme_and_keymap_agree():
     for h, m in zip(help_lines, md_lines):
         keys, _, desc = m[2:].partition(": ")
         assert h.endswith(desc) and h.split(desc)[0].strip() == keys.replace("`", ""), (h, m)
+
+
+def test_native_stack_pane(python, launch, screen):
+    """attach --native: the stack pane shows the C stack with the Python frames merged where the
+    interpreter runs them, no raw eval-loop frame left (tests/targets/park.py parks its main
+    thread in time.sleep() inside main()); the target is released after every refresh."""
+    target = launch(python_target(python, "park.py"))
+    s = screen("--native", "--no-exceptions", target.pid)
+    ready(s)
+
+    def merged(_):
+        lines = s.pane("stack")
+        c = [i for i, line in enumerate(lines) if "[C] time_sleep" in line]
+        py = [i for i, line in enumerate(lines) if re.search(r"\bmain\b.*park\.py:\d+", line)]
+        return bool(c and py and c[0] < py[0])
+
+    s.wait(merged, "time_sleep above main() in the native stack pane")
+    assert not any("_PyEval_EvalFrameDefault" in line for line in s.pane("stack"))
+    s.keys("q")
+    assert s.wait_exit() == 0
+    assert_not_stopped_or_traced(target.pid)

@@ -181,6 +181,54 @@ static void test_stack_with_source(void **state)
     free(lines);
 }
 
+/* --native: C frames innermost first, each eval-loop call replaced by its Python frames. */
+static void test_stack_native_merge(void **state)
+{
+    static const uint64_t ticks[3] = {0, 0, 0};
+    struct snap *s = make_snap(1.0, ticks);
+    struct snap_thread *t = &s->threads[0];
+    struct ui_line *lines = calloc(16, sizeof(*lines));
+    static const char *const want[] = {"[C] clock_nanosleep+0x65", "inner",    "outer",
+                                       "[C] nat_call+0x10",        "<module>", "[C] main+0x2"};
+    size_t n;
+
+    (void)state;
+    assert_non_null(lines);
+    t->nframes = 3;
+    t->frames = snap_alloc(s, 3 * sizeof(*t->frames));
+    t->frames[0] = (struct snap_frame){.function = "inner", .file = "a.py", .line = 3};
+    t->frames[1] = (struct snap_frame){.function = "outer", .file = "a.py", .line = 7};
+    t->frames[2] = (struct snap_frame){.function = "<module>", .file = "a.py", .line = 9};
+    t->nnative = 5;
+    t->native = snap_alloc(s, 5 * sizeof(*t->native));
+    t->native[0] = (struct snap_native_frame){.symbol = "clock_nanosleep",
+                                              .offset = 0x65,
+                                              .module = "/lib/libc.so.6",
+                                              .python_frame = -1};
+    t->native[1] =
+        (struct snap_native_frame){.symbol = "_PyEval_EvalFrameDefault", .python_frame = 0};
+    t->native[2] =
+        (struct snap_native_frame){.symbol = "nat_call", .offset = 0x10, .python_frame = -1};
+    t->native[3] =
+        (struct snap_native_frame){.symbol = "_PyEval_EvalFrameDefault", .python_frame = 2};
+    t->native[4] = (struct snap_native_frame){.symbol = "main", .offset = 2, .python_frame = -1};
+    n = ui_view_stack(t, NULL, 70, lines, 16);
+    assert_int_equal(n, 7); /* heading + 6 */
+    for (size_t i = 0; i < 6; i++)
+        if (!strstr(lines[i + 1].text, want[i]))
+            fail_msg("line %zu is \"%s\", wanted %s", i + 1, lines[i + 1].text, want[i]);
+    assert_non_null(strstr(lines[1].text, "libc.so.6"));
+    /* A failed merge: the note, then the Python stack alone. */
+    t->native_error = "2 eval calls but 3 runs of Python frames";
+    n = ui_view_stack(t, NULL, 70, lines, 16);
+    assert_int_equal(n, 5);
+    assert_non_null(strstr(lines[1].text, "native stack: 2 eval calls"));
+    assert_non_null(strstr(lines[2].text, "inner"));
+    assert_non_null(strstr(lines[4].text, "<module>"));
+    snap_free(s);
+    free(lines);
+}
+
 static void test_top(void **state)
 {
     struct profile *p = NULL;
@@ -361,10 +409,15 @@ static void test_tasks_rows(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fit),         cmocka_unit_test(test_formats),
-        cmocka_unit_test(test_threads),     cmocka_unit_test(test_stack_with_source),
-        cmocka_unit_test(test_top),         cmocka_unit_test(test_excfeed),
-        cmocka_unit_test(test_growth_rows), cmocka_unit_test(test_tasks_rows),
+        cmocka_unit_test(test_fit),
+        cmocka_unit_test(test_formats),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_stack_with_source),
+        cmocka_unit_test(test_top),
+        cmocka_unit_test(test_excfeed),
+        cmocka_unit_test(test_growth_rows),
+        cmocka_unit_test(test_tasks_rows),
+        cmocka_unit_test(test_stack_native_merge),
     };
 
     if (!setlocale(LC_ALL, "C.UTF-8"))
