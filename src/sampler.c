@@ -82,16 +82,22 @@ static void read_thread_name(struct sampler *s, struct sthread *t)
     struct ps_err ignored = {0};
     uint64_t thread, name;
 
-    t->named = true;
-    if (!s->threading_active || t->ts.interp != s->interps[s->ninterps - 1].addr)
+    /* A thread outside the registry (started from C, another interpreter) has no name to
+     * find: settled. A failed read (a dict resized under us) is retried at the next re-list
+     * rather than leaving the thread nameless, and so unmatched by --thread, for good. */
+    if (!s->threading_active)
+        return; /* the registry is looked up again at the next re-list */
+    if (t->ts.interp != s->interps[s->ninterps - 1].addr || t->ts.thread_id >= (1ull << 61) - 1) {
+        t->named = true;
         return;
+    }
     /* Keys are the ints get_ident() returned; an int below 2^61-1 hashes to itself. */
-    if (t->ts.thread_id >= (1ull << 61) - 1 ||
-        pyobj_dict_get_hash(&s->pp->ctx, s->threading_active, (int64_t)t->ts.thread_id, &thread,
+    if (pyobj_dict_get_hash(&s->pp->ctx, s->threading_active, (int64_t)t->ts.thread_id, &thread,
                             &ignored) < 0 ||
         pyobj_instance_attr(&s->pp->ctx, thread, "_name", &name, &ignored) < 0 ||
         pyobj_str(&s->pp->ctx, name, t->name, sizeof(t->name), NULL, &ignored) < 0)
         return;
+    t->named = true;
 }
 
 static bool thread_wanted(const struct sampler *s, const struct sthread *t)
@@ -145,7 +151,7 @@ static int relist(struct sampler *s, double now, struct ps_err *err)
     for (size_t i = 0; i < ni; i++)
         s->interps[i] = (struct sinterp){.addr = s->winterps[i].addr, .gil = s->winterps[i].gil};
     s->ninterps = ni;
-    if (names)
+    if (names || !s->threading_active)
         find_thread_registry(s);
     rc = sampler_tasks_refresh(s, err);
     if (rc < 0)

@@ -412,10 +412,11 @@ def test_demo_service(python, launch, screen, tmp_path):
            "the hot spot at the top of the top table")
     s.keys("g")                                     # the leak: among the fastest growing
     s.wait(lambda _: re.search(r"Growth: [1-9]\d* containers", s.pane("exc")[0]), "growth view")
-    row = re.compile(r"\s*[-+]\d+\.\d\s+-?\d+\s+\w[\w.]*( |~|$)")  # rate length name
+    # rate, length, the length's sparkline (blocks or ASCII marks, maybe blank), name
+    row = re.compile(r"\s*[-+]\d+\.\d\s+-?\d+\s+(?:[^\w\s]+\s+)?\w[\w.]*( |~|$)")
     s.wait(lambda _: not [line for line in s.pane("exc")[2:] if line.strip() and
                           not row.match(line)], "every growth row as rate, length, name")
-    leak = re.compile(r"\s*\+\d+\.\d\s+\d+\s+__main__\.RESPONSE_CACHE \(dict")
+    leak = re.compile(r"\s*\+\d+\.\d\s+\d+\s+(?:[^\w\s]+\s+)?__main__\.RESPONSE_CACHE \(dict")
     s.wait(lambda _: any(leak.match(line) for line in s.pane("exc")[2:5]),
            "RESPONSE_CACHE growing, in the growth view's first rows")
     s.keys("g")
