@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "pyscope/collect.h"
 #include "pyscope/procstat.h"
 #include "pyscope/memsrc.h"
@@ -30,33 +31,16 @@
 #include "pyscope/snap.h"
 #include "pyscope/walk.h"
 
-static const char *const minors[] = {"3.11", "3.12", "3.13"};
+static const char *const minors[] = TEST_MINORS;
 
-struct fixture {
-    struct locate_info loc;
-    json_t *truth;
-    char mem[512];
-};
-
-static void load_fixture(const char *minor, struct fixture *fx)
+/* Recorded fixture "shapes" of a minor (support/fixture.h). */
+static void load_fixture(const char *minor, struct test_fixture *fx)
 {
-    char path[600];
-    struct ps_err err = {0};
-    json_error_t jerr;
-
-    (void)snprintf(fx->mem, sizeof(fx->mem), "%s/tests/fixtures/%s/shapes.mem", PYSCOPE_SOURCE_DIR,
-                   minor);
-    (void)snprintf(path, sizeof(path), "%s.meta", fx->mem);
-    assert_int_equal(pyproc_meta_read(path, &fx->loc, &err), 0);
-    (void)snprintf(path, sizeof(path), "%s/tests/fixtures/%s/shapes.truth.json", PYSCOPE_SOURCE_DIR,
-                   minor);
-    fx->truth = json_load_file(path, 0, &jerr);
-    if (!fx->truth)
-        fail_msg("cannot load %s: %s", path, jerr.text);
+    test_fixture_load(minor, "shapes", fx);
 }
 
 /* Open the fixture, optionally behind a faulty wrapper. Returns the open rc. */
-static int open_fixture(const struct fixture *fx, int fault, uint64_t nth, uint64_t seed,
+static int open_fixture(const struct test_fixture *fx, int fault, uint64_t nth, uint64_t seed,
                         struct pyproc **pp, struct memsrc **faulty_out)
 {
     struct ps_err err = {0};
@@ -117,7 +101,7 @@ static void test_replay_matches_truth(void **state)
     (void)state;
     for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
         struct collect_opts co = {.retries = 2};
-        struct fixture fx = {0};
+        struct test_fixture fx = {0};
         struct ps_err err = {0};
         struct pyproc *pp = NULL;
         struct snap *s = NULL;
@@ -141,7 +125,7 @@ static void test_replay_matches_truth(void **state)
         }
         snap_free(s);
         pyproc_close(pp);
-        json_decref(fx.truth);
+        test_fixture_free(&fx);
     }
 }
 
@@ -161,7 +145,7 @@ static void check_bounds(const struct snap *s)
 }
 
 /* Run open + collect with the fault at range nth; returns 1 when a fault-free run happened. */
-static void run_faulty(const struct fixture *fx, int fault, uint64_t nth, uint64_t seed)
+static void run_faulty(const struct test_fixture *fx, int fault, uint64_t nth, uint64_t seed)
 {
     struct collect_opts co = {.retries = 1};
     struct ps_err err = {0};
@@ -181,7 +165,7 @@ static void run_faulty(const struct fixture *fx, int fault, uint64_t nth, uint64
 }
 
 /* How many ranges a clean open + collect reads (the faulty wrapper counts with nth == 0). */
-static uint64_t count_ranges(const struct fixture *fx)
+static uint64_t count_ranges(const struct test_fixture *fx)
 {
     struct collect_opts co = {.retries = 1};
     struct ps_err err = {0};
@@ -202,7 +186,7 @@ static void test_fault_sweep(void **state)
 {
     (void)state;
     for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
-        struct fixture fx = {0};
+        struct test_fixture fx = {0};
         uint64_t n;
 
         load_fixture(minors[m], &fx);
@@ -213,12 +197,12 @@ static void test_fault_sweep(void **state)
             run_faulty(&fx, MEMSRC_FAULT_ZERO, i, 0);
             run_faulty(&fx, MEMSRC_FAULT_GARBLE, i, i * 7919);
         }
-        json_decref(fx.truth);
+        test_fixture_free(&fx);
     }
 }
 
 /* A fixture whose frames are overlaid by hand: the overlay wins over the recorded bytes. */
-static struct pyproc *open_overlaid(const struct fixture *fx, struct memsrc **src_out)
+static struct pyproc *open_overlaid(const struct test_fixture *fx, struct memsrc **src_out)
 {
     struct ps_err err = {0};
     struct memsrc *src = NULL;
@@ -256,7 +240,7 @@ static void test_frame_cycle_is_bounded(void **state)
 {
     (void)state;
     for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
-        struct fixture fx = {0};
+        struct test_fixture fx = {0};
         struct ps_err err = {0};
         struct memsrc *src = NULL;
         struct pyproc *pp;
@@ -288,7 +272,7 @@ static void test_frame_cycle_is_bounded(void **state)
         assert_non_null(strstr(err.msg, "invalid"));
         walk_stack_free(&st);
         pyproc_close(pp);
-        json_decref(fx.truth);
+        test_fixture_free(&fx);
     }
 }
 
@@ -297,7 +281,7 @@ static void test_huge_name_length_is_an_error(void **state)
     (void)state;
     for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
         struct collect_opts co = {.retries = 0};
-        struct fixture fx = {0};
+        struct test_fixture fx = {0};
         struct ps_err err = {0};
         struct memsrc *src = NULL;
         struct pyproc *pp;
@@ -326,7 +310,7 @@ static void test_huge_name_length_is_an_error(void **state)
         snap_free(s);
         walk_stack_free(&st);
         pyproc_close(pp);
-        json_decref(fx.truth);
+        test_fixture_free(&fx);
     }
 }
 

@@ -18,11 +18,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "fixture.h"
 #include "pyscope/growth.h"
 #include "pyscope/memsrc.h"
 #include "pyscope/pyproc.h"
 
-static const char *const minors[] = {"3.11", "3.12", "3.13"};
+static const char *const minors[] = TEST_MINORS;
 
 /* ---- rates --------------------------------------------------------------------------------- */
 
@@ -77,31 +78,14 @@ static void test_slope_symmetric_noise(void **state)
 
 /* ---- fixtures ------------------------------------------------------------------------------ */
 
-struct fixture {
-    struct locate_info loc;
-    json_t *truth;
-    char mem[512];
-};
-
-static void load_fixture(const char *minor, struct fixture *fx)
+/* Recorded fixture "growth" of a minor (support/fixture.h). */
+static void load_fixture(const char *minor, struct test_fixture *fx)
 {
-    char path[600];
-    struct ps_err err = {0};
-    json_error_t jerr;
-
-    (void)snprintf(fx->mem, sizeof(fx->mem), "%s/tests/fixtures/%s/growth.mem", PYSCOPE_SOURCE_DIR,
-                   minor);
-    (void)snprintf(path, sizeof(path), "%s.meta", fx->mem);
-    assert_int_equal(pyproc_meta_read(path, &fx->loc, &err), 0);
-    (void)snprintf(path, sizeof(path), "%s/tests/fixtures/%s/growth.truth.json", PYSCOPE_SOURCE_DIR,
-                   minor);
-    fx->truth = json_load_file(path, 0, &jerr);
-    if (!fx->truth)
-        fail_msg("cannot load %s: %s", path, jerr.text);
+    test_fixture_load(minor, "growth", fx);
 }
 
 /* Open the fixture behind a faulty wrapper (nth 0: count only). Returns the open rc. */
-static int open_fixture(const struct fixture *fx, enum memsrc_fault fault, uint64_t nth,
+static int open_fixture(const struct test_fixture *fx, enum memsrc_fault fault, uint64_t nth,
                         uint64_t seed, struct pyproc **pp, struct memsrc **faulty)
 {
     struct ps_err err = {0};
@@ -161,7 +145,7 @@ static void test_replay_matches_truth(void **state)
 {
     (void)state;
     for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
-        struct fixture fx = {0};
+        struct test_fixture fx = {0};
         struct ps_err err = {0};
         struct pyproc *pp = NULL;
         struct memsrc *faulty = NULL;
@@ -185,12 +169,12 @@ static void test_replay_matches_truth(void **state)
         assert_float_equal(t[1], 11.0, 0);
         growth_free(g);
         pyproc_close(pp);
-        json_decref(fx.truth);
+        test_fixture_free(&fx);
     }
 }
 
 /* One faulty run: an error with a message, or a table within its caps. */
-static void run_faulty(const struct fixture *fx, enum memsrc_fault fault, uint64_t nth)
+static void run_faulty(const struct test_fixture *fx, enum memsrc_fault fault, uint64_t nth)
 {
     struct ps_err err = {0};
     struct pyproc *pp = NULL;
@@ -214,7 +198,7 @@ static void run_faulty(const struct fixture *fx, enum memsrc_fault fault, uint64
     pyproc_close(pp);
 }
 
-static uint64_t count_ranges(const struct fixture *fx)
+static uint64_t count_ranges(const struct test_fixture *fx)
 {
     struct ps_err err = {0};
     struct pyproc *pp = NULL;
@@ -238,7 +222,7 @@ static void test_fault_sweep(void **state)
 {
     (void)state;
     for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
-        struct fixture fx = {0};
+        struct test_fixture fx = {0};
         uint64_t n, stride;
 
         load_fixture(minors[m], &fx);
@@ -250,14 +234,14 @@ static void test_fault_sweep(void **state)
             run_faulty(&fx, MEMSRC_FAULT_ZERO, i);
             run_faulty(&fx, MEMSRC_FAULT_GARBLE, i);
         }
-        json_decref(fx.truth);
+        test_fixture_free(&fx);
     }
 }
 
 /* Options out of range are refused with -EINVAL and a message; nothing is returned. */
 static void test_options_are_checked(void **state)
 {
-    struct fixture fx = {0};
+    struct test_fixture fx = {0};
     struct ps_err err = {0};
     struct pyproc *pp = NULL;
     struct memsrc *faulty = NULL;
@@ -271,7 +255,7 @@ static void test_options_are_checked(void **state)
     assert_null(g);
     assert_true(err.msg[0] != '\0');
     pyproc_close(pp);
-    json_decref(fx.truth);
+    test_fixture_free(&fx);
 }
 
 int main(void)

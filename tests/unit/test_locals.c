@@ -18,40 +18,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixture.h"
 #include "pyscope/collect.h"
 #include "pyscope/locals.h"
 #include "pyscope/memsrc.h"
 #include "pyscope/pyproc.h"
 #include "pyscope/walk.h"
 
-static const char *const minors[] = {"3.11", "3.12", "3.13"};
+static const char *const minors[] = TEST_MINORS;
 static const char *const reproduced[] = {"NoneType", "bool",  "int",  "float", "str",
                                          "bytes",    "tuple", "list", "dict",  "set"};
 
-struct fixture {
-    struct locate_info loc;
-    json_t *truth;
-    char mem[512];
-};
-
-static void load_fixture(const char *minor, struct fixture *fx)
+/* Recorded fixture "locals" of a minor (support/fixture.h). */
+static void load_fixture(const char *minor, struct test_fixture *fx)
 {
-    char path[600];
-    struct ps_err err = {0};
-    json_error_t jerr;
-
-    (void)snprintf(fx->mem, sizeof(fx->mem), "%s/tests/fixtures/%s/locals.mem", PYSCOPE_SOURCE_DIR,
-                   minor);
-    (void)snprintf(path, sizeof(path), "%s.meta", fx->mem);
-    assert_int_equal(pyproc_meta_read(path, &fx->loc, &err), 0);
-    (void)snprintf(path, sizeof(path), "%s/tests/fixtures/%s/locals.truth.json", PYSCOPE_SOURCE_DIR,
-                   minor);
-    fx->truth = json_load_file(path, 0, &jerr);
-    if (!fx->truth)
-        fail_msg("cannot load %s: %s", path, jerr.text);
+    test_fixture_load(minor, "locals", fx);
 }
 
-static struct pyproc *open_fixture(const struct fixture *fx)
+static struct pyproc *open_fixture(const struct test_fixture *fx)
 {
     struct ps_err err = {0};
     struct memsrc *src = NULL;
@@ -129,7 +113,7 @@ static void test_replay_matches_f_locals(void **state)
     (void)state;
     for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
         struct collect_opts co = {.retries = 2, .locals = true};
-        struct fixture fx = {0};
+        struct test_fixture fx = {0};
         struct ps_err err = {0};
         struct snap *s = NULL;
         struct pyproc *pp;
@@ -152,7 +136,7 @@ static void test_replay_matches_f_locals(void **state)
         assert_true(checked >= 60);
         snap_free(s);
         pyproc_close(pp);
-        json_decref(fx.truth);
+        test_fixture_free(&fx);
     }
 }
 
@@ -196,7 +180,7 @@ static void check_bounds(const struct snap_frame *sf)
 }
 
 /* locals_frame of one frame through a fresh faulty source; returns the ranges it read. */
-static uint64_t run_faulty(const struct fixture *fx, const struct pyproc *pp,
+static uint64_t run_faulty(const struct test_fixture *fx, const struct pyproc *pp,
                            const struct walk_frame *wf, int fault, uint64_t nth)
 {
     struct ps_err err = {0};
@@ -224,7 +208,7 @@ static uint64_t run_faulty(const struct fixture *fx, const struct pyproc *pp,
 /* Every read of the scalars and containers frames failing, garbled, zeroed in turn. */
 static void test_fault_sweep(void **state)
 {
-    struct fixture fx = {0};
+    struct test_fixture fx = {0};
     struct walk_stack st = {0};
     struct ps_err err = {0};
     struct pyproc *pp;
@@ -253,7 +237,7 @@ static void test_fault_sweep(void **state)
     assert_true(swept > 100);
     walk_stack_free(&st);
     pyproc_close(pp);
-    json_decref(fx.truth);
+    test_fixture_free(&fx);
 }
 
 int main(void)

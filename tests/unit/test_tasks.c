@@ -18,39 +18,23 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "fixture.h"
 #include "pyscope/collect.h"
 #include "pyscope/memsrc.h"
 #include "pyscope/pyproc.h"
 #include "pyscope/snap.h"
 #include "pyscope/tasks.h"
 
-static const char *const minors[] = {"3.11", "3.12", "3.13"};
+static const char *const minors[] = TEST_MINORS;
 
-struct fixture {
-    struct locate_info loc;
-    json_t *truth;
-    char mem[512];
-};
-
-static void load_fixture(const char *minor, struct fixture *fx)
+/* Recorded fixture "tasks" of a minor (support/fixture.h). */
+static void load_fixture(const char *minor, struct test_fixture *fx)
 {
-    char path[600];
-    struct ps_err err = {0};
-    json_error_t jerr;
-
-    (void)snprintf(fx->mem, sizeof(fx->mem), "%s/tests/fixtures/%s/tasks.mem", PYSCOPE_SOURCE_DIR,
-                   minor);
-    (void)snprintf(path, sizeof(path), "%s.meta", fx->mem);
-    assert_int_equal(pyproc_meta_read(path, &fx->loc, &err), 0);
-    (void)snprintf(path, sizeof(path), "%s/tests/fixtures/%s/tasks.truth.json", PYSCOPE_SOURCE_DIR,
-                   minor);
-    fx->truth = json_load_file(path, 0, &jerr);
-    if (!fx->truth)
-        fail_msg("cannot load %s: %s", path, jerr.text);
+    test_fixture_load(minor, "tasks", fx);
 }
 
 /* Open the fixture, optionally behind a faulty wrapper; collect (with tasks unless no_tasks). */
-static int collect_ex(const struct fixture *fx, int fault, uint64_t nth, uint64_t seed,
+static int collect_ex(const struct test_fixture *fx, int fault, uint64_t nth, uint64_t seed,
                       bool no_tasks, struct memsrc **faulty_out, struct snap **out,
                       struct pyproc **pp_out)
 {
@@ -79,7 +63,7 @@ static int collect_ex(const struct fixture *fx, int fault, uint64_t nth, uint64_
     return rc;
 }
 
-static int collect(const struct fixture *fx, int fault, uint64_t nth, uint64_t seed,
+static int collect(const struct test_fixture *fx, int fault, uint64_t nth, uint64_t seed,
                    struct memsrc **faulty_out, struct snap **out, struct pyproc **pp_out)
 {
     return collect_ex(fx, fault, nth, seed, false, faulty_out, out, pp_out);
@@ -140,7 +124,7 @@ static void test_replay_matches_truth(void **state)
 {
     (void)state;
     for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
-        struct fixture fx = {0};
+        struct test_fixture fx = {0};
         struct pyproc *pp = NULL;
         struct snap *s = NULL;
         const json_t *tasks, *tt;
@@ -159,7 +143,7 @@ static void test_replay_matches_truth(void **state)
         assert_int_equal(cycles, 2); /* dl-a <-> dl-b */
         snap_free(s);
         pyproc_close(pp);
-        json_decref(fx.truth);
+        test_fixture_free(&fx);
     }
 }
 
@@ -187,7 +171,7 @@ static void check_bounds(const struct snap_tasks *ts)
 }
 
 /* Ranges read by a clean open + collect, without (no_tasks) or with the task reads. */
-static uint64_t count_ranges(const struct fixture *fx, bool no_tasks)
+static uint64_t count_ranges(const struct test_fixture *fx, bool no_tasks)
 {
     struct memsrc *faulty = NULL;
     struct pyproc *pp = NULL;
@@ -201,7 +185,7 @@ static uint64_t count_ranges(const struct fixture *fx, bool no_tasks)
     return n;
 }
 
-static void run_faulty(const struct fixture *fx, int fault, uint64_t nth, uint64_t seed)
+static void run_faulty(const struct test_fixture *fx, int fault, uint64_t nth, uint64_t seed)
 {
     struct pyproc *pp = NULL;
     struct snap *s = NULL;
@@ -217,7 +201,7 @@ static void test_fault_sweep(void **state)
 {
     (void)state;
     for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
-        struct fixture fx = {0};
+        struct test_fixture fx = {0};
         uint64_t first, n;
 
         load_fixture(minors[m], &fx);
@@ -233,7 +217,7 @@ static void test_fault_sweep(void **state)
             run_faulty(&fx, MEMSRC_FAULT_ZERO, i + 1, 0);
             run_faulty(&fx, MEMSRC_FAULT_GARBLE, i + 2, i * 7919);
         }
-        json_decref(fx.truth);
+        test_fixture_free(&fx);
     }
 }
 
