@@ -342,24 +342,15 @@ static int collect_all(struct collector *c, struct ps_err *err)
     return rc;
 }
 
+static int collect_all_cb(void *arg, struct ps_err *err)
+{
+    return collect_all(arg, err);
+}
+
+/* Every thread stopped for the read (seize stops them), resumed and detached on every path. */
 static int collect_blocking(struct collector *c, struct ps_err *err)
 {
-    struct ps_err derr = {0};
-    size_t nthreads = 0;
-    int rc, rc2;
-
-    rc = target_seize_all(c->pp->pid, &nthreads, err);
-    if (rc == 0)
-        rc = target_stop_all(err);
-    if (rc == 0)
-        rc = collect_all(c, err);
-    /* Always: detaching resumes every stopped thread (also after a failed seize or stop). */
-    rc2 = target_detach_all(&derr);
-    if (rc == 0 && rc2 < 0) {
-        (void)ps_err_set(err, rc2, "%s", derr.msg);
-        rc = rc2;
-    }
-    return rc;
+    return target_run_stopped(c->pp->pid, collect_all_cb, c, err);
 }
 
 int collect_snapshot(struct pyproc *pp, const struct collect_opts *opts, struct snap **out,

@@ -95,7 +95,7 @@ static void rw_printf(struct rw *w, const char *fmt, ...)
     int n;
 
     va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    n = vsnprintf(tmp, sizeof(tmp), fmt, ap); // NOLINT(clang-analyzer-valist.*): clang 14 FP
     va_end(ap);
     if (n > 0)
         rw_putn(w, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
@@ -536,14 +536,14 @@ static int repr_other(struct rw *w, uint64_t obj, uint64_t type)
 /* Containers: depth cap and recursion ("[...]" as Python prints a list inside itself). */
 static int repr_container(struct rw *w, uint64_t obj, enum repr_kind k)
 {
-    const char *stub = k == K_TUPLE ? "(...)" : k == K_LIST ? "[...]" : "{...}";
+    const char *elided = k == K_TUPLE ? "(...)" : k == K_LIST ? "[...]" : "{...}";
     bool open = false;
     int rc;
 
     for (int i = 0; i < w->depth; i++)
         open = open || w->open[i] == obj;
     if (open || w->depth >= LOCALS_MAX_DEPTH) {
-        rw_puts(w, stub);
+        rw_puts(w, elided);
         return 0;
     }
     w->open[w->depth++] = obj;

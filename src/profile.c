@@ -3,7 +3,7 @@
  * The profile aggregate (see profile.h): interned strings, a frame table and a stack trie.
  *
  * Storage: the entry arrays (string text, frames, functions, nodes, threads) are allocated once
- * at their caps plus a small reserve for placeholders; Linux commits pages only when they are
+ * at their caps plus a small reserve for overflow frames; Linux commits pages only when they are
  * first written, and entries are appended in order, so resident memory follows what is used.
  * The hash tables (open addressing, 64-bit key + id per slot) start small and double at half
  * load, bounded by the caps. profile_reset empties them in place: memory stays flat.
@@ -11,7 +11,7 @@
  * Invariants: a node's parent id is smaller than its own; a thread's root and (on first need)
  * its "[profile full]" node may use a reserve of two nodes per thread, so overflow never fails.
  *
- * Never: grows past a cap, or fails a sample because a cap was reached (placeholders count it).
+ * Never: grows past a cap, or fails a sample because a cap was reached (overflow frames count it).
  */
 #include "pyscope/profile.h"
 
@@ -64,7 +64,7 @@ struct profile {
     size_t nthreads;
     struct htab h_str, h_frame, h_fn, h_node, h_thread;
     uint64_t samples, dropped, generation;
-    uint32_t full_frame, full_nodes_frame; /* placeholder frame ids, PROFILE_NONE until used */
+    uint32_t full_frame, full_nodes_frame; /* overflow frame ids, PROFILE_NONE until used */
 };
 
 /* ---- hashing ----------------------------------------------------------------------------- */
@@ -250,8 +250,8 @@ static uint32_t frame_add(struct profile *p, uint32_t name, uint32_t file, int l
     return id;
 }
 
-/* A placeholder frame (from the reserve), created once per reset. */
-static uint32_t placeholder(struct profile *p, uint32_t *slot, const char *label)
+/* An overflow frame ("[frames full]"...) from the reserve, created once per reset. */
+static uint32_t overflow_frame(struct profile *p, uint32_t *slot, const char *label)
 {
     if (*slot == PROFILE_NONE && p->nframes < PROFILE_MAX_FRAMES + RESERVE_FRAMES)
         *slot = frame_add(p, str_intern(p, label), str_intern(p, ""), -1);
@@ -268,7 +268,7 @@ uint32_t profile_frame_intern(struct profile *p, const char *function, const cha
     if (p->nframes < PROFILE_MAX_FRAMES && name != PROFILE_NONE && fl != PROFILE_NONE)
         id = frame_add(p, name, fl, line);
     if (id == PROFILE_NONE)
-        id = placeholder(p, &p->full_frame, FULL_FRAMES);
+        id = overflow_frame(p, &p->full_frame, FULL_FRAMES);
     return id;
 }
 
@@ -433,7 +433,7 @@ static uint32_t overflow_node(struct profile *p, uint32_t thread)
 {
     if (p->overflow[thread] == PROFILE_NONE)
         p->overflow[thread] = node_new(p, p->threads[thread].root,
-                                       placeholder(p, &p->full_nodes_frame, FULL_NODES), thread);
+                                       overflow_frame(p, &p->full_nodes_frame, FULL_NODES), thread);
     return p->overflow[thread];
 }
 

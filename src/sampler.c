@@ -837,21 +837,26 @@ static int sample_all(struct sampler *s, double now, struct ps_err *err)
     return rc;
 }
 
-/* Blocking: stop every thread, sample, detach on every path. */
+struct stopped_tick {
+    struct sampler *s;
+    double now;
+};
+
+static int sample_all_cb(void *arg, struct ps_err *err)
+{
+    const struct stopped_tick *t = arg;
+
+    return sample_all(t->s, t->now, err);
+}
+
+/* Blocking: stop every thread, sample, detach on every path (target_run_stopped). */
 static int sample_stopped(struct sampler *s, double now, struct ps_err *err)
 {
-    struct ps_err derr = {0};
-    size_t n = 0;
-    int rc = target_seize_all(s->pp->pid, &n, err), drc;
+    struct stopped_tick t = {.s = s, .now = now};
+    int rc = target_run_stopped(s->pp->pid, sample_all_cb, &t, err);
 
     if (rc == -ESRCH)
         return ps_err_replace(err, -PS_EGONE, "the target exited");
-    if (rc < 0)
-        return rc;
-    rc = sample_all(s, now, err);
-    drc = target_detach_all(&derr);
-    if (rc == 0 && drc < 0)
-        rc = ps_err_set(err, drc, "%s", derr.msg);
     return rc;
 }
 

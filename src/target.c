@@ -756,3 +756,19 @@ int target_is_stopped_or_traced(pid_t pid, bool *out, struct ps_err *err)
     *out = held;
     return 0;
 }
+
+int target_run_stopped(pid_t pid, int (*fn)(void *arg, struct ps_err *err), void *arg,
+                       struct ps_err *err)
+{
+    struct ps_err derr = {0};
+    size_t n = 0;
+    int rc = target_seize_all(pid, &n, err), drc;
+
+    if (rc < 0)
+        return rc; /* a failed seize leaves nothing seized (target_seize_all's contract) */
+    rc = fn(arg, err);
+    drc = target_detach_all(&derr);
+    if (rc == 0 && drc < 0)
+        rc = ps_err_set(err, drc, "%s", derr.msg);
+    return rc;
+}

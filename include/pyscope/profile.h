@@ -95,7 +95,8 @@ uint64_t profile_generation(const struct profile *p);
 /*
  * Intern a frame (function, file, line); strings are copied (cut at PROFILE_MAX_STR_LEN).
  * NULL strings count as "". Always succeeds once the profile exists: past the caps the id of
- * a "[frames full]" / "[strings full]" placeholder is returned. Returns the frame id.
+ * the "[frames full]" / "[strings full]" overflow frame is returned (it counts what a cap
+ * turned away). Returns the frame id.
  */
 uint32_t profile_frame_intern(struct profile *p, const char *function, const char *file, int line);
 

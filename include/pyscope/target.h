@@ -54,6 +54,15 @@
 int target_seize_all(pid_t pid, size_t *nthreads, struct ps_err *err) PS_WARN_UNUSED;
 
 /*
+ * Run fn(arg, err) with every thread of pid stopped: target_seize_all, fn, then
+ * target_detach_all on every path (also when fn fails), so nothing stays stopped or traced.
+ * Returns fn's result, else the seize's or the detach's error. The blocking snapshot and the
+ * blocking sampler tick both go through here. Tracer thread only (as target_seize_all).
+ */
+int target_run_stopped(pid_t pid, int (*fn)(void *arg, struct ps_err *err), void *arg,
+                       struct ps_err *err) PS_WARN_UNUSED;
+
+/*
  * Stop again every seized thread after target_resume_all(), seizing threads created meanwhile.
  * Same bounds and errors as target_seize_all(), but on -ETIMEDOUT the threads that did stop stay
  * stopped: the caller resumes or detaches.
