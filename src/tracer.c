@@ -1,9 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tracer: exception events from a hardware breakpoint on PyTraceBack_Here (see tracer.h).
- * Data flow: target.c (ptrace stops, via its event hooks) -> tr_on_trap at each hit, while the
+ * Data flow: target.c (ptrace stops, via its event hooks) -> tr_claim at each hit, while the
  * hitting thread is stopped: registers (rdi = PyFrameObject*), tstate, in-flight exception
  * (exc.c), stack (walk.c + code cache) -> events in a fixed ring. bkpt.c owns the breakpoints.
+ *
+ * The tracer is four files sharing struct tracer (tracer_int.h), one concern each: this one
+ * (events and their ring, the reads at a stop, target hooks, open exceptions and threads,
+ * tracer_new/step/events/stats/free); tracer_rate.c (token bucket, arming and disarming,
+ * counting hits while disarmed, how long the loop may wait); tracer_stop.c (the exit paths:
+ * tracer_stop and the blocking loop tracer_run); tracer_memo.c (the per-stop memo source).
  *
  * New raise vs propagation (CPYTHON.md 5.2): new when the exception's traceback is NULL at entry
  * (3.12+: exc->traceback; 3.11: curexc_traceback), or the exception is not the thread's open
@@ -11,16 +17,14 @@
  * in the catching frame therefore continues the same exception (its next hit is in the caller).
  *
  * Invariants: the target is stopped only by breakpoint hits, each resumed by target.c as soon as
- * the hook returns; every exit (tracer_stop) clears the breakpoints, then stops every thread,
- * consumes breakpoint SIGTRAPs still pending, then detaches. Memory is allocated at tracer_new
- * only (ring, open-exception slots, thread tables): flat for hours.
+ * the hook returns; every exit (tracer_stop, tracer_stop.c) clears the breakpoints, then stops
+ * every thread, consumes breakpoint SIGTRAPs still pending, then detaches. Memory is allocated at
+ * tracer_new only (ring, open-exception slots, thread tables): flat for hours.
  */
 #include "pyscope/tracer.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <math.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,94 +44,10 @@
 #include "pyscope/walk.h"
 #include "tracer_int.h"
 
-#define TR_MAX_OPEN       256  /* threads whose open exception is followed for its END */
-#define TR_END_CHECK_S    0.01 /* least time between two reads of the open exceptions */
-#define TR_SYNC_S         0.1  /* least time between two thread-list reconciliations */
-#define TR_PENDING_ROUNDS 4    /* resume/stop rounds to consume pending SIGTRAPs at stop */
-/* Counting (perf): the non-stopping counter is on while the stopping breakpoint is armed (they
- * share one debug exception per hit, so it is free) and, while rate-limited off, all the time
- * as long as the hit rate keeps its cost under TR_COUNT_BUDGET of the target's time (the cost
- * of one counted hit is measured at start: bkpt_count_cost_us; ~10 us in a KVM guest, where
- * the count stays exact up to ~2000 hits/s). Above that rate the counter runs TR_COUNT_WINDOW_S
- * of every TR_COUNT_PERIOD_S (2%) and the rest is estimated from the window's rate. */
-#define TR_COUNT_PERIOD_S  0.1
-#define TR_COUNT_WINDOW_S  0.002
-#define TR_COUNT_BUDGET    0.02
-#define TR_COUNT_FULL_RATE 1000.0 /* exact-counting limit when the cost could not be measured */
-#define TR_SIGTRAP_MASK    (1ull << (SIGTRAP - 1))
-/* Busy-waiting between close hits (tracer_timeout_ms): a stop that finds us asleep must wake
- * our CPU first, which in a VM whose idle vCPUs halt costs the target ~40 us per raise (10k
- * raises/s unlimited: ~100 -> ~60 us each, scripts/bench-exceptions). So while hits come less
- * than TR_SPIN_GAP_S apart on average, the wait after a hit polls without sleeping for up to
- * twice that gap (at most TR_SPIN_GAP_S). Slower hits never spin; neither does a rate-limited
- * trace between its bursts: the spinning is bounded by the stopped raises themselves. */
-#define TR_SPIN_GAP_S 0.0005
-#define TR_SPIN_EWMA  0.2 /* weight of the newest gap in the running mean */
+#define TR_END_CHECK_S 0.01 /* least time between two reads of the open exceptions */
+#define TR_SYNC_S      0.1  /* least time between two thread-list reconciliations */
 
-/* The exception a thread is propagating, followed until it ends. */
-struct tr_open {
-    pid_t tid; /* 0 = free */
-    uint64_t tstate;
-    uint64_t key;         /* exception object (3.11 unnormalised: value, else type) */
-    uint64_t expect_next; /* the caller frame of the last hit: where propagation hits next */
-    struct tracer_frame last;
-    bool gone_once; /* a read found it no longer in flight (confirmed by a second read) */
-    bool blind;     /* the breakpoint was off while it was open */
-    bool reported;  /* its RAISE was emitted (an END follows) */
-    struct tracer_event raise;
-};
-
-struct tracer {
-    struct pyproc *pp;
-    struct tracer_opts opts;
-    struct bkpt *bp;
-    uint64_t addr;
-    int chld_fd;
-    bool stopped;  /* tracer_stop ran */
-    bool stopping; /* inside tracer_stop: hits are consumed, not processed */
-    bool exec_seen;
-    bool exited;
-    struct tracer_bucket bucket;
-    double disarmed_at; /* monotonic time of the last disarm, 0 when armed */
-    bool want_disarm;   /* the bucket ran dry at a stop: tracer_step disarms */
-    double last_end_check, last_sync;
-    /* Counting (see TR_COUNT_*): while disarmed, periods of TR_COUNT_PERIOD_S; the counter is on
-     * for the whole period while the last rate was at most count_max_rate, else for a window. */
-    double count_cost_us;  /* one counted hit, measured; < 0 unknown */
-    double count_max_rate; /* hits/s counted exactly while disarmed (INFINITY: any) */
-    double period_start, cnt_on_at, period_on_s, last_rate;
-    double armed_at;              /* monotonic time of the last arming */
-    double last_hit_at, gap_mean; /* the last stop, and the running mean gap between stops */
-    bool cnt_on, sampling;
-    uint64_t count_at_period, count_at_arm;
-    double est_extra; /* estimated hits while the counter was off */
-    bool estimated;   /* the counter was off at some time while disarmed */
-    struct tracer_stats st;
-    uint64_t seq;
-    struct tracer_event *ring; /* TRACER_RING_CAP */
-    size_t ring_n;             /* events ever written */
-    size_t delivered;          /* events handed to opts.on_event */
-    struct tr_open *open;      /* TR_MAX_OPEN */
-    struct walk_tstate *ts;    /* WALK_MAX_THREADS: tid -> tstate map, refreshed on a miss */
-    size_t nts;
-    struct walk_stack stack;
-    bool stack_ok;             /* this stop's walk succeeded and starts at the hit frame */
-    struct memsrc *inner;      /* pp->src as opened */
-    struct memsrc *memo;       /* pp->src during a stop (tracer_memo.c) */
-    struct exc_names names;    /* type names by address */
-    struct tracer_event evtmp; /* a RAISE built for a thread whose exception is not followed */
-    pid_t *tids;               /* TARGET_MAX_THREADS scratch */
-};
-
-/* ---- time, bucket ------------------------------------------------------------------------- */
-
-static double tr_mono(void)
-{
-    struct timespec t;
-
-    (void)clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
+/* ---- time, events --------------------------------------------------------------------------- */
 
 static double tr_real(void)
 {
@@ -136,37 +56,6 @@ static double tr_real(void)
     (void)clock_gettime(CLOCK_REALTIME, &t);
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
-
-void tracer_bucket_init(struct tracer_bucket *b, double rate, double burst, double now)
-{
-    b->rate = rate;
-    b->burst = burst;
-    b->tokens = burst;
-    b->last = now;
-}
-
-double tracer_bucket_level(struct tracer_bucket *b, double now)
-{
-    if (b->rate < 0)
-        return b->burst;
-    if (now > b->last) {
-        b->tokens = fmin(b->burst, b->tokens + (now - b->last) * b->rate);
-        b->last = now;
-    }
-    return b->tokens;
-}
-
-bool tracer_bucket_take(struct tracer_bucket *b, double now)
-{
-    if (b->rate < 0)
-        return true;
-    if (tracer_bucket_level(b, now) < 1.0)
-        return false;
-    b->tokens -= 1.0;
-    return true;
-}
-
-/* ---- events --------------------------------------------------------------------------------- */
 
 static void tr_copy(char *dst, size_t cap, const char *src, bool keep_tail)
 {
@@ -215,9 +104,7 @@ static void tr_emit(struct tracer *t, struct tracer_event *ev)
     t->ring_n++;
 }
 
-/* Hand the events not yet delivered to opts.on_event, oldest first. Called with no thread
- * stopped at a hit, so a slow consumer (a blocked stdout) never holds a target thread. */
-static void tr_deliver(struct tracer *t)
+void tr_deliver(struct tracer *t)
 {
     size_t first = t->ring_n > TRACER_RING_CAP ? t->ring_n - TRACER_RING_CAP : 0;
 
@@ -230,8 +117,7 @@ static void tr_deliver(struct tracer *t)
     t->opts.on_event(t->opts.ctx, NULL);
 }
 
-/* Emit the END of an open exception (when its RAISE was reported) and free the slot. */
-static void tr_end(struct tracer *t, struct tr_open *o, bool propagating)
+void tr_end(struct tracer *t, struct tr_open *o, bool propagating)
 {
     if (o->reported) {
         struct tracer_event *ev = &o->raise;
@@ -345,106 +231,6 @@ static struct tr_open *tr_open_new(struct tracer *t, pid_t tid)
     if (o)
         tr_end(t, o, false);
     return tr_open_of(t, 0);
-}
-
-/* Turn the counter on or off at now, accounting its on-time in the current period. */
-static void tr_counter(struct tracer *t, bool on, double now)
-{
-    if (on == t->cnt_on)
-        return;
-    if (on)
-        t->cnt_on_at = now;
-    else
-        t->period_on_s += now - t->cnt_on_at;
-    bkpt_count_enable(t->bp, on);
-    t->cnt_on = on;
-}
-
-/* Start a counting period at now with the counter on (for the period, or a window). */
-static void tr_period_begin(struct tracer *t, double now)
-{
-    bool exact = false;
-
-    t->period_start = now;
-    t->period_on_s = 0;
-    t->count_at_period = bkpt_count(t->bp, &exact);
-    if (t->cnt_on)
-        t->cnt_on_at = now;
-    tr_counter(t, true, now);
-}
-
-/* Close the current period at now: estimate the hits while the counter was off from the rate
- * while it was on, and choose the next period's mode from that rate. */
-static void tr_period_end(struct tracer *t, double now)
-{
-    bool exact = false;
-    double len = now - t->period_start, n;
-
-    if (t->cnt_on) {
-        t->period_on_s += now - t->cnt_on_at;
-        t->cnt_on_at = now;
-    }
-    n = (double)(bkpt_count(t->bp, &exact) - t->count_at_period);
-    if (t->period_on_s > 0)
-        t->last_rate = n / t->period_on_s;
-    if (len > 0 && t->period_on_s < len - 1e-6) {
-        t->est_extra += t->last_rate * (len - t->period_on_s);
-        t->estimated = true;
-    }
-    t->sampling = t->last_rate > t->count_max_rate;
-}
-
-/* While disarmed (perf): end the sampling window, start a new period when one is over. */
-static void tr_count_tick(struct tracer *t, double now)
-{
-    if (t->disarmed_at == 0 || bkpt_mechanism(t->bp) != BKPT_PERF)
-        return;
-    if (t->cnt_on && t->sampling && now - t->cnt_on_at >= TR_COUNT_WINDOW_S)
-        tr_counter(t, false, now);
-    if (now - t->period_start >= TR_COUNT_PERIOD_S) {
-        tr_period_end(t, now);
-        tr_period_begin(t, now);
-    }
-}
-
-/* Arm or disarm the stopping breakpoint now, outside any stop: perf toggles its events while
- * the threads run; debug registers need every thread stopped (CPYTHON.md 5.3). */
-static int tr_arm(struct tracer *t, bool on, struct ps_err *err)
-{
-    int rc;
-
-    if (bkpt_mechanism(t->bp) == BKPT_PERF)
-        return bkpt_arm(t->bp, on, err);
-    rc = target_stop_all(err);
-    if (rc == 0)
-        rc = bkpt_arm(t->bp, on, err);
-    if (target_resume_all(err) < 0 && rc == 0)
-        rc = err->code;
-    return rc;
-}
-
-/* Rate limit (from tracer_step): the stopping breakpoint off until the bucket refills. */
-static void tr_disarm(struct tracer *t)
-{
-    struct ps_err ignored = {0};
-    bool exact = false;
-    double now;
-
-    t->want_disarm = false;
-    if (!bkpt_armed(t->bp) || tr_arm(t, false, &ignored) < 0)
-        return;
-    now = tr_mono();
-    t->disarmed_at = now;
-    t->st.disarms++;
-    for (size_t i = 0; i < TR_MAX_OPEN; i++)
-        if (t->open[i].tid)
-            t->open[i].blind = true;
-    if (bkpt_mechanism(t->bp) != BKPT_PERF)
-        return;
-    if (now > t->armed_at) /* the rate while armed picks the first period's mode */
-        t->last_rate = (double)(bkpt_count(t->bp, &exact) - t->count_at_arm) / (now - t->armed_at);
-    t->sampling = t->last_rate > t->count_max_rate;
-    tr_period_begin(t, now);
 }
 
 /* Start following an exception in slot o (its RAISE event is filled in place, not zeroed:
@@ -574,11 +360,7 @@ static void tr_hit(struct tracer *t, pid_t tid)
     double now = tr_mono();
 
     t->st.hits++;
-    if (t->last_hit_at > 0)
-        t->gap_mean = t->gap_mean > 0
-                          ? (1 - TR_SPIN_EWMA) * t->gap_mean + TR_SPIN_EWMA * (now - t->last_hit_at)
-                          : now - t->last_hit_at;
-    t->last_hit_at = now;
+    tr_spin_note_hit(t, now);
     if (syscall(SYS_ptrace, (long)PTRACE_GETREGS, (long)tid, 0L, (long)&regs) != 0 ||
         (regs.rip != t->addr && regs.rip != t->addr + 1) || regs.rdi == 0 ||
         !(w = tr_tstate(t, tid))) {
@@ -621,11 +403,7 @@ static void tr_exec(void *ctx, pid_t tid)
 }
 
 /* ---- open exceptions and threads, between hits ------------------------------------------- */
-
-/* Read every open exception's thread; END those no longer in flight: seen gone by two reads
- * in a row while the threads run (to skip PyTraceBack_Here's own brief clearing), by one when
- * they are all stopped (exact). */
-static void tr_check_ends(struct tracer *t, bool stopped)
+void tr_check_ends(struct tracer *t, bool stopped)
 {
     struct ps_err ignored = {0};
     struct exc_raw raw;
@@ -663,26 +441,6 @@ static size_t tr_sync_threads(struct tracer *t)
         if (t->open[i].tid && !bsearch(&t->open[i].tid, t->tids, n, sizeof(*t->tids), tr_tid_cmp))
             tr_end(t, &t->open[i], false);
     return n;
-}
-
-/* Re-arm when the bucket refilled: the counter on first, so no hit goes uncounted. */
-static void tr_maybe_rearm(struct tracer *t, double now)
-{
-    struct ps_err ignored = {0};
-    bool perf = bkpt_mechanism(t->bp) == BKPT_PERF, exact = false;
-
-    if (t->disarmed_at == 0 || tracer_bucket_level(&t->bucket, now) < TRACER_REARM_TOKENS)
-        return;
-    if (perf) {
-        tr_period_end(t, now);
-        tr_counter(t, true, now);
-    }
-    if (tr_arm(t, true, &ignored) < 0)
-        return;
-    t->armed_at = now;
-    t->count_at_arm = perf ? bkpt_count(t->bp, &exact) : 0;
-    t->st.disarmed_seconds += now - t->disarmed_at;
-    t->disarmed_at = 0;
 }
 
 /* ---- public ------------------------------------------------------------------------------ */
@@ -770,12 +528,7 @@ int tracer_new(struct pyproc *pp, const struct tracer_opts *opts, struct tracer 
     t->opts = *opts;
     t->chld_fd = -1;
     t->addr = pp->loc.syms.traceback_here;
-    tracer_bucket_init(&t->bucket, opts->max_rate == 0 ? TRACER_DEFAULT_RATE : opts->max_rate,
-                       opts->burst ? opts->burst : TRACER_DEFAULT_BURST, tr_mono());
-    t->count_cost_us = opts->force_mech == TRACER_MECH_DEBUGREG ? -1.0 : bkpt_count_cost_us();
-    t->count_max_rate = opts->exact_count        ? (double)INFINITY
-                        : t->count_cost_us > 0.0 ? TR_COUNT_BUDGET / (t->count_cost_us * 1e-6)
-                                                 : TR_COUNT_FULL_RATE;
+    tr_rate_init(t);
     rc = tr_alloc(t, err);
     if (rc == 0 && t->addr == 0)
         rc = ps_err_set(err, -PS_ENOTPYTHON,
@@ -847,13 +600,6 @@ int tracer_step(struct tracer *t, struct ps_err *err)
     return 0;
 }
 
-int tracer_enable(struct tracer *t, bool on, struct ps_err *err)
-{
-    if (t->stopped)
-        return ps_err_set(err, -EINVAL, "the trace has ended");
-    return tr_arm(t, on, err);
-}
-
 size_t tracer_events(const struct tracer *t, uint64_t after, struct tracer_event *out, size_t cap)
 {
     size_t first = t->ring_n > TRACER_RING_CAP ? t->ring_n - TRACER_RING_CAP : 0;
@@ -890,98 +636,6 @@ void tracer_stats(struct tracer *t, struct tracer_stats *out)
         out->disarmed_seconds += tr_mono() - t->disarmed_at;
 }
 
-int tracer_timeout_ms(const struct tracer *t)
-{
-    double left = 0.1, now = tr_mono();
-
-    if (t->gap_mean > 0 && t->gap_mean < TR_SPIN_GAP_S &&
-        now - t->last_hit_at < fmin(2 * t->gap_mean, TR_SPIN_GAP_S))
-        return 0;
-    if (t->disarmed_at != 0 && t->cnt_on && t->sampling)
-        left = TR_COUNT_WINDOW_S - (now - t->cnt_on_at);
-    return left <= 0 ? 0 : (int)(left * 1000.0) + 1;
-}
-
-/* The SigPnd | ShdPnd masks of one thread from /proc (0 when unreadable: a gone thread). */
-static uint64_t tr_pending_mask(pid_t pid, pid_t tid)
-{
-    char path[64], line[128];
-    uint64_t mask = 0;
-    FILE *f;
-
-    (void)snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
-    f = fopen(path, "re");
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, "SigPnd:", 7) == 0 || strncmp(line, "ShdPnd:", 7) == 0)
-            mask |= (uint64_t)strtoull(line + 7, NULL, 16);
-    (void)fclose(f);
-    return mask;
-}
-
-/* Whether any seized thread has a SIGTRAP pending (a breakpoint trap not yet collected). */
-static bool tr_trap_pending(struct tracer *t)
-{
-    size_t n = target_tids(t->tids, TARGET_MAX_THREADS);
-
-    for (size_t i = 0; i < n; i++)
-        if (tr_pending_mask(t->pp->pid, t->tids[i]) & TR_SIGTRAP_MASK)
-            return true;
-    return false;
-}
-
-/* Clear the breakpoints with every thread stopped, and consume pending traps. */
-static int tr_release(struct tracer *t, struct ps_err *err)
-{
-    int rc = 0;
-
-    t->stopping = true;
-    if (t->bp && bkpt_mechanism(t->bp) == BKPT_PERF)
-        rc = bkpt_clear(t->bp, err); /* first: no new trap can be generated after this */
-    if (rc == 0 && target_current_pid() != 0 && !t->exited)
-        rc = target_stop_all(err);
-    if (rc == -ESRCH) {
-        ps_err_clear(err); /* the target exited meanwhile: nothing left to clear */
-        t->exited = true;
-        return 0;
-    }
-    if (t->exited)
-        return 0;
-    if (rc == 0 && t->bp)
-        rc = bkpt_clear(t->bp, err);
-    for (int round = 0; rc == 0 && round < TR_PENDING_ROUNDS && tr_trap_pending(t); round++) {
-        rc = target_resume_all(err); /* the trap is delivered, claimed and dropped... */
-        if (rc == 0)
-            rc = target_stop_all(err); /* ...before the thread stops again */
-    }
-    return rc;
-}
-
-int tracer_stop(struct tracer *t, struct ps_err *err)
-{
-    int rc, rc2;
-
-    if (t->stopped)
-        return 0;
-    if (t->disarmed_at != 0) {
-        double now = tr_mono();
-        tr_period_end(t, now);
-        t->st.disarmed_seconds += now - t->disarmed_at;
-        t->disarmed_at = 0;
-    }
-    rc = tr_release(t, err);
-    if (rc == 0)
-        tr_check_ends(t, true); /* threads stopped: one read is exact */
-    for (size_t i = 0; i < TR_MAX_OPEN; i++)
-        if (t->open[i].tid)
-            tr_end(t, &t->open[i], true);
-    rc2 = target_detach_all(err);
-    t->stopped = true;
-    tr_deliver(t);
-    return rc < 0 ? rc : rc2;
-}
-
 void tracer_free(struct tracer *t)
 {
     struct ps_err ignored = {0};
@@ -1000,61 +654,4 @@ void tracer_free(struct tracer *t)
     free(t->ts);
     free(t->tids);
     free(t);
-}
-
-/* ---- the blocking loop ------------------------------------------------------------------- */
-
-static int tr_sig_fd(sigset_t *old)
-{
-    sigset_t set;
-
-    (void)sigemptyset(&set);
-    (void)sigaddset(&set, SIGINT);
-    (void)sigaddset(&set, SIGTERM);
-    (void)sigaddset(&set, SIGHUP);
-    if (pthread_sigmask(SIG_BLOCK, &set, old) != 0)
-        return -1;
-    return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-}
-
-static const char *tr_sig_why(int sig)
-{
-    return sig == SIGINT ? "signal SIGINT" : sig == SIGTERM ? "signal SIGTERM" : "signal SIGHUP";
-}
-
-int tracer_run(struct tracer *t, double duration_s, const char **why, struct ps_err *err)
-{
-    double end = duration_s > 0 ? tr_mono() + duration_s : 0;
-    sigset_t old;
-    int sfd = tr_sig_fd(&old);
-    int rc = 0;
-
-    *why = "error";
-    while (rc == 0) {
-        struct pollfd p[2] = {{.fd = t->chld_fd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
-        double left = end > 0 ? end - tr_mono() : 0.1;
-        struct signalfd_siginfo si;
-        if (end > 0 && left <= 0) {
-            *why = "duration";
-            break;
-        }
-        int wait_ms = tracer_timeout_ms(t);
-        if (end > 0 && left * 1000.0 < wait_ms)
-            wait_ms = (int)(left * 1000.0) + 1;
-        (void)poll(p, sfd >= 0 ? 2 : 1, wait_ms);
-        if (sfd >= 0 && read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-            *why = tr_sig_why((int)si.ssi_signo);
-            break;
-        }
-        rc = tracer_step(t, err);
-        if (rc == 1)
-            *why = t->exec_seen ? "target exec'd" : "target exited";
-    }
-    rc = rc < 0 ? rc : 0;
-    if (tracer_stop(t, err) < 0 && rc == 0)
-        rc = err->code;
-    if (sfd >= 0)
-        (void)close(sfd);
-    (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return rc;
 }
