@@ -81,6 +81,28 @@ bool cli_parse_long(const char *s, long min, long max, long *out)
     return true;
 }
 
+int cli_getopt(const struct cli_common *c, int argc, char **argv, const char *shortopts,
+               const struct option *longopts, cli_opt_fn fn, void *args)
+{
+    int opt, rc;
+
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+        rc = fn(c, args, opt, optarg);
+        if (rc >= 0)
+            return rc;
+    }
+    return -1;
+}
+
+int cli_one_pid(const struct cli_common *c, int argc, char **argv, const char *command, pid_t *pid)
+{
+    if (optind != argc - 1)
+        return cli_usage(c, "%s takes exactly one pid", command);
+    return cli_parse_pid(c, argv[optind], pid) ? -1 : CLI_EXIT_USAGE;
+}
+
 bool cli_parse_pid(const struct cli_common *c, const char *s, pid_t *out)
 {
     long v;

@@ -74,8 +74,9 @@ static void attach_help(void)
 }
 
 /* One option; returns -1 to go on, else an exit code. */
-static int attach_opt(const struct cli_common *c, struct attach_args *a, int opt, const char *arg)
+static int attach_opt(const struct cli_common *c, void *args, int opt, const char *arg)
 {
+    struct attach_args *a = args;
     long v;
 
     switch (opt) {
@@ -101,22 +102,15 @@ static int attach_opt(const struct cli_common *c, struct attach_args *a, int opt
 
 static int attach_parse(const struct cli_common *c, int argc, char **argv, struct attach_args *a)
 {
-    int opt, rc;
+    int rc = cli_getopt(c, argc, argv, "h", attach_opts, attach_opt, a);
 
-    optind = 1;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, "h", attach_opts, NULL)) != -1) {
-        rc = attach_opt(c, a, opt, optarg);
-        if (rc >= 0)
-            return rc;
-    }
+    if (rc >= 0)
+        return rc;
     if (a->keys_markdown) {
         ui_attach_write_keys(stdout, true);
         return CLI_EXIT_OK;
     }
-    if (optind != argc - 1)
-        return cli_usage(c, "attach takes exactly one pid");
-    return cli_parse_pid(c, argv[optind], &a->pid) ? -1 : CLI_EXIT_USAGE;
+    return cli_one_pid(c, argc, argv, "attach", &a->pid);
 }
 
 int cli_attach(const struct cli_common *common, int argc, char **argv)

@@ -97,8 +97,9 @@ static const struct option dump_opts[] = {
 };
 
 /* One option; returns -1 to go on, else an exit code. */
-static int dump_opt(const struct cli_common *c, struct dump_args *a, int opt, const char *arg)
+static int dump_opt(const struct cli_common *c, void *args, int opt, const char *arg)
 {
+    struct dump_args *a = args;
     long v;
 
     switch (opt) {
@@ -132,22 +133,15 @@ static int dump_opt(const struct cli_common *c, struct dump_args *a, int opt, co
 
 static int dump_parse(const struct cli_common *c, int argc, char **argv, struct dump_args *a)
 {
-    int opt, rc;
+    int rc = cli_getopt(c, argc, argv, "o:hv", dump_opts, dump_opt, a);
 
-    optind = 1;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, "o:hv", dump_opts, NULL)) != -1) {
-        rc = dump_opt(c, a, opt, optarg);
-        if (rc >= 0)
-            return rc;
-    }
+    if (rc >= 0)
+        return rc;
     if (a->core)
         return optind == argc ? -1 : cli_usage(c, "dump --core takes no pid");
     if (a->exe || a->lib_root)
         return cli_usage(c, "--exe and --lib-search-root go with --core");
-    if (optind != argc - 1)
-        return cli_usage(c, "dump takes exactly one pid");
-    return cli_parse_pid(c, argv[optind], &a->pid) ? -1 : CLI_EXIT_USAGE;
+    return cli_one_pid(c, argc, argv, "dump", &a->pid);
 }
 
 static int dump_write(const struct dump_args *a, const struct snap *s, struct ps_err *err)

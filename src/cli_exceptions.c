@@ -113,8 +113,10 @@ static int exc_opt_value(const struct cli_common *c, struct exc_args *a, int opt
 }
 
 /* One option; returns -1 to go on, else an exit code. */
-static int exc_opt(const struct cli_common *c, struct exc_args *a, int opt, const char *arg)
+static int exc_opt(const struct cli_common *c, void *args, int opt, const char *arg)
 {
+    struct exc_args *a = args;
+
     switch (opt) {
     case OPT_JSON: a->json = true; return -1;
     case OPT_STACK: a->stack = true; return -1;
@@ -137,18 +139,9 @@ static int exc_opt(const struct cli_common *c, struct exc_args *a, int opt, cons
 
 static int exc_parse(const struct cli_common *c, int argc, char **argv, struct exc_args *a)
 {
-    int opt, rc;
+    int rc = cli_getopt(c, argc, argv, "h", exc_opts, exc_opt, a);
 
-    optind = 1;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, "h", exc_opts, NULL)) != -1) {
-        rc = exc_opt(c, a, opt, optarg);
-        if (rc >= 0)
-            return rc;
-    }
-    if (optind != argc - 1)
-        return cli_usage(c, "exceptions takes exactly one pid");
-    return cli_parse_pid(c, argv[optind], &a->pid) ? -1 : CLI_EXIT_USAGE;
+    return rc >= 0 ? rc : cli_one_pid(c, argc, argv, "exceptions", &a->pid);
 }
 
 /* ---- text ---------------------------------------------------------------------------------- */

@@ -119,8 +119,9 @@ static int opt_count(const struct cli_common *c, const char *name, const char *a
 }
 
 /* One option; returns -1 to go on, else an exit code. */
-static int growth_opt(const struct cli_common *c, struct growth_args *a, int opt, const char *arg)
+static int growth_opt(const struct cli_common *c, void *args, int opt, const char *arg)
 {
+    struct growth_args *a = args;
     switch (opt) {
     case OPT_INTERVAL: return opt_seconds(c, "interval", arg, 0.01, &a->interval);
     case OPT_DURATION: return opt_seconds(c, "duration", arg, 0, &a->duration);
@@ -145,18 +146,9 @@ static int growth_opt(const struct cli_common *c, struct growth_args *a, int opt
 
 static int growth_parse(const struct cli_common *c, int argc, char **argv, struct growth_args *a)
 {
-    int opt, rc;
+    int rc = cli_getopt(c, argc, argv, "h", growth_opts_long, growth_opt, a);
 
-    optind = 1;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, "h", growth_opts_long, NULL)) != -1) {
-        rc = growth_opt(c, a, opt, optarg);
-        if (rc >= 0)
-            return rc;
-    }
-    if (optind != argc - 1)
-        return cli_usage(c, "growth takes exactly one pid");
-    return cli_parse_pid(c, argv[optind], &a->pid) ? -1 : CLI_EXIT_USAGE;
+    return rc >= 0 ? rc : cli_one_pid(c, argc, argv, "growth", &a->pid);
 }
 
 /* ---- output -------------------------------------------------------------------------------- */

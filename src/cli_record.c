@@ -113,8 +113,9 @@ static bool parse_seconds(const char *s, double *out)
 }
 
 /* One option; returns -1 to go on, else an exit code. */
-static int record_opt(const struct cli_common *c, struct record_args *a, int opt, const char *arg)
+static int record_opt(const struct cli_common *c, void *args, int opt, const char *arg)
 {
+    struct record_args *a = args;
     switch (opt) {
     case 'r':
         if (!parse_seconds(arg, &a->so.rate_hz) || a->so.rate_hz < 1 ||
@@ -148,26 +149,19 @@ static int record_opt(const struct cli_common *c, struct record_args *a, int opt
 static int record_parse(const struct cli_common *c, int argc, char **argv, bool run,
                         struct record_args *a)
 {
-    int opt, rc;
-
-    optind = 1;
-    opterr = 0;
     /* run: stop at the command (`+`), whose own options are not ours. */
-    while ((opt = getopt_long(argc, argv, run ? "+r:d:f:o:qh" : "r:d:f:o:qh", record_opts, NULL)) !=
-           -1) {
-        rc = record_opt(c, a, opt, optarg);
-        if (rc >= 0)
-            return rc;
-    }
+    int rc =
+        cli_getopt(c, argc, argv, run ? "+r:d:f:o:qh" : "r:d:f:o:qh", record_opts, record_opt, a);
+
+    if (rc >= 0)
+        return rc;
     if (run) {
         if (optind >= argc)
             return cli_usage(c, "run needs a command after `--`");
         a->cmd = argv + optind;
         return -1;
     }
-    if (optind != argc - 1)
-        return cli_usage(c, "record takes exactly one pid");
-    return cli_parse_pid(c, argv[optind], &a->pid) ? -1 : CLI_EXIT_USAGE;
+    return cli_one_pid(c, argc, argv, "record", &a->pid);
 }
 
 /* ---- status and statistics --------------------------------------------------------------- */

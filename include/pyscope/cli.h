@@ -9,6 +9,7 @@
  * the command table and the global options.
  */
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -62,6 +63,25 @@ bool cli_parse_long(const char *s, long min, long max, long *out);
 
 /* Parse a pid argument; on failure prints a usage error and returns false. */
 bool cli_parse_pid(const struct cli_common *c, const char *s, pid_t *out);
+
+/* One option of a command: store what (opt, arg) says in the command's args (its own struct);
+ * return -1 to go on, or an exit code to stop parsing (usage error, --help printed). */
+typedef int (*cli_opt_fn)(const struct cli_common *c, void *args, int opt, const char *arg);
+
+/*
+ * Run getopt_long over argv (argv[0] is the command word; getopt's own messages off) and hand
+ * each option to fn with args. Returns -1 when every option was taken, with optind at the
+ * first operand, else the exit code fn returned. Not reentrant (getopt's globals).
+ */
+int cli_getopt(const struct cli_common *c, int argc, char **argv, const char *shortopts,
+               const struct option *longopts, cli_opt_fn fn, void *args);
+
+/*
+ * The operands after cli_getopt must be exactly one pid: store it in *pid and return -1, else
+ * print "<command> takes exactly one pid" (or why the pid is malformed) and return
+ * CLI_EXIT_USAGE.
+ */
+int cli_one_pid(const struct cli_common *c, int argc, char **argv, const char *command, pid_t *pid);
 
 /*
  * Every command accepts --log-format (main applies it before dispatch, wherever it appears);
