@@ -32,6 +32,13 @@ PYSCOPE_BIN = Path(os.environ.get("PYSCOPE_BIN") or ROOT / "build" / "pyscope")
 
 IN_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
 PYSCOPE_TIMEOUT_S = 30.0
+
+# A suite started as a background job of a non-interactive shell inherits SIGINT ignored, and
+# an ignored signal stays ignored across exec: targets would never see Ctrl-C (no
+# KeyboardInterrupt) and the tests that send it would wait for nothing. A handled signal is
+# reset to the default at exec, so handling it here gives every child the default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 TARGET_READY_S = 30.0
 
 # Exit codes of the CLI contract.

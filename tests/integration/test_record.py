@@ -52,16 +52,22 @@ def _next_truth(target):
 
 def start_pyscope(*args):
     require_pyscope()
+    # Its own session: a hung `pyscope run` is killed with the command it started, which
+    # would otherwise hold the output pipes open (and communicate() wait) forever.
     return subprocess.Popen([str(PYSCOPE_BIN), *map(str, args)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
 
 
 def finish(proc):
     try:
         out, err = proc.communicate(timeout=PYSCOPE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
+        os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            out, err = b"", b"(its output pipes are held open by a process outside its group)"
         pytest.fail(f"pyscope hung; stderr: {err.decode(errors='replace')}", pytrace=False)
     assert proc.returncode >= 0, f"pyscope died of signal {-proc.returncode}: {err!r}"
     return proc.returncode, out.decode(), err.decode()
