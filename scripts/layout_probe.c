@@ -21,6 +21,8 @@
 #include <opcode.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "internal/pycore_code.h"
 #include "internal/pycore_dict.h"
@@ -28,6 +30,7 @@
 #include "internal/pycore_gil.h"
 #include "internal/pycore_interp.h"
 #include "internal/pycore_moduleobject.h"
+#include "internal/pycore_object.h"
 #include "internal/pycore_pystate.h"
 #include "internal/pycore_runtime.h"
 
@@ -200,6 +203,7 @@ static void probe_objects(void)
     OFF("type_name", PyTypeObject, tp_name);
     OFF("type_flags", PyTypeObject, tp_flags);
     OFF("type_dict", PyTypeObject, tp_dict);
+    OFF("type_dictoffset", PyTypeObject, tp_dictoffset);
     OFF("heaptype_qualname", PyHeapTypeObject, ht_qualname);
     OFF("heaptype_cached_keys", PyHeapTypeObject, ht_cached_keys);
     OFF("tuple_items", PyTupleObject, ob_item);
@@ -250,6 +254,100 @@ static void probe_exceptions(void)
     put("gen_state_executing", (long)FRAME_EXECUTING);
 }
 
+/*
+ * Managed __dict__ (pycore_object.h): CPython's own accessors are called on a fake object in a
+ * local buffer, so the offsets are the headers' arithmetic (the accessors compute addresses and
+ * read ob_type's tp_flags/tp_basicsize in their asserts; the 3.12 tag check writes one pre-header
+ * word of the buffer). A header that contradicts how pyscope reads these slots stops the probe.
+ */
+struct probe_fake {
+    PyTypeObject type;
+    PyObject *pre[8];
+    PyObject obj;
+    PyObject *post[8];
+};
+
+static PyObject *probe_fake_object(struct probe_fake *f, unsigned long flags)
+{
+    memset(f, 0, sizeof(*f));
+    f->type.tp_flags = flags;
+    f->type.tp_basicsize = (Py_ssize_t)sizeof(PyObject);
+    f->obj.ob_type = &f->type;
+    return &f->obj;
+}
+
+static long probe_delta(const void *slot, const PyObject *obj)
+{
+    return (long)((const char *)slot - (const char *)obj);
+}
+
+static void probe_fail(const char *what)
+{
+    fprintf(stderr, "layout_probe: %s\n", what);
+    exit(1);
+}
+
+/* A pre-header slot: negative and word-aligned, so never LAYOUT_ABSENT (-1). */
+static void put_pre_header(const char *key, long off)
+{
+    if (off >= 0 || off % 8 != 0)
+        probe_fail("a managed __dict__ slot is not a pre-header word");
+    put(key, off);
+}
+
+#if PY_VERSION_HEX >= 0x030c0000 && PY_VERSION_HEX < 0x030d0000
+/* 3.12: values are stored as (values - 1), the low bit telling them from a dict. */
+static long probe_dict_tagged(PyObject *obj, struct probe_fake *f)
+{
+    PyDictOrValues *dorv = _PyObject_DictOrValuesPointer(obj);
+    PyDictValues *values = (PyDictValues *)f->post;
+
+    _PyDictOrValues_SetValues(dorv, values);
+    if (!_PyDictOrValues_IsValues(*dorv) || _PyDictOrValues_GetValues(*dorv) != values ||
+        (uintptr_t)dorv->values != (uintptr_t)values - 1)
+        probe_fail("3.12 PyDictOrValues does not hold values as (values - 1)");
+    return 1;
+}
+#endif
+
+/* 3.13+: inline values follow the object at tp_basicsize (Py_TPFLAGS_INLINE_VALUES). */
+static long probe_inline_values(struct probe_fake *f)
+{
+#if PY_VERSION_HEX >= 0x030d0000
+    PyObject *obj = probe_fake_object(f, Py_TPFLAGS_MANAGED_DICT | Py_TPFLAGS_INLINE_VALUES);
+
+    if (probe_delta(_PyObject_InlineValues(obj), obj) != (long)f->type.tp_basicsize)
+        probe_fail("_PyObject_InlineValues is not at obj + tp_basicsize");
+    return 1;
+#else
+    (void)f;
+    return 0;
+#endif
+}
+
+static void probe_managed_dict(void)
+{
+    struct probe_fake f;
+    PyObject *obj = probe_fake_object(&f, Py_TPFLAGS_MANAGED_DICT);
+
+#if PY_VERSION_HEX < 0x030c0000
+    /* 3.11: the dict pointer, and before it a separate values pointer */
+    put_pre_header("object_managed_dict", probe_delta(_PyObject_ManagedDictPointer(obj), obj));
+    put_pre_header("object_managed_values", probe_delta(_PyObject_ValuesPointer(obj), obj));
+    put("object_dict_tagged", 0);
+#elif PY_VERSION_HEX < 0x030d0000
+    /* 3.12: one PyDictOrValues word (no MANAGED_DICT_OFFSET macro in this version) */
+    put_pre_header("object_managed_dict", probe_delta(_PyObject_DictOrValuesPointer(obj), obj));
+    put("object_managed_values", ABSENT);
+    put("object_dict_tagged", probe_dict_tagged(obj, &f));
+#else
+    put_pre_header("object_managed_dict", probe_delta(_PyObject_ManagedDictPointer(obj), obj));
+    put("object_managed_values", ABSENT);
+    put("object_dict_tagged", 0);
+#endif
+    put("object_inline_values", probe_inline_values(&f));
+}
+
 static void probe_containers(void)
 {
     OFF("dict_keys", PyDictObject, ma_keys);
@@ -260,6 +358,13 @@ static void probe_containers(void)
     OFF("dictkeys_indices", PyDictKeysObject, dk_indices);
     /* 3.13 pycore_dict.h: capacity/size/embedded/valid bytes precede values[] */
     OFF("dictvalues_values", PyDictValues, values);
+#if PY_VERSION_HEX >= 0x030d0000
+    OFF("dictvalues_capacity", PyDictValues, capacity);
+    OFF("dictvalues_valid", PyDictValues, valid);
+#else
+    put("dictvalues_capacity", ABSENT);
+    put("dictvalues_valid", ABSENT);
+#endif
     OFF("set_mask", PySetObject, mask);
     OFF("set_table", PySetObject, table);
     OFF("set_used", PySetObject, used);
@@ -312,6 +417,7 @@ int main(void)
     probe_objects();
     probe_exceptions();
     probe_containers();
+    probe_managed_dict();
     probe_growth();
     probe_opcodes();
     return 0;

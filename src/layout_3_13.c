@@ -93,6 +93,7 @@ const struct layout layout_3_13 = {
     .type_name = 24,
     .type_flags = 168,
     .type_dict = 264,
+    .type_dictoffset = 288,
     .heaptype_qualname = 872,
     .heaptype_cached_keys = 880,
     /* tuple, bytes */
@@ -137,6 +138,13 @@ const struct layout layout_3_13 = {
     .dictkeys_nentries = 24,
     .dictkeys_indices = 32,
     .dictvalues_values = 8,
+    .dictvalues_capacity = 0,
+    .dictvalues_valid = 3,
+    /* managed instance dicts (pycore_object.h): offsets from the object, < 0: pre-header */
+    .object_managed_dict = -24,
+    .object_managed_values = LAYOUT_ABSENT,
+    .object_dict_tagged = 0,
+    .object_inline_values = 1,
     /* set, module, weakref */
     .set_mask = 32,
     .set_table = 40,

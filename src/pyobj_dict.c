@@ -10,7 +10,9 @@
  * target's hash seed is unknown), in chunks of PYOBJ_MATCH_BATCH entries, each chunk one
  * scatter read for entries plus values and, for str lookups, two more for key headers and
  * text. Instance attributes reuse the same view over a type's shared keys (ht_cached_keys) and
- * the instance's values array.
+ * the instance's values array, found through the layout's object_managed_* / object_dict_tagged /
+ * object_inline_values / type_dictoffset fields (CPYTHON.md section 4 item 3), so the code below
+ * has no version tests.
  *
  * Invariants: dk_nentries is capped by PYOBJ_DICT_MAX_ENTRIES and checked against the index
  * size (and 3.13's values capacity), so every scan is bounded; split-dict order is shared-key
@@ -23,31 +25,6 @@
 #include <string.h>
 
 #include "pyobj_int.h"
-
-/*
- * Per-version instance-attribute facts that struct layout does not carry (yet): CPYTHON.md
- * section 4 item 3, Include/internal/pycore_object.h and pycore_dict.h of 3.11.7, 3.12.1 and
- * 3.13.0; the type and PyDictValues offsets checked with `gdb -batch -ex 'ptype /o ...'` on
- * the pyenv builds. Proposed to the layout owner as layout fields; selected by the layout's
- * version_hex_min so the code below has no version tests.
- */
-struct pyobj_inst {
-    uint32_t version_hex_min;
-    int32_t managed_dict;        /* offset of the managed dict slot from the object */
-    bool has_values_ptr;         /* 3.11: a separate values pointer ... */
-    int32_t values_ptr;          /* ... at this offset from the object */
-    bool dict_slot_tagged;       /* 3.12: the dict slot may hold (values - 1), low bit set */
-    bool inline_values;          /* 3.13: values at obj + tp_basicsize (Py_TPFLAGS_INLINE_VALUES) */
-    int32_t type_dictoffset;     /* PyTypeObject.tp_dictoffset */
-    int32_t dictvalues_capacity; /* 3.13: uint8 capacity in PyDictValues, else -1 */
-    int32_t dictvalues_valid;    /* 3.13: uint8 valid flag in PyDictValues, else -1 */
-};
-
-static const struct pyobj_inst pyobj_inst_table[] = {
-    {0x030b0000, -24, true, -32, false, false, 288, -1, -1},
-    {0x030c0000, -24, false, 0, true, false, 288, -1, -1},
-    {0x030d0000, -24, false, 0, false, true, 288, 0, 3},
-};
 
 /* Dict kinds (DictKeysKind, pycore_dict.h). */
 enum {
@@ -80,14 +57,6 @@ struct dict_chunk {
     uint64_t value[PYOBJ_MATCH_BATCH];
 };
 
-static const struct pyobj_inst *inst_for(const struct layout *lay)
-{
-    for (size_t i = 0; i < sizeof(pyobj_inst_table) / sizeof(pyobj_inst_table[0]); i++)
-        if ((pyobj_inst_table[i].version_hex_min >> 16) == (lay->version_hex_min >> 16))
-            return &pyobj_inst_table[i];
-    return NULL;
-}
-
 /* ---- views --------------------------------------------------------------------------------- */
 
 static int keys_check(uint64_t keys, int kind, unsigned log2_index, int64_t nentries,
@@ -109,13 +78,12 @@ static int keys_check(uint64_t keys, int kind, unsigned log2_index, int64_t nent
 /* 3.13: a values array holds at most `capacity` slots; never scan past them. */
 static int values_cap(const struct pyctx *c, uint64_t values, size_t *n, struct ps_err *err)
 {
-    const struct pyobj_inst *inst = inst_for(c->lay);
     uint8_t cap = 0;
     int rc = 0;
 
-    if (!inst || inst->dictvalues_capacity < 0)
+    if (!LAYOUT_HAS(c->lay, dictvalues_capacity))
         return 0;
-    rc = memsrc_read(c->src, values + (uint64_t)inst->dictvalues_capacity, &cap, 1, err);
+    rc = memsrc_read(c->src, values + (uint64_t)c->lay->dictvalues_capacity, &cap, 1, err);
     if (rc == 0 && *n > cap)
         *n = cap;
     return rc;
@@ -389,8 +357,8 @@ struct inst_store {
 };
 
 /* 3.13 inline values: at obj + tp_basicsize, usable only while their `valid` byte is set. */
-static int inst_inline_values(const struct pyctx *c, const struct pyobj_inst *inst, uint64_t obj,
-                              uint64_t type, struct inst_store *st, struct ps_err *err)
+static int inst_inline_values(const struct pyctx *c, uint64_t obj, uint64_t type,
+                              struct inst_store *st, struct ps_err *err)
 {
     uint64_t basicsize = 0;
     uint8_t valid = 0;
@@ -401,46 +369,48 @@ static int inst_inline_values(const struct pyctx *c, const struct pyobj_inst *in
                         "type 0x%" PRIx64 " has tp_basicsize %" PRIu64 ": torn read", type,
                         basicsize);
     if (rc == 0)
-        rc =
-            memsrc_read(c->src, obj + basicsize + (uint64_t)inst->dictvalues_valid, &valid, 1, err);
+        rc = memsrc_read(c->src, obj + basicsize + (uint64_t)c->lay->dictvalues_valid, &valid, 1,
+                         err);
     if (rc == 0 && valid)
         st->values = obj + basicsize;
     return rc;
 }
 
 /* Managed dict (Py_TPFLAGS_MANAGED_DICT): the pre-header slots, per version. */
-static int inst_managed(const struct pyctx *c, const struct pyobj_inst *inst, uint64_t obj,
-                        uint64_t type, uint64_t flags, struct inst_store *st, struct ps_err *err)
+static int inst_managed(const struct pyctx *c, uint64_t obj, uint64_t type, uint64_t flags,
+                        struct inst_store *st, struct ps_err *err)
 {
+    const struct layout *lay = c->lay;
     uint64_t w = 0;
     int rc = 0;
 
-    if (inst->has_values_ptr) {
-        rc = memsrc_read_u64(c->src, obj + (uint64_t)(int64_t)inst->values_ptr, &w, err);
+    if (LAYOUT_HAS(lay, object_managed_values)) {
+        rc = memsrc_read_u64(c->src, obj + (uint64_t)(int64_t)lay->object_managed_values, &w, err);
         if (rc < 0 || w != 0) {
             st->values = w;
             return rc;
         }
     }
-    rc = memsrc_read_u64(c->src, obj + (uint64_t)(int64_t)inst->managed_dict, &w, err);
+    rc = memsrc_read_u64(c->src, obj + (uint64_t)(int64_t)lay->object_managed_dict, &w, err);
     if (rc < 0)
         return rc;
-    if (inst->dict_slot_tagged && (w & 1)) {
+    if (lay->object_dict_tagged == 1 && (w & 1)) {
         st->values = w + 1;
         return 0;
     }
     st->dict = w;
-    if (w == 0 && inst->inline_values && (flags & PYOBJ_TPFLAGS_INLINE_VALUES))
-        rc = inst_inline_values(c, inst, obj, type, st, err);
+    if (w == 0 && lay->object_inline_values == 1 && LAYOUT_HAS(lay, dictvalues_valid) &&
+        (flags & PYOBJ_TPFLAGS_INLINE_VALUES))
+        rc = inst_inline_values(c, obj, type, st, err);
     return rc;
 }
 
 /* A __dict__ at a fixed tp_dictoffset (subclasses of C types, e.g. exceptions). */
-static int inst_dictoffset(const struct pyctx *c, const struct pyobj_inst *inst, uint64_t obj,
-                           uint64_t type, struct inst_store *st, struct ps_err *err)
+static int inst_dictoffset(const struct pyctx *c, uint64_t obj, uint64_t type,
+                           struct inst_store *st, struct ps_err *err)
 {
     uint64_t off = 0;
-    int rc = memsrc_read_u64(c->src, type + (uint64_t)inst->type_dictoffset, &off, err);
+    int rc = memsrc_read_u64(c->src, type + (uint64_t)c->lay->type_dictoffset, &off, err);
 
     if (rc < 0)
         return rc;
@@ -452,11 +422,10 @@ static int inst_dictoffset(const struct pyctx *c, const struct pyobj_inst *inst,
 static int inst_store_find(const struct pyctx *c, uint64_t obj, uint64_t *type,
                            struct inst_store *st, struct ps_err *err)
 {
-    const struct pyobj_inst *inst = inst_for(c->lay);
     uint64_t flags = 0;
     int rc = 0;
 
-    if (!inst)
+    if (!LAYOUT_HAS(c->lay, object_managed_dict) || !LAYOUT_HAS(c->lay, type_dictoffset))
         return ps_err_set(err, -PS_EVERSION, "no instance-attribute layout for Python %s",
                           c->lay->name);
     rc = pyobj_type(c, obj, type, err);
@@ -465,8 +434,8 @@ static int inst_store_find(const struct pyctx *c, uint64_t obj, uint64_t *type,
     if (rc < 0)
         return rc;
     if (flags & PYOBJ_TPFLAGS_MANAGED_DICT)
-        return inst_managed(c, inst, obj, *type, flags, st, err);
-    return inst_dictoffset(c, inst, obj, *type, st, err);
+        return inst_managed(c, obj, *type, flags, st, err);
+    return inst_dictoffset(c, obj, *type, st, err);
 }
 
 int pyobj_instance_attr(const struct pyctx *c, uint64_t obj, const char *name, uint64_t *value,

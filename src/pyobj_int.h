@@ -4,8 +4,8 @@
 
 /*
  * Private to src/pyobj*.c: type checks shared by the scalar readers (pyobj.c) and the dict /
- * attribute readers (pyobj_dict.c), and the per-version instance-attribute facts that struct
- * layout does not carry yet (proposed to the layout owner; see pyobj_inst in pyobj_dict.c).
+ * attribute readers (pyobj_dict.c), and the tp_flags bits they test. Per-version
+ * instance-attribute offsets are struct layout fields (object_managed_*, type_dictoffset, ...).
  */
 
 #include <stdint.h>

@@ -11,7 +11,8 @@
  * The field list is an X-macro so that the struct, the generator's key names, the field-by-name
  * lookup (used to compare against 3.13's _Py_DebugOffsets and by `pyscope layout`) and the
  * "absent" checks all come from one list; adding a version means generating one more file.
- * A value of -1 means "this version has no such field".
+ * A value of -1 means "this version has no such field". The object_managed_* offsets are
+ * negative (pre-header slots, multiples of 8), so they never collide with -1.
  */
 
 #include <stdbool.h>
@@ -106,6 +107,7 @@
     X(type_name)                                                                               \
     X(type_flags)                                                                              \
     X(type_dict)                                                                               \
+    X(type_dictoffset)                /* PyTypeObject.tp_dictoffset */                         \
     X(heaptype_qualname)                                                                       \
     X(heaptype_cached_keys)                                                                    \
     /* tuple, bytes */                                                                         \
@@ -151,6 +153,15 @@
     X(dictkeys_nentries)                                                                       \
     X(dictkeys_indices)                                                                        \
     X(dictvalues_values)                                                                       \
+    X(dictvalues_capacity)            /* 3.13+: uint8 slot count of a values array */          \
+    X(dictvalues_valid)               /* 3.13+: uint8, inline values in use */                 \
+    /* managed instance dicts (pycore_object.h): offsets from the object, < 0: pre-header */   \
+    X(object_managed_dict)            /* MANAGED_DICT_OFFSET (3.12: PyDictOrValues word) */    \
+    X(object_managed_values)          /* 3.11: the PyDictValues pointer */                     \
+    X(object_dict_tagged)             /* constant: 1 if an odd managed dict word holds         \
+                                         values - 1 (3.12 PyDictOrValues), else 0 */           \
+    X(object_inline_values)           /* constant: 1 if Py_TPFLAGS_INLINE_VALUES types keep    \
+                                         values at obj + tp_basicsize (3.13+), else 0 */       \
     /* set, module, weakref */                                                                 \
     X(set_mask)                                                                                \
     X(set_table)                                                                               \

@@ -140,6 +140,10 @@ static void test_3_11_measured(void **state)
         {"task_coro", 136},
         {"opcode_resume", 151},
         {"long_tagged", 0},
+        {"object_managed_dict", -24},
+        {"object_managed_values", -32},
+        {"object_dict_tagged", 0},
+        {"type_dictoffset", 288},
     };
 
     (void)state;
@@ -173,6 +177,9 @@ static void test_3_12_measured(void **state)
         {"opcode_instrumented_resume", 240},
         {"frame_owner_cstack", 3},
         {"long_tagged", 1},
+        {"object_managed_dict", -24},
+        {"object_dict_tagged", 1},
+        {"object_inline_values", 0},
     };
 
     (void)state;
@@ -202,6 +209,10 @@ static void test_3_13_measured(void **state)
         {"task_name", 128},
         {"frame_instr_is_current", 1},
         {"set_table", 40},
+        {"object_managed_dict", -24},
+        {"object_inline_values", 1},
+        {"dictvalues_capacity", 0},
+        {"dictvalues_valid", 3},
     };
 
     (void)state;
@@ -228,6 +239,10 @@ static void test_absent_fields(void **state)
     assert_false(LAYOUT_HAS(l13, tstate_cframe));
     assert_false(LAYOUT_HAS(l13, tstate_curexc_type));
     assert_true(LAYOUT_HAS(l13, frame_owner));
+    assert_false(LAYOUT_HAS(l12, object_managed_values));
+    assert_false(LAYOUT_HAS(l13, object_managed_values));
+    assert_false(LAYOUT_HAS(l12, dictvalues_valid));
+    assert_true(LAYOUT_HAS(l11, object_managed_dict)); /* -24: negative is not absent */
 }
 
 int main(void)
