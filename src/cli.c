@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pyscope/guard.h"
+
 int cli_exit_code(int code)
 {
     switch (-code) {
@@ -79,6 +81,20 @@ bool cli_parse_long(const char *s, long min, long max, long *out)
         return false;
     *out = v;
     return true;
+}
+
+void cli_guard(const struct cli_common *c)
+{
+    char msg[160];
+    int rc = guard_fork();
+
+    if (rc < 0) {
+        (void)snprintf(msg, sizeof(msg),
+                       "could not start the guard process (%s): a SIGKILL of pyscope while it "
+                       "traces could kill the target; stop pyscope with Ctrl-C or SIGTERM",
+                       strerror(-rc));
+        cli_log(c, "warning", 0, msg);
+    }
 }
 
 int cli_getopt(const struct cli_common *c, int argc, char **argv, const char *shortopts,

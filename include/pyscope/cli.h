@@ -61,6 +61,14 @@ int cli_usage(const struct cli_common *c, const char *fmt, ...) PS_PRINTF(2, 3);
 /* Parse a whole decimal number in [min, max]; false when malformed or out of range. */
 bool cli_parse_long(const char *s, long min, long max, long *out);
 
+/*
+ * For commands that arm breakpoints in the target (exceptions, attach): go on in a worker
+ * process under a guard (guard.h) so that a SIGKILL of the pyscope the user started still ends
+ * in a clean detach. Returns in the worker; warns and returns unguarded when fork fails.
+ * Call right after parsing, before opening the target.
+ */
+void cli_guard(const struct cli_common *c);
+
 /* Parse a pid argument; on failure prints a usage error and returns false. */
 bool cli_parse_pid(const struct cli_common *c, const char *s, pid_t *out);
 

@@ -21,7 +21,7 @@ import time
 import pytest
 
 from conftest import (PYSCOPE_BIN, PYSCOPE_TIMEOUT_S, assert_not_stopped_or_traced,
-                      python_target, require_pyscope)
+                      python_target, require_pyscope, wait_for)
 
 
 class Tracer:
@@ -182,18 +182,39 @@ def test_fork_child_runs_untraced(python, launch, mechanism):
     assert_not_stopped_or_traced(target.pid)
 
 
+def worker_of(guard_pid):
+    """The worker process under pyscope's guard (the one holding ptrace: src/guard.c)."""
+    def child():
+        try:
+            with open(f"/proc/{guard_pid}/task/{guard_pid}/children", encoding="ascii") as f:
+                kids = f.read().split()
+        except FileNotFoundError:
+            return None
+        return int(kids[0]) if kids else None
+    return wait_for(child, PYSCOPE_TIMEOUT_S, "pyscope's worker process")
+
+
+def kill_victim(tracer, victim):
+    """SIGKILL the pyscope the user started ("pyscope"), or its worker that holds ptrace."""
+    os.kill(tracer.proc.pid if victim == "pyscope" else worker_of(tracer.proc.pid), signal.SIGKILL)
+
+
 @pytest.mark.parametrize("mechanism", ["perf", "debugreg"])
-def test_sigkill_of_pyscope_while_idle(python, launch, mechanism):
-    """perf: the kernel removes the breakpoints with pyscope's fds, the target lives on.
-    debugreg: the kernel keeps them armed, the target dies of SIGTRAP at its next raise (the
-    documented risk of the fallback; this test proves the documentation)."""
-    target = raiser(python, launch, expect_alive=(mechanism == "perf"))
+@pytest.mark.parametrize("victim", ["pyscope", "worker"])
+def test_sigkill_of_pyscope_while_idle(python, launch, mechanism, victim):
+    """SIGKILL of the pyscope process the user started: the kernel sends its worker (which holds
+    ptrace) SIGTERM, and the worker detaches cleanly: the target lives on, either mechanism.
+    SIGKILL of the worker itself: perf: the kernel removes the breakpoints with its fds, the
+    target lives on; debugreg: the kernel keeps them armed, the target dies of SIGTRAP at its
+    next raise (the documented risk of the fallback; this test proves the documentation)."""
+    dies = victim == "worker" and mechanism == "debugreg"
+    target = raiser(python, launch, expect_alive=not dies)
     tracer = Tracer(target.pid, "--mechanism", mechanism)
     assert tracer.mechanism == mechanism
-    tracer.proc.kill()
+    kill_victim(tracer, victim)
     tracer.finish()
     os.kill(target.pid, signal.SIGUSR1)
-    if mechanism == "perf":
+    if not dies:
         truth = target.wait_truth(1)
         assert len(truth["events"]) > 0
         assert_not_stopped_or_traced(target.pid)
@@ -201,15 +222,18 @@ def test_sigkill_of_pyscope_while_idle(python, launch, mechanism):
         assert target.proc.wait(timeout=PYSCOPE_TIMEOUT_S) == -signal.SIGTRAP
 
 
-def test_sigkill_of_pyscope_during_a_burst(python, launch):
-    """Records what a SIGKILL mid-burst does with perf breakpoints: the target lives on, or dies
-    of a SIGTRAP already in flight (CPYTHON.md 5.3, README). Nothing else is acceptable."""
+@pytest.mark.parametrize("victim", ["pyscope", "worker"])
+def test_sigkill_of_pyscope_during_a_burst(python, launch, victim):
+    """SIGKILL mid-burst with perf breakpoints. Of the pyscope the user started: its worker
+    detaches cleanly (SIGTERM from the kernel), the target lives on. Of the worker itself: the
+    target lives on, or dies of a SIGTRAP already in flight (CPYTHON.md 5.3, README); nothing
+    else is acceptable."""
     target = raiser(python, launch, expect_alive=False)
     tracer = Tracer(target.pid, "--max-rate", 0)
     os.kill(target.pid, signal.SIGUSR2)
     tracer.wait_events(lambda lines: sum(e["event"] == "raise" for e in lines) >= 20,
                        "a burst of raises")
-    tracer.proc.kill()
+    kill_victim(tracer, victim)
     tracer.finish()
     deadline = time.monotonic() + PYSCOPE_TIMEOUT_S
     while time.monotonic() < deadline and target.proc.poll() is None:
@@ -220,6 +244,7 @@ def test_sigkill_of_pyscope_during_a_burst(python, launch):
         assert_not_stopped_or_traced(target.pid)
         print("SIGKILL during a burst: target survived")
     else:
+        assert victim == "worker", "SIGKILL of the guarded pyscope killed the target"
         assert target.proc.returncode == -signal.SIGTRAP, target.log()
         print("SIGKILL during a burst: target died of SIGTRAP (documented)")
 

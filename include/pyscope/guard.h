@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PYSCOPE_GUARD_H
+#define PYSCOPE_GUARD_H
+
+/*
+ * guard: run a command that arms breakpoints in the target in a forked worker process, so that
+ * a SIGKILL of the pyscope process the user started still ends in a clean detach.
+ *
+ * Why: a breakpoint hit is a SIGTRAP to the target's thread that only its tracer absorbs. If
+ * the tracer is SIGKILLed with such a SIGTRAP in flight, the kernel delivers it to the target,
+ * whose default action kills it (CPYTHON.md 5.3, docs/exceptions.md). The worker holds ptrace;
+ * the process the user sees (the guard) only waits. A SIGKILL of the guard makes the kernel
+ * send the worker SIGTERM (PR_SET_PDEATHSIG), on which it disarms, absorbs pending traps and
+ * detaches like on any SIGTERM. A SIGKILL of the worker itself (`pkill -9 pyscope`, the OOM
+ * killer) is not covered: that case is documented.
+ */
+
+/*
+ * Fork; in the child (the worker) arrange SIGTERM on the guard's death and return 0: the
+ * caller runs the command there and exits with its code. In the guard: forward SIGINT,
+ * SIGTERM, SIGHUP, SIGQUIT and SIGTSTP sent to it by a process (kill; a terminal's signals
+ * reach the worker directly, being in the same process group) and every SIGCONT to the worker,
+ * stop itself on SIGTSTP (so a shell sees the job stop), wait for the worker, and exit with
+ * its status (dying of the same signal when it died of one); never returns. Returns a
+ * negative errno when fork fails (the caller then runs the command unguarded). Call before
+ * any thread or ptrace attachment exists, from main's thread.
+ */
+int guard_fork(void);
+
+#endif
