@@ -124,6 +124,7 @@ static int tr_sig_fd(sigset_t *old)
     (void)sigaddset(&set, SIGINT);
     (void)sigaddset(&set, SIGTERM);
     (void)sigaddset(&set, SIGHUP);
+    (void)sigaddset(&set, SIGTSTP); /* a suspended tracer would hold every thread that raises */
     if (pthread_sigmask(SIG_BLOCK, &set, old) != 0)
         return -1;
     return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -131,7 +132,14 @@ static int tr_sig_fd(sigset_t *old)
 
 static const char *tr_sig_why(int sig)
 {
-    return sig == SIGINT ? "signal SIGINT" : sig == SIGTERM ? "signal SIGTERM" : "signal SIGHUP";
+    switch (sig) {
+    case SIGINT: return "signal SIGINT";
+    case SIGTERM: return "signal SIGTERM";
+    case SIGTSTP:
+        return "signal SIGTSTP (Ctrl-Z ends the trace: suspended, it would hold the "
+               "target's raising threads)";
+    default: return "signal SIGHUP";
+    }
 }
 
 int tracer_run(struct tracer *t, double duration_s, const char **why, struct ps_err *err)
