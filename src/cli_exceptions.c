@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -474,6 +475,7 @@ static int exc_run(const struct cli_common *c, const struct exc_args *a, struct 
     struct tracer_stats *st = NULL;
     const char *why = "error";
     struct ps_err oerr = {0};
+    sigset_t stop_sigs, old_mask;
     int rc = pyproc_open(a->pid, &pp, &err);
 
     if (rc == 0)
@@ -485,6 +487,8 @@ static int exc_run(const struct cli_common *c, const struct exc_args *a, struct 
     if (pp->warning[0])
         cli_log(c, "warning", 0, pp->warning);
     (void)signal(SIGPIPE, SIG_IGN); /* a closed stdout is an EPIPE to handle, not a death */
+    tracer_signals(&stop_sigs);
+    (void)pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_mask); /* see tracer_signals */
     rc = tracer_new(pp, &to, &t, &err);
     if (rc < 0)
         goto out_close;
@@ -512,6 +516,7 @@ static int exc_run(const struct cli_common *c, const struct exc_args *a, struct 
     free(st);
     tracer_free(t);
 out_close:
+    (void)pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     outq_close(o->q);
     o->q = NULL;
     pyproc_close(pp);

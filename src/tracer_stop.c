@@ -116,15 +116,20 @@ int tracer_stop(struct tracer *t, struct ps_err *err)
 
 /* ---- the blocking loop ------------------------------------------------------------------- */
 
+void tracer_signals(sigset_t *set)
+{
+    (void)sigemptyset(set);
+    (void)sigaddset(set, SIGINT);
+    (void)sigaddset(set, SIGTERM);
+    (void)sigaddset(set, SIGHUP);
+    (void)sigaddset(set, SIGTSTP); /* a suspended tracer would hold every thread that raises */
+}
+
 static int tr_sig_fd(sigset_t *old)
 {
     sigset_t set;
 
-    (void)sigemptyset(&set);
-    (void)sigaddset(&set, SIGINT);
-    (void)sigaddset(&set, SIGTERM);
-    (void)sigaddset(&set, SIGHUP);
-    (void)sigaddset(&set, SIGTSTP); /* a suspended tracer would hold every thread that raises */
+    tracer_signals(&set);
     if (pthread_sigmask(SIG_BLOCK, &set, old) != 0)
         return -1;
     return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);

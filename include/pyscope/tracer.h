@@ -38,6 +38,7 @@
  * mode has no counter).
  */
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -217,6 +218,14 @@ int tracer_stop(struct tracer *t, struct ps_err *err) PS_WARN_UNUSED;
 
 /* tracer_stop (errors ignored), then free. NULL-safe. */
 void tracer_free(struct tracer *t);
+
+/*
+ * The signals tracer_run ends on, into *set. A caller should block them (pthread_sigmask)
+ * before tracer_new: one arriving while the breakpoints are being armed then waits for
+ * tracer_run, which stops cleanly, instead of killing pyscope with breakpoints armed (debug
+ * registers stay armed in the target when their tracer dies).
+ */
+void tracer_signals(sigset_t *set);
 
 /*
  * Blocking loop for the CLI: trace until duration_s elapses (0 = no limit), the target exits or
