@@ -485,17 +485,21 @@ static size_t ui_stack_native(const struct snap_thread *t, struct srcline_cache 
     for (size_t k = 0; k < t->nnative && n < cap; k++) {
         const struct snap_native_frame *nf = &t->native[k];
         const char *mod = nf->module ? strrchr(nf->module, '/') : NULL;
+        const char *where = mod ? mod + 1 : nf->module ? nf->module : "";
 
         if (nf->python_frame >= 0 && (size_t)nf->python_frame < t->nframes) {
             n = ui_stack_py(t, (size_t)nf->python_frame, ui_native_run_end(t, k), src, width, out,
                             n, cap);
             continue;
         }
-        (void)snprintf(text, sizeof(text), "  [C] %s+0x%llx  %s", nf->symbol ? nf->symbol : "??",
-                       (unsigned long long)nf->offset,
-                       mod          ? mod + 1
-                       : nf->module ? nf->module
-                                    : "");
+        /* An unnamed frame (a stripped static function) shows its address, as dump and record
+         * do: "??+0x0" would hide which function it is and make every such frame look alike. */
+        if (nf->symbol)
+            (void)snprintf(text, sizeof(text), "  [C] %s+0x%llx  %s", nf->symbol,
+                           (unsigned long long)nf->offset, where);
+        else
+            (void)snprintf(text, sizeof(text), "  [C] 0x%llx  %s", (unsigned long long)nf->pc,
+                           where);
         ui_line_set(&out[n++], text, width, UI_STYLE_DIM, 0);
     }
     return n;

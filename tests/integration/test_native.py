@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TARGETS, python_target, require, validate_dump_json
+from runtime_syms import runtime_image, target_names_statics
 
 EXT_SRC = TARGETS / "ext" / "natblock.c"
 
@@ -78,8 +79,28 @@ def test_native_merges_python_frames_in_order(pyscope, blocked, tmp_path):
     want = truth["threads"]["in-ext"]["python"]
     assert ext == [("C", "nat_block"), ("py", want[0]), ("C", "nat_call")] + \
         [("py", n) for n in want[1:]]
-    assert "time_sleep" in [f["symbol"] for f in threads["MainThread"]["native"]]
-    assert "lock_PyThread_acquire_lock" in [f["symbol"] for f in threads["on-lock"]["native"]]
+    main, on_lock = threads["MainThread"]["native"], threads["on-lock"]["native"]
+    if target_names_statics(blocked.pid):
+        assert "time_sleep" in [f["symbol"] for f in main]
+        assert "lock_PyThread_acquire_lock" in [f["symbol"] for f in on_lock]
+        return
+    # A stripped runtime (Debian's static python3.X, .dynsym only): time_sleep and
+    # lock_PyThread_acquire_lock are static and nameless. Libc's sleep is called by an unnamed
+    # frame of the runtime (pyscope gives it no borrowed neighbour's name), and the lock wait
+    # goes through the exported PyThread_acquire_lock_timed, called by an unnamed frame.
+    image = runtime_image(blocked.pid)
+    assert "sleep" in main[0]["symbol"] and "libc" in main[0]["module"], main[:2]
+    assert_unnamed_in(main[1], image)
+    symbols = [f["symbol"] for f in on_lock]
+    at = symbols.index("PyThread_acquire_lock_timed")
+    assert on_lock[at]["module"] == image, on_lock[at]
+    assert_unnamed_in(on_lock[at + 1], image)
+
+
+def assert_unnamed_in(frame, image):
+    """A C frame of image that has no name: shown by its address alone."""
+    assert frame["module"] == image and frame["symbol"] is None, frame
+    assert frame["offset"] is None and frame["pc"] > 0, frame
 
 
 def test_native_text_and_disassembly(pyscope, blocked):
@@ -120,12 +141,34 @@ def test_native_gil_waiter(pyscope, python, launch, tmp_path):
     target = launch([python, "-I", str(spin)])
     res = pyscope("dump", "--native", "--json", target.pid)
     assert res.rc in (0, 1), res
-    waiting = [t for t in res.json()["threads"]
-               if "take_gil" in [f["symbol"] for f in t.get("native", [])]]
+    threads = res.json()["threads"]
+    if target_names_statics(target.pid):
+        waiting = [t for t in threads
+                   if "take_gil" in [f["symbol"] for f in t.get("native", [])]]
+    else:
+        image = runtime_image(target.pid)
+        sites = {t["native_id"]: unnamed_gil_wait(t, image) for t in threads}
+        waiting = [t for t in threads if sites[t["native_id"]] is not None]
+        # One wait in take_gil: every waiter's unnamed frame is the same address.
+        assert len({sites[t["native_id"]] for t in waiting}) <= 1, res.stdout
     # Three spinners share one GIL: two of them wait for it at almost any instant; one is
     # enough to prove the verdict without depending on a switch not being in progress.
     assert len(waiting) >= 1, res.stdout
     assert all(t["state"] == "waiting for the GIL" for t in waiting)
+
+
+def unnamed_gil_wait(thread, image):
+    """On a stripped runtime take_gil (static) has no name: the pc of an unnamed frame of image
+    that waits in libc's pthread_cond_timedwait and is called by one of take_gil's exported
+    callers (the eval loop's eval breaker, PyEval_RestoreThread), or None."""
+    native = thread.get("native", [])
+    for i in range(len(native) - 2):
+        wait, site, caller = native[i:i + 3]
+        if "pthread_cond_timedwait" in (wait["symbol"] or "") and site["module"] == image \
+                and site["symbol"] is None \
+                and caller["symbol"] in ("_PyEval_EvalFrameDefault", "PyEval_RestoreThread"):
+            return site["pc"]
+    return None
 
 
 def test_native_usage_needs_pid(pyscope):

@@ -218,6 +218,12 @@ static void test_stack_native_merge(void **state)
         if (!strstr(lines[i + 1].text, want[i]))
             fail_msg("line %zu is \"%s\", wanted %s", i + 1, lines[i + 1].text, want[i]);
     assert_non_null(strstr(lines[1].text, "libc.so.6"));
+    /* An unnamed frame (stripped static function) shows its address, not "??+0x0". */
+    t->native[2] = (struct snap_native_frame){
+        .pc = 0x5d64b4, .module = "/usr/bin/python3.11", .python_frame = -1};
+    n = ui_view_stack(t, NULL, 70, lines, 16);
+    assert_int_equal(n, 7);
+    assert_non_null(strstr(lines[4].text, "[C] 0x5d64b4  python3.11"));
     /* A failed merge: the note, then the Python stack alone. */
     t->native_error = "2 eval calls but 3 runs of Python frames";
     n = ui_view_stack(t, NULL, 70, lines, 16);
