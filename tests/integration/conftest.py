@@ -58,6 +58,15 @@ def require(condition, reason):
     pytest.skip(reason)
 
 
+def children(pid):
+    """The child pids of pid's main thread (oldest first); [] once pid is gone."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+            return [int(k) for k in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
 def wait_for(predicate, timeout, what, poll=0.005):
     """Poll predicate() until it returns a truthy value; fail after timeout seconds."""
     deadline = time.monotonic() + timeout

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (PYSCOPE_BIN, ROOT, assert_not_stopped_or_traced, python_target,
+from conftest import (PYSCOPE_BIN, ROOT, assert_not_stopped_or_traced, children, python_target,
                       require, require_pyscope, tracer_pids, validate_dump_json, wait_for)
 from runtime_syms import runtime_image, target_names_statics
 
@@ -107,15 +107,8 @@ class Screen:
     def pyscope_pid(self):
         """pid of the pyscope process (the pane shell's child)."""
         shell = int(self.tmux("display-message", "-p", "-t", "attach", "#{pane_pid}").stdout)
-
-        def child():
-            try:
-                with open(f"/proc/{shell}/task/{shell}/children", encoding="ascii") as f:
-                    kids = f.read().split()
-            except FileNotFoundError:
-                return None
-            return int(kids[0]) if kids else None
-        return wait_for(child, SCREEN_TIMEOUT_S, "the pyscope process")
+        return wait_for(lambda: next(iter(children(shell)), None), SCREEN_TIMEOUT_S,
+                        "the pyscope process")
 
     def wait_exit(self):
         """pyscope's exit status once the pane shell recorded it; checks the terminal state."""
@@ -136,12 +129,7 @@ class Screen:
         shell = self.tmux("display-message", "-p", "-t", "attach", "#{pane_pid}", check=False)
         kids = []
         if shell.returncode == 0 and shell.stdout.strip():
-            pid = int(shell.stdout)
-            try:
-                with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
-                    kids = [int(k) for k in f.read().split()]
-            except FileNotFoundError:
-                pass
+            kids = children(int(shell.stdout))
         self.tmux("kill-server", check=False)
         for kid in kids:
             wait_for(lambda: not alive(kid), SCREEN_TIMEOUT_S, f"pyscope {kid} to exit")

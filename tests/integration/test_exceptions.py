@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import (PYSCOPE_BIN, PYSCOPE_TIMEOUT_S, assert_not_stopped_or_traced,
+from conftest import (PYSCOPE_BIN, PYSCOPE_TIMEOUT_S, assert_not_stopped_or_traced, children,
                       python_target, require_pyscope, wait_for)
 
 
@@ -185,14 +185,8 @@ def test_fork_child_runs_untraced(python, launch, mechanism):
 
 def worker_of(guard_pid):
     """The worker process under pyscope's guard (the one holding ptrace: src/guard.c)."""
-    def child():
-        try:
-            with open(f"/proc/{guard_pid}/task/{guard_pid}/children", encoding="ascii") as f:
-                kids = f.read().split()
-        except FileNotFoundError:
-            return None
-        return int(kids[0]) if kids else None
-    return wait_for(child, PYSCOPE_TIMEOUT_S, "pyscope's worker process")
+    return wait_for(lambda: next(iter(children(guard_pid)), None), PYSCOPE_TIMEOUT_S,
+                    "pyscope's worker process")
 
 
 def kill_victim(tracer, victim):
