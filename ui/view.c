@@ -214,8 +214,7 @@ const char *ui_spark(char *buf, size_t cap, const double *v, size_t n, bool utf8
 
 /* ---- header ----------------------------------------------------------------------------- */
 
-static void ui_line_set(struct ui_line *l, const char *text, int width, enum ui_style style,
-                        uint64_t key)
+void ui_line_set(struct ui_line *l, const char *text, int width, enum ui_style style, uint64_t key)
 {
     ui_fit(l->text, sizeof(l->text), text, width);
     l->style = style;

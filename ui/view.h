@@ -58,6 +58,9 @@ struct ui_line {
  */
 char *ui_fit(char *dst, size_t cap, const char *src, int cols);
 
+/* Fill one pane line: text fitted to width cells, style, and key (selectable when non-zero). */
+void ui_line_set(struct ui_line *l, const char *text, int width, enum ui_style style, uint64_t key);
+
 /*
  * As ui_fit, but cutting from the left ("~/site-packages/x.py"), for paths whose end matters.
  */

@@ -10,15 +10,6 @@
 #include "pyscope/tasks.h"
 #include "view.h"
 
-static void ui_more_line(struct ui_line *l, const char *text, int width, enum ui_style style,
-                         uint64_t key)
-{
-    ui_fit(l->text, sizeof(l->text), text, width);
-    l->style = style;
-    l->key = key;
-    l->selectable = key != 0;
-}
-
 /* Terminal cells of a sparkline: one per character (UTF-8 lead byte); blocks are 1 cell. */
 static int spark_cells(const char *s)
 {
@@ -39,7 +30,7 @@ size_t ui_view_growth(const struct growth_row *rows, const char *const *sparks, 
         return 0;
     (void)snprintf(text, sizeof(text), "  ITEMS/MIN     LENGTH  %-*s  CONTAINER (type, size)%s%s",
                    UI_GROWTH_SPARK_N, "TREND", rss ? "   " : "", rss ? rss : "");
-    ui_more_line(&out[k++], text, width, UI_STYLE_HEADING, 0);
+    ui_line_set(&out[k++], text, width, UI_STYLE_HEADING, 0);
     for (size_t i = 0; i < n && k < cap; i++) {
         const struct growth_row *r = &rows[i];
         const char *spark = sparks && sparks[i] ? sparks[i] : "";
@@ -50,11 +41,11 @@ size_t ui_view_growth(const struct growth_row *rows, const char *const *sparks, 
                        (long long)r->length, spark, pad > 0 ? pad : 0, "", r->name ? r->name : "?",
                        r->type_name ? r->type_name : "?",
                        ui_bytes(size, sizeof(size), (double)r->size), r->gone ? " gone" : "");
-        ui_more_line(&out[k++], text, width,
-                     r->gone                  ? UI_STYLE_DIM
-                     : r->rate_per_min >= 1.0 ? UI_STYLE_HOT
-                                              : UI_STYLE_NORMAL,
-                     r->addr ? r->addr : i + 1);
+        ui_line_set(&out[k++], text, width,
+                    r->gone                  ? UI_STYLE_DIM
+                    : r->rate_per_min >= 1.0 ? UI_STYLE_HOT
+                                             : UI_STYLE_NORMAL,
+                    r->addr ? r->addr : i + 1);
     }
     return k;
 }
@@ -89,11 +80,11 @@ static void ui_task_line(const struct snap_tasks *t, const struct snap_task *tas
     (void)snprintf(text, sizeof(text), "%-9s %-24s %s%s  %s", tasks_state_name(task->state),
                    task->name ? task->name : "?", task->in_cycle ? "DEADLOCK " : "",
                    ui_task_awaits(t, task, awaits, sizeof(awaits)), where);
-    ui_more_line(out, text, width,
-                 task->in_cycle                     ? UI_STYLE_ERROR
-                 : task->state == SNAP_TASK_RUNNING ? UI_STYLE_GIL
-                                                    : UI_STYLE_NORMAL,
-                 task->addr ? task->addr : 1);
+    ui_line_set(out, text, width,
+                task->in_cycle                     ? UI_STYLE_ERROR
+                : task->state == SNAP_TASK_RUNNING ? UI_STYLE_GIL
+                                                   : UI_STYLE_NORMAL,
+                task->addr ? task->addr : 1);
 }
 
 size_t ui_view_tasks(const struct snap_tasks *t, int width, struct ui_line *out, size_t cap)
@@ -106,7 +97,7 @@ size_t ui_view_tasks(const struct snap_tasks *t, int width, struct ui_line *out,
     if (!t || t->error) {
         (void)snprintf(text, sizeof(text), "no asyncio tasks: %s",
                        t ? t->error : "reading them at the next refresh");
-        ui_more_line(&out[k++], text, width, UI_STYLE_DIM, 0);
+        ui_line_set(&out[k++], text, width, UI_STYLE_DIM, 0);
         return k;
     }
     (void)snprintf(text, sizeof(text),
@@ -114,7 +105,7 @@ size_t ui_view_tasks(const struct snap_tasks *t, int width, struct ui_line *out,
                    t->found, t->loops, t->by_state[SNAP_TASK_RUNNING],
                    t->by_state[SNAP_TASK_PENDING], t->by_state[SNAP_TASK_DONE],
                    t->by_state[SNAP_TASK_CANCELLED], t->capped ? " (list capped)" : "");
-    ui_more_line(&out[k++], text, width, UI_STYLE_HEADING, 0);
+    ui_line_set(&out[k++], text, width, UI_STYLE_HEADING, 0);
     for (size_t i = 0; i < t->ntasks && k < cap; i++)
         ui_task_line(t, &t->tasks[i], width, &out[k++]);
     return k;
