@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
+#include <sys/user.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -602,6 +603,167 @@ int target_stop_all(struct ps_err *err)
     if (rc < 0)
         return rc;
     return tgt_stop_rounds(err);
+}
+
+/* ---- draining breakpoint traps ------------------------------------------------------------- */
+
+#define TGT_SIGTRAP_BIT (UINT64_C(1) << (SIGTRAP - 1))
+#define TGT_PEEK_MAX    32 /* queued signals looked at per thread (standard ones queue once) */
+#define TGT_DRAIN_STOPS 16 /* stops one thread may report while it is drained */
+#ifndef TRAP_TRACE
+#define TRAP_TRACE 2 /* asm-generic/siginfo.h: process trace trap (single step) */
+#endif
+
+/* Whether the private signal queue of tid holds a SIGTRAP that is_trap accepts. Peeking
+ * (PTRACE_PEEKSIGINFO) dequeues nothing. */
+static bool tgt_trap_queued(pid_t tid, const struct target_trap_test *test)
+{
+    siginfo_t q[TGT_PEEK_MAX];
+    struct __ptrace_peeksiginfo_args a = {.off = 0, .flags = 0, .nr = TGT_PEEK_MAX};
+    long n = syscall(SYS_ptrace, (long)PTRACE_PEEKSIGINFO, (long)tid, &a, q);
+
+    for (long k = 0; k < n && k < TGT_PEEK_MAX; k++)
+        if (q[k].si_signo == SIGTRAP && test->is_trap(test->ctx, tid, &q[k]))
+            return true;
+    return false;
+}
+
+/* Wait for the next status of slot i until deadline: 1 with *status, 0 timed out, -1 gone. */
+static int tgt_wait_status(size_t i, int64_t deadline, int *status)
+{
+    int64_t backoff = TGT_BACKOFF_MIN_NS / 10;
+
+    for (;;) {
+        int r = tgt_wait_one(i, status);
+        if (r != 0)
+            return r;
+        if (tgt_now_ns() >= deadline)
+            return 0;
+        tgt_sleep_ns(backoff);
+        backoff = backoff * 2 > TGT_BACKOFF_MAX_NS ? TGT_BACKOFF_MAX_NS : backoff * 2;
+    }
+}
+
+enum tgt_drained {
+    TGT_DRAIN_AGAIN, /* resume once more (passing *sig on) */
+    TGT_DRAIN_DONE,  /* the proving stop came: the thread stays in it */
+    TGT_DRAIN_LEFT,  /* gone, or in a user's group stop: nothing more to do */
+};
+
+/* What a stop of slot i during its drain means (see tgt_drain_run); *sig: signal to pass on. */
+static enum tgt_drained tgt_drain_stop(size_t i, int status, bool step,
+                                       const struct target_trap_test *test, int *sig)
+{
+    struct tgt_slot *s = &tgt_reg.slot[i];
+    int event = (int)((unsigned)status >> 16);
+    siginfo_t si;
+
+    *sig = 0;
+    s->state = TGT_STOPPED;
+    if (event != 0) { /* an event stop: clone (register it), exec, a user's SIGSTOP */
+        if (tgt_reg.has_events)
+            (void)tgt_on_event(i, status);
+        if (event != PTRACE_EVENT_STOP || !tgt_is_stop_signal(WSTOPSIG(status)))
+            return TGT_DRAIN_AGAIN;
+        s->state = TGT_GROUP_STOPPED;
+        return TGT_DRAIN_LEFT;
+    }
+    *sig = WSTOPSIG(status);
+    memset(&si, 0, sizeof(si));
+    if (*sig != SIGTRAP || tgt_ptrace(PTRACE_GETSIGINFO, s->tid, (long)&si) < 0)
+        return TGT_DRAIN_AGAIN; /* passed on with the next resume */
+    if (step && si.si_code == TRAP_TRACE)
+        return TGT_DRAIN_DONE;
+    if (!test->is_trap(test->ctx, s->tid, &si))
+        return TGT_DRAIN_AGAIN;
+    *sig = 0;
+    return step ? TGT_DRAIN_AGAIN : TGT_DRAIN_DONE;
+}
+
+/*
+ * Resume slot i (single-stepping it when step) until it reports the stop that proves nothing of
+ * before is in flight: the single-step trap (step), or a queued trap taken (!step). Traps that
+ * is_trap accepts are suppressed, other signals passed on. The thread is left in that
+ * signal-delivery stop (state STOPPED: detaching with signal 0 suppresses it). 0 done (or the
+ * thread is gone or in a group stop), -ETIMEDOUT or -EAGAIN (too many stops) with the thread
+ * running and interrupted, or a -errno of ptrace.
+ */
+static int tgt_drain_run(size_t i, bool step, const struct target_trap_test *test, int64_t deadline)
+{
+    struct tgt_slot *s = &tgt_reg.slot[i];
+    int sig = 0;
+
+    for (int n = 0; n < TGT_DRAIN_STOPS; n++) {
+        int status = 0;
+        long r = tgt_ptrace(step ? PTRACE_SINGLESTEP : PTRACE_CONT, s->tid, sig);
+        s->state = TGT_RUNNING; /* also on ESRCH: it is dying, the next wait collects it */
+        s->interrupted = false;
+        if (r < 0)
+            return r == -ESRCH ? 0 : (int)r;
+        r = tgt_wait_status(i, deadline, &status);
+        if (r == 0) {
+            tgt_interrupt(i);
+            return -ETIMEDOUT;
+        }
+        if (r < 0 || WIFEXITED(status) || WIFSIGNALED(status)) {
+            tgt_drop(i);
+            return 0;
+        }
+        if (WIFSTOPPED(status) && tgt_drain_stop(i, status, step, test, &sig) != TGT_DRAIN_AGAIN)
+            return 0;
+    }
+    (void)tgt_ptrace(PTRACE_CONT, s->tid, sig);
+    s->state = TGT_RUNNING;
+    tgt_interrupt(i);
+    return -EAGAIN;
+}
+
+/* Drain slot i: SIGTRAP unblocked for the while if the thread blocks it, then tgt_drain_run,
+ * then its own mask back (in a stop; waiting for one if the run ended running). */
+static int tgt_drain_one(size_t i, bool step, const struct target_trap_test *test, int64_t deadline,
+                         struct ps_err *err)
+{
+    pid_t tid = tgt_reg.slot[i].tid;
+    uint64_t mask = 0, open;
+    bool restore = false;
+    int rc;
+
+    if (syscall(SYS_ptrace, (long)PTRACE_GETSIGMASK, (long)tid, sizeof(mask), &mask) == 0 &&
+        (mask & TGT_SIGTRAP_BIT)) {
+        open = mask & ~TGT_SIGTRAP_BIT;
+        restore = syscall(SYS_ptrace, (long)PTRACE_SETSIGMASK, (long)tid, sizeof(open), &open) == 0;
+    }
+    rc = tgt_drain_run(i, step, test, deadline);
+    if (rc < 0 && tgt_reg.slot[i].tid == tid && tgt_is_live(i)) /* stop it again */
+        (void)tgt_wait_stops(deadline + TARGET_STOP_TIMEOUT_MS * TGT_NS_PER_MS, NULL);
+    if (restore && tgt_reg.slot[i].tid == tid && tgt_is_stopped(i))
+        (void)syscall(SYS_ptrace, (long)PTRACE_SETSIGMASK, (long)tid, sizeof(mask), &mask);
+    if (rc >= 0)
+        return 0;
+    return ps_err_set(err, rc,
+                      "thread %d of pid %d could not be cleared of breakpoint traps (%s); it may "
+                      "receive a SIGTRAP after pyscope detaches",
+                      (int)tid, (int)tgt_reg.pid,
+                      rc == -EAGAIN ? "it kept reporting other stops" : strerror(-rc));
+}
+
+int target_drain_traps(uint64_t bp_addr, const struct target_trap_test *test, struct ps_err *err)
+{
+    int64_t deadline = tgt_now_ns() + TARGET_STOP_TIMEOUT_MS * TGT_NS_PER_MS;
+    int rc = tgt_check_thread(err);
+
+    for (size_t i = 0; rc == 0 && i < (size_t)tgt_reg.used; i++) {
+        struct user_regs_struct regs;
+        bool at_bp, queued;
+        if (tgt_reg.slot[i].tid == 0 || tgt_reg.slot[i].state != TGT_STOPPED)
+            continue; /* running (a new thread: it ran nothing yet), or a user's group stop */
+        at_bp = bp_addr != 0 && tgt_ptrace(PTRACE_GETREGS, tgt_reg.slot[i].tid, (long)&regs) == 0 &&
+                regs.rip == bp_addr;
+        queued = !at_bp && tgt_trap_queued(tgt_reg.slot[i].tid, test);
+        if (at_bp || queued)
+            rc = tgt_drain_one(i, at_bp, test, deadline, err);
+    }
+    return rc;
 }
 
 /* ---- public control --------------------------------------------------------------------- */

@@ -18,7 +18,7 @@
  *
  * Invariants: the target is stopped only by breakpoint hits, each resumed by target.c as soon as
  * the hook returns; every exit (tracer_stop, tracer_stop.c) clears the breakpoints, then stops
- * every thread, consumes breakpoint SIGTRAPs still pending, then detaches. Memory is allocated at
+ * every thread, drains the breakpoint SIGTRAPs still on their way, then detaches. Memory is allocated at
  * tracer_new only (ring, open-exception slots, thread tables): flat for hours.
  */
 #include "pyscope/tracer.h"

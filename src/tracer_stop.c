@@ -6,9 +6,13 @@
  * Every exit leaves the target running, untraced and without a breakpoint, in this order:
  * perf breakpoints closed first, so no new trap can be generated; every thread stopped; debug
  * registers cleared (they can only change in a stop); breakpoint SIGTRAPs that were generated but
- * not yet collected consumed (up to TR_PENDING_ROUNDS resume/stop rounds, each delivering them
- * to tr_claim, which drops them while stopping); the open exceptions ended with one exact read;
- * then every thread detached. A target that exited meanwhile just ends the trace.
+ * not yet collected drained by target_drain_traps (a thread with one queued is resumed alone
+ * until it takes it; a thread standing at the breakpoint, whose trap may still be in flight, is
+ * single-stepped past it; each such trap suppressed). Resume-and-restop rounds cannot do this:
+ * the kernel serves the interrupt before queued signals, so a thread can be stopped again with
+ * its trap still queued, which kills the target once detached (seen in CI, 1 run in ~50). Then
+ * the open exceptions are ended with one exact read, and every thread detached. A target that
+ * exited meanwhile just ends the trace.
  *
  * tracer_run takes SIGINT/SIGTERM/SIGHUP through a signalfd while it runs, so a Ctrl-C ends the
  * loop and takes this same path instead of the teardown handlers.
@@ -29,41 +33,17 @@
 #include "pyscope/target.h"
 #include "tracer_int.h"
 
-#define TR_PENDING_ROUNDS 4 /* resume/stop rounds to consume pending SIGTRAPs at stop */
-#define TR_SIGTRAP_MASK   (1ull << (SIGTRAP - 1))
-
 /* ---- release and stop --------------------------------------------------------------- */
 
-/* The SigPnd | ShdPnd masks of one thread from /proc (0 when unreadable: a gone thread). */
-static uint64_t tr_pending_mask(pid_t pid, pid_t tid)
+/* target_drain_traps' test: a SIGTRAP is ours when it is a hit of our breakpoint. */
+static bool tr_is_trap(void *ctx, pid_t tid, const siginfo_t *si)
 {
-    char path[64], line[128];
-    uint64_t mask = 0;
-    FILE *f;
+    const struct tracer *t = ctx;
 
-    (void)snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
-    f = fopen(path, "re");
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, "SigPnd:", 7) == 0 || strncmp(line, "ShdPnd:", 7) == 0)
-            mask |= (uint64_t)strtoull(line + 7, NULL, 16);
-    (void)fclose(f);
-    return mask;
+    return bkpt_is_hit(t->bp, tid, si);
 }
 
-/* Whether any seized thread has a SIGTRAP pending (a breakpoint trap not yet collected). */
-static bool tr_trap_pending(struct tracer *t)
-{
-    size_t n = target_tids(t->tids, TARGET_MAX_THREADS);
-
-    for (size_t i = 0; i < n; i++)
-        if (tr_pending_mask(t->pp->pid, t->tids[i]) & TR_SIGTRAP_MASK)
-            return true;
-    return false;
-}
-
-/* Clear the breakpoints with every thread stopped, and consume pending traps. */
+/* Clear the breakpoints with every thread stopped, and drain the traps still on their way. */
 static int tr_release(struct tracer *t, struct ps_err *err)
 {
     int rc = 0;
@@ -82,10 +62,9 @@ static int tr_release(struct tracer *t, struct ps_err *err)
         return 0;
     if (rc == 0 && t->bp)
         rc = bkpt_clear(t->bp, err);
-    for (int round = 0; rc == 0 && round < TR_PENDING_ROUNDS && tr_trap_pending(t); round++) {
-        rc = target_resume_all(err); /* the trap is delivered, claimed and dropped... */
-        if (rc == 0)
-            rc = target_stop_all(err); /* ...before the thread stops again */
+    if (rc == 0 && t->bp) {
+        const struct target_trap_test test = {.ctx = t, .is_trap = tr_is_trap};
+        rc = target_drain_traps(t->addr, &test, err);
     }
     return rc;
 }

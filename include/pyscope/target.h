@@ -29,6 +29,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "pyscope/err.h"
@@ -117,6 +118,37 @@ struct target_hooks {
     void (*exec)(void *ctx, pid_t tid);
 };
 int target_set_hooks(const struct target_hooks *hooks, struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * Which SIGTRAPs are the caller's breakpoint traps (for target_drain_traps): is_trap(ctx, tid, si)
+ * must only look at si, never act on it.
+ */
+struct target_trap_test {
+    void *ctx;
+    bool (*is_trap)(void *ctx, pid_t tid, const siginfo_t *si);
+};
+
+/*
+ * Make sure no breakpoint trap can reach the target after it is detached (a SIGTRAP kills a
+ * process that has no handler). Call with every thread stopped (target_stop_all) and the
+ * breakpoint already removed. Two ways a trap can still be on its way to a stopped thread:
+ *  - queued: a SIGTRAP that test->is_trap accepts sits in the thread's queue (looked at with
+ *    PTRACE_PEEKSIGINFO, nothing dequeued). An interrupt is served before queued signals, so
+ *    resuming and re-stopping may never let the thread take it; instead the thread alone is
+ *    resumed until it reports that signal, which is then suppressed;
+ *  - in flight: the thread stands at bp_addr (0: none), where the trap may not even be queued
+ *    yet (perf's sigtrap is sent by task work on the way back to user mode). The thread is
+ *    single-stepped one instruction (bp_addr must be a function entry, never a syscall): every
+ *    trap met on the way is suppressed, and the step's own trap is suppressed on detach.
+ * A thread that blocks SIGTRAP has it unblocked for the drain only (PTRACE_SETSIGMASK), its
+ * mask restored while it is still stopped. Other signals met are passed on unchanged. Drained
+ * threads stay stopped (in a signal-delivery stop that target_detach_all suppresses); threads in
+ * a user's group stop are left alone. Tracer thread only. Errors: -EINVAL (no target, wrong
+ * thread); -ETIMEDOUT or -EAGAIN with the thread named when it could not be drained within
+ * TARGET_STOP_TIMEOUT_MS or TGT_DRAIN_STOPS stops (it is stopped again, or being stopped).
+ */
+int target_drain_traps(uint64_t bp_addr, const struct target_trap_test *test,
+                       struct ps_err *err) PS_WARN_UNUSED;
 
 /* Pid of the seized target, or 0. Any thread. */
 pid_t target_current_pid(void);

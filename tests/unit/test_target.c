@@ -6,7 +6,8 @@
  * /proc; exit while seized and while resumed (our waitpid still gets the child's status);
  * signals arriving while seized are passed on; a user's SIGSTOP survives us; threads created
  * during the seize; a tracer process killed by SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGKILL leaves the
- * victim running and untraced; the async-signal-safe teardown alone detaches; EPERM diagnosis.
+ * victim running and untraced; the async-signal-safe teardown alone detaches; EPERM diagnosis;
+ * draining breakpoint traps before detach (queued, queued while blocked, at the breakpoint).
  */
 #include <errno.h>
 #include <poll.h>
@@ -18,8 +19,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/user.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +42,7 @@ enum victim_mode {
     VICTIM_SPAWNER,       /* also creates short-lived threads without pause */
     VICTIM_ZOMBIE_LEADER, /* the main thread calls pthread_exit; a thread serves pings */
     VICTIM_SIGNAL_STORM,  /* a thread sends SIGUSR2 to the process without pause */
+    VICTIM_TRAP_BLOCKER,  /* also a spinning thread "trapblk" that blocks SIGTRAP */
 };
 
 static int victim_reply_fd = -1; /* child-side only: the SIGUSR1 handler writes 'U' here */
@@ -62,6 +69,21 @@ static void *victim_sleeper(void *arg)
 static void *victim_spinner(void *arg)
 {
     (void)arg;
+    (void)prctl(PR_SET_NAME, "spin");
+    for (;;)
+        victim_spin = victim_spin + 1;
+    return NULL;
+}
+
+static void *victim_trap_blocker(void *arg)
+{
+    sigset_t set;
+
+    (void)arg;
+    (void)sigemptyset(&set);
+    (void)sigaddset(&set, SIGTRAP);
+    (void)pthread_sigmask(SIG_BLOCK, &set, NULL);
+    (void)prctl(PR_SET_NAME, "trapblk");
     for (;;)
         victim_spin = victim_spin + 1;
     return NULL;
@@ -112,6 +134,8 @@ static void victim_start_threads(enum victim_mode mode)
     (void)pthread_create(&th, NULL, victim_spinner, NULL);
     if (mode == VICTIM_SPAWNER)
         (void)pthread_create(&th, NULL, victim_spawner, NULL);
+    if (mode == VICTIM_TRAP_BLOCKER)
+        (void)pthread_create(&th, NULL, victim_trap_blocker, NULL);
     if (mode == VICTIM_SIGNAL_STORM) {
         sa.sa_handler = victim_on_usr2;
         (void)sigaction(SIGUSR2, &sa, NULL);
@@ -460,6 +484,171 @@ static void test_user_sigstop_survives(void **state)
     victim_kill(&v);
 }
 
+/* ---- draining breakpoint traps before detach --------------------------------------------------- */
+
+/* The tid of the victim thread named comm, or 0. */
+static pid_t victim_thread_now(pid_t pid, const char *comm)
+{
+    pid_t tids[16];
+    size_t n = 0;
+
+    assert_int_equal(procstat_tids(pid, tids, 16, &n, NULL), 0);
+    for (size_t i = 0; i < n; i++) {
+        char path[64], name[32] = "";
+        FILE *f;
+        (void)snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", (int)pid, (int)tids[i]);
+        f = fopen(path, "re");
+        if (f && fgets(name, sizeof(name), f) && strncmp(name, comm, strlen(comm)) == 0 &&
+            name[strlen(comm)] == '\n') {
+            (void)fclose(f);
+            return tids[i];
+        }
+        if (f)
+            (void)fclose(f);
+    }
+    return 0;
+}
+
+/* The tid of the victim thread named comm, waiting up to 2 s for it to name itself. */
+static pid_t victim_thread(pid_t pid, const char *comm)
+{
+    pid_t tid = victim_thread_now(pid, comm);
+
+    for (int i = 0; i < 2000 && tid == 0; i++) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
+        (void)nanosleep(&ts, NULL);
+        tid = victim_thread_now(pid, comm);
+    }
+    assert_true(tid > 0);
+    return tid;
+}
+
+/* Whether SIGTRAP is in the thread's /proc status mask `field` (SigPnd, SigBlk). */
+static bool sigtrap_in(pid_t pid, pid_t tid, const char *field)
+{
+    char path[64], line[128];
+    unsigned long long mask = 0;
+    FILE *f;
+
+    (void)snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
+    f = fopen(path, "re");
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, field, strlen(field)) == 0 && line[strlen(field)] == ':')
+            mask = strtoull(line + strlen(field) + 1, NULL, 16);
+    (void)fclose(f);
+    return (mask >> (SIGTRAP - 1)) & 1;
+}
+
+/* Stand-in breakpoint traps: a SIGTRAP sent with tgkill. */
+static bool trap_is_tkill(void *ctx, pid_t tid, const siginfo_t *si)
+{
+    (void)ctx;
+    (void)tid;
+    return si->si_signo == SIGTRAP && si->si_code == SI_TKILL;
+}
+
+static bool trap_never(void *ctx, pid_t tid, const siginfo_t *si)
+{
+    (void)ctx;
+    (void)tid;
+    (void)si;
+    return false;
+}
+
+static const struct target_trap_test tkill_traps = {.is_trap = trap_is_tkill};
+static const struct target_trap_test no_traps = {.is_trap = trap_never};
+
+/* Alive and answering, some time after the detach (a SIGTRAP left behind kills it at once). */
+static void assert_victim_survived(struct victim *v)
+{
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = 50000000};
+    int status = 0;
+
+    (void)nanosleep(&ts, NULL);
+    assert_int_equal(waitpid(v->pid, &status, WNOHANG), 0);
+    assert_true(victim_ping(v));
+}
+
+/* A trap queued to a stopped thread: resuming and re-stopping it may never let it take the
+ * trap (the interrupt is served first), so the drain must, and leave it stopped. */
+static void test_drain_queued_trap(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_PLAIN);
+    pid_t spin = victim_thread(v.pid, "spin");
+    struct ps_err err;
+    size_t n = 0;
+    char st = '?';
+
+    (void)state;
+    ps_err_clear(&err);
+    assert_int_equal(target_seize_all(v.pid, &n, &err), 0);
+    assert_int_equal(syscall(SYS_tgkill, v.pid, spin, SIGTRAP), 0);
+    assert_true(sigtrap_in(v.pid, spin, "SigPnd"));
+    assert_int_equal(target_drain_traps(0, &no_traps, &err), 0);
+    assert_true(sigtrap_in(v.pid, spin, "SigPnd")); /* not ours: left for the target */
+    if (target_drain_traps(0, &tkill_traps, &err) != 0)
+        fail_msg("drain: %s", err.msg);
+    assert_false(sigtrap_in(v.pid, spin, "SigPnd"));
+    assert_int_equal(procstat_state(v.pid, spin, &st, NULL), 0);
+    assert_int_equal(st, 't');
+    assert_int_equal(target_detach_all(&err), 0);
+    assert_victim_survived(&v);
+    victim_kill(&v);
+}
+
+/* A thread that blocks SIGTRAP never takes a queued trap by itself (it would die of it when it
+ * unblocks, long after pyscope left): unblocked for the drain only, its mask restored. */
+static void test_drain_blocked_trap(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_TRAP_BLOCKER);
+    pid_t tb = victim_thread(v.pid, "trapblk"); /* named after it blocked SIGTRAP */
+    struct ps_err err;
+    size_t n = 0;
+
+    (void)state;
+    ps_err_clear(&err);
+    assert_true(sigtrap_in(v.pid, tb, "SigBlk"));
+    assert_int_equal(target_seize_all(v.pid, &n, &err), 0);
+    assert_int_equal(syscall(SYS_tgkill, v.pid, tb, SIGTRAP), 0);
+    assert_true(sigtrap_in(v.pid, tb, "SigPnd"));
+    if (target_drain_traps(0, &tkill_traps, &err) != 0)
+        fail_msg("drain: %s", err.msg);
+    assert_false(sigtrap_in(v.pid, tb, "SigPnd"));
+    assert_true(sigtrap_in(v.pid, tb, "SigBlk")); /* its own mask again */
+    assert_int_equal(target_detach_all(&err), 0);
+    assert_victim_survived(&v);
+    assert_true(sigtrap_in(v.pid, tb, "SigBlk"));
+    victim_kill(&v);
+}
+
+/* A thread standing at the breakpoint address is stepped one instruction; the step's own trap
+ * must not reach the target either. */
+static void test_drain_steps_at_breakpoint(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_PLAIN);
+    pid_t spin = victim_thread(v.pid, "spin");
+    struct user_regs_struct before, after;
+    struct ps_err err;
+    size_t n = 0;
+    char st = '?';
+
+    (void)state;
+    ps_err_clear(&err);
+    assert_int_equal(target_seize_all(v.pid, &n, &err), 0);
+    assert_int_equal(ptrace(PTRACE_GETREGS, spin, NULL, &before), 0);
+    if (target_drain_traps(before.rip, &no_traps, &err) != 0)
+        fail_msg("drain: %s", err.msg);
+    assert_int_equal(procstat_state(v.pid, spin, &st, NULL), 0);
+    assert_int_equal(st, 't');
+    assert_int_equal(ptrace(PTRACE_GETREGS, spin, NULL, &after), 0);
+    assert_true(after.rip != before.rip); /* one instruction of the spin loop ran */
+    assert_false(sigtrap_in(v.pid, spin, "SigPnd"));
+    assert_int_equal(target_detach_all(&err), 0);
+    assert_victim_survived(&v);
+    victim_kill(&v);
+}
+
 /* ---- threads appearing during the seize ------------------------------------------------------ */
 
 static void test_threads_appear_during_seize(void **state)
@@ -714,6 +903,9 @@ int main(void)
         cmocka_unit_test_teardown(test_signal_passed_on_while_resumed, release_target),
         cmocka_unit_test_teardown(test_signal_while_stopped_delivered_after_detach, release_target),
         cmocka_unit_test_teardown(test_user_sigstop_survives, release_target),
+        cmocka_unit_test_teardown(test_drain_queued_trap, release_target),
+        cmocka_unit_test_teardown(test_drain_blocked_trap, release_target),
+        cmocka_unit_test_teardown(test_drain_steps_at_breakpoint, release_target),
         cmocka_unit_test_teardown(test_threads_appear_during_seize, release_target),
         cmocka_unit_test_teardown(test_signal_storm, release_target),
         cmocka_unit_test_teardown(test_errors, release_target),
