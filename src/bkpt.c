@@ -434,6 +434,28 @@ int bkpt_clear(struct bkpt *b, struct ps_err *err)
     return bkpt_do_clear(b, err);
 }
 
+void bkpt_disarm_signal_safe(struct bkpt *b, pid_t tid)
+{
+    if (!b)
+        return;
+    if (b->mech == BKPT_DEBUGREG) {
+        if (tid != 0)
+            (void)bkpt_poke_dr(tid, 7, 0);
+        return;
+    }
+    if (tid != 0)
+        return;
+    for (size_t i = 0; i < b->used && i < TARGET_MAX_THREADS; i++) {
+        int sfd = b->t[i].sig_fd, cfd = b->t[i].cnt_fd;
+        b->t[i].sig_fd = -1;
+        b->t[i].cnt_fd = -1;
+        if (sfd >= 0)
+            (void)close(sfd);
+        if (cfd >= 0)
+            (void)close(cfd);
+    }
+}
+
 void bkpt_free(struct bkpt *b)
 {
     struct ps_err ignored = {0};

@@ -19,6 +19,7 @@
 #include "pyscope/cli.h"
 #include "pyscope/outq.h"
 #include "pyscope/pyproc.h"
+#include "pyscope/target.h"
 #include "pyscope/tracer.h"
 
 /* Summary rows kept (type x raise site x handler); further distinct rows count as "other". */
@@ -489,7 +490,9 @@ static int exc_run(const struct cli_common *c, const struct exc_args *a, struct 
     (void)signal(SIGPIPE, SIG_IGN); /* a closed stdout is an EPIPE to handle, not a death */
     tracer_signals(&stop_sigs);
     (void)pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_mask); /* see tracer_signals */
-    rc = tracer_new(pp, &to, &t, &err);
+    rc = target_install_signal_teardown(&err); /* a crash of ours must not kill the target */
+    if (rc == 0)
+        rc = tracer_new(pp, &to, &t, &err);
     if (rc < 0)
         goto out_close;
     exc_report_start(c, a, o, pp, t);

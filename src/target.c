@@ -818,15 +818,67 @@ size_t target_tids(pid_t *out, size_t cap)
 
 /* ---- teardown on signals and exit ------------------------------------------------------------ */
 
+/* Bounded wait of the signal-time teardown for the stops of threads it interrupted. */
+#define TGT_SIGNAL_WAIT_MS 300
+
+/* Signal-time teardown of slot i, in a stop reported with status (or already in a stop: status
+ * 0): the disarm hook, then PTRACE_DETACH passing on a signal-delivery stop's signal, unless it
+ * is a SIGTRAP (a breakpoint hit: delivered untraced, it would kill the target). */
+static bool tgt_detach_signal_safe(size_t i, int status)
+{
+    const struct target_hooks *h = &tgt_reg.events;
+    pid_t tid = tgt_reg.slot[i].tid;
+    int sig = 0;
+
+    if (status != 0 && ((unsigned)status >> 16) == 0 && WSTOPSIG(status) != SIGTRAP)
+        sig = WSTOPSIG(status);
+    if (tgt_reg.has_events && h->disarm_signal_safe)
+        h->disarm_signal_safe(h->ctx, tid); /* fails harmlessly on a running thread */
+    if (syscall(SYS_ptrace, (long)PTRACE_DETACH, (long)tid, 0L, (long)sig) != 0)
+        return false;
+    tgt_reg.slot[i].tid = 0;
+    return true;
+}
+
+/* Collect one stop or exit of an interrupted slot i without blocking; true when it is done. */
+static bool tgt_reap_signal_safe(size_t i)
+{
+    pid_t tid = tgt_reg.slot[i].tid;
+    int status = 0;
+    pid_t r = waitpid(tid, &status, WNOHANG | __WALL);
+
+    if ((r < 0 && errno == ECHILD) || (r == tid && (WIFEXITED(status) || WIFSIGNALED(status)))) {
+        tgt_reg.slot[i].tid = 0;
+        return true;
+    }
+    return r == tid && WIFSTOPPED(status) && tgt_detach_signal_safe(i, status);
+}
+
 void target_teardown_signal_safe(void)
 {
     int saved_errno = errno;
+    const struct target_hooks *h = &tgt_reg.events;
     sig_atomic_t used = tgt_reg.used;
+    size_t left = 0;
 
-    for (sig_atomic_t i = 0; i < used && i < TARGET_MAX_THREADS; i++) {
+    if (used > TARGET_MAX_THREADS)
+        used = TARGET_MAX_THREADS;
+    if (tgt_reg.has_events && h->disarm_signal_safe)
+        h->disarm_signal_safe(h->ctx, 0); /* first: no new breakpoint trap from here on */
+    for (sig_atomic_t i = 0; i < used; i++) {
         pid_t tid = tgt_reg.slot[i].tid;
-        if (tid > 0 && syscall(SYS_ptrace, (long)PTRACE_DETACH, (long)tid, 0L, 0L) == 0)
-            tgt_reg.slot[i].tid = 0;
+        if (tid <= 0 || tgt_detach_signal_safe((size_t)i, 0))
+            continue;
+        (void)syscall(SYS_ptrace, (long)PTRACE_INTERRUPT, (long)tid, 0L, 0L); /* running */
+        left++;
+    }
+    for (int waited = 0; left > 0 && waited < TGT_SIGNAL_WAIT_MS; waited++) {
+        const struct timespec ms = {.tv_sec = 0, .tv_nsec = 1000000};
+        for (sig_atomic_t i = 0; i < used; i++)
+            if (tgt_reg.slot[i].tid > 0 && tgt_reap_signal_safe((size_t)i))
+                left--;
+        if (left > 0)
+            (void)nanosleep(&ms, NULL);
     }
     errno = saved_errno;
 }
@@ -843,6 +895,25 @@ static void tgt_on_signal(int sig)
     (void)sigemptyset(&dfl.sa_mask);
     (void)sigaction(sig, &dfl, NULL);
     (void)raise(sig);
+}
+
+/* The crash signals, and the handlers they had before ours (ASan's, or the default). */
+static const int tgt_crash_sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS};
+static struct sigaction tgt_crash_old[sizeof(tgt_crash_sigs) / sizeof(tgt_crash_sigs[0])];
+
+/* A crash of pyscope while it holds the target: tear down first (a thread left in a breakpoint's
+ * signal-delivery stop would get the SIGTRAP when the kernel detaches it), then hand the signal
+ * to the previous handler: a fault re-executes and faults again when we return, a sent signal
+ * (si_code <= 0: kill, raise, abort) is sent again. */
+static void tgt_on_crash(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    target_teardown_signal_safe();
+    for (size_t k = 0; k < sizeof(tgt_crash_sigs) / sizeof(tgt_crash_sigs[0]); k++)
+        if (tgt_crash_sigs[k] == sig)
+            (void)sigaction(sig, &tgt_crash_old[k], NULL);
+    if (si == NULL || si->si_code <= 0)
+        (void)raise(sig);
 }
 
 static void tgt_atexit(void)
@@ -873,6 +944,29 @@ static int tgt_install_one(int sig, struct ps_err *err)
     return 0;
 }
 
+/* Crash handlers on an alternate stack (a stack overflow must still tear down), unless one is
+ * set already (ASan sets its own). */
+static int tgt_install_crash(struct ps_err *err)
+{
+    static char altstack[64 * 1024];
+    stack_t cur;
+    struct sigaction sa;
+
+    if (sigaltstack(NULL, &cur) == 0 && (cur.ss_flags & SS_DISABLE)) {
+        stack_t ss = {.ss_sp = altstack, .ss_size = sizeof(altstack), .ss_flags = 0};
+        (void)sigaltstack(&ss, NULL);
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = tgt_on_crash;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    (void)sigfillset(&sa.sa_mask);
+    for (size_t k = 0; k < sizeof(tgt_crash_sigs) / sizeof(tgt_crash_sigs[0]); k++)
+        if (sigaction(tgt_crash_sigs[k], &sa, &tgt_crash_old[k]) < 0)
+            return ps_err_set(err, -errno, "cannot install the crash teardown for signal %d: %s",
+                              tgt_crash_sigs[k], strerror(errno));
+    return 0;
+}
+
 int target_install_signal_teardown(struct ps_err *err)
 {
     static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
@@ -884,6 +978,8 @@ int target_install_signal_teardown(struct ps_err *err)
         if (rc < 0)
             return rc;
     }
+    if (tgt_install_crash(err) < 0)
+        return err ? err->code : -EINVAL;
     if (atexit(tgt_atexit) != 0)
         return ps_err_set(err, -ENOMEM, "cannot register the ptrace teardown with atexit");
     tgt_reg.hooks_installed = true;

@@ -394,6 +394,13 @@ static void tr_new_thread(void *ctx, pid_t tid)
         t->st.threads_armed++;
 }
 
+static void tr_disarm_signal_safe(void *ctx, pid_t tid)
+{
+    const struct tracer *t = ctx;
+
+    bkpt_disarm_signal_safe(t->bp, tid);
+}
+
 static void tr_exec(void *ctx, pid_t tid)
 {
     struct tracer *t = ctx;
@@ -475,8 +482,11 @@ static int tr_alloc(struct tracer *t, struct ps_err *err)
 /* Seize, arm every thread, resume. On failure nothing stays seized or armed. */
 static int tr_attach(struct tracer *t, struct ps_err *err)
 {
-    const struct target_hooks hooks = {
-        .ctx = t, .claim_sigtrap = tr_claim, .new_thread = tr_new_thread, .exec = tr_exec};
+    const struct target_hooks hooks = {.ctx = t,
+                                       .claim_sigtrap = tr_claim,
+                                       .new_thread = tr_new_thread,
+                                       .exec = tr_exec,
+                                       .disarm_signal_safe = tr_disarm_signal_safe};
     enum bkpt_mech want = t->opts.force_mech == TRACER_MECH_PERF       ? BKPT_PERF
                           : t->opts.force_mech == TRACER_MECH_DEBUGREG ? BKPT_DEBUGREG
                                                                        : 0;

@@ -14,7 +14,7 @@
  * the open exceptions are ended with one exact read, and every thread detached. A target that
  * exited meanwhile just ends the trace.
  *
- * tracer_run takes SIGINT/SIGTERM/SIGHUP through a signalfd while it runs, so a Ctrl-C ends the
+ * tracer_run takes SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGTSTP through a signalfd while it runs, so a Ctrl-C ends the
  * loop and takes this same path instead of the teardown handlers.
  */
 #include "pyscope/tracer.h"
@@ -101,6 +101,7 @@ void tracer_signals(sigset_t *set)
     (void)sigaddset(set, SIGINT);
     (void)sigaddset(set, SIGTERM);
     (void)sigaddset(set, SIGHUP);
+    (void)sigaddset(set, SIGQUIT); /* Ctrl-\ quits as cleanly as Ctrl-C */
     (void)sigaddset(set, SIGTSTP); /* a suspended tracer would hold every thread that raises */
 }
 
@@ -119,6 +120,7 @@ static const char *tr_sig_why(int sig)
     switch (sig) {
     case SIGINT: return "signal SIGINT";
     case SIGTERM: return "signal SIGTERM";
+    case SIGQUIT: return "signal SIGQUIT";
     case SIGTSTP:
         return "signal SIGTSTP (Ctrl-Z ends the trace: suspended, it would hold the "
                "target's raising threads)";

@@ -102,6 +102,13 @@ int bkpt_clear(struct bkpt *b, struct ps_err *err) PS_WARN_UNUSED;
 /* bkpt_clear (errors ignored) and free. NULL-safe. */
 void bkpt_free(struct bkpt *b);
 
+/*
+ * bkpt_clear for a signal handler (async-signal-safe calls only, no allocation, errors ignored):
+ * tid 0: perf closes every fd (the table keeps them as -1); tid != 0: debugreg writes DR7 = 0 in
+ * that thread (which must be in a ptrace stop; a running thread keeps it). NULL-safe.
+ */
+void bkpt_disarm_signal_safe(struct bkpt *b, pid_t tid);
+
 /* Drop every followed thread whose tid is not among live[0..n) (sorted ascending). */
 void bkpt_sync(struct bkpt *b, const pid_t *live, size_t n);
 

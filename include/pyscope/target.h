@@ -116,6 +116,10 @@ struct target_hooks {
     bool (*claim_sigtrap)(void *ctx, pid_t tid, const siginfo_t *si);
     void (*new_thread)(void *ctx, pid_t tid);
     void (*exec)(void *ctx, pid_t tid);
+    /* For target_teardown_signal_safe, so async-signal-safe calls only: tid 0 once, first (make
+     * sure no new breakpoint trap can be generated), then each thread about to be detached (in
+     * a stop, or running when the call fails: clear what can only be cleared in a stop). */
+    void (*disarm_signal_safe)(void *ctx, pid_t tid);
 };
 int target_set_hooks(const struct target_hooks *hooks, struct ps_err *err) PS_WARN_UNUSED;
 
@@ -160,18 +164,25 @@ size_t target_tids(pid_t *out, size_t cap);
  * Install handlers for SIGINT, SIGTERM, SIGHUP and SIGQUIT (not for one whose disposition is
  * SIG_IGN, e.g. under nohup) and an atexit hook. Handler: target_teardown_signal_safe(), then
  * restore the default disposition and re-raise, so pyscope still dies of the signal. The atexit
- * hook runs target_detach_all() when exit() is called on the tracer thread. Idempotent. Call
- * from the main thread before seizing; an event loop that takes these signals through signalfd
- * (blocked) must call target_detach_all() itself. Crashes and SIGKILL need no handler: the
- * kernel detaches a dead tracer's tracees and restarts them. Errors: -errno from sigaction.
+ * hook runs target_detach_all() when exit() is called on the tracer thread. Crash signals
+ * (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS) get a handler too, on an alternate stack:
+ * the kernel does detach a dead tracer's tracees, but a thread it finds in a breakpoint's
+ * signal-delivery stop is then handed the SIGTRAP, which kills the target; the handler tears
+ * down first, then gives the signal to the handler it replaced (ASan's, or the default), so the
+ * crash is still reported and still kills pyscope. Idempotent. Call from the main thread
+ * before seizing; an event loop that takes the stop signals through signalfd (blocked) must
+ * call target_detach_all() itself. SIGKILL cannot be handled (the guard process narrows that
+ * case: src/guard.c). Errors: -errno from sigaction.
  */
 int target_install_signal_teardown(struct ps_err *err) PS_WARN_UNUSED;
 
 /*
- * Detach every thread in the registry with PTRACE_DETACH using async-signal-safe calls only (raw
- * ptrace syscall; errno preserved); threads detached are removed from the registry. Works only
- * for stopped threads and from the tracer thread; running ones are left to the kernel's
- * detach-at-exit. What the signal handlers run; exported for tests.
+ * Release every thread in the registry using async-signal-safe calls only (raw ptrace, waitpid,
+ * nanosleep; errno preserved), from the tracer thread: the hooks' disarm_signal_safe(0) first,
+ * then each thread already in a stop is disarmed and detached (a SIGTRAP it was stopped for is
+ * suppressed, any other signal passed on); running ones are interrupted and detached as their
+ * stops come, for at most TGT_SIGNAL_WAIT_MS (300 ms); what is left, the kernel detaches at
+ * exit. Released threads leave the registry. What the signal handlers run; exported for tests.
  */
 void target_teardown_signal_safe(void);
 

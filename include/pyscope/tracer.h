@@ -229,7 +229,7 @@ void tracer_signals(sigset_t *set);
 
 /*
  * Blocking loop for the CLI: trace until duration_s elapses (0 = no limit), the target exits or
- * exec's, or SIGINT/SIGTERM/SIGHUP/SIGTSTP arrives (taken through a signalfd, so the handlers
+ * exec's, or SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGTSTP arrives (taken through a signalfd, so the handlers
  * of target_install_signal_teardown are bypassed while it runs; Ctrl-Z ends the trace rather
  * than suspend a tracer that raising threads would wait for), then tracer_stop. Returns 0, or a
  * negative code when tracing failed (the target is released in every case); *why gets a short

@@ -3,8 +3,9 @@
 The target (tests/targets/raiser.py) raises known exceptions on SIGUSR1 in its main thread and
 in a thread it creates for the round (so after pyscope attached), and writes what it raised
 (type, message, raise line, stack, handler, re-raise, cause). pyscope's JSON lines are compared
-with that, event for event. Exit paths: SIGINT/SIGTERM/SIGHUP/SIGTSTP to pyscope, target exit, SIGKILL
-of pyscope idle and during a burst; afterwards the target raises and handles normally and is
+with that, event for event. Exit paths: SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGTSTP to pyscope, target
+exit, SIGKILL of pyscope idle and during a burst, a crash (SIGSEGV, SIGABRT) of its worker while
+every raise stops the target; afterwards the target raises and handles normally and is
 neither stopped nor traced (also asserted by the `launch` fixture's teardown). A fork while
 traced: the child raises and exits 0, the parent stays traced. The rate limit's counts: exact
 while cheap (or with --exact-count), estimated above.
@@ -126,8 +127,8 @@ def stop_record(lines):
     return stops[0]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTSTP],
-                         ids=lambda s: s.name)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                                 signal.SIGTSTP], ids=lambda s: s.name)
 def test_every_raise_reported_then_clean_exit(python, launch, sig):
     target = raiser(python, launch)
     tracer = Tracer(target.pid, "--max-rate", 0)
@@ -242,6 +243,43 @@ def test_sigkill_of_pyscope_during_a_burst(python, launch, victim):
         assert victim == "worker", "SIGKILL of the guarded pyscope killed the target"
         assert target.proc.returncode == -signal.SIGTRAP, target.log()
         print("SIGKILL during a burst: target died of SIGTRAP (documented)")
+
+
+CRASH_ROUNDS = 3  # crashes per case: before the crash handler, about 1 in 2 killed the target
+
+
+def loop_count(target):
+    """raise_loop.py's count of raises so far (rewritten every 2000 raises)."""
+    try:
+        with open(str(target.truth_path) + ".count", encoding="utf-8") as f:
+            return int(f.read())
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+@pytest.mark.parametrize("mechanism", ["perf", "debugreg"])
+@pytest.mark.parametrize("sig", [signal.SIGSEGV, signal.SIGABRT], ids=lambda s: s.name)
+def test_crash_of_the_worker_while_raises_stop_the_target(python, launch, mechanism, sig):
+    """pyscope crashing (a fault, an abort) while every raise stops the target: the kernel would
+    detach a dead tracer's threads and hand one stopped at a hit its SIGTRAP, which kills the
+    target; the crash handler (src/target.c tgt_on_crash) disarms and detaches first, then lets
+    pyscope die of the crash. The target keeps raising, untraced, every time; with debug
+    registers too (the handler clears them, unlike a SIGKILL)."""
+    for _ in range(CRASH_ROUNDS):
+        target = launch(python_target(python, "raise_loop.py"))
+        tracer = Tracer(target.pid, "--max-rate", 0, "--mechanism", mechanism)
+        assert tracer.mechanism == mechanism
+        tracer.wait_events(lambda lines: sum(e["event"] == "raise" for e in lines) >= 20,
+                           "raises stopping the target")
+        os.kill(worker_of(tracer.proc.pid), sig)
+        rc, err = tracer.finish()
+        assert rc != 0, err  # died of it (the guard exits as its worker did)
+        start = loop_count(target)
+        wait_for(lambda: target.proc.poll() is not None or loop_count(target) >= start + 4000,
+                 PYSCOPE_TIMEOUT_S, "the target to raise on after pyscope's crash")
+        assert target.proc.poll() is None, \
+            f"pyscope's {sig.name} killed the target (status {target.proc.returncode})"
+        assert_not_stopped_or_traced(target.pid)
 
 
 @pytest.mark.parametrize("rate,exact", [(800, False), (20000, False), (20000, True)],

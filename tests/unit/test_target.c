@@ -790,9 +790,31 @@ static void test_eperm_diagnosed(void **state)
 
 /* ---- teardown -------------------------------------------------------------------------------- */
 
+/* Threads running when the teardown comes (resumed, as the tracer keeps them between hits) are
+ * interrupted and detached by it too, not left to the kernel's detach at our exit. */
+static void test_signal_safe_teardown_running(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_PLAIN);
+    pid_t left[16];
+    size_t n = 0;
+
+    (void)state;
+    assert_int_equal(target_seize_all(v.pid, &n, NULL), 0);
+    assert_int_equal(target_resume_all(NULL), 0);
+    assert_true(victim_ping(&v)); /* running, still seized */
+    assert_true(held(v.pid));
+    target_teardown_signal_safe();
+    assert_int_equal(target_tids(left, 16), 0);
+    assert_false(held(v.pid)); /* we are alive: only the teardown can have detached them */
+    assert_true(victim_ping(&v));
+    assert_int_equal(target_detach_all(NULL), 0);
+    victim_kill(&v);
+}
+
 static void test_signal_safe_teardown_alone(void **state)
 {
     struct victim v = victim_spawn(VICTIM_PLAIN);
+    pid_t left[16];
     size_t n = 0;
 
     (void)state;
@@ -800,7 +822,7 @@ static void test_signal_safe_teardown_alone(void **state)
     target_teardown_signal_safe(); /* what the handlers run; we stay alive to look */
     assert_false(held(v.pid));
     assert_true(victim_ping(&v));
-    assert_int_equal(target_tids(NULL, 0), 0);
+    assert_int_equal(target_tids(left, 16), 0);
     assert_int_equal(target_detach_all(NULL), 0); /* forgets the target */
     assert_int_equal(target_current_pid(), 0);
     victim_kill(&v);
@@ -912,6 +934,7 @@ int main(void)
         cmocka_unit_test_teardown(test_wrong_thread, release_target),
         cmocka_unit_test_teardown(test_eperm_diagnosed, release_target),
         cmocka_unit_test_teardown(test_signal_safe_teardown_alone, release_target),
+        cmocka_unit_test_teardown(test_signal_safe_teardown_running, release_target),
         cmocka_unit_test_teardown(test_tracer_sigterm, release_target),
         cmocka_unit_test_teardown(test_tracer_other_signals, release_target),
         cmocka_unit_test_teardown(test_tracer_sigkill, release_target),
