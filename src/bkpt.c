@@ -456,6 +456,20 @@ void bkpt_disarm_signal_safe(struct bkpt *b, pid_t tid)
     }
 }
 
+int bkpt_rescue(pid_t pid, struct ps_err *err)
+{
+    static pid_t tids[TARGET_MAX_THREADS];
+    size_t n = 0;
+    int rc = target_seize_all(pid, &n, err);
+
+    if (rc < 0)
+        return rc;
+    n = target_tids(tids, TARGET_MAX_THREADS);
+    for (size_t i = 0; i < n; i++)
+        (void)bkpt_poke_dr(tids[i], 7, 0);
+    return target_detach_all(err);
+}
+
 void bkpt_free(struct bkpt *b)
 {
     struct ps_err ignored = {0};

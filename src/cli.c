@@ -83,10 +83,10 @@ bool cli_parse_long(const char *s, long min, long max, long *out)
     return true;
 }
 
-void cli_guard(const struct cli_common *c)
+void cli_guard(const struct cli_common *c, pid_t target)
 {
     char msg[160];
-    int rc = guard_fork();
+    int rc = guard_fork(target);
 
     if (rc < 0) {
         (void)snprintf(msg, sizeof(msg),

@@ -16,12 +16,15 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "pyscope/bkpt.h"
 
 #define GUARD_SUSPEND_WAIT_MS 2000
 
@@ -77,7 +80,23 @@ static void guard_suspend(pid_t worker, const siginfo_t *si)
 }
 
 /* The guard: forward signals sent to us, reap the worker, exit as it did. */
-static void guard_wait(pid_t worker, sigset_t *set)
+/* The worker is gone: rescue the target from a SIGKILLed worker's debug registers, then exit as
+ * the worker did. */
+static void guard_end(pid_t target, int status)
+{
+    struct ps_err err = {0};
+
+    if (target > 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL &&
+        bkpt_rescue(target, &err) < 0 && err.code != -ESRCH)
+        (void)fprintf(stderr,
+                      "pyscope: the worker was killed and its debug registers could not be "
+                      "cleared in pid %d (%s); if it traced with --mechanism debugreg, the "
+                      "target's next exception may kill it: attach again and quit with Ctrl-C\n",
+                      (int)target, err.msg);
+    guard_exit_as(status);
+}
+
+static void guard_wait(pid_t worker, pid_t target, sigset_t *set)
 {
     for (;;) {
         siginfo_t si;
@@ -85,7 +104,7 @@ static void guard_wait(pid_t worker, sigset_t *set)
         pid_t r = waitpid(worker, &status, WNOHANG);
 
         if (r == worker)
-            guard_exit_as(status);
+            guard_end(target, status);
         if (r < 0 && errno != EINTR)
             _exit(2);
         memset(&si, 0, sizeof(si));
@@ -100,7 +119,7 @@ static void guard_wait(pid_t worker, sigset_t *set)
     }
 }
 
-int guard_fork(void)
+int guard_fork(pid_t target)
 {
     sigset_t set, old;
     pid_t guard = getpid(), worker;
@@ -121,6 +140,6 @@ int guard_fork(void)
         guard_worker_init(guard, &old);
         return 0;
     }
-    guard_wait(worker, &set);
+    guard_wait(worker, target, &set);
     return 0; /* not reached: guard_wait exits */
 }

@@ -109,6 +109,15 @@ void bkpt_free(struct bkpt *b);
  */
 void bkpt_disarm_signal_safe(struct bkpt *b, pid_t tid);
 
+/*
+ * After our tracer died without clearing them (SIGKILL): seize every thread of pid, write DR7 =
+ * 0 in each (the kernel keeps ptrace debug registers past the tracer's death, so the next raise
+ * would kill the target with SIGTRAP), detach. Harmless where none is set (perf breakpoints die
+ * with their fds). The threads are stopped for a few ms. Returns 0, or target_seize_all's error
+ * (nothing then stays seized). Needs no bkpt: for guard.c.
+ */
+int bkpt_rescue(pid_t pid, struct ps_err *err) PS_WARN_UNUSED;
+
 /* Drop every followed thread whose tid is not among live[0..n) (sorted ascending). */
 void bkpt_sync(struct bkpt *b, const pid_t *live, size_t n);
 

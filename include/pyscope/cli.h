@@ -64,10 +64,11 @@ bool cli_parse_long(const char *s, long min, long max, long *out);
 /*
  * For commands that arm breakpoints in the target (exceptions, attach): go on in a worker
  * process under a guard (guard.h) so that a SIGKILL of the pyscope the user started still ends
- * in a clean detach. Returns in the worker; warns and returns unguarded when fork fails.
- * Call right after parsing, before opening the target.
+ * in a clean detach, and a SIGKILL of the worker gets the target's debug registers cleared
+ * (guard_fork). Returns in the worker; warns and returns unguarded when fork fails. Call right
+ * after parsing, before opening the target (pid).
  */
-void cli_guard(const struct cli_common *c);
+void cli_guard(const struct cli_common *c, pid_t target);
 
 /* Parse a pid argument; on failure prints a usage error and returns false. */
 bool cli_parse_pid(const struct cli_common *c, const char *s, pid_t *out);

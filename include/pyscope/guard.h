@@ -11,9 +11,13 @@
  * whose default action kills it (CPYTHON.md 5.3, docs/exceptions.md). The worker holds ptrace;
  * the process the user sees (the guard) only waits. A SIGKILL of the guard makes the kernel
  * send the worker SIGTERM (PR_SET_PDEATHSIG), on which it disarms, absorbs pending traps and
- * detaches like on any SIGTERM. A SIGKILL of the worker itself (`pkill -9 pyscope`, the OOM
- * killer) is not covered: that case is documented.
+ * detaches like on any SIGTERM. A SIGKILL of the worker itself leaves debug registers armed in
+ * the target (the kernel detaches it but keeps them): the guard then seizes the target again and
+ * clears them (bkpt_rescue). A trap already in flight at the worker's death, and a SIGKILL of
+ * both processes (`pkill -9 pyscope`), are not covered: that case is documented.
  */
+
+#include <sys/types.h>
 
 /*
  * Fork; in the child (the worker) arrange SIGTERM on the guard's death and return 0: the
@@ -21,10 +25,11 @@
  * SIGTERM, SIGHUP, SIGQUIT and SIGTSTP sent to it by a process (kill; a terminal's signals
  * reach the worker directly, being in the same process group) and every SIGCONT to the worker,
  * stop itself on SIGTSTP (so a shell sees the job stop), wait for the worker, and exit with
- * its status (dying of the same signal when it died of one); never returns. Returns a
- * negative errno when fork fails (the caller then runs the command unguarded). Call before
- * any thread or ptrace attachment exists, from main's thread.
+ * its status (dying of the same signal when it died of one); never returns. When the worker
+ * died of SIGKILL, the guard first runs bkpt_rescue(target) (target > 0). Returns a negative
+ * errno when fork fails (the caller then runs the command unguarded). Call before any thread or
+ * ptrace attachment exists, from main's thread.
  */
-int guard_fork(void);
+int guard_fork(pid_t target);
 
 #endif
