@@ -74,7 +74,8 @@ static struct {
     pid_t tracer;               /* thread (gettid) that seized: the only one ptrace obeys */
     bool leader_is_child;       /* pid is our child: leave its exit status to our caller */
     bool hooks_installed;
-    bool has_events; /* event mode (target_set_hooks) */
+    volatile sig_atomic_t in_signal; /* target_teardown_signal_safe runs: pure hooks only */
+    bool has_events;                 /* event mode (target_set_hooks) */
     struct target_hooks events;
     struct tgt_slot slot[TARGET_MAX_THREADS];
 } tgt_reg;
@@ -236,24 +237,25 @@ static int tgt_on_event(size_t i, int status)
 {
     struct tgt_slot *s = &tgt_reg.slot[i];
     const struct target_hooks *h = &tgt_reg.events;
+    bool quiet = tgt_reg.in_signal; /* in a signal handler: no hook acts, is_trap decides */
+    bool (*claim)(void *, pid_t, const siginfo_t *) = quiet ? h->is_trap : h->claim_sigtrap;
     int event = (int)((unsigned)status >> 16);
     siginfo_t si;
 
     if (s->fresh && event == PTRACE_EVENT_STOP) {
         s->fresh = false;
-        if (h->new_thread)
+        if (h->new_thread && !quiet)
             h->new_thread(h->ctx, s->tid);
         return (PTRACE_EVENT_STOP << 16) | (SIGTRAP << 8) | 0x7f;
     }
     if (event == PTRACE_EVENT_CLONE)
         tgt_on_clone(s->tid);
-    if (event == PTRACE_EVENT_EXEC && h->exec)
+    if (event == PTRACE_EVENT_EXEC && h->exec && !quiet)
         h->exec(h->ctx, s->tid);
-    if (event != 0 || WSTOPSIG(status) != SIGTRAP || !h->claim_sigtrap)
+    if (event != 0 || WSTOPSIG(status) != SIGTRAP || !claim)
         return status;
     memset(&si, 0, sizeof(si));
-    if (tgt_ptrace(PTRACE_GETSIGINFO, s->tid, (long)&si) == 0 &&
-        h->claim_sigtrap(h->ctx, s->tid, &si))
+    if (tgt_ptrace(PTRACE_GETSIGINFO, s->tid, (long)&si) == 0 && claim(h->ctx, s->tid, &si))
         return 0x7f; /* stopped, signal 0 */
     return status;
 }
@@ -734,12 +736,12 @@ static int tgt_drain_one(size_t i, bool step, const struct target_trap_test *tes
         restore = syscall(SYS_ptrace, (long)PTRACE_SETSIGMASK, (long)tid, sizeof(open), &open) == 0;
     }
     rc = tgt_drain_run(i, step, test, deadline);
-    if (rc < 0 && tgt_reg.slot[i].tid == tid && tgt_is_live(i)) /* stop it again */
+    if (rc < 0 && !tgt_reg.in_signal && tgt_reg.slot[i].tid == tid && tgt_is_live(i))
         (void)tgt_wait_stops(deadline + TARGET_STOP_TIMEOUT_MS * TGT_NS_PER_MS, NULL);
     if (restore && tgt_reg.slot[i].tid == tid && tgt_is_stopped(i))
         (void)syscall(SYS_ptrace, (long)PTRACE_SETSIGMASK, (long)tid, sizeof(mask), &mask);
-    if (rc >= 0)
-        return 0;
+    if (rc >= 0 || !err)
+        return rc < 0 ? rc : 0;
     return ps_err_set(err, rc,
                       "thread %d of pid %d could not be cleared of breakpoint traps (%s); it may "
                       "receive a SIGTRAP after pyscope detaches",
@@ -747,10 +749,11 @@ static int tgt_drain_one(size_t i, bool step, const struct target_trap_test *tes
                       rc == -EAGAIN ? "it kept reporting other stops" : strerror(-rc));
 }
 
-int target_drain_traps(uint64_t bp_addr, const struct target_trap_test *test, struct ps_err *err)
+/* target_drain_traps over the registry, without the thread check (also for signal time). */
+static int tgt_drain_all(uint64_t bp_addr, const struct target_trap_test *test, struct ps_err *err)
 {
     int64_t deadline = tgt_now_ns() + TARGET_STOP_TIMEOUT_MS * TGT_NS_PER_MS;
-    int rc = tgt_check_thread(err);
+    int rc = 0;
 
     for (size_t i = 0; rc == 0 && i < (size_t)tgt_reg.used; i++) {
         struct user_regs_struct regs;
@@ -764,6 +767,13 @@ int target_drain_traps(uint64_t bp_addr, const struct target_trap_test *test, st
             rc = tgt_drain_one(i, at_bp, test, deadline, err);
     }
     return rc;
+}
+
+int target_drain_traps(uint64_t bp_addr, const struct target_trap_test *test, struct ps_err *err)
+{
+    int rc = tgt_check_thread(err);
+
+    return rc < 0 ? rc : tgt_drain_all(bp_addr, test, err);
 }
 
 /* ---- public control --------------------------------------------------------------------- */
@@ -821,65 +831,61 @@ size_t target_tids(pid_t *out, size_t cap)
 /* Bounded wait of the signal-time teardown for the stops of threads it interrupted. */
 #define TGT_SIGNAL_WAIT_MS 300
 
-/* Signal-time teardown of slot i, in a stop reported with status (or already in a stop: status
- * 0): the disarm hook, then PTRACE_DETACH passing on a signal-delivery stop's signal, unless it
- * is a SIGTRAP (a breakpoint hit: delivered untraced, it would kill the target). */
-static bool tgt_detach_signal_safe(size_t i, int status)
+/*
+ * Stop every seized thread for the signal-time teardown: interrupt the running ones and collect
+ * stops with tgt_poll_one (which passes other signals on and, in_signal, takes breakpoint traps
+ * by is_trap alone) for at most TGT_SIGNAL_WAIT_MS. Raw syscalls only: no /proc, no allocation.
+ */
+static void tgt_stop_signal_safe(void)
 {
-    const struct target_hooks *h = &tgt_reg.events;
-    pid_t tid = tgt_reg.slot[i].tid;
-    int sig = 0;
+    const struct timespec ms = {.tv_sec = 0, .tv_nsec = 1000000};
 
-    if (status != 0 && ((unsigned)status >> 16) == 0 && WSTOPSIG(status) != SIGTRAP)
-        sig = WSTOPSIG(status);
-    if (tgt_reg.has_events && h->disarm_signal_safe)
-        h->disarm_signal_safe(h->ctx, tid); /* fails harmlessly on a running thread */
-    if (syscall(SYS_ptrace, (long)PTRACE_DETACH, (long)tid, 0L, (long)sig) != 0)
-        return false;
-    tgt_reg.slot[i].tid = 0;
-    return true;
-}
-
-/* Collect one stop or exit of an interrupted slot i without blocking; true when it is done. */
-static bool tgt_reap_signal_safe(size_t i)
-{
-    pid_t tid = tgt_reg.slot[i].tid;
-    int status = 0;
-    pid_t r = waitpid(tid, &status, WNOHANG | __WALL);
-
-    if ((r < 0 && errno == ECHILD) || (r == tid && (WIFEXITED(status) || WIFSIGNALED(status)))) {
-        tgt_reg.slot[i].tid = 0;
-        return true;
+    for (int waited = 0; waited < TGT_SIGNAL_WAIT_MS; waited++) {
+        bool live = false;
+        for (size_t i = 0; i < (size_t)tgt_reg.used && i < TARGET_MAX_THREADS; i++) {
+            if (!tgt_is_live(i))
+                continue;
+            tgt_interrupt(i);
+            tgt_poll_one(i, true);
+            live = live || tgt_is_live(i);
+        }
+        if (!live)
+            return;
+        (void)nanosleep(&ms, NULL);
     }
-    return r == tid && WIFSTOPPED(status) && tgt_detach_signal_safe(i, status);
 }
 
 void target_teardown_signal_safe(void)
 {
     int saved_errno = errno;
     const struct target_hooks *h = &tgt_reg.events;
-    sig_atomic_t used = tgt_reg.used;
-    size_t left = 0;
+    bool hooks = tgt_reg.has_events;
 
-    if (used > TARGET_MAX_THREADS)
-        used = TARGET_MAX_THREADS;
-    if (tgt_reg.has_events && h->disarm_signal_safe)
+    tgt_reg.in_signal = 1;
+    if (hooks && h->disarm_signal_safe)
         h->disarm_signal_safe(h->ctx, 0); /* first: no new breakpoint trap from here on */
-    for (sig_atomic_t i = 0; i < used; i++) {
+    tgt_stop_signal_safe();
+    for (size_t i = 0; hooks && i < (size_t)tgt_reg.used && i < TARGET_MAX_THREADS; i++)
+        if (tgt_is_stopped(i) && h->disarm_signal_safe)
+            h->disarm_signal_safe(h->ctx, tgt_reg.slot[i].tid);
+    if (hooks && h->is_trap) {
+        const struct target_trap_test test = {.ctx = h->ctx, .is_trap = h->is_trap};
+        (void)tgt_drain_all(h->trap_addr, &test, NULL);
+    }
+    tgt_detach_stopped();
+    /* A slot still marked running may be in a stop whose status the interrupted main path had
+     * already taken: try it as it is (signal 0 suppresses a SIGTRAP it was stopped for). What
+     * really runs refuses, and the kernel detaches it at our exit. */
+    for (size_t i = 0; i < (size_t)tgt_reg.used && i < TARGET_MAX_THREADS; i++) {
         pid_t tid = tgt_reg.slot[i].tid;
-        if (tid <= 0 || tgt_detach_signal_safe((size_t)i, 0))
+        if (tid == 0)
             continue;
-        (void)syscall(SYS_ptrace, (long)PTRACE_INTERRUPT, (long)tid, 0L, 0L); /* running */
-        left++;
+        if (hooks && h->disarm_signal_safe)
+            h->disarm_signal_safe(h->ctx, tid);
+        if (tgt_ptrace(PTRACE_DETACH, tid, 0) == 0)
+            tgt_drop(i);
     }
-    for (int waited = 0; left > 0 && waited < TGT_SIGNAL_WAIT_MS; waited++) {
-        const struct timespec ms = {.tv_sec = 0, .tv_nsec = 1000000};
-        for (sig_atomic_t i = 0; i < used; i++)
-            if (tgt_reg.slot[i].tid > 0 && tgt_reap_signal_safe((size_t)i))
-                left--;
-        if (left > 0)
-            (void)nanosleep(&ms, NULL);
-    }
+    tgt_reg.in_signal = 0;
     errno = saved_errno;
 }
 

@@ -394,6 +394,13 @@ static void tr_new_thread(void *ctx, pid_t tid)
         t->st.threads_armed++;
 }
 
+bool tr_is_trap(void *ctx, pid_t tid, const siginfo_t *si)
+{
+    const struct tracer *t = ctx;
+
+    return t->bp && bkpt_is_hit(t->bp, tid, si);
+}
+
 static void tr_disarm_signal_safe(void *ctx, pid_t tid)
 {
     const struct tracer *t = ctx;
@@ -486,7 +493,9 @@ static int tr_attach(struct tracer *t, struct ps_err *err)
                                        .claim_sigtrap = tr_claim,
                                        .new_thread = tr_new_thread,
                                        .exec = tr_exec,
-                                       .disarm_signal_safe = tr_disarm_signal_safe};
+                                       .disarm_signal_safe = tr_disarm_signal_safe,
+                                       .is_trap = tr_is_trap,
+                                       .trap_addr = t->addr};
     enum bkpt_mech want = t->opts.force_mech == TRACER_MECH_PERF       ? BKPT_PERF
                           : t->opts.force_mech == TRACER_MECH_DEBUGREG ? BKPT_DEBUGREG
                                                                        : 0;

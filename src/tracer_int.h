@@ -111,6 +111,10 @@ void tr_check_ends(struct tracer *t, bool stopped);
 /* Seconds on the monotonic clock: the time base of the bucket, the counting and the spinning. */
 double tr_mono(void);
 
+/* Whether si is a hit of t's breakpoint (ctx is the tracer), by looking only: async-signal-safe.
+ * The trap test of target_drain_traps and of the signal-time teardown (target_hooks.is_trap). */
+bool tr_is_trap(void *ctx, pid_t tid, const siginfo_t *si);
+
 /*
  * Set up rate limiting from t->opts: fill the bucket (max_rate, burst, or their defaults),
  * measure one counted hit's cost (bkpt_count_cost_us; unknown when debug registers are forced)

@@ -35,14 +35,6 @@
 
 /* ---- release and stop --------------------------------------------------------------- */
 
-/* target_drain_traps' test: a SIGTRAP is ours when it is a hit of our breakpoint. */
-static bool tr_is_trap(void *ctx, pid_t tid, const siginfo_t *si)
-{
-    const struct tracer *t = ctx;
-
-    return bkpt_is_hit(t->bp, tid, si);
-}
-
 /* Clear the breakpoints with every thread stopped, and drain the traps still on their way. */
 static int tr_release(struct tracer *t, struct ps_err *err)
 {

@@ -120,6 +120,10 @@ struct target_hooks {
      * sure no new breakpoint trap can be generated), then each thread about to be detached (in
      * a stop, or running when the call fails: clear what can only be cleared in a stop). */
     void (*disarm_signal_safe)(void *ctx, pid_t tid);
+    /* Also for that teardown: whether a SIGTRAP is a hit of the breakpoint at trap_addr, by
+     * looking only (async-signal-safe); it drains traps as target_drain_traps does. */
+    bool (*is_trap)(void *ctx, pid_t tid, const siginfo_t *si);
+    uint64_t trap_addr;
 };
 int target_set_hooks(const struct target_hooks *hooks, struct ps_err *err) PS_WARN_UNUSED;
 
@@ -178,11 +182,15 @@ int target_install_signal_teardown(struct ps_err *err) PS_WARN_UNUSED;
 
 /*
  * Release every thread in the registry using async-signal-safe calls only (raw ptrace, waitpid,
- * nanosleep; errno preserved), from the tracer thread: the hooks' disarm_signal_safe(0) first,
- * then each thread already in a stop is disarmed and detached (a SIGTRAP it was stopped for is
- * suppressed, any other signal passed on); running ones are interrupted and detached as their
- * stops come, for at most TGT_SIGNAL_WAIT_MS (300 ms); what is left, the kernel detaches at
- * exit. Released threads leave the registry. What the signal handlers run; exported for tests.
+ * nanosleep, clock_gettime; no /proc, no allocation; errno preserved), from the tracer thread,
+ * in the order tracer_stop uses: the hooks' disarm_signal_safe(0); every running thread
+ * interrupted and its stop collected (signals passed on, breakpoint traps taken by is_trap
+ * alone: no other hook runs meanwhile) for at most TGT_SIGNAL_WAIT_MS (300 ms); each stopped
+ * thread disarmed; traps still on their way drained (target_drain_traps with the hooks'
+ * is_trap and trap_addr); every stopped thread detached, and a thread still marked running
+ * tried as it is (it may sit in a stop whose status was taken). What cannot be detached, the
+ * kernel detaches at exit. Released threads leave the registry. What the signal handlers run;
+ * exported for tests.
  */
 void target_teardown_signal_safe(void);
 
