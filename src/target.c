@@ -749,22 +749,25 @@ static int tgt_drain_one(size_t i, bool step, const struct target_trap_test *tes
                       rc == -EAGAIN ? "it kept reporting other stops" : strerror(-rc));
 }
 
-/* target_drain_traps over the registry, without the thread check (also for signal time). */
+/* target_drain_traps over the registry, without the thread check (also for signal time). Every
+ * thread is tried; the first error is returned. */
 static int tgt_drain_all(uint64_t bp_addr, const struct target_trap_test *test, struct ps_err *err)
 {
     int64_t deadline = tgt_now_ns() + TARGET_STOP_TIMEOUT_MS * TGT_NS_PER_MS;
     int rc = 0;
 
-    for (size_t i = 0; rc == 0 && i < (size_t)tgt_reg.used; i++) {
+    for (size_t i = 0; i < (size_t)tgt_reg.used; i++) {
         struct user_regs_struct regs;
         bool at_bp, queued;
+        int r;
         if (tgt_reg.slot[i].tid == 0 || tgt_reg.slot[i].state != TGT_STOPPED)
             continue; /* running (a new thread: it ran nothing yet), or a user's group stop */
         at_bp = bp_addr != 0 && tgt_ptrace(PTRACE_GETREGS, tgt_reg.slot[i].tid, (long)&regs) == 0 &&
                 regs.rip == bp_addr;
         queued = !at_bp && tgt_trap_queued(tgt_reg.slot[i].tid, test);
-        if (at_bp || queued)
-            rc = tgt_drain_one(i, at_bp, test, deadline, err);
+        r = at_bp || queued ? tgt_drain_one(i, at_bp, test, deadline, err) : 0;
+        if (rc == 0)
+            rc = r;
     }
     return rc;
 }
@@ -976,16 +979,18 @@ static int tgt_install_crash(struct ps_err *err)
 int target_install_signal_teardown(struct ps_err *err)
 {
     static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    int rc;
 
     if (tgt_reg.hooks_installed)
         return 0;
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-        int rc = tgt_install_one(sigs[i], err);
+        rc = tgt_install_one(sigs[i], err);
         if (rc < 0)
             return rc;
     }
-    if (tgt_install_crash(err) < 0)
-        return err ? err->code : -EINVAL;
+    rc = tgt_install_crash(err);
+    if (rc < 0)
+        return rc;
     if (atexit(tgt_atexit) != 0)
         return ps_err_set(err, -ENOMEM, "cannot register the ptrace teardown with atexit");
     tgt_reg.hooks_installed = true;

@@ -153,7 +153,8 @@ struct target_trap_test {
  * threads stay stopped (in a signal-delivery stop that target_detach_all suppresses); threads in
  * a user's group stop are left alone. Tracer thread only. Errors: -EINVAL (no target, wrong
  * thread); -ETIMEDOUT or -EAGAIN with the thread named when it could not be drained within
- * TARGET_STOP_TIMEOUT_MS or TGT_DRAIN_STOPS stops (it is stopped again, or being stopped).
+ * TARGET_STOP_TIMEOUT_MS or TGT_DRAIN_STOPS stops (it is stopped again, or being stopped); the
+ * other threads are drained all the same, and the first error is returned.
  */
 int target_drain_traps(uint64_t bp_addr, const struct target_trap_test *test,
                        struct ps_err *err) PS_WARN_UNUSED;
