@@ -59,8 +59,10 @@ class Screen:
         script = (f"{argv}; echo $? > {shlex.quote(str(self.rc_path))}.tmp; "
                   f"stty -a > {shlex.quote(str(self.stty_path))}; "
                   f"mv {shlex.quote(str(self.rc_path))}.tmp {shlex.quote(str(self.rc_path))}")
+        # remain-on-exit: a pyscope that exits early leaves its last screen (its error) to see
         self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "attach", "-c", str(tmp_path),
-                  "-x", str(cols), "-y", str(rows), "sh", "-c", script)
+                  "-x", str(cols), "-y", str(rows), "sh", "-c", script, ";",
+                  "set-option", "-g", "remain-on-exit", "on")
         self.tmux("set-option", "-g", "window-size", "manual")
 
     def tmux(self, *args, check=True):
@@ -92,6 +94,11 @@ class Screen:
             return wait_for(check, timeout, what, poll=0.05)
         except BaseException:
             print("\n".join(last), file=sys.stderr)
+            if self.rc_path.is_file():
+                print(f"pyscope attach had exited with {self.rc_path.read_text().strip()}",
+                      file=sys.stderr)
+            for log in sorted(self.dir.glob("sanitizer*")):
+                print(log.read_text(), file=sys.stderr)
             raise
 
     def wait_text(self, text, what=None):
