@@ -22,7 +22,7 @@ import time
 import pytest
 
 from conftest import (PYSCOPE_BIN, PYSCOPE_TIMEOUT_S, assert_not_stopped_or_traced, children,
-                      python_target, require_pyscope, wait_for)
+                      python_target, raise_loop_count, require_pyscope, wait_for)
 
 
 class Tracer:
@@ -246,15 +246,6 @@ def test_sigkill_of_pyscope_during_a_burst(python, launch, victim):
 CRASH_ROUNDS = 3  # crashes per case: before the crash handler, about 1 in 2 killed the target
 
 
-def loop_count(target):
-    """raise_loop.py's count of raises so far (rewritten every 2000 raises)."""
-    try:
-        with open(str(target.truth_path) + ".count", encoding="utf-8") as f:
-            return int(f.read())
-    except (FileNotFoundError, ValueError):
-        return 0
-
-
 @pytest.mark.parametrize("mechanism", ["perf", "debugreg"])
 @pytest.mark.parametrize("sig", [signal.SIGSEGV, signal.SIGABRT], ids=lambda s: s.name)
 def test_crash_of_the_worker_while_raises_stop_the_target(python, launch, mechanism, sig):
@@ -272,8 +263,8 @@ def test_crash_of_the_worker_while_raises_stop_the_target(python, launch, mechan
         os.kill(worker_of(tracer.proc.pid), sig)
         rc, err = tracer.finish()
         assert rc != 0, err  # died of it (the guard exits as its worker did)
-        start = loop_count(target)
-        wait_for(lambda: target.proc.poll() is not None or loop_count(target) >= start + 4000,
+        start = raise_loop_count(target)
+        wait_for(lambda: target.proc.poll() is not None or raise_loop_count(target) >= start + 4000,
                  PYSCOPE_TIMEOUT_S, "the target to raise on after pyscope's crash")
         assert target.proc.poll() is None, \
             f"pyscope's {sig.name} killed the target (status {target.proc.returncode})"

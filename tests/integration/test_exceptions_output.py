@@ -4,23 +4,15 @@ breakpoint. Output is queued (bounded; beyond it records are dropped and counted
 only as far as the pipe takes it without blocking.
 """
 
-import os
 import signal
 import subprocess
 import time
 
-from conftest import PYSCOPE_BIN, PYSCOPE_TIMEOUT_S, python_target, require_pyscope
+from conftest import (PYSCOPE_BIN, PYSCOPE_TIMEOUT_S, python_target, raise_loop_count,
+                      require_pyscope)
 
 PROGRESS_RAISES = 6000   # ~30x what a 64 KiB pipe holds in records
 PROGRESS_DEADLINE_S = 15
-
-
-def raises_so_far(target):
-    try:
-        with open(str(target.truth_path) + ".count", encoding="utf-8") as f:
-            return int(f.read())
-    except (FileNotFoundError, ValueError):
-        return 0
 
 
 def test_unread_output_never_stalls_the_target(python, launch):
@@ -35,10 +27,10 @@ def test_unread_output_never_stalls_the_target(python, launch):
         # Read only the start record (tracing is armed from here on), then never read again.
         assert b'"start"' in proc.stdout.readline()
         deadline = time.monotonic() + PROGRESS_DEADLINE_S
-        start = raises_so_far(target)
-        while time.monotonic() < deadline and raises_so_far(target) < start + PROGRESS_RAISES:
+        start = raise_loop_count(target)
+        while time.monotonic() < deadline and raise_loop_count(target) < start + PROGRESS_RAISES:
             time.sleep(0.05)
-        assert raises_so_far(target) >= start + PROGRESS_RAISES, \
+        assert raise_loop_count(target) >= start + PROGRESS_RAISES, \
             "the target stopped making progress while pyscope's output was not read"
         assert proc.poll() is None
         proc.send_signal(signal.SIGINT)

@@ -66,13 +66,19 @@ static void *victim_sleeper(void *arg)
     return NULL;
 }
 
-static void *victim_spinner(void *arg)
+/* Name the calling thread (the tests find it by /proc/PID/task/TID/comm), then spin. */
+static void *victim_spin_as(const char *name)
 {
-    (void)arg;
-    (void)prctl(PR_SET_NAME, "spin");
+    (void)prctl(PR_SET_NAME, name);
     for (;;)
         victim_spin = victim_spin + 1;
     return NULL;
+}
+
+static void *victim_spinner(void *arg)
+{
+    (void)arg;
+    return victim_spin_as("spin");
 }
 
 static void *victim_trap_blocker(void *arg)
@@ -83,10 +89,7 @@ static void *victim_trap_blocker(void *arg)
     (void)sigemptyset(&set);
     (void)sigaddset(&set, SIGTRAP);
     (void)pthread_sigmask(SIG_BLOCK, &set, NULL);
-    (void)prctl(PR_SET_NAME, "trapblk");
-    for (;;)
-        victim_spin = victim_spin + 1;
-    return NULL;
+    return victim_spin_as("trapblk"); /* named only once SIGTRAP is blocked */
 }
 
 static void *victim_quick(void *arg)
