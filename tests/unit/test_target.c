@@ -814,6 +814,60 @@ static void test_signal_safe_teardown_running(void **state)
     victim_kill(&v);
 }
 
+/* What the signal-time teardown asked of the disarm hook. */
+struct disarm_log {
+    int calls;
+    pid_t first;
+};
+
+static void disarm_note(void *ctx, pid_t tid)
+{
+    struct disarm_log *log = ctx;
+
+    if (log->calls++ == 0)
+        log->first = tid;
+}
+
+static bool trap_is_tkill_ctx(void *ctx, pid_t tid, const siginfo_t *si)
+{
+    return trap_is_tkill(ctx, tid, si);
+}
+
+/* The crash handler's teardown drains like tracer_stop: "breakpoint traps" queued to stopped
+ * threads (one of which blocks SIGTRAP) are taken and suppressed before the detach, with the
+ * disarm hook called first with tid 0, then for the threads. Without the drain the detached
+ * spinner would die of its SIGTRAP at once. */
+static void test_signal_safe_teardown_drains(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_TRAP_BLOCKER);
+    pid_t spin = victim_thread(v.pid, "spin"), tb = victim_thread(v.pid, "trapblk");
+    struct disarm_log log = {0};
+    const struct target_hooks hooks = {.ctx = &log,
+                                       .claim_sigtrap = trap_is_tkill_ctx,
+                                       .is_trap = trap_is_tkill_ctx,
+                                       .disarm_signal_safe = disarm_note};
+    pid_t left[16];
+    size_t n = 0;
+
+    (void)state;
+    assert_true(sigtrap_in(v.pid, tb, "SigBlk"));
+    assert_int_equal(target_set_hooks(&hooks, NULL), 0);
+    assert_int_equal(target_seize_all(v.pid, &n, NULL), 0);
+    assert_int_equal(syscall(SYS_tgkill, v.pid, spin, SIGTRAP), 0);
+    assert_int_equal(syscall(SYS_tgkill, v.pid, tb, SIGTRAP), 0);
+    target_teardown_signal_safe();
+    assert_int_equal(target_tids(left, 16), 0);
+    assert_int_equal(log.first, 0);
+    assert_true(log.calls >= 1 + (int)n);
+    assert_false(sigtrap_in(v.pid, spin, "SigPnd"));
+    assert_false(sigtrap_in(v.pid, tb, "SigPnd"));
+    assert_true(sigtrap_in(v.pid, tb, "SigBlk")); /* its own mask again */
+    assert_false(held(v.pid));
+    assert_victim_survived(&v);
+    assert_int_equal(target_detach_all(NULL), 0); /* forgets the target and the hooks */
+    victim_kill(&v);
+}
+
 static void test_signal_safe_teardown_alone(void **state)
 {
     struct victim v = victim_spawn(VICTIM_PLAIN);
@@ -938,6 +992,7 @@ int main(void)
         cmocka_unit_test_teardown(test_eperm_diagnosed, release_target),
         cmocka_unit_test_teardown(test_signal_safe_teardown_alone, release_target),
         cmocka_unit_test_teardown(test_signal_safe_teardown_running, release_target),
+        cmocka_unit_test_teardown(test_signal_safe_teardown_drains, release_target),
         cmocka_unit_test_teardown(test_tracer_sigterm, release_target),
         cmocka_unit_test_teardown(test_tracer_other_signals, release_target),
         cmocka_unit_test_teardown(test_tracer_sigkill, release_target),
