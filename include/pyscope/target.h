@@ -103,8 +103,9 @@ int target_detach_all(struct ps_err *err) PS_WARN_UNUSED;
  * thread concerned is in a ptrace stop:
  *  - claim_sigtrap: a SIGTRAP signal-delivery stop with its siginfo; return true when it is the
  *    caller's breakpoint: the signal is then suppressed (the thread continues with signal 0),
- *    else it is passed on as any other signal. Called during detach too, which is how pending
- *    breakpoint traps are consumed before detaching.
+ *    else it is passed on as any other signal. Called while stopping and detaching too; the
+ *    traps still on their way at the end are target_drain_traps' business (not in a signal
+ *    handler: there, only the pure is_trap below is called).
  *  - new_thread: a thread created by clone was auto-attached; it is in its first stop, before it
  *    ran any code: arm it now. It is in the registry (detached with the others).
  *  - exec: the target called execve (the thread reporting it is stopped); the caller should
