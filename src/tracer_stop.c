@@ -14,8 +14,8 @@
  * the open exceptions are ended with one exact read, and every thread detached. A target that
  * exited meanwhile just ends the trace.
  *
- * tracer_run takes SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGTSTP through a signalfd while it runs, so a Ctrl-C ends the
- * loop and takes this same path instead of the teardown handlers.
+ * tracer_run takes SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGTSTP through a signalfd while it runs, so a
+ * Ctrl-C ends the loop and takes this same path instead of the teardown handlers.
  */
 #include "pyscope/tracer.h"
 
@@ -23,9 +23,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 

@@ -793,25 +793,41 @@ static void test_eperm_diagnosed(void **state)
 
 /* ---- teardown -------------------------------------------------------------------------------- */
 
-/* Threads running when the teardown comes (resumed, as the tracer keeps them between hits) are
- * interrupted and detached by it too, not left to the kernel's detach at our exit. */
-static void test_signal_safe_teardown_running(void **state)
+/* What the handlers run, on a victim seized and stopped (or resumed: running threads, as the
+ * tracer keeps them between hits, are interrupted and detached by the teardown too, not left to
+ * the kernel's detach at our exit). We stay alive to look: only the teardown can have released
+ * the victim. */
+static void teardown_alone(bool resume)
 {
     struct victim v = victim_spawn(VICTIM_PLAIN);
     pid_t left[16];
     size_t n = 0;
 
-    (void)state;
     assert_int_equal(target_seize_all(v.pid, &n, NULL), 0);
-    assert_int_equal(target_resume_all(NULL), 0);
-    assert_true(victim_ping(&v)); /* running, still seized */
+    if (resume) {
+        assert_int_equal(target_resume_all(NULL), 0);
+        assert_true(victim_ping(&v)); /* running, still seized */
+    }
     assert_true(held(v.pid));
     target_teardown_signal_safe();
     assert_int_equal(target_tids(left, 16), 0);
-    assert_false(held(v.pid)); /* we are alive: only the teardown can have detached them */
+    assert_false(held(v.pid));
     assert_true(victim_ping(&v));
-    assert_int_equal(target_detach_all(NULL), 0);
+    assert_int_equal(target_detach_all(NULL), 0); /* forgets the target */
+    assert_int_equal(target_current_pid(), 0);
     victim_kill(&v);
+}
+
+static void test_signal_safe_teardown_alone(void **state)
+{
+    (void)state;
+    teardown_alone(false);
+}
+
+static void test_signal_safe_teardown_running(void **state)
+{
+    (void)state;
+    teardown_alone(true);
 }
 
 /* What the signal-time teardown asked of the disarm hook. */
@@ -828,11 +844,6 @@ static void disarm_note(void *ctx, pid_t tid)
         log->first = tid;
 }
 
-static bool trap_is_tkill_ctx(void *ctx, pid_t tid, const siginfo_t *si)
-{
-    return trap_is_tkill(ctx, tid, si);
-}
-
 /* The crash handler's teardown drains like tracer_stop: "breakpoint traps" queued to stopped
  * threads (one of which blocks SIGTRAP) are taken and suppressed before the detach, with the
  * disarm hook called first with tid 0, then for the threads. Without the drain the detached
@@ -843,8 +854,8 @@ static void test_signal_safe_teardown_drains(void **state)
     pid_t spin = victim_thread(v.pid, "spin"), tb = victim_thread(v.pid, "trapblk");
     struct disarm_log log = {0};
     const struct target_hooks hooks = {.ctx = &log,
-                                       .claim_sigtrap = trap_is_tkill_ctx,
-                                       .is_trap = trap_is_tkill_ctx,
+                                       .claim_sigtrap = trap_is_tkill,
+                                       .is_trap = trap_is_tkill,
                                        .disarm_signal_safe = disarm_note};
     pid_t left[16];
     size_t n = 0;
@@ -865,23 +876,6 @@ static void test_signal_safe_teardown_drains(void **state)
     assert_false(held(v.pid));
     assert_victim_survived(&v);
     assert_int_equal(target_detach_all(NULL), 0); /* forgets the target and the hooks */
-    victim_kill(&v);
-}
-
-static void test_signal_safe_teardown_alone(void **state)
-{
-    struct victim v = victim_spawn(VICTIM_PLAIN);
-    pid_t left[16];
-    size_t n = 0;
-
-    (void)state;
-    assert_int_equal(target_seize_all(v.pid, &n, NULL), 0);
-    target_teardown_signal_safe(); /* what the handlers run; we stay alive to look */
-    assert_false(held(v.pid));
-    assert_true(victim_ping(&v));
-    assert_int_equal(target_tids(left, 16), 0);
-    assert_int_equal(target_detach_all(NULL), 0); /* forgets the target */
-    assert_int_equal(target_current_pid(), 0);
     victim_kill(&v);
 }
 
