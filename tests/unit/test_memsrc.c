@@ -284,13 +284,25 @@ static void test_live_exited(void **state)
     struct ps_err err = {0};
     siginfo_t si;
     uint64_t u;
-    pid_t pid = fork();
+    int go[2];
+    pid_t pid;
+    char c = 'x';
 
     (void)state;
+    /* The child exits only once the parent has opened its /proc/PID/mem: on a busy machine it
+     * could otherwise exit first, and a zombie's mem cannot be opened. */
+    assert_int_equal(pipe(go), 0);
+    pid = fork();
     assert_true(pid >= 0);
-    if (pid == 0)
+    if (pid == 0) {
+        (void)close(go[1]);
+        (void)!read(go[0], &c, 1);
         _exit(0);
+    }
+    (void)close(go[0]);
     assert_int_equal(memsrc_live_open_procmem(pid, &pm, &err), 0);
+    assert_int_equal(write(go[1], &c, 1), 1);
+    (void)close(go[1]);
     assert_int_equal(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
     assert_int_equal(memsrc_live_open(pid, &src, &err), 0);
     assert_int_equal(memsrc_read_u64(src, addr_of(&u), &u, &err), -PS_EGONE);
