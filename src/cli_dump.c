@@ -146,17 +146,13 @@ static int dump_parse(const struct cli_common *c, int argc, char **argv, struct 
 
 static int dump_write(const struct dump_args *a, const struct snap *s, struct ps_err *err)
 {
-    char root[PATH_MAX];
     struct out_opts o = {0};
     FILE *fp = stdout;
     int rc;
 
-    if (a->core)
-        (void)snprintf(root, sizeof(root), "%s", a->lib_root ? a->lib_root : "");
-    else
-        (void)snprintf(root, sizeof(root), "/proc/%d/root", (int)a->pid);
     o.source_lines = !a->no_source;
-    o.source_root = root;
+    o.source_root = a->core ? a->lib_root : NULL;
+    o.source_pid = a->core ? 0 : a->pid;
     o.json_indent = a->pretty ? 2 : 0;
     if (a->output) {
         fp = fopen(a->output, "w");

@@ -8,8 +8,8 @@
  * Invariants: every string that came from the target (names, paths, wait channels, source
  * lines) goes through text_put(), which escapes C0/C1 control characters and bytes that are
  * not UTF-8, so a hostile thread name cannot drive the reader's terminal. Source files are
- * read through a per-call srcline cache (srcline.h: a few files, bounded, regular files
- * only, so a path naming a FIFO cannot block the dump). Failing to read source is not an
+ * read through a per-call srcline cache (srcline.h: a few files, bounded, opened only as the
+ * target could, never blocking). Failing to read source is not an
  * error (nor is running out of memory for the cache); failing to
  * write is, and is reported once after the final flush (stdio errors are sticky).
  */
@@ -434,7 +434,8 @@ int out_text_write(FILE *fp, const struct snap *s, const struct out_opts *opts, 
     struct text_ctx c = {.fp = fp, .opts = opts ? opts : &defaults};
 
     assert(fp && s);
-    if (c.opts->source_lines && srcline_cache_new(c.opts->source_root, &c.cache, NULL) != 0)
+    if (c.opts->source_lines &&
+        srcline_cache_new(c.opts->source_root, c.opts->source_pid, &c.cache, NULL) != 0)
         c.cache = NULL; /* out of memory: no source lines, still a report */
     text_header(&c, s);
     for (size_t i = 0; i < s->nthreads; i++) {

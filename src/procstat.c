@@ -359,7 +359,31 @@ static void ps_status_ids(const char *val, bool is_uid, struct procstat_status *
     (*have)++;
 }
 
-static void ps_status_line(const char *key, const char *val, struct procstat_status *out,
+/* "Groups:" values; a line cut short by the parser's buffer is unknown, never a guess. */
+static void ps_status_groups(const char *val, bool cut, struct procstat_status *out)
+{
+    char *end = NULL;
+    int n = 0;
+
+    out->ngroups = -1;
+    if (cut)
+        return;
+    for (;;) {
+        unsigned long g;
+        val += strspn(val, " \t");
+        if (*val == '\0')
+            break;
+        errno = 0;
+        g = strtoul(val, &end, 10);
+        if (end == val || errno != 0 || g > UINT32_MAX || n == PROCSTAT_GROUPS_MAX)
+            return;
+        out->groups[n++] = (gid_t)g;
+        val = end;
+    }
+    out->ngroups = n;
+}
+
+static void ps_status_line(const char *key, const char *val, bool cut, struct procstat_status *out,
                            int *ids_have)
 {
     char *end = NULL;
@@ -372,6 +396,8 @@ static void ps_status_line(const char *key, const char *val, struct procstat_sta
         out->tracer_pid = (pid_t)strtol(val, NULL, 10);
     else if (strcmp(key, "Uid") == 0 || strcmp(key, "Gid") == 0)
         ps_status_ids(val, key[0] == 'U', out, ids_have);
+    else if (strcmp(key, "Groups") == 0)
+        ps_status_groups(val, cut, out);
     else if (strcmp(key, "Seccomp") == 0)
         out->seccomp = (int)strtol(val, NULL, 10);
     else if (strcmp(key, "CapEff") == 0) {
@@ -382,28 +408,33 @@ static void ps_status_line(const char *key, const char *val, struct procstat_sta
 
 void procstat_parse_status(const char *text, size_t len, struct procstat_status *out)
 {
-    char line[256];
+    char line[1024];
     size_t i = 0;
     int ids_have = 0;
 
     memset(out, 0, sizeof(*out));
+    out->ngroups = -1;
     out->state = '?';
     out->ppid = -1;
     out->tracer_pid = -1;
     out->seccomp = -1;
     while (i < len && text[i] != '\0') {
         size_t j = 0;
+        bool cut = false;
         char *colon;
-        for (; i < len && text[i] != '\0' && text[i] != '\n'; i++)
+        for (; i < len && text[i] != '\0' && text[i] != '\n'; i++) {
             if (j + 1 < sizeof(line))
                 line[j++] = text[i];
+            else
+                cut = true;
+        }
         line[j] = '\0';
         i++;
         colon = strchr(line, ':');
         if (!colon)
             continue;
         *colon = '\0';
-        ps_status_line(line, colon + 1 + strspn(colon + 1, " \t"), out, &ids_have);
+        ps_status_line(line, colon + 1 + strspn(colon + 1, " \t"), cut, out, &ids_have);
     }
     out->ids_known = ids_have == 2;
 }

@@ -4,11 +4,15 @@
  * array of SRCLINE_CACHE_FILES slots with LRU eviction. Shared by the text writer (a cache per
  * report) and the TUI (a cache per session), so both show the same line the same way.
  *
- * Invariants: only regular files are read, opened O_NONBLOCK so that a FIFO cannot block us;
- * at most SRCLINE_FILE_MAX bytes per file; a miss is cached like a hit (data NULL). The bytes
- * are the file's: callers escape them before they reach a terminal.
+ * Invariants: every file is opened through tfile_open_as (inside the target's root, as the
+ * target, regular files only, never blocking): a co_filename is the target's choice and pyscope
+ * often runs as root, so this is what stops a target from showing us /etc/shadow; at most
+ * SRCLINE_FILE_MAX bytes per file; a miss is cached like a hit (data NULL). The bytes are the
+ * file's: callers escape them before they reach a terminal.
  */
 #include "pyscope/srcline.h"
+#include "pyscope/procstat.h"
+#include "pyscope/tfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,24 +31,25 @@ struct srcline_file {
 };
 
 struct srcline_cache {
-    char *root; /* prefix for absolute paths, or NULL */
+    int rootfd; /* the directory names resolve in (O_PATH), or -1: every lookup misses */
+    pid_t pid;  /* > 0: open with this live process's credentials */
     uint64_t tick;
     struct srcline_file files[SRCLINE_CACHE_FILES];
 };
 
-int srcline_cache_new(const char *root, struct srcline_cache **out, struct ps_err *err)
+int srcline_cache_new(const char *root, pid_t pid, struct srcline_cache **out, struct ps_err *err)
 {
     struct srcline_cache *c = calloc(1, sizeof(*c));
+    char proc_root[64];
 
     if (!c)
         return ps_err_set(err, -ENOMEM, "out of memory for the source-line cache");
-    if (root && root[0]) {
-        c->root = strdup(root);
-        if (!c->root) {
-            free(c);
-            return ps_err_set(err, -ENOMEM, "out of memory for the source-line cache");
-        }
+    if (pid > 0) {
+        (void)snprintf(proc_root, sizeof(proc_root), "/proc/%d/root", (int)pid);
+        root = proc_root;
     }
+    c->pid = pid;
+    c->rootfd = open(root && root[0] ? root : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
     *out = c;
     return 0;
 }
@@ -57,27 +62,25 @@ void srcline_cache_free(struct srcline_cache *c)
         free(c->files[i].name);
         free(c->files[i].data);
     }
-    free(c->root);
+    if (c->rootfd >= 0)
+        (void)close(c->rootfd);
     free(c);
 }
 
-/* Read the first SRCLINE_FILE_MAX bytes of a regular file into *data (malloc'ed). 0 or -1. */
-static int srcline_read(const char *path, char **data, size_t *len)
+/* Read the first SRCLINE_FILE_MAX bytes of the regular file fd into *data (malloc'ed). */
+static int srcline_read(int fd, char **data, size_t *len)
 {
     struct stat st;
     size_t cap;
     size_t got = 0;
-    char *buf = NULL;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    char *buf;
 
-    if (fd < 0)
+    if (fstat(fd, &st) != 0)
         return -1;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
-        goto close_fd;
     cap = (uint64_t)st.st_size < SRCLINE_FILE_MAX ? (size_t)st.st_size : SRCLINE_FILE_MAX;
     buf = malloc(cap + 1);
     if (!buf)
-        goto close_fd;
+        return -1;
     while (got < cap) {
         ssize_t r = read(fd, buf + got, cap - got);
         if (r < 0 && errno == EINTR)
@@ -86,28 +89,29 @@ static int srcline_read(const char *path, char **data, size_t *len)
             break;
         got += (size_t)r;
     }
-    (void)close(fd);
     *data = buf;
     *len = got;
     return 0;
-
-close_fd:
-    (void)close(fd);
-    return -1;
 }
 
-static void srcline_load(struct srcline_file *f, const char *root)
+static void srcline_load(struct srcline_file *f, const struct srcline_cache *c)
 {
-    char path[4096];
-    int n = snprintf(path, sizeof(path), "%s%s", root ? root : "", f->name);
+    struct procstat_status as;
+    int fd;
 
     f->data = NULL;
     f->len = 0;
-    /* Relative names ("<frozen ...>", "<string>", paths relative to the target's cwd) and
-     * paths too long to join are not looked up. */
-    if (f->name[0] != '/' || n < 0 || (size_t)n >= sizeof(path))
+    /* Relative names ("<frozen ...>", "<string>", paths relative to the target's cwd) are not
+     * looked up. The credentials are read per load: the target may have changed them. */
+    if (f->name[0] != '/' || c->rootfd < 0)
         return;
-    (void)srcline_read(path, &f->data, &f->len);
+    if (c->pid > 0 && procstat_read_status(c->pid, &as, NULL) < 0)
+        return;
+    fd = tfile_open_as(c->rootfd, f->name, c->pid > 0 ? &as : NULL, NULL);
+    if (fd < 0)
+        return;
+    (void)srcline_read(fd, &f->data, &f->len);
+    (void)close(fd);
 }
 
 /* The cache entry for file name, loading (and evicting the LRU entry) on a miss. */
@@ -131,7 +135,7 @@ static const struct srcline_file *srcline_file_get(struct srcline_cache *c, cons
     victim->name = strdup(name);
     if (!victim->name)
         return NULL;
-    srcline_load(victim, c->root);
+    srcline_load(victim, c);
     victim->used = c->tick;
     return victim;
 }

@@ -127,7 +127,7 @@ static int ui_app_new(struct pyproc *pp, const struct ui_attach_opts *o, struct 
         if (rc < 0)
             return rc;
     }
-    return srcline_cache_new(root, &app->src, err);
+    return srcline_cache_new(NULL, pp->pid, &app->src, err);
 }
 
 static void ui_app_free(struct ui_app *app)

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The stack pane: the selected thread's Python stack from the latest snapshot, innermost
- * first, with source lines read through the session's srcline cache (paths under
- * /proc/PID/root, so they resolve in the target's container) and locals when `v` is on; or,
+ * first, with source lines read through the session's srcline cache (resolved inside the
+ * target's root and opened with its credentials: srcline.h) and locals when `v` is on; or,
  * after Enter in the exceptions pane, the stack of that raise until Esc.
  */
 #include <stdio.h>

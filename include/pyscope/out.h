@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "pyscope/err.h"
 #include "pyscope/snap.h"
@@ -24,9 +25,10 @@
 /* Writer options. A NULL `const struct out_opts *` means all fields zero/false/NULL. */
 struct out_opts {
     bool source_lines;       /* text: print each frame's source line under it, stripped */
-    const char *source_root; /* text: prefix joined to absolute co_filename paths when reading
-                                source, e.g. "/proc/4242/root" so that paths resolve in the
-                                target's mount namespace; NULL or "" reads paths as they are */
+    const char *source_root; /* text: the directory absolute co_filename paths resolve in when
+                                reading source (core files, tests); NULL or "" is "/" */
+    pid_t source_pid;        /* text: > 0, a live target: read source inside its root and
+                                with its credentials (srcline.h); source_root is ignored */
     bool color;              /* text: ANSI SGR colours (the caller decides: isatty, NO_COLOR) */
     int json_indent;         /* JSON: 0 writes one line; 1..31 pretty-prints with that indent */
 };
@@ -39,8 +41,8 @@ struct out_opts {
  * Target strings are printed with control characters escaped (\xNN, \uNNNN), so a hostile
  * thread name or path cannot drive the terminal.
  *
- * With opts->source_lines, source lines are read from regular files only (FIFOs and devices
- * are never opened for reading) through a per-call LRU cache of at most 8 files of at most
+ * With opts->source_lines, source lines are read only as the target could read them (inside
+ * its root, with its credentials, regular files only, never blocking: srcline.h) through a per-call LRU cache of at most 8 files of at most
  * 2 MiB each (least recently used file evicted; unreadable files are cached as misses), so
  * each file is read at most once per call unless evicted; the cache is freed before returning.
  * A file that cannot be read just shows no source line.

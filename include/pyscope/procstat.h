@@ -25,6 +25,8 @@
 #define PROCSTAT_PATH_MAX    4096
 /* Longest /proc text we parse (stat, status): status is about 1.5 KiB on 6.x kernels. */
 #define PROCSTAT_TEXT_MAX 8192
+/* Supplementary groups kept from status: a service has a handful; more reads as unknown. */
+#define PROCSTAT_GROUPS_MAX 64
 /* Capability number of CAP_SYS_PTRACE (linux/capability.h). */
 #define PROCSTAT_CAP_SYS_PTRACE 19
 
@@ -46,6 +48,8 @@ struct procstat_status {
     bool ids_known;   /* Uid: and Gid: lines were parsed */
     uid_t uid[4];     /* real, effective, saved, filesystem */
     gid_t gid[4];
+    int ngroups; /* "Groups:" count; -1 unknown (no line, cut, or past PROCSTAT_GROUPS_MAX) */
+    gid_t groups[PROCSTAT_GROUPS_MAX];
     bool cap_eff_known;
     uint64_t cap_eff; /* CapEff bit mask */
     int seccomp;      /* 0 none, 1 strict, 2 filter, -1 unknown (no Seccomp: line) */

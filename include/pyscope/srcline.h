@@ -9,14 +9,19 @@
  *
  * Bounds: at most SRCLINE_CACHE_FILES files of at most SRCLINE_FILE_MAX bytes each are held
  * (least recently used file evicted; a file that cannot be read is cached as a miss, so it is
- * tried once per stay in the cache). Only regular files are opened (O_NONBLOCK, so a path naming
- * a FIFO or a device cannot block), and only absolute paths, joined to the cache's root (e.g.
- * "/proc/4242/root", so paths resolve in the target's mount namespace). Files are never
- * re-read while cached: a long-lived cache shows the text as first read.
+ * tried once per stay in the cache). Files are never re-read while cached: a long-lived cache
+ * shows the text as first read.
+ *
+ * The names are the target's choice, so they are opened only as the target itself could
+ * (tfile_open_as): absolute paths only, resolved inside the target's root (".." and absolute
+ * symlinks cannot leave it), with the target's file-system credentials, regular files only,
+ * never blocking. A name that fails any of this shows no source line and nothing else of the
+ * file (not its size, not its first bytes).
  */
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "pyscope/err.h"
 
@@ -28,11 +33,15 @@
 struct srcline_cache;
 
 /*
- * A new, empty cache; root (copied; NULL or "" for none) is prefixed to absolute paths.
- * On success *out is owned by the caller (srcline_cache_free). Errors: -ENOMEM. Any thread;
- * a cache has one owner thread.
+ * A new, empty cache. pid > 0 (a live target): names resolve inside /proc/PID/root and are
+ * opened with that process's credentials, read from /proc/PID/status at each file load; root
+ * is ignored. pid == 0 (a core file, tests): names resolve inside the directory root (NULL or ""
+ * for "/") and are opened with pyscope's own credentials. The root directory is opened now and
+ * held until srcline_cache_free; when it cannot be opened (the target exited) every lookup
+ * misses. On success *out is owned by the caller. Errors: -ENOMEM. Any thread; a cache has one
+ * owner thread.
  */
-int srcline_cache_new(const char *root, struct srcline_cache **out,
+int srcline_cache_new(const char *root, pid_t pid, struct srcline_cache **out,
                       struct ps_err *err) PS_WARN_UNUSED;
 
 /* Free the cache and every file it holds; NULL-safe. */

@@ -127,7 +127,8 @@ static void test_parse_status(void **state)
 {
     static const char text[] = "Name:\tpython3\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t42\n"
                                "PPid:\t7\nTracerPid:\t99\nUid:\t1000\t1001\t1002\t1003\n"
-                               "Gid:\t50\t51\t52\t53\nCapEff:\t00000000000800c0\n"
+                               "Gid:\t50\t51\t52\t53\nGroups:\t4 24 27 \n"
+                               "CapEff:\t00000000000800c0\n"
                                "Seccomp:\t2\nSeccomp_filters:\t1\n";
     struct procstat_status st;
 
@@ -141,6 +142,9 @@ static void test_parse_status(void **state)
     assert_int_equal(st.uid[1], 1001);
     assert_int_equal(st.uid[2], 1002);
     assert_int_equal(st.gid[3], 53);
+    assert_int_equal(st.ngroups, 3);
+    assert_int_equal(st.groups[0], 4);
+    assert_int_equal(st.groups[2], 27);
     assert_true(st.cap_eff_known);
     assert_int_equal((st.cap_eff >> PROCSTAT_CAP_SYS_PTRACE) & 1, 1);
     assert_int_equal(st.seccomp, 2);
@@ -159,6 +163,30 @@ static void test_parse_status_missing_lines(void **state)
     assert_false(st.ids_known); /* a Uid line with 2 of 4 ids is not trusted */
     assert_false(st.cap_eff_known);
     assert_int_equal(st.seccomp, -1);
+    assert_int_equal(st.ngroups, -1); /* no Groups line: unknown, not "none" */
+}
+
+/* Groups decide what a source line may show: a cut or overlong line is unknown, never a guess
+ * (a number cut in two would name another group). */
+static void test_parse_status_groups_bounded(void **state)
+{
+    char text[4096];
+    size_t off = (size_t)snprintf(text, sizeof(text), "Groups:\t");
+    struct procstat_status st;
+
+    (void)state;
+    procstat_parse_status("Groups:\t\n", 9, &st);
+    assert_int_equal(st.ngroups, 0);
+    for (int i = 0; i < PROCSTAT_GROUPS_MAX + 1; i++)
+        off += (size_t)snprintf(text + off, sizeof(text) - off, "%d ", 100 + i);
+    procstat_parse_status(text, off, &st);
+    assert_int_equal(st.ngroups, -1); /* one past the cap */
+    for (; off < 1500; off++)
+        text[off] = '7'; /* a line longer than the parser's buffer */
+    procstat_parse_status(text, off, &st);
+    assert_int_equal(st.ngroups, -1);
+    procstat_parse_status("Groups:\t5 x\n", 12, &st);
+    assert_int_equal(st.ngroups, -1);
 }
 
 static void test_parse_syscall_arg0(void **state)
@@ -368,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_parse_stat_malformed),
         cmocka_unit_test(test_parse_status),
         cmocka_unit_test(test_parse_status_missing_lines),
+        cmocka_unit_test(test_parse_status_groups_bounded),
         cmocka_unit_test(test_parse_syscall),
         cmocka_unit_test(test_parse_syscall_arg0),
         cmocka_unit_test(test_activity),

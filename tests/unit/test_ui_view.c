@@ -159,7 +159,7 @@ static void test_stack_with_source(void **state)
     t->frames[0] =
         (struct snap_frame){.function = "f", .qualname = "Cls.f", .file = path, .line = 2};
     t->frames[1] = (struct snap_frame){.function = "<module>", .file = "<string>", .line = 1};
-    assert_int_equal(srcline_cache_new(NULL, &src, &err), 0);
+    assert_int_equal(srcline_cache_new(NULL, 0, &src, &err), 0);
     n = ui_view_stack(t, src, 70, lines, 16);
     assert_int_equal(n, 4); /* heading, frame, its source, frame without source */
     assert_non_null(strstr(lines[0].text, "MainThread (tid 100)"));

@@ -1,0 +1,184 @@
+"""Hostile targets (issue 19): a target names files, pyscope must not read them for it.
+
+Source lines come from files the target names by co_filename, and pyscope usually runs as root.
+tests/targets/named_park.py parks threads in code compiled with chosen filenames: a root-only
+secret file (a uid-65534 target), escapes from a chroot (an absolute symlink to the host's
+secret, ".." names, a relative symlink climbing out). No byte of the secret may appear in any
+output; a legitimate file the target can read still shows its lines (the positive control).
+"""
+
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from conftest import (NOBODY, RC_OK, TARGETS, assert_not_stopped_or_traced, require, wait_for)
+
+sys.path.insert(0, str(TARGETS))
+from named_park import PARK_SOURCE  # noqa: E402 - the target's own source, for the control
+
+DEBIAN_PYTHON = "/usr/bin/python3.11"  # outside /root, so uid 65534 and a chroot can run it
+READY_S = 30.0
+SHOWN = "# parked-here"  # on every line PARK_SOURCE can be parked on
+
+
+def read_line(proc, timeout):
+    """The target's first stdout line (its JSON ready note), with a deadline."""
+    buf = b""
+    fd = proc.stdout.fileno()
+    while not buf.endswith(b"\n"):
+        ready, _, _ = select.select([fd], [], [], timeout)
+        chunk = os.read(fd, 4096) if ready else b""
+        if not chunk:
+            err = proc.stderr.read().decode(errors="replace") if proc.poll() is not None else ""
+            pytest.fail(f"target {proc.args} wrote no ready line: {err}", pytrace=False)
+        buf += chunk
+    return json.loads(buf)
+
+
+@pytest.fixture
+def named():
+    """Factory: named(argv) -> (proc, note), started in its own session, killed at teardown."""
+    procs = []
+
+    def _start(argv):
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        procs.append(proc)
+        return proc, read_line(proc, READY_S)
+    yield _start
+    for proc in procs:
+        try:
+            if proc.poll() is None:
+                assert_not_stopped_or_traced(proc.pid)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+            proc.wait(timeout=30)
+
+
+@pytest.fixture
+def secret(tmp_path):
+    """A root-only (0600) file whose every line carries a unique marker; returns (path, marker)."""
+    marker = f"SECRET-{uuid.uuid4().hex}"
+    path = tmp_path / "secret.txt"
+    path.write_text("".join(f"{marker}-{i}\n" for i in range(1, 40)))
+    path.chmod(0o600)
+    return path, marker
+
+
+@pytest.fixture
+def public_dir():
+    """A world-readable directory outside root's 0700 tmp tree (uid 65534 can read it)."""
+    path = subprocess.run(["mktemp", "-d", "/tmp/pyscope-hostile.XXXXXX"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def outputs(pyscope, pid):
+    """dump's text and JSON outputs (stdout and stderr); both must succeed."""
+    texts = []
+    for args in (["dump"], ["dump", "--json"]):
+        result = pyscope(*args, pid)
+        assert result.rc == RC_OK, result
+        texts.append(result.stdout + result.stderr)
+    return texts
+
+
+def shadow_lines():
+    try:
+        with open("/etc/shadow", encoding="utf-8", errors="replace") as f:
+            return [line.strip() for line in f if len(line.strip()) > 8]
+    except OSError:
+        return []
+
+
+def test_source_of_a_root_only_file_is_not_shown_to_nobody(pyscope, named, secret, public_dir):
+    require(os.geteuid() == 0, "needs root to drop the target to uid 65534")
+    require(shutil.which("setpriv") and os.access(DEBIAN_PYTHON, os.X_OK),
+            f"setpriv and {DEBIAN_PYTHON} are needed")
+    path, marker = secret
+    script = shutil.copy(TARGETS / "named_park.py", public_dir)
+    public = os.path.join(public_dir, "app.py")
+    with open(public, "w", encoding="utf-8") as f:
+        f.write(PARK_SOURCE)
+    os.chmod(public, 0o644)
+    proc, note = named(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                        DEBIAN_PYTHON, "-I", "-u", script, str(path), "/etc/shadow", public])
+    text, doc = outputs(pyscope, proc.pid)
+    for out in (text, doc):
+        assert marker not in out
+        assert not [line for line in shadow_lines() if line in out]
+    assert str(path) in text                             # the frame itself is shown ...
+    assert text.count(SHOWN) == 1, text                  # ... and only the public file's line
+
+
+def jail_argv(jail, names):
+    """named_park.py chrooted into jail (/usr bind-mounted read-only) in a new mount namespace."""
+    setup = ('mount --bind /usr "$1/usr" && mount -o remount,bind,ro "$1/usr" && '
+             'jail=$1 && shift && exec chroot "$jail" ' +
+             f"{DEBIAN_PYTHON} -I -u /app/named_park.py \"$@\"")
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", setup, "sh",
+            str(jail), *names]
+
+
+def make_jail(tmp_path, secret_path):
+    jail = tmp_path / "jail"
+    (jail / "usr").mkdir(parents=True)
+    (jail / "app").mkdir()
+    for name, to in (("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")):
+        (jail / name).symlink_to(to)
+    shutil.copy(TARGETS / "named_park.py", jail / "app")
+    (jail / "app" / "real.py").write_text(PARK_SOURCE)
+    (jail / "app" / "link.py").symlink_to(secret_path)          # absolute: the host's file
+    climb = "../" * (len(secret_path.parts) + 2)
+    (jail / "app" / "rel.py").symlink_to(climb + str(secret_path).lstrip("/"))
+    return jail
+
+
+def test_source_names_cannot_leave_the_target_root(pyscope, named, secret, tmp_path):
+    require(os.geteuid() == 0 and shutil.which("unshare") and os.access(DEBIAN_PYTHON, os.X_OK),
+            f"needs root, unshare and {DEBIAN_PYTHON}")
+    path, marker = secret
+    jail = make_jail(tmp_path, path)
+    up = "/.." * (len(jail.parts) + 2)
+    names = ["/app/link.py", "/app/rel.py", up + str(path), "/app/../../../.." + str(path),
+             "/app/real.py"]
+    proc, note = named(jail_argv(jail, names))
+    assert note["pid"] == proc.pid                       # unshare, sh and chroot exec python
+    text, doc = outputs(pyscope, proc.pid)
+    for out in (text, doc):
+        assert marker not in out
+    assert "/app/link.py" in text and "/app/rel.py" in text
+    assert text.count(SHOWN) == 1, text                  # /app/real.py, inside the jail
+
+
+def test_attach_stack_pane_hides_the_secret(pyscope, named, secret, public_dir, tmp_path):
+    require(os.geteuid() == 0 and shutil.which("setpriv") and shutil.which("tmux"),
+            "needs root, setpriv and tmux")
+    from test_attach import Screen, stack_tid  # noqa: E402 - the tmux driver of the attach tests
+    path, marker = secret
+    script = shutil.copy(TARGETS / "named_park.py", public_dir)
+    proc, note = named(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                        DEBIAN_PYTHON, "-I", "-u", script, str(path)])
+    s = Screen(tmp_path, ["--no-exceptions", proc.pid])
+    try:
+        tid = note["threads"][str(path)]
+        for _ in range(3):                               # main thread, then the parked one
+            if s.wait(lambda _: stack_tid(s), "a thread in the stack pane") == tid:
+                break
+            s.keys("j")
+        s.wait(lambda _: stack_tid(s) == tid and path.name in "\n".join(s.pane("stack")),
+               "the thread parked in the secret's name, its frame in the stack pane")
+        assert marker not in "\n".join(s.lines())
+        s.keys("q")
+        assert s.wait_exit() == 0
+    finally:
+        s.close()
