@@ -122,6 +122,7 @@ int cli_attach(const struct cli_common *common, int argc, char **argv)
 
     if (rc >= 0)
         return rc;
+    cli_hold_stop_signals();
     cli_guard(common, a.pid);
     rc = pyproc_open(a.pid, &pp, &err);
     if (rc < 0)

@@ -534,6 +534,7 @@ int cli_exceptions(const struct cli_common *common, int argc, char **argv)
 
     if (rc >= 0)
         return rc;
+    cli_hold_stop_signals();
     cli_guard(common, a.pid);
     o.rows = calloc(EXC_SUMMARY_MAX, sizeof(*o.rows));
     if (!o.rows) {

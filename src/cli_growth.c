@@ -2,8 +2,8 @@
 /*
  * `pyscope growth`: which module-level containers grow. Wires pyproc -> growth and prints the
  * table (text, or JSON lines with --json) every --report seconds and once more at the end.
- * The loop is one poll over a timerfd (sampling ticks) and a signalfd (SIGINT/SIGTERM end the
- * watch early with the summary). Never stops or traces the target: growth only reads memory,
+ * The loop is one poll over a timerfd (sampling ticks) and a signalfd (SIGINT, SIGTERM, SIGHUP,
+ * SIGQUIT end the watch early with the summary; cli_hold_stop_signals keeps them blocked). Never stops or traces the target: growth only reads memory,
  * so there is nothing to undo on any exit path.
  */
 #include <errno.h>
@@ -266,6 +266,8 @@ static int loop_open(const struct growth_args *a, struct loop *l, struct ps_err 
     (void)sigemptyset(&set);
     (void)sigaddset(&set, SIGINT);
     (void)sigaddset(&set, SIGTERM);
+    (void)sigaddset(&set, SIGHUP);
+    (void)sigaddset(&set, SIGQUIT);
     if (sigprocmask(SIG_BLOCK, &set, &l->old) != 0)
         return ps_err_set(err, -errno, "cannot block signals: %s", strerror(errno));
     l->sfd = signalfd(-1, &set, SFD_CLOEXEC);
@@ -379,5 +381,8 @@ int cli_growth(const struct cli_common *common, int argc, char **argv)
     struct growth_args a = {.interval = 1, .duration = 60, .rescan = 30, .report = 10, .top = 20};
     int rc = growth_parse(common, argc, argv, &a);
 
-    return rc >= 0 ? rc : growth_run(common, &a);
+    if (rc >= 0)
+        return rc;
+    cli_hold_stop_signals();
+    return growth_run(common, &a);
 }

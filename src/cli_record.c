@@ -3,11 +3,12 @@
  * `pyscope record <pid>` and `pyscope run [options] -- cmd...`: wire pyproc -> sampler ->
  * profile -> writer, print the live status line and the end statistics. `run` forks and execs
  * the command, waits (bounded) until its Python runtime can be opened, and records until it
- * exits, forwarding SIGINT/SIGTERM/SIGHUP sent to pyscope itself (not the terminal's, which
- * the child's process group receives anyway).
+ * exits, forwarding SIGINT/SIGTERM/SIGHUP/SIGQUIT sent to pyscope itself (not the terminal's,
+ * which the child's process group receives anyway).
  *
- * SIGINT/SIGTERM/SIGHUP are blocked from the start of recording to the end of writing, so the
- * output file is complete whatever arrives; the sampler reads them through a signalfd.
+ * SIGINT/SIGTERM/SIGHUP/SIGQUIT are blocked from the start until exit (cli_hold_stop_signals),
+ * so the output file is complete whatever arrives, however often; the sampler reads them
+ * through a signalfd.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -226,17 +227,6 @@ static void print_stats(const struct sampler_stats *st, const struct profile *p)
 
 /* ---- recording --------------------------------------------------------------------------- */
 
-static void block_signals(sigset_t *old)
-{
-    sigset_t set;
-
-    (void)sigemptyset(&set);
-    (void)sigaddset(&set, SIGINT);
-    (void)sigaddset(&set, SIGTERM);
-    (void)sigaddset(&set, SIGHUP);
-    (void)sigprocmask(SIG_BLOCK, &set, old);
-}
-
 static int open_output(const struct record_args *a, FILE **out, struct ps_err *err)
 {
     *out = stdout;
@@ -351,19 +341,17 @@ int cli_record(const struct cli_common *common, int argc, char **argv)
     struct record_args a = {.format = OUT_PROFILE_FLAMEGRAPH};
     struct ps_err err = {0};
     struct pyproc *pp = NULL;
-    sigset_t old;
     int rc = record_parse(common, argc, argv, false, &a);
 
     if (rc >= 0)
         return rc;
-    block_signals(&old);
+    cli_hold_stop_signals();
     rc = pyproc_open(a.pid, &pp, &err);
     if (rc == 0 && pp->warning[0])
         cli_log(common, "warning", 0, pp->warning);
     if (rc == 0)
         rc = record_pyproc(&a, pp, &err);
     pyproc_close(pp);
-    (void)sigprocmask(SIG_SETMASK, &old, NULL);
     return rc < 0 ? cli_fail(common, &err, rc) : CLI_EXIT_OK;
 }
 
@@ -445,7 +433,6 @@ int cli_run(const struct cli_common *common, int argc, char **argv)
     struct record_args a = {.format = OUT_PROFILE_FLAMEGRAPH};
     struct ps_err err = {0};
     struct pyproc *pp = NULL;
-    sigset_t old;
     int rc = record_parse(common, argc, argv, true, &a);
 
     if (rc >= 0 || !a.cmd)
@@ -453,13 +440,12 @@ int cli_run(const struct cli_common *common, int argc, char **argv)
     rc = spawn(a.cmd, &a.pid, &err);
     if (rc < 0)
         return cli_fail(common, &err, rc);
-    block_signals(&old);
+    cli_hold_stop_signals(); /* after the spawn: the command starts with our mask as it was */
     a.so.forward_signals = a.pid;
     rc = open_child(a.pid, &pp, &err);
     if (rc == 0)
         rc = record_pyproc(&a, pp, &err);
     pyproc_close(pp);
-    (void)sigprocmask(SIG_SETMASK, &old, NULL);
     if (rc < 0) {
         int status = cli_fail(common, &err, rc);
 

@@ -240,6 +240,7 @@ static int run_setup(struct sampler *s, struct run_fds *r, struct ps_err *err)
     (void)sigaddset(&set, SIGINT);
     (void)sigaddset(&set, SIGTERM);
     (void)sigaddset(&set, SIGHUP);
+    (void)sigaddset(&set, SIGQUIT);
     if (sigprocmask(SIG_BLOCK, &set, &r->old) < 0)
         return ps_err_set(err, -errno, "cannot block signals: %s", strerror(errno));
     r->masked = true;

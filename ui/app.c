@@ -8,7 +8,11 @@
  * tracer's fd. After each wake-up only dirty panes are drawn, each with wnoutrefresh, then
  * one doupdate: one screen update per frame, no flicker.
  *
- * Exit paths: `q`, a signal, --max-frames, an error. All of them leave through
+ * Exit paths: `q`, a signal, a lost terminal, --max-frames, an error. A lost terminal (tmux
+ * kill-session, a closed ssh/kubectl pty: a hang-up) shows as POLLHUP/POLLERR on stdin, or, on
+ * the timer, as a terminal that no longer answers tcgetattr (EIO after a hang-up): both end
+ * the session like SIGHUP, which the guard forwards when it is the session leader. All of them
+ * leave through
  * ui_app_teardown, which stops the tracer (breakpoints removed, threads detached), frees the
  * sampler and restores the terminal, in that order; target_detach_all runs last as a guard.
  * The target exiting is not an exit path: the panes keep their last data until `q`.
@@ -338,6 +342,10 @@ static void ui_on_timer(struct ui_app *app, struct ui_loop *l)
 
     if (read(l->timerfd, &expirations, sizeof(expirations)) != (ssize_t)sizeof(expirations))
         return;
+    if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+        app->quit = true; /* hung up: reads give 0, writes EIO, and nobody sees us any more */
+        return;
+    }
     app->ticks += expirations;
     if (app->tracer && ui_data_tracer_step(app))
         ui_pane_rebuild(&app->panes[UI_AREA_EXC], app);
@@ -405,11 +413,11 @@ static int ui_loop_run(struct ui_app *app, struct ui_loop *l, struct ps_err *err
                 continue;
             return ps_err_set(err, -errno, "poll failed: %s", strerror(errno));
         }
+        if (pfd[1].revents & (POLLHUP | POLLERR | POLLNVAL))
+            app->quit = true; /* the terminal went away (a hang-up also sets POLLIN) */
         for (size_t i = 0; i < n && !app->quit; i++)
             if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
                 ui_dispatch(app, l, which[i]);
-        if (pfd[1].revents & (POLLHUP | POLLERR) && !(pfd[1].revents & POLLIN))
-            app->quit = true; /* the terminal went away */
         if (ui_draw(app, l) && app->opts.max_frames > 0 && app->frames >= app->opts.max_frames)
             app->quit = true;
     }

@@ -70,6 +70,17 @@ bool cli_parse_long(const char *s, long min, long max, long *out);
  */
 void cli_guard(const struct cli_common *c, pid_t target);
 
+/*
+ * For the long-running commands (attach, exceptions, growth, record, run): block SIGINT,
+ * SIGTERM, SIGHUP and SIGQUIT for the rest of the process, so that each is an orderly stop read
+ * by the command's loop from a signalfd (one arriving earlier waits there and ends the loop at
+ * its first turn), and a second one (a process-group kill after a kill of our pid, `timeout`'s
+ * resend, the guard forwarding what the group got) is discarded at exit instead of killing
+ * pyscope while it writes its final output. A child forked afterwards inherits the mask: start
+ * children first (`run` does). Call right after parsing, before cli_guard.
+ */
+void cli_hold_stop_signals(void);
+
 /* Parse a pid argument; on failure prints a usage error and returns false. */
 bool cli_parse_pid(const struct cli_common *c, const char *s, pid_t *out);
 

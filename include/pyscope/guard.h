@@ -21,9 +21,10 @@
 
 /*
  * Fork; in the child (the worker) arrange SIGTERM on the guard's death and return 0: the
- * caller runs the command there and exits with its code. In the guard: forward SIGINT,
- * SIGTERM, SIGHUP, SIGQUIT and SIGTSTP sent to it by a process (kill; a terminal's signals
- * reach the worker directly, being in the same process group) and every SIGCONT to the worker,
+ * caller runs the command there and exits with its code. In the guard: forward the first of
+ * SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to it by a process (kill; a terminal's signals
+ * reach the worker directly, being in the same process group), the hang-up of a terminal whose
+ * session leader it is (sent to it alone), SIGTSTP sent by a process and every SIGCONT to the worker,
  * stop itself on SIGTSTP (so a shell sees the job stop), wait for the worker, and exit with
  * its status (dying of the same signal when it died of one); never returns. When the worker
  * died of SIGKILL, the guard first runs bkpt_rescue(target) (target > 0). Returns a negative

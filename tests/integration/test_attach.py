@@ -11,7 +11,9 @@ runs, too. Under the ASan build, sanitizer reports go to a log file that the tes
 
 import json
 import os
+import pty
 import re
+import select
 import shlex
 import signal
 import subprocess
@@ -344,6 +346,86 @@ def test_sighup_when_the_terminal_dies(shapes, screen):
     wait_for(lambda: not alive(pid), SCREEN_TIMEOUT_S, "pyscope to exit on SIGHUP")
     assert_not_stopped_or_traced(shapes.pid)
     s.check_sanitizers()
+
+
+def untraced(pid):
+    """Every task of pid has TracerPid 0."""
+    return not any(tracer_pids(pid).values())
+
+
+def test_hangup_with_pyscope_as_session_leader_tmux(shapes, tmp_path):
+    """`tmux new-session "exec pyscope attach PID"` then kill-session: the kernel's SIGHUP goes to
+    the session leader (the guard) alone, and the worker's terminal reads 0 / writes EIO."""
+    require(subprocess.run(["which", "tmux"], capture_output=True).returncode == 0,
+            "tmux is not installed")
+    sock = str(tmp_path / "tmux.sock")
+    cmd = f"exec env TERM=xterm {shlex.quote(str(PYSCOPE_BIN.resolve()))} attach {shapes.pid}"
+    subprocess.run(["tmux", "-S", sock, "-f", "/dev/null", "new-session", "-d", "-s", "hup",
+                    "-x", "160", "-y", "48", cmd], check=True, timeout=30)
+    try:
+        guard = int(subprocess.run(["tmux", "-S", sock, "display-message", "-p", "-t", "hup",
+                                    "#{pane_pid}"], capture_output=True, text=True, timeout=30,
+                                   check=True).stdout)
+        wait_for(lambda: not untraced(shapes.pid), SCREEN_TIMEOUT_S, "attach to trace the target")
+        worker = children(guard)
+        subprocess.run(["tmux", "-S", sock, "kill-session", "-t", "hup"], timeout=30)
+    finally:
+        subprocess.run(["tmux", "-S", sock, "kill-server"], capture_output=True, timeout=30)
+    try:
+        wait_for(lambda: untraced(shapes.pid), SCREEN_TIMEOUT_S, "the target to be released")
+        for pid in [guard, *worker]:
+            wait_for(lambda: not alive(pid), SCREEN_TIMEOUT_S, f"pyscope {pid} to exit")
+    finally:
+        _end(guard)
+    assert_not_stopped_or_traced(shapes.pid)
+
+
+def test_hangup_with_pyscope_as_session_leader_pty(shapes):
+    """The shape of `ssh -t` / `kubectl exec -it ... pyscope attach`: pyscope leads the session
+    of a pty (pty.fork: setsid + controlling terminal), then the master is closed."""
+    require_pyscope()
+    pid, master = pty.fork()
+    if pid == 0:                                    # the child: session leader on the pty
+        os.environ["TERM"] = "xterm"
+        os.execv(str(PYSCOPE_BIN), [str(PYSCOPE_BIN), "attach", str(shapes.pid)])
+    seen = bytearray()
+
+    def drained_and(cond):
+        while select.select([master], [], [], 0)[0]:
+            try:
+                seen.extend(os.read(master, 65536))
+            except OSError:
+                break
+        return cond()
+
+    try:
+        wait_for(lambda: drained_and(lambda: b"Threads (" in seen and not untraced(shapes.pid)),
+                 SCREEN_TIMEOUT_S, "attach to draw and trace the target")
+    finally:
+        os.close(master)                            # the connection drops
+    try:
+        wait_for(lambda: untraced(shapes.pid), SCREEN_TIMEOUT_S, "the target to be released")
+        (status,) = wait_for(lambda: _reaped(pid), SCREEN_TIMEOUT_S, "pyscope to exit")
+    except BaseException:
+        _end(pid)
+        os.waitpid(pid, 0)
+        raise
+    assert os.waitstatus_to_exitcode(status) == 0, status
+    assert_not_stopped_or_traced(shapes.pid)
+
+
+def _end(pid):
+    """A pyscope a failed test left running: SIGTERM (its worker then releases the target)."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+
+
+def _reaped(pid):
+    """The wait status of our child pid once it exited (as a truthy tuple), else None."""
+    got, status = os.waitpid(pid, os.WNOHANG)
+    return (status,) if got else None
 
 
 def proc_state(pid):
