@@ -100,6 +100,35 @@ static void read_thread_name(struct sampler *s, struct sthread *t)
     t->named = true;
 }
 
+/* The thread's key in the profile. Idents repeat: across processes, and within one once a
+ * thread has ended (a new pthread often gets the old one's ident); native ids and the pid tell
+ * those threads apart. */
+static uint64_t thread_key(const struct sampler *s, const struct sthread *t)
+{
+    uint64_t key = t->ts.thread_id;
+
+    if (t->ts.native_id)
+        key ^= (uint64_t)t->ts.native_id * 0xc2b2ae3d27d4eb4full;
+    if (s->process_frame[0])
+        key ^= (uint64_t)s->pp->pid * 0x9e3779b97f4a7c15ull;
+    return key;
+}
+
+/* Read the thread's name (again); a changed name renames its profile root, so a thread named
+ * late (the main thread before `import threading`) or renamed shows its current name. */
+static void refresh_name(struct sampler *s, struct sthread *t)
+{
+    struct ps_err ignored = {0};
+    char old[SAMPLER_NAME_MAX];
+    uint32_t id;
+
+    memcpy(old, t->name, sizeof(old));
+    read_thread_name(s, t);
+    if (t->pthread != PROFILE_NONE && strcmp(old, t->name) != 0 &&
+        profile_thread(s->prof, thread_key(s, t), t->ts.native_id, t->name, &id, &ignored) < 0)
+        return; /* the profile keeps the old name (out of memory for the new string) */
+}
+
 static bool thread_wanted(const struct sampler *s, const struct sthread *t)
 {
     char num[32];
@@ -163,7 +192,7 @@ static int relist(struct sampler *s, double now, struct ps_err *err)
         carry_over(s, t, &s->ts[i], nold);
         t->full_walk_due = true;
         if (!t->named || names)
-            read_thread_name(s, t);
+            refresh_name(s, t);
         t->wanted = thread_wanted(s, t);
     }
     s->nthreads = n;
@@ -558,18 +587,11 @@ static uint32_t pfx_add(struct sampler *s, const struct sthread *t, const struct
 /* The thread's profile root, and its base node (the root, or the process frame below it). */
 static int ensure_pthread(struct sampler *s, struct sthread *t, struct ps_err *err)
 {
-    uint64_t key = t->ts.thread_id;
     int rc;
 
     if (t->pthread != PROFILE_NONE)
         return 0;
-    /* Idents repeat: across processes, and within one once a thread has ended (a new
-     * pthread often gets the old one's ident); native ids tell those threads apart. */
-    if (t->ts.native_id)
-        key ^= (uint64_t)t->ts.native_id * 0xc2b2ae3d27d4eb4full;
-    if (s->process_frame[0])
-        key ^= (uint64_t)s->pp->pid * 0x9e3779b97f4a7c15ull;
-    rc = profile_thread(s->prof, key, t->ts.native_id, t->name, &t->pthread, err);
+    rc = profile_thread(s->prof, thread_key(s, t), t->ts.native_id, t->name, &t->pthread, err);
     if (rc < 0)
         return rc;
     t->base_node = profile_thread_get(s->prof, t->pthread)->root;

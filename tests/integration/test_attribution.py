@@ -26,6 +26,8 @@ from test_record import finish, json_lines, start_pyscope, stream_has
 RATE = 200
 TOLERANCE = 0.03
 SVG = "{http://www.w3.org/2000/svg}"
+# Names are read again at least this often (sampler.h: every 10th re-list, 100 ms apart).
+NAME_DELAY_S = 1.2
 # Frames a thread may show outside its own function: threading's start and end of a thread.
 BOOTSTRAP = {"Thread._bootstrap", "Thread._bootstrap_inner", "Thread.run", "_bootstrap",
              "_bootstrap_inner", "run", "Event.set", "Condition.notify_all", "Condition.notify",
@@ -109,6 +111,10 @@ def test_raw_samples_every_thread_every_tick(threads_target, tmp_path):
         want = sum(1 for w in tick_wall.values() if lo <= w <= hi)
         got = sum(1 for s in samples if s["tid"] == tid and lo <= s["wall"] <= hi)
         assert close_enough(got, want), (rec["names"], got, want)
+        if rec["fn"] == "sleep_d":  # renamed: its new name once names were read again
+            later = [s["name"] for s in samples if s["tid"] == tid and
+                     s["wall"] > rec["renamed"] + NAME_DELAY_S]
+            assert set(later) <= {"renamed_d"}, set(later)
         if rec.get("joined"):  # gone: nothing counted for it once join() returned
             after = [s for s in samples if s["tid"] == tid and s["wall"] > rec["joined"]]
             assert len(after) <= 1, (rec["names"], len(after))
@@ -208,3 +214,35 @@ def test_flamegraph_per_thread(threads_target, settled, tmp_path):
             continue
         owner = [r for r, _, rx, rw in roots if rx <= x + w / 2 <= rx + rw]
         assert owner and owner[0] is fns[fn], f"{name} drawn under {owner and owner[0]['names']}"
+
+
+def last_wall(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return 0
+    for line in reversed(lines):
+        try:
+            return json.loads(line).get("wall", 0)
+        except ValueError:
+            continue  # a line being written
+    return 0
+
+
+def test_names_read_again(python, launch, tmp_path):
+    """The main thread sampled before `import threading` gets its name once it has one."""
+    target = launch(python_target(python, "late_threading.py"))
+    out = tmp_path / "n.jsonl"
+    proc = start_pyscope("record", target.pid, "--format", "json", "-o", out)
+    wait_for(lambda: stream_has(out, 10), PYSCOPE_TIMEOUT_S, "samples in the stream")
+    os.kill(target.pid, signal.SIGUSR1)
+    truth = target.wait_truth(1)
+    wait_for(lambda: last_wall(out) > truth["imported"] + NAME_DELAY_S + 0.2, PYSCOPE_TIMEOUT_S,
+             "samples after the name delay")
+    proc.send_signal(signal.SIGINT)
+    rc, _, err = finish(proc)
+    assert rc == 0, err
+    samples = json_lines(out)[1:-1]
+    later = {s["name"] for s in samples if s["wall"] > truth["imported"] + NAME_DELAY_S}
+    assert later == {truth["name"]}, later
