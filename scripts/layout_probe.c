@@ -68,6 +68,8 @@ static void probe_interp(void)
     OFF("interp_next", PyInterpreterState, next);
     OFF("interp_id", PyInterpreterState, id);
     OFF("interp_threads_head", PyInterpreterState, threads.head);
+    OFF("interp_threads_unique_id", PyInterpreterState, threads.next_unique_id);
+    OFF("interp_threads_count", PyInterpreterState, threads.count);
 #if PY_VERSION_HEX < 0x030c0000
     OFF("interp_modules", PyInterpreterState, modules);
     put("interp_gil_ptr", ABSENT);

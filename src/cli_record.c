@@ -338,7 +338,7 @@ static int record_pyproc(const struct record_args *a, struct pyproc *pp, struct 
 
 int cli_record(const struct cli_common *common, int argc, char **argv)
 {
-    struct record_args a = {.format = OUT_PROFILE_FLAMEGRAPH};
+    struct record_args a = {.so.rate_hz = SAMPLER_DEFAULT_RATE, .format = OUT_PROFILE_FLAMEGRAPH};
     struct ps_err err = {0};
     struct pyproc *pp = NULL;
     int rc = record_parse(common, argc, argv, false, &a);
@@ -430,7 +430,7 @@ static int child_exit_code(pid_t pid)
 
 int cli_run(const struct cli_common *common, int argc, char **argv)
 {
-    struct record_args a = {.format = OUT_PROFILE_FLAMEGRAPH};
+    struct record_args a = {.so.rate_hz = SAMPLER_DEFAULT_RATE, .format = OUT_PROFILE_FLAMEGRAPH};
     struct ps_err err = {0};
     struct pyproc *pp = NULL;
     int rc = record_parse(common, argc, argv, true, &a);

@@ -24,6 +24,8 @@ const struct layout layout_3_11 = {
     .interp_next = 0,
     .interp_id = 48,
     .interp_threads_head = 16,
+    .interp_threads_unique_id = 8,
+    .interp_threads_count = 24,
     .interp_modules = 888,
     .interp_gil_ptr = LAYOUT_ABSENT,
     /* struct _gil_runtime_state (pycore_gil.h) */

@@ -24,6 +24,8 @@ const struct layout layout_3_12 = {
     .interp_next = 0,
     .interp_id = 8,
     .interp_threads_head = 72,
+    .interp_threads_unique_id = 64,
+    .interp_threads_count = 80,
     .interp_modules = 944,
     .interp_gil_ptr = 384,
     /* struct _gil_runtime_state (pycore_gil.h) */

@@ -24,6 +24,8 @@ const struct layout layout_3_13 = {
     .interp_next = 7264,
     .interp_id = 7272,
     .interp_threads_head = 7344,
+    .interp_threads_unique_id = 7336,
+    .interp_threads_count = 7360,
     .interp_modules = 7656,
     .interp_gil_ptr = 16,
     /* struct _gil_runtime_state (pycore_gil.h) */

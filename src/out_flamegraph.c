@@ -60,7 +60,9 @@ static int cmp_children(const void *a, const void *b, void *arg)
     return c;
 }
 
-/* Place every node: x of a first child = x of its parent; siblings follow each other. */
+/* Place every node: x of a first child = x of its parent; siblings follow each other. The
+ * thread roots (parent PROFILE_NONE) sort last, so they are placed first, in their own pass:
+ * their children's x starts from theirs. */
 static void layout(struct fg *g)
 {
     uint32_t prev_parent = PROFILE_NONE - 1;
@@ -68,13 +70,18 @@ static void layout(struct fg *g)
 
     for (size_t i = 0; i < g->n; i++) {
         uint32_t id = g->order[i];
-        const struct profile_node *nd = profile_node_get(g->p, id);
 
-        if (nd->parent == PROFILE_NONE) {
+        if (profile_node_get(g->p, id)->parent == PROFILE_NONE) {
             g->x[id] = roots;
             roots += (double)g->totals[id];
-            continue;
         }
+    }
+    for (size_t i = 0; i < g->n; i++) {
+        uint32_t id = g->order[i];
+        const struct profile_node *nd = profile_node_get(g->p, id);
+
+        if (nd->parent == PROFILE_NONE)
+            continue;
         if (nd->parent != prev_parent) {
             prev_parent = nd->parent;
             cursor = g->x[nd->parent];

@@ -78,8 +78,8 @@ void out_samples_on_sample(void *arg, const struct profile *p, const struct samp
 
     if (w->error || !t)
         return;
-    (void)fprintf(w->f, "{\"t\":%.6f,\"wall\":%.6f,\"thread\":%llu,\"tid\":%d,\"name\":", s->time,
-                  s->wall, (unsigned long long)t->thread_id, (int)t->native_id);
+    (void)fprintf(w->f, "{\"t\":%.6f,\"wall\":%.6f,\"pid\":%d,\"thread\":%llu,\"tid\":%d,\"name\":",
+                  s->time, s->wall, (int)s->pid, (unsigned long long)s->ident, (int)s->native_id);
     out_profile_json_str(w->f, t->name);
     (void)fprintf(w->f, ",\"state\":\"%s\",\"gil\":%s,",
                   s->state == SAMPLER_ACTIVE ? "active" : "idle", s->gil ? "true" : "false");

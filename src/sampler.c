@@ -100,6 +100,35 @@ static void read_thread_name(struct sampler *s, struct sthread *t)
     t->named = true;
 }
 
+/* The thread's key in the profile. Idents repeat: across processes, and within one once a
+ * thread has ended (a new pthread often gets the old one's ident); native ids and the pid tell
+ * those threads apart. */
+static uint64_t thread_key(const struct sampler *s, const struct sthread *t)
+{
+    uint64_t key = t->ts.thread_id;
+
+    if (t->ts.native_id)
+        key ^= (uint64_t)t->ts.native_id * 0xc2b2ae3d27d4eb4full;
+    if (s->process_frame[0])
+        key ^= (uint64_t)s->pp->pid * 0x9e3779b97f4a7c15ull;
+    return key;
+}
+
+/* Read the thread's name (again); a changed name renames its profile root, so a thread named
+ * late (the main thread before `import threading`) or renamed shows its current name. */
+static void refresh_name(struct sampler *s, struct sthread *t)
+{
+    struct ps_err ignored = {0};
+    char old[SAMPLER_NAME_MAX];
+    uint32_t id;
+
+    memcpy(old, t->name, sizeof(old));
+    read_thread_name(s, t);
+    if (t->pthread != PROFILE_NONE && strcmp(old, t->name) != 0 &&
+        profile_thread(s->prof, thread_key(s, t), t->ts.native_id, t->name, &id, &ignored) < 0)
+        return; /* the profile keeps the old name (out of memory for the new string) */
+}
+
 static bool thread_wanted(const struct sampler *s, const struct sthread *t)
 {
     char num[32];
@@ -113,26 +142,26 @@ static bool thread_wanted(const struct sampler *s, const struct sthread *t)
     return t->ts.native_id && strcmp(num, s->thread_filter) == 0;
 }
 
-/* Carry a thread's state over from the previous list (same thread state and ident). */
-static void carry_over(struct sampler *s, struct sthread *t, size_t nold)
+/*
+ * The entry of thread state ts in the new list: the previous list's entry for the same thread
+ * (same thread state, ident and native id) carried over WHOLE (profile root and base node,
+ * previous sample, name, busy state: whatever a tick keeps about a thread, so that no field
+ * can be forgotten here), with its thread-state words refreshed; else a new entry.
+ */
+static void carry_over(struct sampler *s, struct sthread *t, const struct walk_tstate *ts,
+                       size_t nold)
 {
     for (size_t k = 0; k < nold; k++) {
         const struct sthread *o = &s->old[k];
 
-        if (o->ts.addr != t->ts.addr || o->ts.thread_id != t->ts.thread_id)
+        if (o->ts.addr != ts->addr || o->ts.thread_id != ts->thread_id ||
+            o->ts.native_id != ts->native_id)
             continue;
-        memcpy(t->name, o->name, sizeof(t->name));
-        t->named = o->named;
-        t->pthread = o->pthread;
-        t->has_prev = o->has_prev;
-        t->prev_cframe = o->prev_cframe;
-        t->prev_frame = o->prev_frame;
-        t->prev_instr = o->prev_instr;
-        t->prev_node = o->prev_node;
-        t->busy = o->busy;
-        t->still = o->still;
+        *t = *o;
+        t->ts = *ts;
         return;
     }
+    *t = (struct sthread){.ts = *ts, .pthread = PROFILE_NONE};
 }
 
 static int relist(struct sampler *s, double now, struct ps_err *err)
@@ -160,11 +189,10 @@ static int relist(struct sampler *s, double now, struct ps_err *err)
     for (size_t i = 0; i < n; i++) {
         struct sthread *t = &s->threads[i];
 
-        *t = (struct sthread){.ts = s->ts[i], .pthread = PROFILE_NONE};
-        carry_over(s, t, nold);
+        carry_over(s, t, &s->ts[i], nold);
         t->full_walk_due = true;
         if (!t->named || names)
-            read_thread_name(s, t);
+            refresh_name(s, t);
         t->wanted = thread_wanted(s, t);
     }
     s->nthreads = n;
@@ -267,13 +295,57 @@ static void gil_parse(const struct layout *l, struct sinterp *in)
     in->holder = layout_get_u64(in->words, l->gil_last_holder - lo);
 }
 
-/* Queue the GIL words of every interpreter. */
+/* The byte range [lo, hi) of an interpreter state holding its thread-list words; false when the
+ * layout lacks one or they do not fit SAMPLER_TLIST_SPAN (then only the periodic re-list finds
+ * new and ended threads). */
+static bool tlist_span(const struct layout *l, int32_t *lo, int32_t *hi)
+{
+    int32_t a = l->interp_threads_unique_id, b = l->interp_threads_head,
+            c = l->interp_threads_count;
+
+    if (!LAYOUT_HAS(l, interp_threads_unique_id) || !LAYOUT_HAS(l, interp_threads_head) ||
+        !LAYOUT_HAS(l, interp_threads_count))
+        return false;
+    *lo = a < b ? (a < c ? a : c) : (b < c ? b : c);
+    *hi = (a > b ? (a > c ? a : c) : (b > c ? b : c)) + 8;
+    return *hi - *lo <= SAMPLER_TLIST_SPAN;
+}
+
+/* Queue one interpreter's thread-list words as one range (0 or 1 ranges). */
+static size_t tlist_iov(const struct layout *l, struct sinterp *in, struct memsrc_iov *iov)
+{
+    int32_t lo, hi;
+
+    if (!tlist_span(l, &lo, &hi))
+        return 0;
+    iov[0] = (struct memsrc_iov){in->addr + (uint64_t)lo, in->tlist, (size_t)(hi - lo)};
+    return 1;
+}
+
+/* After a successful read of tlist_iov's range: words changed since the last read mean a thread
+ * was created or ended (s->tlist_moved). */
+static void tlist_parse(struct sampler *s, const struct layout *l, struct sinterp *in)
+{
+    int32_t lo, hi;
+
+    if (!tlist_span(l, &lo, &hi))
+        return;
+    if (in->tlist_known && memcmp(in->tlist, in->tlist_prev, (size_t)(hi - lo)) != 0)
+        s->tlist_moved = true;
+    memcpy(in->tlist_prev, in->tlist, (size_t)(hi - lo));
+    in->tlist_known = true;
+    in->tlist_read = true;
+}
+
+/* Queue the GIL and thread-list words of every interpreter. */
 static size_t probe_gil_iov(const struct layout *l, struct sampler *s, struct memsrc_iov *iov)
 {
     size_t n = 0;
 
-    for (size_t i = 0; i < s->ninterps; i++)
+    for (size_t i = 0; i < s->ninterps; i++) {
         n += gil_iov(l, &s->interps[i], iov + n);
+        n += tlist_iov(l, &s->interps[i], iov + n);
+    }
     return n;
 }
 
@@ -295,6 +367,9 @@ static void probe(struct sampler *s)
     bool gil_done = false, first_batch = true;
     size_t i = 0;
 
+    for (size_t k = 0; k < s->ninterps; k++)
+        s->interps[k].tlist_read = false;
+
     while (i < s->nthreads) {
         size_t first = i, n = 0;
         bool ok;
@@ -313,8 +388,10 @@ static void probe(struct sampler *s)
         if (n == 0)
             continue;
         ok = memsrc_readv(s->pp->src, iov, n, &ignored) == 0;
-        for (size_t k = 0; ok && first_batch && k < s->ninterps; k++)
+        for (size_t k = 0; ok && first_batch && k < s->ninterps; k++) {
             gil_parse(l, &s->interps[k]);
+            tlist_parse(s, l, &s->interps[k]);
+        }
         first_batch = false;
         for (size_t k = first; k < i; k++) {
             s->threads[k].probe_ok = ok && probed(&s->threads[k]);
@@ -510,14 +587,11 @@ static uint32_t pfx_add(struct sampler *s, const struct sthread *t, const struct
 /* The thread's profile root, and its base node (the root, or the process frame below it). */
 static int ensure_pthread(struct sampler *s, struct sthread *t, struct ps_err *err)
 {
-    uint64_t key = t->ts.thread_id;
     int rc;
 
     if (t->pthread != PROFILE_NONE)
         return 0;
-    if (s->process_frame[0])
-        key ^= (uint64_t)s->pp->pid * 0x9e3779b97f4a7c15ull; /* idents repeat across processes */
-    rc = profile_thread(s->prof, key, t->ts.native_id, t->name, &t->pthread, err);
+    rc = profile_thread(s->prof, thread_key(s, t), t->ts.native_id, t->name, &t->pthread, err);
     if (rc < 0)
         return rc;
     t->base_node = profile_thread_get(s->prof, t->pthread)->root;
@@ -542,6 +616,9 @@ static void emit(struct sampler *s, const struct sthread *t, double now, bool ac
         return;
     smp = (struct sampler_sample){.time = now - s->t0,
                                   .wall = sampler_wall(),
+                                  .pid = s->pp->pid,
+                                  .ident = t->ts.thread_id,
+                                  .native_id = t->ts.native_id,
                                   .thread = t->pthread,
                                   .node = t->prev_node,
                                   .state = active ? SAMPLER_ACTIVE : SAMPLER_IDLE,
@@ -721,11 +798,25 @@ static int sample_probed(struct sampler *s, struct sthread *t, double now, struc
     return rc < 0 ? rc : 0;
 }
 
-/* Queue a busy thread's probe words as the walk's co-reads: its interpreter's GIL (its status
- * word comes with the walk's thread-state block). */
-static size_t busy_co_reads(const struct layout *l, struct sinterp *in, struct memsrc_iov *iov)
+/* Queue a busy thread's probe words as the walk's co-reads: its interpreter's GIL, and its
+ * thread-list words when no probe read them this tick (its status word comes with the walk's
+ * thread-state block). *tlist: the thread-list words were queued. */
+static size_t busy_co_reads(const struct layout *l, struct sinterp *in, struct memsrc_iov *iov,
+                            bool *tlist)
 {
-    return in ? gil_iov(l, in, iov) : 0;
+    size_t n;
+
+    *tlist = false;
+    if (!in)
+        return 0;
+    n = gil_iov(l, in, iov);
+    if (!in->tlist_read) {
+        size_t k = tlist_iov(l, in, iov + n);
+
+        *tlist = k > 0;
+        n += k;
+    }
+    return n;
 }
 
 /*
@@ -737,12 +828,12 @@ static size_t busy_co_reads(const struct layout *l, struct sinterp *in, struct m
 static int sample_busy(struct sampler *s, struct sthread *t, double now, struct ps_err *err)
 {
     struct sinterp *in = interp_of(s, t);
-    struct memsrc_iov co[1];
-    bool gil, active;
+    struct memsrc_iov co[2];
+    bool gil, active, tlist;
     int rc;
 
     s->st.co_reads = co;
-    s->st.nco_reads = busy_co_reads(s->pp->lay, in, co);
+    s->st.nco_reads = busy_co_reads(s->pp->lay, in, co, &tlist);
     rc = walk_checked(s, t, err);
     s->st.co_reads = NULL;
     s->st.nco_reads = 0;
@@ -750,6 +841,8 @@ static int sample_busy(struct sampler *s, struct sthread *t, double now, struct 
         return rc < 0 ? rc : 0;
     if (in)
         gil_parse(s->pp->lay, in);
+    if (tlist)
+        tlist_parse(s, s->pp->lay, in);
     t->status = s->st.status_bits;
     t->probe_ok = true;
     if (!selected(s, in, t, &active, &gil)) {
@@ -773,6 +866,12 @@ static int sample_busy(struct sampler *s, struct sthread *t, double now, struct 
 
 static int sample_thread(struct sampler *s, struct sthread *t, double now, struct ps_err *err)
 {
+    /* A thread state not bound to a thread yet (3.12+ create it in the parent thread; the new
+     * thread fills in its ident when it starts): no thread to sample; re-list until bound. */
+    if (!t->ts.thread_id) {
+        s->relist_now = true;
+        return 0;
+    }
     if (!t->wanted) {
         s->stats.idle_skipped++;
         return 0;
@@ -829,9 +928,21 @@ static int sample_all(struct sampler *s, double now, struct ps_err *err)
             return process_gone(s) ? ps_err_replace(err, -PS_EGONE, "the target exited") : 0;
         }
     }
+    s->tlist_moved = false;
     probe(s);
+    if (s->tlist_moved) { /* a thread was created or ended: follow it from this tick on */
+        rc = relist(s, now, err);
+        if (rc < 0) {
+            s->stats.errors++;
+            return process_gone(s) ? ps_err_replace(err, -PS_EGONE, "the target exited") : 0;
+        }
+        s->tlist_moved = false;
+        probe(s);
+    }
     for (size_t i = 0; i < s->nthreads && rc == 0; i++)
         rc = sample_thread(s, &s->threads[i], now, err);
+    if (s->tlist_moved) /* seen by a busy thread's walk: re-list at the next tick */
+        s->relist_now = true;
     if (rc == 0 && s->relist_now && process_gone(s))
         rc = ps_err_set(err, -PS_EGONE, "the target exited");
     return rc;

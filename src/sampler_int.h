@@ -75,11 +75,21 @@ struct sprefix {
 /* The GIL's last_holder and locked words are read as one range of at most this many bytes. */
 #define SAMPLER_GIL_SPAN 32
 
+/* An interpreter's thread-list words (next_unique_id, head, count) are read as one range of at
+ * most this many bytes. */
+#define SAMPLER_TLIST_SPAN 48
+
 struct sinterp {
     uint64_t addr, gil;
     int32_t locked;
     uint64_t holder;
     uint8_t words[SAMPLER_GIL_SPAN]; /* the range read, parsed into locked/holder */
+    /* Thread list: a thread was created (next_unique_id, head) or ended (count, head) since
+     * the last tick when these words change, and the threads are re-listed at once. */
+    uint8_t tlist[SAMPLER_TLIST_SPAN];
+    bool tlist_read;  /* tlist was read this tick */
+    bool tlist_known; /* tlist_prev holds the words of an earlier tick */
+    uint8_t tlist_prev[SAMPLER_TLIST_SPAN];
 };
 
 /* --tasks: asyncio tasks remembered per re-list (coroutine address -> name), sorted by coro. */
@@ -111,6 +121,7 @@ struct sampler {
     size_t ninterps;
     struct walk_interp *winterps;
     bool relist_now;
+    bool tlist_moved; /* an interpreter's thread list changed: re-list within this tick */
     uint64_t threading_active;
     struct walk_stack st;
     uint32_t *ids; /* WALK_MAX_DEPTH + 1 frame ids, outermost first */

@@ -37,6 +37,8 @@
     X(interp_next)                                                                             \
     X(interp_id)                                                                               \
     X(interp_threads_head)                                                                     \
+    X(interp_threads_unique_id)       /* threads.next_unique_id: bumped per new thread */      \
+    X(interp_threads_count)           /* threads.count: live threads of the threading module */\
     X(interp_modules)                 /* imports.modules (3.11: modules) */                    \
     X(interp_gil_ptr)                 /* 3.12+: ceval.gil, pointer to the GIL struct */        \
     /* struct _gil_runtime_state (pycore_gil.h) */                                             \

@@ -69,7 +69,7 @@ int out_profile_write(FILE *f, enum out_profile_format fmt, const struct profile
 /*
  * Raw samples, streamed as JSON lines: one header object
  * {"pyscope":"samples","version":1,"pid":N,"python":"3.12","rate_hz":R}, then one object per
- * sample {"t":seconds,"wall":epoch,"thread":ident,"tid":N,"name":"...","state":"active"|"idle",
+ * sample {"t":seconds,"wall":epoch,"pid":N,"thread":ident,"tid":N,"name":"...","state":"active"|"idle",
  * "gil":bool,"frames":[{"function","file","line"},...] (innermost first)}, then a trailer
  * {"end":"duration"|"signal"|"exited","samples":N,...}. Every line is flushed at least at
  * the end; a crash leaves whole lines except possibly the last.

@@ -24,8 +24,12 @@
  * SAMPLER_STILL_MAX unchanged walks, or when found idle, it goes back to the probe. The
  * tearing check is free when the walk's single read confirmed its top (walk.h,
  * top_confirmed), else one more read. A warm busy tick is then one process_vm_readv.
- * Threads are re-listed (walk_tstates) every SAMPLER_RELIST_MS, and at once when a probe or
- * walk fails, to follow new and exiting threads; thread names are read at the re-list only.
+ * Threads are re-listed (walk_tstates) every SAMPLER_RELIST_MS, at once when a probe or walk
+ * fails, and within the tick when an interpreter's thread-list words (next_unique_id, head,
+ * count; read with the GIL words) changed, so that a new thread is counted from its first
+ * tick and an ended one never after; thread names are read at the re-list only. A thread is
+ * known by (thread state, ident, native id): a thread state or ident reused by a new thread
+ * starts a new profile root. A thread state not yet bound to a thread (ident 0) is skipped.
  *
  * Idle: a thread is "active" when it holds its interpreter's GIL (read every tick, 3.11-3.13),
  * or on 3.12+ when its thread state's _status "active" bit is set at the last re-list. A thread
@@ -73,7 +77,11 @@ enum sampler_state {
 struct sampler_sample {
     double time;     /* seconds since sampler_new (CLOCK_MONOTONIC) */
     double wall;     /* CLOCK_REALTIME seconds */
-    uint32_t thread; /* profile thread id (profile_thread_get) */
+    pid_t pid;       /* the sampled process */
+    uint64_t ident;  /* the thread's threading.get_ident() */
+    pid_t native_id; /* its OS tid (0 when unknown) */
+    uint32_t thread; /* profile thread id (profile_thread_get; its thread_id is a key that
+                           mixes ident, native id and, with a process frame, pid) */
     uint32_t node;   /* profile leaf node (profile_stack) */
     enum sampler_state state;
     bool gil; /* holds its interpreter's GIL */

@@ -199,6 +199,8 @@ def test_subprocesses_one_root_per_process(python, launch, pyscope, tmp_path):
         stack, _, n = line.rpartition(" ")
         frames = stack.split(";")
         roots.setdefault(frames[0], set()).update(f.rsplit(" (", 1)[0] for f in frames[1:])
+    # Every stack under its process (not only those of the first re-list period).
+    assert all(r.startswith("process ") for r in roots), sorted(roots)
     parent_root = next(r for r in roots if r.startswith(f"process {target.pid} "))
     child_root = next(r for r in roots if r.startswith(f"process {child} "))
     assert "parent_work" in roots[parent_root] and "child_work" not in roots[parent_root]

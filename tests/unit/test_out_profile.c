@@ -269,6 +269,9 @@ static void test_samples_stream(void **state)
     struct ps_err err = {0};
     struct sampler_sample smp = {.time = 0.5,
                                  .wall = 1700000000.25,
+                                 .pid = 43,
+                                 .ident = 11,
+                                 .native_id = 1011,
                                  .thread = 0,
                                  .node = fx->leaf_main,
                                  .state = SAMPLER_ACTIVE,
@@ -294,6 +297,8 @@ static void test_samples_stream(void **state)
     assert_string_equal(json_string_value(json_object_get(line, "state")), "active");
     assert_string_equal(json_string_value(json_object_get(line, "name")), "MainThread");
     assert_int_equal(json_integer_value(json_object_get(line, "thread")), 11);
+    assert_int_equal(json_integer_value(json_object_get(line, "tid")), 1011);
+    assert_int_equal(json_integer_value(json_object_get(line, "pid")), 43); /* the sample's own */
     assert_string_equal(json_string_value(json_object_get(
                             json_array_get(json_object_get(line, "frames"), 0), "function")),
                         "ta;ble"); /* innermost first */

@@ -261,13 +261,15 @@ static void check_thread_profile(const struct profile *p, const json_t *tt, cons
 {
     const json_t *frames = json_object_get(tt, "frames");
     uint64_t ident = (uint64_t)json_integer_value(json_object_get(tt, "ident"));
+    pid_t tid = (pid_t)json_integer_value(json_object_get(tt, "native_id"));
     uint32_t ids[512];
     size_t n = json_array_size(frames), depth, found = 0;
 
     for (uint32_t i = 0; i < profile_nnodes(p); i++) {
         const struct profile_node *nd = profile_node_get(p, i);
 
-        if (nd->self == 0 || profile_thread_get(p, nd->thread)->thread_id != ident)
+        /* Threads are told apart by native id (profile keys mix it with the ident). */
+        if (nd->self == 0 || profile_thread_get(p, nd->thread)->native_id != tid)
             continue;
         assert_int_equal(nd->self, TICKS);
         depth = profile_stack(p, i, ids, 512);

@@ -1,0 +1,248 @@
+"""Ground truth for `record`: every sample under the right thread, every thread counted each tick.
+
+The target (tests/targets/threads_truth.py) runs threads of known behaviour (spinning, sleeping,
+renamed mid-run, created and ended mid-run, one likely reusing an ended thread's ident), each in
+a function named after the thread, and writes each thread's ident, native id, names and its
+start and end by its own clock. With --idle every live thread is sampled at every tick, so:
+  - per thread, the samples taken while it lived (by its clock) are within 3% of the ticks
+    pyscope reports it took in that window (its own achieved tick count, not wall time x rate:
+    this holds on a loaded machine);
+  - every sample of a thread holds that thread's function (or only threading's bootstrap
+    frames, before and after it) and never another thread's.
+Checked in raw JSON samples (pid and thread in every sample), collapsed stacks, speedscope and
+the flamegraph SVG (parsed as XML), and with --blocking.
+"""
+import json
+import os
+import re
+import signal
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import PYSCOPE_TIMEOUT_S, python_target, wait_for
+from test_record import finish, json_lines, start_pyscope, stream_has
+
+RATE = 200
+TOLERANCE = 0.03
+SVG = "{http://www.w3.org/2000/svg}"
+# Names are read again at least this often (sampler.h: every 10th re-list, 100 ms apart).
+NAME_DELAY_S = 1.2
+# Frames a thread may show outside its own function: threading's start and end of a thread.
+BOOTSTRAP = {"Thread._bootstrap", "Thread._bootstrap_inner", "Thread.run", "_bootstrap",
+             "_bootstrap_inner", "run", "Event.set", "Condition.notify_all", "Condition.notify",
+             "Thread._delete", "_delete", "_maintain_shutdown_locks", "Thread._stop", "_stop",
+             "Condition.__exit__", "Condition.__enter__", "_after_fork"}
+
+
+def close_enough(got, want):
+    return abs(got - want) <= max(TOLERANCE * want, 2), (got, want)
+
+
+def ticks_of(stderr):
+    m = re.search(r"(\d+) ticks \(", stderr)
+    assert m, stderr
+    return int(m.group(1))
+
+
+def fn_names(frames):
+    return {f.rsplit(" (", 1)[0] for f in frames}
+
+
+def check_stack(rec, names, all_fns):
+    """A sample of thread rec: its function on the stack, or only bootstrap frames; never
+    another thread's function."""
+    others = (all_fns - {rec["fn"]}) & names
+    assert not others, f"a sample of {rec['names']} holds {others}: {sorted(names)}"
+    assert rec["fn"] in names or names <= BOOTSTRAP, \
+        f"a sample of {rec['names']} without {rec['fn']}: {sorted(names)}"
+
+
+@pytest.fixture
+def threads_target(python, launch):
+    return launch(python_target(python, "threads_truth.py"))
+
+
+def record(pid, out, *args, duration=1):
+    proc = start_pyscope("record", pid, "--idle", "--rate", RATE, "--duration", duration,
+                         "-o", out, *args)
+    rc, _, err = finish(proc)
+    assert rc == 0, err
+    return ticks_of(err)
+
+
+def by_tid(truth):
+    return {r["native_id"]: r for r in truth["threads"]}
+
+
+def steady(truth):
+    return [r for r in truth["threads"] if r["end"] is None]
+
+
+def test_raw_samples_every_thread_every_tick(threads_target, tmp_path):
+    target = threads_target
+    out = tmp_path / "s.jsonl"
+    proc = start_pyscope("record", target.pid, "--idle", "--rate", RATE, "--duration", 3,
+                         "--format", "json", "-o", out)
+    wait_for(lambda: stream_has(out, 10), PYSCOPE_TIMEOUT_S, "samples in the stream")
+    os.kill(target.pid, signal.SIGUSR1)
+    rc, _, err = finish(proc)
+    assert rc == 0, err
+    truth = target.wait_truth(1)
+    lines = json_lines(out)
+    head, samples, tail = lines[0], lines[1:-1], lines[-1]
+    assert head["rate_hz"] == RATE
+    recs = by_tid(truth)
+    all_fns = {r["fn"] for r in recs.values()}
+    tick_wall = {}
+    for s in samples:
+        assert s["pid"] == target.pid, s
+        rec = recs.get(s["tid"])
+        assert rec is not None, f"a sample of an unknown thread: {s}"
+        assert s["thread"] == rec["ident"], (s, rec)
+        check_stack(rec, {f["function"] for f in s["frames"]}, all_fns)
+        tick_wall[s["t"]] = min(s["wall"], tick_wall.get(s["t"], s["wall"]))
+    assert len(tick_wall) <= tail["ticks"]
+    first, last = min(tick_wall.values()), max(tick_wall.values())
+    for tid, rec in recs.items():
+        lo, hi = max(rec["start"], first), min(rec["end"] or last, last)
+        if hi - lo < 0.2:
+            continue  # the recording ended before this thread's life (a very slow machine)
+        want = sum(1 for w in tick_wall.values() if lo <= w <= hi)
+        got = sum(1 for s in samples if s["tid"] == tid and lo <= s["wall"] <= hi)
+        assert close_enough(got, want), (rec["names"], got, want)
+        if rec["fn"] == "sleep_d":  # renamed: its new name once names were read again
+            later = [s["name"] for s in samples if s["tid"] == tid and
+                     s["wall"] > rec["renamed"] + NAME_DELAY_S]
+            assert set(later) <= {"renamed_d"}, set(later)
+        if rec.get("joined"):  # gone: nothing counted for it once join() returned
+            after = [s for s in samples if s["tid"] == tid and s["wall"] > rec["joined"]]
+            assert len(after) <= 1, (rec["names"], len(after))
+    assert any(r["fn"] == "late" for r in recs.values())
+
+
+def collapsed_roots(text):
+    """{root label: [(frame names, count)]} of collapsed stacks."""
+    roots = {}
+    for line in text.splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames = stack.split(";")
+        roots.setdefault(frames[0], []).append((fn_names(frames[1:]), int(n)))
+    return roots
+
+
+def root_record(label, recs):
+    m = re.fullmatch(r"thread (.*) \((\d+)\)", label)
+    assert m, label
+    rec = recs.get(int(m.group(2)))
+    assert rec is not None, f"root {label} is no thread of the target"
+    assert m.group(1) == rec["names"][-1], (label, rec["names"])
+    return rec
+
+
+def check_roots(roots, truth, ticks):
+    """Per-thread stacks and counts: every steady thread counted at every tick."""
+    recs = by_tid(truth)
+    all_fns = {r["fn"] for r in recs.values()}
+    counts = {}
+    for label, stacks in roots.items():
+        rec = root_record(label, recs)
+        for names, n in stacks:
+            check_stack(rec, names, all_fns)
+            counts[rec["native_id"]] = counts.get(rec["native_id"], 0) + n
+    for rec in steady(truth):
+        assert close_enough(counts.get(rec["native_id"], 0), ticks), (rec["names"], counts)
+
+
+@pytest.fixture
+def settled(threads_target):
+    """The target after its scenario: steady threads only, sleep_d renamed."""
+    os.kill(threads_target.pid, signal.SIGUSR1)
+    return threads_target.wait_truth(1)
+
+
+@pytest.mark.parametrize("blocking", [False, True], ids=["nonblocking", "blocking"])
+def test_collapsed_per_thread(threads_target, settled, tmp_path, blocking):
+    out = tmp_path / "c.folded"
+    ticks = record(threads_target.pid, out, "--threads", "--format", "collapsed",
+                   *(["--blocking"] if blocking else []))
+    check_roots(collapsed_roots(out.read_text()), settled, ticks)
+
+
+def test_speedscope_per_thread(threads_target, settled, tmp_path):
+    out = tmp_path / "s.json"
+    ticks = record(threads_target.pid, out, "--format", "speedscope")
+    doc = json.loads(out.read_text())
+    frames = [f["name"] for f in doc["shared"]["frames"]]
+    roots = {}
+    for prof in doc["profiles"]:
+        roots[prof["name"]] = [({frames[i] for i in stack}, w)
+                               for stack, w in zip(prof["samples"], prof["weights"])]
+    check_roots(roots, settled, ticks)
+
+
+def svg_frames(path):
+    """[(name, samples, x, width, y)] of the flamegraph's frames."""
+    out = []
+    for g in ET.parse(path).getroot().iter(SVG + "g"):
+        title, rect = g.find(SVG + "title"), g.find(SVG + "rect")
+        if title is None or rect is None:
+            continue
+        m = re.fullmatch(r"(.*) \((\d+) samples, [0-9.]+%\)", title.text)
+        assert m, title.text
+        out.append((m.group(1), int(m.group(2)), float(rect.get("x")), float(rect.get("width")),
+                    float(rect.get("y"))))
+    return out
+
+
+def test_flamegraph_per_thread(threads_target, settled, tmp_path):
+    out = tmp_path / "f.svg"
+    ticks = record(threads_target.pid, out, "--threads", "--format", "flamegraph")
+    frames = svg_frames(out)
+    recs = by_tid(settled)
+    thread_y = {y for name, _, _, _, y in frames if name.startswith("thread ")}
+    assert len(thread_y) == 1, thread_y
+    roots = [(root_record(name, recs), n, x, w) for name, n, x, w, y in frames
+             if name.startswith("thread ")]
+    for rec in steady(settled):
+        got = sum(n for r, n, _, _ in roots if r is rec)
+        assert close_enough(got, ticks), (rec["names"], got, ticks)
+    fns = {r["fn"]: r for r in recs.values()}
+    for name, n, x, w, _ in frames:
+        fn = name.rsplit(" (", 1)[0]
+        if fn not in fns:
+            continue
+        owner = [r for r, _, rx, rw in roots if rx <= x + w / 2 <= rx + rw]
+        assert owner and owner[0] is fns[fn], f"{name} drawn under {owner and owner[0]['names']}"
+
+
+def last_wall(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return 0
+    for line in reversed(lines):
+        try:
+            return json.loads(line).get("wall", 0)
+        except ValueError:
+            continue  # a line being written
+    return 0
+
+
+def test_names_read_again(python, launch, tmp_path):
+    """The main thread sampled before `import threading` gets its name once it has one."""
+    target = launch(python_target(python, "late_threading.py"))
+    out = tmp_path / "n.jsonl"
+    proc = start_pyscope("record", target.pid, "--format", "json", "-o", out)
+    wait_for(lambda: stream_has(out, 10), PYSCOPE_TIMEOUT_S, "samples in the stream")
+    os.kill(target.pid, signal.SIGUSR1)
+    truth = target.wait_truth(1)
+    wait_for(lambda: last_wall(out) > truth["imported"] + NAME_DELAY_S + 0.2, PYSCOPE_TIMEOUT_S,
+             "samples after the name delay")
+    proc.send_signal(signal.SIGINT)
+    rc, _, err = finish(proc)
+    assert rc == 0, err
+    samples = json_lines(out)[1:-1]
+    later = {s["name"] for s in samples if s["wall"] > truth["imported"] + NAME_DELAY_S}
+    assert later == {truth["name"]}, later
