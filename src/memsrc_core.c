@@ -24,6 +24,7 @@
 
 #include "memsrc_int.h"
 #include "pyscope/core.h"
+#include "pyscope/tfile.h"
 
 #define NT_FILE_TYPE 0x46494c45 /* "FILE" (linux/elf.h NT_FILE) */
 /* elf_prstatus.pr_pid offset on x86-64 and aarch64: elf_siginfo (12) + cursig (2) + pad (2) +
@@ -105,7 +106,7 @@ static int core_file_fd(struct memsrc_core *mc, const char *file)
     if (v->file)
         (void)close(v->fd);
     v->file = NULL;
-    v->fd = open(file, O_RDONLY | O_CLOEXEC);
+    v->fd = tfile_open_regular(file, "mapped file", NULL);
     if (v->fd < 0)
         return -1;
     v->file = file;
@@ -495,11 +496,11 @@ static int core_open_file(struct memsrc_core *mc, const char *path, struct ps_er
     mc->path = strdup(path);
     if (!mc->path)
         return ps_err_set(err, -ENOMEM, "out of memory opening %s", path);
-    mc->fd = open(path, O_RDONLY | O_CLOEXEC);
+    mc->fd = tfile_open_regular(path, "the core file", err);
     if (mc->fd < 0)
-        return ps_err_set(err, -errno, "cannot open the core file %s: %s", path, strerror(errno));
-    if (fstat(mc->fd, &sb) != 0 || !S_ISREG(sb.st_mode))
-        return ps_err_set(err, -PS_EFORMAT, "%s is not a regular file", path);
+        return mc->fd;
+    if (fstat(mc->fd, &sb) != 0)
+        return ps_err_set(err, -errno, "cannot read the core file %s: %s", path, strerror(errno));
     mc->size = (uint64_t)sb.st_size;
     return 0;
 }

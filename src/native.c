@@ -150,6 +150,19 @@ struct symtab *native_image(struct native_ctx *ctx, const struct maps_entry *e)
     return im->st;
 }
 
+void native_preload(struct native_ctx *ctx)
+{
+    size_t opened = 0;
+
+    for (size_t i = 0; i < ctx->maps->n && opened < NATIVE_MAX_IMAGES; i++) {
+        const struct maps_entry *e = &ctx->maps->v[i];
+        if (e->x && e->path && e->path[0] == '/') {
+            (void)native_image(ctx, e);
+            opened++;
+        }
+    }
+}
+
 /* Copy up to len instruction bytes at pc: from the image file, else from target memory. */
 static size_t insn_bytes(struct native_ctx *ctx, const struct maps_entry *e, struct symtab *st,
                          uint64_t pc, uint8_t *buf, size_t len)

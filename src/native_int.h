@@ -46,6 +46,9 @@ int native_new(pid_t pid, const struct maps *maps, struct memsrc *src,
 
 /* The image holding mapping e (opened through the cache), or NULL when it cannot be opened. */
 struct symtab *native_image(struct native_ctx *ctx, const struct maps_entry *e);
+/* Open the image of every executable file mapping (up to NATIVE_MAX_IMAGES) now, so that the
+ * file I/O happens before the target's threads are stopped. Failures are cached misses. */
+void native_preload(struct native_ctx *ctx);
 
 /* Release the unwinder parts of ctx (native_unwind.c); NULL-safe fields. */
 void native_unwind_close(struct native_ctx *ctx);

@@ -1,10 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Native stacks, part 2 (see native.h): unwinding with libunwind. A live thread is unwound
- * through libunwind-ptrace (_UPT: PTRACE_PEEKDATA/PEEKUSER on a thread that target.h has seized
- * and stopped; nothing is written to the tracee); a core through accessors of our own over the
- * core's memory source (which reads the text and unwind tables a core does not hold from the
- * mapped files, honouring --lib-search-root) and its NT_PRSTATUS registers.
+ * Native stacks, part 2 (see native.h): unwinding with libunwind. A live thread's memory and
+ * registers are read through libunwind-ptrace (_UPT: PTRACE_PEEKDATA/PEEKUSER on a thread that
+ * target.h has seized and stopped; nothing is written to the tracee); a core's through accessors
+ * of our own over the core's memory source (which reads the text and unwind tables a core does
+ * not hold from the mapped files, honouring --lib-search-root) and its NT_PRSTATUS registers.
+ *
+ * Both find unwind tables the same way, through the images native.c opened (tfile: never a
+ * blocking open, regular files only, under /proc/PID/root), not through _UPT_find_proc_info,
+ * which opens each mapped path itself with a plain open() from pyscope's root while the thread
+ * is stopped: a target could swap that path for a FIFO and hold its threads stopped forever.
+ * native_open_live opens the images before any thread is stopped (native_preload).
  *
  * Every loop is bounded: at most cap frames, and a frame that repeats the previous one's pc and
  * stack pointer (a corrupt stack, a CFI loop) ends the walk with an error.
@@ -18,34 +24,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-int native_open_live(pid_t pid, const struct maps *maps, struct memsrc *src,
-                     const struct native_opts *opts, struct native_ctx **out, struct ps_err *err)
-{
-    struct native_ctx *ctx = NULL;
-    int rc = native_new(pid, maps, src, opts, &ctx, err);
-
-    if (rc < 0)
-        return rc;
-    ctx->as = unw_create_addr_space(&_UPT_accessors, 0);
-    if (!ctx->as) {
-        native_close(ctx);
-        return ps_err_set(err, -PS_ELIMIT, "libunwind cannot create an address space");
-    }
-    /* Unwind info of an image is parsed once per run, not once per thread. */
-    (void)unw_set_caching_policy(ctx->as, UNW_CACHE_GLOBAL);
-    *out = ctx;
-    return 0;
-}
-
 /*
  * Core accessors: memory through the core's memory source (which reads text and unwind tables
  * from the mapped files), registers from the thread's NT_PRSTATUS, unwind tables located through
  * the image's .eh_frame_hdr and searched by libunwind's own remote-table search (what its ptrace
  * accessors do for a live process).
  */
-struct core_arg {
+struct unwind_arg {
     struct native_ctx *ctx;
-    const struct core_thread *thread;
+    const struct core_thread *thread; /* a core's thread, or NULL */
+    void *upt;                        /* a live thread's _UPT handle, or NULL */
 };
 
 #if defined(__x86_64__)
@@ -97,10 +85,10 @@ static int core_table(struct native_ctx *ctx, const struct maps_entry *e, unw_dy
     return 0;
 }
 
-static int core_find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t *pi,
-                               int need_unwind_info, void *arg)
+static int image_find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t *pi,
+                                int need_unwind_info, void *arg)
 {
-    struct core_arg *ca = arg;
+    struct unwind_arg *ca = arg;
     const struct maps_entry *e = maps_find(ca->ctx->maps, ip);
     unw_dyn_info_t di;
     int rc = e ? core_table(ca->ctx, e, &di) : -UNW_ENOINFO;
@@ -132,7 +120,7 @@ static int core_get_dyn_info_list_addr(
 static int core_access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int write,
                            void *arg)
 {
-    struct core_arg *ca = arg;
+    struct unwind_arg *ca = arg;
     struct ps_err ignored = {0};
     uint64_t v;
 
@@ -146,7 +134,7 @@ static int core_access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val
 static int core_access_reg(unw_addr_space_t as, unw_regnum_t reg, unw_word_t *val, int write,
                            void *arg)
 {
-    struct core_arg *ca = arg;
+    struct unwind_arg *ca = arg;
 
     (void)as;
 #if CORE_UNWIND_SUPPORTED
@@ -199,7 +187,7 @@ static int core_get_proc_name(unw_addr_space_t as, unw_word_t addr,
 }
 
 static unw_accessors_t core_accessors = {
-    .find_proc_info = core_find_proc_info,
+    .find_proc_info = image_find_proc_info,
     .put_unwind_info = core_put_unwind_info,
     .get_dyn_info_list_addr = core_get_dyn_info_list_addr,
     .access_mem = core_access_mem,
@@ -208,6 +196,63 @@ static unw_accessors_t core_accessors = {
     .resume = core_resume,
     .get_proc_name = core_get_proc_name,
 };
+
+/* Live: memory and registers through _UPT with the thread's handle; tables as for a core. */
+static int live_access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int write,
+                           void *arg)
+{
+    return _UPT_access_mem(as, addr, val, write, ((struct unwind_arg *)arg)->upt);
+}
+
+static int live_access_reg(unw_addr_space_t as, unw_regnum_t reg, unw_word_t *val, int write,
+                           void *arg)
+{
+    return _UPT_access_reg(as, reg, val, write, ((struct unwind_arg *)arg)->upt);
+}
+
+static int live_access_fpreg(unw_addr_space_t as, unw_regnum_t reg, unw_fpreg_t *val, int write,
+                             void *arg)
+{
+    return _UPT_access_fpreg(as, reg, val, write, ((struct unwind_arg *)arg)->upt);
+}
+
+static unw_accessors_t live_accessors = {
+    .find_proc_info = image_find_proc_info,
+    .put_unwind_info = core_put_unwind_info,
+    .get_dyn_info_list_addr = core_get_dyn_info_list_addr,
+    .access_mem = live_access_mem,
+    .access_reg = live_access_reg,
+    .access_fpreg = live_access_fpreg,
+    .resume = core_resume, /* never resume from here: target.h owns the thread */
+    .get_proc_name = core_get_proc_name,
+};
+
+/* Give ctx its libunwind address space over acc, or close ctx and fail. */
+static int unwind_space(struct native_ctx *ctx, unw_accessors_t *acc, struct native_ctx **out,
+                        struct ps_err *err)
+{
+    ctx->as = unw_create_addr_space(acc, 0);
+    if (!ctx->as) {
+        native_close(ctx);
+        return ps_err_set(err, -PS_ELIMIT, "libunwind cannot create an address space");
+    }
+    /* Unwind info of an image is parsed once per run, not once per thread. */
+    (void)unw_set_caching_policy(ctx->as, UNW_CACHE_GLOBAL);
+    *out = ctx;
+    return 0;
+}
+
+int native_open_live(pid_t pid, const struct maps *maps, struct memsrc *src,
+                     const struct native_opts *opts, struct native_ctx **out, struct ps_err *err)
+{
+    struct native_ctx *ctx = NULL;
+    int rc = native_new(pid, maps, src, opts, &ctx, err);
+
+    if (rc < 0)
+        return rc;
+    native_preload(ctx); /* file I/O now, before any thread of the target is stopped */
+    return unwind_space(ctx, &live_accessors, out, err);
+}
 
 int native_open_core(const struct core *core, struct memsrc *src, const struct native_opts *opts,
                      struct native_ctx **out, struct ps_err *err)
@@ -222,14 +267,7 @@ int native_open_core(const struct core *core, struct memsrc *src, const struct n
     if (rc < 0)
         return rc;
     ctx->core = core;
-    ctx->as = unw_create_addr_space(&core_accessors, 0);
-    if (!ctx->as) {
-        native_close(ctx);
-        return ps_err_set(err, -PS_ELIMIT, "libunwind cannot create an address space");
-    }
-    (void)unw_set_caching_policy(ctx->as, UNW_CACHE_GLOBAL);
-    *out = ctx;
-    return 0;
+    return unwind_space(ctx, &core_accessors, out, err);
 }
 
 void native_unwind_close(struct native_ctx *ctx)
@@ -273,7 +311,7 @@ static int unwind_walk(unw_cursor_t *cur, uint64_t *pcs, size_t cap, size_t *n, 
 static int unwind_core(struct native_ctx *ctx, pid_t tid, uint64_t *pcs, size_t cap, size_t *n,
                        struct ps_err *err)
 {
-    struct core_arg ca = {.ctx = ctx};
+    struct unwind_arg ca = {.ctx = ctx};
     unw_cursor_t cur;
     int r;
 
@@ -293,12 +331,13 @@ static int unwind_live(struct native_ctx *ctx, pid_t tid, uint64_t *pcs, size_t 
                        struct ps_err *err)
 {
     void *upt = _UPT_create(tid);
+    struct unwind_arg la = {.ctx = ctx, .upt = upt};
     unw_cursor_t cur;
     int rc, r;
 
     if (!upt)
         return ps_err_set(err, -ENOMEM, "out of memory unwinding thread %d", (int)tid);
-    r = unw_init_remote(&cur, ctx->as, upt);
+    r = unw_init_remote(&cur, ctx->as, &la);
     if (r < 0)
         rc = ps_err_set(err, -ESRCH,
                         "cannot read the registers of thread %d (%s): it exited or is not "

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pyscope/tfile.h"
 #include "symtab_int.h"
 
 /* ELF allows up to 2^32 program headers via PN_XNUM; real images have about a dozen. */
@@ -138,6 +139,7 @@ static int symtab_begin(struct symtab *st, struct ps_err *err)
 
 int symtab_open(const char *path, struct symtab **out, struct ps_err *err)
 {
+    struct ps_err why = {0};
     struct symtab *st;
     int rc;
 
@@ -151,9 +153,11 @@ int symtab_open(const char *path, struct symtab **out, struct ps_err *err)
         rc = ps_err_set(err, -ENOMEM, "out of memory opening %s", path);
         goto fail;
     }
-    st->fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* A path from the target's maps: never block on it (a FIFO), regular files only. */
+    st->fd = tfile_open_regular(path, "ELF file", &why);
     if (st->fd < 0) {
-        rc = symtab_open_errno(path, errno, err);
+        rc = st->fd == -PS_EFORMAT ? ps_err_set(err, st->fd, "%s", why.msg)
+                                   : symtab_open_errno(path, -st->fd, err);
         goto fail;
     }
     rc = symtab_begin(st, err);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "pyscope/symtab.h"
+#include "pyscope/tfile.h"
 #include "symtab_int.h"
 
 /* Bytes of names kept in all (libpython's ~12k functions use ~300 KiB); longer lists drop. */
@@ -253,7 +254,7 @@ static int ix_add_debug_file(struct symtab_index *ix, const struct symtab *st, c
     if (off + 7 >= sizeof(path))
         return 0;
     memcpy(path + off, ".debug", 7);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    fd = tfile_open_regular(path, "debug file", NULL);
     if (fd < 0)
         return 0;
     elf = elf_begin(fd, ELF_C_READ, NULL);

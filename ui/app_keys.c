@@ -7,9 +7,11 @@
 #include "app_keys.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +37,27 @@ static void ui_keys_focus(struct ui_app *app, int step)
     app->panes[app->focus].dirty = true;
 }
 
+/*
+ * Create path for the snapshot: a new file only (O_EXCL, no symlink followed: /tmp is shared),
+ * mode 0600 whatever the umask, since with --locals it may hold a root process's secrets.
+ */
+static FILE *ui_keys_create(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    FILE *fp;
+
+    if (fd < 0)
+        return NULL;
+    fp = fchmod(fd, 0600) == 0 ? fdopen(fd, "w") : NULL;
+    if (!fp) {
+        int e = errno;
+        (void)close(fd);
+        (void)unlink(path);
+        errno = e;
+    }
+    return fp;
+}
+
 /* Open the file for `d`: ./pyscope-PID-TIME.json, else the same name in /tmp. */
 static FILE *ui_keys_dump_open(const struct ui_app *app, char *path, size_t cap)
 {
@@ -50,11 +73,11 @@ static FILE *ui_keys_dump_open(const struct ui_app *app, char *path, size_t cap)
                    tm.tm_min, tm.tm_sec);
     if (getcwd(cwd, sizeof(cwd))) {
         (void)snprintf(path, cap, "%s/%s", cwd, name);
-        fp = fopen(path, "wx");
+        fp = ui_keys_create(path);
     }
     if (!fp) {
         (void)snprintf(path, cap, "/tmp/%s", name);
-        fp = fopen(path, "wx");
+        fp = ui_keys_create(path);
     }
     return fp;
 }

@@ -16,6 +16,7 @@ import re
 import select
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -257,6 +258,7 @@ def test_panes_and_keys(shapes, screen, tmp_path):
     note = s.wait(lambda lines: re.search(r"wrote (\S+\.json)", lines[-1]), "d to write JSON")
     path = Path(note.group(1))
     assert path.parent == tmp_path
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600    # it may hold --locals secrets
     validate_dump_json(path)
     assert json.loads(path.read_text())["pid"] == shapes.pid
 

@@ -182,3 +182,41 @@ def test_attach_stack_pane_hides_the_secret(pyscope, named, secret, public_dir, 
         assert s.wait_exit() == 0
     finally:
         s.close()
+
+
+# --- files the target names are never opened in a way that blocks (item 2) -------------------
+
+PARK_C = "#include <unistd.h>\nvoid park(void) { for (;;) pause(); }\n"
+
+
+def test_native_with_a_library_path_swapped_for_a_fifo(pyscope, named, tmp_path):
+    """dump --native must not block on a mapped path that now names a FIFO, and must leave the
+    target running (the named fixture checks it is neither stopped nor traced)."""
+    cc = shutil.which("cc")
+    require(os.geteuid() == 0 and cc and shutil.which("unshare") and
+            os.access(DEBIAN_PYTHON, os.X_OK), f"needs root, cc, unshare and {DEBIAN_PYTHON}")
+    src, lib, fifo = tmp_path / "park.c", tmp_path / "libpark.so", tmp_path / "fifo"
+    src.write_text(PARK_C)
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(lib), str(src)], check=True,
+                   timeout=60)
+    os.mkfifo(fifo)
+    proc, note = named(["unshare", "--mount", "--propagation", "private", DEBIAN_PYTHON, "-I",
+                        "-u", TARGETS / "fifo_lib.py", lib, fifo])
+    wait_for(lambda: str(lib) in open(f"/proc/{proc.pid}/maps", encoding="utf-8").read(),
+             READY_S, "the library mapped")
+    result = pyscope("dump", "--native", "--json", proc.pid)   # fails the test on a hang
+    assert result.rc in (0, 1), result
+    threads = {t["native_id"]: t for t in result.json()["threads"]}
+    assert note["native_id"] in threads
+    assert_not_stopped_or_traced(proc.pid)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_core_that_is_not_a_file(pyscope, tmp_path, kind):
+    path = tmp_path / "core.fifo" if kind == "fifo" else "/dev/zero"
+    if kind == "fifo":
+        os.mkfifo(path)
+    result = pyscope("dump", "--core", path)
+    assert result.rc == 2, result
+    want = "a FIFO" if kind == "fifo" else "a character device"
+    assert f"{path}: it is {want}, not a regular file" in result.stderr, result
