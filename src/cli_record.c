@@ -33,6 +33,8 @@
 /* `run`: how long to wait for the child's runtime to become readable, and how often to try. */
 #define RUN_START_TIMEOUT_MS 10000
 #define RUN_START_POLL_MS    5
+/* `run --subprocesses`: a command not Python after this long is followed through its children. */
+#define RUN_NOTPY_MS 300
 
 struct record_args {
     struct sampler_opts so;
@@ -61,8 +63,9 @@ static const char record_usage[] =
     "  --threads           one root per thread in the output\n"
     "  --thread NAME|ID    only the thread with this name, ident or native id\n"
     "  --blocking          stop the threads for each sample (exact, slower for the target)\n"
-    "  --subprocesses      also sample the Python processes it starts (children, grandchildren),\n"
-    "                      one root per process in the output\n"
+    "  --subprocesses      also sample the Python processes it starts (children, grandchildren,\n"
+    "                      as they come and go), one root per process in the output; the\n"
+    "                      target may be a shell or supervisor that is not Python itself\n"
     "  --tasks             root each stack at the asyncio task running it (\"task: NAME\")\n"
     "  --native            merge each stack with its C frames (implies --blocking)\n"
     "  -q, --quiet         no live status line and no statistics on stderr\n"
@@ -273,7 +276,7 @@ static int write_profile(const struct record_args *a, const struct profile *p, F
 }
 
 /* --subprocesses: the root's own process frame, and the group following its descendants. */
-static int follow_subprocesses(const struct record_args *a, struct pyproc *pp, struct profile *p,
+static int follow_subprocesses(const struct record_args *a, struct profile *p,
                                struct sampler_opts *so, char *frame, size_t cap, struct subproc **g,
                                struct ps_err *err)
 {
@@ -283,11 +286,11 @@ static int follow_subprocesses(const struct record_args *a, struct pyproc *pp, s
 
     if (!a->subprocesses)
         return 0;
-    if (procstat_comm(pp->pid, comm, sizeof(comm), &ignored) < 0)
+    if (procstat_comm(a->pid, comm, sizeof(comm), &ignored) < 0)
         comm[0] = '\0';
-    (void)snprintf(frame, cap, "process %d %s", (int)pp->pid, comm);
+    (void)snprintf(frame, cap, "process %d %s", (int)a->pid, comm);
     so->process_frame = frame;
-    rc = subproc_new(pp->pid, p, so, g, err);
+    rc = subproc_new(a->pid, p, so, g, err);
     if (rc == 0) {
         so->on_tick = subproc_tick;
         so->tick_arg = *g;
@@ -295,7 +298,8 @@ static int follow_subprocesses(const struct record_args *a, struct pyproc *pp, s
     return rc;
 }
 
-/* Sample pp until the end, then write the output. */
+/* Sample pp until the end, then write the output. pp NULL (--subprocesses of a process that
+ * is not Python): a clock-only sampler for a->pid ticks its Python descendants. */
 static int record_pyproc(const struct record_args *a, struct pyproc *pp, struct ps_err *err)
 {
     struct sampler_opts so = a->so;
@@ -311,15 +315,16 @@ static int record_pyproc(const struct record_args *a, struct pyproc *pp, struct 
     if (rc == 0)
         rc = profile_new(&p, err);
     if (rc == 0 && a->format == OUT_PROFILE_SAMPLES)
-        rc = out_samples_open(f, pp->pid, pp->loc.version, so.rate_hz, &samples, err);
+        rc = out_samples_open(f, a->pid, pp ? pp->loc.version : "", so.rate_hz, &samples, err);
     if (samples) {
         so.on_sample = out_samples_on_sample;
         so.sample_arg = samples;
     }
     if (rc == 0)
-        rc = follow_subprocesses(a, pp, p, &so, frame, sizeof(frame), &group, err);
+        rc = follow_subprocesses(a, p, &so, frame, sizeof(frame), &group, err);
     if (!a->quiet && isatty(STDERR_FILENO))
         so.on_status = on_status;
+    so.clock_pid = a->pid;
     if (rc == 0)
         rc = sampler_new(pp, p, &so, &s, err);
     if (rc == 0)
@@ -358,7 +363,9 @@ int cli_record(const struct cli_common *common, int argc, char **argv)
         return rc;
     block_signals(&old);
     rc = pyproc_open(a.pid, &pp, &err);
-    if (rc == 0 && pp->warning[0])
+    if (rc == -PS_ENOTPYTHON && a.subprocesses) /* a shell or supervisor: its children */
+        rc = 0;
+    if (rc == 0 && pp && pp->warning[0])
         cli_log(common, "warning", 0, pp->warning);
     if (rc == 0)
         rc = record_pyproc(&a, pp, &err);
@@ -401,8 +408,10 @@ static int spawn(char **cmd, pid_t *out, struct ps_err *err)
     return 0;
 }
 
-/* Open the child's runtime once it is initialised: bounded retries, ending if it exits. */
-static int open_child(pid_t pid, struct pyproc **pp, struct ps_err *err)
+/* Open the child's runtime once it is initialised: bounded retries, ending if it exits. With
+ * --subprocesses, a command that is still not Python after RUN_NOTPY_MS (a shell, a
+ * supervisor) is recorded through its Python descendants: 0 with *pp NULL. */
+static int open_child(pid_t pid, bool subprocesses, struct pyproc **pp, struct ps_err *err)
 {
     struct ps_err last = {0};
     int rc = -ETIMEDOUT;
@@ -414,6 +423,10 @@ static int open_child(pid_t pid, struct pyproc **pp, struct ps_err *err)
         rc = pyproc_open(pid, pp, &last);
         if (rc == 0 || rc == -PS_EPERM || rc == -PS_EVERSION)
             break;
+        if (rc == -PS_ENOTPYTHON && subprocesses && waited >= RUN_NOTPY_MS) {
+            *pp = NULL;
+            return 0;
+        }
         if (waitpid(pid, &status, WNOHANG) == pid)
             return ps_err_set(err, -PS_EGONE,
                               "the command exited (status %d) before its Python runtime could "
@@ -455,7 +468,7 @@ int cli_run(const struct cli_common *common, int argc, char **argv)
         return cli_fail(common, &err, rc);
     block_signals(&old);
     a.so.forward_signals = a.pid;
-    rc = open_child(a.pid, &pp, &err);
+    rc = open_child(a.pid, a.subprocesses, &pp, &err);
     if (rc == 0)
         rc = record_pyproc(&a, pp, &err);
     pyproc_close(pp);
