@@ -35,11 +35,14 @@
 #define RUN_START_POLL_MS    5
 /* `run --subprocesses`: a command not Python after this long is followed through its children. */
 #define RUN_NOTPY_MS 300
+/* `run -d`: how long the command gets after SIGINT, then after SIGTERM, before the next. */
+#define RUN_GRACE_MS 2000
 
 struct record_args {
     struct sampler_opts so;
     enum out_profile_format format;
     bool per_thread, quiet, subprocesses;
+    bool keep_running; /* run: leave the command running at the end of the duration */
     const char *output;
     pid_t pid;
     char **cmd; /* run: the command */
@@ -70,7 +73,11 @@ static const char record_usage[] =
     "  --native            merge each stack with its C frames (implies --blocking)\n"
     "  -q, --quiet         no live status line and no statistics on stderr\n"
     "\n"
-    "run: the command's exit status becomes pyscope's (128+N when killed by signal N).\n";
+    "  --keep-running      run: leave the command running when the duration ends (default: end\n"
+    "                      it with SIGINT, then SIGTERM after %d s)\n"
+    "\n"
+    "run: the command's exit status becomes pyscope's (128+N when killed by signal N); 0 when\n"
+    "pyscope ended it at the end of the duration.\n";
 
 enum record_opt {
     OPT_IDLE = 256,
@@ -80,7 +87,8 @@ enum record_opt {
     OPT_BLOCKING,
     OPT_SUBPROCESSES,
     OPT_TASKS,
-    OPT_NATIVE
+    OPT_NATIVE,
+    OPT_KEEP_RUNNING
 };
 
 static const struct option record_opts[] = {
@@ -96,6 +104,7 @@ static const struct option record_opts[] = {
     {"subprocesses", no_argument, NULL, OPT_SUBPROCESSES},
     {"tasks", no_argument, NULL, OPT_TASKS},
     {"native", no_argument, NULL, OPT_NATIVE},
+    {"keep-running", no_argument, NULL, OPT_KEEP_RUNNING},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     CLI_LONGOPT_LOG_FORMAT,
@@ -142,9 +151,10 @@ static int record_opt(const struct cli_common *c, void *args, int opt, const cha
     case OPT_SUBPROCESSES: a->subprocesses = true; return -1;
     case OPT_TASKS: a->so.tasks = true; return -1;
     case OPT_NATIVE: a->so.native = a->so.blocking = true; return -1;
+    case OPT_KEEP_RUNNING: a->keep_running = true; return -1;
     case 'q': a->quiet = true; return -1;
     case CLI_OPT_LOG_FORMAT: return -1;
-    case 'h': (void)fputs(record_usage, stdout); return CLI_EXIT_OK;
+    case 'h': (void)printf(record_usage, RUN_GRACE_MS / 1000); return CLI_EXIT_OK;
     default: return cli_usage(c, "unknown option for %s", a->cmd ? "run" : "record");
     }
 }
@@ -300,7 +310,8 @@ static int follow_subprocesses(const struct record_args *a, struct profile *p,
 
 /* Sample pp until the end, then write the output. pp NULL (--subprocesses of a process that
  * is not Python): a clock-only sampler for a->pid ticks its Python descendants. */
-static int record_pyproc(const struct record_args *a, struct pyproc *pp, struct ps_err *err)
+static int record_pyproc(const struct record_args *a, struct pyproc *pp, enum sampler_end *end,
+                         struct ps_err *err)
 {
     struct sampler_opts so = a->so;
     struct subproc *group = NULL;
@@ -331,6 +342,7 @@ static int record_pyproc(const struct record_args *a, struct pyproc *pp, struct 
         rc = sampler_run(s, err);
     if (s)
         sampler_stats_get(s, &st);
+    *end = st.end;
     if (so.on_status)
         (void)fputc('\n', stderr);
     if (samples) {
@@ -356,6 +368,7 @@ int cli_record(const struct cli_common *common, int argc, char **argv)
     struct record_args a = {.so.rate_hz = SAMPLER_DEFAULT_RATE, .format = OUT_PROFILE_FLAMEGRAPH};
     struct ps_err err = {0};
     struct pyproc *pp = NULL;
+    enum sampler_end end = SAMPLER_END_NONE;
     sigset_t old;
     int rc = record_parse(common, argc, argv, false, &a);
 
@@ -368,7 +381,7 @@ int cli_record(const struct cli_common *common, int argc, char **argv)
     if (rc == 0 && pp && pp->warning[0])
         cli_log(common, "warning", 0, pp->warning);
     if (rc == 0)
-        rc = record_pyproc(&a, pp, &err);
+        rc = record_pyproc(&a, pp, &end, &err);
     pyproc_close(pp);
     (void)sigprocmask(SIG_SETMASK, &old, NULL);
     return rc < 0 ? cli_fail(common, &err, rc) : CLI_EXIT_OK;
@@ -444,6 +457,35 @@ static int open_child(pid_t pid, bool subprocesses, struct pyproc **pp, struct p
     return 0;
 }
 
+/* Wait up to ms for pid to exit; true when it did (reaped into *status). */
+static bool reaped_within(pid_t pid, int ms, int *status)
+{
+    for (int waited = 0; waited <= ms; waited += RUN_START_POLL_MS) {
+        if (waitpid(pid, status, WNOHANG) == pid)
+            return true;
+        (void)poll(NULL, 0, RUN_START_POLL_MS);
+    }
+    return false;
+}
+
+/* The duration ended: end the command as py-spy does (SIGINT, then SIGTERM, then SIGKILL, each
+ * after RUN_GRACE_MS). Returns the exit code of `run`: 0 when it ended at a signal of ours. */
+static int end_child(pid_t pid)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGKILL};
+    int status = 0;
+
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid || kill(pid, sigs[i]) < 0)
+            break;
+        if (reaped_within(pid, RUN_GRACE_MS, &status))
+            return WIFSIGNALED(status) && WTERMSIG(status) == sigs[i] ? CLI_EXIT_OK
+                   : WIFEXITED(status)                                ? WEXITSTATUS(status)
+                                                                      : 128 + WTERMSIG(status);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 static int child_exit_code(pid_t pid)
 {
     int status = 0;
@@ -458,6 +500,7 @@ int cli_run(const struct cli_common *common, int argc, char **argv)
     struct record_args a = {.so.rate_hz = SAMPLER_DEFAULT_RATE, .format = OUT_PROFILE_FLAMEGRAPH};
     struct ps_err err = {0};
     struct pyproc *pp = NULL;
+    enum sampler_end end = SAMPLER_END_NONE;
     sigset_t old;
     int rc = record_parse(common, argc, argv, true, &a);
 
@@ -470,8 +513,14 @@ int cli_run(const struct cli_common *common, int argc, char **argv)
     a.so.forward_signals = a.pid;
     rc = open_child(a.pid, a.subprocesses, &pp, &err);
     if (rc == 0)
-        rc = record_pyproc(&a, pp, &err);
+        rc = record_pyproc(&a, pp, &end, &err);
     pyproc_close(pp);
+    if (rc == 0 && end == SAMPLER_END_DURATION) {
+        int status = a.keep_running ? CLI_EXIT_OK : end_child(a.pid);
+
+        (void)sigprocmask(SIG_SETMASK, &old, NULL);
+        return status;
+    }
     (void)sigprocmask(SIG_SETMASK, &old, NULL);
     if (rc < 0) {
         int status = cli_fail(common, &err, rc);
