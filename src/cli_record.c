@@ -34,11 +34,16 @@
 /* `run`: how long to wait for the child's runtime to become readable, and how often to try. */
 #define RUN_START_TIMEOUT_MS 10000
 #define RUN_START_POLL_MS    5
+/* `run --subprocesses`: a command not Python after this long is followed through its children. */
+#define RUN_NOTPY_MS 300
+/* `run -d`: how long the command gets after SIGINT, then after SIGTERM, before the next. */
+#define RUN_GRACE_MS 2000
 
 struct record_args {
     struct sampler_opts so;
     enum out_profile_format format;
     bool per_thread, quiet, subprocesses;
+    bool keep_running; /* run: leave the command running at the end of the duration */
     const char *output;
     pid_t pid;
     char **cmd; /* run: the command */
@@ -62,13 +67,18 @@ static const char record_usage[] =
     "  --threads           one root per thread in the output\n"
     "  --thread NAME|ID    only the thread with this name, ident or native id\n"
     "  --blocking          stop the threads for each sample (exact, slower for the target)\n"
-    "  --subprocesses      also sample the Python processes it starts (children, grandchildren),\n"
-    "                      one root per process in the output\n"
+    "  --subprocesses      also sample the Python processes it starts (children, grandchildren,\n"
+    "                      as they come and go), one root per process in the output; the\n"
+    "                      target may be a shell or supervisor that is not Python itself\n"
     "  --tasks             root each stack at the asyncio task running it (\"task: NAME\")\n"
     "  --native            merge each stack with its C frames (implies --blocking)\n"
     "  -q, --quiet         no live status line and no statistics on stderr\n"
     "\n"
-    "run: the command's exit status becomes pyscope's (128+N when killed by signal N).\n";
+    "  --keep-running      run: leave the command running when the duration ends (default: end\n"
+    "                      it with SIGINT, then SIGTERM after %d s)\n"
+    "\n"
+    "run: the command's exit status becomes pyscope's (128+N when killed by signal N); 0 when\n"
+    "pyscope ended it at the end of the duration.\n";
 
 enum record_opt {
     OPT_IDLE = 256,
@@ -78,7 +88,8 @@ enum record_opt {
     OPT_BLOCKING,
     OPT_SUBPROCESSES,
     OPT_TASKS,
-    OPT_NATIVE
+    OPT_NATIVE,
+    OPT_KEEP_RUNNING
 };
 
 static const struct option record_opts[] = {
@@ -94,6 +105,7 @@ static const struct option record_opts[] = {
     {"subprocesses", no_argument, NULL, OPT_SUBPROCESSES},
     {"tasks", no_argument, NULL, OPT_TASKS},
     {"native", no_argument, NULL, OPT_NATIVE},
+    {"keep-running", no_argument, NULL, OPT_KEEP_RUNNING},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     CLI_LONGOPT_LOG_FORMAT,
@@ -140,9 +152,10 @@ static int record_opt(const struct cli_common *c, void *args, int opt, const cha
     case OPT_SUBPROCESSES: a->subprocesses = true; return -1;
     case OPT_TASKS: a->so.tasks = true; return -1;
     case OPT_NATIVE: a->so.native = a->so.blocking = true; return -1;
+    case OPT_KEEP_RUNNING: a->keep_running = true; return -1;
     case 'q': a->quiet = true; return -1;
     case CLI_OPT_LOG_FORMAT: return -1;
-    case 'h': (void)fputs(record_usage, stdout); return CLI_EXIT_OK;
+    case 'h': (void)printf(record_usage, RUN_GRACE_MS / 1000); return CLI_EXIT_OK;
     default: return cli_usage(c, "unknown option for %s", a->cmd ? "run" : "record");
     }
 }
@@ -263,7 +276,7 @@ static int write_profile(const struct record_args *a, const struct profile *p, F
 }
 
 /* --subprocesses: the root's own process frame, and the group following its descendants. */
-static int follow_subprocesses(const struct record_args *a, struct pyproc *pp, struct profile *p,
+static int follow_subprocesses(const struct record_args *a, struct profile *p,
                                struct sampler_opts *so, char *frame, size_t cap, struct subproc **g,
                                struct ps_err *err)
 {
@@ -273,11 +286,11 @@ static int follow_subprocesses(const struct record_args *a, struct pyproc *pp, s
 
     if (!a->subprocesses)
         return 0;
-    if (procstat_comm(pp->pid, comm, sizeof(comm), &ignored) < 0)
+    if (procstat_comm(a->pid, comm, sizeof(comm), &ignored) < 0)
         comm[0] = '\0';
-    (void)snprintf(frame, cap, "process %d %s", (int)pp->pid, comm);
+    (void)snprintf(frame, cap, "process %d %s", (int)a->pid, comm);
     so->process_frame = frame;
-    rc = subproc_new(pp->pid, p, so, g, err);
+    rc = subproc_new(a->pid, p, so, g, err);
     if (rc == 0) {
         so->on_tick = subproc_tick;
         so->tick_arg = *g;
@@ -285,8 +298,10 @@ static int follow_subprocesses(const struct record_args *a, struct pyproc *pp, s
     return rc;
 }
 
-/* Sample pp until the end, then write the output. */
-static int record_pyproc(const struct record_args *a, struct pyproc *pp, struct ps_err *err)
+/* Sample pp until the end, then write the output. pp NULL (--subprocesses of a process that
+ * is not Python): a clock-only sampler for a->pid ticks its Python descendants. */
+static int record_pyproc(const struct record_args *a, struct pyproc *pp, enum sampler_end *end,
+                         struct ps_err *err)
 {
     struct sampler_opts so = a->so;
     struct subproc *group = NULL;
@@ -301,21 +316,23 @@ static int record_pyproc(const struct record_args *a, struct pyproc *pp, struct 
     if (rc == 0)
         rc = profile_new(&p, err);
     if (rc == 0 && a->format == OUT_PROFILE_SAMPLES)
-        rc = out_samples_open(f, pp->pid, pp->loc.version, so.rate_hz, &samples, err);
+        rc = out_samples_open(f, a->pid, pp ? pp->loc.version : "", so.rate_hz, &samples, err);
     if (samples) {
         so.on_sample = out_samples_on_sample;
         so.sample_arg = samples;
     }
     if (rc == 0)
-        rc = follow_subprocesses(a, pp, p, &so, frame, sizeof(frame), &group, err);
+        rc = follow_subprocesses(a, p, &so, frame, sizeof(frame), &group, err);
     if (!a->quiet && isatty(STDERR_FILENO))
         so.on_status = on_status;
+    so.clock_pid = a->pid;
     if (rc == 0)
         rc = sampler_new(pp, p, &so, &s, err);
     if (rc == 0)
         rc = sampler_run(s, err);
     if (s)
         sampler_stats_get(s, &st);
+    *end = st.end;
     if (so.on_status)
         (void)fputc('\n', stderr);
     if (samples) {
@@ -341,16 +358,19 @@ int cli_record(const struct cli_common *common, int argc, char **argv)
     struct record_args a = {.so.rate_hz = SAMPLER_DEFAULT_RATE, .format = OUT_PROFILE_FLAMEGRAPH};
     struct ps_err err = {0};
     struct pyproc *pp = NULL;
+    enum sampler_end end = SAMPLER_END_NONE;
     int rc = record_parse(common, argc, argv, false, &a);
 
     if (rc >= 0)
         return rc;
     cli_hold_stop_signals();
     rc = pyproc_open(a.pid, &pp, &err);
-    if (rc == 0 && pp->warning[0])
+    if (rc == -PS_ENOTPYTHON && a.subprocesses) /* a shell or supervisor: its children */
+        rc = 0;
+    if (rc == 0 && pp && pp->warning[0])
         cli_log(common, "warning", 0, pp->warning);
     if (rc == 0)
-        rc = record_pyproc(&a, pp, &err);
+        rc = record_pyproc(&a, pp, &end, &err);
     pyproc_close(pp);
     return rc < 0 ? cli_fail(common, &err, rc) : CLI_EXIT_OK;
 }
@@ -389,8 +409,10 @@ static int spawn(char **cmd, pid_t *out, struct ps_err *err)
     return 0;
 }
 
-/* Open the child's runtime once it is initialised: bounded retries, ending if it exits. */
-static int open_child(pid_t pid, struct pyproc **pp, struct ps_err *err)
+/* Open the child's runtime once it is initialised: bounded retries, ending if it exits. With
+ * --subprocesses, a command that is still not Python after RUN_NOTPY_MS (a shell, a
+ * supervisor) is recorded through its Python descendants: 0 with *pp NULL. */
+static int open_child(pid_t pid, bool subprocesses, struct pyproc **pp, struct ps_err *err)
 {
     struct ps_err last = {0};
     int rc = -ETIMEDOUT;
@@ -402,6 +424,10 @@ static int open_child(pid_t pid, struct pyproc **pp, struct ps_err *err)
         rc = pyproc_open(pid, pp, &last);
         if (rc == 0 || rc == -PS_EPERM || rc == -PS_EVERSION)
             break;
+        if (rc == -PS_ENOTPYTHON && subprocesses && waited >= RUN_NOTPY_MS) {
+            *pp = NULL;
+            return 0;
+        }
         if (waitpid(pid, &status, WNOHANG) == pid)
             return ps_err_set(err, -PS_EGONE,
                               "the command exited (status %d) before its Python runtime could "
@@ -419,6 +445,35 @@ static int open_child(pid_t pid, struct pyproc **pp, struct ps_err *err)
     return 0;
 }
 
+/* Wait up to ms for pid to exit; true when it did (reaped into *status). */
+static bool reaped_within(pid_t pid, int ms, int *status)
+{
+    for (int waited = 0; waited <= ms; waited += RUN_START_POLL_MS) {
+        if (waitpid(pid, status, WNOHANG) == pid)
+            return true;
+        (void)poll(NULL, 0, RUN_START_POLL_MS);
+    }
+    return false;
+}
+
+/* The duration ended: end the command as py-spy does (SIGINT, then SIGTERM, then SIGKILL, each
+ * after RUN_GRACE_MS). Returns the exit code of `run`: 0 when it ended at a signal of ours. */
+static int end_child(pid_t pid)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGKILL};
+    int status = 0;
+
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid || kill(pid, sigs[i]) < 0)
+            break;
+        if (reaped_within(pid, RUN_GRACE_MS, &status))
+            return WIFSIGNALED(status) && WTERMSIG(status) == sigs[i] ? CLI_EXIT_OK
+                   : WIFEXITED(status)                                ? WEXITSTATUS(status)
+                                                                      : 128 + WTERMSIG(status);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 static int child_exit_code(pid_t pid)
 {
     int status = 0;
@@ -433,6 +488,7 @@ int cli_run(const struct cli_common *common, int argc, char **argv)
     struct record_args a = {.so.rate_hz = SAMPLER_DEFAULT_RATE, .format = OUT_PROFILE_FLAMEGRAPH};
     struct ps_err err = {0};
     struct pyproc *pp = NULL;
+    enum sampler_end end = SAMPLER_END_NONE;
     int rc = record_parse(common, argc, argv, true, &a);
 
     if (rc >= 0 || !a.cmd)
@@ -442,10 +498,12 @@ int cli_run(const struct cli_common *common, int argc, char **argv)
         return cli_fail(common, &err, rc);
     cli_hold_stop_signals(); /* after the spawn: the command starts with our mask as it was */
     a.so.forward_signals = a.pid;
-    rc = open_child(a.pid, &pp, &err);
+    rc = open_child(a.pid, a.subprocesses, &pp, &err);
     if (rc == 0)
-        rc = record_pyproc(&a, pp, &err);
+        rc = record_pyproc(&a, pp, &end, &err);
     pyproc_close(pp);
+    if (rc == 0 && end == SAMPLER_END_DURATION)
+        return a.keep_running ? CLI_EXIT_OK : end_child(a.pid);
     if (rc < 0) {
         int status = cli_fail(common, &err, rc);
 

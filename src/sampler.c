@@ -887,9 +887,9 @@ static bool process_gone(const struct sampler *s)
     const char *rp;
     bool gone = true;
 
-    if (s->pp->pid <= 0)
+    if (s->pid <= 0)
         return false;
-    (void)snprintf(path, sizeof(path), "/proc/%d/stat", (int)s->pp->pid);
+    (void)snprintf(path, sizeof(path), "/proc/%d/stat", (int)s->pid);
     f = fopen(path, "re");
     if (!f)
         return true;
@@ -977,6 +977,8 @@ int sampler_sample_once(struct sampler *s, struct ps_err *err)
     int rc;
 
     s->stats.ticks++;
+    if (!s->pp) /* clock-only: nothing to read (sampler_run's pidfd sees the exit) */
+        return 0;
     rc = s->opts.blocking ? sample_stopped(s, start, err) : sample_all(s, start, err);
     us = (sampler_now() - start) * 1e6;
     s->stats.tick_total_us += us;

@@ -101,7 +101,8 @@ struct stask {
 };
 
 struct sampler {
-    struct pyproc *pp;
+    struct pyproc *pp; /* NULL: a clock-only sampler (sampler.h) */
+    pid_t pid;         /* the process ticked for: pp's, or opts.clock_pid */
     struct profile *prof;
     struct sampler_opts opts;
     char thread_filter[SAMPLER_THREAD_FILTER_MAX];

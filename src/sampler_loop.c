@@ -103,7 +103,7 @@ static int alloc_tables(struct sampler *s, struct ps_err *err)
         return ps_err_set(err, -EINVAL, "native stacks need the threads stopped (--blocking)");
     if (!s->threads || !s->old || !s->ts || !s->winterps || !s->ids || !s->loc || !s->pfx)
         return ps_err_set(err, -ENOMEM, "out of memory creating the sampler");
-    if (s->opts.native) {
+    if (s->opts.native && s->pp) {
         int rc = sampler_native_open(s, err);
 
         if (rc < 0)
@@ -122,10 +122,13 @@ int sampler_new(struct pyproc *pp, struct profile *p, const struct sampler_opts 
     if (!rate_ok(hz))
         return ps_err_set(err, -EINVAL, "the sampling rate must be between 1 and %d Hz",
                           SAMPLER_MAX_RATE);
+    if (!pp && opts->clock_pid <= 0)
+        return ps_err_set(err, -EINVAL, "a sampler needs a Python process or a pid to follow");
     s = calloc(1, sizeof(*s));
     if (!s)
         return ps_err_set(err, -ENOMEM, "out of memory creating the sampler");
     s->pp = pp;
+    s->pid = pp ? pp->pid : opts->clock_pid;
     s->prof = p;
     s->opts = *opts;
     s->opts.thread = NULL;
@@ -249,8 +252,8 @@ static int run_setup(struct sampler *s, struct run_fds *r, struct ps_err *err)
         return ps_err_set(err, -errno, "cannot create a signalfd: %s", strerror(errno));
 #ifdef SYS_pidfd_open
     /* Best effort (Linux 5.3+); without it a failing walk detects the exit. */
-    if (s->pp->pid > 0)
-        r->pid = (int)syscall(SYS_pidfd_open, s->pp->pid, 0);
+    if (s->pid > 0)
+        r->pid = (int)syscall(SYS_pidfd_open, s->pid, 0);
 #endif
     return 0;
 }

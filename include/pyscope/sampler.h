@@ -120,6 +120,8 @@ struct sampler_opts {
      * keys are mixed with the pid, so that several processes can share one profile (one root
      * per process). NULL = none. */
     const char *process_frame;
+    /* With pp NULL (sampler_new): the process a clock-only sampler runs for (required). */
+    pid_t clock_pid;
 };
 
 enum sampler_end {
@@ -151,8 +153,11 @@ struct sampler;
 /*
  * Create a sampler for pp (borrowed: must outlive the sampler), filling profile p (borrowed,
  * may be shared with the TUI). Creates the timerfd (armed) but takes no sample. Copies opts
- * (opts->thread is copied too). Errors: -EINVAL (rate out of range), -ENOMEM, -errno from
- * timerfd_create.
+ * (opts->thread is copied too). pp NULL makes a clock-only sampler for process
+ * opts->clock_pid, which is not Python (a shell or supervisor recorded with --subprocesses):
+ * its ticks read nothing and count nothing but still call opts->on_tick, and sampler_run ends
+ * when that process exits. Errors: -EINVAL (rate out of range, no process), -ENOMEM, -errno
+ * from timerfd_create.
  */
 int sampler_new(struct pyproc *pp, struct profile *p, const struct sampler_opts *opts,
                 struct sampler **out, struct ps_err *err) PS_WARN_UNUSED;

@@ -19,6 +19,8 @@
  * (the processes seen, so that none is opened twice); each child costs one pyproc and one
  * sampler (their own caps). Children past SUBPROC_MAX are counted, not followed.
  * One owner thread. Never stops or traces anything beyond what each sampler's options say.
+ * The root need not be Python (a shell, a supervisor): its sampler is then clock-only
+ * (sampler_new with pp NULL) and only its descendants are sampled.
  */
 
 #include <stddef.h>
@@ -29,10 +31,10 @@
 #include "pyscope/profile.h"
 #include "pyscope/sampler.h"
 
-#define SUBPROC_SCAN_MS  250
+#define SUBPROC_SCAN_MS  50
 #define SUBPROC_SCAN_MAX 1024
 #define SUBPROC_MAX      64
-#define SUBPROC_TRIES    40 /* scans: 10 s for a child's runtime to become readable */
+#define SUBPROC_TRIES    200 /* scans: 10 s for a child's runtime to become readable */
 
 struct subproc;
 

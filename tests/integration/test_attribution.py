@@ -246,3 +246,73 @@ def test_names_read_again(python, launch, tmp_path):
     samples = json_lines(out)[1:-1]
     later = {s["name"] for s in samples if s["wall"] > truth["imported"] + NAME_DELAY_S}
     assert later == {truth["name"]}, later
+
+
+def proc_truths(directory):
+    recs = {}
+    for name in os.listdir(directory):
+        if name.endswith(".json"):
+            with open(os.path.join(directory, name), encoding="utf-8") as f:
+                rec = json.load(f)
+            recs[rec["pid"]] = rec
+    return recs
+
+
+def test_process_tree_from_a_shell(python, launch, tmp_path):
+    """--subprocesses on a shell: its Python children, grandchildren (behind Python and behind
+    another shell) and workers that exit and are respawned, each sampled at every tick of its
+    life, every sample under its own process."""
+    script = python_target(python, "procs_truth.py")
+    shell = launch(["sh", "-c", " ".join(map(str, script)) + ' "$1"; true', "sh"])
+    out = tmp_path / "p.jsonl"
+    proc = start_pyscope("record", shell.pid, "--subprocesses", "--idle", "--rate", RATE,
+                         "--duration", 5, "--format", "json", "-o", out)
+    wait_for(lambda: stream_has(out, 10), PYSCOPE_TIMEOUT_S, "samples in the stream")
+    os.kill(shell.truth["pid"], signal.SIGUSR1)
+    rc, _, err = finish(proc)
+    assert rc == 0, err
+    assert "followed" in err, err
+    lines = json_lines(out)
+    samples, tail = lines[1:-1], lines[-1]
+    recs = proc_truths(shell.truth["dir"])
+    assert {r["role"] for r in recs.values()} >= {"root", "pychild", "pygrand", "shgrand",
+                                                  "worker_a", "worker_b"}
+    roles = {f"proc_{r['role']}" for r in recs.values()}
+    for s in samples:
+        rec = recs.get(s["pid"])
+        if rec is None:
+            continue  # a process before it wrote its truth (just forked, or starting)
+        names = {f["function"] for f in s["frames"]}
+        others = (roles - {f"proc_{rec['role']}"}) & names
+        assert not others, f"a sample of {rec['role']} holds {others}"
+        if s["tid"] == rec["pid"] and rec["start"] <= s["wall"] <= (rec["end"] or 1e12):
+            assert f"proc_{rec['role']}" in names, (rec["role"], names)
+    # The root's main thread, alive throughout, is sampled at every tick: its samples are the
+    # timeline of ticks the others are held to.
+    root = next(r for r in recs.values() if r["role"] == "root")
+    timeline = sorted(s["wall"] for s in samples if s["pid"] == root["pid"] and
+                      s["tid"] == root["pid"])
+    assert close_enough(len(timeline), tail["ticks"])
+    first, last = timeline[0], timeline[-1]
+    for rec in recs.values():
+        lo, hi = max(rec["start"], first), min(rec["end"] or last, last)
+        if hi - lo < 0.5:
+            continue
+        want = sum(1 for w in timeline if lo <= w <= hi)
+        got = sum(1 for s in samples if s["pid"] == rec["pid"] and s["tid"] == rec["pid"] and
+                  lo <= s["wall"] <= hi)
+        print(rec["role"], got, want)
+        assert close_enough(got, want), (rec["role"], got, want)
+
+
+def test_run_subprocesses_of_a_shell_command(python, tmp_path):
+    """`run --subprocesses` of a command that is not Python: its Python child is recorded."""
+    out = tmp_path / "r.folded"
+    cmd = " ".join(map(str, python_target(python, "cpusplit.py"))) + f" {tmp_path / 't.json'}"
+    proc = start_pyscope("run", "--subprocesses", "--rate", RATE, "--format", "collapsed",
+                         "-o", out, "--", "sh", "-c", cmd + " --seconds 1; true")
+    rc, _, err = finish(proc)
+    assert rc == 0, err
+    roots = collapsed_roots(out.read_text())
+    assert roots and all(r.startswith("process ") for r in roots), sorted(roots)
+    assert any("alpha" in names for stacks in roots.values() for names, _ in stacks), roots

@@ -19,7 +19,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from conftest import (PYSCOPE_BIN, PYSCOPE_TIMEOUT_S, ROOT, VALIDATE_JSON,
-                      assert_not_stopped_or_traced, python_target, require_pyscope, wait_for)
+                      assert_not_stopped_or_traced, find_python, interpreter_versions,
+                      is_zombie_or_gone, python_target, require_pyscope, wait_for)
 
 SPEEDSCOPE_SCHEMA = ROOT / "docs" / "schema" / "speedscope.schema.json"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -295,3 +296,49 @@ def test_rss_stays_flat_at_high_rate(split, tmp_path):
         rc, _, err = finish(proc)
     assert rc == 0, err
     assert late - early < 2048, f"RSS grew from {early} KiB to {late} KiB over 8000 samples"
+
+
+# --- run -d: the command ends with the recording (as py-spy does) unless --keep-running --------
+
+def run_for_a_second(tmp_path, *extra, keep=False):
+    """`run -d 1` of until_sigint.py: (pyscope's exit code, its stderr, the command's pid).
+    Output goes to files: a command left running keeps the descriptors it inherited."""
+    require_pyscope()
+    python = find_python(interpreter_versions()[0])  # not version-specific: one interpreter
+    pidfile, errfile = tmp_path / "pid", tmp_path / "err"
+    with open(errfile, "wb") as err:
+        proc = subprocess.Popen(
+            [str(PYSCOPE_BIN), "run", "--rate", "200", "-d", "1", "--format", "collapsed", "-o",
+             str(tmp_path / "o.folded"), *(["--keep-running"] if keep else []), "--",
+             *map(str, python_target(python, "until_sigint.py")), str(pidfile), *extra],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        rc = proc.wait(timeout=PYSCOPE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"pyscope run hung: {errfile.read_text()}", pytrace=False)
+    return rc, errfile.read_text(), int(pidfile.read_text())
+
+
+def test_run_duration_ends_the_command_with_sigint(tmp_path):
+    rc, err, pid = run_for_a_second(tmp_path)
+    assert rc == 0, err
+    assert (tmp_path / "pid.int").exists()  # it saw KeyboardInterrupt
+    assert is_zombie_or_gone(pid)
+
+
+def test_run_duration_then_sigterm_when_sigint_is_ignored(tmp_path):
+    rc, err, pid = run_for_a_second(tmp_path, "--ignore-sigint")
+    assert rc == 0, err
+    assert not (tmp_path / "pid.int").exists() and is_zombie_or_gone(pid)
+
+
+def test_run_keep_running_leaves_the_command(tmp_path):
+    rc, err, pid = run_for_a_second(tmp_path, keep=True)
+    try:
+        assert rc == 0, err
+        assert not is_zombie_or_gone(pid), "the command was ended despite --keep-running"
+        assert_not_stopped_or_traced(pid)
+    finally:
+        os.kill(pid, signal.SIGKILL)
