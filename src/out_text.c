@@ -222,13 +222,23 @@ static void text_thread_header(struct text_ctx *c, const struct snap_thread *t)
     FILE *fp = c->fp;
 
     text_sgr(c, SGR_BOLD);
-    (void)fprintf(fp, "Thread %" PRIu64 " (native %ld)", t->thread_id, (long)t->native_id);
+    if (t->os_only)
+        (void)fprintf(fp, "OS thread %ld", (long)t->native_id);
+    else
+        (void)fprintf(fp, "Thread %" PRIu64 " (native %ld)", t->thread_id, (long)t->native_id);
     if (t->name) {
         (void)fputs(" \"", fp);
         text_put(fp, t->name);
         (void)fputc('"', fp);
     }
     text_sgr(c, SGR_RESET);
+    if (t->os_name) {
+        (void)fputs(" (OS name \"", fp);
+        text_put(fp, t->os_name);
+        (void)fputs("\")", fp);
+    }
+    if (t->os_only)
+        (void)fputs(" [no Python thread state]", fp);
     if (t->interp_id != 0)
         (void)fprintf(fp, " [interpreter %" PRId64 "]", t->interp_id);
     if (t->gil) {
@@ -278,7 +288,7 @@ static void text_thread_notes(struct text_ctx *c, const struct snap_thread *t)
         text_sgr(c, SGR_RESET);
         (void)fputc('\n', c->fp);
     }
-    if (t->nframes == 0 && t->status != SNAP_THREAD_ERROR)
+    if (t->nframes == 0 && t->status != SNAP_THREAD_ERROR && !t->os_only)
         (void)fputs("  (no Python frames)\n", c->fp);
 }
 

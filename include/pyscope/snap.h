@@ -73,6 +73,8 @@ enum snap_thread_status {
 struct snap_os {
     char state;            /* stat field 3: R, S, D, T, t, Z, X; '?' unknown */
     char wchan[48];        /* kernel wait channel ("" unknown, "0" none) */
+    char comm[32];         /* the OS thread name (task comm, pthread_setname_np; at most 15
+                              bytes), "" unknown (a core, a fixture) */
     long syscall;          /* current syscall number, -1 running, -2 unknown */
     uint64_t syscall_arg0; /* its first argument (a futex's address), 0 when unknown */
     uint64_t utime_ticks;  /* user CPU, clock ticks */
@@ -80,9 +82,12 @@ struct snap_os {
 };
 
 struct snap_thread {
-    uint64_t thread_id; /* threading.get_ident() (pthread_t) */
-    pid_t native_id;    /* kernel TID */
-    const char *name;   /* threading name, or NULL when the thread has none */
+    bool os_only;        /* an OS thread with no Python thread state (C code's own thread): no
+                           thread_id, interpreter, frames or exceptions; os and native only */
+    uint64_t thread_id;  /* threading.get_ident() (pthread_t) */
+    pid_t native_id;     /* kernel TID */
+    const char *name;    /* threading name, or NULL when the thread has none */
+    const char *os_name; /* OS thread name (os.comm as valid UTF-8), NULL when unknown */
     uint64_t tstate_addr;
     int64_t interp_id;
     bool gil;             /* holds the GIL */

@@ -1,0 +1,73 @@
+"""Every thread, every frame (issue 18): cases other debuggers handle, against real processes.
+
+tests/targets/oddities.py holds an OS thread started by C (tests/targets/ext/cthread.c, built
+here with cc) that never ran Python and is named with pthread_setname_np, a Python thread whose
+OS name differs from its Python name, and a local whose type name cannot be read; it writes the
+native ids and names itself.
+"""
+
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import RC_OK, TARGETS, python_target, require, validate_dump_json
+
+CTHREAD_SRC = TARGETS / "ext" / "cthread.c"
+
+
+@pytest.fixture
+def oddities(python, launch, tmp_path):
+    cc = shutil.which("cc")
+    require(cc is not None, "no C compiler (cc) to build the test library")
+    lib = tmp_path / "cthread.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-fno-optimize-sibling-calls", "-pthread",
+                    "-o", str(lib), str(CTHREAD_SRC)], check=True, timeout=60)
+    return launch(python_target(python, "oddities.py"), extra=[lib])
+
+
+def by_native_id(doc):
+    return {t["native_id"]: t for t in doc["threads"]}
+
+
+def test_c_thread_is_listed_with_its_native_stack(pyscope, oddities, tmp_path):
+    truth = oddities.truth
+    result = pyscope("dump", "--json", "--native", oddities.pid)
+    assert result.rc == RC_OK, result
+    out = tmp_path / "dump.json"
+    out.write_text(result.stdout, encoding="utf-8")
+    validate_dump_json(out)
+    c = by_native_id(result.json())[truth["c_native_id"]]
+    assert c["python"] is False and c["thread_id"] is None and c["frames"] == []
+    assert c["os"]["name"] == truth["c_os_name"]
+    symbols = [f["symbol"] for f in c["native"]]
+    assert "cthread_wait" in symbols and "cthread_park" in symbols, symbols
+    assert symbols.index("cthread_wait") < symbols.index("cthread_park"), symbols
+    text = pyscope("dump", "--no-source", oddities.pid)
+    assert text.rc == RC_OK, text
+    assert f'OS thread {truth["c_native_id"]} (OS name "c-worker") [no Python thread state]' \
+        in text.stdout, text.stdout
+
+
+def test_os_thread_names_beside_python_names(pyscope, oddities):
+    truth = oddities.truth
+    result = pyscope("dump", "--json", oddities.pid)
+    assert result.rc == RC_OK, result
+    threads = by_native_id(result.json())
+    py = threads[truth["py_native_id"]]
+    assert (py["name"], py["os"]["name"]) == (truth["py_name"], truth["py_os_name"])
+    assert threads[truth["c_native_id"]]["os"]["name"] == truth["c_os_name"]
+    text = pyscope("dump", "--no-source", oddities.pid)
+    assert f'(native {truth["py_native_id"]}) "py-worker" (OS name "os-worker")' in text.stdout
+
+
+def test_unreadable_type_is_unreadable(pyscope, oddities, tmp_path):
+    result = pyscope("dump", "--json", "--locals", oddities.pid)
+    assert result.rc == RC_OK, result
+    out = tmp_path / "dump.json"
+    out.write_text(result.stdout, encoding="utf-8")
+    validate_dump_json(out)
+    py = by_native_id(result.json())[oddities.truth["py_native_id"]]
+    ghost = [v for f in py["frames"] for v in f.get("locals", []) if v["name"] == "ghost"]
+    assert ghost == [{"name": "ghost", "kind": "local", "type": None, "repr": None,
+                      "unreadable": True}]
