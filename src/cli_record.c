@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "pyscope/cli.h"
+#include "pyscope/locate.h"
 #include "pyscope/out_profile.h"
 #include "pyscope/profile.h"
 #include "pyscope/pyproc.h"
@@ -401,6 +402,17 @@ static int spawn(char **cmd, pid_t *out, struct ps_err *err)
     return 0;
 }
 
+/* The child is settled as not Python: its executable cannot hold a runtime and it sleeps in a
+ * syscall (so it is not a wrapper on its way to exec a Python, like env). */
+static bool run_not_python(pid_t pid, int rc)
+{
+    struct ps_err ignored = {0};
+    char state = '?';
+
+    return rc == -PS_ENOTPYTHON && procstat_state(pid, pid, &state, &ignored) == 0 &&
+           state == 'S' && !locate_exe_may_be_python(pid);
+}
+
 /* Open the child's runtime once it is initialised: bounded retries, ending if it exits. */
 static int open_child(pid_t pid, struct pyproc **pp, struct ps_err *err)
 {
@@ -412,7 +424,7 @@ static int open_child(pid_t pid, struct pyproc **pp, struct ps_err *err)
 
         ps_err_clear(&last);
         rc = pyproc_open(pid, pp, &last);
-        if (rc == 0 || rc == -PS_EPERM || rc == -PS_EVERSION)
+        if (rc == 0 || rc == -PS_EPERM || rc == -PS_EVERSION || run_not_python(pid, rc))
             break;
         if (waitpid(pid, &status, WNOHANG) == pid)
             return ps_err_set(err, -PS_EGONE,

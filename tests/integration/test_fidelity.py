@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import RC_OK, TARGETS, python_target, require, validate_dump_json
+from conftest import RC_NOTPY, RC_OK, TARGETS, python_target, require, validate_dump_json
 
 CTHREAD_SRC = TARGETS / "ext" / "cthread.c"
 
@@ -71,3 +71,12 @@ def test_unreadable_type_is_unreadable(pyscope, oddities, tmp_path):
     ghost = [v for f in py["frames"] for v in f.get("locals", []) if v["name"] == "ghost"]
     assert ghost == [{"name": "ghost", "kind": "local", "type": None, "repr": None,
                       "unreadable": True}]
+
+
+def test_run_non_python_command_is_refused_while_it_runs(pyscope, tmp_path):
+    # Promptness without a clock: the command exits after 5 s, well inside the 10 s pyscope
+    # allows a runtime to appear, so a verdict naming the process came while it was alive
+    # (waiting for it to end gives "exited before its Python runtime could be read").
+    result = pyscope("run", "-o", tmp_path / "profile.svg", "--", "sleep", "5")
+    assert result.rc == RC_NOTPY, result
+    assert "(sleep) is not Python" in result.stderr, result.stderr
