@@ -204,6 +204,7 @@ static int collect_thread(struct collector *c, const struct walk_tstate *t, stru
     st->active = t->has_status ? (t->status_bits & TSTATE_STATUS_ACTIVE) != 0 : st->gil;
     st->name = thread_name(c, t);
     rc = walk_consistent(c, t, st, &err);
+    st->c_anchor = c->stack.cframe ? c->stack.cframe : c->stack.entry_shim;
     if (rc == 0)
         rc = resolve_stack(c, st, &err);
     if (rc != -ENOMEM && rc != -PS_EGONE && exc_snap_thread(c->pp, c->snap, st, &err) < 0)
@@ -403,6 +404,8 @@ static int collect_all(struct collector *c, struct ps_err *err)
         rc = collect_threads(c, err);
     if (rc == 0 && c->opts->os_threads)
         rc = collect_os_threads(c, err);
+    if (rc == 0 && c->opts->native)
+        rc = native_merge_snapshot(c->snap, err);
     if (rc == 0 && c->opts->tasks)
         rc = collect_tasks(c, err);
     /* Reads by pid: make sure they all came from the process that was opened. */

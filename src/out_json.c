@@ -181,6 +181,8 @@ static void json_native(struct jbuild *b, json_t *thread, const struct snap_thre
         jb_str(b, o, "insn", f->insn);
         jb_set(b, o, "python_frame",
                f->python_frame >= 0 ? json_integer(f->python_frame) : json_null());
+        jb_int(b, o, "nested_thread", f->nested_thread);
+        jb_int(b, o, "nested_frame", f->nested_frame);
         if (json_array_append_new(arr, o) != 0)
             b->rc = b->rc != 0 ? b->rc : -ENOMEM;
     }

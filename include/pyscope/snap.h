@@ -60,6 +60,11 @@ struct snap_native_frame {
     const char *insn;   /* disassembly of the instruction at pc (-v), NULL otherwise */
     int python_frame;   /* index into the thread's frames[] of the Python frames this eval
                               call runs (the first of them, innermost), -1 for plain C */
+    /* Nested interpreters (one OS thread running interpreter 2 from inside interpreter 1):
+     * an eval call that runs another thread state's frames: that thread's index in
+     * snap.threads and the index of the run's first frame in its frames[]; -1 otherwise. */
+    int nested_thread;
+    int nested_frame;
 };
 
 enum snap_thread_status {
@@ -104,6 +109,9 @@ struct snap_thread {
     size_t nnative;               /* --native: the C stack, innermost first */
     struct snap_native_frame *native;
     const char *native_error; /* why the native stack is missing or partial, NULL if fine */
+    uint64_t c_anchor; /* an address on the C stack inside the eval call running the innermost
+                          frames (3.11/3.12 cframe, 3.13 entry shim), 0 unknown: orders the
+                          thread states of nested interpreters on one OS thread */
 };
 
 /* asyncio (dump --tasks): a task's state; RUNNING = the current task of its loop. */

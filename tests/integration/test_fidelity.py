@@ -80,3 +80,40 @@ def test_run_non_python_command_is_refused_while_it_runs(pyscope, tmp_path):
     result = pyscope("run", "-o", tmp_path / "profile.svg", "--", "sleep", "5")
     assert result.rc == RC_NOTPY, result
     assert "(sleep) is not Python" in result.stderr, result.stderr
+
+
+def eval_runs(doc, thread):
+    """(interpreter id, innermost co_name of the run) per eval call, innermost first."""
+    runs = []
+    for nf in thread["native"]:
+        if nf["python_frame"] is not None:
+            runs.append((thread["interpreter_id"], thread["frames"][nf["python_frame"]]))
+        elif nf["nested_thread"] is not None:
+            other = doc["threads"][nf["nested_thread"]]
+            runs.append((other["interpreter_id"], other["frames"][nf["nested_frame"]]))
+    return [(interp, frame["function"]) for interp, frame in runs]
+
+
+def test_nested_interpreters_merge_in_order(python, launch, pyscope, tmp_path):
+    target = launch(python_target(python, "subinterp.py"))
+    truth = target.truth
+    result = pyscope("dump", "--json", "--native", target.pid)
+    assert result.rc == RC_OK, result
+    out = tmp_path / "dump.json"
+    out.write_text(result.stdout, encoding="utf-8")
+    validate_dump_json(out)
+    doc = result.json()
+    # The runner's OS thread runs the subinterpreter's <module> from inside runner(): one
+    # thread state per interpreter, both showing the same C stack, merged innermost first.
+    runner = next(t["native_id"] for t in truth["threads"] if t["function"] == "<module>")
+    views = [t for t in doc["threads"] if t["native_id"] == runner]
+    assert len(views) == 2, [t["name"] for t in views]
+    for view in views:
+        assert view["native_error"] is None, view["native_error"]
+        runs = eval_runs(doc, view)
+        assert runs[0] == (truth["sub_interp_id"], "<module>"), runs
+        assert (truth["main_interp_id"], "runner") in runs[1:], runs
+    text = pyscope("dump", "--native", "--no-source", target.pid)
+    assert text.rc == RC_OK, text
+    assert "cannot merge" not in text.stdout
+    assert f"(nested: interpreter {truth['sub_interp_id']}'s thread state" in text.stdout
