@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -186,13 +187,27 @@ static int dump_native_open(const struct dump_args *a, struct pyproc *pp, struct
     return native_open_live(pp->pid, &pp->maps, pp->src, &no, out, err);
 }
 
+/* The core's thread ids, for listing the threads that have no Python thread state. */
+static pid_t *core_tids(const struct core *core)
+{
+    pid_t *tids = calloc(core->nthreads ? core->nthreads : 1, sizeof(*tids));
+
+    for (size_t i = 0; tids && i < core->nthreads; i++)
+        tids[i] = core->threads[i].tid;
+    return tids;
+}
+
 /* --core: the same pipeline over a core file (no threads to stop, no /proc). */
 static int dump_core_run(const struct cli_common *c, const struct dump_args *a)
 {
     struct core_opts k = {.path = a->core, .exe_file = a->exe, .file_root = a->lib_root};
     struct native_opts no = {.disasm = a->verbose, .file_root = a->lib_root};
-    struct collect_opts co = {
-        .retries = 0, .locals = a->locals, .tasks = a->tasks, .max_tasks = (size_t)a->max_tasks};
+    struct collect_opts co = {.retries = 0,
+                              .locals = a->locals,
+                              .tasks = a->tasks,
+                              .max_tasks = (size_t)a->max_tasks,
+                              .os_threads = true};
+    pid_t *tids = NULL;
     struct ps_err err = {0};
     struct core *core = NULL;
     struct pyproc *pp = NULL;
@@ -204,8 +219,12 @@ static int dump_core_run(const struct cli_common *c, const struct dump_args *a)
         rc = core_open_python(core, &k, &pp, &err);
     if (rc == 0 && a->native)
         rc = native_open_core(core, pp->src, &no, &co.native, &err);
-    if (rc == 0)
+    if (rc == 0) {
+        tids = core_tids(core);
+        co.tids = tids;
+        co.ntids = tids ? core->nthreads : 0;
         rc = collect_snapshot(pp, &co, &s, &err);
+    }
     if (rc == 0) {
         s->pid = core->pid;
         rc = dump_write(a, s, &err);
@@ -214,6 +233,7 @@ static int dump_core_run(const struct cli_common *c, const struct dump_args *a)
         status = snapshot_partial(s) ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
     else
         status = cli_fail(c, &err, rc);
+    free(tids);
     snap_free(s);
     native_close(co.native);
     pyproc_close(pp);
@@ -227,7 +247,8 @@ static int dump_run(const struct cli_common *c, const struct dump_args *a)
                               .retries = a->retries,
                               .locals = a->locals,
                               .tasks = a->tasks,
-                              .max_tasks = (size_t)a->max_tasks};
+                              .max_tasks = (size_t)a->max_tasks,
+                              .os_threads = true};
     struct ps_err err = {0};
     struct pyproc *pp = NULL;
     struct snap *s = NULL;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "pyscope/cli.h"
+#include "pyscope/locate.h"
 #include "pyscope/out_profile.h"
 #include "pyscope/profile.h"
 #include "pyscope/pyproc.h"
@@ -409,6 +410,17 @@ static int spawn(char **cmd, pid_t *out, struct ps_err *err)
     return 0;
 }
 
+/* The child is settled as not Python: its executable cannot hold a runtime and it sleeps in a
+ * syscall (so it is not a wrapper on its way to exec a Python, like env). */
+static bool run_not_python(pid_t pid, int rc)
+{
+    struct ps_err ignored = {0};
+    char state = '?';
+
+    return rc == -PS_ENOTPYTHON && procstat_state(pid, pid, &state, &ignored) == 0 &&
+           state == 'S' && !locate_exe_may_be_python(pid);
+}
+
 /* Open the child's runtime once it is initialised: bounded retries, ending if it exits. With
  * --subprocesses, a command that is still not Python after RUN_NOTPY_MS (a shell, a
  * supervisor) is recorded through its Python descendants: 0 with *pp NULL. */
@@ -422,7 +434,8 @@ static int open_child(pid_t pid, bool subprocesses, struct pyproc **pp, struct p
 
         ps_err_clear(&last);
         rc = pyproc_open(pid, pp, &last);
-        if (rc == 0 || rc == -PS_EPERM || rc == -PS_EVERSION)
+        if (rc == 0 || rc == -PS_EPERM || rc == -PS_EVERSION ||
+            (!subprocesses && run_not_python(pid, rc)))
             break;
         if (rc == -PS_ENOTPYTHON && subprocesses && waited >= RUN_NOTPY_MS) {
             *pp = NULL;

@@ -204,6 +204,7 @@ static int collect_thread(struct collector *c, const struct walk_tstate *t, stru
     st->active = t->has_status ? (t->status_bits & TSTATE_STATUS_ACTIVE) != 0 : st->gil;
     st->name = thread_name(c, t);
     rc = walk_consistent(c, t, st, &err);
+    st->c_anchor = c->stack.cframe ? c->stack.cframe : c->stack.entry_shim;
     if (rc == 0)
         rc = resolve_stack(c, st, &err);
     if (rc != -ENOMEM && rc != -PS_EGONE && exc_snap_thread(c->pp, c->snap, st, &err) < 0)
@@ -240,6 +241,8 @@ static void collect_os(struct collector *c, struct snap_thread *st, const struct
     /* pid 0: a replayed fixture, no live /proc to consult. */
     if (c->pp->pid <= 0 || procstat_thread_os(c->pp->pid, st->native_id, &st->os, &ignored) < 0)
         st->os.state = '?';
+    if (st->os.comm[0])
+        st->os_name = snap_strndup(c->snap, st->os.comm, strnlen(st->os.comm, sizeof(st->os.comm)));
     /* Blocking mode: every thread is in OUR ptrace stop ('t', wchan ptrace_stop); what it was
      * doing is the interrupted syscall, still reported in /proc/TID/syscall (-1: user code). */
     if (c->opts->blocking && st->os.state == 't') {
@@ -311,6 +314,73 @@ static int collect_threads(struct collector *c, struct ps_err *err)
     return 0;
 }
 
+/* True when the snapshot already lists tid (it has a Python thread state). */
+static bool snap_has_tid(const struct snap *s, pid_t tid)
+{
+    for (size_t i = 0; i < s->nthreads; i++)
+        if (s->threads[i].native_id == tid)
+            return true;
+    return false;
+}
+
+/* One OS thread without a Python thread state: its OS view and, with --native, its C stack. */
+static int collect_os_thread(struct collector *c, pid_t tid, struct ps_err *err)
+{
+    struct snap_thread *st = &c->snap->threads[c->snap->nthreads++];
+
+    st->os_only = true;
+    st->native_id = tid;
+    collect_os(c, st, NULL);
+    return c->opts->native ? native_collect_thread(c->opts->native, c->snap, st, err) : 0;
+}
+
+/* Grow the thread array to hold n more (arena memory: the old array is simply left behind). */
+static int grow_threads(struct snap *s, size_t more, struct ps_err *err)
+{
+    struct snap_thread *t = snap_alloc(s, (s->nthreads + more) * sizeof(*t));
+
+    if (!t)
+        return ps_err_set(err, -ENOMEM, "cannot allocate threads: out of memory");
+    if (s->nthreads > 0)
+        memcpy(t, s->threads, s->nthreads * sizeof(*t));
+    s->threads = t;
+    return 0;
+}
+
+/* opts.os_threads: the threads C code started and Python never saw. Listing /proc is best
+ * effort (a process with more threads than the cap just lists its Python ones). */
+static int collect_os_threads(struct collector *c, struct ps_err *err)
+{
+    pid_t *live = NULL;
+    const pid_t *tids = c->opts->tids;
+    size_t n = c->opts->ntids, more = 0;
+    struct ps_err ignored = {0};
+    int rc = 0;
+
+    if (c->pp->pid > 0) {
+        live = calloc(WALK_MAX_THREADS, sizeof(*live));
+        if (!live)
+            return ps_err_set(err, -ENOMEM, "cannot list the OS threads: out of memory");
+        if (procstat_tids(c->pp->pid, live, WALK_MAX_THREADS, &n, &ignored) < 0)
+            n = 0;
+        tids = live;
+    }
+    for (size_t i = 0; i < n; i++)
+        more += !snap_has_tid(c->snap, tids[i]);
+    if (more > WALK_MAX_THREADS - c->snap->nthreads)
+        more = WALK_MAX_THREADS - c->snap->nthreads;
+    if (more > 0)
+        rc = grow_threads(c->snap, more, err);
+    for (size_t i = 0, added = 0; rc == 0 && i < n && added < more; i++) {
+        if (snap_has_tid(c->snap, tids[i]))
+            continue;
+        rc = collect_os_thread(c, tids[i], err);
+        added++;
+    }
+    free(live);
+    return rc;
+}
+
 /* --tasks: asyncio tasks, placed in the threads just read (a missing asyncio is data). */
 static int collect_tasks(struct collector *c, struct ps_err *err)
 {
@@ -332,6 +402,10 @@ static int collect_all(struct collector *c, struct ps_err *err)
     rc = collect_process(c, err);
     if (rc == 0)
         rc = collect_threads(c, err);
+    if (rc == 0 && c->opts->os_threads)
+        rc = collect_os_threads(c, err);
+    if (rc == 0 && c->opts->native)
+        rc = native_merge_snapshot(c->snap, err);
     if (rc == 0 && c->opts->tasks)
         rc = collect_tasks(c, err);
     /* Reads by pid: make sure they all came from the process that was opened. */

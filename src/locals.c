@@ -192,9 +192,11 @@ static bool one_var(const struct pyctx *c, struct code_vars *v, size_t i, struct
     out->kind = var_kind(v, i);
     if (rc == 0)
         rc = locals_repr(c, value, repr, sizeof(repr), type, sizeof(type), &ignored);
-    out->unreadable = rc < 0;
-    out->type = rc == 0 && type[0] ? snap_strdup(s, type) : NULL;
-    out->repr = rc == 0 ? snap_strdup(s, repr) : NULL;
+    /* A value whose type name cannot be read is unreadable too: the schema promises a type
+     * name for every readable value (docs/schema/dump.schema.json, "variable"). */
+    out->unreadable = rc < 0 || !type[0];
+    out->type = out->unreadable ? NULL : snap_strdup(s, type);
+    out->repr = out->unreadable ? NULL : snap_strdup(s, repr);
     return true;
 }
 

@@ -464,3 +464,42 @@ out_free:
     free(c.info);
     return rc;
 }
+
+/* Bytes of .dynstr searched for "libpython": DT_NEEDED names of a real executable fit well
+ * within it (python3.12's is under 8 KiB; bash's about 10 KiB). */
+#define LOCATE_DYNSTR_MAX (256u * 1024u)
+
+static bool dynstr_names_libpython(const struct symtab *st)
+{
+    struct ps_err ignored = {0};
+    uint64_t vaddr = 0, size = 0;
+    char *buf;
+    bool found;
+
+    if (symtab_section(st, ".dynstr", &vaddr, &size) < 0 || size == 0)
+        return false;
+    size = size < LOCATE_DYNSTR_MAX ? size : LOCATE_DYNSTR_MAX;
+    buf = malloc(size);
+    if (!buf)
+        return true; /* unknown */
+    found = symtab_read_vaddr(st, vaddr, buf, size, &ignored) < 0 ||
+            memmem(buf, size, "libpython", strlen("libpython")) != NULL;
+    free(buf);
+    return found;
+}
+
+bool locate_exe_may_be_python(pid_t pid)
+{
+    struct ps_err ignored = {0};
+    struct symtab *st = NULL;
+    char path[64];
+    uint64_t vaddr, size;
+    bool may;
+
+    (void)snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+    if (symtab_open(path, &st, &ignored) < 0)
+        return true;
+    may = symtab_lookup(st, "_PyRuntime", &vaddr, &size) == 0 || dynstr_names_libpython(st);
+    symtab_close(st);
+    return may;
+}

@@ -248,6 +248,7 @@ int native_symbolize(struct native_ctx *ctx, uint64_t pc, bool innermost, struct
     memset(f, 0, sizeof(*f));
     f->pc = pc;
     f->python_frame = -1;
+    f->nested_thread = f->nested_frame = -1;
     if (e && e->path && e->path[0]) {
         f->module = snap_strdup(s, e->path);
         if (!f->module)

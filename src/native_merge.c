@@ -5,8 +5,10 @@
  *
  * The merge is pure arithmetic on the snapshot (unit-tested without a target): the k-th frame of
  * _PyEval_EvalFrameDefault on the C stack, innermost first, runs the k-th run of Python frames,
- * where a run ends at (and includes) a frame flagged is_entry. A mismatch in counts links
- * nothing and is reported; it never hides the Python stack.
+ * where a run ends at (and includes) a frame flagged is_entry. An OS thread running nested
+ * interpreters has one thread state per interpreter, each with its own runs: they are taken in
+ * the order their eval calls sit on the C stack (struct snap_thread.c_anchor), innermost first.
+ * A mismatch in counts links nothing and is reported; it never hides the Python stack.
  */
 #include "native_int.h"
 
@@ -45,25 +47,101 @@ static size_t count_runs(const struct snap_thread *t)
     return runs;
 }
 
-int native_merge(struct snap_thread *t, struct ps_err *err)
+/* The thread states sharing t's OS thread (nested interpreters), t included, innermost first. */
+struct nest {
+    size_t n;
+    size_t idx[NATIVE_MAX_NEST]; /* indexes in the snapshot's threads */
+};
+
+static bool eval_frame(const struct snap_native_frame *f)
 {
-    size_t evals = 0, runs = count_runs(t), next = 0;
+    return sym_is(f->symbol, NATIVE_EVAL_SYMBOL);
+}
+
+/* Link t's eval calls, innermost first, to the runs of ts[nest.idx[0]], then of the next ... */
+static int merge_nest(struct snap_thread *t, const struct snap_thread *ts, const struct nest *nest,
+                      size_t self, struct ps_err *err)
+{
+    size_t evals = 0, runs = 0, k = 0, next = 0;
 
     for (size_t i = 0; i < t->nnative; i++) {
-        t->native[i].python_frame = -1;
-        if (sym_is(t->native[i].symbol, NATIVE_EVAL_SYMBOL))
-            evals++;
+        t->native[i].python_frame = t->native[i].nested_thread = t->native[i].nested_frame = -1;
+        evals += eval_frame(&t->native[i]);
     }
+    for (size_t j = 0; j < nest->n; j++)
+        runs += count_runs(&ts[nest->idx[j]]);
     if (evals != runs)
         return ps_err_set(err, -PS_ECORRUPT,
                           "cannot merge the stacks: %zu evaluation calls on the C stack but %zu "
-                          "runs of Python frames (the thread may be entering or leaving Python)",
-                          evals, runs);
+                          "runs of Python frames%s (the thread may be entering or leaving Python)",
+                          evals, runs, nest->n > 1 ? " in its nested interpreters" : "");
     for (size_t i = 0; i < t->nnative; i++) {
-        if (!sym_is(t->native[i].symbol, NATIVE_EVAL_SYMBOL))
+        const struct snap_thread *owner;
+
+        if (!eval_frame(&t->native[i]))
             continue;
-        t->native[i].python_frame = (int)next;
-        next = run_end(t, next);
+        while (next >= ts[nest->idx[k]].nframes) { /* runs > 0 left: k stays in range */
+            k++;
+            next = 0;
+        }
+        owner = &ts[nest->idx[k]];
+        if (nest->idx[k] == self) {
+            t->native[i].python_frame = (int)next;
+        } else {
+            t->native[i].nested_thread = (int)nest->idx[k];
+            t->native[i].nested_frame = (int)next;
+        }
+        next = run_end(owner, next);
+    }
+    return 0;
+}
+
+int native_merge(struct snap_thread *t, struct ps_err *err)
+{
+    struct nest one = {.n = 1, .idx = {0}};
+
+    return merge_nest(t, t, &one, 0, err);
+}
+
+/* The thread states on ts[self]'s OS thread, ordered by their C-stack anchors: the deeper
+ * (lower address: the stack grows down) runs inside the other. Unknown anchors (no frames)
+ * go last; they hold no runs. */
+static void find_nest(const struct snap *s, size_t self, struct nest *nest)
+{
+    const struct snap_thread *ts = s->threads;
+
+    nest->n = 0;
+    for (size_t i = 0; i < s->nthreads && nest->n < NATIVE_MAX_NEST; i++) {
+        size_t j;
+
+        if (ts[i].os_only || ts[i].native_id != ts[self].native_id)
+            continue;
+        for (j = nest->n; j > 0; j--) {
+            uint64_t a = ts[nest->idx[j - 1]].c_anchor - 1, b = ts[i].c_anchor - 1; /* 0 last */
+            if (a <= b)
+                break;
+            nest->idx[j] = nest->idx[j - 1];
+        }
+        nest->idx[j] = i;
+        nest->n++;
+    }
+}
+
+int native_merge_snapshot(struct snap *s, struct ps_err *err)
+{
+    for (size_t i = 0; i < s->nthreads; i++) {
+        struct snap_thread *t = &s->threads[i];
+        struct ps_err why = {0};
+        struct nest nest;
+
+        if (t->nnative == 0 || t->native_error)
+            continue;
+        find_nest(s, i, &nest);
+        if (merge_nest(t, s->threads, &nest, i, &why) == 0)
+            continue;
+        t->native_error = snap_strdup(s, why.msg);
+        if (!t->native_error)
+            return ps_err_set(err, -ENOMEM, "out of memory");
     }
     return 0;
 }
@@ -108,8 +186,6 @@ int native_collect_thread(struct native_ctx *ctx, struct snap *s, struct snap_th
     rc = urc == -ENOMEM ? ps_err_set(err, -ENOMEM, "%s", why.msg) : 0;
     if (rc == 0)
         rc = fill_frames(ctx, s, t, pcs, n, err);
-    if (rc == 0 && urc == 0 && native_merge(t, &why) < 0)
-        urc = why.code;
     if (rc == 0 && urc < 0) {
         t->native_error = snap_strdup(s, why.msg);
         rc = t->native_error ? 0 : ps_err_set(err, -ENOMEM, "out of memory");

@@ -81,9 +81,14 @@ static void jb_int(struct jbuild *b, json_t *obj, const char *key, long long v)
     jb_set(b, obj, key, v >= 0 ? json_integer(v) : json_null());
 }
 
+static json_t *json_u64(uint64_t v)
+{
+    return v <= INT64_MAX ? json_integer((json_int_t)v) : json_null();
+}
+
 static void jb_u64(struct jbuild *b, json_t *obj, const char *key, uint64_t v)
 {
-    jb_set(b, obj, key, v <= INT64_MAX ? json_integer((json_int_t)v) : json_null());
+    jb_set(b, obj, key, json_u64(v));
 }
 
 static void jb_num(struct jbuild *b, json_t *obj, const char *key, double v)
@@ -145,7 +150,7 @@ json_t *out_json_frame_new(const struct snap_frame *f, int *rc)
     return NULL;
 }
 
-static json_t *json_os(struct jbuild *b, const struct snap_os *os)
+static json_t *json_os(struct jbuild *b, const struct snap_os *os, const char *name)
 {
     json_t *o = json_object();
     char state[2] = {os->state, '\0'};
@@ -156,6 +161,7 @@ static json_t *json_os(struct jbuild *b, const struct snap_os *os)
     jb_str(b, o, "state", known ? state : NULL);
     jb_str(b, o, "wchan", wchan[0] ? wchan : NULL);
     jb_set(b, o, "syscall", os->syscall >= -1 ? json_integer(os->syscall) : json_null());
+    jb_str(b, o, "name", name);
     return o;
 }
 
@@ -175,6 +181,8 @@ static void json_native(struct jbuild *b, json_t *thread, const struct snap_thre
         jb_str(b, o, "insn", f->insn);
         jb_set(b, o, "python_frame",
                f->python_frame >= 0 ? json_integer(f->python_frame) : json_null());
+        jb_int(b, o, "nested_thread", f->nested_thread);
+        jb_int(b, o, "nested_frame", f->nested_frame);
         if (json_array_append_new(arr, o) != 0)
             b->rc = b->rc != 0 ? b->rc : -ENOMEM;
     }
@@ -207,16 +215,17 @@ static json_t *json_thread(struct jbuild *b, const struct snap_thread *t)
     json_t *o = json_object();
     json_t *frames = json_array();
 
-    jb_u64(b, o, "thread_id", t->thread_id);
+    jb_set(b, o, "thread_id", t->os_only ? json_null() : json_u64(t->thread_id));
     jb_int(b, o, "native_id", t->native_id);
     jb_str(b, o, "name", t->name);
     jb_bool(b, o, "gil", t->gil);
     jb_bool(b, o, "active", t->active);
     jb_str(b, o, "state", t->activity);
-    jb_set(b, o, "os", json_os(b, &t->os));
+    jb_set(b, o, "os", json_os(b, &t->os, t->os_name));
     jb_str(b, o, "status", out_status_name(t->status));
     jb_str(b, o, "error", t->error);
-    jb_set(b, o, "interpreter_id", json_integer(t->interp_id));
+    jb_set(b, o, "interpreter_id", t->os_only ? json_null() : json_integer(t->interp_id));
+    jb_bool(b, o, "python", !t->os_only);
     for (size_t i = 0; i < t->nframes && b->rc == 0; i++) {
         if (json_array_append_new(frames, json_frame(b, &t->frames[i])) != 0)
             b->rc = b->rc != 0 ? b->rc : -ENOMEM;

@@ -222,13 +222,23 @@ static void text_thread_header(struct text_ctx *c, const struct snap_thread *t)
     FILE *fp = c->fp;
 
     text_sgr(c, SGR_BOLD);
-    (void)fprintf(fp, "Thread %" PRIu64 " (native %ld)", t->thread_id, (long)t->native_id);
+    if (t->os_only)
+        (void)fprintf(fp, "OS thread %ld", (long)t->native_id);
+    else
+        (void)fprintf(fp, "Thread %" PRIu64 " (native %ld)", t->thread_id, (long)t->native_id);
     if (t->name) {
         (void)fputs(" \"", fp);
         text_put(fp, t->name);
         (void)fputc('"', fp);
     }
     text_sgr(c, SGR_RESET);
+    if (t->os_name) {
+        (void)fputs(" (OS name \"", fp);
+        text_put(fp, t->os_name);
+        (void)fputs("\")", fp);
+    }
+    if (t->os_only)
+        (void)fputs(" [no Python thread state]", fp);
     if (t->interp_id != 0)
         (void)fprintf(fp, " [interpreter %" PRId64 "]", t->interp_id);
     if (t->gil) {
@@ -278,7 +288,7 @@ static void text_thread_notes(struct text_ctx *c, const struct snap_thread *t)
         text_sgr(c, SGR_RESET);
         (void)fputc('\n', c->fp);
     }
-    if (t->nframes == 0 && t->status != SNAP_THREAD_ERROR)
+    if (t->nframes == 0 && t->status != SNAP_THREAD_ERROR && !t->os_only)
         (void)fputs("  (no Python frames)\n", c->fp);
 }
 
@@ -367,7 +377,7 @@ static bool text_native_merged(const struct snap_thread *t)
     if (t->native_error)
         return false;
     for (size_t i = 0; i < t->nnative; i++)
-        if (t->native[i].python_frame >= 0)
+        if (t->native[i].python_frame >= 0 || t->native[i].nested_thread >= 0)
             return true;
     return false;
 }
@@ -383,8 +393,29 @@ static void text_native_run(struct text_ctx *c, const struct snap_thread *t, siz
         text_frame(c, &t->frames[j - 1]);
 }
 
+/* An eval call running another interpreter's thread state on this OS thread: its frames,
+ * under a line that names the interpreter. */
+static void text_nested_run(struct text_ctx *c, const struct snap *s,
+                            const struct snap_native_frame *f)
+{
+    const struct snap_thread *o;
+
+    if (f->nested_thread < 0 || (size_t)f->nested_thread >= s->nthreads)
+        return;
+    o = &s->threads[f->nested_thread];
+    (void)fprintf(c->fp, "  (nested: interpreter %" PRId64 "'s thread state", o->interp_id);
+    if (o->name) {
+        (void)fputs(" \"", c->fp);
+        text_put(c->fp, o->name);
+        (void)fputc('"', c->fp);
+    }
+    (void)fputs(")\n", c->fp);
+    if (f->nested_frame >= 0)
+        text_native_run(c, o, (size_t)f->nested_frame);
+}
+
 /* The C stack, outermost first, with each eval call's Python frames after it when merged. */
-static void text_native_stack(struct text_ctx *c, const struct snap_thread *t)
+static void text_native_stack(struct text_ctx *c, const struct snap *s, const struct snap_thread *t)
 {
     bool merged = text_native_merged(t);
 
@@ -396,6 +427,8 @@ static void text_native_stack(struct text_ctx *c, const struct snap_thread *t)
         text_native_frame(c, f);
         if (merged && f->python_frame >= 0)
             text_native_run(c, t, (size_t)f->python_frame);
+        if (merged)
+            text_nested_run(c, s, f);
     }
     if (t->native_error) {
         text_sgr(c, SGR_YELLOW);
@@ -444,12 +477,12 @@ int out_text_write(FILE *fp, const struct snap *s, const struct out_opts *opts, 
         text_thread_header(&c, t);
         text_thread_notes(&c, t);
         if (text_native_merged(t))
-            text_native_stack(&c, t);
+            text_native_stack(&c, s, t);
         else
             for (size_t j = t->nframes; j > 0; j--)
                 text_frame(&c, &t->frames[j - 1]);
         if (!text_native_merged(t) && (t->nnative > 0 || t->native_error))
-            text_native_stack(&c, t);
+            text_native_stack(&c, s, t);
         text_exc(&c, "Handling", t->exc_handled);
         text_exc(&c, "Raising", t->exc_current);
     }

@@ -280,12 +280,13 @@ bool procstat_parse_syscall_arg0(const char *text, size_t len, uint64_t *arg0)
 }
 
 /* Copy wchan into out ("" when unreadable: it is a hint, not required). */
-static void ps_read_wchan(pid_t pid, pid_t tid, char *out, size_t cap)
+/* One line of an optional /proc file (wchan, comm) without its newline; "" when unreadable. */
+static void ps_read_line(pid_t pid, pid_t tid, const char *name, char *out, size_t cap)
 {
     char path[96];
     size_t len = 0;
 
-    ps_proc_path(path, sizeof(path), pid, tid, "wchan");
+    ps_proc_path(path, sizeof(path), pid, tid, name);
     if (ps_read_text(path, out, cap, &len) < 0)
         out[0] = '\0';
     out[strcspn(out, "\n")] = '\0';
@@ -319,7 +320,8 @@ int procstat_thread_os(pid_t pid, pid_t tid, struct snap_os *out, struct ps_err 
     os.state = st.state;
     os.utime_ticks = st.utime_ticks;
     os.stime_ticks = st.stime_ticks;
-    ps_read_wchan(pid, tid, os.wchan, sizeof(os.wchan));
+    ps_read_line(pid, tid, "wchan", os.wchan, sizeof(os.wchan));
+    ps_read_line(pid, tid, "comm", os.comm, sizeof(os.comm));
     os.syscall = ps_read_syscall(pid, tid, &os.syscall_arg0);
     *out = os;
     return 0;

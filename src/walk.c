@@ -548,6 +548,8 @@ static int chain_frames(struct pyproc *pp, struct walk_stack *st, const struct w
                               (unsigned long long)f, owner);
         if (l->frame_owner_cstack >= 0 && owner == (uint8_t)l->frame_owner_cstack) {
             /* A C-stack shim: the Python frame recorded just before it entered from C. */
+            if (!st->entry_shim)
+                st->entry_shim = f;
             if (st->n > 0)
                 st->frames[st->n - 1].is_entry = true;
         } else if (get64(blk, l->frame_code) != pp->loc.syms.none) {
@@ -921,6 +923,7 @@ int walk_stack(struct pyproc *pp, uint64_t tstate, struct walk_stack *st, struct
     int rc;
 
     st->n = 0;
+    st->entry_shim = 0;
     st->top_confirmed = false;
     st->status_bits = 0;
     st->truncated = false;

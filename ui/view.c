@@ -337,6 +337,17 @@ static void ui_columns(char *dst, size_t cap, const char *const *src, const int 
     }
 }
 
+/* "python-name (os: os-name)": the OS name (pthread_setname_np) when it says something more. */
+static void ui_thread_name(const struct snap_thread *t, char *buf, size_t cap)
+{
+    const char *py = t->name ? t->name : "(unnamed)";
+
+    if (t->os_name && (!t->name || strcmp(t->name, t->os_name) != 0))
+        (void)snprintf(buf, cap, "%s (os: %s)", py, t->os_name);
+    else
+        (void)snprintf(buf, cap, "%s", py);
+}
+
 size_t ui_view_threads(const struct snap *s, const struct snap *prev, long hz, int width,
                        struct ui_line *out, size_t cap)
 {
@@ -352,11 +363,11 @@ size_t ui_view_threads(const struct snap *s, const struct snap *prev, long hz, i
     ui_line_set(&out[n++], text, width, UI_STYLE_HEADING, 0);
     for (size_t i = 0; s && i < s->nthreads && n < cap; i++) {
         const struct snap_thread *t = &s->threads[i];
-        char tid[16], cpu[16];
-        const char *col[5] = {t->gil ? "*" : " ", tid, t->name ? t->name : "(unnamed)",
-                              t->activity ? t->activity : "?", cpu};
+        char tid[16], cpu[16], name[UI_LINE_MAX];
+        const char *col[5] = {t->gil ? "*" : " ", tid, name, t->activity ? t->activity : "?", cpu};
         double pct = ui_thread_cpu(t, s, prev, hz);
 
+        ui_thread_name(t, name, sizeof(name));
         (void)snprintf(tid, sizeof(tid), "%7d", (int)t->native_id);
         (void)snprintf(cpu, sizeof(cpu), pct < 0 ? "    -" : "%5.1f", pct);
         ui_columns(text, sizeof(text), col, w, 5);

@@ -38,6 +38,13 @@ struct collect_opts {
     /* --tasks: asyncio tasks into snap->tasks (tasks.h), at most max_tasks listed */
     bool tasks;
     size_t max_tasks;
+    /* dump: also list every OS thread that has no Python thread state (threads C code started),
+     * after the Python threads, by kernel TID. A live target's come from /proc/PID/task (read
+     * while stopped in blocking mode); any other source's are tids[0..ntids) (a core's thread
+     * notes; borrowed). At most WALK_MAX_THREADS threads in all. */
+    bool os_threads;
+    const pid_t *tids;
+    size_t ntids;
 };
 
 /*

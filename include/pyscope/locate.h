@@ -73,6 +73,15 @@ int locate_python_files(const struct maps *maps, const char *exe, const char *fi
                         const char *exe_file, struct locate_info *out,
                         struct ps_err *err) PS_WARN_UNUSED;
 
+/*
+ * Whether process pid's executable could ever hold a CPython runtime: it defines _PyRuntime or
+ * its dynamic string table names a libpython (DT_NEEDED). False only when the executable was
+ * read and has neither (sleep, bash): then the process is not Python unless it execs something
+ * else. True when the executable cannot be read (unknown). Reads /proc/PID/exe, the target's
+ * own binary; never touches target memory. Any thread.
+ */
+bool locate_exe_may_be_python(pid_t pid);
+
 /* Format a PY_VERSION_HEX as "3.12.1" / "3.13.0rc2" into buf. */
 void locate_version_string(uint32_t version_hex, char *buf, size_t len);
 

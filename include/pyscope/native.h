@@ -37,6 +37,8 @@
 
 #define NATIVE_MAX_DEPTH  512
 #define NATIVE_MAX_IMAGES 64
+/* Thread states of nested interpreters merged on one OS thread (deeper nesting: a mismatch). */
+#define NATIVE_MAX_NEST 16
 
 struct native_ctx; /* opaque */
 
@@ -95,11 +97,21 @@ int native_symbolize(struct native_ctx *ctx, uint64_t pc, bool innermost, struct
  */
 int native_merge(struct snap_thread *t, struct ps_err *err) PS_WARN_UNUSED;
 
+/*
+ * The merge for every thread of s with a native stack and no native_error (call once all are
+ * collected): a thread state shares the C stack with the other thread states of its OS thread
+ * (nested interpreters, at most NATIVE_MAX_NEST), taken innermost first by c_anchor; eval calls
+ * running another thread state's frames get nested_thread/nested_frame. A mismatch becomes the
+ * thread's native_error. Errors: -ENOMEM only. Pure.
+ */
+int native_merge_snapshot(struct snap *s, struct ps_err *err) PS_WARN_UNUSED;
+
 /* True when t's native stack shows it waiting to take the GIL (take_gil on the stack). Pure. */
 bool native_waits_for_gil(const struct snap_thread *t);
 
 /*
- * Everything for one thread of a snapshot: unwind, symbolize, merge, and set the activity to
+ * Everything for one thread of a snapshot but the merge (native_merge_snapshot, once every
+ * thread is in): unwind, symbolize, and set the activity to
  * "waiting for the GIL" when the stack proves it. Failures are data: t->native_error gets a
  * sentence and what could be read is kept. Errors: -ENOMEM only.
  */

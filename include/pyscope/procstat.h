@@ -76,7 +76,7 @@ int procstat_tids(pid_t pid, pid_t *tids, size_t cap, size_t *n, struct ps_err *
 
 /*
  * Fill *out with the OS view of thread tid of process pid: state, CPU ticks (stat), wait channel
- * (wchan: "" when unreadable) and current syscall (/proc/.../syscall: -1 when not in a syscall,
+ * (wchan: "" when unreadable), OS thread name (comm: "" when unreadable) and current syscall (/proc/.../syscall: -1 when not in a syscall,
  * -2 when unreadable, which needs ptrace rights). The state is read first, since reading the
  * others does not disturb it. Errors: -ESRCH (the thread is gone), -PS_EFORMAT (malformed stat),
  * other -errno from opening stat. *out is written only on success. Any thread.

@@ -60,6 +60,11 @@ struct snap_native_frame {
     const char *insn;   /* disassembly of the instruction at pc (-v), NULL otherwise */
     int python_frame;   /* index into the thread's frames[] of the Python frames this eval
                               call runs (the first of them, innermost), -1 for plain C */
+    /* Nested interpreters (one OS thread running interpreter 2 from inside interpreter 1):
+     * an eval call that runs another thread state's frames: that thread's index in
+     * snap.threads and the index of the run's first frame in its frames[]; -1 otherwise. */
+    int nested_thread;
+    int nested_frame;
 };
 
 enum snap_thread_status {
@@ -73,6 +78,8 @@ enum snap_thread_status {
 struct snap_os {
     char state;            /* stat field 3: R, S, D, T, t, Z, X; '?' unknown */
     char wchan[48];        /* kernel wait channel ("" unknown, "0" none) */
+    char comm[32];         /* the OS thread name (task comm, pthread_setname_np; at most 15
+                              bytes), "" unknown (a core, a fixture) */
     long syscall;          /* current syscall number, -1 running, -2 unknown */
     uint64_t syscall_arg0; /* its first argument (a futex's address), 0 when unknown */
     uint64_t utime_ticks;  /* user CPU, clock ticks */
@@ -80,9 +87,12 @@ struct snap_os {
 };
 
 struct snap_thread {
-    uint64_t thread_id; /* threading.get_ident() (pthread_t) */
-    pid_t native_id;    /* kernel TID */
-    const char *name;   /* threading name, or NULL when the thread has none */
+    bool os_only;        /* an OS thread with no Python thread state (C code's own thread): no
+                           thread_id, interpreter, frames or exceptions; os and native only */
+    uint64_t thread_id;  /* threading.get_ident() (pthread_t) */
+    pid_t native_id;     /* kernel TID */
+    const char *name;    /* threading name, or NULL when the thread has none */
+    const char *os_name; /* OS thread name (os.comm as valid UTF-8), NULL when unknown */
     uint64_t tstate_addr;
     int64_t interp_id;
     bool gil;             /* holds the GIL */
@@ -99,6 +109,9 @@ struct snap_thread {
     size_t nnative;               /* --native: the C stack, innermost first */
     struct snap_native_frame *native;
     const char *native_error; /* why the native stack is missing or partial, NULL if fine */
+    uint64_t c_anchor; /* an address on the C stack inside the eval call running the innermost
+                          frames (3.11/3.12 cframe, 3.13 entry shim), 0 unknown: orders the
+                          thread states of nested interpreters on one OS thread */
 };
 
 /* asyncio (dump --tasks): a task's state; RUNNING = the current task of its loop. */

@@ -63,6 +63,8 @@ struct walk_stack {
     bool truncated;
     uint64_t top_frame;   /* the thread's current frame pointer when read */
     uint64_t cframe;      /* 3.11/3.12: the _PyCFrame it was read through (0 otherwise) */
+    uint64_t entry_shim;  /* 3.12+: the innermost C-stack shim frame met (on the C stack of
+                             the innermost eval call), 0 when none */
     uint64_t top_instr;   /* the innermost frame's instruction pointer when read */
     uint32_t status_bits; /* 3.12+: the thread state's _status word as read, else 0 */
     /*

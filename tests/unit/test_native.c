@@ -72,6 +72,49 @@ static void test_merge_no_python(void **state)
     assert_int_equal(native_merge(&t, &err), 0);
 }
 
+/* One OS thread, two interpreters: the deeper thread state (lower C-stack anchor) runs inside
+ * the other, whatever their order in the snapshot. */
+static void test_merge_nested_interpreters(void **state)
+{
+    struct snap_frame outer[2] = {{.function = "runner", .is_entry = true},
+                                  {.function = "<module>", .is_entry = true}};
+    struct snap_frame inner[1] = {{.function = "<string>", .is_entry = true}};
+    struct snap_native_frame n0[4] = {nf("_PyEval_EvalFrameDefault"), nf("run_string"),
+                                      nf("_PyEval_EvalFrameDefault"),
+                                      nf("_PyEval_EvalFrameDefault")};
+    struct snap_native_frame n1[4] = {nf("_PyEval_EvalFrameDefault"), nf("run_string"),
+                                      nf("_PyEval_EvalFrameDefault"),
+                                      nf("_PyEval_EvalFrameDefault")};
+    struct snap_thread threads[2] = {{.native_id = 7,
+                                      .nframes = 2,
+                                      .frames = outer,
+                                      .nnative = 4,
+                                      .native = n0,
+                                      .c_anchor = 0x7000},
+                                     {.native_id = 7,
+                                      .nframes = 1,
+                                      .frames = inner,
+                                      .nnative = 4,
+                                      .native = n1,
+                                      .c_anchor = 0x6000}};
+    struct snap s = {.nthreads = 2, .threads = threads};
+    struct ps_err err = {0};
+
+    (void)state;
+    assert_int_equal(native_merge_snapshot(&s, &err), 0);
+    assert_null(threads[0].native_error);
+    assert_int_equal(n0[0].python_frame, -1);
+    assert_int_equal(n0[0].nested_thread, 1);
+    assert_int_equal(n0[0].nested_frame, 0);
+    assert_int_equal(n0[2].python_frame, 0);
+    assert_int_equal(n0[3].python_frame, 1);
+    assert_int_equal(n1[0].python_frame, 0);
+    assert_int_equal(n1[2].nested_thread, 0);
+    assert_int_equal(n1[3].nested_frame, 1);
+    /* Alone, the outer thread state's stack does not add up. */
+    assert_int_equal(native_merge(&threads[0], &err), -PS_ECORRUPT);
+}
+
 static void test_gil_verdict(void **state)
 {
     struct snap_native_frame native[3] = {nf("__futex_abstimed_wait_common"), nf("take_gil"),
@@ -109,11 +152,9 @@ static void test_symtab_addr_lookup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_merge_in_order),
-        cmocka_unit_test(test_merge_mismatch_links_nothing),
-        cmocka_unit_test(test_merge_no_python),
-        cmocka_unit_test(test_gil_verdict),
-        cmocka_unit_test(test_symtab_addr_lookup),
+        cmocka_unit_test(test_merge_in_order),  cmocka_unit_test(test_merge_mismatch_links_nothing),
+        cmocka_unit_test(test_merge_no_python), cmocka_unit_test(test_merge_nested_interpreters),
+        cmocka_unit_test(test_gil_verdict),     cmocka_unit_test(test_symtab_addr_lookup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -475,12 +475,13 @@ static void test_json_document_keys_in_order(void **state)
                                          "status",
                                          "error",
                                          "interpreter_id",
+                                         "python",
                                          "frames",
                                          "exception_raising",
                                          "exception_handled"};
     static const char *const frame[] = {"function", "qualname", "file",       "line",
                                         "end_line", "column",   "end_column", "entry"};
-    static const char *const os[] = {"state", "wchan", "syscall"};
+    static const char *const os[] = {"state", "wchan", "syscall", "name"};
     struct fixture *fx = *state;
     json_t *doc = render_json(fx->snap);
     json_t *t0 = json_array_get(json_object_get(doc, "threads"), 0);

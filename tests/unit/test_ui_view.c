@@ -129,6 +129,12 @@ static void test_threads(void **state)
     /* without a previous snapshot CPU% is unknown */
     n = ui_view_threads(s, NULL, 100, 60, lines, 8);
     assert_non_null(strstr(lines[1].text, "    -"));
+    /* the OS thread name beside the Python one, when it says something more */
+    s->threads[0].os_name = snap_strdup(s, "MainThread");
+    s->threads[2].os_name = snap_strdup(s, "c-pool");
+    n = ui_view_threads(s, prev, 100, 100, lines, 8);
+    assert_non_null(strstr(lines[3].text, "(unnamed) (os: c-pool)"));
+    assert_null(strstr(lines[1].text, "(os:"));
     /* capacity is respected */
     assert_int_equal(ui_view_threads(s, prev, 100, 60, lines, 2), 2);
     assert_ptr_equal(ui_view_find_thread(s, 102), &s->threads[2]);
