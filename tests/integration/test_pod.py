@@ -11,8 +11,6 @@ PYSCOPE_BIN), so the ground truth and the comparisons are theirs. The target's e
 libpython and sources exist only outside the root: pyscope reaches them through /proc/PID/root.
 """
 
-import os
-import shutil
 import signal
 import subprocess
 
@@ -24,25 +22,10 @@ import test_dump
 import test_exceptions
 import test_growth
 import test_record
-from conftest import ROOT, find_python, interpreter_versions, python_target, require
+from conftest import ROOT, find_python, interpreter_versions, python_target
 from test_attach import screen  # noqa: F401 - the fixture, for test_attach_in_pod
 
 POD_RUN = ROOT / "tests" / "tools" / "pod-run"
-BUILD_STATIC = ROOT / "scripts" / "build-static"
-
-
-@pytest.fixture(scope="session")
-def static_pyscope():
-    """The static binary: $PYSCOPE_STATIC_BIN, else scripts/build-static's (incremental)."""
-    require(os.geteuid() == 0 and shutil.which("unshare") and shutil.which("chroot"),
-            "the pod tests need root (mount namespaces) and unshare/chroot")
-    given = os.environ.get("PYSCOPE_STATIC_BIN")
-    if given:
-        return given
-    built = subprocess.run([str(BUILD_STATIC), str(ROOT / "build-static")], capture_output=True,
-                           text=True, timeout=900)
-    assert built.returncode == 0, f"scripts/build-static failed:\n{built.stdout}\n{built.stderr}"
-    return built.stdout.strip().splitlines()[-1]
 
 
 def pod_wrapper(tmp_path, binary):
