@@ -85,6 +85,23 @@ def test_growth_in_pod(one_python, launch, in_pod):
     test_growth.test_growing_dict_is_first_with_its_rate(one_python, launch, conftest.run_pyscope)
 
 
+# The sentence the README quotes for a debug container without SYS_PTRACE next to a root target.
+NO_PTRACE = ("pyscope: cannot read the memory of pid {pid}: it runs as pyscope's own uid 0 but "
+             "holds capabilities pyscope lacks (CapPrm in /proc/PID/status), and the kernel then "
+             "requires CAP_SYS_PTRACE; give pyscope CAP_SYS_PTRACE (in Kubernetes add "
+             "securityContext: {{capabilities: {{add: [\"SYS_PTRACE\"]}}}} to the debugging "
+             "container, or use kubectl debug -it <pod> --profile=general --target=<container>)\n")
+
+
+@pytest.mark.parametrize("command", ["dump", "exceptions", "attach"])
+def test_without_sys_ptrace_in_pod(one_python, launch, in_pod, pyscope, monkeypatch, command):
+    monkeypatch.setenv("POD_BOUNDING", "-sys_ptrace")
+    target = launch(python_target(one_python, "shapes.py"))
+    result = pyscope(command, target.pid)
+    assert result.rc == conftest.RC_PERM, result
+    assert result.stderr == NO_PTRACE.format(pid=target.pid), result
+
+
 def test_attach_in_pod(one_python, launch, in_pod, screen):  # noqa: F811
     # TERM=xterm-256color with no terminfo database in the pod: the built-in entries serve.
     # (No C.UTF-8 locale there either: UTF-8 text degrades to '?', so the dynamic build's
