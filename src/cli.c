@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "pyscope/guard.h"
+#include "pyscope/pslist.h"
 
 int cli_exit_code(int code)
 {
@@ -142,4 +143,12 @@ bool cli_parse_pid(const struct cli_common *c, const char *s, pid_t *out)
     }
     *out = (pid_t)v;
     return true;
+}
+
+void cli_workers_note(const struct cli_common *c, pid_t pid, const char *command)
+{
+    char note[512];
+
+    if (pslist_workers_note(pid, command, note, sizeof(note)))
+        cli_log(c, "info", 0, note);
 }

@@ -12,6 +12,7 @@
 
 #include "app.h"
 #include "pyscope/cli.h"
+#include "pyscope/pslist.h"
 #include "pyscope/pyproc.h"
 #include "pyscope/sampler.h"
 
@@ -118,6 +119,7 @@ int cli_attach(const struct cli_common *common, int argc, char **argv)
     struct attach_args a = {.ui = {.rate_hz = UI_DEFAULT_RATE}};
     struct ps_err err = {0};
     struct pyproc *pp = NULL;
+    char notice[512];
     int rc = attach_parse(common, argc, argv, &a);
 
     if (rc >= 0)
@@ -129,6 +131,8 @@ int cli_attach(const struct cli_common *common, int argc, char **argv)
         return cli_fail(common, &err, rc);
     if (pp->warning[0])
         cli_log(common, "warning", 0, pp->warning);
+    if (pslist_workers_note(a.pid, "attach", notice, sizeof(notice)))
+        a.ui.notice = notice;
     rc = ui_attach_run(pp, &a.ui, &err);
     pyproc_close(pp);
     if (rc < 0)

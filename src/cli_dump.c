@@ -261,6 +261,7 @@ static int dump_run(const struct cli_common *c, const struct dump_args *a)
         return cli_fail(c, &err, rc);
     if (pp->warning[0])
         cli_log(c, "warning", 0, pp->warning);
+    cli_workers_note(c, a->pid, "dump");
     rc = a->record ? pyproc_record(pp, a->record, &err) : 0;
     if (rc == 0 && a->native)
         rc = dump_native_open(a, pp, &co.native, &err);

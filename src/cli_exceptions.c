@@ -487,6 +487,7 @@ static int exc_run(const struct cli_common *c, const struct exc_args *a, struct 
     }
     if (pp->warning[0])
         cli_log(c, "warning", 0, pp->warning);
+    cli_workers_note(c, a->pid, "exceptions");
     (void)signal(SIGPIPE, SIG_IGN); /* a closed stdout is an EPIPE to handle, not a death */
     tracer_signals(&stop_sigs);
     (void)pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_mask); /* see tracer_signals */

@@ -364,6 +364,7 @@ static int growth_run(const struct cli_common *c, const struct growth_args *a)
         return cli_fail(c, &err, rc);
     if (pp->warning[0])
         cli_log(c, "warning", 0, pp->warning);
+    cli_workers_note(c, a->pid, "growth");
     rc = a->record ? pyproc_record(pp, a->record, &err) : 0;
     if (rc == 0)
         rc = growth_new(pp, &a->gopts, &g, &err);

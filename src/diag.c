@@ -167,6 +167,19 @@ static int diag_rule_seccomp(const struct diag_facts *f, enum diag_op op, const 
                           what);
 }
 
+static int diag_rule_caps(const struct diag_facts *f, enum diag_op op, const char *what,
+                          struct ps_err *err)
+{
+    (void)op;
+    if (!diag_lacks_cap(f) || f->caps_exceed != 1)
+        return 0;
+    return ps_err_replace(err, -PS_EPERM,
+                          "%s: it runs as pyscope's own uid %u but holds capabilities pyscope "
+                          "lacks (CapPrm in /proc/PID/status), and the kernel then requires "
+                          "CAP_SYS_PTRACE; give pyscope CAP_SYS_PTRACE (%s)",
+                          what, (unsigned)f->self_uid, DIAG_K8S_CAP);
+}
+
 static int diag_rule_dumpable(const struct diag_facts *f, enum diag_op op, const char *what,
                               struct ps_err *err)
 {
@@ -201,8 +214,8 @@ static int diag_rule_lsm(const struct diag_facts *f, enum diag_op op, const char
 }
 
 static const diag_rule_fn diag_perm_rules[] = {
-    diag_rule_gone, diag_rule_traced,  diag_rule_yama3,    diag_rule_uid,
-    diag_rule_yama, diag_rule_seccomp, diag_rule_dumpable, diag_rule_lsm,
+    diag_rule_gone,    diag_rule_traced, diag_rule_yama3,    diag_rule_uid, diag_rule_yama,
+    diag_rule_seccomp, diag_rule_caps,   diag_rule_dumpable, diag_rule_lsm,
 };
 
 /* ---- explain ------------------------------------------------------------------------------- */
@@ -313,6 +326,17 @@ static void diag_gather_target(pid_t pid, struct diag_facts *out)
     out->descendant = st.ppid >= 0 ? diag_is_descendant(st.ppid, out->self_pid) : -1;
 }
 
+/* Does pid hold permitted capabilities we lack? 1, 0, or -1 when either CapPrm is unreadable. */
+static int diag_caps_exceed(pid_t pid)
+{
+    struct procstat_status self, target;
+
+    if (procstat_read_status(0, &self, NULL) < 0 || procstat_read_status(pid, &target, NULL) < 0 ||
+        !self.cap_prm_known || !target.cap_prm_known)
+        return -1;
+    return (target.cap_prm & ~self.cap_prm) != 0;
+}
+
 void diag_gather(pid_t pid, struct diag_facts *out)
 {
     memset(out, 0, sizeof(*out));
@@ -320,6 +344,7 @@ void diag_gather(pid_t pid, struct diag_facts *out)
     diag_gather_self(out);
     diag_gather_target(pid, out);
     out->yama_scope = diag_read_yama();
+    out->caps_exceed = diag_caps_exceed(pid);
 }
 
 int diag_permission(pid_t pid, enum diag_op op, int errno_value, struct ps_err *err)

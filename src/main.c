@@ -22,6 +22,7 @@ static const struct command commands[] = {
     {"growth", cli_growth, "which module-level containers grow (the leak hunt)"},
     {"record", cli_record, "sample a running process's stacks into a profile (flamegraph, ...)"},
     {"run", cli_run, "start a command and profile it until it exits (run -- cmd args)"},
+    {"ps", cli_ps, "list the Python processes in view, masters with their workers"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -3,7 +3,7 @@
 #define PYSCOPE_OUT_INT_H
 
 /*
- * Private to the writers (out_text.c, out_json.c, out_tasks.c): the pieces the asyncio task
+ * Private to the writers (out_text.c, out_json.c, out_tasks.c, out_ps.c): the pieces the asyncio task
  * section shares with the thread report, so that a coroutine frame prints exactly like a
  * thread frame in both formats.
  */
@@ -20,6 +20,9 @@ void out_text_frame(struct text_ctx *c, const struct snap_frame *f);
 
 /* out_text.c: print target text with control characters and invalid UTF-8 escaped. */
 void out_text_escaped(FILE *fp, const char *str);
+
+/* out_text.c: n bytes as "512 B", "1.5 KiB", "45.2 MiB" ... into buf. */
+void out_text_bytes(char *buf, size_t size, uint64_t n);
 
 /* out_json.c: a new frame object as the schema's $defs/frame; NULL with *rc set on failure
  * (-ENOMEM, or -EINVAL for a string that is not UTF-8). */

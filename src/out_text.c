@@ -145,7 +145,7 @@ static void text_source(struct text_ctx *c, const struct snap_frame *fr)
 
 /* ---- report ------------------------------------------------------------------------------ */
 
-static void text_bytes(char *buf, size_t size, uint64_t n)
+void out_text_bytes(char *buf, size_t size, uint64_t n)
 {
     static const char *const units[] = {"KiB", "MiB", "GiB", "TiB"};
     double v = (double)n;
@@ -191,7 +191,7 @@ static void text_header(struct text_ctx *c, const struct snap *s)
         (void)fputs(", runtime in ", fp);
         text_put(fp, s->image);
     }
-    text_bytes(rss, sizeof(rss), s->rss_bytes);
+    out_text_bytes(rss, sizeof(rss), s->rss_bytes);
     (void)fprintf(fp, ")\nCPU user %.2f s, system %.2f s; RSS %s; %zu thread%s\nSnapshot",
                   s->cpu_user_s, s->cpu_system_s, rss, s->nthreads, s->nthreads == 1 ? "" : "s");
     text_when(fp, s->timestamp);

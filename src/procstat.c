@@ -405,6 +405,9 @@ static void ps_status_line(const char *key, const char *val, bool cut, struct pr
     else if (strcmp(key, "CapEff") == 0) {
         out->cap_eff = strtoull(val, &end, 16);
         out->cap_eff_known = end != val;
+    } else if (strcmp(key, "CapPrm") == 0) {
+        out->cap_prm = strtoull(val, &end, 16);
+        out->cap_prm_known = end != val;
     }
 }
 

@@ -291,6 +291,8 @@ static int open_parts(struct pyproc *pp, struct ps_err *err)
     if (rc < 0)
         return rc;
     rc = locate_python(pp->pid, &pp->maps, &pp->loc, err);
+    if (rc == -EACCES || rc == -EPERM) /* /proc/PID/exe refused: the same checks as memory */
+        return diag_permission(pp->pid, DIAG_OP_READ, -rc, err);
     if (rc < 0)
         return rc;
     rc = pick_layout(pp, err);

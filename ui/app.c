@@ -107,6 +107,8 @@ static int ui_app_new(struct pyproc *pp, const struct ui_attach_opts *o, struct 
     app->pp = pp;
     app->opts = *o;
     app->locals = o->locals;
+    if (o->notice)
+        (void)snprintf(app->status, sizeof(app->status), "%s", o->notice);
     app->focus = UI_AREA_THREADS;
     app->hz = sysconf(_SC_CLK_TCK);
     app->term.saved_err = app->term.parked_err = -1;

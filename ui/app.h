@@ -24,6 +24,8 @@ struct ui_attach_opts {
     bool locals;        /* start with locals shown in the stack pane (`v` toggles) */
     bool native;        /* C frames in the stack pane (snapshots stop the threads briefly;
                            skipped while exception tracing holds them) */
+    const char *notice; /* shown in the status line from the start (the target's Python
+                           workers, pslist_workers_note); NULL for none; borrowed */
 };
 
 /*

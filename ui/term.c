@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 enum ui_pair {
@@ -29,14 +30,28 @@ enum ui_pair {
     UI_PAIR_HEADING,
 };
 
-static int ui_term_park_stderr(struct ui_term *t, struct ps_err *err)
+/* A file with no name for the parked stderr: memory (memfd), so that attach also works where no
+ * writable /tmp exists (a container holding only pyscope); /tmp where memfds are refused. */
+static int ui_term_park_fd(struct ps_err *err)
 {
     char path[] = "/tmp/pyscope-stderr.XXXXXX";
-    int fd = mkostemp(path, O_CLOEXEC);
+    int fd = memfd_create("pyscope-stderr", MFD_CLOEXEC);
 
+    if (fd >= 0)
+        return fd;
+    fd = mkostemp(path, O_CLOEXEC);
     if (fd < 0)
         return ps_err_set(err, -errno, "cannot park stderr in %s: %s", path, strerror(errno));
     (void)unlink(path);
+    return fd;
+}
+
+static int ui_term_park_stderr(struct ui_term *t, struct ps_err *err)
+{
+    int fd = ui_term_park_fd(err);
+
+    if (fd < 0)
+        return fd;
     t->saved_err = fcntl(2, F_DUPFD_CLOEXEC, 3);
     if (t->saved_err < 0 || dup2(fd, 2) < 0) {
         int e = errno;

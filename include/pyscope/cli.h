@@ -113,6 +113,13 @@ int cli_one_pid(const struct cli_common *c, int argc, char **argv, const char *c
         "log-format", 1, NULL, CLI_OPT_LOG_FORMAT                                                  \
     }
 
+/*
+ * When pid has Python worker processes (a gunicorn or uvicorn master), say so once on stderr,
+ * with their pids, so that an idle master's empty result is not taken for the answer
+ * (pslist_workers_note). command names the pyscope command to suggest for a worker.
+ */
+void cli_workers_note(const struct cli_common *c, pid_t pid, const char *command);
+
 /* Subcommands (src/cli_<name>.c). */
 int cli_dump(const struct cli_common *common, int argc, char **argv);
 /* src/cli_attach.c, built into the executable with the UI (ui/app.h). */
@@ -121,5 +128,6 @@ int cli_exceptions(const struct cli_common *common, int argc, char **argv);
 int cli_growth(const struct cli_common *common, int argc, char **argv);
 int cli_record(const struct cli_common *common, int argc, char **argv);
 int cli_run(const struct cli_common *common, int argc, char **argv);
+int cli_ps(const struct cli_common *common, int argc, char **argv);
 
 #endif

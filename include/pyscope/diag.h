@@ -12,8 +12,9 @@
  * Diagnosis order (first match wins): the process does not exist; (attach only) another
  * process already traces it; Yama scope 3 (nothing but a reboot helps, so it goes before advice
  * that would not); different uid/gid and no CAP_SYS_PTRACE; Yama scope 1 or 2 without
- * CAP_SYS_PTRACE; our own seccomp filter; same uid without CAP_SYS_PTRACE (the target is not
- * dumpable); otherwise a security module or user namespace.
+ * CAP_SYS_PTRACE; our own seccomp filter; same uid without CAP_SYS_PTRACE while the target holds
+ * capabilities we lack; same uid without CAP_SYS_PTRACE (the target is not dumpable); otherwise
+ * a security module or user namespace.
  */
 
 #include <stdbool.h>
@@ -44,6 +45,11 @@ struct diag_facts {
     int self_seccomp;    /* our Seccomp: 0 none, 1 strict, 2 filter, -1 unknown */
     int yama_scope;      /* kernel.yama.ptrace_scope 0..3, -1 no Yama */
     int descendant;      /* the target descends from us: 1, 0, -1 unknown */
+    /* The target's permitted capabilities include some ours lack (CapPrm): 1, 0, -1 unknown.
+     * Without CAP_SYS_PTRACE the kernel then refuses even a process of our own uid
+     * (cap_ptrace_access_check): the usual case of a debug container whose capabilities were
+     * dropped, next to a root target. */
+    int caps_exceed;
 };
 
 /*

@@ -52,6 +52,8 @@ struct procstat_status {
     gid_t groups[PROCSTAT_GROUPS_MAX];
     bool cap_eff_known;
     uint64_t cap_eff; /* CapEff bit mask */
+    bool cap_prm_known;
+    uint64_t cap_prm; /* CapPrm bit mask (the kernel's ptrace check compares these) */
     int seccomp;      /* 0 none, 1 strict, 2 filter, -1 unknown (no Seccomp: line) */
 };
 

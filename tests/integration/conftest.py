@@ -16,6 +16,7 @@ timeout and fails the test on a hang, a signal or an undocumented exit code.
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -371,6 +372,21 @@ def launch(tmp_path, pyscope):
             failures.append(exc)
     if failures:
         raise failures[0]
+
+
+@pytest.fixture(scope="session")
+def static_pyscope():
+    """The static binary (test_pod, test_package): $PYSCOPE_STATIC_BIN, else the one
+    scripts/build-static builds (incrementally) into build-static/, once per session."""
+    require(os.geteuid() == 0 and shutil.which("unshare") and shutil.which("chroot"),
+            "the pod tests need root (mount namespaces) and unshare/chroot")
+    given = os.environ.get("PYSCOPE_STATIC_BIN")
+    if given:
+        return given
+    built = subprocess.run([str(ROOT / "scripts" / "build-static"), str(ROOT / "build-static")],
+                           capture_output=True, text=True, timeout=900)
+    assert built.returncode == 0, f"scripts/build-static failed:\n{built.stdout}\n{built.stderr}"
+    return built.stdout.strip().splitlines()[-1]
 
 
 def raise_loop_count(target):

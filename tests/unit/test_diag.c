@@ -315,6 +315,23 @@ static void test_not_dumpable(void **state)
     has(m, "not dumpable");
 }
 
+static void test_caps_exceed(void **state)
+{
+    struct diag_facts f = base();
+    const char *m;
+
+    (void)state;
+    f.caps_exceed = 1; /* a root target, pyscope's capabilities dropped */
+    m = explain(&f, DIAG_OP_READ, EPERM, -PS_EPERM);
+    has(m, "runs as pyscope's own uid 1000 but holds capabilities pyscope lacks");
+    has(m, "the kernel then requires CAP_SYS_PTRACE");
+    has(m, K8S_DEBUG);
+    lacks(m, "dumpable");
+    f.self_cap_ptrace = 1; /* with the capability it is not the cause */
+    m = explain(&f, DIAG_OP_READ, EPERM, -PS_EPERM);
+    lacks(m, "holds capabilities");
+}
+
 static void test_ids_unknown(void **state)
 {
     struct diag_facts f = base();
@@ -426,6 +443,7 @@ int main(void)
         cmocka_unit_test(test_yama_3),
         cmocka_unit_test(test_seccomp),
         cmocka_unit_test(test_not_dumpable),
+        cmocka_unit_test(test_caps_exceed),
         cmocka_unit_test(test_ids_unknown),
         cmocka_unit_test(test_other_errno),
         cmocka_unit_test(test_replaces_earlier_error),

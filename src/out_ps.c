@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `pyscope ps` writers (see out_ps.h). The table is printed as a tree: every process without a
+ * Python master in pid order, each followed by its workers, indented one step per level (the
+ * depth is bounded by PSLIST_DEPTH_MAX, as the master links are). Command lines come from the
+ * processes themselves: control characters and invalid UTF-8 are escaped in the text and
+ * replaced in JSON.
+ */
+#include "pyscope/out_ps.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "out_int.h"
+
+static int ps_stream_status(FILE *fp, struct ps_err *err)
+{
+    if (fflush(fp) != 0 || ferror(fp))
+        return ps_err_set(err, -EIO, "cannot write the process list: %s", strerror(errno));
+    return 0;
+}
+
+static void ps_text_row(FILE *fp, const struct pslist *l, const struct pslist_entry *e,
+                        int depth)
+{
+    char rss[32];
+
+    out_text_bytes(rss, sizeof(rss), e->rss_bytes);
+    (void)fprintf(fp, "%8d %8d %-9s %7ld %10s %9.2f  %*s%s", (int)e->pid, (int)e->ppid,
+                  e->version[0] ? e->version : "?", e->threads, rss, e->cpu_s, depth * 3, "",
+                  depth ? "\\_ " : "");
+    out_text_escaped(fp, e->cmdline);
+    if (e->nworkers)
+        (void)fprintf(fp, "  [master of %zu worker%s]", e->nworkers, e->nworkers == 1 ? "" : "s");
+    (void)fputc('\n', fp);
+    if (depth >= PSLIST_DEPTH_MAX)
+        return;
+    for (size_t i = 0; i < l->n && e->nworkers; i++)
+        if (l->v[i].master == e->pid)
+            ps_text_row(fp, l, &l->v[i], depth + 1);
+}
+
+int out_ps_text(FILE *fp, const struct pslist *l, struct ps_err *err)
+{
+    (void)fprintf(fp, "%8s %8s %-9s %7s %10s %9s  %s\n", "PID", "PPID", "PYTHON", "THREADS", "RSS",
+                  "CPU s", "COMMAND");
+    for (size_t i = 0; i < l->n; i++)
+        if (!l->v[i].master)
+            ps_text_row(fp, l, &l->v[i], 0);
+    if (l->n == 0)
+        (void)fputs("(no Python process in view)\n", fp);
+    return ps_stream_status(fp, err);
+}
+
+/* A JSON string of target text: as is when valid UTF-8, else with every byte >= 0x80 as '?'. */
+static json_t *ps_json_text(const char *s)
+{
+    json_t *j = json_string(s);
+    char *copy;
+
+    if (j)
+        return j;
+    copy = strdup(s);
+    if (!copy)
+        return NULL;
+    for (char *p = copy; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    j = json_string(copy);
+    free(copy);
+    return j;
+}
+
+static json_t *ps_json_entry(const struct pslist *l, const struct pslist_entry *e)
+{
+    json_t *workers = json_array();
+    json_t *o;
+
+    for (size_t i = 0; workers && i < l->n; i++)
+        if (l->v[i].master == e->pid)
+            (void)json_array_append_new(workers, json_integer(l->v[i].pid));
+    o = json_pack("{s:I, s:I, s:o, s:b, s:I, s:I, s:f, s:o, s:o, s:o}", "pid", (json_int_t)e->pid,
+                  "ppid", (json_int_t)e->ppid, "python_version",
+                  e->version[0] ? json_string(e->version) : json_null(), "version_read",
+                  e->version_read, "threads", (json_int_t)e->threads, "rss_bytes",
+                  (json_int_t)e->rss_bytes, "cpu_seconds", e->cpu_s, "cmdline",
+                  ps_json_text(e->cmdline), "master",
+                  e->master ? json_integer(e->master) : json_null(), "workers", workers);
+    return o;
+}
+
+int out_ps_json(FILE *fp, const struct pslist *l, struct ps_err *err)
+{
+    json_t *doc = json_pack("{s:[], s:I, s:I}", "processes", "unreadable",
+                            (json_int_t)l->unreadable, "over_cap", (json_int_t)l->over_cap);
+    json_t *arr = doc ? json_object_get(doc, "processes") : NULL;
+    int rc = 0;
+
+    for (size_t i = 0; arr && i < l->n && rc == 0; i++)
+        if (json_array_append_new(arr, ps_json_entry(l, &l->v[i])) != 0)
+            rc = ps_err_set(err, -ENOMEM, "out of memory writing the process list");
+    if (!arr && rc == 0)
+        rc = ps_err_set(err, -ENOMEM, "out of memory writing the process list");
+    if (rc == 0 && (json_dumpf(doc, fp, JSON_COMPACT) != 0 || fputc('\n', fp) == EOF))
+        rc = ps_err_set(err, -EIO, "cannot write the process list: %s", strerror(errno));
+    json_decref(doc);
+    return rc == 0 ? ps_stream_status(fp, err) : rc;
+}

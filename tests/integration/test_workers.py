@@ -1,0 +1,80 @@
+"""`pyscope ps` and the workers note, against a pre-fork master and its Python workers.
+
+tests/targets/prefork.py is a master idle in select() with three Python workers (one behind a
+shell) that raise in a loop; its truth names them. `ps` must list the master with exactly those
+workers (text and JSON); `dump`, `exceptions`, `growth` and `attach` on the master must say in
+one sentence that the work may happen in those workers, with their pids.
+"""
+
+import os
+import re
+
+import pytest
+
+from conftest import RC_OK, python_target
+from test_attach import screen  # noqa: F401 - the fixture
+
+
+@pytest.fixture
+def prefork(python, launch):
+    return launch(python_target(python, "prefork.py"))
+
+
+def ps_json(pyscope):
+    result = pyscope("ps", "--json")
+    assert result.rc == RC_OK, result
+    return {p["pid"]: p for p in result.json()["processes"]}
+
+
+def test_ps_lists_the_master_with_its_workers(prefork, pyscope):
+    truth = prefork.truth
+    procs = ps_json(pyscope)
+    master = procs[truth["pid"]]
+    assert master["python_version"] == truth["version"] and master["version_read"], master
+    assert sorted(master["workers"]) == sorted(truth["workers"]), master
+    assert master["threads"] >= 1 and master["rss_bytes"] > 1 << 20, master
+    assert "prefork.py" in master["cmdline"]
+    assert master["master"] == os.getpid()                       # pytest started it
+    for pid in truth["workers"]:
+        worker = procs[pid]
+        assert worker["master"] == truth["pid"], worker          # through the shell, too
+        assert worker["python_version"] == truth["version"], worker
+        assert "--worker" in worker["cmdline"] and worker["workers"] == [], worker
+    assert truth["shell"] not in procs                           # sh is not Python
+
+    text = pyscope("ps")
+    assert text.rc == RC_OK, text
+    lines = text.stdout.splitlines()
+    assert lines[0].split() == ["PID", "PPID", "PYTHON", "THREADS", "RSS", "CPU", "s", "COMMAND"]
+    at = next(i for i, l in enumerate(lines) if l.split()[0] == str(truth["pid"]))
+    assert lines[at].rstrip().endswith("[master of 3 workers]"), lines[at]
+    under = [int(l.split()[0]) for l in lines[at + 1:at + 4]]
+    assert sorted(under) == sorted(truth["workers"]), lines
+    assert all("\\_ " in l for l in lines[at + 1:at + 4]), lines
+
+
+def note_re(truth, command):
+    pids = ", ".join(str(p) for p in sorted(truth["workers"]))
+    return re.compile(rf"pid {truth['pid']} has 3 Python worker processes \({pids}\) that may "
+                      rf"do the work: `pyscope ps` lists them, `pyscope {command} \d+` looks at "
+                      "one")
+
+
+@pytest.mark.parametrize("command", ["dump", "exceptions", "growth"])
+def test_commands_on_the_master_name_its_workers(prefork, pyscope, command):
+    extra = {"dump": [], "exceptions": ["--duration", "1"],
+             "growth": ["--duration", "0.5", "--interval", "0.1"]}[command]
+    result = pyscope(command, *extra, prefork.pid)
+    assert result.rc == RC_OK, result
+    assert note_re(prefork.truth, command).search(result.stderr), result.stderr
+    # ... and not on a worker, which has none
+    worker = pyscope("dump", prefork.truth["workers"][0])
+    assert worker.rc == RC_OK and "worker process" not in worker.stderr, worker
+
+
+def test_attach_on_the_master_names_its_workers(prefork, screen):  # noqa: F811
+    s = screen(prefork.pid)
+    pids = ", ".join(str(p) for p in sorted(prefork.truth["workers"]))
+    s.wait_text(f"has 3 Python worker processes ({pids})", "the workers note in the status line")
+    s.keys("q")
+    assert s.wait_exit() == 0
