@@ -33,8 +33,8 @@ struct exc_args {
 struct exc_out {
     const struct exc_args *a;
     struct out_exc_summary *summary; /* with --summary */
-    bool closing;   /* stdout failed: the trace is being ended */
-    struct outq *q; /* non-blocking stdout while threads are under ptrace */
+    bool closing;                    /* stdout failed: the trace is being ended */
+    struct outq *q;                  /* non-blocking stdout while threads are under ptrace */
 };
 
 static const char exc_usage[] =

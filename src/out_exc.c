@@ -265,8 +265,8 @@ static void exc_pad(FILE *fp, const char *cell, size_t width)
         (void)fputc(' ', fp);
 }
 
-static void exc_summary_widths(const struct out_exc_summary *s, struct exc_cells *c,
-                               size_t *wtype, size_t *wraised)
+static void exc_summary_widths(const struct out_exc_summary *s, struct exc_cells *c, size_t *wtype,
+                               size_t *wraised)
 {
     *wtype = strlen("type");
     *wraised = strlen("raised at");
