@@ -16,6 +16,7 @@
 
 #include "pyscope/cli.h"
 #include "pyscope/out_exc.h"
+#include "pyscope/out_profile.h"
 #include "pyscope/outq.h"
 #include "pyscope/pyproc.h"
 #include "pyscope/target.h"
@@ -23,7 +24,9 @@
 
 struct exc_args {
     bool json, stack, summary, exact_count;
-    const char *type;
+    bool profile; /* --format: the raise stacks as a profile, instead of the feed */
+    enum out_profile_format format;
+    const char *type, *output;
     double duration, max_rate;
     unsigned burst;
     enum tracer_mech mech;
@@ -33,6 +36,9 @@ struct exc_args {
 struct exc_out {
     const struct exc_args *a;
     struct out_exc_summary *summary; /* with --summary */
+    struct profile *prof;            /* with --format: the raise stacks */
+    struct ps_err prof_err;          /* its first error (it stops counting) */
+    FILE *prof_fp;                   /* -o FILE (opened before the trace), or stdout */
     bool closing;                    /* stdout failed: the trace is being ended */
     struct outq *q;                  /* non-blocking stdout while threads are under ptrace */
 };
@@ -57,7 +63,11 @@ static const char exc_usage[] =
     "  --exact-count       while rate-limited, count every raise exactly whatever the rate\n"
     "                      (each counted raise costs the target a debug exception, ~10 us in\n"
     "                      a VM; by default counting samples once it would cost over 2%)\n"
-    "  --mechanism M       perf or debugreg (default: perf when the kernel allows it)\n";
+    "  --mechanism M       perf or debugreg (default: perf when the kernel allows it)\n"
+    "  --format F          instead of the feed, write where exceptions come from at the end:\n"
+    "                      the reported raises' stacks weighted by count, as collapsed,\n"
+    "                      flamegraph (SVG) or speedscope (see docs/exceptions.md)\n"
+    "  -o, --output FILE   where --format writes (default: stdout)\n";
 
 enum exc_opt {
     OPT_JSON = 256,
@@ -68,7 +78,8 @@ enum exc_opt {
     OPT_MAX_RATE,
     OPT_BURST,
     OPT_MECH,
-    OPT_EXACT_COUNT
+    OPT_EXACT_COUNT,
+    OPT_FORMAT
 };
 
 static const struct option exc_opts[] = {
@@ -81,6 +92,8 @@ static const struct option exc_opts[] = {
     {"burst", required_argument, NULL, OPT_BURST},
     {"mechanism", required_argument, NULL, OPT_MECH},
     {"exact-count", no_argument, NULL, OPT_EXACT_COUNT},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"output", required_argument, NULL, 'o'},
     {"help", no_argument, NULL, 'h'},
     CLI_LONGOPT_LOG_FORMAT,
     {NULL, 0, NULL, 0},
@@ -112,6 +125,12 @@ static int exc_opt(const struct cli_common *c, void *args, int opt, const char *
     case OPT_SUMMARY: a->summary = true; return -1;
     case OPT_EXACT_COUNT: a->exact_count = true; return -1;
     case OPT_TYPE: a->type = arg; return -1;
+    case 'o': a->output = arg; return -1;
+    case OPT_FORMAT:
+        a->profile = true;
+        if (!out_profile_parse_format(arg, &a->format) || a->format == OUT_PROFILE_SAMPLES)
+            return cli_usage(c, "--format takes collapsed, flamegraph or speedscope");
+        return -1;
     case OPT_DURATION:
     case OPT_MAX_RATE:
     case OPT_BURST: return exc_opt_value(c, a, opt, arg);
@@ -128,9 +147,18 @@ static int exc_opt(const struct cli_common *c, void *args, int opt, const char *
 
 static int exc_parse(const struct cli_common *c, int argc, char **argv, struct exc_args *a)
 {
-    int rc = cli_getopt(c, argc, argv, "h", exc_opts, exc_opt, a);
+    int rc = cli_getopt(c, argc, argv, "ho:", exc_opts, exc_opt, a);
+    bool to_stdout = !a->output || strcmp(a->output, "-") == 0;
 
-    return rc >= 0 ? rc : cli_one_pid(c, argc, argv, "exceptions", &a->pid);
+    if (rc >= 0)
+        return rc;
+    if (a->output && !a->profile)
+        return cli_usage(c, "-o goes with --format (the feed itself is written to stdout)");
+    if (a->profile && (a->json || a->stack))
+        return cli_usage(c, "--format replaces the feed: drop --json and --stack");
+    if (a->profile && a->summary && to_stdout)
+        return cli_usage(c, "--summary with --format needs -o FILE for the profile");
+    return cli_one_pid(c, argc, argv, "exceptions", &a->pid);
 }
 
 /* ---- feed ---------------------------------------------------------------------------------- */
@@ -143,11 +171,21 @@ static void exc_json_put(FILE *fp, json_t *o)
     json_decref(o);
 }
 
+/* One event of the live feed, as a JSON line or (its END) a text line. */
+static void exc_feed(struct exc_out *o, const struct tracer_event *ev)
+{
+    FILE *fp = outq_begin(o->q);
+
+    if (fp && o->a->json)
+        out_exc_json(fp, ev);
+    else if (fp && ev->kind == TRACER_EV_END)
+        out_exc_text(fp, ev, o->a->stack);
+    outq_commit(o->q);
+}
+
 static void exc_on_event(void *ctx, const struct tracer_event *ev)
 {
     struct exc_out *o = ctx;
-
-    FILE *fp;
 
     if (!ev) { /* end of a batch */
         /* A reader that went away (`| head`): end the trace cleanly through tracer_run's own
@@ -159,12 +197,10 @@ static void exc_on_event(void *ctx, const struct tracer_event *ev)
         }
         return;
     }
-    fp = outq_begin(o->q);
-    if (fp && o->a->json)
-        out_exc_json(fp, ev);
-    else if (fp && ev->kind == TRACER_EV_END)
-        out_exc_text(fp, ev, o->a->stack);
-    outq_commit(o->q);
+    if (!o->prof)
+        exc_feed(o, ev);
+    else if (o->prof_err.code == 0 && out_exc_profile_add(o->prof, ev, &o->prof_err) < 0)
+        return; /* reported at the end, with what was counted */
     if (ev->kind == TRACER_EV_END && o->summary)
         out_exc_summary_add(o->summary, ev);
 }
@@ -229,6 +265,25 @@ static void exc_report_start(const struct cli_common *c, const struct exc_args *
     cli_log(c, "info", 0, msg);
 }
 
+/* --format: the profile, written once the target is released (its errors first). */
+static int exc_write_profile(const struct exc_args *a, struct exc_out *o, struct ps_err *err)
+{
+    char title[96];
+    struct out_profile_opts po = {
+        .title = title, .exporter = "pyscope@" PYSCOPE_VERSION, .unit = "raises"};
+
+    int rc;
+
+    (void)snprintf(title, sizeof(title), "pyscope exceptions of pid %d: where they are raised",
+                   (int)a->pid);
+    rc = out_profile_write(o->prof_fp, a->format, o->prof, &po, err);
+    if (rc == 0 && o->prof_err.code < 0) { /* the raises counted until it failed are written */
+        *err = o->prof_err;
+        rc = o->prof_err.code;
+    }
+    return rc;
+}
+
 static int exc_run(const struct cli_common *c, const struct exc_args *a, struct exc_out *o)
 {
     struct tracer_opts to = {.max_rate = a->max_rate,
@@ -282,6 +337,8 @@ static int exc_run(const struct cli_common *c, const struct exc_args *a, struct 
         tracer_stats(t, st);
         exc_report_stats(c, a, st, why);
     }
+    if (o->prof && exc_write_profile(a, o, &err) < 0 && rc == 0)
+        rc = err.code;
     if (o->summary)
         out_exc_summary_write(stdout, o->summary);
     free(st);
@@ -294,6 +351,20 @@ out_close:
     return rc < 0 ? cli_fail(c, &err, rc) : CLI_EXIT_OK;
 }
 
+/* The summary's table and --format's profile and file, before anything is traced. */
+static int exc_outputs_open(const struct exc_args *a, struct exc_out *o, struct ps_err *err)
+{
+    int rc = 0;
+
+    if (a->summary)
+        rc = out_exc_summary_new(&o->summary, err);
+    if (rc == 0 && a->profile)
+        rc = profile_new(&o->prof, err);
+    if (rc == 0 && a->profile)
+        rc = cli_open_output(a->output, &o->prof_fp, err);
+    return rc;
+}
+
 int cli_exceptions(const struct cli_common *common, int argc, char **argv)
 {
     struct exc_args a = {0};
@@ -304,9 +375,14 @@ int cli_exceptions(const struct cli_common *common, int argc, char **argv)
     if (rc >= 0)
         return rc;
     cli_guard(common, a.pid);
-    if (a.summary && out_exc_summary_new(&o.summary, &err) < 0)
-        return cli_fail(common, &err, -ENOMEM);
-    rc = exc_run(common, &a, &o);
+    rc = exc_outputs_open(&a, &o, &err);
+    if (rc == 0)
+        rc = exc_run(common, &a, &o);
+    else
+        rc = cli_fail(common, &err, rc);
+    if (o.prof_fp && cli_close_output(a.output, o.prof_fp, 0, &err) < 0 && rc == CLI_EXIT_OK)
+        rc = cli_fail(common, &err, -EIO);
+    profile_free(o.prof);
     out_exc_summary_free(o.summary);
     return rc;
 }

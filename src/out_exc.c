@@ -6,8 +6,9 @@
  * object model, no allocation.
  *
  * Invariants: target strings reach the stream only through out_text_escaped (text) or
- * out_profile_json_str (JSON), the one escaper of each format; the summary's table is bounded
- * (OUT_EXC_SUMMARY_MAX rows) and allocated once.
+ * out_profile_json_str (JSON), the one escaper of each format (the profile writers escape the
+ * raise stacks they are given); the summary's table is bounded (OUT_EXC_SUMMARY_MAX rows) and
+ * allocated once.
  */
 #include "pyscope/out_exc.h"
 
@@ -307,4 +308,30 @@ void out_exc_summary_write(FILE *fp, struct out_exc_summary *s)
         (void)fprintf(fp, "%8llu  (other rows beyond the %d kept)\n",
                       (unsigned long long)s->other_rows, OUT_EXC_SUMMARY_MAX);
     free(c);
+}
+
+/* ---- raise stacks as a profile ---------------------------------------------------------- */
+
+int out_exc_profile_add(struct profile *p, const struct tracer_event *ev, struct ps_err *err)
+{
+    uint32_t ids[TRACER_MAX_FRAMES + 2], root;
+    size_t n = 0, nframes = ev->nframes < TRACER_MAX_FRAMES ? ev->nframes : TRACER_MAX_FRAMES;
+    char leaf[TRACER_TYPE_MAX + 8];
+    int rc;
+
+    if (ev->kind != TRACER_EV_RAISE)
+        return 0;
+    rc = profile_thread(p, 0, 0, "all threads", &root, err);
+    if (rc < 0)
+        return rc;
+    if (ev->frames_truncated)
+        ids[n++] = profile_frame_intern(p, "[truncated]", "", -1);
+    for (size_t i = nframes; i > 0; i--) {
+        const struct tracer_frame *f = &ev->frames[i - 1];
+        ids[n++] = profile_frame_intern(p, f->function, f->file, f->line);
+    }
+    (void)snprintf(leaf, sizeof(leaf), "raise %s", ev->type);
+    ids[n++] = profile_frame_intern(p, leaf, "", -1);
+    (void)profile_add(p, root, ids, n, 1);
+    return 0;
 }

@@ -4,8 +4,9 @@
 
 /*
  * Exception writers for `pyscope exceptions`: the live feed as text lines or JSON lines
- * (docs/exceptions.md), and the summary table (type x raise site x handler x count) with the
- * bounded aggregator behind it. Fed from the tracer's events (tracer.h), written through a
+ * (docs/exceptions.md), the summary table (type x raise site x handler x count) with the
+ * bounded aggregator behind it, and the raise stacks as a profile (profile.h) for the
+ * profile writers (out_profile.h: collapsed, flamegraph, speedscope), weighted by count. Fed from the tracer's events (tracer.h), written through a
  * caller-owned FILE * (the CLI's outq record, or stdout once the target is released).
  *
  * Every string from the target goes through the one escaper of its format: text escapes
@@ -20,6 +21,7 @@
 #include <stdio.h>
 
 #include "pyscope/err.h"
+#include "pyscope/profile.h"
 #include "pyscope/tracer.h"
 
 /* Summary rows kept (type x raise site x handler); further distinct rows are counted as
@@ -58,5 +60,15 @@ void out_exc_summary_write(FILE *fp, struct out_exc_summary *s);
 
 /* Free s; NULL-safe. */
 void out_exc_summary_free(struct out_exc_summary *s);
+
+/*
+ * Count one RAISE event in p as a sample of weight 1 under one root (thread_id 0, "all
+ * threads"): its stack outermost first ("[truncated]" first when the tracer cut it), then a
+ * leaf frame "raise TYPE", so a flamegraph shows where exceptions come from and which. Other
+ * events are ignored. Errors: as profile_thread (-ENOMEM); past the profile's caps raises are
+ * counted on its overflow frames (profile.h), never lost.
+ */
+int out_exc_profile_add(struct profile *p, const struct tracer_event *ev,
+                        struct ps_err *err) PS_WARN_UNUSED;
 
 #endif
