@@ -126,6 +126,28 @@ int cli_getopt(const struct cli_common *c, int argc, char **argv, const char *sh
     return -1;
 }
 
+int cli_open_output(const char *path, FILE **out, struct ps_err *err)
+{
+    *out = stdout;
+    if (!path || strcmp(path, "-") == 0)
+        return 0;
+    *out = fopen(path, "we");
+    if (!*out)
+        return ps_err_set(err, -errno, "cannot write %s: %s", path, strerror(errno));
+    return 0;
+}
+
+int cli_close_output(const char *path, FILE *f, int rc, struct ps_err *err)
+{
+    if (f != stdout) {
+        if (fclose(f) != 0 && rc == 0)
+            rc = ps_err_set(err, -EIO, "cannot write %s: %s", path, strerror(errno));
+    } else if (fflush(stdout) != 0 && rc == 0) {
+        rc = ps_err_set(err, -EIO, "cannot write the output: %s", strerror(errno));
+    }
+    return rc;
+}
+
 int cli_one_pid(const struct cli_common *c, int argc, char **argv, const char *command, pid_t *pid)
 {
     if (optind != argc - 1)

@@ -2,39 +2,31 @@
 /*
  * `pyscope exceptions`: a live feed of every exception the target raises, swallowed ones
  * included (tracer.h), as text lines or JSON lines, with an optional summary table. Wires
- * pyproc -> tracer -> writers; the only state here is the summary's bounded table.
+ * pyproc -> tracer -> writers (out_exc.h: feed lines and the summary table).
  */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <time.h>
 
 #include "pyscope/cli.h"
+#include "pyscope/out_exc.h"
+#include "pyscope/out_profile.h"
 #include "pyscope/outq.h"
 #include "pyscope/pyproc.h"
 #include "pyscope/target.h"
 #include "pyscope/tracer.h"
 
-/* Summary rows kept (type x raise site x handler); further distinct rows count as "other". */
-#define EXC_SUMMARY_MAX 1024
-
-struct exc_row {
-    char type[TRACER_TYPE_MAX];
-    struct tracer_frame raised;
-    struct tracer_frame handled; /* function "" = still propagating */
-    uint64_t count;
-};
-
 struct exc_args {
     bool json, stack, summary, exact_count;
-    const char *type;
+    bool profile; /* --format: the raise stacks as a profile, instead of the feed */
+    enum out_profile_format format;
+    const char *type, *output;
     double duration, max_rate;
     unsigned burst;
     enum tracer_mech mech;
@@ -43,11 +35,12 @@ struct exc_args {
 
 struct exc_out {
     const struct exc_args *a;
-    struct exc_row *rows; /* EXC_SUMMARY_MAX */
-    size_t nrows;
-    uint64_t other_rows;
-    bool closing;   /* stdout failed: the trace is being ended */
-    struct outq *q; /* non-blocking stdout while threads are under ptrace */
+    struct out_exc_summary *summary; /* with --summary */
+    struct profile *prof;            /* with --format: the raise stacks */
+    struct ps_err prof_err;          /* its first error (it stops counting) */
+    FILE *prof_fp;                   /* -o FILE (opened before the trace), or stdout */
+    bool closing;                    /* stdout failed: the trace is being ended */
+    struct outq *q;                  /* non-blocking stdout while threads are under ptrace */
 };
 
 static const char exc_usage[] =
@@ -70,7 +63,11 @@ static const char exc_usage[] =
     "  --exact-count       while rate-limited, count every raise exactly whatever the rate\n"
     "                      (each counted raise costs the target a debug exception, ~10 us in\n"
     "                      a VM; by default counting samples once it would cost over 2%)\n"
-    "  --mechanism M       perf or debugreg (default: perf when the kernel allows it)\n";
+    "  --mechanism M       perf or debugreg (default: perf when the kernel allows it)\n"
+    "  --format F          instead of the feed, write where exceptions come from at the end:\n"
+    "                      the reported raises' stacks weighted by count, as collapsed,\n"
+    "                      flamegraph (SVG) or speedscope (see docs/exceptions.md)\n"
+    "  -o, --output FILE   where --format writes (default: stdout)\n";
 
 enum exc_opt {
     OPT_JSON = 256,
@@ -81,7 +78,8 @@ enum exc_opt {
     OPT_MAX_RATE,
     OPT_BURST,
     OPT_MECH,
-    OPT_EXACT_COUNT
+    OPT_EXACT_COUNT,
+    OPT_FORMAT
 };
 
 static const struct option exc_opts[] = {
@@ -94,6 +92,8 @@ static const struct option exc_opts[] = {
     {"burst", required_argument, NULL, OPT_BURST},
     {"mechanism", required_argument, NULL, OPT_MECH},
     {"exact-count", no_argument, NULL, OPT_EXACT_COUNT},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"output", required_argument, NULL, 'o'},
     {"help", no_argument, NULL, 'h'},
     CLI_LONGOPT_LOG_FORMAT,
     {NULL, 0, NULL, 0},
@@ -125,6 +125,12 @@ static int exc_opt(const struct cli_common *c, void *args, int opt, const char *
     case OPT_SUMMARY: a->summary = true; return -1;
     case OPT_EXACT_COUNT: a->exact_count = true; return -1;
     case OPT_TYPE: a->type = arg; return -1;
+    case 'o': a->output = arg; return -1;
+    case OPT_FORMAT:
+        a->profile = true;
+        if (!out_profile_parse_format(arg, &a->format) || a->format == OUT_PROFILE_SAMPLES)
+            return cli_usage(c, "--format takes collapsed, flamegraph or speedscope");
+        return -1;
     case OPT_DURATION:
     case OPT_MAX_RATE:
     case OPT_BURST: return exc_opt_value(c, a, opt, arg);
@@ -141,171 +147,21 @@ static int exc_opt(const struct cli_common *c, void *args, int opt, const char *
 
 static int exc_parse(const struct cli_common *c, int argc, char **argv, struct exc_args *a)
 {
-    int rc = cli_getopt(c, argc, argv, "h", exc_opts, exc_opt, a);
+    int rc = cli_getopt(c, argc, argv, "ho:", exc_opts, exc_opt, a);
+    bool to_stdout = !a->output || strcmp(a->output, "-") == 0;
 
-    return rc >= 0 ? rc : cli_one_pid(c, argc, argv, "exceptions", &a->pid);
+    if (rc >= 0)
+        return rc;
+    if (a->output && !a->profile)
+        return cli_usage(c, "-o goes with --format (the feed itself is written to stdout)");
+    if (a->profile && (a->json || a->stack))
+        return cli_usage(c, "--format replaces the feed: drop --json and --stack");
+    if (a->profile && a->summary && to_stdout)
+        return cli_usage(c, "--summary with --format needs -o FILE for the profile");
+    return cli_one_pid(c, argc, argv, "exceptions", &a->pid);
 }
 
-/* ---- text ---------------------------------------------------------------------------------- */
-
-static void exc_clock(double t, char *buf, size_t cap)
-{
-    time_t s = (time_t)t;
-    struct tm tm;
-
-    (void)localtime_r(&s, &tm);
-    (void)snprintf(buf, cap, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec,
-                   (int)((t - (double)s) * 1000.0) % 1000);
-}
-
-static void exc_text_fate(FILE *fp, const struct tracer_event *ev)
-{
-    if (ev->propagating)
-        (void)fputs("; still propagating", fp);
-    else
-        (void)fprintf(fp, "; handled in %s at line %d%s", ev->handled_at.function,
-                      ev->handled_at.line, ev->fate_unknown ? " or above (rate-limited)" : "");
-}
-
-static void exc_text(FILE *fp, const struct exc_args *a, const struct tracer_event *ev)
-{
-    char when[32];
-
-    exc_clock(ev->time, when, sizeof(when));
-    (void)fprintf(fp, "%s [tid %d] %s%s%s", when, (int)ev->native_id, ev->type,
-                  ev->has_message ? ": " : "", ev->has_message ? ev->message : "");
-    if (ev->nframes > 0)
-        (void)fprintf(fp, "  raised at %s:%d in %s", ev->frames[0].file, ev->frames[0].line,
-                      ev->frames[0].function);
-    if (ev->reraise)
-        (void)fputs(" (re-raised)", fp);
-    exc_text_fate(fp, ev);
-    if (ev->cause_type[0])
-        (void)fprintf(fp, "; caused by %s", ev->cause_type);
-    else if (ev->context_type[0])
-        (void)fprintf(fp, "; during handling of %s", ev->context_type);
-    (void)fputc('\n', fp);
-    for (size_t i = 0; a->stack && i < ev->nframes; i++)
-        (void)fprintf(fp, "    %s:%d in %s\n", ev->frames[i].file, ev->frames[i].line,
-                      ev->frames[i].function);
-}
-
-/* ---- JSON lines ---------------------------------------------------------------------------- */
-
-/* A JSON line built in a local buffer, written with one fwrite per 4 KiB (an event is written
- * for every raise: jansson's object model costs more than the breakpoint stop itself). */
-struct exc_jl {
-    FILE *fp;
-    size_t n;
-    char buf[4096];
-};
-
-static void exc_jl_raw(struct exc_jl *j, const char *s, size_t len)
-{
-    while (len > 0) {
-        size_t room = sizeof(j->buf) - j->n, k = len < room ? len : room;
-        memcpy(j->buf + j->n, s, k);
-        j->n += k;
-        s += k;
-        len -= k;
-        if (j->n == sizeof(j->buf)) {
-            (void)fwrite(j->buf, 1, j->n, j->fp);
-            j->n = 0;
-        }
-    }
-}
-
-static void exc_jl_fmt(struct exc_jl *j, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void exc_jl_fmt(struct exc_jl *j, const char *fmt, ...)
-{
-    char tmp[128];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap); // NOLINT(clang-analyzer-valist.*): clang 14 FP
-    va_end(ap);
-    if (n > 0)
-        exc_jl_raw(j, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
-/* A JSON string (the tracer's strings are UTF-8 from pyobj_str; controls are escaped). */
-static void exc_jl_str(struct exc_jl *j, const char *s)
-{
-    const char *run = s;
-
-    exc_jl_raw(j, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        exc_jl_raw(j, run, (size_t)(s - run));
-        if (c == '"' || c == '\\')
-            exc_jl_fmt(j, "\\%c", c);
-        else
-            exc_jl_fmt(j, "\\u%04x", c);
-        run = s + 1;
-    }
-    exc_jl_raw(j, run, (size_t)(s - run));
-    exc_jl_raw(j, "\"", 1);
-}
-
-static void exc_jl_str_or_null(struct exc_jl *j, bool have, const char *s)
-{
-    if (have)
-        exc_jl_str(j, s);
-    else
-        exc_jl_raw(j, "null", 4);
-}
-
-static void exc_jl_frame(struct exc_jl *j, const struct tracer_frame *f)
-{
-    exc_jl_raw(j, "{\"function\":", 12);
-    exc_jl_str(j, f->function);
-    exc_jl_raw(j, ",\"file\":", 8);
-    exc_jl_str(j, f->file);
-    exc_jl_fmt(j, ",\"line\":%d}", f->line);
-}
-
-/* The RAISE-only fields: frames, reraise, cause, context. */
-static void exc_jl_raise(struct exc_jl *j, const struct tracer_event *ev)
-{
-    exc_jl_raw(j, ",\"frames\":[", 11);
-    for (size_t i = 0; i < ev->nframes && i < TRACER_MAX_FRAMES; i++) {
-        if (i)
-            exc_jl_raw(j, ",", 1);
-        exc_jl_frame(j, &ev->frames[i]);
-    }
-    exc_jl_fmt(j, "],\"reraise\":%s,\"cause\":", ev->reraise ? "true" : "false");
-    exc_jl_str_or_null(j, ev->cause_type[0] != '\0', ev->cause_type);
-    exc_jl_raw(j, ",\"context\":", 11);
-    exc_jl_str_or_null(j, ev->context_type[0] != '\0', ev->context_type);
-}
-
-/* One event as a JSON line: "raise", or "handled" / "propagating" for its end. */
-static void exc_json_event(FILE *fp, const struct tracer_event *ev)
-{
-    bool end = ev->kind == TRACER_EV_END;
-    const char *kind = !end ? "raise" : ev->propagating ? "propagating" : "handled";
-    struct exc_jl j = {.fp = fp};
-
-    exc_jl_fmt(&j, "{\"event\":\"%s\",\"seq\":%llu,\"type\":", kind,
-               (unsigned long long)ev->raise_seq);
-    exc_jl_str(&j, ev->type);
-    exc_jl_fmt(&j, ",\"thread_id\":%llu,\"native_id\":%d,\"time\":%.6f,\"message\":",
-               (unsigned long long)ev->thread_id, (int)ev->native_id, ev->time);
-    exc_jl_str_or_null(&j, ev->has_message, ev->message);
-    if (!end) {
-        exc_jl_raise(&j, ev);
-    } else if (!ev->propagating) {
-        exc_jl_raw(&j, ",\"handled_at\":", 14);
-        exc_jl_frame(&j, &ev->handled_at);
-        exc_jl_fmt(&j, ",\"fate_unknown\":%s", ev->fate_unknown ? "true" : "false");
-    }
-    exc_jl_raw(&j, "}\n", 2);
-    (void)fwrite(j.buf, 1, j.n, fp);
-}
+/* ---- feed ---------------------------------------------------------------------------------- */
 
 /* One JSON line (flushed by the caller: per batch of events, or right away for records). */
 static void exc_json_put(FILE *fp, json_t *o)
@@ -315,71 +171,21 @@ static void exc_json_put(FILE *fp, json_t *o)
     json_decref(o);
 }
 
-/* ---- summary ------------------------------------------------------------------------------- */
-
-static bool exc_same_frame(const struct tracer_frame *x, const struct tracer_frame *y)
+/* One event of the live feed, as a JSON line or (its END) a text line. */
+static void exc_feed(struct exc_out *o, const struct tracer_event *ev)
 {
-    return x->line == y->line && strcmp(x->function, y->function) == 0 &&
-           strcmp(x->file, y->file) == 0;
-}
+    FILE *fp = outq_begin(o->q);
 
-static void exc_summary_add(struct exc_out *o, const struct tracer_event *ev)
-{
-    static const struct tracer_frame none = {.line = -1};
-    const struct tracer_frame *raised = ev->nframes ? &ev->frames[0] : &none;
-    const struct tracer_frame *handled = ev->propagating ? &none : &ev->handled_at;
-    size_t i;
-
-    for (i = 0; i < o->nrows; i++)
-        if (strcmp(o->rows[i].type, ev->type) == 0 && exc_same_frame(&o->rows[i].raised, raised) &&
-            exc_same_frame(&o->rows[i].handled, handled))
-            break;
-    if (i == o->nrows && o->nrows == EXC_SUMMARY_MAX) {
-        o->other_rows++;
-        return;
-    }
-    if (i == o->nrows) {
-        (void)snprintf(o->rows[i].type, sizeof(o->rows[i].type), "%s", ev->type);
-        o->rows[i].raised = *raised;
-        o->rows[i].handled = *handled;
-        o->nrows++;
-    }
-    o->rows[i].count++;
-}
-
-static int exc_row_cmp(const void *x, const void *y)
-{
-    const struct exc_row *a = x, *b = y;
-
-    return (a->count < b->count) - (a->count > b->count);
-}
-
-static void exc_summary_print(FILE *fp, struct exc_out *o)
-{
-    qsort(o->rows, o->nrows, sizeof(*o->rows), exc_row_cmp);
-    (void)fprintf(fp, "\n%8s  %-28s %-40s %s\n", "count", "type", "raised at", "handled in");
-    for (size_t i = 0; i < o->nrows; i++) {
-        const struct exc_row *r = &o->rows[i];
-        char site[TRACER_NAME_MAX * 2 + 32];
-        (void)snprintf(site, sizeof(site), "%s:%d in %s", r->raised.file, r->raised.line,
-                       r->raised.function);
-        if (r->handled.function[0])
-            (void)fprintf(fp, "%8llu  %-28s %-40s %s:%d\n", (unsigned long long)r->count, r->type,
-                          site, r->handled.function, r->handled.line);
-        else
-            (void)fprintf(fp, "%8llu  %-28s %-40s (still propagating)\n",
-                          (unsigned long long)r->count, r->type, site);
-    }
-    if (o->other_rows)
-        (void)fprintf(fp, "%8llu  (other rows beyond the %d kept)\n",
-                      (unsigned long long)o->other_rows, EXC_SUMMARY_MAX);
+    if (fp && o->a->json)
+        out_exc_json(fp, ev);
+    else if (fp && ev->kind == TRACER_EV_END)
+        out_exc_text(fp, ev, o->a->stack);
+    outq_commit(o->q);
 }
 
 static void exc_on_event(void *ctx, const struct tracer_event *ev)
 {
     struct exc_out *o = ctx;
-
-    FILE *fp;
 
     if (!ev) { /* end of a batch */
         /* A reader that went away (`| head`): end the trace cleanly through tracer_run's own
@@ -391,14 +197,12 @@ static void exc_on_event(void *ctx, const struct tracer_event *ev)
         }
         return;
     }
-    fp = outq_begin(o->q);
-    if (fp && o->a->json)
-        exc_json_event(fp, ev);
-    else if (fp && ev->kind == TRACER_EV_END)
-        exc_text(fp, o->a, ev);
-    outq_commit(o->q);
-    if (ev->kind == TRACER_EV_END && o->a->summary)
-        exc_summary_add(o, ev);
+    if (!o->prof)
+        exc_feed(o, ev);
+    else if (o->prof_err.code == 0 && out_exc_profile_add(o->prof, ev, &o->prof_err) < 0)
+        return; /* reported at the end, with what was counted */
+    if (ev->kind == TRACER_EV_END && o->summary)
+        out_exc_summary_add(o->summary, ev);
 }
 
 /* ---- run ----------------------------------------------------------------------------------- */
@@ -461,6 +265,25 @@ static void exc_report_start(const struct cli_common *c, const struct exc_args *
     cli_log(c, "info", 0, msg);
 }
 
+/* --format: the profile, written once the target is released (its errors first). */
+static int exc_write_profile(const struct exc_args *a, struct exc_out *o, struct ps_err *err)
+{
+    char title[96];
+    struct out_profile_opts po = {
+        .title = title, .exporter = "pyscope@" PYSCOPE_VERSION, .unit = "raises"};
+
+    int rc;
+
+    (void)snprintf(title, sizeof(title), "pyscope exceptions of pid %d: where they are raised",
+                   (int)a->pid);
+    rc = out_profile_write(o->prof_fp, a->format, o->prof, &po, err);
+    if (rc == 0 && o->prof_err.code < 0) { /* the raises counted until it failed are written */
+        *err = o->prof_err;
+        rc = o->prof_err.code;
+    }
+    return rc;
+}
+
 static int exc_run(const struct cli_common *c, const struct exc_args *a, struct exc_out *o)
 {
     struct tracer_opts to = {.max_rate = a->max_rate,
@@ -515,8 +338,10 @@ static int exc_run(const struct cli_common *c, const struct exc_args *a, struct 
         tracer_stats(t, st);
         exc_report_stats(c, a, st, why);
     }
-    if (a->summary)
-        exc_summary_print(stdout, o);
+    if (o->prof && exc_write_profile(a, o, &err) < 0 && rc == 0)
+        rc = err.code;
+    if (o->summary)
+        out_exc_summary_write(stdout, o->summary);
     free(st);
     tracer_free(t);
 out_close:
@@ -527,22 +352,39 @@ out_close:
     return rc < 0 ? cli_fail(c, &err, rc) : CLI_EXIT_OK;
 }
 
+/* The summary's table and --format's profile and file, before anything is traced. */
+static int exc_outputs_open(const struct exc_args *a, struct exc_out *o, struct ps_err *err)
+{
+    int rc = 0;
+
+    if (a->summary)
+        rc = out_exc_summary_new(&o->summary, err);
+    if (rc == 0 && a->profile)
+        rc = profile_new(&o->prof, err);
+    if (rc == 0 && a->profile)
+        rc = cli_open_output(a->output, &o->prof_fp, err);
+    return rc;
+}
+
 int cli_exceptions(const struct cli_common *common, int argc, char **argv)
 {
     struct exc_args a = {0};
     struct exc_out o = {.a = &a};
+    struct ps_err err = {0};
     int rc = exc_parse(common, argc, argv, &a);
 
     if (rc >= 0)
         return rc;
     cli_hold_stop_signals();
     cli_guard(common, a.pid);
-    o.rows = calloc(EXC_SUMMARY_MAX, sizeof(*o.rows));
-    if (!o.rows) {
-        struct ps_err err = {0};
-        return cli_fail(common, &err, ps_err_set(&err, -ENOMEM, "out of memory"));
-    }
-    rc = exc_run(common, &a, &o);
-    free(o.rows);
+    rc = exc_outputs_open(&a, &o, &err);
+    if (rc == 0)
+        rc = exc_run(common, &a, &o);
+    else
+        rc = cli_fail(common, &err, rc);
+    if (o.prof_fp && cli_close_output(a.output, o.prof_fp, 0, &err) < 0 && rc == CLI_EXIT_OK)
+        rc = cli_fail(common, &err, -EIO);
+    profile_free(o.prof);
+    out_exc_summary_free(o.summary);
     return rc;
 }

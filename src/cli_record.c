@@ -241,28 +241,6 @@ static void print_stats(const struct sampler_stats *st, const struct profile *p)
 
 /* ---- recording --------------------------------------------------------------------------- */
 
-static int open_output(const struct record_args *a, FILE **out, struct ps_err *err)
-{
-    *out = stdout;
-    if (!a->output || strcmp(a->output, "-") == 0)
-        return 0;
-    *out = fopen(a->output, "we");
-    if (!*out)
-        return ps_err_set(err, -errno, "cannot write %s: %s", a->output, strerror(errno));
-    return 0;
-}
-
-static int close_output(const struct record_args *a, FILE *f, int rc, struct ps_err *err)
-{
-    if (f != stdout) {
-        if (fclose(f) != 0 && rc == 0)
-            rc = ps_err_set(err, -EIO, "cannot write %s: %s", a->output, strerror(errno));
-    } else if (fflush(stdout) != 0 && rc == 0) {
-        rc = ps_err_set(err, -EIO, "cannot write the output: %s", strerror(errno));
-    }
-    return rc;
-}
-
 static int write_profile(const struct record_args *a, const struct profile *p, FILE *f,
                          struct ps_err *err)
 {
@@ -312,7 +290,7 @@ static int record_pyproc(const struct record_args *a, struct pyproc *pp, enum sa
     struct sampler *s = NULL;
     struct sampler_stats st = {0};
     FILE *f = NULL;
-    int rc = open_output(a, &f, err);
+    int rc = cli_open_output(a->output, &f, err);
 
     if (rc == 0)
         rc = profile_new(&p, err);
@@ -343,7 +321,7 @@ static int record_pyproc(const struct record_args *a, struct pyproc *pp, enum sa
         rc = write_profile(a, p, f, err);
     }
     if (f)
-        rc = close_output(a, f, rc, err);
+        rc = cli_close_output(a->output, f, rc, err);
     if (rc == 0 && !a->quiet) {
         print_stats(&st, p);
         print_subproc_stats(group);

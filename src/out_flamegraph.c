@@ -36,6 +36,7 @@ struct fg {
     uint64_t grand;
     bool multi_root; /* several thread roots: an "all" bar below them */
     double height;
+    const char *unit; /* what a count is: "samples", "raises" */
 };
 
 static int cmp_children(const void *a, const void *b, void *arg)
@@ -128,7 +129,7 @@ static void label_of(const struct fg *g, uint32_t id, char *buf, size_t cap)
 }
 
 /* One frame: <g class="f"><title/><rect/><text/></g>. x, w in pixels from the left pad. */
-static void put_frame(FILE *f, const char *label, uint64_t samples, uint64_t grand, double x,
+static void put_frame(FILE *f, const struct fg *g, const char *label, uint64_t samples, double x,
                       double w, double y)
 {
     char color[32];
@@ -137,8 +138,8 @@ static void put_frame(FILE *f, const char *label, uint64_t samples, uint64_t gra
     color_of(label, color, sizeof(color));
     (void)fputs("<g class=\"f\"><title>", f);
     out_profile_xml_str(f, label);
-    (void)fprintf(f, " (%llu samples, %.2f%%)</title>", (unsigned long long)samples,
-                  100.0 * (double)samples / (double)grand);
+    (void)fprintf(f, " (%llu %s, %.2f%%)</title>", (unsigned long long)samples, g->unit,
+                  100.0 * (double)samples / (double)g->grand);
     (void)fprintf(f,
                   "<rect x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" height=\"%.1f\" fill=\"%s\" "
                   "rx=\"2\" data-x=\"%.3f\" data-w=\"%.3f\" data-c=\"%s\"/>",
@@ -193,7 +194,7 @@ static const char *const fg_script =
     "function up(n) { while (n && n.getAttribute) {\n"
     "  if (n.getAttribute('class') === 'f') return n; n = n.parentNode; } return null; }\n"
     "function title(g) { return g.getElementsByTagName('title')[0].textContent; }\n"
-    "function label(g) { return title(g).replace(/ \\([0-9]+ samples, [0-9.]+%\\)$/, ''); }\n"
+    "function label(g) { return title(g).replace(/ \\([0-9]+ [a-z]+, [0-9.]+%\\)$/, ''); }\n"
     "function place(g, x, w) {\n"
     "  var r = g.getElementsByTagName('rect')[0], t = g.getElementsByTagName('text')[0];\n"
     "  var s = label(g), fit = Math.floor((w - 6) / 7.08);\n"
@@ -259,8 +260,8 @@ static void put_header(FILE *f, const struct fg *g, const struct out_profile_opt
                   "fill=\"rgb(250,250,240)\"/>\n<text id=\"title\" x=\"%.0f\" y=\"24\">",
                   IMG_WIDTH, g->height, IMG_WIDTH / 2);
     out_profile_xml_str(f, o->title ? o->title : "pyscope profile");
-    (void)fprintf(f, "</text>\n<text id=\"subtitle\" x=\"%.0f\" y=\"44\">%llu samples",
-                  IMG_WIDTH / 2, (unsigned long long)g->grand);
+    (void)fprintf(f, "</text>\n<text id=\"subtitle\" x=\"%.0f\" y=\"44\">%llu %s", IMG_WIDTH / 2,
+                  (unsigned long long)g->grand, g->unit);
     if (o->rate_hz > 0)
         (void)fprintf(f, " at %.0f Hz", o->rate_hz);
     (void)fprintf(f,
@@ -279,15 +280,14 @@ static void put_frames(FILE *f, const struct fg *g)
 
     (void)fputs("<g id=\"frames\">\n", f);
     if (g->multi_root)
-        put_frame(f, "all", g->grand, g->grand, 0, (double)g->grand * k,
-                  g->height - BOTTOM_PAD - FRAME_H);
+        put_frame(f, g, "all", g->grand, 0, (double)g->grand * k, g->height - BOTTOM_PAD - FRAME_H);
     for (size_t i = 0; i < g->n; i++) {
         uint32_t id = g->order[i];
 
         if (!visible(g, id))
             continue;
         label_of(g, id, label, sizeof(label));
-        put_frame(f, label, g->totals[id], g->grand, g->x[id] * k, (double)g->totals[id] * k,
+        put_frame(f, g, label, g->totals[id], g->x[id] * k, (double)g->totals[id] * k,
                   g->height - BOTTOM_PAD - (level_of(g, id) + 1) * FRAME_H);
     }
     (void)fputs("</g>\n</svg>\n", f);
@@ -323,7 +323,7 @@ static int fg_prepare(struct fg *g, const struct profile *p, struct ps_err *err)
 int out_flamegraph_write(FILE *f, const struct profile *p, const struct out_profile_opts *o,
                          struct ps_err *err)
 {
-    struct fg g = {0};
+    struct fg g = {.unit = o->unit ? o->unit : "samples"};
     int rc = fg_prepare(&g, p, err);
 
     if (rc == 0) {
@@ -332,9 +332,9 @@ int out_flamegraph_write(FILE *f, const struct profile *p, const struct out_prof
             put_frames(f, &g);
         else
             (void)fprintf(f,
-                          "<g id=\"frames\"></g>\n<text x=\"%.0f\" y=\"%.0f\">no samples"
+                          "<g id=\"frames\"></g>\n<text x=\"%.0f\" y=\"%.0f\">no %s"
                           "</text>\n</svg>\n",
-                          XPAD, TOP_PAD);
+                          XPAD, TOP_PAD, g.unit);
         if (fflush(f) != 0 || ferror(f))
             rc = ps_err_set(err, -EIO, "writing the flamegraph failed (disk full?)");
     }

@@ -3,9 +3,9 @@
 #define PYSCOPE_OUT_INT_H
 
 /*
- * Private to the writers (out_text.c, out_json.c, out_tasks.c, out_ps.c): the pieces the asyncio task
- * section shares with the thread report, so that a coroutine frame prints exactly like a
- * thread frame in both formats.
+ * Private to the writers (out_text.c, out_json.c, out_tasks.c, out_ps.c, out_exc.c): the pieces
+ * the asyncio task section shares with the thread report, so that a coroutine frame prints
+ * exactly like a thread frame in both formats, and the text escaper every text writer uses.
  */
 
 #include <jansson.h>

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "out_int.h"
 #include "out_profile_int.h"
 
 #define DEFAULT_TITLE "pyscope profile"
@@ -61,24 +62,38 @@ void out_profile_thread_label(const struct profile_thread *t, char *buf, size_t 
         (void)snprintf(buf, cap, "thread %s (%llu)", name, (unsigned long long)t->thread_id);
 }
 
+/* True for the bytes a JSON string must escape, and for DEL and the C1 controls (U+0080..U+009F,
+ * CSI among them), which JSON allows raw but a terminal showing the file would obey. */
+static bool json_escaped(const unsigned char *p, size_t n)
+{
+    return n == 0 || *p < 0x20 || *p == '"' || *p == '\\' || *p == 0x7F ||
+           (n == 2 && p[0] == 0xC2 && p[1] <= 0x9F);
+}
+
 void out_profile_json_str(FILE *f, const char *s)
 {
-    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *p = (const unsigned char *)s, *run = p;
 
+    /* Safe bytes are written in runs: the exception feed writes every raise through here. */
     (void)fputc('"', f);
     while (*p) {
         size_t n = out_profile_utf8_len(p);
 
+        if (!json_escaped(p, n)) {
+            p += n;
+            continue;
+        }
+        (void)fwrite(run, 1, (size_t)(p - run), f);
         if (*p == '"' || *p == '\\')
             (void)fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            (void)fprintf(f, "\\u%04x", *p);
         else if (n == 0)
             (void)fputc('?', f);
         else
-            (void)fwrite(p, 1, n, f);
+            (void)fprintf(f, "\\u%04x", n == 2 ? p[1] : p[0]);
         p += n ? n : 1;
+        run = p;
     }
+    (void)fwrite(run, 1, (size_t)(p - run), f);
     (void)fputc('"', f);
 }
 
@@ -131,13 +146,14 @@ bool out_profile_parse_format(const char *name, enum out_profile_format *out)
 
 /* ---- collapsed --------------------------------------------------------------------------- */
 
-/* A label with the folded format's separators (';', newlines) replaced by '_'. */
+/* A label with the folded format's separators (';', newlines) replaced by '_', other control
+ * characters escaped by the text escaper (a folded file is often read in a terminal). */
 static void put_folded(FILE *f, char *label)
 {
     for (char *c = label; *c; c++)
         if (*c == ';' || *c == '\n' || *c == '\r')
             *c = '_';
-    (void)fputs(label, f);
+    out_text_escaped(f, label);
 }
 
 int out_collapsed_write(FILE *f, const struct profile *p, const struct out_profile_opts *o,

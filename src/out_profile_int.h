@@ -4,8 +4,9 @@
 
 /*
  * Private helpers shared by the profile writers (src/out_profile.c, src/out_flamegraph.c,
- * src/out_samples.c): frame labels and string escaping for JSON and XML. Bytes that are not
- * valid UTF-8 are written as '?', so every output parses whatever the target's strings hold.
+ * src/out_samples.c) and the exception writer (src/out_exc.c): frame labels and string
+ * escaping for JSON and XML, the one escaper of each. Bytes that are not valid UTF-8 are
+ * written as '?', so every output parses whatever the target's strings hold.
  */
 
 #include <stddef.h>

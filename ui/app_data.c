@@ -285,6 +285,7 @@ static void ui_data_exc_rate(struct ui_app *app)
     raises = app->tstats->raises + app->tstats->not_reported;
     if (raises >= app->exc_last_raises)
         app->exc_rate = (double)(raises - app->exc_last_raises) / (now - app->exc_last_t);
+    ui_excfeed_tick(app->feed, now);
     app->exc_last_raises = raises;
     app->exc_last_t = now;
 }

@@ -4,7 +4,7 @@
 
 /*
  * The TUI's state, shared by app.c (the event loop) and the pane files, which read it to build
- * their lines. One instance per session, heap-allocated (the exception feed is ~450 KiB).
+ * their lines. One instance per session, heap-allocated (the exception feed is ~1.3 MiB).
  * Main thread only.
  */
 
@@ -29,7 +29,7 @@
 #define UI_THREAD_LINES 1024
 #define UI_STACK_LINES  2048
 #define UI_TOP_LINES    512
-#define UI_EXC_LINES    (2 * UI_EXC_KEEP)
+#define UI_EXC_LINES    (2 * (UI_EXC_KEEP > UI_EXC_GROUPS ? UI_EXC_KEEP : UI_EXC_GROUPS))
 #define UI_FILTER_MAX   64
 /* Growth rows shown (the fastest growing). */
 #define UI_GROWTH_ROWS 256
@@ -72,6 +72,7 @@ struct ui_app {
     uint64_t top_samples;
     char filter[UI_FILTER_MAX];
     bool filter_edit;
+    enum ui_area filter_area; /* the pane whose filter `/` edits: UI_AREA_TOP or UI_AREA_EXC */
 
     /* exceptions */
     struct tracer *tracer;
@@ -84,6 +85,11 @@ struct ui_app {
     struct tracer_event raise_ev; /* its copy: the feed's ring may drop it meanwhile */
     double exc_rate, exc_last_t;
     uint64_t exc_last_raises;
+    bool exc_feed;     /* the raw newest-first feed (f); else one row per raise site */
+    bool exc_mine;     /* my code only (m): hide raises wholly inside library code */
+    bool exc_mine_set; /* m was pressed: exc_mine no longer follows the process's code */
+    size_t exc_hidden; /* sites or raises the last build hid for exc_mine */
+    char exc_filter[UI_FILTER_MAX];
 
     /* the lower-right pane's view; growing containers */
     enum ui_lower lower;
@@ -110,6 +116,9 @@ extern const struct ui_pane_ops ui_keybar_ops;
 
 /* Selected thread's native id (threads pane), 0 when none. */
 pid_t ui_app_selected_tid(const struct ui_app *app);
+
+/* The filter text of pane `area` (the exceptions pane's or, for any other, the top table's). */
+char *ui_app_filter(struct ui_app *app, enum ui_area area);
 
 /* Show a transient note in the key bar (about 5 s). printf-style. */
 void ui_app_note(struct ui_app *app, const char *fmt, ...) PS_PRINTF(2, 3);

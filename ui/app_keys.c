@@ -107,23 +107,58 @@ static void ui_keys_dump(struct ui_app *app)
         ui_app_note(app, "wrote %s (as pyscope dump --json)", path);
 }
 
+char *ui_app_filter(struct ui_app *app, enum ui_area area)
+{
+    return area == UI_AREA_EXC ? app->exc_filter : app->filter;
+}
+
 static void ui_keys_filter(struct ui_app *app, int ch)
 {
-    size_t len = strlen(app->filter);
+    char *filter = ui_app_filter(app, app->filter_area);
+    size_t len = strlen(filter);
 
     if (ch == UI_KEY_ESC) {
-        app->filter[0] = '\0';
+        filter[0] = '\0';
         app->filter_edit = false;
     } else if (ch == '\n' || ch == '\r' || ch == KEY_ENTER) {
         app->filter_edit = false;
     } else if ((ch == KEY_BACKSPACE || ch == 127 || ch == 8) && len > 0) {
-        app->filter[len - 1] = '\0';
-    } else if (ch >= 0x20 && ch < 0x7f && len + 1 < sizeof(app->filter)) {
-        app->filter[len] = (char)ch;
-        app->filter[len + 1] = '\0';
+        filter[len - 1] = '\0';
+    } else if (ch >= 0x20 && ch < 0x7f && len + 1 < UI_FILTER_MAX) {
+        filter[len] = (char)ch;
+        filter[len + 1] = '\0';
     }
-    ui_pane_rebuild(&app->panes[UI_AREA_TOP], app);
+    ui_pane_rebuild(&app->panes[app->filter_area], app);
     app->panes[UI_AREA_KEYBAR].dirty = true;
+}
+
+/* `/`: edit the filter of the focused pane; panes without one filter the top table. */
+static void ui_keys_filter_open(struct ui_app *app)
+{
+    app->filter_edit = true;
+    if (app->focus == UI_AREA_EXC && app->lower == UI_LOWER_EXC)
+        app->filter_area = UI_AREA_EXC;
+    else
+        app->filter_area = app->focus = UI_AREA_TOP;
+}
+
+/* The exceptions pane's view changed: its lines mean something else, the selection restarts. */
+static void ui_keys_exc_view(struct ui_app *app, enum ui_action act)
+{
+    struct ui_pane *p = &app->panes[UI_AREA_EXC];
+
+    if (act == UI_ACT_EXC_FEED) {
+        app->exc_feed = !app->exc_feed;
+        ui_app_note(app, "exceptions: %s",
+                    app->exc_feed ? "newest raises first" : "one row per raise site");
+    } else {
+        app->exc_mine = !app->exc_mine;
+        app->exc_mine_set = true;
+        ui_app_note(app, "exceptions: %s",
+                    app->exc_mine ? "my code only (library-only raises hidden)" : "all raises");
+    }
+    p->sel = p->scroll = 0;
+    p->sel_key = 0;
 }
 
 /* Show view `which` in the lower-right pane, or the exceptions again when it is shown. */
@@ -155,6 +190,9 @@ static void ui_keys_back(struct ui_app *app)
     } else if (app->raise_view) {
         app->raise_view = 0;
         ui_pane_rebuild(&app->panes[UI_AREA_STACK], app);
+    } else if (app->focus == UI_AREA_EXC && app->exc_filter[0]) {
+        app->exc_filter[0] = '\0';
+        ui_pane_rebuild(&app->panes[UI_AREA_EXC], app);
     } else if (app->filter[0]) {
         app->filter[0] = '\0';
         ui_pane_rebuild(&app->panes[UI_AREA_TOP], app);
@@ -213,10 +251,9 @@ static void ui_keys_action(struct ui_app *app, enum ui_action act, int rows)
             app->panes[app->focus].ops->enter(&app->panes[app->focus], app);
         break;
     case UI_ACT_BACK: ui_keys_back(app); break;
-    case UI_ACT_FILTER:
-        app->filter_edit = true;
-        app->focus = UI_AREA_TOP;
-        break;
+    case UI_ACT_FILTER: ui_keys_filter_open(app); break;
+    case UI_ACT_EXC_FEED:
+    case UI_ACT_EXC_MINE: ui_keys_exc_view(app, act); break;
     case UI_ACT_EXCEPTIONS:
         if (app->tracer)
             ui_data_tracer_stop(app);
@@ -249,5 +286,6 @@ bool ui_keys_handle(struct ui_app *app, int ch)
            act == UI_ACT_ENTER || act == UI_ACT_BACK || act == UI_ACT_FILTER ||
            act == UI_ACT_SORT || act == UI_ACT_LINES || act == UI_ACT_RESET ||
            act == UI_ACT_PAUSE || act == UI_ACT_EXCEPTIONS || act == UI_ACT_LOCALS ||
-           act == UI_ACT_GROWTH || act == UI_ACT_TASKS;
+           act == UI_ACT_GROWTH || act == UI_ACT_TASKS || act == UI_ACT_EXC_FEED ||
+           act == UI_ACT_EXC_MINE;
 }

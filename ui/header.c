@@ -40,7 +40,8 @@ static void ui_header_build(struct ui_pane *p, struct ui_app *app)
         struct sampler_stats st;
         sampler_stats_get(app->sampler, &st);
         in.sample_rate = st.rate;
-        in.sample_errors = st.errors + st.torn;
+        in.sample_errors = st.errors;
+        in.sample_torn = st.torn;
     }
     if (p->cap < 3)
         return;

@@ -16,7 +16,9 @@ static void ui_keybar_build(struct ui_pane *p, struct ui_app *app)
     enum ui_style style = UI_STYLE_NORMAL;
 
     if (app->filter_edit) {
-        (void)snprintf(text, sizeof(text), "filter: %s_   (Enter keeps, Esc clears)", app->filter);
+        (void)snprintf(text, sizeof(text), "filter %s: %s_   (Enter keeps, Esc clears)",
+                       app->filter_area == UI_AREA_EXC ? "exceptions" : "top table",
+                       ui_app_filter(app, app->filter_area));
         style = UI_STYLE_HOT;
     } else if (app->note[0] && app->ticks < app->note_until) {
         shown = app->note;

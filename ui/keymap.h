@@ -28,6 +28,8 @@ enum ui_action {
     UI_ACT_PAUSE,
     UI_ACT_RESET,
     UI_ACT_EXCEPTIONS,
+    UI_ACT_EXC_FEED,
+    UI_ACT_EXC_MINE,
     UI_ACT_LOCALS,
     UI_ACT_GROWTH,
     UI_ACT_TASKS,

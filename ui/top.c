@@ -14,8 +14,9 @@ static void ui_top_title(const struct ui_pane *p, const struct ui_app *app, char
     (void)snprintf(buf, cap, " Top %s, %llu samples%s%s%s",
                    app->top_by == PROFILE_TOP_LINE ? "lines" : "functions",
                    (unsigned long long)app->top_samples,
-                   app->filter[0] || app->filter_edit ? "  /" : "", app->filter,
-                   app->filter_edit ? "_" : "");
+                   app->filter[0] || (app->filter_edit && app->filter_area == UI_AREA_TOP) ? "  /"
+                                                                                           : "",
+                   app->filter, app->filter_edit && app->filter_area == UI_AREA_TOP ? "_" : "");
 }
 
 static void ui_top_build(struct ui_pane *p, struct ui_app *app)

@@ -270,14 +270,33 @@ static void ui_header_line2(const struct ui_header_in *in, int width, struct ui_
     ui_line_set(out, text, width, UI_STYLE_NORMAL, 0);
 }
 
+/* "sampling 99/s", and what failed: "54 reads failed: stacks changed while read". */
+static void ui_header_sampling(const struct ui_header_in *in, char *buf, size_t cap)
+{
+    char rate[32];
+    unsigned long long torn = in->sample_torn, failed = in->sample_errors;
+    int n = snprintf(buf, cap, "sampling %s/s", ui_num(rate, sizeof(rate), 0, in->sample_rate));
+
+    if (n < 0 || (size_t)n >= cap || torn + failed == 0)
+        return;
+    if (failed == 0)
+        (void)snprintf(buf + n, cap - (size_t)n, ", %llu reads failed: stacks changed while read",
+                       torn);
+    else if (torn == 0)
+        (void)snprintf(buf + n, cap - (size_t)n, ", %llu reads failed: memory not readable",
+                       failed);
+    else
+        (void)snprintf(buf + n, cap - (size_t)n,
+                       ", %llu reads failed: %llu stacks changed while read, %llu unreadable",
+                       torn + failed, torn, failed);
+}
+
 static void ui_header_line3(const struct ui_header_in *in, int width, struct ui_line *out)
 {
-    char smp[96], exc[96], rate[32], text[UI_LINE_MAX];
+    char smp[160], exc[96], rate[32], text[UI_LINE_MAX];
 
     if (in->sampling)
-        (void)snprintf(smp, sizeof(smp), "sampling %s/s, %llu errors",
-                       ui_num(rate, sizeof(rate), 0, in->sample_rate),
-                       (unsigned long long)in->sample_errors);
+        ui_header_sampling(in, smp, sizeof(smp));
     else
         (void)snprintf(smp, sizeof(smp), "sampling off");
     if (in->tracing)
@@ -348,17 +367,42 @@ static void ui_thread_name(const struct snap_thread *t, char *buf, size_t cap)
         (void)snprintf(buf, cap, "%s", py);
 }
 
+/* Widths of the name and state columns sharing `rest` columns: names first (they identify
+ * the thread), the state keeping up to two fifths when its longest needs them. */
+static void ui_thread_widths(const struct snap *s, int rest, int *name_w, int *state_w)
+{
+    int name = 4, state = 5;
+
+    for (size_t i = 0; s && i < s->nthreads; i++) {
+        const struct snap_thread *t = &s->threads[i];
+        char shown[UI_LINE_MAX];
+        int nw, sw;
+
+        ui_thread_name(t, shown, sizeof(shown));
+        nw = ui_width(shown);
+        sw = ui_width(t->activity ? t->activity : "?");
+        name = nw > name ? nw : name;
+        state = sw > state ? sw : state;
+    }
+    state = state < rest * 2 / 5 ? state : rest * 2 / 5;
+    *name_w = name < rest - state ? name : rest - state;
+    *state_w = rest - *name_w;
+}
+
 size_t ui_view_threads(const struct snap *s, const struct snap *prev, long hz, int width,
                        struct ui_line *out, size_t cap)
 {
-    int rest = width - 17 > 10 ? width - 17 : 10;
-    int w[5] = {1, 7, rest * 9 / 20, rest - rest * 9 / 20, 5};
+    /* gil, tid, name, state, cpu and a space between each, and one blank column at the right
+     * so that the CPU% column never touches the stack pane beside it */
+    int rest = width - 18 > 10 ? width - 18 : 10;
+    int w[5] = {1, 7, 0, 0, 5};
     const char *head[5] = {"", "TID", "NAME", "STATE", " CPU%"};
     char text[UI_LINE_MAX];
     size_t n = 0;
 
     if (cap == 0)
         return 0;
+    ui_thread_widths(s, rest, &w[2], &w[3]);
     ui_columns(text, sizeof(text), head, w, 5);
     ui_line_set(&out[n++], text, width, UI_STYLE_HEADING, 0);
     for (size_t i = 0; s && i < s->nthreads && n < cap; i++) {

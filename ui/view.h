@@ -99,7 +99,8 @@ struct ui_header_in {
     double gil_switch_rate;              /* per second */
     bool sampling;                       /* the sampler runs */
     double sample_rate;                  /* ticks per second achieved */
-    uint64_t sample_errors;              /* failed + torn reads */
+    uint64_t sample_errors;              /* failed reads or walks */
+    uint64_t sample_torn;                /* reads whose stack changed meanwhile */
     bool tracing;                        /* exception tracing on */
     const char *trace_mech;              /* "perf", "debugreg" */
     double exc_rate;                     /* raises per second */
@@ -182,39 +183,73 @@ size_t ui_view_tasks(const struct snap_tasks *t, int width, struct ui_line *out,
 
 /* ---- exceptions ------------------------------------------------------------------------- */
 
+/* One raise site: the raises of one type at one place (file, line, function). */
 struct ui_exc_group {
     char type[TRACER_TYPE_MAX];
-    char file[TRACER_NAME_MAX];
-    int line;
+    struct tracer_frame raised;
     uint64_t count;
+    uint64_t count_at_tick;   /* count at the last ui_excfeed_tick */
+    double rate;              /* raises/s between the last two ticks; < 0 before the second */
+    bool library;             /* its newest raise was raised and handled in library code */
+    struct tracer_event last; /* its newest raise (END events fill in where it was handled) */
 };
 
 /*
  * The exception feed: the newest UI_EXC_KEEP raises (ring; END events fill in where each was
- * handled) and counts per (type, raising file:line) for up to UI_EXC_GROUPS groups (more land
- * in an "other" count). Fixed size (~450 KiB); zero it (or ui_excfeed_reset) before use.
+ * handled) and one group per (type, raise site) for up to UI_EXC_GROUPS sites (more land in an
+ * "other" count). Fixed size (~1.3 MiB); zero it (or ui_excfeed_reset) before use.
  */
 struct ui_excfeed {
     struct tracer_event ev[UI_EXC_KEEP]; /* ring: ev[(head - 1) % KEEP] is the newest */
     size_t head, n;
     struct ui_exc_group groups[UI_EXC_GROUPS];
     size_t ngroups;
-    uint64_t other; /* raises in no group (the table was full) */
-    uint64_t total; /* raises added */
+    uint64_t other;   /* raises in no group (the table was full) */
+    uint64_t total;   /* raises added */
+    bool own_code;    /* some raise or handler site is outside library code */
+    double last_tick; /* time of the last ui_excfeed_tick, 0 before the first */
 };
 
 void ui_excfeed_reset(struct ui_excfeed *f);
 
-/* Add one tracer event (RAISE: stored and counted; END: its raise gets handled_at). */
+/* Add one tracer event (RAISE: stored and counted in its group; END: its raise and its group
+ * get handled_at, and the group's library flag is decided from both sites). */
 void ui_excfeed_add(struct ui_excfeed *f, const struct tracer_event *ev);
 
 /* The kept raise with seq `seq`, or NULL. */
 const struct tracer_event *ui_excfeed_find(const struct ui_excfeed *f, uint64_t seq);
 
+/* The newest raise of the group whose line key is `key` (ui_view_exc, grouped), or NULL. */
+const struct tracer_event *ui_excfeed_group_event(const struct ui_excfeed *f, uint64_t key);
+
+/* Update every group's rate: raises since the previous tick over the time between (now is
+ * any monotonic clock in seconds, the caller's). */
+void ui_excfeed_tick(struct ui_excfeed *f, double now);
+
 /*
- * Newest first: per raise a line "time type: message  xN" (key: seq; N = its group's count)
- * and a dimmer one "  at file:line function -> handled at file:line". Returns lines written.
+ * True when path is library code: the standard library (a `lib/pythonX.Y/` directory, or a
+ * `<frozen ...>` module), or an installed package (`site-packages`, `dist-packages`). Pure.
  */
-size_t ui_view_exc(const struct ui_excfeed *f, int width, struct ui_line *out, size_t cap);
+bool ui_exc_library_path(const char *path);
+
+/* True when a frame of s runs code outside the library (ui_exc_library_path). NULL: false. */
+bool ui_exc_snap_own_code(const struct snap *s);
+
+/* How the exceptions pane shows the feed. */
+struct ui_exc_view {
+    bool feed;          /* the raw newest-first feed; else one row per site, most raised first */
+    bool mine_only;     /* hide raises whose raise and handler sites are both library code */
+    const char *filter; /* substring of type, message, function or file; NULL or "" for all */
+    size_t hidden;      /* out: sites (grouped) or raises (feed) hidden by mine_only */
+};
+
+/*
+ * Grouped: per site a line "count rate/s type: newest message" (key: group index + 1) and a
+ * dimmer one "  at file:line -> handled at file:line in function" (its newest raise's handler).
+ * Feed: per raise, newest first, "time xN type: message" (key: seq; N = its group's count) and
+ * "  function (file:line) -> handled in function (file:line)". Rows failing the filter or hidden by mine_only are left out. Returns lines written.
+ */
+size_t ui_view_exc(const struct ui_excfeed *f, struct ui_exc_view *v, int width,
+                   struct ui_line *out, size_t cap);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include <getopt.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "pyscope/err.h"
@@ -102,6 +103,18 @@ int cli_getopt(const struct cli_common *c, int argc, char **argv, const char *sh
  * CLI_EXIT_USAGE.
  */
 int cli_one_pid(const struct cli_common *c, int argc, char **argv, const char *command, pid_t *pid);
+
+/*
+ * Open the output file of -o PATH for writing (created or truncated, close-on-exec), or stdout
+ * when path is NULL or "-". Returns 0, or -errno with err naming the file.
+ */
+int cli_open_output(const char *path, FILE **out, struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * Close (a file) or flush (stdout) what cli_open_output gave; returns rc, or when rc is 0 and
+ * that fails, -EIO with err naming the file.
+ */
+int cli_close_output(const char *path, FILE *f, int rc, struct ps_err *err);
 
 /*
  * Every command accepts --log-format (main applies it before dispatch, wherever it appears);

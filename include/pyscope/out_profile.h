@@ -31,6 +31,7 @@ struct out_profile_opts {
     const char *title;    /* flamegraph title / speedscope name; NULL = "pyscope profile" */
     double rate_hz;       /* sampling rate, shown in the SVG subtitle (0 = not shown) */
     const char *exporter; /* speedscope "exporter", e.g. "pyscope@0.1.0"; NULL = "pyscope" */
+    const char *unit;     /* flamegraph: what a count is ("raises"); NULL = "samples" */
 };
 
 /* Parse "collapsed", "speedscope", "flamegraph" (or "svg"), "json"; false when unknown. */

@@ -9,6 +9,7 @@ runs, too. Under the ASan build, sanitizer reports go to a log file that the tes
 (pyscope parks stderr while curses owns the screen).
 """
 
+import collections
 import json
 import os
 import pty
@@ -273,6 +274,8 @@ def test_exceptions_pane_and_tracing_toggle(python, launch, screen):
     ready(s)
     s.wait(lambda lines: re.search(r"exceptions [-\d.]+/s \((perf|debugreg)\)", lines[2]),
            "exception tracing on")
+    s.keys("f")                                     # the raw feed, newest first
+    s.wait(lambda _: "newest first" in s.pane("exc")[0], "f to show the feed")
     generation = target.truth["generation"] + 1
     os.kill(target.pid, signal.SIGUSR1)
     truth = target.wait_truth(generation)
@@ -487,7 +490,7 @@ def test_demo_service(python, launch, screen, tmp_path):
     s.wait(lambda _: "cache-janitor" in "\n".join(s.pane("threads")), "the janitor thread")
     s.wait(lambda _: "AttributeError: 'dict' object has no attribute 'value'"
            in "\n".join(s.pane("exc")), "the swallowed AttributeError")
-    s.wait(lambda _: "compute_weighted_average" in "\n".join(s.pane("exc")), "where it is raised")
+    check_demo_exceptions(s)
     s.wait(lambda _: re.search(r"cosine|similarity_matrix", "\n".join(s.pane("top")[2:6])),
            "the hot spot at the top of the top table")
     s.keys("g")                                     # the leak: among the fastest growing
@@ -505,6 +508,46 @@ def test_demo_service(python, launch, screen, tmp_path):
     s.wait(lambda _: any(re.match(r"\s{8}\w+ = ", l) for l in s.pane("stack")), "locals")
     s.keys("q")
     assert s.wait_exit() == 0
+
+
+SITE_RE = re.compile(r"^\s*(\d+)\s+[-\d.]+/s (\w+)(?:: |\s*$)")
+
+
+def site_rows(s):
+    """{(type, raise site): (count, where-handled line)} of the grouped exceptions pane."""
+    rows = s.pane("exc")[1:]
+    return {(m.group(2), second.strip().split(" -> ")[0]): (int(m.group(1)), second.strip())
+            for first, second in zip(rows, rows[1:]) if (m := SITE_RE.match(first))}
+
+
+def check_demo_exceptions(s):
+    """The grouped pane: the demo's swallowed AttributeError is one row with its count and its
+    handler; the email parser's StopIteration sites (raised and handled in the standard
+    library) are hidden until m; / filters the pane; f shows the raw feed."""
+    error = ("AttributeError", "at demo/service.py:67")
+    handler = re.compile(r"-> handled at demo/service\.py:\d+ in handle_average$")
+    s.wait(lambda _: site_rows(s).get(error, (0, ""))[0] >= 2 and
+           handler.search(site_rows(s)[error][1]),
+           "the AttributeError's row with its count and handler")
+    assert "hidden: m)" in s.pane("exc")[0], s.pane("exc")[0]
+    assert not [k for k in site_rows(s) if k[0] == "StopIteration"], site_rows(s)
+    s.keys("m")                                     # all raises: the library's own sites too
+    s.wait(lambda _: any(k[0] == "StopIteration" and "feedparser.py" in k[1]
+                         for k in site_rows(s)), "m to show the StopIteration sites")
+    counts = collections.Counter(k for k in site_rows(s))
+    assert max(counts.values()) == 1, f"a site shown twice: {counts}"
+    s.keys("Tab", "Tab", "Tab", "/", *"Attr", "Enter")  # threads -> stack -> top -> exceptions
+    s.wait(lambda _: "/Attr" in s.pane("exc")[0] and
+           {k[0] for k in site_rows(s)} == {"AttributeError"}, "/ to filter the exceptions")
+    assert "/" not in s.pane("top")[0], "the filter went to the top table"
+    s.keys("f")
+    s.wait(lambda _: "newest first" in s.pane("exc")[0] and
+           any(EVENT_RE.match(line.strip()) for line in s.pane("exc")[1:]), "f for the feed")
+    assert all(EVENT_RE.match(line.strip()).group(1) == "AttributeError"
+               for line in s.pane("exc")[1:] if EVENT_RE.match(line.strip()))
+    s.keys("f", "m", "Escape")
+    s.wait(lambda _: "/Attr" not in s.pane("exc")[0] and "hidden: m)" in s.pane("exc")[0],
+           "Esc clears the filter, m hides library sites again")
 
 
 def test_tasks_view(python, launch, screen):

@@ -103,6 +103,30 @@ static struct snap *make_snap(double t, const uint64_t *ticks)
     return s;
 }
 
+/* The header says what failed, not "54 errors". */
+static void test_header_sampling_failures(void **state)
+{
+    struct ui_header_in in = {.sampling = true,
+                              .sample_rate = 99,
+                              .sample_torn = 54,
+                              .cpu_pct = -1,
+                              .gil_switch_rate = -1,
+                              .exc_rate = -1};
+    struct ui_line out[3];
+
+    (void)state;
+    ui_view_header(&in, 200, out);
+    assert_non_null(
+        strstr(out[2].text, "sampling 99/s, 54 reads failed: stacks changed while read"));
+    in.sample_errors = 3;
+    ui_view_header(&in, 200, out);
+    assert_non_null(
+        strstr(out[2].text, "57 reads failed: 54 stacks changed while read, 3 unreadable"));
+    in.sample_torn = in.sample_errors = 0;
+    ui_view_header(&in, 200, out);
+    assert_non_null(strstr(out[2].text, "sampling 99/s  "));
+}
+
 static void test_threads(void **state)
 {
     static const uint64_t t0[3] = {10, 20, 30}, t1[3] = {10, 70, 35};
@@ -126,6 +150,16 @@ static void test_threads(void **state)
     assert_non_null(strstr(lines[2].text, " 50.0")); /* 50 ticks in 1 s at 100 Hz */
     assert_non_null(strstr(lines[3].text, "  5.0"));
     assert_non_null(strstr(lines[3].text, "(unnamed)"));
+    /* the README demo at 120 columns: a 48-column pane shows an 18-character name whole,
+     * and its last column stays blank beside the stack pane */
+    s->threads[0].name = snap_strdup(s, "cache-janitor-1234");
+    n = ui_view_threads(s, prev, 100, 48, lines, 8);
+    assert_non_null(strstr(lines[1].text, "cache-janitor-1234"));
+    assert_non_null(strstr(lines[0].text, "CPU% "));
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(width_of(lines[i].text), 48);
+        assert_true(lines[i].text[strlen(lines[i].text) - 1] == ' ');
+    }
     /* without a previous snapshot CPU% is unknown */
     n = ui_view_threads(s, NULL, 100, 60, lines, 8);
     assert_non_null(strstr(lines[1].text, "    -"));
@@ -302,6 +336,7 @@ static void test_excfeed(void **state)
 {
     struct ui_excfeed *f = calloc(1, sizeof(*f));
     struct ui_line *lines = calloc(UI_EXC_KEEP * 2, sizeof(*lines));
+    struct ui_exc_view feed = {.feed = true};
     struct tracer_event ev;
     size_t n;
 
@@ -322,7 +357,7 @@ static void test_excfeed(void **state)
     ui_excfeed_add(f, &ev);
     assert_int_equal(f->total, 5);
     assert_int_equal(f->ngroups, 2);
-    n = ui_view_exc(f, 100, lines, UI_EXC_KEEP * 2);
+    n = ui_view_exc(f, &feed, 100, lines, UI_EXC_KEEP * 2);
     assert_int_equal(n, 10);
     /* newest first: the KeyError (seq 10), then seq 8, handled */
     assert_int_equal(lines[0].key, 10);
@@ -343,9 +378,105 @@ static void test_excfeed(void **state)
     assert_int_equal(f->total, 5 + 2 * UI_EXC_KEEP);
     assert_int_equal(f->ngroups, 5);
     assert_null(ui_excfeed_find(f, 8));
-    assert_int_equal(ui_view_exc(f, 100, lines, 7), 6);
+    assert_int_equal(ui_view_exc(f, &feed, 100, lines, 7), 6);
     free(f);
     free(lines);
+}
+
+/* A raise of type at file:line in function, handled in hfile:hline (hfile NULL: in flight). */
+static void add_raise(struct ui_excfeed *f, uint64_t seq, const char *type, const char *file,
+                      int line, const char *hfile, int hline)
+{
+    struct tracer_event ev = raise_ev(seq, type, line);
+
+    (void)snprintf(ev.frames[0].file, sizeof(ev.frames[0].file), "%s", file);
+    (void)snprintf(ev.message, sizeof(ev.message), "message %llu", (unsigned long long)seq);
+    ui_excfeed_add(f, &ev);
+    if (!hfile)
+        return;
+    ev.kind = TRACER_EV_END;
+    ev.seq = seq + 1000000;
+    (void)snprintf(ev.handled_at.function, sizeof(ev.handled_at.function), "handler");
+    (void)snprintf(ev.handled_at.file, sizeof(ev.handled_at.file), "%s", hfile);
+    ev.handled_at.line = hline;
+    ui_excfeed_add(f, &ev);
+}
+
+#define LIB_FILE "/usr/lib/python3.11/asyncio/queues.py"
+
+/* The README demo's shape: one library site raising hundreds of times beside the
+ * application's swallowed error: one row each, the busy one first, the app's with its count
+ * and handler; the rate comes from the ticks; `m` hides the library-only site; `/` filters. */
+static void test_exc_grouped(void **state)
+{
+    struct ui_excfeed *f = calloc(1, sizeof(*f));
+    struct ui_line *lines = calloc(UI_EXC_GROUPS * 2, sizeof(*lines));
+    struct ui_exc_view v = {0};
+    uint64_t seq = 1;
+    size_t n;
+
+    (void)state;
+    assert_true(f && lines);
+    ui_excfeed_tick(f, 10.0);
+    for (int i = 0; i < 262; i++)
+        add_raise(f, seq++, "StopIteration", LIB_FILE, 40, LIB_FILE, 44);
+    for (int i = 0; i < 3; i++)
+        add_raise(f, seq++, "AttributeError", "/srv/service.py", 62, "/srv/service.py", 110);
+    ui_excfeed_tick(f, 12.0);
+    n = ui_view_exc(f, &v, 100, lines, UI_EXC_GROUPS * 2);
+    assert_int_equal(n, 4);
+    assert_int_equal(v.hidden, 0);
+    assert_non_null(strstr(lines[0].text, "    262   131.0/s StopIteration: message 262"));
+    assert_non_null(strstr(lines[2].text, "      3     1.5/s AttributeError: message 265"));
+    assert_non_null(
+        strstr(lines[3].text, "at srv/service.py:62 -> handled at srv/service.py:110 in handler"));
+    assert_true(f->own_code);
+    /* Enter on a row: its newest raise, with where it was handled */
+    assert_int_equal(ui_excfeed_group_event(f, lines[2].key)->seq, 265);
+    assert_int_equal(ui_excfeed_group_event(f, lines[2].key)->handled_at.line, 110);
+    assert_null(ui_excfeed_group_event(f, 0));
+    /* my code only: the library's own StopIteration site goes, counted as hidden */
+    v.mine_only = true;
+    n = ui_view_exc(f, &v, 100, lines, UI_EXC_GROUPS * 2);
+    assert_int_equal(n, 2);
+    assert_int_equal(v.hidden, 1);
+    assert_non_null(strstr(lines[0].text, "AttributeError"));
+    /* the filter, in either view */
+    v.mine_only = false;
+    v.filter = "StopIter";
+    assert_int_equal(ui_view_exc(f, &v, 100, lines, UI_EXC_GROUPS * 2), 2);
+    assert_non_null(strstr(lines[0].text, "StopIteration"));
+    v.feed = true;
+    v.filter = "service.py";
+    n = ui_view_exc(f, &v, 100, lines, UI_EXC_GROUPS * 2);
+    assert_int_equal(n, 6);
+    assert_int_equal(lines[0].key, 265);
+    free(f);
+    free(lines);
+}
+
+/* A raise in library code handled in the application's is the application's business. */
+static void test_exc_library(void **state)
+{
+    struct ui_excfeed *f = calloc(1, sizeof(*f));
+    struct ui_line lines[4];
+    struct ui_exc_view v = {.mine_only = true};
+
+    (void)state;
+    assert_non_null(f);
+    assert_true(ui_exc_library_path(LIB_FILE));
+    assert_true(ui_exc_library_path("/root/.pyenv/versions/3.12.1/lib/python3.12/json/x.py"));
+    assert_true(ui_exc_library_path("/srv/venv/lib/python3.12/site-packages/h11/_state.py"));
+    assert_true(ui_exc_library_path("/usr/lib/python3/dist-packages/uvicorn/main.py"));
+    assert_true(ui_exc_library_path("<frozen importlib._bootstrap>"));
+    assert_false(ui_exc_library_path("/srv/app/lib/python3.x/mine.py"));
+    assert_false(ui_exc_library_path("/srv/service.py"));
+    assert_false(ui_exc_library_path("<string>"));
+    add_raise(f, 1, "KeyError", LIB_FILE, 40, "/srv/service.py", 7);
+    assert_int_equal(ui_view_exc(f, &v, 100, lines, 4), 2);
+    assert_int_equal(v.hidden, 0);
+    assert_true(f->own_code);
+    free(f);
 }
 
 static void test_growth_rows(void **state)
@@ -427,6 +558,9 @@ int main(void)
         cmocka_unit_test(test_stack_with_source),
         cmocka_unit_test(test_top),
         cmocka_unit_test(test_excfeed),
+        cmocka_unit_test(test_header_sampling_failures),
+        cmocka_unit_test(test_exc_grouped),
+        cmocka_unit_test(test_exc_library),
         cmocka_unit_test(test_growth_rows),
         cmocka_unit_test(test_tasks_rows),
         cmocka_unit_test(test_stack_native_merge),

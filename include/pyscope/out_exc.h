@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PYSCOPE_OUT_EXC_H
+#define PYSCOPE_OUT_EXC_H
+
+/*
+ * Exception writers for `pyscope exceptions`: the live feed as text lines or JSON lines
+ * (docs/exceptions.md), the summary table (type x raise site x handler x count) with the
+ * bounded aggregator behind it, and the raise stacks as a profile (profile.h) for the
+ * profile writers (out_profile.h: collapsed, flamegraph, speedscope), weighted by count. Fed from the tracer's events (tracer.h), written through a
+ * caller-owned FILE * (the CLI's outq record, or stdout once the target is released).
+ *
+ * Every string from the target goes through the one escaper of its format: text escapes
+ * control characters and invalid UTF-8 as dump does (\xNN, \u00NN), so a hostile message,
+ * type, file or function name cannot drive the reader's terminal; JSON escapes them as JSON
+ * strings. Writers never fail: stream errors are sticky in the FILE for the caller to check.
+ * Single thread.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "pyscope/err.h"
+#include "pyscope/profile.h"
+#include "pyscope/tracer.h"
+
+/* Summary rows kept (type x raise site x handler); further distinct rows are counted as
+ * "other" (a bound on memory and on the per-event search, whatever the target raises). */
+#define OUT_EXC_SUMMARY_MAX 1024
+
+/*
+ * One END event (the raise and its fate) as a text line: `HH:MM:SS.mmm [tid N] Type: message
+ * raised at file:line in function; handled in function at line L`, plus one indented line per
+ * frame of the raise stack when stack is true. RAISE events are not printed (their END
+ * follows, with the same fields).
+ */
+void out_exc_text(FILE *fp, const struct tracer_event *ev, bool stack);
+
+/*
+ * One event as a JSON line: {"event":"raise",...} with frames, reraise, cause and context for
+ * a RAISE; {"event":"handled",...,"handled_at":{...}} or {"event":"propagating",...} for an END.
+ */
+void out_exc_json(FILE *fp, const struct tracer_event *ev);
+
+/* The summary's aggregator: rows of (type, raise site, handler) with their counts. */
+struct out_exc_summary;
+
+/* A new empty summary in *out (written only on success). 0 or -ENOMEM (err says so). */
+int out_exc_summary_new(struct out_exc_summary **out, struct ps_err *err) PS_WARN_UNUSED;
+
+/* Count one END event in its row (a new row when the summary has room, else "other"). */
+void out_exc_summary_add(struct out_exc_summary *s, const struct tracer_event *ev);
+
+/*
+ * Write the table, most frequent row first: count, type, `file:line in function` where raised
+ * and where handled (or "(still propagating)"); every column as wide as its widest cell, so
+ * the table stays aligned at any path length. Sorts the rows in place.
+ */
+void out_exc_summary_write(FILE *fp, struct out_exc_summary *s);
+
+/* Free s; NULL-safe. */
+void out_exc_summary_free(struct out_exc_summary *s);
+
+/*
+ * Count one RAISE event in p as a sample of weight 1 under one root (thread_id 0, "all
+ * threads"): its stack outermost first ("[truncated]" first when the tracer cut it), then a
+ * leaf frame "raise TYPE", so a flamegraph shows where exceptions come from and which. Other
+ * events are ignored. Errors: as profile_thread (-ENOMEM); past the profile's caps raises are
+ * counted on its overflow frames (profile.h), never lost.
+ */
+int out_exc_profile_add(struct profile *p, const struct tracer_event *ev,
+                        struct ps_err *err) PS_WARN_UNUSED;
+
+#endif

@@ -1,0 +1,64 @@
+"""Terminal escape injection: a target whose exception type, message, file and function names
+(and a thread name) hold ESC, BEL, CR and a C1 CSI must not get one raw control byte into any
+text output, and its JSON must carry them escaped (issue 19 item 3).
+
+Target: tests/targets/hostile_names.py (raises and swallows its hostile exception in a loop,
+one thread parked in the hostile function). One interpreter: the escaping is pyscope's own.
+"""
+
+import json
+
+import pytest
+
+from conftest import find_python, python_target
+
+CONTROLS = [b"\x1b", b"\x07", b"\r", b"\xc2\x9b"]
+
+
+@pytest.fixture
+def hostile(launch):
+    return launch(python_target(find_python("3.12"), "hostile_names.py"))
+
+
+def raw_controls(data):
+    return [c for c in CONTROLS if c in data]
+
+
+def exceptions(pyscope, target, *args):
+    rc, out, err = pyscope("exceptions", "--duration", 1, "--max-rate", 50, *args, target.pid)
+    assert rc == 0, err
+    return out
+
+
+def test_exceptions_text_and_summary_escape_control_bytes(hostile, pyscope):
+    for args in ((), ("--stack",), ("--summary",)):
+        out = exceptions(pyscope, hostile, *args)
+        assert "\\x1b[31m" in out and "msg" in out, (args, out[:400])
+        assert not raw_controls(out.encode()), (args, out[:400])
+    table = out[out.index("count  type"):]
+    assert "Evil\\x1b[31m" in table and "fn\\x1b" in table, table
+
+
+def test_exceptions_json_carries_them_escaped(hostile, pyscope):
+    out = exceptions(pyscope, hostile, "--json")
+    assert not raw_controls(out.encode()), out[:400]
+    raises = [r for r in map(json.loads, out.splitlines()) if r["event"] == "raise"]
+    assert raises, out[:400]
+    want = hostile.truth["hostile"]
+    assert raises[0]["type"].endswith("Evil" + want)
+    assert raises[0]["message"] == "msg" + want
+    assert raises[0]["frames"][0]["function"] == "fn" + want
+    assert want in raises[0]["frames"][0]["file"]
+
+
+def test_dump_and_record_text_escape_control_bytes(hostile, pyscope, tmp_path):
+    rc, out, err = pyscope("dump", hostile.pid)
+    assert rc == 0, err
+    assert "fn\\x1b[31m" in out, out
+    assert not raw_controls(out.encode()), out
+    folded = tmp_path / "p.folded"
+    rc, _, err = pyscope("record", hostile.pid, "--rate", 200, "--duration", 1, "--idle",
+                         "--format", "collapsed", "-o", folded)
+    assert rc == 0, err
+    data = folded.read_bytes()
+    assert b"fn" in data and not raw_controls(data), data[:400]

@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests for the exception writers (src/out_exc.c): the summary table stays aligned
+ * whatever the paths' lengths and names the handler's file; text and JSON lines escape the
+ * control characters a hostile type, message, file or function name carries. Events are built
+ * by hand and rendered into memory with open_memstream.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pyscope/out_exc.h"
+
+static struct tracer_event end_ev(const char *type, const char *file, int line, const char *hfile)
+{
+    struct tracer_event ev = {.kind = TRACER_EV_END, .seq = 2, .raise_seq = 1, .nframes = 1};
+
+    (void)snprintf(ev.type, sizeof(ev.type), "%s", type);
+    (void)snprintf(ev.frames[0].function, sizeof(ev.frames[0].function), "fn");
+    (void)snprintf(ev.frames[0].file, sizeof(ev.frames[0].file), "%s", file);
+    ev.frames[0].line = line;
+    (void)snprintf(ev.handled_at.function, sizeof(ev.handled_at.function), "handler");
+    (void)snprintf(ev.handled_at.file, sizeof(ev.handled_at.file), "%s", hfile);
+    ev.handled_at.line = 7;
+    return ev;
+}
+
+/* The summary of s into *buf (the caller frees it). */
+static void render_summary(struct out_exc_summary *s, char **buf)
+{
+    size_t len = 0;
+    FILE *fp = open_memstream(buf, &len);
+
+    assert_non_null(fp);
+    out_exc_summary_write(fp, s);
+    assert_int_equal(fclose(fp), 0);
+}
+
+/* The column where needle starts in the line of text that starts with line_start. */
+static long col_of(const char *text, const char *line_start, const char *needle)
+{
+    const char *line = strstr(text, line_start), *hit;
+
+    assert_non_null(line);
+    hit = strstr(line, needle);
+    assert_non_null(hit);
+    return hit - line;
+}
+
+static void test_summary_aligned_with_handler_file(void **state)
+{
+    static const char long_path[] =
+        "/srv/a/very/long/path/that/goes/on/and/on/past/forty/columns/module.py";
+    struct out_exc_summary *s = NULL;
+    struct ps_err err = {0};
+    struct tracer_event ev;
+    char *out = NULL;
+
+    (void)state;
+    assert_int_equal(out_exc_summary_new(&s, &err), 0);
+    ev = end_ev("ValueError", "/s.py", 3, "/srv/app/handlers.py");
+    for (int i = 0; i < 3; i++)
+        out_exc_summary_add(s, &ev);
+    ev = end_ev("mod.AVeryLongExceptionTypeNameIndeed", long_path, 12345, "/h.py");
+    out_exc_summary_add(s, &ev);
+    ev.propagating = true;
+    ev.handled_at.function[0] = '\0';
+    out_exc_summary_add(s, &ev);
+    render_summary(s, &out);
+    /* most frequent first; every column starts where its heading does */
+    assert_true(strstr(out, "       3  ValueError") < strstr(out, "       1  mod.AVery"));
+    assert_int_equal(col_of(out, "   count", "raised at"), col_of(out, "       3  Value", "/s.py"));
+    assert_int_equal(col_of(out, "   count", "raised at"),
+                     col_of(out, "       1  mod.", long_path));
+    assert_int_equal(col_of(out, "   count", "handled in"),
+                     col_of(out, "       3  Value", "/srv/app/handlers.py:7 in handler"));
+    assert_int_equal(col_of(out, "   count", "handled in"),
+                     col_of(out, "       1  mod.", "/h.py:7 in handler"));
+    assert_non_null(strstr(out, "(still propagating)"));
+    free(out);
+    out_exc_summary_free(s);
+}
+
+static void test_text_and_json_escape(void **state)
+{
+    struct tracer_event ev = end_ev("Evil\x1b[31m", "/x\x07.py", 1, "/h\r.py");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&buf, &len);
+    json_t *doc;
+
+    (void)state;
+    ev.has_message = true;
+    (void)snprintf(ev.message, sizeof(ev.message),
+                   "m\xc2\x9b"
+                   "2J");
+    out_exc_text(fp, &ev, true);
+    assert_int_equal(fclose(fp), 0);
+    assert_null(strpbrk(buf, "\x1b\x07\r"));
+    assert_null(strstr(buf, "\xc2\x9b"));
+    assert_non_null(strstr(buf, "Evil\\x1b[31m: m\\u009b2J  raised at /x\\x07.py:1 in fn"));
+    free(buf);
+    fp = open_memstream(&buf, &len);
+    ev.kind = TRACER_EV_RAISE;
+    out_exc_json(fp, &ev);
+    assert_int_equal(fclose(fp), 0);
+    assert_null(strpbrk(buf, "\x1b\x07\r"));
+    assert_null(strstr(buf, "\xc2\x9b"));
+    doc = json_loads(buf, 0, NULL);
+    assert_non_null(doc);
+    assert_string_equal(json_string_value(json_object_get(doc, "type")), "Evil\x1b[31m");
+    assert_string_equal(json_string_value(json_object_get(doc, "message")), "m\xc2\x9b"
+                                                                            "2J");
+    json_decref(doc);
+    free(buf);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_summary_aligned_with_handler_file),
+        cmocka_unit_test(test_text_and_json_escape),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
