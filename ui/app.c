@@ -375,15 +375,15 @@ static size_t ui_poll_fds(const struct ui_app *app, const struct ui_loop *l, str
     which[n++] = UI_FD_SIGNAL;
     p[n] = (struct pollfd){.fd = 0, .events = POLLIN};
     which[n++] = UI_FD_STDIN;
+    if (app->tracer) { /* before the timer and the sampler: a stopped thread waits for it */
+        p[n] = (struct pollfd){.fd = tracer_fd(app->tracer), .events = POLLIN};
+        which[n++] = UI_FD_TRACER;
+    }
     p[n] = (struct pollfd){.fd = l->timerfd, .events = POLLIN};
     which[n++] = UI_FD_TIMER;
     if (app->sampler && !app->paused && !app->gone) {
         p[n] = (struct pollfd){.fd = sampler_fd(app->sampler), .events = POLLIN};
         which[n++] = UI_FD_SAMPLER;
-    }
-    if (app->tracer) {
-        p[n] = (struct pollfd){.fd = tracer_fd(app->tracer), .events = POLLIN};
-        which[n++] = UI_FD_TRACER;
     }
     return n;
 }
@@ -410,13 +410,18 @@ static int ui_loop_run(struct ui_app *app, struct ui_loop *l, struct ps_err *err
 
     while (!app->quit) {
         size_t n = ui_poll_fds(app, l, pfd, which);
-        if (poll(pfd, n, -1) < 0) {
+        /* The tracer's wait: it busy-polls between close stops and closes counting windows
+         * on time (tracer_timeout_ms); a quiet timeout is a tracer step. */
+        int rc = poll(pfd, n, app->tracer ? tracer_timeout_ms(app->tracer) : -1);
+        if (rc < 0) {
             if (errno == EINTR)
                 continue;
             return ps_err_set(err, -errno, "poll failed: %s", strerror(errno));
         }
         if (pfd[1].revents & (POLLHUP | POLLERR | POLLNVAL))
             app->quit = true; /* the terminal went away (a hang-up also sets POLLIN) */
+        if (rc == 0 && app->tracer && ui_data_tracer_step(app))
+            ui_pane_rebuild(&app->panes[UI_AREA_EXC], app);
         for (size_t i = 0; i < n && !app->quit; i++)
             if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
                 ui_dispatch(app, l, which[i]);

@@ -27,6 +27,11 @@
 
 /* Calls per drain: 80 x UI_EV_BATCH events is more than the tracer's ring holds. */
 #define UI_EV_ROUNDS 80
+/* New events redraw the exceptions pane at most this often. Redrawing at every stop (hundreds
+ * a second) cost more CPU than the tracing itself (wide-character layout of the feed) and, on
+ * a 2-core machine, kept the next stopped thread waiting for the draw (docs/performance.md,
+ * bench-service). */
+#define UI_EXC_REDRAW_S 0.2
 
 static double ui_mono(void)
 {
@@ -290,6 +295,18 @@ static void ui_data_exc_rate(struct ui_app *app)
     app->exc_last_t = now;
 }
 
+/* Whether drained events are due on screen (UI_EXC_REDRAW_S since the last time). */
+static bool ui_data_exc_due(struct ui_app *app)
+{
+    double now = ui_mono();
+
+    if (!app->exc_pending || now - app->exc_shown_t < UI_EXC_REDRAW_S)
+        return false;
+    app->exc_pending = false;
+    app->exc_shown_t = now;
+    return true;
+}
+
 bool ui_data_tracer_step(struct ui_app *app)
 {
     struct ps_err err = {0};
@@ -310,5 +327,8 @@ bool ui_data_tracer_step(struct ui_app *app)
     }
     ui_data_exc_rate(app);
     /* Paused: the feed stays as shown; the tracer's ring keeps the newest meanwhile. */
-    return app->paused ? false : ui_data_drain_events(app);
+    if (app->paused)
+        return false;
+    app->exc_pending = ui_data_drain_events(app) || app->exc_pending;
+    return ui_data_exc_due(app);
 }

@@ -84,6 +84,8 @@ struct ui_app {
     uint64_t raise_view; /* seq of the raise the stack pane shows, 0 = the selected thread */
     struct tracer_event raise_ev; /* its copy: the feed's ring may drop it meanwhile */
     double exc_rate, exc_last_t;
+    double exc_shown_t; /* when the exceptions pane was last rebuilt for new events */
+    bool exc_pending;   /* events drained since then, not yet shown */
     uint64_t exc_last_raises;
     bool exc_feed;     /* the raw newest-first feed (f); else one row per raise site */
     bool exc_mine;     /* my code only (m): hide raises wholly inside library code */
