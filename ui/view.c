@@ -356,12 +356,13 @@ static void ui_columns(char *dst, size_t cap, const char *const *src, const int 
     }
 }
 
-/* "python-name (os: os-name)": the OS name (pthread_setname_np) when it says something more. */
+/* "python-name (os: os-name)": the OS name (pthread_setname_np) when it says something more
+ * than the Python name; the kernel keeps 15 bytes of a name, so a prefix says nothing more. */
 static void ui_thread_name(const struct snap_thread *t, char *buf, size_t cap)
 {
     const char *py = t->name ? t->name : "(unnamed)";
 
-    if (t->os_name && (!t->name || strcmp(t->name, t->os_name) != 0))
+    if (t->os_name && (!t->name || strncmp(t->name, t->os_name, strlen(t->os_name)) != 0))
         (void)snprintf(buf, cap, "%s (os: %s)", py, t->os_name);
     else
         (void)snprintf(buf, cap, "%s", py);

@@ -164,7 +164,7 @@ static void test_threads(void **state)
     n = ui_view_threads(s, NULL, 100, 60, lines, 8);
     assert_non_null(strstr(lines[1].text, "    -"));
     /* the OS thread name beside the Python one, when it says something more */
-    s->threads[0].os_name = snap_strdup(s, "MainThread");
+    s->threads[0].os_name = snap_strdup(s, "cache-janitor-1"); /* the kernel's 15 bytes */
     s->threads[2].os_name = snap_strdup(s, "c-pool");
     n = ui_view_threads(s, prev, 100, 100, lines, 8);
     assert_non_null(strstr(lines[3].text, "(unnamed) (os: c-pool)"));
