@@ -11,13 +11,15 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
 
 import pytest
 
-from conftest import (NOBODY, RC_OK, TARGETS, assert_not_stopped_or_traced, require, wait_for)
+from conftest import (NOBODY, RC_OK, TARGETS, assert_not_stopped_or_traced, children, require,
+                      wait_for)
 
 sys.path.insert(0, str(TARGETS))
 from named_park import PARK_SOURCE  # noqa: E402 - the target's own source, for the control
@@ -220,3 +222,56 @@ def test_core_that_is_not_a_file(pyscope, tmp_path, kind):
     assert result.rc == 2, result
     want = "a FIFO" if kind == "fifo" else "a character device"
     assert f"{path}: it is {want}, not a regular file" in result.stderr, result
+
+
+# --- a target in another pid namespace, pyscope outside it (item 9) ---------------------------
+
+def in_pidns(launch, script):
+    """script under DEBIAN_PYTHON as pid 1 of a new pid namespace; returns (target, host pid).
+    The ids CPython stores (native_thread_id) are that namespace's: 1, 2, ..."""
+    require(os.geteuid() == 0 and shutil.which("unshare") and os.access(DEBIAN_PYTHON, os.X_OK),
+            f"needs root, unshare and {DEBIAN_PYTHON}")
+    target = launch(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc",
+                     DEBIAN_PYTHON, "-I", "-u", TARGETS / script])
+    host = wait_for(lambda: next(iter(children(target.pid)), None), READY_S,
+                    "the python in the new pid namespace")
+    return target, host
+
+
+def host_tids(pid):
+    """{tid in the target's namespace: tid here} from each task's NSpid line."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status", encoding="ascii") as f:
+            nspid = next(line.split()[1:] for line in f if line.startswith("NSpid:"))
+        out[int(nspid[-1])] = int(nspid[0])
+    return out
+
+
+def test_dump_of_a_target_in_another_pid_namespace(launch, pyscope):
+    target, host = in_pidns(launch, "park.py")
+    assert target.truth["pid"] == 1
+    tids = host_tids(host)
+    want = sorted(tids[n] for n in target.truth["native_ids"])
+    assert want != sorted(target.truth["native_ids"])     # the ids really differ
+    for args in (["dump", "--json"], ["dump", "--native", "--json"]):
+        result = pyscope(*args, host)
+        assert result.rc == RC_OK, result
+        threads = result.json()["threads"]
+        assert sorted(t["native_id"] for t in threads) == want
+        assert all(t["os"]["state"] == "S" for t in threads), threads   # not unknown
+        if "--native" in args:
+            assert all(t["native"] and not t.get("native_error") for t in threads), threads
+    assert_not_stopped_or_traced(host)
+
+
+def test_exceptions_of_a_target_in_another_pid_namespace(launch):
+    from test_exceptions import Tracer  # noqa: E402 - the exceptions tests' driver
+    target, host = in_pidns(launch, "raise_loop.py")
+    tracer = Tracer(host, "--max-rate", 0)
+    lines = tracer.wait_events(lambda evs: sum(e["event"] == "raise" for e in evs) >= 20,
+                               "raises of the namespaced target")
+    rc, err = tracer.finish(signal.SIGINT)
+    assert rc == 0, err
+    assert {e["native_id"] for e in lines if e["event"] == "raise"} == {host}
+    assert_not_stopped_or_traced(host)
