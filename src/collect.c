@@ -239,7 +239,8 @@ static void collect_os(struct collector *c, struct snap_thread *st, const struct
     st->os.state = '?';
     st->os.syscall = -2;
     /* pid 0: a replayed fixture, no live /proc to consult. */
-    if (c->pp->pid <= 0 || procstat_thread_os(c->pp->pid, st->native_id, &st->os, &ignored) < 0)
+    if (c->pp->pid <= 0 || st->native_id <= 0 ||
+        procstat_thread_os(c->pp->pid, st->native_id, &st->os, &ignored) < 0)
         st->os.state = '?';
     if (st->os.comm[0])
         st->os_name = snap_strndup(c->snap, st->os.comm, strnlen(st->os.comm, sizeof(st->os.comm)));

@@ -385,6 +385,23 @@ static void ps_status_groups(const char *val, bool cut, struct procstat_status *
     out->ngroups = n;
 }
 
+/* "NSpid:" values, outermost (our namespace) first: the count and the last one. */
+static void ps_status_nspid(const char *val, struct procstat_status *out)
+{
+    char *end = NULL;
+
+    for (;;) {
+        long v;
+        errno = 0;
+        v = strtol(val, &end, 10);
+        if (end == val || errno != 0 || v <= 0 || v > INT_MAX)
+            break;
+        out->nspid_levels++;
+        out->nspid_inner = (pid_t)v;
+        val = end;
+    }
+}
+
 static void ps_status_line(const char *key, const char *val, bool cut, struct procstat_status *out,
                            int *ids_have)
 {
@@ -400,6 +417,8 @@ static void ps_status_line(const char *key, const char *val, bool cut, struct pr
         ps_status_ids(val, key[0] == 'U', out, ids_have);
     else if (strcmp(key, "Groups") == 0)
         ps_status_groups(val, cut, out);
+    else if (strcmp(key, "NSpid") == 0 && !cut)
+        ps_status_nspid(val, out);
     else if (strcmp(key, "Seccomp") == 0)
         out->seccomp = (int)strtol(val, NULL, 10);
     else if (strcmp(key, "CapEff") == 0) {
@@ -446,11 +465,16 @@ void procstat_parse_status(const char *text, size_t len, struct procstat_status 
 
 int procstat_read_status(pid_t pid, struct procstat_status *out, struct ps_err *err)
 {
+    return procstat_read_task_status(pid, 0, out, err);
+}
+
+int procstat_read_task_status(pid_t pid, pid_t tid, struct procstat_status *out, struct ps_err *err)
+{
     char text[PROCSTAT_TEXT_MAX];
     size_t len = 0;
     int rc;
 
-    rc = ps_read_required(pid, 0, "status", text, sizeof(text), &len, err);
+    rc = ps_read_required(pid, tid, "status", text, sizeof(text), &len, err);
     if (rc < 0)
         return rc;
     procstat_parse_status(text, len, out);

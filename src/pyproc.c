@@ -285,6 +285,7 @@ static int open_parts(struct pyproc *pp, struct ps_err *err)
 
     if (procstat_stat(pp->pid, pp->pid, &st, &ignored) == 0)
         pp->start_ticks = st.start_ticks;
+    pyproc_tids_open(pp);
     rc = maps_read(pp->pid, &pp->maps, err);
     if (rc == -EACCES || rc == -EPERM)
         return diag_permission(pp->pid, DIAG_OP_READ, -rc, err);
@@ -516,5 +517,6 @@ void pyproc_close(struct pyproc *pp)
     code_cache_free(pp->codes);
     memsrc_close(pp->src);
     maps_free(&pp->maps);
+    free(pp->tids);
     free(pp);
 }

@@ -20,11 +20,13 @@
 #include "pyscope/tfile.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -32,6 +34,10 @@
 #include <unistd.h>
 
 #define TFILE_FLAGS (O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+/* Directories deep a name may go (source trees are a dozen deep) and symlinks it may follow
+ * (the kernel's own MAXSYMLINKS is 40). */
+#define TFILE_WALK_DEPTH 64
+#define TFILE_WALK_LINKS 40
 
 /* What a non-regular file is, for the error sentence. */
 static const char *tfile_kind(mode_t m)
@@ -111,6 +117,108 @@ static int tfile_take_id(long nr, unsigned int id)
     return (unsigned int)syscall(nr, id) == id ? 0 : -EPERM;
 }
 
+/* ---- RESOLVE_IN_ROOT by hand, for kernels without openat2 (before 5.6) ------------------- */
+
+/* A walk: the directories entered from the root (fds, dirs[0] is the borrowed root) and the
+ * part of the path still to resolve. */
+struct tfile_walk {
+    int dirs[TFILE_WALK_DEPTH];
+    size_t depth; /* entries of dirs in use, >= 1 */
+    char rest[PATH_MAX];
+    int links;
+};
+
+static void tfile_walk_pop(struct tfile_walk *w, size_t keep)
+{
+    while (w->depth > keep)
+        (void)close(w->dirs[--w->depth]);
+}
+
+/* Replace the component just read by the symlink behind fd: its text, then what followed. */
+static int tfile_walk_link(struct tfile_walk *w, int fd, const char *after)
+{
+    char target[PATH_MAX], joined[PATH_MAX];
+    ssize_t n = readlinkat(fd, "", target, sizeof(target) - 1);
+
+    if (n <= 0 || ++w->links > TFILE_WALK_LINKS)
+        return n <= 0 ? -ENOENT : -ELOOP;
+    target[n] = '\0';
+    if (target[0] == '/')
+        tfile_walk_pop(w, 1); /* absolute: from the target's root, never ours */
+    if ((size_t)snprintf(joined, sizeof(joined), "%s/%s", target, after) >= sizeof(joined))
+        return -ENAMETOOLONG;
+    memcpy(w->rest, joined, sizeof(joined));
+    return 0;
+}
+
+/* Take the next component of w->rest into comp; false when none is left. */
+static bool tfile_walk_next(struct tfile_walk *w, char *comp, size_t cap, const char **after)
+{
+    const char *p = w->rest + strspn(w->rest, "/");
+    size_t len = strcspn(p, "/");
+
+    if (len == 0 || len >= cap)
+        return false;
+    memcpy(comp, p, len);
+    comp[len] = '\0';
+    *after = p + len;
+    return true;
+}
+
+/* One step: enter, leave or open comp (last: the file itself). fd of the file, 0 to go on. */
+static int tfile_walk_step(struct tfile_walk *w, const char *comp, const char *after, bool last)
+{
+    struct stat sb;
+    char tail[PATH_MAX];
+    int fd;
+
+    if (strcmp(comp, "..") == 0) {
+        tfile_walk_pop(w, w->depth > 1 ? w->depth - 1 : 1);
+    } else if (strcmp(comp, ".") != 0) {
+        fd = openat(w->dirs[w->depth - 1], comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &sb) != 0) {
+            int e = fd < 0 ? -errno : -EIO;
+            if (fd >= 0)
+                (void)close(fd);
+            return e;
+        }
+        if (S_ISLNK(sb.st_mode)) {
+            (void)snprintf(tail, sizeof(tail), "%s", after);
+            int rc = tfile_walk_link(w, fd, tail);
+            (void)close(fd);
+            return rc;
+        }
+        if (last) {
+            (void)close(fd); /* the real open, never following a link swapped in meanwhile */
+            fd = openat(w->dirs[w->depth - 1], comp, TFILE_FLAGS | O_NOFOLLOW);
+            return fd < 0 ? -errno : fd;
+        }
+        if (!S_ISDIR(sb.st_mode) || w->depth == TFILE_WALK_DEPTH) {
+            (void)close(fd);
+            return S_ISDIR(sb.st_mode) ? -ENAMETOOLONG : -ENOTDIR;
+        }
+        w->dirs[w->depth++] = fd;
+    }
+    (void)snprintf(tail, sizeof(tail), "%s", after);
+    memcpy(w->rest, tail, sizeof(tail));
+    return 0;
+}
+
+int tfile_open_in_root_compat(int rootfd, const char *name)
+{
+    struct tfile_walk w = {.dirs = {rootfd}, .depth = 1};
+    char comp[NAME_MAX + 1];
+    const char *after;
+    int rc = 0;
+
+    if ((size_t)snprintf(w.rest, sizeof(w.rest), "%s", name) >= sizeof(w.rest))
+        return -ENAMETOOLONG;
+    while (rc == 0 && tfile_walk_next(&w, comp, sizeof(comp), &after))
+        rc = tfile_walk_step(&w, comp, after, after[strspn(after, "/")] == '\0');
+    tfile_walk_pop(&w, 1);
+    return rc == 0 ? -EISDIR : rc; /* a walk that ends without a file named a directory */
+}
+
 static void *tfile_job_run(void *arg)
 {
     struct tfile_job *j = arg;
@@ -128,6 +236,8 @@ static void *tfile_job_run(void *arg)
     if (rc == 0) {
         long fd = syscall(SYS_openat2, j->rootfd, j->name, &how, sizeof(how));
         rc = fd < 0 ? -errno : (int)fd;
+        if (rc == -ENOSYS) /* Linux before 5.6, or a seccomp filter that predates it */
+            rc = tfile_open_in_root_compat(j->rootfd, j->name);
     }
     j->fd = rc;
     return NULL;

@@ -256,6 +256,7 @@ int walk_tstates(struct pyproc *pp, struct walk_tstate *ts, size_t cap, size_t *
     uint64_t f[INTERP_NFIELDS];
     uint64_t interp;
     size_t count = 0, ni = 0;
+    bool refreshed = false;
     int rc;
 
     rc = memsrc_read_u64(pp->src, pp->loc.syms.runtime + (uint64_t)l->runtime_interpreters_head,
@@ -281,6 +282,9 @@ int walk_tstates(struct pyproc *pp, struct walk_tstate *ts, size_t cap, size_t *
         ni++;
         interp = f[INTERP_NEXT];
     }
+    /* The target's ids are its pid namespace's; /proc, ptrace and the tracer use ours. */
+    for (size_t i = 0; i < count; i++)
+        ts[i].native_id = pyproc_host_tid(pp, ts[i].native_id, &refreshed);
     *n = count;
     if (ninterps)
         *ninterps = ni;

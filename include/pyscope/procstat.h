@@ -48,7 +48,9 @@ struct procstat_status {
     bool ids_known;   /* Uid: and Gid: lines were parsed */
     uid_t uid[4];     /* real, effective, saved, filesystem */
     gid_t gid[4];
-    int ngroups; /* "Groups:" count; -1 unknown (no line, cut, or past PROCSTAT_GROUPS_MAX) */
+    int ngroups;       /* "Groups:" count; -1 unknown (no line, cut, or past PROCSTAT_GROUPS_MAX) */
+    int nspid_levels;  /* values on the "NSpid:" line (pid namespaces from ours down); 0 unknown */
+    pid_t nspid_inner; /* its last value: the id in the task's own pid namespace; 0 unknown */
     gid_t groups[PROCSTAT_GROUPS_MAX];
     bool cap_eff_known;
     uint64_t cap_eff; /* CapEff bit mask */
@@ -110,6 +112,10 @@ int procstat_comm(pid_t pid, char *out, size_t cap, struct ps_err *err) PS_WARN_
  * Missing lines leave their fields "unknown" rather than failing. Any thread.
  */
 int procstat_read_status(pid_t pid, struct procstat_status *out, struct ps_err *err) PS_WARN_UNUSED;
+
+/* The same for thread tid of pid (/proc/PID/task/TID/status). Errors: -ESRCH, -EACCES. */
+int procstat_read_task_status(pid_t pid, pid_t tid, struct procstat_status *out,
+                              struct ps_err *err) PS_WARN_UNUSED;
 
 /*
  * Fill *out with comm, cmdline, exe, CPU seconds, RSS and status of pid. Only stat and status

@@ -48,4 +48,15 @@ int tfile_open_regular(const char *path, const char *what, struct ps_err *err) P
 int tfile_open_as(int rootfd, const char *name, const struct procstat_status *as,
                   struct ps_err *err) PS_WARN_UNUSED;
 
+/*
+ * What tfile_open_as does where openat2 is missing (Linux before 5.6, old seccomp profiles):
+ * the same RESOLVE_IN_ROOT walk by hand, one component at a time from rootfd with
+ * O_PATH | O_NOFOLLOW, symlinks read and resolved textually (absolute ones from rootfd, at
+ * most 40), ".." never above rootfd, the last component opened O_NOFOLLOW with tfile's flags.
+ * Magic links are read as text, so they cannot jump out either. The caller's credentials
+ * apply; no regular-file check (tfile_open_as does it). Returns the fd or -errno. Exported for
+ * tests. Any thread.
+ */
+int tfile_open_in_root_compat(int rootfd, const char *name) PS_WARN_UNUSED;
+
 #endif

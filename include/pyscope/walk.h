@@ -42,7 +42,7 @@ struct walk_tstate {
     uint64_t interp;
     int64_t interp_id;
     uint64_t thread_id;
-    pid_t native_id;
+    pid_t native_id; /* tid as pyscope's /proc and ptrace know it (pyproc_host_tid); 0 unknown */
     uint32_t status_bits; /* 3.12+ _status word, 0 otherwise */
     bool has_status;
 };

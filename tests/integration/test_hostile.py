@@ -7,17 +7,20 @@ secret, ".." names, a relative symlink climbing out). No byte of the secret may 
 output; a legitimate file the target can read still shows its lines (the positive control).
 """
 
+import functools
 import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
 
 import pytest
 
-from conftest import (NOBODY, RC_OK, TARGETS, assert_not_stopped_or_traced, require, wait_for)
+from conftest import (NOBODY, RC_OK, TARGETS, assert_not_stopped_or_traced, children, require,
+                      wait_for)
 
 sys.path.insert(0, str(TARGETS))
 from named_park import PARK_SOURCE  # noqa: E402 - the target's own source, for the control
@@ -25,6 +28,14 @@ from named_park import PARK_SOURCE  # noqa: E402 - the target's own source, for 
 DEBIAN_PYTHON = "/usr/bin/python3.11"  # outside /root, so uid 65534 and a chroot can run it
 READY_S = 30.0
 SHOWN = "# parked-here"  # on every line PARK_SOURCE can be parked on
+
+
+@functools.lru_cache(maxsize=None)
+def can_unshare(*flags):
+    """unshare with these namespace flags works here (root with CAP_SYS_ADMIN, not a locked-down
+    container)."""
+    return shutil.which("unshare") is not None and subprocess.run(
+        ["unshare", *flags, "true"], capture_output=True, timeout=30).returncode == 0
 
 
 def read_line(proc, timeout):
@@ -144,8 +155,8 @@ def make_jail(tmp_path, secret_path):
 
 
 def test_source_names_cannot_leave_the_target_root(pyscope, named, secret, tmp_path):
-    require(os.geteuid() == 0 and shutil.which("unshare") and os.access(DEBIAN_PYTHON, os.X_OK),
-            f"needs root, unshare and {DEBIAN_PYTHON}")
+    require(can_unshare("--mount") and os.access(DEBIAN_PYTHON, os.X_OK),
+            f"needs unshare --mount (root, CAP_SYS_ADMIN) and {DEBIAN_PYTHON}")
     path, marker = secret
     jail = make_jail(tmp_path, path)
     up = "/.." * (len(jail.parts) + 2)
@@ -193,8 +204,8 @@ def test_native_with_a_library_path_swapped_for_a_fifo(pyscope, named, tmp_path)
     """dump --native must not block on a mapped path that now names a FIFO, and must leave the
     target running (the named fixture checks it is neither stopped nor traced)."""
     cc = shutil.which("cc")
-    require(os.geteuid() == 0 and cc and shutil.which("unshare") and
-            os.access(DEBIAN_PYTHON, os.X_OK), f"needs root, cc, unshare and {DEBIAN_PYTHON}")
+    require(cc and can_unshare("--mount") and os.access(DEBIAN_PYTHON, os.X_OK),
+            f"needs cc, unshare --mount (root, CAP_SYS_ADMIN) and {DEBIAN_PYTHON}")
     src, lib, fifo = tmp_path / "park.c", tmp_path / "libpark.so", tmp_path / "fifo"
     src.write_text(PARK_C)
     subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(lib), str(src)], check=True,
@@ -220,3 +231,56 @@ def test_core_that_is_not_a_file(pyscope, tmp_path, kind):
     assert result.rc == 2, result
     want = "a FIFO" if kind == "fifo" else "a character device"
     assert f"{path}: it is {want}, not a regular file" in result.stderr, result
+
+
+# --- a target in another pid namespace, pyscope outside it (item 9) ---------------------------
+
+def in_pidns(launch, script):
+    """script under DEBIAN_PYTHON as pid 1 of a new pid namespace; returns (target, host pid).
+    The ids CPython stores (native_thread_id) are that namespace's: 1, 2, ..."""
+    require(can_unshare("--pid", "--fork", "--mount-proc") and os.access(DEBIAN_PYTHON, os.X_OK),
+            f"needs unshare --pid --mount-proc (root, CAP_SYS_ADMIN) and {DEBIAN_PYTHON}")
+    target = launch(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc",
+                     DEBIAN_PYTHON, "-I", "-u", TARGETS / script])
+    host = wait_for(lambda: next(iter(children(target.pid)), None), READY_S,
+                    "the python in the new pid namespace")
+    return target, host
+
+
+def host_tids(pid):
+    """{tid in the target's namespace: tid here} from each task's NSpid line."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status", encoding="ascii") as f:
+            nspid = next(line.split()[1:] for line in f if line.startswith("NSpid:"))
+        out[int(nspid[-1])] = int(nspid[0])
+    return out
+
+
+def test_dump_of_a_target_in_another_pid_namespace(launch, pyscope):
+    target, host = in_pidns(launch, "park.py")
+    assert target.truth["pid"] == 1
+    tids = host_tids(host)
+    want = sorted(tids[n] for n in target.truth["native_ids"])
+    assert want != sorted(target.truth["native_ids"])     # the ids really differ
+    for args in (["dump", "--json"], ["dump", "--native", "--json"]):
+        result = pyscope(*args, host)
+        assert result.rc == RC_OK, result
+        threads = result.json()["threads"]
+        assert sorted(t["native_id"] for t in threads) == want
+        assert all(t["os"]["state"] == "S" for t in threads), threads   # not unknown
+        if "--native" in args:
+            assert all(t["native"] and not t.get("native_error") for t in threads), threads
+    assert_not_stopped_or_traced(host)
+
+
+def test_exceptions_of_a_target_in_another_pid_namespace(launch):
+    from test_exceptions import Tracer  # noqa: E402 - the exceptions tests' driver
+    target, host = in_pidns(launch, "raise_loop.py")
+    tracer = Tracer(host, "--max-rate", 0)
+    lines = tracer.wait_events(lambda evs: sum(e["event"] == "raise" for e in evs) >= 20,
+                               "raises of the namespaced target")
+    rc, err = tracer.finish(signal.SIGINT)
+    assert rc == 0, err
+    assert {e["native_id"] for e in lines if e["event"] == "raise"} == {host}
+    assert_not_stopped_or_traced(host)

@@ -5,8 +5,9 @@ Usage: python3.X named_park.py NAME...
 For each NAME, starts a thread running PARK_SOURCE compiled with co_filename NAME (the name is
 never opened by the target: it is what a hostile target would claim), parked in its loop
 (every line it can be on ends with "# parked-here"). Once every thread runs it prints one JSON
-line on stdout, {"pid", "threads": {name: native_id}}, and parks the main thread until killed. Runs under any uid and inside a
-chroot (stdlib only, no file written), so tests can drop it to uid 65534 or jail it.
+line on stdout, {"pid", "threads": {name: native_id}}, and parks the main thread until killed.
+Runs under any uid and inside a chroot (stdlib only, no file written), so tests can drop it to
+uid 65534 or jail it.
 """
 
 import json

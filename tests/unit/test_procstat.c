@@ -128,7 +128,7 @@ static void test_parse_status(void **state)
     static const char text[] = "Name:\tpython3\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t42\n"
                                "PPid:\t7\nTracerPid:\t99\nUid:\t1000\t1001\t1002\t1003\n"
                                "Gid:\t50\t51\t52\t53\nGroups:\t4 24 27 \n"
-                               "CapEff:\t00000000000800c0\n"
+                               "NSpid:\t1067\t12\t1\nCapEff:\t00000000000800c0\n"
                                "Seccomp:\t2\nSeccomp_filters:\t1\n";
     struct procstat_status st;
 
@@ -145,6 +145,8 @@ static void test_parse_status(void **state)
     assert_int_equal(st.ngroups, 3);
     assert_int_equal(st.groups[0], 4);
     assert_int_equal(st.groups[2], 27);
+    assert_int_equal(st.nspid_levels, 3); /* ours first, the task's own namespace last */
+    assert_int_equal(st.nspid_inner, 1);
     assert_true(st.cap_eff_known);
     assert_int_equal((st.cap_eff >> PROCSTAT_CAP_SYS_PTRACE) & 1, 1);
     assert_int_equal(st.seccomp, 2);
