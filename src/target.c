@@ -749,26 +749,41 @@ static int tgt_drain_one(size_t i, bool step, const struct target_trap_test *tes
                       rc == -EAGAIN ? "it kept reporting other stops" : strerror(-rc));
 }
 
-/* target_drain_traps over the registry, without the thread check (also for signal time). Every
- * thread is tried; the first error is returned. */
+/*
+ * target_drain_traps over the registry, without the thread check (also for signal time). Every
+ * thread is tried; the first error is returned. A thread in the user's group stop may hold a
+ * trap too: a SIGSTOP that comes between a breakpoint hit and its trap's delivery is served
+ * first (issue 19 item 6), and the detached thread would die of the trap at SIGCONT. A seized
+ * thread cannot leave a group stop in effect (each resume re-traps), so the stop is ended with
+ * SIGCONT (our threads stay in their ptrace stops), the trap drained, and SIGSTOP sent: the
+ * pending SIGCONT is discarded by it, each thread takes it as it is detached, and the target is
+ * stopped again before running any code. Its parent sees a continue and a stop.
+ */
 static int tgt_drain_all(uint64_t bp_addr, const struct target_trap_test *test, struct ps_err *err)
 {
     int64_t deadline = tgt_now_ns() + TARGET_STOP_TIMEOUT_MS * TGT_NS_PER_MS;
+    bool restop = false;
     int rc = 0;
 
     for (size_t i = 0; i < (size_t)tgt_reg.used; i++) {
         struct user_regs_struct regs;
         bool at_bp, queued;
         int r;
-        if (tgt_reg.slot[i].tid == 0 || tgt_reg.slot[i].state != TGT_STOPPED)
-            continue; /* running (a new thread: it ran nothing yet), or a user's group stop */
+        if (tgt_reg.slot[i].tid == 0 || !tgt_is_stopped(i))
+            continue; /* running: a new thread, it ran nothing yet */
         at_bp = bp_addr != 0 && tgt_ptrace(PTRACE_GETREGS, tgt_reg.slot[i].tid, (long)&regs) == 0 &&
                 regs.rip == bp_addr;
         queued = !at_bp && tgt_trap_queued(tgt_reg.slot[i].tid, test);
-        r = at_bp || queued ? tgt_drain_one(i, at_bp, test, deadline, err) : 0;
+        if (!at_bp && !queued)
+            continue;
+        if (tgt_reg.slot[i].state == TGT_GROUP_STOPPED && !restop)
+            restop = kill((pid_t)tgt_reg.pid, SIGCONT) == 0;
+        r = tgt_drain_one(i, at_bp, test, deadline, err);
         if (rc == 0)
             rc = r;
     }
+    if (restop)
+        (void)kill((pid_t)tgt_reg.pid, SIGSTOP); /* taken by every thread as it is detached */
     return rc;
 }
 

@@ -600,6 +600,34 @@ static void test_drain_queued_trap(void **state)
     victim_kill(&v);
 }
 
+/* A trap queued to a thread in the user's group stop (SIGSTOP came between the breakpoint hit
+ * and the trap's delivery: the kernel serves the stop first): a detach would leave it queued, and
+ * the target would die of it at SIGCONT. The drain takes it, and the detached threads go back
+ * into the user's stop (the kernel re-instates a group stop in effect at detach). */
+static void test_drain_trap_in_group_stop(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_PLAIN);
+    pid_t spin = victim_thread(v.pid, "spin");
+    struct ps_err err;
+    size_t n = 0;
+
+    (void)state;
+    ps_err_clear(&err);
+    assert_int_equal(kill(v.pid, SIGSTOP), 0);
+    assert_true(wait_all_state(v.pid, 'T'));
+    assert_int_equal(target_seize_all(v.pid, &n, &err), 0);
+    assert_int_equal(syscall(SYS_tgkill, v.pid, spin, SIGTRAP), 0);
+    assert_true(sigtrap_in(v.pid, spin, "SigPnd"));
+    if (target_drain_traps(0, &tkill_traps, &err) != 0)
+        fail_msg("drain: %s", err.msg);
+    assert_false(sigtrap_in(v.pid, spin, "SigPnd"));
+    assert_int_equal(target_detach_all(&err), 0);
+    assert_true(wait_all_state(v.pid, 'T')); /* still stopped as the user left it */
+    assert_int_equal(kill(v.pid, SIGCONT), 0);
+    assert_victim_survived(&v);
+    victim_kill(&v);
+}
+
 /* A thread that blocks SIGTRAP never takes a queued trap by itself (it would die of it when it
  * unblocks, long after pyscope left): unblocked for the drain only, its mask restored. */
 static void test_drain_blocked_trap(void **state)
@@ -978,6 +1006,7 @@ int main(void)
         cmocka_unit_test_teardown(test_user_sigstop_survives, release_target),
         cmocka_unit_test_teardown(test_drain_queued_trap, release_target),
         cmocka_unit_test_teardown(test_drain_blocked_trap, release_target),
+        cmocka_unit_test_teardown(test_drain_trap_in_group_stop, release_target),
         cmocka_unit_test_teardown(test_drain_steps_at_breakpoint, release_target),
         cmocka_unit_test_teardown(test_threads_appear_during_seize, release_target),
         cmocka_unit_test_teardown(test_signal_storm, release_target),
