@@ -272,12 +272,12 @@ static void ui_header_line2(const struct ui_header_in *in, int width, struct ui_
 
 static void ui_header_line3(const struct ui_header_in *in, int width, struct ui_line *out)
 {
-    char smp[96], exc[96], rate[32], text[UI_LINE_MAX];
+    char smp[192], exc[96], rate[32], text[UI_LINE_MAX];
 
     if (in->sampling)
-        (void)snprintf(smp, sizeof(smp), "sampling %s/s, %llu errors",
+        (void)snprintf(smp, sizeof(smp), "sampling %s/s, %s",
                        ui_num(rate, sizeof(rate), 0, in->sample_rate),
-                       (unsigned long long)in->sample_errors);
+                       in->sample_lost ? in->sample_lost : "no samples lost");
     else
         (void)snprintf(smp, sizeof(smp), "sampling off");
     if (in->tracing)
