@@ -183,10 +183,12 @@ static int record_parse(const struct cli_common *c, int argc, char **argv, bool 
 
 static void on_status(void *arg, const struct sampler_stats *st)
 {
+    char lost[128];
+
     (void)arg;
-    (void)fprintf(stderr, "\rpyscope: %llu samples, %.0f Hz, %llu torn, %llu errors, %.1f s   ",
-                  (unsigned long long)st->samples, st->rate, (unsigned long long)st->torn,
-                  (unsigned long long)st->errors, st->elapsed);
+    sampler_lost_words(st, lost, sizeof(lost));
+    (void)fprintf(stderr, "\rpyscope: %llu samples, %.0f Hz, %s, %.1f s   ",
+                  (unsigned long long)st->samples, st->rate, lost, st->elapsed);
 }
 
 static double self_cpu_seconds(void)
@@ -221,8 +223,11 @@ static void print_stats(const struct sampler_stats *st, const struct profile *p)
     struct profile_stats ps;
     double attempts = (double)(st->samples + st->torn + st->errors);
     double cpu = self_cpu_seconds();
+    char lost[128];
 
     profile_stats_get(p, &ps);
+    sampler_lost_words(st, lost, sizeof(lost));
+    (void)fprintf(stderr, "pyscope: %s\n", lost);
     (void)fprintf(
         stderr,
         "pyscope: %s after %.2f s: %llu ticks (%.1f Hz achieved, %llu missed), "

@@ -35,7 +35,7 @@
 /* Probe slots per thread: status, frame holder (cframe or frame), frame via cframe, instr. */
 #define PROBE_PER_THREAD 4
 /* Walks per thread and tick before a moving stack counts as torn. */
-#define SAMPLER_ATTEMPTS 3
+#define SAMPLER_ATTEMPTS 8
 
 static uint64_t fp_hash(const struct code_fp *fp)
 {
@@ -655,17 +655,54 @@ static int stack_moved(struct sampler *s, const struct sthread *t, bool *moved, 
     return rc;
 }
 
+/* Same frame: address, code object, its header and (unless top) code unit. */
+static bool same_frame(const struct walk_frame *a, const struct walk_frame *b, bool top)
+{
+    return a->frame_addr == b->frame_addr && a->code_addr == b->code_addr &&
+           fp_hash(&a->fp) == fp_hash(&b->fp) && (top || a->unit == b->unit);
+}
+
+/* sampler_int.h */
+bool sampler_grew_from(const struct walk_stack *old, const struct walk_stack *cur)
+{
+    size_t d;
+
+    if (old->truncated || cur->truncated || old->n == 0 || cur->n < old->n)
+        return false;
+    d = cur->n - old->n;
+    for (size_t i = 0; i < old->n; i++)
+        if (!same_frame(&old->frames[i], &cur->frames[d + i], i == 0))
+            return false;
+    return true;
+}
+
+/* Swap the current walk with the kept one (the caller's co-reads stay with s->st). */
+static void swap_walks(struct sampler *s)
+{
+    struct walk_stack tmp = s->st;
+
+    s->st = s->st_prev;
+    s->st_prev = tmp;
+    s->st.co_reads = s->st_prev.co_reads;
+    s->st.nco_reads = s->st_prev.nco_reads;
+    s->st_prev.co_reads = NULL;
+    s->st_prev.nco_reads = 0;
+}
+
 /*
- * Walk until the chain did not move while read (SAMPLER_ATTEMPTS at most). The tearing check
- * is free when the walk's own single read confirmed its top (walk.h, top_confirmed: the
- * current-frame words read again after the frames, in the same syscall, unchanged); that is
- * the check stack_moved makes, from a point just after the frame bytes instead of one syscall
- * later, so it is no weaker. Otherwise (a cold or mispredicted walk, several reads) one more
- * read checks.
+ * Walk until the chain did not move while read (SAMPLER_ATTEMPTS at most, within this tick).
+ * The tearing check is free when the walk's own single read confirmed its top (walk.h,
+ * top_confirmed: the current-frame words read again after the frames, in the same syscall,
+ * unchanged); that is the check stack_moved makes, from a point just after the frame bytes
+ * instead of one syscall later, so it is no weaker. Otherwise (a cold or mispredicted walk,
+ * several reads) one more read checks. A thread that calls faster than a read completes moves
+ * under every attempt: an attempt whose stack the next attempt shows the thread still inside
+ * (sampler_grew_from) is taken instead.
  */
 static int walk_consistent(struct sampler *s, const struct sthread *t, bool *moved,
                            struct ps_err *err)
 {
+    bool kept = false;
     int rc = 0;
 
     *moved = false;
@@ -676,7 +713,17 @@ static int walk_consistent(struct sampler *s, const struct sthread *t, bool *mov
             rc = stack_moved(s, t, moved, err);
         if ((rc == 0 && !*moved) || (rc < 0 && rc != -PS_ECORRUPT))
             return rc;
+        if (rc == 0 && kept && sampler_grew_from(&s->st_prev, &s->st)) {
+            swap_walks(s);
+            *moved = false;
+            return 0;
+        }
+        kept = rc == 0;
+        if (kept)
+            swap_walks(s);
     }
+    if (kept)
+        swap_walks(s);
     return rc;
 }
 

@@ -125,7 +125,8 @@ struct sampler {
     bool tlist_moved; /* an interpreter's thread list changed: re-list within this tick */
     uint64_t threading_active;
     struct walk_stack st;
-    uint32_t *ids; /* WALK_MAX_DEPTH + 1 frame ids, outermost first */
+    struct walk_stack st_prev; /* the previous attempt's walk of a thread whose stack moved */
+    uint32_t *ids;             /* WALK_MAX_DEPTH + 1 frame ids, outermost first */
     struct loc_slot *loc;
     size_t nloc;
     struct sprefix *pfx; /* SAMPLER_PREFIX_SLOTS */
@@ -154,6 +155,16 @@ int sampler_tasks_refresh(struct sampler *s, struct ps_err *err) PS_WARN_UNUSED;
 /* --tasks: the node the walked stack s->st of t is counted under: a "task: NAME" node below
  * t->base_node when one of its coroutine frames is a known task's, else t->base_node. */
 uint32_t sampler_tasks_base(struct sampler *s, const struct sthread *t);
+
+/*
+ * Did the thread, between the walk `old` and the walk `cur`, only go on inside old's stack?
+ * True when every frame of old is in cur, at the same depth from the outermost: same address,
+ * code object and header, and below old's top the same code unit (a caller's unit is its call
+ * instruction, so an unchanged one means it was still in that call). Two independent reads then
+ * agree that old's frames were all live, in that order: old is a stack the thread really had,
+ * even though its top moved while each walk was read (the torn-read rescue of sampler.c).
+ */
+bool sampler_grew_from(const struct walk_stack *old, const struct walk_stack *cur);
 
 /* CLOCK_MONOTONIC and CLOCK_REALTIME in seconds. */
 double sampler_now(void);

@@ -109,6 +109,8 @@ static int alloc_tables(struct sampler *s, struct ps_err *err)
         if (rc < 0)
             return rc;
     }
+    if (walk_stack_init(&s->st_prev, err) < 0)
+        return -ENOMEM;
     return walk_stack_init(&s->st, err);
 }
 
@@ -163,6 +165,7 @@ void sampler_free(struct sampler *s)
     if (s->tfd >= 0)
         (void)close(s->tfd);
     walk_stack_free(&s->st);
+    walk_stack_free(&s->st_prev);
     free(s->tasks);
     sampler_native_close(s);
     free(s->pfx);
@@ -202,6 +205,30 @@ int sampler_tick(struct sampler *s, struct ps_err *err)
     if (rc == 0)
         rc = arm(s, sampler_now(), err);
     return rc;
+}
+
+void sampler_lost_words(const struct sampler_stats *st, char *buf, size_t cap)
+{
+    uint64_t lost = st->torn + st->errors;
+    double pct = lost ? 100.0 * (double)lost / (double)(st->samples + lost) : 0;
+    char share[16];
+
+    if (!lost) {
+        (void)snprintf(buf, cap, "no samples lost");
+        return;
+    }
+    if (pct < 0.1)
+        (void)snprintf(share, sizeof(share), "<0.1%%");
+    else
+        (void)snprintf(share, sizeof(share), pct >= 10 ? "%.0f%%" : "%.1f%%", pct);
+    if (!st->errors)
+        (void)snprintf(buf, cap, "%s of samples lost: stacks changed while read", share);
+    else if (!st->torn)
+        (void)snprintf(buf, cap, "%s of samples lost: reads failed", share);
+    else
+        (void)snprintf(buf, cap,
+                       "%s of samples lost: %llu stacks changed while read, %llu reads failed",
+                       share, (unsigned long long)st->torn, (unsigned long long)st->errors);
 }
 
 void sampler_stats_get(const struct sampler *s, struct sampler_stats *out)

@@ -20,6 +20,7 @@ static double ui_header_uptime(const struct ui_app *app)
 
 static void ui_header_build(struct ui_pane *p, struct ui_app *app)
 {
+    char lost[128];
     struct ui_header_in in = {
         .snap = app->snap,
         .uptime_s = ui_header_uptime(app),
@@ -40,8 +41,8 @@ static void ui_header_build(struct ui_pane *p, struct ui_app *app)
         struct sampler_stats st;
         sampler_stats_get(app->sampler, &st);
         in.sample_rate = st.rate;
-        in.sample_errors = st.errors;
-        in.sample_torn = st.torn;
+        sampler_lost_words(&st, lost, sizeof(lost));
+        in.sample_lost = lost;
     }
     if (p->cap < 3)
         return;

@@ -270,33 +270,14 @@ static void ui_header_line2(const struct ui_header_in *in, int width, struct ui_
     ui_line_set(out, text, width, UI_STYLE_NORMAL, 0);
 }
 
-/* "sampling 99/s", and what failed: "54 reads failed: stacks changed while read". */
-static void ui_header_sampling(const struct ui_header_in *in, char *buf, size_t cap)
-{
-    char rate[32];
-    unsigned long long torn = in->sample_torn, failed = in->sample_errors;
-    int n = snprintf(buf, cap, "sampling %s/s", ui_num(rate, sizeof(rate), 0, in->sample_rate));
-
-    if (n < 0 || (size_t)n >= cap || torn + failed == 0)
-        return;
-    if (failed == 0)
-        (void)snprintf(buf + n, cap - (size_t)n, ", %llu reads failed: stacks changed while read",
-                       torn);
-    else if (torn == 0)
-        (void)snprintf(buf + n, cap - (size_t)n, ", %llu reads failed: memory not readable",
-                       failed);
-    else
-        (void)snprintf(buf + n, cap - (size_t)n,
-                       ", %llu reads failed: %llu stacks changed while read, %llu unreadable",
-                       torn + failed, torn, failed);
-}
-
 static void ui_header_line3(const struct ui_header_in *in, int width, struct ui_line *out)
 {
-    char smp[160], exc[96], rate[32], text[UI_LINE_MAX];
+    char smp[192], exc[96], rate[32], text[UI_LINE_MAX];
 
     if (in->sampling)
-        ui_header_sampling(in, smp, sizeof(smp));
+        (void)snprintf(smp, sizeof(smp), "sampling %s/s, %s",
+                       ui_num(rate, sizeof(rate), 0, in->sample_rate),
+                       in->sample_lost ? in->sample_lost : "no samples lost");
     else
         (void)snprintf(smp, sizeof(smp), "sampling off");
     if (in->tracing)

@@ -99,8 +99,7 @@ struct ui_header_in {
     double gil_switch_rate;              /* per second */
     bool sampling;                       /* the sampler runs */
     double sample_rate;                  /* ticks per second achieved */
-    uint64_t sample_errors;              /* failed reads or walks */
-    uint64_t sample_torn;                /* reads whose stack changed meanwhile */
+    const char *sample_lost;             /* samples lost, in words (sampler_lost_words) */
     bool tracing;                        /* exception tracing on */
     const char *trace_mech;              /* "perf", "debugreg" */
     double exc_rate;                     /* raises per second */

@@ -189,6 +189,13 @@ int sampler_sample_once(struct sampler *s, struct ps_err *err) PS_WARN_UNUSED;
  */
 int sampler_run(struct sampler *s, struct ps_err *err) PS_WARN_UNUSED;
 
+/*
+ * The share of stacks lost (torn + failed, of all the sampler tried to count) in words, into
+ * buf: "no samples lost", "3.1% of samples lost: stacks changed while read", "... : reads
+ * failed", or both causes with their counts. For status lines and headers: never a bare count.
+ */
+void sampler_lost_words(const struct sampler_stats *st, char *buf, size_t cap);
+
 /* Statistics so far (elapsed and rate computed now). */
 void sampler_stats_get(const struct sampler *s, struct sampler_stats *out);
 

@@ -104,6 +104,7 @@ def test_profile_matches_the_targets_own_split(split, pyscope, tmp_path):
     measured = counts["alpha"] / (counts["alpha"] + counts["beta"])
     assert abs(measured - truth) < SHARE_TOLERANCE, (measured, truth, counts)
     assert "torn" in err and "own CPU" in err and "slowest tick" in err  # end statistics
+    assert "no samples lost" in err or "of samples lost: " in err  # the loss in words
     # Every alpha/beta stack has the target's one call path (the sampler's prefix reuse must
     # never graft a leaf onto another stack's callers).
     for line in out.read_text().splitlines():

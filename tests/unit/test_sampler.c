@@ -5,6 +5,8 @@
  *  - the walker's warm walk is ONE read that also carries the caller's co-reads and confirms
  *    its top (walk.h: top_confirmed), and a tail that disagrees with the head is not confirmed;
  *  - profile_add_below continues an existing path;
+ *  - a walk whose top moved is still taken when the next walk shows the thread inside it
+ *    (sampler_grew_from), and only then;
  *  - a few sampler ticks count every thread's stack exactly as the target's own traceback has
  *    it (busy-thread walks, unchanged reuse and the prefix cache in play).
  *
@@ -30,6 +32,8 @@
 #include "pyscope/pyproc.h"
 #include "pyscope/sampler.h"
 #include "pyscope/walk.h"
+
+#include "../../src/sampler_int.h"
 
 static const char *const minors[] = {"3.11", "3.12", "3.13"};
 
@@ -252,6 +256,44 @@ static void test_profile_add_below(void **state)
     profile_free(p);
 }
 
+/* ---- torn-read rescue -------------------------------------------------------------------- */
+
+/* A stack of n frames, innermost first: frame k (from the outermost) at 0x1000 + 0x100 k, code
+ * 0x9000 + k, unit 10 + k. */
+static void fake_stack(struct walk_stack *st, struct walk_frame *f, size_t n)
+{
+    *st = (struct walk_stack){.frames = f, .n = n};
+    for (size_t i = 0; i < n; i++) {
+        size_t k = n - 1 - i;
+
+        f[i] = (struct walk_frame){
+            .frame_addr = 0x1000 + 0x100 * k, .code_addr = 0x9000 + k, .unit = (int64_t)(10 + k)};
+    }
+}
+
+static void test_grew_from(void **state)
+{
+    struct walk_frame fo[8], fc[8];
+    struct walk_stack old, cur;
+
+    (void)state;
+    fake_stack(&old, fo, 3);
+    fake_stack(&cur, fc, 5); /* two calls deeper */
+    assert_true(sampler_grew_from(&old, &cur));
+    fc[2].unit = 99; /* old's top ran on (its unit moved), then called: still inside it */
+    assert_true(sampler_grew_from(&old, &cur));
+    fc[3].unit = 99; /* a caller below old's top is at another instruction: it returned */
+    assert_false(sampler_grew_from(&old, &cur));
+    fake_stack(&cur, fc, 5);
+    fc[2].code_addr = 0x7777; /* another function at old's top address: it returned, called */
+    assert_false(sampler_grew_from(&old, &cur));
+    fake_stack(&cur, fc, 2); /* shallower */
+    assert_false(sampler_grew_from(&old, &cur));
+    fake_stack(&cur, fc, 5);
+    cur.truncated = true;
+    assert_false(sampler_grew_from(&old, &cur));
+}
+
 /* ---- sampler ticks ----------------------------------------------------------------------- */
 
 #define TICKS 4
@@ -325,6 +367,7 @@ int main(void)
         cmocka_unit_test(test_warm_walk_is_one_confirmed_read),
         cmocka_unit_test(test_moved_top_is_not_confirmed),
         cmocka_unit_test(test_profile_add_below),
+        cmocka_unit_test(test_grew_from),
         cmocka_unit_test(test_ticks_count_the_truth),
     };
 
