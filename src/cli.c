@@ -83,6 +83,19 @@ bool cli_parse_long(const char *s, long min, long max, long *out)
     return true;
 }
 
+bool cli_parse_budget(const char *s, double *share)
+{
+    char *end = NULL;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0 && v <= 100))
+        return false;
+    *share = v == 0 ? -1.0 : v / 100.0;
+    return true;
+}
+
 void cli_guard(const struct cli_common *c, pid_t target)
 {
     char msg[160];
