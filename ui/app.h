@@ -24,6 +24,7 @@ struct ui_attach_opts {
     bool locals;        /* start with locals shown in the stack pane (`v` toggles) */
     bool native;        /* C frames in the stack pane (snapshots stop the threads briefly;
                            skipped while exception tracing holds them) */
+    double budget;      /* exception tracing's budget (tracer_opts.budget): 0 default */
 };
 
 /*
