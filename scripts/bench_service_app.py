@@ -2,8 +2,8 @@
 
 Usage: python3.11 bench_service_app.py READY_PATH [COUNTS_PATH]
 
-Listens on 127.0.0.1 (a port the kernel chooses), writes "PORT" to READY_PATH once serving,
-and serves until SIGINT/SIGTERM:
+Listens on 127.0.0.1 (a port the kernel chooses), writes {"generation": 0, "pid", "port"} to
+READY_PATH once serving (the tests' truth-file shape), and serves until SIGINT/SIGTERM:
   GET /report?n=N   compute_weighted_average raises AttributeError, swallowed by
                     `except Exception: pass` (the application's own hidden error); grows a
                     module-level cache (CACHE) by one entry
@@ -99,7 +99,7 @@ def main():
         server.install_signal_handlers()
         await server.startup(sockets=[sock])
         with open(ready + ".tmp", "w", encoding="utf-8") as f:
-            f.write(str(port))
+            json.dump({"generation": 0, "pid": os.getpid(), "port": port}, f)
         os.rename(ready + ".tmp", ready)
         await server.main_loop()
         await server.shutdown(sockets=[sock])

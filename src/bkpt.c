@@ -49,6 +49,7 @@ struct bkpt_thread {
     int sig_fd; /* perf stopping event, -1 none */
     int cnt_fd; /* perf counting event, -1 none */
     bool dr_set;
+    bool pinned; /* perf: both events stay enabled (bkpt_pin) */
 };
 
 struct bkpt {
@@ -306,7 +307,7 @@ int bkpt_arm(struct bkpt *b, bool on, struct ps_err *err)
     for (size_t i = 0; i < b->used; i++) {
         struct bkpt_thread *t = &b->t[i];
         long r = 0;
-        if (t->tid == 0)
+        if (t->tid == 0 || t->pinned)
             continue;
         if (b->mech == BKPT_PERF && t->sig_fd >= 0)
             r = ioctl(t->sig_fd, on ? PERF_EVENT_IOC_ENABLE : PERF_EVENT_IOC_DISABLE, 0) == 0
@@ -325,9 +326,54 @@ int bkpt_arm(struct bkpt *b, bool on, struct ps_err *err)
 void bkpt_count_enable(struct bkpt *b, bool on)
 {
     for (size_t i = 0; i < b->used; i++)
-        if (b->t[i].tid != 0 && b->t[i].cnt_fd >= 0)
+        if (b->t[i].tid != 0 && !b->t[i].pinned && b->t[i].cnt_fd >= 0)
             (void)ioctl(b->t[i].cnt_fd, on ? PERF_EVENT_IOC_ENABLE : PERF_EVENT_IOC_DISABLE, 0);
     b->counting = on;
+}
+
+static void bkpt_fd_enable(int fd, bool on)
+{
+    if (fd >= 0)
+        (void)ioctl(fd, on ? PERF_EVENT_IOC_ENABLE : PERF_EVENT_IOC_DISABLE, 0);
+}
+
+int bkpt_pin(struct bkpt *b, pid_t tid, bool on)
+{
+    struct bkpt_thread *t = tid ? bkpt_find(b, tid) : NULL;
+
+    if (b->mech != BKPT_PERF)
+        return -ENOTSUP;
+    if (!t)
+        return -ENOENT;
+    if (t->pinned == on)
+        return 0;
+    t->pinned = on;
+    bkpt_fd_enable(t->sig_fd, on || b->armed);
+    bkpt_fd_enable(t->cnt_fd, on || b->counting);
+    return 0;
+}
+
+bool bkpt_pinned(const struct bkpt *b, pid_t tid)
+{
+    for (size_t i = 0; tid && i < b->used; i++)
+        if (b->t[i].tid == tid)
+            return b->t[i].pinned;
+    return false;
+}
+
+bool bkpt_known(const struct bkpt *b, pid_t tid)
+{
+    for (size_t i = 0; tid && i < b->used; i++)
+        if (b->t[i].tid == tid)
+            return true;
+    return false;
+}
+
+uint64_t bkpt_thread_count(struct bkpt *b, pid_t tid)
+{
+    struct bkpt_thread *t = tid ? bkpt_find(b, tid) : NULL;
+
+    return t ? bkpt_read_count(t->cnt_fd) : 0;
 }
 
 bool bkpt_is_hit(const struct bkpt *b, pid_t tid, const siginfo_t *si)

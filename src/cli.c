@@ -97,6 +97,19 @@ void cli_hold_stop_signals(void)
     (void)sigprocmask(SIG_BLOCK, &set, NULL);
 }
 
+bool cli_parse_budget(const char *s, double *share)
+{
+    char *end = NULL;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0 && v <= 100))
+        return false;
+    *share = v == 0 ? -1.0 : v / 100.0;
+    return true;
+}
+
 void cli_guard(const struct cli_common *c, pid_t target)
 {
     char msg[160];

@@ -37,6 +37,8 @@ static const char attach_usage[] =
     "  --native            show C frames in the stack pane, Python frames merged where the\n"
     "                      interpreter runs them (stops the threads briefly at each refresh;\n"
     "                      only while exception tracing is off)\n"
+    "  --budget PCT        exception tracing keeps the target time it takes under PCT% of\n"
+    "                      the target's CPU time (default 1; 0 = no budget)\n"
     "  --max-frames N      draw N frames, then exit (for tests)\n"
     "  --keys-markdown     print the key list as Markdown (the README's list) and exit\n"
     "\n"
@@ -49,6 +51,7 @@ enum attach_opt {
     OPT_NATIVE,
     OPT_MAX_FRAMES,
     OPT_KEYS_MD,
+    OPT_BUDGET,
 };
 
 static const struct option attach_opts[] = {
@@ -58,6 +61,7 @@ static const struct option attach_opts[] = {
     {"native", no_argument, NULL, OPT_NATIVE},
     {"max-frames", required_argument, NULL, OPT_MAX_FRAMES},
     {"keys-markdown", no_argument, NULL, OPT_KEYS_MD},
+    {"budget", required_argument, NULL, OPT_BUDGET},
     {"help", no_argument, NULL, 'h'},
     CLI_LONGOPT_LOG_FORMAT,
     {NULL, 0, NULL, 0},
@@ -95,6 +99,10 @@ static int attach_opt(const struct cli_common *c, void *args, int opt, const cha
         if (!cli_parse_long(arg, 1, 1000000, &v))
             return cli_usage(c, "--max-frames takes a number from 1 to 1000000");
         a->ui.max_frames = v;
+        return -1;
+    case OPT_BUDGET:
+        if (!cli_parse_budget(arg, &a->ui.budget))
+            return cli_usage(c, "--budget takes a percentage from 0 to 100");
         return -1;
     case 'h': attach_help(); return CLI_EXIT_OK;
     default: return cli_usage(c, "unknown option for attach");

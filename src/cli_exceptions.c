@@ -17,6 +17,7 @@
 #include "pyscope/cli.h"
 #include "pyscope/out_exc.h"
 #include "pyscope/out_profile.h"
+#include "pyscope/out_sites.h"
 #include "pyscope/outq.h"
 #include "pyscope/pyproc.h"
 #include "pyscope/target.h"
@@ -27,7 +28,7 @@ struct exc_args {
     bool profile; /* --format: the raise stacks as a profile, instead of the feed */
     enum out_profile_format format;
     const char *type, *output;
-    double duration, max_rate;
+    double duration, max_rate, budget;
     unsigned burst;
     enum tracer_mech mech;
     pid_t pid;
@@ -67,7 +68,10 @@ static const char exc_usage[] =
     "  --format F          instead of the feed, write where exceptions come from at the end:\n"
     "                      the reported raises' stacks weighted by count, as collapsed,\n"
     "                      flamegraph (SVG) or speedscope (see docs/exceptions.md)\n"
-    "  -o, --output FILE   where --format writes (default: stdout)\n";
+    "  -o, --output FILE   where --format writes (default: stdout)\n"
+    "  --budget PCT        keep the target time tracing takes (stops, counting) under PCT% of\n"
+    "                      the target's CPU time (default 1; 0 = no budget); raises not\n"
+    "                      stopped for are estimated per raise site (the \"sites\" record)\n";
 
 enum exc_opt {
     OPT_JSON = 256,
@@ -79,7 +83,8 @@ enum exc_opt {
     OPT_BURST,
     OPT_MECH,
     OPT_EXACT_COUNT,
-    OPT_FORMAT
+    OPT_FORMAT,
+    OPT_BUDGET
 };
 
 static const struct option exc_opts[] = {
@@ -94,6 +99,7 @@ static const struct option exc_opts[] = {
     {"exact-count", no_argument, NULL, OPT_EXACT_COUNT},
     {"format", required_argument, NULL, OPT_FORMAT},
     {"output", required_argument, NULL, 'o'},
+    {"budget", required_argument, NULL, OPT_BUDGET},
     {"help", no_argument, NULL, 'h'},
     CLI_LONGOPT_LOG_FORMAT,
     {NULL, 0, NULL, 0},
@@ -134,6 +140,10 @@ static int exc_opt(const struct cli_common *c, void *args, int opt, const char *
     case OPT_DURATION:
     case OPT_MAX_RATE:
     case OPT_BURST: return exc_opt_value(c, a, opt, arg);
+    case OPT_BUDGET:
+        if (!cli_parse_budget(arg, &a->budget))
+            return cli_usage(c, "--budget takes a percentage from 0 to 100");
+        return -1;
     case OPT_MECH:
         if (strcmp(arg, "perf") != 0 && strcmp(arg, "debugreg") != 0)
             return cli_usage(c, "--mechanism takes `perf` or `debugreg`");
@@ -213,17 +223,26 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
     char msg[512], unseen[160];
 
     if (a->json) {
-        exc_json_put(
-            stdout,
-            json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:f, s:I, s:f, s:f}",
-                      "event", "stop", "reason", why, "hits", (json_int_t)s->hits, "raises",
-                      (json_int_t)s->raises, "reported", (json_int_t)s->reported, "not_reported",
-                      (json_int_t)s->not_reported, "filtered", (json_int_t)s->filtered,
-                      "counted_hits", (json_int_t)s->counted_total, "counting", s->counting,
-                      "unseen_hits", (json_int_t)s->unseen_hits, "unseen_raises_est",
-                      (json_int_t)s->unseen_raises_est, "disarmed_seconds", s->disarmed_seconds,
-                      "disarms", (json_int_t)s->disarms, "count_cost_us", s->count_cost_us,
-                      "count_exact_rate", s->count_exact_rate));
+        json_t *o = json_pack(
+            "{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:f, s:I, s:f, s:f}", "event",
+            "stop", "reason", why, "hits", (json_int_t)s->hits, "raises", (json_int_t)s->raises,
+            "reported", (json_int_t)s->reported, "not_reported", (json_int_t)s->not_reported,
+            "filtered", (json_int_t)s->filtered, "counted_hits", (json_int_t)s->counted_total,
+            "counting", s->counting, "unseen_hits", (json_int_t)s->unseen_hits, "unseen_raises_est",
+            (json_int_t)s->unseen_raises_est, "disarmed_seconds", s->disarmed_seconds, "disarms",
+            (json_int_t)s->disarms, "count_cost_us", s->count_cost_us, "count_exact_rate",
+            s->count_exact_rate);
+
+        if (o && json_object_update_new(
+                     o, json_pack("{s:f, s:f, s:f, s:f, s:I, s:I, s:f}", "budget", s->budget,
+                                  "budget_spent_s", s->spent_s, "target_cpu_s", s->target_cpu_s,
+                                  "stop_cost_us", s->stop_cost_us, "pinned_threads",
+                                  (json_int_t)s->pinned_threads, "episodes",
+                                  (json_int_t)s->episodes, "raises_est", s->raises_est)) < 0) {
+            json_decref(o);
+            o = NULL;
+        }
+        exc_json_put(stdout, o);
         (void)fflush(stdout);
         return;
     }
@@ -242,6 +261,16 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
                    why, (unsigned long long)s->reported, (unsigned long long)s->not_reported,
                    (unsigned long long)s->filtered, unseen, s->disarmed_seconds);
     cli_log(c, "info", 0, msg);
+}
+
+/* The per-site raise counts and estimates (out_sites.h), before the stop record. */
+static void exc_sites_json(struct tracer *t)
+{
+    struct tracer_site *sites = malloc(TRACER_MAX_SITES * sizeof(*sites));
+
+    if (sites && out_sites_json(stdout, sites, tracer_sites(t, sites, TRACER_MAX_SITES)) < 0)
+        (void)fputs("{\"event\":\"sites\",\"error\":\"out of memory\"}\n", stdout);
+    free(sites);
 }
 
 static void exc_report_start(const struct cli_common *c, const struct exc_args *a,
@@ -291,6 +320,7 @@ static int exc_run(const struct cli_common *c, const struct exc_args *a, struct 
                              .type_filter = a->type,
                              .force_mech = a->mech,
                              .exact_count = a->exact_count,
+                             .budget = a->budget,
                              .on_event = exc_on_event,
                              .ctx = o};
     struct ps_err err = {0};
@@ -334,6 +364,8 @@ static int exc_run(const struct cli_common *c, const struct exc_args *a, struct 
         cli_log(c, "warning", 0, msg);
     }
     st = malloc(sizeof(*st));
+    if (a->json)
+        exc_sites_json(t);
     if (st) {
         tracer_stats(t, st);
         exc_report_stats(c, a, st, why);

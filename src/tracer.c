@@ -253,7 +253,9 @@ static void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *
 {
     struct tr_open *o = tr_open_new(t, tid);
     struct tracer_event *ev = o ? &o->raise : &t->evtmp;
-    bool have_stack = t->stack_ok;
+    bool have_stack = t->stack_ok, fresh;
+    struct tracer_frame at = {.line = -1};
+    struct tr_site *site;
 
     t->st.raises++;
     if (o)
@@ -268,16 +270,19 @@ static void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *
         t->st.read_errors++;
         tr_copy(ev->type, sizeof(ev->type), "?", false);
     }
+    if (have_stack)
+        tr_frame_of(t, &t->stack.frames[0], &at);
     if (o) {
         o->expect_next = have_stack && t->stack.n > 1 ? t->stack.frames[1].frame_addr : 0;
-        if (have_stack)
-            tr_frame_of(t, &t->stack.frames[0], &o->last);
+        o->last = at;
     }
+    fresh = tr_site_seen(t, ev->type, have_stack ? &at : NULL, t->hit_pinned, &site);
     if (!tr_type_wanted(t, ev->type)) {
         t->st.filtered++;
         return;
     }
-    if (!tracer_bucket_take(&t->bucket, tr_mono())) {
+    /* A site never reported goes first: it is reported whatever the bucket holds. */
+    if (!tracer_bucket_take(&t->bucket, tr_mono()) && !fresh) {
         t->st.not_reported++;
         t->want_disarm = true; /* by tracer_step, once this thread runs again */
         return;
@@ -286,6 +291,7 @@ static void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *
         t->st.read_errors++;
     tr_fill_raise(t, ev, have_stack);
     tr_count_type(t, ev->type);
+    tr_site_reported(site);
     t->st.reported++;
     tr_emit(t, ev);
     if (o) {
@@ -367,9 +373,11 @@ static void tr_hit(struct tracer *t, pid_t tid)
         t->st.read_errors++;
         return;
     }
+    t->hit_pinned = bkpt_mechanism(t->bp) == BKPT_PERF && bkpt_pinned(t->bp, tid);
     tr_memo_use(t, tid, true);
     tr_hit_read(t, tid, w, regs.rdi);
     tr_memo_use(t, tid, false);
+    (void)tr_budget_stop(t, tid, tr_mono() - now);
 }
 
 /* ---- target hooks --------------------------------------------------------------------------- */
@@ -390,8 +398,10 @@ static void tr_new_thread(void *ctx, pid_t tid)
     struct tracer *t = ctx;
     struct ps_err ignored = {0};
 
-    if (!t->stopping && bkpt_add_thread(t->bp, tid, &ignored) == 0)
+    if (!t->stopping && bkpt_add_thread(t->bp, tid, &ignored) == 0) {
         t->st.threads_armed++;
+        tr_budget_thread(t, tid);
+    }
 }
 
 bool tr_is_trap(void *ctx, pid_t tid, const siginfo_t *si)
@@ -479,7 +489,9 @@ static int tr_alloc(struct tracer *t, struct ps_err *err)
     t->open = calloc(TR_MAX_OPEN, sizeof(*t->open));
     t->ts = calloc(WALK_MAX_THREADS, sizeof(*t->ts));
     t->tids = calloc(TARGET_MAX_THREADS, sizeof(*t->tids));
-    if (!t->ring || !t->open || !t->ts || !t->tids)
+    t->thr = calloc(TR_MAX_THR, sizeof(*t->thr));
+    t->sites = calloc(TRACER_MAX_SITES, sizeof(*t->sites));
+    if (!t->ring || !t->open || !t->ts || !t->tids || !t->thr || !t->sites)
         return ps_err_set(err, -ENOMEM, "out of memory for the exception tracer");
     if (tr_memo_new(t->inner, &t->memo, err) < 0)
         return err->code;
@@ -512,13 +524,15 @@ static int tr_attach(struct tracer *t, struct ps_err *err)
     if (rc == 0 && bkpt_mechanism(t->bp) == BKPT_PERF) {
         bkpt_count_enable(t->bp, true); /* every event opened below counts from its start */
         t->cnt_on = true;
-        t->armed_at = tr_mono();
+        t->armed_at = t->cnt_on_at = tr_mono();
     }
     n = target_tids(t->tids, TARGET_MAX_THREADS);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         rc = bkpt_add_thread(t->bp, t->tids[i], err);
         if (rc == -ESRCH)
             rc = 0; /* exited meanwhile */
+        else if (rc == 0)
+            tr_budget_thread(t, t->tids[i]);
         t->st.threads_armed += rc == 0;
     }
     if (rc == 0)
@@ -611,6 +625,7 @@ int tracer_step(struct tracer *t, struct ps_err *err)
         t->last_end_check = now;
         tr_check_ends(t, false);
     }
+    tr_budget_tick(t, now);
     if (t->want_disarm)
         tr_disarm(t);
     tr_maybe_rearm(t, now);
@@ -650,6 +665,13 @@ void tracer_stats(struct tracer *t, struct tracer_stats *out)
     t->st.count_exact_rate = isinf(t->count_max_rate) ? -1.0 : t->count_max_rate;
     ratio = t->st.hits ? (double)t->st.raises / (double)t->st.hits : 1.0;
     t->st.unseen_raises_est = (uint64_t)llround((double)t->st.unseen_hits * ratio);
+    t->st.budget = t->budget;
+    t->st.stop_cost_us = t->stop_cost * 1e6;
+    t->st.target_cpu_s = t->cpu_at >= 0 ? t->cpu_last - t->cpu_first : 0;
+    tr_sites_cycle(t);
+    t->st.raises_est = t->unattributed * ratio;
+    for (size_t i = 0; i < t->nsites; i++)
+        t->st.raises_est += (double)t->sites[i].exact + t->sites[i].sampled_est;
     *out = t->st;
     if (t->disarmed_at != 0)
         out->disarmed_seconds += tr_mono() - t->disarmed_at;
@@ -672,5 +694,7 @@ void tracer_free(struct tracer *t)
     free(t->open);
     free(t->ts);
     free(t->tids);
+    free(t->thr);
+    free(t->sites);
     free(t);
 }

@@ -26,6 +26,9 @@
 struct bkpt;
 
 #define TR_MAX_OPEN 256 /* threads whose open exception is followed for its END */
+/* Window rates kept for the median (tracer_rate.c): a window that opened while the target was
+ * catching up after losing its CPU reads high; the median of several ignores it. */
+#define TR_WIN_RATES 9
 
 /* The exception a thread is propagating, followed until it ends. */
 struct tr_open {
@@ -38,6 +41,26 @@ struct tr_open {
     bool blind;     /* the breakpoint was off while it was open */
     bool reported;  /* its RAISE was emitted (an END follows) */
     struct tracer_event raise;
+};
+
+/* Budget (tracer_rate.c): per-thread accounting for the pinning decision. */
+#define TR_MAX_THR 512 /* threads followed for pinning; more stay sampled */
+struct tr_thr {
+    pid_t tid; /* 0 = free */
+    uint64_t count_at;  /* its counter at the last decision */
+    uint64_t stops;     /* its stops since the last decision */
+    double on_at;       /* the tracer's counter-on seconds at the last decision */
+    double rate;        /* hits/s at the last decision */
+};
+
+/* A (type, raise site) being estimated (tracer_sites.c). */
+struct tr_site {
+    struct tracer_site pub;
+    uint64_t hash;
+    uint64_t pending;   /* raises seen in sampled threads in the current cycle */
+    double sampled_est; /* their weighted sum over closed cycles */
+    double var;         /* variance of sampled_est */
+    uint64_t exact;     /* raises seen in pinned threads (weight 1) */
 };
 
 struct tracer {
@@ -54,18 +77,48 @@ struct tracer {
     double disarmed_at; /* monotonic time of the last disarm, 0 when armed */
     bool want_disarm;   /* the bucket ran dry at a stop: tracer_step disarms */
     double last_end_check, last_sync;
-    /* Counting (tracer_rate.c, TR_COUNT_*): while disarmed, periods of TR_COUNT_PERIOD_S; the
-     * counter is on for the whole period while the last rate was at most count_max_rate, else
-     * for a window. */
+    /* Counting (tracer_rate.c, TR_COUNT_*): while disarmed, the counter runs in windows of
+     * TR_COUNT_WINDOW_S (all the time when cheap enough); between them the sampled threads'
+     * hits are estimated at the last window's rate (est_extra). */
     double count_cost_us;  /* one counted hit, measured; < 0 unknown */
     double count_max_rate; /* hits/s counted exactly while disarmed (INFINITY: any) */
-    double period_start, cnt_on_at, period_on_s, last_rate;
+    double cnt_on_at;      /* when the counter was last turned on */
+    double win_at;         /* the window's start, 0 = none open */
+    uint64_t win_count;    /* sampled hits counted at its start */
+    bool win_armed;        /* armed during the window: its rate is not the free-running one */
+    double off_at;         /* the counter is off (disarmed) since then; 0 = counting */
+    double next_win;       /* when the next window opens */
+    double rate_w;         /* sampled hits/s: the median of the last windows; < 0 unknown */
+    double win_rates[TR_WIN_RATES]; /* the last windows' rates (a ring) */
+    size_t nwin;                    /* windows closed so far */
     double armed_at;              /* monotonic time of the last arming */
     double last_hit_at, gap_mean; /* the last stop, and the running mean gap between stops */
-    bool cnt_on, sampling;
-    uint64_t count_at_period, count_at_arm;
+    bool cnt_on;
+    uint64_t count_at_arm;
     double est_extra; /* estimated hits while the counter was off */
     bool estimated;   /* the counter was off at some time while disarmed */
+    /* Budget (tracer_rate.c, TR_BUDGET_*): credit in seconds of target time. */
+    double budget;            /* share; < 0 none */
+    double credit, credit_at; /* what may still be spent, and when it was last refilled */
+    double cpu_rate;          /* target CPU in cores, smoothed */
+    double cpu_last, cpu_at;  /* last reading of the target's CPU seconds, when */
+    double cpu_first;         /* the first reading */
+    double stop_cost;         /* smoothed charge per stop (s) */
+    double rearm_need;        /* credit the next episode waits for (jittered) */
+    unsigned ep_stops;        /* stops of sampled threads in this episode */
+    uint64_t pinned_hits;     /* stops in pinned threads (their counters are always on) */
+    uint64_t charged_count;   /* counter value up to which counted hits were charged */
+    double cnt_on_total;      /* seconds the sampled threads' counters were on */
+    double alloc_at;
+    uint32_t rng;
+    struct tr_thr *thr; /* TR_MAX_THR */
+    /* Cycle (arming to arming) accounting for the site estimates (tracer_sites.c). */
+    uint64_t cyc_total_at, cyc_pinned_at, cyc_stops_at;
+    double cyc_extra_at;
+    double unattributed; /* sampled hits of cycles with no stop: in no site */
+    bool hit_pinned;       /* the thread of the stop being handled is pinned */
+    struct tr_site *sites; /* TRACER_MAX_SITES */
+    size_t nsites;
     struct tracer_stats st;
     uint64_t seq;
     struct tracer_event *ring; /* TRACER_RING_CAP */
@@ -146,18 +199,76 @@ void tr_disarm(struct tracer *t);
 void tr_maybe_rearm(struct tracer *t, double now);
 
 /*
- * While disarmed (perf): end the sampling window, start a new counting period when one is
- * over. Call from tracer_step at least every TR_COUNT_WINDOW_S for an accurate window
- * (tracer_timeout_ms asks for that).
+ * Counting (perf): close the window when it is over (its rate, its cost charged, the next one
+ * scheduled), open the next when due. Call from tracer_step, at least as often as
+ * tracer_timeout_ms asks.
  */
 void tr_count_tick(struct tracer *t, double now);
 
+/* Account the hits of the time the counter is off until now (tracer_stop's last step). */
+void tr_count_end(struct tracer *t, double now);
+
+/* ---- tracer_budget.c ----------------------------------------------------------------------- */
+
+/* Set the budget up from t->opts (share, a first credit of two episodes). From tr_rate_init. */
+void tr_budget_init(struct tracer *t);
+
+/* Seconds of target time the credit gains per second: budget x the target's CPU (cores). */
+double tr_budget_refill(const struct tracer *t);
+
+/* A number in [0, 1), to jitter arming and counting windows (no phase locking with the
+ * target's own periods). */
+double tr_budget_jitter(struct tracer *t);
+
+/* Charge seconds of target time (counted hits) to the budget. */
+void tr_budget_charge(struct tracer *t, double seconds);
+
+/* Whether the credit holds the next episode (always without a budget). */
+bool tr_budget_episode_due(const struct tracer *t);
+
+/* An episode starts (the sampled threads were just armed). */
+void tr_budget_episode(struct tracer *t);
+
+/* Seconds until the next episode is due (1 without a budget). */
+double tr_budget_wait(const struct tracer *t);
+
 /*
- * Close the current counting period at now: estimate the hits while the counter was off from
- * the rate while it was on, and choose the next period's mode from that rate. Call while
- * disarmed (perf): before re-arming, and from tracer_stop to account the last period.
+ * Budget: refill the credit for the time since the last call and re-read the target's CPU
+ * (every TR_CPU_S). Call from tracer_step, between stops.
  */
-void tr_period_end(struct tracer *t, double now);
+void tr_budget_tick(struct tracer *t, double now);
+
+/*
+ * Charge one stop of tid that held it `hold` seconds (plus TR_STOP_FLOOR), and decide: a
+ * sampled thread's episode ends (want_disarm) after TR_EPISODE_STOPS stops or when the credit
+ * is spent; a pinned thread that overspends is unpinned. Returns whether tid was pinned.
+ * Call at each hit, after its reads.
+ */
+bool tr_budget_stop(struct tracer *t, pid_t tid, double hold);
+
+/* A thread the tracer starts following: pinned until its rate says otherwise (perf). */
+void tr_budget_thread(struct tracer *t, pid_t tid);
+
+/* ---- tracer_sites.c ------------------------------------------------------------------------ */
+
+/*
+ * A new raise seen at a stop, of type `type` at frame `at` (NULL: unread), in a pinned thread
+ * or a sampled one. Returns whether its site had never been reported (it then bypasses the
+ * token bucket). Call at the stop.
+ */
+bool tr_site_seen(struct tracer *t, const char *type, const struct tracer_frame *at, bool pinned,
+                  struct tr_site **out);
+
+/* The site's raise was reported. */
+void tr_site_reported(struct tr_site *s);
+
+/*
+ * Close the arming cycle at now: the sampled threads' hits since the last close (counted, with
+ * the counting windows' extrapolation) are apportioned to the sites seen in sampled threads
+ * during the cycle. Call at each re-arm (after the counting is brought up to date: the estimate
+ * of the time off is in est_extra) and before reading the sites.
+ */
+void tr_sites_cycle(struct tracer *t);
 
 /* ---- tracer_memo.c ------------------------------------------------------------------------- */
 

@@ -17,6 +17,8 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "pyscope/bkpt.h"
@@ -24,14 +26,18 @@
 #include "tracer_int.h"
 
 /* Counting (perf): the non-stopping counter is on while the stopping breakpoint is armed (they
- * share one debug exception per hit, so it is free) and, while rate-limited off, all the time
- * as long as the hit rate keeps its cost under TR_COUNT_BUDGET of the target's time (the cost
- * of one counted hit is measured at start: bkpt_count_cost_us; ~10 us in a KVM guest, where
- * the count stays exact up to ~2000 hits/s). Above that rate the counter runs TR_COUNT_WINDOW_S
- * of every TR_COUNT_PERIOD_S (2%) and the rest is estimated from the window's rate. */
-#define TR_COUNT_PERIOD_S  0.1
-#define TR_COUNT_WINDOW_S  0.002
-#define TR_COUNT_BUDGET    0.02
+ * share one debug exception per hit, so it is free). While disarmed it is on for windows of
+ * TR_COUNT_WINDOW_S, as large a share of the time as its cost allows (the cost of one counted
+ * hit is measured at start: bkpt_count_cost_us, ~5-10 us in a KVM guest): TR_COUNT_SHARE of
+ * the budget, or TR_COUNT_BUDGET of a core without one; all the time (exact) when the last
+ * window's rate allows. Between windows (jittered), the hits are estimated at that rate. A
+ * window is long against the scheduler's time slices: with 2 ms windows opened as pyscope woke
+ * up, the target's catch-up after losing its CPU to pyscope fell inside the window and the
+ * estimate ran 40% high under load (issue 19 item 10 measured 2x). Only sampled threads are
+ * estimated: a pinned thread's counter is always on. */
+#define TR_COUNT_WINDOW_S  0.1
+#define TR_COUNT_BUDGET    0.02 /* of a core, without a budget */
+#define TR_COUNT_SHARE     0.5  /* of the budget, with one */
 #define TR_COUNT_FULL_RATE 1000.0 /* exact-counting limit when the cost could not be measured */
 /* Busy-waiting between close hits (tracer_timeout_ms): a stop that finds us asleep must wake
  * our CPU first, which in a VM whose idle vCPUs halt costs the target ~40 us per raise (10k
@@ -93,9 +99,11 @@ void tr_rate_init(struct tracer *t)
     t->count_max_rate = opts->exact_count        ? (double)INFINITY
                         : t->count_cost_us > 0.0 ? TR_COUNT_BUDGET / (t->count_cost_us * 1e-6)
                                                  : TR_COUNT_FULL_RATE;
+    t->rate_w = -1;
+    tr_budget_init(t);
 }
 
-/* Turn the counter on or off at now, accounting its on-time in the current period. */
+/* Turn the counter on or off at now (its on-time is summed for the per-thread rates). */
 static void tr_counter(struct tracer *t, bool on, double now)
 {
     if (on == t->cnt_on)
@@ -103,53 +111,121 @@ static void tr_counter(struct tracer *t, bool on, double now)
     if (on)
         t->cnt_on_at = now;
     else
-        t->period_on_s += now - t->cnt_on_at;
+        t->cnt_on_total += now - t->cnt_on_at;
     bkpt_count_enable(t->bp, on);
     t->cnt_on = on;
 }
 
-/* Start a counting period at now with the counter on (for the period, or a window). */
-static void tr_period_begin(struct tracer *t, double now)
+/* Hits counted in the sampled threads: a pinned thread's counter counts its stops too. */
+static uint64_t tr_sampled_count(struct tracer *t)
 {
     bool exact = false;
+    uint64_t n = bkpt_count(t->bp, &exact);
 
-    t->period_start = now;
-    t->period_on_s = 0;
-    t->count_at_period = bkpt_count(t->bp, &exact);
-    if (t->cnt_on)
-        t->cnt_on_at = now;
-    tr_counter(t, true, now);
+    return n > t->pinned_hits ? n - t->pinned_hits : 0;
 }
 
-void tr_period_end(struct tracer *t, double now)
+/* The share of the time off that the counter may run: what the budget (or TR_COUNT_BUDGET of a
+ * core without one) leaves for counted hits at the last measured rate; 1 = count exactly. */
+static double tr_count_frac(struct tracer *t)
 {
-    bool exact = false;
-    double len = now - t->period_start, n;
+    double share = t->budget >= 0 ? TR_COUNT_SHARE * tr_budget_refill(t) : TR_COUNT_BUDGET;
 
-    if (t->cnt_on) {
-        t->period_on_s += now - t->cnt_on_at;
-        t->cnt_on_at = now;
+    if (t->opts.exact_count) {
+        t->count_max_rate = (double)INFINITY;
+        return 1.0;
     }
-    n = (double)(bkpt_count(t->bp, &exact) - t->count_at_period);
-    if (t->period_on_s > 0)
-        t->last_rate = n / t->period_on_s;
-    if (len > 0 && t->period_on_s < len - 1e-6) {
-        t->est_extra += t->last_rate * (len - t->period_on_s);
+    t->count_max_rate =
+        t->count_cost_us > 0 ? share / (t->count_cost_us * 1e-6) : TR_COUNT_FULL_RATE;
+    return t->rate_w <= 0 ? 1.0 : fmin(1.0, t->count_max_rate / t->rate_w);
+}
+
+/* The counter was off since off_at: estimate those hits at the last window's rate. */
+static void tr_uncounted_end(struct tracer *t, double now)
+{
+    if (t->off_at > 0 && now > t->off_at && t->rate_w > 0) {
+        t->est_extra += t->rate_w * (now - t->off_at);
         t->estimated = true;
     }
-    t->sampling = t->last_rate > t->count_max_rate;
+    t->off_at = 0;
+}
+
+static void tr_window_open(struct tracer *t, double now)
+{
+    tr_uncounted_end(t, now);
+    tr_counter(t, true, now);
+    /* Count, then clock, at both ends of the window: the loop's `now` is older than the
+     * count when pyscope was preempted in between (a loaded machine), which inflated the rate. */
+    t->win_count = tr_sampled_count(t);
+    t->win_at = fmax(now, tr_mono());
+    t->win_armed = t->disarmed_at == 0;
+}
+
+/* Turn the counter off while disarmed, until the next window (jittered). */
+static void tr_uncounted_begin(struct tracer *t, double now, double frac)
+{
+    tr_counter(t, false, now);
+    t->off_at = now;
+    t->next_win = now + TR_COUNT_WINDOW_S * (1.0 / frac - 1.0) * (0.5 + tr_budget_jitter(t));
+}
+
+static int tr_dbl_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* The median of v[0..n) (1 <= n <= TR_WIN_RATES), v left as it was. */
+static double tr_median(const double *v, size_t n)
+{
+    double tmp[TR_WIN_RATES];
+
+    memcpy(tmp, v, n * sizeof(*v));
+    qsort(tmp, n, sizeof(*tmp), tr_dbl_cmp);
+    return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
+}
+
+/* End a window: its rate (while disarmed throughout: stops slow the target), its cost (a debug
+ * exception per counted hit), and whether the counter stays on (exact) or goes off. */
+static void tr_window_close(struct tracer *t, double now)
+{
+    uint64_t n = tr_sampled_count(t) - t->win_count;
+    double frac, cost = fmax(t->count_cost_us, 0.0) * 1e-6;
+    double len = tr_mono() - t->win_at, lost = (double)n * cost;
+
+    /* Not corrected for the counting's own cost (a debug exception per hit): a raise rate
+     * paced by the world (requests) does not change while counted; a loop that only raises,
+     * flat out, raises several times slower while counted and is undercounted as much. */
+    if (!t->win_armed && len > 0) {
+        t->win_rates[t->nwin++ % TR_WIN_RATES] = (double)n / len;
+        t->rate_w = tr_median(t->win_rates, t->nwin < TR_WIN_RATES ? t->nwin : TR_WIN_RATES);
+        tr_budget_charge(t, lost);
+    }
+    t->win_at = 0;
+    frac = tr_count_frac(t);
+    if (t->disarmed_at == 0)
+        return;
+    if (frac >= 1.0)
+        tr_window_open(t, now); /* exact: the counter stays on */
+    else
+        tr_uncounted_begin(t, now, frac);
 }
 
 void tr_count_tick(struct tracer *t, double now)
 {
-    if (t->disarmed_at == 0 || bkpt_mechanism(t->bp) != BKPT_PERF)
+    if (bkpt_mechanism(t->bp) != BKPT_PERF)
         return;
-    if (t->cnt_on && t->sampling && now - t->cnt_on_at >= TR_COUNT_WINDOW_S)
-        tr_counter(t, false, now);
-    if (now - t->period_start >= TR_COUNT_PERIOD_S) {
-        tr_period_end(t, now);
-        tr_period_begin(t, now);
-    }
+    if (t->win_at > 0 && now - t->win_at >= TR_COUNT_WINDOW_S)
+        tr_window_close(t, now);
+    if (t->win_at == 0 && t->off_at > 0 && now >= t->next_win)
+        tr_window_open(t, now);
+}
+
+void tr_count_end(struct tracer *t, double now)
+{
+    if (bkpt_mechanism(t->bp) == BKPT_PERF)
+        tr_uncounted_end(t, now);
 }
 
 /* Arm or disarm the stopping breakpoint now, outside any stop: perf toggles its events while
@@ -171,8 +247,7 @@ static int tr_arm(struct tracer *t, bool on, struct ps_err *err)
 void tr_disarm(struct tracer *t)
 {
     struct ps_err ignored = {0};
-    bool exact = false;
-    double now;
+    double now, frac;
 
     t->want_disarm = false;
     if (!bkpt_armed(t->bp) || tr_arm(t, false, &ignored) < 0)
@@ -181,31 +256,40 @@ void tr_disarm(struct tracer *t)
     t->disarmed_at = now;
     t->st.disarms++;
     for (size_t i = 0; i < TR_MAX_OPEN; i++)
-        if (t->open[i].tid)
+        if (t->open[i].tid && !bkpt_pinned(t->bp, t->open[i].tid))
             t->open[i].blind = true;
     if (bkpt_mechanism(t->bp) != BKPT_PERF)
         return;
-    if (now > t->armed_at) /* the rate while armed picks the first period's mode */
-        t->last_rate = (double)(bkpt_count(t->bp, &exact) - t->count_at_arm) / (now - t->armed_at);
-    t->sampling = t->last_rate > t->count_max_rate;
-    tr_period_begin(t, now);
+    if (t->rate_w < 0 && now > t->armed_at) /* no window yet: the rate while armed */
+        t->rate_w = (double)(tr_sampled_count(t) - t->count_at_arm) / (now - t->armed_at);
+    if (t->win_at > 0)
+        return; /* the window in progress decides at its end */
+    frac = tr_count_frac(t);
+    if (frac >= 1.0)
+        tr_window_open(t, now);
+    else
+        tr_uncounted_begin(t, now, frac);
 }
 
 void tr_maybe_rearm(struct tracer *t, double now)
 {
     struct ps_err ignored = {0};
-    bool perf = bkpt_mechanism(t->bp) == BKPT_PERF, exact = false;
+    bool perf = bkpt_mechanism(t->bp) == BKPT_PERF;
 
-    if (t->disarmed_at == 0 || tracer_bucket_level(&t->bucket, now) < TRACER_REARM_TOKENS)
+    if (t->disarmed_at == 0 || tracer_bucket_level(&t->bucket, now) < TRACER_REARM_TOKENS ||
+        !tr_budget_episode_due(t))
         return;
     if (perf) {
-        tr_period_end(t, now);
+        tr_uncounted_end(t, now);
         tr_counter(t, true, now);
+        t->win_armed = true;
     }
+    tr_sites_cycle(t);
     if (tr_arm(t, true, &ignored) < 0)
         return;
+    tr_budget_episode(t);
     t->armed_at = now;
-    t->count_at_arm = perf ? bkpt_count(t->bp, &exact) : 0;
+    t->count_at_arm = perf ? tr_sampled_count(t) : 0;
     t->st.disarmed_seconds += now - t->disarmed_at;
     t->disarmed_at = 0;
 }
@@ -235,7 +319,11 @@ int tracer_timeout_ms(const struct tracer *t)
     if (t->gap_mean > 0 && t->gap_mean < TR_SPIN_GAP_S &&
         now - t->last_hit_at < fmin(2 * t->gap_mean, TR_SPIN_GAP_S))
         return 0;
-    if (t->disarmed_at != 0 && t->cnt_on && t->sampling)
-        left = TR_COUNT_WINDOW_S - (now - t->cnt_on_at);
+    if (t->win_at > 0)
+        left = fmin(left, TR_COUNT_WINDOW_S - (now - t->win_at));
+    else if (t->off_at > 0)
+        left = fmin(left, t->next_win - now);
+    if (t->disarmed_at != 0)
+        left = fmin(left, tr_budget_wait(t));
     return left <= 0 ? 0 : (int)(left * 1000.0) + 1;
 }

@@ -66,7 +66,7 @@ int tracer_stop(struct tracer *t, struct ps_err *err)
         return 0;
     if (t->disarmed_at != 0) {
         double now = tr_mono();
-        tr_period_end(t, now);
+        tr_count_end(t, now);
         t->st.disarmed_seconds += now - t->disarmed_at;
         t->disarmed_at = 0;
     }

@@ -26,6 +26,7 @@ struct ui_attach_opts {
                            skipped while exception tracing holds them) */
     const char *notice; /* shown in the status line from the start (the target's Python
                            workers, pslist_workers_note); NULL for none; borrowed */
+    double budget;      /* exception tracing's budget (tracer_opts.budget): 0 default */
 };
 
 /*

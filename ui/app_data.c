@@ -226,7 +226,7 @@ void ui_data_sampler_tick(struct ui_app *app)
 
 void ui_data_tracer_start(struct ui_app *app)
 {
-    struct tracer_opts to = {0};
+    struct tracer_opts to = {.budget = app->opts.budget};
     struct ps_err err = {0};
     int rc;
 

@@ -58,7 +58,8 @@ int bkpt_add_thread(struct bkpt *b, pid_t tid, struct ps_err *err) PS_WARN_UNUSE
 void bkpt_drop_thread(struct bkpt *b, pid_t tid);
 
 /*
- * Arm or disarm the stopping breakpoint in every followed thread. perf: ioctl per thread, the
+ * Arm or disarm the stopping breakpoint in every followed thread but the pinned ones (bkpt_pin).
+ * perf: ioctl per thread, the
  * threads may run. debugreg: every thread must be stopped (target_stop_all). Errors: the first
  * failure (other threads are still done).
  */
@@ -72,7 +73,8 @@ bool bkpt_armed(const struct bkpt *b);
 bool bkpt_is_hit(const struct bkpt *b, pid_t tid, const siginfo_t *si);
 
 /*
- * perf: enable or disable the counting events (events opened later follow the last setting).
+ * perf: enable or disable the counting events of the threads not pinned (events opened later
+ * follow the last setting).
  * A counted hit never stops the thread, but it is still a debug exception taken by the kernel
  * (bkpt_count_cost_us: ~10 us in a KVM guest, where #DB exits to the host); while the stopping
  * event is enabled too, both share that one exception, so counting adds nothing. No-op for
@@ -83,6 +85,21 @@ void bkpt_count_enable(struct bkpt *b, bool on);
 /* perf: total hits counted so far (threads gone included); *exact false for debugreg or when
  * a thread's counting event could not be opened. */
 uint64_t bkpt_count(struct bkpt *b, bool *exact);
+
+/*
+ * perf: pin thread tid (on): its stopping and counting events are enabled now and stay enabled
+ * whatever bkpt_arm and bkpt_count_enable do to the other threads; unpin (off): they follow the
+ * set's current state again. The tracer pins the threads that raise rarely, so every raise there
+ * stops while the busy threads are sampled. -ENOENT: unknown tid; -ENOTSUP: debug registers
+ * (all threads or none).
+ */
+int bkpt_pin(struct bkpt *b, pid_t tid, bool on);
+bool bkpt_pinned(const struct bkpt *b, pid_t tid);
+/* Whether tid is followed (bkpt_add_thread, not dropped since). */
+bool bkpt_known(const struct bkpt *b, pid_t tid);
+
+/* perf: hits counted so far in thread tid (0 when unknown or without a counting event). */
+uint64_t bkpt_thread_count(struct bkpt *b, pid_t tid);
 
 /*
  * What one counted hit costs the thread that hits, measured here: a perf counting breakpoint on

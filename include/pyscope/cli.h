@@ -63,6 +63,12 @@ int cli_usage(const struct cli_common *c, const char *fmt, ...) PS_PRINTF(2, 3);
 bool cli_parse_long(const char *s, long min, long max, long *out);
 
 /*
+ * --budget PCT (exceptions, attach): a percentage in [0, 100] into *share (0.01 for "1"; 0 means
+ * no budget: tracer_opts.budget < 0). False when malformed or out of range.
+ */
+bool cli_parse_budget(const char *s, double *share);
+
+/*
  * For commands that arm breakpoints in the target (exceptions, attach): go on in a worker
  * process under a guard (guard.h) so that a SIGKILL of the pyscope the user started still ends
  * in a clean detach, and a SIGKILL of the worker gets the target's debug registers cleared

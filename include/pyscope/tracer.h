@@ -36,6 +36,16 @@
  * TRACER_REARM_TOKENS tokens again; meanwhile the counting breakpoint counts hits (perf mode:
  * exactly while that costs the target under 2%, see tracer_stats.count_exact_rate; debugreg
  * mode has no counter).
+ *
+ * Budget (opts.budget, default 1%): on top of that, tracing may take the target at most that
+ * share of the CPU time it uses (read from /proc as it runs; at least 20% of a core counts). Each
+ * stop is charged its measured hold plus the stop's round trip (TR_STOP_FLOOR), each hit counted
+ * while disarmed its measured cost. perf: threads whose hits fit in half the budget are pinned
+ * (every raise there stops: a rare raiser is seen every time); the others are armed in short
+ * episodes of at most TR_EPISODE_STOPS stops, re-armed once the budget refilled for the next
+ * one (with jitter), so no request meets a run of stops. Per (type, raise site) the raises are
+ * estimated from what the stops saw, weighted by the inverse of the stop probability (see
+ * tracer_site); a site not yet reported is reported whatever the token bucket holds.
  */
 
 #include <signal.h>
@@ -57,6 +67,8 @@
 #define TRACER_DEFAULT_RATE  200  /* reported raises per second */
 #define TRACER_DEFAULT_BURST 500  /* raises reported in full before the rate applies */
 #define TRACER_REARM_TOKENS  50   /* tokens needed to re-arm after the bucket ran dry */
+#define TRACER_DEFAULT_BUDGET 0.01 /* share of the target's CPU time tracing may take */
+#define TRACER_MAX_SITES      256  /* (type, raise site) rows estimated; more go to the last */
 
 enum tracer_mech {
     TRACER_MECH_PERF = 1,     /* perf_event_open sigtrap breakpoints */
@@ -117,6 +129,10 @@ struct tracer_opts {
      * costs the target a debug exception (count_cost_us); default: exactly while that stays
      * under 2% of the target's time, by 2% sampling above. */
     bool exact_count;
+    /* The target time tracing may take (stops, counting, re-arming), as a share of the target's
+     * CPU time measured as it runs: 0 = TRACER_DEFAULT_BUDGET; < 0 no budget (every raise
+     * stops the target, as with max_rate < 0). See "Budget" above. */
+    double budget;
     /* Optional: called from tracer_step / tracer_stop for each event, in order, after it
      * entered the ring and after the stopped threads were resumed (a slow consumer never holds
      * a target thread; events overwritten before delivery are lost and counted); then once
@@ -154,8 +170,33 @@ struct tracer_stats {
     uint64_t disarms;        /* times the stopping breakpoint was rate-limited off */
     double disarmed_seconds; /* total time the stopping breakpoint was off */
     bool armed;              /* the stopping breakpoint is armed right now */
+    double budget;           /* the share in force (< 0: none) */
+    double spent_s;          /* target time charged to the budget: stops and counted hits */
+    double target_cpu_s;     /* the target's CPU time while traced (the budget's base) */
+    double stop_cost_us;     /* charged per stop: measured hold + TR_STOP_FLOOR (model) */
+    uint64_t pinned_threads; /* threads where every raise stops (rare raisers), now */
+    uint64_t episodes;       /* armed episodes of the sampled threads */
+    double raises_est;       /* every raise, estimated: the sum of the sites' estimates */
     size_t ntypes;
     struct tracer_type_count types[TRACER_MAX_TYPES]; /* by first appearance */
+};
+
+/*
+ * One (exception type, raise site) and how many times it was raised: seen at stops, and
+ * estimated (tracer.h "Budget"): raises in pinned threads are all seen (weight 1); a raise seen
+ * in a sampled thread stands for 1/p raises, p being the share of the sampled threads' hits
+ * that were stopped for in its arming cycle (hits known from the counting breakpoint).
+ */
+struct tracer_site {
+    char type[TRACER_TYPE_MAX];
+    struct tracer_frame at; /* the raising frame (frames[0]); function "?" when unread */
+    uint64_t seen;          /* raises of this site stopped for */
+    uint64_t reported;      /* of which reported (RAISE events) */
+    double estimate;        /* estimated raises in all (>= seen) */
+    double rel_err;         /* relative standard error of estimate (0: every raise was seen) */
+    bool estimated;         /* some of its raises were sampled: estimate is not a count */
+    double first_time;      /* CLOCK_REALTIME of its first stop */
+    uint64_t first_seq;     /* raises seen (all sites) before it, + 1: its place in the order */
 };
 
 struct tracer;
@@ -207,6 +248,12 @@ size_t tracer_events(const struct tracer *t, uint64_t after, struct tracer_event
 
 /* Current counters (perf counting events are read now). */
 void tracer_stats(struct tracer *t, struct tracer_stats *out);
+
+/*
+ * Copy the (type, raise site) table, in order of first appearance, into out (at most cap);
+ * returns the count. Estimates are brought up to date first (the cycle in progress included).
+ */
+size_t tracer_sites(struct tracer *t, struct tracer_site *out, size_t cap);
 
 /*
  * End the trace: remove every breakpoint (close perf fds / clear DR7 in every thread), stop

@@ -278,10 +278,13 @@ def test_rate_limit_counts_what_it_does_not_report(python, launch, monkeypatch, 
     counted by the non-stopping perf breakpoint while the stopping one is off. The count is
     exact while counting costs the target under 2% (pyscope measures the cost of a counted hit
     and reports the rate that allows: count_exact_rate), or at any rate with --exact-count;
-    above it, the counter samples and the count is an estimate."""
+    above it, the counter samples in windows and the count is an estimate, within 25%."""
     monkeypatch.setenv("RAISER_STORM_RATE", str(rate))
     target = raiser(python, launch)
-    tracer = Tracer(target.pid, "--max-rate", 50, "--burst", 20, *(["--exact-count"] * exact))
+    # --budget 0: the token bucket alone decides the stops here (test_service.py covers the
+    # budget); the counting windows then may cost 2% of a core.
+    tracer = Tracer(target.pid, "--max-rate", 50, "--burst", 20, "--budget", 0,
+                    *(["--exact-count"] * exact))
     if tracer.mechanism != "perf":
         tracer.finish(signal.SIGINT)
         pytest.skip("no perf breakpoints here: debug registers have no counter")
@@ -311,4 +314,6 @@ def test_rate_limit_counts_what_it_does_not_report(python, launch, monkeypatch, 
         # exact: the storm plus at most a few raises of the target's own machinery
         assert storm <= accounted <= storm + 20, (storm, stop)
     else:
-        assert 0.5 * storm <= accounted <= 1.5 * storm, (storm, stop)
+        # estimated (issue 19 item 10: 2 ms windows ran 1.4-2x high under load). A 1 s storm
+        # gives the counter ~3 windows of 100 ms: -13% to +20% measured at load 20 on 2 cores
+        assert 0.75 * storm <= accounted <= 1.25 * storm, (storm, stop)
