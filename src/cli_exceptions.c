@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * `pyscope exceptions`: a live feed of every exception the target raises, swallowed ones
- * included (tracer.h), as text lines or JSON lines, with an optional summary table. Wires
- * pyproc -> tracer -> writers (out_exc.h: feed lines and the summary table).
+ * included (tracer.h), as text lines or JSON lines, with an optional summary table, or (with
+ * --format) a profile of the raise stacks written at the end. Wires pyproc -> tracer ->
+ * writers (out_exc.h: feed lines, the summary table, the raise-stack profile; out_profile.h).
  */
 #include <errno.h>
 #include <getopt.h>

@@ -274,10 +274,10 @@ static void ui_exc_group_lines(const struct ui_excfeed *f, const struct ui_exc_g
 }
 
 /* Most raised first; ties: the newest raise first. */
-static int ui_exc_group_cmp(const void *x, const void *y)
+static int ui_exc_group_cmp(const void *x, const void *y, void *groups)
 {
-    const struct ui_exc_group *a = *(const struct ui_exc_group *const *)x;
-    const struct ui_exc_group *b = *(const struct ui_exc_group *const *)y;
+    const struct ui_exc_group *a = (const struct ui_exc_group *)groups + *(const size_t *)x;
+    const struct ui_exc_group *b = (const struct ui_exc_group *)groups + *(const size_t *)y;
 
     if (a->count != b->count)
         return a->count < b->count ? 1 : -1;
@@ -287,18 +287,18 @@ static int ui_exc_group_cmp(const void *x, const void *y)
 static size_t ui_view_exc_groups(const struct ui_excfeed *f, struct ui_exc_view *v, int width,
                                  struct ui_line *out, size_t cap)
 {
-    const struct ui_exc_group *order[UI_EXC_GROUPS];
+    size_t order[UI_EXC_GROUPS] = {0}; /* indexes of the groups shown */
     size_t n = 0, k = 0;
 
     for (size_t i = 0; i < f->ngroups; i++) {
         if (v->mine_only && f->groups[i].library)
             v->hidden++;
         else if (ui_exc_match(&f->groups[i].last, v->filter))
-            order[k++] = &f->groups[i];
+            order[k++] = i;
     }
-    qsort(order, k, sizeof(order[0]), ui_exc_group_cmp);
+    qsort_r(order, k, sizeof(*order), ui_exc_group_cmp, (void *)f->groups);
     for (size_t i = 0; i < k && n + 2 <= cap; i++, n += 2)
-        ui_exc_group_lines(f, order[i], width, &out[n]);
+        ui_exc_group_lines(f, &f->groups[order[i]], width, &out[n]);
     return n;
 }
 

@@ -39,10 +39,10 @@ def traced_round(target, fmt, out):
         truth = target.wait_truth(generation)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=PYSCOPE_TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    except BaseException:                           # a failed check or a hang: never leave it
+        proc.kill()
+        proc.wait()
+        raise
     assert proc.returncode == 0, stderr
     assert stdout == "", "--format replaces the feed"
     reported = int(re.search(r"(\d+) raises reported", stderr).group(1))

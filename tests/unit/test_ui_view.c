@@ -405,8 +405,9 @@ static void add_raise(struct ui_excfeed *f, uint64_t seq, const char *type, cons
  * and handler; the rate comes from the ticks; `m` hides the library-only site; `/` filters. */
 static void test_exc_grouped(void **state)
 {
+    const size_t cap = (size_t)UI_EXC_GROUPS * 2;
     struct ui_excfeed *f = calloc(1, sizeof(*f));
-    struct ui_line *lines = calloc(UI_EXC_GROUPS * 2, sizeof(*lines));
+    struct ui_line *lines = calloc(cap, sizeof(*lines));
     struct ui_exc_view v = {0};
     uint64_t seq = 1;
     size_t n;
@@ -419,7 +420,7 @@ static void test_exc_grouped(void **state)
     for (int i = 0; i < 3; i++)
         add_raise(f, seq++, "AttributeError", "/srv/service.py", 62, "/srv/service.py", 110);
     ui_excfeed_tick(f, 12.0);
-    n = ui_view_exc(f, &v, 100, lines, UI_EXC_GROUPS * 2);
+    n = ui_view_exc(f, &v, 100, lines, cap);
     assert_int_equal(n, 4);
     assert_int_equal(v.hidden, 0);
     assert_non_null(strstr(lines[0].text, "    262   131.0/s StopIteration: message 262"));
@@ -433,18 +434,18 @@ static void test_exc_grouped(void **state)
     assert_null(ui_excfeed_group_event(f, 0));
     /* my code only: the library's own StopIteration site goes, counted as hidden */
     v.mine_only = true;
-    n = ui_view_exc(f, &v, 100, lines, UI_EXC_GROUPS * 2);
+    n = ui_view_exc(f, &v, 100, lines, cap);
     assert_int_equal(n, 2);
     assert_int_equal(v.hidden, 1);
     assert_non_null(strstr(lines[0].text, "AttributeError"));
     /* the filter, in either view */
     v.mine_only = false;
     v.filter = "StopIter";
-    assert_int_equal(ui_view_exc(f, &v, 100, lines, UI_EXC_GROUPS * 2), 2);
+    assert_int_equal(ui_view_exc(f, &v, 100, lines, cap), 2);
     assert_non_null(strstr(lines[0].text, "StopIteration"));
     v.feed = true;
     v.filter = "service.py";
-    n = ui_view_exc(f, &v, 100, lines, UI_EXC_GROUPS * 2);
+    n = ui_view_exc(f, &v, 100, lines, cap);
     assert_int_equal(n, 6);
     assert_int_equal(lines[0].key, 265);
     free(f);
