@@ -70,7 +70,8 @@ static const char exc_usage[] =
     "  --exact-count       while rate-limited, count every raise exactly whatever the rate\n"
     "                      (each counted raise costs the target a debug exception, ~10 us in\n"
     "                      a VM; by default counting samples once it would cost over 2%)\n"
-    "  --mechanism M       perf or debugreg (default: perf when the kernel allows it)\n";
+    "  --mechanism M       bpf, perf or debugreg (default: the first the kernel allows;\n"
+    "                      bpf reads each raise in the kernel without stopping the target)\n";
 
 enum exc_opt {
     OPT_JSON = 256,
@@ -129,9 +130,11 @@ static int exc_opt(const struct cli_common *c, void *args, int opt, const char *
     case OPT_MAX_RATE:
     case OPT_BURST: return exc_opt_value(c, a, opt, arg);
     case OPT_MECH:
-        if (strcmp(arg, "perf") != 0 && strcmp(arg, "debugreg") != 0)
-            return cli_usage(c, "--mechanism takes `perf` or `debugreg`");
-        a->mech = arg[0] == 'p' ? TRACER_MECH_PERF : TRACER_MECH_DEBUGREG;
+        if (strcmp(arg, "perf") != 0 && strcmp(arg, "debugreg") != 0 && strcmp(arg, "bpf") != 0)
+            return cli_usage(c, "--mechanism takes `bpf`, `perf` or `debugreg`");
+        a->mech = arg[0] == 'p' ? TRACER_MECH_PERF
+                  : arg[0] == 'b' ? TRACER_MECH_BPF
+                                  : TRACER_MECH_DEBUGREG;
         return -1;
     case CLI_OPT_LOG_FORMAT: return -1;
     case 'h': (void)fputs(exc_usage, stdout); return CLI_EXIT_OK;
@@ -411,7 +414,8 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
     if (a->json) {
         exc_json_put(
             stdout,
-            json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:f, s:I, s:f, s:f}",
+            json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:f, s:I, s:f, s:f, "
+                      "s:I}",
                       "event", "stop", "reason", why, "hits", (json_int_t)s->hits, "raises",
                       (json_int_t)s->raises, "reported", (json_int_t)s->reported, "not_reported",
                       (json_int_t)s->not_reported, "filtered", (json_int_t)s->filtered,
@@ -419,7 +423,8 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
                       "unseen_hits", (json_int_t)s->unseen_hits, "unseen_raises_est",
                       (json_int_t)s->unseen_raises_est, "disarmed_seconds", s->disarmed_seconds,
                       "disarms", (json_int_t)s->disarms, "count_cost_us", s->count_cost_us,
-                      "count_exact_rate", s->count_exact_rate));
+                      "count_exact_rate", s->count_exact_rate, "ring_lost",
+                      (json_int_t)s->ring_lost));
         (void)fflush(stdout);
         return;
     }
@@ -443,21 +448,24 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
 static void exc_report_start(const struct cli_common *c, const struct exc_args *a,
                              struct exc_out *o, const struct pyproc *pp, const struct tracer *t)
 {
-    char msg[256];
+    char msg[640];
 
     if (a->json) {
         FILE *fp = outq_begin(o->q);
 
         if (fp)
-            exc_json_put(fp,
-                         json_pack("{s:s, s:i, s:s, s:s}", "event", "start", "pid", (int)pp->pid,
-                                   "python", pp->loc.version, "mechanism", tracer_mechanism(t)));
+            exc_json_put(fp, json_pack("{s:s, s:i, s:s, s:s, s:s}", "event", "start", "pid",
+                                       (int)pp->pid, "python", pp->loc.version, "mechanism",
+                                       tracer_mechanism(t), "mechanism_note",
+                                       tracer_mechanism_note(t)));
         outq_commit(o->q);
         return;
     }
     (void)snprintf(msg, sizeof(msg),
-                   "tracing exceptions of pid %d (Python %s) with %s breakpoints; Ctrl-C stops",
-                   (int)pp->pid, pp->loc.version, tracer_mechanism(t));
+                   "tracing exceptions of pid %d (Python %s) with %s%s; Ctrl-C stops%s%s",
+                   (int)pp->pid, pp->loc.version, tracer_mechanism(t),
+                   strcmp(tracer_mechanism(t), "bpf") == 0 ? " (uprobe, no stops)" : " breakpoints",
+                   tracer_mechanism_note(t)[0] ? ". " : "", tracer_mechanism_note(t));
     cli_log(c, "info", 0, msg);
 }
 
