@@ -52,6 +52,7 @@ struct bpf_exc {
     int ncpus;
     void (*cb)(void *ctx, const struct exc_bpf_rec *r, size_t len);
     void *cb_ctx;
+    int budget; /* records this poll may still hand out */
 };
 
 /* libbpf's messages: the engine never prints, and a failure is reported through ps_err. */
@@ -210,7 +211,8 @@ static int bpf_exc_on_rec(void *ctx, void *data, size_t len)
 
     if (len >= offsetof(struct exc_bpf_rec, ranges))
         b->cb(b->cb_ctx, data, len);
-    return 0;
+    /* negative: libbpf stops after this record (it is consumed) */
+    return --b->budget > 0 ? 0 : -EAGAIN;
 }
 
 static int bpf_exc_load(struct bpf_exc *b, const struct exc_bpf_cfg *c, struct ps_err *err)
@@ -300,12 +302,16 @@ int bpf_exc_fd(const struct bpf_exc *b)
     return ring_buffer__epoll_fd(b->rb);
 }
 
-int bpf_exc_poll(struct bpf_exc *b, void (*cb)(void *ctx, const struct exc_bpf_rec *r, size_t len),
-                 void *ctx)
+int bpf_exc_poll(struct bpf_exc *b, int max,
+                 void (*cb)(void *ctx, const struct exc_bpf_rec *r, size_t len), void *ctx)
 {
+    int rc;
+
     b->cb = cb;
     b->cb_ctx = ctx;
-    return ring_buffer__consume(b->rb);
+    b->budget = max;
+    rc = ring_buffer__consume(b->rb);
+    return rc == -EAGAIN ? max : rc;
 }
 
 void bpf_exc_set_tstate(struct bpf_exc *b, pid_t tid, uint64_t tstate)

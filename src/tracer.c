@@ -261,7 +261,7 @@ void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *w,
         tr_open_init(o, tid, w->addr, tr_key(raw));
     memset(ev, 0, offsetof(struct tracer_event, frames));
     ev->kind = TRACER_EV_RAISE;
-    ev->time = tr_real();
+    ev->time = t->hit_time > 0 ? t->hit_time : tr_real();
     ev->native_id = tid;
     ev->thread_id = w->thread_id;
     ev->reraise = raw->traceback != 0;

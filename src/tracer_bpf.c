@@ -34,6 +34,8 @@
 #include "tracer_int.h"
 
 #define TR_BPF_SYNC_S 0.1 /* least time between two thread-list reads */
+/* Records handled per step: half the event ring, delivered before the next batch. */
+#define TR_BPF_BATCH (TRACER_RING_CAP / 2)
 
 /* ---- records -------------------------------------------------------------------------------- */
 
@@ -102,7 +104,9 @@ static void tr_bpf_raise(struct tracer *t, const struct exc_bpf_rec *r, size_t l
     t->pp->src = t->memo;
     t->pp->ctx.src = t->memo;
     t->stack_ok = tr_bpf_stack(t, r, nframes) && t->stack.frames[0].frame_addr == r->iframe;
+    t->hit_time = (double)r->time_ns / 1e9 + t->bpf_clock_shift;
     tr_new_raise(t, (pid_t)r->tid, &w, &raw);
+    t->hit_time = 0;
     t->pp->src = t->inner;
     t->pp->ctx.src = t->inner;
 }
@@ -150,11 +154,13 @@ static int tr_bpf_tid_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* End the open exceptions of threads that exited; 1 when the target is gone. */
+/* End the open exceptions of threads that exited; 1 when the target is gone (no thread, or
+ * only its leader, a zombie: a process that exited and awaits its parent's wait). */
 static int tr_bpf_sync(struct tracer *t)
 {
     struct ps_err ignored = {0};
     size_t n = 0;
+    char state = 0;
 
     if (procstat_tids(t->pp->pid, t->tids, TARGET_MAX_THREADS, &n, &ignored) < 0) {
         if (ignored.code != -ESRCH)
@@ -165,10 +171,22 @@ static int tr_bpf_sync(struct tracer *t)
         if (t->open[i].tid &&
             !bsearch(&t->open[i].tid, t->tids, n, sizeof(*t->tids), tr_bpf_tid_cmp))
             tr_end(t, &t->open[i], false);
+    if (n == 1 && (procstat_state(t->pp->pid, t->pp->pid, &state, &ignored) < 0 || state == 'Z' ||
+                   state == 'X'))
+        return 1;
     return n == 0;
 }
 
 /* ---- the mechanism ------------------------------------------------------------------------- */
+
+/* The program stamps records with CLOCK_MONOTONIC; events carry CLOCK_REALTIME. */
+static void tr_bpf_clock(struct tracer *t)
+{
+    struct timespec real;
+
+    (void)clock_gettime(CLOCK_REALTIME, &real);
+    t->bpf_clock_shift = (double)real.tv_sec + (double)real.tv_nsec / 1e9 - tr_mono();
+}
 
 int tr_bpf_start(struct tracer *t, struct ps_err *err)
 {
@@ -206,7 +224,8 @@ int tr_bpf_step(struct tracer *t, struct ps_err *err)
     (void)err;
     if (t->stopped)
         return 1;
-    rc = bpf_exc_poll(t->bx, tr_bpf_on_rec, t);
+    tr_bpf_clock(t);
+    rc = bpf_exc_poll(t->bx, TR_BPF_BATCH, tr_bpf_on_rec, t);
     if (now - t->last_sync >= TR_BPF_SYNC_S) {
         t->last_sync = now;
         if (tr_bpf_sync(t)) {
@@ -228,7 +247,11 @@ int tr_bpf_stop(struct tracer *t)
     uint64_t cnt[EXC_BPF_CNT_N];
 
     t->stopping = true;
-    (void)bpf_exc_poll(t->bx, tr_bpf_on_rec, t); /* what was queued before the end */
+    tr_bpf_clock(t);
+    /* what was queued before the end (bounded: a storm may still be filling it) */
+    for (int i = 0; i < 64 && bpf_exc_poll(t->bx, TR_BPF_BATCH, tr_bpf_on_rec, t) == TR_BPF_BATCH;
+         i++)
+        tr_deliver(t);
     bpf_exc_counters(t->bx, cnt);
     t->bpf_cnt_lost = cnt[EXC_BPF_CNT_LOST_RAISES];
     t->bpf_cnt_hits = cnt[EXC_BPF_CNT_HITS];

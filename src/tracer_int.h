@@ -85,6 +85,8 @@ struct tracer {
     /* bpf mechanism (tracer_bpf.c): the loaded program (NULL otherwise or once stopped) */
     struct bpf_exc *bx;
     bool used_bpf;
+    double hit_time;        /* bpf: CLOCK_REALTIME of the hit being handled; 0: now */
+    double bpf_clock_shift; /* bpf: CLOCK_REALTIME - CLOCK_MONOTONIC */
     uint8_t *bpf_hdrs; /* EXC_BPF_MAX_FRAMES code headers, scratch */
     uint64_t bpf_cnt_hits, bpf_cnt_lost, bpf_cnt_filtered; /* the program's counters, last read */
     char mech_note[256]; /* tracer_mechanism_note */

@@ -50,12 +50,13 @@ int bpf_exc_open(const struct pyproc *pp, uint64_t addr, const char *type_filter
 int bpf_exc_fd(const struct bpf_exc *b);
 
 /*
- * Hand every waiting record to cb, oldest first, without blocking (len: the bytes the program
- * sent, at least up to the frames the record holds). Returns the number handled or a negative
- * code.
+ * Hand up to max waiting records to cb, oldest first, without blocking (len: the bytes the
+ * program sent, at least up to its frames). A storm refills the ring buffer as fast as it is
+ * read: the bound lets the caller's loop deliver and check time in between. Returns the number
+ * handled (max: more may be waiting) or a negative code.
  */
-int bpf_exc_poll(struct bpf_exc *b, void (*cb)(void *ctx, const struct exc_bpf_rec *r, size_t len),
-                 void *ctx);
+int bpf_exc_poll(struct bpf_exc *b, int max,
+                 void (*cb)(void *ctx, const struct exc_bpf_rec *r, size_t len), void *ctx);
 
 /* Tell the program thread tid's thread state (0: forget tid). Errors ignored (the program
  * falls back to the GIL holder and checks the native id). */

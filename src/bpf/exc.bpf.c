@@ -310,6 +310,13 @@ static __always_inline void new_raise(struct exc_bpf_rec *r, __u32 tid, __u64 ke
         bpf_map_update_elem(&open, &tid, &o, BPF_ANY);
         return;
     }
+    if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + sizeof(*r) >
+        bpf_ringbuf_query(&events, BPF_RB_RING_SIZE)) {
+        count(EXC_BPF_CNT_LOST); /* full: skip the reads, the record would not fit */
+        count(EXC_BPF_CNT_LOST_RAISES);
+        bpf_map_update_elem(&open, &tid, &o, BPF_ANY);
+        return;
+    }
     r->kind = EXC_BPF_RAISE;
     walk(r, r->iframe, EXC_BPF_MAX_FRAMES);
     o.expect = r->nframes > 1 ? r->frames[1].frame : 0;
