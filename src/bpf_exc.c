@@ -40,7 +40,7 @@ __asm__(".pushsection .rodata\n"
         ".popsection\n");
 extern const unsigned char bpf_exc_obj_start[], bpf_exc_obj_stop[];
 
-#define BPF_EXC_RING_BYTES (4u << 20)
+#define BPF_EXC_RING_BYTES (16u << 20)
 #define BPF_EXC_CAP_BPF    39 /* linux/capability.h since 5.8 */
 #define BPF_EXC_CAP_PERFMON 38
 
@@ -133,7 +133,14 @@ static int bpf_exc_cfg(const struct pyproc *pp, const char *type_filter, struct 
         .none = pp->loc.syms.none,
         .tuple_type = pp->loc.syms.tuple_type,
         .unicode_type = pp->loc.syms.unicode_type,
+        .tgid = (__u32)pp->pid,
     };
+    struct stat ns;
+
+    if (stat("/proc/self/ns/pid", &ns) != 0)
+        return ps_err_set(err, -errno, "bpf: cannot stat /proc/self/ns/pid (%s)", strerror(errno));
+    c->pidns_dev = (__u64)ns.st_dev;
+    c->pidns_ino = (__u64)ns.st_ino;
     /* the program reads frame fields from one EXC_BPF_FRAME_BLOCK-byte block, 8-aligned */
     if (l->frame_code < 0 || l->frame_previous < 0 || l->frame_instr < 0 || l->frame_owner < 0 ||
         l->frame_code % 8 || l->frame_previous % 8 || l->frame_instr % 8 ||

@@ -11,7 +11,7 @@
  * (src/bpf/exc_rec.h) to a callback. It neither stops nor writes the target: the kernel owns
  * the uprobe and removes it when the link's fd closes, pyscope's death included.
  *
- * One bpf_exc per traced process, used from one thread. Memory: the ring buffer (4 MiB of
+ * One bpf_exc per traced process, used from one thread. Memory: the ring buffer (16 MiB of
  * kernel memory) and two tid maps of EXC_BPF_THREADS entries.
  */
 

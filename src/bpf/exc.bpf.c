@@ -118,24 +118,37 @@ static __always_inline __u64 thread_state(__u32 tid)
     return ts;
 }
 
-/* Copy [addr, addr+len) into the record's blob as one more range (skipped when full). */
-static __always_inline void copy_range(struct exc_bpf_rec *r, __u64 addr, __u32 len)
+/*
+ * Copy [addr, addr+len) into the record's blob as one more range (kept 8-aligned): its offset
+ * in the blob, or -1 when unread or full. The program parses what it needs from the copy, so
+ * each object is read once.
+ */
+static __always_inline int copy_range(struct exc_bpf_rec *r, __u64 addr, __u32 len)
 {
     __u32 off = r->blob_len, n = r->nranges;
 
     if (!addr || len == 0 || len > EXC_BPF_RANGE_MAX || n >= EXC_BPF_MAX_RANGES ||
-        off > EXC_BPF_BLOB - EXC_BPF_RANGE_MAX)
-        return;
+        off > EXC_BPF_BLOB - EXC_BPF_RANGE_MAX - 8)
+        return -1;
     off &= EXC_BPF_BLOB - 1;
     len &= EXC_BPF_RANGE_MAX * 2 - 1;
     if (bpf_probe_read_user(&r->blob[off], len, (const void *)addr))
-        return;
+        return -1;
     n &= EXC_BPF_MAX_RANGES - 1;
     r->ranges[n].addr = addr;
     r->ranges[n].off = off;
     r->ranges[n].len = len;
     r->nranges = n + 1;
-    r->blob_len = off + len;
+    r->blob_len = (off + len + 7) & ~7u;
+    return (int)off;
+}
+
+/* The u64 at byte k of the copy at blob offset at (0 when at < 0). */
+static __always_inline __u64 blob64(const struct exc_bpf_rec *r, int at, __s32 k)
+{
+    if (at < 0 || k < 0)
+        return 0;
+    return *(const __u64 *)&r->blob[((__u32)at + (__u32)k) & (EXC_BPF_BLOB - 8)];
 }
 
 /* A type's header through tp_flags (what the type-name cache checks): its flags, 0 if unread. */
@@ -143,38 +156,33 @@ static __always_inline __u64 copy_type(struct exc_bpf_rec *r, __u64 type)
 {
     __s32 lo = cfg.type_name < cfg.type_flags ? cfg.type_name : cfg.type_flags;
     __s32 hi = (cfg.type_name > cfg.type_flags ? cfg.type_name : cfg.type_flags) + 8;
+    int at;
 
     if (!type || lo < 0 || hi <= lo)
         return 0;
-    copy_range(r, type + lo, (__u32)(hi - lo));
-    return rd64(type, cfg.type_flags);
+    at = copy_range(r, type + lo, (__u32)(hi - lo));
+    return blob64(r, at, cfg.type_flags - lo);
 }
 
-/* A chained exception (__cause__ / __context__): its object header and its type's. */
+/* A chained exception (__cause__ / __context__): its type pointer and its type's header. */
 static __always_inline void copy_chained(struct exc_bpf_rec *r, __u64 other)
 {
-    __u64 type;
-
     if (!other || other == cfg.none)
         return;
-    type = rd64(other, cfg.object_type);
-    copy_range(r, other + cfg.object_type, 8);
-    copy_type(r, type);
+    copy_type(r, blob64(r, copy_range(r, other + cfg.object_type, 8), 0));
 }
 
 /* A str object (compact forms): its header and up to 200 characters of text. */
 static __always_inline void copy_str(struct exc_bpf_rec *r, __u64 s)
 {
-    __u8 hdr[64] = {0};
     __u32 state, kind, hlen = (__u32)cfg.str_state + 4;
+    int at = copy_range(r, s, hlen);
     __u64 length, data;
 
-    if (!s || hlen > sizeof(hdr) || cfg.str_length < 0 || cfg.str_length > 56 ||
-        bpf_probe_read_user(hdr, hlen & 63, (const void *)s))
+    if (at < 0 || blob64(r, at, cfg.object_type) != cfg.unicode_type)
         return;
-    copy_range(r, s, hlen);
-    length = *(const __u64 *)(hdr + (cfg.str_length & 56));
-    state = *(const __u32 *)(hdr + (cfg.str_state & 60));
+    length = blob64(r, at, cfg.str_length);
+    state = (__u32)blob64(r, at, cfg.str_state);
     kind = (state >> 2) & 7;
     if (!(state & (1u << 5)) || (kind != 1 && kind != 2 && kind != 4))
         return; /* not compact: user space reads it */
@@ -188,7 +196,7 @@ static __always_inline void copy_str(struct exc_bpf_rec *r, __u64 s)
 static __always_inline void copy_message(struct exc_bpf_rec *r, __u64 value, __u64 vtype,
                                          __u64 args)
 {
-    __u64 tup = 0, item = 0;
+    __u64 tup;
 
     if (vtype == cfg.unicode_type) {
         copy_str(r, value);
@@ -197,10 +205,7 @@ static __always_inline void copy_message(struct exc_bpf_rec *r, __u64 value, __u
     tup = vtype == cfg.tuple_type ? value : args;
     if (!tup || tup == cfg.none || cfg.tuple_items < 0)
         return;
-    copy_range(r, tup, (__u32)cfg.tuple_items + 8);
-    item = rd64(tup, cfg.tuple_items);
-    if (item && rd64(item, cfg.object_type) == cfg.unicode_type)
-        copy_str(r, item);
+    copy_str(r, blob64(r, copy_range(r, tup, (__u32)cfg.tuple_items + 8), cfg.tuple_items));
 }
 
 /*
@@ -299,36 +304,48 @@ static __always_inline void send(struct exc_bpf_rec *r, __u64 size, int raise)
 }
 
 /* A new raise: filter, frames, object bytes, record. */
-static __always_inline void new_raise(struct exc_bpf_rec *r, __u32 tid, __u64 key)
+/* Make key the thread's open exception (in place when it has a slot: no map update). */
+static __always_inline void set_open(__u32 tid, struct exc_open *cur, __u64 key, __u64 expect,
+                                     __u64 filtered)
 {
-    struct exc_open o = {.key = key};
-    __u64 hdr_lo = (__u64)cfg.object_type, args = 0, vtype = 0;
+    struct exc_open o = {.key = key, .expect = expect, .filtered = filtered};
+
+    if (cur)
+        *cur = o;
+    else
+        bpf_map_update_elem(&open, &tid, &o, BPF_ANY);
+}
+
+static __always_inline void new_raise(struct exc_bpf_rec *r, __u32 tid, __u64 key,
+                                      struct exc_open *cur)
+{
+    __s32 lo = cfg.object_type;
+    __u64 args = 0, vtype = 0;
+    int at = -1;
 
     if (!type_wanted(r->type)) {
         count(EXC_BPF_CNT_FILTERED_RAISES);
-        o.filtered = 1;
-        bpf_map_update_elem(&open, &tid, &o, BPF_ANY);
+        set_open(tid, cur, key, 0, 1);
         return;
     }
     if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + sizeof(*r) >
         bpf_ringbuf_query(&events, BPF_RB_RING_SIZE)) {
         count(EXC_BPF_CNT_LOST); /* full: skip the reads, the record would not fit */
         count(EXC_BPF_CNT_LOST_RAISES);
-        bpf_map_update_elem(&open, &tid, &o, BPF_ANY);
+        set_open(tid, cur, key, 0, 0);
         return;
     }
     r->kind = EXC_BPF_RAISE;
     walk(r, r->iframe, EXC_BPF_MAX_FRAMES);
-    o.expect = r->nframes > 1 ? r->frames[1].frame : 0;
-    bpf_map_update_elem(&open, &tid, &o, BPF_ANY);
-    if (r->value && r->value != cfg.none && cfg.exc_cause > 0) {
-        copy_range(r, r->value + hdr_lo, (__u32)(cfg.exc_cause + 8 - cfg.object_type));
-        vtype = rd64(r->value, cfg.object_type);
+    set_open(tid, cur, key, r->nframes > 1 ? r->frames[1].frame : 0, 0);
+    if (r->value && r->value != cfg.none && cfg.exc_cause > lo) {
+        at = copy_range(r, r->value + lo, (__u32)(cfg.exc_cause + 8 - lo));
+        vtype = blob64(r, at, 0);
     }
     if (copy_type(r, r->type) & TPFLAGS_BASE_EXC && vtype == r->type) {
-        args = rd64(r->value, cfg.exc_args);
-        copy_chained(r, rd64(r->value, cfg.exc_cause));
-        copy_chained(r, rd64(r->value, cfg.exc_context));
+        args = blob64(r, at, cfg.exc_args - lo);
+        copy_chained(r, blob64(r, at, cfg.exc_cause - lo));
+        copy_chained(r, blob64(r, at, cfg.exc_context - lo));
     } else if (vtype && vtype != r->type) {
         copy_type(r, vtype); /* 3.11 unnormalised value */
     }
@@ -339,12 +356,18 @@ static __always_inline void new_raise(struct exc_bpf_rec *r, __u32 tid, __u64 ke
 SEC("uprobe")
 int exc_hit(struct exc_regs *ctx)
 {
-    __u32 zero = 0, tid = (__u32)bpf_get_current_pid_tgid();
-    struct exc_bpf_rec *r = bpf_map_lookup_elem(&scratch, &zero);
+    struct bpf_pidns_info ns = {0};
+    __u32 zero = 0, tid;
+    struct exc_bpf_rec *r;
     struct exc_open *o;
     __u64 key;
 
+    if (bpf_get_ns_current_pid_tgid(cfg.pidns_dev, cfg.pidns_ino, &ns, sizeof(ns)) ||
+        ns.tgid != cfg.tgid)
+        return 0; /* not the target (a fork child) */
+    tid = ns.pid;
     count(EXC_BPF_CNT_HITS);
+    r = bpf_map_lookup_elem(&scratch, &zero);
     if (!r)
         return 0;
     r->tid = tid;
@@ -383,7 +406,7 @@ int exc_hit(struct exc_regs *ctx)
         return 0;
     }
     r->thread_id = rd64(r->tstate, cfg.tstate_thread_id);
-    new_raise(r, tid, key);
+    new_raise(r, tid, key, o);
     return 0;
 }
 

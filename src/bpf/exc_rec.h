@@ -41,6 +41,10 @@ struct exc_bpf_cfg {
     __s32 runtime_tstate_current;
     __s32 runtime_interpreters_main, interp_gil_ptr, gil_last_holder;
     __u64 runtime, none, tuple_type, unicode_type;
+    /* the target's pid as pyscope sees it, and pyscope's pid namespace: a hit of another process
+     * (a fork child still holding the uprobe until its first hit removes it) is ignored */
+    __u32 tgid;
+    __u64 pidns_dev, pidns_ino;
     __u32 type_filter_len; /* 0: no filter */
     char type_filter[EXC_BPF_TYPE_MAX];
 };
