@@ -65,7 +65,8 @@ static const char exc_usage[] =
     "  --exact-count       while rate-limited, count every raise exactly whatever the rate\n"
     "                      (each counted raise costs the target a debug exception, ~10 us in\n"
     "                      a VM; by default counting samples once it would cost over 2%)\n"
-    "  --mechanism M       perf or debugreg (default: perf when the kernel allows it)\n"
+    "  --mechanism M       bpf, perf or debugreg (default: the first the kernel allows;\n"
+    "                      bpf reads each raise in the kernel without stopping the target)\n"
     "  --format F          instead of the feed, write where exceptions come from at the end:\n"
     "                      the reported raises' stacks weighted by count, as collapsed,\n"
     "                      flamegraph (SVG) or speedscope (see docs/exceptions.md)\n"
@@ -146,9 +147,11 @@ static int exc_opt(const struct cli_common *c, void *args, int opt, const char *
             return cli_usage(c, "--budget takes a percentage from 0 to 100");
         return -1;
     case OPT_MECH:
-        if (strcmp(arg, "perf") != 0 && strcmp(arg, "debugreg") != 0)
-            return cli_usage(c, "--mechanism takes `perf` or `debugreg`");
-        a->mech = arg[0] == 'p' ? TRACER_MECH_PERF : TRACER_MECH_DEBUGREG;
+        if (strcmp(arg, "perf") != 0 && strcmp(arg, "debugreg") != 0 && strcmp(arg, "bpf") != 0)
+            return cli_usage(c, "--mechanism takes `bpf`, `perf` or `debugreg`");
+        a->mech = arg[0] == 'p'   ? TRACER_MECH_PERF
+                  : arg[0] == 'b' ? TRACER_MECH_BPF
+                                  : TRACER_MECH_DEBUGREG;
         return -1;
     case CLI_OPT_LOG_FORMAT: return -1;
     case 'h': (void)fputs(exc_usage, stdout); return CLI_EXIT_OK;
@@ -235,11 +238,12 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
             s->count_exact_rate);
 
         if (o && json_object_update_new(
-                     o, json_pack("{s:f, s:f, s:f, s:f, s:I, s:I, s:f}", "budget", s->budget,
+                     o, json_pack("{s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I}", "budget", s->budget,
                                   "budget_spent_s", s->spent_s, "target_cpu_s", s->target_cpu_s,
                                   "stop_cost_us", s->stop_cost_us, "pinned_threads",
                                   (json_int_t)s->pinned_threads, "episodes",
-                                  (json_int_t)s->episodes, "raises_est", s->raises_est)) < 0) {
+                                  (json_int_t)s->episodes, "raises_est", s->raises_est, "ring_lost",
+                                  (json_int_t)s->ring_lost)) < 0) {
             json_decref(o);
             o = NULL;
         }
@@ -277,21 +281,24 @@ static void exc_sites_json(struct tracer *t)
 static void exc_report_start(const struct cli_common *c, const struct exc_args *a,
                              struct exc_out *o, const struct pyproc *pp, const struct tracer *t)
 {
-    char msg[256];
+    char msg[640];
 
     if (a->json) {
         FILE *fp = outq_begin(o->q);
 
         if (fp)
-            exc_json_put(fp,
-                         json_pack("{s:s, s:i, s:s, s:s}", "event", "start", "pid", (int)pp->pid,
-                                   "python", pp->loc.version, "mechanism", tracer_mechanism(t)));
+            exc_json_put(fp, json_pack("{s:s, s:i, s:s, s:s, s:s}", "event", "start", "pid",
+                                       (int)pp->pid, "python", pp->loc.version, "mechanism",
+                                       tracer_mechanism(t), "mechanism_note",
+                                       tracer_mechanism_note(t)));
         outq_commit(o->q);
         return;
     }
     (void)snprintf(msg, sizeof(msg),
-                   "tracing exceptions of pid %d (Python %s) with %s breakpoints; Ctrl-C stops",
-                   (int)pp->pid, pp->loc.version, tracer_mechanism(t));
+                   "tracing exceptions of pid %d (Python %s) with %s%s; Ctrl-C stops%s%s",
+                   (int)pp->pid, pp->loc.version, tracer_mechanism(t),
+                   strcmp(tracer_mechanism(t), "bpf") == 0 ? " (uprobe, no stops)" : " breakpoints",
+                   tracer_mechanism_note(t)[0] ? ". " : "", tracer_mechanism_note(t));
     cli_log(c, "info", 0, msg);
 }
 

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "pyscope/bkpt.h"
+#include "pyscope/bpf_exc.h"
 #include "pyscope/exc.h"
 #include "pyscope/linetab.h"
 #include "pyscope/target.h"
@@ -143,7 +144,7 @@ static bool tr_type_wanted(const struct tracer *t, const char *type)
 
 /* ---- reading at a stop ---------------------------------------------------------------------- */
 
-static struct tr_open *tr_open_of(struct tracer *t, pid_t tid)
+struct tr_open *tr_open_of(struct tracer *t, pid_t tid)
 {
     for (size_t i = 0; i < TR_MAX_OPEN; i++)
         if (t->open[i].tid == tid)
@@ -248,8 +249,8 @@ static void tr_open_init(struct tr_open *o, pid_t tid, uint64_t tstate, uint64_t
 }
 
 /* A new raise at a stop: emit its RAISE when wanted and allowed. */
-static void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *w,
-                         const struct exc_raw *raw)
+void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *w,
+                  const struct exc_raw *raw)
 {
     struct tr_open *o = tr_open_new(t, tid);
     struct tracer_event *ev = o ? &o->raise : &t->evtmp;
@@ -262,7 +263,7 @@ static void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *
         tr_open_init(o, tid, w->addr, tr_key(raw));
     memset(ev, 0, offsetof(struct tracer_event, frames));
     ev->kind = TRACER_EV_RAISE;
-    ev->time = tr_real();
+    ev->time = t->hit_time > 0 ? t->hit_time : tr_real();
     ev->native_id = tid;
     ev->thread_id = w->thread_id;
     ev->reraise = raw->traceback != 0;
@@ -305,7 +306,7 @@ static void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *
 }
 
 /* A propagation hit: the open exception crossed one more frame. */
-static void tr_propagate(struct tracer *t, struct tr_open *o)
+void tr_propagate(struct tracer *t, struct tr_open *o)
 {
     o->gone_once = false;
     if (!t->stack_ok) {
@@ -570,9 +571,13 @@ int tracer_new(struct pyproc *pp, const struct tracer_opts *opts, struct tracer 
     if (rc == 0)
         rc = bkpt_check_entry(pp->src, t->addr, err);
     if (rc == 0)
+        rc = tr_bpf_start(t, err); /* 1: the bpf mechanism runs */
+    t->used_bpf = rc == 1;
+    if (rc == 0)
         rc = tr_chld_fd(&t->chld_fd, err);
     if (rc == 0)
         rc = tr_attach(t, err);
+    rc = rc == 1 ? 0 : rc;
     if (rc < 0) {
         t->stopped = true;
         tracer_free(t);
@@ -584,7 +589,14 @@ int tracer_new(struct pyproc *pp, const struct tracer_opts *opts, struct tracer 
 
 const char *tracer_mechanism(const struct tracer *t)
 {
+    if (t->used_bpf)
+        return "bpf";
     return bkpt_mechanism(t->bp) == BKPT_PERF ? "perf" : "debugreg";
+}
+
+const char *tracer_mechanism_note(const struct tracer *t)
+{
+    return t->mech_note;
 }
 
 int tracer_fd(const struct tracer *t)
@@ -605,6 +617,8 @@ int tracer_step(struct tracer *t, struct ps_err *err)
     double now = tr_mono();
     int rc;
 
+    if (t->used_bpf)
+        return tr_bpf_step(t, err);
     if (t->stopped)
         return 1;
     tr_drain_fd(t->chld_fd);
@@ -675,6 +689,8 @@ void tracer_stats(struct tracer *t, struct tracer_stats *out)
     *out = t->st;
     if (t->disarmed_at != 0)
         out->disarmed_seconds += tr_mono() - t->disarmed_at;
+    if (t->used_bpf)
+        tr_bpf_stats(t, out);
 }
 
 void tracer_free(struct tracer *t)
@@ -686,6 +702,8 @@ void tracer_free(struct tracer *t)
     if (!t->stopped && tracer_stop(t, &ignored) < 0)
         t->stopped = true;
     bkpt_free(t->bp);
+    bpf_exc_close(t->bx);
+    free(t->bpf_hdrs);
     if (t->chld_fd >= 0)
         (void)close(t->chld_fd);
     walk_stack_free(&t->stack);

@@ -24,6 +24,7 @@
 #include "pyscope/walk.h"
 
 struct bkpt;
+struct bpf_exc;
 
 #define TR_MAX_OPEN 256 /* threads whose open exception is followed for its END */
 /* Window rates kept for the median (tracer_rate.c): a window that opened while the target was
@@ -134,6 +135,14 @@ struct tracer {
     struct exc_names names;    /* type names by address */
     struct tracer_event evtmp; /* a RAISE built for a thread whose exception is not followed */
     pid_t *tids;               /* TARGET_MAX_THREADS scratch */
+    /* bpf mechanism (tracer_bpf.c): the loaded program (NULL otherwise or once stopped) */
+    struct bpf_exc *bx;
+    bool used_bpf;
+    double hit_time;        /* bpf: CLOCK_REALTIME of the hit being handled; 0: now */
+    double bpf_clock_shift; /* bpf: CLOCK_REALTIME - CLOCK_MONOTONIC */
+    uint8_t *bpf_hdrs; /* EXC_BPF_MAX_FRAMES code headers, scratch */
+    uint64_t bpf_cnt_hits, bpf_cnt_lost, bpf_cnt_filtered; /* the program's counters, last read */
+    char mech_note[256]; /* tracer_mechanism_note */
 };
 
 /* ---- tracer.c ------------------------------------------------------------------------------ */
@@ -158,6 +167,38 @@ void tr_end(struct tracer *t, struct tr_open *o, bool propagating);
  * every thread stopped (stopped true).
  */
 void tr_check_ends(struct tracer *t, bool stopped);
+
+/* The open exception of thread tid, or NULL. */
+struct tr_open *tr_open_of(struct tracer *t, pid_t tid);
+
+/*
+ * A new raise in thread tid (thread state w) of exception raw, read at a hit: starts following
+ * it and emits its RAISE when wanted and allowed. Uses t->stack / t->stack_ok (the stack at the
+ * hit, innermost first) and describes raw through t->pp->src.
+ */
+void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *w,
+                  const struct exc_raw *raw);
+
+/* A propagation hit of o: it reached t->stack.frames[0] (when t->stack_ok). */
+void tr_propagate(struct tracer *t, struct tr_open *o);
+
+/* ---- tracer_bpf.c -------------------------------------------------------------------------- */
+
+/*
+ * Try the bpf mechanism (unless another was forced): 1 when it runs (t->bx loaded and attached,
+ * t->chld_fd its ring buffer's fd, the program told every thread state), 0 when refused (the
+ * reason in t->mech_note; an error only when bpf was forced: then its code, err filled).
+ */
+int tr_bpf_start(struct tracer *t, struct ps_err *err);
+
+/* tracer_step for the bpf mechanism: records into events, thread exits, handled-at checks. */
+int tr_bpf_step(struct tracer *t, struct ps_err *err);
+
+/* tracer_stop for the bpf mechanism: drain, detach the program, end the open exceptions. */
+int tr_bpf_stop(struct tracer *t);
+
+/* Complete tracer_stats for the bpf mechanism (the program's counters). */
+void tr_bpf_stats(struct tracer *t, struct tracer_stats *out);
 
 /* ---- tracer_rate.c ------------------------------------------------------------------------- */
 
@@ -295,6 +336,10 @@ void tr_memo_free(struct memsrc *memo);
  * validate what they read, and every byte kept was read during this stop).
  */
 void tr_memo_begin(struct memsrc *memo, pid_t tid);
+
+/* Keep len bytes of target address addr copied elsewhere (the bpf program's copy, taken in the
+ * raising thread at the hit) as if read during this stop. */
+void tr_memo_put(struct memsrc *memo, uint64_t addr, const void *buf, size_t len);
 
 /* End tid's stop: remember the ranges that were used, for the next tr_memo_begin(tid). */
 void tr_memo_end(struct memsrc *memo, pid_t tid);

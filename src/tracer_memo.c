@@ -185,6 +185,13 @@ void tr_memo_begin(struct memsrc *memo, pid_t tid)
     tr_memo_prefetch(memo, m->replay_iov, p->n);
 }
 
+void tr_memo_put(struct memsrc *memo, uint64_t addr, const void *buf, size_t len)
+{
+    const struct memsrc_iov iov = {.addr = addr, .buf = (void *)(uintptr_t)buf, .len = len};
+
+    tr_memo_keep((struct tr_memo *)memo, &iov);
+}
+
 void tr_memo_end(struct memsrc *memo, pid_t tid)
 {
     struct tr_memo *m = (struct tr_memo *)memo;

@@ -64,6 +64,8 @@ int tracer_stop(struct tracer *t, struct ps_err *err)
 
     if (t->stopped)
         return 0;
+    if (t->used_bpf)
+        return tr_bpf_stop(t);
     if (t->disarmed_at != 0) {
         double now = tr_mono();
         tr_count_end(t, now);

@@ -244,6 +244,8 @@ void ui_data_tracer_start(struct ui_app *app)
     app->exc_last_raises = 0;
     if (app->status_error && strncmp(app->status, "no exception", 12) == 0)
         app->status[0] = '\0';
+    if (!app->status[0]) /* why a better mechanism was refused ("bpf: pyscope lacks ...") */
+        (void)snprintf(app->status, sizeof(app->status), "%s", tracer_mechanism_note(app->tracer));
 }
 
 void ui_data_tracer_stop(struct ui_app *app)

@@ -8,6 +8,10 @@
  * section 5.2). Never writes into the target's code.
  *
  * Mechanism (chosen at tracer_new, reported by tracer_mechanism()):
+ *  - "bpf" (tracer_bpf.c, bpf_exc.h): a uprobe at PyTraceBack_Here runs a BPF program that reads
+ *    the hit in the raising thread (exception, type, message, chain, frame chain) into a ring
+ *    buffer: nothing is seized or stopped; the kernel removes the uprobe when pyscope's fd
+ *    closes. Chosen first where the kernel allows it (CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN).
  *  - "perf": one perf_event_open execute breakpoint per thread with sigtrap=1, remove_on_exec=1
  *    and sig_data = tid; its SIGTRAP is intercepted by ptrace and swallowed. The kernel removes
  *    it when pyscope's fds close (pyscope dying included). A second, non-stopping perf breakpoint
@@ -73,6 +77,7 @@
 enum tracer_mech {
     TRACER_MECH_PERF = 1,     /* perf_event_open sigtrap breakpoints */
     TRACER_MECH_DEBUGREG = 2, /* ptrace debug registers */
+    TRACER_MECH_BPF = 3,      /* uprobe + BPF program reading in the kernel: no stop */
 };
 
 /*
@@ -124,7 +129,7 @@ struct tracer_opts {
     double max_rate; /* reported raises per second; 0 = TRACER_DEFAULT_RATE; < 0 unlimited */
     unsigned burst;  /* 0 = TRACER_DEFAULT_BURST */
     const char *type_filter; /* report only this type (exact, qualified or bare name); NULL all */
-    enum tracer_mech force_mech; /* 0 = auto (perf, else debugreg) */
+    enum tracer_mech force_mech; /* 0 = auto (bpf, else perf, else debugreg) */
     /* perf: count exactly while rate-limited off at any hit rate, although each counted hit
      * costs the target a debug exception (count_cost_us); default: exactly while that stays
      * under 2% of the target's time, by 2% sampling above. */
@@ -166,6 +171,8 @@ struct tracer_stats {
                                    raises/hits ratio observed while armed */
     uint64_t read_errors;       /* stops where the exception or stack could not be read */
     uint64_t ring_overwritten;  /* events dropped from the ring because the reader was slow */
+    uint64_t ring_lost;         /* bpf: raises the kernel's ring buffer had no room for (counted
+                                   in not_reported too) */
     uint64_t threads_armed;
     uint64_t disarms;        /* times the stopping breakpoint was rate-limited off */
     double disarmed_seconds; /* total time the stopping breakpoint was off */
@@ -215,8 +222,14 @@ struct tracer;
 int tracer_new(struct pyproc *pp, const struct tracer_opts *opts, struct tracer **out,
                struct ps_err *err) PS_WARN_UNUSED;
 
-/* "perf" or "debugreg". */
+/* "bpf", "perf" or "debugreg". */
 const char *tracer_mechanism(const struct tracer *t);
+
+/*
+ * Why a better mechanism than the chosen one was refused, one sentence ("bpf: pyscope lacks
+ * CAP_BPF+CAP_PERFMON ..."), or "" when the best one runs or the user forced one.
+ */
+const char *tracer_mechanism_note(const struct tracer *t);
 
 /* A file descriptor that becomes readable when tracer_step has work (poll for POLLIN). */
 int tracer_fd(const struct tracer *t);

@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: MIT OR GPL-2.0 */
+/*
+ * exc.bpf.c: the kernel-side exception reader, a uprobe program at the entry of
+ * PyTraceBack_Here(PyFrameObject *) in the target (see docs/exceptions.md, "bpf"). It runs in
+ * the raising thread at the hit, so everything it reads is consistent, and the thread never
+ * stops. Loaded and attached by src/bpf_exc.c, which writes `cfg` (layout offsets, addresses)
+ * before loading: nothing version-specific is compiled in.
+ *
+ * Per hit: the interpreter frame of the frame object in rdi; the thread state from `tstates`
+ * (tid -> tstate, filled by user space and by this program's fallback), checked against the
+ * thread's native id; the in-flight exception. A hit that continues the thread's open
+ * exception (`open`: same object, a traceback already, and the frame is the caller of the last
+ * one) sends a small PROP record (the frame and its caller). Anything else is a new raise: its
+ * type name is checked against the --type filter (dropped and counted when it does not match),
+ * then the record gets the frame chain (code, instruction pointer per frame, up to
+ * EXC_BPF_MAX_FRAMES) and copies of the object bytes the user-space describer reads (exception
+ * header, type header, args tuple, the message str header and text, chained exceptions and
+ * their types), so user space describes it with the ordinary readers from bytes taken at the
+ * raise. Every loop is bounded; a failed read sends what was read (user space validates).
+ *
+ * License: MIT OR GPL-2.0; the kernel needs a GPL-compatible license string for the probe-read
+ * helpers.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "exc_rec.h"
+
+/* x86-64 struct pt_regs (arch/x86/include/asm/ptrace.h): the first argument is di. */
+struct exc_regs {
+    __u64 r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, di;
+};
+
+#define TPFLAGS_BASE_EXC (1ull << 30)
+
+const volatile struct exc_bpf_cfg cfg = {0};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 1 << 22); /* resized by the loader */
+} events SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, EXC_BPF_THREADS);
+    __type(key, __u32);
+    __type(value, __u64);
+} tstates SEC(".maps");
+
+struct exc_open {
+    __u64 key;    /* the exception object (3.11 unnormalised: its type) */
+    __u64 expect; /* the caller frame of its last hit */
+    __u64 filtered;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, EXC_BPF_THREADS);
+    __type(key, __u32);
+    __type(value, struct exc_open);
+} open SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct exc_bpf_rec);
+} scratch SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, EXC_BPF_CNT_N);
+    __type(key, __u32);
+    __type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 which)
+{
+    __u64 *v = bpf_map_lookup_elem(&counters, &which);
+
+    if (v)
+        *v += 1; /* per CPU: no other writer */
+}
+
+/* Read a u64 at addr + off (off < 0: absent). 0 on failure. */
+static __always_inline __u64 rd64(__u64 addr, __s32 off)
+{
+    __u64 v = 0;
+
+    if (off < 0 || addr == 0 || bpf_probe_read_user(&v, sizeof(v), (const void *)(addr + off)))
+        return 0;
+    return v;
+}
+
+/* A u64 at byte off of a block of EXC_BPF_FRAME_BLOCK bytes (off is 8-aligned in every table). */
+static __always_inline __u64 blk64(const __u8 *blk, __s32 off)
+{
+    return *(const __u64 *)(blk + ((__u32)off & (EXC_BPF_FRAME_BLOCK - 8)));
+}
+
+/* The thread state of tid: the map, else the runtime's current / the GIL holder; checked. */
+static __always_inline __u64 thread_state(__u32 tid)
+{
+    __u64 *m = bpf_map_lookup_elem(&tstates, &tid);
+    __u64 ts = m ? *m : 0;
+
+    if (ts && rd64(ts, cfg.tstate_native_thread_id) == tid)
+        return ts;
+    if (cfg.runtime_tstate_current >= 0) {
+        ts = rd64(cfg.runtime, cfg.runtime_tstate_current);
+    } else {
+        __u64 interp = rd64(cfg.runtime, cfg.runtime_interpreters_main);
+        ts = rd64(rd64(interp, cfg.interp_gil_ptr), cfg.gil_last_holder);
+    }
+    if (!ts || rd64(ts, cfg.tstate_native_thread_id) != tid)
+        return 0;
+    bpf_map_update_elem(&tstates, &tid, &ts, BPF_ANY);
+    return ts;
+}
+
+/*
+ * Copy [addr, addr+len) into the record's blob as one more range (kept 8-aligned): its offset
+ * in the blob, or -1 when unread or full. The program parses what it needs from the copy, so
+ * each object is read once.
+ */
+static __always_inline int copy_range(struct exc_bpf_rec *r, __u64 addr, __u32 len)
+{
+    __u32 off = r->blob_len, n = r->nranges;
+
+    if (!addr || len == 0 || len > EXC_BPF_RANGE_MAX || n >= EXC_BPF_MAX_RANGES ||
+        off > EXC_BPF_BLOB - EXC_BPF_RANGE_MAX - 8)
+        return -1;
+    off &= EXC_BPF_BLOB - 1;
+    len &= EXC_BPF_RANGE_MAX * 2 - 1;
+    if (bpf_probe_read_user(&r->blob[off], len, (const void *)addr))
+        return -1;
+    n &= EXC_BPF_MAX_RANGES - 1;
+    r->ranges[n].addr = addr;
+    r->ranges[n].off = off;
+    r->ranges[n].len = len;
+    r->nranges = n + 1;
+    r->blob_len = (off + len + 7) & ~7u;
+    return (int)off;
+}
+
+/* The u64 at byte k of the copy at blob offset at (0 when at < 0). */
+static __always_inline __u64 blob64(const struct exc_bpf_rec *r, int at, __s32 k)
+{
+    if (at < 0 || k < 0)
+        return 0;
+    return *(const __u64 *)&r->blob[((__u32)at + (__u32)k) & (EXC_BPF_BLOB - 8)];
+}
+
+/* A type's header through tp_flags (what the type-name cache checks): its flags, 0 if unread. */
+static __always_inline __u64 copy_type(struct exc_bpf_rec *r, __u64 type)
+{
+    __s32 lo = cfg.type_name < cfg.type_flags ? cfg.type_name : cfg.type_flags;
+    __s32 hi = (cfg.type_name > cfg.type_flags ? cfg.type_name : cfg.type_flags) + 8;
+    int at;
+
+    if (!type || lo < 0 || hi <= lo)
+        return 0;
+    at = copy_range(r, type + lo, (__u32)(hi - lo));
+    return blob64(r, at, cfg.type_flags - lo);
+}
+
+/* A chained exception (__cause__ / __context__): its type pointer and its type's header. */
+static __always_inline void copy_chained(struct exc_bpf_rec *r, __u64 other)
+{
+    if (!other || other == cfg.none)
+        return;
+    copy_type(r, blob64(r, copy_range(r, other + cfg.object_type, 8), 0));
+}
+
+/* A str object (compact forms): its header and up to 200 characters of text. */
+static __always_inline void copy_str(struct exc_bpf_rec *r, __u64 s)
+{
+    __u32 state, kind, hlen = (__u32)cfg.str_state + 4;
+    int at = copy_range(r, s, hlen);
+    __u64 length, data;
+
+    if (at < 0 || blob64(r, at, cfg.object_type) != cfg.unicode_type)
+        return;
+    length = blob64(r, at, cfg.str_length);
+    state = (__u32)blob64(r, at, cfg.str_state);
+    kind = (state >> 2) & 7;
+    if (!(state & (1u << 5)) || (kind != 1 && kind != 2 && kind != 4))
+        return; /* not compact: user space reads it */
+    data = s + ((state & (1u << 6)) ? cfg.str_ascii_data : cfg.str_compact_data);
+    if (length > 199)
+        length = 199;
+    copy_range(r, data, (__u32)length * kind);
+}
+
+/* The message candidate: args[0] of an instance, or 3.11's unnormalised str / tuple value. */
+static __always_inline void copy_message(struct exc_bpf_rec *r, __u64 value, __u64 vtype,
+                                         __u64 args)
+{
+    __u64 tup;
+
+    if (vtype == cfg.unicode_type) {
+        copy_str(r, value);
+        return;
+    }
+    tup = vtype == cfg.tuple_type ? value : args;
+    if (!tup || tup == cfg.none || cfg.tuple_items < 0)
+        return;
+    copy_str(r, blob64(r, copy_range(r, tup, (__u32)cfg.tuple_items + 8), cfg.tuple_items));
+}
+
+/*
+ * Is the type's tp_name the filter, or "<something>.<filter>"? (The filter is the part of
+ * --type after its last dot; user space checks the full name.) A name longer than the buffer
+ * is compared by its head only, and an unreadable one passes: user space decides.
+ */
+static __always_inline int type_wanted(__u64 type)
+{
+    char name[EXC_BPF_TYPE_MAX * 2] = {0};
+    __u32 n = cfg.type_filter_len, len, at;
+    long got;
+
+    if (n == 0 || n >= EXC_BPF_TYPE_MAX)
+        return 1;
+    got = bpf_probe_read_user_str(name, sizeof(name), (const void *)rd64(type, cfg.type_name));
+    if (got <= 1 || got >= (long)sizeof(name))
+        return 1;
+    len = (__u32)got - 1;
+    if (len < n)
+        return 0;
+    at = len - n;
+    if (at > 0 && name[(at - 1) & (sizeof(name) - 1)] != '.')
+        return 0;
+    for (__u32 i = 0; i < EXC_BPF_TYPE_MAX; i++) {
+        if (i >= n)
+            break;
+        if (name[(at + i) & (sizeof(name) - 1)] != cfg.type_filter[i])
+            return 0;
+    }
+    return 1;
+}
+
+struct walk_ctx {
+    struct exc_bpf_rec *r;
+    __u64 f;
+    __u32 n, max;
+};
+
+/* One link of the frame chain (a bpf_loop callback: verified once, not per iteration). */
+static long walk_step(__u32 i, void *data)
+{
+    struct walk_ctx *w = data;
+    __u8 blk[EXC_BPF_FRAME_BLOCK] = {0};
+    __u64 code, f = w->f;
+    __u32 n = w->n;
+    __u8 owner;
+
+    (void)i;
+    if (!f)
+        return 1;
+    if (bpf_probe_read_user(blk, sizeof(blk) - 8, (const void *)f)) {
+        count(EXC_BPF_CNT_READ_ERRORS);
+        return 1;
+    }
+    code = blk64(blk, cfg.frame_code);
+    owner = blk[(__u32)cfg.frame_owner & (EXC_BPF_FRAME_BLOCK - 1)];
+    w->f = blk64(blk, cfg.frame_previous);
+    if ((cfg.frame_owner_cstack >= 0 && owner == (__u8)cfg.frame_owner_cstack) ||
+        code == cfg.none || !code)
+        return 0; /* a C-stack shim */
+    if (n >= w->max || n >= EXC_BPF_MAX_FRAMES) {
+        w->r->truncated = 1;
+        return 1;
+    }
+    w->r->frames[n].frame = f;
+    w->r->frames[n].code = code;
+    w->r->frames[n].instr = blk64(blk, cfg.frame_instr);
+    w->n = n + 1;
+    return 0;
+}
+
+/*
+ * Follow the frame chain from f, recording up to max Python frames (C-stack shims and frames
+ * without code skipped). Returns the number recorded; sets truncated when the chain went on.
+ */
+static __always_inline __u32 walk(struct exc_bpf_rec *r, __u64 f, __u32 max)
+{
+    struct walk_ctx w = {.r = r, .f = f, .max = max};
+
+    bpf_loop(EXC_BPF_MAX_STEPS, walk_step, &w, 0);
+    r->nframes = w.n;
+    return w.n;
+}
+
+/* Send the first size bytes of r (bounded); counts a loss when the ring buffer is full. */
+static __always_inline void send(struct exc_bpf_rec *r, __u64 size, int raise)
+{
+    if (size > sizeof(*r))
+        size = sizeof(*r);
+    if (bpf_ringbuf_output(&events, r, size, 0)) {
+        count(EXC_BPF_CNT_LOST);
+        if (raise)
+            count(EXC_BPF_CNT_LOST_RAISES);
+    }
+}
+
+/* A new raise: filter, frames, object bytes, record. */
+/* Make key the thread's open exception (in place when it has a slot: no map update). */
+static __always_inline void set_open(__u32 tid, struct exc_open *cur, __u64 key, __u64 expect,
+                                     __u64 filtered)
+{
+    struct exc_open o = {.key = key, .expect = expect, .filtered = filtered};
+
+    if (cur)
+        *cur = o;
+    else
+        bpf_map_update_elem(&open, &tid, &o, BPF_ANY);
+}
+
+static __always_inline void new_raise(struct exc_bpf_rec *r, __u32 tid, __u64 key,
+                                      struct exc_open *cur)
+{
+    __s32 lo = cfg.object_type;
+    __u64 args = 0, vtype = 0;
+    int at = -1;
+
+    if (!type_wanted(r->type)) {
+        count(EXC_BPF_CNT_FILTERED_RAISES);
+        set_open(tid, cur, key, 0, 1);
+        return;
+    }
+    if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + sizeof(*r) >
+        bpf_ringbuf_query(&events, BPF_RB_RING_SIZE)) {
+        count(EXC_BPF_CNT_LOST); /* full: skip the reads, the record would not fit */
+        count(EXC_BPF_CNT_LOST_RAISES);
+        set_open(tid, cur, key, 0, 0);
+        return;
+    }
+    r->kind = EXC_BPF_RAISE;
+    walk(r, r->iframe, EXC_BPF_MAX_FRAMES);
+    set_open(tid, cur, key, r->nframes > 1 ? r->frames[1].frame : 0, 0);
+    if (r->value && r->value != cfg.none && cfg.exc_cause > lo) {
+        at = copy_range(r, r->value + lo, (__u32)(cfg.exc_cause + 8 - lo));
+        vtype = blob64(r, at, 0);
+    }
+    if (copy_type(r, r->type) & TPFLAGS_BASE_EXC && vtype == r->type) {
+        args = blob64(r, at, cfg.exc_args - lo);
+        copy_chained(r, blob64(r, at, cfg.exc_cause - lo));
+        copy_chained(r, blob64(r, at, cfg.exc_context - lo));
+    } else if (vtype && vtype != r->type) {
+        copy_type(r, vtype); /* 3.11 unnormalised value */
+    }
+    copy_message(r, r->value, vtype, args);
+    send(r, __builtin_offsetof(struct exc_bpf_rec, blob) + r->blob_len, 1);
+}
+
+SEC("uprobe")
+int exc_hit(struct exc_regs *ctx)
+{
+    struct bpf_pidns_info ns = {0};
+    __u32 zero = 0, tid;
+    struct exc_bpf_rec *r;
+    struct exc_open *o;
+    __u64 key;
+
+    if (bpf_get_ns_current_pid_tgid(cfg.pidns_dev, cfg.pidns_ino, &ns, sizeof(ns)) ||
+        ns.tgid != cfg.tgid)
+        return 0; /* not the target (a fork child) */
+    tid = ns.pid;
+    count(EXC_BPF_CNT_HITS);
+    r = bpf_map_lookup_elem(&scratch, &zero);
+    if (!r)
+        return 0;
+    r->tid = tid;
+    r->time_ns = bpf_ktime_get_ns();
+    r->nframes = r->truncated = r->nranges = r->blob_len = 0;
+    r->iframe = rd64(ctx->di, cfg.frameobj_f_frame);
+    r->tstate = thread_state(tid);
+    if (!r->tstate) {
+        count(EXC_BPF_CNT_NO_TSTATE);
+        return 0;
+    }
+    if (cfg.tstate_current_exception >= 0) {
+        r->value = rd64(r->tstate, cfg.tstate_current_exception);
+        r->type = rd64(r->value, cfg.object_type);
+        r->traceback = rd64(r->value, cfg.exc_traceback);
+    } else {
+        r->type = rd64(r->tstate, cfg.tstate_curexc_type);
+        r->value = rd64(r->tstate, cfg.tstate_curexc_type + 8);
+        r->traceback = rd64(r->tstate, cfg.tstate_curexc_type + 16);
+    }
+    if (r->traceback == cfg.none)
+        r->traceback = 0;
+    key = r->value ? r->value : r->type;
+    if (!key || !r->iframe) {
+        count(EXC_BPF_CNT_READ_ERRORS);
+        return 0;
+    }
+    o = bpf_map_lookup_elem(&open, &tid);
+    if (o && r->traceback && o->key == key && o->expect == r->iframe) {
+        walk(r, r->iframe, 2);
+        o->expect = r->nframes > 1 ? r->frames[1].frame : 0;
+        if (o->filtered)
+            return 0;
+        r->kind = EXC_BPF_PROP;
+        send(r, __builtin_offsetof(struct exc_bpf_rec, frames) + 2 * sizeof(r->frames[0]), 0);
+        return 0;
+    }
+    r->thread_id = rd64(r->tstate, cfg.tstate_thread_id);
+    new_raise(r, tid, key, o);
+    return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef PYSCOPE_BPF_EXC_REC_H
+#define PYSCOPE_BPF_EXC_REC_H
+
+/*
+ * The contract between the kernel-side exception reader (src/bpf/exc.bpf.c) and its user-space
+ * loader (src/bpf_exc.c): the configuration the loader writes into the program's read-only data
+ * before loading it (offsets from the per-version layout table and a few addresses of the
+ * target; nothing version-specific is compiled into the program), the records the program puts
+ * into its ring buffer, and the counters it keeps. Included by both sides: fixed-width kernel
+ * types only, no pointers.
+ */
+
+#include <linux/types.h>
+
+#define EXC_BPF_MAX_FRAMES  32   /* frames sent per new raise (TRACER_MAX_FRAMES) */
+#define EXC_BPF_MAX_STEPS   48   /* frame-chain links followed (shims are skipped) */
+#define EXC_BPF_MAX_RANGES  16   /* object byte ranges copied per new raise */
+#define EXC_BPF_BLOB        2048 /* bytes of those ranges per record */
+#define EXC_BPF_RANGE_MAX   1024 /* bytes per range (a message of 200 UCS4 chars is 800) */
+#define EXC_BPF_FRAME_BLOCK 128  /* bytes of an interpreter frame read at once (fields below 120) */
+#define EXC_BPF_TYPE_MAX    64   /* bytes of a --type filter (the part after its last dot) */
+#define EXC_BPF_THREADS     4096 /* threads in the tid maps */
+
+/* Per-target configuration (read-only data of the program). Offsets are bytes; -1 absent. */
+struct exc_bpf_cfg {
+    __s32 frameobj_f_frame;
+    __s32 tstate_current_exception; /* 3.12+ */
+    __s32 tstate_curexc_type;       /* 3.11 (value and traceback follow it) */
+    __s32 tstate_thread_id;
+    __s32 tstate_native_thread_id;
+    __s32 frame_code, frame_previous, frame_instr, frame_owner;
+    __s32 frame_owner_cstack; /* -1: the version has no C-stack shim frames */
+    __s32 object_type;
+    __s32 exc_args, exc_traceback, exc_context, exc_cause;
+    __s32 type_name, type_flags;
+    __s32 tuple_items;
+    __s32 str_length, str_state, str_ascii_data, str_compact_data;
+    /* thread-state fallback for a thread not in the tid map: 3.11 the runtime's current
+     * thread state; 3.12+ the main interpreter's GIL holder (the raising thread holds it) */
+    __s32 runtime_tstate_current;
+    __s32 runtime_interpreters_main, interp_gil_ptr, gil_last_holder;
+    __u64 runtime, none, tuple_type, unicode_type;
+    /* the target's pid as pyscope sees it, and pyscope's pid namespace: a hit of another process
+     * (a fork child still holding the uprobe until its first hit removes it) is ignored */
+    __u32 tgid;
+    __u64 pidns_dev, pidns_ino;
+    __u32 type_filter_len; /* 0: no filter */
+    char type_filter[EXC_BPF_TYPE_MAX];
+};
+
+enum exc_bpf_kind {
+    EXC_BPF_RAISE = 1, /* a new exception (or a re-raise): everything below is filled */
+    EXC_BPF_PROP = 2,  /* the thread's open exception crossed one more frame: frames[0] is the
+                          hit frame, frames[1] its caller (frame address only) */
+};
+
+struct exc_bpf_frame {
+    __u64 frame; /* _PyInterpreterFrame address */
+    __u64 code;
+    __u64 instr; /* the frame's instruction pointer field as read */
+};
+
+struct exc_bpf_range {
+    __u64 addr;
+    __u32 off; /* into blob */
+    __u32 len;
+};
+
+struct exc_bpf_rec {
+    __u32 kind; /* enum exc_bpf_kind */
+    __u32 tid;
+    __u64 time_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+    __u64 tstate, thread_id, iframe;
+    __u64 value, type, traceback; /* as exc_raw (3.11: curexc_*; 3.12+: type of value) */
+    __u32 nframes;
+    __u32 truncated;
+    __u32 nranges;
+    __u32 blob_len;
+    struct exc_bpf_range ranges[EXC_BPF_MAX_RANGES];
+    struct exc_bpf_frame frames[EXC_BPF_MAX_FRAMES];
+    __u8 blob[EXC_BPF_BLOB]; /* sent up to blob_len */
+};
+
+/* Counters (a per-CPU array, summed by user space). */
+enum exc_bpf_counter {
+    EXC_BPF_CNT_HITS,            /* every uprobe hit */
+    EXC_BPF_CNT_LOST,            /* records the ring buffer had no room for */
+    EXC_BPF_CNT_LOST_RAISES,     /* ... of which new raises */
+    EXC_BPF_CNT_FILTERED_RAISES, /* new raises dropped by the type filter */
+    EXC_BPF_CNT_NO_TSTATE,       /* hits whose thread state could not be found */
+    EXC_BPF_CNT_READ_ERRORS,     /* hits whose frame or exception could not be read */
+    EXC_BPF_CNT_N
+};
+
+#endif

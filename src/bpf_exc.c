@@ -1,0 +1,356 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bpf_exc: loads and attaches the kernel-side exception reader (see bpf_exc.h). The BPF object
+ * is compiled by clang at build time (CMake) and embedded here with .incbin, then opened with
+ * libbpf's bpf_object__open_mem: no file to find at run time, no skeleton generator needed.
+ * Before loading, the program's read-only configuration (struct exc_bpf_cfg) is filled from
+ * the target's layout table and symbols, so one object serves 3.11-3.13.
+ *
+ * Safety: the uprobe is attached through a bpf_link owned by this process; the kernel removes
+ * the probe when the link's fd closes, so no death of pyscope can leave anything behind in the
+ * target. The program only reads (bpf_probe_read_user) and never blocks the thread.
+ */
+#include "pyscope/bpf_exc.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <linux/capability.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "bpf/exc_rec.h"
+
+#ifndef PYSCOPE_BPF_EXC_OBJ
+#error "PYSCOPE_BPF_EXC_OBJ (the compiled src/bpf/exc.bpf.c) must be defined by the build"
+#endif
+
+/* The compiled program, embedded. */
+__asm__(".pushsection .rodata\n"
+        ".balign 8\n"
+        "bpf_exc_obj_start:\n"
+        ".incbin \"" PYSCOPE_BPF_EXC_OBJ "\"\n"
+        "bpf_exc_obj_stop:\n"
+        ".popsection\n");
+extern const unsigned char bpf_exc_obj_start[], bpf_exc_obj_stop[];
+
+#define BPF_EXC_RING_BYTES (16u << 20)
+#define BPF_EXC_CAP_BPF    39 /* linux/capability.h since 5.8 */
+#define BPF_EXC_CAP_PERFMON 38
+
+struct bpf_exc {
+    struct bpf_object *obj;
+    struct bpf_link *link;
+    struct ring_buffer *rb;
+    int tstates_fd, counters_fd;
+    int ncpus;
+    void (*cb)(void *ctx, const struct exc_bpf_rec *r, size_t len);
+    void *cb_ctx;
+    int budget; /* records this poll may still hand out */
+};
+
+/* libbpf's messages: the engine never prints, and a failure is reported through ps_err. */
+static int bpf_exc_quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+    (void)level;
+    (void)fmt;
+    (void)ap;
+    return 0;
+}
+
+static bool bpf_exc_has_cap(const struct __user_cap_data_struct *d, int cap)
+{
+    return (d[cap / 32].effective >> (cap % 32)) & 1u;
+}
+
+int bpf_exc_allowed(struct ps_err *err)
+{
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct d[2] = {{0}};
+    int fd;
+
+    if (syscall(SYS_capget, &hdr, d) != 0)
+        return ps_err_set(err, -EPERM, "bpf: cannot read pyscope's capabilities (%s)",
+                          strerror(errno));
+    if (!bpf_exc_has_cap(d, CAP_SYS_ADMIN) &&
+        !(bpf_exc_has_cap(d, BPF_EXC_CAP_BPF) && bpf_exc_has_cap(d, BPF_EXC_CAP_PERFMON)))
+        return ps_err_set(err, -EPERM,
+                          "bpf: pyscope lacks CAP_BPF+CAP_PERFMON (or CAP_SYS_ADMIN); grant them "
+                          "for kernel-side capture without stops");
+    (void)libbpf_set_print(bpf_exc_quiet);
+    fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "pyscope_probe", 4, 4, 1, NULL);
+    if (fd < 0)
+        return ps_err_set(err, -EPERM,
+                          "bpf: the kernel refused bpf() (%s): seccomp or "
+                          "kernel.unprivileged_bpf_disabled",
+                          strerror(errno));
+    (void)close(fd);
+    return 0;
+}
+
+/* ---- configuration from the layout ---------------------------------------------------------- */
+
+static int bpf_exc_cfg(const struct pyproc *pp, const char *type_filter, struct exc_bpf_cfg *c,
+                       struct ps_err *err)
+{
+    const struct layout *l = pp->lay;
+    const char *bare = type_filter ? strrchr(type_filter, '.') : NULL;
+
+    *c = (struct exc_bpf_cfg){
+        .frameobj_f_frame = l->frameobj_f_frame,
+        .tstate_current_exception = l->tstate_current_exception,
+        .tstate_curexc_type = l->tstate_curexc_type,
+        .tstate_thread_id = l->tstate_thread_id,
+        .tstate_native_thread_id = l->tstate_native_thread_id,
+        .frame_code = l->frame_code,
+        .frame_previous = l->frame_previous,
+        .frame_instr = l->frame_instr,
+        .frame_owner = l->frame_owner,
+        .frame_owner_cstack = l->frame_owner_cstack,
+        .object_type = l->object_type,
+        .exc_args = l->exc_args,
+        .exc_traceback = l->exc_traceback,
+        .exc_context = l->exc_context,
+        .exc_cause = l->exc_cause,
+        .type_name = l->type_name,
+        .type_flags = l->type_flags,
+        .tuple_items = l->tuple_items,
+        .str_length = l->str_length,
+        .str_state = l->str_state,
+        .str_ascii_data = l->str_ascii_data,
+        .str_compact_data = l->str_compact_data,
+        .runtime_tstate_current = l->runtime_tstate_current,
+        .runtime_interpreters_main = l->runtime_interpreters_main,
+        .interp_gil_ptr = l->interp_gil_ptr,
+        .gil_last_holder = l->gil_last_holder,
+        .runtime = pp->loc.syms.runtime,
+        .none = pp->loc.syms.none,
+        .tuple_type = pp->loc.syms.tuple_type,
+        .unicode_type = pp->loc.syms.unicode_type,
+        .tgid = (__u32)pp->pid,
+    };
+    struct stat ns;
+
+    if (stat("/proc/self/ns/pid", &ns) != 0)
+        return ps_err_set(err, -errno, "bpf: cannot stat /proc/self/ns/pid (%s)", strerror(errno));
+    c->pidns_dev = (__u64)ns.st_dev;
+    c->pidns_ino = (__u64)ns.st_ino;
+    /* the program reads frame fields from one EXC_BPF_FRAME_BLOCK-byte block, 8-aligned */
+    if (l->frame_code < 0 || l->frame_previous < 0 || l->frame_instr < 0 || l->frame_owner < 0 ||
+        l->frame_code % 8 || l->frame_previous % 8 || l->frame_instr % 8 ||
+        l->frame_code > EXC_BPF_FRAME_BLOCK - 16 || l->frame_previous > EXC_BPF_FRAME_BLOCK - 16 ||
+        l->frame_instr > EXC_BPF_FRAME_BLOCK - 16 || l->frame_owner > EXC_BPF_FRAME_BLOCK - 9 ||
+        l->frameobj_f_frame < 0 || l->tstate_native_thread_id < 0 ||
+        (l->tstate_current_exception < 0 && l->tstate_curexc_type < 0))
+        return ps_err_set(err, -PS_EVERSION,
+                          "bpf: the %s layout lacks a field the kernel-side reader needs", l->name);
+    bare = bare ? bare + 1 : type_filter;
+    if (bare && *bare) {
+        size_t n = strlen(bare);
+        if (n >= sizeof(c->type_filter))
+            n = 0; /* longer than the program compares: user space alone filters */
+        memcpy(c->type_filter, bare, n);
+        c->type_filter_len = (__u32)n;
+    }
+    return 0;
+}
+
+/* Write cfg into the object's .rodata before load. */
+static int bpf_exc_set_cfg(struct bpf_object *obj, const struct exc_bpf_cfg *c, struct ps_err *err)
+{
+    struct bpf_map *m;
+
+    bpf_object__for_each_map(m, obj)
+    {
+        size_t size = 0;
+        const void *cur;
+        uint8_t *copy;
+        int rc;
+        if (!strstr(bpf_map__name(m), ".rodata"))
+            continue;
+        cur = bpf_map__initial_value(m, &size);
+        if (!cur || size < sizeof(*c) || !(copy = malloc(size)))
+            break;
+        memcpy(copy, cur, size);
+        memcpy(copy, c, sizeof(*c)); /* cfg is the section's only object */
+        rc = bpf_map__set_initial_value(m, copy, size);
+        free(copy);
+        if (rc == 0)
+            return 0;
+        break;
+    }
+    return ps_err_set(err, -PS_ECORRUPT, "bpf: the embedded program has no configuration block");
+}
+
+/* ---- attaching ---------------------------------------------------------------------------- */
+
+/*
+ * The file holding addr, as the target maps it, and addr's offset in it: /proc/PID/map_files
+ * (the mapped inode itself), else /proc/PID/root + the mapped path (the target's own view).
+ */
+static int bpf_exc_site(const struct pyproc *pp, uint64_t addr, char *path, size_t cap,
+                        uint64_t *off, struct ps_err *err)
+{
+    const struct maps_entry *e = maps_find(&pp->maps, addr);
+    struct stat st;
+
+    if (!e || !e->path || e->path[0] != '/')
+        return ps_err_set(err, -ENOENT,
+                          "bpf: PyTraceBack_Here (0x%" PRIx64 ") is not in a file mapping", addr);
+    *off = addr - e->start + e->offset;
+    (void)snprintf(path, cap, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pp->pid, e->start,
+                   e->end);
+    if (stat(path, &st) == 0)
+        return 0;
+    (void)snprintf(path, cap, "/proc/%d/root%s", (int)pp->pid, e->path);
+    return 0;
+}
+
+static int bpf_exc_on_rec(void *ctx, void *data, size_t len)
+{
+    struct bpf_exc *b = ctx;
+
+    if (len >= offsetof(struct exc_bpf_rec, ranges))
+        b->cb(b->cb_ctx, data, len);
+    /* negative: libbpf stops after this record (it is consumed) */
+    return --b->budget > 0 ? 0 : -EAGAIN;
+}
+
+static int bpf_exc_load(struct bpf_exc *b, const struct exc_bpf_cfg *c, struct ps_err *err)
+{
+    LIBBPF_OPTS(bpf_object_open_opts, oo, .object_name = "pyscope_exc");
+    struct bpf_map *ring;
+    int rc;
+
+    (void)libbpf_set_print(bpf_exc_quiet);
+    b->obj = bpf_object__open_mem(bpf_exc_obj_start,
+                                  (size_t)(bpf_exc_obj_stop - bpf_exc_obj_start), &oo);
+    if (!b->obj) {
+        b->obj = NULL;
+        return ps_err_set(err, -errno, "bpf: cannot open the embedded program (%s)",
+                          strerror(errno));
+    }
+    rc = bpf_exc_set_cfg(b->obj, c, err);
+    ring = bpf_object__find_map_by_name(b->obj, "events");
+    if (rc == 0 && ring)
+        rc = bpf_map__set_max_entries(ring, BPF_EXC_RING_BYTES);
+    if (rc == 0 && bpf_object__load(b->obj) != 0)
+        rc = ps_err_set(err, -errno,
+                        "bpf: the kernel refused the program (%s); run with CAP_SYS_ADMIN, or "
+                        "use --mechanism perf",
+                        strerror(errno));
+    if (rc < 0)
+        return rc;
+    b->tstates_fd = bpf_object__find_map_fd_by_name(b->obj, "tstates");
+    b->counters_fd = bpf_object__find_map_fd_by_name(b->obj, "counters");
+    b->ncpus = libbpf_num_possible_cpus();
+    b->rb = ring_buffer__new(bpf_map__fd(ring), bpf_exc_on_rec, b, NULL);
+    if (!b->rb || b->ncpus <= 0 || b->tstates_fd < 0 || b->counters_fd < 0)
+        return ps_err_set(err, -ENOMEM, "bpf: cannot set up the program's ring buffer");
+    return 0;
+}
+
+static int bpf_exc_attach(struct bpf_exc *b, const struct pyproc *pp, uint64_t addr,
+                          struct ps_err *err)
+{
+    struct bpf_program *prog = bpf_object__find_program_by_name(b->obj, "exc_hit");
+    char path[MAPS_PATH_MAX + 64];
+    uint64_t off = 0;
+    int rc = bpf_exc_site(pp, addr, path, sizeof(path), &off, err);
+
+    if (rc < 0)
+        return rc;
+    if (!prog)
+        return ps_err_set(err, -PS_ECORRUPT, "bpf: the embedded program has no exc_hit");
+    b->link = bpf_program__attach_uprobe(prog, false, pp->pid, path, (size_t)off);
+    if (!b->link) {
+        rc = -errno;
+        b->link = NULL;
+        return ps_err_set(err, rc, "bpf: cannot attach a uprobe at %s+0x%" PRIx64 " (%s)", path,
+                          off, strerror(-rc));
+    }
+    return 0;
+}
+
+int bpf_exc_open(const struct pyproc *pp, uint64_t addr, const char *type_filter,
+                 struct bpf_exc **out, struct ps_err *err)
+{
+    struct exc_bpf_cfg c;
+    struct bpf_exc *b;
+    int rc = bpf_exc_allowed(err);
+
+    if (rc == 0)
+        rc = bpf_exc_cfg(pp, type_filter, &c, err);
+    if (rc < 0)
+        return rc;
+    b = calloc(1, sizeof(*b));
+    if (!b)
+        return ps_err_set(err, -ENOMEM, "out of memory for the bpf exception reader");
+    b->tstates_fd = b->counters_fd = -1;
+    rc = bpf_exc_load(b, &c, err);
+    if (rc == 0)
+        rc = bpf_exc_attach(b, pp, addr, err);
+    if (rc < 0) {
+        bpf_exc_close(b);
+        return rc;
+    }
+    *out = b;
+    return 0;
+}
+
+int bpf_exc_fd(const struct bpf_exc *b)
+{
+    return ring_buffer__epoll_fd(b->rb);
+}
+
+int bpf_exc_poll(struct bpf_exc *b, int max,
+                 void (*cb)(void *ctx, const struct exc_bpf_rec *r, size_t len), void *ctx)
+{
+    int rc;
+
+    b->cb = cb;
+    b->cb_ctx = ctx;
+    b->budget = max;
+    rc = ring_buffer__consume(b->rb);
+    return rc == -EAGAIN ? max : rc;
+}
+
+void bpf_exc_set_tstate(struct bpf_exc *b, pid_t tid, uint64_t tstate)
+{
+    __u32 key = (__u32)tid;
+    __u64 v = tstate;
+
+    if (tstate)
+        (void)bpf_map_update_elem(b->tstates_fd, &key, &v, BPF_ANY);
+    else
+        (void)bpf_map_delete_elem(b->tstates_fd, &key);
+}
+
+void bpf_exc_counters(const struct bpf_exc *b, uint64_t *out)
+{
+    uint64_t *per = calloc((size_t)b->ncpus, sizeof(*per));
+
+    for (__u32 k = 0; k < EXC_BPF_CNT_N; k++) {
+        out[k] = 0;
+        if (per && bpf_map_lookup_elem(b->counters_fd, &k, per) == 0)
+            for (int c = 0; c < b->ncpus; c++)
+                out[k] += per[c];
+    }
+    free(per);
+}
+
+void bpf_exc_close(struct bpf_exc *b)
+{
+    if (!b)
+        return;
+    bpf_link__destroy(b->link); /* first: the kernel removes the uprobe */
+    ring_buffer__free(b->rb);
+    bpf_object__close(b->obj);
+    free(b);
+}

@@ -1,0 +1,293 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tracer_bpf: the tracer's kernel-side mechanism ("bpf", see tracer.h and docs/exceptions.md).
+ * Instead of stopping a thread at each hit, a BPF program at PyTraceBack_Here (bpf_exc.c,
+ * src/bpf/exc.bpf.c) reads the hit in the raising thread and queues a record; this file turns
+ * records into the same events the ptrace mechanisms emit, through the same code (tracer.c's
+ * tr_new_raise / tr_propagate, the open-exception table, tr_check_ends for handled-at):
+ *  - a RAISE record carries the frame chain (frame, code, instruction pointer) and copies of the
+ *    object bytes the describer reads; they are put into the tracer's read memo, so exc.c and
+ *    pyobj.c describe the exception (qualified type, message of every str kind, chain) from
+ *    bytes taken at the raise, and read live only what the kernel did not copy (a heap type's
+ *    __module__ on a type-name cache miss, a non-compact str). Code headers (for the code
+ *    cache's fingerprint check) are read live, one scatter read per record.
+ *  - a PROP record (the program saw the thread's open exception reach the caller frame) moves
+ *    the open exception's last frame, as a propagation stop does.
+ *  - handled-at needs no stop: the exception ends when a later record of its thread shows
+ *    another one, or when tr_check_ends, reading the thread's in-flight exception every 10 ms
+ *    while the target runs, finds it gone twice; its last record's frame is where it was handled.
+ * The target is never seized, stopped or written. Rate: every raise is reported unless
+ * --max-rate was given (then the bucket counts not_reported; nothing is disarmed).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bpf/exc_rec.h"
+#include "pyscope/bpf_exc.h"
+#include "pyscope/code.h"
+#include "pyscope/procstat.h"
+#include "pyscope/target.h"
+#include "tracer_int.h"
+
+#define TR_BPF_SYNC_S 0.1 /* least time between two thread-list reads */
+/* Records handled per step: half the event ring, delivered before the next batch. */
+#define TR_BPF_BATCH (TRACER_RING_CAP / 2)
+
+/* ---- records -------------------------------------------------------------------------------- */
+
+/* Put a RAISE record's object copies into the memo (validated against the record's length). */
+static void tr_bpf_put_ranges(struct tracer *t, const struct exc_bpf_rec *r, size_t len)
+{
+    size_t have = len > offsetof(struct exc_bpf_rec, blob) ? len - offsetof(struct exc_bpf_rec, blob)
+                                                           : 0;
+
+    tr_memo_begin(t->memo, 0);
+    for (uint32_t i = 0; i < r->nranges && i < EXC_BPF_MAX_RANGES; i++) {
+        const struct exc_bpf_range *g = &r->ranges[i];
+        if (g->len == 0 || g->off > have || g->len > have - g->off)
+            continue;
+        tr_memo_put(t->memo, g->addr, r->blob + g->off, g->len);
+    }
+}
+
+/* t->stack from the record's frames: code headers in one scatter read, units as walk.c. */
+static bool tr_bpf_stack(struct tracer *t, const struct exc_bpf_rec *r, size_t nframes)
+{
+    const struct layout *l = t->pp->lay;
+    size_t hlen = code_header_len(l);
+    struct memsrc_iov iov[EXC_BPF_MAX_FRAMES];
+    uint8_t *hdrs = t->bpf_hdrs;
+    struct ps_err ignored = {0};
+
+    t->stack.n = 0;
+    t->stack.truncated = r->truncated != 0;
+    if (nframes == 0 || hlen > CODE_HEADER_MAX)
+        return false;
+    for (size_t i = 0; i < nframes; i++)
+        iov[i] = (struct memsrc_iov){
+            .addr = r->frames[i].code, .buf = hdrs + i * CODE_HEADER_MAX, .len = hlen};
+    if (memsrc_readv(t->inner, iov, nframes, &ignored) < 0)
+        return false;
+    for (size_t i = 0; i < nframes; i++) {
+        struct walk_frame *wf = &t->stack.frames[i];
+        int64_t diff;
+        memset(wf, 0, sizeof(*wf));
+        wf->frame_addr = r->frames[i].frame;
+        wf->code_addr = r->frames[i].code;
+        code_fp_parse(l, hdrs + i * CODE_HEADER_MAX, &wf->fp);
+        diff = (int64_t)(r->frames[i].instr - (wf->code_addr + (uint64_t)l->code_code_adaptive));
+        if (wf->fp.type != t->pp->loc.syms.code_type || diff % 2 != 0 || diff < -2 ||
+            diff / 2 > (int64_t)wf->fp.size)
+            return false; /* the code object went away since the raise */
+        wf->unit = diff / 2;
+    }
+    t->stack.n = nframes;
+    return true;
+}
+
+static void tr_bpf_raise(struct tracer *t, const struct exc_bpf_rec *r, size_t len)
+{
+    size_t nframes = r->nframes < EXC_BPF_MAX_FRAMES ? r->nframes : EXC_BPF_MAX_FRAMES;
+    const struct walk_tstate w = {.addr = r->tstate, .thread_id = r->thread_id,
+                                  .native_id = (pid_t)r->tid};
+    const struct exc_raw raw = {.value = r->value, .type = r->type, .traceback = r->traceback};
+
+    if (len < offsetof(struct exc_bpf_rec, blob)) {
+        t->st.read_errors++;
+        return;
+    }
+    tr_bpf_put_ranges(t, r, len);
+    t->pp->src = t->memo;
+    t->pp->ctx.src = t->memo;
+    t->stack_ok = tr_bpf_stack(t, r, nframes) && t->stack.frames[0].frame_addr == r->iframe;
+    t->hit_time = (double)r->time_ns / 1e9 + t->bpf_clock_shift;
+    tr_new_raise(t, (pid_t)r->tid, &w, &raw);
+    t->hit_time = 0;
+    t->pp->src = t->inner;
+    t->pp->ctx.src = t->inner;
+}
+
+static void tr_bpf_prop(struct tracer *t, const struct exc_bpf_rec *r, size_t len)
+{
+    struct tr_open *o = tr_open_of(t, (pid_t)r->tid);
+    uint64_t key = r->value ? r->value : r->type;
+    size_t nframes = r->nframes < 2 ? r->nframes : 2;
+
+    if (!o || o->key != key || len < offsetof(struct exc_bpf_rec, frames) + 2 * sizeof(r->frames[0]))
+        return; /* its RAISE was lost or filtered: nothing to follow */
+    t->stack_ok = tr_bpf_stack(t, r, nframes);
+    tr_propagate(t, o);
+}
+
+static void tr_bpf_on_rec(void *ctx, const struct exc_bpf_rec *r, size_t len)
+{
+    struct tracer *t = ctx;
+
+    t->st.hits++;
+    if (r->kind == EXC_BPF_RAISE)
+        tr_bpf_raise(t, r, len);
+    else if (r->kind == EXC_BPF_PROP)
+        tr_bpf_prop(t, r, len);
+}
+
+/* ---- threads ------------------------------------------------------------------------------ */
+
+/* Give the program every thread state (tid -> tstate): it needs no fallback for those. */
+static void tr_bpf_tell_tstates(struct tracer *t)
+{
+    struct ps_err ignored = {0};
+
+    if (walk_tstates(t->pp, t->ts, WALK_MAX_THREADS, &t->nts, NULL, NULL, &ignored) < 0)
+        t->nts = 0;
+    for (size_t i = 0; i < t->nts; i++)
+        bpf_exc_set_tstate(t->bx, t->ts[i].native_id, t->ts[i].addr);
+}
+
+static int tr_bpf_tid_cmp(const void *a, const void *b)
+{
+    pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* End the open exceptions of threads that exited; 1 when the target is gone (no thread, or
+ * only its leader, a zombie: a process that exited and awaits its parent's wait). */
+static int tr_bpf_sync(struct tracer *t)
+{
+    struct ps_err ignored = {0};
+    size_t n = 0;
+    char state = 0;
+
+    if (procstat_tids(t->pp->pid, t->tids, TARGET_MAX_THREADS, &n, &ignored) < 0) {
+        if (ignored.code != -ESRCH)
+            return 0;
+        n = 0;
+    }
+    for (size_t i = 0; i < TR_MAX_OPEN; i++)
+        if (t->open[i].tid &&
+            !bsearch(&t->open[i].tid, t->tids, n, sizeof(*t->tids), tr_bpf_tid_cmp))
+            tr_end(t, &t->open[i], false);
+    if (n == 1 && (procstat_state(t->pp->pid, t->pp->pid, &state, &ignored) < 0 || state == 'Z' ||
+                   state == 'X'))
+        return 1;
+    return n == 0;
+}
+
+/* ---- the mechanism ------------------------------------------------------------------------- */
+
+/* The program stamps records with CLOCK_MONOTONIC; events carry CLOCK_REALTIME. */
+static void tr_bpf_clock(struct tracer *t)
+{
+    struct timespec real;
+
+    (void)clock_gettime(CLOCK_REALTIME, &real);
+    t->bpf_clock_shift = (double)real.tv_sec + (double)real.tv_nsec / 1e9 - tr_mono();
+}
+
+int tr_bpf_start(struct tracer *t, struct ps_err *err)
+{
+    struct ps_err why = {0};
+    bool forced = t->opts.force_mech == TRACER_MECH_BPF;
+    int rc;
+
+    if (t->opts.force_mech && !forced)
+        return 0;
+    rc = bpf_exc_open(t->pp, t->addr, t->opts.type_filter, &t->bx, &why);
+    if (rc < 0) {
+        t->bx = NULL;
+        if (forced) {
+            *err = why;
+            return rc;
+        }
+        (void)snprintf(t->mech_note, sizeof(t->mech_note), "%.255s", why.msg);
+        return 0;
+    }
+    t->bpf_hdrs = malloc((size_t)EXC_BPF_MAX_FRAMES * CODE_HEADER_MAX);
+    t->chld_fd = dup(bpf_exc_fd(t->bx)); /* what tracer_run and the TUI poll */
+    if (!t->bpf_hdrs || t->chld_fd < 0)
+        return ps_err_set(err, -ENOMEM, "out of memory for the bpf exception reader");
+    if (t->opts.max_rate == 0)
+        tracer_bucket_init(&t->bucket, -1.0, 0, tr_mono()); /* unlimited: no stop to budget */
+    tr_bpf_tell_tstates(t);
+    return 1;
+}
+
+int tr_bpf_step(struct tracer *t, struct ps_err *err)
+{
+    double now = tr_mono();
+    int rc;
+
+    (void)err;
+    if (t->stopped)
+        return 1;
+    tr_bpf_clock(t);
+    rc = bpf_exc_poll(t->bx, TR_BPF_BATCH, tr_bpf_on_rec, t);
+    if (now - t->last_sync >= TR_BPF_SYNC_S) {
+        t->last_sync = now;
+        if (tr_bpf_sync(t)) {
+            t->exited = true;
+            tr_deliver(t);
+            return 1;
+        }
+    }
+    if (now - t->last_end_check >= 0.01) {
+        t->last_end_check = now;
+        tr_check_ends(t, false);
+    }
+    tr_deliver(t);
+    return rc < 0 ? rc : 0;
+}
+
+int tr_bpf_stop(struct tracer *t)
+{
+    uint64_t cnt[EXC_BPF_CNT_N];
+
+    t->stopping = true;
+    tr_bpf_clock(t);
+    /* what was queued before the end (bounded: a storm may still be filling it) */
+    for (int i = 0; i < 64 && bpf_exc_poll(t->bx, TR_BPF_BATCH, tr_bpf_on_rec, t) == TR_BPF_BATCH;
+         i++)
+        tr_deliver(t);
+    bpf_exc_counters(t->bx, cnt);
+    t->bpf_cnt_lost = cnt[EXC_BPF_CNT_LOST_RAISES];
+    t->bpf_cnt_hits = cnt[EXC_BPF_CNT_HITS];
+    t->bpf_cnt_filtered = cnt[EXC_BPF_CNT_FILTERED_RAISES];
+    bpf_exc_close(t->bx); /* the kernel removes the uprobe */
+    t->bx = NULL;
+    if (!t->exited)
+        tr_check_ends(t, false); /* first read: a second one below ends what is gone */
+    for (size_t i = 0; i < TR_MAX_OPEN; i++)
+        if (t->open[i].tid)
+            tr_end(t, &t->open[i], !t->open[i].gone_once);
+    t->stopped = true;
+    tr_deliver(t);
+    return 0;
+}
+
+void tr_bpf_stats(struct tracer *t, struct tracer_stats *out)
+{
+    uint64_t cnt[EXC_BPF_CNT_N] = {0};
+
+    if (t->bx) {
+        bpf_exc_counters(t->bx, cnt);
+        t->bpf_cnt_lost = cnt[EXC_BPF_CNT_LOST_RAISES];
+        t->bpf_cnt_hits = cnt[EXC_BPF_CNT_HITS];
+        t->bpf_cnt_filtered = cnt[EXC_BPF_CNT_FILTERED_RAISES];
+    }
+    out->hits = t->bpf_cnt_hits; /* every hit, counted in the kernel */
+    out->counted_total = t->bpf_cnt_hits;
+    out->counting = true;
+    out->unseen_hits = 0;
+    out->unseen_raises_est = 0;
+    out->ring_lost = t->bpf_cnt_lost;
+    out->not_reported += t->bpf_cnt_lost;
+    out->raises += t->bpf_cnt_lost + t->bpf_cnt_filtered;
+    out->filtered += t->bpf_cnt_filtered;
+    out->armed = t->bx != NULL;
+    out->threads_armed = 0;
+    out->count_cost_us = -1.0;
+}
