@@ -206,9 +206,10 @@ static void link_masters(struct pslist_scan *s, struct pslist *out)
     }
     qsort(out->v, out->n, sizeof(out->v[0]), cmp_entry);
     for (size_t i = 0; i < out->n; i++) {
-        struct pslist_entry *m = out->v[i].master ? (struct pslist_entry *)pslist_find(
-                                                        out, out->v[i].master)
-                                                  : NULL;
+        struct pslist_entry key = {.pid = out->v[i].master};
+        struct pslist_entry *m =
+            key.pid ? bsearch(&key, out->v, out->n, sizeof(key), cmp_entry) : NULL;
+
         if (m)
             m->nworkers++;
     }
