@@ -307,21 +307,14 @@ static void pslist_children(pid_t pid, pid_t *q, size_t *nq, size_t cap)
     }
 }
 
-/*
- * The Python processes whose nearest Python ancestor is pid, found by walking its descendants
- * breadth first (through non-Python ones, not into Python ones), up to PSLIST_NOTE_WALK of
- * them; the first cap pids go to out, the count of all is returned. Names only, no memory read:
- * this runs before every command's real work.
- */
-#define PSLIST_NOTE_WALK 1024
-static size_t pslist_descendant_workers(pid_t pid, pid_t *out, size_t cap)
+size_t pslist_descendant_workers(pid_t pid, pid_t *out, size_t cap)
 {
-    pid_t *q = malloc(PSLIST_NOTE_WALK * sizeof(*q));
+    pid_t *q = malloc(PSLIST_WALK_MAX * sizeof(*q));
     size_t nq = 0, n = 0;
 
     if (!q)
         return 0;
-    pslist_children(pid, q, &nq, PSLIST_NOTE_WALK);
+    pslist_children(pid, q, &nq, PSLIST_WALK_MAX);
     for (size_t i = 0; i < nq; i++) {
         char exe[PROCSTAT_PATH_MAX], version[32], link[64];
         ssize_t len;
@@ -331,7 +324,7 @@ static size_t pslist_descendant_workers(pid_t pid, pid_t *out, size_t cap)
         len = readlink(link, exe, sizeof(exe) - 1);
         exe[len > 0 ? len : 0] = '\0';
         if (!candidate(q[i], exe, version, sizeof(version), &readable)) {
-            pslist_children(q[i], q, &nq, PSLIST_NOTE_WALK);
+            pslist_children(q[i], q, &nq, PSLIST_WALK_MAX);
             continue;
         }
         if (n < cap)

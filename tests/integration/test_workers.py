@@ -6,6 +6,7 @@ workers (text and JSON); `dump`, `exceptions`, `growth` and `attach` on the mast
 one sentence that the work may happen in those workers, with their pids.
 """
 
+import json
 import os
 import re
 
@@ -78,3 +79,19 @@ def test_attach_on_the_master_names_its_workers(prefork, screen):  # noqa: F811
     s.wait_text(f"has 3 Python worker processes ({pids})", "the workers note in the status line")
     s.keys("q")
     assert s.wait_exit() == 0
+
+
+def test_growth_subprocesses_watches_every_worker(prefork, pyscope):
+    truth = prefork.truth
+    result = pyscope("growth", "--subprocesses", "--json", "--duration", "2", "--interval", "0.1",
+                     "--report", "0", "--top", "0", prefork.pid)
+    assert result.rc == RC_OK, result
+    summaries = {d["pid"]: d for d in map(json.loads, result.stdout.splitlines())
+                 if d["event"] == "summary"}
+    assert set(summaries) == {truth["pid"], *truth["workers"]}, result
+    for pid in truth["workers"]:                # each worker's own LEAK grows
+        leak = [r for r in summaries[pid]["containers"] if r["name"] == "__main__.LEAK"]
+        assert leak and leak[0]["growth_per_min"] > 0, (pid, summaries[pid]["containers"][:3])
+    master = [r for r in summaries[truth["pid"]]["containers"] if r["name"] == "__main__.LEAK"]
+    assert all(r["growth_per_min"] == 0 for r in master), master
+    assert "worker process" not in result.stderr    # it watches them: no note to look there
