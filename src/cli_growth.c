@@ -254,8 +254,8 @@ static void json_table(const struct growth_args *a, pid_t pid, const struct grow
     json_decref(o);
 }
 
-static void print_table(const struct growth_args *a, pid_t pid, const struct growth *g,
-                        bool final, double elapsed)
+static void print_table(const struct growth_args *a, pid_t pid, const struct growth *g, bool final,
+                        double elapsed)
 {
     if (a->json)
         json_table(a, pid, g, final ? "summary" : "report", elapsed);

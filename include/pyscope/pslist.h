@@ -29,7 +29,7 @@
 #define PSLIST_MAX         1024  /* Python processes listed */
 #define PSLIST_DEPTH_MAX   64    /* ancestors walked to find a master */
 #define PSLIST_CMDLINE_MAX 512
-#define PSLIST_WALK_MAX    1024  /* descendants walked by pslist_descendant_workers */
+#define PSLIST_WALK_MAX    1024 /* descendants walked by pslist_descendant_workers */
 
 struct pslist_entry {
     pid_t pid, ppid;
