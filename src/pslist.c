@@ -276,6 +276,19 @@ size_t pslist_workers(const struct pslist *l, pid_t pid, pid_t *pids, size_t cap
     return n;
 }
 
+/* Is pid Python by its file names (candidate() on its maps and executable)? */
+static bool python_by_name(pid_t pid)
+{
+    char exe[PROCSTAT_PATH_MAX], version[32], link[64];
+    ssize_t len;
+    bool readable;
+
+    (void)snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+    len = readlink(link, exe, sizeof(exe) - 1);
+    exe[len > 0 ? len : 0] = '\0';
+    return candidate(pid, exe, version, sizeof(version), &readable);
+}
+
 /* Append the children of every thread of pid to q (bounded by cap, duplicates skipped). */
 static void pslist_children(pid_t pid, pid_t *q, size_t *nq, size_t cap)
 {
@@ -316,14 +329,7 @@ size_t pslist_descendant_workers(pid_t pid, pid_t *out, size_t cap)
         return 0;
     pslist_children(pid, q, &nq, PSLIST_WALK_MAX);
     for (size_t i = 0; i < nq; i++) {
-        char exe[PROCSTAT_PATH_MAX], version[32], link[64];
-        ssize_t len;
-        bool readable;
-
-        (void)snprintf(link, sizeof(link), "/proc/%d/exe", (int)q[i]);
-        len = readlink(link, exe, sizeof(exe) - 1);
-        exe[len > 0 ? len : 0] = '\0';
-        if (!candidate(q[i], exe, version, sizeof(version), &readable)) {
+        if (!python_by_name(q[i])) {
             pslist_children(q[i], q, &nq, PSLIST_WALK_MAX);
             continue;
         }
@@ -333,6 +339,21 @@ size_t pslist_descendant_workers(pid_t pid, pid_t *out, size_t cap)
     }
     free(q);
     return n;
+}
+
+pid_t pslist_master(pid_t pid)
+{
+    struct procstat_stat st;
+    pid_t p = pid;
+
+    for (int depth = 0; depth < PSLIST_DEPTH_MAX; depth++) {
+        if (procstat_stat(p, 0, &st, NULL) < 0 || st.ppid <= 1)
+            return 0;
+        p = st.ppid;
+        if (python_by_name(p))
+            return p;
+    }
+    return 0;
 }
 
 bool pslist_workers_note(pid_t pid, const char *command, char *buf, size_t cap)

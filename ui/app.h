@@ -26,6 +26,8 @@ struct ui_attach_opts {
                            skipped while exception tracing holds them) */
     const char *notice; /* shown in the status line from the start (the target's Python
                            workers, pslist_workers_note); NULL for none; borrowed */
+    pid_t *switch_to;   /* out: set to the pid chosen with `w` (the session then ends as with
+                           `q`; the caller attaches to it), 0 otherwise; NULL disables `w` */
 };
 
 /*

@@ -75,6 +75,12 @@ size_t pslist_workers(const struct pslist *l, pid_t pid, pid_t *pids, size_t cap
 size_t pslist_descendant_workers(pid_t pid, pid_t *out, size_t cap);
 
 /*
+ * The nearest Python ancestor of pid (pslist_scan's master, judged by file names only as
+ * pslist_descendant_workers does), 0 when none within PSLIST_DEPTH_MAX ancestors. Any thread.
+ */
+pid_t pslist_master(pid_t pid);
+
+/*
  * The one sentence `dump`, `exceptions`, `growth` and `attach` print when pid has Python
  * workers: "pid 100 has 4 Python worker processes (101, 102, 103, 104) that may do the work:
  * `pyscope ps` lists them, `pyscope <command> 101` looks at one" into buf (cap bytes); returns

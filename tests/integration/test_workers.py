@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from conftest import RC_OK, python_target
+from conftest import RC_OK, assert_not_stopped_or_traced, python_target
 from test_attach import screen  # noqa: F401 - the fixture
 
 
@@ -95,3 +95,24 @@ def test_growth_subprocesses_watches_every_worker(prefork, pyscope):
     master = [r for r in summaries[truth["pid"]]["containers"] if r["name"] == "__main__.LEAK"]
     assert all(r["growth_per_min"] == 0 for r in master), master
     assert "worker process" not in result.stderr    # it watches them: no note to look there
+
+
+def header_pid(s):
+    m = re.match(r"pid (\d+) ", s.lines()[0])
+    return int(m.group(1)) if m else None
+
+
+def test_attach_w_switches_through_master_and_workers(prefork, screen):  # noqa: F811
+    truth = prefork.truth
+    s = screen(prefork.pid)
+    s.wait(lambda _: header_pid(s) == truth["pid"], "the master in the header")
+    previous = truth["pid"]
+    for want in sorted(truth["workers"]) + [truth["pid"]]:   # master, workers, back to master
+        s.keys("w")
+        s.wait(lambda _: header_pid(s) == want, f"w to switch to pid {want}")
+        assert_not_stopped_or_traced(previous)              # the last session released it
+        previous = want
+    s.keys("q")
+    assert s.wait_exit() == 0
+    for pid in [truth["pid"], *truth["workers"]]:
+        assert_not_stopped_or_traced(pid)
