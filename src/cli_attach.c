@@ -12,12 +12,14 @@
 
 #include "app.h"
 #include "pyscope/cli.h"
+#include "pyscope/guard.h"
 #include "pyscope/pslist.h"
 #include "pyscope/pyproc.h"
 #include "pyscope/sampler.h"
 
 struct attach_args {
     struct ui_attach_opts ui;
+    char notice[512]; /* ui.notice points here */
     bool keys_markdown;
     pid_t pid;
 };
@@ -122,28 +124,47 @@ static int attach_parse(const struct cli_common *c, int argc, char **argv, struc
     return cli_one_pid(c, argc, argv, "attach", &a->pid);
 }
 
+/* One session on pid; *next is the process chosen with `w` (0: none). */
+static int attach_session(const struct cli_common *common, struct attach_args *a, pid_t pid,
+                          pid_t *next)
+{
+    struct ps_err err = {0};
+    struct pyproc *pp = NULL;
+    int rc;
+
+    *next = 0;
+    a->ui.switch_to = next;
+    a->ui.notice = NULL;
+    rc = pyproc_open(pid, &pp, &err);
+    if (rc < 0)
+        return cli_fail(common, &err, rc);
+    if (pp->warning[0])
+        cli_log(common, "warning", 0, pp->warning);
+    if (pslist_workers_note(pid, "attach", a->notice, sizeof(a->notice)))
+        a->ui.notice = a->notice;
+    rc = ui_attach_run(pp, &a->ui, &err);
+    pyproc_close(pp);
+    if (rc < 0)
+        return cli_fail(common, &err, rc);
+    return CLI_EXIT_OK;
+}
+
 int cli_attach(const struct cli_common *common, int argc, char **argv)
 {
     struct attach_args a = {.ui = {.rate_hz = UI_DEFAULT_RATE}};
-    struct ps_err err = {0};
-    struct pyproc *pp = NULL;
-    char notice[512];
+    pid_t pid, next = 0;
     int rc = attach_parse(common, argc, argv, &a);
 
     if (rc >= 0)
         return rc;
     cli_hold_stop_signals();
     cli_guard(common, a.pid);
-    rc = pyproc_open(a.pid, &pp, &err);
-    if (rc < 0)
-        return cli_fail(common, &err, rc);
-    if (pp->warning[0])
-        cli_log(common, "warning", 0, pp->warning);
-    if (pslist_workers_note(a.pid, "attach", notice, sizeof(notice)))
-        a.ui.notice = notice;
-    rc = ui_attach_run(pp, &a.ui, &err);
-    pyproc_close(pp);
-    if (rc < 0)
-        return cli_fail(common, &err, rc);
-    return CLI_EXIT_OK;
+    /* `w` ends a session with the next process to attach to; everything of the last one is
+     * released by then, and the guard is pointed at the new target before it is opened. */
+    for (pid = a.pid;; pid = next) {
+        rc = attach_session(common, &a, pid, &next);
+        if (rc != CLI_EXIT_OK || next == 0)
+            return rc;
+        guard_retarget(next);
+    }
 }

@@ -3,8 +3,12 @@
  * `pyscope growth`: which module-level containers grow. Wires pyproc -> growth and prints the
  * table (text, or JSON lines with --json) every --report seconds and once more at the end.
  * The loop is one poll over a timerfd (sampling ticks) and a signalfd (SIGINT, SIGTERM, SIGHUP,
- * SIGQUIT end the watch early with the summary; cli_hold_stop_signals keeps them blocked). Never stops or traces the target: growth only reads memory,
- * so there is nothing to undo on any exit path.
+ * SIGQUIT end the watch early with the summary; cli_hold_stop_signals keeps them blocked). With
+ * --subprocesses the target's Python workers (pslist_descendant_workers, looked for again at
+ * every rescan) are watched in the same loop, each its own pyproc and growth, each table and JSON
+ * line carrying its pid; a worker that exits is dropped with a warning, the target's own failure
+ * still ends the watch. Never stops or traces anything: growth only reads memory, so there is
+ * nothing to undo on any exit path.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,12 +27,17 @@
 
 #include "pyscope/cli.h"
 #include "pyscope/growth.h"
+#include "pyscope/pslist.h"
 #include "pyscope/pyproc.h"
+
+/* Processes watched with --subprocesses: the target and up to 63 of its workers (each costs a
+ * pyproc and a growth, with their own caps). More workers are left out, with a warning. */
+#define GROWTH_PROCS_MAX 64
 
 struct growth_args {
     double interval, duration, rescan, report;
     long top;
-    bool json;
+    bool json, subprocesses;
     const char *record;
     struct growth_opts gopts;
     pid_t pid;
@@ -53,6 +62,8 @@ static const char growth_usage[] =
     "  --max-modules N     modules scanned (default 5000)\n"
     "  --max-containers N  containers watched (default 20000)\n"
     "  --no-classes        do not look into module-level classes\n"
+    "  --subprocesses      also watch the target's Python workers (a gunicorn or uvicorn\n"
+    "                      master's children), one table per process, each with its pid\n"
     "  --record FILE       also save every byte read from the target to FILE (+ FILE.meta),\n"
     "                      a replayable fixture for bug reports and tests\n";
 
@@ -66,7 +77,8 @@ enum growth_opt {
     OPT_MAX_MODULES,
     OPT_MAX_CONTAINERS,
     OPT_NO_CLASSES,
-    OPT_RECORD
+    OPT_RECORD,
+    OPT_SUBPROCESSES
 };
 
 static const struct option growth_opts_long[] = {
@@ -80,6 +92,7 @@ static const struct option growth_opts_long[] = {
     {"max-containers", required_argument, NULL, OPT_MAX_CONTAINERS},
     {"no-classes", no_argument, NULL, OPT_NO_CLASSES},
     {"record", required_argument, NULL, OPT_RECORD},
+    {"subprocesses", no_argument, NULL, OPT_SUBPROCESSES},
     {"help", no_argument, NULL, 'h'},
     CLI_LONGOPT_LOG_FORMAT,
     {NULL, 0, NULL, 0},
@@ -130,6 +143,7 @@ static int growth_opt(const struct cli_common *c, void *args, int opt, const cha
     case OPT_JSON: a->json = true; return -1;
     case OPT_NO_CLASSES: a->gopts.no_classes = true; return -1;
     case OPT_RECORD: a->record = arg; return -1;
+    case OPT_SUBPROCESSES: a->subprocesses = true; return -1;
     case OPT_MAX_MODULES:
         return opt_count(c, "max-modules", arg, GROWTH_MAX_MODULES, &a->gopts.max_modules);
     case OPT_MAX_CONTAINERS:
@@ -178,15 +192,15 @@ static void human_size(uint64_t b, char *buf, size_t cap)
         (void)snprintf(buf, cap, "%.1f MiB", (double)b / (1024.0 * 1024.0));
 }
 
-static void text_table(const struct growth_args *a, const struct growth *g, const char *title,
-                       double elapsed)
+static void text_table(const struct growth_args *a, pid_t pid, const struct growth *g,
+                       const char *title, double elapsed)
 {
     const struct growth_stats *st = growth_stats(g);
     struct growth_row r;
     char size[32];
 
     (void)printf("%s: pid %d, %" PRIu64 " samples over %.1f s, %zu containers in %zu modules\n",
-                 title, (int)a->pid, st->samples, elapsed, st->containers, st->modules);
+                 title, (int)pid, st->samples, elapsed, st->containers, st->modules);
     (void)printf("%12s %10s %10s  %-24s %s\n", "GROWTH/MIN", "LENGTH", "SIZE", "TYPE", "NAME");
     for (size_t i = 0; i < rows_shown(a, g) && growth_row(g, i, &r); i++) {
         human_size(r.size, size, sizeof(size));
@@ -219,11 +233,11 @@ static json_t *json_stats(const struct growth *g)
                      (json_int_t)st->read_calls);
 }
 
-static void json_table(const struct growth_args *a, const struct growth *g, const char *event,
-                       double elapsed)
+static void json_table(const struct growth_args *a, pid_t pid, const struct growth *g,
+                       const char *event, double elapsed)
 {
     json_t *rows = json_array();
-    json_t *o = json_pack("{s:s, s:i, s:f, s:o}", "event", event, "pid", (int)a->pid, "elapsed_s",
+    json_t *o = json_pack("{s:s, s:i, s:f, s:o}", "event", event, "pid", (int)pid, "elapsed_s",
                           elapsed, "stats", json_stats(g));
     struct growth_row r;
     char *s = NULL;
@@ -241,13 +255,115 @@ static void json_table(const struct growth_args *a, const struct growth *g, cons
     json_decref(o);
 }
 
-static void print_table(const struct growth_args *a, const struct growth *g, bool final,
+static void print_table(const struct growth_args *a, pid_t pid, const struct growth *g, bool final,
                         double elapsed)
 {
     if (a->json)
-        json_table(a, g, final ? "summary" : "report", elapsed);
+        json_table(a, pid, g, final ? "summary" : "report", elapsed);
     else
-        text_table(a, g, final ? "summary" : "growth", elapsed);
+        text_table(a, pid, g, final ? "summary" : "growth", elapsed);
+}
+
+/* ---- the processes watched ----------------------------------------------------------------- */
+
+struct watched {
+    pid_t pid;
+    struct pyproc *pp;
+    struct growth *g;
+};
+
+/* w[0] is the target; the others its workers (--subprocesses). */
+struct watchset {
+    const struct cli_common *c;
+    struct watched w[GROWTH_PROCS_MAX];
+    size_t n;
+    bool warned_cap;
+};
+
+static void watched_close(struct watched *w)
+{
+    growth_free(w->g);
+    pyproc_close(w->pp);
+    w->g = NULL;
+    w->pp = NULL;
+}
+
+static void watchset_free(struct watchset *ws)
+{
+    for (size_t i = 0; i < ws->n; i++)
+        watched_close(&ws->w[i]);
+    ws->n = 0;
+}
+
+static bool watchset_has(const struct watchset *ws, pid_t pid)
+{
+    for (size_t i = 0; i < ws->n; i++)
+        if (ws->w[i].pid == pid)
+            return true;
+    return false;
+}
+
+/* Open pid and start watching it: scanned and sampled once at time t. */
+static int watchset_add(struct watchset *ws, const struct growth_args *a, pid_t pid, double t,
+                        struct ps_err *err)
+{
+    struct watched *w = &ws->w[ws->n];
+    int rc = pyproc_open(pid, &w->pp, err);
+
+    w->pid = pid;
+    if (rc == 0 && w->pp->warning[0])
+        cli_log(ws->c, "warning", 0, w->pp->warning);
+    rc = rc == 0 && a->record && ws->n == 0 ? pyproc_record(w->pp, a->record, err) : rc;
+    if (rc == 0)
+        rc = growth_new(w->pp, &a->gopts, &w->g, err);
+    if (rc == 0 && t >= 0)
+        rc = growth_scan(w->g, err);
+    if (rc == 0 && t >= 0)
+        rc = growth_sample(w->g, t, err);
+    if (rc < 0) {
+        watched_close(w);
+        return rc;
+    }
+    ws->n++;
+    return 0;
+}
+
+/* Watch the target's workers not watched yet (a worker that cannot be opened is skipped with a
+ * warning: it may have exited, or not be a readable Python yet). */
+static void watchset_add_workers(struct watchset *ws, const struct growth_args *a, double t)
+{
+    pid_t pids[GROWTH_PROCS_MAX];
+    size_t n = pslist_descendant_workers(a->pid, pids, GROWTH_PROCS_MAX);
+
+    for (size_t i = 0; i < n && i < GROWTH_PROCS_MAX; i++) {
+        struct ps_err err = {0};
+        char msg[PS_ERR_MSG_MAX + 64];
+
+        if (watchset_has(ws, pids[i]))
+            continue;
+        if (ws->n == GROWTH_PROCS_MAX) {
+            if (!ws->warned_cap)
+                cli_log(ws->c, "warning", 0, "more workers than --subprocesses watches (63)");
+            ws->warned_cap = true;
+            return;
+        }
+        if (watchset_add(ws, a, pids[i], t, &err) < 0) {
+            (void)snprintf(msg, sizeof(msg), "worker %d not watched: %s", (int)pids[i], err.msg);
+            cli_log(ws->c, "warning", 0, msg);
+        }
+    }
+}
+
+/* A worker failed (it exited, most likely): say so and stop watching it. */
+static void watchset_drop(struct watchset *ws, size_t i, const struct ps_err *err)
+{
+    char msg[PS_ERR_MSG_MAX + 64];
+
+    (void)snprintf(msg, sizeof(msg), "worker %d no longer watched: %s", (int)ws->w[i].pid,
+                   err->msg);
+    cli_log(ws->c, "warning", 0, msg);
+    watched_close(&ws->w[i]);
+    ws->w[i] = ws->w[--ws->n];
 }
 
 /* ---- the loop ------------------------------------------------------------------------------ */
@@ -311,43 +427,62 @@ static int loop_wait(struct loop *l, struct ps_err *err)
     }
 }
 
-/* One tick: rescan when due, sample, report when due. */
-static int loop_tick(const struct growth_args *a, struct loop *l, struct growth *g,
+/* One process's tick: rescan when due, sample. */
+static int tick_one(const struct loop *l, struct watched *w, bool rescan, double t,
+                    struct ps_err *err)
+{
+    int rc = rescan ? growth_scan(w->g, err) : 0;
+
+    return rc == 0 ? growth_sample(w->g, t - l->start, err) : rc;
+}
+
+/* One tick of every process watched; report when due. Only the target's failure is fatal. */
+static int loop_tick(const struct growth_args *a, struct loop *l, struct watchset *ws,
                      struct ps_err *err)
 {
     double t = now_s();
-    int rc = 0;
+    bool rescan = t >= l->next_rescan;
+    int rc = tick_one(l, &ws->w[0], rescan, t, err);
 
-    if (t >= l->next_rescan) {
-        rc = growth_scan(g, err);
-        l->next_rescan = t + a->rescan;
+    for (size_t i = ws->n; rc == 0 && i-- > 1;) {
+        struct ps_err werr = {0};
+
+        if (tick_one(l, &ws->w[i], rescan, t, &werr) < 0)
+            watchset_drop(ws, i, &werr);
     }
-    if (rc == 0)
-        rc = growth_sample(g, t - l->start, err);
+    if (rescan) {
+        l->next_rescan = t + a->rescan;
+        if (rc == 0 && a->subprocesses)
+            watchset_add_workers(ws, a, t - l->start);
+    }
     if (rc == 0 && a->report > 0 && t >= l->next_report) {
-        print_table(a, g, false, t - l->start);
+        for (size_t i = 0; i < ws->n; i++)
+            print_table(a, ws->w[i].pid, ws->w[i].g, false, t - l->start);
         l->next_report += a->report;
     }
     return rc;
 }
 
-static int watch(const struct growth_args *a, struct growth *g, struct ps_err *err)
+static int watch(const struct growth_args *a, struct watchset *ws, struct ps_err *err)
 {
     struct loop l = {.tfd = -1, .sfd = -1};
     int rc = loop_open(a, &l, err);
 
     if (rc == 0)
-        rc = growth_scan(g, err);
+        rc = growth_scan(ws->w[0].g, err);
     if (rc == 0)
-        rc = growth_sample(g, 0, err);
+        rc = growth_sample(ws->w[0].g, 0, err);
+    if (rc == 0 && a->subprocesses)
+        watchset_add_workers(ws, a, 0);
     while (rc == 0 && (a->duration <= 0 || now_s() - l.start < a->duration - a->interval / 2)) {
         rc = loop_wait(&l, err);
         if (rc <= 0)
             break;
-        rc = loop_tick(a, &l, g, err);
+        rc = loop_tick(a, &l, ws, err);
     }
-    if (growth_stats(g)->samples > 0)
-        print_table(a, g, true, now_s() - l.start);
+    for (size_t i = 0; i < ws->n; i++)
+        if (growth_stats(ws->w[i].g)->samples > 0)
+            print_table(a, ws->w[i].pid, ws->w[i].g, true, now_s() - l.start);
     loop_close(&l);
     return rc;
 }
@@ -355,25 +490,21 @@ static int watch(const struct growth_args *a, struct growth *g, struct ps_err *e
 static int growth_run(const struct cli_common *c, const struct growth_args *a)
 {
     struct ps_err err = {0};
-    struct pyproc *pp = NULL;
-    struct growth *g = NULL;
+    struct watchset *ws = calloc(1, sizeof(*ws));
     int rc, status = CLI_EXIT_OK;
 
-    rc = pyproc_open(a->pid, &pp, &err);
-    if (rc < 0)
-        return cli_fail(c, &err, rc);
-    if (pp->warning[0])
-        cli_log(c, "warning", 0, pp->warning);
-    cli_workers_note(c, a->pid, "growth");
-    rc = a->record ? pyproc_record(pp, a->record, &err) : 0;
+    if (!ws)
+        return cli_fail(c, &err, ps_err_set(&err, -ENOMEM, "out of memory"));
+    ws->c = c;
+    rc = watchset_add(ws, a, a->pid, -1, &err);
+    if (rc == 0 && !a->subprocesses)
+        cli_workers_note(c, a->pid, "growth");
     if (rc == 0)
-        rc = growth_new(pp, &a->gopts, &g, &err);
-    if (rc == 0)
-        rc = watch(a, g, &err);
+        rc = watch(a, ws, &err);
     if (rc < 0)
         status = cli_fail(c, &err, rc);
-    growth_free(g);
-    pyproc_close(pp);
+    watchset_free(ws);
+    free(ws);
     return status;
 }
 

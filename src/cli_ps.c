@@ -21,7 +21,9 @@ static const char ps_usage[] =
     "\n"
     "  --json              one JSON document {\"processes\": [...], \"unreadable\": N, ...}\n";
 
-enum ps_opt { OPT_JSON = 256 };
+enum ps_opt {
+    OPT_JSON = 256
+};
 
 static const struct option ps_opts[] = {
     {"json", no_argument, NULL, OPT_JSON},

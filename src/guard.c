@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -33,6 +34,11 @@
 #include "pyscope/bkpt.h"
 
 #define GUARD_SUSPEND_WAIT_MS 2000
+
+/* The target the guard rescues, in memory shared with the worker (guard_retarget: attach's
+ * process switcher); NULL when the page could not be mapped (the pid passed to guard_fork
+ * then stays the one rescued). One worker writes it, only between sessions. */
+static volatile pid_t *guard_target;
 
 static const int guard_forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGCONT};
 
@@ -90,6 +96,9 @@ static void guard_suspend(pid_t worker, const siginfo_t *si)
 static void guard_end(pid_t target, int status)
 {
     struct ps_err err = {0};
+
+    if (guard_target)
+        target = *guard_target;
 
     if (target > 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL &&
         bkpt_rescue(target, &err) < 0 && err.code != -ESRCH)
@@ -153,6 +162,14 @@ int guard_fork(pid_t target)
     (void)sigaddset(&set, SIGCHLD);
     if (sigprocmask(SIG_BLOCK, &set, &old) != 0)
         return -errno;
+    if (!guard_target) {
+        void *page = mmap(NULL, sizeof(*guard_target), PROT_READ | PROT_WRITE,
+                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+        guard_target = page == MAP_FAILED ? NULL : page;
+    }
+    if (guard_target)
+        *guard_target = target;
     worker = fork();
     if (worker < 0) {
         int e = errno;
@@ -165,4 +182,10 @@ int guard_fork(pid_t target)
     }
     guard_wait(worker, target, &set);
     return 0; /* not reached: guard_wait exits */
+}
+
+void guard_retarget(pid_t target)
+{
+    if (guard_target)
+        *guard_target = target;
 }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * `pyscope ps` writers (see out_ps.h). The table is printed as a tree: every process without a
- * Python master in pid order, each followed by its workers, indented one step per level (the
- * depth is bounded by PSLIST_DEPTH_MAX, as the master links are). Command lines come from the
+ * Python master in pid order, each followed by its workers, indented one step per level (depth
+ * first with an explicit stack of at most n entries; depth bounded by PSLIST_DEPTH_MAX). Command lines come from the
  * processes themselves: control characters and invalid UTF-8 are escaped in the text and
  * replaced in JSON.
  */
@@ -22,36 +22,61 @@ static int ps_stream_status(FILE *fp, struct ps_err *err)
     return 0;
 }
 
-static void ps_text_row(FILE *fp, const struct pslist *l, const struct pslist_entry *e,
-                        int depth)
+static void ps_text_row(FILE *fp, const struct pslist_entry *e, size_t depth)
 {
     char rss[32];
 
     out_text_bytes(rss, sizeof(rss), e->rss_bytes);
     (void)fprintf(fp, "%8d %8d %-9s %7ld %10s %9.2f  %*s%s", (int)e->pid, (int)e->ppid,
-                  e->version[0] ? e->version : "?", e->threads, rss, e->cpu_s, depth * 3, "",
+                  e->version[0] ? e->version : "?", e->threads, rss, e->cpu_s, (int)depth * 3, "",
                   depth ? "\\_ " : "");
     out_text_escaped(fp, e->cmdline);
     if (e->nworkers)
         (void)fprintf(fp, "  [master of %zu worker%s]", e->nworkers, e->nworkers == 1 ? "" : "s");
     (void)fputc('\n', fp);
-    if (depth >= PSLIST_DEPTH_MAX)
-        return;
-    for (size_t i = 0; i < l->n && e->nworkers; i++)
-        if (l->v[i].master == e->pid)
-            ps_text_row(fp, l, &l->v[i], depth + 1);
+}
+
+/* Push the entries whose master is pid (all roots for pid 0), last pid first, so that they pop
+ * in pid order. Every entry has one master, so each is pushed at most once: n slots suffice. */
+static void ps_push_children(const struct pslist *l, pid_t pid, size_t depth, size_t *stack,
+                             size_t *depths, size_t *top)
+{
+    for (size_t i = l->n; i-- > 0;)
+        if (l->v[i].master == pid) {
+            stack[*top] = i;
+            depths[(*top)++] = depth;
+        }
 }
 
 int out_ps_text(FILE *fp, const struct pslist *l, struct ps_err *err)
 {
+    size_t *stack = calloc(l->n + 1, sizeof(*stack));
+    size_t *depths = calloc(l->n + 1, sizeof(*depths));
+    size_t top = 0;
+    int rc = 0;
+
+    if (!stack || !depths) {
+        rc = ps_err_set(err, -ENOMEM, "out of memory writing the process list");
+        goto out;
+    }
     (void)fprintf(fp, "%8s %8s %-9s %7s %10s %9s  %s\n", "PID", "PPID", "PYTHON", "THREADS", "RSS",
                   "CPU s", "COMMAND");
-    for (size_t i = 0; i < l->n; i++)
-        if (!l->v[i].master)
-            ps_text_row(fp, l, &l->v[i], 0);
+    /* Depth first, iteratively: a master, then its workers indented under it. */
+    ps_push_children(l, 0, 0, stack, depths, &top);
+    while (top > 0) {
+        size_t i = stack[--top], depth = depths[top];
+
+        ps_text_row(fp, &l->v[i], depth);
+        if (l->v[i].nworkers && depth < PSLIST_DEPTH_MAX)
+            ps_push_children(l, l->v[i].pid, depth + 1, stack, depths, &top);
+    }
     if (l->n == 0)
         (void)fputs("(no Python process in view)\n", fp);
-    return ps_stream_status(fp, err);
+    rc = ps_stream_status(fp, err);
+out:
+    free(stack);
+    free(depths);
+    return rc;
 }
 
 /* A JSON string of target text: as is when valid UTF-8, else with every byte >= 0x80 as '?'. */

@@ -206,9 +206,10 @@ static void link_masters(struct pslist_scan *s, struct pslist *out)
     }
     qsort(out->v, out->n, sizeof(out->v[0]), cmp_entry);
     for (size_t i = 0; i < out->n; i++) {
-        struct pslist_entry *m = out->v[i].master ? (struct pslist_entry *)pslist_find(
-                                                        out, out->v[i].master)
-                                                  : NULL;
+        struct pslist_entry key = {.pid = out->v[i].master};
+        struct pslist_entry *m =
+            key.pid ? bsearch(&key, out->v, out->n, sizeof(key), cmp_entry) : NULL;
+
         if (m)
             m->nworkers++;
     }
@@ -275,6 +276,19 @@ size_t pslist_workers(const struct pslist *l, pid_t pid, pid_t *pids, size_t cap
     return n;
 }
 
+/* Is pid Python by its file names (candidate() on its maps and executable)? */
+static bool python_by_name(pid_t pid)
+{
+    char exe[PROCSTAT_PATH_MAX], version[32], link[64];
+    ssize_t len;
+    bool readable;
+
+    (void)snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+    len = readlink(link, exe, sizeof(exe) - 1);
+    exe[len > 0 ? len : 0] = '\0';
+    return candidate(pid, exe, version, sizeof(version), &readable);
+}
+
 /* Append the children of every thread of pid to q (bounded by cap, duplicates skipped). */
 static void pslist_children(pid_t pid, pid_t *q, size_t *nq, size_t cap)
 {
@@ -306,31 +320,17 @@ static void pslist_children(pid_t pid, pid_t *q, size_t *nq, size_t cap)
     }
 }
 
-/*
- * The Python processes whose nearest Python ancestor is pid, found by walking its descendants
- * breadth first (through non-Python ones, not into Python ones), up to PSLIST_NOTE_WALK of
- * them; the first cap pids go to out, the count of all is returned. Names only, no memory read:
- * this runs before every command's real work.
- */
-#define PSLIST_NOTE_WALK 1024
-static size_t pslist_descendant_workers(pid_t pid, pid_t *out, size_t cap)
+size_t pslist_descendant_workers(pid_t pid, pid_t *out, size_t cap)
 {
-    pid_t *q = malloc(PSLIST_NOTE_WALK * sizeof(*q));
+    pid_t *q = malloc(PSLIST_WALK_MAX * sizeof(*q));
     size_t nq = 0, n = 0;
 
     if (!q)
         return 0;
-    pslist_children(pid, q, &nq, PSLIST_NOTE_WALK);
+    pslist_children(pid, q, &nq, PSLIST_WALK_MAX);
     for (size_t i = 0; i < nq; i++) {
-        char exe[PROCSTAT_PATH_MAX], version[32], link[64];
-        ssize_t len;
-        bool readable;
-
-        (void)snprintf(link, sizeof(link), "/proc/%d/exe", (int)q[i]);
-        len = readlink(link, exe, sizeof(exe) - 1);
-        exe[len > 0 ? len : 0] = '\0';
-        if (!candidate(q[i], exe, version, sizeof(version), &readable)) {
-            pslist_children(q[i], q, &nq, PSLIST_NOTE_WALK);
+        if (!python_by_name(q[i])) {
+            pslist_children(q[i], q, &nq, PSLIST_WALK_MAX);
             continue;
         }
         if (n < cap)
@@ -339,6 +339,21 @@ static size_t pslist_descendant_workers(pid_t pid, pid_t *out, size_t cap)
     }
     free(q);
     return n;
+}
+
+pid_t pslist_master(pid_t pid)
+{
+    struct procstat_stat st;
+    pid_t p = pid;
+
+    for (int depth = 0; depth < PSLIST_DEPTH_MAX; depth++) {
+        if (procstat_stat(p, 0, &st, NULL) < 0 || st.ppid <= 1)
+            return 0;
+        p = st.ppid;
+        if (python_by_name(p))
+            return p;
+    }
+    return 0;
 }
 
 bool pslist_workers_note(pid_t pid, const char *command, char *buf, size_t cap)

@@ -488,6 +488,8 @@ int ui_attach_run(struct pyproc *pp, const struct ui_attach_opts *opts, struct p
     } else {
         ui_loop_close(&l);
     }
+    if (app && opts->switch_to)
+        *opts->switch_to = rc == 0 ? app->switch_to : 0;
     ui_app_free(app);
     return rc;
 }

@@ -50,6 +50,7 @@ struct ui_app {
     struct ui_layout layout;
     struct ui_pane panes[UI_AREA_COUNT];
     enum ui_area focus;
+    pid_t switch_to; /* `w`: the process to attach to next (quits this session), 0 none */
     bool help, paused, gone, quit, locals;
     long frames;
     uint64_t ticks; /* 100 ms timer ticks */

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -18,6 +19,7 @@
 #include "app_data.h"
 #include "keymap.h"
 #include "pyscope/out.h"
+#include "pyscope/pslist.h"
 
 #define UI_KEY_ESC 27
 
@@ -80,6 +82,45 @@ static FILE *ui_keys_dump_open(const struct ui_app *app, char *path, size_t cap)
         fp = ui_keys_create(path);
     }
     return fp;
+}
+
+/* Processes `w` cycles through: a master and up to 63 workers (pslist's file-name view). */
+#define UI_SWITCH_MAX 64
+
+static int ui_keys_pid_cmp(const void *a, const void *b)
+{
+    pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* `w`: end this session for the next process of the target's family (its master first, then
+ * the master's Python workers in pid order); a note when there is none. Reads /proc only. */
+static void ui_keys_switch(struct ui_app *app)
+{
+    pid_t cur = app->pp->pid, root = cur, fam[UI_SWITCH_MAX];
+    size_t n, at = 0;
+
+    if (!app->opts.switch_to) {
+        ui_app_note(app, "no process switching in this session");
+        return;
+    }
+    n = pslist_descendant_workers(cur, fam + 1, UI_SWITCH_MAX - 1);
+    if (n == 0 && (root = pslist_master(cur)) != 0)
+        n = pslist_descendant_workers(root, fam + 1, UI_SWITCH_MAX - 1);
+    if (n == 0) {
+        ui_app_note(app, "no other process to switch to: pid %d has no Python master or workers",
+                    (int)cur);
+        return;
+    }
+    n = (n < UI_SWITCH_MAX - 1 ? n : UI_SWITCH_MAX - 1) + 1;
+    fam[0] = root;
+    qsort(fam + 1, n - 1, sizeof(fam[0]), ui_keys_pid_cmp);
+    for (size_t k = 0; k < n; k++)
+        if (fam[k] == cur)
+            at = k;
+    app->switch_to = fam[(at + 1) % n];
+    app->quit = true;
 }
 
 static void ui_keys_dump(struct ui_app *app)
@@ -261,6 +302,7 @@ static void ui_keys_action(struct ui_app *app, enum ui_action act, int rows)
             ui_data_tracer_start(app);
         break;
     case UI_ACT_DUMP: ui_keys_dump(app); break;
+    case UI_ACT_SWITCH: ui_keys_switch(app); break;
     case UI_ACT_GROWTH: ui_keys_lower(app, UI_LOWER_GROWTH); break;
     case UI_ACT_TASKS: ui_keys_lower(app, UI_LOWER_TASKS); break;
     case UI_ACT_HELP: app->help = !app->help; break;

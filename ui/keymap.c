@@ -58,6 +58,11 @@ static const struct ui_keymap_entry ui_keys[] = {
      "growth"},
     {{'t'}, {"t"}, UI_ACT_TASKS, "asyncio tasks in the exceptions pane's place, or back", "tasks"},
     {{'d'}, {"d"}, UI_ACT_DUMP, "write a JSON snapshot (as pyscope dump --json) to a file", "dump"},
+    {{'w'},
+     {"w"},
+     UI_ACT_SWITCH,
+     "switch process: the master, then each of its Python workers, in turn",
+     NULL},
     {{'?', 'h'}, {"?", "h"}, UI_ACT_HELP, "show or hide this help", "help"},
     {{'q', 'Q'}, {"q"}, UI_ACT_QUIT, "quit (the target keeps running, untouched)", "quit"},
 };

@@ -34,6 +34,7 @@ enum ui_action {
     UI_ACT_GROWTH,
     UI_ACT_TASKS,
     UI_ACT_DUMP,
+    UI_ACT_SWITCH,
     UI_ACT_HELP,
     UI_ACT_QUIT,
 };

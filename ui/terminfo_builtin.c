@@ -31,9 +31,10 @@ struct ui_terminfo_entry {
 
 #define UI_TERMINFO_N (sizeof(ui_terminfo_entries) / sizeof(ui_terminfo_entries[0]))
 
-/* ncurses's hook names (libtinfo's fallback.o); not in its public headers. */
+/* ncurses's hook (libtinfo's fallback.o), not in its headers; _nc_fallback is in term.h. The
+ * names are ncurses's, hence reserved identifiers. */
+// NOLINTNEXTLINE(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp,readability-identifier-naming)
 const TERMTYPE2 *_nc_fallback2(const char *name);
-const TERMTYPE *_nc_fallback(const char *name);
 
 static TERMTYPE2 ui_terminfo_parsed[UI_TERMINFO_N];
 static signed char ui_terminfo_state[UI_TERMINFO_N]; /* 0 not tried, 1 parsed, -1 failed */
@@ -58,6 +59,7 @@ static const TERMTYPE2 *ui_terminfo_load(size_t i)
     return ui_terminfo_state[i] == 1 ? &ui_terminfo_parsed[i] : NULL;
 }
 
+// NOLINTNEXTLINE(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp,readability-identifier-naming)
 const TERMTYPE2 *_nc_fallback2(const char *name)
 {
     for (size_t i = 0; name && i < UI_TERMINFO_N; i++)
@@ -67,6 +69,7 @@ const TERMTYPE2 *_nc_fallback2(const char *name)
 }
 
 /* The pre-6.1 interface, kept so that nothing pulls libtinfo's fallback.o back in. */
+// NOLINTNEXTLINE(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp,readability-identifier-naming)
 const TERMTYPE *_nc_fallback(const char *name)
 {
     (void)name;

@@ -33,4 +33,10 @@
  */
 int guard_fork(pid_t target);
 
+/*
+ * In the worker, before it attaches to another process (attach's process switcher): make that
+ * process the one the guard rescues. Call only while nothing is attached. No-op without a guard.
+ */
+void guard_retarget(pid_t target);
+
 #endif

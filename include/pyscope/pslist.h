@@ -29,6 +29,7 @@
 #define PSLIST_MAX         1024  /* Python processes listed */
 #define PSLIST_DEPTH_MAX   64    /* ancestors walked to find a master */
 #define PSLIST_CMDLINE_MAX 512
+#define PSLIST_WALK_MAX    1024 /* descendants walked by pslist_descendant_workers */
 
 struct pslist_entry {
     pid_t pid, ppid;
@@ -65,12 +66,25 @@ const struct pslist_entry *pslist_find(const struct pslist *l, pid_t pid);
 size_t pslist_workers(const struct pslist *l, pid_t pid, pid_t *pids, size_t cap);
 
 /*
+ * The Python workers of pid without a full scan: its descendants are walked breadth first
+ * (through non-Python ones such as a shell, not into Python ones, whose children are their own
+ * workers), at most PSLIST_WALK_MAX of them, and judged by their file names only (maps and
+ * executable, no memory read), so that it costs a few /proc reads per child. The first cap
+ * pids go to out, in the order found; returns how many there are in all. Any thread.
+ */
+size_t pslist_descendant_workers(pid_t pid, pid_t *out, size_t cap);
+
+/*
+ * The nearest Python ancestor of pid (pslist_scan's master, judged by file names only as
+ * pslist_descendant_workers does), 0 when none within PSLIST_DEPTH_MAX ancestors. Any thread.
+ */
+pid_t pslist_master(pid_t pid);
+
+/*
  * The one sentence `dump`, `exceptions`, `growth` and `attach` print when pid has Python
  * workers: "pid 100 has 4 Python worker processes (101, 102, 103, 104) that may do the work:
  * `pyscope ps` lists them, `pyscope <command> 101` looks at one" into buf (cap bytes); returns
- * false (buf "") when it has none. The workers are found as pslist_scan would (nearest Python
- * ancestor), walking pid's descendants only (at most 1024) and judging them by their file
- * names only, so that it costs a few /proc reads per child. Any thread.
+ * false (buf "") when it has none (pslist_descendant_workers). Any thread.
  */
 bool pslist_workers_note(pid_t pid, const char *command, char *buf, size_t cap);
 

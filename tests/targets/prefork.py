@@ -6,7 +6,8 @@ Usage: python3.X prefork.py TRUTH_PATH [WORKERS]
 The master starts WORKERS (default 3) workers of the same interpreter: all but the last
 directly, the last behind a shell (`sh -c 'python ...; exit'`, so the shell stays its parent:
 a non-Python process between master and worker). Each worker writes READY_PATH once running,
-then raises and swallows ValueError every few milliseconds (its work) until the master is gone.
+then raises and swallows ValueError every few milliseconds (its work), and appends to its
+module-level list LEAK 100 times a second (its leak), until the master is gone.
 Once every worker is ready the master writes TRUTH_PATH atomically: its pid, version, the
 workers' pids and the shell's pid; then it sits in select() on a pipe nobody writes, the way an
 idle arbiter does, raising nothing.
@@ -26,6 +27,9 @@ def write_atomic(path, doc):
     os.replace(path + ".tmp", path)
 
 
+LEAK = []
+
+
 def worker(master, ready):
     write_atomic(ready, {"pid": os.getpid()})
     n = 0
@@ -35,6 +39,7 @@ def worker(master, ready):
         except ValueError:
             n += 1
         if n % 50 == 0:
+            LEAK.append(n)
             try:
                 os.kill(master, 0)
             except ProcessLookupError:
