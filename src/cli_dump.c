@@ -213,7 +213,7 @@ static pid_t *core_tids(const struct core *core)
 static int dump_core_run(const struct cli_common *c, const struct dump_args *a)
 {
     struct core_opts k = {.path = a->core, .exe_file = a->exe, .file_root = a->lib_root};
-    struct native_opts no = {.disasm = a->verbose, .file_root = a->lib_root};
+    struct native_opts no = {.disasm = a->verbose, .file_root = a->lib_root, .exe_file = a->exe};
     struct collect_opts co = {.retries = 0,
                               .locals = a->locals,
                               .tasks = a->tasks,

@@ -29,6 +29,7 @@ struct native_ctx {
     struct native_opts opts; /* strings point into the two copies below */
     char file_root[MAPS_PATH_MAX];
     char debug_dir[MAPS_PATH_MAX];
+    char exe_file[MAPS_PATH_MAX];
     struct native_image images[NATIVE_MAX_IMAGES];
     uint64_t tick;
     csh cs;
@@ -46,6 +47,13 @@ int native_new(pid_t pid, const struct maps *maps, struct memsrc *src,
 
 /* The image holding mapping e (opened through the cache), or NULL when it cannot be opened. */
 struct symtab *native_image(struct native_ctx *ctx, const struct maps_entry *e);
+
+/*
+ * A core's context: check that every file the core maps can be opened where image_path looks
+ * (--exe, --lib-search-root), so a missing one is refused by name rather than stopping the
+ * unwinding later. Errors: -ENOENT.
+ */
+int native_core_files(const struct native_ctx *ctx, struct ps_err *err);
 
 /* Release the unwinder parts of ctx (native_unwind.c); NULL-safe fields. */
 void native_unwind_close(struct native_ctx *ctx);

@@ -222,6 +222,11 @@ int native_open_core(const struct core *core, struct memsrc *src, const struct n
     if (rc < 0)
         return rc;
     ctx->core = core;
+    rc = native_core_files(ctx, err);
+    if (rc < 0) {
+        native_close(ctx);
+        return rc;
+    }
     ctx->as = unw_create_addr_space(&core_accessors, 0);
     if (!ctx->as) {
         native_close(ctx);

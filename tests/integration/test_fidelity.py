@@ -8,10 +8,11 @@ native ids and names itself.
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from conftest import RC_NOTPY, RC_OK, RC_PARTIAL, TARGETS, python_target, require, validate_dump_json
+from conftest import RC_ERROR, RC_NOTPY, RC_OK, RC_PARTIAL, TARGETS, python_target, require, validate_dump_json
 
 CTHREAD_SRC = TARGETS / "ext" / "cthread.c"
 
@@ -190,3 +191,36 @@ def test_blocking_auto_stops_when_reads_tear(pyscope, recurser):
                       lambda r: "--blocking=auto" in r.stdout)
     assert "threads stopped (--blocking=auto: reads without stopping kept tearing)" in \
         text[-1].stdout
+
+
+# --- a core whose binary moved ------------------------------------------------------------------
+
+DEBIAN_PYTHON = Path("/usr/bin/python3.11")
+
+
+def test_core_of_a_moved_binary(launch, pyscope, tmp_path):
+    """gcore of a copied Debian python3.11 whose folder is renamed before the dump."""
+    gcore = shutil.which("gcore")
+    require(gcore is not None, "gcore (gdb) is not installed")
+    require(DEBIAN_PYTHON.is_file(), f"{DEBIAN_PYTHON} (Debian's python3.11) is missing")
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    shutil.copy2(DEBIAN_PYTHON, old / "python3.11")
+    target = launch([old / "python3.11", "-I", TARGETS / "park.py"])
+    subprocess.run([gcore, "-o", str(tmp_path / "core"), str(target.pid)], capture_output=True,
+                   check=True, timeout=120)
+    core = tmp_path / f"core.{target.pid}"
+    old.rename(new)
+    # --exe serves the native unwinding too: every thread's C stack merges with its frames.
+    result = pyscope("dump", "--native", "--json", "--core", core, "--exe", new / "python3.11")
+    assert result.rc == RC_OK, result
+    threads = result.json()["threads"]
+    assert threads and all(t["native_error"] is None for t in threads), threads
+    assert all(any(f["python_frame"] is not None for f in t["native"]) for t in threads)
+    # A sysroot holding the executable but not the libraries is refused, naming what is missing.
+    recorded = tmp_path / "root" / old.relative_to("/") / "python3.11"
+    recorded.parent.mkdir(parents=True)
+    shutil.copy2(new / "python3.11", recorded)
+    refused = pyscope("dump", "--native", "--core", core, "--lib-search-root", tmp_path / "root")
+    assert refused.rc == RC_ERROR, refused
+    assert f"but {tmp_path / 'root'}/" in refused.stderr and "does not exist" in refused.stderr
