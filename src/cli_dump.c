@@ -24,6 +24,7 @@
 
 struct dump_args {
     bool json, pretty, blocking, no_source;
+    bool blocking_auto; /* --blocking=auto */
     bool native, verbose, locals;
     bool tasks;                        /* --tasks */
     long max_tasks;                    /* --max-tasks */
@@ -43,6 +44,8 @@ static const char dump_usage[] =
     "  --json              one JSON document (schema: docs/schema/dump.schema.json)\n"
     "  --pretty            indent the JSON\n"
     "  --blocking          stop the threads while reading, for an exact snapshot\n"
+    "  --blocking=auto     read without stopping; when a stack keeps changing under every\n"
+    "                      read, stop the threads briefly and read again (the header says so)\n"
     "  --retries N         consistency retries per thread without --blocking (default 8)\n"
     "  --no-source         do not print source lines in the text output\n"
     "  --native            also unwind each thread's C stack and merge the Python frames into\n"
@@ -79,7 +82,7 @@ enum dump_opt {
 static const struct option dump_opts[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"pretty", no_argument, NULL, OPT_PRETTY},
-    {"blocking", no_argument, NULL, OPT_BLOCKING},
+    {"blocking", optional_argument, NULL, OPT_BLOCKING},
     {"retries", required_argument, NULL, OPT_RETRIES},
     {"no-source", no_argument, NULL, OPT_NO_SOURCE},
     {"record", required_argument, NULL, OPT_RECORD},
@@ -106,7 +109,11 @@ static int dump_opt(const struct cli_common *c, void *args, int opt, const char 
     switch (opt) {
     case OPT_JSON: a->json = true; return -1;
     case OPT_PRETTY: a->pretty = true; return -1;
-    case OPT_BLOCKING: a->blocking = true; return -1;
+    case OPT_BLOCKING:
+        if (arg && strcmp(arg, "auto") != 0)
+            return cli_usage(c, "--blocking takes no value or =auto");
+        *(arg ? &a->blocking_auto : &a->blocking) = true;
+        return -1;
     case OPT_NO_SOURCE: a->no_source = true; return -1;
     case OPT_RECORD: a->record = arg; return -1;
     case OPT_NATIVE: a->native = a->blocking = true; return -1;
@@ -172,6 +179,7 @@ static bool snapshot_partial(const struct snap *s)
 {
     for (size_t i = 0; i < s->nthreads; i++)
         if (s->threads[i].status == SNAP_THREAD_INCONSISTENT ||
+            s->threads[i].status == SNAP_THREAD_PARTIAL ||
             s->threads[i].status == SNAP_THREAD_ERROR)
             return true;
     return false;
@@ -201,7 +209,7 @@ static pid_t *core_tids(const struct core *core)
 static int dump_core_run(const struct cli_common *c, const struct dump_args *a)
 {
     struct core_opts k = {.path = a->core, .exe_file = a->exe, .file_root = a->lib_root};
-    struct native_opts no = {.disasm = a->verbose, .file_root = a->lib_root};
+    struct native_opts no = {.disasm = a->verbose, .file_root = a->lib_root, .exe_file = a->exe};
     struct collect_opts co = {.retries = 0,
                               .locals = a->locals,
                               .tasks = a->tasks,
@@ -244,6 +252,7 @@ static int dump_core_run(const struct cli_common *c, const struct dump_args *a)
 static int dump_run(const struct cli_common *c, const struct dump_args *a)
 {
     struct collect_opts co = {.blocking = a->blocking,
+                              .blocking_auto = a->blocking_auto,
                               .retries = a->retries,
                               .locals = a->locals,
                               .tasks = a->tasks,
@@ -288,7 +297,7 @@ int cli_dump(const struct cli_common *common, int argc, char **argv)
     if (rc >= 0)
         return rc;
     /* From here on, a signal detaches anything we stopped (blocking mode). */
-    if (a.blocking && !a.core) {
+    if ((a.blocking || a.blocking_auto) && !a.core) {
         rc = target_install_signal_teardown(&err);
         if (rc < 0)
             return cli_fail(common, &err, rc);

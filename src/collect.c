@@ -31,6 +31,14 @@
 /* _status bit 4 (3.12+): the thread is attached (CPython pycore_pystate.h / cpython/pystate.h) */
 #define TSTATE_STATUS_ACTIVE (1u << 4)
 
+/* Torn reads of one thread (walk_consistent): the last whole chain read and the longest
+ * outer part two of them agreed on. WALK_MAX_DEPTH frames each, allocated at the first tear. */
+struct tear {
+    struct walk_frame *prev, *best;
+    size_t nprev, nbest;
+    bool have_prev;
+};
+
 struct collector {
     struct pyproc *pp;
     const struct collect_opts *opts;
@@ -41,6 +49,8 @@ struct collector {
     struct walk_interp interps[WALK_MAX_INTERPS];
     size_t ninterps;
     uint64_t threading_active[WALK_MAX_INTERPS]; /* threading._active per interps[i], 0 if none */
+    struct tear tear;
+    bool stopped; /* the threads are stopped for this read (--blocking, or auto's retake) */
 };
 
 static double now_mono(void)
@@ -104,13 +114,73 @@ static const struct walk_interp *interp_of(const struct collector *c, uint64_t a
     return NULL;
 }
 
-/* Walk until two consecutive reads agree (or retries run out). */
+static bool same_frame(const struct walk_frame *a, const struct walk_frame *b)
+{
+    return a->frame_addr == b->frame_addr && a->code_addr == b->code_addr && a->unit == b->unit &&
+           a->owner == b->owner && a->is_entry == b->is_entry;
+}
+
+/* A walk that read a whole chain but saw its top move: keep the outer frames it shares with
+ * the previous such walk when they beat the best so far (frames are innermost first, so the
+ * shared part is the common tail). Two reads agreeing on a frame, its code and its position
+ * saw it standing still. */
+static void keep_stable(struct collector *c)
+{
+    struct tear *t = &c->tear;
+    const struct walk_stack *ws = &c->stack;
+    size_t k = 0;
+
+    while (t->have_prev && k < ws->n && k < t->nprev &&
+           same_frame(&ws->frames[ws->n - 1 - k], &t->prev[t->nprev - 1 - k]))
+        k++;
+    if (k > t->nbest) {
+        memcpy(t->best, ws->frames + (ws->n - k), k * sizeof(*t->best));
+        t->nbest = k;
+    }
+    memcpy(t->prev, ws->frames, ws->n * sizeof(*t->prev));
+    t->nprev = ws->n;
+    t->have_prev = true;
+}
+
+/* After the retries: the stable outer frames into c->stack, the thread marked partial. */
+static int use_stable(struct collector *c, struct snap_thread *out, struct ps_err *err)
+{
+    struct tear *t = &c->tear;
+    char msg[PS_ERR_MSG_MAX];
+
+    memcpy(c->stack.frames, t->best, t->nbest * sizeof(*t->best));
+    c->stack.n = t->nbest;
+    c->stack.truncated = false;
+    out->status = SNAP_THREAD_PARTIAL;
+    (void)snprintf(msg, sizeof(msg),
+                   "the innermost frames kept changing while they were read (%d attempts): "
+                   "only the %zu outer frames two reads agreed on are shown; use --blocking or "
+                   "--blocking=auto for the whole stack",
+                   out->attempts, t->nbest);
+    ps_err_clear(err);
+    out->error = snap_strdup(c->snap, msg);
+    return out->error ? 0 : ps_err_set(err, -ENOMEM, "out of memory");
+}
+
+static int tear_alloc(struct tear *t, struct ps_err *err)
+{
+    if (!t->prev)
+        t->prev = calloc(WALK_MAX_DEPTH, sizeof(*t->prev));
+    if (!t->best)
+        t->best = calloc(WALK_MAX_DEPTH, sizeof(*t->best));
+    return t->prev && t->best ? 0 : ps_err_set(err, -ENOMEM, "out of memory");
+}
+
+/* Walk until two consecutive reads agree (or retries run out: then the outer frames that
+ * stood still, when some did). */
 static int walk_consistent(struct collector *c, const struct walk_tstate *t,
                            struct snap_thread *out, struct ps_err *err)
 {
-    int max = c->opts->blocking ? 1 : c->opts->retries + 1;
+    int max = c->stopped ? 1 : c->opts->retries + 1;
     int rc = 0;
 
+    c->tear.have_prev = false;
+    c->tear.nprev = c->tear.nbest = 0;
     for (int attempt = 1; attempt <= max; attempt++) {
         bool changed = false;
 
@@ -119,16 +189,20 @@ static int walk_consistent(struct collector *c, const struct walk_tstate *t,
         rc = walk_stack(c->pp, t->addr, &c->stack, err);
         if (rc == -PS_EGONE || rc == -ENOMEM)
             return rc;
-        if (rc == 0 && !c->opts->blocking)
+        if (rc == 0 && !c->stopped)
             rc = walk_stack_changed(c->pp, t->addr, &c->stack, &changed, err);
         if (rc == 0 && !changed)
             return 0;
+        if (rc == 0 && !c->stack.truncated && tear_alloc(&c->tear, err) == 0)
+            keep_stable(c);
         if (rc == 0)
             rc = ps_err_set(err, -PS_ECORRUPT,
                             "the stack kept changing while it was read (%d attempts); use "
-                            "--blocking for an exact stack",
+                            "--blocking or --blocking=auto for an exact stack",
                             attempt);
     }
+    if (rc == -PS_ECORRUPT && c->tear.nbest > 0)
+        return use_stable(c, out, err);
     return rc;
 }
 
@@ -246,7 +320,7 @@ static void collect_os(struct collector *c, struct snap_thread *st, const struct
         st->os_name = snap_strndup(c->snap, st->os.comm, strnlen(st->os.comm, sizeof(st->os.comm)));
     /* Blocking mode: every thread is in OUR ptrace stop ('t', wchan ptrace_stop); what it was
      * doing is the interrupted syscall, still reported in /proc/TID/syscall (-1: user code). */
-    if (c->opts->blocking && st->os.state == 't') {
+    if (c->stopped && st->os.state == 't') {
         st->os.state = st->os.syscall == -1 ? 'R' : 'S';
         st->os.wchan[0] = '\0';
     }
@@ -399,7 +473,7 @@ static int collect_all(struct collector *c, struct ps_err *err)
     int rc;
 
     c->snap->timestamp = now_real();
-    c->snap->blocking = c->opts->blocking;
+    c->snap->blocking = c->stopped;
     rc = collect_process(c, err);
     if (rc == 0)
         rc = collect_threads(c, err);
@@ -428,6 +502,32 @@ static int collect_blocking(struct collector *c, struct ps_err *err)
     return target_run_stopped(c->pp->pid, collect_all_cb, c, err);
 }
 
+static bool snap_torn(const struct snap *s)
+{
+    for (size_t i = 0; i < s->nthreads; i++)
+        if (s->threads[i].status == SNAP_THREAD_INCONSISTENT ||
+            s->threads[i].status == SNAP_THREAD_PARTIAL)
+            return true;
+    return false;
+}
+
+/* --blocking=auto: some stack kept tearing, so read everything again with the threads stopped
+ * (briefly: one read of each stack) and say so in the snapshot. */
+static int collect_stopped_again(struct collector *c, struct ps_err *err)
+{
+    int rc;
+
+    snap_free(c->snap);
+    c->snap = NULL;
+    rc = snap_new(&c->snap, err);
+    c->stopped = true;
+    if (rc == 0)
+        rc = collect_blocking(c, err);
+    if (rc == 0)
+        c->snap->blocking_auto = true;
+    return rc;
+}
+
 int collect_snapshot(struct pyproc *pp, const struct collect_opts *opts, struct snap **out,
                      struct ps_err *err)
 {
@@ -438,17 +538,22 @@ int collect_snapshot(struct pyproc *pp, const struct collect_opts *opts, struct 
         return ps_err_set(err, -ENOMEM, "cannot allocate the collector: out of memory");
     c->pp = pp;
     c->opts = opts;
+    c->stopped = opts->blocking;
     c->ts = calloc(WALK_MAX_THREADS, sizeof(*c->ts));
     rc = c->ts ? snap_new(&c->snap, err) : ps_err_set(err, -ENOMEM, "out of memory");
     if (rc == 0)
         rc = walk_stack_init(&c->stack, err);
     if (rc == 0)
         rc = opts->blocking ? collect_blocking(c, err) : collect_all(c, err);
+    if (rc == 0 && !opts->blocking && opts->blocking_auto && snap_torn(c->snap))
+        rc = collect_stopped_again(c, err);
     if (rc == 0) {
         *out = c->snap;
         c->snap = NULL;
     }
     snap_free(c->snap);
+    free(c->tear.prev);
+    free(c->tear.best);
     walk_stack_free(&c->stack);
     free(c->ts);
     free(c);

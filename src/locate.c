@@ -467,7 +467,7 @@ out_free:
 
 /* Bytes of .dynstr searched for "libpython": DT_NEEDED names of a real executable fit well
  * within it (python3.12's is under 8 KiB; bash's about 10 KiB). */
-#define LOCATE_DYNSTR_MAX (256u * 1024u)
+#define LOCATE_DYNSTR_MAX ((uint64_t)256 * 1024)
 
 static bool dynstr_names_libpython(const struct symtab *st)
 {

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Longest x86-64 instruction; call instructions are 2 to 7 bytes. */
 #define NATIVE_INSN_MAX 15
@@ -56,9 +57,12 @@ int native_new(pid_t pid, const struct maps *maps, struct memsrc *src,
                        opts->file_root ? opts->file_root : "");
         (void)snprintf(ctx->debug_dir, sizeof(ctx->debug_dir), "%s",
                        opts->debug_dir ? opts->debug_dir : "");
+        (void)snprintf(ctx->exe_file, sizeof(ctx->exe_file), "%s",
+                       opts->exe_file ? opts->exe_file : "");
     }
     ctx->opts.file_root = ctx->file_root[0] ? ctx->file_root : NULL;
     ctx->opts.debug_dir = ctx->debug_dir[0] ? ctx->debug_dir : NULL;
+    ctx->opts.exe_file = ctx->exe_file[0] ? ctx->exe_file : NULL;
     if (ctx->opts.disasm && native_cs_open(ctx, err) < 0) {
         free(ctx);
         return err->code;
@@ -88,10 +92,31 @@ static void image_path(const struct native_ctx *ctx, const struct maps_entry *e,
     if (ctx->pid > 0 && e->deleted)
         (void)snprintf(buf, len, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)ctx->pid, e->start,
                        e->end);
+    else if (ctx->core && ctx->opts.exe_file && strcmp(e->path, ctx->core->exe) == 0)
+        (void)snprintf(buf, len, "%s", ctx->opts.exe_file);
     else if (ctx->opts.file_root && *ctx->opts.file_root)
         (void)snprintf(buf, len, "%s%s", ctx->opts.file_root, e->path);
     else
         (void)snprintf(buf, len, "%s", e->path);
+}
+
+int native_core_files(const struct native_ctx *ctx, struct ps_err *err)
+{
+    char path[2 * MAPS_PATH_MAX];
+
+    for (size_t i = 0; i < ctx->maps->n; i++) {
+        const struct maps_entry *e = &ctx->maps->v[i];
+
+        if (e->path[0] != '/' || e->deleted || strncmp(e->path, "/dev/", 5) == 0)
+            continue; /* anonymous, gone, or a device: nothing to unwind through */
+        image_path(ctx, e, path, sizeof(path));
+        if (access(path, F_OK) != 0)
+            return ps_err_set(err, -ENOENT,
+                              "the core maps %s but %s does not exist: copy the binaries from "
+                              "the crashed machine and point --lib-search-root (or --exe) at them",
+                              e->path, path);
+    }
+    return 0;
 }
 
 /* The slot to (re)use: a free one, else the least recently used. */

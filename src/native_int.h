@@ -29,6 +29,7 @@ struct native_ctx {
     struct native_opts opts; /* strings point into the two copies below */
     char file_root[MAPS_PATH_MAX];
     char debug_dir[MAPS_PATH_MAX];
+    char exe_file[MAPS_PATH_MAX];
     struct native_image images[NATIVE_MAX_IMAGES];
     uint64_t tick;
     csh cs;
@@ -49,6 +50,13 @@ struct symtab *native_image(struct native_ctx *ctx, const struct maps_entry *e);
 /* Open the image of every executable file mapping (up to NATIVE_MAX_IMAGES) now, so that the
  * file I/O happens before the target's threads are stopped. Failures are cached misses. */
 void native_preload(struct native_ctx *ctx);
+
+/*
+ * A core's context: check that every file the core maps can be opened where image_path looks
+ * (--exe, --lib-search-root), so a missing one is refused by name rather than stopping the
+ * unwinding later. Errors: -ENOENT.
+ */
+int native_core_files(const struct native_ctx *ctx, struct ps_err *err);
 
 /* Release the unwinder parts of ctx (native_unwind.c); NULL-safe fields. */
 void native_unwind_close(struct native_ctx *ctx);

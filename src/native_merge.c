@@ -80,7 +80,7 @@ static int merge_nest(struct snap_thread *t, const struct snap_thread *ts, const
 
         if (!eval_frame(&t->native[i]))
             continue;
-        while (next >= ts[nest->idx[k]].nframes) { /* runs > 0 left: k stays in range */
+        while (k + 1 < nest->n && next >= ts[nest->idx[k]].nframes) { /* next run */
             k++;
             next = 0;
         }
@@ -110,7 +110,7 @@ static void find_nest(const struct snap *s, size_t self, struct nest *nest)
 {
     const struct snap_thread *ts = s->threads;
 
-    nest->n = 0;
+    memset(nest, 0, sizeof(*nest));
     for (size_t i = 0; i < s->nthreads && nest->n < NATIVE_MAX_NEST; i++) {
         size_t j;
 

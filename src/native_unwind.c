@@ -267,6 +267,11 @@ int native_open_core(const struct core *core, struct memsrc *src, const struct n
     if (rc < 0)
         return rc;
     ctx->core = core;
+    rc = native_core_files(ctx, err);
+    if (rc < 0) {
+        native_close(ctx);
+        return rc;
+    }
     return unwind_space(ctx, &core_accessors, out, err);
 }
 

@@ -268,6 +268,7 @@ static json_t *json_doc(struct jbuild *b, const struct snap *s)
     jb_str(b, o, "cmdline", s->cmdline);
     jb_num(b, o, "timestamp", s->timestamp);
     jb_bool(b, o, "blocking", s->blocking);
+    jb_bool(b, o, "blocking_auto", s->blocking_auto);
     jb_set(b, o, "cpu", json_pair(b, "user_s", s->cpu_user_s, "system_s", s->cpu_system_s));
     jb_u64(b, o, "rss_bytes", s->rss_bytes);
     jb_u64(b, o, "gil_switches", s->gil_switches);

@@ -54,6 +54,7 @@ const char *out_status_name(enum snap_thread_status status)
     case SNAP_THREAD_INCONSISTENT: return "inconsistent";
     case SNAP_THREAD_TRUNCATED: return "truncated";
     case SNAP_THREAD_ERROR: return "error";
+    case SNAP_THREAD_PARTIAL: return "partial";
     }
     return "error";
 }
@@ -200,7 +201,10 @@ static void text_header(struct text_ctx *c, const struct snap *s)
     else
         (void)fprintf(fp, " took %.2f s", s->read_seconds);
     (void)fprintf(fp, " (%" PRIu64 " reads), threads %s\n", s->read_calls,
-                  s->blocking ? "stopped" : "not stopped");
+                  s->blocking_auto ? "stopped (--blocking=auto: reads without stopping kept "
+                                     "tearing)"
+                  : s->blocking    ? "stopped"
+                                   : "not stopped");
 }
 
 static void text_os(FILE *fp, const struct snap_os *os)
@@ -259,11 +263,18 @@ static void text_status_note(FILE *fp, const struct snap_thread *t)
 {
     switch (t->status) {
     case SNAP_THREAD_INCONSISTENT:
-        (void)fprintf(fp,
-                      "  note: the stack kept changing while it was read (%d attempts); "
-                      "the frames may be partial",
-                      t->attempts);
-        break;
+    case SNAP_THREAD_PARTIAL:
+        /* The error sentence already says what changed and how often: say it once. */
+        if (t->error) {
+            (void)fputs("  note: ", fp);
+            text_put(fp, t->error);
+        } else {
+            (void)fprintf(fp,
+                          "  note: the stack kept changing while it was read (%d attempts); "
+                          "the frames may be partial",
+                          t->attempts);
+        }
+        return;
     case SNAP_THREAD_TRUNCATED:
         (void)fprintf(fp,
                       "  note: the stack is deeper than the frame cap; only the innermost "

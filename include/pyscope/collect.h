@@ -29,7 +29,12 @@ struct native_ctx; /* native.h */
 
 struct collect_opts {
     bool blocking; /* stop the threads while reading */
-    int retries;   /* consistency retries per thread (0..COLLECT_MAX_RETRIES) */
+    /* without blocking: when a thread's stack keeps changing under every read (inconsistent
+     * or partial), take the whole snapshot again with the threads stopped (snap.blocking and
+     * snap.blocking_auto say it happened). The caller must be ready to stop the target (signal
+     * teardown installed), as for blocking. */
+    bool blocking_auto;
+    int retries; /* consistency retries per thread (0..COLLECT_MAX_RETRIES) */
     /* --native: unwind each thread's C stack through this context (borrowed; a live target
      * needs blocking, as threads must be stopped to unwind), NULL for none */
     struct native_ctx *native;

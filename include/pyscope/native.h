@@ -47,6 +47,8 @@ struct native_opts {
     const char *file_root; /* prefix to open the mapped files: "/proc/PID/root" live, the
                               --lib-search-root for a core, NULL for none */
     const char *debug_dir; /* separate debug files (.build-id/xx/...), NULL: /usr/lib/debug */
+    const char *exe_file;  /* core: the file to open for the recorded executable (--exe),
+                              NULL: as recorded (under file_root) */
 };
 
 /*
@@ -61,7 +63,9 @@ int native_open_live(pid_t pid, const struct maps *maps, struct memsrc *src,
 /*
  * Context for an ELF core file opened by core.h: core (its maps and thread registers) and src
  * (the core's memory source, now usually pp->src) are borrowed and must outlive the context.
- * Unwind tables are read through src from the mapped files. x86-64 only (-PS_EFORMAT
+ * Unwind tables are read through src from the mapped files, opened as opts->exe_file for the
+ * executable and opts->file_root + the recorded path for the others: every one must exist,
+ * else -ENOENT with a sentence naming the first missing file. x86-64 only (-PS_EFORMAT
  * elsewhere). Errors: -ENOMEM, -PS_ELIMIT.
  */
 struct core;

@@ -72,6 +72,8 @@ enum snap_thread_status {
     SNAP_THREAD_INCONSISTENT, /* the stack kept changing while read; frames may be partial */
     SNAP_THREAD_TRUNCATED,    /* deeper than the frame cap; the innermost frames are kept */
     SNAP_THREAD_ERROR,        /* reading failed; see error */
+    SNAP_THREAD_PARTIAL,      /* the innermost frames kept changing: frames holds only the
+                                 outer ones two reads agreed on; error says so */
 };
 
 /* OS-level view of a thread from /proc/PID/task/TID. */
@@ -178,6 +180,7 @@ struct snap {
     const char *image;   /* image holding the runtime */
     const char *cmdline; /* spaces between arguments, bounded */
     bool blocking;       /* the threads were stopped while read */
+    bool blocking_auto;  /* --blocking=auto stopped them: reads without stopping kept tearing */
     double timestamp;    /* CLOCK_REALTIME seconds when the snapshot was taken */
     double cpu_user_s;   /* process CPU from /proc/PID/stat */
     double cpu_system_s;

@@ -8,10 +8,11 @@ native ids and names itself.
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from conftest import RC_NOTPY, RC_OK, TARGETS, python_target, require, validate_dump_json
+from conftest import RC_ERROR, RC_NOTPY, RC_OK, RC_PARTIAL, TARGETS, python_target, require, validate_dump_json
 
 CTHREAD_SRC = TARGETS / "ext" / "cthread.c"
 
@@ -117,3 +118,109 @@ def test_nested_interpreters_merge_in_order(python, launch, pyscope, tmp_path):
     assert text.rc == RC_OK, text
     assert "cannot merge" not in text.stdout
     assert f"(nested: interpreter {truth['sub_interp_id']}'s thread state" in text.stdout
+
+
+# --- a fast recursion: reads that tear ----------------------------------------------------------
+
+TEAR_TRIES = 200  # dumps tried until the recurser's stack tears under a read (~1 in 10 here)
+
+
+@pytest.fixture
+def recurser(python, launch):
+    return launch(python_target(python, "recurse.py"))
+
+
+def dump_until(pyscope, target, args, torn, tries=TEAR_TRIES):
+    """Dump until torn(result) holds; every result seen is returned (the last one torn)."""
+    seen = []
+    for _ in range(tries):
+        result = pyscope("dump", *args, target.pid)
+        seen.append(result)
+        if torn(result):
+            return seen
+    pytest.skip(f"the recurser's stack never tore in {tries} reads (an idle machine?)")
+
+
+def on_recurser_stack(names, truth):
+    """names (innermost first) is the outer part of climb* + spin, run, _bootstrap..."""
+    stable = truth["stable"]
+    if len(names) <= len(stable):
+        return names == stable[len(stable) - len(names):]
+    return names[-len(stable):] == stable and set(names[:-len(stable)]) == {truth["moving"]}
+
+
+def recurser_thread(result, truth):
+    return next(t for t in result.json()["threads"] if t["native_id"] == truth["native_id"])
+
+
+def test_torn_reads_keep_the_stable_outer_frames(pyscope, recurser):
+    truth = recurser.truth
+    seen = dump_until(pyscope, recurser, ("--json", "--retries", "1"),
+                      lambda r: recurser_thread(r, truth)["status"] != "ok")
+    for result in seen:
+        t = recurser_thread(result, truth)
+        names = [f["function"] for f in t["frames"]]
+        # Never nothing: the outer frames stand still while climb() recurses above them (spin
+        # moves too, between two climbs), so a torn read keeps an outer part of the stack.
+        assert names, (t["status"], t["error"])
+        assert on_recurser_stack(names, truth), (t["status"], t["error"], names)
+        assert result.rc == (RC_OK if t["status"] == "ok" else RC_PARTIAL), result
+    torn = recurser_thread(seen[-1], truth)
+    assert torn["status"] == "partial", torn
+    assert f"only the {len(torn['frames'])} outer frames" in torn["error"], torn["error"]
+
+
+def test_torn_note_is_printed_once(pyscope, recurser):
+    seen = dump_until(pyscope, recurser, ("--retries", "1", "--no-source"),
+                      lambda r: "note:" in r.stdout)
+    block = seen[-1].stdout.split('"recurser"', 1)[1].split("\nThread ", 1)[0]
+    assert block.count("kept changing") == 1, block
+
+
+def test_blocking_auto_stops_when_reads_tear(pyscope, recurser):
+    truth = recurser.truth
+    seen = dump_until(pyscope, recurser, ("--json", "--blocking=auto", "--retries", "1"),
+                      lambda r: r.json()["blocking_auto"])
+    for result in seen:
+        t = recurser_thread(result, truth)
+        assert result.rc == RC_OK and t["status"] == "ok", (t["status"], t["error"])
+        assert result.json()["blocking"] == result.json()["blocking_auto"]
+        names = [f["function"] for f in t["frames"]]
+        assert names[-4:] == truth["stable"] and on_recurser_stack(names, truth), names
+    text = dump_until(pyscope, recurser, ("--blocking=auto", "--retries", "1", "--no-source"),
+                      lambda r: "--blocking=auto" in r.stdout)
+    assert "threads stopped (--blocking=auto: reads without stopping kept tearing)" in \
+        text[-1].stdout
+
+
+# --- a core whose binary moved ------------------------------------------------------------------
+
+DEBIAN_PYTHON = Path("/usr/bin/python3.11")
+
+
+def test_core_of_a_moved_binary(launch, pyscope, tmp_path):
+    """gcore of a copied Debian python3.11 whose folder is renamed before the dump."""
+    gcore = shutil.which("gcore")
+    require(gcore is not None, "gcore (gdb) is not installed")
+    require(DEBIAN_PYTHON.is_file(), f"{DEBIAN_PYTHON} (Debian's python3.11) is missing")
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    shutil.copy2(DEBIAN_PYTHON, old / "python3.11")
+    target = launch([old / "python3.11", "-I", TARGETS / "park.py"])
+    subprocess.run([gcore, "-o", str(tmp_path / "core"), str(target.pid)], capture_output=True,
+                   check=True, timeout=120)
+    core = tmp_path / f"core.{target.pid}"
+    old.rename(new)
+    # --exe serves the native unwinding too: every thread's C stack merges with its frames.
+    result = pyscope("dump", "--native", "--json", "--core", core, "--exe", new / "python3.11")
+    assert result.rc == RC_OK, result
+    threads = result.json()["threads"]
+    assert threads and all(t["native_error"] is None for t in threads), threads
+    assert all(any(f["python_frame"] is not None for f in t["native"]) for t in threads)
+    # A sysroot holding the executable but not the libraries is refused, naming what is missing.
+    recorded = tmp_path / "root" / old.relative_to("/") / "python3.11"
+    recorded.parent.mkdir(parents=True)
+    shutil.copy2(new / "python3.11", recorded)
+    refused = pyscope("dump", "--native", "--core", core, "--lib-search-root", tmp_path / "root")
+    assert refused.rc == RC_ERROR, refused
+    assert f"but {tmp_path / 'root'}/" in refused.stderr and "does not exist" in refused.stderr
