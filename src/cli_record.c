@@ -285,7 +285,28 @@ static int follow_subprocesses(const struct record_args *a, struct pyproc *pp, s
     return rc;
 }
 
-/* Sample pp until the end, then write the output. */
+/*
+ * A recording that ended on an error after it had samples (another tracer took the target
+ * under --blocking, a read failed for good, ...): keep what was sampled. Returns 1 with the
+ * reason, as one sentence, in err; else rc unchanged.
+ */
+static int record_early_stop(int rc, const struct sampler_stats *st, struct ps_err *err)
+{
+    char why[sizeof(err->msg)];
+
+    if (rc >= 0 || st->samples == 0)
+        return rc;
+    (void)snprintf(why, sizeof(why), "%s", err->msg);
+    ps_err_clear(err);
+    (void)ps_err_set(err, rc,
+                     "the recording stopped early on an error, and the output holds the %llu "
+                     "samples taken before it: %s",
+                     (unsigned long long)st->samples, why);
+    return 1;
+}
+
+/* Sample pp until the end, then write the output: 0, 1 when it stopped early on an error
+ * (record_early_stop, the output written), or a negative code (nothing usable written). */
 static int record_pyproc(const struct record_args *a, struct pyproc *pp, struct ps_err *err)
 {
     struct sampler_opts so = a->so;
@@ -295,7 +316,9 @@ static int record_pyproc(const struct record_args *a, struct pyproc *pp, struct 
     struct profile *p = NULL;
     struct sampler *s = NULL;
     struct sampler_stats st = {0};
+    struct ps_err ignored = {0};
     FILE *f = NULL;
+    bool early;
     int rc = open_output(a, &f, err);
 
     if (rc == 0)
@@ -316,16 +339,23 @@ static int record_pyproc(const struct record_args *a, struct pyproc *pp, struct 
         rc = sampler_run(s, err);
     if (s)
         sampler_stats_get(s, &st);
+    rc = s ? record_early_stop(rc, &st, err) : rc;
+    early = rc == 1;
+    rc = early ? 0 : rc;
     if (so.on_status)
         (void)fputc('\n', stderr);
     if (samples) {
-        int wrc = out_samples_close(samples, &st, err);
+        int wrc = out_samples_close(samples, &st, early ? &ignored : err);
         rc = rc ? rc : wrc;
     } else if (rc == 0) {
-        rc = write_profile(a, p, f, err);
+        rc = write_profile(a, p, f, early ? &ignored : err);
     }
     if (f)
-        rc = close_output(a, f, rc, err);
+        rc = close_output(a, f, rc, early ? &ignored : err);
+    if (rc < 0 && early) { /* writing failed too: that is the error */
+        ps_err_clear(err);
+        (void)ps_err_set(err, rc, "%s", ignored.msg);
+    }
     if (rc == 0 && !a->quiet) {
         print_stats(&st, p);
         print_subproc_stats(group);
@@ -333,7 +363,7 @@ static int record_pyproc(const struct record_args *a, struct pyproc *pp, struct 
     subproc_free(group);
     sampler_free(s);
     profile_free(p);
-    return rc;
+    return rc == 0 && early ? 1 : rc;
 }
 
 int cli_record(const struct cli_common *common, int argc, char **argv)
@@ -352,7 +382,9 @@ int cli_record(const struct cli_common *common, int argc, char **argv)
     if (rc == 0)
         rc = record_pyproc(&a, pp, &err);
     pyproc_close(pp);
-    return rc < 0 ? cli_fail(common, &err, rc) : CLI_EXIT_OK;
+    if (rc == 1)
+        cli_log(common, "warning", err.code, err.msg);
+    return rc < 0 ? cli_fail(common, &err, rc) : rc == 1 ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
 }
 
 /* ---- run --------------------------------------------------------------------------------- */
@@ -446,6 +478,8 @@ int cli_run(const struct cli_common *common, int argc, char **argv)
     if (rc == 0)
         rc = record_pyproc(&a, pp, &err);
     pyproc_close(pp);
+    if (rc == 1) /* the command runs on: its exit status is still run's */
+        cli_log(common, "warning", err.code, err.msg);
     if (rc < 0) {
         int status = cli_fail(common, &err, rc);
 
