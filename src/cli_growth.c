@@ -3,8 +3,9 @@
  * `pyscope growth`: which module-level containers grow. Wires pyproc -> growth and prints the
  * table (text, or JSON lines with --json) every --report seconds and once more at the end.
  * The loop is one poll over a timerfd (sampling ticks) and a signalfd (SIGINT, SIGTERM, SIGHUP,
- * SIGQUIT end the watch early with the summary; cli_hold_stop_signals keeps them blocked). Never stops or traces the target: growth only reads memory,
- * so there is nothing to undo on any exit path.
+ * SIGQUIT end the watch early with the summary; cli_hold_stop_signals keeps them blocked).
+ * Never stops or traces the target: growth only reads memory, so there is nothing to undo on
+ * any exit path.
  */
 #include <errno.h>
 #include <getopt.h>

@@ -329,7 +329,7 @@ def test_clean_stops_while_threads_come_and_go(python, launch):
             break
         argv = [str(PYSCOPE_BIN), "exceptions", "--json", "--max-rate", "0", str(target.pid)]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+                                stderr=subprocess.PIPE, bufsize=0)  # readline, then communicate
         first = proc.stdout.readline()
         if not first:                               # a start that read a torn thread list: retry
             proc.wait(timeout=PYSCOPE_TIMEOUT_S)
