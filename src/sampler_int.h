@@ -147,4 +147,7 @@ uint32_t sampler_tasks_base(struct sampler *s, const struct sthread *t);
 double sampler_now(void);
 double sampler_wall(void);
 
+/* The sampler's clock: opts.clock when set, else sampler_now(). */
+double sampler_clock(const struct sampler *s);
+
 #endif
