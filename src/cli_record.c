@@ -282,8 +282,30 @@ static int follow_subprocesses(const struct record_args *a, struct profile *p,
     return rc;
 }
 
-/* Sample pp until the end, then write the output. pp NULL (--subprocesses of a process that
- * is not Python): a clock-only sampler for a->pid ticks its Python descendants. */
+/*
+ * A recording that ended on an error after it had samples (another tracer took the target
+ * under --blocking, a read failed for good, ...): keep what was sampled. Returns 1 with the
+ * reason, as one sentence, in err; else rc unchanged.
+ */
+static int record_early_stop(int rc, const struct sampler_stats *st, struct ps_err *err)
+{
+    char why[sizeof(err->msg)];
+
+    if (rc >= 0 || st->samples == 0)
+        return rc;
+    (void)snprintf(why, sizeof(why), "%s", err->msg);
+    ps_err_clear(err);
+    (void)ps_err_set(err, rc,
+                     "the recording stopped early on an error, and the output holds the %llu "
+                     "samples taken before it: %s",
+                     (unsigned long long)st->samples, why);
+    return 1;
+}
+
+/* Sample pp until the end, then write the output: 0, 1 when it stopped early on an error
+ * (record_early_stop, the output written), or a negative code (nothing usable written). pp
+ * NULL (--subprocesses of a process that is not Python): a clock-only sampler for a->pid ticks
+ * its Python descendants. */
 static int record_pyproc(const struct record_args *a, struct pyproc *pp, enum sampler_end *end,
                          struct ps_err *err)
 {
@@ -294,7 +316,9 @@ static int record_pyproc(const struct record_args *a, struct pyproc *pp, enum sa
     struct profile *p = NULL;
     struct sampler *s = NULL;
     struct sampler_stats st = {0};
+    struct ps_err ignored = {0};
     FILE *f = NULL;
+    bool early;
     int rc = cli_open_output(a->output, &f, err);
 
     if (rc == 0)
@@ -317,16 +341,23 @@ static int record_pyproc(const struct record_args *a, struct pyproc *pp, enum sa
     if (s)
         sampler_stats_get(s, &st);
     *end = st.end;
+    rc = s ? record_early_stop(rc, &st, err) : rc;
+    early = rc == 1;
+    rc = early ? 0 : rc;
     if (so.on_status)
         (void)fputc('\n', stderr);
     if (samples) {
-        int wrc = out_samples_close(samples, &st, err);
+        int wrc = out_samples_close(samples, &st, early ? &ignored : err);
         rc = rc ? rc : wrc;
     } else if (rc == 0) {
-        rc = write_profile(a, p, f, err);
+        rc = write_profile(a, p, f, early ? &ignored : err);
     }
     if (f)
-        rc = cli_close_output(a->output, f, rc, err);
+        rc = cli_close_output(a->output, f, rc, early ? &ignored : err);
+    if (rc < 0 && early) { /* writing failed too: that is the error */
+        ps_err_clear(err);
+        (void)ps_err_set(err, rc, "%s", ignored.msg);
+    }
     if (rc == 0 && !a->quiet) {
         print_stats(&st, p);
         print_subproc_stats(group);
@@ -334,7 +365,7 @@ static int record_pyproc(const struct record_args *a, struct pyproc *pp, enum sa
     subproc_free(group);
     sampler_free(s);
     profile_free(p);
-    return rc;
+    return rc == 0 && early ? 1 : rc;
 }
 
 int cli_record(const struct cli_common *common, int argc, char **argv)
@@ -356,7 +387,9 @@ int cli_record(const struct cli_common *common, int argc, char **argv)
     if (rc == 0)
         rc = record_pyproc(&a, pp, &end, &err);
     pyproc_close(pp);
-    return rc < 0 ? cli_fail(common, &err, rc) : CLI_EXIT_OK;
+    if (rc == 1)
+        cli_log(common, "warning", err.code, err.msg);
+    return rc < 0 ? cli_fail(common, &err, rc) : rc == 1 ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
 }
 
 /* ---- run --------------------------------------------------------------------------------- */
@@ -498,6 +531,8 @@ int cli_run(const struct cli_common *common, int argc, char **argv)
     if (rc == 0)
         rc = record_pyproc(&a, pp, &end, &err);
     pyproc_close(pp);
+    if (rc == 1) /* the command runs on: its exit status is still run's */
+        cli_log(common, "warning", err.code, err.msg);
     if (rc == 0 && end == SAMPLER_END_DURATION)
         return a.keep_running ? CLI_EXIT_OK : end_child(a.pid);
     if (rc < 0) {

@@ -1020,14 +1020,14 @@ static int sample_stopped(struct sampler *s, double now, struct ps_err *err)
 
 int sampler_sample_once(struct sampler *s, struct ps_err *err)
 {
-    double start = sampler_now(), us;
+    double start = sampler_clock(s), us;
     int rc;
 
     s->stats.ticks++;
     if (!s->pp) /* clock-only: nothing to read (sampler_run's pidfd sees the exit) */
         return 0;
     rc = s->opts.blocking ? sample_stopped(s, start, err) : sample_all(s, start, err);
-    us = (sampler_now() - start) * 1e6;
+    us = (sampler_clock(s) - start) * 1e6;
     s->stats.tick_total_us += us;
     if (us > s->stats.tick_max_us)
         s->stats.tick_max_us = us;

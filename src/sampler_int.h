@@ -170,4 +170,7 @@ bool sampler_grew_from(const struct walk_stack *old, const struct walk_stack *cu
 double sampler_now(void);
 double sampler_wall(void);
 
+/* The sampler's clock: opts.clock when set, else sampler_now(). */
+double sampler_clock(const struct sampler *s);
+
 #endif

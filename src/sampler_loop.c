@@ -39,6 +39,11 @@ double sampler_now(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+double sampler_clock(const struct sampler *s)
+{
+    return s->opts.clock ? s->opts.clock(s->opts.clock_arg) : sampler_now();
+}
+
 double sampler_wall(void)
 {
     struct timespec t;
@@ -140,7 +145,7 @@ int sampler_new(struct pyproc *pp, struct profile *p, const struct sampler_opts 
     if (opts->process_frame)
         (void)snprintf(s->process_frame, sizeof(s->process_frame), "%s", opts->process_frame);
     s->period = 1.0 / hz;
-    s->t0 = s->next_due = sampler_now();
+    s->t0 = s->next_due = sampler_clock(s);
     s->rng = (uint64_t)(s->t0 * 1e9) ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     s->generation = profile_generation(p);
     s->truncated_frame = PROFILE_NONE;
@@ -203,7 +208,7 @@ int sampler_tick(struct sampler *s, struct ps_err *err)
                    : ps_err_set(err, -errno, "cannot read the sampling timer: %s", strerror(errno));
     rc = sampler_sample_once(s, err);
     if (rc == 0)
-        rc = arm(s, sampler_now(), err);
+        rc = arm(s, sampler_clock(s), err);
     return rc;
 }
 
@@ -234,7 +239,7 @@ void sampler_lost_words(const struct sampler_stats *st, char *buf, size_t cap)
 void sampler_stats_get(const struct sampler *s, struct sampler_stats *out)
 {
     *out = s->stats;
-    out->elapsed = sampler_now() - s->t0;
+    out->elapsed = sampler_clock(s) - s->t0;
     out->rate = out->elapsed > 0 ? (double)s->stats.ticks / out->elapsed : 0;
 }
 
@@ -343,7 +348,7 @@ static int run_wait(struct sampler *s, struct run_fds *r, double next_status, bo
                     struct ps_err *err)
 {
     struct pollfd fds[2] = {{.fd = r->sig, .events = POLLIN}, {.fd = r->pid, .events = POLLIN}};
-    struct timespec ts = wait_for(s, sampler_now(), next_status);
+    struct timespec ts = wait_for(s, sampler_clock(s), next_status);
     int got = ppoll(fds, 2, &ts, NULL);
 
     if (got < 0 && errno != EINTR)
@@ -361,7 +366,7 @@ int sampler_run(struct sampler *s, struct ps_err *err)
 {
     struct run_fds r;
     bool forwarded = false;
-    double now = sampler_now(), next_status = now + STATUS_EVERY_S;
+    double now = sampler_clock(s), next_status = now + STATUS_EVERY_S;
     int rc = run_setup(s, &r, err);
 
     s->stats.end = SAMPLER_END_NONE;
@@ -369,12 +374,12 @@ int sampler_run(struct sampler *s, struct ps_err *err)
         s->next_due = now;
     while (rc == 0 && s->stats.end == SAMPLER_END_NONE) {
         rc = run_wait(s, &r, next_status, &forwarded, err);
-        now = sampler_now();
+        now = sampler_clock(s);
         if (rc == 0 && s->stats.end == SAMPLER_END_NONE && now >= s->next_due) {
             rc = sampler_sample_once(s, err);
             if (rc == 0 && s->opts.on_tick)
                 rc = s->opts.on_tick(s->opts.tick_arg, err);
-            now = sampler_now();
+            now = sampler_clock(s);
             advance_due(s, now);
         }
         if (rc == -PS_EGONE) {

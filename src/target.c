@@ -218,6 +218,8 @@ static void tgt_on_clone(pid_t parent)
     if (tgt_ptrace(PTRACE_GETEVENTMSG, parent, (long)&msg) < 0 || msg == 0)
         return;
     tid = (pid_t)msg;
+    if (tgt_find(tid) >= 0)
+        return; /* found by a /proc listing first (tgt_auto_attached) */
     k = tgt_add(tid);
     if (k >= 0) {
         tgt_reg.slot[k].fresh = true;
@@ -415,6 +417,24 @@ static void tgt_interrupt_live(void)
 
 /* ---- seizing --------------------------------------------------------------------------------- */
 
+/*
+ * Whether slot i's tid, whose seizing failed with EPERM, is ours already: in event mode a thread
+ * cloned by a traced one is attached by the kernel before its parent's clone event is collected,
+ * so a /proc listing can find it first (a stop racing thread creation; issue 19 item 7). It is
+ * registered as tgt_on_clone would (its attach stop is coming), and tgt_on_clone then finds it.
+ */
+static bool tgt_auto_attached(size_t i)
+{
+    struct procstat_status st;
+
+    if (!tgt_reg.has_events || procstat_read_status(tgt_reg.slot[i].tid, &st, NULL) != 0 ||
+        st.tracer_pid != tgt_reg.tracer)
+        return false;
+    tgt_reg.slot[i].fresh = true;
+    tgt_reg.slot[i].interrupted = true;
+    return true;
+}
+
 /* Seize and interrupt one tid. 1 seized, 0 skipped (gone or a zombie), or a negative code. */
 static int tgt_seize_one(pid_t tid, struct ps_err *err)
 {
@@ -434,6 +454,8 @@ static int tgt_seize_one(pid_t tid, struct ps_err *err)
         tgt_interrupt((size_t)i);
         return 1;
     }
+    if (rc == -EPERM && tgt_auto_attached((size_t)i))
+        return 1;
     tgt_drop((size_t)i);
     if (rc == -ESRCH)
         return 0;

@@ -122,6 +122,12 @@ struct sampler_opts {
     const char *process_frame;
     /* With pp NULL (sampler_new): the process a clock-only sampler runs for (required). */
     pid_t clock_pid;
+    /* Optional: the monotonic clock in seconds (NULL = CLOCK_MONOTONIC), for tests that must
+     * not depend on wall time: tick times, the re-list period, sample times and the stats read
+     * it. With a clock set, drive the sampler with sampler_sample_once only (sampler_fd's timer
+     * and sampler_run's waits are armed on CLOCK_MONOTONIC). */
+    double (*clock)(void *clock_arg);
+    void *clock_arg;
 };
 
 enum sampler_end {

@@ -247,7 +247,7 @@ def tracer_pids(pid):
     for tid in task_ids(pid):
         try:
             tracers[tid] = int(_status_fields(f"/proc/{pid}/task/{tid}/status")["TracerPid"])
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
             pass                                    # the task exited meanwhile
     return tracers
 
@@ -260,7 +260,7 @@ def assert_not_stopped_or_traced(pid):
     for tid in task_ids(pid):
         try:
             state = _stat_state(f"/proc/{pid}/task/{tid}/stat")
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # the task exited meanwhile
             continue
         assert state not in ("T", "t"), f"task {tid} of pid {pid} is stopped ({state})"
     traced = {tid: tracer for tid, tracer in tracer_pids(pid).items() if tracer != 0}

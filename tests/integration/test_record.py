@@ -20,7 +20,7 @@ import pytest
 
 from conftest import (PYSCOPE_BIN, PYSCOPE_TIMEOUT_S, ROOT, VALIDATE_JSON,
                       assert_not_stopped_or_traced, find_python, interpreter_versions,
-                      is_zombie_or_gone, python_target, require_pyscope, wait_for)
+                      is_zombie_or_gone, python_target, require_pyscope, tracer_pids, wait_for)
 
 SPEEDSCOPE_SCHEMA = ROOT / "docs" / "schema" / "speedscope.schema.json"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -343,3 +343,42 @@ def test_run_keep_running_leaves_the_command(tmp_path):
         assert_not_stopped_or_traced(pid)
     finally:
         os.kill(pid, signal.SIGKILL)
+
+
+SEIZER = """
+import ctypes, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+pid = int(sys.argv[1])
+while libc.ptrace(0x4206, pid, None, None) != 0:   # PTRACE_SEIZE: refused while pyscope holds it
+    time.sleep(0.001)
+print("seized", flush=True)
+sys.stdin.read()                                    # hold it until told; exiting detaches
+"""
+
+
+def test_blocking_keeps_its_profile_when_another_tracer_attaches(split, tmp_path):
+    """issue 19 item 8: a mid-run error (here another tracer takes the target between two
+    --blocking samples) ends the recording, but what was sampled is written, with one sentence
+    saying why, and exit code 1 (partial)."""
+    out = tmp_path / "early.folded"
+    proc = start_pyscope("record", split.pid, "--rate", 100, "--blocking", "--format",
+                         "collapsed", "-o", out)
+    try:
+        wait_for(lambda: tracer_pids(split.pid).get(split.pid) == proc.pid, PYSCOPE_TIMEOUT_S,
+                 "a first --blocking sample")
+        seizer = subprocess.Popen([sys.executable, "-c", SEIZER, str(split.pid)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert seizer.stdout.readline() == "seized\n"
+            _, err = proc.communicate(timeout=PYSCOPE_TIMEOUT_S)
+        finally:
+            seizer.communicate(timeout=PYSCOPE_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = err.decode()
+    assert proc.returncode == 1, err
+    assert "stopped early" in err and "already traced" in err, err
+    assert folded_counts(out.read_text())["total"] >= 1
+    assert_not_stopped_or_traced(split.pid)

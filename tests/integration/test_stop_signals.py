@@ -1,0 +1,113 @@
+"""Exit semantics of the long-running commands (issue 16, README "Exit codes").
+
+SIGINT, SIGTERM and SIGHUP, sent to pyscope alone, to its process group (pyscope and, for
+`exceptions`, its worker: what supervisors send), and through `timeout` (which signals the
+command, then its group: two deliveries), must each end the command in order: exit code 0 every
+time, the final output complete (the summary table, the profile, the growth table) and the
+target released. One interpreter (the first of the matrix): this is about pyscope's signal
+handling, not about a Python version.
+"""
+
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+
+from conftest import (PYSCOPE_BIN, PYSCOPE_TIMEOUT_S, assert_not_stopped_or_traced, find_python,
+                      interpreter_versions, python_target, require_pyscope, wait_for)
+
+SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+ROUTES = ["alone", "group", "timeout"]
+TIMEOUT_AFTER_S = "1"  # `timeout`'s own delay: any moment must do, pyscope holds the signals
+
+
+def exceptions_done(out, err):
+    """The stop record, and a summary whose ValueError count is the number of raises fed."""
+    assert "stopped (signal" in err, err
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["count", "type"])
+    fed = sum("ValueError: loop" in line for line in lines[:header])
+    rows = [line.split() for line in lines[header + 1:] if "ValueError" in line]
+    assert sum(int(row[0]) for row in rows) == fed, out[-2000:]
+
+
+def record_done(out, err, path):
+    profile = json.loads(path.read_text())          # complete JSON, whatever the moment
+    assert "profiles" in profile, profile.keys()
+
+
+def growth_done(out, err):
+    assert "summary: pid" in out, out[-2000:]
+
+
+COMMANDS = {
+    "exceptions": (lambda pid, tmp: ["exceptions", "--summary", pid], exceptions_done),
+    "record": (lambda pid, tmp: ["record", "--format", "speedscope", "-o", tmp / "p.json", pid],
+               record_done),
+    "growth": (lambda pid, tmp: ["growth", "--interval", "0.1", "--duration", "0", pid],
+               growth_done),
+}
+
+
+@pytest.fixture(scope="module")
+def first_python():
+    return find_python(interpreter_versions()[0])
+
+
+def holds_stop_signals(pid):
+    """pyscope reached its command (SIGINT blocked from there on: cli_hold_stop_signals)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            blocked = next(line for line in f if line.startswith("SigBlk:"))
+    except (FileNotFoundError, ProcessLookupError, StopIteration):
+        return False
+    return bool(int(blocked.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+
+
+def ready(proc, command):
+    """Wait until a signal now tests the stop: exceptions traced and fed one raise; the others
+    hold the stop signals (before that, pyscope is still being exec'd)."""
+    if command != "exceptions":
+        wait_for(lambda: holds_stop_signals(proc.pid), PYSCOPE_TIMEOUT_S, "pyscope to start")
+        return "", ""
+    seen = b""
+    while b"tracing exceptions" not in seen:
+        line = proc.stderr.readline()
+        assert line, f"pyscope exceptions ended before tracing: {seen.decode()}"
+        seen += line
+    return proc.stdout.readline().decode(), seen.decode()
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_stop_signal_ends_in_order(first_python, launch, tmp_path, command, route, sig):
+    require_pyscope()
+    target = launch(python_target(first_python, "raise_loop.py"))
+    argv_of, check = COMMANDS[command]
+    argv = [str(PYSCOPE_BIN), *map(str, argv_of(target.pid, tmp_path))]
+    if route == "timeout":
+        argv = ["timeout", "--preserve-status", "-s", sig.name, TIMEOUT_AFTER_S, *argv]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True,
+                            bufsize=0)  # unbuffered: readline() here, then communicate()
+    try:
+        early_out, early = ready(proc, command) if route != "timeout" else ("", "")
+        if route == "alone":
+            proc.send_signal(sig)
+        elif route == "group":
+            os.killpg(proc.pid, sig)
+        out, err = proc.communicate(timeout=PYSCOPE_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    out, err = early_out + out.decode(errors="replace"), early + err.decode(errors="replace")
+    assert proc.returncode == 0, (proc.returncode, err)
+    if command == "record":
+        check(out, err, tmp_path / "p.json")
+    else:
+        check(out, err)
+    assert_not_stopped_or_traced(target.pid)

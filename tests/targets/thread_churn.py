@@ -1,0 +1,37 @@
+"""Integration target: threads that start, raise, and end, forever.
+
+Usage: python3.X thread_churn.py TRUTH_PATH
+Writes {"pid": ...} to TRUTH_PATH once churning. Up to four short-lived threads at a time each
+raise and swallow a few exceptions and exit, so threads are created and gone at every moment
+(the shape that races a tracer's stop with clone events).
+"""
+import json
+import os
+import sys
+import threading
+
+
+def short_life():
+    for _ in range(20):
+        try:
+            raise KeyError("churn")
+        except KeyError:
+            pass
+
+
+def main():
+    started = 0
+    while True:
+        threads = [threading.Thread(target=short_life) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        started += len(threads)
+        if started == 400:
+            with open(sys.argv[1] + ".tmp", "w") as f:
+                json.dump({"pid": os.getpid()}, f)
+            os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+
+
+main()
