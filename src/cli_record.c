@@ -60,8 +60,9 @@ static const char record_usage[] =
     "\n"
     "  -r, --rate HZ       samples per second (default 100, at most 20000), jittered\n"
     "  -d, --duration S    stop after S seconds (default: until a signal or the target exits)\n"
-    "  -f, --format F      flamegraph (SVG, default), speedscope, collapsed, or json (raw\n"
-    "                      samples as JSON lines; docs/profile-formats.md)\n"
+    "  -f, --format F      flamegraph (SVG, default), speedscope, collapsed, pprof (gzipped\n"
+    "                      profile.proto), or json (raw samples as JSON lines;\n"
+    "                      docs/profile-formats.md)\n"
     "  -o, --output FILE   write to FILE (default: standard output)\n"
     "  --idle              also sample idle threads (default: only threads holding the GIL)\n"
     "  --gil               only sample the thread holding the GIL\n"
@@ -142,7 +143,7 @@ static int record_opt(const struct cli_common *c, void *args, int opt, const cha
         return -1;
     case 'f':
         if (!out_profile_parse_format(arg, &a->format))
-            return cli_usage(c, "--format takes flamegraph, speedscope, collapsed or json");
+            return cli_usage(c, "--format takes flamegraph, speedscope, collapsed, pprof or json");
         return -1;
     case 'o': a->output = arg; return -1;
     case OPT_IDLE: a->so.idle = true; return -1;

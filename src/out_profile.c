@@ -132,9 +132,13 @@ bool out_profile_parse_format(const char *name, enum out_profile_format *out)
     static const struct {
         const char *name;
         enum out_profile_format fmt;
-    } formats[] = {{"collapsed", OUT_PROFILE_COLLAPSED},   {"folded", OUT_PROFILE_COLLAPSED},
-                   {"speedscope", OUT_PROFILE_SPEEDSCOPE}, {"flamegraph", OUT_PROFILE_FLAMEGRAPH},
-                   {"svg", OUT_PROFILE_FLAMEGRAPH},        {"json", OUT_PROFILE_SAMPLES}};
+    } formats[] = {{"collapsed", OUT_PROFILE_COLLAPSED},
+                   {"folded", OUT_PROFILE_COLLAPSED},
+                   {"speedscope", OUT_PROFILE_SPEEDSCOPE},
+                   {"flamegraph", OUT_PROFILE_FLAMEGRAPH},
+                   {"svg", OUT_PROFILE_FLAMEGRAPH},
+                   {"json", OUT_PROFILE_SAMPLES},
+                   {"pprof", OUT_PROFILE_PPROF}};
 
     for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++)
         if (strcmp(name, formats[i].name) == 0) {
@@ -288,7 +292,8 @@ int out_profile_write(FILE *f, enum out_profile_format fmt, const struct profile
 
     if (fmt == OUT_PROFILE_SAMPLES)
         return ps_err_set(err, -EINVAL, "raw samples are streamed while recording");
-    if (!o->per_thread && fmt != OUT_PROFILE_SPEEDSCOPE) {
+    /* speedscope keeps one profile per thread, pprof a thread label on every sample */
+    if (!o->per_thread && fmt != OUT_PROFILE_SPEEDSCOPE && fmt != OUT_PROFILE_PPROF) {
         rc = profile_merge_threads(p, &merged, err);
         src = merged;
     }
@@ -296,6 +301,8 @@ int out_profile_write(FILE *f, enum out_profile_format fmt, const struct profile
         rc = out_collapsed_write(f, src, o, err);
     else if (rc == 0 && fmt == OUT_PROFILE_SPEEDSCOPE)
         rc = out_speedscope_write(f, src, o, err);
+    else if (rc == 0 && fmt == OUT_PROFILE_PPROF)
+        rc = out_pprof_write(f, src, o, err);
     else if (rc == 0)
         rc = out_flamegraph_write(f, src, o, err);
     profile_free(merged);

@@ -24,6 +24,7 @@ enum out_profile_format {
     OUT_PROFILE_SPEEDSCOPE,
     OUT_PROFILE_FLAMEGRAPH,
     OUT_PROFILE_SAMPLES, /* raw JSON lines (streamed by out_samples_*, not out_profile_write) */
+    OUT_PROFILE_PPROF,   /* gzipped profile.proto (pprof, Pyroscope, Parca, Grafana) */
 };
 
 struct out_profile_opts {
@@ -34,7 +35,8 @@ struct out_profile_opts {
     const char *unit;     /* flamegraph: what a count is ("raises"); NULL = "samples" */
 };
 
-/* Parse "collapsed", "speedscope", "flamegraph" (or "svg"), "json"; false when unknown. */
+/* Parse "collapsed", "speedscope", "flamegraph" (or "svg"), "json", "pprof"; false when
+ * unknown. */
 bool out_profile_parse_format(const char *name, enum out_profile_format *out);
 
 /*
@@ -62,6 +64,16 @@ int out_speedscope_write(FILE *f, const struct profile *p, const struct out_prof
  */
 int out_flamegraph_write(FILE *f, const struct profile *p, const struct out_profile_opts *o,
                          struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * pprof: a gzipped perftools.profiles.Profile (profile.proto): sample type samples/count,
+ * period cpu/nanoseconds (1e9 / rate_hz), one sample per unique stack (locations leaf first),
+ * labelled `thread` (name) and `thread_id` (native id), and under --subprocesses `process`
+ * ("process PID NAME", which then is not a location) and `pid`. Threads are never merged:
+ * readers group by label. Errors: -errno from the stream, -ENOMEM, -EIO (zlib).
+ */
+int out_pprof_write(FILE *f, const struct profile *p, const struct out_profile_opts *o,
+                    struct ps_err *err) PS_WARN_UNUSED;
 
 /* Dispatch on format (not OUT_PROFILE_SAMPLES: -EINVAL). Merges threads when !per_thread. */
 int out_profile_write(FILE *f, enum out_profile_format fmt, const struct profile *p,

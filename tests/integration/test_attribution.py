@@ -9,18 +9,23 @@ start and end by its own clock. With --idle every live thread is sampled at ever
     this holds on a loaded machine);
   - every sample of a thread holds that thread's function (or only threading's bootstrap
     frames, before and after it) and never another thread's.
-Checked in raw JSON samples (pid and thread in every sample), collapsed stacks, speedscope and
-the flamegraph SVG (parsed as XML), and with --blocking.
+Checked in raw JSON samples (pid and thread in every sample), collapsed stacks, speedscope, the
+flamegraph SVG (parsed as XML) and pprof (gzipped profile.proto, decoded by protoc --decode_raw
+and by a small wire reader here), and with --blocking. A process tree (tests/targets/
+procs_truth.py) under a shell is held to the same rules per process.
 """
+import gzip
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import PYSCOPE_TIMEOUT_S, python_target, wait_for
+from conftest import PYSCOPE_TIMEOUT_S, python_target, require, wait_for
 from test_record import finish, json_lines, start_pyscope, stream_has
 
 RATE = 200
@@ -316,3 +321,107 @@ def test_run_subprocesses_of_a_shell_command(python, tmp_path):
     roots = collapsed_roots(out.read_text())
     assert roots and all(r.startswith("process ") for r in roots), sorted(roots)
     assert any("alpha" in names for stacks in roots.values() for names, _ in stacks), roots
+
+
+# --- pprof: gzipped profile.proto, read by a real decoder (protoc --decode_raw) -------------------
+
+def pb_fields(buf):
+    """[(field, wire type, value)] of one protobuf message (varint and length-delimited)."""
+    out, i = [], 0
+    while i < len(buf):
+        key, i = pb_varint(buf, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = pb_varint(buf, i)
+        elif wire == 2:
+            n, i = pb_varint(buf, i)
+            value, i = buf[i:i + n], i + n
+        else:
+            raise AssertionError(f"unexpected wire type {wire}")
+        out.append((field, wire, value))
+    return out
+
+
+def pb_varint(buf, i):
+    value = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7f) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, i
+
+
+def pb_packed(buf):
+    out, i = [], 0
+    while i < len(buf):
+        v, i = pb_varint(buf, i)
+        out.append(v)
+    return out
+
+
+def read_pprof(path):
+    """(strings, {location id: function name}, [(location ids leaf first, value, labels)])."""
+    raw = gzip.decompress(path.read_bytes())
+    decoded = subprocess.run(["protoc", "--decode_raw"], input=raw, capture_output=True,
+                             timeout=60)
+    assert decoded.returncode == 0, decoded.stderr.decode(errors="replace")
+    top = pb_fields(raw)
+    strings = [v.decode() for f, _, v in top if f == 6]
+    assert strings[0] == ""
+    functions, locations, samples = {}, {}, []
+    for f, _, v in top:
+        sub = {}
+        if f in (2, 4, 5):
+            for k, _, x in pb_fields(v):
+                sub.setdefault(k, []).append(x)
+        if f == 5:
+            functions[sub[1][0]] = strings[sub[2][0]]
+        elif f == 4:
+            line = dict((k, x) for k, _, x in pb_fields(sub[4][0]))
+            locations[sub[1][0]] = line[1]
+        elif f == 2:
+            labels = {}
+            for lab in sub.get(3, []):
+                d = {k: x for k, _, x in pb_fields(lab)}
+                labels[strings[d[1]]] = strings[d[2]] if 2 in d else d.get(3)
+            samples.append((pb_packed(sub[1][0]), pb_packed(sub[2][0])[0], labels))
+    names = {loc: functions[fn] for loc, fn in locations.items()}
+    # protoc saw as many samples as this reader did
+    assert decoded.stdout.decode(errors="replace").count("\n2 {") + \
+        decoded.stdout.decode(errors="replace").startswith("2 {") == len(samples)
+    return strings, names, samples
+
+
+def test_pprof_per_thread(threads_target, settled, tmp_path):
+    require(shutil.which("protoc"), "protoc (Debian's protobuf-compiler) is missing")
+    out = tmp_path / "p.pb.gz"
+    ticks = record(threads_target.pid, out, "--format", "pprof")
+    _, names, samples = read_pprof(out)
+    recs = by_tid(settled)
+    all_fns = {r["fn"] for r in recs.values()}
+    counts = {}
+    for locs, value, labels in samples:
+        rec = recs.get(labels.get("thread_id"))
+        assert rec is not None, labels
+        assert labels["thread"] == rec["names"][-1], (labels, rec["names"])
+        check_stack(rec, {names[loc] for loc in locs}, all_fns)
+        counts[rec["native_id"]] = counts.get(rec["native_id"], 0) + value
+    for rec in steady(settled):
+        assert close_enough(counts.get(rec["native_id"], 0), ticks), (rec["names"], counts)
+
+
+def test_pprof_process_labels(python, launch, tmp_path):
+    require(shutil.which("protoc"), "protoc (Debian's protobuf-compiler) is missing")
+    target = launch(python_target(python, "spawner.py"))
+    out = tmp_path / "sub.pb.gz"
+    record(target.pid, out, "--subprocesses", "--format", "pprof")
+    _, names, samples = read_pprof(out)
+    pids = {target.pid: "parent_work", target.truth["child_pid"]: "child_work"}
+    assert {labels["pid"] for _, _, labels in samples} == set(pids)
+    for locs, _, labels in samples:
+        fns = {names[loc] for loc in locs}
+        assert labels["process"].startswith(f"process {labels['pid']} ")
+        assert not any(f.startswith("process ") for f in fns), fns  # a label, not a frame
+        assert (set(pids.values()) - {pids[labels["pid"]]}).isdisjoint(fns), (labels, fns)

@@ -320,7 +320,9 @@ static void test_parse_format(void **state)
     assert_int_equal(f, OUT_PROFILE_FLAMEGRAPH);
     assert_true(out_profile_parse_format("json", &f));
     assert_int_equal(f, OUT_PROFILE_SAMPLES);
-    assert_false(out_profile_parse_format("pprof", &f));
+    assert_true(out_profile_parse_format("pprof", &f));
+    assert_int_equal(f, OUT_PROFILE_PPROF);
+    assert_false(out_profile_parse_format("perf", &f));
 }
 
 int main(void)
