@@ -47,11 +47,11 @@ struct tr_open {
 /* Budget (tracer_rate.c): per-thread accounting for the pinning decision. */
 #define TR_MAX_THR 512 /* threads followed for pinning; more stay sampled */
 struct tr_thr {
-    pid_t tid; /* 0 = free */
-    uint64_t count_at;  /* its counter at the last decision */
-    uint64_t stops;     /* its stops since the last decision */
-    double on_at;       /* the tracer's counter-on seconds at the last decision */
-    double rate;        /* hits/s at the last decision */
+    pid_t tid;         /* 0 = free */
+    uint64_t count_at; /* its counter at the last decision */
+    uint64_t stops;    /* its stops since the last decision */
+    double on_at;      /* the tracer's counter-on seconds at the last decision */
+    double rate;       /* hits/s at the last decision */
 };
 
 /* A (type, raise site) being estimated (tracer_sites.c). */
@@ -74,9 +74,14 @@ struct tracer {
     bool stopping; /* inside tracer_stop: hits are consumed, not processed */
     bool exec_seen;
     bool exited;
+    bool want_disarm; /* the bucket ran dry at a stop: tracer_step disarms */
+    bool win_armed;   /* armed during the window: its rate is not the free-running one */
+    bool cnt_on;
+    bool estimated;  /* the counter was off at some time while disarmed */
+    bool hit_pinned; /* the thread of the stop being handled is pinned */
+    bool stack_ok;   /* this stop's walk succeeded and starts at the hit frame */
     struct tracer_bucket bucket;
     double disarmed_at; /* monotonic time of the last disarm, 0 when armed */
-    bool want_disarm;   /* the bucket ran dry at a stop: tracer_step disarms */
     double last_end_check, last_sync;
     /* Counting (tracer_rate.c, TR_COUNT_*): while disarmed, the counter runs in windows of
      * TR_COUNT_WINDOW_S (all the time when cheap enough); between them the sampled threads'
@@ -86,18 +91,15 @@ struct tracer {
     double cnt_on_at;      /* when the counter was last turned on */
     double win_at;         /* the window's start, 0 = none open */
     uint64_t win_count;    /* sampled hits counted at its start */
-    bool win_armed;        /* armed during the window: its rate is not the free-running one */
     double off_at;         /* the counter is off (disarmed) since then; 0 = counting */
     double next_win;       /* when the next window opens */
     double rate_w;         /* sampled hits/s: the median of the last windows; < 0 unknown */
     double win_rates[TR_WIN_RATES]; /* the last windows' rates (a ring) */
     size_t nwin;                    /* windows closed so far */
-    double armed_at;              /* monotonic time of the last arming */
-    double last_hit_at, gap_mean; /* the last stop, and the running mean gap between stops */
-    bool cnt_on;
+    double armed_at;                /* monotonic time of the last arming */
+    double last_hit_at, gap_mean;   /* the last stop, and the running mean gap between stops */
     uint64_t count_at_arm;
     double est_extra; /* estimated hits while the counter was off */
-    bool estimated;   /* the counter was off at some time while disarmed */
     /* Budget (tracer_rate.c, TR_BUDGET_*): credit in seconds of target time. */
     double budget;            /* share; < 0 none */
     double credit, credit_at; /* what may still be spent, and when it was last refilled */
@@ -116,8 +118,7 @@ struct tracer {
     /* Cycle (arming to arming) accounting for the site estimates (tracer_sites.c). */
     uint64_t cyc_total_at, cyc_pinned_at, cyc_stops_at;
     double cyc_extra_at;
-    double unattributed; /* sampled hits of cycles with no stop: in no site */
-    bool hit_pinned;       /* the thread of the stop being handled is pinned */
+    double unattributed;   /* sampled hits of cycles with no stop: in no site */
     struct tr_site *sites; /* TRACER_MAX_SITES */
     size_t nsites;
     struct tracer_stats st;
@@ -129,7 +130,6 @@ struct tracer {
     struct walk_tstate *ts;    /* WALK_MAX_THREADS: tid -> tstate map, refreshed on a miss */
     size_t nts;
     struct walk_stack stack;
-    bool stack_ok;             /* this stop's walk succeeded and starts at the hit frame */
     struct memsrc *inner;      /* pp->src as opened */
     struct memsrc *memo;       /* pp->src during a stop (tracer_memo.c) */
     struct exc_names names;    /* type names by address */

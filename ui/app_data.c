@@ -289,7 +289,10 @@ static void ui_data_exc_rate(struct ui_app *app)
     if (now - app->exc_last_t < 1.0)
         return;
     tracer_stats(app->tracer, app->tstats);
-    raises = app->tstats->raises + app->tstats->not_reported;
+    /* Seen at stops, or estimated from the counter where the budget did not stop for them. */
+    raises = app->tstats->raises;
+    if (app->tstats->raises_est > (double)raises)
+        raises = (uint64_t)app->tstats->raises_est;
     if (raises >= app->exc_last_raises)
         app->exc_rate = (double)(raises - app->exc_last_raises) / (now - app->exc_last_t);
     ui_excfeed_tick(app->feed, now);

@@ -86,7 +86,6 @@ struct ui_app {
     struct tracer_event raise_ev; /* its copy: the feed's ring may drop it meanwhile */
     double exc_rate, exc_last_t;
     double exc_shown_t; /* when the exceptions pane was last rebuilt for new events */
-    bool exc_pending;   /* events drained since then, not yet shown */
     uint64_t exc_last_raises;
     bool exc_feed;     /* the raw newest-first feed (f); else one row per raise site */
     bool exc_mine;     /* my code only (m): hide raises wholly inside library code */
@@ -103,6 +102,7 @@ struct ui_app {
     /* the status message (header line 3) and the note in the key bar */
     char status[PS_ERR_MSG_MAX + 64];
     bool status_error;
+    bool exc_pending; /* events drained since exc_shown_t, not yet shown */
     char note[PS_ERR_MSG_MAX + 64];
     uint64_t note_until; /* tick */
 };
