@@ -132,7 +132,7 @@ static int exc_opt(const struct cli_common *c, void *args, int opt, const char *
     case OPT_MECH:
         if (strcmp(arg, "perf") != 0 && strcmp(arg, "debugreg") != 0 && strcmp(arg, "bpf") != 0)
             return cli_usage(c, "--mechanism takes `bpf`, `perf` or `debugreg`");
-        a->mech = arg[0] == 'p' ? TRACER_MECH_PERF
+        a->mech = arg[0] == 'p'   ? TRACER_MECH_PERF
                   : arg[0] == 'b' ? TRACER_MECH_BPF
                                   : TRACER_MECH_DEBUGREG;
         return -1;
