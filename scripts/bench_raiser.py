@@ -4,7 +4,9 @@ Usage: python3.X bench_raiser.py RATE SECONDS READY_PATH RESULT_PATH [DEPTH]
 
 Writes READY_PATH, waits for SIGUSR1 (so a tracer can attach first), then for SECONDS raises
 and catches a ValueError RATE times per second (paced with a busy wait: no sleep noise), timing
-only the raise+catch part. Writes RESULT_PATH as JSON: raises, seconds spent raising, wall time.
+only the raise+catch part. Writes RESULT_PATH as JSON: raises, seconds spent raising, wall time,
+and the raising thread's CPU time in the raise+catch part (kernel time included: what a uprobe
+and its BPF program cost the thread, without the scheduling noise of a loaded machine).
 DEPTH (default 1): the Python stack depth the raises happen at (a kernel-side reader's cost
 grows with the frames it copies).
 """
@@ -33,21 +35,24 @@ def run():
     signal.sigwait({signal.SIGUSR1})
     clock = time.perf_counter
     start = clock()
-    end, step, spent, n = start + seconds, 1.0 / rate, 0.0, 0
+    end, step, spent, cpu, n = start + seconds, 1.0 / rate, 0.0, 0.0, 0
     slot = start
     while slot < end:
+        c0 = time.thread_time()
         t0 = clock()
         try:
             raise ValueError("bench")
         except ValueError:
             pass
         spent += clock() - t0
+        cpu += time.thread_time() - c0
         n += 1
         slot += step
         while clock() < slot:
             pass
     with open(sys.argv[4], "w", encoding="utf-8") as out:
-        json.dump({"raises": n, "raise_seconds": spent, "wall": clock() - start}, out)
+        json.dump({"raises": n, "raise_seconds": spent, "wall": clock() - start,
+                   "raise_cpu_seconds": cpu}, out)
 
 
 if __name__ == "__main__":

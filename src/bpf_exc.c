@@ -27,8 +27,8 @@
 
 #include "bpf/exc_rec.h"
 
-#ifndef PYSCOPE_BPF_EXC_OBJ
-#error "PYSCOPE_BPF_EXC_OBJ (the compiled src/bpf/exc.bpf.c) must be defined by the build"
+#ifndef PYSCOPE_BPF_EXC_OBJ /* CMake defines it: the compiled src/bpf/exc.bpf.c */
+#define PYSCOPE_BPF_EXC_OBJ "exc.bpf.o"
 #endif
 
 /* The compiled program, embedded. */
@@ -37,11 +37,15 @@ __asm__(".pushsection .rodata\n"
         "bpf_exc_obj_start:\n"
         ".incbin \"" PYSCOPE_BPF_EXC_OBJ "\"\n"
         "bpf_exc_obj_stop:\n"
+        ".balign 8\n"
+        "bpf_exc_obj_size:\n"
+        ".quad bpf_exc_obj_stop - bpf_exc_obj_start\n"
         ".popsection\n");
-extern const unsigned char bpf_exc_obj_start[], bpf_exc_obj_stop[];
+extern const unsigned char bpf_exc_obj_start[];
+extern const uint64_t bpf_exc_obj_size;
 
-#define BPF_EXC_RING_BYTES (16u << 20)
-#define BPF_EXC_CAP_BPF    39 /* linux/capability.h since 5.8 */
+#define BPF_EXC_RING_BYTES  (16u << 20)
+#define BPF_EXC_CAP_BPF     39 /* linux/capability.h since 5.8 */
 #define BPF_EXC_CAP_PERFMON 38
 
 struct bpf_exc {
@@ -224,13 +228,12 @@ static int bpf_exc_on_rec(void *ctx, void *data, size_t len)
 
 static int bpf_exc_load(struct bpf_exc *b, const struct exc_bpf_cfg *c, struct ps_err *err)
 {
-    LIBBPF_OPTS(bpf_object_open_opts, oo, .object_name = "pyscope_exc");
+    struct bpf_object_open_opts oo = {.sz = sizeof(oo), .object_name = "pyscope_exc"};
     struct bpf_map *ring;
     int rc;
 
     (void)libbpf_set_print(bpf_exc_quiet);
-    b->obj = bpf_object__open_mem(bpf_exc_obj_start,
-                                  (size_t)(bpf_exc_obj_stop - bpf_exc_obj_start), &oo);
+    b->obj = bpf_object__open_mem(bpf_exc_obj_start, (size_t)bpf_exc_obj_size, &oo);
     if (!b->obj) {
         b->obj = NULL;
         return ps_err_set(err, -errno, "bpf: cannot open the embedded program (%s)",

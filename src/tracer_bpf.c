@@ -42,8 +42,8 @@
 /* Put a RAISE record's object copies into the memo (validated against the record's length). */
 static void tr_bpf_put_ranges(struct tracer *t, const struct exc_bpf_rec *r, size_t len)
 {
-    size_t have = len > offsetof(struct exc_bpf_rec, blob) ? len - offsetof(struct exc_bpf_rec, blob)
-                                                           : 0;
+    size_t have =
+        len > offsetof(struct exc_bpf_rec, blob) ? len - offsetof(struct exc_bpf_rec, blob) : 0;
 
     tr_memo_begin(t->memo, 0);
     for (uint32_t i = 0; i < r->nranges && i < EXC_BPF_MAX_RANGES; i++) {
@@ -92,8 +92,8 @@ static bool tr_bpf_stack(struct tracer *t, const struct exc_bpf_rec *r, size_t n
 static void tr_bpf_raise(struct tracer *t, const struct exc_bpf_rec *r, size_t len)
 {
     size_t nframes = r->nframes < EXC_BPF_MAX_FRAMES ? r->nframes : EXC_BPF_MAX_FRAMES;
-    const struct walk_tstate w = {.addr = r->tstate, .thread_id = r->thread_id,
-                                  .native_id = (pid_t)r->tid};
+    const struct walk_tstate w = {
+        .addr = r->tstate, .thread_id = r->thread_id, .native_id = (pid_t)r->tid};
     const struct exc_raw raw = {.value = r->value, .type = r->type, .traceback = r->traceback};
 
     if (len < offsetof(struct exc_bpf_rec, blob)) {
@@ -117,7 +117,8 @@ static void tr_bpf_prop(struct tracer *t, const struct exc_bpf_rec *r, size_t le
     uint64_t key = r->value ? r->value : r->type;
     size_t nframes = r->nframes < 2 ? r->nframes : 2;
 
-    if (!o || o->key != key || len < offsetof(struct exc_bpf_rec, frames) + 2 * sizeof(r->frames[0]))
+    if (!o || o->key != key ||
+        len < offsetof(struct exc_bpf_rec, frames) + 2 * sizeof(r->frames[0]))
         return; /* its RAISE was lost or filtered: nothing to follow */
     t->stack_ok = tr_bpf_stack(t, r, nframes);
     tr_propagate(t, o);

@@ -82,6 +82,7 @@ struct tracer {
     bool stack_ok;   /* this stop's walk succeeded and starts at the hit frame */
     struct tracer_bucket bucket;
     double disarmed_at; /* monotonic time of the last disarm, 0 when armed */
+    bool used_bpf;      /* the bpf mechanism runs (tracer_bpf.c): nothing is seized */
     double last_end_check, last_sync;
     /* Counting (tracer_rate.c, TR_COUNT_*): while disarmed, the counter runs in windows of
      * TR_COUNT_WINDOW_S (all the time when cheap enough); between them the sampled threads'
@@ -137,12 +138,11 @@ struct tracer {
     pid_t *tids;               /* TARGET_MAX_THREADS scratch */
     /* bpf mechanism (tracer_bpf.c): the loaded program (NULL otherwise or once stopped) */
     struct bpf_exc *bx;
-    bool used_bpf;
     double hit_time;        /* bpf: CLOCK_REALTIME of the hit being handled; 0: now */
     double bpf_clock_shift; /* bpf: CLOCK_REALTIME - CLOCK_MONOTONIC */
-    uint8_t *bpf_hdrs; /* EXC_BPF_MAX_FRAMES code headers, scratch */
+    uint8_t *bpf_hdrs;      /* EXC_BPF_MAX_FRAMES code headers, scratch */
     uint64_t bpf_cnt_hits, bpf_cnt_lost, bpf_cnt_filtered; /* the program's counters, last read */
-    char mech_note[256]; /* tracer_mechanism_note */
+    char mech_note[256];                                   /* tracer_mechanism_note */
 };
 
 /* ---- tracer.c ------------------------------------------------------------------------------ */

@@ -26,6 +26,10 @@
 
 #include "exc_rec.h"
 
+#ifndef SEC /* linters that do not see libbpf's headers (cppcheck) */
+#define SEC(name)
+#endif
+
 /* x86-64 struct pt_regs (arch/x86/include/asm/ptrace.h): the first argument is di. */
 struct exc_regs {
     __u64 r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, di;
