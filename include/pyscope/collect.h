@@ -54,7 +54,7 @@ struct collect_opts {
 
 /*
  * Take a snapshot. On success *out is owned by the caller (snap_free). A thread whose stack
- * cannot be read is data (status ERROR/INCONSISTENT with a sentence), not a failure of the
+ * cannot be read is data (status ERROR/INCONSISTENT/PARTIAL with a sentence), not a failure of the
  * whole call. Errors: -PS_EGONE (the target exited), -PS_EPERM (blocking mode could not stop
  * the target; diagnosed), -ENOMEM, -PS_ECORRUPT (the thread list itself is unreadable).
  */
