@@ -424,10 +424,10 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
             "stop", "reason", why, "hits", (json_int_t)s->hits, "raises", (json_int_t)s->raises,
             "reported", (json_int_t)s->reported, "not_reported", (json_int_t)s->not_reported,
             "filtered", (json_int_t)s->filtered, "counted_hits", (json_int_t)s->counted_total,
-            "counting", s->counting, "unseen_hits", (json_int_t)s->unseen_hits,
-            "unseen_raises_est", (json_int_t)s->unseen_raises_est, "disarmed_seconds",
-            s->disarmed_seconds, "disarms", (json_int_t)s->disarms, "count_cost_us",
-            s->count_cost_us, "count_exact_rate", s->count_exact_rate);
+            "counting", s->counting, "unseen_hits", (json_int_t)s->unseen_hits, "unseen_raises_est",
+            (json_int_t)s->unseen_raises_est, "disarmed_seconds", s->disarmed_seconds, "disarms",
+            (json_int_t)s->disarms, "count_cost_us", s->count_cost_us, "count_exact_rate",
+            s->count_exact_rate);
 
         if (o && json_object_update_new(
                      o, json_pack("{s:f, s:f, s:f, s:f, s:I, s:I, s:f}", "budget", s->budget,
