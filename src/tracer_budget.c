@@ -28,7 +28,8 @@
  * most two episodes. Sampled threads are armed for episodes of at most TR_EPISODE_STOPS stops
  * (a request meets at most that many in a row); threads whose hit rate x stop cost fits in
  * TR_PIN_SHARE of the budget are pinned (decided every TR_ALLOC_S, cheapest first); a pinned
- * thread that overdraws the credit by TR_OVERDRAFT episodes is unpinned at once. */
+ * thread whose own stops overspend its share of a period (plus TR_OVERDRAFT episodes) is
+ * unpinned at once. */
 #define TR_STOP_FLOOR_S  35e-6
 #define TR_CPU_S         0.25
 #define TR_CPU_FLOOR     0.2
@@ -38,14 +39,13 @@
 #define TR_ALLOC_S       0.5
 #define TR_OVERDRAFT     2.0
 
-
 void tr_budget_init(struct tracer *t)
 {
     const struct tracer_opts *opts = &t->opts;
 
     t->budget = opts->max_rate < 0 || opts->budget < 0 ? -1.0
                 : opts->budget > 0                     ? opts->budget
-                                                       : TRACER_DEFAULT_BUDGET;
+                                                       : TRACER_BUDGET_SHARE;
     t->stop_cost = TR_STOP_FLOOR_S * 2;
     t->cpu_rate = TR_CPU_FLOOR;
     t->credit = 2 * TR_EPISODE_STOPS * t->stop_cost;
@@ -105,8 +105,7 @@ static void tr_cpu_tick(struct tracer *t, double now)
  * its exception in flight may be handled further out than seen (fate_unknown). */
 static void tr_pin(struct tracer *t, pid_t tid, bool on)
 {
-    if (bkpt_pinned(t->bp, tid) == on || bkpt_pin(t->bp, tid, on) < 0 || on ||
-        bkpt_armed(t->bp))
+    if (bkpt_pinned(t->bp, tid) == on || bkpt_pin(t->bp, tid, on) < 0 || on || bkpt_armed(t->bp))
         return;
     for (size_t i = 0; i < TR_MAX_OPEN; i++)
         if (t->open[i].tid == tid)
@@ -185,7 +184,8 @@ void tr_budget_tick(struct tracer *t, double now)
         return;
     tr_cpu_tick(t, now);
     if (t->credit_at > 0 && now > t->credit_at)
-        t->credit = fmin(t->credit + (now - t->credit_at) * tr_budget_refill(t), 2 * tr_episode_cost(t));
+        t->credit =
+            fmin(t->credit + (now - t->credit_at) * tr_budget_refill(t), 2 * tr_episode_cost(t));
     t->credit_at = now;
     if (bkpt_mechanism(t->bp) == BKPT_PERF && now - t->alloc_at >= TR_ALLOC_S)
         tr_allocate(t, now);
@@ -205,10 +205,13 @@ bool tr_budget_stop(struct tracer *t, pid_t tid, double hold)
         return pinned;
     t->credit -= cost;
     if (pinned) {
-        if ((r = tr_thr_of(t, tid)))
-            r->stops++;
-        if (t->credit < -TR_OVERDRAFT * tr_episode_cost(t))
-            tr_pin(t, tid, false); /* a storm: sampled from now on */
+        /* A pinned thread that alone spent more than the pinned share of an allocation period
+         * is a storm: sampled from now on (the others keep their pin). */
+        r = tr_thr_of(t, tid);
+        if (r &&
+            (double)++r->stops * t->stop_cost >
+                TR_PIN_SHARE * tr_budget_refill(t) * TR_ALLOC_S + TR_OVERDRAFT * tr_episode_cost(t))
+            tr_pin(t, tid, false);
         return true;
     }
     if (++t->ep_stops >= TR_EPISODE_STOPS || t->credit < 0)

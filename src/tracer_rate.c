@@ -36,8 +36,8 @@
  * estimate ran 40% high under load (issue 19 item 10 measured 2x). Only sampled threads are
  * estimated: a pinned thread's counter is always on. */
 #define TR_COUNT_WINDOW_S  0.1
-#define TR_COUNT_BUDGET    0.02 /* of a core, without a budget */
-#define TR_COUNT_SHARE     0.5  /* of the budget, with one */
+#define TR_COUNT_BUDGET    0.02   /* of a core, without a budget */
+#define TR_COUNT_SHARE     0.5    /* of the budget, with one */
 #define TR_COUNT_FULL_RATE 1000.0 /* exact-counting limit when the cost could not be measured */
 /* Busy-waiting between close hits (tracer_timeout_ms): a stop that finds us asleep must wake
  * our CPU first, which in a VM whose idle vCPUs halt costs the target ~40 us per raise (10k

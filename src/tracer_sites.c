@@ -99,9 +99,9 @@ void tr_sites_cycle(struct tracer *t)
     uint64_t total = t->bp ? bkpt_count(t->bp, &exact) : 0;
     double hits = (double)(total - t->cyc_total_at) + (t->est_extra - t->cyc_extra_at) -
                   (double)(t->pinned_hits - t->cyc_pinned_at);
-    double stops = (double)(t->st.hits - t->cyc_stops_at) - (double)(t->pinned_hits -
-                                                                     t->cyc_pinned_at);
-    double w = exact && stops > 0 ? fmax(1.0, hits / stops) : 1.0;
+    double stops =
+        (double)(t->st.hits - t->cyc_stops_at) - (double)(t->pinned_hits - t->cyc_pinned_at);
+    double w = exact && stops > 0 && hits > stops + 0.5 ? hits / stops : 1.0;
 
     if (stops <= 0 && exact && hits > 0)
         t->unattributed += hits;

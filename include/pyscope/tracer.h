@@ -71,8 +71,8 @@
 #define TRACER_DEFAULT_RATE  200  /* reported raises per second */
 #define TRACER_DEFAULT_BURST 500  /* raises reported in full before the rate applies */
 #define TRACER_REARM_TOKENS  50   /* tokens needed to re-arm after the bucket ran dry */
-#define TRACER_DEFAULT_BUDGET 0.01 /* share of the target's CPU time tracing may take */
-#define TRACER_MAX_SITES      256  /* (type, raise site) rows estimated; more go to the last */
+#define TRACER_BUDGET_SHARE  0.01 /* share of the target's CPU time tracing may take */
+#define TRACER_MAX_SITES     256  /* (type, raise site) rows estimated; more go to the last */
 
 enum tracer_mech {
     TRACER_MECH_PERF = 1,     /* perf_event_open sigtrap breakpoints */
@@ -135,7 +135,7 @@ struct tracer_opts {
      * under 2% of the target's time, by 2% sampling above. */
     bool exact_count;
     /* The target time tracing may take (stops, counting, re-arming), as a share of the target's
-     * CPU time measured as it runs: 0 = TRACER_DEFAULT_BUDGET; < 0 no budget (every raise
+     * CPU time measured as it runs: 0 = TRACER_BUDGET_SHARE; < 0 no budget (every raise
      * stops the target, as with max_rate < 0). See "Budget" above. */
     double budget;
     /* Optional: called from tracer_step / tracer_stop for each event, in order, after it
