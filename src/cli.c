@@ -16,6 +16,7 @@
 
 #include "pyscope/guard.h"
 #include "pyscope/pslist.h"
+#include "pyscope/tracer.h"
 
 int cli_exit_code(int code)
 {
@@ -95,6 +96,22 @@ void cli_hold_stop_signals(void)
     (void)sigaddset(&set, SIGHUP);
     (void)sigaddset(&set, SIGQUIT);
     (void)sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
+bool cli_parse_mech(const char *s, int *mech)
+{
+    static const struct {
+        const char *name;
+        enum tracer_mech mech;
+    } names[] = {
+        {"bpf", TRACER_MECH_BPF}, {"perf", TRACER_MECH_PERF}, {"debugreg", TRACER_MECH_DEBUGREG}};
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(s, names[i].name) == 0) {
+            *mech = (int)names[i].mech;
+            return true;
+        }
+    return false;
 }
 
 bool cli_parse_budget(const char *s, double *share)

@@ -41,6 +41,8 @@ static const char attach_usage[] =
     "                      only while exception tracing is off)\n"
     "  --budget PCT        exception tracing keeps the target time it takes under PCT% of\n"
     "                      the target's CPU time (default 1; 0 = no budget)\n"
+    "  --mechanism M       exception tracing by bpf, perf or debugreg (default: the first the\n"
+    "                      kernel allows)\n"
     "  --max-frames N      draw N frames, then exit (for tests)\n"
     "  --keys-markdown     print the key list as Markdown (the README's list) and exit\n"
     "\n"
@@ -54,6 +56,7 @@ enum attach_opt {
     OPT_MAX_FRAMES,
     OPT_KEYS_MD,
     OPT_BUDGET,
+    OPT_MECH,
 };
 
 static const struct option attach_opts[] = {
@@ -64,6 +67,7 @@ static const struct option attach_opts[] = {
     {"max-frames", required_argument, NULL, OPT_MAX_FRAMES},
     {"keys-markdown", no_argument, NULL, OPT_KEYS_MD},
     {"budget", required_argument, NULL, OPT_BUDGET},
+    {"mechanism", required_argument, NULL, OPT_MECH},
     {"help", no_argument, NULL, 'h'},
     CLI_LONGOPT_LOG_FORMAT,
     {NULL, 0, NULL, 0},
@@ -105,6 +109,10 @@ static int attach_opt(const struct cli_common *c, void *args, int opt, const cha
     case OPT_BUDGET:
         if (!cli_parse_budget(arg, &a->ui.budget))
             return cli_usage(c, "--budget takes a percentage from 0 to 100");
+        return -1;
+    case OPT_MECH:
+        if (!cli_parse_mech(arg, &a->ui.mech))
+            return cli_usage(c, "--mechanism takes `bpf`, `perf` or `debugreg`");
         return -1;
     case 'h': attach_help(); return CLI_EXIT_OK;
     default: return cli_usage(c, "unknown option for attach");

@@ -146,13 +146,14 @@ static int exc_opt(const struct cli_common *c, void *args, int opt, const char *
         if (!cli_parse_budget(arg, &a->budget))
             return cli_usage(c, "--budget takes a percentage from 0 to 100");
         return -1;
-    case OPT_MECH:
-        if (strcmp(arg, "perf") != 0 && strcmp(arg, "debugreg") != 0 && strcmp(arg, "bpf") != 0)
+    case OPT_MECH: {
+        int mech = 0;
+
+        if (!cli_parse_mech(arg, &mech))
             return cli_usage(c, "--mechanism takes `bpf`, `perf` or `debugreg`");
-        a->mech = arg[0] == 'p'   ? TRACER_MECH_PERF
-                  : arg[0] == 'b' ? TRACER_MECH_BPF
-                                  : TRACER_MECH_DEBUGREG;
+        a->mech = (enum tracer_mech)mech;
         return -1;
+    }
     case CLI_OPT_LOG_FORMAT: return -1;
     case 'h': (void)fputs(exc_usage, stdout); return CLI_EXIT_OK;
     default: return cli_usage(c, "unknown option for exceptions");

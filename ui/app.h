@@ -27,6 +27,7 @@ struct ui_attach_opts {
     const char *notice; /* shown in the status line from the start (the target's Python
                            workers, pslist_workers_note); NULL for none; borrowed */
     double budget;      /* exception tracing's budget (tracer_opts.budget): 0 default */
+    int mech;           /* exception tracing's mechanism (enum tracer_mech): 0 automatic */
     pid_t *switch_to;   /* out: set to the pid chosen with `w` (the session then ends as with
                            `q`; the caller attaches to it), 0 otherwise; NULL disables `w` */
 };

@@ -226,7 +226,8 @@ void ui_data_sampler_tick(struct ui_app *app)
 
 void ui_data_tracer_start(struct ui_app *app)
 {
-    struct tracer_opts to = {.budget = app->opts.budget};
+    struct tracer_opts to = {.budget = app->opts.budget,
+                             .force_mech = (enum tracer_mech)app->opts.mech};
     struct ps_err err = {0};
     int rc;
 

@@ -69,6 +69,12 @@ bool cli_parse_long(const char *s, long min, long max, long *out);
 bool cli_parse_budget(const char *s, double *share);
 
 /*
+ * --mechanism M (exceptions, attach): "bpf", "perf" or "debugreg" into *mech (a tracer_mech
+ * value). False when it names none of them.
+ */
+bool cli_parse_mech(const char *s, int *mech);
+
+/*
  * For commands that arm breakpoints in the target (exceptions, attach): go on in a worker
  * process under a guard (guard.h) so that a SIGKILL of the pyscope the user started still ends
  * in a clean detach, and a SIGKILL of the worker gets the target's debug registers cleared

@@ -369,7 +369,10 @@ def test_hangup_with_pyscope_as_session_leader_tmux(shapes, tmp_path):
     require(subprocess.run(["which", "tmux"], capture_output=True).returncode == 0,
             "tmux is not installed")
     sock = str(tmp_path / "tmux.sock")
-    cmd = f"exec env TERM=xterm {shlex.quote(str(PYSCOPE_BIN.resolve()))} attach {shapes.pid}"
+    # perf: the ptrace mechanism, whose hold on the target a lost terminal must not leave (bpf
+    # holds nothing: the kernel removes its probe with pyscope's fds)
+    cmd = (f"exec env TERM=xterm {shlex.quote(str(PYSCOPE_BIN.resolve()))} attach "
+           f"--mechanism perf {shapes.pid}")
     subprocess.run(["tmux", "-S", sock, "-f", "/dev/null", "new-session", "-d", "-s", "hup",
                     "-x", "160", "-y", "48", cmd], check=True, timeout=30)
     try:
@@ -397,7 +400,8 @@ def test_hangup_with_pyscope_as_session_leader_pty(shapes):
     pid, master = pty.fork()
     if pid == 0:                                    # the child: session leader on the pty
         os.environ["TERM"] = "xterm"
-        os.execv(str(PYSCOPE_BIN), [str(PYSCOPE_BIN), "attach", str(shapes.pid)])
+        os.execv(str(PYSCOPE_BIN),
+                 [str(PYSCOPE_BIN), "attach", "--mechanism", "perf", str(shapes.pid)])
     seen = bytearray()
 
     def drained_and(cond):
