@@ -45,6 +45,7 @@ struct text_ctx {
     FILE *fp;
     const struct out_opts *opts;
     struct srcline_cache *cache; /* NULL: no source lines */
+    const struct snap *snap;     /* the snapshot written */
 };
 
 const char *out_status_name(enum snap_thread_status status)
@@ -236,7 +237,7 @@ static void text_thread_header(struct text_ctx *c, const struct snap_thread *t)
         (void)fputc('"', fp);
     }
     text_sgr(c, SGR_RESET);
-    if (t->os_name) {
+    if (snap_thread_os_name(c->snap, t)) {
         (void)fputs(" (OS name \"", fp);
         text_put(fp, t->os_name);
         (void)fputs("\")", fp);
@@ -475,7 +476,7 @@ void out_text_escaped(FILE *fp, const char *str)
 int out_text_write(FILE *fp, const struct snap *s, const struct out_opts *opts, struct ps_err *err)
 {
     static const struct out_opts defaults;
-    struct text_ctx c = {.fp = fp, .opts = opts ? opts : &defaults};
+    struct text_ctx c = {.fp = fp, .opts = opts ? opts : &defaults, .snap = s};
 
     assert(fp && s);
     if (c.opts->source_lines &&

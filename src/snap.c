@@ -220,3 +220,19 @@ const char *snap_strdup(struct snap *s, const char *str)
         return NULL;
     return snap_strndup(s, str, strlen(str));
 }
+
+const char *snap_thread_os_name(const struct snap *s, const struct snap_thread *t)
+{
+    const char *inherited = NULL;
+
+    if (!t->os_name)
+        return NULL;
+    for (size_t i = 0; i < s->nthreads; i++)
+        if (s->threads[i].native_id == s->pid)
+            inherited = s->threads[i].os_name;
+    if (inherited && strcmp(inherited, t->os_name) == 0)
+        return NULL;
+    if (t->name && strncmp(t->name, t->os_name, strlen(t->os_name)) == 0)
+        return NULL;
+    return t->os_name;
+}

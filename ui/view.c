@@ -338,13 +338,14 @@ static void ui_columns(char *dst, size_t cap, const char *const *src, const int 
 }
 
 /* "python-name (os: os-name)": the OS name (pthread_setname_np) when it says something more
- * than the Python name; the kernel keeps 15 bytes of a name, so a prefix says nothing more. */
-static void ui_thread_name(const struct snap_thread *t, char *buf, size_t cap)
+ * (snap_thread_os_name). */
+static void ui_thread_name(const struct snap *s, const struct snap_thread *t, char *buf, size_t cap)
 {
     const char *py = t->name ? t->name : "(unnamed)";
+    const char *os = snap_thread_os_name(s, t);
 
-    if (t->os_name && (!t->name || strncmp(t->name, t->os_name, strlen(t->os_name)) != 0))
-        (void)snprintf(buf, cap, "%s (os: %s)", py, t->os_name);
+    if (os)
+        (void)snprintf(buf, cap, "%s (os: %s)", py, os);
     else
         (void)snprintf(buf, cap, "%s", py);
 }
@@ -360,7 +361,7 @@ static void ui_thread_widths(const struct snap *s, int rest, int *name_w, int *s
         char shown[UI_LINE_MAX];
         int nw, sw;
 
-        ui_thread_name(t, shown, sizeof(shown));
+        ui_thread_name(s, t, shown, sizeof(shown));
         nw = ui_width(shown);
         sw = ui_width(t->activity ? t->activity : "?");
         name = nw > name ? nw : name;
@@ -393,7 +394,7 @@ size_t ui_view_threads(const struct snap *s, const struct snap *prev, long hz, i
         const char *col[5] = {t->gil ? "*" : " ", tid, name, t->activity ? t->activity : "?", cpu};
         double pct = ui_thread_cpu(t, s, prev, hz);
 
-        ui_thread_name(t, name, sizeof(name));
+        ui_thread_name(s, t, name, sizeof(name));
         (void)snprintf(tid, sizeof(tid), "%7d", (int)t->native_id);
         (void)snprintf(cpu, sizeof(cpu), pct < 0 ? "    -" : "%5.1f", pct);
         ui_columns(text, sizeof(text), col, w, 5);

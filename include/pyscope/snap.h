@@ -208,4 +208,12 @@ const char *snap_strndup(struct snap *s, const char *str, size_t n);
 const char *snap_strdup(struct snap *s, const char *str);
 void *snap_alloc(struct snap *s, size_t size);
 
+/*
+ * The OS name of t (os_name) when it says more than its Python name: NULL when unknown, when it
+ * is the name every thread inherits (the main thread's, i.e. the process's: threads nobody
+ * named), or when it is a prefix of the Python name (the kernel keeps 15 bytes). For the text
+ * and TUI views; JSON keeps os_name as read. Borrowed from s.
+ */
+const char *snap_thread_os_name(const struct snap *s, const struct snap_thread *t);
+
 #endif
