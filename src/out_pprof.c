@@ -87,7 +87,7 @@ static void pb_msg(struct pbuf *p, unsigned field, struct pbuf *sub)
 {
     p->oom |= sub->oom;
     pb_bytes(p, field, sub->b, sub->n);
-    sub->n = 0;
+    sub->n = 0; // NOLINT(clang-analyzer-unix.Malloc): FP, sub->b is kept for reuse and freed
 }
 
 /* ---- string table ------------------------------------------------------------------------ */
@@ -100,22 +100,27 @@ struct strtab {
     bool oom;
 };
 
+static void strtab_free(struct strtab *t)
+{
+    free(t->keys);
+    free(t->ids);
+    t->keys = NULL;
+    t->ids = NULL;
+    t->oom = true;
+}
+
 static int strtab_init(struct strtab *t, struct pbuf *out)
 {
     *t = (struct strtab){.out = out, .mask = 1023};
     t->keys = calloc(t->mask + 1, sizeof(*t->keys));
     t->ids = calloc(t->mask + 1, sizeof(*t->ids));
-    if (!t->keys || !t->ids)
+    if (!t->keys || !t->ids) {
+        strtab_free(t);
         return -ENOMEM;
+    }
     pb_bytes(out, 6, "", 0); /* string_table[0] must be "" */
     t->n = 1;
     return 0;
-}
-
-static void strtab_free(struct strtab *t)
-{
-    free(t->keys);
-    free(t->ids);
 }
 
 static bool strtab_grow(struct strtab *t)
@@ -152,7 +157,7 @@ static uint64_t str_id(struct strtab *t, const char *s)
 {
     size_t i;
 
-    if (!s || !s[0] || t->oom)
+    if (!s || !s[0] || t->oom || !t->keys)
         return 0;
     if (t->n * 2 > t->mask && !strtab_grow(t)) {
         t->oom = true;
@@ -298,7 +303,8 @@ int out_pprof_write(FILE *f, const struct profile *p, const struct out_profile_o
 
     w.stack = malloc(sizeof(*w.stack) * PPROF_STACK_MAX);
     w.fn_done = calloc(profile_nframes(p) + 1, 1);
-    if (!w.stack || !w.fn_done || strtab_init(&w.st, &w.msg) < 0)
+    rc = strtab_init(&w.st, &w.msg);
+    if (rc < 0 || !w.stack || !w.fn_done)
         rc = ps_err_set(err, -ENOMEM, "out of memory writing the pprof profile");
     if (rc == 0) {
         put_value_type(&w, 1, "samples", "count");

@@ -962,30 +962,34 @@ static void sync_generation(struct sampler *s)
     }
 }
 
+/* Re-list within a tick: 0 = done, 1 = failed (counted; skip this tick), < 0 = the end. */
+static int relist_tick(struct sampler *s, double now, struct ps_err *err)
+{
+    if (relist(s, now, err) >= 0)
+        return 0;
+    s->stats.errors++;
+    return process_gone(s) ? ps_err_replace(err, -PS_EGONE, "the target exited") : 1;
+}
+
 /* One sample of every selected thread (no stopping). */
 static int sample_all(struct sampler *s, double now, struct ps_err *err)
 {
     int rc = 0;
 
     sync_generation(s);
-    if (s->relist_now || now - s->last_relist >= SAMPLER_RELIST_MS / 1000.0 || !s->nthreads) {
-        rc = relist(s, now, err);
-        if (rc < 0) {
-            s->stats.errors++;
-            return process_gone(s) ? ps_err_replace(err, -PS_EGONE, "the target exited") : 0;
-        }
-    }
+    if (s->relist_now || now - s->last_relist >= SAMPLER_RELIST_MS / 1000.0 || !s->nthreads)
+        rc = relist_tick(s, now, err);
     s->tlist_moved = false;
-    probe(s);
-    if (s->tlist_moved) { /* a thread was created or ended: follow it from this tick on */
-        rc = relist(s, now, err);
-        if (rc < 0) {
-            s->stats.errors++;
-            return process_gone(s) ? ps_err_replace(err, -PS_EGONE, "the target exited") : 0;
-        }
-        s->tlist_moved = false;
+    if (rc == 0)
         probe(s);
+    if (rc == 0 && s->tlist_moved) { /* a thread was created or ended: follow it now */
+        rc = relist_tick(s, now, err);
+        s->tlist_moved = false;
+        if (rc == 0)
+            probe(s);
     }
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
     for (size_t i = 0; i < s->nthreads && rc == 0; i++)
         rc = sample_thread(s, &s->threads[i], now, err);
     if (s->tlist_moved) /* seen by a busy thread's walk: re-list at the next tick */

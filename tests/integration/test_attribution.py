@@ -285,8 +285,8 @@ def test_process_tree_from_a_shell(python, launch, tmp_path):
     roles = {f"proc_{r['role']}" for r in recs.values()}
     for s in samples:
         rec = recs.get(s["pid"])
-        if rec is None:
-            continue  # a process before it wrote its truth (just forked, or starting)
+        if rec is None or s["wall"] < rec["start"]:
+            continue  # before its truth: just forked (its parent's image until exec) or starting
         names = {f["function"] for f in s["frames"]}
         others = (roles - {f"proc_{rec['role']}"}) & names
         assert not others, f"a sample of {rec['role']} holds {others}"
@@ -315,7 +315,7 @@ def test_run_subprocesses_of_a_shell_command(python, tmp_path):
     out = tmp_path / "r.folded"
     cmd = " ".join(map(str, python_target(python, "cpusplit.py"))) + f" {tmp_path / 't.json'}"
     proc = start_pyscope("run", "--subprocesses", "--rate", RATE, "--format", "collapsed",
-                         "-o", out, "--", "sh", "-c", cmd + " --seconds 1; true")
+                         "-o", out, "--", "sh", "-c", cmd + " --seconds 3; true")
     rc, _, err = finish(proc)
     assert rc == 0, err
     roots = collapsed_roots(out.read_text())
