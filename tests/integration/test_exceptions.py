@@ -92,7 +92,7 @@ def run_round(target):
 
 
 def ours(events, truth, kind="raise"):
-    return [e for e in events if e["event"] == kind and e.get("frames", [{}])[0].get("file")
+    return [e for e in events if e["event"] == kind and (e.get("frames") or [{}])[0].get("file")
             == truth["file"]] if kind == "raise" else [e for e in events if e["event"] == kind]
 
 
@@ -371,3 +371,22 @@ def test_without_bpf_capabilities_falls_back_to_perf_and_says_why(python, launch
     rc, err = tracer.finish(signal.SIGINT)
     assert rc == 0, err
     check_round(tracer.lines, truth)
+
+
+@pytest.mark.parametrize("mechanism", ["perf", "bpf"])
+def test_type_filter_reports_one_type_and_counts_the_rest_once(python, launch, mechanism):
+    """--type KeyError: only the round's KeyErrors are reported; every other raise is counted
+    once in `filtered` (bpf filters in the kernel, where a filtered exception's propagation
+    through its callers must not count again)."""
+    target = raiser(python, launch)
+    tracer = Tracer(target.pid, "--max-rate", 0, "--type", "KeyError", "--mechanism", mechanism)
+    truth = run_round(target)
+    want = [x for x in truth["events"] if x["type"] == "KeyError"]
+    assert want and len(want) < len(truth["events"]), truth["events"]
+    tracer.wait_events(lambda lines: len(ours(lines, truth)) >= len(want), "the KeyErrors")
+    rc, err = tracer.finish(signal.SIGINT)
+    assert rc == 0, err
+    assert {e["type"] for e in ours(tracer.lines, truth)} == {"KeyError"}
+    assert len(ours(tracer.lines, truth)) == len(want)
+    others = len(truth["events"]) - len(want)       # plus some of the interpreter's own (3.13)
+    assert others <= stop_record(tracer.lines)["filtered"] <= others + 15, stop_record(tracer.lines)
