@@ -329,7 +329,8 @@ static __always_inline void new_raise(struct exc_bpf_rec *r, __u32 tid, __u64 ke
 
     if (!type_wanted(r->type)) {
         count(EXC_BPF_CNT_FILTERED_RAISES);
-        set_open(tid, cur, key, 0, 1);
+        walk(r, r->iframe, 2); /* its caller: where its propagation (not counted) hits next */
+        set_open(tid, cur, key, r->nframes > 1 ? r->frames[1].frame : 0, 1);
         return;
     }
     if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + sizeof(*r) >
