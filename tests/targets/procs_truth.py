@@ -76,13 +76,25 @@ def wait_roles(directory, roles):
         time.sleep(0.01)
 
 
+def root_alive():
+    """The root process still runs (PROCS_TRUTH_ROOT). A grandchild's own parent can outlive the
+    root (`sh -c` waits for its command; pychild waits for pygrand), so each process also ends
+    when the root is gone: nothing of the tree outlives its test."""
+    try:
+        with open(f"/proc/{os.environ['PROCS_TRUTH_ROOT']}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (KeyError, OSError, IndexError):
+        return False
+
+
 def child(role, directory, life):
     parent = os.getppid()
 
     def body():
         kids = [spawn(directory, "pygrand")] if role == "pychild" else []
         path, rec = me(directory, role)
-        while os.getppid() == parent and not (life and time.time() - rec["start"] >= life):
+        while (os.getppid() == parent and root_alive() and
+               not (life and time.time() - rec["start"] >= life)):
             spin()
         rec["end"] = time.time()
         write_atomic(path, rec)
@@ -101,6 +113,7 @@ def root(truth):
         return os.getppid() == parent
 
     def body():
+        os.environ["PROCS_TRUTH_ROOT"] = str(os.getpid())  # inherited by the whole tree
         me(directory, "root")
         cmd = f"{sys.executable} -I {os.path.abspath(__file__)} --role shgrand {directory}; true"
         kids = [spawn(directory, "pychild"), subprocess.Popen(["sh", "-c", cmd])]
