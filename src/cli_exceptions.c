@@ -274,7 +274,11 @@ static void exc_sites_json(struct tracer *t)
 {
     struct tracer_site *sites = malloc(TRACER_MAX_SITES * sizeof(*sites));
 
-    if (sites && out_sites_json(stdout, sites, tracer_sites(t, sites, TRACER_MAX_SITES)) < 0)
+    /* a write error shows at the final flush of stdout, as for every record */
+    int rc =
+        sites ? out_sites_json(stdout, sites, tracer_sites(t, sites, TRACER_MAX_SITES)) : -ENOMEM;
+
+    if (rc == -ENOMEM)
         (void)fputs("{\"event\":\"sites\",\"error\":\"out of memory\"}\n", stdout);
     free(sites);
 }

@@ -16,7 +16,7 @@
 
 #include "pyscope/tracer.h"
 
-/* Write the record and a newline to fp. Returns 0, or -ENOMEM / -EIO. */
+/* Write the record and a newline to fp. Returns 0, or -EIO when fp failed. */
 int out_sites_json(FILE *fp, const struct tracer_site *sites, size_t n) PS_WARN_UNUSED;
 
 #endif
