@@ -61,7 +61,7 @@ target_link_libraries(pyscope_terminfo PRIVATE PkgConfig::NCURSESW)
 
 if(PYSCOPE_STATIC)
     set(pyscope_static_libs)
-    foreach(pkg LIBELF JANSSON LIBUNWIND CAPSTONE LIBLZMA NCURSESW)
+    foreach(pkg LIBBPF LIBELF JANSSON LIBUNWIND CAPSTONE LIBLZMA ZLIB NCURSESW)
         list(APPEND pyscope_static_libs ${${pkg}_STATIC_LIBRARIES})
     endforeach()
     list(REMOVE_DUPLICATES pyscope_static_libs)
