@@ -304,6 +304,31 @@ static int record_early_stop(int rc, const struct sampler_stats *st, struct ps_e
     return 1;
 }
 
+/* Write what was sampled (the samples stream's end, or the profile) and close the output.
+ * rc is the recording's result; after an early stop (early) the recording's reason stays in
+ * err unless writing fails too. Returns the first failure, else rc. */
+static int record_write(const struct record_args *a, const struct profile *p, FILE *f,
+                        struct out_samples *samples, const struct sampler_stats *st, int rc,
+                        bool early, struct ps_err *err)
+{
+    struct ps_err ignored = {0};
+    struct ps_err *werr = early ? &ignored : err;
+
+    if (samples) {
+        int wrc = out_samples_close(samples, st, werr);
+        rc = rc ? rc : wrc;
+    } else if (rc == 0) {
+        rc = write_profile(a, p, f, werr);
+    }
+    if (f)
+        rc = cli_close_output(a->output, f, rc, werr);
+    if (rc < 0 && early) { /* writing failed too: that is the error */
+        ps_err_clear(err);
+        (void)ps_err_set(err, rc, "%s", ignored.msg);
+    }
+    return rc;
+}
+
 /* Sample pp until the end, then write the output: 0, 1 when it stopped early on an error
  * (record_early_stop, the output written), or a negative code (nothing usable written). pp
  * NULL (--subprocesses of a process that is not Python): a clock-only sampler for a->pid ticks
@@ -318,7 +343,6 @@ static int record_pyproc(const struct record_args *a, struct pyproc *pp, enum sa
     struct profile *p = NULL;
     struct sampler *s = NULL;
     struct sampler_stats st = {0};
-    struct ps_err ignored = {0};
     FILE *f = NULL;
     bool early;
     int rc = cli_open_output(a->output, &f, err);
@@ -348,18 +372,7 @@ static int record_pyproc(const struct record_args *a, struct pyproc *pp, enum sa
     rc = early ? 0 : rc;
     if (so.on_status)
         (void)fputc('\n', stderr);
-    if (samples) {
-        int wrc = out_samples_close(samples, &st, early ? &ignored : err);
-        rc = rc ? rc : wrc;
-    } else if (rc == 0) {
-        rc = write_profile(a, p, f, early ? &ignored : err);
-    }
-    if (f)
-        rc = cli_close_output(a->output, f, rc, early ? &ignored : err);
-    if (rc < 0 && early) { /* writing failed too: that is the error */
-        ps_err_clear(err);
-        (void)ps_err_set(err, rc, "%s", ignored.msg);
-    }
+    rc = record_write(a, p, f, samples, &st, rc, early, err);
     if (rc == 0 && !a->quiet) {
         print_stats(&st, p);
         print_subproc_stats(group);
