@@ -197,6 +197,16 @@ int tr_bpf_start(struct tracer *t, struct ps_err *err)
 
     if (t->opts.force_mech && !forced)
         return 0;
+    /* The program matches thread states by the kernel's (our namespace's) thread id, while a
+     * target in a deeper pid namespace stores its own: no raise would ever match. */
+    if (t->pp->other_pidns) {
+        (void)snprintf(t->mech_note, sizeof(t->mech_note),
+                       "bpf: the target is in another pid namespace, whose thread ids the "
+                       "kernel-side reader cannot match yet; using breakpoints");
+        if (forced)
+            return ps_err_set(err, -ENOTSUP, "%s", t->mech_note);
+        return 0;
+    }
     rc = bpf_exc_open(t->pp, t->addr, t->opts.type_filter, &t->bx, &why);
     if (rc < 0) {
         t->bx = NULL;
