@@ -78,7 +78,10 @@ def test_record_in_pod(one_python, launch, in_pod, pyscope, tmp_path, monkeypatc
 
 
 def test_exceptions_in_pod(one_python, launch, in_pod):
-    test_exceptions.test_every_raise_reported_then_clean_exit(one_python, launch, signal.SIGINT)
+    # perf: the ptrace path of a pod without CAP_BPF (forcing bpf in the empty root fails to
+    # load the program: open on issue 17; the automatic choice falls back to perf there)
+    test_exceptions.test_every_raise_reported_then_clean_exit(one_python, launch, signal.SIGINT,
+                                                              "perf")
 
 
 def test_growth_in_pod(one_python, launch, in_pod):
