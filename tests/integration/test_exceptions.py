@@ -96,8 +96,13 @@ def ours(events, truth, kind="raise"):
             == truth["file"]] if kind == "raise" else [e for e in events if e["event"] == kind]
 
 
-def check_round(tracer_lines, truth):
-    """Every expected raise reported exactly once, with type, message, line, stack, fate."""
+def check_round(tracer_lines, truth, exit_race=False):
+    """Every expected raise reported exactly once, with type, message, line, stack, fate.
+    exit_race: the target exited right after the round, and a mechanism that learns a fate
+    after the fact (bpf: the thread's next record, or the in-flight exception gone twice in
+    10 ms reads) may not have seen the last exception of each thread end: that one may be
+    reported still propagating, never handled anywhere else."""
+    last = {x["thread"]: x for x in truth["events"]} if exit_race else {}
     raises = ours(tracer_lines, truth)
     ends = {e["seq"]: e for e in tracer_lines if e["event"] in ("handled", "propagating")}
     expected = truth["events"]
@@ -115,6 +120,8 @@ def check_round(tracer_lines, truth):
         assert e["reraise"] == x["reraise"], (x, e)
         assert e["cause"] == x["cause"], (x, e)
         end = ends[e["seq"]]
+        if end["event"] == "propagating" and last.get(x["thread"]) is x:
+            continue
         assert end["event"] == "handled", (x, end)
         assert (end["handled_at"]["function"], end["handled_at"]["line"]) == \
             (x["handled_in"], x["handled_line"]), (x, end)
@@ -164,7 +171,7 @@ def test_target_exit_ends_the_trace(python, launch, mechanism):
     assert target.proc.wait(timeout=PYSCOPE_TIMEOUT_S) == 0, target.log()
     truth = json.loads(target.truth_path.read_text())
     assert truth["generation"] == 1
-    check_round(tracer.lines, truth)
+    check_round(tracer.lines, truth, exit_race=mechanism == "bpf")
 
 
 @pytest.mark.parametrize("mechanism", ["perf", "debugreg", "bpf"])
