@@ -296,7 +296,12 @@ def test_process_tree_from_a_shell(python, launch, tmp_path):
         names = {f["function"] for f in s["frames"]}
         others = (roles - {f"proc_{rec['role']}"}) & names
         assert not others, f"a sample of {rec['role']} holds {others}"
-        if s["tid"] == rec["pid"] and rec["start"] <= s["wall"] <= (rec["end"] or 1e12):
+        # Its own function while it runs: a tick's wall time is taken before its reads, so the
+        # 200 ms at each end of a life are left out; and a stack cut short (no run_as: seen on a
+        # generator resumed from C, `any(genexpr)`, a walker gap noted on issue 14) holds no
+        # other role's function (above) but cannot show its own.
+        if s["tid"] == rec["pid"] and "run_as" in names and \
+                rec["start"] + 0.2 <= s["wall"] <= (rec["end"] or 1e12) - 0.2:
             assert f"proc_{rec['role']}" in names, (rec["role"], names)
     # The root's main thread, alive throughout, is sampled at every tick: its samples are the
     # timeline of ticks the others are held to.
