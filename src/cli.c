@@ -86,15 +86,20 @@ bool cli_parse_long(const char *s, long min, long max, long *out)
     return true;
 }
 
+void cli_stop_signals(sigset_t *set)
+{
+    (void)sigemptyset(set);
+    (void)sigaddset(set, SIGINT);
+    (void)sigaddset(set, SIGTERM);
+    (void)sigaddset(set, SIGHUP);
+    (void)sigaddset(set, SIGQUIT);
+}
+
 void cli_hold_stop_signals(void)
 {
     sigset_t set;
 
-    (void)sigemptyset(&set);
-    (void)sigaddset(&set, SIGINT);
-    (void)sigaddset(&set, SIGTERM);
-    (void)sigaddset(&set, SIGHUP);
-    (void)sigaddset(&set, SIGQUIT);
+    cli_stop_signals(&set);
     (void)sigprocmask(SIG_BLOCK, &set, NULL);
 }
 

@@ -379,11 +379,7 @@ static int loop_open(const struct growth_args *a, struct loop *l, struct ps_err 
     struct itimerspec its = {0};
     sigset_t set;
 
-    (void)sigemptyset(&set);
-    (void)sigaddset(&set, SIGINT);
-    (void)sigaddset(&set, SIGTERM);
-    (void)sigaddset(&set, SIGHUP);
-    (void)sigaddset(&set, SIGQUIT);
+    cli_stop_signals(&set);
     if (sigprocmask(SIG_BLOCK, &set, &l->old) != 0)
         return ps_err_set(err, -errno, "cannot block signals: %s", strerror(errno));
     l->sfd = signalfd(-1, &set, SFD_CLOEXEC);

@@ -11,6 +11,7 @@
 
 #include <getopt.h>
 #include <stdbool.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -93,6 +94,9 @@ void cli_guard(const struct cli_common *c, pid_t target);
  * children first (`run` does). Call right after parsing, before cli_guard.
  */
 void cli_hold_stop_signals(void);
+
+/* Fill *set with the stop signals (INT, TERM, HUP, QUIT): the one list the CLI's loops use. */
+void cli_stop_signals(sigset_t *set);
 
 /* Parse a pid argument; on failure prints a usage error and returns false. */
 bool cli_parse_pid(const struct cli_common *c, const char *s, pid_t *out);
