@@ -1,4 +1,0 @@
-
-real	0m0.096s
-user	0m0.010s
-sys	0m0.000s
