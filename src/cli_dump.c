@@ -15,6 +15,7 @@
 #include "pyscope/cli.h"
 #include "pyscope/collect.h"
 #include "pyscope/core.h"
+#include "pyscope/pycore.h"
 #include "pyscope/native.h"
 #include "pyscope/out.h"
 #include "pyscope/pyproc.h"

@@ -6,7 +6,7 @@
  * ELF core files (`pyscope dump --core core.N`): a memory source over the core's PT_LOAD
  * segments, falling back to the mapped files (from the NT_FILE note) for the pages a core does
  * not hold (text, read-only data); the maps rebuilt from PT_LOAD + NT_FILE; the threads from
- * the NT_PRSTATUS notes; and opening the Python runtime found in those maps as a struct pyproc.
+ * the NT_PRSTATUS notes. Opening the Python runtime found in those maps is pycore.h's part.
  *
  * Files recorded in the core are opened as recorded, or under file_root (--lib-search-root) when
  * set; the executable from exe_file (--exe) when set. The core and the files are opened
@@ -25,7 +25,6 @@
 #include "pyscope/err.h"
 #include "pyscope/maps.h"
 #include "pyscope/memsrc.h"
-#include "pyscope/pyproc.h"
 
 #define CORE_MAX_SEGMENTS 65536
 #define CORE_MAX_THREADS  65536
@@ -48,7 +47,7 @@ struct core_thread {
 };
 
 struct core {
-    struct memsrc *src; /* owned until core_open_python hands it to the pyproc */
+    struct memsrc *src; /* owned until core_open_python (pycore.h) hands it to the pyproc */
     struct maps maps;   /* owned: PT_LOAD segments named by NT_FILE */
     pid_t pid;          /* the crashed process's pid (first thread note) */
     size_t nthreads;
@@ -62,17 +61,6 @@ struct core {
  * notes, a segment past the end of the file: "truncated"), -PS_ELIMIT, -ENOMEM.
  */
 int core_open(const struct core_opts *opts, struct core **out, struct ps_err *err) PS_WARN_UNUSED;
-
-/*
- * Locate the runtime in the core's maps, check that the files found match the core (build id of
- * the runtime's image when the core holds its first page; Py_Version in the file against the
- * core's copy when it holds one) and open it (pyproc_open_source). The pyproc takes the memory
- * source: c->src becomes NULL and pp->src serves reads from then on; c must outlive pp (the
- * source reads the files c resolved). Errors: -ENOENT (a binary is missing: names it and
- * --lib-search-root/--exe), -PS_EVERSION, -PS_ECORRUPT (mismatched build), as pyproc.
- */
-int core_open_python(struct core *c, const struct core_opts *opts, struct pyproc **pp,
-                     struct ps_err *err) PS_WARN_UNUSED;
 
 /* Close; NULL-safe. */
 void core_close(struct core *c);
