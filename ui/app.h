@@ -3,7 +3,7 @@
 #define PYSCOPE_UI_APP_H
 
 /*
- * The TUI's entry point, for src/cli_attach.c (no curses in this header). ui_attach_run takes
+ * The TUI's entry point, for src/cli/cli_attach.c (no curses in this header). ui_attach_run takes
  * the terminal, runs the one event loop (timer, signals, keys, sampler, exception tracer) until
  * `q`, a signal, max_frames frames, or an error, and gives the terminal back on every path,
  * with the tracer stopped and the target detached.

@@ -4,11 +4,11 @@
 
 /*
  * bpf_exc: the kernel-side exception reader's loader (the "bpf" tracer mechanism). Loads the
- * BPF program compiled from src/bpf/exc.bpf.c (embedded in pyscope at build time), configured
+ * BPF program compiled from src/trace/bpf/exc.bpf.c (embedded in pyscope at build time), configured
  * for one target from its layout table, attaches it as a uprobe at PyTraceBack_Here's entry in
  * the target's own binary (the file as the target maps it: /proc/PID/map_files, else
  * /proc/PID/root), filtered to the target's process, and hands its ring-buffer records
- * (src/bpf/exc_rec.h) to a callback. It neither stops nor writes the target: the kernel owns
+ * (src/trace/bpf/exc_rec.h) to a callback. It neither stops nor writes the target: the kernel owns
  * the uprobe and removes it when the link's fd closes, pyscope's death included.
  *
  * One bpf_exc per traced process, used from one thread. Memory: the ring buffer (16 MiB of

@@ -5,7 +5,7 @@
 /*
  * The command line's shared pieces: exit codes, the one-sentence error printer (text or JSON
  * lines on stderr), number parsing, and the signature every subcommand implements. Each
- * subcommand lives in its own src/cli_<name>.c and only wires engine modules; src/main.c holds
+ * subcommand lives in its own src/cli/cli_<name>.c and only wires engine modules; src/cli/main.c holds
  * the command table and the global options.
  */
 
@@ -149,9 +149,9 @@ int cli_close_output(const char *path, FILE *f, int rc, struct ps_err *err);
  */
 void cli_workers_note(const struct cli_common *c, pid_t pid, const char *command);
 
-/* Subcommands (src/cli_<name>.c). */
+/* Subcommands (src/cli/cli_<name>.c). */
 int cli_dump(const struct cli_common *common, int argc, char **argv);
-/* src/cli_attach.c, built into the executable with the UI (ui/app.h). */
+/* src/cli/cli_attach.c, built into the executable with the UI (ui/app.h). */
 int cli_attach(const struct cli_common *common, int argc, char **argv);
 int cli_exceptions(const struct cli_common *common, int argc, char **argv);
 int cli_growth(const struct cli_common *common, int argc, char **argv);

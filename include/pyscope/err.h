@@ -7,7 +7,7 @@
  * caller-owned `struct ps_err *` as its last parameter. The innermost function that knows the
  * cause fills it once with one actionable sentence (what failed, why, what to do); callers may
  * prefix context with ps_err_prefix(). No allocation, so it is usable under ENOMEM and during
- * teardown. The engine never prints: src/main.c prints the message once.
+ * teardown. The engine never prints: src/cli/main.c prints the message once.
  */
 
 #include <stddef.h>

@@ -95,7 +95,7 @@ int memsrc_live_open_procmem(pid_t pid, struct memsrc **out, struct ps_err *err)
 
 /*
  * Fixture backend: replays recorded segments from a file written by the record wrapper (format
- * in src/memsrc_fixture.c). A read is served only if it lies entirely inside one segment;
+ * in src/proc/memsrc_fixture.c). A read is served only if it lies entirely inside one segment;
  * otherwise -EFAULT. Errors on open: -ENOENT, -PS_EFORMAT.
  */
 int memsrc_fixture_open(const char *path, struct memsrc **out, struct ps_err *err) PS_WARN_UNUSED;

@@ -12,7 +12,7 @@
  * Order of frames: the text report prints each thread's frames outermost first, like a Python
  * traceback ("most recent call last"); JSON lists them innermost first, as struct snap does.
  * With snap->tasks (dump --tasks), both add the asyncio tasks and the await graph after the
- * threads, their coroutine chains in the same orders (src/out_tasks.c).
+ * threads, their coroutine chains in the same orders (src/out/out_tasks.c).
  */
 
 #include <stdbool.h>

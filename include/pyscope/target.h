@@ -178,7 +178,7 @@ size_t target_tids(pid_t *out, size_t cap);
  * crash is still reported and still kills pyscope. Idempotent. Call from the main thread
  * before seizing; an event loop that takes the stop signals through signalfd (blocked) must
  * call target_detach_all() itself. SIGKILL cannot be handled (the guard process narrows that
- * case: src/guard.c). Errors: -errno from sigaction.
+ * case: src/proc/guard.c). Errors: -errno from sigaction.
  */
 int target_install_signal_teardown(struct ps_err *err) PS_WARN_UNUSED;
 

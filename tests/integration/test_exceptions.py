@@ -201,7 +201,7 @@ def test_fork_child_runs_untraced(python, launch, mechanism):
 
 
 def worker_of(guard_pid):
-    """The worker process under pyscope's guard (the one holding ptrace: src/guard.c)."""
+    """The worker process under pyscope's guard (the one holding ptrace: src/proc/guard.c)."""
     return wait_for(lambda: next(iter(children(guard_pid)), None), PYSCOPE_TIMEOUT_S,
                     "pyscope's worker process")
 
@@ -267,7 +267,7 @@ CRASH_ROUNDS = 3  # crashes per case: before the crash handler, about 1 in 2 kil
 def test_crash_of_the_worker_while_raises_stop_the_target(python, launch, mechanism, sig):
     """pyscope crashing (a fault, an abort) while every raise stops the target: the kernel would
     detach a dead tracer's threads and hand one stopped at a hit its SIGTRAP, which kills the
-    target; the crash handler (src/target.c tgt_on_crash) disarms and detaches first, then lets
+    target; the crash handler (src/proc/target.c tgt_on_crash) disarms and detaches first, then lets
     pyscope die of the crash. The target keeps raising, untraced, every time; with debug
     registers too (the handler clears them, unlike a SIGKILL)."""
     for _ in range(CRASH_ROUNDS):

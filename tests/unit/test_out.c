@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests for the snapshot writers (src/out_text.c, src/out_json.c). Snapshots are built by
+ * Unit tests for the snapshot writers (src/out/out_text.c, src/out/out_json.c). Snapshots are built by
  * hand (non-ASCII names, a thread without frames, an inconsistent thread, a NULL name, unknown
  * lines), rendered into memory with open_memstream, and checked: the text for traceback order
  * (outermost first), exact header lines, escaping and source lines read from a temporary tree

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests for the exception writers (src/out_exc.c): the summary table stays aligned
+ * Unit tests for the exception writers (src/out/out_exc.c): the summary table stays aligned
  * whatever the paths' lengths and names the handler's file; text and JSON lines escape the
  * control characters a hostile type, message, file or function name carries. Events are built
  * by hand and rendered into memory with open_memstream.

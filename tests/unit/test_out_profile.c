@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests for the profile writers (src/out_profile.c, src/out_flamegraph.c,
- * src/out_samples.c). A small two-thread profile is built by hand (a ';' and a non-ASCII name,
+ * Unit tests for the profile writers (src/out/out_profile.c, src/out/out_flamegraph.c,
+ * src/out/out_samples.c). A small two-thread profile is built by hand (a ';' and a non-ASCII name,
  * markup characters, an unknown line) and rendered into memory: collapsed output is compared
  * line by line; speedscope JSON is parsed back with jansson, checked (frame table, one sampled
  * profile per thread, stacks outermost first, weights) and validated against

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests for the profile aggregate (src/profile.c): interning, the stack trie and its
+ * Unit tests for the profile aggregate (src/sample/profile.c): interning, the stack trie and its
  * counts, per-thread roots, the top view (own/total, recursion counted once), merging threads,
  * reset, and the caps' overflow rules (frames past the cap, nodes past the cap).
  */

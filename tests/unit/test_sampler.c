@@ -33,7 +33,7 @@
 #include "pyscope/sampler.h"
 #include "pyscope/walk.h"
 
-#include "../../src/sampler_int.h"
+#include "../../src/sample/sampler_int.h"
 
 static const char *const minors[] = {"3.11", "3.12", "3.13"};
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests for the snapshot arena and its UTF-8 sanitising copy (src/snap.c). The expected
+ * Unit tests for the snapshot arena and its UTF-8 sanitising copy (src/base/snap.c). The expected
  * replacements were produced by CPython's bytes.decode("utf-8", "replace"), the policy snap.c
  * promises to follow (one U+FFFD per maximal subpart).
  */

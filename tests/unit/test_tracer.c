@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "../../src/tracer_int.h"
+#include "../../src/trace/tracer_int.h"
 #include "pyscope/tracer.h"
 
 static int take_n(struct tracer_bucket *b, int n, double now)

@@ -4,7 +4,7 @@
 
 /*
  * Private to the layout module: the per-version tables, defined in the generated
- * src/layout_3_XX.c files (scripts/gen-layouts) and listed by src/layout.c. Everything else
+ * src/cpython/layout_3_XX.c files (scripts/gen-layouts) and listed by src/cpython/layout.c. Everything else
  * reaches them through layout_for_version() in pyscope/layout.h. Adding a version means one more
  * extern here, one more entry in layout.c's list and in gen-layouts' MINORS.
  */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pyscope's entry point: global options, then dispatch to a subcommand (src/cli_<name>.c)
+ * pyscope's entry point: global options, then dispatch to a subcommand (src/cli/cli_<name>.c)
  * through one table. No engine logic lives here; exit codes are in cli.h and --help.
  */
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * exc.bpf.c: the kernel-side exception reader, a uprobe program at the entry of
  * PyTraceBack_Here(PyFrameObject *) in the target (see docs/exceptions.md, "bpf"). It runs in
  * the raising thread at the hit, so everything it reads is consistent, and the thread never
- * stops. Loaded and attached by src/bpf_exc.c, which writes `cfg` (layout offsets, addresses)
+ * stops. Loaded and attached by src/trace/bpf_exc.c, which writes `cfg` (layout offsets, addresses)
  * before loading: nothing version-specific is compiled in.
  *
  * Per hit: the interpreter frame of the frame object in rdi; the thread state from `tstates`

@@ -4,7 +4,7 @@
 
 /*
  * Private to the memory-source files (memsrc*.c): helpers shared between backends and
- * wrappers. Nothing outside src/memsrc*.c includes this.
+ * wrappers. Nothing outside src/proc/memsrc*.c includes this.
  */
 
 #include <stdint.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Layout lookup: maps a target's PY_VERSION_HEX to its generated table (src/layout_3_XX.c) and
+ * Layout lookup: maps a target's PY_VERSION_HEX to its generated table (src/cpython/layout_3_XX.c) and
  * gives by-index and by-name access to the fields for dumps, `pyscope layout` and the 3.13+
  * _Py_DebugOffsets comparison. Names and offsets come from the LAYOUT_FIELDS X-macro, so they
  * cannot drift from struct layout. Everything here is const data and pure functions: callable

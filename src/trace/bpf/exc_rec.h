@@ -3,8 +3,8 @@
 #define PYSCOPE_BPF_EXC_REC_H
 
 /*
- * The contract between the kernel-side exception reader (src/bpf/exc.bpf.c) and its user-space
- * loader (src/bpf_exc.c): the configuration the loader writes into the program's read-only data
+ * The contract between the kernel-side exception reader (src/trace/bpf/exc.bpf.c) and its user-space
+ * loader (src/trace/bpf_exc.c): the configuration the loader writes into the program's read-only data
  * before loading it (offsets from the per-version layout table and a few addresses of the
  * target; nothing version-specific is compiled into the program), the records the program puts
  * into its ring buffer, and the counters it keeps. Included by both sides: fixed-width kernel

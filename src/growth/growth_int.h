@@ -3,7 +3,7 @@
 #define PYSCOPE_GROWTH_INT_H
 
 /*
- * Private to src/growth.c (table, samples, rates) and src/growth_scan.c (discovery): the
+ * Private to src/growth.c (table, samples, rates) and src/growth/growth_scan.c (discovery): the
  * handle's fields, the scan's output records and the address map both use.
  */
 

@@ -2,7 +2,7 @@
 /*
  * tracer_bpf: the tracer's kernel-side mechanism ("bpf", see tracer.h and docs/exceptions.md).
  * Instead of stopping a thread at each hit, a BPF program at PyTraceBack_Here (bpf_exc.c,
- * src/bpf/exc.bpf.c) reads the hit in the raising thread and queues a record; this file turns
+ * src/trace/bpf/exc.bpf.c) reads the hit in the raising thread and queues a record; this file turns
  * records into the same events the ptrace mechanisms emit, through the same code (tracer.c's
  * tr_new_raise / tr_propagate, the open-exception table, tr_check_ends for handled-at):
  *  - a RAISE record carries the frame chain (frame, code, instruction pointer) and copies of the

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Growth table: the containers found by src/growth_scan.c, their lengths sampled over time, a
+ * Growth table: the containers found by src/growth/growth_scan.c, their lengths sampled over time, a
  * growth rate per container (least squares over a ring of the last `history` samples) and the
  * table sorted by it. Sits beside the snapshot path: pyproc -> growth -> CLI table / TUI pane.
  *

@@ -3,8 +3,8 @@
 #define PYSCOPE_SAMPLER_INT_H
 
 /*
- * Private to the sampler: its state, shared by src/sampler.c (one tick: probe, walk, resolve,
- * count) and src/sampler_loop.c (timer, sampler_run's event loop, statistics).
+ * Private to the sampler: its state, shared by src/sample/sampler.c (one tick: probe, walk, resolve,
+ * count) and src/sample/sampler_loop.c (timer, sampler_run's event loop, statistics).
  */
 
 #include "pyscope/sampler.h"

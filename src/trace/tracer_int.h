@@ -3,7 +3,7 @@
 #define PYSCOPE_TRACER_INT_H
 
 /*
- * Private to src/tracer*.c: the tracer's state, shared by its files (tracer.c: events, stops,
+ * Private to src/trace/tracer*.c: the tracer's state, shared by its files (tracer.c: events, stops,
  * hooks, open exceptions; tracer_rate.c: bucket, arming, counting; tracer_stop.c: the exit
  * paths), the functions they call across files, and the per-stop memo source (tracer_memo.c)
  * that lets the unchanged readers (walk.c, exc.c, pyobj.c, code.c) run a breakpoint stop in a

@@ -3,8 +3,8 @@
 #define PYSCOPE_OUT_PROFILE_INT_H
 
 /*
- * Private helpers shared by the profile writers (src/out_profile.c, src/out_flamegraph.c,
- * src/out_samples.c) and the exception writer (src/out_exc.c): frame labels and string
+ * Private helpers shared by the profile writers (src/out/out_profile.c, src/out/out_flamegraph.c,
+ * src/out/out_samples.c) and the exception writer (src/out/out_exc.c): frame labels and string
  * escaping for JSON and XML, the one escaper of each. Bytes that are not valid UTF-8 are
  * written as '?', so every output parses whatever the target's strings hold.
  */

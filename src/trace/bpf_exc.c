@@ -27,7 +27,7 @@
 
 #include "bpf/exc_rec.h"
 
-#ifndef PYSCOPE_BPF_EXC_OBJ /* CMake defines it: the compiled src/bpf/exc.bpf.c */
+#ifndef PYSCOPE_BPF_EXC_OBJ /* CMake defines it: the compiled src/trace/bpf/exc.bpf.c */
 #define PYSCOPE_BPF_EXC_OBJ "exc.bpf.o"
 #endif
 

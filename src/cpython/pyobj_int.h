@@ -3,7 +3,7 @@
 #define PYSCOPE_PYOBJ_INT_H
 
 /*
- * Private to src/pyobj*.c: type checks shared by the scalar readers (pyobj.c) and the dict /
+ * Private to src/cpython/pyobj*.c: type checks shared by the scalar readers (pyobj.c) and the dict /
  * attribute readers (pyobj_dict.c), and the tp_flags bits they test. Per-version
  * instance-attribute offsets are struct layout fields (object_managed_*, type_dictoffset, ...).
  */
