@@ -12,8 +12,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <inttypes.h>
-#include <jansson.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -27,6 +25,7 @@
 
 #include "pyscope/cli.h"
 #include "pyscope/growth.h"
+#include "pyscope/out_growth.h"
 #include "pyscope/pslist.h"
 #include "pyscope/pyproc.h"
 
@@ -175,93 +174,17 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static size_t rows_shown(const struct growth_args *a, const struct growth *g)
-{
-    size_t n = growth_count(g);
-
-    return a->top > 0 && (size_t)a->top < n ? (size_t)a->top : n;
-}
-
-static void human_size(uint64_t b, char *buf, size_t cap)
-{
-    if (b < UINT64_C(10) * 1024)
-        (void)snprintf(buf, cap, "%" PRIu64 " B", b);
-    else if (b < UINT64_C(10) * 1024 * 1024)
-        (void)snprintf(buf, cap, "%.0f KiB", (double)b / 1024.0);
-    else
-        (void)snprintf(buf, cap, "%.1f MiB", (double)b / (1024.0 * 1024.0));
-}
-
-static void text_table(const struct growth_args *a, pid_t pid, const struct growth *g,
-                       const char *title, double elapsed)
-{
-    const struct growth_stats *st = growth_stats(g);
-    struct growth_row r;
-    char size[32];
-
-    (void)printf("%s: pid %d, %" PRIu64 " samples over %.1f s, %zu containers in %zu modules\n",
-                 title, (int)pid, st->samples, elapsed, st->containers, st->modules);
-    (void)printf("%12s %10s %10s  %-24s %s\n", "GROWTH/MIN", "LENGTH", "SIZE", "TYPE", "NAME");
-    for (size_t i = 0; i < rows_shown(a, g) && growth_row(g, i, &r); i++) {
-        human_size(r.size, size, sizeof(size));
-        (void)printf("%+12.1f %10" PRId64 " %10s  %-24s %s%s\n", r.rate_per_min, r.length, size,
-                     r.type_name, r.name, r.gone ? " (gone)" : "");
-    }
-    (void)fflush(stdout);
-}
-
-static json_t *json_row(const struct growth_row *r)
-{
-    char addr[24];
-
-    (void)snprintf(addr, sizeof(addr), "0x%" PRIx64, r->addr);
-    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:f, s:I, s:I, s:b}", "name", r->name, "type",
-                     r->type_name, "kind", growth_kind_name(r->kind), "address", addr, "length",
-                     (json_int_t)r->length, "growth_per_min", r->rate_per_min, "size_bytes",
-                     (json_int_t)r->size, "points", (json_int_t)r->points, "gone", r->gone);
-}
-
-static json_t *json_stats(const struct growth *g)
-{
-    const struct growth_stats *st = growth_stats(g);
-
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "scans",
-                     (json_int_t)st->scans, "samples", (json_int_t)st->samples, "modules",
-                     (json_int_t)st->modules, "containers", (json_int_t)st->containers, "skipped",
-                     (json_int_t)st->skipped, "retries", (json_int_t)st->retries, "torn",
-                     (json_int_t)st->torn, "gone", (json_int_t)st->gone, "read_calls",
-                     (json_int_t)st->read_calls);
-}
-
-static void json_table(const struct growth_args *a, pid_t pid, const struct growth *g,
-                       const char *event, double elapsed)
-{
-    json_t *rows = json_array();
-    json_t *o = json_pack("{s:s, s:i, s:f, s:o}", "event", event, "pid", (int)pid, "elapsed_s",
-                          elapsed, "stats", json_stats(g));
-    struct growth_row r;
-    char *s = NULL;
-
-    for (size_t i = 0; rows && i < rows_shown(a, g) && growth_row(g, i, &r); i++)
-        (void)json_array_append_new(rows, json_row(&r));
-    if (o && rows && json_object_set_new(o, "containers", rows) == 0) {
-        rows = NULL;
-        s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    }
-    (void)printf("%s\n", s ? s : "{\"event\":\"error\",\"message\":\"out of memory\"}");
-    (void)fflush(stdout);
-    free(s);
-    json_decref(rows);
-    json_decref(o);
-}
-
 static void print_table(const struct growth_args *a, pid_t pid, const struct growth *g, bool final,
                         double elapsed)
 {
+    size_t n = growth_count(g);
+    size_t rows = a->top > 0 && (size_t)a->top < n ? (size_t)a->top : n;
+
     if (a->json)
-        json_table(a, pid, g, final ? "summary" : "report", elapsed);
+        out_growth_json(stdout, g, pid, final ? "summary" : "report", rows, elapsed);
     else
-        text_table(a, pid, g, final ? "summary" : "growth", elapsed);
+        out_growth_text(stdout, g, pid, final ? "summary" : "growth", rows, elapsed);
+    (void)fflush(stdout);
 }
 
 /* ---- the processes watched ----------------------------------------------------------------- */

@@ -1,6 +1,7 @@
 """Terminal escape injection: a target whose exception type, message, file and function names
 (and a thread name) hold ESC, BEL, CR and a C1 CSI must not get one raw control byte into any
-text output, and its JSON must carry them escaped (issue 19 item 3).
+text output, and its JSON must carry them escaped (issue 19 item 3). So must a module-level
+container's name in growth's table.
 
 Target: tests/targets/hostile_names.py (raises and swallows its hostile exception in a loop,
 one thread parked in the hostile function). One interpreter: the escaping is pyscope's own.
@@ -65,3 +66,16 @@ def test_dump_and_record_text_escape_control_bytes(hostile, pyscope, tmp_path):
     assert rc == 0, err
     data = folded.read_bytes()
     assert b"fn" in data and not raw_controls(data), data[:400]
+
+
+def test_growth_table_escapes_control_bytes(hostile, pyscope):
+    rc, out, err = pyscope("growth", "--interval", 0.2, "--duration", 2, "--report", 0,
+                           "--top", 0, hostile.pid)
+    assert rc == 0, err
+    assert "cache\\x1b[31m" in out, out
+    assert not raw_controls(out.encode()), out
+    rc, out, err = pyscope("growth", "--interval", 0.2, "--duration", 1, "--report", 0,
+                           "--top", 0, "--json", hostile.pid)
+    assert rc == 0, err
+    names = [c["name"] for line in out.splitlines() for c in json.loads(line)["containers"]]
+    assert any(n.endswith("cache" + hostile.truth["hostile"]) for n in names), names

@@ -6,7 +6,8 @@ The exception's type name, message, raising file name and function name all hold
 and a C1 CSI, as a hostile or merely careless program can make them. A thread named with the
 same bytes parks inside the hostile function (for dump and record), and the main thread raises
 and swallows the exception in a loop, counting. Writes {"pid", "hostile"} to TRUTH_PATH once both
-run, and the number of raises so far in TRUTH_PATH + ".count" every 200 raises.
+run, and the number of raises so far in TRUTH_PATH + ".count" every 200 raises, when a
+module-level list named "cache" + the same bytes also grows by one (for growth).
 """
 import json
 import os
@@ -40,6 +41,8 @@ gate = threading.Event()
 parker = threading.Thread(target=hostile, args=(True, gate), name="thread" + HOSTILE,
                           daemon=True)
 parker.start()
+# A module-level container named with the same bytes, growing (for growth).
+globals()["cache" + HOSTILE] = cache = []
 count = 0
 publish(TRUTH, json.dumps({"pid": os.getpid(), "hostile": HOSTILE}))
 while True:
@@ -50,3 +53,5 @@ while True:
     count += 1
     if count % 200 == 0:
         publish(TRUTH + ".count", str(count))
+        if len(cache) < 1_000_000:
+            cache.append(count)
