@@ -41,6 +41,7 @@ const struct layout layout_3_11 = {
     .tstate_state = LAYOUT_ABSENT,
     .tstate_cframe = 56,
     .cframe_current_frame = 8,
+    .cframe_previous = 16,
     .tstate_current_frame = LAYOUT_ABSENT,
     .tstate_curexc_type = 96,
     .tstate_curexc_value = 104,
