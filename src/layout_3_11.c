@@ -42,6 +42,7 @@ const struct layout layout_3_11 = {
     .tstate_cframe = 56,
     .cframe_current_frame = 8,
     .cframe_previous = 16,
+    .tstate_root_cframe = 336,
     .tstate_current_frame = LAYOUT_ABSENT,
     .tstate_curexc_type = 96,
     .tstate_curexc_value = 104,

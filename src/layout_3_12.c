@@ -42,6 +42,7 @@ const struct layout layout_3_12 = {
     .tstate_cframe = 56,
     .cframe_current_frame = 0,
     .cframe_previous = 8,
+    .tstate_root_cframe = 272,
     .tstate_current_frame = LAYOUT_ABSENT,
     .tstate_curexc_type = LAYOUT_ABSENT,
     .tstate_curexc_value = LAYOUT_ABSENT,

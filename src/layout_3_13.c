@@ -42,6 +42,7 @@ const struct layout layout_3_13 = {
     .tstate_cframe = LAYOUT_ABSENT,
     .cframe_current_frame = LAYOUT_ABSENT,
     .cframe_previous = LAYOUT_ABSENT,
+    .tstate_root_cframe = LAYOUT_ABSENT,
     .tstate_current_frame = 72,
     .tstate_curexc_type = LAYOUT_ABSENT,
     .tstate_curexc_value = LAYOUT_ABSENT,

@@ -10,12 +10,16 @@ max, dict, json's pure-Python encoder generators with their nested `yield from`,
 coroutine send()), nested generator expressions (a generator resumed from C inside a generator
 resumed from C), and a generator consumed by a Python `for` loop (inlined on 3.12+). Every
 sample of that thread, whatever its innermost frames, must hold the three outer frames.
-Generation 0 of the truth (pid, the thread's native id, the outer chain) is written once the
-thread runs; then the target runs until killed.
+The thread `bottom` is a generator at the very bottom of its thread (started by
+_thread.start_new_thread(next, ...): no Python frame below it), spinning inside: its one frame
+is its whole stack, and must be sampled as such, not taken for a cut chain.
+Generation 0 of the truth (pid, both threads' native ids, the outer chain) is written once both
+threads run; then the target runs until killed.
 """
 
 import json
 import json.encoder
+import _thread
 import os
 import sys
 import threading
@@ -110,6 +114,16 @@ def chain_outer(rec):
     chain_middle(rec)
 
 
+def bottom_gen(rec):
+    rec["native_id"] = threading.get_native_id()
+    x = 0
+    while True:
+        for i in range(1000):
+            x += i
+        x &= 0xFFFF
+    yield x
+
+
 def write_atomic(path, doc):
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as out:
@@ -121,9 +135,12 @@ def main():
     rec = {"start": None}
     th = threading.Thread(target=chain_outer, name="churn", args=(rec,), daemon=True)
     th.start()
-    while rec["start"] is None:
+    bottom = {"native_id": None}
+    _thread.start_new_thread(next, (bottom_gen(bottom),))
+    while rec["start"] is None or bottom["native_id"] is None:
         time.sleep(0.001)
     write_atomic(sys.argv[1], {"generation": 0, "pid": os.getpid(), "native_id": th.native_id,
+                               "bottom_native_id": bottom["native_id"],
                                "outer": OUTER, "start": rec["start"],
                                "python_version": ".".join(map(str, sys.version_info[:3]))})
     while True:

@@ -344,22 +344,23 @@ static void link_cframe(struct memsrc *src, const struct layout *l, uint64_t cfr
  * A chain read across a generator's yield stops at the generator's frame: previous NULL. On
  * 3.12+ it does not end at a C-stack shim, so it is cut. On 3.11 the frame still carries
  * is_entry, which alone made it look like the bottom of the thread (a sample of only the
- * innermost generator frames); the _PyCFrame chain tells: one _PyCFrame above the root per
- * entry frame, so a second one above the root means the caller's frames were cut off, and a
+ * innermost generator frames); the _PyCFrame chain tells: one _PyCFrame above the thread
+ * state's root per entry frame, so a second one above the root means the caller's frames were
+ * cut off, as does a chain that never reaches the root (a stale _PyCFrame's garbage), and a
  * generator truly at the bottom of its thread (its _PyCFrame right above the root) still walks.
  */
 static void test_yielded_generator_is_a_cut_chain(void **state)
 {
     (void)state;
     for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
-        const uint64_t fake_a = 0x7f00dead1000ull, fake_root = 0x7f00dead2000ull;
+        const uint64_t fake_a = 0x7f00dead1000ull, fake_b = 0x7f00dead2000ull;
         struct test_fixture fx = {0};
         struct ps_err err = {0};
         struct memsrc *src = NULL;
         const struct layout *l;
         struct pyproc *pp;
         struct walk_stack st;
-        uint64_t tstate, top, cframe;
+        uint64_t tstate, top, cframe, root = 0;
 
         load_fixture(minors[m], &fx);
         pp = open_overlaid(&fx, &src);
@@ -371,16 +372,22 @@ static void test_yielded_generator_is_a_cut_chain(void **state)
         cframe = st.cframe;
         assert_true(st.n > 100);
         overlay_yielded_top(src, l, top);
-        if (LAYOUT_HAS(l, cframe_previous)) {
+        if (LAYOUT_HAS(l, tstate_root_cframe)) {
+            root = tstate + (uint64_t)l->tstate_root_cframe;
             link_cframe(src, l, cframe, fake_a); /* the caller's evaluation loop, then root */
-            link_cframe(src, l, fake_a, fake_root);
-            link_cframe(src, l, fake_root, 0);
+            link_cframe(src, l, fake_a, root);
         }
         assert_int_equal(walk_stack(pp, tstate, &st, &err), -PS_ECORRUPT);
         assert_non_null(strstr(err.msg, "cut"));
         if (LAYOUT_HAS(l, frame_is_entry)) {
+            /* A _PyCFrame read after its loop returned: C-stack garbage whose `previous` leads
+             * to something that looks like a root (previous NULL) but is not the thread's. */
+            link_cframe(src, l, cframe, fake_b);
+            link_cframe(src, l, fake_b, 0);
+            ps_err_clear(&err);
+            assert_int_equal(walk_stack(pp, tstate, &st, &err), -PS_ECORRUPT);
             /* The generator's _PyCFrame right above the root: the thread's bottom, complete. */
-            link_cframe(src, l, cframe, fake_root);
+            link_cframe(src, l, cframe, root);
             ps_err_clear(&err);
             assert_int_equal(walk_stack(pp, tstate, &st, &err), 0);
             assert_int_equal(st.n, 1);
