@@ -14,6 +14,7 @@ flamegraph SVG (parsed as XML) and pprof (gzipped profile.proto, decoded by prot
 and by a small wire reader here), and with --blocking. A process tree (tests/targets/
 procs_truth.py) under a shell is held to the same rules per process.
 """
+import glob
 import gzip
 import json
 import os
@@ -41,7 +42,9 @@ BOOTSTRAP = {"Thread._bootstrap", "Thread._bootstrap_inner", "Thread.run", "_boo
 
 
 def close_enough(got, want):
-    return abs(got - want) <= max(TOLERANCE * want, 2), (got, want)
+    """Within TOLERANCE (3%) of want, or 2 samples. A bool: a tuple here made every count
+    check in this file pass whatever the counts."""
+    return abs(got - want) <= max(TOLERANCE * want, 2)
 
 
 def ticks_of(stderr):
@@ -349,6 +352,44 @@ def test_process_tree_from_a_shell(python, launch, tmp_path):
                   lo <= s["wall"] <= hi)
         print(rec["role"], got, want)
         assert close_enough(got, want), (rec["role"], got, want)
+
+
+def test_subprocesses_across_exec(python, launch, tmp_path):
+    """--subprocesses follows a child through exec(): a Python child that os.execv()s Python
+    and a shell that execs Python are each re-opened (new image, new runtime) and sampled under
+    their pid, at every tick of the new image's life, every sample its own function."""
+    target = launch(python_target(python, "exec_truth.py"))
+    truth = target.truth
+    out = tmp_path / "x.jsonl"
+    proc = start_pyscope("record", target.pid, "--subprocesses", "--idle", "--rate", RATE,
+                         "--duration", 3 + 2 * truth["before_s"], "--format", "json", "-o", out)
+    rc, _, err = finish(proc)
+    assert rc == 0, err
+    execs = re.search(r"(\d+) re-opened after exec", err)
+    assert execs and int(execs.group(1)) >= 2, err
+    recs = {}
+    for path in glob.glob(os.path.join(truth["dir"], "*.json")):
+        with open(path, encoding="utf-8") as f:
+            rec = json.load(f)
+        recs[rec["role"]] = rec
+    assert set(recs) == {"root", "pyexec_before", "pyexec_after", "shexec_after"}, set(recs)
+    assert recs["pyexec_before"]["pid"] == recs["pyexec_after"]["pid"]
+    assert recs["shexec_after"]["pid"] == truth["shexec_pid"]
+    samples = json_lines(out)[1:-1]
+    timeline = sorted(s["wall"] for s in samples if s["pid"] == target.pid and
+                      s["tid"] == target.pid)
+    last = timeline[-1]
+    for role in ("pyexec_before", "pyexec_after", "shexec_after"):
+        rec = recs[role]
+        lo, hi = rec["start"] + 0.2, min(rec["end"] or last, last) - 0.2
+        assert hi - lo >= 0.5, (role, rec, last)
+        mine = [s for s in samples if s["pid"] == rec["pid"] and s["tid"] == rec["pid"] and
+                lo <= s["wall"] <= hi]
+        for s in mine:
+            names = {f["function"] for f in s["frames"]}
+            assert f"proc_{role}" in names, (role, sorted(names))
+        want = sum(1 for w in timeline if lo <= w <= hi)
+        assert close_enough(len(mine), want), (role, len(mine), want)
 
 
 def test_run_subprocesses_of_a_shell_command(python, tmp_path):
