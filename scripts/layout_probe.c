@@ -91,10 +91,14 @@ static void probe_tstate_frame_pointers(void)
     /* 3.11/3.12 cpython/pystate.h: tstate->cframe->current_frame */
     OFF("tstate_cframe", PyThreadState, cframe);
     OFF("cframe_current_frame", _PyCFrame, current_frame);
+    OFF("cframe_previous", _PyCFrame, previous);
+    OFF("tstate_root_cframe", PyThreadState, root_cframe);
     put("tstate_current_frame", ABSENT);
 #else
     put("tstate_cframe", ABSENT);
     put("cframe_current_frame", ABSENT);
+    put("cframe_previous", ABSENT);
+    put("tstate_root_cframe", ABSENT);
     OFF("tstate_current_frame", PyThreadState, current_frame);
 #endif
 }

@@ -54,6 +54,8 @@
     X(tstate_state)                   /* 3.13+: attached/detached/suspended */                 \
     X(tstate_cframe)                  /* 3.11/3.12: pointer to _PyCFrame */                    \
     X(cframe_current_frame)           /* 3.11/3.12: _PyCFrame.current_frame */                 \
+    X(cframe_previous)                /* 3.11/3.12: _PyCFrame.previous */                      \
+    X(tstate_root_cframe)             /* 3.11/3.12: the bottom _PyCFrame, inside the tstate */ \
     X(tstate_current_frame)           /* 3.13+: direct */                                      \
     X(tstate_curexc_type)             /* 3.11 */                                               \
     X(tstate_curexc_value)            /* 3.11 */                                               \

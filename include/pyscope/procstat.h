@@ -38,6 +38,11 @@ struct procstat_stat {
     uint64_t stime_ticks; /* field 15 */
     long num_threads;     /* field 20 */
     uint64_t start_ticks; /* field 22: start time since boot (detects pid reuse) */
+    /* Changes when the process exec()s (same pid, new image): a mix of where its code, stack,
+     * data, heap, arguments and environment start (fields 26-28, 45-51: placed anew by every
+     * exec, randomised under ASLR; a new command line moves them without it). 0 when the kernel
+     * hides them (no ptrace rights on the process) or the stat line is too short. */
+    uint64_t image;
 };
 
 /* The fields pyscope uses from /proc/PID/status. Unknown values are marked as stated. */

@@ -13,7 +13,10 @@
  * stack, so the output has one root per process. A process that is not Python yet (just forked,
  * runtime still starting) is tried again at the next scans, SUBPROC_TRIES times in all, then
  * left alone. subproc_tick, called after every root tick (sampler_opts.on_tick), samples every
- * followed child once; a child that exits is closed and its samples stay in the profile.
+ * followed child once; a child that exits is closed and its samples stay in the profile. A
+ * descendant that exec()s (same pid, new image: procstat_stat.image changed) is closed and
+ * considered anew, so a Python that execs Python, or a shell that execs Python, is sampled
+ * under its pid in its new image.
  *
  * Memory: fixed tables of SUBPROC_MAX followed children and SUBPROC_SCAN_MAX remembered pids
  * (the processes seen, so that none is opened twice); each child costs one pyproc and one
@@ -43,6 +46,7 @@ struct subproc_stats {
     uint64_t active;     /* being sampled now */
     uint64_t not_python; /* descendants given up on (not a readable CPython 3.11-3.13) */
     uint64_t over_cap;   /* Python descendants not followed: SUBPROC_MAX reached */
+    uint64_t execs;      /* descendants seen to exec() a new image (opened again) */
     uint64_t samples;    /* samples counted by the children's samplers */
     uint64_t torn, errors;
 };

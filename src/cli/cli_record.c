@@ -211,12 +211,13 @@ static void print_subproc_stats(const struct subproc *g)
         return;
     subproc_stats_get(g, &ss);
     (void)fprintf(stderr,
-                  "pyscope: subprocesses: %llu followed (%llu still running), %llu samples, "
-                  "torn %llu, failed %llu; %llu not Python, %llu over the cap of %d\n",
+                  "pyscope: subprocesses: %llu followed (%llu still running, %llu re-opened "
+                  "after exec), %llu samples, torn %llu, failed %llu; %llu not Python, %llu "
+                  "over the cap of %d\n",
                   (unsigned long long)ss.followed, (unsigned long long)ss.active,
-                  (unsigned long long)ss.samples, (unsigned long long)ss.torn,
-                  (unsigned long long)ss.errors, (unsigned long long)ss.not_python,
-                  (unsigned long long)ss.over_cap, SUBPROC_MAX);
+                  (unsigned long long)ss.execs, (unsigned long long)ss.samples,
+                  (unsigned long long)ss.torn, (unsigned long long)ss.errors,
+                  (unsigned long long)ss.not_python, (unsigned long long)ss.over_cap, SUBPROC_MAX);
 }
 
 static void print_stats(const struct sampler_stats *st, const struct profile *p)

@@ -25,6 +25,7 @@
 
 /* Bytes of a thread state / interpreter / frame we copy: enough for the furthest field. */
 #define WALK_BLOCK_MAX           1024
+#define FRAME_OWNED_BY_THREAD    0
 #define FRAME_OWNED_BY_GENERATOR 1
 #define FRAME_OWNER_MAX          3
 
@@ -505,6 +506,42 @@ static bool chain_complete(const struct layout *l, uint8_t last_owner, bool last
     return !LAYOUT_HAS(l, frame_is_entry) || last_entry;
 }
 
+/*
+ * 3.11: does a chain that ends at a frame not owned by the thread (a generator's) end at the
+ * bottom of the thread? Such a frame keeps is_entry after its generator yields, and its
+ * `previous` is then NULL: a chain read across a yield stops there and looks complete, its
+ * caller's frames lost. The _PyCFrame the walk started from knows: every evaluation-loop call
+ * pushes one _PyCFrame, linked by `previous` down to the root _PyCFrame inside the thread state,
+ * and marks its first frame is_entry; so a whole chain holds exactly as many entry frames as
+ * there are _PyCFrames above the root, counted from the walk's. The root is matched by its
+ * address (a _PyCFrame read after its evaluation loop returned is C-stack garbage: its
+ * `previous` may point anywhere). One read per _PyCFrame, at most nentries; only for these
+ * chains (rare unless a generator is resumed from C at a high rate, and then usually cut). A
+ * read that fails, a count that differs: the chain was cut (torn).
+ */
+static int entries_match_cframes(struct pyproc *pp, uint64_t tstate, uint64_t cframe,
+                                 size_t nentries, struct ps_err *err)
+{
+    const struct layout *l = pp->lay;
+    struct ps_err ignored = {0};
+    uint64_t root;
+    size_t above_root = 0;
+
+    if (!LAYOUT_HAS(l, cframe_previous) || !LAYOUT_HAS(l, tstate_root_cframe))
+        return 0;
+    root = tstate + (uint64_t)l->tstate_root_cframe;
+    while (cframe && cframe != root && above_root < nentries) {
+        if (memsrc_read_u64(pp->src, cframe + (uint64_t)l->cframe_previous, &cframe, &ignored) < 0)
+            break;
+        above_root++;
+    }
+    if (cframe == root && above_root == nentries)
+        return 0;
+    return ps_err_set(err, -PS_ECORRUPT,
+                      "the frame chain was cut while it was read (it ends at a generator's frame "
+                      "above the thread's first evaluation-loop entry)");
+}
+
 /* Record one Python frame of the chain (not a shim). */
 static void push_frame(struct pyproc *pp, struct walk_stack *st, uint64_t f, const uint8_t *blk,
                        uint8_t owner)
@@ -521,7 +558,7 @@ static void push_frame(struct pyproc *pp, struct walk_stack *st, uint64_t f, con
 }
 
 static int chain_frames(struct pyproc *pp, struct walk_stack *st, const struct walk_hint *h,
-                        uint64_t f, struct ps_err *err)
+                        uint64_t tstate, uint64_t f, struct ps_err *err)
 {
     const struct layout *l = pp->lay;
     struct walk_scratch *s = st->scratch;
@@ -530,6 +567,7 @@ static int chain_frames(struct pyproc *pp, struct walk_stack *st, const struct w
     size_t steps = 0;
     uint8_t owner = 0;
     bool entry = false;
+    size_t nentries = 0;
     int rc;
 
     while (f) {
@@ -544,6 +582,7 @@ static int chain_frames(struct pyproc *pp, struct walk_stack *st, const struct w
             return rc;
         owner = blk[l->frame_owner];
         entry = LAYOUT_HAS(l, frame_is_entry) && blk[l->frame_is_entry] != 0;
+        nentries += entry;
         prev = get64(blk, l->frame_previous);
         if (steps == 1)
             st->top_instr = get64(blk, l->frame_instr);
@@ -566,6 +605,8 @@ static int chain_frames(struct pyproc *pp, struct walk_stack *st, const struct w
                           "the frame chain was cut while it was read (it ends at a frame of "
                           "owner %u, not at the thread's first evaluation-loop entry)",
                           owner);
+    if (steps > 0 && LAYOUT_HAS(l, frame_is_entry) && owner != FRAME_OWNED_BY_THREAD)
+        return entries_match_cframes(pp, tstate, st->cframe, nentries, err);
     return 0;
 }
 
@@ -941,7 +982,7 @@ int walk_stack(struct pyproc *pp, uint64_t tstate, struct walk_stack *st, struct
     if (rc == 0)
         rc = take_chunks(pp, s, h, blk, err);
     if (rc == 0)
-        rc = chain_frames(pp, st, h, st->top_frame, err);
+        rc = chain_frames(pp, st, h, tstate, st->top_frame, err);
     if (rc == 0 && st->n > 0)
         rc = read_code_headers(pp, st, h, s->idx, &nuniq, err);
     if (rc == 0 && st->n > 0)

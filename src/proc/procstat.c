@@ -178,16 +178,43 @@ enum {
     STAT_NTHREADS = 17,
     STAT_START = 19,
     STAT_NEEDED = 20,
+    STAT_STARTCODE = 23,  /* field 26; 27 endcode, 28 startstack follow */
+    STAT_START_DATA = 42, /* field 45; 46-51 end_data, start_brk, arg_start .. env_end follow */
+    STAT_MAX = 49,
 };
+
+/* procstat_stat.image: fields[STARTCODE..+2] and [START_DATA..+6] mixed (FNV-1a over the
+ * values); 0 when they are missing or all 0 (hidden without ptrace rights). */
+static uint64_t stat_image(char *const *fields, size_t n)
+{
+    static const size_t at[] = {STAT_STARTCODE,      STAT_STARTCODE + 1,  STAT_STARTCODE + 2,
+                                STAT_START_DATA,     STAT_START_DATA + 1, STAT_START_DATA + 2,
+                                STAT_START_DATA + 3, STAT_START_DATA + 4, STAT_START_DATA + 5,
+                                STAT_START_DATA + 6};
+    uint64_t h = 0xcbf29ce484222325ull, any = 0;
+
+    if (n < STAT_MAX)
+        return 0;
+    for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+        uint64_t v = 0;
+
+        if (ps_u64(fields[at[i]], &v))
+            return 0;
+        any |= v;
+        for (int b = 0; b < 64; b += 8)
+            h = (h ^ ((v >> b) & 0xffu)) * 0x100000001b3ull;
+    }
+    return any ? (h ? h : 1) : 0;
+}
 
 int procstat_parse_stat(const char *text, size_t len, struct procstat_stat *out, struct ps_err *err)
 {
     char buf[PROCSTAT_TEXT_MAX];
-    char *fields[STAT_NEEDED];
+    char *fields[STAT_MAX];
     const char *paren = NULL;
     uint64_t ppid, nthreads;
     struct procstat_stat st = {0};
-    size_t rest;
+    size_t rest, n;
 
     for (size_t i = 0; i < len && text[i] != '\0'; i++)
         if (text[i] == ')')
@@ -199,7 +226,8 @@ int procstat_parse_stat(const char *text, size_t len, struct procstat_stat *out,
         rest = sizeof(buf) - 1;
     memcpy(buf, paren + 1, rest);
     buf[rest] = '\0';
-    if (ps_split_fields(buf, fields, STAT_NEEDED) < STAT_NEEDED || fields[STAT_STATE][1] != '\0')
+    n = ps_split_fields(buf, fields, STAT_MAX);
+    if (n < STAT_NEEDED || fields[STAT_STATE][1] != '\0')
         return ps_err_set(err, -PS_EFORMAT, "malformed /proc stat: too few fields after comm");
     if (ps_u64(fields[STAT_PPID], &ppid) || ps_u64(fields[STAT_UTIME], &st.utime_ticks) ||
         ps_u64(fields[STAT_STIME], &st.stime_ticks) || ps_u64(fields[STAT_NTHREADS], &nthreads) ||
@@ -208,6 +236,7 @@ int procstat_parse_stat(const char *text, size_t len, struct procstat_stat *out,
     st.state = fields[STAT_STATE][0];
     st.ppid = (pid_t)ppid;
     st.num_threads = (long)nthreads;
+    st.image = stat_image(fields, n);
     *out = st;
     return 0;
 }

@@ -10,6 +10,12 @@
  * of the last scan (followed, given up, or still being tried) and is rebuilt from each scan, so
  * it stays bounded by the live descendants, never by how many were ever spawned.
  *
+ * A descendant that exec()s keeps its pid but gets a new image: a new runtime at new addresses
+ * (or, a forked Python child, the image it was copied from until its exec). Each scan reads
+ * every descendant's procstat_stat.image; when it changed, the pid is treated as new: its
+ * sampler (if followed) is closed, its samples staying in the profile, and it is opened again
+ * with a fresh count of tries (a shell that execs Python after SUBPROC_TRIES scans too).
+ *
  * Never: stops, traces or signals a child (each child sampler follows the user's options, as
  * the root's does); lets one child's failure end the recording.
  */
@@ -43,7 +49,8 @@ struct child {
 struct seen {
     pid_t pid;
     uint32_t tries;
-    bool done; /* followed, over the cap, or given up */
+    bool done;      /* followed, over the cap, or given up */
+    uint64_t image; /* procstat_stat.image when last scanned (0: unknown) */
 };
 
 struct subproc {
@@ -215,7 +222,30 @@ static void consider(struct subproc *g, struct seen *e)
     }
 }
 
-/* List the descendants, try the new or pending ones, and keep only live ones in `seen`. */
+/* Close the followed child pid (it exec'd: its sampler reads an image that is gone). */
+static void close_pid(struct subproc *g, pid_t pid)
+{
+    for (size_t i = 0; i < g->nkids; i++) {
+        if (g->kids[i].pid != pid)
+            continue;
+        child_close(g, &g->kids[i]);
+        g->kids[i] = g->kids[--g->nkids];
+        g->kids[g->nkids] = (struct child){0};
+        return;
+    }
+}
+
+/* The image of pid (procstat_stat.image), 0 when unknown (gone, unreadable). */
+static uint64_t image_of(pid_t pid)
+{
+    struct procstat_stat st;
+    struct ps_err ignored = {0};
+
+    return procstat_stat(pid, pid, &st, &ignored) == 0 ? st.image : 0;
+}
+
+/* List the descendants, try the new or pending ones (a pid whose image changed since the last
+ * scan is new again), and keep only live ones in `seen`. */
 static void scan(struct subproc *g)
 {
     list_descendants(g);
@@ -223,8 +253,16 @@ static void scan(struct subproc *g)
     for (size_t i = 1; i < g->nqueue; i++) {
         const struct seen *old = find_seen(g, g->queue[i]);
         struct seen *e = &g->next[g->nnext++];
+        uint64_t image = image_of(g->queue[i]);
 
+        if (old && old->image && image && old->image != image) {
+            close_pid(g, old->pid);
+            g->st.execs++;
+            old = NULL;
+        }
         *e = old ? *old : (struct seen){.pid = g->queue[i]};
+        if (image)
+            e->image = image;
         consider(g, e);
     }
     memcpy(g->seen, g->next, sizeof(g->seen[0]) * g->nnext);

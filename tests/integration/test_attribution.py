@@ -14,6 +14,7 @@ flamegraph SVG (parsed as XML) and pprof (gzipped profile.proto, decoded by prot
 and by a small wire reader here), and with --blocking. A process tree (tests/targets/
 procs_truth.py) under a shell is held to the same rules per process.
 """
+import glob
 import gzip
 import json
 import os
@@ -21,7 +22,6 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -42,7 +42,9 @@ BOOTSTRAP = {"Thread._bootstrap", "Thread._bootstrap_inner", "Thread.run", "_boo
 
 
 def close_enough(got, want):
-    return abs(got - want) <= max(TOLERANCE * want, 2), (got, want)
+    """Within TOLERANCE (3%) of want, or 2 samples. A bool: a tuple here made every count
+    check in this file pass whatever the counts."""
+    return abs(got - want) <= max(TOLERANCE * want, 2)
 
 
 def ticks_of(stderr):
@@ -91,7 +93,6 @@ def test_raw_samples_every_thread_every_tick(threads_target, tmp_path):
     proc = start_pyscope("record", target.pid, "--idle", "--rate", RATE, "--duration", 3,
                          "--format", "json", "-o", out)
     wait_for(lambda: stream_has(out, 10), PYSCOPE_TIMEOUT_S, "samples in the stream")
-    told = time.time()  # from here the main thread writes its truth (json), not its own work
     os.kill(target.pid, signal.SIGUSR1)
     rc, _, err = finish(proc)
     assert rc == 0, err
@@ -107,11 +108,9 @@ def test_raw_samples_every_thread_every_tick(threads_target, tmp_path):
         rec = recs.get(s["tid"])
         assert rec is not None, f"a sample of an unknown thread: {s}"
         assert s["thread"] == rec["ident"], (s, rec)
-        # Known gap (issue 14 note): on 3.11 a sample of the main thread inside json's nested
-        # encoder generators once held only the innermost generator frame; the stacks are
-        # checked while every thread does its known work, before the truth is written.
-        if s["wall"] < told:
-            check_stack(rec, {f["function"] for f in s["frames"]}, all_fns)
+        # Every sample, the main thread's inside json's encoder generators (writing its truth)
+        # too: test_generators_resumed_from_c_keep_their_callers.
+        check_stack(rec, {f["function"] for f in s["frames"]}, all_fns)
         tick_wall[s["t"]] = min(s["wall"], tick_wall.get(s["t"], s["wall"]))
     assert len(tick_wall) <= tail["ticks"]
     first, last = min(tick_wall.values()), max(tick_wall.values())
@@ -130,6 +129,43 @@ def test_raw_samples_every_thread_every_tick(threads_target, tmp_path):
             after = [s for s in samples if s["tid"] == tid and s["wall"] > rec["joined"]]
             assert len(after) <= 1, (rec["names"], len(after))
     assert any(r["fn"] == "late" for r in recs.values())
+
+
+def test_generators_resumed_from_c_keep_their_callers(python, launch, tmp_path):
+    """Every sample of a thread busy inside generators and coroutines resumed from C (sum, any,
+    list, str.join over json's nested encoder generators, send(), ...) holds its whole outer
+    chain. 3.11 marks a resumed generator's frame is_entry and clears its `previous` when it
+    yields: a chain read across a yield used to stop there, looking complete, and a sample held
+    only the innermost generator frames. A generator at the bottom of its thread (no caller)
+    is still sampled, its one frame a whole stack."""
+    target = launch(python_target(python, "gen_chain.py"))
+    truth = target.truth
+    out = tmp_path / "s.jsonl"
+    # As many samples as the machine gives (a cut chain was seen in 1 sample in 20 to 1,000).
+    proc = start_pyscope("record", target.pid, "--idle", "--rate", 1000, "--duration", 4,
+                         "--format", "json", "-o", out)
+    rc, _, err = finish(proc)
+    assert rc == 0, err
+    outer = truth["outer"]  # outermost first
+    samples = json_lines(out)[1:-1]
+    mine = [s for s in samples if s.get("tid") == truth["native_id"]]
+    # A generator at the very bottom of its thread is a whole stack, not a cut one: sampled.
+    bottom = [[f["function"] for f in s["frames"]] for s in samples
+              if s.get("tid") == truth["bottom_native_id"]]
+    assert len(bottom) >= len(mine) // 2, (len(bottom), len(mine))
+    assert all(b == ["bottom_gen"] for b in bottom), [b for b in bottom if b != ["bottom_gen"]][:3]
+    assert len(mine) >= 100, (len(mine), err)
+    in_generators = 0
+    for s in mine:
+        names = [f["function"] for f in reversed(s["frames"])]  # outermost first
+        at = [names.index(fn) if fn in names else -1 for fn in outer]
+        assert -1 not in at and at == sorted(at), f"a sample without its callers: {names}"
+        inner = names[at[-1] + 1:]
+        in_generators += any(n.endswith(("<genexpr>", "_iterencode", "_iterencode_dict",
+                                         "_iterencode_list", "numbers", "nested", "words",
+                                         "coro_leaf", "coro_mid")) for n in inner)
+    # The target spends most of its time there: the check above is not vacuous.
+    assert in_generators >= len(mine) // 4, (in_generators, len(mine))
 
 
 def collapsed_roots(text):
@@ -296,12 +332,9 @@ def test_process_tree_from_a_shell(python, launch, tmp_path):
         names = {f["function"] for f in s["frames"]}
         others = (roles - {f"proc_{rec['role']}"}) & names
         assert not others, f"a sample of {rec['role']} holds {others}"
-        # Its own function while it runs: a tick's wall time is taken before its reads, so the
-        # 200 ms at each end of a life are left out; and a stack cut short (no run_as: seen on a
-        # generator resumed from C, `any(genexpr)`, a walker gap noted on issue 14) holds no
-        # other role's function (above) but cannot show its own.
-        if s["tid"] == rec["pid"] and "run_as" in names and \
-                rec["start"] + 0.2 <= s["wall"] <= (rec["end"] or 1e12) - 0.2:
+        # Its own function while it runs (a tick's wall time is taken before its reads, so the
+        # 200 ms at each end of a life are left out), inside `any(genexpr)` too.
+        if s["tid"] == rec["pid"] and rec["start"] + 0.2 <= s["wall"] <= (rec["end"] or 1e12) - 0.2:
             assert f"proc_{rec['role']}" in names, (rec["role"], names)
     # The root's main thread, alive throughout, is sampled at every tick: its samples are the
     # timeline of ticks the others are held to.
@@ -319,6 +352,44 @@ def test_process_tree_from_a_shell(python, launch, tmp_path):
                   lo <= s["wall"] <= hi)
         print(rec["role"], got, want)
         assert close_enough(got, want), (rec["role"], got, want)
+
+
+def test_subprocesses_across_exec(python, launch, tmp_path):
+    """--subprocesses follows a child through exec(): a Python child that os.execv()s Python
+    and a shell that execs Python are each re-opened (new image, new runtime) and sampled under
+    their pid, at every tick of the new image's life, every sample its own function."""
+    target = launch(python_target(python, "exec_truth.py"))
+    truth = target.truth
+    out = tmp_path / "x.jsonl"
+    proc = start_pyscope("record", target.pid, "--subprocesses", "--idle", "--rate", RATE,
+                         "--duration", 3 + 2 * truth["before_s"], "--format", "json", "-o", out)
+    rc, _, err = finish(proc)
+    assert rc == 0, err
+    execs = re.search(r"(\d+) re-opened after exec", err)
+    assert execs and int(execs.group(1)) >= 2, err
+    recs = {}
+    for path in glob.glob(os.path.join(truth["dir"], "*.json")):
+        with open(path, encoding="utf-8") as f:
+            rec = json.load(f)
+        recs[rec["role"]] = rec
+    assert set(recs) == {"root", "pyexec_before", "pyexec_after", "shexec_after"}, set(recs)
+    assert recs["pyexec_before"]["pid"] == recs["pyexec_after"]["pid"]
+    assert recs["shexec_after"]["pid"] == truth["shexec_pid"]
+    samples = json_lines(out)[1:-1]
+    timeline = sorted(s["wall"] for s in samples if s["pid"] == target.pid and
+                      s["tid"] == target.pid)
+    last = timeline[-1]
+    for role in ("pyexec_before", "pyexec_after", "shexec_after"):
+        rec = recs[role]
+        lo, hi = rec["start"] + 0.2, min(rec["end"] or last, last) - 0.2
+        assert hi - lo >= 0.5, (role, rec, last)
+        mine = [s for s in samples if s["pid"] == rec["pid"] and s["tid"] == rec["pid"] and
+                lo <= s["wall"] <= hi]
+        for s in mine:
+            names = {f["function"] for f in s["frames"]}
+            assert f"proc_{role}" in names, (role, sorted(names))
+        want = sum(1 for w in timeline if lo <= w <= hi)
+        assert close_enough(len(mine), want), (role, len(mine), want)
 
 
 def test_run_subprocesses_of_a_shell_command(python, tmp_path):

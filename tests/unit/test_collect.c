@@ -314,6 +314,91 @@ static void test_huge_name_length_is_an_error(void **state)
     }
 }
 
+/* Overlay the thread's top frame as a generator's that has just yielded: owned by the generator,
+ * `previous` cleared (and, 3.11, is_entry still set from its resume). */
+static void overlay_yielded_top(struct memsrc *src, const struct layout *l, uint64_t top)
+{
+    struct ps_err err = {0};
+    uint64_t zero = 0;
+    uint8_t one = 1;
+
+    assert_int_equal(
+        memsrc_fixture_add(src, top + (uint64_t)l->frame_previous, &zero, sizeof(zero), &err), 0);
+    assert_int_equal(memsrc_fixture_add(src, top + (uint64_t)l->frame_owner, &one, 1, &err), 0);
+    if (LAYOUT_HAS(l, frame_is_entry))
+        assert_int_equal(memsrc_fixture_add(src, top + (uint64_t)l->frame_is_entry, &one, 1, &err),
+                         0);
+}
+
+/* Link a _PyCFrame at cframe to prev (the fake cframes live at addresses the fixture lacks). */
+static void link_cframe(struct memsrc *src, const struct layout *l, uint64_t cframe, uint64_t prev)
+{
+    struct ps_err err = {0};
+
+    assert_int_equal(
+        memsrc_fixture_add(src, cframe + (uint64_t)l->cframe_previous, &prev, sizeof(prev), &err),
+        0);
+}
+
+/*
+ * A chain read across a generator's yield stops at the generator's frame: previous NULL. On
+ * 3.12+ it does not end at a C-stack shim, so it is cut. On 3.11 the frame still carries
+ * is_entry, which alone made it look like the bottom of the thread (a sample of only the
+ * innermost generator frames); the _PyCFrame chain tells: one _PyCFrame above the thread
+ * state's root per entry frame, so a second one above the root means the caller's frames were
+ * cut off, as does a chain that never reaches the root (a stale _PyCFrame's garbage), and a
+ * generator truly at the bottom of its thread (its _PyCFrame right above the root) still walks.
+ */
+static void test_yielded_generator_is_a_cut_chain(void **state)
+{
+    (void)state;
+    for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
+        const uint64_t fake_a = 0x7f00dead1000ull, fake_b = 0x7f00dead2000ull;
+        struct test_fixture fx = {0};
+        struct ps_err err = {0};
+        struct memsrc *src = NULL;
+        const struct layout *l;
+        struct pyproc *pp;
+        struct walk_stack st;
+        uint64_t tstate, top, cframe, root = 0;
+
+        load_fixture(minors[m], &fx);
+        pp = open_overlaid(&fx, &src);
+        l = pp->lay;
+        tstate = deepest_tstate(pp);
+        assert_int_equal(walk_stack_init(&st, &err), 0);
+        assert_int_equal(walk_stack(pp, tstate, &st, &err), 0);
+        top = st.top_frame;
+        cframe = st.cframe;
+        assert_true(st.n > 100);
+        overlay_yielded_top(src, l, top);
+        if (LAYOUT_HAS(l, tstate_root_cframe)) {
+            root = tstate + (uint64_t)l->tstate_root_cframe;
+            link_cframe(src, l, cframe, fake_a); /* the caller's evaluation loop, then root */
+            link_cframe(src, l, fake_a, root);
+        }
+        assert_int_equal(walk_stack(pp, tstate, &st, &err), -PS_ECORRUPT);
+        assert_non_null(strstr(err.msg, "cut"));
+        if (LAYOUT_HAS(l, frame_is_entry)) {
+            /* A _PyCFrame read after its loop returned: C-stack garbage whose `previous` leads
+             * to something that looks like a root (previous NULL) but is not the thread's. */
+            link_cframe(src, l, cframe, fake_b);
+            link_cframe(src, l, fake_b, 0);
+            ps_err_clear(&err);
+            assert_int_equal(walk_stack(pp, tstate, &st, &err), -PS_ECORRUPT);
+            /* The generator's _PyCFrame right above the root: the thread's bottom, complete. */
+            link_cframe(src, l, cframe, root);
+            ps_err_clear(&err);
+            assert_int_equal(walk_stack(pp, tstate, &st, &err), 0);
+            assert_int_equal(st.n, 1);
+            assert_int_equal(st.frames[0].frame_addr, top);
+        }
+        walk_stack_free(&st);
+        pyproc_close(pp);
+        test_fixture_free(&fx);
+    }
+}
+
 /* A reused pid is noticed: the start time recorded at open no longer matches. */
 static void test_check_alive(void **state)
 {
@@ -353,6 +438,7 @@ int main(void)
         cmocka_unit_test(test_replay_matches_truth),
         cmocka_unit_test(test_check_alive),
         cmocka_unit_test(test_frame_cycle_is_bounded),
+        cmocka_unit_test(test_yielded_generator_is_a_cut_chain),
         cmocka_unit_test(test_huge_name_length_is_an_error),
         cmocka_unit_test(test_fault_sweep),
     };

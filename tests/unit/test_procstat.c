@@ -123,6 +123,45 @@ static void test_parse_stat_malformed(void **state)
     assert_int_equal(st.state, 'Q'); /* out untouched on failure */
 }
 
+/* A full stat line of pid 4242 whose code starts at `code` and stack at `stack`. */
+static void stat_line(char *buf, size_t cap, unsigned long long code, unsigned long long stack)
+{
+    (void)snprintf(buf, cap,
+                   "4242 (python3) R 1 4242 4242 0 -1 4194560 100 0 0 0 10 2 0 0 20 0 1 0 "
+                   "98765 20000000 2000 18446744073709551615 %llu %llu %llu 0 0 0 0 16781312 "
+                   "134234626 0 0 0 17 1 0 0 0 0 0 94000000 94001000 94010000 %llu %llu %llu "
+                   "%llu 0\n",
+                   code, code + 4096, stack, stack + 100, stack + 200, stack + 300, stack + 400);
+}
+
+/* image changes with the addresses an exec places anew, is 0 when they are hidden or the
+ * line stops before them, and the older fields parse as before. */
+static void test_parse_stat_image(void **state)
+{
+    char a[512], b[512], c[512];
+    static const char hidden[] = "4242 (python3) R 1 4242 4242 0 -1 4194560 100 0 0 0 10 2 0 0 "
+                                 "20 0 1 0 98765 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 "
+                                 "0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+    static const char short_line[] = "1 (c) S 1 1 1 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 3 0 0";
+    struct procstat_stat sa, sb, sc, sh, ss;
+
+    (void)state;
+    stat_line(a, sizeof(a), 0x400000, 0x7ffd12340000ull);
+    stat_line(b, sizeof(b), 0x400000, 0x7ffc55550000ull); /* the same binary exec'd again */
+    stat_line(c, sizeof(c), 0x400000, 0x7ffd12340000ull);
+    assert_int_equal(procstat_parse_stat(a, strlen(a), &sa, NULL), 0);
+    assert_int_equal(procstat_parse_stat(b, strlen(b), &sb, NULL), 0);
+    assert_int_equal(procstat_parse_stat(c, strlen(c), &sc, NULL), 0);
+    assert_int_equal(sa.start_ticks, 98765);
+    assert_int_not_equal(sa.image, 0);
+    assert_int_not_equal(sa.image, sb.image);
+    assert_int_equal(sa.image, sc.image);
+    assert_int_equal(procstat_parse_stat(hidden, strlen(hidden), &sh, NULL), 0);
+    assert_int_equal(sh.image, 0);
+    assert_int_equal(procstat_parse_stat(short_line, strlen(short_line), &ss, NULL), 0);
+    assert_int_equal(ss.image, 0);
+}
+
 static void test_parse_status(void **state)
 {
     static const char text[] = "Name:\tpython3\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t42\n"
@@ -396,6 +435,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_stat_hostile_comm),
         cmocka_unit_test(test_parse_stat_malformed),
+        cmocka_unit_test(test_parse_stat_image),
         cmocka_unit_test(test_parse_status),
         cmocka_unit_test(test_parse_status_missing_lines),
         cmocka_unit_test(test_parse_status_groups_bounded),
