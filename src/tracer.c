@@ -265,6 +265,7 @@ void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *w,
     ev->kind = TRACER_EV_RAISE;
     ev->time = t->hit_time > 0 ? t->hit_time : tr_real();
     ev->native_id = tid;
+    ev->pid = t->pp->pid;
     ev->thread_id = w->thread_id;
     ev->reraise = raw->traceback != 0;
     if (tr_describe(t, raw, ev) < 0) {
