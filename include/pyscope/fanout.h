@@ -43,7 +43,7 @@
 #define FANOUT_SCAN_MS  50
 #define FANOUT_SCAN_MAX 1024
 #define FANOUT_TRIES    200 /* scans: 10 s for a child's runtime to become readable */
-#define FANOUT_LINE_MAX (64 * 1024)
+#define FANOUT_LINE_MAX ((size_t)64 * 1024)
 
 /*
  * The command for one process, run in the forked child (stdout: the pipe to the parent; the

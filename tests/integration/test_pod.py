@@ -77,11 +77,28 @@ def test_record_in_pod(one_python, launch, in_pod, pyscope, tmp_path, monkeypatc
     test_record.test_profile_matches_the_targets_own_split(split, pyscope, tmp_path)
 
 
-def test_exceptions_in_pod(one_python, launch, in_pod):
-    # perf: the ptrace path of a pod without CAP_BPF (forcing bpf in the empty root fails to
-    # load the program: open on issue 17; the automatic choice falls back to perf there)
+@pytest.mark.parametrize("mechanism", ["bpf", "perf"])
+def test_exceptions_in_pod(one_python, launch, in_pod, mechanism):
+    # bpf in the empty root: no /sys there, so the possible-CPU list and the uprobe PMU's type
+    # are read from the target's /sys (/proc/PID/root/sys); perf is a pod's ptrace path
     test_exceptions.test_every_raise_reported_then_clean_exit(one_python, launch, signal.SIGINT,
-                                                              "perf")
+                                                              mechanism)
+
+
+def test_exceptions_in_pod_chooses_bpf_else_says_why(one_python, launch, in_pod, monkeypatch):
+    """The automatic choice in the empty root: bpf; in a pod without CAP_BPF, CAP_PERFMON and
+    CAP_SYS_ADMIN, perf breakpoints with the sentence saying why bpf was refused."""
+    target = test_exceptions.raiser(one_python, launch)
+    tracer = test_exceptions.Tracer(target.pid)
+    assert (tracer.mechanism, tracer.start["mechanism_note"]) == ("bpf", ""), tracer.start
+    rc, err = tracer.finish(signal.SIGINT)
+    assert rc == 0, err
+    monkeypatch.setenv("POD_BOUNDING", "-bpf,-perfmon,-sys_admin")
+    tracer = test_exceptions.Tracer(target.pid)
+    rc, err = tracer.finish(signal.SIGINT)
+    assert rc == 0, err
+    assert tracer.mechanism == "perf", tracer.start
+    assert "CAP_BPF" in tracer.start["mechanism_note"], tracer.start
 
 
 def test_growth_in_pod(one_python, launch, in_pod):
