@@ -324,16 +324,20 @@ static struct bpf_link *bpf_exc_attach_pmu(const struct bpf_program *prog, pid_t
     FILE *f = bpf_exc_sysfs(pid, "bus/event_source/devices/uprobe/type");
     struct perf_event_attr attr;
     struct bpf_link *link;
-    int type = -1, fd, e;
+    char buf[32], *end = NULL;
+    size_t len;
+    long type;
+    int fd, e;
 
     if (!f) {
         errno = ENOENT;
         return NULL;
     }
-    if (fscanf(f, "%d", &type) != 1)
-        type = -1;
+    len = fread(buf, 1, sizeof(buf) - 1, f);
     (void)fclose(f);
-    if (type < 0) {
+    buf[len] = '\0';
+    type = strtol(buf, &end, 10);
+    if (end == buf || type < 0 || type > INT32_MAX) {
         errno = ENOENT;
         return NULL;
     }

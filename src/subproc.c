@@ -140,12 +140,13 @@ static void read_children(pid_t pid, pid_t tid, pid_t *q, size_t *n, size_t cap)
 
 size_t subproc_descendants(pid_t root, pid_t *out, size_t cap)
 {
-    pid_t *tids = malloc(SUBPROC_TASKS_MAX * sizeof(*tids));
     struct ps_err ignored = {0};
     size_t n = 0;
+    pid_t *tids;
 
     if (cap == 0)
         return 0;
+    tids = malloc(SUBPROC_TASKS_MAX * sizeof(*tids));
     out[n++] = root;
     for (size_t i = 0; tids && i < n; i++) {
         size_t ntids = 0;

@@ -124,6 +124,10 @@ def test_without_sys_ptrace_in_pod(one_python, launch, in_pod, pyscope, monkeypa
 
 def test_attach_in_pod(one_python, launch, in_pod, screen):  # noqa: F811
     # TERM=xterm-256color with no terminfo database in the pod: the built-in entries serve.
-    # (No C.UTF-8 locale there either: UTF-8 text degrades to '?', so the dynamic build's
-    # test_panes_and_keys, which reads UTF-8 thread names, is not among these.)
     test_attach.test_exceptions_pane_and_tracing_toggle(one_python, launch, screen)
+
+
+def test_attach_in_pod_shows_utf8_names(shapes, in_pod, screen, tmp_path):  # noqa: F811
+    # LANG=C.UTF-8 with no locale files in the pod: the target's C.UTF-8 (through its
+    # /proc/PID/root) serves, so the UTF-8 thread names read as the dynamic build shows them
+    test_attach.test_panes_and_keys(shapes, screen, tmp_path)
