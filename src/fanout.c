@@ -33,6 +33,8 @@
 /* How long the end waits for the children to finish their traces and exit (then SIGKILL is
  * not sent: the kernel's PR_SET_PDEATHSIG still ends each cleanly when we exit). */
 #define FANOUT_END_WAIT_S 10.0
+/* At the duration's end: how long the children may take to end on their own first. */
+#define FANOUT_GRACE_S 2.0
 
 struct fan_kid {
     pid_t target; /* the traced process */
@@ -334,11 +336,18 @@ static bool fan_root_gone(pid_t root)
     return state == 'Z' || state == 'X';
 }
 
-/* The end: SIGTERM to every child still running, their output copied until they exit. */
-static void fan_end(struct fanout *f)
+/* The end: SIGTERM to every child still running, their output copied until they exit. At the
+ * duration's end the children, given the same deadline, first get FANOUT_GRACE_S to end on
+ * their own (their stop records then say "duration"). */
+static void fan_end(struct fanout *f, bool at_duration)
 {
-    double give_up = fan_mono() + FANOUT_END_WAIT_S;
+    double give_up = fan_mono() + (at_duration ? FANOUT_GRACE_S : 0);
 
+    while (at_duration && f->nkids > 0 && fan_mono() < give_up) {
+        (void)fan_poll(f, 20);
+        fan_reap(f);
+    }
+    give_up = fan_mono() + FANOUT_END_WAIT_S;
     for (size_t i = 0; i < f->nkids; i++)
         if (f->kids[i].proc > 0)
             (void)kill(f->kids[i].proc, SIGTERM);
@@ -401,7 +410,7 @@ int fanout_run(pid_t root, double duration_s, const sigset_t *stop_sigs, fanout_
             break;
         }
     }
-    fan_end(f);
+    fan_end(f, strcmp(*why, "duration") == 0);
     *st = f->st;
     (void)close(f->sigfd);
     for (size_t i = 0; i < FANOUT_MAX; i++)

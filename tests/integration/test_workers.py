@@ -13,7 +13,8 @@ import signal
 
 import pytest
 
-from conftest import RC_OK, assert_not_stopped_or_traced, python_target
+from conftest import (PYSCOPE_TIMEOUT_S, RC_OK, assert_not_stopped_or_traced, children,
+                      is_zombie_or_gone, python_target, wait_for)
 from test_attach import screen  # noqa: F401 - the fixture
 from test_pod import one_python  # noqa: F401 - the fixture
 
@@ -137,8 +138,9 @@ def tree_raises(records, pid):
             and (e["message"] or "").startswith("tree ")]
 
 
-def go(directory, pid):
-    with open(os.path.join(directory, f"go.{pid}"), "w", encoding="utf-8"):
+def go(directory, what):
+    with open(os.path.join(directory, f"go.{what}" if what != "respawn" else what), "w",
+              encoding="utf-8"):
         pass
 
 
@@ -164,10 +166,13 @@ def test_exceptions_subprocesses_traces_every_worker(one_python, launch, mechani
                            "every raise of the first workers")
         with open(os.path.join(directory, f"bye.{truth['workers'][0]}"), "w", encoding="utf-8"):
             pass                                            # the first worker exits ...
-        respawned = target.wait_truth(1)["respawned"]       # ... and the master forks another
-        tracer.wait_events(lambda r: respawned in tree_starts(r), "the respawned worker's start")
         tracer.wait_events(lambda r: any(e["event"] == "stop" and e["pid"] == truth["workers"][0]
                                          for e in r), "the exited worker's stop record")
+        # ... its tracer is gone (with bpf, its probe too, which would have cleared the int3 the
+        # new worker inherits from the traced master: that worker must be traced all the same)
+        go(directory, "respawn")
+        respawned = target.wait_truth(1)["respawned"]       # ... and the master forks another
+        tracer.wait_events(lambda r: respawned in tree_starts(r), "the respawned worker's start")
         go(directory, respawned)
         go(directory, truth["pid"])
         every = [truth["pid"], *first, respawned]
@@ -203,5 +208,51 @@ def test_exceptions_subprocesses_text_shows_each_pid(prefork_one, pyscope):
                                                  result.stdout)}
     assert pids == set(truth["workers"]), result.stdout[:2000]
     assert "worker process" not in result.stderr, result.stderr
-    for pid in [truth["pid"], *truth["workers"]]:
+    for pid in [truth["pid"], *truth["workers"]]:   # each tracer ended at the deadline itself
+        assert f"pid {pid}: stopped (duration)" in result.stderr, result.stderr
+        assert_not_stopped_or_traced(pid)
+
+
+def descendants(pid):
+    """Every live descendant of pid (children of children)."""
+    found, todo = [], [pid]
+    while todo:
+        for child in children(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+@pytest.mark.parametrize("victim", ["parent", "tracer"])
+def test_exceptions_subprocesses_sigkill(prefork_one, victim):
+    """SIGKILL of the `exceptions --subprocesses` process: every per-process tracer is told by
+    the kernel (PR_SET_PDEATHSIG) and ends its trace; SIGKILL of one per-process tracer: only
+    its process's trace ends, the others go on. The targets live on, untraced."""
+    from test_exceptions import Tracer
+
+    truth = prefork_one.truth
+    every = [truth["pid"], *truth["workers"]]
+    tracer = Tracer(truth["pid"], "--subprocesses", session=True)
+    try:
+        tracer.wait_events(lambda r: set(every) <= tree_starts(r), "every process's start")
+        ours = descendants(tracer.proc.pid)
+        assert ours, "no tracer processes"
+        if victim == "parent":
+            tracer.proc.kill()
+            wait_for(lambda: not any(os.path.exists(f"/proc/{p}") and not
+                                     is_zombie_or_gone(p) for p in ours),
+                     PYSCOPE_TIMEOUT_S, "every per-process tracer to end")
+        else:
+            guard = children(tracer.proc.pid)[0]
+            os.kill(guard, signal.SIGKILL)
+            wait_for(lambda: is_zombie_or_gone(guard), PYSCOPE_TIMEOUT_S, "the guard to die")
+            wait_for(lambda: len(children(tracer.proc.pid)) == len(every) - 1,
+                     PYSCOPE_TIMEOUT_S, "the dead tracer to be reaped, and no other to end")
+            assert tracer.proc.poll() is None               # the others go on
+    finally:
+        if tracer.proc.poll() is None:
+            tracer.finish(signal.SIGINT)
+        else:
+            tracer.proc.wait()
+    for pid in every:
         assert_not_stopped_or_traced(pid)

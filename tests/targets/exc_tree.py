@@ -7,9 +7,12 @@ Usage: python3.X exc_tree.py TRUTH_PATH ROUNDS
 Every process of the tree (master and workers) writes DIR/ready.PID once running, then waits
 for DIR/go.PID; it then raises and catches ROUNDS ValueError("tree PID I") (I = 0..ROUNDS-1),
 writes DIR/done.PID, and idles until the master is gone; a worker that finds DIR/bye.PID
-exits (status 0). The master writes TRUTH_PATH atomically (generation 0: its pid, the forked
-workers' pids, the shell's pid and the shell worker's pid); when the first forked worker exits
-it forks a replacement and writes generation 1 with "respawned": its pid.
+exits (status 0). Nothing raises before its go file (the waits list directories): a worker
+forked while the master is traced with bpf inherits the probe's int3 until its first raise. The
+master writes TRUTH_PATH atomically (generation 0: its pid, the forked
+workers' pids, the shell's pid and the shell worker's pid); when the first forked worker has
+exited and DIR/respawn exists it forks a replacement and writes generation 1 with "respawned":
+its pid.
 """
 
 import json
@@ -25,10 +28,21 @@ def write_atomic(path, doc):
     os.replace(path + ".tmp", path)
 
 
+def exists(path):
+    """Whether path exists, without raising (a raise would clear a uprobe's int3 inherited from
+    a traced master before the worker's own tracer starts, which the test must not miss)."""
+    directory, name = os.path.split(path)
+    return name in os.listdir(directory)
+
+
+def master_alive(master):
+    return str(master) in os.listdir("/proc")
+
+
 def wait_file(path, master):
     """Wait for path; False when the master is gone first."""
-    while not os.path.exists(path):
-        if master and os.getppid() != master and not os.path.exists(f"/proc/{master}"):
+    while not exists(path):
+        if master and not master_alive(master):
             return False
         time.sleep(0.05)
     return True
@@ -50,7 +64,7 @@ def rounds(directory, count, master):
 def worker(directory, count, master):
     rounds(directory, count, master)
     me = os.getpid()
-    while os.path.exists(f"/proc/{master}") and not os.path.exists(f"{directory}/bye.{me}"):
+    while master_alive(master) and not exists(f"{directory}/bye.{me}"):
         time.sleep(0.05)
 
 
@@ -65,7 +79,7 @@ def fork_worker(directory, count, master):
 
 
 def wait_ready(directory, pid):
-    while not os.path.exists(f"{directory}/ready.{pid}"):
+    while not exists(f"{directory}/ready.{pid}"):
         time.sleep(0.01)
 
 
@@ -85,6 +99,7 @@ def master(truth, count):
     write_atomic(truth, {"generation": 0, "pid": me, "workers": forked, "shell": shell.pid,
                          "shell_worker": shell_worker})
     os.waitpid(forked[0], 0)
+    wait_file(f"{directory}/respawn", None)
     respawned = fork_worker(directory, count, me)
     wait_ready(directory, respawned)
     write_atomic(truth, {"generation": 1, "pid": me, "workers": forked, "shell": shell.pid,
