@@ -437,7 +437,7 @@ static int ui_app_start(struct ui_app *app, struct ui_loop *l, struct ps_err *er
 
     /* The terminal first: without one, nothing of the target is touched. */
     if (rc == 0)
-        rc = ui_term_open(&app->term, err);
+        rc = ui_term_open(&app->term, app->pp ? app->pp->pid : 0, err);
     if (rc == 0)
         rc = target_install_signal_teardown(err);
     if (rc == 0)

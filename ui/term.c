@@ -105,7 +105,43 @@ static void ui_term_colors(struct ui_term *t)
     (void)init_pair(UI_PAIR_HEADING, COLOR_CYAN, -1);
 }
 
-int ui_term_open(struct ui_term *t, struct ps_err *err)
+/* True when LC_CTYPE is now a UTF-8 locale. */
+static bool ui_term_is_utf8(void)
+{
+    return strcmp(nl_langinfo(CODESET), "UTF-8") == 0;
+}
+
+/*
+ * The user's locale; when it leaves the terminal in plain ASCII (LANG unset or C, or a UTF-8
+ * locale whose files are missing, as in most containers and in a debug container's empty
+ * root), a UTF-8 terminal is assumed: C.UTF-8 from our own locale files, else from the
+ * target's (/proc/PID/root/usr/lib/locale through LOCPATH: a pod's debug container shares the
+ * kernel, not the files). A locale the user chose and that loaded (say ISO-8859-1) is kept.
+ */
+static void ui_term_locale(pid_t pid)
+{
+    const char *ctype;
+    char path[64];
+
+    (void)setlocale(LC_ALL, "");
+    if (ui_term_is_utf8())
+        return;
+    ctype = setlocale(LC_CTYPE, NULL);
+    if (ctype && strcmp(ctype, "C") != 0 && strcmp(ctype, "POSIX") != 0)
+        return;
+    if (setlocale(LC_CTYPE, "C.UTF-8") && ui_term_is_utf8())
+        return;
+    if (pid <= 0 || getenv("LOCPATH"))
+        return;
+    (void)snprintf(path, sizeof(path), "/proc/%d/root/usr/lib/locale", (int)pid);
+    if (setenv("LOCPATH", path, 1) != 0)
+        return;
+    if (!setlocale(LC_CTYPE, "C.UTF-8") || !ui_term_is_utf8())
+        (void)setlocale(LC_CTYPE, "C");
+    (void)unsetenv("LOCPATH"); /* the loaded locale stays mapped */
+}
+
+int ui_term_open(struct ui_term *t, pid_t locale_pid, struct ps_err *err)
 {
     const char *term = getenv("TERM");
     int rc;
@@ -116,8 +152,8 @@ int ui_term_open(struct ui_term *t, struct ps_err *err)
         return ps_err_set(err, -ENOTTY,
                           "attach needs a terminal on stdin and stdout; use `pyscope dump` in "
                           "scripts");
-    (void)setlocale(LC_ALL, "");
-    t->utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0;
+    ui_term_locale(locale_pid);
+    t->utf8 = ui_term_is_utf8();
     rc = ui_term_park_stderr(t, err);
     if (rc < 0)
         return rc;

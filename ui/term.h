@@ -16,6 +16,7 @@
  */
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include <curses.h>
 
@@ -31,10 +32,12 @@ struct ui_term {
 };
 
 /*
- * Take the terminal (stdin/stdout must be a terminal). On failure nothing is changed.
- * Errors: -ENOTTY (not a terminal, or TERM unknown), -errno parking stderr.
+ * Take the terminal (stdin/stdout must be a terminal). Sets the locale first: the user's, or
+ * when that is plain ASCII, C.UTF-8 from our locale files or else from those of locale_pid's
+ * root (0: none), so UTF-8 names show in a container without locale files. On failure nothing
+ * else is changed. Errors: -ENOTTY (not a terminal, or TERM unknown), -errno parking stderr.
  */
-int ui_term_open(struct ui_term *t, struct ps_err *err) PS_WARN_UNUSED;
+int ui_term_open(struct ui_term *t, pid_t locale_pid, struct ps_err *err) PS_WARN_UNUSED;
 
 /* Give the terminal back and replay parked stderr; safe to call twice and on a failed open. */
 void ui_term_close(struct ui_term *t);

@@ -5,29 +5,78 @@
  *
  * Invariant: every byte that reaches a line went through ui_fit/ui_fit_left, which decode with
  * the C library (the locale the terminal set), replace what cannot be shown with '?', and pad
- * or cut to the exact column count, so panes can draw lines without measuring them again.
+ * or cut to the exact column count, so panes can draw lines without measuring them again. In a
+ * single-byte locale (no UTF-8 locale could be loaded: term.c) a valid UTF-8 character is
+ * shown escaped as \u00e9 (\U0001f600 above U+FFFF), as Python's ascii() does, not as '?'.
  */
 #include "view.h"
 
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <wchar.h>
 #include <wctype.h>
 
-/* One decoded character: its bytes (or "?") and its width in columns. */
+/* One decoded character: its bytes (or "?", or its escape) and its width in columns. */
 struct ui_char {
     const char *bytes;
     size_t len;  /* bytes to copy */
     size_t used; /* bytes consumed from the source */
     int width;
+    char esc[12]; /* "\u00e9": bytes points here when escaped */
 };
+
+/* The UTF-8 sequence at s (n bytes, s[0] >= 0x80): its code point and length; 0 if invalid. */
+static size_t ui_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    size_t len = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+    uint32_t v = len == 4 ? s[0] & 0x07u : len == 3 ? s[0] & 0x0fu : s[0] & 0x1fu;
+
+    if (s[0] >= 0xf5 || len == 0 || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        v = (v << 6) | (s[i] & 0x3fu);
+    }
+    if ((len == 3 && v < 0x800) || (len == 4 && (v < 0x10000 || v > 0x10ffff)) ||
+        (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return len;
+}
+
+/* A single-byte locale (no UTF-8 one loaded): a UTF-8 character escaped. False if invalid. */
+static bool ui_escape_utf8(const char *s, size_t n, struct ui_char *c)
+{
+    uint32_t cp = 0;
+    size_t len = MB_CUR_MAX == 1 && (unsigned char)s[0] >= 0x80
+                     ? ui_utf8_decode((const unsigned char *)s, n, &cp)
+                     : 0;
+    int w;
+
+    if (len == 0)
+        return false;
+    w = snprintf(c->esc, sizeof(c->esc), cp > 0xffff ? "\\U%08x" : "\\u%04x", (unsigned)cp);
+    c->bytes = c->esc;
+    c->len = (size_t)w;
+    c->used = len;
+    c->width = w;
+    return true;
+}
 
 static void ui_next_char(const char *s, size_t n, mbstate_t *st, struct ui_char *c)
 {
     wchar_t wc = 0;
-    size_t r = mbrtowc(&wc, s, n, st);
+    size_t r;
     int w;
+
+    if (ui_escape_utf8(s, n, c))
+        return;
+    r = mbrtowc(&wc, s, n, st);
 
     if (r == (size_t)-1 || r == (size_t)-2 || r == 0) {
         memset(st, 0, sizeof(*st));

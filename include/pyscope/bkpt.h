@@ -37,6 +37,11 @@ struct bkpt;
  */
 int bkpt_check_entry(struct memsrc *src, uint64_t addr, struct ps_err *err) PS_WARN_UNUSED;
 
+#define BKPT_ENTRY_BYTES 16 /* bytes bkpt_check_code decodes */
+
+/* The same check on BKPT_ENTRY_BYTES bytes of code at addr (read by the caller). */
+int bkpt_check_code(const uint8_t *code, uint64_t addr, struct ps_err *err) PS_WARN_UNUSED;
+
 /*
  * Create a breakpoint set for addr in pid. want 0 = auto: BKPT_PERF when a probe
  * perf_event_open on probe_tid succeeds, else BKPT_DEBUGREG; or force one. Nothing is armed

@@ -28,16 +28,19 @@
  * "other" (a bound on memory and on the per-event search, whatever the target raises). */
 #define OUT_EXC_SUMMARY_MAX 1024
 
-/*
- * One END event (the raise and its fate) as a text line: `HH:MM:SS.mmm [tid N] Type: message
- * raised at file:line in function; handled in function at line L`, plus one indented line per
- * frame of the raise stack when stack is true. RAISE events are not printed (their END
- * follows, with the same fields).
- */
-void out_exc_text(FILE *fp, const struct tracer_event *ev, bool stack);
+#define OUT_EXC_STACK 1u /* out_exc_text: one more line per frame of the raise stack */
+#define OUT_EXC_PID   2u /* out_exc_text: the process too, `[pid P tid N]` */
 
 /*
- * One event as a JSON line: {"event":"raise",...} with frames, reraise, cause and context for
+ * One END event (the raise and its fate) as a text line: `HH:MM:SS.mmm [tid N] Type: message
+ * raised at file:line in function; handled in function at line L` (`[pid P tid N]` with
+ * OUT_EXC_PID in flags), plus one indented line per frame of the raise stack with
+ * OUT_EXC_STACK. RAISE events are not printed (their END follows, with the same fields).
+ */
+void out_exc_text(FILE *fp, const struct tracer_event *ev, unsigned flags);
+
+/*
+ * One event as a JSON line (each carries "pid", the traced process): {"event":"raise",...} with frames, reraise, cause and context for
  * a RAISE; {"event":"handled",...,"handled_at":{...}} or {"event":"propagating",...} for an END.
  */
 void out_exc_json(FILE *fp, const struct tracer_event *ev);

@@ -70,6 +70,14 @@ void subproc_free(struct subproc *g);
  */
 int subproc_tick(void *arg, struct ps_err *err) PS_WARN_UNUSED;
 
+/*
+ * root, then its descendants breadth first (children of every thread, from
+ * /proc/PID/task/TID/children, through non-Python processes too), into out: at most cap pids
+ * (root included), in the order found; returns how many were written (0 only when cap is 0).
+ * A process that exits meanwhile is skipped. Any thread.
+ */
+size_t subproc_descendants(pid_t root, pid_t *out, size_t cap);
+
 void subproc_stats_get(const struct subproc *g, struct subproc_stats *out);
 
 #endif

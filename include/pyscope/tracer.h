@@ -108,6 +108,7 @@ struct tracer_event {
     double time;                  /* CLOCK_REALTIME seconds at the stop */
     uint64_t thread_id;           /* threading.get_ident() */
     pid_t native_id;              /* kernel tid */
+    pid_t pid;                    /* the traced process (as we see it) */
     char type[TRACER_TYPE_MAX];   /* qualified type name ("ValueError", "mod.MyError") */
     char message[TRACER_MSG_MAX]; /* str of args[0] when a str; "" otherwise */
     bool has_message;

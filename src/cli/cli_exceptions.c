@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "pyscope/cli.h"
+#include "pyscope/fanout.h"
 #include "pyscope/out_exc.h"
 #include "pyscope/out_profile.h"
 #include "pyscope/out_sites.h"
@@ -26,7 +27,9 @@
 
 struct exc_args {
     bool json, stack, summary, exact_count;
-    bool profile; /* --format: the raise stacks as a profile, instead of the feed */
+    bool subprocesses; /* every Python process of the tree, one forked tracer each (fanout.h) */
+    bool in_tree;      /* this is one of those tracers: events show their pid */
+    bool profile;      /* --format: the raise stacks as a profile, instead of the feed */
     enum out_profile_format format;
     const char *type, *output;
     double duration, max_rate, budget;
@@ -65,6 +68,9 @@ static const char exc_usage[] =
     "  --exact-count       while rate-limited, count every raise exactly whatever the rate\n"
     "                      (each counted raise costs the target a debug exception, ~10 us in\n"
     "                      a VM; by default counting samples once it would cost over 2%)\n"
+    "  --subprocesses      also trace the target's Python children and their descendants\n"
+    "                      (a gunicorn or uvicorn master's workers, a shell's python), as they\n"
+    "                      come and go; every event carries its pid (one tracer process each)\n"
     "  --mechanism M       bpf, perf or debugreg (default: the first the kernel allows;\n"
     "                      bpf reads each raise in the kernel without stopping the target)\n"
     "  --format F          instead of the feed, write where exceptions come from at the end:\n"
@@ -86,7 +92,8 @@ enum exc_opt {
     OPT_MECH,
     OPT_EXACT_COUNT,
     OPT_FORMAT,
-    OPT_BUDGET
+    OPT_BUDGET,
+    OPT_SUBPROCESSES
 };
 
 static const struct option exc_opts[] = {
@@ -102,6 +109,7 @@ static const struct option exc_opts[] = {
     {"format", required_argument, NULL, OPT_FORMAT},
     {"output", required_argument, NULL, 'o'},
     {"budget", required_argument, NULL, OPT_BUDGET},
+    {"subprocesses", no_argument, NULL, OPT_SUBPROCESSES},
     {"help", no_argument, NULL, 'h'},
     CLI_LONGOPT_LOG_FORMAT,
     {NULL, 0, NULL, 0},
@@ -132,6 +140,7 @@ static int exc_opt(const struct cli_common *c, void *args, int opt, const char *
     case OPT_STACK: a->stack = true; return -1;
     case OPT_SUMMARY: a->summary = true; return -1;
     case OPT_EXACT_COUNT: a->exact_count = true; return -1;
+    case OPT_SUBPROCESSES: a->subprocesses = true; return -1;
     case OPT_TYPE: a->type = arg; return -1;
     case 'o': a->output = arg; return -1;
     case OPT_FORMAT:
@@ -171,6 +180,9 @@ static int exc_parse(const struct cli_common *c, int argc, char **argv, struct e
         return cli_usage(c, "-o goes with --format (the feed itself is written to stdout)");
     if (a->profile && (a->json || a->stack))
         return cli_usage(c, "--format replaces the feed: drop --json and --stack");
+    if (a->subprocesses && (a->profile || a->summary))
+        return cli_usage(c, "--subprocesses gives the live feed only: drop --format and --summary "
+                            "(or run them on one pid)");
     if (a->profile && a->summary && to_stdout)
         return cli_usage(c, "--summary with --format needs -o FILE for the profile");
     return cli_one_pid(c, argc, argv, "exceptions", &a->pid);
@@ -194,7 +206,8 @@ static void exc_feed(struct exc_out *o, const struct tracer_event *ev)
     if (fp && o->a->json)
         out_exc_json(fp, ev);
     else if (fp && ev->kind == TRACER_EV_END)
-        out_exc_text(fp, ev, o->a->stack);
+        out_exc_text(fp, ev,
+                     (o->a->stack ? OUT_EXC_STACK : 0u) | (o->a->in_tree ? OUT_EXC_PID : 0u));
     outq_commit(o->q);
 }
 
@@ -225,18 +238,18 @@ static void exc_on_event(void *ctx, const struct tracer_event *ev)
 static void exc_report_stats(const struct cli_common *c, const struct exc_args *a,
                              const struct tracer_stats *s, const char *why)
 {
-    char msg[512], unseen[160];
+    char msg[600], unseen[160], pidbuf[24];
 
     if (a->json) {
         json_t *o = json_pack(
-            "{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:f, s:I, s:f, s:f}", "event",
-            "stop", "reason", why, "hits", (json_int_t)s->hits, "raises", (json_int_t)s->raises,
-            "reported", (json_int_t)s->reported, "not_reported", (json_int_t)s->not_reported,
-            "filtered", (json_int_t)s->filtered, "counted_hits", (json_int_t)s->counted_total,
-            "counting", s->counting, "unseen_hits", (json_int_t)s->unseen_hits, "unseen_raises_est",
-            (json_int_t)s->unseen_raises_est, "disarmed_seconds", s->disarmed_seconds, "disarms",
-            (json_int_t)s->disarms, "count_cost_us", s->count_cost_us, "count_exact_rate",
-            s->count_exact_rate);
+            "{s:s, s:i, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:f, s:I, s:f, s:f}",
+            "event", "stop", "pid", (int)a->pid, "reason", why, "hits", (json_int_t)s->hits,
+            "raises", (json_int_t)s->raises, "reported", (json_int_t)s->reported, "not_reported",
+            (json_int_t)s->not_reported, "filtered", (json_int_t)s->filtered, "counted_hits",
+            (json_int_t)s->counted_total, "counting", s->counting, "unseen_hits",
+            (json_int_t)s->unseen_hits, "unseen_raises_est", (json_int_t)s->unseen_raises_est,
+            "disarmed_seconds", s->disarmed_seconds, "disarms", (json_int_t)s->disarms,
+            "count_cost_us", s->count_cost_us, "count_exact_rate", s->count_exact_rate);
 
         if (o && json_object_update_new(
                      o, json_pack("{s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I}", "budget", s->budget,
@@ -252,6 +265,7 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
         (void)fflush(stdout);
         return;
     }
+    (void)snprintf(pidbuf, sizeof(pidbuf), "pid %d", (int)a->pid);
     if (s->counted_total == 0 && s->disarms > 0)
         (void)snprintf(unseen, sizeof(unseen),
                        "raises while rate-limited off not counted "
@@ -261,22 +275,24 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
                        "%llu breakpoint hits while rate-limited off (%s; about %llu raises)",
                        (unsigned long long)s->unseen_hits, s->counting ? "exact" : "estimated",
                        (unsigned long long)s->unseen_raises_est);
-    (void)snprintf(msg, sizeof(msg),
-                   "stopped (%s): %llu raises reported, %llu seen but not reported (rate limit), "
-                   "%llu filtered out; %s, off for %.1f s",
-                   why, (unsigned long long)s->reported, (unsigned long long)s->not_reported,
-                   (unsigned long long)s->filtered, unseen, s->disarmed_seconds);
+    (void)snprintf(
+        msg, sizeof(msg),
+        "%s%sstopped (%s): %llu raises reported, %llu seen but not reported (rate limit), "
+        "%llu filtered out; %s, off for %.1f s",
+        a->in_tree ? pidbuf : "", a->in_tree ? ": " : "", why, (unsigned long long)s->reported,
+        (unsigned long long)s->not_reported, (unsigned long long)s->filtered, unseen,
+        s->disarmed_seconds);
     cli_log(c, "info", 0, msg);
 }
 
 /* The per-site raise counts and estimates (out_sites.h), before the stop record. */
-static void exc_sites_json(struct tracer *t)
+static void exc_sites_json(struct tracer *t, pid_t pid)
 {
     struct tracer_site *sites = malloc(TRACER_MAX_SITES * sizeof(*sites));
 
     /* a write error shows at the final flush of stdout, as for every record */
-    int rc =
-        sites ? out_sites_json(stdout, sites, tracer_sites(t, sites, TRACER_MAX_SITES)) : -ENOMEM;
+    int rc = sites ? out_sites_json(stdout, pid, sites, tracer_sites(t, sites, TRACER_MAX_SITES))
+                   : -ENOMEM;
 
     if (rc == -ENOMEM)
         (void)fputs("{\"event\":\"sites\",\"error\":\"out of memory\"}\n", stdout);
@@ -353,7 +369,8 @@ static int exc_run(const struct cli_common *c, const struct exc_args *a, struct 
     }
     if (pp->warning[0])
         cli_log(c, "warning", 0, pp->warning);
-    cli_workers_note(c, a->pid, "exceptions");
+    if (!a->subprocesses && !a->in_tree)
+        cli_workers_note(c, a->pid, "exceptions");
     (void)signal(SIGPIPE, SIG_IGN); /* a closed stdout is an EPIPE to handle, not a death */
     tracer_signals(&stop_sigs);
     (void)pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_mask); /* see tracer_signals */
@@ -378,7 +395,7 @@ static int exc_run(const struct cli_common *c, const struct exc_args *a, struct 
     }
     st = malloc(sizeof(*st));
     if (a->json)
-        exc_sites_json(t);
+        exc_sites_json(t, a->pid);
     if (st) {
         tracer_stats(t, st);
         exc_report_stats(c, a, st, why);
@@ -411,6 +428,54 @@ static int exc_outputs_open(const struct exc_args *a, struct exc_out *o, struct 
     return rc;
 }
 
+/* --subprocesses: what each forked tracer needs. */
+struct exc_tree {
+    const struct cli_common *c;
+    const struct exc_args *a;
+};
+
+/* fanout_fn: trace one process of the tree, as `exceptions PID` would, in a forked child. */
+static int exc_tree_one(void *arg, pid_t pid, double remaining_s)
+{
+    const struct exc_tree *tree = arg;
+    struct exc_args a = *tree->a;
+    struct exc_out o = {.a = &a};
+
+    a.pid = pid;
+    a.duration = remaining_s;
+    a.subprocesses = false;
+    a.in_tree = true;
+    cli_guard(tree->c, pid);
+    return exc_run(tree->c, &a, &o);
+}
+
+/* --subprocesses: one tracer process per Python process of the tree (fanout.h). */
+static int exc_tree(const struct cli_common *c, const struct exc_args *a)
+{
+    const struct exc_tree tree = {.c = c, .a = a};
+    struct fanout_stats st = {0};
+    struct ps_err err = {0};
+    const char *why = "error";
+    char msg[256];
+    sigset_t stop_sigs;
+    int rc;
+
+    (void)signal(SIGPIPE, SIG_IGN); /* a closed stdout is an EPIPE to handle, not a death */
+    tracer_signals(&stop_sigs);
+    rc = fanout_run(a->pid, a->duration, &stop_sigs, exc_tree_one, (void *)&tree, &why, &st, &err);
+    if (rc < 0)
+        return cli_fail(c, &err, rc);
+    (void)snprintf(msg, sizeof(msg),
+                   "stopped (%s): %llu Python processes of pid %d's tree traced, %llu not Python "
+                   "or unsupported%s",
+                   why, (unsigned long long)st.followed, (int)a->pid,
+                   (unsigned long long)st.not_python,
+                   st.over_cap ? ", more than 64 at once: the others not traced" : "");
+    if (!a->json)
+        cli_log(c, "info", 0, msg);
+    return CLI_EXIT_OK;
+}
+
 int cli_exceptions(const struct cli_common *common, int argc, char **argv)
 {
     struct exc_args a = {0};
@@ -421,6 +486,8 @@ int cli_exceptions(const struct cli_common *common, int argc, char **argv)
     if (rc >= 0)
         return rc;
     cli_hold_stop_signals();
+    if (a.subprocesses)
+        return exc_tree(common, &a);
     cli_guard(common, a.pid);
     rc = exc_outputs_open(&a, &o, &err);
     if (rc == 0)

@@ -80,12 +80,16 @@ static void exc_text_links(FILE *fp, const struct tracer_event *ev)
     }
 }
 
-void out_exc_text(FILE *fp, const struct tracer_event *ev, bool stack)
+void out_exc_text(FILE *fp, const struct tracer_event *ev, unsigned flags)
 {
+    bool stack = (flags & OUT_EXC_STACK) != 0;
     char when[32];
 
     exc_clock(ev->time, when, sizeof(when));
-    (void)fprintf(fp, "%s [tid %d] ", when, (int)ev->native_id);
+    if (flags & OUT_EXC_PID)
+        (void)fprintf(fp, "%s [pid %d tid %d] ", when, (int)ev->pid, (int)ev->native_id);
+    else
+        (void)fprintf(fp, "%s [tid %d] ", when, (int)ev->native_id);
     out_text_escaped(fp, ev->type);
     if (ev->has_message) {
         (void)fputs(": ", fp);
@@ -146,7 +150,7 @@ void out_exc_json(FILE *fp, const struct tracer_event *ev)
     bool end = ev->kind == TRACER_EV_END;
     const char *kind = !end ? "raise" : ev->propagating ? "propagating" : "handled";
 
-    (void)fprintf(fp, "{\"event\":\"%s\",\"seq\":%llu,\"type\":", kind,
+    (void)fprintf(fp, "{\"event\":\"%s\",\"pid\":%d,\"seq\":%llu,\"type\":", kind, (int)ev->pid,
                   (unsigned long long)ev->raise_seq);
     out_profile_json_str(fp, ev->type);
     (void)fprintf(fp, ",\"thread_id\":%llu,\"native_id\":%d,\"time\":%.6f,\"message\":",

@@ -30,9 +30,9 @@ static void out_site(FILE *fp, const struct tracer_site *s)
                   s->first_seq, s->first_time);
 }
 
-int out_sites_json(FILE *fp, const struct tracer_site *sites, size_t n)
+int out_sites_json(FILE *fp, pid_t pid, const struct tracer_site *sites, size_t n)
 {
-    (void)fputs("{\"event\":\"sites\",\"sites\":[", fp);
+    (void)fprintf(fp, "{\"event\":\"sites\",\"pid\":%d,\"sites\":[", (int)pid);
     for (size_t i = 0; i < n; i++) {
         if (i)
             (void)fputc(',', fp);

@@ -91,18 +91,23 @@ static void bkpt_attr(const struct bkpt *b, pid_t tid, bool stopping, struct per
 
 int bkpt_check_entry(struct memsrc *src, uint64_t addr, struct ps_err *err)
 {
-    static const char *const ok[] = {"endbr64", "push", "sub", "mov"};
-    uint8_t code[16];
-    csh cs;
-    cs_insn *insn = NULL;
+    uint8_t code[BKPT_ENTRY_BYTES];
     int rc = memsrc_read(src, addr, code, sizeof(code), err);
 
-    if (rc < 0)
-        return rc;
+    return rc < 0 ? rc : bkpt_check_code(code, addr, err);
+}
+
+int bkpt_check_code(const uint8_t *code, uint64_t addr, struct ps_err *err)
+{
+    static const char *const ok[] = {"endbr64", "push", "sub", "mov"};
+    csh cs;
+    cs_insn *insn = NULL;
+    int rc;
+
     if (cs_open(CS_ARCH_X86, CS_MODE_64, &cs) != CS_ERR_OK)
         return ps_err_set(err, -ENOMEM, "capstone could not be initialised");
     rc = -PS_ECORRUPT;
-    if (cs_disasm(cs, code, sizeof(code), addr, 1, &insn) == 1) {
+    if (cs_disasm(cs, code, BKPT_ENTRY_BYTES, addr, 1, &insn) == 1) {
         for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
             if (strcmp(insn->mnemonic, ok[i]) == 0 &&
                 (strcmp(ok[i], "sub") != 0 || strncmp(insn->op_str, "rsp", 3) == 0))

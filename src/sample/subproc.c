@@ -64,7 +64,6 @@ struct subproc {
     size_t nseen, nnext;
     pid_t queue[SUBPROC_SCAN_MAX];
     size_t nqueue;
-    pid_t tids[SUBPROC_TASKS_MAX];
     struct subproc_stats st;
 };
 
@@ -113,16 +112,17 @@ void subproc_free(struct subproc *g)
 
 /* ---- discovery --------------------------------------------------------------------------- */
 
-static bool queued(const struct subproc *g, pid_t pid)
+/* Whether pid is among the first n of q. */
+static bool queued(const pid_t *q, size_t n, pid_t pid)
 {
-    for (size_t i = 0; i < g->nqueue; i++)
-        if (g->queue[i] == pid)
+    for (size_t i = 0; i < n; i++)
+        if (q[i] == pid)
             return true;
     return false;
 }
 
-/* Append the children listed in one /proc/PID/task/TID/children file to the queue. */
-static void read_children(struct subproc *g, pid_t pid, pid_t tid)
+/* Append the children listed in one /proc/PID/task/TID/children file to q (at most cap). */
+static void read_children(pid_t pid, pid_t tid, pid_t *q, size_t *n, size_t cap)
 {
     char path[64], buf[4096];
     size_t len;
@@ -135,31 +135,42 @@ static void read_children(struct subproc *g, pid_t pid, pid_t tid)
     len = fread(buf, 1, sizeof(buf) - 1, f);
     (void)fclose(f);
     buf[len] = '\0';
-    for (char *p = buf, *end; *p && g->nqueue < SUBPROC_SCAN_MAX; p = end) {
+    for (char *p = buf, *end; *p && *n < cap; p = end) {
         long v = strtol(p, &end, 10);
 
         if (end == p)
             break;
-        if (v > 0 && !queued(g, (pid_t)v))
-            g->queue[g->nqueue++] = (pid_t)v;
+        if (v > 0 && !queued(q, *n, (pid_t)v))
+            q[(*n)++] = (pid_t)v;
     }
+}
+
+size_t subproc_descendants(pid_t root, pid_t *out, size_t cap)
+{
+    struct ps_err ignored = {0};
+    size_t n = 0;
+    pid_t *tids;
+
+    if (cap == 0)
+        return 0;
+    tids = malloc(SUBPROC_TASKS_MAX * sizeof(*tids));
+    out[n++] = root;
+    for (size_t i = 0; tids && i < n; i++) {
+        size_t ntids = 0;
+
+        if (procstat_tids(out[i], tids, SUBPROC_TASKS_MAX, &ntids, &ignored) < 0)
+            continue;
+        for (size_t k = 0; k < ntids; k++)
+            read_children(out[i], tids[k], out, &n, cap);
+    }
+    free(tids);
+    return n;
 }
 
 /* Breadth first from the root: every descendant into queue[1..nqueue). */
 static void list_descendants(struct subproc *g)
 {
-    struct ps_err ignored = {0};
-
-    g->queue[0] = g->root;
-    g->nqueue = 1;
-    for (size_t i = 0; i < g->nqueue; i++) {
-        size_t ntids = 0;
-
-        if (procstat_tids(g->queue[i], g->tids, SUBPROC_TASKS_MAX, &ntids, &ignored) < 0)
-            continue;
-        for (size_t k = 0; k < ntids; k++)
-            read_children(g, g->queue[i], g->tids[k]);
-    }
+    g->nqueue = subproc_descendants(g->root, g->queue, SUBPROC_SCAN_MAX);
 }
 
 static const struct seen *find_seen(const struct subproc *g, pid_t pid)

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <linux/capability.h>
+#include <linux/perf_event.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,6 +193,58 @@ static int bpf_exc_set_cfg(struct bpf_object *obj, const struct exc_bpf_cfg *c, 
     return ps_err_set(err, -PS_ECORRUPT, "bpf: the embedded program has no configuration block");
 }
 
+/* ---- the kernel's facts under /sys, from our root or the target's ------------------------- */
+
+/*
+ * Open a sysfs file: ours, else the target's view of it (/proc/PID/root/sys/...). A debug
+ * container or an empty root may have no /sys while the target's root has one (same kernel).
+ */
+static FILE *bpf_exc_sysfs(pid_t pid, const char *rel)
+{
+    char path[160];
+    FILE *f;
+
+    (void)snprintf(path, sizeof(path), "/sys/%s", rel);
+    f = fopen(path, "re");
+    if (f)
+        return f;
+    (void)snprintf(path, sizeof(path), "/proc/%d/root/sys/%s", (int)pid, rel);
+    return fopen(path, "re");
+}
+
+/*
+ * How many per-CPU values a lookup of the counters map writes: libbpf's count of the possible
+ * CPUs, else (no /sys in our root) the highest CPU of the target's view of the same list, + 1
+ * (at least the count: the caller's buffer is zeroed, so extra slots add nothing). -1 unknown.
+ */
+static int bpf_exc_ncpus(pid_t pid)
+{
+    int n = libbpf_num_possible_cpus(), top = -1;
+    char buf[256];
+    size_t len;
+    FILE *f;
+
+    if (n > 0)
+        return n;
+    f = bpf_exc_sysfs(pid, "devices/system/cpu/possible");
+    if (!f)
+        return -1;
+    len = fread(buf, 1, sizeof(buf) - 1, f);
+    (void)fclose(f);
+    buf[len] = '\0';
+    for (char *p = buf, *end; *p; p = end) { /* "0-3,8-11\n": the last number is the top */
+        long v = strtol(p, &end, 10);
+
+        if (end == p) {
+            end = p + 1;
+            continue;
+        }
+        if (v >= 0 && v < 65536 && v > top)
+            top = (int)v;
+    }
+    return top >= 0 ? top + 1 : -1;
+}
+
 /* ---- attaching ---------------------------------------------------------------------------- */
 
 /*
@@ -226,7 +279,8 @@ static int bpf_exc_on_rec(void *ctx, void *data, size_t len)
     return --b->budget > 0 ? 0 : -EAGAIN;
 }
 
-static int bpf_exc_load(struct bpf_exc *b, const struct exc_bpf_cfg *c, struct ps_err *err)
+static int bpf_exc_load(struct bpf_exc *b, pid_t pid, const struct exc_bpf_cfg *c,
+                        struct ps_err *err)
 {
     struct bpf_object_open_opts oo = {.sz = sizeof(oo), .object_name = "pyscope_exc"};
     struct bpf_map *ring;
@@ -252,11 +306,56 @@ static int bpf_exc_load(struct bpf_exc *b, const struct exc_bpf_cfg *c, struct p
         return rc;
     b->tstates_fd = bpf_object__find_map_fd_by_name(b->obj, "tstates");
     b->counters_fd = bpf_object__find_map_fd_by_name(b->obj, "counters");
-    b->ncpus = libbpf_num_possible_cpus();
+    b->ncpus = bpf_exc_ncpus(pid);
     b->rb = ring_buffer__new(bpf_map__fd(ring), bpf_exc_on_rec, b, NULL);
     if (!b->rb || b->ncpus <= 0 || b->tstates_fd < 0 || b->counters_fd < 0)
         return ps_err_set(err, -ENOMEM, "bpf: cannot set up the program's ring buffer");
     return 0;
+}
+
+/*
+ * The uprobe through perf_event_open on the kernel's "uprobe" PMU, whose type number is read
+ * from the target's /sys when ours has none (what libbpf does from our /sys), then handed to
+ * libbpf as a perf event link (which owns and closes the event). NULL with errno on failure.
+ */
+static struct bpf_link *bpf_exc_attach_pmu(const struct bpf_program *prog, pid_t pid,
+                                           const char *path, uint64_t off)
+{
+    FILE *f = bpf_exc_sysfs(pid, "bus/event_source/devices/uprobe/type");
+    struct perf_event_attr attr;
+    struct bpf_link *link;
+    char buf[32], *end = NULL;
+    size_t len;
+    long type;
+    int fd, e;
+
+    if (!f) {
+        errno = ENOENT;
+        return NULL;
+    }
+    len = fread(buf, 1, sizeof(buf) - 1, f);
+    (void)fclose(f);
+    buf[len] = '\0';
+    type = strtol(buf, &end, 10);
+    if (end == buf || type < 0 || type > INT32_MAX) {
+        errno = ENOENT;
+        return NULL;
+    }
+    memset(&attr, 0, sizeof(attr));
+    attr.size = sizeof(attr);
+    attr.type = (__u32)type;
+    attr.config1 = (__u64)(uintptr_t)path; /* uprobe_path */
+    attr.config2 = off;                    /* probe_offset */
+    fd = (int)syscall(SYS_perf_event_open, &attr, pid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    link = bpf_program__attach_perf_event(prog, fd);
+    if (!link) {
+        e = errno;
+        (void)close(fd);
+        errno = e;
+    }
+    return link;
 }
 
 static int bpf_exc_attach(struct bpf_exc *b, const struct pyproc *pp, uint64_t addr,
@@ -272,6 +371,8 @@ static int bpf_exc_attach(struct bpf_exc *b, const struct pyproc *pp, uint64_t a
     if (!prog)
         return ps_err_set(err, -PS_ECORRUPT, "bpf: the embedded program has no exc_hit");
     b->link = bpf_program__attach_uprobe(prog, false, pp->pid, path, (size_t)off);
+    if (!b->link && errno == ENOENT) /* no /sys in our root: libbpf cannot find the uprobe PMU */
+        b->link = bpf_exc_attach_pmu(prog, pp->pid, path, off);
     if (!b->link) {
         rc = -errno;
         b->link = NULL;
@@ -296,7 +397,7 @@ int bpf_exc_open(const struct pyproc *pp, uint64_t addr, const char *type_filter
     if (!b)
         return ps_err_set(err, -ENOMEM, "out of memory for the bpf exception reader");
     b->tstates_fd = b->counters_fd = -1;
-    rc = bpf_exc_load(b, &c, err);
+    rc = bpf_exc_load(b, pp->pid, &c, err);
     if (rc == 0)
         rc = bpf_exc_attach(b, pp, addr, err);
     if (rc < 0) {

@@ -24,6 +24,8 @@
 #include "pyscope/tracer.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -265,6 +267,7 @@ void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *w,
     ev->kind = TRACER_EV_RAISE;
     ev->time = t->hit_time > 0 ? t->hit_time : tr_real();
     ev->native_id = tid;
+    ev->pid = t->pp->pid;
     ev->thread_id = w->thread_id;
     ev->reraise = raw->traceback != 0;
     if (tr_describe(t, raw, ev) < 0) {
@@ -549,6 +552,39 @@ static int tr_attach(struct tracer *t, struct ps_err *err)
     return rc;
 }
 
+/*
+ * bkpt_check_entry, except that an int3 in memory (a uprobe's: a process forked from one
+ * traced with bpf inherits the patched page, until its first hit there makes the kernel take
+ * it out) sends the check to the bytes the mapped file holds there (/proc/PID/map_files, else
+ * /proc/PID/root + the mapped path).
+ */
+static int tr_check_entry(const struct pyproc *pp, uint64_t addr, struct ps_err *err)
+{
+    const struct maps_entry *e = maps_find(&pp->maps, addr);
+    uint8_t code[BKPT_ENTRY_BYTES];
+    char path[MAPS_PATH_MAX + 64];
+    int rc = memsrc_read(pp->src, addr, code, sizeof(code), err), fd;
+
+    if (rc < 0)
+        return rc;
+    if (code[0] != 0xcc || !e || !e->path || e->path[0] != '/')
+        return bkpt_check_code(code, addr, err);
+    (void)snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pp->pid,
+                   e->start, e->end);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        (void)snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pp->pid, e->path);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    }
+    if (fd >= 0) {
+        if (pread(fd, code, sizeof(code), (off_t)(addr - e->start + e->offset)) !=
+            (ssize_t)sizeof(code))
+            code[0] = 0xcc;
+        (void)close(fd);
+    }
+    return bkpt_check_code(code, addr, err);
+}
+
 int tracer_new(struct pyproc *pp, const struct tracer_opts *opts, struct tracer **out,
                struct ps_err *err)
 {
@@ -569,7 +605,7 @@ int tracer_new(struct pyproc *pp, const struct tracer_opts *opts, struct tracer 
                         "PyTraceBack_Here is not exported by %s: cannot trace exceptions",
                         pp->loc.image);
     if (rc == 0)
-        rc = bkpt_check_entry(pp->src, t->addr, err);
+        rc = tr_check_entry(pp, t->addr, err);
     if (rc == 0)
         rc = tr_bpf_start(t, err); /* 1: the bpf mechanism runs */
     t->used_bpf = rc == 1;

@@ -77,11 +77,28 @@ def test_record_in_pod(one_python, launch, in_pod, pyscope, tmp_path, monkeypatc
     test_record.test_profile_matches_the_targets_own_split(split, pyscope, tmp_path)
 
 
-def test_exceptions_in_pod(one_python, launch, in_pod):
-    # perf: the ptrace path of a pod without CAP_BPF (forcing bpf in the empty root fails to
-    # load the program: open on issue 17; the automatic choice falls back to perf there)
+@pytest.mark.parametrize("mechanism", ["bpf", "perf"])
+def test_exceptions_in_pod(one_python, launch, in_pod, mechanism):
+    # bpf in the empty root: no /sys there, so the possible-CPU list and the uprobe PMU's type
+    # are read from the target's /sys (/proc/PID/root/sys); perf is a pod's ptrace path
     test_exceptions.test_every_raise_reported_then_clean_exit(one_python, launch, signal.SIGINT,
-                                                              "perf")
+                                                              mechanism)
+
+
+def test_exceptions_in_pod_chooses_bpf_else_says_why(one_python, launch, in_pod, monkeypatch):
+    """The automatic choice in the empty root: bpf; in a pod without CAP_BPF, CAP_PERFMON and
+    CAP_SYS_ADMIN, perf breakpoints with the sentence saying why bpf was refused."""
+    target = test_exceptions.raiser(one_python, launch)
+    tracer = test_exceptions.Tracer(target.pid)
+    assert (tracer.mechanism, tracer.start["mechanism_note"]) == ("bpf", ""), tracer.start
+    rc, err = tracer.finish(signal.SIGINT)
+    assert rc == 0, err
+    monkeypatch.setenv("POD_BOUNDING", "-bpf,-perfmon,-sys_admin")
+    tracer = test_exceptions.Tracer(target.pid)
+    rc, err = tracer.finish(signal.SIGINT)
+    assert rc == 0, err
+    assert tracer.mechanism == "perf", tracer.start
+    assert "CAP_BPF" in tracer.start["mechanism_note"], tracer.start
 
 
 def test_growth_in_pod(one_python, launch, in_pod):
@@ -107,6 +124,18 @@ def test_without_sys_ptrace_in_pod(one_python, launch, in_pod, pyscope, monkeypa
 
 def test_attach_in_pod(one_python, launch, in_pod, screen):  # noqa: F811
     # TERM=xterm-256color with no terminfo database in the pod: the built-in entries serve.
-    # (No C.UTF-8 locale there either: UTF-8 text degrades to '?', so the dynamic build's
-    # test_panes_and_keys, which reads UTF-8 thread names, is not among these.)
     test_attach.test_exceptions_pane_and_tracing_toggle(one_python, launch, screen)
+
+
+def test_attach_in_pod_shows_utf8_names(shapes, in_pod, screen):  # noqa: F811
+    # LANG=C.UTF-8 with no locale files in the pod: the target's C.UTF-8 (through its
+    # /proc/PID/root) serves, so the UTF-8 thread names read as the dynamic build shows them
+    # (test_attach.test_panes_and_keys; the rest of it saves files in the working directory)
+    truth = shapes.truth
+    assert any(not t["name"].isascii() for t in truth["threads"]), truth["threads"]
+    s = screen(shapes.pid)
+    test_attach.ready(s)
+    s.wait(lambda _: all(t["name"][:8] in "\n".join(s.pane("threads")) for t in truth["threads"]),
+           "every thread's name (UTF-8 ones included) in the threads pane")
+    s.keys("q")
+    assert s.wait_exit() == 0

@@ -102,7 +102,7 @@ static void test_text_and_json_escape(void **state)
     (void)snprintf(ev.message, sizeof(ev.message),
                    "m\xc2\x9b"
                    "2J");
-    out_exc_text(fp, &ev, true);
+    out_exc_text(fp, &ev, OUT_EXC_STACK);
     assert_int_equal(fclose(fp), 0);
     assert_null(strpbrk(buf, "\x1b\x07\r"));
     assert_null(strstr(buf, "\xc2\x9b"));

@@ -218,6 +218,22 @@ static void test_stack_with_source(void **state)
 }
 
 /* --native: C frames innermost first, each eval-loop call replaced by its Python frames. */
+/* No UTF-8 locale (an empty root without locale files): UTF-8 characters are escaped as
+ * \uXXXX (\UXXXXXXXX above U+FFFF), an invalid byte is '?', and the escapes count their
+ * columns, so the fitting stays exact; back in C.UTF-8 they show as they are. */
+static void test_fit_without_utf8_locale(void **state)
+{
+    char out[64];
+
+    (void)state;
+    assert_non_null(setlocale(LC_ALL, "C"));
+    assert_string_equal(ui_fit(out, sizeof(out), "w\xc3\xb6rker \xf0\x9f\x98\x80 \xff.", 30),
+                        "w\\u00f6rker \\U0001f600 ?.     ");
+    assert_string_equal(ui_fit(out, sizeof(out), "w\xc3\xb6rker", 8), "w\\u00f6~");
+    assert_non_null(setlocale(LC_ALL, "C.UTF-8"));
+    assert_string_equal(ui_fit(out, sizeof(out), "w\xc3\xb6rker", 8), "w\xc3\xb6rker  ");
+}
+
 static void test_stack_native_merge(void **state)
 {
     static const uint64_t ticks[3] = {0, 0, 0};
@@ -561,6 +577,7 @@ int main(void)
         cmocka_unit_test(test_growth_rows),
         cmocka_unit_test(test_tasks_rows),
         cmocka_unit_test(test_stack_native_merge),
+        cmocka_unit_test(test_fit_without_utf8_locale),
     };
 
     if (!setlocale(LC_ALL, "C.UTF-8"))
