@@ -51,6 +51,7 @@ extern const uint64_t bpf_exc_obj_size;
 struct bpf_exc {
     struct bpf_object *obj;
     struct bpf_link *link;
+    struct bpf_link *exit_link, *exec_link; /* NULL when the tracepoint could not be attached */
     struct ring_buffer *rb;
     int tstates_fd, counters_fd;
     int ncpus;
@@ -108,6 +109,8 @@ static int bpf_exc_cfg(const struct pyproc *pp, const char *type_filter, struct 
 
     *c = (struct exc_bpf_cfg){
         .frameobj_f_frame = l->frameobj_f_frame,
+        .frameobj_f_back = l->frameobj_f_back,
+        .tb_frame = l->tb_frame,
         .tstate_current_exception = l->tstate_current_exception,
         .tstate_curexc_type = l->tstate_curexc_type,
         .tstate_thread_id = l->tstate_thread_id,
@@ -259,6 +262,18 @@ static int bpf_exc_load(struct bpf_exc *b, const struct exc_bpf_cfg *c, struct p
     return 0;
 }
 
+/*
+ * Attach program name to the raw tracepoint tp (no tracefs needed); NULL when it cannot be (the
+ * feature it serves degrades).
+ */
+static struct bpf_link *bpf_exc_attach_tp(struct bpf_object *obj, const char *name, const char *tp)
+{
+    struct bpf_program *prog = bpf_object__find_program_by_name(obj, name);
+    struct bpf_link *link = prog ? bpf_program__attach_raw_tracepoint(prog, tp) : NULL;
+
+    return link && libbpf_get_error(link) == 0 ? link : NULL;
+}
+
 static int bpf_exc_attach(struct bpf_exc *b, const struct pyproc *pp, uint64_t addr,
                           struct ps_err *err)
 {
@@ -271,6 +286,9 @@ static int bpf_exc_attach(struct bpf_exc *b, const struct pyproc *pp, uint64_t a
         return rc;
     if (!prog)
         return ps_err_set(err, -PS_ECORRUPT, "bpf: the embedded program has no exc_hit");
+    /* the thread-exit and exec tracepoints first: no hit can precede them */
+    b->exit_link = bpf_exc_attach_tp(b->obj, "exc_exit", "sched_process_exit");
+    b->exec_link = bpf_exc_attach_tp(b->obj, "exc_exec", "sched_process_exec");
     b->link = bpf_program__attach_uprobe(prog, false, pp->pid, path, (size_t)off);
     if (!b->link) {
         rc = -errno;
@@ -305,6 +323,11 @@ int bpf_exc_open(const struct pyproc *pp, uint64_t addr, const char *type_filter
     }
     *out = b;
     return 0;
+}
+
+bool bpf_exc_sees_exits(const struct bpf_exc *b)
+{
+    return b->exit_link && b->exec_link;
 }
 
 int bpf_exc_fd(const struct bpf_exc *b)
@@ -353,6 +376,8 @@ void bpf_exc_close(struct bpf_exc *b)
     if (!b)
         return;
     bpf_link__destroy(b->link); /* first: the kernel removes the uprobe */
+    bpf_link__destroy(b->exit_link);
+    bpf_link__destroy(b->exec_link);
     ring_buffer__free(b->rb);
     bpf_object__close(b->obj);
     free(b);

@@ -238,13 +238,14 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
             (json_int_t)s->disarms, "count_cost_us", s->count_cost_us, "count_exact_rate",
             s->count_exact_rate);
 
-        if (o && json_object_update_new(
-                     o, json_pack("{s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I}", "budget", s->budget,
-                                  "budget_spent_s", s->spent_s, "target_cpu_s", s->target_cpu_s,
-                                  "stop_cost_us", s->stop_cost_us, "pinned_threads",
-                                  (json_int_t)s->pinned_threads, "episodes",
-                                  (json_int_t)s->episodes, "raises_est", s->raises_est, "ring_lost",
-                                  (json_int_t)s->ring_lost)) < 0) {
+        if (o &&
+            json_object_update_new(
+                o, json_pack("{s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I, s:I}", "budget", s->budget,
+                             "budget_spent_s", s->spent_s, "target_cpu_s", s->target_cpu_s,
+                             "stop_cost_us", s->stop_cost_us, "pinned_threads",
+                             (json_int_t)s->pinned_threads, "episodes", (json_int_t)s->episodes,
+                             "raises_est", s->raises_est, "ring_lost", (json_int_t)s->ring_lost,
+                             "in_flight_at_start", (json_int_t)s->in_flight_at_start)) < 0) {
             json_decref(o);
             o = NULL;
         }
@@ -266,6 +267,11 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
                    "%llu filtered out; %s, off for %.1f s",
                    why, (unsigned long long)s->reported, (unsigned long long)s->not_reported,
                    (unsigned long long)s->filtered, unseen, s->disarmed_seconds);
+    if (s->in_flight_at_start)
+        (void)snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
+                       "; %llu already propagating when tracing began (raise site unseen) not "
+                       "reported",
+                       (unsigned long long)s->in_flight_at_start);
     cli_log(c, "info", 0, msg);
 }
 

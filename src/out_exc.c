@@ -59,6 +59,10 @@ static void exc_text_site(FILE *fp, const struct tracer_frame *f)
 
 static void exc_text_fate(FILE *fp, const struct tracer_event *ev)
 {
+    if (ev->exit_unknown) {
+        (void)fputs("; fate unknown (its thread exited first)", fp);
+        return;
+    }
     if (ev->propagating) {
         (void)fputs("; still propagating", fp);
         return;
@@ -144,7 +148,10 @@ static void exc_json_raise(FILE *fp, const struct tracer_event *ev)
 void out_exc_json(FILE *fp, const struct tracer_event *ev)
 {
     bool end = ev->kind == TRACER_EV_END;
-    const char *kind = !end ? "raise" : ev->propagating ? "propagating" : "handled";
+    const char *kind = !end               ? "raise"
+                       : ev->exit_unknown ? "unknown"
+                       : ev->propagating  ? "propagating"
+                                          : "handled";
 
     (void)fprintf(fp, "{\"event\":\"%s\",\"seq\":%llu,\"type\":", kind,
                   (unsigned long long)ev->raise_seq);

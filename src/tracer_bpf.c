@@ -62,6 +62,7 @@ static bool tr_bpf_stack(struct tracer *t, const struct exc_bpf_rec *r, size_t n
     struct memsrc_iov iov[EXC_BPF_MAX_FRAMES];
     uint8_t *hdrs = t->bpf_hdrs;
     struct ps_err ignored = {0};
+    bool gone;
 
     t->stack.n = 0;
     t->stack.truncated = r->truncated != 0;
@@ -70,7 +71,9 @@ static bool tr_bpf_stack(struct tracer *t, const struct exc_bpf_rec *r, size_t n
     for (size_t i = 0; i < nframes; i++)
         iov[i] = (struct memsrc_iov){
             .addr = r->frames[i].code, .buf = hdrs + i * CODE_HEADER_MAX, .len = hlen};
-    if (memsrc_readv(t->inner, iov, nframes, &ignored) < 0)
+    /* a record read after the target exited: code objects the cache knows are trusted */
+    gone = memsrc_readv(t->inner, iov, nframes, &ignored) < 0;
+    if (gone && ignored.code != -PS_EGONE)
         return false;
     for (size_t i = 0; i < nframes; i++) {
         struct walk_frame *wf = &t->stack.frames[i];
@@ -78,7 +81,10 @@ static bool tr_bpf_stack(struct tracer *t, const struct exc_bpf_rec *r, size_t n
         memset(wf, 0, sizeof(*wf));
         wf->frame_addr = r->frames[i].frame;
         wf->code_addr = r->frames[i].code;
-        code_fp_parse(l, hdrs + i * CODE_HEADER_MAX, &wf->fp);
+        if (!gone)
+            code_fp_parse(l, hdrs + i * CODE_HEADER_MAX, &wf->fp);
+        else if (!code_cache_peek(t->pp->codes, wf->code_addr, &wf->fp))
+            return false;
         diff = (int64_t)(r->frames[i].instr - (wf->code_addr + (uint64_t)l->code_code_adaptive));
         if (wf->fp.type != t->pp->loc.syms.code_type || diff % 2 != 0 || diff < -2 ||
             diff / 2 > (int64_t)wf->fp.size)
@@ -124,15 +130,60 @@ static void tr_bpf_prop(struct tracer *t, const struct exc_bpf_rec *r, size_t le
     tr_propagate(t, o);
 }
 
+/* End o, whose fate its thread's exit (or the exec) hid: "unknown", never a guess. */
+static void tr_bpf_end_unknown(struct tracer *t, struct tr_open *o)
+{
+    o->raise.exit_unknown = true;
+    tr_end(t, o, true);
+    o->raise.exit_unknown = false;
+}
+
+/*
+ * A thread exits: the fate of the exception it was followed in, from its in-flight exception read
+ * at the exit. Still that one: it was propagating when the thread died. Another or none, or a
+ * thread state Python had already cleared (the thread's Python code ended): it was handled at
+ * its last frame (as tr_check_ends decides while the thread runs). Unreadable: unknown.
+ */
+static void tr_bpf_exit(struct tracer *t, const struct exc_bpf_rec *r)
+{
+    struct tr_open *o = tr_open_of(t, (pid_t)r->tid);
+    uint64_t now = r->value ? r->value : r->type;
+
+    if (!o)
+        return;
+    if (r->truncated == EXC_BPF_EXIT_READ)
+        tr_end(t, o, now == o->key);
+    else if (r->truncated == EXC_BPF_EXIT_CLEARED)
+        tr_end(t, o, false);
+    else
+        tr_bpf_end_unknown(t, o);
+}
+
 static void tr_bpf_on_rec(void *ctx, const struct exc_bpf_rec *r, size_t len)
 {
     struct tracer *t = ctx;
 
-    t->st.hits++;
-    if (r->kind == EXC_BPF_RAISE)
+    switch (r->kind) {
+    case EXC_BPF_RAISE:
+        t->st.hits++;
         tr_bpf_raise(t, r, len);
-    else if (r->kind == EXC_BPF_PROP)
+        break;
+    case EXC_BPF_PROP:
+        t->st.hits++;
         tr_bpf_prop(t, r, len);
+        break;
+    case EXC_BPF_EXIT: tr_bpf_exit(t, r); break;
+    case EXC_BPF_EXEC: t->exec_seen = true; break;
+    default: break;
+    }
+}
+
+/* Every record queued now (bounded: a storm may keep filling the ring). */
+static void tr_bpf_drain(struct tracer *t)
+{
+    for (int i = 0; i < 64 && bpf_exc_poll(t->bx, TR_BPF_BATCH, tr_bpf_on_rec, t) == TR_BPF_BATCH;
+         i++)
+        tr_deliver(t);
 }
 
 /* ---- threads ------------------------------------------------------------------------------ */
@@ -168,10 +219,21 @@ static int tr_bpf_sync(struct tracer *t)
             return 0;
         n = 0;
     }
+    /* a thread's EXIT record precedes its leaving /proc: read what is queued first */
     for (size_t i = 0; i < TR_MAX_OPEN; i++)
         if (t->open[i].tid &&
-            !bsearch(&t->open[i].tid, t->tids, n, sizeof(*t->tids), tr_bpf_tid_cmp))
-            tr_end(t, &t->open[i], false);
+            !bsearch(&t->open[i].tid, t->tids, n, sizeof(*t->tids), tr_bpf_tid_cmp)) {
+            tr_bpf_drain(t);
+            break;
+        }
+    for (size_t i = 0; i < TR_MAX_OPEN; i++)
+        if (t->open[i].tid &&
+            !bsearch(&t->open[i].tid, t->tids, n, sizeof(*t->tids), tr_bpf_tid_cmp)) {
+            if (bpf_exc_sees_exits(t->bx))
+                tr_bpf_end_unknown(t, &t->open[i]); /* its EXIT record was lost */
+            else
+                tr_end(t, &t->open[i], false);
+        }
     if (n == 1 && (procstat_state(t->pp->pid, t->pp->pid, &state, &ignored) < 0 || state == 'Z' ||
                    state == 'X'))
         return 1;
@@ -237,6 +299,11 @@ int tr_bpf_step(struct tracer *t, struct ps_err *err)
         return 1;
     tr_bpf_clock(t);
     rc = bpf_exc_poll(t->bx, TR_BPF_BATCH, tr_bpf_on_rec, t);
+    if (t->exec_seen) { /* the probe watched the old image: the trace is over */
+        t->exited = true;
+        tr_deliver(t);
+        return 1;
+    }
     if (now - t->last_sync >= TR_BPF_SYNC_S) {
         t->last_sync = now;
         if (tr_bpf_sync(t)) {
@@ -259,21 +326,24 @@ int tr_bpf_stop(struct tracer *t)
 
     t->stopping = true;
     tr_bpf_clock(t);
-    /* what was queued before the end (bounded: a storm may still be filling it) */
-    for (int i = 0; i < 64 && bpf_exc_poll(t->bx, TR_BPF_BATCH, tr_bpf_on_rec, t) == TR_BPF_BATCH;
-         i++)
-        tr_deliver(t);
+    tr_bpf_drain(t); /* what was queued before the end */
     bpf_exc_counters(t->bx, cnt);
     t->bpf_cnt_lost = cnt[EXC_BPF_CNT_LOST_RAISES];
     t->bpf_cnt_hits = cnt[EXC_BPF_CNT_HITS];
     t->bpf_cnt_filtered = cnt[EXC_BPF_CNT_FILTERED_RAISES];
+    t->bpf_cnt_in_flight = cnt[EXC_BPF_CNT_IN_FLIGHT];
     bpf_exc_close(t->bx); /* the kernel removes the uprobe */
     t->bx = NULL;
     if (!t->exited)
         tr_check_ends(t, false); /* first read: a second one below ends what is gone */
-    for (size_t i = 0; i < TR_MAX_OPEN; i++)
-        if (t->open[i].tid)
+    for (size_t i = 0; i < TR_MAX_OPEN; i++) {
+        if (!t->open[i].tid)
+            continue;
+        if (t->exited) /* no EXIT record for it (lost, or an exec): not a guess */
+            tr_bpf_end_unknown(t, &t->open[i]);
+        else
             tr_end(t, &t->open[i], !t->open[i].gone_once);
+    }
     t->stopped = true;
     tr_deliver(t);
     return 0;
@@ -288,7 +358,9 @@ void tr_bpf_stats(struct tracer *t, struct tracer_stats *out)
         t->bpf_cnt_lost = cnt[EXC_BPF_CNT_LOST_RAISES];
         t->bpf_cnt_hits = cnt[EXC_BPF_CNT_HITS];
         t->bpf_cnt_filtered = cnt[EXC_BPF_CNT_FILTERED_RAISES];
+        t->bpf_cnt_in_flight = cnt[EXC_BPF_CNT_IN_FLIGHT];
     }
+    out->in_flight_at_start = t->bpf_cnt_in_flight;
     out->hits = t->bpf_cnt_hits; /* every hit, counted in the kernel */
     out->counted_total = t->bpf_cnt_hits;
     out->counting = true;

@@ -46,6 +46,12 @@ int bpf_exc_allowed(struct ps_err *err) PS_WARN_UNUSED;
 int bpf_exc_open(const struct pyproc *pp, uint64_t addr, const char *type_filter,
                  struct bpf_exc **out, struct ps_err *err) PS_WARN_UNUSED;
 
+/*
+ * Whether the thread-exit and exec tracepoints are attached (EXC_BPF_EXIT / EXC_BPF_EXEC records
+ * come): when not, a thread's exit is learnt from /proc only, and an exec not at all.
+ */
+bool bpf_exc_sees_exits(const struct bpf_exc *b);
+
 /* A file descriptor readable (POLLIN) when records are waiting. */
 int bpf_exc_fd(const struct bpf_exc *b);
 

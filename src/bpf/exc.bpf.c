@@ -358,32 +358,9 @@ static __always_inline void new_raise(struct exc_bpf_rec *r, __u32 tid, __u64 ke
     send(r, __builtin_offsetof(struct exc_bpf_rec, blob) + r->blob_len, 1);
 }
 
-SEC("uprobe")
-int exc_hit(struct exc_regs *ctx)
+/* The thread's in-flight exception into r (value, type, traceback; 3.11: curexc_*). */
+static __always_inline void read_exc(struct exc_bpf_rec *r)
 {
-    struct bpf_pidns_info ns = {0};
-    __u32 zero = 0, tid;
-    struct exc_bpf_rec *r;
-    struct exc_open *o;
-    __u64 key;
-
-    if (bpf_get_ns_current_pid_tgid(cfg.pidns_dev, cfg.pidns_ino, &ns, sizeof(ns)) ||
-        ns.tgid != cfg.tgid)
-        return 0; /* not the target (a fork child) */
-    tid = ns.pid;
-    count(EXC_BPF_CNT_HITS);
-    r = bpf_map_lookup_elem(&scratch, &zero);
-    if (!r)
-        return 0;
-    r->tid = tid;
-    r->time_ns = bpf_ktime_get_ns();
-    r->nframes = r->truncated = r->nranges = r->blob_len = 0;
-    r->iframe = rd64(ctx->di, cfg.frameobj_f_frame);
-    r->tstate = thread_state(tid);
-    if (!r->tstate) {
-        count(EXC_BPF_CNT_NO_TSTATE);
-        return 0;
-    }
     if (cfg.tstate_current_exception >= 0) {
         r->value = rd64(r->tstate, cfg.tstate_current_exception);
         r->type = rd64(r->value, cfg.object_type);
@@ -395,6 +372,65 @@ int exc_hit(struct exc_regs *ctx)
     }
     if (r->traceback == cfg.none)
         r->traceback = 0;
+}
+
+/*
+ * Was this exception already propagating when the probe was attached? At the thread's first
+ * hit since then (no open entry), a traceback whose newest entry is a callee of the hit frame
+ * (its frame object's f_back, set when that frame stopped running, is the hit frame object)
+ * means the exception left that callee before: its raise and the hits up to here were missed.
+ * A re-raise (`raise e`) of a caught exception shows the catching frame itself there.
+ */
+static __always_inline int in_flight_before(const struct exc_bpf_rec *r, __u64 frameobj)
+{
+    __u64 tbf;
+
+    if (!r->traceback || cfg.tb_frame < 0 || cfg.frameobj_f_back < 0)
+        return 0;
+    tbf = rd64(r->traceback, cfg.tb_frame);
+    return tbf && tbf != frameobj && rd64(tbf, cfg.frameobj_f_back) == frameobj;
+}
+
+/* The record of this hit's thread, or NULL when the hit is not the target's; counts the hit. */
+static __always_inline struct exc_bpf_rec *begin(__u32 *tid)
+{
+    struct bpf_pidns_info ns = {0};
+    struct exc_bpf_rec *r;
+    __u32 zero = 0;
+
+    if (bpf_get_ns_current_pid_tgid(cfg.pidns_dev, cfg.pidns_ino, &ns, sizeof(ns)) ||
+        ns.tgid != cfg.tgid)
+        return NULL; /* not the target (a fork child) */
+    *tid = ns.pid;
+    r = bpf_map_lookup_elem(&scratch, &zero);
+    if (!r)
+        return NULL;
+    r->tid = ns.pid;
+    r->time_ns = bpf_ktime_get_ns();
+    r->nframes = r->truncated = r->nranges = r->blob_len = 0;
+    r->value = r->type = r->traceback = r->thread_id = r->iframe = r->tstate = 0;
+    return r;
+}
+
+SEC("uprobe")
+int exc_hit(struct exc_regs *ctx)
+{
+    struct exc_bpf_rec *r;
+    struct exc_open *o;
+    __u32 tid = 0;
+    __u64 key;
+
+    r = begin(&tid);
+    if (!r)
+        return 0;
+    count(EXC_BPF_CNT_HITS);
+    r->iframe = rd64(ctx->di, cfg.frameobj_f_frame);
+    r->tstate = thread_state(tid);
+    if (!r->tstate) {
+        count(EXC_BPF_CNT_NO_TSTATE);
+        return 0;
+    }
+    read_exc(r);
     key = r->value ? r->value : r->type;
     if (!key || !r->iframe) {
         count(EXC_BPF_CNT_READ_ERRORS);
@@ -410,8 +446,63 @@ int exc_hit(struct exc_regs *ctx)
         send(r, __builtin_offsetof(struct exc_bpf_rec, frames) + 2 * sizeof(r->frames[0]), 0);
         return 0;
     }
+    if (!o && in_flight_before(r, ctx->di)) {
+        count(EXC_BPF_CNT_IN_FLIGHT); /* followed silently: its raise site is not known */
+        walk(r, r->iframe, 2);
+        set_open(tid, NULL, key, r->nframes > 1 ? r->frames[1].frame : 0, 1);
+        return 0;
+    }
     r->thread_id = rd64(r->tstate, cfg.tstate_thread_id);
     new_raise(r, tid, key, o);
+    return 0;
+}
+
+/*
+ * A thread of the target exits (in that thread, before the kernel releases its memory on
+ * kernels that place the tracepoint so): its in-flight exception, so user space learns the fate
+ * of the exception it followed last (still in flight: it was propagating; gone: handled).
+ */
+SEC("raw_tp/sched_process_exit")
+int exc_exit(void *ctx)
+{
+    __u32 tid = 0, ntid = 0;
+    __u64 *m, ts;
+    struct exc_bpf_rec *r = begin(&tid);
+
+    (void)ctx;
+    if (!r)
+        return 0;
+    r->kind = EXC_BPF_EXIT;
+    r->truncated = EXC_BPF_EXIT_UNREAD;
+    m = bpf_map_lookup_elem(&tstates, &tid);
+    ts = m ? *m : 0;
+    if (ts && cfg.tstate_native_thread_id >= 0 &&
+        bpf_probe_read_user(&ntid, sizeof(ntid),
+                            (const void *)(ts + cfg.tstate_native_thread_id)) == 0) {
+        r->truncated = ntid == tid ? EXC_BPF_EXIT_READ : EXC_BPF_EXIT_CLEARED;
+        if (ntid == tid) {
+            r->tstate = ts;
+            read_exc(r);
+        }
+    }
+    send(r, __builtin_offsetof(struct exc_bpf_rec, ranges), 0);
+    bpf_map_delete_elem(&open, &tid); /* a later thread may get its id */
+    bpf_map_delete_elem(&tstates, &tid);
+    return 0;
+}
+
+/* The target exec'd: everything the uprobe program holds is the old image's. */
+SEC("raw_tp/sched_process_exec")
+int exc_exec(void *ctx)
+{
+    __u32 tid = 0;
+    struct exc_bpf_rec *r = begin(&tid);
+
+    (void)ctx;
+    if (!r)
+        return 0;
+    r->kind = EXC_BPF_EXEC;
+    send(r, __builtin_offsetof(struct exc_bpf_rec, ranges), 0);
     return 0;
 }
 

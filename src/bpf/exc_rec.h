@@ -25,6 +25,8 @@
 /* Per-target configuration (read-only data of the program). Offsets are bytes; -1 absent. */
 struct exc_bpf_cfg {
     __s32 frameobj_f_frame;
+    __s32 frameobj_f_back;          /* a frame object's caller, set when it stopped running */
+    __s32 tb_frame;                 /* a traceback entry's frame object */
     __s32 tstate_current_exception; /* 3.12+ */
     __s32 tstate_curexc_type;       /* 3.11 (value and traceback follow it) */
     __s32 tstate_thread_id;
@@ -53,6 +55,20 @@ enum exc_bpf_kind {
     EXC_BPF_RAISE = 1, /* a new exception (or a re-raise): everything below is filled */
     EXC_BPF_PROP = 2,  /* the thread's open exception crossed one more frame: frames[0] is the
                           hit frame, frames[1] its caller (frame address only) */
+    EXC_BPF_EXIT = 3,  /* a thread of the target exits (sched_process_exit, in that thread):
+                          value/type are its in-flight exception then, 0 when none; truncated
+                          holds an enum exc_bpf_exit_state. Header only (up to ranges). */
+    EXC_BPF_EXEC = 4,  /* the target exec'd (sched_process_exec): the uprobe and every address
+                          the program holds belong to the old image. Header only. */
+};
+
+/* What an EXIT record could read of the exiting thread. */
+enum exc_bpf_exit_state {
+    EXC_BPF_EXIT_READ = 0,    /* its thread state, still naming it: value/type as read */
+    EXC_BPF_EXIT_CLEARED = 1, /* read, but no longer its thread state: its Python part ended
+                                 before the thread did (cleared, finalised) */
+    EXC_BPF_EXIT_UNREAD = 2,  /* nothing readable (no thread state known, or the kernel had
+                                 released the memory before the tracepoint) */
 };
 
 struct exc_bpf_frame {
@@ -90,6 +106,8 @@ enum exc_bpf_counter {
     EXC_BPF_CNT_FILTERED_RAISES, /* new raises dropped by the type filter */
     EXC_BPF_CNT_NO_TSTATE,       /* hits whose thread state could not be found */
     EXC_BPF_CNT_READ_ERRORS,     /* hits whose frame or exception could not be read */
+    EXC_BPF_CNT_IN_FLIGHT,       /* exceptions already propagating when the probe was attached:
+                                    first seen at a caller of their raise site, not reported */
     EXC_BPF_CNT_N
 };
 
