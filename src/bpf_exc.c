@@ -53,7 +53,7 @@ struct bpf_exc {
     struct bpf_link *link;
     struct bpf_link *exit_link, *exec_link; /* NULL when the tracepoint could not be attached */
     struct ring_buffer *rb;
-    int tstates_fd, counters_fd;
+    int tstates_fd, counters_fd, sites_fd, ctl_fd;
     int ncpus;
     void (*cb)(void *ctx, const struct exc_bpf_rec *r, size_t len);
     void *cb_ctx;
@@ -255,9 +255,12 @@ static int bpf_exc_load(struct bpf_exc *b, const struct exc_bpf_cfg *c, struct p
         return rc;
     b->tstates_fd = bpf_object__find_map_fd_by_name(b->obj, "tstates");
     b->counters_fd = bpf_object__find_map_fd_by_name(b->obj, "counters");
+    b->sites_fd = bpf_object__find_map_fd_by_name(b->obj, "sites");
+    b->ctl_fd = bpf_object__find_map_fd_by_name(b->obj, "ctl");
     b->ncpus = libbpf_num_possible_cpus();
     b->rb = ring_buffer__new(bpf_map__fd(ring), bpf_exc_on_rec, b, NULL);
-    if (!b->rb || b->ncpus <= 0 || b->tstates_fd < 0 || b->counters_fd < 0)
+    if (!b->rb || b->ncpus <= 0 || b->tstates_fd < 0 || b->counters_fd < 0 || b->sites_fd < 0 ||
+        b->ctl_fd < 0)
         return ps_err_set(err, -ENOMEM, "bpf: cannot set up the program's ring buffer");
     return 0;
 }
@@ -313,7 +316,7 @@ int bpf_exc_open(const struct pyproc *pp, uint64_t addr, const char *type_filter
     b = calloc(1, sizeof(*b));
     if (!b)
         return ps_err_set(err, -ENOMEM, "out of memory for the bpf exception reader");
-    b->tstates_fd = b->counters_fd = -1;
+    b->tstates_fd = b->counters_fd = b->sites_fd = b->ctl_fd = -1;
     rc = bpf_exc_load(b, &c, err);
     if (rc == 0)
         rc = bpf_exc_attach(b, pp, addr, err);
@@ -369,6 +372,33 @@ void bpf_exc_counters(const struct bpf_exc *b, uint64_t *out)
                 out[k] += per[c];
     }
     free(per);
+}
+
+void bpf_exc_set_sampling(struct bpf_exc *b, uint32_t every)
+{
+    __u32 zero = 0;
+    struct exc_bpf_ctl c = {.sample_every = every};
+
+    (void)bpf_map_update_elem(b->ctl_fd, &zero, &c, BPF_ANY);
+}
+
+size_t bpf_exc_sites(const struct bpf_exc *b, struct exc_bpf_site *keys, uint64_t *counts,
+                     size_t cap)
+{
+    struct exc_bpf_site k, next;
+    const void *prev = NULL;
+    size_t n = 0;
+
+    while (n < cap && bpf_map_get_next_key(b->sites_fd, prev, &next) == 0) {
+        __u64 v = 0;
+        if (bpf_map_lookup_elem(b->sites_fd, &next, &v) == 0) {
+            keys[n] = next;
+            counts[n++] = v;
+        }
+        k = next;
+        prev = &k;
+    }
+    return n;
 }
 
 void bpf_exc_close(struct bpf_exc *b)

@@ -240,12 +240,13 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
 
         if (o &&
             json_object_update_new(
-                o, json_pack("{s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I, s:I}", "budget", s->budget,
-                             "budget_spent_s", s->spent_s, "target_cpu_s", s->target_cpu_s,
-                             "stop_cost_us", s->stop_cost_us, "pinned_threads",
+                o, json_pack("{s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I, s:I, s:I}", "budget",
+                             s->budget, "budget_spent_s", s->spent_s, "target_cpu_s",
+                             s->target_cpu_s, "stop_cost_us", s->stop_cost_us, "pinned_threads",
                              (json_int_t)s->pinned_threads, "episodes", (json_int_t)s->episodes,
                              "raises_est", s->raises_est, "ring_lost", (json_int_t)s->ring_lost,
-                             "in_flight_at_start", (json_int_t)s->in_flight_at_start)) < 0) {
+                             "in_flight_at_start", (json_int_t)s->in_flight_at_start,
+                             "sampled_every", (json_int_t)s->sampled_every)) < 0) {
             json_decref(o);
             o = NULL;
         }

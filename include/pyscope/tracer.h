@@ -177,6 +177,8 @@ struct tracer_stats {
                                    in not_reported too) */
     uint64_t in_flight_at_start; /* bpf: exceptions already propagating when tracing began, first
                                     seen at a caller of their raise site: not reported */
+    uint32_t sampled_every;      /* bpf: one raise in this many gets its record now (the budget);
+                                    the others are counted per site exactly, not reported */
     uint64_t threads_armed;
     uint64_t disarms;        /* times the stopping breakpoint was rate-limited off */
     double disarmed_seconds; /* total time the stopping breakpoint was off */

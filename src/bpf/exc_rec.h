@@ -21,6 +21,7 @@
 #define EXC_BPF_FRAME_BLOCK 128  /* bytes of an interpreter frame read at once (fields below 120) */
 #define EXC_BPF_TYPE_MAX    64   /* bytes of a --type filter (the part after its last dot) */
 #define EXC_BPF_THREADS     4096 /* threads in the tid maps */
+#define EXC_BPF_SITES       8192 /* (type, code, instruction) raise sites counted exactly */
 
 /* Per-target configuration (read-only data of the program). Offsets are bytes; -1 absent. */
 struct exc_bpf_cfg {
@@ -98,6 +99,18 @@ struct exc_bpf_rec {
     __u8 blob[EXC_BPF_BLOB]; /* sent up to blob_len */
 };
 
+/* A raise site, counted for every raise in the `sites` map whatever the sampling. */
+struct exc_bpf_site {
+    __u64 type, code, instr; /* instr: the raising frame's instruction pointer field */
+};
+
+/* What user space sets while the program runs (the `ctl` array's one entry). */
+struct exc_bpf_ctl {
+    __u32 sample_every; /* 0 or 1: a record per raise; N: one raise in N (per CPU) gets its
+                           record, the others are counted per site only (the budget) */
+    __u32 pad;
+};
+
 /* Counters (a per-CPU array, summed by user space). */
 enum exc_bpf_counter {
     EXC_BPF_CNT_HITS,            /* every uprobe hit */
@@ -108,6 +121,9 @@ enum exc_bpf_counter {
     EXC_BPF_CNT_READ_ERRORS,     /* hits whose frame or exception could not be read */
     EXC_BPF_CNT_IN_FLIGHT,       /* exceptions already propagating when the probe was attached:
                                     first seen at a caller of their raise site, not reported */
+    EXC_BPF_CNT_SAMPLED_OUT,     /* raises counted per site only (over the budget: no record) */
+    EXC_BPF_CNT_NS,              /* nanoseconds spent in the uprobe program (bpf_ktime) */
+    EXC_BPF_CNT_TICK,            /* raises taken past the sampling gate (its per-CPU clock) */
     EXC_BPF_CNT_N
 };
 
