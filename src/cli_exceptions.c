@@ -276,6 +276,19 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
     cli_log(c, "info", 0, msg);
 }
 
+/* The summary's counts from the exact per-site counts (bpf: the kernel counted every raise). */
+static void exc_summary_exact(struct tracer *t, struct out_exc_summary *sum)
+{
+    struct tracer_site *sites;
+
+    if (strcmp(tracer_mechanism(t), "bpf") != 0)
+        return;
+    sites = malloc(TRACER_MAX_SITES * sizeof(*sites));
+    if (sites)
+        out_exc_summary_exact(sum, sites, tracer_sites(t, sites, TRACER_MAX_SITES));
+    free(sites);
+}
+
 /* The per-site raise counts and estimates (out_sites.h), before the stop record. */
 static void exc_sites_json(struct tracer *t)
 {
@@ -392,8 +405,10 @@ static int exc_run(const struct cli_common *c, const struct exc_args *a, struct 
     }
     if (o->prof && exc_write_profile(a, o, &err) < 0 && rc == 0)
         rc = err.code;
-    if (o->summary)
+    if (o->summary) {
+        exc_summary_exact(t, o->summary);
         out_exc_summary_write(stdout, o->summary);
+    }
     free(st);
     tracer_free(t);
 out_close:
