@@ -175,6 +175,7 @@ static void probe_frame(void)
 #endif
     OFF("frame_owner", _PyInterpreterFrame, owner);
     OFF("frame_localsplus", _PyInterpreterFrame, localsplus);
+    OFF("frameobj_f_back", PyFrameObject, f_back);
     OFF("frameobj_f_frame", PyFrameObject, f_frame);
 }
 

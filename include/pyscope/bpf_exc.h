@@ -46,6 +46,26 @@ int bpf_exc_allowed(struct ps_err *err) PS_WARN_UNUSED;
 int bpf_exc_open(const struct pyproc *pp, uint64_t addr, const char *type_filter,
                  struct bpf_exc **out, struct ps_err *err) PS_WARN_UNUSED;
 
+/*
+ * Whether the thread-exit and exec tracepoints are attached (EXC_BPF_EXIT / EXC_BPF_EXEC records
+ * come): when not, a thread's exit is learnt from /proc only, and an exec not at all.
+ */
+bool bpf_exc_sees_exits(const struct bpf_exc *b);
+
+/*
+ * Over the budget: one raise in `every` (per CPU) gets its record, the others are counted per
+ * site only (0 or 1: every raise gets its record). Takes effect at the next hit.
+ */
+void bpf_exc_set_sampling(struct bpf_exc *b, uint32_t every);
+
+/*
+ * The exact per-site raise counts the program keeps (every raise that passed --type, sampled
+ * or not): up to cap (site, count) pairs into keys/counts; returns how many.
+ */
+struct exc_bpf_site;
+size_t bpf_exc_sites(const struct bpf_exc *b, struct exc_bpf_site *keys, uint64_t *counts,
+                     size_t cap);
+
 /* A file descriptor readable (POLLIN) when records are waiting. */
 int bpf_exc_fd(const struct bpf_exc *b);
 

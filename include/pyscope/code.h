@@ -74,6 +74,13 @@ int code_cache_resolve(struct code_cache *cc, const struct pyctx *c, uint64_t ad
                        const struct code_fp *fp, const struct code_info **out,
                        struct ps_err *err) PS_WARN_UNUSED;
 
+/*
+ * The fingerprint cached for the code object at addr, into *fp; false when none is cached. For a
+ * reader whose target is gone (its memory can no longer be read): the entry was checked against
+ * the object when it was read, and is trusted unchecked from then on. Changes nothing.
+ */
+bool code_cache_peek(struct code_cache *cc, uint64_t addr, struct code_fp *fp);
+
 /* Statistics: hits, misses, evictions, current entries. */
 struct code_cache_stats {
     uint64_t hits, misses, evictions, invalidations;

@@ -88,6 +88,7 @@
     X(frame_instr_is_current)         /* constant: 1 if frame_instr points at the running     \
                                          instruction (3.13), 0 if at the last started (3.11/12) */ \
     /* PyFrameObject */                                                                        \
+    X(frameobj_f_back)                                                                         \
     X(frameobj_f_frame)                                                                        \
     /* PyCodeObject (cpython/code.h) */                                                        \
     X(code_firstlineno)                                                                        \

@@ -61,6 +61,14 @@ void out_exc_summary_add(struct out_exc_summary *s, const struct tracer_event *e
  */
 void out_exc_summary_write(FILE *fp, struct out_exc_summary *s);
 
+/*
+ * Make the rows' counts the sites' exact counts (tracer_sites; sites whose count is an estimate
+ * are left alone): the rows of a (type, raise site) are scaled so that they sum to the site's
+ * count, keeping their split between handlers (then estimated, and the table says so). For
+ * bpf over its budget, where the events are a sample but the kernel counted every raise.
+ */
+void out_exc_summary_exact(struct out_exc_summary *s, const struct tracer_site *sites, size_t n);
+
 /* Free s; NULL-safe. */
 void out_exc_summary_free(struct out_exc_summary *s);
 

@@ -119,6 +119,8 @@ struct tracer_event {
     bool propagating;  /* END: still in flight when the trace ended, handled_at unknown */
     bool fate_unknown; /* END: the breakpoint was rate-limited off while it was in flight, so
                           it may have been handled above handled_at */
+    bool exit_unknown; /* END (with propagating): its thread or the target exited, or the target
+                          exec'd, before its fate could be learnt (bpf) */
     struct tracer_frame handled_at; /* END: frame (and line) where it was handled */
     /* The stack at the raise, innermost first (frames[0] is the raising frame). */
     size_t nframes;
@@ -154,26 +156,30 @@ struct tracer_type_count {
 };
 
 struct tracer_stats {
-    uint64_t hits;              /* breakpoint stops handled (one per frame an exception crossed) */
-    uint64_t raises;            /* new raises seen at a stop */
-    uint64_t reported;          /* RAISE events emitted */
-    uint64_t filtered;          /* raises skipped by the type filter */
-    uint64_t not_reported;      /* raises not reported because of the rate limit (counted) */
-    uint64_t counted_total;     /* perf mode: every breakpoint hit, stopped (hits) or counted while
+    uint64_t hits;               /* breakpoint stops handled (one per frame an exception crossed) */
+    uint64_t raises;             /* new raises seen at a stop */
+    uint64_t reported;           /* RAISE events emitted */
+    uint64_t filtered;           /* raises skipped by the type filter */
+    uint64_t not_reported;       /* raises not reported because of the rate limit (counted) */
+    uint64_t counted_total;      /* perf mode: every breakpoint hit, stopped (hits) or counted while
                                rate-limited off (unseen_hits); 0 in debugreg mode (no counter) */
-    bool counting;              /* counted_total is exact: perf mode, and the counter never had
+    bool counting;               /* counted_total is exact: perf mode, and the counter never had
                                to sample (while off above count_exact_rate hits/s it runs 2% of
                                the time and the rest is estimated from its rate) */
-    double count_cost_us;       /* measured cost of one counted hit to the target (< 0 unknown) */
-    double count_exact_rate;    /* hits/s up to which counting while off stays exact (the rate at
+    double count_cost_us;        /* measured cost of one counted hit to the target (< 0 unknown) */
+    double count_exact_rate;     /* hits/s up to which counting while off stays exact (the rate at
                                    which it costs the target 2%); < 0: any rate (exact_count) */
-    uint64_t unseen_hits;       /* perf: hits not stopped for (rate-limited off, or at the end) */
-    uint64_t unseen_raises_est; /* estimate of the raises among them: unseen_hits times the
+    uint64_t unseen_hits;        /* perf: hits not stopped for (rate-limited off, or at the end) */
+    uint64_t unseen_raises_est;  /* estimate of the raises among them: unseen_hits times the
                                    raises/hits ratio observed while armed */
-    uint64_t read_errors;       /* stops where the exception or stack could not be read */
-    uint64_t ring_overwritten;  /* events dropped from the ring because the reader was slow */
-    uint64_t ring_lost;         /* bpf: raises the kernel's ring buffer had no room for (counted
+    uint64_t read_errors;        /* stops where the exception or stack could not be read */
+    uint64_t ring_overwritten;   /* events dropped from the ring because the reader was slow */
+    uint64_t ring_lost;          /* bpf: raises the kernel's ring buffer had no room for (counted
                                    in not_reported too) */
+    uint64_t in_flight_at_start; /* bpf: exceptions already propagating when tracing began, first
+                                    seen at a caller of their raise site: not reported */
+    uint32_t sampled_every;      /* bpf: one raise in this many gets its record now (the budget);
+                                    the others are counted per site exactly, not reported */
     uint64_t threads_armed;
     uint64_t disarms;        /* times the stopping breakpoint was rate-limited off */
     double disarmed_seconds; /* total time the stopping breakpoint was off */

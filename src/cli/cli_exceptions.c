@@ -251,13 +251,15 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
             "disarmed_seconds", s->disarmed_seconds, "disarms", (json_int_t)s->disarms,
             "count_cost_us", s->count_cost_us, "count_exact_rate", s->count_exact_rate);
 
-        if (o && json_object_update_new(
-                     o, json_pack("{s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I}", "budget", s->budget,
-                                  "budget_spent_s", s->spent_s, "target_cpu_s", s->target_cpu_s,
-                                  "stop_cost_us", s->stop_cost_us, "pinned_threads",
-                                  (json_int_t)s->pinned_threads, "episodes",
-                                  (json_int_t)s->episodes, "raises_est", s->raises_est, "ring_lost",
-                                  (json_int_t)s->ring_lost)) < 0) {
+        if (o &&
+            json_object_update_new(
+                o, json_pack("{s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I, s:I, s:I}", "budget",
+                             s->budget, "budget_spent_s", s->spent_s, "target_cpu_s",
+                             s->target_cpu_s, "stop_cost_us", s->stop_cost_us, "pinned_threads",
+                             (json_int_t)s->pinned_threads, "episodes", (json_int_t)s->episodes,
+                             "raises_est", s->raises_est, "ring_lost", (json_int_t)s->ring_lost,
+                             "in_flight_at_start", (json_int_t)s->in_flight_at_start,
+                             "sampled_every", (json_int_t)s->sampled_every)) < 0) {
             json_decref(o);
             o = NULL;
         }
@@ -282,7 +284,25 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
         a->in_tree ? pidbuf : "", a->in_tree ? ": " : "", why, (unsigned long long)s->reported,
         (unsigned long long)s->not_reported, (unsigned long long)s->filtered, unseen,
         s->disarmed_seconds);
+    if (s->in_flight_at_start)
+        (void)snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
+                       "; %llu already propagating when tracing began (raise site unseen) not "
+                       "reported",
+                       (unsigned long long)s->in_flight_at_start);
     cli_log(c, "info", 0, msg);
+}
+
+/* The summary's counts from the exact per-site counts (bpf: the kernel counted every raise). */
+static void exc_summary_exact(struct tracer *t, struct out_exc_summary *sum)
+{
+    struct tracer_site *sites;
+
+    if (strcmp(tracer_mechanism(t), "bpf") != 0)
+        return;
+    sites = malloc(TRACER_MAX_SITES * sizeof(*sites));
+    if (sites)
+        out_exc_summary_exact(sum, sites, tracer_sites(t, sites, TRACER_MAX_SITES));
+    free(sites);
 }
 
 /* The per-site raise counts and estimates (out_sites.h), before the stop record. */
@@ -402,8 +422,10 @@ static int exc_run(const struct cli_common *c, const struct exc_args *a, struct 
     }
     if (o->prof && exc_write_profile(a, o, &err) < 0 && rc == 0)
         rc = err.code;
-    if (o->summary)
+    if (o->summary) {
+        exc_summary_exact(t, o->summary);
         out_exc_summary_write(stdout, o->summary);
+    }
     free(st);
     tracer_free(t);
 out_close:

@@ -302,6 +302,15 @@ int code_cache_resolve(struct code_cache *cc, const struct pyctx *c, uint64_t ad
     return 0;
 }
 
+bool code_cache_peek(struct code_cache *cc, uint64_t addr, struct code_fp *fp)
+{
+    const struct code_entry *e = cache_find(cc, addr);
+
+    if (e)
+        *fp = e->info.fp;
+    return e != NULL;
+}
+
 void code_cache_stats(const struct code_cache *cc, struct code_cache_stats *out)
 {
     *out = cc->stats;

@@ -74,6 +74,7 @@ const struct layout layout_3_12 = {
     .frame_owner_cstack = 3,
     .frame_instr_is_current = 0,
     /* PyFrameObject */
+    .frameobj_f_back = 16,
     .frameobj_f_frame = 24,
     /* PyCodeObject (cpython/code.h) */
     .code_firstlineno = 68,

@@ -13,6 +13,8 @@
 #include "pyscope/out_exc.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -35,6 +37,7 @@ struct out_exc_summary {
     struct exc_row rows[OUT_EXC_SUMMARY_MAX];
     size_t nrows;
     uint64_t other_rows;
+    bool scaled; /* some rows' handler split was scaled from a sample (out_exc_summary_exact) */
 };
 
 /* ---- text ---------------------------------------------------------------------------------- */
@@ -59,6 +62,10 @@ static void exc_text_site(FILE *fp, const struct tracer_frame *f)
 
 static void exc_text_fate(FILE *fp, const struct tracer_event *ev)
 {
+    if (ev->exit_unknown) {
+        (void)fputs("; fate unknown (its thread exited first)", fp);
+        return;
+    }
     if (ev->propagating) {
         (void)fputs("; still propagating", fp);
         return;
@@ -148,7 +155,10 @@ static void exc_json_raise(FILE *fp, const struct tracer_event *ev)
 void out_exc_json(FILE *fp, const struct tracer_event *ev)
 {
     bool end = ev->kind == TRACER_EV_END;
-    const char *kind = !end ? "raise" : ev->propagating ? "propagating" : "handled";
+    const char *kind = !end               ? "raise"
+                       : ev->exit_unknown ? "unknown"
+                       : ev->propagating  ? "propagating"
+                                          : "handled";
 
     (void)fprintf(fp, "{\"event\":\"%s\",\"pid\":%d,\"seq\":%llu,\"type\":", kind, (int)ev->pid,
                   (unsigned long long)ev->raise_seq);
@@ -286,6 +296,34 @@ static void exc_summary_widths(const struct out_exc_summary *s, struct exc_cells
     }
 }
 
+void out_exc_summary_exact(struct out_exc_summary *s, const struct tracer_site *sites, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        const struct tracer_site *site = &sites[k];
+        uint64_t sum = 0, want = (uint64_t)llround(site->estimate), given = 0;
+        size_t last = SIZE_MAX;
+        if (site->estimated || site->estimate < 0.5)
+            continue;
+        for (size_t i = 0; i < s->nrows; i++)
+            if (strcmp(s->rows[i].type, site->type) == 0 &&
+                exc_same_frame(&s->rows[i].raised, &site->at))
+                sum += s->rows[i].count;
+        if (sum == 0 || sum == want)
+            continue;
+        for (size_t i = 0; i < s->nrows; i++) {
+            struct exc_row *r = &s->rows[i];
+            if (strcmp(r->type, site->type) != 0 || !exc_same_frame(&r->raised, &site->at))
+                continue;
+            r->count = (uint64_t)((double)r->count * (double)want / (double)sum);
+            given += r->count;
+            if (last == SIZE_MAX || r->count > s->rows[last].count)
+                last = i;
+        }
+        s->rows[last].count += want - given; /* rounding: the site's total stays exact */
+        s->scaled = true;
+    }
+}
+
 void out_exc_summary_write(FILE *fp, struct out_exc_summary *s)
 {
     struct exc_cells *c = malloc(sizeof(*c));
@@ -311,6 +349,10 @@ void out_exc_summary_write(FILE *fp, struct out_exc_summary *s)
     if (s->other_rows)
         (void)fprintf(fp, "%8llu  (other rows beyond the %d kept)\n",
                       (unsigned long long)s->other_rows, OUT_EXC_SUMMARY_MAX);
+    if (s->scaled)
+        (void)fputs("(counts per type and raise site are exact; where a site has several "
+                    "handlers, its split is estimated from the raises reported)\n",
+                    fp);
     free(c);
 }
 

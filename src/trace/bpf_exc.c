@@ -52,8 +52,9 @@ extern const uint64_t bpf_exc_obj_size;
 struct bpf_exc {
     struct bpf_object *obj;
     struct bpf_link *link;
+    struct bpf_link *exit_link, *exec_link; /* NULL when the tracepoint could not be attached */
     struct ring_buffer *rb;
-    int tstates_fd, counters_fd;
+    int tstates_fd, counters_fd, sites_fd, ctl_fd;
     int ncpus;
     void (*cb)(void *ctx, const struct exc_bpf_rec *r, size_t len);
     void *cb_ctx;
@@ -109,6 +110,8 @@ static int bpf_exc_cfg(const struct pyproc *pp, const char *type_filter, struct 
 
     *c = (struct exc_bpf_cfg){
         .frameobj_f_frame = l->frameobj_f_frame,
+        .frameobj_f_back = l->frameobj_f_back,
+        .tb_frame = l->tb_frame,
         .tstate_current_exception = l->tstate_current_exception,
         .tstate_curexc_type = l->tstate_curexc_type,
         .tstate_thread_id = l->tstate_thread_id,
@@ -306,9 +309,12 @@ static int bpf_exc_load(struct bpf_exc *b, pid_t pid, const struct exc_bpf_cfg *
         return rc;
     b->tstates_fd = bpf_object__find_map_fd_by_name(b->obj, "tstates");
     b->counters_fd = bpf_object__find_map_fd_by_name(b->obj, "counters");
+    b->sites_fd = bpf_object__find_map_fd_by_name(b->obj, "sites");
+    b->ctl_fd = bpf_object__find_map_fd_by_name(b->obj, "ctl");
     b->ncpus = bpf_exc_ncpus(pid);
     b->rb = ring_buffer__new(bpf_map__fd(ring), bpf_exc_on_rec, b, NULL);
-    if (!b->rb || b->ncpus <= 0 || b->tstates_fd < 0 || b->counters_fd < 0)
+    if (!b->rb || b->ncpus <= 0 || b->tstates_fd < 0 || b->counters_fd < 0 || b->sites_fd < 0 ||
+        b->ctl_fd < 0)
         return ps_err_set(err, -ENOMEM, "bpf: cannot set up the program's ring buffer");
     return 0;
 }
@@ -358,6 +364,18 @@ static struct bpf_link *bpf_exc_attach_pmu(const struct bpf_program *prog, pid_t
     return link;
 }
 
+/*
+ * Attach program name to the raw tracepoint tp (no tracefs needed); NULL when it cannot be (the
+ * feature it serves degrades).
+ */
+static struct bpf_link *bpf_exc_attach_tp(struct bpf_object *obj, const char *name, const char *tp)
+{
+    struct bpf_program *prog = bpf_object__find_program_by_name(obj, name);
+    struct bpf_link *link = prog ? bpf_program__attach_raw_tracepoint(prog, tp) : NULL;
+
+    return link && libbpf_get_error(link) == 0 ? link : NULL;
+}
+
 static int bpf_exc_attach(struct bpf_exc *b, const struct pyproc *pp, uint64_t addr,
                           struct ps_err *err)
 {
@@ -370,6 +388,9 @@ static int bpf_exc_attach(struct bpf_exc *b, const struct pyproc *pp, uint64_t a
         return rc;
     if (!prog)
         return ps_err_set(err, -PS_ECORRUPT, "bpf: the embedded program has no exc_hit");
+    /* the thread-exit and exec tracepoints first: no hit can precede them */
+    b->exit_link = bpf_exc_attach_tp(b->obj, "exc_exit", "sched_process_exit");
+    b->exec_link = bpf_exc_attach_tp(b->obj, "exc_exec", "sched_process_exec");
     b->link = bpf_program__attach_uprobe(prog, false, pp->pid, path, (size_t)off);
     if (!b->link && errno == ENOENT) /* no /sys in our root: libbpf cannot find the uprobe PMU */
         b->link = bpf_exc_attach_pmu(prog, pp->pid, path, off);
@@ -396,7 +417,7 @@ int bpf_exc_open(const struct pyproc *pp, uint64_t addr, const char *type_filter
     b = calloc(1, sizeof(*b));
     if (!b)
         return ps_err_set(err, -ENOMEM, "out of memory for the bpf exception reader");
-    b->tstates_fd = b->counters_fd = -1;
+    b->tstates_fd = b->counters_fd = b->sites_fd = b->ctl_fd = -1;
     rc = bpf_exc_load(b, pp->pid, &c, err);
     if (rc == 0)
         rc = bpf_exc_attach(b, pp, addr, err);
@@ -406,6 +427,11 @@ int bpf_exc_open(const struct pyproc *pp, uint64_t addr, const char *type_filter
     }
     *out = b;
     return 0;
+}
+
+bool bpf_exc_sees_exits(const struct bpf_exc *b)
+{
+    return b->exit_link && b->exec_link;
 }
 
 int bpf_exc_fd(const struct bpf_exc *b)
@@ -449,11 +475,40 @@ void bpf_exc_counters(const struct bpf_exc *b, uint64_t *out)
     free(per);
 }
 
+void bpf_exc_set_sampling(struct bpf_exc *b, uint32_t every)
+{
+    __u32 zero = 0;
+    struct exc_bpf_ctl c = {.sample_every = every};
+
+    (void)bpf_map_update_elem(b->ctl_fd, &zero, &c, BPF_ANY);
+}
+
+size_t bpf_exc_sites(const struct bpf_exc *b, struct exc_bpf_site *keys, uint64_t *counts,
+                     size_t cap)
+{
+    struct exc_bpf_site k, next;
+    const void *prev = NULL;
+    size_t n = 0;
+
+    while (n < cap && bpf_map_get_next_key(b->sites_fd, prev, &next) == 0) {
+        __u64 v = 0;
+        if (bpf_map_lookup_elem(b->sites_fd, &next, &v) == 0) {
+            keys[n] = next;
+            counts[n++] = v;
+        }
+        k = next;
+        prev = &k;
+    }
+    return n;
+}
+
 void bpf_exc_close(struct bpf_exc *b)
 {
     if (!b)
         return;
     bpf_link__destroy(b->link); /* first: the kernel removes the uprobe */
+    bpf_link__destroy(b->exit_link);
+    bpf_link__destroy(b->exec_link);
     ring_buffer__free(b->rb);
     bpf_object__close(b->obj);
     free(b);

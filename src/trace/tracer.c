@@ -181,7 +181,7 @@ static uint64_t tr_key(const struct exc_raw *r)
     return r->value ? r->value : r->type;
 }
 
-static void tr_frame_of(struct tracer *t, const struct walk_frame *wf, struct tracer_frame *out)
+void tr_frame_of(struct tracer *t, const struct walk_frame *wf, struct tracer_frame *out)
 {
     const struct code_info *ci = NULL;
     struct ps_err ignored = {0};
@@ -719,6 +719,8 @@ void tracer_stats(struct tracer *t, struct tracer_stats *out)
     t->st.stop_cost_us = t->stop_cost * 1e6;
     t->st.target_cpu_s = t->cpu_at >= 0 ? t->cpu_last - t->cpu_first : 0;
     tr_sites_cycle(t);
+    if (t->used_bpf)
+        tr_bpf_sites(t);
     t->st.raises_est = t->unattributed * ratio;
     for (size_t i = 0; i < t->nsites; i++)
         t->st.raises_est += (double)t->sites[i].exact + t->sites[i].sampled_est;

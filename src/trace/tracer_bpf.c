@@ -20,6 +20,7 @@
  * --max-rate was given (then the bucket counts not_reported; nothing is disarmed).
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,11 +30,23 @@
 #include "bpf/exc_rec.h"
 #include "pyscope/bpf_exc.h"
 #include "pyscope/code.h"
+#include "pyscope/exc.h"
 #include "pyscope/procstat.h"
 #include "pyscope/target.h"
 #include "tracer_int.h"
 
 #define TR_BPF_SYNC_S 0.1 /* least time between two thread-list reads */
+/* The budget (tracer.h "Budget"): below TR_BPF_FREE_RATE raises/s every raise gets its record;
+ * above, the program's cost is held under the budget's share of the target's CPU by sampling
+ * the records (every raise is still counted per site in the kernel). Looked at every
+ * TR_BPF_BUDGET_S; the cost of a hit is the program's own time (bpf_ktime, summed in the
+ * kernel) plus TR_BPF_TRAP_S for the uprobe's trap, which the program cannot see (measured on
+ * issue 15: a counting uprobe alone, 1.7 us). */
+#define TR_BPF_FREE_RATE 20000.0
+#define TR_BPF_BUDGET_S  0.5
+#define TR_BPF_TRAP_S    1.7e-6
+#define TR_BPF_MAX_EVERY 4096u
+#define TR_BPF_SITES_MAX 4096
 /* Records handled per step: half the event ring, delivered before the next batch. */
 #define TR_BPF_BATCH (TRACER_RING_CAP / 2)
 
@@ -62,6 +75,7 @@ static bool tr_bpf_stack(struct tracer *t, const struct exc_bpf_rec *r, size_t n
     struct memsrc_iov iov[EXC_BPF_MAX_FRAMES];
     uint8_t *hdrs = t->bpf_hdrs;
     struct ps_err ignored = {0};
+    bool gone;
 
     t->stack.n = 0;
     t->stack.truncated = r->truncated != 0;
@@ -70,7 +84,9 @@ static bool tr_bpf_stack(struct tracer *t, const struct exc_bpf_rec *r, size_t n
     for (size_t i = 0; i < nframes; i++)
         iov[i] = (struct memsrc_iov){
             .addr = r->frames[i].code, .buf = hdrs + i * CODE_HEADER_MAX, .len = hlen};
-    if (memsrc_readv(t->inner, iov, nframes, &ignored) < 0)
+    /* a record read after the target exited: code objects the cache knows are trusted */
+    gone = memsrc_readv(t->inner, iov, nframes, &ignored) < 0;
+    if (gone && ignored.code != -PS_EGONE)
         return false;
     for (size_t i = 0; i < nframes; i++) {
         struct walk_frame *wf = &t->stack.frames[i];
@@ -78,7 +94,10 @@ static bool tr_bpf_stack(struct tracer *t, const struct exc_bpf_rec *r, size_t n
         memset(wf, 0, sizeof(*wf));
         wf->frame_addr = r->frames[i].frame;
         wf->code_addr = r->frames[i].code;
-        code_fp_parse(l, hdrs + i * CODE_HEADER_MAX, &wf->fp);
+        if (!gone)
+            code_fp_parse(l, hdrs + i * CODE_HEADER_MAX, &wf->fp);
+        else if (!code_cache_peek(t->pp->codes, wf->code_addr, &wf->fp))
+            return false;
         diff = (int64_t)(r->frames[i].instr - (wf->code_addr + (uint64_t)l->code_code_adaptive));
         if (wf->fp.type != t->pp->loc.syms.code_type || diff % 2 != 0 || diff < -2 ||
             diff / 2 > (int64_t)wf->fp.size)
@@ -124,15 +143,143 @@ static void tr_bpf_prop(struct tracer *t, const struct exc_bpf_rec *r, size_t le
     tr_propagate(t, o);
 }
 
+/* End o, whose fate its thread's exit (or the exec) hid: "unknown", never a guess. */
+static void tr_bpf_end_unknown(struct tracer *t, struct tr_open *o)
+{
+    o->raise.exit_unknown = true;
+    tr_end(t, o, true);
+    o->raise.exit_unknown = false;
+}
+
+/*
+ * A thread exits: the fate of the exception it was followed in, from its in-flight exception read
+ * at the exit. Still that one: it was propagating when the thread died. Another or none, or a
+ * thread state Python had already cleared (the thread's Python code ended): it was handled at
+ * its last frame (as tr_check_ends decides while the thread runs). Unreadable: unknown.
+ */
+static void tr_bpf_exit(struct tracer *t, const struct exc_bpf_rec *r)
+{
+    struct tr_open *o = tr_open_of(t, (pid_t)r->tid);
+    uint64_t now = r->value ? r->value : r->type;
+
+    if (!o)
+        return;
+    if (r->truncated == EXC_BPF_EXIT_READ)
+        tr_end(t, o, now == o->key);
+    else if (r->truncated == EXC_BPF_EXIT_CLEARED)
+        tr_end(t, o, false);
+    else
+        tr_bpf_end_unknown(t, o);
+}
+
 static void tr_bpf_on_rec(void *ctx, const struct exc_bpf_rec *r, size_t len)
 {
     struct tracer *t = ctx;
 
-    t->st.hits++;
-    if (r->kind == EXC_BPF_RAISE)
+    switch (r->kind) {
+    case EXC_BPF_RAISE:
+        t->st.hits++;
         tr_bpf_raise(t, r, len);
-    else if (r->kind == EXC_BPF_PROP)
+        break;
+    case EXC_BPF_PROP:
+        t->st.hits++;
         tr_bpf_prop(t, r, len);
+        break;
+    case EXC_BPF_EXIT: tr_bpf_exit(t, r); break;
+    case EXC_BPF_EXEC: t->exec_seen = true; break;
+    default: break;
+    }
+}
+
+/* Every record queued now (bounded: a storm may keep filling the ring). */
+static void tr_bpf_drain(struct tracer *t)
+{
+    for (int i = 0; i < 64 && bpf_exc_poll(t->bx, TR_BPF_BATCH, tr_bpf_on_rec, t) == TR_BPF_BATCH;
+         i++)
+        tr_deliver(t);
+}
+
+/* ---- budget and exact per-site counts --------------------------------------------------- */
+
+/* Set the sampling from the cost since the last look (see TR_BPF_FREE_RATE). */
+static void tr_bpf_budget(struct tracer *t, double now)
+{
+    uint64_t cnt[EXC_BPF_CNT_N];
+    double dt = now - t->bpf_bud_at, cost, allowed, rate;
+    uint32_t every = t->bpf_every ? t->bpf_every : 1;
+
+    if (t->budget < 0 || dt < TR_BPF_BUDGET_S)
+        return;
+    tr_budget_cpu(t, now);
+    bpf_exc_counters(t->bx, cnt);
+    cost = (double)(cnt[EXC_BPF_CNT_NS] - t->bpf_bud_ns) / 1e9 +
+           (double)(cnt[EXC_BPF_CNT_HITS] - t->bpf_bud_hits) * TR_BPF_TRAP_S;
+    rate = (double)(cnt[EXC_BPF_CNT_TICK] - t->bpf_bud_raises) / dt;
+    allowed = tr_budget_refill(t) * dt;
+    if (t->bpf_bud_at > 0) {
+        t->st.spent_s += cost;
+        if (rate <= t->bpf_free_rate)
+            every = 1;
+        else if (cost > allowed)
+            every = (uint32_t)fmin(TR_BPF_MAX_EVERY, ceil(every * fmin(8.0, cost / allowed)));
+        else if (cost < allowed / 2 && every > 1)
+            every /= 2;
+    }
+    if (every != (t->bpf_every ? t->bpf_every : 1))
+        bpf_exc_set_sampling(t->bx, every);
+    t->bpf_every = every;
+    t->bpf_bud_at = now;
+    t->bpf_bud_ns = cnt[EXC_BPF_CNT_NS];
+    t->bpf_bud_hits = cnt[EXC_BPF_CNT_HITS];
+    t->bpf_bud_raises = cnt[EXC_BPF_CNT_TICK];
+}
+
+/* The type name of a type object: the describer's (read live), else its cache (target gone). */
+static bool tr_bpf_type_name(struct tracer *t, uint64_t type, char *out, size_t cap)
+{
+    const struct exc_raw raw = {.type = type};
+    struct ps_err ignored = {0};
+    struct exc_desc d;
+
+    if (exc_describe_cached(t->pp, &raw, &t->names, &d, &ignored) == 0) {
+        (void)snprintf(out, cap, "%s", d.type);
+        return true;
+    }
+    for (size_t i = 0; i < EXC_NAME_SLOTS; i++)
+        if (t->names.slot[i].type == type) {
+            (void)snprintf(out, cap, "%s", t->names.slot[i].name);
+            return true;
+        }
+    return false;
+}
+
+void tr_bpf_sites(struct tracer *t)
+{
+    struct exc_bpf_site *keys;
+    uint64_t *counts;
+    struct exc_bpf_rec *r;
+    size_t n;
+
+    if (!t->bx)
+        return; /* stopped: the last sync (tr_bpf_stop's) stands */
+    keys = malloc(TR_BPF_SITES_MAX * sizeof(*keys));
+    counts = malloc(TR_BPF_SITES_MAX * sizeof(*counts));
+    r = calloc(1, sizeof(*r));
+    n = keys && counts && r ? bpf_exc_sites(t->bx, keys, counts, TR_BPF_SITES_MAX) : 0;
+    t->bpf_sync_gen++;
+    for (size_t i = 0; i < n; i++) {
+        char type[TRACER_TYPE_MAX];
+        struct tracer_frame at = {.line = -1};
+        r->nframes = 1;
+        r->frames[0] = (struct exc_bpf_frame){.code = keys[i].code, .instr = keys[i].instr};
+        if (!tr_bpf_type_name(t, keys[i].type, type, sizeof(type)) || !tr_bpf_stack(t, r, 1))
+            continue; /* left to the records' own count */
+        tr_frame_of(t, &t->stack.frames[0], &at);
+        tr_site_add_exact(t, type, &at, counts[i], t->bpf_sync_gen);
+    }
+    free(keys);
+    free(counts);
+    free(r);
 }
 
 /* ---- threads ------------------------------------------------------------------------------ */
@@ -168,10 +315,21 @@ static int tr_bpf_sync(struct tracer *t)
             return 0;
         n = 0;
     }
+    /* a thread's EXIT record precedes its leaving /proc: read what is queued first */
     for (size_t i = 0; i < TR_MAX_OPEN; i++)
         if (t->open[i].tid &&
-            !bsearch(&t->open[i].tid, t->tids, n, sizeof(*t->tids), tr_bpf_tid_cmp))
-            tr_end(t, &t->open[i], false);
+            !bsearch(&t->open[i].tid, t->tids, n, sizeof(*t->tids), tr_bpf_tid_cmp)) {
+            tr_bpf_drain(t);
+            break;
+        }
+    for (size_t i = 0; i < TR_MAX_OPEN; i++)
+        if (t->open[i].tid &&
+            !bsearch(&t->open[i].tid, t->tids, n, sizeof(*t->tids), tr_bpf_tid_cmp)) {
+            if (bpf_exc_sees_exits(t->bx))
+                tr_bpf_end_unknown(t, &t->open[i]); /* its EXIT record was lost */
+            else
+                tr_end(t, &t->open[i], false);
+        }
     if (n == 1 && (procstat_state(t->pp->pid, t->pp->pid, &state, &ignored) < 0 || state == 'Z' ||
                    state == 'X'))
         return 1;
@@ -193,6 +351,7 @@ int tr_bpf_start(struct tracer *t, struct ps_err *err)
 {
     struct ps_err why = {0};
     bool forced = t->opts.force_mech == TRACER_MECH_BPF;
+    const char *free_rate;
     int rc;
 
     if (t->opts.force_mech && !forced)
@@ -223,6 +382,10 @@ int tr_bpf_start(struct tracer *t, struct ps_err *err)
         return ps_err_set(err, -ENOMEM, "out of memory for the bpf exception reader");
     if (t->opts.max_rate == 0)
         tracer_bucket_init(&t->bucket, -1.0, 0, tr_mono()); /* unlimited: no stop to budget */
+    /* a test knob: the rate above which the budget applies (a loaded test machine cannot
+     * raise 20k/s) */
+    free_rate = getenv("PYSCOPE_BPF_FREE_RATE");
+    t->bpf_free_rate = free_rate ? strtod(free_rate, NULL) : TR_BPF_FREE_RATE;
     tr_bpf_tell_tstates(t);
     return 1;
 }
@@ -237,6 +400,11 @@ int tr_bpf_step(struct tracer *t, struct ps_err *err)
         return 1;
     tr_bpf_clock(t);
     rc = bpf_exc_poll(t->bx, TR_BPF_BATCH, tr_bpf_on_rec, t);
+    if (t->exec_seen) { /* the probe watched the old image: the trace is over */
+        t->exited = true;
+        tr_deliver(t);
+        return 1;
+    }
     if (now - t->last_sync >= TR_BPF_SYNC_S) {
         t->last_sync = now;
         if (tr_bpf_sync(t)) {
@@ -249,6 +417,7 @@ int tr_bpf_step(struct tracer *t, struct ps_err *err)
         t->last_end_check = now;
         tr_check_ends(t, false);
     }
+    tr_bpf_budget(t, now);
     tr_deliver(t);
     return rc < 0 ? rc : 0;
 }
@@ -259,21 +428,26 @@ int tr_bpf_stop(struct tracer *t)
 
     t->stopping = true;
     tr_bpf_clock(t);
-    /* what was queued before the end (bounded: a storm may still be filling it) */
-    for (int i = 0; i < 64 && bpf_exc_poll(t->bx, TR_BPF_BATCH, tr_bpf_on_rec, t) == TR_BPF_BATCH;
-         i++)
-        tr_deliver(t);
+    tr_bpf_drain(t); /* what was queued before the end */
     bpf_exc_counters(t->bx, cnt);
     t->bpf_cnt_lost = cnt[EXC_BPF_CNT_LOST_RAISES];
     t->bpf_cnt_hits = cnt[EXC_BPF_CNT_HITS];
     t->bpf_cnt_filtered = cnt[EXC_BPF_CNT_FILTERED_RAISES];
+    t->bpf_cnt_in_flight = cnt[EXC_BPF_CNT_IN_FLIGHT];
+    t->bpf_cnt_sampled = cnt[EXC_BPF_CNT_SAMPLED_OUT];
+    tr_bpf_sites(t);      /* the last exact counts, while the maps exist */
     bpf_exc_close(t->bx); /* the kernel removes the uprobe */
     t->bx = NULL;
     if (!t->exited)
         tr_check_ends(t, false); /* first read: a second one below ends what is gone */
-    for (size_t i = 0; i < TR_MAX_OPEN; i++)
-        if (t->open[i].tid)
+    for (size_t i = 0; i < TR_MAX_OPEN; i++) {
+        if (!t->open[i].tid)
+            continue;
+        if (t->exited) /* no EXIT record for it (lost, or an exec): not a guess */
+            tr_bpf_end_unknown(t, &t->open[i]);
+        else
             tr_end(t, &t->open[i], !t->open[i].gone_once);
+    }
     t->stopped = true;
     tr_deliver(t);
     return 0;
@@ -288,17 +462,22 @@ void tr_bpf_stats(struct tracer *t, struct tracer_stats *out)
         t->bpf_cnt_lost = cnt[EXC_BPF_CNT_LOST_RAISES];
         t->bpf_cnt_hits = cnt[EXC_BPF_CNT_HITS];
         t->bpf_cnt_filtered = cnt[EXC_BPF_CNT_FILTERED_RAISES];
+        t->bpf_cnt_in_flight = cnt[EXC_BPF_CNT_IN_FLIGHT];
+        t->bpf_cnt_sampled = cnt[EXC_BPF_CNT_SAMPLED_OUT];
     }
+    out->in_flight_at_start = t->bpf_cnt_in_flight;
     out->hits = t->bpf_cnt_hits; /* every hit, counted in the kernel */
     out->counted_total = t->bpf_cnt_hits;
     out->counting = true;
     out->unseen_hits = 0;
     out->unseen_raises_est = 0;
     out->ring_lost = t->bpf_cnt_lost;
-    out->not_reported += t->bpf_cnt_lost;
-    out->raises += t->bpf_cnt_lost + t->bpf_cnt_filtered;
+    out->not_reported += t->bpf_cnt_lost + t->bpf_cnt_sampled;
+    out->raises += t->bpf_cnt_lost + t->bpf_cnt_filtered + t->bpf_cnt_sampled;
     out->filtered += t->bpf_cnt_filtered;
     out->armed = t->bx != NULL;
     out->threads_armed = 0;
     out->count_cost_us = -1.0;
+    out->budget = t->budget;
+    out->sampled_every = t->bpf_every ? t->bpf_every : 1;
 }

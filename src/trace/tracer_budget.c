@@ -101,6 +101,11 @@ static void tr_cpu_tick(struct tracer *t, double now)
     t->cpu_at = now;
 }
 
+void tr_budget_cpu(struct tracer *t, double now)
+{
+    tr_cpu_tick(t, now);
+}
+
 /* Pin or unpin tid. Unpinned while the others are disarmed, its next hits are not stopped for:
  * its exception in flight may be handled further out than seen (fate_unknown). */
 static void tr_pin(struct tracer *t, pid_t tid, bool on)

@@ -61,7 +61,8 @@ struct tr_site {
     uint64_t pending;   /* raises seen in sampled threads in the current cycle */
     double sampled_est; /* their weighted sum over closed cycles */
     double var;         /* variance of sampled_est */
-    uint64_t exact;     /* raises seen in pinned threads (weight 1) */
+    uint64_t exact;     /* raises seen in pinned threads (weight 1); bpf: counted in the kernel */
+    uint32_t gen;       /* bpf: the sync that last set exact */
 };
 
 struct tracer {
@@ -142,7 +143,12 @@ struct tracer {
     double bpf_clock_shift; /* bpf: CLOCK_REALTIME - CLOCK_MONOTONIC */
     uint8_t *bpf_hdrs;      /* EXC_BPF_MAX_FRAMES code headers, scratch */
     uint64_t bpf_cnt_hits, bpf_cnt_lost, bpf_cnt_filtered; /* the program's counters, last read */
-    char mech_note[256];                                   /* tracer_mechanism_note */
+    uint64_t bpf_cnt_in_flight, bpf_cnt_sampled;
+    uint32_t bpf_every, bpf_sync_gen; /* the sampling in force (1: a record per raise) */
+    double bpf_free_rate;             /* raises/s below which every raise gets its record */
+    double bpf_bud_at;                /* the budget's last look (tr_mono; 0 never) */
+    uint64_t bpf_bud_ns, bpf_bud_hits, bpf_bud_raises; /* counters at that look */
+    char mech_note[256];                               /* tracer_mechanism_note */
 };
 
 /* ---- tracer.c ------------------------------------------------------------------------------ */
@@ -279,6 +285,9 @@ double tr_budget_wait(const struct tracer *t);
  */
 void tr_budget_tick(struct tracer *t, double now);
 
+/* Bring the target's CPU rate (t->cpu_rate, cores) and CPU time up to date (every TR_CPU_S). */
+void tr_budget_cpu(struct tracer *t, double now);
+
 /*
  * Charge one stop of tid that held it `hold` seconds (plus TR_STOP_FLOOR), and decide: a
  * sampled thread's episode ends (want_disarm) after TR_EPISODE_STOPS stops or when the credit
@@ -310,6 +319,20 @@ void tr_site_reported(struct tr_site *s);
  * of the time off is in est_extra) and before reading the sites.
  */
 void tr_sites_cycle(struct tracer *t);
+
+/*
+ * Add n exactly counted raises to the (type, at) site (bpf: the kernel counted every raise of
+ * it). The first call of a sync (a new gen) drops the site's count and estimate first, so a sync
+ * replaces them by the kernel's. Creates the site when new.
+ */
+void tr_site_add_exact(struct tracer *t, const char *type, const struct tracer_frame *at,
+                       uint64_t n, uint32_t gen);
+
+/* The frame (function, file, line) of a walked frame, through the code cache. */
+void tr_frame_of(struct tracer *t, const struct walk_frame *wf, struct tracer_frame *out);
+
+/* bpf: the kernel's exact per-site counts into the site table (tr_site_set_exact). */
+void tr_bpf_sites(struct tracer *t);
 
 /* ---- tracer_memo.c ------------------------------------------------------------------------- */
 

@@ -88,6 +88,22 @@ bool tr_site_seen(struct tracer *t, const char *type, const struct tracer_frame 
     return s->pub.reported == 0;
 }
 
+void tr_site_add_exact(struct tracer *t, const char *type, const struct tracer_frame *at,
+                       uint64_t n, uint32_t gen)
+{
+    struct tr_site *s = tr_site_find(t, type, at);
+
+    if (s->gen != gen) {
+        s->gen = gen;
+        s->exact = 0;
+        s->sampled_est = 0;
+        s->var = 0;
+        s->pending = 0;
+        s->pub.estimated = false;
+    }
+    s->exact += n;
+}
+
 void tr_site_reported(struct tr_site *s)
 {
     s->pub.reported++;
@@ -125,6 +141,8 @@ size_t tracer_sites(struct tracer *t, struct tracer_site *out, size_t cap)
     size_t n = 0;
 
     tr_sites_cycle(t);
+    if (t->used_bpf)
+        tr_bpf_sites(t);
     for (size_t i = 0; i < t->nsites && n < cap; i++) {
         struct tr_site *s = &t->sites[i];
         out[n] = s->pub;

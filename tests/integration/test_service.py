@@ -117,6 +117,47 @@ def test_rare_site_beside_a_storm_is_seen_with_its_count(python, launch):
         + 0.01, stop
 
 
+def test_rare_site_beside_a_storm_bpf_counts_every_raise(python, launch):
+    """bpf: the kernel counts every raise per site, so both sites' counts are exact, whatever
+    records were sampled."""
+    target = launch(python_target(python, "rare_storm.py"), extra=(10000, 10))
+    tracer = Tracer(target.pid, "--mechanism", "bpf")
+    os.kill(target.pid, signal.SIGUSR1)
+    truth = target.wait_truth(1)
+    rc, err = tracer.finish(signal.SIGINT)
+    assert rc == 0, err
+    sites = {(s["type"], s["function"]): s for s in sites_record(tracer.lines)}
+    rare, storm = sites.get(("KeyError", "rare_site")), sites.get(("ValueError", "storm_site"))
+    assert rare is not None and storm is not None, sites
+    assert (rare["estimate"], rare["estimated"]) == (truth["rare"], False), (rare, truth)
+    assert (storm["estimate"], storm["estimated"]) == (truth["storm"], False), (storm, truth)
+
+
+def test_bpf_over_the_budget_samples_records_and_counts_every_raise(python, launch, monkeypatch):
+    """bpf above the free rate (20k raises/s; lowered to 500/s here through the test knob
+    PYSCOPE_BPF_FREE_RATE, since a loaded 2-core machine cannot raise 20k/s): the program's
+    measured cost is held to the budget by sampling the records (sampled_every > 1, raises not
+    reported), while the kernel's per-site counts stay exact (the old program sent a record per
+    raise: every raise reported, no sampling)."""
+    monkeypatch.setenv("PYSCOPE_BPF_FREE_RATE", "500")
+    target = launch(python_target(python, "rare_storm.py"), extra=(100000, 4))
+    tracer = Tracer(target.pid, "--mechanism", "bpf", "--budget", "0.1")
+    os.kill(target.pid, signal.SIGUSR1)
+    truth = target.wait_truth(1)
+    rc, err = tracer.finish(signal.SIGINT)
+    assert rc == 0, err
+    stop = stop_record(tracer.lines)
+    print(f"truth {truth}\nstop {stop}")
+    assert stop["not_reported"] > 0, stop  # sampled_every is back to 1 once the storm ended
+    assert stop["reported"] < stop["raises"], stop
+    sites = {(s["type"], s["function"]): s for s in sites_record(tracer.lines)}
+    rare, storm = sites.get(("KeyError", "rare_site")), sites.get(("ValueError", "storm_site"))
+    assert rare is not None and storm is not None, sites
+    assert (storm["estimate"], storm["estimated"]) == (truth["storm"], False), (storm, truth)
+    assert (rare["estimate"], rare["estimated"]) == (truth["rare"], False), (rare, truth)
+    assert rare["reported"] >= 1, rare  # a site's first raise always gets its record
+
+
 def test_rare_raise_waits_for_nothing_in_its_own_thread(python, launch):
     """The rare thread's raises all stop (it is pinned): exact, not an estimate."""
     target = launch(python_target(python, "rare_storm.py"), extra=(2000, 3))

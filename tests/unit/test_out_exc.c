@@ -89,6 +89,32 @@ static void test_summary_aligned_with_handler_file(void **state)
     out_exc_summary_free(s);
 }
 
+/* Sampled events, exact site counts: each site's rows sum to its count, split kept. */
+static void test_summary_takes_exact_site_counts(void **state)
+{
+    struct out_exc_summary *s = NULL;
+    struct ps_err err = {0};
+    struct tracer_event ev = end_ev("ValueError", "/s.py", 3, "/a.py");
+    struct tracer_site site = {.estimate = 1000};
+    char *out = NULL;
+
+    (void)state;
+    assert_int_equal(out_exc_summary_new(&s, &err), 0);
+    for (int i = 0; i < 3; i++)
+        out_exc_summary_add(s, &ev);
+    ev.handled_at.line = 9;
+    out_exc_summary_add(s, &ev);
+    (void)snprintf(site.type, sizeof(site.type), "ValueError");
+    site.at = ev.frames[0];
+    out_exc_summary_exact(s, &site, 1);
+    render_summary(s, &out);
+    assert_non_null(strstr(out, "     750  ValueError"));
+    assert_non_null(strstr(out, "     250  ValueError"));
+    assert_non_null(strstr(out, "split is estimated"));
+    free(out);
+    out_exc_summary_free(s);
+}
+
 static void test_text_and_json_escape(void **state)
 {
     struct tracer_event ev = end_ev("Evil\x1b[31m", "/x\x07.py", 1, "/h\r.py");
@@ -127,6 +153,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_summary_aligned_with_handler_file),
+        cmocka_unit_test(test_summary_takes_exact_site_counts),
         cmocka_unit_test(test_text_and_json_escape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -72,18 +72,39 @@ struct {
 } scratch SEC(".maps");
 
 struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, EXC_BPF_SITES);
+    __type(key, struct exc_bpf_site);
+    __type(value, __u64);
+} sites SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct exc_bpf_ctl);
+} ctl SEC(".maps");
+
+struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, EXC_BPF_CNT_N);
     __type(key, __u32);
     __type(value, __u64);
 } counters SEC(".maps");
 
-static __always_inline void count(__u32 which)
+static __always_inline __u64 count_add(__u32 which, __u64 n)
 {
     __u64 *v = bpf_map_lookup_elem(&counters, &which);
 
-    if (v)
-        *v += 1; /* per CPU: no other writer */
+    if (!v)
+        return 0;
+    *v += n; /* per CPU: no other writer */
+    return *v;
+}
+
+static __always_inline void count(__u32 which)
+{
+    count_add(which, 1);
 }
 
 /* Read a u64 at addr + off (off < 0: absent). 0 on failure. */
@@ -320,6 +341,53 @@ static __always_inline void set_open(__u32 tid, struct exc_open *cur, __u64 key,
         bpf_map_update_elem(&open, &tid, &o, BPF_ANY);
 }
 
+/* One more raise of r's site (type, raising code, instruction) in the exact per-site counts. */
+static __always_inline void count_site(const struct exc_bpf_rec *r)
+{
+    struct exc_bpf_site k = {.type = r->type};
+    __u64 one = 1, *v;
+
+    if (r->nframes == 0)
+        return;
+    k.code = r->frames[0].code;
+    k.instr = r->frames[0].instr;
+    v = bpf_map_lookup_elem(&sites, &k);
+    if (v)
+        __sync_fetch_and_add(v, 1);
+    else if (bpf_map_update_elem(&sites, &k, &one, BPF_NOEXIST) &&
+             (v = bpf_map_lookup_elem(&sites, &k)))
+        __sync_fetch_and_add(v, 1); /* another CPU inserted it first */
+}
+
+/*
+ * The budget's gate: with ctl.sample_every = N > 1, one raise in N (per CPU) goes on to its
+ * record; the others are counted per site and followed silently (their propagation is not a new
+ * raise). Returns 1 when the raise gets its record.
+ */
+static __always_inline int sampled(__u32 tid, struct exc_open *cur, struct exc_bpf_rec *r,
+                                   __u64 key)
+{
+    __u32 zero = 0;
+    struct exc_bpf_ctl *c = bpf_map_lookup_elem(&ctl, &zero);
+    __u32 every = c ? c->sample_every : 1;
+
+    __u64 tick = count_add(EXC_BPF_CNT_TICK, 1); /* every raise past --type: the rate */
+
+    struct exc_bpf_site k = {.type = r->type};
+
+    if (every <= 1 || tick % every == 0)
+        return 1;
+    walk(r, r->iframe, 2);
+    k.code = r->nframes ? r->frames[0].code : 0;
+    k.instr = r->nframes ? r->frames[0].instr : 0;
+    if (r->nframes && !bpf_map_lookup_elem(&sites, &k))
+        return 1; /* a site's first raise always gets its record: the rare one is not lost */
+    count(EXC_BPF_CNT_SAMPLED_OUT);
+    count_site(r);
+    set_open(tid, cur, key, r->nframes > 1 ? r->frames[1].frame : 0, 1);
+    return 0;
+}
+
 static __always_inline void new_raise(struct exc_bpf_rec *r, __u32 tid, __u64 key,
                                       struct exc_open *cur)
 {
@@ -333,15 +401,20 @@ static __always_inline void new_raise(struct exc_bpf_rec *r, __u32 tid, __u64 ke
         set_open(tid, cur, key, r->nframes > 1 ? r->frames[1].frame : 0, 1);
         return;
     }
+    if (!sampled(tid, cur, r, key))
+        return;
     if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + sizeof(*r) >
         bpf_ringbuf_query(&events, BPF_RB_RING_SIZE)) {
         count(EXC_BPF_CNT_LOST); /* full: skip the reads, the record would not fit */
         count(EXC_BPF_CNT_LOST_RAISES);
-        set_open(tid, cur, key, 0, 0);
+        walk(r, r->iframe, 2); /* counted per site all the same, followed silently */
+        count_site(r);
+        set_open(tid, cur, key, r->nframes > 1 ? r->frames[1].frame : 0, 1);
         return;
     }
     r->kind = EXC_BPF_RAISE;
     walk(r, r->iframe, EXC_BPF_MAX_FRAMES);
+    count_site(r);
     set_open(tid, cur, key, r->nframes > 1 ? r->frames[1].frame : 0, 0);
     if (r->value && r->value != cfg.none && cfg.exc_cause > lo) {
         at = copy_range(r, r->value + lo, (__u32)(cfg.exc_cause + 8 - lo));
@@ -358,32 +431,9 @@ static __always_inline void new_raise(struct exc_bpf_rec *r, __u32 tid, __u64 ke
     send(r, __builtin_offsetof(struct exc_bpf_rec, blob) + r->blob_len, 1);
 }
 
-SEC("uprobe")
-int exc_hit(struct exc_regs *ctx)
+/* The thread's in-flight exception into r (value, type, traceback; 3.11: curexc_*). */
+static __always_inline void read_exc(struct exc_bpf_rec *r)
 {
-    struct bpf_pidns_info ns = {0};
-    __u32 zero = 0, tid;
-    struct exc_bpf_rec *r;
-    struct exc_open *o;
-    __u64 key;
-
-    if (bpf_get_ns_current_pid_tgid(cfg.pidns_dev, cfg.pidns_ino, &ns, sizeof(ns)) ||
-        ns.tgid != cfg.tgid)
-        return 0; /* not the target (a fork child) */
-    tid = ns.pid;
-    count(EXC_BPF_CNT_HITS);
-    r = bpf_map_lookup_elem(&scratch, &zero);
-    if (!r)
-        return 0;
-    r->tid = tid;
-    r->time_ns = bpf_ktime_get_ns();
-    r->nframes = r->truncated = r->nranges = r->blob_len = 0;
-    r->iframe = rd64(ctx->di, cfg.frameobj_f_frame);
-    r->tstate = thread_state(tid);
-    if (!r->tstate) {
-        count(EXC_BPF_CNT_NO_TSTATE);
-        return 0;
-    }
     if (cfg.tstate_current_exception >= 0) {
         r->value = rd64(r->tstate, cfg.tstate_current_exception);
         r->type = rd64(r->value, cfg.object_type);
@@ -395,23 +445,150 @@ int exc_hit(struct exc_regs *ctx)
     }
     if (r->traceback == cfg.none)
         r->traceback = 0;
+}
+
+/*
+ * Was this exception already propagating when the probe was attached? At the thread's first
+ * hit since then (no open entry), a traceback whose newest entry is a callee of the hit frame
+ * (its frame object's f_back, set when that frame stopped running, is the hit frame object)
+ * means the exception left that callee before: its raise and the hits up to here were missed.
+ * A re-raise (`raise e`) of a caught exception shows the catching frame itself there.
+ */
+static __always_inline int in_flight_before(const struct exc_bpf_rec *r, __u64 frameobj)
+{
+    __u64 tbf;
+
+    if (!r->traceback || cfg.tb_frame < 0 || cfg.frameobj_f_back < 0)
+        return 0;
+    tbf = rd64(r->traceback, cfg.tb_frame);
+    return tbf && tbf != frameobj && rd64(tbf, cfg.frameobj_f_back) == frameobj;
+}
+
+/* The record of this hit's thread, or NULL when the hit is not the target's; counts the hit. */
+static __always_inline struct exc_bpf_rec *begin(__u32 *tid)
+{
+    struct bpf_pidns_info ns = {0};
+    struct exc_bpf_rec *r;
+    __u32 zero = 0;
+
+    if (bpf_get_ns_current_pid_tgid(cfg.pidns_dev, cfg.pidns_ino, &ns, sizeof(ns)) ||
+        ns.tgid != cfg.tgid)
+        return NULL; /* not the target (a fork child) */
+    *tid = ns.pid;
+    r = bpf_map_lookup_elem(&scratch, &zero);
+    if (!r)
+        return NULL;
+    r->tid = ns.pid;
+    r->time_ns = bpf_ktime_get_ns();
+    r->nframes = r->truncated = r->nranges = r->blob_len = 0;
+    r->value = r->type = r->traceback = r->thread_id = r->iframe = r->tstate = 0;
+    return r;
+}
+
+static __always_inline int hit(struct exc_regs *ctx);
+
+SEC("uprobe")
+int exc_hit(struct exc_regs *ctx)
+{
+    __u64 t0 = bpf_ktime_get_ns();
+
+    if (hit(ctx))
+        count_add(EXC_BPF_CNT_NS, bpf_ktime_get_ns() - t0);
+    return 0;
+}
+
+/* One hit; returns 1 when it was the target's (its time is then counted). */
+static __always_inline int hit(struct exc_regs *ctx)
+{
+    struct exc_bpf_rec *r;
+    struct exc_open *o;
+    __u32 tid = 0;
+    __u64 key;
+
+    r = begin(&tid);
+    if (!r)
+        return 0;
+    /* the target's from here: every return below counts the time */
+    count(EXC_BPF_CNT_HITS);
+    r->iframe = rd64(ctx->di, cfg.frameobj_f_frame);
+    r->tstate = thread_state(tid);
+    if (!r->tstate) {
+        count(EXC_BPF_CNT_NO_TSTATE);
+        return 1;
+    }
+    read_exc(r);
     key = r->value ? r->value : r->type;
     if (!key || !r->iframe) {
         count(EXC_BPF_CNT_READ_ERRORS);
-        return 0;
+        return 1;
     }
     o = bpf_map_lookup_elem(&open, &tid);
     if (o && r->traceback && o->key == key && o->expect == r->iframe) {
         walk(r, r->iframe, 2);
         o->expect = r->nframes > 1 ? r->frames[1].frame : 0;
         if (o->filtered)
-            return 0;
+            return 1;
         r->kind = EXC_BPF_PROP;
         send(r, __builtin_offsetof(struct exc_bpf_rec, frames) + 2 * sizeof(r->frames[0]), 0);
-        return 0;
+        return 1;
+    }
+    if (!o && in_flight_before(r, ctx->di)) {
+        count(EXC_BPF_CNT_IN_FLIGHT); /* followed silently: its raise site is not known */
+        walk(r, r->iframe, 2);
+        set_open(tid, NULL, key, r->nframes > 1 ? r->frames[1].frame : 0, 1);
+        return 1;
     }
     r->thread_id = rd64(r->tstate, cfg.tstate_thread_id);
     new_raise(r, tid, key, o);
+    return 1;
+}
+
+/*
+ * A thread of the target exits (in that thread, before the kernel releases its memory on
+ * kernels that place the tracepoint so): its in-flight exception, so user space learns the fate
+ * of the exception it followed last (still in flight: it was propagating; gone: handled).
+ */
+SEC("raw_tp/sched_process_exit")
+int exc_exit(void *ctx)
+{
+    __u32 tid = 0, ntid = 0;
+    __u64 *m, ts;
+    struct exc_bpf_rec *r = begin(&tid);
+
+    (void)ctx;
+    if (!r)
+        return 0;
+    r->kind = EXC_BPF_EXIT;
+    r->truncated = EXC_BPF_EXIT_UNREAD;
+    m = bpf_map_lookup_elem(&tstates, &tid);
+    ts = m ? *m : 0;
+    if (ts && cfg.tstate_native_thread_id >= 0 &&
+        bpf_probe_read_user(&ntid, sizeof(ntid),
+                            (const void *)(ts + cfg.tstate_native_thread_id)) == 0) {
+        r->truncated = ntid == tid ? EXC_BPF_EXIT_READ : EXC_BPF_EXIT_CLEARED;
+        if (ntid == tid) {
+            r->tstate = ts;
+            read_exc(r);
+        }
+    }
+    send(r, __builtin_offsetof(struct exc_bpf_rec, ranges), 0);
+    bpf_map_delete_elem(&open, &tid); /* a later thread may get its id */
+    bpf_map_delete_elem(&tstates, &tid);
+    return 0;
+}
+
+/* The target exec'd: everything the uprobe program holds is the old image's. */
+SEC("raw_tp/sched_process_exec")
+int exc_exec(void *ctx)
+{
+    __u32 tid = 0;
+    struct exc_bpf_rec *r = begin(&tid);
+
+    (void)ctx;
+    if (!r)
+        return 0;
+    r->kind = EXC_BPF_EXEC;
+    send(r, __builtin_offsetof(struct exc_bpf_rec, ranges), 0);
     return 0;
 }
 

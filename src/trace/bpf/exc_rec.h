@@ -21,10 +21,13 @@
 #define EXC_BPF_FRAME_BLOCK 128  /* bytes of an interpreter frame read at once (fields below 120) */
 #define EXC_BPF_TYPE_MAX    64   /* bytes of a --type filter (the part after its last dot) */
 #define EXC_BPF_THREADS     4096 /* threads in the tid maps */
+#define EXC_BPF_SITES       8192 /* (type, code, instruction) raise sites counted exactly */
 
 /* Per-target configuration (read-only data of the program). Offsets are bytes; -1 absent. */
 struct exc_bpf_cfg {
     __s32 frameobj_f_frame;
+    __s32 frameobj_f_back;          /* a frame object's caller, set when it stopped running */
+    __s32 tb_frame;                 /* a traceback entry's frame object */
     __s32 tstate_current_exception; /* 3.12+ */
     __s32 tstate_curexc_type;       /* 3.11 (value and traceback follow it) */
     __s32 tstate_thread_id;
@@ -53,6 +56,20 @@ enum exc_bpf_kind {
     EXC_BPF_RAISE = 1, /* a new exception (or a re-raise): everything below is filled */
     EXC_BPF_PROP = 2,  /* the thread's open exception crossed one more frame: frames[0] is the
                           hit frame, frames[1] its caller (frame address only) */
+    EXC_BPF_EXIT = 3,  /* a thread of the target exits (sched_process_exit, in that thread):
+                          value/type are its in-flight exception then, 0 when none; truncated
+                          holds an enum exc_bpf_exit_state. Header only (up to ranges). */
+    EXC_BPF_EXEC = 4,  /* the target exec'd (sched_process_exec): the uprobe and every address
+                          the program holds belong to the old image. Header only. */
+};
+
+/* What an EXIT record could read of the exiting thread. */
+enum exc_bpf_exit_state {
+    EXC_BPF_EXIT_READ = 0,    /* its thread state, still naming it: value/type as read */
+    EXC_BPF_EXIT_CLEARED = 1, /* read, but no longer its thread state: its Python part ended
+                                 before the thread did (cleared, finalised) */
+    EXC_BPF_EXIT_UNREAD = 2,  /* nothing readable (no thread state known, or the kernel had
+                                 released the memory before the tracepoint) */
 };
 
 struct exc_bpf_frame {
@@ -82,6 +99,18 @@ struct exc_bpf_rec {
     __u8 blob[EXC_BPF_BLOB]; /* sent up to blob_len */
 };
 
+/* A raise site, counted for every raise in the `sites` map whatever the sampling. */
+struct exc_bpf_site {
+    __u64 type, code, instr; /* instr: the raising frame's instruction pointer field */
+};
+
+/* What user space sets while the program runs (the `ctl` array's one entry). */
+struct exc_bpf_ctl {
+    __u32 sample_every; /* 0 or 1: a record per raise; N: one raise in N (per CPU) gets its
+                           record, the others are counted per site only (the budget) */
+    __u32 pad;
+};
+
 /* Counters (a per-CPU array, summed by user space). */
 enum exc_bpf_counter {
     EXC_BPF_CNT_HITS,            /* every uprobe hit */
@@ -90,6 +119,11 @@ enum exc_bpf_counter {
     EXC_BPF_CNT_FILTERED_RAISES, /* new raises dropped by the type filter */
     EXC_BPF_CNT_NO_TSTATE,       /* hits whose thread state could not be found */
     EXC_BPF_CNT_READ_ERRORS,     /* hits whose frame or exception could not be read */
+    EXC_BPF_CNT_IN_FLIGHT,       /* exceptions already propagating when the probe was attached:
+                                    first seen at a caller of their raise site, not reported */
+    EXC_BPF_CNT_SAMPLED_OUT,     /* raises counted per site only (over the budget: no record) */
+    EXC_BPF_CNT_NS,              /* nanoseconds spent in the uprobe program (bpf_ktime) */
+    EXC_BPF_CNT_TICK,            /* raises taken past the sampling gate (its per-CPU clock) */
     EXC_BPF_CNT_N
 };
 
