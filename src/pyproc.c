@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 
 #include "pyscope/debugoffsets.h"
 #include "pyscope/diag.h"
@@ -277,6 +278,32 @@ int pyproc_check_alive(const struct pyproc *pp, struct ps_err *err)
     return 0;
 }
 
+/* Tries of the thread checks on a running process, 1 ms apart: a thread ending between the read
+ * of the GIL and the walk of the list (its state unlinked while it still holds the GIL, then
+ * freed) makes one read inconsistent; a table that does not fit fails every try. */
+enum {
+    VALIDATE_LIVE_TRIES = 8
+};
+
+/* pyproc_validate on a live target: an inconsistency (-PS_ECORRUPT) is retried, since the target
+ * runs while it is read; any other error, or the last try's, is returned. */
+static int validate_live(struct pyproc *pp, struct ps_err *err)
+{
+    const struct timespec pause = {.tv_nsec = 1000000};
+    struct ps_err one = {0};
+    int rc = 0;
+
+    for (int i = 0; i < VALIDATE_LIVE_TRIES; i++) {
+        if (i > 0)
+            (void)nanosleep(&pause, NULL);
+        one = (struct ps_err){0};
+        rc = pyproc_validate(pp, &one);
+        if (rc != -PS_ECORRUPT)
+            break;
+    }
+    return rc < 0 ? ps_err_set(err, rc, "%s", one.msg) : 0;
+}
+
 static int open_parts(struct pyproc *pp, struct ps_err *err)
 {
     struct procstat_stat st;
@@ -311,7 +338,7 @@ static int open_parts(struct pyproc *pp, struct ps_err *err)
     rc = code_cache_new(&pp->codes, err);
     if (rc < 0)
         return rc;
-    return pyproc_validate(pp, err);
+    return validate_live(pp, err);
 }
 
 int pyproc_open(pid_t pid, struct pyproc **out, struct ps_err *err)
