@@ -131,6 +131,39 @@ def test_source_of_a_root_only_file_is_not_shown_to_nobody(pyscope, named, secre
     assert text.count(SHOWN) == 1, text                  # ... and only the public file's line
 
 
+def test_core_source_is_read_as_the_crashed_process(pyscope, named, secret, public_dir,
+                                                    tmp_path):
+    """dump --core reads source lines with the ids the core records for the process
+    (NT_PRPSINFO pr_uid, pr_gid), not root's: a gcore core of the uid-65534 target above shows
+    no line of the root-only secret it names, nor of /etc/shadow, and still its public file's."""
+    gcore = shutil.which("gcore")
+    require(os.geteuid() == 0 and gcore and shutil.which("setpriv") and
+            os.access(DEBIAN_PYTHON, os.X_OK),
+            f"needs root, gcore (gdb), setpriv and {DEBIAN_PYTHON}")
+    path, marker = secret
+    script = shutil.copy(TARGETS / "named_park.py", public_dir)
+    public = os.path.join(public_dir, "app.py")
+    with open(public, "w", encoding="utf-8") as f:
+        f.write(PARK_SOURCE)
+    os.chmod(public, 0o644)
+    proc, note = named(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                        DEBIAN_PYTHON, "-I", "-u", script, str(path), "/etc/shadow", public])
+    subprocess.run([gcore, "-o", str(tmp_path / "core"), str(proc.pid)], capture_output=True,
+                   check=True, timeout=120)
+    core = tmp_path / f"core.{proc.pid}"
+    texts = []
+    for args in (["dump", "--core", core], ["dump", "--json", "--core", core]):
+        result = pyscope(*args)
+        assert result.rc == RC_OK, result
+        texts.append(result.stdout + result.stderr)
+    text, doc = texts
+    for out in (text, doc):
+        assert marker not in out
+        assert not [line for line in shadow_lines() if line in out]
+    assert str(path) in text                             # the frame itself is shown ...
+    assert text.count(SHOWN) == 1, text                  # ... and only the public file's line
+
+
 def jail_argv(jail, names):
     """named_park.py chrooted into jail (/usr bind-mounted read-only) in a new mount namespace."""
     setup = ('mount --bind /usr "$1/usr" && mount -o remount,bind,ro "$1/usr" && '
