@@ -255,6 +255,35 @@ def test_native_with_a_library_path_swapped_for_a_fifo(pyscope, named, tmp_path)
     assert_not_stopped_or_traced(proc.pid)
 
 
+DECOY_C = "void decoy_one(void) {}\nvoid decoy_two(void) {}\n"
+
+
+def test_native_symbols_come_from_the_mapped_file_not_its_path(pyscope, named, tmp_path):
+    """A target that puts another ELF file over a mapped library's path (a bind mount in its own
+    mount namespace; a rename works alike): dump --native names the parked thread's frame from
+    the file that is mapped (/proc/PID/map_files), not from what the path names now (before:
+    /proc/PID/root + path, the decoy's symbols or none)."""
+    cc = shutil.which("cc")
+    require(cc and os.geteuid() == 0 and can_unshare("--mount") and
+            os.access(DEBIAN_PYTHON, os.X_OK),
+            f"needs root, cc, unshare --mount (CAP_SYS_ADMIN) and {DEBIAN_PYTHON}")
+    lib, decoy = tmp_path / "libpark.so", tmp_path / "libdecoy.so"
+    for source, out in ((PARK_C, lib), (DECOY_C, decoy)):
+        src = out.with_suffix(".c")
+        src.write_text(source)
+        subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out), str(src)], check=True,
+                       timeout=60)
+    proc, note = named(["unshare", "--mount", "--propagation", "private", DEBIAN_PYTHON, "-I",
+                        "-u", TARGETS / "fifo_lib.py", lib, decoy])
+    result = pyscope("dump", "--native", "--json", proc.pid)
+    assert result.rc in (0, 1), result
+    thread = next(t for t in result.json()["threads"] if t["native_id"] == note["native_id"])
+    symbols = [f.get("symbol") or "" for f in thread["native"]]
+    assert "park" in symbols, symbols
+    assert not [s for s in symbols if s.startswith("decoy_")], symbols
+    assert_not_stopped_or_traced(proc.pid)
+
+
 @pytest.mark.parametrize("kind", ["fifo", "device"])
 def test_core_that_is_not_a_file(pyscope, tmp_path, kind):
     path = tmp_path / "core.fifo" if kind == "fifo" else "/dev/zero"
