@@ -549,6 +549,21 @@ static int tr_attach(struct tracer *t, struct ps_err *err)
     return rc;
 }
 
+/* Breakpoints trace this target: say so in the mechanism's note when they cannot fire here
+ * (bkpt_fires), since the trace then sees no raise at all and would look like a quiet target. */
+static void tr_note_dead_breakpoints(struct tracer *t)
+{
+    size_t len = strlen(t->mech_note);
+
+    if (bkpt_fires() != 0)
+        return;
+    (void)snprintf(t->mech_note + len, sizeof(t->mech_note) - len,
+                   "%shardware breakpoints do not fire on this machine (a test breakpoint on "
+                   "pyscope's own code counted no hit; some VMs keep debug exceptions from their "
+                   "guests): no raise will be seen; --mechanism bpf (root) does not use them",
+                   len ? "; " : "");
+}
+
 int tracer_new(struct pyproc *pp, const struct tracer_opts *opts, struct tracer **out,
                struct ps_err *err)
 {
@@ -573,6 +588,8 @@ int tracer_new(struct pyproc *pp, const struct tracer_opts *opts, struct tracer 
     if (rc == 0)
         rc = tr_bpf_start(t, err); /* 1: the bpf mechanism runs */
     t->used_bpf = rc == 1;
+    if (rc == 0)
+        tr_note_dead_breakpoints(t);
     if (rc == 0)
         rc = tr_chld_fd(&t->chld_fd, err);
     if (rc == 0)

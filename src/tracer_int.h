@@ -142,7 +142,7 @@ struct tracer {
     double bpf_clock_shift; /* bpf: CLOCK_REALTIME - CLOCK_MONOTONIC */
     uint8_t *bpf_hdrs;      /* EXC_BPF_MAX_FRAMES code headers, scratch */
     uint64_t bpf_cnt_hits, bpf_cnt_lost, bpf_cnt_filtered; /* the program's counters, last read */
-    char mech_note[256];                                   /* tracer_mechanism_note */
+    char mech_note[512];                                   /* tracer_mechanism_note */
 };
 
 /* ---- tracer.c ------------------------------------------------------------------------------ */

@@ -421,6 +421,25 @@ def test_clean_stops_while_threads_come_and_go(python, launch, mechanism):
             assert "\nTracerPid:\t0\n" in status.read()  # (its threads come and go)
 
 
+@pytest.mark.parametrize("mechanism", ["perf", "debugreg"])
+def test_breakpoints_that_cannot_fire_are_said(python, launch, mechanism):
+    """Where hardware breakpoints never fire (a VM that keeps debug exceptions from its guests:
+    this Firecracker guest), a breakpoint trace sees no raise at all and used to look like a
+    quiet target. The start record's mechanism_note must say so exactly when it is so: the
+    target raises thousands of times while traced (its own count), and the note names dead
+    breakpoints if and only if no raise was reported."""
+    target = launch(python_target(python, "raise_loop.py"))
+    tracer = Tracer(target.pid, "--max-rate", 0, "--mechanism", mechanism)
+    start = raise_loop_count(target)
+    wait_for(lambda: raise_loop_count(target) >= start + 4000, PYSCOPE_TIMEOUT_S,
+             "the target to raise while traced")
+    rc, err = tracer.finish(signal.SIGINT)
+    assert rc == 0, err
+    reported = sum(e["event"] == "raise" for e in tracer.lines)
+    said = "hardware breakpoints do not fire" in tracer.start["mechanism_note"]
+    assert said == (reported == 0), (reported, tracer.start)
+
+
 def require_hardware_breakpoints(pid):
     """Skip (fail in CI) where hardware breakpoints do not fire: pyscope's start measures a
     counting breakpoint on a function of its own, and count_cost_us < 0 says it never counted
