@@ -210,10 +210,12 @@ static pid_t *core_tids(const struct core *core)
 }
 
 /* The credentials the crashed process had (NT_PRPSINFO), as tfile_open_as takes them: its real
- * ids for all four, no supplementary group. False when the core does not say. */
+ * ids for all four, no supplementary group. False when the core does not say, or when pyscope
+ * is not root: it then reads as itself, which shows no file its user could not read anyway
+ * (and tfile could not take the ids: a user with supplementary groups would see no line). */
 static bool core_as(const struct core *core, struct procstat_status *as)
 {
-    if (!core->cred.known)
+    if (!core->cred.known || geteuid() != 0)
         return false;
     memset(as, 0, sizeof(*as));
     as->ids_known = true;
