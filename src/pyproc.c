@@ -278,9 +278,12 @@ int pyproc_check_alive(const struct pyproc *pp, struct ps_err *err)
     return 0;
 }
 
-/* Tries of the thread checks on a running process, 1 ms apart: a thread ending between the read
- * of the GIL and the walk of the list (its state unlinked while it still holds the GIL, then
- * freed) makes one read inconsistent; a table that does not fit fails every try. */
+/* Tries of the thread checks on a running process, the pause doubling from 1 ms (127 ms in all):
+ * a thread ending between the read of the GIL and the walk of the list (its state unlinked
+ * while it still holds the GIL, then freed), or preempted inside take_gil between setting
+ * `locked` and `last_holder` (the holder then names the previous, maybe freed, thread state for
+ * as long as it waits for a CPU: milliseconds on a loaded machine), makes a read inconsistent;
+ * a table that does not fit fails every try. */
 enum {
     VALIDATE_LIVE_TRIES = 8
 };
@@ -289,13 +292,15 @@ enum {
  * runs while it is read; any other error, or the last try's, is returned. */
 static int validate_live(struct pyproc *pp, struct ps_err *err)
 {
-    const struct timespec pause = {.tv_nsec = 1000000};
+    struct timespec pause = {.tv_nsec = 1000000};
     struct ps_err one = {0};
     int rc = 0;
 
     for (int i = 0; i < VALIDATE_LIVE_TRIES; i++) {
-        if (i > 0)
+        if (i > 0) {
             (void)nanosleep(&pause, NULL);
+            pause.tv_nsec *= 2;
+        }
         one = (struct ps_err){0};
         rc = pyproc_validate(pp, &one);
         if (rc != -PS_ECORRUPT)

@@ -394,12 +394,14 @@ static bool tr_claim(void *ctx, pid_t tid, const siginfo_t *si)
     return true;
 }
 
+/* A thread the target created. During tr_attach's seize rounds there is no breakpoint yet
+ * (t->bp NULL): the thread is seized, and armed with the others once the breakpoint exists. */
 static void tr_new_thread(void *ctx, pid_t tid)
 {
     struct tracer *t = ctx;
     struct ps_err ignored = {0};
 
-    if (!t->stopping && bkpt_add_thread(t->bp, tid, &ignored) == 0) {
+    if (!t->stopping && t->bp && bkpt_add_thread(t->bp, tid, &ignored) == 0) {
         t->st.threads_armed++;
         tr_budget_thread(t, tid);
     }
@@ -416,7 +418,8 @@ static void tr_disarm_signal_safe(void *ctx, pid_t tid)
 {
     const struct tracer *t = ctx;
 
-    bkpt_disarm_signal_safe(t->bp, tid);
+    if (t->bp)
+        bkpt_disarm_signal_safe(t->bp, tid);
 }
 
 static void tr_exec(void *ctx, pid_t tid)

@@ -117,8 +117,8 @@ void pyproc_close(struct pyproc *pp);
 /*
  * Validate the runtime's structures against the layout, one read of them (exported for tests
  * with fixture sources). pyproc_open, whose target runs while read, retries an inconsistency a
- * few times 1 ms apart (a thread ending mid-read is not a wrong table). Returns 0 or
- * -PS_ECORRUPT naming the failed check.
+ * few times over about 130 ms (a thread ending or preempted mid-update is not a wrong table).
+ * Returns 0 or -PS_ECORRUPT naming the failed check.
  */
 int pyproc_validate(struct pyproc *pp, struct ps_err *err) PS_WARN_UNUSED;
 
