@@ -220,6 +220,20 @@ static int validate_interps(struct pyproc *pp, struct ps_err *err)
     return 0;
 }
 
+/* A GIL holder missing from the list that still names the interpreter: a thread state just
+ * unlinked (the thread is ending; free() leaves that word), or read before the holder updated
+ * last_holder. A holder read through a wrong table points at memory that does not. */
+static bool holder_of_interp(struct pyproc *pp, const struct walk_interp *wi)
+{
+    struct ps_err ignored = {0};
+    uint64_t interp = 0;
+
+    return pp->lay->tstate_interp >= 0 &&
+           memsrc_read_u64(pp->src, wi->gil_holder + (uint64_t)pp->lay->tstate_interp, &interp,
+                           &ignored) == 0 &&
+           interp == wi->addr;
+}
+
 static int validate_gil(struct pyproc *pp, const struct walk_interp *wi,
                         const struct walk_tstate *ts, size_t nts, struct ps_err *err)
 {
@@ -227,7 +241,7 @@ static int validate_gil(struct pyproc *pp, const struct walk_interp *wi,
 
     for (size_t i = 0; i < nts && !holder_listed; i++)
         holder_listed = ts[i].addr == wi->gil_holder;
-    if (!holder_listed)
+    if (!holder_listed && !holder_of_interp(pp, wi))
         return ps_err_set(err, -PS_ECORRUPT,
                           "layout check failed: the GIL holder 0x%llx is not a thread state of "
                           "Python %s; the %s table does not fit this build",
