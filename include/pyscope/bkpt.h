@@ -115,6 +115,15 @@ uint64_t bkpt_thread_count(struct bkpt *b, pid_t tid);
 double bkpt_count_cost_us(void);
 
 /*
+ * Whether hardware breakpoints fire here: a perf counting breakpoint on a function of pyscope
+ * itself, called BKPT_PROBE_CALLS times. 1: it counted; 0: it opened but counted
+ * none (seen in a Firecracker guest: debug exceptions never reach the guest, so neither perf
+ * nor debug registers see a raise); -errno: perf refused the event (nothing learned). Calling
+ * thread; no target needed; a few microseconds where it counts.
+ */
+int bkpt_fires(void);
+
+/*
  * Remove everything: perf closes every fd (threads may run); debugreg writes DR7 = 0 then
  * DR0 = 0 in every thread (they must be stopped; a gone thread is fine). The set stays usable for
  * bkpt_count. Errors: the first failure.

@@ -46,12 +46,21 @@ struct core_thread {
     uint64_t regs[CORE_NREGS];
 };
 
+/* The crashed process's credentials as its NT_PRPSINFO note holds them (pr_uid, pr_gid: the
+ * real ids, as the kernel and gdb's gcore write them; no supplementary groups). */
+struct core_cred {
+    bool known; /* false: the core has no (or a cut) NT_PRPSINFO note */
+    uid_t uid;
+    gid_t gid;
+};
+
 struct core {
     struct memsrc *src; /* owned until core_open_python (pycore.h) hands it to the pyproc */
     struct maps maps;   /* owned: PT_LOAD segments named by NT_FILE */
     pid_t pid;          /* the crashed process's pid (first thread note) */
     size_t nthreads;
     struct core_thread *threads; /* thread note order */
+    struct core_cred cred;       /* for reading the files it names as it could (source lines) */
     char exe[MAPS_PATH_MAX]; /* recorded path of the executable (lowest offset-0 file mapping) */
 };
 
@@ -67,11 +76,12 @@ void core_close(struct core *c);
 
 /*
  * The memory source over opts->path alone (core_open uses it): *out (memsrc_close), the rebuilt
- * maps (maps_free) and the thread ids in note order (*tids, malloc'ed) are the caller's on
- * success; so are the maps (maps_free) and the threads (*threads, malloc'ed). src->pid is 0. Errors as core_open.
+ * maps (maps_free) and the threads in note order (*threads, malloc'ed) are the caller's on
+ * success; *cred is the NT_PRPSINFO credentials (known false without the note). src->pid is 0.
+ * Errors as core_open.
  */
 int memsrc_core_open(const struct core_opts *opts, struct memsrc **out, struct maps *maps,
-                     struct core_thread **threads, size_t *nthreads,
+                     struct core_thread **threads, size_t *nthreads, struct core_cred *cred,
                      struct ps_err *err) PS_WARN_UNUSED;
 
 /* True when [addr, addr+len) is held by the core itself (not read from a mapped file); false

@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include "pyscope/err.h"
+#include "pyscope/procstat.h"
 #include "pyscope/snap.h"
 
 /* Writer options. A NULL `const struct out_opts *` means all fields zero/false/NULL. */
@@ -29,8 +30,10 @@ struct out_opts {
                                 reading source (core files, tests); NULL or "" is "/" */
     pid_t source_pid;        /* text: > 0, a live target: read source inside its root and
                                 with its credentials (srcline.h); source_root is ignored */
-    bool color;              /* text: ANSI SGR colours (the caller decides: isatty, NO_COLOR) */
-    int json_indent;         /* JSON: 0 writes one line; 1..31 pretty-prints with that indent */
+    const struct procstat_status *source_as; /* text, source_pid 0 (a core): read source with
+                                these credentials (srcline_cache_set_cred); NULL: our own */
+    bool color;      /* text: ANSI SGR colours (the caller decides: isatty, NO_COLOR) */
+    int json_indent; /* JSON: 0 writes one line; 1..31 pretty-prints with that indent */
 };
 
 /*

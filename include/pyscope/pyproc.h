@@ -115,8 +115,10 @@ void pyproc_tids_open(struct pyproc *pp);
 void pyproc_close(struct pyproc *pp);
 
 /*
- * Validate the runtime's structures against the layout (called by pyproc_open; exported for
- * tests with fixture sources). Returns 0 or -PS_ECORRUPT naming the failed check.
+ * Validate the runtime's structures against the layout, one read of them (exported for tests
+ * with fixture sources). pyproc_open, whose target runs while read, retries an inconsistency a
+ * few times over about 130 ms (a thread ending or preempted mid-update is not a wrong table).
+ * Returns 0 or -PS_ECORRUPT naming the failed check.
  */
 int pyproc_validate(struct pyproc *pp, struct ps_err *err) PS_WARN_UNUSED;
 

@@ -24,6 +24,7 @@
 #include <sys/types.h>
 
 #include "pyscope/err.h"
+#include "pyscope/procstat.h"
 
 /* Files cached at once: the hot files of one stack (app, framework, stdlib) fit; 8 x 2 MiB. */
 #define SRCLINE_CACHE_FILES 8
@@ -43,6 +44,14 @@ struct srcline_cache;
  */
 int srcline_cache_new(const char *root, pid_t pid, struct srcline_cache **out,
                       struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * A cache made with pid == 0 (a core file) opens names with the credentials *as instead of
+ * pyscope's own (copied; as->ids_known and as->ngroups >= 0 required, else every later lookup
+ * misses): a core's files are read as the crashed process could (its NT_PRPSINFO ids). Call
+ * before the first srcline_get. No-op for a live target's cache (pid > 0).
+ */
+void srcline_cache_set_cred(struct srcline_cache *c, const struct procstat_status *as);
 
 /* Free the cache and every file it holds; NULL-safe. */
 void srcline_cache_free(struct srcline_cache *c);

@@ -27,6 +27,13 @@ int symtab_open(const char *path, struct symtab **out, struct ps_err *err) PS_WA
 /* Close; NULL-safe. */
 void symtab_close(struct symtab *st);
 
+/*
+ * Whether the opened file has inode ino (fstat of the open descriptor, so a rename after the
+ * open cannot fool it): the check that a path still names a mapped file. The device is not
+ * compared: /proc/PID/maps shows an overlayfs file's underlying device, stat the overlay's.
+ */
+bool symtab_is_inode(const struct symtab *st, uint64_t ino);
+
 /* Look up a symbol by exact name: its st_value (link-time vaddr) and st_size. -ENOENT if absent. */
 int symtab_lookup(const struct symtab *st, const char *name, uint64_t *vaddr, uint64_t *size);
 

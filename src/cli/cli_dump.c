@@ -153,7 +153,10 @@ static int dump_parse(const struct cli_common *c, int argc, char **argv, struct 
     return cli_one_pid(c, argc, argv, "dump", &a->pid);
 }
 
-static int dump_write(const struct dump_args *a, const struct snap *s, struct ps_err *err)
+/* Write the report. as: for a core, the credentials its source lines are read with (NULL:
+ * pyscope's own); a live target's are read from /proc at each file. */
+static int dump_write(const struct dump_args *a, const struct snap *s,
+                      const struct procstat_status *as, struct ps_err *err)
 {
     struct out_opts o = {0};
     FILE *fp = stdout;
@@ -162,6 +165,7 @@ static int dump_write(const struct dump_args *a, const struct snap *s, struct ps
     o.source_lines = !a->no_source;
     o.source_root = a->core ? a->lib_root : NULL;
     o.source_pid = a->core ? 0 : a->pid;
+    o.source_as = as;
     o.json_indent = a->pretty ? 2 : 0;
     if (a->output) {
         fp = fopen(a->output, "w");
@@ -206,6 +210,24 @@ static pid_t *core_tids(const struct core *core)
     return tids;
 }
 
+/* The credentials the crashed process had (NT_PRPSINFO), as tfile_open_as takes them: its real
+ * ids for all four, no supplementary group. False when the core does not say, or when pyscope
+ * is not root: it then reads as itself, which shows no file its user could not read anyway
+ * (and tfile could not take the ids: a user with supplementary groups would see no line). */
+static bool core_as(const struct core *core, struct procstat_status *as)
+{
+    if (!core->cred.known || geteuid() != 0)
+        return false;
+    memset(as, 0, sizeof(*as));
+    as->ids_known = true;
+    for (size_t i = 0; i < 4; i++) {
+        as->uid[i] = core->cred.uid;
+        as->gid[i] = core->cred.gid;
+    }
+    as->ngroups = 0;
+    return true;
+}
+
 /* --core: the same pipeline over a core file (no threads to stop, no /proc). */
 static int dump_core_run(const struct cli_common *c, const struct dump_args *a)
 {
@@ -235,8 +257,10 @@ static int dump_core_run(const struct cli_common *c, const struct dump_args *a)
         rc = collect_snapshot(pp, &co, &s, &err);
     }
     if (rc == 0) {
+        struct procstat_status as;
+
         s->pid = core->pid;
-        rc = dump_write(a, s, &err);
+        rc = dump_write(a, s, core_as(core, &as) ? &as : NULL, &err);
     }
     if (rc == 0 && s)
         status = snapshot_partial(s) ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
@@ -278,7 +302,7 @@ static int dump_run(const struct cli_common *c, const struct dump_args *a)
     if (rc == 0)
         rc = collect_snapshot(pp, &co, &s, &err);
     if (rc == 0)
-        rc = dump_write(a, s, &err);
+        rc = dump_write(a, s, NULL, &err);
     if (rc < 0)
         status = cli_fail(c, &err, rc);
     else

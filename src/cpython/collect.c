@@ -355,12 +355,30 @@ static int collect_process(struct collector *c, struct ps_err *err)
     return 0;
 }
 
+/* The thread states. A running target's list may change under the walk (a thread state freed
+ * after it was reached: "does not point back at interpreter"): walked again, as a stack is,
+ * up to retries more times; a stopped target or a core is read once. */
+static int collect_tstates(struct collector *c, struct ps_err *err)
+{
+    int tries = c->stopped ? 1 : c->opts->retries + 1;
+    struct ps_err one = {0};
+    int rc = 0;
+
+    for (int i = 0; i < tries; i++) {
+        one = (struct ps_err){0};
+        rc = walk_tstates(c->pp, c->ts, WALK_MAX_THREADS, &c->nts, c->interps, &c->ninterps, &one);
+        if (rc != -PS_ECORRUPT)
+            break;
+    }
+    return rc < 0 ? ps_err_set(err, rc, "%s", one.msg) : 0;
+}
+
 static int collect_threads(struct collector *c, struct ps_err *err)
 {
     struct snap *s = c->snap;
     int rc;
 
-    rc = walk_tstates(c->pp, c->ts, WALK_MAX_THREADS, &c->nts, c->interps, &c->ninterps, err);
+    rc = collect_tstates(c, err);
     if (rc < 0)
         return rc;
     if (c->ninterps > 0)

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 
 #include "pyscope/debugoffsets.h"
 #include "pyscope/diag.h"
@@ -219,6 +220,20 @@ static int validate_interps(struct pyproc *pp, struct ps_err *err)
     return 0;
 }
 
+/* A GIL holder missing from the list that still names the interpreter: a thread state just
+ * unlinked (the thread is ending; free() leaves that word), or read before the holder updated
+ * last_holder. A holder read through a wrong table points at memory that does not. */
+static bool holder_of_interp(struct pyproc *pp, const struct walk_interp *wi)
+{
+    struct ps_err ignored = {0};
+    uint64_t interp = 0;
+
+    return pp->lay->tstate_interp >= 0 &&
+           memsrc_read_u64(pp->src, wi->gil_holder + (uint64_t)pp->lay->tstate_interp, &interp,
+                           &ignored) == 0 &&
+           interp == wi->addr;
+}
+
 static int validate_gil(struct pyproc *pp, const struct walk_interp *wi,
                         const struct walk_tstate *ts, size_t nts, struct ps_err *err)
 {
@@ -226,7 +241,7 @@ static int validate_gil(struct pyproc *pp, const struct walk_interp *wi,
 
     for (size_t i = 0; i < nts && !holder_listed; i++)
         holder_listed = ts[i].addr == wi->gil_holder;
-    if (!holder_listed)
+    if (!holder_listed && !holder_of_interp(pp, wi))
         return ps_err_set(err, -PS_ECORRUPT,
                           "layout check failed: the GIL holder 0x%llx is not a thread state of "
                           "Python %s; the %s table does not fit this build",
@@ -277,6 +292,37 @@ int pyproc_check_alive(const struct pyproc *pp, struct ps_err *err)
     return 0;
 }
 
+/* Tries of the thread checks on a running process, the pause doubling from 1 ms (127 ms in all):
+ * a thread ending between the read of the GIL and the walk of the list (its state unlinked
+ * while it still holds the GIL, then freed), or preempted inside take_gil between setting
+ * `locked` and `last_holder` (the holder then names the previous, maybe freed, thread state for
+ * as long as it waits for a CPU: milliseconds on a loaded machine), makes a read inconsistent;
+ * a table that does not fit fails every try. */
+enum {
+    VALIDATE_LIVE_TRIES = 8
+};
+
+/* pyproc_validate on a live target: an inconsistency (-PS_ECORRUPT) is retried, since the target
+ * runs while it is read; any other error, or the last try's, is returned. */
+static int validate_live(struct pyproc *pp, struct ps_err *err)
+{
+    struct timespec pause = {.tv_nsec = 1000000};
+    struct ps_err one = {0};
+    int rc = 0;
+
+    for (int i = 0; i < VALIDATE_LIVE_TRIES; i++) {
+        if (i > 0) {
+            (void)nanosleep(&pause, NULL);
+            pause.tv_nsec *= 2;
+        }
+        one = (struct ps_err){0};
+        rc = pyproc_validate(pp, &one);
+        if (rc != -PS_ECORRUPT)
+            break;
+    }
+    return rc < 0 ? ps_err_set(err, rc, "%s", one.msg) : 0;
+}
+
 static int open_parts(struct pyproc *pp, struct ps_err *err)
 {
     struct procstat_stat st;
@@ -311,7 +357,7 @@ static int open_parts(struct pyproc *pp, struct ps_err *err)
     rc = code_cache_new(&pp->codes, err);
     if (rc < 0)
         return rc;
-    return pyproc_validate(pp, err);
+    return validate_live(pp, err);
 }
 
 int pyproc_open(pid_t pid, struct pyproc **out, struct ps_err *err)

@@ -31,8 +31,10 @@ struct srcline_file {
 };
 
 struct srcline_cache {
-    int rootfd; /* the directory names resolve in (O_PATH), or -1: every lookup misses */
-    pid_t pid;  /* > 0: open with this live process's credentials */
+    int rootfd;  /* the directory names resolve in (O_PATH), or -1: every lookup misses */
+    pid_t pid;   /* > 0: open with this live process's credentials */
+    bool has_as; /* pid == 0: open with as (srcline_cache_set_cred), not our own credentials */
+    struct procstat_status as;
     uint64_t tick;
     struct srcline_file files[SRCLINE_CACHE_FILES];
 };
@@ -52,6 +54,14 @@ int srcline_cache_new(const char *root, pid_t pid, struct srcline_cache **out, s
     c->rootfd = open(root && root[0] ? root : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
     *out = c;
     return 0;
+}
+
+void srcline_cache_set_cred(struct srcline_cache *c, const struct procstat_status *as)
+{
+    if (!c || c->pid > 0)
+        return;
+    c->as = *as;
+    c->has_as = true;
 }
 
 void srcline_cache_free(struct srcline_cache *c)
@@ -107,7 +117,9 @@ static void srcline_load(struct srcline_file *f, const struct srcline_cache *c)
         return;
     if (c->pid > 0 && procstat_read_status(c->pid, &as, NULL) < 0)
         return;
-    fd = tfile_open_as(c->rootfd, f->name, c->pid > 0 ? &as : NULL, NULL);
+    if (c->pid <= 0 && c->has_as)
+        as = c->as;
+    fd = tfile_open_as(c->rootfd, f->name, c->pid > 0 || c->has_as ? &as : NULL, NULL);
     if (fd < 0)
         return;
     (void)srcline_read(fd, &f->data, &f->len);

@@ -482,6 +482,8 @@ int out_text_write(FILE *fp, const struct snap *s, const struct out_opts *opts, 
     if (c.opts->source_lines &&
         srcline_cache_new(c.opts->source_root, c.opts->source_pid, &c.cache, NULL) != 0)
         c.cache = NULL; /* out of memory: no source lines, still a report */
+    if (c.cache && c.opts->source_as)
+        srcline_cache_set_cred(c.cache, c.opts->source_as);
     text_header(&c, s);
     for (size_t i = 0; i < s->nthreads; i++) {
         const struct snap_thread *t = &s->threads[i];

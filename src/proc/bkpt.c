@@ -426,10 +426,13 @@ static double bkpt_time_calls(int (*volatile fn)(int), int calls)
            (double)calls;
 }
 
-double bkpt_count_cost_us(void)
+/* Calls of the probe that bkpt_fires counts. */
+#define BKPT_PROBE_CALLS 16
+
+/* A perf counting breakpoint on bkpt_calib_fn in this thread: the fd, or -errno. */
+static long bkpt_calib_open(void)
 {
     struct perf_event_attr a;
-    double best = -1.0;
     long fd;
 
     memset(&a, 0, sizeof(a));
@@ -441,6 +444,27 @@ double bkpt_count_cost_us(void)
     a.exclude_kernel = 1;
     a.exclude_hv = 1;
     fd = syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int bkpt_fires(void)
+{
+    long fd = bkpt_calib_open();
+    uint64_t n;
+
+    if (fd < 0)
+        return (int)fd;
+    (void)bkpt_time_calls(bkpt_calib_fn, BKPT_PROBE_CALLS);
+    n = bkpt_read_count((int)fd);
+    (void)close((int)fd);
+    return n > 0;
+}
+
+double bkpt_count_cost_us(void)
+{
+    double best = -1.0;
+    long fd = bkpt_calib_open();
+
     if (fd < 0)
         return -1.0;
     /* the fastest batch: a batch during which pyscope was preempted measures the machine's

@@ -16,7 +16,7 @@ int core_open(const struct core_opts *opts, struct core **out, struct ps_err *er
 
     if (!c)
         return ps_err_set(err, -ENOMEM, "out of memory opening %s", opts->path);
-    rc = memsrc_core_open(opts, &c->src, &c->maps, &c->threads, &c->nthreads, err);
+    rc = memsrc_core_open(opts, &c->src, &c->maps, &c->threads, &c->nthreads, &c->cred, err);
     if (rc < 0) {
         free(c);
         return rc;

@@ -32,6 +32,10 @@
 #define PRSTATUS_PID_OFF 32
 /* elf_prstatus.pr_reg: after pr_pid, ppid, pgrp, sid (4 x 4) and four struct timevals (64). */
 #define PRSTATUS_REG_OFF 112
+/* elf_prpsinfo.pr_uid, pr_gid (32-bit __kernel_uid_t on x86-64 and aarch64): after pr_state,
+ * pr_sname, pr_zomb, pr_nice (4 x 1), padding (4) and pr_flag (8). */
+#define PRPSINFO_UID_OFF 16
+#define PRPSINFO_GID_OFF 20
 
 struct core_seg {
     uint64_t vaddr, memsz;
@@ -66,6 +70,7 @@ struct core_parse {
     struct core_thread *threads;
     size_t nthreads;
     size_t nload; /* PT_LOAD segments (before file-only ones are added) */
+    struct core_cred cred;
 };
 
 static void core_src_close(struct memsrc *src)
@@ -357,6 +362,16 @@ static int core_note_prstatus(struct core_parse *p, const uint8_t *d, size_t len
     return 0;
 }
 
+/* NT_PRPSINFO: the process's real uid and gid (a cut note leaves them unknown). */
+static void core_note_prpsinfo(struct core_parse *p, const uint8_t *d, size_t len)
+{
+    if (len < PRPSINFO_GID_OFF + 4)
+        return;
+    p->cred = (struct core_cred){.known = true,
+                                 .uid = (uid_t)memsrc_le32(d + PRPSINFO_UID_OFF),
+                                 .gid = (gid_t)memsrc_le32(d + PRPSINFO_GID_OFF)};
+}
+
 /* Walk one PT_NOTE segment. */
 static int core_notes(struct core_parse *p, const GElf_Phdr *ph, struct ps_err *err)
 {
@@ -376,6 +391,8 @@ static int core_notes(struct core_parse *p, const GElf_Phdr *ph, struct ps_err *
             rc = core_note_prstatus(p, desc, nh.n_descsz, err);
         else if (nh.n_type == NT_FILE_TYPE)
             rc = core_note_file(p, desc, nh.n_descsz, err);
+        else if (nh.n_type == NT_PRPSINFO)
+            core_note_prpsinfo(p, desc, nh.n_descsz);
         off = next;
     }
     return rc;
@@ -529,7 +546,8 @@ static int core_parse_all(struct core_parse *p, struct ps_err *err)
 }
 
 int memsrc_core_open(const struct core_opts *opts, struct memsrc **out, struct maps *maps,
-                     struct core_thread **threads, size_t *nthreads, struct ps_err *err)
+                     struct core_thread **threads, size_t *nthreads, struct core_cred *cred,
+                     struct ps_err *err)
 {
     struct memsrc_core *mc = calloc(1, sizeof(*mc));
     struct core_parse p = {.mc = mc, .opts = opts, .maps = maps};
@@ -553,6 +571,7 @@ int memsrc_core_open(const struct core_opts *opts, struct memsrc **out, struct m
     *out = &mc->base;
     *threads = p.threads;
     *nthreads = p.nthreads;
+    *cred = p.cred;
     return 0;
 }
 

@@ -137,15 +137,45 @@ static struct native_image *image_victim(struct native_ctx *ctx)
 }
 
 /* Open and index the file of e into slot im (a failure leaves a cached miss). */
+/* A live target's mapped file: the kernel's handle on the mapping itself (map_files: the file
+ * that is mapped, whatever its path now names; needs CAP_SYS_ADMIN), else the path inside the
+ * target's root, kept only when it is still the mapped file (the inode of the open
+ * descriptor): a target that renames or bind-mounts another file over the path gets no
+ * symbols rather than another file's. NULL when neither opens. */
+static struct symtab *image_open_live(const struct native_ctx *ctx, const struct maps_entry *e)
+{
+    struct ps_err ignored = {0};
+    char path[MAPS_PATH_MAX + 64];
+    struct symtab *st = NULL;
+
+    (void)snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)ctx->pid,
+                   e->start, e->end);
+    if (symtab_open(path, &st, &ignored) == 0)
+        return st;
+    if (e->deleted)
+        return NULL; /* its path names nothing, or another file */
+    image_path(ctx, e, path, sizeof(path));
+    if (symtab_open(path, &st, &ignored) < 0)
+        return NULL;
+    if (symtab_is_inode(st, e->inode))
+        return st;
+    symtab_close(st);
+    return NULL;
+}
+
 static void image_load(struct native_ctx *ctx, const struct maps_entry *e, struct native_image *im)
 {
     struct ps_err ignored = {0};
     char path[MAPS_PATH_MAX + 64];
 
-    image_path(ctx, e, path, sizeof(path));
     im->inode = e->inode;
-    if (symtab_open(path, &im->st, &ignored) < 0)
-        im->st = NULL;
+    if (ctx->pid > 0 && !ctx->core) {
+        im->st = image_open_live(ctx, e);
+    } else {
+        image_path(ctx, e, path, sizeof(path));
+        if (symtab_open(path, &im->st, &ignored) < 0)
+            im->st = NULL;
+    }
     if (im->st && symtab_index_build(im->st, ctx->opts.debug_dir, &ignored) < 0) {
         symtab_close(im->st);
         im->st = NULL;

@@ -174,6 +174,13 @@ fail:
     return rc;
 }
 
+bool symtab_is_inode(const struct symtab *st, uint64_t ino)
+{
+    struct stat sb;
+
+    return st && fstat(st->fd, &sb) == 0 && (uint64_t)sb.st_ino == ino;
+}
+
 void symtab_close(struct symtab *st)
 {
     if (!st)

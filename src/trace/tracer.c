@@ -44,6 +44,7 @@
 #include "pyscope/exc.h"
 #include "pyscope/linetab.h"
 #include "pyscope/target.h"
+#include "pyscope/tfile.h"
 #include "pyscope/walk.h"
 #include "tracer_int.h"
 
@@ -397,12 +398,14 @@ static bool tr_claim(void *ctx, pid_t tid, const siginfo_t *si)
     return true;
 }
 
+/* A thread the target created. During tr_attach's seize rounds there is no breakpoint yet
+ * (t->bp NULL): the thread is seized, and armed with the others once the breakpoint exists. */
 static void tr_new_thread(void *ctx, pid_t tid)
 {
     struct tracer *t = ctx;
     struct ps_err ignored = {0};
 
-    if (!t->stopping && bkpt_add_thread(t->bp, tid, &ignored) == 0) {
+    if (!t->stopping && t->bp && bkpt_add_thread(t->bp, tid, &ignored) == 0) {
         t->st.threads_armed++;
         tr_budget_thread(t, tid);
     }
@@ -419,7 +422,8 @@ static void tr_disarm_signal_safe(void *ctx, pid_t tid)
 {
     const struct tracer *t = ctx;
 
-    bkpt_disarm_signal_safe(t->bp, tid);
+    if (t->bp)
+        bkpt_disarm_signal_safe(t->bp, tid);
 }
 
 static void tr_exec(void *ctx, pid_t tid)
@@ -556,13 +560,14 @@ static int tr_attach(struct tracer *t, struct ps_err *err)
  * bkpt_check_entry, except that an int3 in memory (a uprobe's: a process forked from one
  * traced with bpf inherits the patched page, until its first hit there makes the kernel take
  * it out) sends the check to the bytes the mapped file holds there (/proc/PID/map_files, else
- * /proc/PID/root + the mapped path).
+ * /proc/PID/root + the mapped path; regular files only, never blocking: tfile_open_regular).
  */
 static int tr_check_entry(const struct pyproc *pp, uint64_t addr, struct ps_err *err)
 {
     const struct maps_entry *e = maps_find(&pp->maps, addr);
     uint8_t code[BKPT_ENTRY_BYTES];
     char path[MAPS_PATH_MAX + 64];
+    struct ps_err ignored = {0};
     int rc = memsrc_read(pp->src, addr, code, sizeof(code), err), fd;
 
     if (rc < 0)
@@ -571,10 +576,10 @@ static int tr_check_entry(const struct pyproc *pp, uint64_t addr, struct ps_err 
         return bkpt_check_code(code, addr, err);
     (void)snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pp->pid,
                    e->start, e->end);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    fd = tfile_open_regular(path, "the mapped file", &ignored);
     if (fd < 0) {
         (void)snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pp->pid, e->path);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
+        fd = tfile_open_regular(path, "the mapped file", &ignored);
     }
     if (fd >= 0) {
         if (pread(fd, code, sizeof(code), (off_t)(addr - e->start + e->offset)) !=
@@ -583,6 +588,21 @@ static int tr_check_entry(const struct pyproc *pp, uint64_t addr, struct ps_err 
         (void)close(fd);
     }
     return bkpt_check_code(code, addr, err);
+}
+
+/* Breakpoints trace this target: say so in the mechanism's note when they cannot fire here
+ * (bkpt_fires), since the trace then sees no raise at all and would look like a quiet target. */
+static void tr_note_dead_breakpoints(struct tracer *t)
+{
+    size_t len = strlen(t->mech_note);
+
+    if (bkpt_fires() != 0)
+        return;
+    (void)snprintf(t->mech_note + len, sizeof(t->mech_note) - len,
+                   "%shardware breakpoints do not fire on this machine (a test breakpoint on "
+                   "pyscope's own code counted no hit; some VMs keep debug exceptions from their "
+                   "guests): no raise will be seen; --mechanism bpf (root) does not use them",
+                   len ? "; " : "");
 }
 
 int tracer_new(struct pyproc *pp, const struct tracer_opts *opts, struct tracer **out,
@@ -609,6 +629,8 @@ int tracer_new(struct pyproc *pp, const struct tracer_opts *opts, struct tracer 
     if (rc == 0)
         rc = tr_bpf_start(t, err); /* 1: the bpf mechanism runs */
     t->used_bpf = rc == 1;
+    if (rc == 0)
+        tr_note_dead_breakpoints(t);
     if (rc == 0)
         rc = tr_chld_fd(&t->chld_fd, err);
     if (rc == 0)

@@ -148,7 +148,7 @@ struct tracer {
     double bpf_free_rate;             /* raises/s below which every raise gets its record */
     double bpf_bud_at;                /* the budget's last look (tr_mono; 0 never) */
     uint64_t bpf_bud_ns, bpf_bud_hits, bpf_bud_raises; /* counters at that look */
-    char mech_note[256];                               /* tracer_mechanism_note */
+    char mech_note[512];                               /* tracer_mechanism_note */
 };
 
 /* ---- tracer.c ------------------------------------------------------------------------------ */

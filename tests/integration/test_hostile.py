@@ -131,6 +131,39 @@ def test_source_of_a_root_only_file_is_not_shown_to_nobody(pyscope, named, secre
     assert text.count(SHOWN) == 1, text                  # ... and only the public file's line
 
 
+def test_core_source_is_read_as_the_crashed_process(pyscope, named, secret, public_dir,
+                                                    tmp_path):
+    """dump --core reads source lines with the ids the core records for the process
+    (NT_PRPSINFO pr_uid, pr_gid), not root's: a gcore core of the uid-65534 target above shows
+    no line of the root-only secret it names, nor of /etc/shadow, and still its public file's."""
+    gcore = shutil.which("gcore")
+    require(os.geteuid() == 0 and gcore and shutil.which("setpriv") and
+            os.access(DEBIAN_PYTHON, os.X_OK),
+            f"needs root, gcore (gdb), setpriv and {DEBIAN_PYTHON}")
+    path, marker = secret
+    script = shutil.copy(TARGETS / "named_park.py", public_dir)
+    public = os.path.join(public_dir, "app.py")
+    with open(public, "w", encoding="utf-8") as f:
+        f.write(PARK_SOURCE)
+    os.chmod(public, 0o644)
+    proc, note = named(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                        DEBIAN_PYTHON, "-I", "-u", script, str(path), "/etc/shadow", public])
+    subprocess.run([gcore, "-o", str(tmp_path / "core"), str(proc.pid)], capture_output=True,
+                   check=True, timeout=120)
+    core = tmp_path / f"core.{proc.pid}"
+    texts = []
+    for args in (["dump", "--core", core], ["dump", "--json", "--core", core]):
+        result = pyscope(*args)
+        assert result.rc == RC_OK, result
+        texts.append(result.stdout + result.stderr)
+    text, doc = texts
+    for out in (text, doc):
+        assert marker not in out
+        assert not [line for line in shadow_lines() if line in out]
+    assert str(path) in text                             # the frame itself is shown ...
+    assert text.count(SHOWN) == 1, text                  # ... and only the public file's line
+
+
 def jail_argv(jail, names):
     """named_park.py chrooted into jail (/usr bind-mounted read-only) in a new mount namespace."""
     setup = ('mount --bind /usr "$1/usr" && mount -o remount,bind,ro "$1/usr" && '
@@ -219,6 +252,35 @@ def test_native_with_a_library_path_swapped_for_a_fifo(pyscope, named, tmp_path)
     assert result.rc in (0, 1), result
     threads = {t["native_id"]: t for t in result.json()["threads"]}
     assert note["native_id"] in threads
+    assert_not_stopped_or_traced(proc.pid)
+
+
+DECOY_C = "void decoy_one(void) {}\nvoid decoy_two(void) {}\n"
+
+
+def test_native_symbols_come_from_the_mapped_file_not_its_path(pyscope, named, tmp_path):
+    """A target that puts another ELF file over a mapped library's path (a bind mount in its own
+    mount namespace; a rename works alike): dump --native names the parked thread's frame from
+    the file that is mapped (/proc/PID/map_files), not from what the path names now (before:
+    /proc/PID/root + path, the decoy's symbols or none)."""
+    cc = shutil.which("cc")
+    require(cc and os.geteuid() == 0 and can_unshare("--mount") and
+            os.access(DEBIAN_PYTHON, os.X_OK),
+            f"needs root, cc, unshare --mount (CAP_SYS_ADMIN) and {DEBIAN_PYTHON}")
+    lib, decoy = tmp_path / "libpark.so", tmp_path / "libdecoy.so"
+    for source, out in ((PARK_C, lib), (DECOY_C, decoy)):
+        src = out.with_suffix(".c")
+        src.write_text(source)
+        subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out), str(src)], check=True,
+                       timeout=60)
+    proc, note = named(["unshare", "--mount", "--propagation", "private", DEBIAN_PYTHON, "-I",
+                        "-u", TARGETS / "fifo_lib.py", lib, decoy])
+    result = pyscope("dump", "--native", "--json", proc.pid)
+    assert result.rc in (0, 1), result
+    thread = next(t for t in result.json()["threads"] if t["native_id"] == note["native_id"])
+    symbols = [f.get("symbol") or "" for f in thread["native"]]
+    assert "park" in symbols, symbols
+    assert not [s for s in symbols if s.startswith("decoy_")], symbols
     assert_not_stopped_or_traced(proc.pid)
 
 
