@@ -35,7 +35,13 @@
 /* Probe slots per thread: status, frame holder (cframe or frame), frame via cframe, instr. */
 #define PROBE_PER_THREAD 4
 /* Walks per thread and tick before a moving stack counts as torn. */
-#define SAMPLER_ATTEMPTS 8
+#define SAMPLER_ATTEMPTS 32
+/* ... of which the first SAMPLER_ATTEMPTS_SURE are always made; later ones only while the
+ * thread's walk has taken less than SAMPLER_RETRY_S (a busy asyncio loop on 3.11 needed up to
+ * ~20 attempts of 20-60 us each for 3% of its samples under load; the bound keeps a tick of
+ * many such threads within its period). */
+#define SAMPLER_ATTEMPTS_SURE 8
+#define SAMPLER_RETRY_S       0.002
 
 static uint64_t fp_hash(const struct code_fp *fp)
 {
@@ -676,13 +682,17 @@ bool sampler_grew_from(const struct walk_stack *old, const struct walk_stack *cu
     return true;
 }
 
-/* Swap the current walk with the kept one (the caller's co-reads stay with s->st). */
+/* Swap the current walk with the kept one (the caller's co-reads stay with s->st, and so does
+ * its scratch: the walker's hints, so that the next attempt predicts from this one). */
 static void swap_walks(struct sampler *s)
 {
     struct walk_stack tmp = s->st;
+    struct walk_scratch *scratch = s->st.scratch;
 
     s->st = s->st_prev;
     s->st_prev = tmp;
+    s->st_prev.scratch = s->st.scratch;
+    s->st.scratch = scratch;
     s->st.co_reads = s->st_prev.co_reads;
     s->st.nco_reads = s->st_prev.nco_reads;
     s->st_prev.co_reads = NULL;
@@ -690,7 +700,8 @@ static void swap_walks(struct sampler *s)
 }
 
 /*
- * Walk until the chain did not move while read (SAMPLER_ATTEMPTS at most, within this tick).
+ * Walk until the chain did not move while read (SAMPLER_ATTEMPTS at most, within this tick; a
+ * read that faults, a pointer the stack dropped while read, is tried again too).
  * The tearing check is free when the walk's own single read confirmed its top (walk.h,
  * top_confirmed: the current-frame words read again after the frames, in the same syscall,
  * unchanged); that is the check stack_moved makes, from a point just after the frame bytes
@@ -703,15 +714,20 @@ static int walk_consistent(struct sampler *s, const struct sthread *t, bool *mov
                            struct ps_err *err)
 {
     bool kept = false;
+    double t0 = 0;
     int rc = 0;
 
     *moved = false;
     for (int attempt = 0; attempt < SAMPLER_ATTEMPTS; attempt++) {
+        if (attempt == SAMPLER_ATTEMPTS_SURE - 1)
+            t0 = sampler_now();
+        else if (attempt >= SAMPLER_ATTEMPTS_SURE && sampler_now() - t0 > SAMPLER_RETRY_S)
+            break;
         ps_err_clear(err);
         rc = walk_stack(s->pp, t->ts.addr, &s->st, err);
         if (rc == 0 && !s->opts.blocking && !s->st.top_confirmed)
             rc = stack_moved(s, t, moved, err);
-        if ((rc == 0 && !*moved) || (rc < 0 && rc != -PS_ECORRUPT))
+        if ((rc == 0 && !*moved) || (rc < 0 && rc != -PS_ECORRUPT && rc != -EFAULT))
             return rc;
         if (rc == 0 && kept && sampler_grew_from(&s->st_prev, &s->st)) {
             swap_walks(s);
