@@ -170,6 +170,28 @@ static void carry_over(struct sampler *s, struct sthread *t, const struct walk_t
     *t = (struct sthread){.ts = *ts, .pthread = PROFILE_NONE};
 }
 
+/*
+ * 3.11 creates a new thread's state in the thread that starts it, with the starter's ident and
+ * native id, and the new thread writes its own when it runs (3.12+ leave them 0 until then).
+ * Until it does, the newer of two thread states with the same ids in one interpreter (the list
+ * is newest first) is no thread of its own: the starter would be sampled twice per tick.
+ * O(n^2) over the thread list at a re-list; n is capped (WALK_MAX_THREADS) and small in practice.
+ */
+static void mark_unbound(struct sampler *s)
+{
+    for (size_t i = 0; i < s->nthreads; i++) {
+        struct sthread *t = &s->threads[i];
+
+        t->unbound = false;
+        for (size_t j = i + 1; j < s->nthreads && !t->unbound; j++) {
+            const struct walk_tstate *o = &s->threads[j].ts;
+
+            t->unbound = o->interp == t->ts.interp && o->thread_id == t->ts.thread_id &&
+                         o->native_id == t->ts.native_id;
+        }
+    }
+}
+
 static int relist(struct sampler *s, double now, struct ps_err *err)
 {
     size_t n = 0, ni = 0, nold = s->nthreads;
@@ -203,6 +225,7 @@ static int relist(struct sampler *s, double now, struct ps_err *err)
     }
     s->nthreads = n;
     s->stats.threads = n;
+    mark_unbound(s);
     return 0;
 }
 
@@ -930,8 +953,9 @@ static int sample_busy(struct sampler *s, struct sthread *t, double now, struct 
 static int sample_thread(struct sampler *s, struct sthread *t, double now, struct ps_err *err)
 {
     /* A thread state not bound to a thread yet (3.12+ create it in the parent thread; the new
-     * thread fills in its ident when it starts): no thread to sample; re-list until bound. */
-    if (!t->ts.thread_id) {
+     * thread fills in its ident when it starts; 3.11 fills in the parent's, mark_unbound): no
+     * thread to sample; re-list until bound. */
+    if (!t->ts.thread_id || t->unbound) {
         s->relist_now = true;
         return 0;
     }
