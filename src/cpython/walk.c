@@ -44,7 +44,7 @@ struct chunk_copy {
  * just costs the precise path), WALK_HINT_EXTRA frames and WALK_HINT_CODES codes per thread.
  */
 #define WALK_HINTS          256
-#define WALK_HINT_EXTRA     8
+#define WALK_HINT_EXTRA     32 /* an asyncio web stack holds ~20 coroutine frames */
 #define WALK_HINT_CODES     64
 #define WALK_SPEC_CHUNK_MAX 65536
 #define WALK_SPEC_SLACK     1024 /* bytes past the last top: a few frames of growth */
@@ -965,6 +965,7 @@ int walk_stack(struct pyproc *pp, uint64_t tstate, struct walk_stack *st, struct
     uint8_t blk[WALK_BLOCK_MAX];
     size_t nuniq = 0;
     uint64_t calls;
+    bool have_blk;
     int rc;
 
     st->n = 0;
@@ -975,6 +976,7 @@ int walk_stack(struct pyproc *pp, uint64_t tstate, struct walk_stack *st, struct
     st->top_instr = 0;
     calls = pp->src->stats.calls;
     rc = spec_read(pp, st, h, blk, tstate_len(l), err);
+    have_blk = rc == 0;
     if (rc == 0 && LAYOUT_HAS(l, tstate_status))
         st->status_bits = (uint32_t)get_i32(blk, l->tstate_status);
     if (rc == 0)
@@ -991,8 +993,10 @@ int walk_stack(struct pyproc *pp, uint64_t tstate, struct walk_stack *st, struct
         st->top_confirmed = pp->src->stats.calls == calls + 1 && tail_confirms(l, &s->spec, st);
     if (rc == 0)
         hint_update(l, s, h, blk, st->cframe, nuniq);
+    else if (rc == -PS_ECORRUPT && have_blk)
+        hint_update(l, s, h, blk, st->cframe, 0); /* torn: what it read, for the retry */
     else
-        memset(h, 0, sizeof(*h)); /* a failed walk predicts nothing */
+        memset(h, 0, sizeof(*h)); /* a failed read: an address may be gone */
     return rc;
 }
 

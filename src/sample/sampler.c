@@ -35,7 +35,13 @@
 /* Probe slots per thread: status, frame holder (cframe or frame), frame via cframe, instr. */
 #define PROBE_PER_THREAD 4
 /* Walks per thread and tick before a moving stack counts as torn. */
-#define SAMPLER_ATTEMPTS 8
+#define SAMPLER_ATTEMPTS 32
+/* ... of which the first SAMPLER_ATTEMPTS_SURE are always made; later ones only while the
+ * thread's walk has taken less than SAMPLER_RETRY_S (a busy asyncio loop on 3.11 needed up to
+ * ~20 attempts of 20-60 us each for 3% of its samples under load; the bound keeps a tick of
+ * many such threads within its period). */
+#define SAMPLER_ATTEMPTS_SURE 8
+#define SAMPLER_RETRY_S       0.002
 
 static uint64_t fp_hash(const struct code_fp *fp)
 {
@@ -164,6 +170,28 @@ static void carry_over(struct sampler *s, struct sthread *t, const struct walk_t
     *t = (struct sthread){.ts = *ts, .pthread = PROFILE_NONE};
 }
 
+/*
+ * 3.11 creates a new thread's state in the thread that starts it, with the starter's ident and
+ * native id, and the new thread writes its own when it runs (3.12+ leave them 0 until then).
+ * Until it does, the newer of two thread states with the same ids in one interpreter (the list
+ * is newest first) is no thread of its own: the starter would be sampled twice per tick.
+ * O(n^2) over the thread list at a re-list; n is capped (WALK_MAX_THREADS) and small in practice.
+ */
+static void mark_unbound(struct sampler *s)
+{
+    for (size_t i = 0; i < s->nthreads; i++) {
+        struct sthread *t = &s->threads[i];
+
+        t->unbound = false;
+        for (size_t j = i + 1; j < s->nthreads && !t->unbound; j++) {
+            const struct walk_tstate *o = &s->threads[j].ts;
+
+            t->unbound = o->interp == t->ts.interp && o->thread_id == t->ts.thread_id &&
+                         o->native_id == t->ts.native_id;
+        }
+    }
+}
+
 static int relist(struct sampler *s, double now, struct ps_err *err)
 {
     size_t n = 0, ni = 0, nold = s->nthreads;
@@ -197,6 +225,7 @@ static int relist(struct sampler *s, double now, struct ps_err *err)
     }
     s->nthreads = n;
     s->stats.threads = n;
+    mark_unbound(s);
     return 0;
 }
 
@@ -676,13 +705,17 @@ bool sampler_grew_from(const struct walk_stack *old, const struct walk_stack *cu
     return true;
 }
 
-/* Swap the current walk with the kept one (the caller's co-reads stay with s->st). */
+/* Swap the current walk with the kept one (the caller's co-reads stay with s->st, and so does
+ * its scratch: the walker's hints, so that the next attempt predicts from this one). */
 static void swap_walks(struct sampler *s)
 {
     struct walk_stack tmp = s->st;
+    struct walk_scratch *scratch = s->st.scratch;
 
     s->st = s->st_prev;
     s->st_prev = tmp;
+    s->st_prev.scratch = s->st.scratch;
+    s->st.scratch = scratch;
     s->st.co_reads = s->st_prev.co_reads;
     s->st.nco_reads = s->st_prev.nco_reads;
     s->st_prev.co_reads = NULL;
@@ -690,7 +723,8 @@ static void swap_walks(struct sampler *s)
 }
 
 /*
- * Walk until the chain did not move while read (SAMPLER_ATTEMPTS at most, within this tick).
+ * Walk until the chain did not move while read (SAMPLER_ATTEMPTS at most, within this tick; a
+ * read that faults, a pointer the stack dropped while read, is tried again too).
  * The tearing check is free when the walk's own single read confirmed its top (walk.h,
  * top_confirmed: the current-frame words read again after the frames, in the same syscall,
  * unchanged); that is the check stack_moved makes, from a point just after the frame bytes
@@ -703,15 +737,20 @@ static int walk_consistent(struct sampler *s, const struct sthread *t, bool *mov
                            struct ps_err *err)
 {
     bool kept = false;
+    double t0 = 0;
     int rc = 0;
 
     *moved = false;
     for (int attempt = 0; attempt < SAMPLER_ATTEMPTS; attempt++) {
+        if (attempt == SAMPLER_ATTEMPTS_SURE - 1)
+            t0 = sampler_now();
+        else if (attempt >= SAMPLER_ATTEMPTS_SURE && sampler_now() - t0 > SAMPLER_RETRY_S)
+            break;
         ps_err_clear(err);
         rc = walk_stack(s->pp, t->ts.addr, &s->st, err);
         if (rc == 0 && !s->opts.blocking && !s->st.top_confirmed)
             rc = stack_moved(s, t, moved, err);
-        if ((rc == 0 && !*moved) || (rc < 0 && rc != -PS_ECORRUPT))
+        if ((rc == 0 && !*moved) || (rc < 0 && rc != -PS_ECORRUPT && rc != -EFAULT))
             return rc;
         if (rc == 0 && kept && sampler_grew_from(&s->st_prev, &s->st)) {
             swap_walks(s);
@@ -914,8 +953,9 @@ static int sample_busy(struct sampler *s, struct sthread *t, double now, struct 
 static int sample_thread(struct sampler *s, struct sthread *t, double now, struct ps_err *err)
 {
     /* A thread state not bound to a thread yet (3.12+ create it in the parent thread; the new
-     * thread fills in its ident when it starts): no thread to sample; re-list until bound. */
-    if (!t->ts.thread_id) {
+     * thread fills in its ident when it starts; 3.11 fills in the parent's, mark_unbound): no
+     * thread to sample; re-list until bound. */
+    if (!t->ts.thread_id || t->unbound) {
         s->relist_now = true;
         return 0;
     }

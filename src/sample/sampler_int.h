@@ -28,6 +28,7 @@ struct sthread {
     uint32_t base_node; /* where its stacks start: its root, or the process frame below it */
     bool wanted;        /* passes the --thread filter */
     bool named;         /* its name was read at least once */
+    bool unbound;       /* a copy of an older thread state's ids: not started yet (3.11) */
     bool has_prev;      /* prev_* describe its last counted sample */
     bool full_walk_due; /* next sample must walk (set at every re-list) */
     bool busy;          /* its stack kept changing: walked at once, its probe words riding on

@@ -43,6 +43,10 @@ struct lenient {
     struct memsrc base;
     struct memsrc *inner;
     bool tamper; /* flip a bit of the last range of every read of 3+ ranges (the walk's tail) */
+    /* fail (-EFAULT) the next `faults` reads whose first range is a whole block at fault_addr
+     * (a walk's first read: the thread state block), as a pointer dropped while read would */
+    uint64_t fault_addr;
+    int faults, fault_skip; /* after letting fault_skip such reads through (the listing's) */
 };
 
 /* The longest recorded run at addr (1..len bytes), 0 when addr itself is not recorded. */
@@ -90,6 +94,11 @@ static int lenient_readv(struct memsrc *src, const struct memsrc_iov *iov, size_
 {
     struct lenient *l = (struct lenient *)src;
 
+    if (l->faults > 0 && n > 0 && iov[0].addr == l->fault_addr && iov[0].len >= 64 &&
+        l->fault_skip-- <= 0) {
+        l->faults--;
+        return -EFAULT;
+    }
     for (size_t i = 0; i < n; i++)
         if (read_recorded(l->inner, &iov[i], err) < 0)
             return -EFAULT;
@@ -373,6 +382,45 @@ static void test_ticks_count_the_truth(void **state)
     }
 }
 
+/*
+ * A walk whose reads fault (a pointer the thread dropped while it was read: freed memory, a
+ * stale _PyCFrame) is walked again within the tick, as a torn one is: here the first walks of
+ * one thread fail, and the tick still counts its stack, with nothing lost.
+ */
+static void test_faulting_walk_is_retried(void **state)
+{
+    (void)state;
+    for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
+        double fake_now = 1000.0;
+        struct sampler_opts so = {
+            .rate_hz = 100, .idle = true, .clock = fake_clock, .clock_arg = &fake_now};
+        struct walk_tstate ts[WALK_MAX_THREADS];
+        struct sampler_stats st;
+        struct fixture fx = {0};
+        struct ps_err err = {0};
+        struct profile *p = NULL;
+        struct sampler *s = NULL;
+        size_t n = 0;
+
+        open_fixture(minors[m], &fx);
+        assert_int_equal(walk_tstates(fx.pp, ts, WALK_MAX_THREADS, &n, NULL, NULL, &err), 0);
+        assert_true(n >= 2);
+        assert_int_equal(profile_new(&p, &err), 0);
+        assert_int_equal(sampler_new(fx.pp, p, &so, &s, &err), 0);
+        fx.src->fault_addr = ts[n - 1].addr;
+        fx.src->faults = 5;
+        fx.src->fault_skip = 1; /* the thread list's read of it */
+        assert_int_equal(sampler_sample_once(s, &err), 0);
+        sampler_stats_get(s, &st);
+        assert_int_equal(fx.src->faults, 0); /* the thread was walked, and walked again */
+        assert_int_equal(st.torn + st.errors, 0);
+        assert_int_equal(st.samples, n);
+        sampler_free(s);
+        profile_free(p);
+        close_fixture(&fx);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -381,6 +429,7 @@ int main(void)
         cmocka_unit_test(test_profile_add_below),
         cmocka_unit_test(test_grew_from),
         cmocka_unit_test(test_ticks_count_the_truth),
+        cmocka_unit_test(test_faulting_walk_is_retried),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
