@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pyscope/evloop.h"
 #include "pyscope/linetab.h"
 #include "pyscope/target.h"
 
@@ -615,7 +616,7 @@ static void emit(struct sampler *s, const struct sthread *t, double now, bool ac
     if (!s->opts.on_sample)
         return;
     smp = (struct sampler_sample){.time = now - s->t0,
-                                  .wall = sampler_wall(),
+                                  .wall = evloop_wall(),
                                   .pid = s->pp->pid,
                                   .ident = t->ts.thread_id,
                                   .native_id = t->ts.native_id,
