@@ -473,9 +473,10 @@ static int ev_next_due(const struct evloop *l, double now, const bool *fired)
     return best;
 }
 
-static int ev_dispatch_timers(struct evloop *l, struct ps_err *err)
+/* The timers due at the wake-up (now): one re-armed by an fd's callback to "at once" fires at
+ * the next turn, after a wait that does not block. */
+static int ev_dispatch_timers(struct evloop *l, double now, struct ps_err *err)
 {
-    double now = evloop_clock_now(l);
     bool fired[EVLOOP_MAX_SOURCES] = {false};
     int rc = 0;
 
@@ -504,11 +505,14 @@ int evloop_run(struct evloop *l, struct ps_err *err)
     while (rc == 0 && l->end == EVLOOP_END_NONE) {
         struct ev_wait w;
 
+        double woke;
+
         rc = ev_wait(l, &w, err);
+        woke = evloop_clock_now(l);
         if (rc == 0)
             rc = ev_dispatch_fds(l, &w, err);
         if (rc == 0 && l->end == EVLOOP_END_NONE)
-            rc = ev_dispatch_timers(l, err);
+            rc = ev_dispatch_timers(l, woke, err);
         if (rc == 0 && l->end == EVLOOP_END_NONE && l->turn.fn)
             rc = l->turn.fn(l->turn.arg, l, 0, err);
     }

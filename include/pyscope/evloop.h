@@ -11,8 +11,9 @@
  *  - any other readable fd (a tracer's SIGCHLD signalfd or ring buffer, the terminal).
  * One wait per turn: ppoll over the fds with the earliest timer as its timeout (nanosecond
  * precision: a 10 kHz sampler's period is 100 us). Then, in this order: the signals, the fds in
- * the order they were added, the timers that are due in the order of their due times (ties in the
- * order they were added), then the turn hook. A stop ends the turn at once.
+ * the order they were added, the timers that were due at the wake-up in the order of their due
+ * times (ties in the order they were added; each at most once a turn), then the turn hook. A
+ * stop ends the turn at once.
  *
  * Teardown: evloop_teardown runs the steps added with evloop_add_teardown in the reverse order of
  * their adding (the last set up is the first undone), once; evloop_free runs it if nobody did,
