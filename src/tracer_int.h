@@ -202,9 +202,6 @@ void tr_bpf_stats(struct tracer *t, struct tracer_stats *out);
 
 /* ---- tracer_rate.c ------------------------------------------------------------------------- */
 
-/* Seconds on the monotonic clock: the time base of the bucket, the counting and the spinning. */
-double tr_mono(void);
-
 /* Whether si is a hit of t's breakpoint (ctx is the tracer), by looking only: async-signal-safe.
  * The trap test of target_drain_traps and of the signal-time teardown (target_hooks.is_trap). */
 bool tr_is_trap(void *ctx, pid_t tid, const siginfo_t *si);

@@ -66,7 +66,7 @@ int tracer_stop(struct tracer *t, struct ps_err *err)
     if (t->used_bpf)
         return tr_bpf_stop(t);
     if (t->disarmed_at != 0) {
-        double now = tr_mono();
+        double now = evloop_now();
         tr_count_end(t, now);
         t->st.disarmed_seconds += now - t->disarmed_at;
         t->disarmed_at = 0;

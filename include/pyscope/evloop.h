@@ -85,7 +85,8 @@ struct evloop_opts {
     pid_t forward_to;
 };
 
-/* The one monotonic clock (CLOCK_MONOTONIC), in seconds. Any thread; never fails. */
+/* The one monotonic clock (CLOCK_MONOTONIC), in seconds. Any thread, and async-signal-safe (one
+ * clock_gettime: target.c's teardown handler uses it); never fails. */
 double evloop_now(void);
 
 /* Wall time (CLOCK_REALTIME), in seconds since the epoch: for timestamps, never for waits. */
