@@ -167,6 +167,7 @@ int tracer_run(struct tracer *t, double duration_s, const char **why, struct ps_
     const struct evloop_opts o = {.signals = EVLOOP_SIG_STOP | EVLOOP_SIG_TSTP};
     struct tr_run r = {.t = t, .wait = -1};
     struct evloop *l = NULL;
+    struct ps_err later = {0}; /* the teardown's error when the run's own is kept */
     int rc = evloop_new(&o, &l, err), rc2;
 
     *why = "error";
@@ -176,8 +177,7 @@ int tracer_run(struct tracer *t, double duration_s, const char **why, struct ps_
         rc = evloop_run(l, err);
     if (rc == 0)
         *why = tr_run_why(t, l);
-    rc2 = l ? evloop_teardown(l, rc < 0 ? &(struct ps_err){0} : err)
-            : tracer_stop(t, rc < 0 ? &(struct ps_err){0} : err);
+    rc2 = l ? evloop_teardown(l, rc < 0 ? &later : err) : tracer_stop(t, rc < 0 ? &later : err);
     evloop_free(l);
     return rc < 0 ? rc : rc2;
 }
