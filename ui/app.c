@@ -299,8 +299,11 @@ static int ui_on_keys(void *arg, struct evloop *ev, unsigned events, struct ps_e
             ui_app_place(app, l);
             continue;
         }
-        if (ui_keys_handle(app, ch))
-            ui_app_rebuild_all(app);
+        unsigned redraw = ui_keys_handle(app, ch);
+
+        for (int a = 0; a < UI_AREA_COUNT; a++)
+            if (redraw & (1u << a))
+                ui_pane_rebuild(&app->panes[a], app);
     }
     if (help != app->help) {
         if (l->help_win)
