@@ -1,20 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The TUI's event loop (see app.h). One poll over: a signalfd (SIGINT, SIGTERM, SIGHUP,
- * SIGQUIT end the session cleanly; SIGWINCH resizes; SIGTSTP suspends, see ui_app_suspend),
- * stdin (keys, read without blocking until
- * curses has none left), a 100 ms timerfd (snapshots every UI_SNAP_TICKS ticks, the top table
- * every UI_TOP_TICKS, the tracer's time-driven re-arming), the sampler's timerfd and the
- * tracer's fd. After each wake-up only dirty panes are drawn, each with wnoutrefresh, then
- * one doupdate: one screen update per frame, no flicker.
+ * The TUI's session: an evloop (pyscope/evloop.h) with these sources: its signals (SIGINT,
+ * SIGTERM, SIGHUP, SIGQUIT end the session cleanly; SIGWINCH resizes; SIGTSTP suspends, see
+ * ui_app_suspend), stdin (keys, read without blocking until curses has none left), a 100 ms
+ * periodic timer (snapshots every UI_SNAP_TICKS ticks, the top table every UI_TOP_TICKS, the
+ * tracer's time-driven re-arming), the sampler's tick timer (armed at sampler_due), and,
+ * while exceptions are traced, the tracer's fd and a timer at its tracer_timeout_ms. The
+ * loop's turn hook follows the tracer and the pause (ui_sync), then draws: only dirty panes,
+ * each with wnoutrefresh, then one doupdate: one screen update per frame, no flicker.
  *
  * Exit paths: `q`, a signal, a lost terminal, --max-frames, an error. A lost terminal (tmux
  * kill-session, a closed ssh/kubectl pty: a hang-up) shows as POLLHUP/POLLERR on stdin, or, on
  * the timer, as a terminal that no longer answers tcgetattr (EIO after a hang-up): both end
  * the session like SIGHUP, which the guard forwards when it is the session leader. All of them
- * leave through
- * ui_app_teardown, which stops the tracer (breakpoints removed, threads detached), frees the
- * sampler and restores the terminal, in that order; target_detach_all runs last as a guard.
+ * leave through the loop's teardown (steps added last first undone): the tracer stopped
+ * (breakpoints removed, threads detached), the sampler freed, target_detach_all as a guard,
+ * the terminal restored; then evloop_free gives the signal mask back.
  * The target exiting is not an exit path: the panes keep their last data until `q`.
  */
 #include "app.h"
@@ -26,14 +27,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "app_data.h"
 #include "app_int.h"
 #include "app_keys.h"
 #include "keymap.h"
+#include "pyscope/evloop.h"
 #include "pyscope/target.h"
 
 #define UI_TICK_MS    100
@@ -48,19 +48,14 @@
      : (a) == UI_AREA_HEADER ? 3                                                                   \
                              : 1)
 
-enum ui_fd {
-    UI_FD_SIGNAL,
-    UI_FD_STDIN,
-    UI_FD_TIMER,
-    UI_FD_SAMPLER,
-    UI_FD_TRACER,
-    UI_FD_COUNT,
-};
+/* The session's own reason to end (evloop_stop): app->quit was set. */
+#define UI_END_QUIT EVLOOP_END_OWN
 
 struct ui_loop {
-    int sigfd, timerfd;
-    sigset_t old_mask;
-    bool mask_set;
+    struct ui_app *app;
+    struct evloop *ev;
+    int timer, sampler, tracer_fd, tracer_timer; /* source ids, -1 none */
+    const struct tracer *traced;                 /* the tracer tracer_fd belongs to */
     WINDOW *help_win;
     bool full_redraw;
 };
@@ -155,47 +150,6 @@ static void ui_app_free(struct ui_app *app)
     free(app->growth_rows);
     growth_free(app->growth);
     free(app);
-}
-
-/* Block the session's signals and read them from a signalfd; a 100 ms periodic timer. */
-static int ui_loop_fds(struct ui_loop *l, struct ps_err *err)
-{
-    struct itimerspec its = {.it_interval = {0, UI_TICK_MS * 1000000L},
-                             .it_value = {0, UI_TICK_MS * 1000000L}};
-    sigset_t set;
-
-    (void)sigemptyset(&set);
-    (void)sigaddset(&set, SIGINT);
-    (void)sigaddset(&set, SIGTERM);
-    (void)sigaddset(&set, SIGHUP);
-    (void)sigaddset(&set, SIGQUIT);
-    (void)sigaddset(&set, SIGWINCH);
-    (void)sigaddset(&set, SIGTSTP);
-    if (sigprocmask(SIG_BLOCK, &set, &l->old_mask) != 0)
-        return ps_err_set(err, -errno, "cannot block signals: %s", strerror(errno));
-    l->mask_set = true;
-    l->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (l->sigfd < 0)
-        return ps_err_set(err, -errno, "cannot create a signalfd: %s", strerror(errno));
-    l->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (l->timerfd < 0 || timerfd_settime(l->timerfd, 0, &its, NULL) != 0)
-        return ps_err_set(err, -errno, "cannot create a timer: %s", strerror(errno));
-    return 0;
-}
-
-static void ui_loop_close(struct ui_loop *l)
-{
-    if (l->help_win)
-        (void)delwin(l->help_win);
-    l->help_win = NULL;
-    if (l->sigfd >= 0)
-        (void)close(l->sigfd);
-    if (l->timerfd >= 0)
-        (void)close(l->timerfd);
-    l->sigfd = l->timerfd = -1;
-    if (l->mask_set)
-        (void)sigprocmask(SIG_SETMASK, &l->old_mask, NULL);
-    l->mask_set = false;
 }
 
 static void ui_app_rebuild_all(struct ui_app *app)
@@ -300,35 +254,56 @@ static void ui_app_suspend(struct ui_app *app, struct ui_loop *l)
         ui_app_note(app, "exception tracing was stopped for the suspension: e turns it on");
 }
 
-static void ui_on_signal(struct ui_app *app, struct ui_loop *l)
+/* After a source's handler: a quit ends the loop before any other source runs. */
+static int ui_after(const struct ui_app *app, struct evloop *ev)
 {
-    struct signalfd_siginfo si;
-
-    while (read(l->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        if (si.ssi_signo == SIGTSTP) {
-            ui_app_suspend(app, l);
-        } else if (si.ssi_signo == SIGWINCH) {
-            ui_term_resize(&app->term);
-            ui_app_place(app, l);
-        } else {
-            app->quit = true;
-        }
-    }
+    if (app->quit)
+        evloop_stop(ev, UI_END_QUIT);
+    return 0;
 }
 
-static void ui_on_keys(struct ui_app *app, struct ui_loop *l)
+static int ui_on_tstp(void *arg, struct evloop *ev, unsigned events, struct ps_err *err)
 {
+    struct ui_loop *l = arg;
+
+    (void)events;
+    (void)err;
+    ui_app_suspend(l->app, l);
+    return ui_after(l->app, ev);
+}
+
+static int ui_on_winch(void *arg, struct evloop *ev, unsigned events, struct ps_err *err)
+{
+    struct ui_loop *l = arg;
+
+    (void)events;
+    (void)err;
+    ui_term_resize(&l->app->term);
+    ui_app_place(l->app, l);
+    return ui_after(l->app, ev);
+}
+
+static int ui_on_keys(void *arg, struct evloop *ev, unsigned events, struct ps_err *err)
+{
+    struct ui_loop *l = arg;
+    struct ui_app *app = l->app;
     bool help = app->help;
     int ch;
 
+    (void)err;
+    if (events & (POLLHUP | POLLERR | POLLNVAL))
+        app->quit = true; /* the terminal went away (a hang-up also sets POLLIN) */
     for (int n = 0; n < 256 && !app->quit && (ch = wgetch(stdscr)) != ERR; n++) {
         if (ch == KEY_RESIZE) {
             ui_term_resize(&app->term);
             ui_app_place(app, l);
             continue;
         }
-        if (ui_keys_handle(app, ch))
-            ui_app_rebuild_all(app);
+        unsigned redraw = ui_keys_handle(app, ch);
+
+        for (int a = 0; a < UI_AREA_COUNT; a++)
+            if (redraw & (1u << a))
+                ui_pane_rebuild(&app->panes[a], app);
     }
     if (help != app->help) {
         if (l->help_win)
@@ -336,17 +311,20 @@ static void ui_on_keys(struct ui_app *app, struct ui_loop *l)
         l->help_win = NULL;
         l->full_redraw = true;
     }
+    return ui_after(app, ev);
 }
 
-static void ui_on_timer(struct ui_app *app, struct ui_loop *l)
+static int ui_on_timer(void *arg, struct evloop *ev, unsigned events, struct ps_err *err)
 {
-    uint64_t expirations = 0;
+    struct ui_loop *l = arg;
+    struct ui_app *app = l->app;
+    uint64_t expirations = evloop_timer_every(ev, l->timer, UI_TICK_MS / 1000.0);
 
-    if (read(l->timerfd, &expirations, sizeof(expirations)) != (ssize_t)sizeof(expirations))
-        return;
+    (void)events;
+    (void)err;
     if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
         app->quit = true; /* hung up: reads give 0, writes EIO, and nobody sees us any more */
-        return;
+        return ui_after(app, ev);
     }
     app->ticks += expirations;
     if (app->tracer && ui_data_tracer_step(app))
@@ -364,76 +342,163 @@ static void ui_on_timer(struct ui_app *app, struct ui_loop *l)
         app->note[0] = '\0';
         ui_pane_rebuild(&app->panes[UI_AREA_KEYBAR], app);
     }
+    return ui_after(app, ev);
 }
 
-static size_t ui_poll_fds(const struct ui_app *app, const struct ui_loop *l, struct pollfd *p,
-                          int *which)
+static int ui_on_sampler(void *arg, struct evloop *ev, unsigned events, struct ps_err *err)
 {
-    size_t n = 0;
+    struct ui_loop *l = arg;
 
-    p[n] = (struct pollfd){.fd = l->sigfd, .events = POLLIN};
-    which[n++] = UI_FD_SIGNAL;
-    p[n] = (struct pollfd){.fd = 0, .events = POLLIN};
-    which[n++] = UI_FD_STDIN;
-    if (app->tracer) { /* before the timer and the sampler: a stopped thread waits for it */
-        p[n] = (struct pollfd){.fd = tracer_fd(app->tracer), .events = POLLIN};
-        which[n++] = UI_FD_TRACER;
-    }
-    p[n] = (struct pollfd){.fd = l->timerfd, .events = POLLIN};
-    which[n++] = UI_FD_TIMER;
-    if (app->sampler && !app->paused && !app->gone) {
-        p[n] = (struct pollfd){.fd = sampler_fd(app->sampler), .events = POLLIN};
-        which[n++] = UI_FD_SAMPLER;
-    }
-    return n;
+    (void)events;
+    (void)err;
+    if (l->app->sampler)
+        ui_data_sampler_tick(l->app);
+    if (l->app->sampler) /* not freed by a target that is gone */
+        evloop_timer_at(ev, l->sampler, sampler_due(l->app->sampler));
+    return ui_after(l->app, ev);
 }
 
-static void ui_dispatch(struct ui_app *app, struct ui_loop *l, int which)
+/* The tracer's fd was readable, or its wait ran out: a tracer step. */
+static int ui_on_tracer(void *arg, struct evloop *ev, unsigned events, struct ps_err *err)
 {
-    switch (which) {
-    case UI_FD_SIGNAL: ui_on_signal(app, l); break;
-    case UI_FD_STDIN: ui_on_keys(app, l); break;
-    case UI_FD_TIMER: ui_on_timer(app, l); break;
-    case UI_FD_SAMPLER: ui_data_sampler_tick(app); break;
-    case UI_FD_TRACER:
-        if (ui_data_tracer_step(app))
-            ui_pane_rebuild(&app->panes[UI_AREA_EXC], app);
-        break;
-    default: break;
-    }
+    struct ui_loop *l = arg;
+
+    (void)events;
+    (void)err;
+    if (l->app->tracer && ui_data_tracer_step(l->app))
+        ui_pane_rebuild(&l->app->panes[UI_AREA_EXC], l->app);
+    return ui_after(l->app, ev);
 }
 
-static int ui_loop_run(struct ui_app *app, struct ui_loop *l, struct ps_err *err)
+/* Follow the tracer (started and stopped by keys, stopped when the target goes) and the
+ * pause in the loop's sources; re-arm the tracer's wait (it busy-polls between close stops
+ * and closes counting windows on time: tracer_timeout_ms). */
+static int ui_sync(struct ui_loop *l, struct ps_err *err)
 {
-    struct pollfd pfd[UI_FD_COUNT];
-    int which[UI_FD_COUNT];
+    struct ui_app *app = l->app;
+    int rc = 0;
 
-    while (!app->quit) {
-        size_t n = ui_poll_fds(app, l, pfd, which);
-        /* The tracer's wait: it busy-polls between close stops and closes counting windows
-         * on time (tracer_timeout_ms); a quiet timeout is a tracer step. */
-        int rc = poll(pfd, n, app->tracer ? tracer_timeout_ms(app->tracer) : -1);
-        if (rc < 0) {
-            if (errno == EINTR)
-                continue;
-            return ps_err_set(err, -errno, "poll failed: %s", strerror(errno));
-        }
-        if (pfd[1].revents & (POLLHUP | POLLERR | POLLNVAL))
-            app->quit = true; /* the terminal went away (a hang-up also sets POLLIN) */
-        if (rc == 0 && app->tracer && ui_data_tracer_step(app))
-            ui_pane_rebuild(&app->panes[UI_AREA_EXC], app);
-        for (size_t i = 0; i < n && !app->quit; i++)
-            if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
-                ui_dispatch(app, l, which[i]);
-        if (ui_draw(app, l) && app->opts.max_frames > 0 && app->frames >= app->opts.max_frames)
-            app->quit = true;
+    if (l->traced != app->tracer) {
+        evloop_remove(l->ev, l->tracer_fd);
+        evloop_remove(l->ev, l->tracer_timer);
+        l->tracer_fd = l->tracer_timer = -1;
+        l->traced = app->tracer;
+        /* Before the timers: a stopped thread waits for it (fds are served first). */
+        if (app->tracer)
+            rc = l->tracer_fd = evloop_add_fd(l->ev, tracer_fd(app->tracer), ui_on_tracer, l, err);
+        if (rc >= 0 && app->tracer)
+            rc = l->tracer_timer = evloop_add_timer(l->ev, -1, ui_on_tracer, l, err);
     }
+    if (rc >= 0 && app->tracer)
+        evloop_timer_at(l->ev, l->tracer_timer,
+                        evloop_now() + tracer_timeout_ms(app->tracer) / 1000.0);
+    evloop_enable(l->ev, l->sampler, app->sampler && !app->paused && !app->gone);
+    return rc < 0 ? rc : 0;
+}
+
+/* The turn hook: follow the tracer, draw the frame, count it against --max-frames. */
+static int ui_on_turn(void *arg, struct evloop *ev, unsigned events, struct ps_err *err)
+{
+    struct ui_loop *l = arg;
+    struct ui_app *app = l->app;
+
+    (void)events;
+    if (ui_draw(app, l) && app->opts.max_frames > 0 && app->frames >= app->opts.max_frames)
+        app->quit = true;
+    (void)ui_after(app, ev);
+    return ui_sync(l, err);
+}
+
+/* The sources that live as long as the session: keys, the 100 ms timer, the sampler's ticks. */
+static int ui_loop_sources(struct ui_loop *l, struct ps_err *err)
+{
+    struct ui_app *app = l->app;
+    double now = evloop_now();
+    int rc = evloop_add_fd(l->ev, STDIN_FILENO, ui_on_keys, l, err);
+
+    if (rc >= 0)
+        rc = l->timer = evloop_add_timer(l->ev, now + UI_TICK_MS / 1000.0, ui_on_timer, l, err);
+    if (rc >= 0)
+        rc = l->sampler = evloop_add_timer(l->ev, app->sampler ? sampler_due(app->sampler) : -1,
+                                           ui_on_sampler, l, err);
+    evloop_on_tstp(l->ev, ui_on_tstp, l);
+    evloop_on_winch(l->ev, ui_on_winch, l);
+    evloop_on_turn(l->ev, ui_on_turn, l);
+    return rc < 0 ? rc : ui_sync(l, err);
+}
+
+static int ui_loop_run(struct ui_loop *l, struct ps_err *err)
+{
+    int rc = ui_loop_sources(l, err);
+
+    if (rc == 0)
+        rc = evloop_run(l->ev, err);
+    return rc;
+}
+
+/* ---- start and teardown ------------------------------------------------------------------ */
+
+static int ui_undo_term(void *arg, struct ps_err *err)
+{
+    struct ui_loop *l = arg;
+
+    (void)err;
+    if (l->help_win)
+        (void)delwin(l->help_win);
+    l->help_win = NULL;
+    for (int a = 0; a < UI_AREA_COUNT; a++)
+        ui_pane_place(&l->app->panes[a], (struct ui_rect){0, 0, 0, 0});
+    ui_term_close(&l->app->term);
     return 0;
+}
+
+static int ui_undo_detach(void *arg, struct ps_err *err)
+{
+    struct ui_app *app = arg;
+
+    if (target_detach_all(err) < 0) /* a guard: the tracer detached already */
+        ui_app_note(app, "%s", err->msg);
+    return 0;
+}
+
+static int ui_undo_sampler(void *arg, struct ps_err *err)
+{
+    struct ui_app *app = arg;
+
+    (void)err;
+    sampler_free(app->sampler);
+    app->sampler = NULL;
+    return 0;
+}
+
+static int ui_undo_tracer(void *arg, struct ps_err *err)
+{
+    (void)err;
+    ui_data_tracer_stop(arg);
+    return 0;
+}
+
+/* The loop, its signals (one meaning each, evloop.h) and the teardown, in the order of set-up:
+ * the terminal, the detach guard, the sampler, the tracer; undone the other way round. */
+static int ui_loop_open(struct ui_loop *l, struct ps_err *err)
+{
+    const struct evloop_opts o = {.signals = EVLOOP_SIG_STOP | EVLOOP_SIG_TSTP | EVLOOP_SIG_WINCH};
+    int rc = evloop_new(&o, &l->ev, err);
+
+    if (rc == 0)
+        rc = evloop_add_teardown(l->ev, ui_undo_term, l, err);
+    if (rc == 0)
+        rc = evloop_add_teardown(l->ev, ui_undo_detach, l->app, err);
+    if (rc == 0)
+        rc = evloop_add_teardown(l->ev, ui_undo_sampler, l->app, err);
+    if (rc == 0)
+        rc = evloop_add_teardown(l->ev, ui_undo_tracer, l->app, err);
+    return rc;
 }
 
 static int ui_app_start(struct ui_app *app, struct ui_loop *l, struct ps_err *err)
 {
-    int rc = ui_loop_fds(l, err);
+    int rc = ui_loop_open(l, err);
 
     /* The terminal first: without one, nothing of the target is touched. */
     if (rc == 0)
@@ -454,40 +519,25 @@ static int ui_app_start(struct ui_app *app, struct ui_loop *l, struct ps_err *er
     return 0;
 }
 
-static void ui_app_teardown(struct ui_app *app, struct ui_loop *l)
-{
-    struct ps_err err = {0};
-
-    ui_data_tracer_stop(app);
-    sampler_free(app->sampler);
-    app->sampler = NULL;
-    if (target_detach_all(&err) < 0) /* a guard: the tracer detached already */
-        ui_app_note(app, "%s", err.msg);
-    if (l->help_win)
-        (void)delwin(l->help_win);
-    l->help_win = NULL;
-    for (int a = 0; a < UI_AREA_COUNT; a++)
-        ui_pane_place(&app->panes[a], (struct ui_rect){0, 0, 0, 0});
-    ui_term_close(&app->term);
-    ui_loop_close(l);
-}
-
 int ui_attach_run(struct pyproc *pp, const struct ui_attach_opts *opts, struct ps_err *err)
 {
-    struct ui_loop l = {.sigfd = -1, .timerfd = -1};
+    struct ui_loop l = {.timer = -1, .sampler = -1, .tracer_fd = -1, .tracer_timer = -1};
     struct ui_app *app = NULL;
     int rc;
 
     rc = ui_app_new(pp, opts, &app, err);
+    l.app = app;
     if (rc == 0)
         rc = ui_app_start(app, &l, err);
     if (rc == 0)
-        rc = ui_loop_run(app, &l, err);
-    if (app) {
-        ui_app_teardown(app, &l);
-    } else {
-        ui_loop_close(&l);
+        rc = ui_loop_run(&l, err);
+    if (l.ev) {
+        struct ps_err terr = {0};
+
+        if (evloop_teardown(l.ev, &terr) < 0 && rc == 0)
+            rc = ps_err_set(err, terr.code, "%s", terr.msg);
     }
+    evloop_free(l.ev);
     if (app && opts->switch_to)
         *opts->switch_to = rc == 0 ? app->switch_to : 0;
     ui_app_free(app);

@@ -12,10 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "app_data.h"
 #include "pyscope/collect.h"
+#include "pyscope/evloop.h"
 #include "pyscope/procstat.h"
 
 /* Tasks listed in the tasks view (running first): a screenful and then some. */
@@ -33,14 +33,6 @@
  * bench-service). */
 #define UI_EXC_REDRAW_S 0.2
 
-static double ui_mono(void)
-{
-    struct timespec ts;
-
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 bool ui_data_growth_start(struct ui_app *app)
 {
     struct ps_err err = {0};
@@ -52,21 +44,21 @@ bool ui_data_growth_start(struct ui_app *app)
     if (rc == 0)
         rc = growth_scan(app->growth, &err);
     if (rc == 0)
-        rc = growth_sample(app->growth, ui_mono(), &err);
+        rc = growth_sample(app->growth, evloop_now(), &err);
     if (rc < 0) {
         growth_free(app->growth);
         app->growth = NULL;
         ui_app_note(app, "no growth view: %s", err.msg);
         return false;
     }
-    app->growth_scanned = ui_mono();
+    app->growth_scanned = evloop_now();
     return true;
 }
 
 void ui_data_growth_tick(struct ui_app *app)
 {
     struct ps_err err = {0};
-    double now = ui_mono();
+    double now = evloop_now();
     int rc = 0;
 
     if (!app->growth || app->gone)
@@ -135,7 +127,7 @@ static double ui_data_age(pid_t pid, long hz)
 
 void ui_data_init_clock(struct ui_app *app)
 {
-    app->start_mono = ui_mono();
+    app->start_mono = evloop_now();
     app->start_age = ui_data_age(app->pp->pid, app->hz);
     for (size_t i = 0; i < UI_TREND_N; i++)
         app->cpu_trend[i] = app->rss_trend[i] = -1;
@@ -241,7 +233,7 @@ void ui_data_tracer_start(struct ui_app *app)
         return;
     }
     app->trace_mech = tracer_mechanism(app->tracer);
-    app->exc_last_t = ui_mono();
+    app->exc_last_t = evloop_now();
     app->exc_last_raises = 0;
     if (app->status_error && strncmp(app->status, "no exception", 12) == 0)
         app->status[0] = '\0';
@@ -284,7 +276,7 @@ bool ui_data_drain_events(struct ui_app *app)
 /* Raises per second since the last call (about once a second). */
 static void ui_data_exc_rate(struct ui_app *app)
 {
-    double now = ui_mono();
+    double now = evloop_now();
     uint64_t raises;
 
     if (now - app->exc_last_t < 1.0)
@@ -304,7 +296,7 @@ static void ui_data_exc_rate(struct ui_app *app)
 /* Whether drained events are due on screen (UI_EXC_REDRAW_S since the last time). */
 static bool ui_data_exc_due(struct ui_app *app)
 {
-    double now = ui_mono();
+    double now = evloop_now();
 
     if (!app->exc_pending || now - app->exc_shown_t < UI_EXC_REDRAW_S)
         return false;

@@ -184,22 +184,31 @@ static void ui_keys_filter_open(struct ui_app *app)
 }
 
 /* The exceptions pane's view changed: its lines mean something else, the selection restarts. */
-static void ui_keys_exc_view(struct ui_app *app, enum ui_action act)
+static void ui_keys_exc_view(struct ui_app *app)
 {
     struct ui_pane *p = &app->panes[UI_AREA_EXC];
 
-    if (act == UI_ACT_EXC_FEED) {
-        app->exc_feed = !app->exc_feed;
-        ui_app_note(app, "exceptions: %s",
-                    app->exc_feed ? "newest raises first" : "one row per raise site");
-    } else {
-        app->exc_mine = !app->exc_mine;
-        app->exc_mine_set = true;
-        ui_app_note(app, "exceptions: %s",
-                    app->exc_mine ? "my code only (library-only raises hidden)" : "all raises");
-    }
     p->sel = p->scroll = 0;
     p->sel_key = 0;
+}
+
+void ui_act_exc_feed(struct ui_app *app, int rows)
+{
+    (void)rows;
+    app->exc_feed = !app->exc_feed;
+    ui_app_note(app, "exceptions: %s",
+                app->exc_feed ? "newest raises first" : "one row per raise site");
+    ui_keys_exc_view(app);
+}
+
+void ui_act_exc_mine(struct ui_app *app, int rows)
+{
+    (void)rows;
+    app->exc_mine = !app->exc_mine;
+    app->exc_mine_set = true;
+    ui_app_note(app, "exceptions: %s",
+                app->exc_mine ? "my code only (library-only raises hidden)" : "all raises");
+    ui_keys_exc_view(app);
 }
 
 /* Show view `which` in the lower-right pane, or the exceptions again when it is shown. */
@@ -224,8 +233,9 @@ static void ui_keys_lower(struct ui_app *app, enum ui_lower which)
         app->quit = true; /* out of memory */
 }
 
-static void ui_keys_back(struct ui_app *app)
+void ui_act_back(struct ui_app *app, int rows)
 {
+    (void)rows;
     if (app->help) {
         app->help = false;
     } else if (app->raise_view) {
@@ -249,85 +259,146 @@ static void ui_keys_move(struct ui_app *app, long delta)
         ui_pane_rebuild(&app->panes[UI_AREA_STACK], app);
 }
 
-static void ui_keys_toggle(struct ui_app *app, enum ui_action act)
+void ui_act_up(struct ui_app *app, int rows)
 {
-    switch (act) {
-    case UI_ACT_SORT:
-        app->top_sort = app->top_sort == PROFILE_SORT_OWN ? PROFILE_SORT_TOTAL : PROFILE_SORT_OWN;
-        break;
-    case UI_ACT_LINES:
-        app->top_by = app->top_by == PROFILE_TOP_LINE ? PROFILE_TOP_FUNCTION : PROFILE_TOP_LINE;
-        break;
-    case UI_ACT_PAUSE:
-        app->paused = !app->paused;
-        if (!app->gone)
-            (void)snprintf(app->status, sizeof(app->status), "%s", app->paused ? "PAUSED" : "");
-        app->status_error = false;
-        break;
-    case UI_ACT_RESET:
-        if (app->profile)
-            profile_reset(app->profile);
-        ui_excfeed_reset(app->feed);
-        ui_app_note(app, "top table and exception counts reset");
-        break;
-    case UI_ACT_LOCALS:
-        app->locals = !app->locals;
-        ui_app_note(app, "locals %s from the next refresh", app->locals ? "shown" : "hidden");
-        break;
-    default: break;
-    }
+    (void)rows;
+    ui_keys_move(app, -1);
 }
 
-static void ui_keys_action(struct ui_app *app, enum ui_action act, int rows)
+void ui_act_down(struct ui_app *app, int rows)
 {
-    switch (act) {
-    case UI_ACT_UP: ui_keys_move(app, -1); break;
-    case UI_ACT_DOWN: ui_keys_move(app, 1); break;
-    case UI_ACT_PAGE_UP: ui_keys_move(app, -(long)rows); break;
-    case UI_ACT_PAGE_DOWN: ui_keys_move(app, rows); break;
-    case UI_ACT_NEXT_PANE: ui_keys_focus(app, 1); break;
-    case UI_ACT_PREV_PANE: ui_keys_focus(app, -1); break;
-    case UI_ACT_ENTER:
-        if (app->panes[app->focus].ops->enter)
-            app->panes[app->focus].ops->enter(&app->panes[app->focus], app);
-        break;
-    case UI_ACT_BACK: ui_keys_back(app); break;
-    case UI_ACT_FILTER: ui_keys_filter_open(app); break;
-    case UI_ACT_EXC_FEED:
-    case UI_ACT_EXC_MINE: ui_keys_exc_view(app, act); break;
-    case UI_ACT_EXCEPTIONS:
-        if (app->tracer)
-            ui_data_tracer_stop(app);
-        else
-            ui_data_tracer_start(app);
-        break;
-    case UI_ACT_DUMP: ui_keys_dump(app); break;
-    case UI_ACT_SWITCH: ui_keys_switch(app); break;
-    case UI_ACT_GROWTH: ui_keys_lower(app, UI_LOWER_GROWTH); break;
-    case UI_ACT_TASKS: ui_keys_lower(app, UI_LOWER_TASKS); break;
-    case UI_ACT_HELP: app->help = !app->help; break;
-    case UI_ACT_QUIT: app->quit = true; break;
-    default: ui_keys_toggle(app, act); break;
-    }
+    (void)rows;
+    ui_keys_move(app, 1);
 }
 
-bool ui_keys_handle(struct ui_app *app, int ch)
+void ui_act_page_up(struct ui_app *app, int rows)
 {
-    enum ui_action act;
-    bool help = app->help;
+    ui_keys_move(app, -(long)rows);
+}
+
+void ui_act_page_down(struct ui_app *app, int rows)
+{
+    ui_keys_move(app, rows);
+}
+
+void ui_act_next_pane(struct ui_app *app, int rows)
+{
+    (void)rows;
+    ui_keys_focus(app, 1);
+}
+
+void ui_act_prev_pane(struct ui_app *app, int rows)
+{
+    (void)rows;
+    ui_keys_focus(app, -1);
+}
+
+void ui_act_enter(struct ui_app *app, int rows)
+{
+    (void)rows;
+    if (app->panes[app->focus].ops->enter)
+        app->panes[app->focus].ops->enter(&app->panes[app->focus], app);
+}
+
+void ui_act_sort(struct ui_app *app, int rows)
+{
+    (void)rows;
+    app->top_sort = app->top_sort == PROFILE_SORT_OWN ? PROFILE_SORT_TOTAL : PROFILE_SORT_OWN;
+}
+
+void ui_act_lines(struct ui_app *app, int rows)
+{
+    (void)rows;
+    app->top_by = app->top_by == PROFILE_TOP_LINE ? PROFILE_TOP_FUNCTION : PROFILE_TOP_LINE;
+}
+
+void ui_act_pause(struct ui_app *app, int rows)
+{
+    (void)rows;
+    app->paused = !app->paused;
+    if (!app->gone)
+        (void)snprintf(app->status, sizeof(app->status), "%s", app->paused ? "PAUSED" : "");
+    app->status_error = false;
+}
+
+void ui_act_reset(struct ui_app *app, int rows)
+{
+    (void)rows;
+    if (app->profile)
+        profile_reset(app->profile);
+    ui_excfeed_reset(app->feed);
+    ui_app_note(app, "top table and exception counts reset");
+}
+
+void ui_act_locals(struct ui_app *app, int rows)
+{
+    (void)rows;
+    app->locals = !app->locals;
+    ui_app_note(app, "locals %s from the next refresh", app->locals ? "shown" : "hidden");
+}
+
+void ui_act_exceptions(struct ui_app *app, int rows)
+{
+    (void)rows;
+    if (app->tracer)
+        ui_data_tracer_stop(app);
+    else
+        ui_data_tracer_start(app);
+}
+
+void ui_act_filter(struct ui_app *app, int rows)
+{
+    (void)rows;
+    ui_keys_filter_open(app);
+}
+
+void ui_act_dump(struct ui_app *app, int rows)
+{
+    (void)rows;
+    ui_keys_dump(app);
+}
+
+void ui_act_switch(struct ui_app *app, int rows)
+{
+    (void)rows;
+    ui_keys_switch(app);
+}
+
+void ui_act_growth(struct ui_app *app, int rows)
+{
+    (void)rows;
+    ui_keys_lower(app, UI_LOWER_GROWTH);
+}
+
+void ui_act_tasks(struct ui_app *app, int rows)
+{
+    (void)rows;
+    ui_keys_lower(app, UI_LOWER_TASKS);
+}
+
+void ui_act_help(struct ui_app *app, int rows)
+{
+    (void)rows;
+    app->help = !app->help;
+}
+
+void ui_act_quit(struct ui_app *app, int rows)
+{
+    (void)rows;
+    app->quit = true;
+}
+
+unsigned ui_keys_handle(struct ui_app *app, int ch)
+{
+    const struct ui_keymap_entry *k;
 
     if (app->filter_edit) {
         ui_keys_filter(app, ch);
-        return false;
+        return UI_REDRAW_NONE;
     }
-    act = ui_keymap_action(ch);
-    if (help && act != UI_ACT_QUIT && act != UI_ACT_HELP && act != UI_ACT_BACK)
-        return false; /* the help screen is modal: it takes only ?, Esc and q */
-    ui_keys_action(app, act, ui_pane_rows(&app->panes[app->focus]));
-    return help != app->help || act == UI_ACT_NEXT_PANE || act == UI_ACT_PREV_PANE ||
-           act == UI_ACT_ENTER || act == UI_ACT_BACK || act == UI_ACT_FILTER ||
-           act == UI_ACT_SORT || act == UI_ACT_LINES || act == UI_ACT_RESET ||
-           act == UI_ACT_PAUSE || act == UI_ACT_EXCEPTIONS || act == UI_ACT_LOCALS ||
-           act == UI_ACT_GROWTH || act == UI_ACT_TASKS || act == UI_ACT_EXC_FEED ||
-           act == UI_ACT_EXC_MINE;
+    k = ui_keymap_find(ch);
+    if (!k || (app->help && !(k->flags & UI_KEY_ON_HELP)))
+        return UI_REDRAW_NONE; /* unbound, or the help screen (modal) does not take it */
+    k->fn(app, ui_pane_rows(&app->panes[app->focus]));
+    return k->redraw;
 }

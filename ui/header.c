@@ -5,17 +5,15 @@
  * the session's status). Built by ui_view_header from what app.c measured; no title row.
  */
 #include <stdio.h>
-#include <time.h>
 
 #include "app_int.h"
+#include "pyscope/evloop.h"
 
 static double ui_header_uptime(const struct ui_app *app)
 {
-    struct timespec ts;
-
-    if (app->start_age < 0 || clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+    if (app->start_age < 0)
         return -1;
-    return app->start_age + ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - app->start_mono);
+    return app->start_age + (evloop_now() - app->start_mono);
 }
 
 static void ui_header_build(struct ui_pane *p, struct ui_app *app)

@@ -3,8 +3,10 @@
 #define PYSCOPE_UI_KEYMAP_H
 
 /*
- * ui_keymap: the one table of keys. Every key the TUI reacts to is a row {keys, action, help};
- * the event loop looks actions up here, and the `?` screen, `pyscope attach --help` and the
+ * ui_keymap: the one table of keys. Every key the TUI reacts to is a row {keys, labels, action,
+ * what it redraws, flags, help, bar word}: the event loop runs a row's action and rebuilds what
+ * the row says; adding a key is adding a row (and, for a new action, its function in
+ * app_keys.c). The `?` screen, `pyscope attach --help` and the
  * README key list (`pyscope attach --keys-markdown`) are all printed from the same rows, so
  * they cannot disagree. Pure data and formatting; key codes are curses' (wgetch values).
  */
@@ -12,32 +14,49 @@
 #include <stddef.h>
 #include <stdio.h>
 
-enum ui_action {
-    UI_ACT_NONE,
-    UI_ACT_UP,
-    UI_ACT_DOWN,
-    UI_ACT_PAGE_UP,
-    UI_ACT_PAGE_DOWN,
-    UI_ACT_NEXT_PANE,
-    UI_ACT_PREV_PANE,
-    UI_ACT_ENTER,
-    UI_ACT_BACK,
-    UI_ACT_FILTER,
-    UI_ACT_SORT,
-    UI_ACT_LINES,
-    UI_ACT_PAUSE,
-    UI_ACT_RESET,
-    UI_ACT_EXCEPTIONS,
-    UI_ACT_EXC_FEED,
-    UI_ACT_EXC_MINE,
-    UI_ACT_LOCALS,
-    UI_ACT_GROWTH,
-    UI_ACT_TASKS,
-    UI_ACT_DUMP,
-    UI_ACT_SWITCH,
-    UI_ACT_HELP,
-    UI_ACT_QUIT,
-};
+#include "layout.h"
+
+struct ui_app;
+
+/*
+ * What a key does: change the app's state (app_keys.c defines every action; rows is the focused
+ * pane's height, for a page move). Panes whose selection moved mark themselves dirty; the row's
+ * redraw says which panes are rebuilt after it.
+ */
+typedef void (*ui_key_fn)(struct ui_app *app, int rows);
+
+/* The actions the table binds (app_keys.c). */
+void ui_act_up(struct ui_app *app, int rows);
+void ui_act_down(struct ui_app *app, int rows);
+void ui_act_page_up(struct ui_app *app, int rows);
+void ui_act_page_down(struct ui_app *app, int rows);
+void ui_act_next_pane(struct ui_app *app, int rows);
+void ui_act_prev_pane(struct ui_app *app, int rows);
+void ui_act_enter(struct ui_app *app, int rows);
+void ui_act_back(struct ui_app *app, int rows);
+void ui_act_filter(struct ui_app *app, int rows);
+void ui_act_sort(struct ui_app *app, int rows);
+void ui_act_lines(struct ui_app *app, int rows);
+void ui_act_pause(struct ui_app *app, int rows);
+void ui_act_reset(struct ui_app *app, int rows);
+void ui_act_exceptions(struct ui_app *app, int rows);
+void ui_act_exc_feed(struct ui_app *app, int rows);
+void ui_act_exc_mine(struct ui_app *app, int rows);
+void ui_act_locals(struct ui_app *app, int rows);
+void ui_act_growth(struct ui_app *app, int rows);
+void ui_act_tasks(struct ui_app *app, int rows);
+void ui_act_dump(struct ui_app *app, int rows);
+void ui_act_switch(struct ui_app *app, int rows);
+void ui_act_help(struct ui_app *app, int rows);
+void ui_act_quit(struct ui_app *app, int rows);
+
+/* A row's redraw: the panes rebuilt after its action, bits (1u << UI_AREA_*). */
+#define UI_REDRAW_NONE 0u
+#define UI_REDRAW_ALL  ((1u << UI_AREA_COUNT) - 1)
+
+/* A row's flags. */
+#define UI_KEY_ON_HELP   1u /* taken while the help screen is shown (the screen is modal) */
+#define UI_KEY_BAR_FIRST 2u /* first in the key bar: must survive a narrow terminal's cut */
 
 #define UI_KEYMAP_MAX_CODES  4
 #define UI_KEYMAP_MAX_LABELS 3
@@ -45,13 +64,15 @@ enum ui_action {
 struct ui_keymap_entry {
     int codes[UI_KEYMAP_MAX_CODES];           /* wgetch values; 0 ends the list */
     const char *labels[UI_KEYMAP_MAX_LABELS]; /* how the keys are written; NULL ends */
-    enum ui_action action;
-    const char *help; /* one line, starts lower case, no final period */
-    const char *bar;  /* one word for the key bar, NULL to leave the key off it */
+    ui_key_fn fn;                             /* what the key does */
+    unsigned redraw;                          /* UI_REDRAW_*: the panes rebuilt after fn */
+    unsigned flags;                           /* UI_KEY_* */
+    const char *help;                         /* one line, starts lower case, no final period */
+    const char *bar; /* one word for the key bar, NULL to leave the key off it */
 };
 
-/* The action bound to key code `key`, UI_ACT_NONE when unbound. Pure. */
-enum ui_action ui_keymap_action(int key);
+/* The row bound to key code `key`, NULL when unbound. Pure. */
+const struct ui_keymap_entry *ui_keymap_find(int key);
 
 /* Rows in the table, and row i (NULL past the end). Pure. */
 size_t ui_keymap_count(void);

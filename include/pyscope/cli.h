@@ -91,12 +91,10 @@ void cli_guard(const struct cli_common *c, pid_t target);
  * its first turn), and a second one (a process-group kill after a kill of our pid, `timeout`'s
  * resend, the guard forwarding what the group got) is discarded at exit instead of killing
  * pyscope while it writes its final output. A child forked afterwards inherits the mask: start
- * children first (`run` does). Call right after parsing, before cli_guard.
+ * children first (`run` does). Call right after parsing, before cli_guard. The list is
+ * evloop's (evloop_hold_signals(EVLOOP_SIG_STOP)).
  */
 void cli_hold_stop_signals(void);
-
-/* Fill *set with the stop signals (INT, TERM, HUP, QUIT): the one list the CLI's loops use. */
-void cli_stop_signals(sigset_t *set);
 
 /* Parse a pid argument; on failure prints a usage error and returns false. */
 bool cli_parse_pid(const struct cli_common *c, const char *s, pid_t *out);

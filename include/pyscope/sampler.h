@@ -5,12 +5,13 @@
 /*
  * sampler: timer-driven stack samples of a live Python process, aggregated into a profile
  * (profile.h). Two ways to drive it:
- *  - inside the caller's event loop (the TUI): poll sampler_fd() for POLLIN and call
- *    sampler_tick() when it is readable (or call sampler_sample_once() whenever you like);
- *  - sampler_run(): a blocking loop for the CLI (ppoll on a signalfd and a pidfd with the next
- *    tick's due time as timeout: one syscall per tick; the timerfd is not used), ending at
- *    the duration, on SIGINT/SIGTERM/SIGHUP, or when the target exits, always with a complete
- *    profile.
+ *  - inside the caller's evloop (the TUI): a timer armed at sampler_due() that calls
+ *    sampler_tick() and re-arms at the new sampler_due() (or call sampler_sample_once()
+ *    whenever you like);
+ *  - sampler_run(): a blocking loop for the CLI, an evloop of its own (the stop signals, the
+ *    target's pidfd, the tick timer: one ppoll per tick with the next tick's due time as its
+ *    timeout), ending at the duration, on SIGINT/SIGTERM/SIGHUP/SIGQUIT, or when the target
+ *    exits, always with a complete profile.
  *
  * One tick: one scatter read of the "where is the top frame" words and the GIL of every
  * followed thread that is not busy (the probe); threads whose top frame and instruction are
@@ -124,8 +125,8 @@ struct sampler_opts {
     pid_t clock_pid;
     /* Optional: the monotonic clock in seconds (NULL = CLOCK_MONOTONIC), for tests that must
      * not depend on wall time: tick times, the re-list period, sample times and the stats read
-     * it. With a clock set, drive the sampler with sampler_sample_once only (sampler_fd's timer
-     * and sampler_run's waits are armed on CLOCK_MONOTONIC). */
+     * it, and so does sampler_run's evloop (which then never waits in real time for a tick:
+     * it polls, and time moves as the clock says). */
     double (*clock)(void *clock_arg);
     void *clock_arg;
 };
@@ -138,7 +139,7 @@ enum sampler_end {
 };
 
 struct sampler_stats {
-    uint64_t ticks;        /* timer ticks serviced (sampler_tick + sample_once) */
+    uint64_t ticks;        /* ticks taken (sampler_tick, sample_once, sampler_run) */
     uint64_t missed_ticks; /* timer expirations that fell behind and were skipped */
     uint64_t samples;      /* thread stacks counted into the profile */
     uint64_t reused;       /* of which reused an unchanged stack */
@@ -158,26 +159,25 @@ struct sampler;
 
 /*
  * Create a sampler for pp (borrowed: must outlive the sampler), filling profile p (borrowed,
- * may be shared with the TUI). Creates the timerfd (armed) but takes no sample. Copies opts
+ * may be shared with the TUI). Sets the first tick's due time but takes no sample. Copies opts
  * (opts->thread is copied too). pp NULL makes a clock-only sampler for process
  * opts->clock_pid, which is not Python (a shell or supervisor recorded with --subprocesses):
  * its ticks read nothing and count nothing but still call opts->on_tick, and sampler_run ends
- * when that process exits. Errors: -EINVAL (rate out of range, no process), -ENOMEM, -errno
- * from timerfd_create.
+ * when that process exits. Errors: -EINVAL (rate out of range, no process), -ENOMEM.
  */
 int sampler_new(struct pyproc *pp, struct profile *p, const struct sampler_opts *opts,
                 struct sampler **out, struct ps_err *err) PS_WARN_UNUSED;
 
-/* Free; NULL-safe. Closes the timerfd. Never leaves the target stopped or traced. */
+/* Free; NULL-safe. Never leaves the target stopped or traced. */
 void sampler_free(struct sampler *s);
 
-/* The timer descriptor: poll it for POLLIN, then call sampler_tick(). Owned by the sampler. */
-int sampler_fd(const struct sampler *s);
+/* When the next tick is due, in seconds on the sampler's clock (evloop_now without opts.clock):
+ * what a caller's evloop timer is armed at. */
+double sampler_due(const struct sampler *s);
 
 /*
- * Consume the timer's expirations (non-blocking; 0 expirations is a no-op returning 0) and take
- * one sample (expirations beyond one count as missed), re-arming the timer with a jittered
- * interval. Errors: -PS_EGONE when the target exited (the profile stays complete), -PS_EPERM
+ * The tick a caller's timer fires for: take one sample, then move sampler_due a jittered
+ * period on (ticks that fell behind count as missed, never made up in a burst). Errors: -PS_EGONE when the target exited (the profile stays complete), -PS_EPERM
  * (blocking mode could not stop the target), -ENOMEM. Torn or failed thread reads are counted
  * in the stats, not errors.
  */
@@ -187,8 +187,8 @@ int sampler_tick(struct sampler *s, struct ps_err *err) PS_WARN_UNUSED;
 int sampler_sample_once(struct sampler *s, struct ps_err *err) PS_WARN_UNUSED;
 
 /*
- * Blocking loop: tick at the rate until the duration, a signal (SIGINT/SIGTERM/SIGHUP are
- * blocked and read through a signalfd during the call, the previous mask restored after), or
+ * Blocking loop: tick at the rate until the duration, a signal (SIGINT/SIGTERM/SIGHUP/SIGQUIT,
+ * blocked and read through the evloop's signalfd during the call, the mask restored after), or
  * the target's exit (pidfd, or a walk reporting it gone). Returns 0 with stats->end set, or
  * an error from sampler_tick other than -PS_EGONE. Calls opts.on_status periodically and once
  * at the end.

@@ -287,18 +287,14 @@ int tracer_stop(struct tracer *t, struct ps_err *err) PS_WARN_UNUSED;
 void tracer_free(struct tracer *t);
 
 /*
- * The signals tracer_run ends on, into *set. A caller should block them (pthread_sigmask)
- * before tracer_new: one arriving while the breakpoints are being armed then waits for
- * tracer_run, which stops cleanly, instead of killing pyscope with breakpoints armed (debug
- * registers stay armed in the target when their tracer dies).
- */
-void tracer_signals(sigset_t *set);
-
-/*
  * Blocking loop for the CLI: trace until duration_s elapses (0 = no limit), the target exits or
- * exec's, or SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGTSTP arrives (taken through a signalfd, so the handlers
+ * exec's, or SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGTSTP arrives (an evloop's signalfd, so the handlers
  * of target_install_signal_teardown are bypassed while it runs; Ctrl-Z ends the trace rather
- * than suspend a tracer that raising threads would wait for), then tracer_stop. Returns 0, or a
+ * than suspend a tracer that raising threads would wait for), then tracer_stop (the loop's
+ * teardown). A caller should block EVLOOP_SIG_STOP | EVLOOP_SIG_TSTP (evloop_signals) before
+ * tracer_new: one arriving while the breakpoints are being armed then waits for tracer_run,
+ * which stops cleanly, instead of killing pyscope with breakpoints armed (debug registers stay
+ * armed in the target when their tracer dies). Call on the thread that created the tracer. Returns 0, or a
  * negative code when tracing failed (the target is released in every case); *why gets a short
  * reason ("duration", "signal SIGINT", "target exited", "target exec'd").
  */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pyscope/evloop.h"
 #include "pyscope/guard.h"
 #include "pyscope/pslist.h"
 #include "pyscope/tracer.h"
@@ -86,21 +87,9 @@ bool cli_parse_long(const char *s, long min, long max, long *out)
     return true;
 }
 
-void cli_stop_signals(sigset_t *set)
-{
-    (void)sigemptyset(set);
-    (void)sigaddset(set, SIGINT);
-    (void)sigaddset(set, SIGTERM);
-    (void)sigaddset(set, SIGHUP);
-    (void)sigaddset(set, SIGQUIT);
-}
-
 void cli_hold_stop_signals(void)
 {
-    sigset_t set;
-
-    cli_stop_signals(&set);
-    (void)sigprocmask(SIG_BLOCK, &set, NULL);
+    evloop_hold_signals(EVLOOP_SIG_STOP);
 }
 
 bool cli_parse_mech(const char *s, int *mech)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "pyscope/cli.h"
+#include "pyscope/evloop.h"
 #include "pyscope/fanout.h"
 #include "pyscope/out_exc.h"
 #include "pyscope/out_profile.h"
@@ -392,8 +393,8 @@ static int exc_run(const struct cli_common *c, const struct exc_args *a, struct 
     if (!a->subprocesses && !a->in_tree)
         cli_workers_note(c, a->pid, "exceptions");
     (void)signal(SIGPIPE, SIG_IGN); /* a closed stdout is an EPIPE to handle, not a death */
-    tracer_signals(&stop_sigs);
-    (void)pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_mask); /* see tracer_signals */
+    evloop_signals(EVLOOP_SIG_STOP | EVLOOP_SIG_TSTP, &stop_sigs);
+    (void)pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_mask); /* see tracer_run */
     rc = target_install_signal_teardown(&err); /* a crash of ours must not kill the target */
     if (rc == 0)
         rc = tracer_new(pp, &to, &t, &err);
@@ -483,7 +484,7 @@ static int exc_tree(const struct cli_common *c, const struct exc_args *a)
     int rc;
 
     (void)signal(SIGPIPE, SIG_IGN); /* a closed stdout is an EPIPE to handle, not a death */
-    tracer_signals(&stop_sigs);
+    evloop_signals(EVLOOP_SIG_STOP | EVLOOP_SIG_TSTP, &stop_sigs);
     rc = fanout_run(a->pid, a->duration, &stop_sigs, exc_tree_one, (void *)&tree, &why, &st, &err);
     if (rc < 0)
         return cli_fail(c, &err, rc);

@@ -2,8 +2,9 @@
 /*
  * `pyscope growth`: which module-level containers grow. Wires pyproc -> growth and prints the
  * table (text, or JSON lines with --json) every --report seconds and once more at the end.
- * The loop is one poll over a timerfd (sampling ticks) and a signalfd (SIGINT, SIGTERM, SIGHUP,
- * SIGQUIT end the watch early with the summary; cli_hold_stop_signals keeps them blocked). With
+ * The loop is an evloop (evloop.h) with one timer (sampling ticks); its stop signals (SIGINT,
+ * SIGTERM, SIGHUP, SIGQUIT) end the watch early with the summary (cli_hold_stop_signals keeps
+ * them blocked). With
  * --subprocesses the target's Python workers (pslist_descendant_workers, looked for again at
  * every rescan) are watched in the same loop, each its own pyproc and growth, each table and JSON
  * line carrying its pid; a worker that exits is dropped with a warning, the target's own failure
@@ -13,17 +14,12 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
-#include <sys/timerfd.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "pyscope/cli.h"
+#include "pyscope/evloop.h"
 #include "pyscope/growth.h"
 #include "pyscope/out_growth.h"
 #include "pyscope/pslist.h"
@@ -166,14 +162,6 @@ static int growth_parse(const struct cli_common *c, int argc, char **argv, struc
 
 /* ---- output -------------------------------------------------------------------------------- */
 
-static double now_s(void)
-{
-    struct timespec ts;
-
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void print_table(const struct growth_args *a, pid_t pid, const struct growth *g, bool final,
                         double elapsed)
 {
@@ -292,58 +280,17 @@ static void watchset_drop(struct watchset *ws, size_t i, const struct ps_err *er
 /* ---- the loop ------------------------------------------------------------------------------ */
 
 struct loop {
-    int tfd, sfd;
+    const struct growth_args *a;
+    struct watchset *ws;
+    struct evloop *ev;
+    int timer;
     double start, next_rescan, next_report;
-    sigset_t old;
 };
 
-static int loop_open(const struct growth_args *a, struct loop *l, struct ps_err *err)
+/* Whether the watch has run its --duration (to within half an interval: the last tick). */
+static bool loop_done(const struct loop *l, double now)
 {
-    struct itimerspec its = {0};
-    sigset_t set;
-
-    cli_stop_signals(&set);
-    if (sigprocmask(SIG_BLOCK, &set, &l->old) != 0)
-        return ps_err_set(err, -errno, "cannot block signals: %s", strerror(errno));
-    l->sfd = signalfd(-1, &set, SFD_CLOEXEC);
-    l->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
-    its.it_interval.tv_sec = (time_t)a->interval;
-    its.it_interval.tv_nsec = (long)((a->interval - floor(a->interval)) * 1e9);
-    its.it_value = its.it_interval;
-    if (l->sfd < 0 || l->tfd < 0 || timerfd_settime(l->tfd, 0, &its, NULL) != 0)
-        return ps_err_set(err, -errno, "cannot set up the sampling timer: %s", strerror(errno));
-    l->start = now_s();
-    l->next_rescan = l->start + a->rescan;
-    l->next_report = l->start + a->report;
-    return 0;
-}
-
-static void loop_close(struct loop *l)
-{
-    if (l->tfd >= 0)
-        (void)close(l->tfd);
-    if (l->sfd >= 0)
-        (void)close(l->sfd);
-    (void)sigprocmask(SIG_SETMASK, &l->old, NULL);
-}
-
-/* Wait for the next tick: 1 tick, 0 interrupted by a signal, < 0 error. */
-static int loop_wait(struct loop *l, struct ps_err *err)
-{
-    struct pollfd p[2] = {{.fd = l->tfd, .events = POLLIN}, {.fd = l->sfd, .events = POLLIN}};
-    uint64_t ticks = 0;
-
-    for (;;) {
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            return ps_err_set(err, -errno, "poll failed: %s", strerror(errno));
-        }
-        if (p[1].revents)
-            return 0;
-        if (p[0].revents && read(l->tfd, &ticks, sizeof(ticks)) == (ssize_t)sizeof(ticks))
-            return 1;
-    }
+    return l->a->duration > 0 && now - l->start >= l->a->duration - l->a->interval / 2;
 }
 
 /* One process's tick: rescan when due, sample. */
@@ -355,14 +302,18 @@ static int tick_one(const struct loop *l, struct watched *w, bool rescan, double
     return rc == 0 ? growth_sample(w->g, t - l->start, err) : rc;
 }
 
-/* One tick of every process watched; report when due. Only the target's failure is fatal. */
-static int loop_tick(const struct growth_args *a, struct loop *l, struct watchset *ws,
-                     struct ps_err *err)
+/* The sampling timer (every --interval): one tick of every process watched; report when due.
+ * Only the target's failure is fatal. */
+static int loop_tick(void *arg, struct evloop *ev, unsigned events, struct ps_err *err)
 {
-    double t = now_s();
+    struct loop *l = arg;
+    const struct growth_args *a = l->a;
+    struct watchset *ws = l->ws;
+    double t = evloop_now();
     bool rescan = t >= l->next_rescan;
     int rc = tick_one(l, &ws->w[0], rescan, t, err);
 
+    (void)events;
     for (size_t i = ws->n; rc == 0 && i-- > 1;) {
         struct ps_err werr = {0};
 
@@ -379,13 +330,30 @@ static int loop_tick(const struct growth_args *a, struct loop *l, struct watchse
             print_table(a, ws->w[i].pid, ws->w[i].g, false, t - l->start);
         l->next_report += a->report;
     }
+    (void)evloop_timer_every(ev, l->timer, a->interval);
+    if (loop_done(l, evloop_now()))
+        evloop_stop(ev, EVLOOP_END_OWN);
     return rc;
+}
+
+/* The loop: the stop signals (cli_hold_stop_signals holds them) and the sampling timer. */
+static int loop_open(struct loop *l, struct ps_err *err)
+{
+    const struct evloop_opts o = {.signals = EVLOOP_SIG_STOP};
+    int rc = evloop_new(&o, &l->ev, err);
+
+    l->start = evloop_now();
+    l->next_rescan = l->start + l->a->rescan;
+    l->next_report = l->start + l->a->report;
+    if (rc == 0)
+        l->timer = rc = evloop_add_timer(l->ev, l->start + l->a->interval, loop_tick, l, err);
+    return rc < 0 ? rc : 0;
 }
 
 static int watch(const struct growth_args *a, struct watchset *ws, struct ps_err *err)
 {
-    struct loop l = {.tfd = -1, .sfd = -1};
-    int rc = loop_open(a, &l, err);
+    struct loop l = {.a = a, .ws = ws};
+    int rc = loop_open(&l, err);
 
     if (rc == 0)
         rc = growth_scan(ws->w[0].g, err);
@@ -393,16 +361,12 @@ static int watch(const struct growth_args *a, struct watchset *ws, struct ps_err
         rc = growth_sample(ws->w[0].g, 0, err);
     if (rc == 0 && a->subprocesses)
         watchset_add_workers(ws, a, 0);
-    while (rc == 0 && (a->duration <= 0 || now_s() - l.start < a->duration - a->interval / 2)) {
-        rc = loop_wait(&l, err);
-        if (rc <= 0)
-            break;
-        rc = loop_tick(a, &l, ws, err);
-    }
+    if (rc == 0 && !loop_done(&l, evloop_now()))
+        rc = evloop_run(l.ev, err);
     for (size_t i = 0; i < ws->n; i++)
         if (growth_stats(ws->w[i].g)->samples > 0)
-            print_table(a, ws->w[i].pid, ws->w[i].g, true, now_s() - l.start);
-    loop_close(&l);
+            print_table(a, ws->w[i].pid, ws->w[i].g, true, evloop_now() - l.start);
+    evloop_free(l.ev);
     return rc;
 }
 

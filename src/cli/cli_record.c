@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "pyscope/cli.h"
+#include "pyscope/evloop.h"
 #include "pyscope/locate.h"
 #include "pyscope/out_profile.h"
 #include "pyscope/profile.h"
@@ -459,10 +460,8 @@ static bool run_not_python(pid_t pid, int rc)
 static int open_child(pid_t pid, bool subprocesses, struct pyproc **pp, struct ps_err *err)
 {
     struct ps_err last = {0};
-    struct timespec t0, t1;
+    double t0 = evloop_now();
     int rc = -ETIMEDOUT;
-
-    (void)clock_gettime(CLOCK_MONOTONIC, &t0);
 
     for (int waited = 0; waited < RUN_START_TIMEOUT_MS; waited += RUN_START_POLL_MS) {
         int status;
@@ -473,9 +472,7 @@ static int open_child(pid_t pid, bool subprocesses, struct pyproc **pp, struct p
             (!subprocesses && run_not_python(pid, rc)))
             break;
         /* real time: on a loaded machine each try can take far longer than the poll */
-        (void)clock_gettime(CLOCK_MONOTONIC, &t1);
-        if (rc == -PS_ENOTPYTHON && subprocesses &&
-            (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 >= RUN_NOTPY_MS) {
+        if (rc == -PS_ENOTPYTHON && subprocesses && (evloop_now() - t0) * 1000 >= RUN_NOTPY_MS) {
             *pp = NULL;
             return 0;
         }

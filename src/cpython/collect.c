@@ -19,6 +19,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 
+#include "pyscope/evloop.h"
 #include "pyscope/locals.h"
 #include "pyscope/native.h"
 #include "pyscope/exc.h"
@@ -52,22 +53,6 @@ struct collector {
     struct tear tear;
     bool stopped; /* the threads are stopped for this read (--blocking, or auto's retake) */
 };
-
-static double now_mono(void)
-{
-    struct timespec t;
-
-    (void)clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static double now_real(void)
-{
-    struct timespec t;
-
-    (void)clock_gettime(CLOCK_REALTIME, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 /* threading._active of every interpreter (best effort: no threading module, no names). Each
  * interpreter has its own sys.modules, so a subinterpreter's threads are named by its own. */
@@ -487,10 +472,10 @@ static int collect_tasks(struct collector *c, struct ps_err *err)
 static int collect_all(struct collector *c, struct ps_err *err)
 {
     uint64_t calls0 = c->pp->src->stats.calls;
-    double t0 = now_mono();
+    double t0 = evloop_now();
     int rc;
 
-    c->snap->timestamp = now_real();
+    c->snap->timestamp = evloop_wall();
     c->snap->blocking = c->stopped;
     rc = collect_process(c, err);
     if (rc == 0)
@@ -504,7 +489,7 @@ static int collect_all(struct collector *c, struct ps_err *err)
     /* Reads by pid: make sure they all came from the process that was opened. */
     if (rc == 0)
         rc = pyproc_check_alive(c->pp, err);
-    c->snap->read_seconds = now_mono() - t0;
+    c->snap->read_seconds = evloop_now() - t0;
     c->snap->read_calls = c->pp->src->stats.calls - calls0;
     return rc;
 }

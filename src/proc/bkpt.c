@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pyscope/evloop.h"
 #include "pyscope/target.h"
 
 #ifndef TRAP_PERF
@@ -415,15 +416,12 @@ __attribute__((noinline)) static int bkpt_calib_fn(int x)
 /* Microseconds per call of fn over `calls` calls. */
 static double bkpt_time_calls(int (*volatile fn)(int), int calls)
 {
-    struct timespec t0, t1;
     volatile int sink = 0;
+    double t0 = evloop_now();
 
-    (void)clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int i = 0; i < calls; i++)
         sink = sink + fn(i);
-    (void)clock_gettime(CLOCK_MONOTONIC, &t1);
-    return ((double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e3) /
-           (double)calls;
+    return (evloop_now() - t0) * 1e6 / (double)calls;
 }
 
 /* Calls of the probe that bkpt_fires counts. */

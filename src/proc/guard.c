@@ -11,7 +11,7 @@
  * another process sent (SI_USER, SI_QUEUE) are forwarded, but of the stop signals (INT, TERM,
  * HUP, QUIT) only the first: once the worker is stopping, more add nothing, and a process-group
  * kill (what `timeout` and supervisors send) reached the worker already. The worker keeps them
- * blocked until it exits (cli_hold_stop_signals), so one it gets twice still stops it once.
+ * blocked until it exits (evloop_hold_signals), so one it gets twice still stops it once.
  * SIGCHLD ends the wait. Suspension: on SIGTSTP the guard stops itself with SIGSTOP (a default-action
  * SIGTSTP is dropped in an orphaned process group, and the shell must see its job stop), after
  * handing a SIGTSTP sent to its pid alone on to the worker (which releases the target before it
@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "pyscope/bkpt.h"
+#include "pyscope/evloop.h"
 
 #define GUARD_SUSPEND_WAIT_MS 2000
 
@@ -39,8 +40,6 @@
  * process switcher); NULL when the page could not be mapped (the pid passed to guard_fork
  * then stays the one rescued). One worker writes it, only between sessions. */
 static volatile pid_t *guard_target;
-
-static const int guard_forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGCONT};
 
 /* The worker: SIGTERM when the guard dies (and now, if it already has). */
 static void guard_worker_init(pid_t guard, const sigset_t *old)
@@ -156,9 +155,9 @@ int guard_fork(pid_t target)
     sigset_t set, old;
     pid_t guard = getpid(), worker;
 
-    (void)sigemptyset(&set);
-    for (size_t i = 0; i < sizeof(guard_forwarded) / sizeof(guard_forwarded[0]); i++)
-        (void)sigaddset(&set, guard_forwarded[i]);
+    /* What it forwards: the session's stop signals and TSTP (evloop.h's one list), and CONT. */
+    evloop_signals(EVLOOP_SIG_STOP | EVLOOP_SIG_TSTP, &set);
+    (void)sigaddset(&set, SIGCONT);
     (void)sigaddset(&set, SIGCHLD);
     if (sigprocmask(SIG_BLOCK, &set, &old) != 0)
         return -errno;

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "pyscope/diag.h"
+#include "pyscope/evloop.h"
 #include "pyscope/procstat.h"
 
 enum tgt_state {
@@ -91,10 +92,7 @@ static long tgt_ptrace(int req, pid_t tid, long data)
 
 static int64_t tgt_now_ns(void)
 {
-    struct timespec ts;
-
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * TGT_NS_PER_S + ts.tv_nsec;
+    return (int64_t)(evloop_now() * (double)TGT_NS_PER_S); /* async-signal-safe */
 }
 
 static void tgt_sleep_ns(int64_t ns)

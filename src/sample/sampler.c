@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pyscope/evloop.h"
 #include "pyscope/linetab.h"
 #include "pyscope/target.h"
 
@@ -644,7 +645,7 @@ static void emit(struct sampler *s, const struct sthread *t, double now, bool ac
     if (!s->opts.on_sample)
         return;
     smp = (struct sampler_sample){.time = now - s->t0,
-                                  .wall = sampler_wall(),
+                                  .wall = evloop_wall(),
                                   .pid = s->pp->pid,
                                   .ident = t->ts.thread_id,
                                   .native_id = t->ts.native_id,
@@ -743,8 +744,8 @@ static int walk_consistent(struct sampler *s, const struct sthread *t, bool *mov
     *moved = false;
     for (int attempt = 0; attempt < SAMPLER_ATTEMPTS; attempt++) {
         if (attempt == SAMPLER_ATTEMPTS_SURE - 1)
-            t0 = sampler_now();
-        else if (attempt >= SAMPLER_ATTEMPTS_SURE && sampler_now() - t0 > SAMPLER_RETRY_S)
+            t0 = sampler_clock(s);
+        else if (attempt >= SAMPLER_ATTEMPTS_SURE && sampler_clock(s) - t0 > SAMPLER_RETRY_S)
             break;
         ps_err_clear(err);
         rc = walk_stack(s->pp, t->ts.addr, &s->st, err);

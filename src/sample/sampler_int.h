@@ -108,9 +108,8 @@ struct sampler {
     struct sampler_opts opts;
     char thread_filter[SAMPLER_THREAD_FILTER_MAX];
     char process_frame[SAMPLER_NAME_MAX]; /* "" = none */
-    int tfd;
-    double period;   /* seconds */
-    double next_due; /* CLOCK_MONOTONIC seconds of the next tick */
+    double period;                        /* seconds */
+    double next_due;                      /* the sampler's clock (sampler_clock) at the next tick */
     double t0, last_relist;
     uint64_t rng;
     uint64_t generation; /* profile generation the caches belong to */
@@ -168,10 +167,8 @@ uint32_t sampler_tasks_base(struct sampler *s, const struct sthread *t);
 bool sampler_grew_from(const struct walk_stack *old, const struct walk_stack *cur);
 
 /* CLOCK_MONOTONIC and CLOCK_REALTIME in seconds. */
-double sampler_now(void);
-double sampler_wall(void);
 
-/* The sampler's clock: opts.clock when set, else sampler_now(). */
+/* The sampler's clock: opts.clock when set, else evloop_now(). */
 double sampler_clock(const struct sampler *s);
 
 #endif

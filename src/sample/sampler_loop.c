@@ -2,54 +2,34 @@
 /*
  * The sampler's clock and loop (see sampler.h): every tick is due a jittered period after the
  * previous one (uniform in [1 - SAMPLER_JITTER, 1 + SAMPLER_JITTER] x the period, so that the
- * samples cannot alias with a periodic workload). For a caller's event loop (sampler_fd /
- * sampler_tick) a one-shot absolute timerfd is re-armed after every tick; sampler_run's own
- * loop instead waits in ppoll over a signalfd (SIGINT/SIGTERM/SIGHUP) and a pidfd (the target's
- * exit) with the due time as its timeout, which saves two syscalls per tick.
+ * samples cannot alias with a periodic workload). A caller's event loop (the TUI) arms a timer
+ * of its evloop at sampler_due and calls sampler_tick when it fires; sampler_run is an evloop
+ * of its own (evloop.h): the stop signals, a pidfd (the target's exit) and timers (ticks, status
+ * reports, the duration), one ppoll per tick with the due time as its timeout.
  *
  * Missed ticks (a tick that took longer than the period, or a descheduled pyscope) are counted
  * and skipped, never made up in a burst.
  *
- * Never: leaves the signal mask changed after sampler_run, or sleeps without a bound.
+ * Never: leaves the signal mask changed after sampler_run (the evloop restores it), or sleeps
+ * without a bound.
  */
 #include "sampler_int.h"
 
+#include "pyscope/evloop.h"
+
 #include <errno.h>
-#include <math.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/signalfd.h>
-#include <sys/syscall.h>
-#include <sys/timerfd.h>
-#include <time.h>
 #include <unistd.h>
 
 /* sampler_run calls on_status this often. */
 #define STATUS_EVERY_S 0.25
 
-double sampler_now(void)
-{
-    struct timespec t;
-
-    (void)clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 double sampler_clock(const struct sampler *s)
 {
-    return s->opts.clock ? s->opts.clock(s->opts.clock_arg) : sampler_now();
-}
-
-double sampler_wall(void)
-{
-    struct timespec t;
-
-    (void)clock_gettime(CLOCK_REALTIME, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+    return s->opts.clock ? s->opts.clock(s->opts.clock_arg) : evloop_now();
 }
 
 /* xorshift64*: the jitter needs no quality, only independence from the target's period. */
@@ -73,19 +53,6 @@ static void advance_due(struct sampler *s, double now)
         s->stats.missed_ticks += missed;
         s->next_due += (double)missed * s->period;
     }
-}
-
-/* Arm the timer for the next tick after now, counting the ticks that were missed. */
-static int arm(struct sampler *s, double now, struct ps_err *err)
-{
-    struct itimerspec it = {0};
-
-    advance_due(s, now);
-    it.it_value.tv_sec = (time_t)s->next_due;
-    it.it_value.tv_nsec = (long)((s->next_due - floor(s->next_due)) * 1e9);
-    if (timerfd_settime(s->tfd, TFD_TIMER_ABSTIME, &it, NULL) < 0)
-        return ps_err_set(err, -errno, "cannot arm the sampling timer: %s", strerror(errno));
-    return 0;
 }
 
 static bool rate_ok(double hz)
@@ -149,12 +116,8 @@ int sampler_new(struct pyproc *pp, struct profile *p, const struct sampler_opts 
     s->rng = (uint64_t)(s->t0 * 1e9) ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     s->generation = profile_generation(p);
     s->truncated_frame = PROFILE_NONE;
-    s->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    rc = s->tfd < 0
-             ? ps_err_set(err, -errno, "cannot create the sampling timer: %s", strerror(errno))
-             : alloc_tables(s, err);
-    if (rc == 0)
-        rc = arm(s, s->t0, err);
+    advance_due(s, s->t0);
+    rc = alloc_tables(s, err);
     if (rc < 0) {
         sampler_free(s);
         return rc;
@@ -167,8 +130,6 @@ void sampler_free(struct sampler *s)
 {
     if (!s)
         return;
-    if (s->tfd >= 0)
-        (void)close(s->tfd);
     walk_stack_free(&s->st);
     walk_stack_free(&s->st_prev);
     free(s->tasks);
@@ -183,9 +144,9 @@ void sampler_free(struct sampler *s)
     free(s);
 }
 
-int sampler_fd(const struct sampler *s)
+double sampler_due(const struct sampler *s)
 {
-    return s->tfd;
+    return s->next_due;
 }
 
 int sampler_set_rate(struct sampler *s, double rate_hz, struct ps_err *err)
@@ -199,16 +160,9 @@ int sampler_set_rate(struct sampler *s, double rate_hz, struct ps_err *err)
 
 int sampler_tick(struct sampler *s, struct ps_err *err)
 {
-    uint64_t expirations = 0;
-    int rc;
+    int rc = sampler_sample_once(s, err);
 
-    if (read(s->tfd, &expirations, sizeof(expirations)) != (ssize_t)sizeof(expirations))
-        return errno == EAGAIN || errno == EINTR
-                   ? 0
-                   : ps_err_set(err, -errno, "cannot read the sampling timer: %s", strerror(errno));
-    rc = sampler_sample_once(s, err);
-    if (rc == 0)
-        rc = arm(s, sampler_clock(s), err);
+    advance_due(s, sampler_clock(s));
     return rc;
 }
 
@@ -246,92 +200,23 @@ void sampler_stats_get(const struct sampler *s, struct sampler_stats *out)
 /* ---- the blocking loop ------------------------------------------------------------------- */
 
 /*
- * sampler_run waits with ppoll on the signalfd and the pidfd, its timeout the next tick's due
- * time, instead of polling the timerfd: one syscall per tick instead of three (poll, the
- * timer's read, its jittered re-arm), and every tick still gets its own jitter (computed here,
- * free). ppoll may wake up to the thread's timer slack late (50 us by default: half a 10 kHz
- * period), so the loop sets the slack to 1/RUN_SLACK_DIV of the period (at most the default)
- * for its duration and puts the old value back.
+ * sampler_run's loop waits in one ppoll (evloop) on the signalfd and the pidfd, its timeout the
+ * next tick's due time: one syscall per tick, and every tick still gets its own jitter
+ * (computed here, free). ppoll may wake up to the thread's timer slack late (50 us by default:
+ * half a 10 kHz period), so the run sets the slack to 1/RUN_SLACK_DIV of the period (at most
+ * the default) for its duration and puts the old value back.
  */
 #define RUN_SLACK_DIV 20
 
-struct run_fds {
-    int sig, pid;
-    sigset_t old;
-    bool masked;
+/* sampler_run's own reason to end (evloop_stop): the duration elapsed. */
+#define RUN_END_DURATION EVLOOP_END_OWN
+
+struct run {
+    struct sampler *s;
+    struct evloop *l;
+    int tick, status;
     long slack; /* the thread's timer slack before the loop, -1 when unknown */
 };
-
-static int run_setup(struct sampler *s, struct run_fds *r, struct ps_err *err)
-{
-    sigset_t set;
-
-    r->sig = r->pid = -1;
-    r->slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
-    if (r->slack > 0 && s->period * 1e9 / RUN_SLACK_DIV < (double)r->slack)
-        (void)prctl(PR_SET_TIMERSLACK, (unsigned long)(s->period * 1e9 / RUN_SLACK_DIV) + 1, 0, 0,
-                    0);
-    (void)sigemptyset(&set);
-    (void)sigaddset(&set, SIGINT);
-    (void)sigaddset(&set, SIGTERM);
-    (void)sigaddset(&set, SIGHUP);
-    (void)sigaddset(&set, SIGQUIT);
-    if (sigprocmask(SIG_BLOCK, &set, &r->old) < 0)
-        return ps_err_set(err, -errno, "cannot block signals: %s", strerror(errno));
-    r->masked = true;
-    r->sig = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (r->sig < 0)
-        return ps_err_set(err, -errno, "cannot create a signalfd: %s", strerror(errno));
-#ifdef SYS_pidfd_open
-    /* Best effort (Linux 5.3+); without it a failing walk detects the exit. */
-    if (s->pid > 0)
-        r->pid = (int)syscall(SYS_pidfd_open, s->pid, 0);
-#endif
-    return 0;
-}
-
-static void run_teardown(struct run_fds *r)
-{
-    if (r->pid >= 0)
-        (void)close(r->pid);
-    if (r->sig >= 0)
-        (void)close(r->sig);
-    if (r->masked)
-        (void)sigprocmask(SIG_SETMASK, &r->old, NULL);
-    if (r->slack > 0)
-        (void)prctl(PR_SET_TIMERSLACK, (unsigned long)r->slack, 0, 0, 0);
-}
-
-/* A signal arrived: forward it once to our child, else end. Returns true to end. */
-static bool on_signal(struct sampler *s, int fd, bool *forwarded)
-{
-    struct signalfd_siginfo si;
-
-    if (read(fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
-        return false;
-    if (s->opts.forward_signals > 0 && !*forwarded) {
-        /* A terminal's Ctrl-C (SI_KERNEL) already reached the child's process group. */
-        *forwarded = true;
-        if (si.ssi_code != SI_KERNEL)
-            (void)kill(s->opts.forward_signals, (int)si.ssi_signo);
-        return false;
-    }
-    return true;
-}
-
-/* How long to wait from now: until the next tick, status report or the end of the duration. */
-static struct timespec wait_for(const struct sampler *s, double now, double next_status)
-{
-    double until = next_status < s->next_due ? next_status : s->next_due, d;
-    struct timespec ts;
-
-    if (s->opts.duration_s > 0 && s->t0 + s->opts.duration_s < until)
-        until = s->t0 + s->opts.duration_s;
-    d = until > now ? until - now : 0;
-    ts.tv_sec = (time_t)d;
-    ts.tv_nsec = (long)((d - floor(d)) * 1e9);
-    return ts;
-}
 
 static void report(struct sampler *s)
 {
@@ -343,56 +228,100 @@ static void report(struct sampler *s)
     s->opts.on_status(s->opts.status_arg, &st);
 }
 
-/* Wait for the next event; end the run on a signal or the target's exit. */
-static int run_wait(struct sampler *s, struct run_fds *r, double next_status, bool *forwarded,
-                    struct ps_err *err)
+/* The tick timer: sample, the owner's on_tick, then the next due time (misses counted). */
+static int run_tick(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
 {
-    struct pollfd fds[2] = {{.fd = r->sig, .events = POLLIN}, {.fd = r->pid, .events = POLLIN}};
-    struct timespec ts = wait_for(s, sampler_clock(s), next_status);
-    int got = ppoll(fds, 2, &ts, NULL);
+    struct run *r = arg;
+    struct sampler *s = r->s;
+    int rc = sampler_sample_once(s, err);
 
-    if (got < 0 && errno != EINTR)
-        return ps_err_set(err, -errno, "poll failed: %s", strerror(errno));
-    if (got <= 0)
+    (void)events;
+    if (rc == 0 && s->opts.on_tick)
+        rc = s->opts.on_tick(s->opts.tick_arg, err);
+    advance_due(s, sampler_clock(s));
+    evloop_timer_at(l, r->tick, s->next_due);
+    if (rc == -PS_EGONE) {
+        ps_err_clear(err);
+        evloop_stop(l, EVLOOP_END_EXITED);
         return 0;
-    if ((fds[0].revents & POLLIN) && on_signal(s, r->sig, forwarded))
-        s->stats.end = SAMPLER_END_SIGNAL;
-    else if (fds[1].revents & POLLIN)
-        s->stats.end = SAMPLER_END_EXITED;
+    }
+    return rc;
+}
+
+static int run_status(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
+{
+    struct run *r = arg;
+
+    (void)events;
+    (void)err;
+    report(r->s);
+    evloop_timer_at(l, r->status, sampler_clock(r->s) + STATUS_EVERY_S);
     return 0;
+}
+
+static int run_duration(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
+{
+    (void)arg;
+    (void)events;
+    (void)err;
+    evloop_stop(l, RUN_END_DURATION);
+    return 0;
+}
+
+/* The loop and its sources: stop signals (forwarded once to opts.forward_signals), the
+ * target's pidfd (best effort, Linux 5.3+: without it a failing walk detects the exit), the
+ * ticks, the status reports, the duration. */
+static int run_setup(struct run *r, struct ps_err *err)
+{
+    struct sampler *s = r->s;
+    const struct evloop_clock clk = {.now = s->opts.clock, .arg = s->opts.clock_arg};
+    const struct evloop_opts o = {.signals = EVLOOP_SIG_STOP,
+                                  .clock = s->opts.clock ? &clk : NULL,
+                                  .forward_to = s->opts.forward_signals};
+    double now = sampler_clock(s);
+    struct ps_err ignored = {0};
+    int rc;
+
+    r->slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+    if (r->slack > 0 && s->period * 1e9 / RUN_SLACK_DIV < (double)r->slack)
+        (void)prctl(PR_SET_TIMERSLACK, (unsigned long)(s->period * 1e9 / RUN_SLACK_DIV) + 1, 0, 0,
+                    0);
+    rc = evloop_new(&o, &r->l, err);
+    if (rc < 0)
+        return rc;
+    if (s->pid > 0 && evloop_add_pid(r->l, s->pid, NULL, NULL, &ignored) < 0)
+        ps_err_clear(&ignored);
+    if (s->next_due < now)
+        s->next_due = now;
+    rc = r->tick = evloop_add_timer(r->l, s->next_due, run_tick, r, err);
+    if (rc >= 0)
+        rc = r->status = evloop_add_timer(r->l, now + STATUS_EVERY_S, run_status, r, err);
+    if (rc >= 0 && s->opts.duration_s > 0)
+        rc = evloop_add_timer(r->l, s->t0 + s->opts.duration_s, run_duration, r, err);
+    return rc < 0 ? rc : 0;
+}
+
+static void run_teardown(struct run *r)
+{
+    evloop_free(r->l);
+    if (r->slack > 0)
+        (void)prctl(PR_SET_TIMERSLACK, (unsigned long)r->slack, 0, 0, 0);
 }
 
 int sampler_run(struct sampler *s, struct ps_err *err)
 {
-    struct run_fds r;
-    bool forwarded = false;
-    double now = sampler_clock(s), next_status = now + STATUS_EVERY_S;
-    int rc = run_setup(s, &r, err);
+    struct run r = {.s = s, .tick = -1, .status = -1};
+    int rc = run_setup(&r, err);
 
     s->stats.end = SAMPLER_END_NONE;
-    if (s->next_due < now)
-        s->next_due = now;
-    while (rc == 0 && s->stats.end == SAMPLER_END_NONE) {
-        rc = run_wait(s, &r, next_status, &forwarded, err);
-        now = sampler_clock(s);
-        if (rc == 0 && s->stats.end == SAMPLER_END_NONE && now >= s->next_due) {
-            rc = sampler_sample_once(s, err);
-            if (rc == 0 && s->opts.on_tick)
-                rc = s->opts.on_tick(s->opts.tick_arg, err);
-            now = sampler_clock(s);
-            advance_due(s, now);
-        }
-        if (rc == -PS_EGONE) {
-            rc = 0;
-            s->stats.end = SAMPLER_END_EXITED;
-        }
-        if (s->opts.duration_s > 0 && now >= s->t0 + s->opts.duration_s &&
-            s->stats.end == SAMPLER_END_NONE)
-            s->stats.end = SAMPLER_END_DURATION;
-        if (now >= next_status) {
-            report(s);
-            next_status = now + STATUS_EVERY_S;
-        }
+    if (rc == 0 && !(s->opts.duration_s > 0 && sampler_clock(s) >= s->t0 + s->opts.duration_s))
+        rc = evloop_run(r.l, err);
+    if (rc == 0) {
+        int why = r.l ? evloop_end(r.l) : RUN_END_DURATION;
+
+        s->stats.end = why == EVLOOP_END_SIGNAL   ? SAMPLER_END_SIGNAL
+                       : why == EVLOOP_END_EXITED ? SAMPLER_END_EXITED
+                                                  : SAMPLER_END_DURATION;
     }
     run_teardown(&r);
     report(s);

@@ -19,6 +19,7 @@
  * Never: stops, traces or signals a child (each child sampler follows the user's options, as
  * the root's does); lets one child's failure end the recording.
  */
+#include "pyscope/evloop.h"
 #include "pyscope/subproc.h"
 
 #include <errno.h>
@@ -304,18 +305,10 @@ static int child_tick(struct subproc *g, size_t i, struct ps_err *err)
     return 0;
 }
 
-static double mono_now(void)
-{
-    struct timespec t;
-
-    (void)clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 int subproc_tick(void *arg, struct ps_err *err)
 {
     struct subproc *g = arg;
-    double now = mono_now();
+    double now = evloop_now();
 
     if (now >= g->next_scan) {
         g->next_scan = now + SUBPROC_SCAN_MS / 1000.0;

@@ -21,6 +21,7 @@
  * every thread, drains the breakpoint SIGTRAPs still on their way, then detaches. Memory is allocated at
  * tracer_new only (ring, open-exception slots, thread tables): flat for hours.
  */
+#include "pyscope/evloop.h"
 #include "pyscope/tracer.h"
 
 #include <errno.h>
@@ -52,14 +53,6 @@
 #define TR_SYNC_S      0.1  /* least time between two thread-list reconciliations */
 
 /* ---- time, events --------------------------------------------------------------------------- */
-
-static double tr_real(void)
-{
-    struct timespec t;
-
-    (void)clock_gettime(CLOCK_REALTIME, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static void tr_copy(char *dst, size_t cap, const char *src, bool keep_tail)
 {
@@ -126,7 +119,7 @@ void tr_end(struct tracer *t, struct tr_open *o, bool propagating)
     if (o->reported) {
         struct tracer_event *ev = &o->raise;
         ev->kind = TRACER_EV_END;
-        ev->time = tr_real();
+        ev->time = evloop_wall();
         ev->propagating = propagating;
         ev->fate_unknown = o->blind;
         ev->handled_at = o->last;
@@ -266,7 +259,7 @@ void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *w,
         tr_open_init(o, tid, w->addr, tr_key(raw));
     memset(ev, 0, offsetof(struct tracer_event, frames));
     ev->kind = TRACER_EV_RAISE;
-    ev->time = t->hit_time > 0 ? t->hit_time : tr_real();
+    ev->time = t->hit_time > 0 ? t->hit_time : evloop_wall();
     ev->native_id = tid;
     ev->pid = t->pp->pid;
     ev->thread_id = w->thread_id;
@@ -287,7 +280,7 @@ void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *w,
         return;
     }
     /* A site never reported goes first: it is reported whatever the bucket holds. */
-    if (!tracer_bucket_take(&t->bucket, tr_mono()) && !fresh) {
+    if (!tracer_bucket_take(&t->bucket, evloop_now()) && !fresh) {
         t->st.not_reported++;
         t->want_disarm = true; /* by tracer_step, once this thread runs again */
         return;
@@ -368,7 +361,7 @@ static void tr_hit(struct tracer *t, pid_t tid)
 {
     struct user_regs_struct regs;
     const struct walk_tstate *w;
-    double now = tr_mono();
+    double now = evloop_now();
 
     t->st.hits++;
     tr_spin_note_hit(t, now);
@@ -382,7 +375,7 @@ static void tr_hit(struct tracer *t, pid_t tid)
     tr_memo_use(t, tid, true);
     tr_hit_read(t, tid, w, regs.rdi);
     tr_memo_use(t, tid, false);
-    (void)tr_budget_stop(t, tid, tr_mono() - now);
+    (void)tr_budget_stop(t, tid, evloop_now() - now);
 }
 
 /* ---- target hooks --------------------------------------------------------------------------- */
@@ -532,7 +525,7 @@ static int tr_attach(struct tracer *t, struct ps_err *err)
     if (rc == 0 && bkpt_mechanism(t->bp) == BKPT_PERF) {
         bkpt_count_enable(t->bp, true); /* every event opened below counts from its start */
         t->cnt_on = true;
-        t->armed_at = t->cnt_on_at = tr_mono();
+        t->armed_at = t->cnt_on_at = evloop_now();
     }
     n = target_tids(t->tids, TARGET_MAX_THREADS);
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -672,7 +665,7 @@ static void tr_drain_fd(int fd)
 
 int tracer_step(struct tracer *t, struct ps_err *err)
 {
-    double now = tr_mono();
+    double now = evloop_now();
     int rc;
 
     if (t->used_bpf)
@@ -748,7 +741,7 @@ void tracer_stats(struct tracer *t, struct tracer_stats *out)
         t->st.raises_est += (double)t->sites[i].exact + t->sites[i].sampled_est;
     *out = t->st;
     if (t->disarmed_at != 0)
-        out->disarmed_seconds += tr_mono() - t->disarmed_at;
+        out->disarmed_seconds += evloop_now() - t->disarmed_at;
     if (t->used_bpf)
         tr_bpf_stats(t, out);
 }

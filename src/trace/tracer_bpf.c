@@ -30,6 +30,7 @@
 #include "bpf/exc_rec.h"
 #include "pyscope/bpf_exc.h"
 #include "pyscope/code.h"
+#include "pyscope/evloop.h"
 #include "pyscope/exc.h"
 #include "pyscope/procstat.h"
 #include "pyscope/target.h"
@@ -341,10 +342,7 @@ static int tr_bpf_sync(struct tracer *t)
 /* The program stamps records with CLOCK_MONOTONIC; events carry CLOCK_REALTIME. */
 static void tr_bpf_clock(struct tracer *t)
 {
-    struct timespec real;
-
-    (void)clock_gettime(CLOCK_REALTIME, &real);
-    t->bpf_clock_shift = (double)real.tv_sec + (double)real.tv_nsec / 1e9 - tr_mono();
+    t->bpf_clock_shift = evloop_wall() - evloop_now();
 }
 
 int tr_bpf_start(struct tracer *t, struct ps_err *err)
@@ -381,7 +379,7 @@ int tr_bpf_start(struct tracer *t, struct ps_err *err)
     if (!t->bpf_hdrs || t->chld_fd < 0)
         return ps_err_set(err, -ENOMEM, "out of memory for the bpf exception reader");
     if (t->opts.max_rate == 0)
-        tracer_bucket_init(&t->bucket, -1.0, 0, tr_mono()); /* unlimited: no stop to budget */
+        tracer_bucket_init(&t->bucket, -1.0, 0, evloop_now()); /* unlimited: no stop to budget */
     /* a test knob: the rate above which the budget applies (a loaded test machine cannot
      * raise 20k/s) */
     free_rate = getenv("PYSCOPE_BPF_FREE_RATE");
@@ -392,7 +390,7 @@ int tr_bpf_start(struct tracer *t, struct ps_err *err)
 
 int tr_bpf_step(struct tracer *t, struct ps_err *err)
 {
-    double now = tr_mono();
+    double now = evloop_now();
     int rc;
 
     (void)err;

@@ -146,7 +146,7 @@ struct tracer {
     uint64_t bpf_cnt_in_flight, bpf_cnt_sampled;
     uint32_t bpf_every, bpf_sync_gen; /* the sampling in force (1: a record per raise) */
     double bpf_free_rate;             /* raises/s below which every raise gets its record */
-    double bpf_bud_at;                /* the budget's last look (tr_mono; 0 never) */
+    double bpf_bud_at;                /* the budget's last look (evloop_now; 0 never) */
     uint64_t bpf_bud_ns, bpf_bud_hits, bpf_bud_raises; /* counters at that look */
     char mech_note[512];                               /* tracer_mechanism_note */
 };
@@ -207,9 +207,6 @@ int tr_bpf_stop(struct tracer *t);
 void tr_bpf_stats(struct tracer *t, struct tracer_stats *out);
 
 /* ---- tracer_rate.c ------------------------------------------------------------------------- */
-
-/* Seconds on the monotonic clock: the time base of the bucket, the counting and the spinning. */
-double tr_mono(void);
 
 /* Whether si is a hit of t's breakpoint (ctx is the tracer), by looking only: async-signal-safe.
  * The trap test of target_drain_traps and of the signal-time teardown (target_hooks.is_trap). */

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "pyscope/bkpt.h"
+#include "pyscope/evloop.h"
 #include "tracer_int.h"
 
 static uint64_t tr_fnv(uint64_t h, const char *s)
@@ -73,12 +74,9 @@ bool tr_site_seen(struct tracer *t, const char *type, const struct tracer_frame 
 {
     static const struct tracer_frame unread = {.function = "?", .file = "?", .line = -1};
     struct tr_site *s = tr_site_find(t, type, at ? at : &unread);
-    struct timespec now;
 
-    if (s->pub.seen == 0) {
-        (void)clock_gettime(CLOCK_REALTIME, &now);
-        s->pub.first_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
-    }
+    if (s->pub.seen == 0)
+        s->pub.first_time = evloop_wall();
     s->pub.seen++;
     if (pinned)
         s->exact++;

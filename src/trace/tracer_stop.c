@@ -14,19 +14,18 @@
  * the open exceptions are ended with one exact read, and every thread detached. A target that
  * exited meanwhile just ends the trace.
  *
- * tracer_run takes SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGTSTP through a signalfd while it runs, so a
- * Ctrl-C ends the loop and takes this same path instead of the teardown handlers.
+ * tracer_run is an evloop (evloop.h): SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGTSTP come through its
+ * signalfd, so a Ctrl-C ends the loop and takes this same path (tracer_stop is the loop's
+ * teardown step) instead of the teardown handlers. Every call runs on the thread that called
+ * tracer_run, the one that attached (ptrace requests must).
  */
 #include "pyscope/tracer.h"
 
 #include <errno.h>
-#include <poll.h>
-#include <pthread.h>
 #include <signal.h>
-#include <sys/signalfd.h>
-#include <unistd.h>
 
 #include "pyscope/bkpt.h"
+#include "pyscope/evloop.h"
 #include "pyscope/target.h"
 #include "tracer_int.h"
 
@@ -67,7 +66,7 @@ int tracer_stop(struct tracer *t, struct ps_err *err)
     if (t->used_bpf)
         return tr_bpf_stop(t);
     if (t->disarmed_at != 0) {
-        double now = tr_mono();
+        double now = evloop_now();
         tr_count_end(t, now);
         t->st.disarmed_seconds += now - t->disarmed_at;
         t->disarmed_at = 0;
@@ -86,25 +85,14 @@ int tracer_stop(struct tracer *t, struct ps_err *err)
 
 /* ---- the blocking loop ------------------------------------------------------------------- */
 
-void tracer_signals(sigset_t *set)
-{
-    (void)sigemptyset(set);
-    (void)sigaddset(set, SIGINT);
-    (void)sigaddset(set, SIGTERM);
-    (void)sigaddset(set, SIGHUP);
-    (void)sigaddset(set, SIGQUIT); /* Ctrl-\ quits as cleanly as Ctrl-C */
-    (void)sigaddset(set, SIGTSTP); /* a suspended tracer would hold every thread that raises */
-}
+/* tracer_run's own reasons to end (evloop_stop). */
+#define TR_END_DONE     EVLOOP_END_OWN       /* tracer_step said the trace is over */
+#define TR_END_DURATION (EVLOOP_END_OWN + 1) /* duration_s elapsed */
 
-static int tr_sig_fd(sigset_t *old)
-{
-    sigset_t set;
-
-    tracer_signals(&set);
-    if (pthread_sigmask(SIG_BLOCK, &set, old) != 0)
-        return -1;
-    return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-}
+struct tr_run {
+    struct tracer *t;
+    int wait; /* the timer at tracer_timeout_ms: a quiet wait is a step too */
+};
 
 static const char *tr_sig_why(int sig)
 {
@@ -119,39 +107,77 @@ static const char *tr_sig_why(int sig)
     }
 }
 
+/* The tracer's fd was readable or its wait ran out: one step, then the next wait. */
+static int tr_run_step(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
+{
+    struct tr_run *r = arg;
+    int rc = tracer_step(r->t, err);
+
+    (void)events;
+    if (rc == 1)
+        evloop_stop(l, TR_END_DONE);
+    evloop_timer_at(l, r->wait, evloop_now() + tracer_timeout_ms(r->t) / 1000.0);
+    return rc < 0 ? rc : 0;
+}
+
+static int tr_run_duration(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
+{
+    (void)arg;
+    (void)events;
+    (void)err;
+    evloop_stop(l, TR_END_DURATION);
+    return 0;
+}
+
+/* The loop's teardown: the target released (tracer_stop), whatever ended the loop. */
+static int tr_run_undo(void *arg, struct ps_err *err)
+{
+    return tracer_stop(arg, err);
+}
+
+/* The loop: stop signals and TSTP (no handler: Ctrl-Z is an orderly stop), the tracer's fd,
+ * its wait and the duration. */
+static int tr_run_open(struct tr_run *r, struct evloop *l, double duration_s, struct ps_err *err)
+{
+    double now = evloop_now();
+    int rc = evloop_add_teardown(l, tr_run_undo, r->t, err);
+
+    if (rc == 0)
+        rc = evloop_add_fd(l, r->t->chld_fd, tr_run_step, r, err);
+    if (rc >= 0)
+        rc = r->wait =
+            evloop_add_timer(l, now + tracer_timeout_ms(r->t) / 1000.0, tr_run_step, r, err);
+    if (rc >= 0 && duration_s > 0)
+        rc = evloop_add_timer(l, now + duration_s, tr_run_duration, r, err);
+    return rc < 0 ? rc : 0;
+}
+
+static const char *tr_run_why(const struct tracer *t, const struct evloop *l)
+{
+    switch (evloop_end(l)) {
+    case EVLOOP_END_SIGNAL: return tr_sig_why(evloop_signo(l));
+    case TR_END_DURATION: return "duration";
+    case TR_END_DONE: return t->exec_seen ? "target exec'd" : "target exited";
+    default: return "error";
+    }
+}
+
 int tracer_run(struct tracer *t, double duration_s, const char **why, struct ps_err *err)
 {
-    double end = duration_s > 0 ? tr_mono() + duration_s : 0;
-    sigset_t old;
-    int sfd = tr_sig_fd(&old);
-    int rc = 0;
+    const struct evloop_opts o = {.signals = EVLOOP_SIG_STOP | EVLOOP_SIG_TSTP};
+    struct tr_run r = {.t = t, .wait = -1};
+    struct evloop *l = NULL;
+    struct ps_err later = {0}; /* the teardown's error when the run's own is kept */
+    int rc = evloop_new(&o, &l, err), rc2;
 
     *why = "error";
-    while (rc == 0) {
-        struct pollfd p[2] = {{.fd = t->chld_fd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
-        double left = end > 0 ? end - tr_mono() : 0.1;
-        struct signalfd_siginfo si;
-        if (end > 0 && left <= 0) {
-            *why = "duration";
-            break;
-        }
-        int wait_ms = tracer_timeout_ms(t);
-        if (end > 0 && left * 1000.0 < wait_ms)
-            wait_ms = (int)(left * 1000.0) + 1;
-        (void)poll(p, sfd >= 0 ? 2 : 1, wait_ms);
-        if (sfd >= 0 && read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-            *why = tr_sig_why((int)si.ssi_signo);
-            break;
-        }
-        rc = tracer_step(t, err);
-        if (rc == 1)
-            *why = t->exec_seen ? "target exec'd" : "target exited";
-    }
-    rc = rc < 0 ? rc : 0;
-    if (tracer_stop(t, err) < 0 && rc == 0)
-        rc = err->code;
-    if (sfd >= 0)
-        (void)close(sfd);
-    (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return rc;
+    if (rc == 0)
+        rc = tr_run_open(&r, l, duration_s, err);
+    if (rc == 0)
+        rc = evloop_run(l, err);
+    if (rc == 0)
+        *why = tr_run_why(t, l);
+    rc2 = l ? evloop_teardown(l, rc < 0 ? &later : err) : tracer_stop(t, rc < 0 ? &later : err);
+    evloop_free(l);
+    return rc < 0 ? rc : rc2;
 }
