@@ -165,9 +165,10 @@ static size_t warm_walks(struct fixture *fx, bool tamper)
     struct walk_stack st, cold;
     struct ps_err err = {0};
     size_t n = 0, confirmed = 0;
+    const struct pyctx c = pyproc_ctx(fx->pp);
 
     assert_non_null(ts);
-    assert_int_equal(walk_tstates(fx->pp, ts, WALK_MAX_THREADS, &n, NULL, NULL, &err), 0);
+    assert_int_equal(walk_tstates(&c, ts, WALK_MAX_THREADS, &n, NULL, NULL, &err), 0);
     assert_true(n >= 5);
     assert_int_equal(walk_stack_init(&st, &err), 0);
     assert_int_equal(walk_stack_init(&cold, &err), 0);
@@ -176,15 +177,15 @@ static size_t warm_walks(struct fixture *fx, bool tamper)
         const struct memsrc_iov co = {.addr = ts[i].addr, .buf = &word, .len = 8};
 
         fx->src->tamper = false;
-        assert_int_equal(walk_stack(fx->pp, ts[i].addr, &cold, &err), 0);
+        assert_int_equal(walk_stack(&c, ts[i].addr, &cold, &err), 0);
         assert_false(cold.top_confirmed && cold.n > 0); /* a cold walk predicts nothing */
         assert_int_equal(memsrc_read_u64(fx->pp->src, ts[i].addr, &expected, &err), 0);
-        assert_int_equal(walk_stack(fx->pp, ts[i].addr, &st, &err), 0); /* st's hint: warm */
+        assert_int_equal(walk_stack(&c, ts[i].addr, &st, &err), 0); /* st's hint: warm */
         st.co_reads = &co;
         st.nco_reads = 1;
         fx->src->tamper = tamper;
         calls = fx->pp->src->stats.calls;
-        assert_int_equal(walk_stack(fx->pp, ts[i].addr, &st, &err), 0);
+        assert_int_equal(walk_stack(&c, ts[i].addr, &st, &err), 0);
         assert_int_equal(word, expected);
         assert_int_equal(st.n, cold.n);
         for (size_t f = 0; f < st.n; f++)
