@@ -408,6 +408,36 @@ static void probe_opcodes(void)
 #endif
 }
 
+/* The number of the one bit set in flag. */
+static long probe_bit(unsigned long flag)
+{
+    long bit = 0;
+
+    while (bit < 63 && !(flag & (1UL << bit)))
+        bit++;
+    return bit;
+}
+
+/* tp_flags bits (Include/object.h), as bit numbers. */
+static void probe_tpflags(void)
+{
+#ifdef Py_TPFLAGS_INLINE_VALUES
+    put("tpflag_inline_values", probe_bit(Py_TPFLAGS_INLINE_VALUES)); /* 3.13+ */
+#else
+    put("tpflag_inline_values", ABSENT);
+#endif
+    put("tpflag_managed_dict", probe_bit(Py_TPFLAGS_MANAGED_DICT));
+    put("tpflag_heaptype", probe_bit(Py_TPFLAGS_HEAPTYPE));
+    put("tpflag_long_subclass", probe_bit(Py_TPFLAGS_LONG_SUBCLASS));
+    put("tpflag_list_subclass", probe_bit(Py_TPFLAGS_LIST_SUBCLASS));
+    put("tpflag_tuple_subclass", probe_bit(Py_TPFLAGS_TUPLE_SUBCLASS));
+    put("tpflag_bytes_subclass", probe_bit(Py_TPFLAGS_BYTES_SUBCLASS));
+    put("tpflag_unicode_subclass", probe_bit(Py_TPFLAGS_UNICODE_SUBCLASS));
+    put("tpflag_dict_subclass", probe_bit(Py_TPFLAGS_DICT_SUBCLASS));
+    put("tpflag_base_exc_subclass", probe_bit(Py_TPFLAGS_BASE_EXC_SUBCLASS));
+    put("tpflag_type_subclass", probe_bit(Py_TPFLAGS_TYPE_SUBCLASS));
+}
+
 int main(void)
 {
     put("check_py_version_hex", (long)PY_VERSION_HEX);
@@ -421,6 +451,7 @@ int main(void)
     probe_containers();
     probe_managed_dict();
     probe_growth();
+    probe_tpflags();
     probe_opcodes();
     return 0;
 }

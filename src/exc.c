@@ -17,10 +17,8 @@
 #include "pyscope/linetab.h"
 #include "pyscope/pyobj.h"
 
-/* tp_flags bits (Include/object.h, identical in 3.11-3.13). */
-#define EXC_TPFLAGS_TUPLE_SUBCLASS    (1ull << 26)
-#define EXC_TPFLAGS_UNICODE_SUBCLASS  (1ull << 28)
-#define EXC_TPFLAGS_BASE_EXC_SUBCLASS (1ull << 30)
+/* The tp_flags mask of flag f in c's layout table (tpflag_f). */
+#define EXC_TPFLAG(c, f) layout_tpflag((c)->lay->tpflag_##f)
 /* Traceback entries followed before giving up (recursion errors make ~1000). */
 #define EXC_TB_WALK_MAX 4096
 
@@ -95,7 +93,7 @@ int exc_traceback_of(const struct pyctx *c, uint64_t exc, uint64_t *tb, struct p
     uint64_t type = 0, t = 0;
     int rc = pyobj_type(c, exc, &type, err);
 
-    if (rc == 0 && !(exc_flags_of(c, type) & EXC_TPFLAGS_BASE_EXC_SUBCLASS))
+    if (rc == 0 && !(exc_flags_of(c, type) & EXC_TPFLAG(c, base_exc_subclass)))
         rc = ps_err_set(err, -PS_ECORRUPT, "object at 0x%" PRIx64 " is not an exception", exc);
     if (rc == 0)
         rc = exc_u64(c, exc, c->lay->exc_traceback, &t, err);
@@ -120,7 +118,7 @@ static uint64_t exc_tuple_first(const struct pyctx *c, uint64_t tup)
     memcpy(&size, buf + l->varobject_size, 8);
     memcpy(&first, buf + l->tuple_items, 8);
     if (size == 0 || size > (1u << 20) ||
-        !(type == c->syms->tuple_type || (exc_flags_of(c, type) & EXC_TPFLAGS_TUPLE_SUBCLASS)))
+        !(type == c->syms->tuple_type || (exc_flags_of(c, type) & EXC_TPFLAG(c, tuple_subclass))))
         return 0;
     return first;
 }
@@ -135,10 +133,10 @@ static void exc_message(const struct pyctx *c, uint64_t value, uint64_t type, ui
 
     if (value == 0 || value == c->syms->none)
         return;
-    if (flags & EXC_TPFLAGS_BASE_EXC_SUBCLASS) {
+    if (flags & EXC_TPFLAG(c, base_exc_subclass)) {
         if (args)
             cand = exc_tuple_first(c, args);
-    } else if (type == c->syms->unicode_type || (flags & EXC_TPFLAGS_UNICODE_SUBCLASS)) {
+    } else if (type == c->syms->unicode_type || (flags & EXC_TPFLAG(c, unicode_subclass))) {
         cand = value;
     } else {
         cand = exc_tuple_first(c, value);
@@ -249,7 +247,7 @@ int exc_describe_cached(const struct pyctx *c, const struct exc_raw *raw, struct
     uint64_t vflags = 0;
 
     memset(out, 0, sizeof(*out));
-    if (type == 0 || !(exc_flags_of(c, type) & EXC_TPFLAGS_BASE_EXC_SUBCLASS))
+    if (type == 0 || !(exc_flags_of(c, type) & EXC_TPFLAG(c, base_exc_subclass)))
         return ps_err_set(err, -PS_ECORRUPT,
                           "type at 0x%" PRIx64 " is not an exception type (torn read?)", type);
     if (exc_type_name(c, type, names, out->type, sizeof(out->type), err) < 0)
@@ -257,9 +255,9 @@ int exc_describe_cached(const struct pyctx *c, const struct exc_raw *raw, struct
     if (!have)
         return 0;
     /* 3.11 may hold an unnormalised value (str, tuple): only an instance has args and a chain */
-    vflags = f.type == type ? EXC_TPFLAGS_BASE_EXC_SUBCLASS : exc_flags_of(c, f.type);
+    vflags = f.type == type ? EXC_TPFLAG(c, base_exc_subclass) : exc_flags_of(c, f.type);
     exc_message(c, raw->value, f.type, vflags, f.args, out);
-    if (vflags & EXC_TPFLAGS_BASE_EXC_SUBCLASS) {
+    if (vflags & EXC_TPFLAG(c, base_exc_subclass)) {
         exc_chained(c, f.cause, names, out->cause_type, sizeof(out->cause_type));
         exc_chained(c, f.context, names, out->context_type, sizeof(out->context_type));
     }

@@ -25,11 +25,8 @@
 #include "growth_int.h"
 #include "pyscope/pyobj.h"
 
-/* tp_flags bits (Include/object.h, identical in 3.11-3.13). */
-#define TPF_HEAPTYPE      (1ull << 9)
-#define TPF_LIST_SUBCLASS (1ull << 25)
-#define TPF_DICT_SUBCLASS (1ull << 29)
-#define TPF_TYPE_SUBCLASS (1ull << 31)
+/* The tp_flags mask of flag f in g's layout table (tpflag_f). */
+#define TPF(g, f) layout_tpflag((g)->lay->tpflag_##f)
 
 /* Classification of one value; GROWTH_* kinds, or these. */
 enum {
@@ -113,9 +110,9 @@ static int classify(const struct growth *g, uint64_t type, uint64_t flags)
 
     if (type == 0)
         return SCAN_NONE;
-    if (type == s->dict_type || (flags & TPF_DICT_SUBCLASS))
+    if (type == s->dict_type || (flags & TPF(g, dict_subclass)))
         return GROWTH_DICT;
-    if (type == s->list_type || (flags & TPF_LIST_SUBCLASS))
+    if (type == s->list_type || (flags & TPF(g, list_subclass)))
         return GROWTH_LIST;
     if (type == s->set_type)
         return GROWTH_SET;
@@ -123,7 +120,7 @@ static int classify(const struct growth *g, uint64_t type, uint64_t flags)
         return GROWTH_DEQUE;
     if (g->lru_type && type == g->lru_type)
         return GROWTH_LRU;
-    if (flags & TPF_TYPE_SUBCLASS)
+    if (flags & TPF(g, type_subclass))
         return SCAN_CLASS;
     return SCAN_NONE;
 }
@@ -266,7 +263,7 @@ static int scan_class(struct growth *g, const struct scan_class *c, struct ps_er
     if (put <= 0)
         return 0;
     rc = memsrc_read_u64(g->cx.src, c->addr + (uint64_t)g->lay->type_flags, &flags, &tmp);
-    if (rc == 0 && (flags & TPF_HEAPTYPE))
+    if (rc == 0 && (flags & TPF(g, heaptype)))
         rc = memsrc_read_u64(g->cx.src, c->addr + (uint64_t)g->lay->type_dict, &dict, &tmp);
     if (rc < 0)
         return local_fail(g, rc, &tmp, err);

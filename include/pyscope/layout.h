@@ -195,6 +195,18 @@
     /* dequeobject, lru_cache_object (libpython's DWARF: Modules/_collections, _functools) */  \
     X(deque_leftindex)                                                                         \
     X(lru_cache_cache)                                                                         \
+    /* tp_flags bits (Include/object.h) as bit numbers; absent: the version has no such flag */\
+    X(tpflag_inline_values)           /* 3.13+: Py_TPFLAGS_INLINE_VALUES */                    \
+    X(tpflag_managed_dict)                                                                     \
+    X(tpflag_heaptype)                                                                         \
+    X(tpflag_long_subclass)                                                                    \
+    X(tpflag_list_subclass)                                                                    \
+    X(tpflag_tuple_subclass)                                                                   \
+    X(tpflag_bytes_subclass)                                                                   \
+    X(tpflag_unicode_subclass)                                                                 \
+    X(tpflag_dict_subclass)                                                                    \
+    X(tpflag_base_exc_subclass)                                                                \
+    X(tpflag_type_subclass)                                                                    \
     /* opcodes */                                                                              \
     X(opcode_resume)                                                                           \
     X(opcode_instrumented_resume)                                                              \
@@ -215,6 +227,13 @@ struct layout {
 
 /* True when the version has field f. */
 #define LAYOUT_HAS(lay, f) ((lay)->f != LAYOUT_ABSENT)
+
+/* The tp_flags mask of a tpflag_* field (a bit number): 0 when the version has no such flag, so
+ * that a test of it is false. */
+static inline uint64_t layout_tpflag(int32_t bit)
+{
+    return bit >= 0 && bit < 64 ? (uint64_t)1 << bit : 0;
+}
 
 /*
  * The table for a PY_VERSION_HEX (only major.minor matter), or NULL when unsupported. The
