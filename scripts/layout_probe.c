@@ -11,7 +11,7 @@
  * against 3.13's _Py_DebugOffsets. TaskObj/FutureIter fields are private to
  * Modules/_asynciomodule.c and come from DWARF, not from here.
  *
- * Every version difference is gated on PY_VERSION_HEX (3.11, 3.12, 3.13 supported).
+ * Every version difference is gated on PY_VERSION_HEX (the versions of gen-layouts' MINORS).
  */
 
 #define Py_BUILD_CORE 1

@@ -241,8 +241,15 @@ static inline uint64_t layout_tpflag(int32_t bit)
  */
 const struct layout *layout_for_version(uint32_t version_hex);
 
-/* Supported versions as "3.11, 3.12, 3.13" (static string), for error messages. */
+/*
+ * The supported versions: one generated table each (scripts/gen-layouts, whose MINORS is the one
+ * hand-written list; src/layout_tables.h). layout_supported() spells them for messages
+ * ("3.11, 3.12, 3.13", a static string); layout_table(i) is the i-th table, oldest first, for
+ * i < layout_table_count(), else NULL.
+ */
 const char *layout_supported(void);
+size_t layout_table_count(void);
+const struct layout *layout_table(size_t i);
 
 /* Number of fields, and a field's name and value by index (for dumps and comparisons). */
 size_t layout_field_count(void);

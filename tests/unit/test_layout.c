@@ -55,17 +55,26 @@ static void test_version_mapping(void **state)
     assert_int_equal(must_get(0x030d00f0)->version_hex_min, 0x030d0000);
 }
 
+/* The one version list: every table is listed, found by its version, named in the message. */
 static void test_supported_lists_every_table(void **state)
 {
-    static const uint32_t versions[] = {0x030b0000, 0x030c0000, 0x030d0000};
+    static const uint32_t measured[] = {0x030b0000, 0x030c0000, 0x030d0000}; /* tests below */
+    size_t n = layout_table_count();
 
     (void)state;
-    for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
-        const struct layout *lay = must_get(versions[i]);
+    assert_true(n >= sizeof(measured) / sizeof(measured[0]));
+    assert_null(layout_table(n));
+    for (size_t i = 0; i < n; i++) {
+        const struct layout *lay = layout_table(i);
 
+        assert_non_null(lay);
+        assert_ptr_equal(layout_for_version(lay->version_hex_min), lay);
+        assert_true(i == 0 || layout_table(i - 1)->version_hex_min < lay->version_hex_min);
         assert_non_null(strstr(layout_supported(), lay->name));
         assert_int_equal(strncmp(lay->generated_from, lay->name, strlen(lay->name)), 0);
     }
+    for (size_t i = 0; i < sizeof(measured) / sizeof(measured[0]); i++)
+        assert_non_null(layout_for_version(measured[i]));
 }
 
 static void test_field_access(void **state)

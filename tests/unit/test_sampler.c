@@ -33,9 +33,11 @@
 #include "pyscope/sampler.h"
 #include "pyscope/walk.h"
 
+#include "../../src/layout_tables.h"
 #include "../../src/sampler_int.h"
 
-static const char *const minors[] = {"3.11", "3.12", "3.13"};
+/* Every supported version (the generated table list): the fixtures are recorded for each. */
+static const char *const minors[] = {LAYOUT_VERSION_NAMES};
 
 /* ---- the lenient source ------------------------------------------------------------------ */
 
