@@ -77,6 +77,8 @@ int pyproc_open_source(struct memsrc *src, const struct locate_info *loc, struct
  * write path + ".meta" (the locate facts, see pyproc_meta_read) now; validation reads are
  * replayed once so that the fixture can be reopened with pyproc_open_source. The fixture is
  * complete when pyproc_close returns. For bug reports and unit tests. Errors: -errno writing.
+ * Call it right after opening, before any component (collector, sampler, tracer, growth) takes
+ * pp's context: a context made earlier still reads through the unrecorded source.
  */
 int pyproc_record(struct pyproc *pp, const char *path, struct ps_err *err) PS_WARN_UNUSED;
 
