@@ -469,7 +469,7 @@ static int collect_tasks(struct collector *c, struct ps_err *err)
 
 static int collect_all(struct collector *c, struct ps_err *err)
 {
-    uint64_t calls0 = c->cx.src->stats.calls;
+    uint64_t calls0 = c->pp->src->stats.calls;
     double t0 = now_mono();
     int rc;
 
@@ -488,7 +488,7 @@ static int collect_all(struct collector *c, struct ps_err *err)
     if (rc == 0)
         rc = pyproc_check_alive(c->pp, err);
     c->snap->read_seconds = now_mono() - t0;
-    c->snap->read_calls = c->cx.src->stats.calls - calls0;
+    c->snap->read_calls = c->pp->src->stats.calls - calls0;
     return rc;
 }
 

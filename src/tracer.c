@@ -322,20 +322,33 @@ void tr_propagate(struct tracer *t, const struct pyctx *c, struct tr_open *o)
     o->expect_next = t->stack.n > 1 ? t->stack.frames[1].frame_addr : 0;
 }
 
+/* Begin (on) or end tid's stop in the memo; the stop's readers get the memo as their source
+ * through tr_hit_read's context, pp is never changed. */
+static void tr_memo_use(struct tracer *t, pid_t tid, bool on)
+{
+    if (on)
+        tr_memo_begin(t->memo, tid);
+    else
+        tr_memo_end(t->memo, tid);
+}
+
 /*
  * The reads of one stop, through the memo: the walk first (its one scatter read keeps the
  * thread state, so the exception pointer comes free), then the exception object with the hit
  * frame's f_frame in one read; a new raise adds two levels (tr_describe).
  */
-static void tr_hit_read(struct tracer *t, const struct pyctx *stop, pid_t tid,
-                        const struct walk_tstate *w, uint64_t frameobj)
+static void tr_hit_read(struct tracer *t, pid_t tid, const struct walk_tstate *w, uint64_t frameobj)
 {
+    struct pyctx stop_ctx = pyproc_ctx(t->pp);
+    const struct pyctx *stop = &stop_ctx;
     struct ps_err ignored = {0};
-    bool walked = walk_stack(stop, w->addr, &t->stack, &ignored) == 0 && t->stack.n > 0;
+    bool walked;
     uint64_t iframe = 0;
     struct exc_raw raw;
     struct tr_open *o;
 
+    stop_ctx.src = t->memo; /* this stop's reads: a copy with the memo, never a swap of pp's */
+    walked = walk_stack(stop, w->addr, &t->stack, &ignored) == 0 && t->stack.n > 0;
     tr_prefetch_exc(t->memo, stop, w->addr, frameobj);
     if (memsrc_read_u64(stop->src, frameobj + (uint64_t)stop->lay->frameobj_f_frame, &iframe,
                         &ignored) < 0 ||
@@ -356,7 +369,6 @@ static void tr_hit(struct tracer *t, pid_t tid)
 {
     struct user_regs_struct regs;
     const struct walk_tstate *w;
-    struct pyctx stop;
     double now = tr_mono();
 
     t->st.hits++;
@@ -368,11 +380,9 @@ static void tr_hit(struct tracer *t, pid_t tid)
         return;
     }
     t->hit_pinned = bkpt_mechanism(t->bp) == BKPT_PERF && bkpt_pinned(t->bp, tid);
-    stop = pyproc_ctx(t->pp);
-    stop.src = t->memo; /* this stop's reads: through the memo, never a swap of pp's source */
-    tr_memo_begin(t->memo, tid);
-    tr_hit_read(t, &stop, tid, w, regs.rdi);
-    tr_memo_end(t->memo, tid);
+    tr_memo_use(t, tid, true);
+    tr_hit_read(t, tid, w, regs.rdi);
+    tr_memo_use(t, tid, false);
     (void)tr_budget_stop(t, tid, tr_mono() - now);
 }
 
