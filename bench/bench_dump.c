@@ -76,10 +76,11 @@ static int bench_walk(struct pyproc *pp, size_t n, double *t, double *calls)
     struct walk_tstate ts[64];
     struct walk_stack st;
     struct ps_err err = {0};
+    const struct pyctx c = pyproc_ctx(pp);
     size_t nts = 0;
     bool changed;
 
-    if (walk_tstates(pp, ts, 64, &nts, NULL, NULL, &err) < 0 || nts == 0 ||
+    if (walk_tstates(&c, ts, 64, &nts, NULL, NULL, &err) < 0 || nts == 0 ||
         walk_stack_init(&st, &err) < 0) {
         (void)fprintf(stderr, "bench: %s\n", err.msg);
         return -1;
@@ -88,8 +89,8 @@ static int bench_walk(struct pyproc *pp, size_t n, double *t, double *calls)
         uint64_t c0 = pp->src->stats.calls;
         double t0 = now();
 
-        if (walk_stack(pp, ts[0].addr, &st, &err) < 0 ||
-            walk_stack_changed(pp, ts[0].addr, &st, &changed, &err) < 0)
+        if (walk_stack(&c, ts[0].addr, &st, &err) < 0 ||
+            walk_stack_changed(&c, ts[0].addr, &st, &changed, &err) < 0)
             break;
         t[i] = now() - t0;
         calls[i] = (double)(pp->src->stats.calls - c0);

@@ -11,7 +11,7 @@
  * against 3.13's _Py_DebugOffsets. TaskObj/FutureIter fields are private to
  * Modules/_asynciomodule.c and come from DWARF, not from here.
  *
- * Every version difference is gated on PY_VERSION_HEX (3.11, 3.12, 3.13 supported).
+ * Every version difference is gated on PY_VERSION_HEX (the versions of gen-layouts' MINORS).
  */
 
 #define Py_BUILD_CORE 1
@@ -413,6 +413,36 @@ static void probe_opcodes(void)
 #endif
 }
 
+/* The number of the one bit set in flag. */
+static long probe_bit(unsigned long flag)
+{
+    long bit = 0;
+
+    while (bit < 63 && !(flag & (1UL << bit)))
+        bit++;
+    return bit;
+}
+
+/* tp_flags bits (Include/object.h), as bit numbers. */
+static void probe_tpflags(void)
+{
+#ifdef Py_TPFLAGS_INLINE_VALUES
+    put("tpflag_inline_values", probe_bit(Py_TPFLAGS_INLINE_VALUES)); /* 3.13+ */
+#else
+    put("tpflag_inline_values", ABSENT);
+#endif
+    put("tpflag_managed_dict", probe_bit(Py_TPFLAGS_MANAGED_DICT));
+    put("tpflag_heaptype", probe_bit(Py_TPFLAGS_HEAPTYPE));
+    put("tpflag_long_subclass", probe_bit(Py_TPFLAGS_LONG_SUBCLASS));
+    put("tpflag_list_subclass", probe_bit(Py_TPFLAGS_LIST_SUBCLASS));
+    put("tpflag_tuple_subclass", probe_bit(Py_TPFLAGS_TUPLE_SUBCLASS));
+    put("tpflag_bytes_subclass", probe_bit(Py_TPFLAGS_BYTES_SUBCLASS));
+    put("tpflag_unicode_subclass", probe_bit(Py_TPFLAGS_UNICODE_SUBCLASS));
+    put("tpflag_dict_subclass", probe_bit(Py_TPFLAGS_DICT_SUBCLASS));
+    put("tpflag_base_exc_subclass", probe_bit(Py_TPFLAGS_BASE_EXC_SUBCLASS));
+    put("tpflag_type_subclass", probe_bit(Py_TPFLAGS_TYPE_SUBCLASS));
+}
+
 int main(void)
 {
     put("check_py_version_hex", (long)PY_VERSION_HEX);
@@ -426,6 +456,7 @@ int main(void)
     probe_containers();
     probe_managed_dict();
     probe_growth();
+    probe_tpflags();
     probe_opcodes();
     return 0;
 }

@@ -222,7 +222,7 @@ static bool ui_draw(struct ui_app *app, struct ui_loop *l)
         for (int a = 0; a < UI_AREA_COUNT; a++) {
             bool body = a != UI_AREA_HEADER && a != UI_AREA_KEYBAR;
             if ((app->panes[a].dirty || l->full_redraw) && !(app->help && body))
-                ui_pane_draw(&app->panes[a], app, (int)app->focus == a);
+                ui_pane_draw(&app->panes[a], &app->term, app, (int)app->focus == a);
         }
         if (app->help)
             ui_draw_help(app, l);

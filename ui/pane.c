@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app_int.h"
 #include "term.h"
 
 int ui_pane_init(struct ui_pane *p, const struct ui_pane_ops *ops, size_t cap, bool focusable,
@@ -136,17 +135,19 @@ void ui_pane_move(struct ui_pane *p, long delta)
     p->dirty = true;
 }
 
-static void ui_pane_title(struct ui_pane *p, const struct ui_app *app, bool focused)
+static void ui_pane_title(struct ui_pane *p, const struct ui_term *term, const struct ui_app *app,
+                          bool focused)
 {
     char title[UI_LINE_MAX], fitted[UI_LINE_MAX];
 
     p->ops->title(p, app, title, sizeof(title));
     ui_fit(fitted, sizeof(fitted), title, p->rect.w);
-    (void)wattrset(p->win, (int)ui_term_title_attr(&app->term, focused));
+    (void)wattrset(p->win, (int)ui_term_title_attr(term, focused));
     (void)mvwaddstr(p->win, 0, 0, fitted);
 }
 
-void ui_pane_draw(struct ui_pane *p, const struct ui_app *app, bool focused)
+void ui_pane_draw(struct ui_pane *p, const struct ui_term *term, const struct ui_app *app,
+                  bool focused)
 {
     int top = p->ops->title ? 1 : 0, rows = ui_pane_rows(p);
 
@@ -155,12 +156,12 @@ void ui_pane_draw(struct ui_pane *p, const struct ui_app *app, bool focused)
         return;
     (void)werase(p->win);
     if (p->ops->title)
-        ui_pane_title(p, app, focused);
+        ui_pane_title(p, term, app, focused);
     for (int r = 0; r < rows && p->scroll + (size_t)r < p->nlines; r++) {
         size_t i = p->scroll + (size_t)r;
         const struct ui_line *l = &p->lines[i];
         bool sel = p->focusable && i == p->sel && l->selectable;
-        (void)wattrset(p->win, (int)ui_term_attr(&app->term, l->style, sel, focused));
+        (void)wattrset(p->win, (int)ui_term_attr(term, l->style, sel, focused));
         (void)mvwaddnstr(p->win, top + r, 0, l->text, -1);
     }
     (void)wattrset(p->win, A_NORMAL);

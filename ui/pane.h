@@ -24,6 +24,7 @@
 #include "view.h"
 
 struct ui_app;
+struct ui_term; /* term.h */
 struct ui_pane;
 
 struct ui_pane_ops {
@@ -70,7 +71,9 @@ void ui_pane_move(struct ui_pane *p, long delta);
 /* Lines shown under the title. */
 int ui_pane_rows(const struct ui_pane *p);
 
-/* Draw into the window (if any) and wnoutrefresh; clears dirty. */
-void ui_pane_draw(struct ui_pane *p, const struct ui_app *app, bool focused);
+/* Draw into the window (if any) with term's attributes and wnoutrefresh; clears dirty. app is
+ * passed through to ops->title. */
+void ui_pane_draw(struct ui_pane *p, const struct ui_term *term, const struct ui_app *app,
+                  bool focused);
 
 #endif

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "pyscope/err.h"
-#include "pyscope/pyproc.h"
+#include "pyscope/pyctx.h"
 #include "pyscope/snap.h"
 
 #define EXC_TYPE_MAX 96
@@ -63,14 +63,14 @@ struct exc_names {
  * The exception thread state tstate is raising right now. *out is zeroed when there is none.
  * Errors: read errors, -PS_ECORRUPT.
  */
-int exc_in_flight(const struct pyproc *pp, uint64_t tstate, struct exc_raw *out,
+int exc_in_flight(const struct pyctx *c, uint64_t tstate, struct exc_raw *out,
                   struct ps_err *err) PS_WARN_UNUSED;
 
 /*
  * The exception being handled by tstate (innermost except block: first exc_info item holding
  * neither NULL nor None, at most EXC_INFO_DEPTH items). *exc = 0 when none.
  */
-int exc_handled(const struct pyproc *pp, uint64_t tstate, uint64_t *exc,
+int exc_handled(const struct pyctx *c, uint64_t tstate, uint64_t *exc,
                 struct ps_err *err) PS_WARN_UNUSED;
 
 /*
@@ -78,15 +78,15 @@ int exc_handled(const struct pyproc *pp, uint64_t tstate, uint64_t *exc,
  * the type names of __cause__ / __context__. raw->value may be an unnormalised 3.11 value (a
  * str or an args tuple). Errors: read errors, -PS_ECORRUPT (not an exception type).
  */
-int exc_describe(const struct pyproc *pp, const struct exc_raw *raw, struct exc_desc *out,
+int exc_describe(const struct pyctx *c, const struct exc_raw *raw, struct exc_desc *out,
                  struct ps_err *err) PS_WARN_UNUSED;
 
 /* exc_describe taking type names from names (NULL: no cache) and filling it. */
-int exc_describe_cached(const struct pyproc *pp, const struct exc_raw *raw, struct exc_names *names,
+int exc_describe_cached(const struct pyctx *c, const struct exc_raw *raw, struct exc_names *names,
                         struct exc_desc *out, struct ps_err *err) PS_WARN_UNUSED;
 
 /* The exception object's __traceback__ (0 when none or not an instance). */
-int exc_traceback_of(const struct pyproc *pp, uint64_t exc, uint64_t *tb,
+int exc_traceback_of(const struct pyctx *c, uint64_t exc, uint64_t *tb,
                      struct ps_err *err) PS_WARN_UNUSED;
 
 /*
@@ -94,7 +94,7 @@ int exc_traceback_of(const struct pyproc *pp, uint64_t exc, uint64_t *tb,
  * message, chain names and traceback lines (outermost first, at most EXC_TB_MAX). Unreadable
  * parts are left out; only -ENOMEM is returned as an error.
  */
-int exc_snap_thread(struct pyproc *pp, struct snap *s, struct snap_thread *st,
+int exc_snap_thread(const struct pyctx *c, struct snap *s, struct snap_thread *st,
                     struct ps_err *err) PS_WARN_UNUSED;
 
 #endif

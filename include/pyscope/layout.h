@@ -198,6 +198,18 @@
     /* dequeobject, lru_cache_object (libpython's DWARF: Modules/_collections, _functools) */  \
     X(deque_leftindex)                                                                         \
     X(lru_cache_cache)                                                                         \
+    /* tp_flags bits (Include/object.h) as bit numbers; absent: the version has no such flag */\
+    X(tpflag_inline_values)           /* 3.13+: Py_TPFLAGS_INLINE_VALUES */                    \
+    X(tpflag_managed_dict)                                                                     \
+    X(tpflag_heaptype)                                                                         \
+    X(tpflag_long_subclass)                                                                    \
+    X(tpflag_list_subclass)                                                                    \
+    X(tpflag_tuple_subclass)                                                                   \
+    X(tpflag_bytes_subclass)                                                                   \
+    X(tpflag_unicode_subclass)                                                                 \
+    X(tpflag_dict_subclass)                                                                    \
+    X(tpflag_base_exc_subclass)                                                                \
+    X(tpflag_type_subclass)                                                                    \
     /* opcodes */                                                                              \
     X(opcode_resume)                                                                           \
     X(opcode_instrumented_resume)                                                              \
@@ -219,14 +231,28 @@ struct layout {
 /* True when the version has field f. */
 #define LAYOUT_HAS(lay, f) ((lay)->f != LAYOUT_ABSENT)
 
+/* The tp_flags mask of a tpflag_* field (a bit number): 0 when the version has no such flag, so
+ * that a test of it is false. */
+static inline uint64_t layout_tpflag(int32_t bit)
+{
+    return bit >= 0 && bit < 64 ? (uint64_t)1 << bit : 0;
+}
+
 /*
  * The table for a PY_VERSION_HEX (only major.minor matter), or NULL when unsupported. The
  * returned table is static and immutable.
  */
 const struct layout *layout_for_version(uint32_t version_hex);
 
-/* Supported versions as "3.11, 3.12, 3.13" (static string), for error messages. */
+/*
+ * The supported versions: one generated table each (scripts/gen-layouts, whose MINORS is the one
+ * hand-written list; src/cpython/layout_tables.h). layout_supported() spells them for messages
+ * ("3.11, 3.12, 3.13", a static string); layout_table(i) is the i-th table, oldest first, for
+ * i < layout_table_count(), else NULL.
+ */
 const char *layout_supported(void);
+size_t layout_table_count(void);
+const struct layout *layout_table(size_t i);
 
 /* Number of fields, and a field's name and value by index (for dumps and comparisons). */
 size_t layout_field_count(void);

@@ -54,7 +54,7 @@ int locals_repr(const struct pyctx *c, uint64_t obj, char *buf, size_t cap, char
 /*
  * Fill sf->vars/sf->nvars (allocated from s's arena; vars is non-NULL on success even when no
  * variable is bound) with the variables of the frame at frame_addr running code_addr (read
- * through c, e.g. &pyproc->ctx), in co_localsplusnames order: kind "arg" (the first
+ * through c, e.g. pyproc_ctx(pp)), in co_localsplusnames order: kind "arg" (the first
  * co_argcount + co_kwonlyargcount + *args + **kwargs slots), "local", "cell" or "free"; cells
  * are dereferenced; unbound slots and 3.12+ hidden comprehension slots are left out (as
  * frame.f_locals does). A value that cannot be read is a var with unreadable set. Errors (sf

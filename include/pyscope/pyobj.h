@@ -15,16 +15,7 @@
 #include <stdint.h>
 
 #include "pyscope/err.h"
-#include "pyscope/layout.h"
-#include "pyscope/locate.h"
-#include "pyscope/memsrc.h"
-
-/* What every object reader needs. Borrowed pointers; the context owns nothing. */
-struct pyctx {
-    struct memsrc *src;
-    const struct layout *lay;
-    const struct locate_syms *syms;
-};
+#include "pyscope/pyctx.h"
 
 /* Longest str we decode (characters); longer strings are cut and flagged. */
 #define PYOBJ_STR_MAX_CHARS 4096

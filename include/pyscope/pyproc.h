@@ -29,13 +29,8 @@
 #include "pyscope/locate.h"
 #include "pyscope/maps.h"
 #include "pyscope/memsrc.h"
-#include "pyscope/pyobj.h"
-
-/* One thread's id in the target's pid namespace and in ours (see pyproc_host_tid). */
-struct pyproc_tid {
-    pid_t ns;
-    pid_t host;
-};
+#include "pyscope/pyctx.h"
+#include "pyscope/tidmap.h"
 
 struct pyproc {
     pid_t pid;
@@ -47,14 +42,18 @@ struct pyproc {
     const struct layout *table; /* the static generated table lay_own started from */
     bool table_standin;         /* no table for this minor: table is the nearest older one */
     struct layout lay_own;
-    struct pyctx ctx;         /* borrows src, lay, loc.syms */
     struct code_cache *codes; /* owned */
     char warning[512];        /* non-fatal validation note ("" if none) */
     uint64_t start_ticks;     /* the process's start time, 0 if unknown (detects pid reuse) */
-    bool other_pidns;         /* live target in a pid namespace below ours (NSpid says so) */
-    struct pyproc_tid *tids;  /* owned, other_pidns only: the map as last read from /proc */
-    size_t ntids;
+    struct tidmap tids;       /* owned: the target's thread ids -> ours */
 };
+
+/*
+ * The reader context of pp (pyctx.h): its memory source, layout, symbols, code cache and thread
+ * id map, borrowed. A caller whose reads of one step go elsewhere (a per-stop memo) overrides
+ * .src in its copy; pp is never changed. Valid until pyproc_close or pyproc_record.
+ */
+struct pyctx pyproc_ctx(struct pyproc *pp);
 
 /*
  * Open live process pid. On success *out is owned by the caller (pyproc_close). Errors, each
@@ -78,6 +77,8 @@ int pyproc_open_source(struct memsrc *src, const struct locate_info *loc, struct
  * write path + ".meta" (the locate facts, see pyproc_meta_read) now; validation reads are
  * replayed once so that the fixture can be reopened with pyproc_open_source. The fixture is
  * complete when pyproc_close returns. For bug reports and unit tests. Errors: -errno writing.
+ * Call it right after opening, before any component (collector, sampler, tracer, growth) takes
+ * pp's context: a context made earlier still reads through the unrecorded source.
  */
 int pyproc_record(struct pyproc *pp, const char *path, struct ps_err *err) PS_WARN_UNUSED;
 
@@ -94,22 +95,6 @@ int pyproc_meta_read(const char *path, struct locate_info *loc, struct ps_err *e
  * with a sentence when it exited or the pid was reused. One /proc read.
  */
 int pyproc_check_alive(const struct pyproc *pp, struct ps_err *err) PS_WARN_UNUSED;
-
-/*
- * The tid our /proc and ptrace know for a thread id the target holds (CPython's
- * native_thread_id is gettid() in the target's own pid namespace: inside a container it is
- * not the node's tid). Identity when the target shares our pid namespace (and for fixtures and
- * cores). Otherwise a lookup in pp's map, re-read from /proc/PID/task/TID/status (NSpid) on a
- * miss when *refreshed is false (then set: one re-read per caller's pass, however many threads
- * miss). Returns 0 when no live thread has that id (the thread exited, or the map cannot be
- * read): callers then treat the OS side of the thread as unknown, never use the raw id.
- * Owner thread only.
- */
-pid_t pyproc_host_tid(struct pyproc *pp, pid_t ns_tid, bool *refreshed);
-
-/* Set pp->other_pidns (the target's NSpid line is longer than ours; false when unknown: no
- * NSpid before Linux 4.1) and, when set, read the tid map. Called by pyproc_open. */
-void pyproc_tids_open(struct pyproc *pp);
 
 /* Close and free; NULL-safe. */
 void pyproc_close(struct pyproc *pp);

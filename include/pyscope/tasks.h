@@ -23,7 +23,7 @@
 #include <stddef.h>
 
 #include "pyscope/err.h"
-#include "pyscope/pyproc.h"
+#include "pyscope/pyctx.h"
 #include "pyscope/snap.h"
 
 #define TASKS_DEFAULT_MAX  200
@@ -42,9 +42,9 @@ struct tasks_opts {
  * filled already (the running task is placed in its loop's thread stack). A target without
  * asyncio, or with registries that cannot be read, gets s->tasks->error (one sentence) and no
  * tasks: that is data, not a failure. Errors: -ENOMEM, -PS_EGONE (the target exited).
- * Owner thread of pp only.
+ * Owner thread of c's process only; c->codes must be set.
  */
-int tasks_collect(struct pyproc *pp, struct snap *s, const struct tasks_opts *opts,
+int tasks_collect(const struct pyctx *c, struct snap *s, const struct tasks_opts *opts,
                   struct ps_err *err) PS_WARN_UNUSED;
 
 /* "pending", "running", "done", "cancelled"; never NULL. */

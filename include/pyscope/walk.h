@@ -26,8 +26,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "pyscope/code.h"
 #include "pyscope/err.h"
-#include "pyscope/pyproc.h"
+#include "pyscope/memsrc.h"
+#include "pyscope/pyctx.h"
 
 #define WALK_MAX_INTERPS     256
 #define WALK_MAX_THREADS     4096
@@ -42,7 +44,7 @@ struct walk_tstate {
     uint64_t interp;
     int64_t interp_id;
     uint64_t thread_id;
-    pid_t native_id; /* tid as pyscope's /proc and ptrace know it (pyproc_host_tid); 0 unknown */
+    pid_t native_id; /* tid as pyscope's /proc and ptrace know it (tidmap_host_tid); 0 unknown */
     uint32_t status_bits; /* 3.12+ _status word, 0 otherwise */
     bool has_status;
 };
@@ -103,7 +105,7 @@ struct walk_interp {
  * receives interpreter facts and *ninterps their count. Errors: read errors, -PS_ECORRUPT
  * (a thread state not pointing back at its interpreter, a loop), -PS_ELIMIT.
  */
-int walk_tstates(struct pyproc *pp, struct walk_tstate *ts, size_t cap, size_t *n,
+int walk_tstates(const struct pyctx *c, struct walk_tstate *ts, size_t cap, size_t *n,
                  struct walk_interp *interps, size_t *ninterps, struct ps_err *err) PS_WARN_UNUSED;
 
 /* Allocate / free a stack buffer. */
@@ -118,11 +120,11 @@ void walk_stack_free(struct walk_stack *st);
  * -PS_ECORRUPT (a torn or invalid frame: the caller may retry), -PS_EGONE, -EINVAL (more than
  * WALK_MAX_CO_READS co-reads).
  */
-int walk_stack(struct pyproc *pp, uint64_t tstate, struct walk_stack *st,
+int walk_stack(const struct pyctx *c, uint64_t tstate, struct walk_stack *st,
                struct ps_err *err) PS_WARN_UNUSED;
 
 /* Read the thread's current (innermost) frame pointer. */
-int walk_current_frame(struct pyproc *pp, uint64_t tstate, uint64_t *frame,
+int walk_current_frame(const struct pyctx *c, uint64_t tstate, uint64_t *frame,
                        struct ps_err *err) PS_WARN_UNUSED;
 
 /*
@@ -131,7 +133,7 @@ int walk_current_frame(struct pyproc *pp, uint64_t tstate, uint64_t *frame,
  * what st recorded (the stack moved while it was read, so st may mix two states). One scatter
  * read.
  */
-int walk_stack_changed(struct pyproc *pp, uint64_t tstate, const struct walk_stack *st,
+int walk_stack_changed(const struct pyctx *c, uint64_t tstate, const struct walk_stack *st,
                        bool *changed, struct ps_err *err) PS_WARN_UNUSED;
 
 #endif

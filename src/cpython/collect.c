@@ -41,7 +41,8 @@ struct tear {
 };
 
 struct collector {
-    struct pyproc *pp;
+    struct pyproc *pp; /* pid, locate facts, liveness */
+    struct pyctx cx;   /* pp's readers' context (pyproc_ctx) */
     const struct collect_opts *opts;
     struct snap *snap;
     struct walk_stack stack;
@@ -63,8 +64,8 @@ static void find_thread_registry(struct collector *c)
         uint64_t mod, active;
 
         c->threading_active[i] = 0;
-        if (pyobj_module(&c->pp->ctx, c->interps[i].addr, "threading", &mod, &ignored) == 0 &&
-            pyobj_module_global(&c->pp->ctx, mod, "_active", &active, &ignored) == 0)
+        if (pyobj_module(&c->cx, c->interps[i].addr, "threading", &mod, &ignored) == 0 &&
+            pyobj_module_global(&c->cx, mod, "_active", &active, &ignored) == 0)
             c->threading_active[i] = active;
     }
 }
@@ -83,10 +84,10 @@ static const char *thread_name(struct collector *c, const struct walk_tstate *t)
         return NULL;
     /* Keys are the ints get_ident() returned; an int below 2^61-1 hashes to itself. */
     if (t->thread_id >= (1ull << 61) - 1 ||
-        pyobj_dict_get_hash(&c->pp->ctx, active, (int64_t)t->thread_id, &thread, &ignored) < 0)
+        pyobj_dict_get_hash(&c->cx, active, (int64_t)t->thread_id, &thread, &ignored) < 0)
         return NULL;
-    if (pyobj_instance_attr(&c->pp->ctx, thread, "_name", &name, &ignored) < 0 ||
-        pyobj_str(&c->pp->ctx, name, buf, sizeof(buf), NULL, &ignored) < 0)
+    if (pyobj_instance_attr(&c->cx, thread, "_name", &name, &ignored) < 0 ||
+        pyobj_str(&c->cx, name, buf, sizeof(buf), NULL, &ignored) < 0)
         return NULL;
     return snap_strdup(c->snap, buf);
 }
@@ -171,11 +172,11 @@ static int walk_consistent(struct collector *c, const struct walk_tstate *t,
 
         ps_err_clear(err);
         out->attempts = attempt;
-        rc = walk_stack(c->pp, t->addr, &c->stack, err);
+        rc = walk_stack(&c->cx, t->addr, &c->stack, err);
         if (rc == -PS_EGONE || rc == -ENOMEM)
             return rc;
         if (rc == 0 && !c->stopped)
-            rc = walk_stack_changed(c->pp, t->addr, &c->stack, &changed, err);
+            rc = walk_stack_changed(&c->cx, t->addr, &c->stack, &changed, err);
         if (rc == 0 && !changed)
             return 0;
         if (rc == 0 && !c->stack.truncated && tear_alloc(&c->tear, err) == 0)
@@ -198,7 +199,7 @@ static int resolve_frame(struct collector *c, const struct walk_frame *wf, struc
     struct linetab_pos pos;
     int rc;
 
-    rc = code_cache_resolve(c->pp->codes, &c->pp->ctx, wf->code_addr, &wf->fp, &ci, err);
+    rc = code_cache_resolve(c->cx.codes, &c->cx, wf->code_addr, &wf->fp, &ci, err);
     if (rc < 0)
         return rc;
     pos = linetab_lookup(&ci->lines, ci->firstlineno, wf->unit);
@@ -222,7 +223,7 @@ static int frame_locals(struct collector *c, const struct walk_frame *wf, struct
                         struct ps_err *err)
 {
     struct ps_err lerr = {0};
-    int rc = locals_frame(&c->pp->ctx, wf->frame_addr, wf->code_addr, c->snap, sf, &lerr);
+    int rc = locals_frame(&c->cx, wf->frame_addr, wf->code_addr, c->snap, sf, &lerr);
 
     return rc == -ENOMEM ? ps_err_set(err, rc, "%s", lerr.msg) : 0;
 }
@@ -266,7 +267,7 @@ static int collect_thread(struct collector *c, const struct walk_tstate *t, stru
     st->c_anchor = c->stack.cframe ? c->stack.cframe : c->stack.entry_shim;
     if (rc == 0)
         rc = resolve_stack(c, st, &err);
-    if (rc != -ENOMEM && rc != -PS_EGONE && exc_snap_thread(c->pp, c->snap, st, &err) < 0)
+    if (rc != -ENOMEM && rc != -PS_EGONE && exc_snap_thread(&c->cx, c->snap, st, &err) < 0)
         rc = -ENOMEM; /* raising / handled exceptions (exc.c): only ENOMEM is an error */
     if (rc == -ENOMEM || rc == -PS_EGONE)
         return rc;
@@ -351,7 +352,7 @@ static int collect_tstates(struct collector *c, struct ps_err *err)
 
     for (int i = 0; i < tries; i++) {
         one = (struct ps_err){0};
-        rc = walk_tstates(c->pp, c->ts, WALK_MAX_THREADS, &c->nts, c->interps, &c->ninterps, &one);
+        rc = walk_tstates(&c->cx, c->ts, WALK_MAX_THREADS, &c->nts, c->interps, &c->ninterps, &one);
         if (rc != -PS_ECORRUPT)
             break;
     }
@@ -466,7 +467,7 @@ static int collect_tasks(struct collector *c, struct ps_err *err)
 
     if (c->opts->max_tasks > 0)
         to.max_tasks = c->opts->max_tasks;
-    return tasks_collect(c->pp, c->snap, &to, err);
+    return tasks_collect(&c->cx, c->snap, &to, err);
 }
 
 static int collect_all(struct collector *c, struct ps_err *err)
@@ -540,6 +541,7 @@ int collect_snapshot(struct pyproc *pp, const struct collect_opts *opts, struct 
     if (!c)
         return ps_err_set(err, -ENOMEM, "cannot allocate the collector: out of memory");
     c->pp = pp;
+    c->cx = pyproc_ctx(pp);
     c->opts = opts;
     c->stopped = opts->blocking;
     c->ts = calloc(WALK_MAX_THREADS, sizeof(*c->ts));

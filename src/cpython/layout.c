@@ -12,12 +12,8 @@
 
 #include "layout_tables.h"
 
-/* Oldest first; layout_supported() spells the same list. */
-static const struct layout *const layout_tables[] = {
-    &layout_3_11,
-    &layout_3_12,
-    &layout_3_13,
-};
+/* Oldest first (generated: layout_tables.h). */
+static const struct layout *const layout_tables[] = {LAYOUT_TABLES};
 
 #define LAYOUT_NAME(f) #f,
 static const char *const layout_names[] = {LAYOUT_FIELDS(LAYOUT_NAME)};
@@ -57,7 +53,17 @@ const struct layout *layout_for_version(uint32_t version_hex)
 
 const char *layout_supported(void)
 {
-    return "3.11, 3.12, 3.13";
+    return LAYOUT_SUPPORTED;
+}
+
+size_t layout_table_count(void)
+{
+    return LAYOUT_NTABLES;
+}
+
+const struct layout *layout_table(size_t i)
+{
+    return i < LAYOUT_NTABLES ? layout_tables[i] : NULL;
 }
 
 size_t layout_field_count(void)

@@ -181,6 +181,18 @@ const struct layout layout_3_11 = {
     /* dequeobject, lru_cache_object (libpython's DWARF: Modules/_collections, _functools) */
     .deque_leftindex = 40,
     .lru_cache_cache = 72,
+    /* tp_flags bits (Include/object.h) as bit numbers; absent: the version has no such flag */
+    .tpflag_inline_values = LAYOUT_ABSENT,
+    .tpflag_managed_dict = 4,
+    .tpflag_heaptype = 9,
+    .tpflag_long_subclass = 24,
+    .tpflag_list_subclass = 25,
+    .tpflag_tuple_subclass = 26,
+    .tpflag_bytes_subclass = 27,
+    .tpflag_unicode_subclass = 28,
+    .tpflag_dict_subclass = 29,
+    .tpflag_base_exc_subclass = 30,
+    .tpflag_type_subclass = 31,
     /* opcodes */
     .opcode_resume = 151,
     .opcode_instrumented_resume = LAYOUT_ABSENT,

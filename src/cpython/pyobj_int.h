@@ -12,15 +12,8 @@
 
 #include "pyscope/pyobj.h"
 
-/* tp_flags bits (Include/object.h; identical in 3.11, 3.12 and 3.13 unless noted). */
-#define PYOBJ_TPFLAGS_INLINE_VALUES    (1ull << 2) /* 3.13+ */
-#define PYOBJ_TPFLAGS_MANAGED_DICT     (1ull << 4)
-#define PYOBJ_TPFLAGS_HEAPTYPE         (1ull << 9)
-#define PYOBJ_TPFLAGS_LONG_SUBCLASS    (1ull << 24)
-#define PYOBJ_TPFLAGS_BYTES_SUBCLASS   (1ull << 27)
-#define PYOBJ_TPFLAGS_UNICODE_SUBCLASS (1ull << 28)
-#define PYOBJ_TPFLAGS_DICT_SUBCLASS    (1ull << 29)
-#define PYOBJ_TPFLAGS_TYPE_SUBCLASS    (1ull << 31)
+/* The tp_flags mask of flag f in c's layout table (tpflag_f; 0 when the version lacks it). */
+#define PYOBJ_TPFLAG(c, f) layout_tpflag((c)->lay->tpflag_##f)
 
 /* Decode a little-endian word from a local copy of target bytes (any alignment). */
 uint64_t pyobj_le64(const uint8_t *p);

@@ -255,13 +255,14 @@ static int validate_threads(struct pyproc *pp, struct ps_err *err)
 {
     struct walk_tstate *ts = calloc(WALK_MAX_THREADS, sizeof(*ts));
     struct walk_interp *in = calloc(WALK_MAX_INTERPS, sizeof(*in));
+    const struct pyctx c = pyproc_ctx(pp);
     size_t nts = 0, ni = 0;
     int rc;
 
     if (!ts || !in)
         rc = ps_err_set(err, -ENOMEM, "cannot allocate the thread list: out of memory");
     else
-        rc = walk_tstates(pp, ts, WALK_MAX_THREADS, &nts, in, &ni, err);
+        rc = walk_tstates(&c, ts, WALK_MAX_THREADS, &nts, in, &ni, err);
     for (size_t i = 0; rc == 0 && i < ni; i++)
         rc = validate_gil(pp, &in[i], ts, nts, err);
     free(in);
@@ -331,7 +332,7 @@ static int open_parts(struct pyproc *pp, struct ps_err *err)
 
     if (procstat_stat(pp->pid, pp->pid, &st, &ignored) == 0)
         pp->start_ticks = st.start_ticks;
-    pyproc_tids_open(pp);
+    tidmap_open(&pp->tids, pp->pid);
     rc = maps_read(pp->pid, &pp->maps, err);
     if (rc == -EACCES || rc == -EPERM)
         return diag_permission(pp->pid, DIAG_OP_READ, -rc, err);
@@ -348,7 +349,6 @@ static int open_parts(struct pyproc *pp, struct ps_err *err)
     rc = memsrc_live_open(pp->pid, &pp->src, err);
     if (rc < 0)
         return rc;
-    pp->ctx = (struct pyctx){.src = pp->src, .lay = pp->lay, .syms = &pp->loc.syms};
     rc = probe_memory(pp, err);
     if (rc == 0)
         rc = apply_debug_offsets(pp, err);
@@ -395,7 +395,6 @@ int pyproc_open_source(struct memsrc *src, const struct locate_info *loc, struct
     rc = pick_layout(pp, err);
     if (rc == 0) {
         pp->src = src;
-        pp->ctx = (struct pyctx){.src = pp->src, .lay = pp->lay, .syms = &pp->loc.syms};
         rc = apply_debug_offsets(pp, err);
     }
     if (rc == 0)
@@ -550,8 +549,7 @@ int pyproc_record(struct pyproc *pp, const char *path, struct ps_err *err)
         rc = memsrc_record_wrap(pp->src, path, &rec, err);
     if (rc < 0)
         return rc;
-    pp->src = rec;
-    pp->ctx.src = rec;
+    pp->src = rec; /* pp's own source, before any component reads through it (pyproc.h) */
     rc = apply_debug_offsets(pp, err);             /* recorded too, so that a replay reads them */
     return rc < 0 ? rc : pyproc_validate(pp, err); /* recorded, so that a replay validates */
 }
@@ -563,6 +561,15 @@ void pyproc_close(struct pyproc *pp)
     code_cache_free(pp->codes);
     memsrc_close(pp->src);
     maps_free(&pp->maps);
-    free(pp->tids);
+    tidmap_free(&pp->tids);
     free(pp);
+}
+
+struct pyctx pyproc_ctx(struct pyproc *pp)
+{
+    return (struct pyctx){.src = pp->src,
+                          .lay = pp->lay,
+                          .syms = &pp->loc.syms,
+                          .codes = pp->codes,
+                          .tids = &pp->tids};
 }

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pyscope/pyobj.h"
 #include "tasks_int.h"
 
 /* Set entries read per scatter read (16 bytes each: 16 KiB). */
@@ -927,7 +928,7 @@ static int collect_tasks(struct tasks_ctx *x, const struct tasks_opts *opts, str
     return rc;
 }
 
-int tasks_collect(struct pyproc *pp, struct snap *s, const struct tasks_opts *opts,
+int tasks_collect(const struct pyctx *c, struct snap *s, const struct tasks_opts *opts,
                   struct ps_err *err)
 {
     struct tasks_ctx *x = calloc(1, sizeof(*x));
@@ -935,20 +936,19 @@ int tasks_collect(struct pyproc *pp, struct snap *s, const struct tasks_opts *op
 
     if (!x)
         return ps_err_set(err, -ENOMEM, "cannot read tasks: out of memory");
-    x->pp = pp;
-    x->c = &pp->ctx;
-    x->lay = pp->lay;
+    x->c = c;
+    x->lay = c->lay;
     x->s = s;
     x->out = snap_alloc(s, sizeof(*x->out));
     if (!x->out) {
         free(x);
         return ps_err_set(err, -ENOMEM, "cannot read tasks: out of memory");
     }
-    if (!LAYOUT_HAS(pp->lay, task_coro) || !LAYOUT_HAS(pp->lay, task_loop))
+    if (!LAYOUT_HAS(c->lay, task_coro) || !LAYOUT_HAS(c->lay, task_loop))
         rc = ps_err_set(err, -PS_EVERSION,
                         "Python %s has no asyncio task layout in this pyscope: tasks cannot be "
                         "listed",
-                        pp->lay->name);
+                        c->lay->name);
     else
         rc = collect_tasks(x, opts, err);
     if (rc < 0 && rc != -ENOMEM && rc != -PS_EGONE) {

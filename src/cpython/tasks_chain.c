@@ -157,7 +157,7 @@ static int gen_code(struct tasks_ctx *x, const struct gen_view *g, const struct 
     rc = gen_unit(x, g, &fp, unit, err);
     *has_next = rc == 0 && *unit + 1 < (int64_t)fp.size;
     if (rc == 0)
-        rc = code_cache_resolve(x->pp->codes, x->c, g->code, &fp, ci, err);
+        rc = code_cache_resolve(x->c->codes, x->c, g->code, &fp, ci, err);
     return rc;
 }
 

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pyscope/pyproc.h"
+#include "pyscope/pyctx.h"
 #include "pyscope/snap.h"
 #include "pyscope/tasks.h"
 
@@ -55,7 +55,6 @@ struct tasks_chain_end {
 };
 
 struct tasks_ctx {
-    struct pyproc *pp;
     const struct pyctx *c;
     const struct layout *lay;
     struct snap *s;

@@ -23,6 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pyscope/tidmap.h"
+
+_Static_assert(TIDMAP_MAX_THREADS >= WALK_MAX_THREADS, "every listed thread can be mapped");
+
 /* Bytes of a thread state / interpreter / frame we copy: enough for the furthest field. */
 #define WALK_BLOCK_MAX           1024
 #define FRAME_OWNED_BY_THREAD    0
@@ -134,15 +138,15 @@ static size_t frame_len(const struct layout *l)
     return layout_span(offs, sizeof(offs) / sizeof(offs[0]));
 }
 
-static int read_block(struct pyproc *pp, uint64_t addr, uint8_t *blk, size_t len, const char *what,
-                      struct ps_err *err)
+static int read_block(const struct pyctx *c, uint64_t addr, uint8_t *blk, size_t len,
+                      const char *what, struct ps_err *err)
 {
     int rc;
 
     if (len > WALK_BLOCK_MAX)
         return ps_err_set(err, -PS_ECORRUPT, "layout asks for a %zu-byte %s: table is wrong", len,
                           what);
-    rc = memsrc_read(pp->src, addr, blk, len, err);
+    rc = memsrc_read(c->src, addr, blk, len, err);
     if (rc < 0)
         ps_err_prefix(err, "reading the %s at 0x%llx: ", what, (unsigned long long)addr);
     return rc;
@@ -159,9 +163,9 @@ enum {
     INTERP_NFIELDS
 };
 
-static int read_interp(struct pyproc *pp, uint64_t interp, uint64_t *f, struct ps_err *err)
+static int read_interp(const struct pyctx *c, uint64_t interp, uint64_t *f, struct ps_err *err)
 {
-    const struct layout *l = pp->lay;
+    const struct layout *l = c->lay;
     const int32_t offs[INTERP_NFIELDS] = {l->interp_next, l->interp_id, l->interp_threads_head,
                                           l->interp_gil_ptr};
     struct memsrc_iov iov[INTERP_NFIELDS];
@@ -174,16 +178,16 @@ static int read_interp(struct pyproc *pp, uint64_t interp, uint64_t *f, struct p
             iov[n++] = (struct memsrc_iov){
                 .addr = interp + (uint64_t)offs[i], .buf = &f[i], .len = sizeof(f[i])};
     }
-    rc = memsrc_readv(pp->src, iov, n, err);
+    rc = memsrc_readv(c->src, iov, n, err);
     if (rc < 0)
         ps_err_prefix(err, "reading the interpreter state at 0x%llx: ", (unsigned long long)interp);
     return rc;
 }
 
 /* GIL facts: 3.12+ per interpreter through a pointer, 3.11 one GIL inside the runtime. */
-static void read_gil(struct pyproc *pp, uint64_t gil_ptr, struct walk_interp *wi)
+static void read_gil(const struct pyctx *c, uint64_t gil_ptr, struct walk_interp *wi)
 {
-    const struct layout *l = pp->lay;
+    const struct layout *l = c->lay;
     uint8_t g[64];
     struct ps_err ignored = {0};
     uint64_t gil = 0;
@@ -192,11 +196,11 @@ static void read_gil(struct pyproc *pp, uint64_t gil_ptr, struct walk_interp *wi
     if (LAYOUT_HAS(l, interp_gil_ptr))
         gil = gil_ptr;
     else if (LAYOUT_HAS(l, runtime_gil))
-        gil = pp->loc.syms.runtime + (uint64_t)l->runtime_gil;
+        gil = c->syms->runtime + (uint64_t)l->runtime_gil;
     wi->gil = gil;
     if (!gil || l->gil_switch_number + 8 > (int32_t)sizeof(g))
         return;
-    if (memsrc_read(pp->src, gil, g, (size_t)l->gil_switch_number + 8, &ignored) < 0) {
+    if (memsrc_read(c->src, gil, g, (size_t)l->gil_switch_number + 8, &ignored) < 0) {
         wi->gil = 0;
         return;
     }
@@ -217,10 +221,11 @@ static void fill_tstate(const struct layout *l, const uint8_t *blk, uint64_t add
     t->status_bits = t->has_status ? (uint32_t)get_i32(blk, l->tstate_status) : 0;
 }
 
-static int walk_interp_threads(struct pyproc *pp, uint64_t interp, int64_t interp_id, uint64_t head,
-                               struct walk_tstate *ts, size_t cap, size_t *n, struct ps_err *err)
+static int walk_interp_threads(const struct pyctx *c, uint64_t interp, int64_t interp_id,
+                               uint64_t head, struct walk_tstate *ts, size_t cap, size_t *n,
+                               struct ps_err *err)
 {
-    const struct layout *l = pp->lay;
+    const struct layout *l = c->lay;
     uint8_t blk[WALK_BLOCK_MAX];
     size_t len = tstate_len(l);
     uint64_t t = head;
@@ -233,7 +238,7 @@ static int walk_interp_threads(struct pyproc *pp, uint64_t interp, int64_t inter
                               "more than %zu thread states in interpreter %lld: the list loops "
                               "or the process is unusual",
                               cap, (long long)interp_id);
-        rc = read_block(pp, t, blk, len, "thread state", err);
+        rc = read_block(c, t, blk, len, "thread state", err);
         if (rc < 0)
             return rc;
         if (get64(blk, l->tstate_interp) != interp)
@@ -250,18 +255,18 @@ static int walk_interp_threads(struct pyproc *pp, uint64_t interp, int64_t inter
     return 0;
 }
 
-int walk_tstates(struct pyproc *pp, struct walk_tstate *ts, size_t cap, size_t *n,
+int walk_tstates(const struct pyctx *c, struct walk_tstate *ts, size_t cap, size_t *n,
                  struct walk_interp *interps, size_t *ninterps, struct ps_err *err)
 {
-    const struct layout *l = pp->lay;
+    const struct layout *l = c->lay;
     uint64_t f[INTERP_NFIELDS];
     uint64_t interp;
     size_t count = 0, ni = 0;
     bool refreshed = false;
     int rc;
 
-    rc = memsrc_read_u64(pp->src, pp->loc.syms.runtime + (uint64_t)l->runtime_interpreters_head,
-                         &interp, err);
+    rc = memsrc_read_u64(c->src, c->syms->runtime + (uint64_t)l->runtime_interpreters_head, &interp,
+                         err);
     if (rc < 0)
         return rc;
     while (interp) {
@@ -270,12 +275,12 @@ int walk_tstates(struct pyproc *pp, struct walk_tstate *ts, size_t cap, size_t *
         if (ni >= WALK_MAX_INTERPS)
             return ps_err_set(err, -PS_ELIMIT, "more than %d interpreters: the list loops",
                               WALK_MAX_INTERPS);
-        rc = read_interp(pp, interp, f, err);
+        rc = read_interp(c, interp, f, err);
         if (rc < 0)
             return rc;
         wi.id = (int64_t)f[INTERP_ID];
-        read_gil(pp, f[INTERP_GIL], &wi);
-        rc = walk_interp_threads(pp, interp, wi.id, f[INTERP_THREADS], ts, cap, &count, err);
+        read_gil(c, f[INTERP_GIL], &wi);
+        rc = walk_interp_threads(c, interp, wi.id, f[INTERP_THREADS], ts, cap, &count, err);
         if (rc < 0)
             return rc;
         if (interps)
@@ -285,7 +290,7 @@ int walk_tstates(struct pyproc *pp, struct walk_tstate *ts, size_t cap, size_t *
     }
     /* The target's ids are its pid namespace's; /proc, ptrace and the tracer use ours. */
     for (size_t i = 0; i < count; i++)
-        ts[i].native_id = pyproc_host_tid(pp, ts[i].native_id, &refreshed);
+        ts[i].native_id = tidmap_host_tid(c->tids, ts[i].native_id, &refreshed);
     *n = count;
     if (ninterps)
         *ninterps = ni;
@@ -371,7 +376,7 @@ static int scratch_reserve(struct walk_scratch *s, size_t len, uint8_t **out, st
     return 0;
 }
 
-static int copy_chunk(struct pyproc *pp, struct walk_scratch *s, uint64_t start, uint64_t len,
+static int copy_chunk(const struct pyctx *c, struct walk_scratch *s, uint64_t start, uint64_t len,
                       struct ps_err *err)
 {
     uint8_t *buf = NULL;
@@ -386,7 +391,7 @@ static int copy_chunk(struct pyproc *pp, struct walk_scratch *s, uint64_t start,
     rc = scratch_reserve(s, (size_t)len, &buf, err);
     if (rc < 0)
         return rc;
-    rc = memsrc_read(pp->src, start, buf, (size_t)len, err);
+    rc = memsrc_read(c->src, start, buf, (size_t)len, err);
     if (rc < 0)
         return rc;
     s->chunks[s->nchunks++] = (struct chunk_copy){.start = start, .len = len, .buf = buf};
@@ -394,10 +399,10 @@ static int copy_chunk(struct pyproc *pp, struct walk_scratch *s, uint64_t start,
 }
 
 /* Copy older chunks (each up to its saved top, a slot index), starting at chunk. */
-static int copy_older_chunks(struct pyproc *pp, struct walk_scratch *s, uint64_t chunk,
+static int copy_older_chunks(const struct pyctx *c, struct walk_scratch *s, uint64_t chunk,
                              struct ps_err *err)
 {
-    const struct layout *l = pp->lay;
+    const struct layout *l = c->lay;
     uint8_t hdr[64];
     int rc;
 
@@ -406,7 +411,7 @@ static int copy_older_chunks(struct pyproc *pp, struct walk_scratch *s, uint64_t
 
         if (l->chunk_data > (int32_t)sizeof(hdr))
             return ps_err_set(err, -PS_ECORRUPT, "chunk header too big: layout is wrong");
-        rc = memsrc_read(pp->src, chunk, hdr, (size_t)l->chunk_data, err);
+        rc = memsrc_read(c->src, chunk, hdr, (size_t)l->chunk_data, err);
         if (rc < 0)
             return rc;
         size = get64(hdr, l->chunk_size);
@@ -416,7 +421,7 @@ static int copy_older_chunks(struct pyproc *pp, struct walk_scratch *s, uint64_t
             return ps_err_set(err, -PS_ECORRUPT, "data-stack chunk 0x%llx has top %llu > size %llu",
                               (unsigned long long)chunk, (unsigned long long)slots,
                               (unsigned long long)size);
-        rc = copy_chunk(pp, s, chunk, len, err);
+        rc = copy_chunk(c, s, chunk, len, err);
         if (rc < 0)
             return rc;
         chunk = get64(hdr, l->chunk_previous);
@@ -426,7 +431,7 @@ static int copy_older_chunks(struct pyproc *pp, struct walk_scratch *s, uint64_t
 
 /* Copy the live part of every data-stack chunk: the newest up to datastack_top, older ones up
  * to their saved top. */
-static int copy_chunks(struct pyproc *pp, struct walk_scratch *s, uint64_t chunk, uint64_t top,
+static int copy_chunks(const struct pyctx *c, struct walk_scratch *s, uint64_t chunk, uint64_t top,
                        struct ps_err *err)
 {
     int rc;
@@ -435,10 +440,10 @@ static int copy_chunks(struct pyproc *pp, struct walk_scratch *s, uint64_t chunk
     s->used = 0;
     if (!chunk || top <= chunk || top - chunk > MEMSRC_MAX_READ)
         return 0; /* no chunk, or an implausible top: frames will be read one by one */
-    rc = copy_chunk(pp, s, chunk, top - chunk, err);
+    rc = copy_chunk(c, s, chunk, top - chunk, err);
     if (rc < 0)
         return rc;
-    return copy_older_chunks(pp, s, get64(s->chunks[0].buf, pp->lay->chunk_previous), err);
+    return copy_older_chunks(c, s, get64(s->chunks[0].buf, c->lay->chunk_previous), err);
 }
 
 /* Remember a frame that lives outside the chunks, for the next walk's speculative read. */
@@ -450,16 +455,16 @@ static void note_extra(struct walk_spec *sp, uint64_t f)
 
 /* Frame bytes: from a chunk copy when the frame lies wholly inside one, else from the
  * speculative read, else one read. */
-static int frame_bytes(struct pyproc *pp, struct walk_scratch *s, const struct walk_hint *h,
+static int frame_bytes(const struct pyctx *c, struct walk_scratch *s, const struct walk_hint *h,
                        uint64_t f, uint8_t *blk, size_t len, struct ps_err *err)
 {
     struct walk_spec *sp = &s->spec;
 
     for (size_t i = 0; i < s->nchunks; i++) {
-        const struct chunk_copy *c = &s->chunks[i];
+        const struct chunk_copy *cc = &s->chunks[i];
 
-        if (f >= c->start && f - c->start <= c->len && c->len - (f - c->start) >= len) {
-            memcpy(blk, c->buf + (f - c->start), len);
+        if (f >= cc->start && f - cc->start <= cc->len && cc->len - (f - cc->start) >= len) {
+            memcpy(blk, cc->buf + (f - cc->start), len);
             return 0;
         }
     }
@@ -470,25 +475,25 @@ static int frame_bytes(struct pyproc *pp, struct walk_scratch *s, const struct w
             return 0;
         }
     }
-    return read_block(pp, f, blk, len, "frame", err);
+    return read_block(c, f, blk, len, "frame", err);
 }
 
-int walk_current_frame(struct pyproc *pp, uint64_t tstate, uint64_t *frame, struct ps_err *err)
+int walk_current_frame(const struct pyctx *c, uint64_t tstate, uint64_t *frame, struct ps_err *err)
 {
-    const struct layout *l = pp->lay;
+    const struct layout *l = c->lay;
     uint64_t cframe;
     int rc;
 
     if (LAYOUT_HAS(l, tstate_current_frame))
-        return memsrc_read_u64(pp->src, tstate + (uint64_t)l->tstate_current_frame, frame, err);
-    rc = memsrc_read_u64(pp->src, tstate + (uint64_t)l->tstate_cframe, &cframe, err);
+        return memsrc_read_u64(c->src, tstate + (uint64_t)l->tstate_current_frame, frame, err);
+    rc = memsrc_read_u64(c->src, tstate + (uint64_t)l->tstate_cframe, &cframe, err);
     if (rc < 0)
         return rc;
     if (!cframe) {
         *frame = 0;
         return 0;
     }
-    return memsrc_read_u64(pp->src, cframe + (uint64_t)l->cframe_current_frame, frame, err);
+    return memsrc_read_u64(c->src, cframe + (uint64_t)l->cframe_current_frame, frame, err);
 }
 
 /* Follow `previous` from the top frame, recording candidate frames (shims skipped). */
@@ -519,10 +524,10 @@ static bool chain_complete(const struct layout *l, uint8_t last_owner, bool last
  * chains (rare unless a generator is resumed from C at a high rate, and then usually cut). A
  * read that fails, a count that differs: the chain was cut (torn).
  */
-static int entries_match_cframes(struct pyproc *pp, uint64_t tstate, uint64_t cframe,
+static int entries_match_cframes(const struct pyctx *c, uint64_t tstate, uint64_t cframe,
                                  size_t nentries, struct ps_err *err)
 {
-    const struct layout *l = pp->lay;
+    const struct layout *l = c->lay;
     struct ps_err ignored = {0};
     uint64_t root;
     size_t above_root = 0;
@@ -531,7 +536,7 @@ static int entries_match_cframes(struct pyproc *pp, uint64_t tstate, uint64_t cf
         return 0;
     root = tstate + (uint64_t)l->tstate_root_cframe;
     while (cframe && cframe != root && above_root < nentries) {
-        if (memsrc_read_u64(pp->src, cframe + (uint64_t)l->cframe_previous, &cframe, &ignored) < 0)
+        if (memsrc_read_u64(c->src, cframe + (uint64_t)l->cframe_previous, &cframe, &ignored) < 0)
             break;
         above_root++;
     }
@@ -543,10 +548,10 @@ static int entries_match_cframes(struct pyproc *pp, uint64_t tstate, uint64_t cf
 }
 
 /* Record one Python frame of the chain (not a shim). */
-static void push_frame(struct pyproc *pp, struct walk_stack *st, uint64_t f, const uint8_t *blk,
+static void push_frame(const struct pyctx *c, struct walk_stack *st, uint64_t f, const uint8_t *blk,
                        uint8_t owner)
 {
-    const struct layout *l = pp->lay;
+    const struct layout *l = c->lay;
     struct walk_frame *wf = &st->frames[st->n];
 
     memset(wf, 0, sizeof(*wf));
@@ -557,10 +562,10 @@ static void push_frame(struct pyproc *pp, struct walk_stack *st, uint64_t f, con
     st->scratch->instr[st->n++] = get64(blk, l->frame_instr);
 }
 
-static int chain_frames(struct pyproc *pp, struct walk_stack *st, const struct walk_hint *h,
+static int chain_frames(const struct pyctx *c, struct walk_stack *st, const struct walk_hint *h,
                         uint64_t tstate, uint64_t f, struct ps_err *err)
 {
-    const struct layout *l = pp->lay;
+    const struct layout *l = c->lay;
     struct walk_scratch *s = st->scratch;
     uint8_t blk[WALK_BLOCK_MAX];
     size_t len = frame_len(l);
@@ -577,7 +582,7 @@ static int chain_frames(struct pyproc *pp, struct walk_stack *st, const struct w
             st->truncated = true;
             return 0;
         }
-        rc = frame_bytes(pp, s, h, f, blk, len, err);
+        rc = frame_bytes(c, s, h, f, blk, len, err);
         if (rc < 0)
             return rc;
         owner = blk[l->frame_owner];
@@ -595,8 +600,8 @@ static int chain_frames(struct pyproc *pp, struct walk_stack *st, const struct w
                 st->entry_shim = f;
             if (st->n > 0)
                 st->frames[st->n - 1].is_entry = true;
-        } else if (get64(blk, l->frame_code) != pp->loc.syms.none) {
-            push_frame(pp, st, f, blk, owner);
+        } else if (get64(blk, l->frame_code) != c->syms->none) {
+            push_frame(c, st, f, blk, owner);
         }
         f = prev;
     }
@@ -606,7 +611,7 @@ static int chain_frames(struct pyproc *pp, struct walk_stack *st, const struct w
                           "owner %u, not at the thread's first evaluation-loop entry)",
                           owner);
     if (steps > 0 && LAYOUT_HAS(l, frame_is_entry) && owner != FRAME_OWNED_BY_THREAD)
-        return entries_match_cframes(pp, tstate, st->cframe, nentries, err);
+        return entries_match_cframes(c, tstate, st->cframe, nentries, err);
     return 0;
 }
 
@@ -632,12 +637,13 @@ static const uint8_t *spec_header(const struct walk_scratch *s, const struct wal
     return NULL;
 }
 
-static int read_code_headers(struct pyproc *pp, struct walk_stack *st, const struct walk_hint *h,
-                             size_t *idx_out, size_t *nuniq, struct ps_err *err)
+static int read_code_headers(const struct pyctx *c, struct walk_stack *st,
+                             const struct walk_hint *h, size_t *idx_out, size_t *nuniq,
+                             struct ps_err *err)
 {
     struct walk_scratch *s = st->scratch;
     struct memsrc_iov iov[MEMSRC_MAX_IOV];
-    size_t hlen = code_header_len(pp->lay);
+    size_t hlen = code_header_len(c->lay);
     size_t n = 0, k = 0;
     int rc;
 
@@ -654,7 +660,7 @@ static int read_code_headers(struct pyproc *pp, struct walk_stack *st, const str
             iov[k++] = (struct memsrc_iov){
                 .addr = s->uniq[j], .buf = s->hdrs + j * CODE_HEADER_MAX, .len = hlen};
         if (k == MEMSRC_MAX_IOV || (j == n && k > 0)) {
-            rc = memsrc_readv(pp->src, iov, k, err);
+            rc = memsrc_readv(c->src, iov, k, err);
             if (rc < 0) {
                 ps_err_prefix(err, "reading code objects: ");
                 return rc;
@@ -667,10 +673,10 @@ static int read_code_headers(struct pyproc *pp, struct walk_stack *st, const str
 }
 
 /* Compute each frame's code unit, check it, and drop incomplete frames (in place). */
-static int finish_frames(struct pyproc *pp, struct walk_stack *st, const size_t *idx, size_t nuniq,
-                         struct ps_err *err)
+static int finish_frames(const struct pyctx *c, struct walk_stack *st, const size_t *idx,
+                         size_t nuniq, struct ps_err *err)
 {
-    const struct layout *l = pp->lay;
+    const struct layout *l = c->lay;
     struct walk_scratch *s = st->scratch;
     size_t out = 0;
 
@@ -682,7 +688,7 @@ static int finish_frames(struct pyproc *pp, struct walk_stack *st, const size_t 
         int64_t diff;
 
         wf.fp = s->fps[idx[i]];
-        if (wf.fp.type != pp->loc.syms.code_type || wf.fp.size > (1u << 24))
+        if (wf.fp.type != c->syms->code_type || wf.fp.size > (1u << 24))
             return ps_err_set(err, -PS_ECORRUPT,
                               "frame 0x%llx has no valid code object (0x%llx): the stack "
                               "changed while read, or the %s layout is wrong",
@@ -788,10 +794,10 @@ static size_t spec_iov(const struct layout *l, struct walk_scratch *s, const str
 /* One scatter read: the thread state block and the caller's co-reads, plus everything the hint
  * predicts. On failure (a predicted address is gone), the hint is dropped and only the thread
  * state and the co-reads are read. */
-static int spec_read(struct pyproc *pp, struct walk_stack *st, struct walk_hint *h, uint8_t *blk,
-                     size_t blen, struct ps_err *err)
+static int spec_read(const struct pyctx *c, struct walk_stack *st, struct walk_hint *h,
+                     uint8_t *blk, size_t blen, struct ps_err *err)
 {
-    const struct layout *l = pp->lay;
+    const struct layout *l = c->lay;
     struct walk_scratch *s = st->scratch;
     struct memsrc_iov iov[1 + WALK_MAX_CO_READS + 4 + WALK_HINT_EXTRA + WALK_HINT_CODES];
     struct walk_spec *sp = &s->spec;
@@ -811,7 +817,7 @@ static int spec_read(struct pyproc *pp, struct walk_stack *st, struct walk_hint 
         iov[n++] = st->co_reads[i];
     nbase = n;
     n = spec_iov(l, s, h, iov, n);
-    if (n > nbase && memsrc_readv(pp->src, iov, n, &ignored) == 0) {
+    if (n > nbase && memsrc_readv(c->src, iov, n, &ignored) == 0) {
         sp->cur_ok = h->cframe != 0;
         sp->chunk_ok = h->chunk && h->spec_len;
         sp->nextra = frame_len(l) <= WALK_FRAME_COPY ? h->nextra : 0;
@@ -827,7 +833,7 @@ static int spec_read(struct pyproc *pp, struct walk_stack *st, struct walk_hint 
         memset(h, 0, sizeof(*h));
         h->tstate = tstate;
     }
-    rc = memsrc_readv(pp->src, iov, nbase, err);
+    rc = memsrc_readv(c->src, iov, nbase, err);
     if (rc < 0)
         ps_err_prefix(err, "reading the thread state at 0x%llx: ", (unsigned long long)h->tstate);
     return rc;
@@ -835,11 +841,11 @@ static int spec_read(struct pyproc *pp, struct walk_stack *st, struct walk_hint 
 
 /* The thread's current frame from its thread-state block (3.13: a field; 3.11/3.12: through
  * the _PyCFrame, from the speculative read when the cframe is the predicted one). */
-static int top_frame_of(struct pyproc *pp, const struct walk_scratch *s, const struct walk_hint *h,
-                        const uint8_t *blk, uint64_t *cframe_out, uint64_t *frame,
-                        struct ps_err *err)
+static int top_frame_of(const struct pyctx *c, const struct walk_scratch *s,
+                        const struct walk_hint *h, const uint8_t *blk, uint64_t *cframe_out,
+                        uint64_t *frame, struct ps_err *err)
 {
-    const struct layout *l = pp->lay;
+    const struct layout *l = c->lay;
     uint64_t cframe;
 
     *cframe_out = 0;
@@ -856,24 +862,24 @@ static int top_frame_of(struct pyproc *pp, const struct walk_scratch *s, const s
         *frame = s->spec.cur_frame;
         return 0;
     }
-    return memsrc_read_u64(pp->src, cframe + (uint64_t)l->cframe_current_frame, frame, err);
+    return memsrc_read_u64(c->src, cframe + (uint64_t)l->cframe_current_frame, frame, err);
 }
 
 /* Chunks: the newest from the speculative read when the thread state confirms it. */
-static int take_chunks(struct pyproc *pp, struct walk_scratch *s, const struct walk_hint *h,
+static int take_chunks(const struct pyctx *c, struct walk_scratch *s, const struct walk_hint *h,
                        const uint8_t *blk, struct ps_err *err)
 {
-    const struct layout *l = pp->lay;
+    const struct layout *l = c->lay;
     uint64_t chunk = get64(blk, l->tstate_datastack_chunk);
     uint64_t top = get64(blk, l->tstate_datastack_top);
 
     if (!(s->spec.chunk_ok && chunk == h->chunk && top > chunk && top - chunk <= h->spec_len))
-        return copy_chunks(pp, s, chunk, top, err);
+        return copy_chunks(c, s, chunk, top, err);
     s->nchunks = 0;
     s->used = 0;
     s->chunks[s->nchunks++] =
         (struct chunk_copy){.start = chunk, .len = top - chunk, .buf = s->spec_chunk};
-    return copy_older_chunks(pp, s, get64(s->spec_chunk, l->chunk_previous), err);
+    return copy_older_chunks(c, s, get64(s->spec_chunk, l->chunk_previous), err);
 }
 
 /* The next walk's code headers: this walk's codes, then the previous hint's others (most
@@ -957,9 +963,9 @@ static bool tail_confirms(const struct layout *l, const struct walk_spec *sp,
     return st->cframe == 0 || (sp->tail_at == st->cframe && sp->tail_frame == st->top_frame);
 }
 
-int walk_stack(struct pyproc *pp, uint64_t tstate, struct walk_stack *st, struct ps_err *err)
+int walk_stack(const struct pyctx *c, uint64_t tstate, struct walk_stack *st, struct ps_err *err)
 {
-    const struct layout *l = pp->lay;
+    const struct layout *l = c->lay;
     struct walk_scratch *s = st->scratch;
     struct walk_hint *h = hint_of(s, tstate);
     uint8_t blk[WALK_BLOCK_MAX];
@@ -974,23 +980,23 @@ int walk_stack(struct pyproc *pp, uint64_t tstate, struct walk_stack *st, struct
     st->status_bits = 0;
     st->truncated = false;
     st->top_instr = 0;
-    calls = pp->src->stats.calls;
-    rc = spec_read(pp, st, h, blk, tstate_len(l), err);
+    calls = c->src->stats.calls;
+    rc = spec_read(c, st, h, blk, tstate_len(l), err);
     have_blk = rc == 0;
     if (rc == 0 && LAYOUT_HAS(l, tstate_status))
         st->status_bits = (uint32_t)get_i32(blk, l->tstate_status);
     if (rc == 0)
-        rc = top_frame_of(pp, s, h, blk, &st->cframe, &st->top_frame, err);
+        rc = top_frame_of(c, s, h, blk, &st->cframe, &st->top_frame, err);
     if (rc == 0)
-        rc = take_chunks(pp, s, h, blk, err);
+        rc = take_chunks(c, s, h, blk, err);
     if (rc == 0)
-        rc = chain_frames(pp, st, h, tstate, st->top_frame, err);
+        rc = chain_frames(c, st, h, tstate, st->top_frame, err);
     if (rc == 0 && st->n > 0)
-        rc = read_code_headers(pp, st, h, s->idx, &nuniq, err);
+        rc = read_code_headers(c, st, h, s->idx, &nuniq, err);
     if (rc == 0 && st->n > 0)
-        rc = finish_frames(pp, st, s->idx, nuniq, err);
+        rc = finish_frames(c, st, s->idx, nuniq, err);
     if (rc == 0)
-        st->top_confirmed = pp->src->stats.calls == calls + 1 && tail_confirms(l, &s->spec, st);
+        st->top_confirmed = c->src->stats.calls == calls + 1 && tail_confirms(l, &s->spec, st);
     if (rc == 0)
         hint_update(l, s, h, blk, st->cframe, nuniq);
     else if (rc == -PS_ECORRUPT && have_blk)
@@ -1000,10 +1006,10 @@ int walk_stack(struct pyproc *pp, uint64_t tstate, struct walk_stack *st, struct
     return rc;
 }
 
-int walk_stack_changed(struct pyproc *pp, uint64_t tstate, const struct walk_stack *st,
+int walk_stack_changed(const struct pyctx *c, uint64_t tstate, const struct walk_stack *st,
                        bool *changed, struct ps_err *err)
 {
-    const struct layout *l = pp->lay;
+    const struct layout *l = c->lay;
     uint64_t cframe = 0, frame = 0, instr = 0;
     struct memsrc_iov iov[3];
     size_t n = 0;
@@ -1020,7 +1026,7 @@ int walk_stack_changed(struct pyproc *pp, uint64_t tstate, const struct walk_sta
     }
     if (st->top_frame)
         iov[n++] = (struct memsrc_iov){st->top_frame + (uint64_t)l->frame_instr, &instr, 8};
-    rc = memsrc_readv(pp->src, iov, n, err);
+    rc = memsrc_readv(c->src, iov, n, err);
     if (rc < 0)
         return rc;
     *changed = cframe != st->cframe || frame != st->top_frame || instr != st->top_instr;

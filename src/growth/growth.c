@@ -321,7 +321,7 @@ static int read_slots(struct growth *g, struct memsrc_iov *iov, size_t n, bool *
                       struct ps_err *err)
 {
     struct ps_err tmp = {0};
-    int rc = n ? memsrc_readv(g->pp->src, iov, n, &tmp) : 0;
+    int rc = n ? memsrc_readv(g->cx.src, iov, n, &tmp) : 0;
 
     g->st.read_calls += n > 0;
     for (size_t i = 0; i < n; i++)
@@ -330,7 +330,7 @@ static int read_slots(struct growth *g, struct memsrc_iov *iov, size_t n, bool *
         if (growth_target_gone(rc))
             return ps_err_set(err, rc, "%s", tmp.msg);
         ps_err_clear(&tmp);
-        int one = memsrc_readv(g->pp->src, &iov[i], 1, &tmp);
+        int one = memsrc_readv(g->cx.src, &iov[i], 1, &tmp);
         g->st.read_calls++;
         ok[i] = one == 0;
         if (one < 0 && growth_target_gone(one))
@@ -697,16 +697,16 @@ int growth_new(struct pyproc *pp, const struct growth_opts *opts, struct growth 
 
     if (!g)
         return ps_err_set(err, -ENOMEM, "out of memory for the growth handle");
-    g->pp = pp;
-    g->lay = pp->lay;
+    g->cx = pyproc_ctx(pp);
+    g->lay = g->cx.lay;
     rc = opts_apply(g, opts, err);
     if (rc == 0)
         rc = header_lengths(g, err);
     if (rc == 0)
         rc = alloc_scratch(g, err);
     if (rc == 0)
-        rc = memsrc_read_u64(pp->src,
-                             pp->loc.syms.runtime + (uint64_t)g->lay->runtime_interpreters_main,
+        rc = memsrc_read_u64(g->cx.src,
+                             g->cx.syms->runtime + (uint64_t)g->lay->runtime_interpreters_main,
                              &g->interp, err);
     if (rc == 0 && g->interp == 0)
         rc = ps_err_set(err, -PS_ECORRUPT,

@@ -50,7 +50,7 @@ struct growth_map {
 #define GROWTH_KHDR_MAX 48
 
 struct growth {
-    struct pyproc *pp; /* borrowed */
+    struct pyctx cx; /* the readers' context (pyproc_ctx of the process: borrowed) */
     const struct layout *lay;
     struct growth_opts o;
     uint64_t interp;

@@ -25,11 +25,8 @@
 #include "growth_int.h"
 #include "pyscope/pyobj.h"
 
-/* tp_flags bits (Include/object.h, identical in 3.11-3.13). */
-#define TPF_HEAPTYPE      (1ull << 9)
-#define TPF_LIST_SUBCLASS (1ull << 25)
-#define TPF_DICT_SUBCLASS (1ull << 29)
-#define TPF_TYPE_SUBCLASS (1ull << 31)
+/* The tp_flags mask of flag f in g's layout table (tpflag_f). */
+#define TPF(g, f) layout_tpflag((g)->lay->tpflag_##f)
 
 /* Classification of one value; GROWTH_* kinds, or these. */
 enum {
@@ -60,7 +57,7 @@ static int local_fail(struct growth *g, int rc, const struct ps_err *tmp, struct
 static int read_words(struct growth *g, const uint64_t *addr, int64_t off, size_t n, uint64_t *out,
                       struct ps_err *err)
 {
-    struct memsrc *src = g->pp->src;
+    struct memsrc *src = g->cx.src;
     struct ps_err tmp = {0};
     int rc = 0;
 
@@ -100,7 +97,7 @@ static int load_dict(struct growth *g, uint64_t dict, size_t max, size_t *n, str
     int rc;
 
     g->nkv = 0;
-    rc = pyobj_dict_iter(&g->pp->ctx, dict, max, collect_pair, g, &tmp);
+    rc = pyobj_dict_iter(&g->cx, dict, max, collect_pair, g, &tmp);
     *n = rc < 0 ? 0 : g->nkv;
     if (rc >= 0 && (size_t)rc == max)
         g->st.skipped++; /* a dict at the cap: its tail may be missing */
@@ -109,13 +106,13 @@ static int load_dict(struct growth *g, uint64_t dict, size_t max, size_t *n, str
 
 static int classify(const struct growth *g, uint64_t type, uint64_t flags)
 {
-    const struct locate_syms *s = &g->pp->loc.syms;
+    const struct locate_syms *s = g->cx.syms;
 
     if (type == 0)
         return SCAN_NONE;
-    if (type == s->dict_type || (flags & TPF_DICT_SUBCLASS))
+    if (type == s->dict_type || (flags & TPF(g, dict_subclass)))
         return GROWTH_DICT;
-    if (type == s->list_type || (flags & TPF_LIST_SUBCLASS))
+    if (type == s->list_type || (flags & TPF(g, list_subclass)))
         return GROWTH_LIST;
     if (type == s->set_type)
         return GROWTH_SET;
@@ -123,7 +120,7 @@ static int classify(const struct growth *g, uint64_t type, uint64_t flags)
         return GROWTH_DEQUE;
     if (g->lru_type && type == g->lru_type)
         return GROWTH_LRU;
-    if (flags & TPF_TYPE_SUBCLASS)
+    if (flags & TPF(g, type_subclass))
         return SCAN_CLASS;
     return SCAN_NONE;
 }
@@ -131,7 +128,7 @@ static int classify(const struct growth *g, uint64_t type, uint64_t flags)
 /* Display name of a container's type: fixed for the exact built-in types, else tp_name. */
 static void type_name(struct growth *g, struct growth_found *f)
 {
-    const struct locate_syms *s = &g->pp->loc.syms;
+    const struct locate_syms *s = g->cx.syms;
     struct ps_err tmp = {0};
 
     if (f->kind == GROWTH_LRU || f->type == s->dict_type || f->type == s->list_type ||
@@ -139,7 +136,7 @@ static void type_name(struct growth *g, struct growth_found *f)
         (void)snprintf(f->type_name, sizeof(f->type_name), "%s", growth_kind_name(f->kind));
         return;
     }
-    if (pyobj_type_name(&g->pp->ctx, f->type, f->type_name, sizeof(f->type_name), &tmp) < 0)
+    if (pyobj_type_name(&g->cx, f->type, f->type_name, sizeof(f->type_name), &tmp) < 0)
         (void)snprintf(f->type_name, sizeof(f->type_name), "%s subclass",
                        growth_kind_name(f->kind));
 }
@@ -152,7 +149,7 @@ static bool entry_name(struct growth *g, const char *prefix, uint64_t key, char 
 
     size_t plen, klen;
 
-    if (cap == 0 || pyobj_str(&g->pp->ctx, key, k, sizeof(k), NULL, &tmp) < 0)
+    if (cap == 0 || pyobj_str(&g->cx, key, k, sizeof(k), NULL, &tmp) < 0)
         return false;
     /* "prefix.key", cut at cap - 1 bytes (a cut inside a UTF-8 sequence is only cosmetic) */
     plen = strnlen(prefix, cap - 1);
@@ -172,10 +169,9 @@ static uint64_t lru_cache_dict(struct growth *g, uint64_t wrapper)
     uint64_t cache = 0;
     uint64_t type = 0;
 
-    if (memsrc_read_u64(g->pp->src, wrapper + (uint64_t)g->lay->lru_cache_cache, &cache, &tmp) <
-            0 ||
-        cache == 0 || (cache & 7) != 0 || pyobj_type(&g->pp->ctx, cache, &type, &tmp) < 0 ||
-        type != g->pp->loc.syms.dict_type)
+    if (memsrc_read_u64(g->cx.src, wrapper + (uint64_t)g->lay->lru_cache_cache, &cache, &tmp) < 0 ||
+        cache == 0 || (cache & 7) != 0 || pyobj_type(&g->cx, cache, &type, &tmp) < 0 ||
+        type != g->cx.syms->dict_type)
         return 0;
     return cache;
 }
@@ -191,7 +187,7 @@ static bool add_container(struct growth *g, const struct scan_where *w, size_t i
 
     if (kind == GROWTH_LRU) {
         addr = lru_cache_dict(g, addr);
-        type = g->pp->loc.syms.dict_type;
+        type = g->cx.syms->dict_type;
     }
     if (g->nfound >= g->o.max_containers) {
         g->st.skipped++;
@@ -210,7 +206,7 @@ static bool add_container(struct growth *g, const struct scan_where *w, size_t i
     f->addr = addr;
     f->type = type;
     f->kind = (enum growth_kind)kind;
-    if (memsrc_read_u64(g->pp->src, type + (uint64_t)g->lay->type_basicsize, &f->basicsize, &tmp) <
+    if (memsrc_read_u64(g->cx.src, type + (uint64_t)g->lay->type_basicsize, &f->basicsize, &tmp) <
             0 ||
         f->basicsize > (1u << 20))
         f->basicsize = 0;
@@ -266,9 +262,9 @@ static int scan_class(struct growth *g, const struct scan_class *c, struct ps_er
     g->st.skipped += put < 0;
     if (put <= 0)
         return 0;
-    rc = memsrc_read_u64(g->pp->src, c->addr + (uint64_t)g->lay->type_flags, &flags, &tmp);
-    if (rc == 0 && (flags & TPF_HEAPTYPE))
-        rc = memsrc_read_u64(g->pp->src, c->addr + (uint64_t)g->lay->type_dict, &dict, &tmp);
+    rc = memsrc_read_u64(g->cx.src, c->addr + (uint64_t)g->lay->type_flags, &flags, &tmp);
+    if (rc == 0 && (flags & TPF(g, heaptype)))
+        rc = memsrc_read_u64(g->cx.src, c->addr + (uint64_t)g->lay->type_dict, &dict, &tmp);
     if (rc < 0)
         return local_fail(g, rc, &tmp, err);
     if (dict == 0)
@@ -287,9 +283,9 @@ static int scan_module(struct growth *g, uint64_t key, uint64_t module, struct s
     size_t n = 0, ncls = 0;
     int rc;
 
-    if (pyobj_str(&g->pp->ctx, key, name, sizeof(name), NULL, &tmp) < 0)
+    if (pyobj_str(&g->cx, key, name, sizeof(name), NULL, &tmp) < 0)
         return local_fail(g, tmp.code, &tmp, err);
-    rc = memsrc_read_u64(g->pp->src, module + (uint64_t)g->lay->module_dict, &dict, &tmp);
+    rc = memsrc_read_u64(g->cx.src, module + (uint64_t)g->lay->module_dict, &dict, &tmp);
     if (rc < 0)
         return local_fail(g, rc, &tmp, err);
     rc = load_dict(g, dict, GROWTH_MAX_GLOBALS, &n, err);
@@ -307,8 +303,8 @@ static uint64_t module_type(struct growth *g, const char *module, const char *na
     uint64_t mod = 0;
     uint64_t value = 0;
 
-    if (pyobj_module(&g->pp->ctx, g->interp, module, &mod, &tmp) < 0 ||
-        pyobj_module_global(&g->pp->ctx, mod, name, &value, &tmp) < 0)
+    if (pyobj_module(&g->cx, g->interp, module, &mod, &tmp) < 0 ||
+        pyobj_module_global(&g->cx, mod, name, &value, &tmp) < 0)
         return 0;
     return value;
 }
@@ -318,7 +314,7 @@ static int load_modules(struct growth *g, struct ps_err *err)
     uint64_t modules = 0;
     size_t n = 0;
     int rc =
-        memsrc_read_u64(g->pp->src, g->interp + (uint64_t)g->lay->interp_modules, &modules, err);
+        memsrc_read_u64(g->cx.src, g->interp + (uint64_t)g->lay->interp_modules, &modules, err);
 
     if (rc == 0 && modules == 0)
         rc = ps_err_set(err, -PS_ECORRUPT,

@@ -360,7 +360,7 @@ int native_unwind_thread(struct native_ctx *ctx, pid_t tid, uint64_t *pcs, size_
     *n = 0;
     if (ctx->core)
         return unwind_core(ctx, tid, pcs, cap, n, err);
-    if (tid <= 0) /* walk_tstates could not translate the target's id (pyproc_host_tid) */
+    if (tid <= 0) /* walk_tstates could not translate the target's id (tidmap_host_tid) */
         return ps_err_set(err, -ESRCH,
                           "the thread's id has no match in pyscope's pid namespace (it exited, "
                           "or its /proc status cannot be read)");

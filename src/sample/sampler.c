@@ -76,9 +76,8 @@ static void find_thread_registry(struct sampler *s)
     s->threading_active = 0;
     if (s->ninterps == 0)
         return;
-    if (pyobj_module(&s->pp->ctx, s->interps[s->ninterps - 1].addr, "threading", &mod, &ignored) <
-            0 ||
-        pyobj_module_global(&s->pp->ctx, mod, "_active", &active, &ignored) < 0)
+    if (pyobj_module(&s->cx, s->interps[s->ninterps - 1].addr, "threading", &mod, &ignored) < 0 ||
+        pyobj_module_global(&s->cx, mod, "_active", &active, &ignored) < 0)
         return;
     s->threading_active = active;
 }
@@ -99,10 +98,10 @@ static void read_thread_name(struct sampler *s, struct sthread *t)
         return;
     }
     /* Keys are the ints get_ident() returned; an int below 2^61-1 hashes to itself. */
-    if (pyobj_dict_get_hash(&s->pp->ctx, s->threading_active, (int64_t)t->ts.thread_id, &thread,
+    if (pyobj_dict_get_hash(&s->cx, s->threading_active, (int64_t)t->ts.thread_id, &thread,
                             &ignored) < 0 ||
-        pyobj_instance_attr(&s->pp->ctx, thread, "_name", &name, &ignored) < 0 ||
-        pyobj_str(&s->pp->ctx, name, t->name, sizeof(t->name), NULL, &ignored) < 0)
+        pyobj_instance_attr(&s->cx, thread, "_name", &name, &ignored) < 0 ||
+        pyobj_str(&s->cx, name, t->name, sizeof(t->name), NULL, &ignored) < 0)
         return;
     t->named = true;
 }
@@ -199,7 +198,7 @@ static int relist(struct sampler *s, double now, struct ps_err *err)
     bool names = s->nrelist % SAMPLER_NAME_EVERY == 0;
     int rc;
 
-    rc = walk_tstates(s->pp, s->ts, WALK_MAX_THREADS, &n, s->winterps, &ni, err);
+    rc = walk_tstates(&s->cx, s->ts, WALK_MAX_THREADS, &n, s->winterps, &ni, err);
     if (rc < 0)
         return rc;
     s->stats.relists++;
@@ -391,7 +390,7 @@ static bool probed(const struct sthread *t)
  * needs the probe (all busy or filtered out), nothing is read. */
 static void probe(struct sampler *s)
 {
-    const struct layout *l = s->pp->lay;
+    const struct layout *l = s->cx.lay;
     struct memsrc_iov iov[MEMSRC_MAX_IOV];
     struct ps_err ignored = {0};
     bool gil_done = false, first_batch = true;
@@ -417,7 +416,7 @@ static void probe(struct sampler *s)
         }
         if (n == 0)
             continue;
-        ok = memsrc_readv(s->pp->src, iov, n, &ignored) == 0;
+        ok = memsrc_readv(s->cx.src, iov, n, &ignored) == 0;
         for (size_t k = 0; ok && first_batch && k < s->ninterps; k++) {
             gil_parse(l, &s->interps[k]);
             tlist_parse(s, l, &s->interps[k]);
@@ -447,7 +446,7 @@ static int resolve_miss(struct sampler *s, const struct walk_frame *f, uint32_t 
 {
     const struct code_info *ci;
     struct linetab_pos pos;
-    int rc = code_cache_resolve(s->pp->codes, &s->pp->ctx, f->code_addr, &f->fp, &ci, err);
+    int rc = code_cache_resolve(s->cx.codes, &s->cx, f->code_addr, &f->fp, &ci, err);
 
     if (rc < 0)
         return rc;
@@ -665,7 +664,7 @@ static void emit(struct sampler *s, const struct sthread *t, double now, bool ac
  */
 static int stack_moved(struct sampler *s, const struct sthread *t, bool *moved, struct ps_err *err)
 {
-    const struct layout *l = s->pp->lay;
+    const struct layout *l = s->cx.lay;
     uint64_t cframe = 0, frame = 0;
     struct memsrc_iov iov[2];
     size_t n = 0;
@@ -679,7 +678,7 @@ static int stack_moved(struct sampler *s, const struct sthread *t, bool *moved, 
             iov[n++] =
                 (struct memsrc_iov){s->st.cframe + (uint64_t)l->cframe_current_frame, &frame, 8};
     }
-    rc = memsrc_readv(s->pp->src, iov, n, err);
+    rc = memsrc_readv(s->cx.src, iov, n, err);
     if (rc == 0)
         *moved = cframe != s->st.cframe || frame != s->st.top_frame;
     return rc;
@@ -748,7 +747,7 @@ static int walk_consistent(struct sampler *s, const struct sthread *t, bool *mov
         else if (attempt >= SAMPLER_ATTEMPTS_SURE && sampler_clock(s) - t0 > SAMPLER_RETRY_S)
             break;
         ps_err_clear(err);
-        rc = walk_stack(s->pp, t->ts.addr, &s->st, err);
+        rc = walk_stack(&s->cx, t->ts.addr, &s->st, err);
         if (rc == 0 && !s->opts.blocking && !s->st.top_confirmed)
             rc = stack_moved(s, t, moved, err);
         if ((rc == 0 && !*moved) || (rc < 0 && rc != -PS_ECORRUPT && rc != -EFAULT))
@@ -839,7 +838,7 @@ static bool unchanged(const struct sampler *s, const struct sthread *t)
 {
     if (!t->probe_ok || !t->has_prev || t->full_walk_due || s->opts.blocking)
         return false;
-    if (LAYOUT_HAS(s->pp->lay, tstate_current_frame))
+    if (LAYOUT_HAS(s->cx.lay, tstate_current_frame))
         return t->frame == t->prev_frame && t->instr == t->prev_instr;
     return t->cframe == t->prev_cframe && t->frame == t->prev_frame && t->instr == t->prev_instr;
 }
@@ -920,16 +919,16 @@ static int sample_busy(struct sampler *s, struct sthread *t, double now, struct 
     int rc;
 
     s->st.co_reads = co;
-    s->st.nco_reads = busy_co_reads(s->pp->lay, in, co, &tlist);
+    s->st.nco_reads = busy_co_reads(s->cx.lay, in, co, &tlist);
     rc = walk_checked(s, t, err);
     s->st.co_reads = NULL;
     s->st.nco_reads = 0;
     if (rc != 0)
         return rc < 0 ? rc : 0;
     if (in)
-        gil_parse(s->pp->lay, in);
+        gil_parse(s->cx.lay, in);
     if (tlist)
-        tlist_parse(s, s->pp->lay, in);
+        tlist_parse(s, s->cx.lay, in);
     t->status = s->st.status_bits;
     t->probe_ok = true;
     if (!selected(s, in, t, &active, &gil)) {
@@ -1071,6 +1070,7 @@ int sampler_sample_once(struct sampler *s, struct ps_err *err)
     s->stats.ticks++;
     if (!s->pp) /* clock-only: nothing to read (sampler_run's pidfd sees the exit) */
         return 0;
+    s->cx = pyproc_ctx(s->pp);
     rc = s->opts.blocking ? sample_stopped(s, start, err) : sample_all(s, start, err);
     us = (sampler_clock(s) - start) * 1e6;
     s->stats.tick_total_us += us;

@@ -103,6 +103,7 @@ struct stask {
 
 struct sampler {
     struct pyproc *pp; /* NULL: a clock-only sampler (sampler.h) */
+    struct pyctx cx;   /* the readers' context of the tick in progress (pyproc_ctx of pp) */
     pid_t pid;         /* the process ticked for: pp's, or opts.clock_pid */
     struct profile *prof;
     struct sampler_opts opts;

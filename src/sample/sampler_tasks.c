@@ -36,10 +36,10 @@ static int map_fill(struct sampler *s, const struct snap_tasks *st, struct ps_er
 
     for (size_t i = 0; i < n; i++) {
         s->tasks[i].coro = 0;
-        iov[i] = (struct memsrc_iov){st->tasks[i].addr + (uint64_t)s->pp->lay->task_coro,
+        iov[i] = (struct memsrc_iov){st->tasks[i].addr + (uint64_t)s->cx.lay->task_coro,
                                      &s->tasks[i].coro, 8};
     }
-    rc = n ? memsrc_readv(s->pp->src, iov, n, err) : 0;
+    rc = n ? memsrc_readv(s->cx.src, iov, n, err) : 0;
     if (rc < 0) {
         s->ntasks = 0;
         return rc == -PS_EGONE || rc == -ENOMEM ? rc : (ps_err_clear(err), 0);
@@ -66,11 +66,11 @@ int sampler_tasks_refresh(struct sampler *s, struct ps_err *err)
     int rc;
 
     s->ntasks = 0;
-    if (!s->tasks || !LAYOUT_HAS(s->pp->lay, task_coro) || !LAYOUT_HAS(s->pp->lay, gen_iframe))
+    if (!s->tasks || !LAYOUT_HAS(s->cx.lay, task_coro) || !LAYOUT_HAS(s->cx.lay, gen_iframe))
         return 0;
     rc = snap_new(&sn, err);
     if (rc == 0)
-        rc = tasks_collect(s->pp, sn, &o, err);
+        rc = tasks_collect(&s->cx, sn, &o, err);
     if (rc == 0 && sn->tasks && !sn->tasks->error)
         rc = map_fill(s, sn->tasks, err);
     snap_free(sn);
@@ -86,7 +86,7 @@ static const struct stask *task_of(const struct sampler *s, uint64_t coro)
 
 uint32_t sampler_tasks_base(struct sampler *s, const struct sthread *t)
 {
-    uint64_t off = (uint64_t)s->pp->lay->gen_iframe;
+    uint64_t off = (uint64_t)s->cx.lay->gen_iframe;
     const struct stask *k = NULL;
     uint32_t f;
 

@@ -141,6 +141,7 @@ static int bpf_exc_cfg(const struct pyproc *pp, const char *type_filter, struct 
         .none = pp->loc.syms.none,
         .tuple_type = pp->loc.syms.tuple_type,
         .unicode_type = pp->loc.syms.unicode_type,
+        .base_exc_flag = layout_tpflag(l->tpflag_base_exc_subclass),
         .tgid = (__u32)pp->pid,
     };
     struct stat ns;

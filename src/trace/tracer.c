@@ -160,11 +160,12 @@ static const struct walk_tstate *tr_find_ts(const struct tracer *t, pid_t tid)
 static const struct walk_tstate *tr_tstate(struct tracer *t, pid_t tid)
 {
     const struct walk_tstate *w = tr_find_ts(t, tid);
+    const struct pyctx live = pyproc_ctx(t->pp);
     struct ps_err ignored = {0};
 
     if (w)
         return w;
-    if (walk_tstates(t->pp, t->ts, WALK_MAX_THREADS, &t->nts, NULL, NULL, &ignored) < 0)
+    if (walk_tstates(&live, t->ts, WALK_MAX_THREADS, &t->nts, NULL, NULL, &ignored) < 0)
         t->nts = 0;
     return tr_find_ts(t, tid);
 }
@@ -175,13 +176,13 @@ static uint64_t tr_key(const struct exc_raw *r)
     return r->value ? r->value : r->type;
 }
 
-void tr_frame_of(struct tracer *t, const struct walk_frame *wf, struct tracer_frame *out)
+void tr_frame_of(const struct pyctx *c, const struct walk_frame *wf, struct tracer_frame *out)
 {
     const struct code_info *ci = NULL;
     struct ps_err ignored = {0};
 
     out->line = -1;
-    if (code_cache_resolve(t->pp->codes, &t->pp->ctx, wf->code_addr, &wf->fp, &ci, &ignored) < 0) {
+    if (code_cache_resolve(c->codes, c, wf->code_addr, &wf->fp, &ci, &ignored) < 0) {
         tr_copy(out->function, sizeof(out->function), "?", false);
         tr_copy(out->file, sizeof(out->file), "?", false);
         return;
@@ -191,24 +192,26 @@ void tr_frame_of(struct tracer *t, const struct walk_frame *wf, struct tracer_fr
     out->line = linetab_lookup(&ci->lines, ci->firstlineno, wf->unit).line;
 }
 
-static void tr_fill_raise(struct tracer *t, struct tracer_event *ev, bool have_stack)
+static void tr_fill_raise(struct tracer *t, const struct pyctx *c, struct tracer_event *ev,
+                          bool have_stack)
 {
     size_t n = have_stack ? t->stack.n : 0;
 
     ev->nframes = n < TRACER_MAX_FRAMES ? n : TRACER_MAX_FRAMES;
     ev->frames_truncated = n > TRACER_MAX_FRAMES || (have_stack && t->stack.truncated);
     for (size_t i = 0; i < ev->nframes; i++)
-        tr_frame_of(t, &t->stack.frames[i], &ev->frames[i]);
+        tr_frame_of(c, &t->stack.frames[i], &ev->frames[i]);
 }
 
 /* Describe the exception into ev (type, message, chain). */
-static int tr_describe(struct tracer *t, const struct exc_raw *raw, struct tracer_event *ev)
+static int tr_describe(struct tracer *t, const struct pyctx *stop, const struct exc_raw *raw,
+                       struct tracer_event *ev)
 {
     struct ps_err ignored = {0};
     struct exc_desc d;
 
-    tr_prefetch_desc(t->memo, t->pp, raw->value, raw->type);
-    if (exc_describe_cached(t->pp, raw, &t->names, &d, &ignored) < 0)
+    tr_prefetch_desc(t->memo, stop, raw->value, raw->type);
+    if (exc_describe_cached(stop, raw, &t->names, &d, &ignored) < 0)
         return -1;
     tr_copy(ev->type, sizeof(ev->type), d.type, false);
     tr_copy(ev->message, sizeof(ev->message), d.message, false);
@@ -245,8 +248,8 @@ static void tr_open_init(struct tr_open *o, pid_t tid, uint64_t tstate, uint64_t
 }
 
 /* A new raise at a stop: emit its RAISE when wanted and allowed. */
-void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *w,
-                  const struct exc_raw *raw)
+void tr_new_raise(struct tracer *t, const struct pyctx *stop, pid_t tid,
+                  const struct walk_tstate *w, const struct exc_raw *raw)
 {
     struct tr_open *o = tr_open_new(t, tid);
     struct tracer_event *ev = o ? &o->raise : &t->evtmp;
@@ -264,12 +267,12 @@ void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *w,
     ev->pid = t->pp->pid;
     ev->thread_id = w->thread_id;
     ev->reraise = raw->traceback != 0;
-    if (tr_describe(t, raw, ev) < 0) {
+    if (tr_describe(t, stop, raw, ev) < 0) {
         t->st.read_errors++;
         tr_copy(ev->type, sizeof(ev->type), "?", false);
     }
     if (have_stack)
-        tr_frame_of(t, &t->stack.frames[0], &at);
+        tr_frame_of(stop, &t->stack.frames[0], &at);
     if (o) {
         o->expect_next = have_stack && t->stack.n > 1 ? t->stack.frames[1].frame_addr : 0;
         o->last = at;
@@ -287,7 +290,7 @@ void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *w,
     }
     if (!have_stack)
         t->st.read_errors++;
-    tr_fill_raise(t, ev, have_stack);
+    tr_fill_raise(t, stop, ev, have_stack);
     tr_count_type(t, ev->type);
     tr_site_reported(site);
     t->st.reported++;
@@ -303,7 +306,7 @@ void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *w,
 }
 
 /* A propagation hit: the open exception crossed one more frame. */
-void tr_propagate(struct tracer *t, struct tr_open *o)
+void tr_propagate(struct tracer *t, const struct pyctx *c, struct tr_open *o)
 {
     o->gone_once = false;
     if (!t->stack_ok) {
@@ -311,21 +314,18 @@ void tr_propagate(struct tracer *t, struct tr_open *o)
         o->expect_next = 0;
         return;
     }
-    tr_frame_of(t, &t->stack.frames[0], &o->last);
+    tr_frame_of(c, &t->stack.frames[0], &o->last);
     o->expect_next = t->stack.n > 1 ? t->stack.frames[1].frame_addr : 0;
 }
 
-/* Point the readers at the memo for tid's stop (on), or back at the live source. */
+/* Begin (on) or end tid's stop in the memo; the stop's readers get the memo as their source
+ * through tr_hit_read's context, pp is never changed. */
 static void tr_memo_use(struct tracer *t, pid_t tid, bool on)
 {
-    struct memsrc *src = on ? t->memo : t->inner;
-
     if (on)
         tr_memo_begin(t->memo, tid);
     else
         tr_memo_end(t->memo, tid);
-    t->pp->src = src;
-    t->pp->ctx.src = src;
 }
 
 /*
@@ -335,25 +335,29 @@ static void tr_memo_use(struct tracer *t, pid_t tid, bool on)
  */
 static void tr_hit_read(struct tracer *t, pid_t tid, const struct walk_tstate *w, uint64_t frameobj)
 {
+    struct pyctx stop_ctx = pyproc_ctx(t->pp);
+    const struct pyctx *stop = &stop_ctx;
     struct ps_err ignored = {0};
-    bool walked = walk_stack(t->pp, w->addr, &t->stack, &ignored) == 0 && t->stack.n > 0;
+    bool walked;
     uint64_t iframe = 0;
     struct exc_raw raw;
     struct tr_open *o;
 
-    tr_prefetch_exc(t->memo, t->pp, w->addr, frameobj);
-    if (memsrc_read_u64(t->pp->src, frameobj + (uint64_t)t->pp->lay->frameobj_f_frame, &iframe,
+    stop_ctx.src = t->memo; /* this stop's reads: a copy with the memo, never a swap of pp's */
+    walked = walk_stack(stop, w->addr, &t->stack, &ignored) == 0 && t->stack.n > 0;
+    tr_prefetch_exc(t->memo, stop, w->addr, frameobj);
+    if (memsrc_read_u64(stop->src, frameobj + (uint64_t)stop->lay->frameobj_f_frame, &iframe,
                         &ignored) < 0 ||
-        exc_in_flight(t->pp, w->addr, &raw, &ignored) < 0 || (raw.value == 0 && raw.type == 0)) {
+        exc_in_flight(stop, w->addr, &raw, &ignored) < 0 || (raw.value == 0 && raw.type == 0)) {
         t->st.read_errors++;
         return;
     }
     t->stack_ok = walked && t->stack.frames[0].frame_addr == iframe;
     o = tr_open_of(t, tid);
     if (o && raw.traceback != 0 && tr_key(&raw) == o->key && iframe == o->expect_next)
-        tr_propagate(t, o);
+        tr_propagate(t, stop, o);
     else
-        tr_new_raise(t, tid, w, &raw);
+        tr_new_raise(t, stop, tid, w, &raw);
 }
 
 /* One breakpoint hit of tid (stopped at PyTraceBack_Here's entry). */
@@ -430,6 +434,7 @@ static void tr_exec(void *ctx, pid_t tid)
 /* ---- open exceptions and threads, between hits ------------------------------------------- */
 void tr_check_ends(struct tracer *t, bool stopped)
 {
+    const struct pyctx live = pyproc_ctx(t->pp);
     struct ps_err ignored = {0};
     struct exc_raw raw;
 
@@ -437,7 +442,7 @@ void tr_check_ends(struct tracer *t, bool stopped)
         struct tr_open *o = &t->open[i];
         if (!o->tid)
             continue;
-        if (exc_in_flight(t->pp, o->tstate, &raw, &ignored) == 0 && tr_key(&raw) == o->key) {
+        if (exc_in_flight(&live, o->tstate, &raw, &ignored) == 0 && tr_key(&raw) == o->key) {
             o->gone_once = false;
             continue;
         }

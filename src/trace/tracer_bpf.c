@@ -115,20 +115,19 @@ static void tr_bpf_raise(struct tracer *t, const struct exc_bpf_rec *r, size_t l
     const struct walk_tstate w = {
         .addr = r->tstate, .thread_id = r->thread_id, .native_id = (pid_t)r->tid};
     const struct exc_raw raw = {.value = r->value, .type = r->type, .traceback = r->traceback};
+    struct pyctx stop;
 
     if (len < offsetof(struct exc_bpf_rec, blob)) {
         t->st.read_errors++;
         return;
     }
     tr_bpf_put_ranges(t, r, len);
-    t->pp->src = t->memo;
-    t->pp->ctx.src = t->memo;
+    stop = pyproc_ctx(t->pp);
+    stop.src = t->memo; /* the record's bytes, then the live process (tracer_memo.c) */
     t->stack_ok = tr_bpf_stack(t, r, nframes) && t->stack.frames[0].frame_addr == r->iframe;
     t->hit_time = (double)r->time_ns / 1e9 + t->bpf_clock_shift;
-    tr_new_raise(t, (pid_t)r->tid, &w, &raw);
+    tr_new_raise(t, &stop, (pid_t)r->tid, &w, &raw);
     t->hit_time = 0;
-    t->pp->src = t->inner;
-    t->pp->ctx.src = t->inner;
 }
 
 static void tr_bpf_prop(struct tracer *t, const struct exc_bpf_rec *r, size_t len)
@@ -136,12 +135,13 @@ static void tr_bpf_prop(struct tracer *t, const struct exc_bpf_rec *r, size_t le
     struct tr_open *o = tr_open_of(t, (pid_t)r->tid);
     uint64_t key = r->value ? r->value : r->type;
     size_t nframes = r->nframes < 2 ? r->nframes : 2;
+    const struct pyctx live = pyproc_ctx(t->pp); /* a propagation record: live reads */
 
     if (!o || o->key != key ||
         len < offsetof(struct exc_bpf_rec, frames) + 2 * sizeof(r->frames[0]))
         return; /* its RAISE was lost or filtered: nothing to follow */
     t->stack_ok = tr_bpf_stack(t, r, nframes);
-    tr_propagate(t, o);
+    tr_propagate(t, &live, o);
 }
 
 /* End o, whose fate its thread's exit (or the exec) hid: "unknown", never a guess. */
@@ -238,11 +238,12 @@ static void tr_bpf_budget(struct tracer *t, double now)
 /* The type name of a type object: the describer's (read live), else its cache (target gone). */
 static bool tr_bpf_type_name(struct tracer *t, uint64_t type, char *out, size_t cap)
 {
+    const struct pyctx live = pyproc_ctx(t->pp);
     const struct exc_raw raw = {.type = type};
     struct ps_err ignored = {0};
     struct exc_desc d;
 
-    if (exc_describe_cached(t->pp, &raw, &t->names, &d, &ignored) == 0) {
+    if (exc_describe_cached(&live, &raw, &t->names, &d, &ignored) == 0) {
         (void)snprintf(out, cap, "%s", d.type);
         return true;
     }
@@ -256,6 +257,7 @@ static bool tr_bpf_type_name(struct tracer *t, uint64_t type, char *out, size_t 
 
 void tr_bpf_sites(struct tracer *t)
 {
+    const struct pyctx live = pyproc_ctx(t->pp);
     struct exc_bpf_site *keys;
     uint64_t *counts;
     struct exc_bpf_rec *r;
@@ -275,7 +277,7 @@ void tr_bpf_sites(struct tracer *t)
         r->frames[0] = (struct exc_bpf_frame){.code = keys[i].code, .instr = keys[i].instr};
         if (!tr_bpf_type_name(t, keys[i].type, type, sizeof(type)) || !tr_bpf_stack(t, r, 1))
             continue; /* left to the records' own count */
-        tr_frame_of(t, &t->stack.frames[0], &at);
+        tr_frame_of(&live, &t->stack.frames[0], &at);
         tr_site_add_exact(t, type, &at, counts[i], t->bpf_sync_gen);
     }
     free(keys);
@@ -288,9 +290,10 @@ void tr_bpf_sites(struct tracer *t)
 /* Give the program every thread state (tid -> tstate): it needs no fallback for those. */
 static void tr_bpf_tell_tstates(struct tracer *t)
 {
+    const struct pyctx live = pyproc_ctx(t->pp);
     struct ps_err ignored = {0};
 
-    if (walk_tstates(t->pp, t->ts, WALK_MAX_THREADS, &t->nts, NULL, NULL, &ignored) < 0)
+    if (walk_tstates(&live, t->ts, WALK_MAX_THREADS, &t->nts, NULL, NULL, &ignored) < 0)
         t->nts = 0;
     for (size_t i = 0; i < t->nts; i++)
         bpf_exc_set_tstate(t->bx, t->ts[i].native_id, t->ts[i].addr);
@@ -356,7 +359,7 @@ int tr_bpf_start(struct tracer *t, struct ps_err *err)
         return 0;
     /* The program matches thread states by the kernel's (our namespace's) thread id, while a
      * target in a deeper pid namespace stores its own: no raise would ever match. */
-    if (t->pp->other_pidns) {
+    if (t->pp->tids.other_pidns) {
         (void)snprintf(t->mech_note, sizeof(t->mech_note),
                        "bpf: the target is in another pid namespace, whose thread ids the "
                        "kernel-side reader cannot match yet; using breakpoints");

@@ -133,7 +133,7 @@ struct tracer {
     size_t nts;
     struct walk_stack stack;
     struct memsrc *inner;      /* pp->src as opened */
-    struct memsrc *memo;       /* pp->src during a stop (tracer_memo.c) */
+    struct memsrc *memo;       /* the source of a stop's reader context (tracer_memo.c) */
     struct exc_names names;    /* type names by address */
     struct tracer_event evtmp; /* a RAISE built for a thread whose exception is not followed */
     pid_t *tids;               /* TARGET_MAX_THREADS scratch */
@@ -180,13 +180,14 @@ struct tr_open *tr_open_of(struct tracer *t, pid_t tid);
 /*
  * A new raise in thread tid (thread state w) of exception raw, read at a hit: starts following
  * it and emits its RAISE when wanted and allowed. Uses t->stack / t->stack_ok (the stack at the
- * hit, innermost first) and describes raw through t->pp->src.
+ * hit, innermost first) and describes raw through stop, the stop's reader context: its source is
+ * t->memo (prefetched into).
  */
-void tr_new_raise(struct tracer *t, pid_t tid, const struct walk_tstate *w,
-                  const struct exc_raw *raw);
+void tr_new_raise(struct tracer *t, const struct pyctx *stop, pid_t tid,
+                  const struct walk_tstate *w, const struct exc_raw *raw);
 
-/* A propagation hit of o: it reached t->stack.frames[0] (when t->stack_ok). */
-void tr_propagate(struct tracer *t, struct tr_open *o);
+/* A propagation hit of o: it reached t->stack.frames[0] (when t->stack_ok), resolved through c. */
+void tr_propagate(struct tracer *t, const struct pyctx *c, struct tr_open *o);
 
 /* ---- tracer_bpf.c -------------------------------------------------------------------------- */
 
@@ -326,7 +327,7 @@ void tr_site_add_exact(struct tracer *t, const char *type, const struct tracer_f
                        uint64_t n, uint32_t gen);
 
 /* The frame (function, file, line) of a walked frame, through the code cache. */
-void tr_frame_of(struct tracer *t, const struct walk_frame *wf, struct tracer_frame *out);
+void tr_frame_of(const struct pyctx *c, const struct walk_frame *wf, struct tracer_frame *out);
 
 /* bpf: the kernel's exact per-site counts into the site table (tr_site_set_exact). */
 void tr_bpf_sites(struct tracer *t);
@@ -380,7 +381,7 @@ size_t tr_memo_page_len(uint64_t addr, size_t want, size_t need);
  * state): the hit frame object's f_frame and the in-flight exception object, whose address is
  * read through memo. Best effort, like every prefetch.
  */
-void tr_prefetch_exc(struct memsrc *memo, const struct pyproc *pp, uint64_t tstate,
+void tr_prefetch_exc(struct memsrc *memo, const struct pyctx *c, uint64_t tstate,
                      uint64_t frameobj);
 
 /*
@@ -388,6 +389,6 @@ void tr_prefetch_exc(struct memsrc *memo, const struct pyproc *pp, uint64_t tsta
  * args tuple and the chained exceptions' headers; then args[0] (up to ~256 bytes of a str) and
  * the chained exceptions' types. Best effort.
  */
-void tr_prefetch_desc(struct memsrc *memo, const struct pyproc *pp, uint64_t value, uint64_t type);
+void tr_prefetch_desc(struct memsrc *memo, const struct pyctx *c, uint64_t value, uint64_t type);
 
 #endif

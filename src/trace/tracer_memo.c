@@ -283,10 +283,9 @@ static uint64_t tr_word(struct memsrc *memo, uint64_t base, int32_t off)
     return v;
 }
 
-void tr_prefetch_exc(struct memsrc *memo, const struct pyproc *pp, uint64_t tstate,
-                     uint64_t frameobj)
+void tr_prefetch_exc(struct memsrc *memo, const struct pyctx *c, uint64_t tstate, uint64_t frameobj)
 {
-    const struct layout *l = pp->lay;
+    const struct layout *l = c->lay;
     int32_t off = LAYOUT_HAS(l, tstate_current_exception) ? l->tstate_current_exception
                                                           : l->tstate_curexc_value;
     uint64_t exc = tr_word(memo, tstate, off);
@@ -295,17 +294,17 @@ void tr_prefetch_exc(struct memsrc *memo, const struct pyproc *pp, uint64_t tsta
 
     if (frameobj && l->frameobj_f_frame >= 0)
         iov[n++] = (struct memsrc_iov){.addr = frameobj + (uint64_t)l->frameobj_f_frame, .len = 8};
-    if (exc && exc != pp->loc.syms.none && (exc & 7) == 0)
+    if (exc && exc != c->syms->none && (exc & 7) == 0)
         iov[n++] =
             (struct memsrc_iov){.addr = exc, .len = tr_memo_page_len(exc, tr_exc_len(l), 16)};
     tr_memo_prefetch(memo, iov, n);
 }
 
 /* Level 4: args[0] as a str, and the types of the chained exceptions. */
-static void tr_prefetch_leaves(struct memsrc *memo, const struct pyproc *pp, uint64_t text,
+static void tr_prefetch_leaves(struct memsrc *memo, const struct pyctx *c, uint64_t text,
                                uint64_t context, uint64_t cause)
 {
-    const struct layout *l = pp->lay;
+    const struct layout *l = c->lay;
     size_t need = (size_t)l->str_state + 4;
     struct memsrc_iov iov[3] = {{0}};
     size_t n = 0;
@@ -321,10 +320,10 @@ static void tr_prefetch_leaves(struct memsrc *memo, const struct pyproc *pp, uin
     tr_memo_prefetch(memo, iov, n);
 }
 
-void tr_prefetch_desc(struct memsrc *memo, const struct pyproc *pp, uint64_t value, uint64_t type)
+void tr_prefetch_desc(struct memsrc *memo, const struct pyctx *c, uint64_t value, uint64_t type)
 {
-    const struct layout *l = pp->lay;
-    uint64_t none = pp->loc.syms.none;
+    const struct layout *l = c->lay;
+    uint64_t none = c->syms->none;
     uint64_t vtype = tr_word(memo, value, l->object_type);
     bool instance = vtype != 0 && vtype == type; /* 3.11 may hold a str or args tuple instead */
     uint64_t args = instance ? tr_word(memo, value, l->exc_args) : 0;
@@ -344,6 +343,6 @@ void tr_prefetch_desc(struct memsrc *memo, const struct pyproc *pp, uint64_t val
     if (cause && (cause & 7) == 0)
         iov[n++] = (struct memsrc_iov){.addr = cause, .len = tr_exc_len(l)};
     tr_memo_prefetch(memo, iov, n);
-    tr_prefetch_leaves(memo, pp, instance ? tr_word(memo, args, l->tuple_items) : value, context,
+    tr_prefetch_leaves(memo, c, instance ? tr_word(memo, args, l->tuple_items) : value, context,
                        cause);
 }

@@ -1,7 +1,7 @@
 """pytest harness for pyscope's integration tests: real interpreters, real targets, ground truth.
 
-Interpreters: PYSCOPE_PYTHON_VERSIONS ("3.12" by default; "3.11,3.12,3.13,3.11-debian" for the
-full matrix, as ctest runs it)
+Interpreters: PYSCOPE_PYTHON_VERSIONS ("3.12" by default; the full matrix, as ctest runs it, is
+every version of `scripts/find-python --supported` plus "3.11-debian")
 parametrises every test that takes the `python` fixture; scripts/find-python resolves each version
 to a real binary; an entry "3.11-debian" means Debian's static /usr/bin/python3.11. A missing
 interpreter or tool fails the run when CI=true and skips the test locally, with the reason.

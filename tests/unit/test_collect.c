@@ -222,11 +222,12 @@ static uint64_t deepest_tstate(struct pyproc *pp)
     struct ps_err err = {0};
     size_t n = 0, best = 0;
     uint64_t addr = 0;
+    const struct pyctx c = pyproc_ctx(pp);
 
-    assert_int_equal(walk_tstates(pp, ts, 64, &n, NULL, NULL, &err), 0);
+    assert_int_equal(walk_tstates(&c, ts, 64, &n, NULL, NULL, &err), 0);
     assert_int_equal(walk_stack_init(&st, &err), 0);
     for (size_t i = 0; i < n; i++) {
-        if (walk_stack(pp, ts[i].addr, &st, &err) == 0 && st.n > best) {
+        if (walk_stack(&c, ts[i].addr, &st, &err) == 0 && st.n > best) {
             best = st.n;
             addr = ts[i].addr;
         }
@@ -244,22 +245,24 @@ static void test_frame_cycle_is_bounded(void **state)
         struct ps_err err = {0};
         struct memsrc *src = NULL;
         struct pyproc *pp;
+        struct pyctx c;
         struct walk_stack st;
         uint64_t tstate, inner, outer;
         int rc;
 
         load_fixture(minors[m], &fx);
         pp = open_overlaid(&fx, &src);
+        c = pyproc_ctx(pp);
         tstate = deepest_tstate(pp);
         assert_int_equal(walk_stack_init(&st, &err), 0);
-        assert_int_equal(walk_stack(pp, tstate, &st, &err), 0);
+        assert_int_equal(walk_stack(&c, tstate, &st, &err), 0);
         inner = st.frames[1].frame_addr;
         outer = st.frames[50].frame_addr;
         /* Make frame 50 point back at frame 1: a loop of 49 frames. */
         assert_int_equal(memsrc_fixture_add(src, outer + (uint64_t)pp->lay->frame_previous, &inner,
                                             sizeof(inner), &err),
                          0);
-        rc = walk_stack(pp, tstate, &st, &err);
+        rc = walk_stack(&c, tstate, &st, &err);
         assert_true(rc == 0 || rc == -PS_ECORRUPT);
         if (rc == 0)
             assert_true(st.truncated && st.n == WALK_MAX_DEPTH);
@@ -268,7 +271,7 @@ static void test_frame_cycle_is_bounded(void **state)
                                             sizeof(outer), &err),
                          0);
         ps_err_clear(&err);
-        assert_int_equal(walk_stack(pp, tstate, &st, &err), -PS_ECORRUPT);
+        assert_int_equal(walk_stack(&c, tstate, &st, &err), -PS_ECORRUPT);
         assert_non_null(strstr(err.msg, "invalid"));
         walk_stack_free(&st);
         pyproc_close(pp);
@@ -285,6 +288,7 @@ static void test_huge_name_length_is_an_error(void **state)
         struct ps_err err = {0};
         struct memsrc *src = NULL;
         struct pyproc *pp;
+        struct pyctx c;
         struct walk_stack st;
         struct snap *s = NULL;
         uint64_t tstate, huge = (uint64_t)1 << 40;
@@ -292,9 +296,10 @@ static void test_huge_name_length_is_an_error(void **state)
 
         load_fixture(minors[m], &fx);
         pp = open_overlaid(&fx, &src);
+        c = pyproc_ctx(pp);
         tstate = deepest_tstate(pp);
         assert_int_equal(walk_stack_init(&st, &err), 0);
-        assert_int_equal(walk_stack(pp, tstate, &st, &err), 0);
+        assert_int_equal(walk_stack(&c, tstate, &st, &err), 0);
         /* The innermost frame's function name claims 2^40 characters. */
         assert_int_equal(memsrc_fixture_add(src,
                                             st.frames[0].fp.name + (uint64_t)pp->lay->str_length,
@@ -359,15 +364,17 @@ static void test_yielded_generator_is_a_cut_chain(void **state)
         struct memsrc *src = NULL;
         const struct layout *l;
         struct pyproc *pp;
+        struct pyctx c;
         struct walk_stack st;
         uint64_t tstate, top, cframe, root = 0;
 
         load_fixture(minors[m], &fx);
         pp = open_overlaid(&fx, &src);
+        c = pyproc_ctx(pp);
         l = pp->lay;
         tstate = deepest_tstate(pp);
         assert_int_equal(walk_stack_init(&st, &err), 0);
-        assert_int_equal(walk_stack(pp, tstate, &st, &err), 0);
+        assert_int_equal(walk_stack(&c, tstate, &st, &err), 0);
         top = st.top_frame;
         cframe = st.cframe;
         assert_true(st.n > 100);
@@ -377,7 +384,7 @@ static void test_yielded_generator_is_a_cut_chain(void **state)
             link_cframe(src, l, cframe, fake_a); /* the caller's evaluation loop, then root */
             link_cframe(src, l, fake_a, root);
         }
-        assert_int_equal(walk_stack(pp, tstate, &st, &err), -PS_ECORRUPT);
+        assert_int_equal(walk_stack(&c, tstate, &st, &err), -PS_ECORRUPT);
         assert_non_null(strstr(err.msg, "cut"));
         if (LAYOUT_HAS(l, frame_is_entry)) {
             /* A _PyCFrame read after its loop returned: C-stack garbage whose `previous` leads
@@ -385,11 +392,11 @@ static void test_yielded_generator_is_a_cut_chain(void **state)
             link_cframe(src, l, cframe, fake_b);
             link_cframe(src, l, fake_b, 0);
             ps_err_clear(&err);
-            assert_int_equal(walk_stack(pp, tstate, &st, &err), -PS_ECORRUPT);
+            assert_int_equal(walk_stack(&c, tstate, &st, &err), -PS_ECORRUPT);
             /* The generator's _PyCFrame right above the root: the thread's bottom, complete. */
             link_cframe(src, l, cframe, root);
             ps_err_clear(&err);
-            assert_int_equal(walk_stack(pp, tstate, &st, &err), 0);
+            assert_int_equal(walk_stack(&c, tstate, &st, &err), 0);
             assert_int_equal(st.n, 1);
             assert_int_equal(st.frames[0].frame_addr, top);
         }

@@ -55,17 +55,26 @@ static void test_version_mapping(void **state)
     assert_int_equal(must_get(0x030d00f0)->version_hex_min, 0x030d0000);
 }
 
+/* The one version list: every table is listed, found by its version, named in the message. */
 static void test_supported_lists_every_table(void **state)
 {
-    static const uint32_t versions[] = {0x030b0000, 0x030c0000, 0x030d0000};
+    static const uint32_t measured[] = {0x030b0000, 0x030c0000, 0x030d0000}; /* tests below */
+    size_t n = layout_table_count();
 
     (void)state;
-    for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
-        const struct layout *lay = must_get(versions[i]);
+    assert_true(n >= sizeof(measured) / sizeof(measured[0]));
+    assert_null(layout_table(n));
+    for (size_t i = 0; i < n; i++) {
+        const struct layout *lay = layout_table(i);
 
+        assert_non_null(lay);
+        assert_ptr_equal(layout_for_version(lay->version_hex_min), lay);
+        assert_true(i == 0 || layout_table(i - 1)->version_hex_min < lay->version_hex_min);
         assert_non_null(strstr(layout_supported(), lay->name));
         assert_int_equal(strncmp(lay->generated_from, lay->name, strlen(lay->name)), 0);
     }
+    for (size_t i = 0; i < sizeof(measured) / sizeof(measured[0]); i++)
+        assert_non_null(layout_for_version(measured[i]));
 }
 
 static void test_field_access(void **state)
@@ -219,6 +228,30 @@ static void test_3_13_measured(void **state)
     check_values(must_get(0x030d00f0), exp, sizeof(exp) / sizeof(exp[0]));
 }
 
+/* tp_flags bits, Include/object.h of 3.11.7, 3.12.1 and 3.13.0 (Py_TPFLAGS_*): the readers'
+ * type checks test these bits, so a table that moved one would misclassify objects. */
+static void test_tpflags_measured(void **state)
+{
+    static const struct expect common[] = {
+        {"tpflag_managed_dict", 4},       {"tpflag_heaptype", 9},
+        {"tpflag_long_subclass", 24},     {"tpflag_list_subclass", 25},
+        {"tpflag_tuple_subclass", 26},    {"tpflag_bytes_subclass", 27},
+        {"tpflag_unicode_subclass", 28},  {"tpflag_dict_subclass", 29},
+        {"tpflag_base_exc_subclass", 30}, {"tpflag_type_subclass", 31},
+    };
+    static const uint32_t versions[] = {0x030b07f0, 0x030c01f0, 0x030d00f0};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++)
+        check_values(must_get(versions[i]), common, sizeof(common) / sizeof(common[0]));
+    assert_false(LAYOUT_HAS(must_get(0x030b0000), tpflag_inline_values));
+    assert_false(LAYOUT_HAS(must_get(0x030c0000), tpflag_inline_values));
+    assert_int_equal(must_get(0x030d0000)->tpflag_inline_values, 2);
+    /* The mask of an absent flag is 0: a test of it is false, never bit 63 or UB. */
+    assert_int_equal(layout_tpflag(LAYOUT_ABSENT), 0);
+    assert_true(layout_tpflag(must_get(0x030c0000)->tpflag_type_subclass) == (1ull << 31));
+}
+
 /* Fields a version lacks must read as absent, or code would follow garbage offsets. */
 static void test_absent_fields(void **state)
 {
@@ -248,10 +281,11 @@ static void test_absent_fields(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_version_mapping), cmocka_unit_test(test_supported_lists_every_table),
-        cmocka_unit_test(test_field_access),    cmocka_unit_test(test_names_and_indices_agree),
-        cmocka_unit_test(test_3_11_measured),   cmocka_unit_test(test_3_12_measured),
-        cmocka_unit_test(test_3_13_measured),   cmocka_unit_test(test_absent_fields),
+        cmocka_unit_test(test_version_mapping),  cmocka_unit_test(test_supported_lists_every_table),
+        cmocka_unit_test(test_field_access),     cmocka_unit_test(test_names_and_indices_agree),
+        cmocka_unit_test(test_3_11_measured),    cmocka_unit_test(test_3_12_measured),
+        cmocka_unit_test(test_3_13_measured),    cmocka_unit_test(test_absent_fields),
+        cmocka_unit_test(test_tpflags_measured),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

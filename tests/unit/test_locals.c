@@ -147,13 +147,14 @@ static void find_frames(struct pyproc *pp, json_int_t native, struct walk_stack 
     struct ps_err err = {0};
     size_t n = 0, ni = 0;
     bool found = false;
+    const struct pyctx c = pyproc_ctx(pp);
 
     assert_non_null(ts);
-    assert_int_equal(walk_tstates(pp, ts, WALK_MAX_THREADS, &n, NULL, &ni, &err), 0);
+    assert_int_equal(walk_tstates(&c, ts, WALK_MAX_THREADS, &n, NULL, &ni, &err), 0);
     for (size_t i = 0; i < n && !found; i++) {
         if (ts[i].native_id != (pid_t)native)
             continue;
-        assert_int_equal(walk_stack(pp, ts[i].addr, st, &err), 0);
+        assert_int_equal(walk_stack(&c, ts[i].addr, st, &err), 0);
         found = true;
     }
     free(ts);
@@ -180,12 +181,12 @@ static void check_bounds(const struct snap_frame *sf)
 }
 
 /* locals_frame of one frame through a fresh faulty source; returns the ranges it read. */
-static uint64_t run_faulty(const struct test_fixture *fx, const struct pyproc *pp,
+static uint64_t run_faulty(const struct test_fixture *fx, struct pyproc *pp,
                            const struct walk_frame *wf, int fault, uint64_t nth)
 {
     struct ps_err err = {0};
     struct memsrc *src = NULL, *faulty = NULL;
-    struct pyctx c = pp->ctx;
+    struct pyctx c = pyproc_ctx(pp);
     struct snap_frame sf = {0};
     struct snap *s = NULL;
     uint64_t ranges;

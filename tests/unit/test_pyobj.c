@@ -30,14 +30,8 @@
 #include "pyscope/memsrc.h"
 #include "pyscope/pyobj.h"
 
-#define TPF_INLINE_VALUES   (1ull << 2)
-#define TPF_MANAGED_DICT    (1ull << 4)
-#define TPF_HEAPTYPE        (1ull << 9)
-#define TPF_LONG            (1ull << 24)
-#define TPF_BYTES           (1ull << 27)
-#define TPF_UNICODE         (1ull << 28)
-#define TPF_DICT            (1ull << 29)
-#define TPF_TYPE            (1ull << 31)
+/* A tp_flags mask from world w's layout table (tpflag_f). */
+#define TPF(w, f)           layout_tpflag((w)->lay->tpflag_##f)
 #define TYPE_SIZE           1024
 #define TYPE_DICTOFFSET_OFF 288
 
@@ -268,12 +262,12 @@ static void w_init(struct world *w, uint32_t version)
     assert_non_null(w->lay);
     assert_int_equal(memsrc_fixture_new(&w->src, &err), 0);
     w->next = 0x100000;
-    w->syms.type_type = w_type(w, TPF_TYPE, "type");
-    w->syms.unicode_type = w_type(w, TPF_UNICODE, "str");
-    w->syms.bytes_type = w_type(w, TPF_BYTES, "bytes");
-    w->syms.long_type = w_type(w, TPF_LONG, "int");
-    w->syms.bool_type = w_type(w, TPF_LONG, "bool");
-    w->syms.dict_type = w_type(w, TPF_DICT, "dict");
+    w->syms.type_type = w_type(w, TPF(w, type_subclass), "type");
+    w->syms.unicode_type = w_type(w, TPF(w, unicode_subclass), "str");
+    w->syms.bytes_type = w_type(w, TPF(w, bytes_subclass), "bytes");
+    w->syms.long_type = w_type(w, TPF(w, long_subclass), "int");
+    w->syms.bool_type = w_type(w, TPF(w, long_subclass), "bool");
+    w->syms.dict_type = w_type(w, TPF(w, dict_subclass), "dict");
     w->syms.module_type = w_type(w, 0, "module");
     w->c = (struct pyctx){.src = w->src, .lay = w->lay, .syms = &w->syms};
 }
@@ -341,7 +335,7 @@ static void test_str_kinds(void **state)
                    "\xf0\x9d\x84\x9e"
                    "A\xef\xbf\xbd\xef\xbf\xbd");
         /* A str subclass instance: non-compact, data behind a pointer. */
-        uint64_t sub = w_type(&w, TPF_UNICODE | TPF_HEAPTYPE, "MyStr");
+        uint64_t sub = w_type(&w, TPF(&w, unicode_subclass) | TPF(&w, heaptype), "MyStr");
         assert_str(&w, w_str_of(&w, sub, "legacy", 6, 1, true), "legacy");
         assert_str(&w, w_str_of(&w, sub, ucs2, 2, 2, true), "\xe2\x82\xac\xc3\xa4");
         w_fini(&w);
@@ -414,7 +408,7 @@ static void test_str_garbage(void **state)
         w_put64(&w, g + (uint64_t)lay->object_type, g); /* its own type: flags are garbage */
         assert_int_not_equal(rd_str(&w, g, buf, sizeof(buf), NULL), 0);
         /* Non-compact with a NULL data pointer. */
-        uint64_t sub = w_type(&w, TPF_UNICODE | TPF_HEAPTYPE, "MyStr");
+        uint64_t sub = w_type(&w, TPF(&w, unicode_subclass) | TPF(&w, heaptype), "MyStr");
         uint64_t l = w_str_of(&w, sub, "abc", 3, 1, true);
         w_put64(&w, l + (uint64_t)lay->str_legacy_data, 0);
         assert_int_equal(rd_str(&w, l, buf, sizeof(buf), NULL), -PS_ECORRUPT);
@@ -510,7 +504,7 @@ static void test_long(void **state)
 static uint64_t w_heap_type(struct world *w, uint64_t flags, const char *module,
                             const char *qualname)
 {
-    uint64_t t = w_type(w, flags | TPF_HEAPTYPE, qualname);
+    uint64_t t = w_type(w, flags | TPF(w, heaptype), qualname);
 
     w_put64(w, t + (uint64_t)w->lay->heaptype_qualname, w_str(w, qualname));
     if (module) {
@@ -709,7 +703,8 @@ static void test_dict_garbage(void **state)
 /* An instance of a managed-dict class holding attributes e[] in values (or in a dict). */
 static uint64_t w_instance(struct world *w, const struct kv *e, size_t n, bool as_dict)
 {
-    uint64_t flags = TPF_MANAGED_DICT | (w->lay->dictvalues_values == 8 ? TPF_INLINE_VALUES : 0);
+    uint64_t flags =
+        TPF(w, managed_dict) | (w->lay->dictvalues_values == 8 ? TPF(w, inline_values) : 0);
     uint64_t type = w_heap_type(w, flags, "threading", "Thread");
     uint64_t base = w_alloc(w, 32 + 16 + 8 + 8 * n);
     uint64_t obj = base + 32;

@@ -33,9 +33,11 @@
 #include "pyscope/sampler.h"
 #include "pyscope/walk.h"
 
+#include "../../src/cpython/layout_tables.h"
 #include "../../src/sample/sampler_int.h"
 
-static const char *const minors[] = {"3.11", "3.12", "3.13"};
+/* Every supported version (the generated table list): the fixtures are recorded for each. */
+static const char *const minors[] = {LAYOUT_VERSION_NAMES};
 
 /* ---- the lenient source ------------------------------------------------------------------ */
 
@@ -174,9 +176,10 @@ static size_t warm_walks(struct fixture *fx, bool tamper)
     struct walk_stack st, cold;
     struct ps_err err = {0};
     size_t n = 0, confirmed = 0;
+    const struct pyctx c = pyproc_ctx(fx->pp);
 
     assert_non_null(ts);
-    assert_int_equal(walk_tstates(fx->pp, ts, WALK_MAX_THREADS, &n, NULL, NULL, &err), 0);
+    assert_int_equal(walk_tstates(&c, ts, WALK_MAX_THREADS, &n, NULL, NULL, &err), 0);
     assert_true(n >= 5);
     assert_int_equal(walk_stack_init(&st, &err), 0);
     assert_int_equal(walk_stack_init(&cold, &err), 0);
@@ -185,15 +188,15 @@ static size_t warm_walks(struct fixture *fx, bool tamper)
         const struct memsrc_iov co = {.addr = ts[i].addr, .buf = &word, .len = 8};
 
         fx->src->tamper = false;
-        assert_int_equal(walk_stack(fx->pp, ts[i].addr, &cold, &err), 0);
+        assert_int_equal(walk_stack(&c, ts[i].addr, &cold, &err), 0);
         assert_false(cold.top_confirmed && cold.n > 0); /* a cold walk predicts nothing */
         assert_int_equal(memsrc_read_u64(fx->pp->src, ts[i].addr, &expected, &err), 0);
-        assert_int_equal(walk_stack(fx->pp, ts[i].addr, &st, &err), 0); /* st's hint: warm */
+        assert_int_equal(walk_stack(&c, ts[i].addr, &st, &err), 0); /* st's hint: warm */
         st.co_reads = &co;
         st.nco_reads = 1;
         fx->src->tamper = tamper;
         calls = fx->pp->src->stats.calls;
-        assert_int_equal(walk_stack(fx->pp, ts[i].addr, &st, &err), 0);
+        assert_int_equal(walk_stack(&c, ts[i].addr, &st, &err), 0);
         assert_int_equal(word, expected);
         assert_int_equal(st.n, cold.n);
         for (size_t f = 0; f < st.n; f++)
@@ -403,7 +406,8 @@ static void test_faulting_walk_is_retried(void **state)
         size_t n = 0;
 
         open_fixture(minors[m], &fx);
-        assert_int_equal(walk_tstates(fx.pp, ts, WALK_MAX_THREADS, &n, NULL, NULL, &err), 0);
+        const struct pyctx c = pyproc_ctx(fx.pp);
+        assert_int_equal(walk_tstates(&c, ts, WALK_MAX_THREADS, &n, NULL, NULL, &err), 0);
         assert_true(n >= 2);
         assert_int_equal(profile_new(&p, &err), 0);
         assert_int_equal(sampler_new(fx.pp, p, &so, &s, &err), 0);

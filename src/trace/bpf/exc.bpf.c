@@ -35,8 +35,6 @@ struct exc_regs {
     __u64 r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, di;
 };
 
-#define TPFLAGS_BASE_EXC (1ull << 30)
-
 const volatile struct exc_bpf_cfg cfg = {0};
 
 struct {
@@ -420,7 +418,7 @@ static __always_inline void new_raise(struct exc_bpf_rec *r, __u32 tid, __u64 ke
         at = copy_range(r, r->value + lo, (__u32)(cfg.exc_cause + 8 - lo));
         vtype = blob64(r, at, 0);
     }
-    if (copy_type(r, r->type) & TPFLAGS_BASE_EXC && vtype == r->type) {
+    if ((copy_type(r, r->type) & cfg.base_exc_flag) && vtype == r->type) {
         args = blob64(r, at, cfg.exc_args - lo);
         copy_chained(r, blob64(r, at, cfg.exc_cause - lo));
         copy_chained(r, blob64(r, at, cfg.exc_context - lo));

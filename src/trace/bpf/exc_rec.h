@@ -44,6 +44,7 @@ struct exc_bpf_cfg {
     __s32 runtime_tstate_current;
     __s32 runtime_interpreters_main, interp_gil_ptr, gil_last_holder;
     __u64 runtime, none, tuple_type, unicode_type;
+    __u64 base_exc_flag; /* Py_TPFLAGS_BASE_EXC_SUBCLASS: the table's tpflag_base_exc_subclass */
     /* the target's pid as pyscope sees it, and pyscope's pid namespace: a hit of another process
      * (a fork child still holding the uprobe until its first hit removes it) is ignored */
     __u32 tgid;

@@ -11,12 +11,14 @@
 
 #include <jansson.h>
 
+#include "../../../src/cpython/layout_tables.h" /* generated: LAYOUT_VERSION_NAMES */
 #include "pyscope/locate.h"
 
-/* The minors every fixture set is recorded for. */
+/* The minors every fixture set is recorded for: every supported version (scripts/record-fixtures
+ * records them all), from the generated table list. */
 #define TEST_MINORS                                                                                \
     {                                                                                              \
-        "3.11", "3.12", "3.13"                                                                     \
+        LAYOUT_VERSION_NAMES                                                                       \
     }
 
 struct test_fixture {
