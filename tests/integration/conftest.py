@@ -221,7 +221,7 @@ def hardware_breakpoints_fire():
     try:
         child.stdout.readline()
         proc = subprocess.run([str(PYSCOPE_BIN), "exceptions", "--json", "--mechanism", "perf",
-                               "--duration", "0.2", str(child.pid)],
+                               "--duration", "1", str(child.pid)],
                               stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
                               check=False)
         for line in proc.stdout.decode(errors="replace").splitlines():
