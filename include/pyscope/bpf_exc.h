@@ -88,4 +88,11 @@ void bpf_exc_counters(const struct bpf_exc *b, uint64_t *out);
 /* Detach (the kernel removes the uprobe at once) and free. NULL-safe. */
 void bpf_exc_close(struct bpf_exc *b);
 
+/*
+ * Remove the uprobe (the kernel stops counting and recording raises) but keep the maps and the
+ * ring buffer, so that the last records, the counters and the per-site counts read after it are
+ * one consistent picture. Idempotent; NULL-safe; bpf_exc_close still frees everything.
+ */
+void bpf_exc_detach(struct bpf_exc *b);
+
 #endif

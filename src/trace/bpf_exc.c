@@ -503,6 +503,14 @@ size_t bpf_exc_sites(const struct bpf_exc *b, struct exc_bpf_site *keys, uint64_
     return n;
 }
 
+void bpf_exc_detach(struct bpf_exc *b)
+{
+    if (!b)
+        return;
+    bpf_link__destroy(b->link);
+    b->link = NULL;
+}
+
 void bpf_exc_close(struct bpf_exc *b)
 {
     if (!b)

@@ -429,6 +429,9 @@ int tr_bpf_stop(struct tracer *t)
 
     t->stopping = true;
     tr_bpf_clock(t);
+    /* no raise counted after this: the records drained, the counters and the per-site counts
+     * below then agree (the summary's exact counts = reported + not reported) */
+    bpf_exc_detach(t->bx);
     tr_bpf_drain(t); /* what was queued before the end */
     bpf_exc_counters(t->bx, cnt);
     t->bpf_cnt_lost = cnt[EXC_BPF_CNT_LOST_RAISES];

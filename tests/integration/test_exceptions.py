@@ -270,6 +270,7 @@ def test_sigkill_of_pyscope_while_idle(python, launch, mechanism, victim):
     assert_not_stopped_or_traced(target.pid)
 
 
+@pytest.mark.breakpoints  # perf tracing: skipped where breakpoints do not fire
 @pytest.mark.parametrize("victim", ["pyscope", "worker"])
 def test_sigkill_of_pyscope_during_a_burst(python, launch, victim):
     """SIGKILL mid-burst with perf breakpoints. Of the pyscope the user started: its worker
@@ -327,6 +328,7 @@ def test_crash_of_the_worker_while_raises_stop_the_target(python, launch, mechan
 
 @pytest.mark.parametrize("rate,exact", [(800, False), (20000, False), (20000, True)],
                          ids=["800", "20000", "20000-exact-count"])
+@pytest.mark.breakpoints  # perf tracing: skipped where breakpoints do not fire
 def test_rate_limit_counts_what_it_does_not_report(python, launch, monkeypatch, rate, exact):
     """A storm paced at `rate` raises/s against --max-rate 50 --burst 20: few reported, the rest
     counted by the non-stopping perf breakpoint while the stopping one is off. The count is
@@ -405,6 +407,7 @@ def test_sigkill_of_bpf_pyscope_at_random_moments_of_a_storm(python, launch):
         assert_not_stopped_or_traced(target.pid)
 
 
+@pytest.mark.breakpoints  # perf tracing: skipped where breakpoints do not fire
 def test_without_bpf_capabilities_falls_back_to_perf_and_says_why(python, launch):
     """pyscope without CAP_SYS_ADMIN, CAP_BPF and CAP_PERFMON (capsh drops them from its
     bounding set and its own): the kernel-side mechanism is refused, perf breakpoints trace

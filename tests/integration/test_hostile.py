@@ -336,6 +336,7 @@ def test_dump_of_a_target_in_another_pid_namespace(launch, pyscope):
     assert_not_stopped_or_traced(host)
 
 
+@pytest.mark.breakpoints  # perf tracing: skipped where breakpoints do not fire
 def test_exceptions_of_a_target_in_another_pid_namespace(launch):
     from test_exceptions import Tracer  # noqa: E402 - the exceptions tests' driver
     target, host = in_pidns(launch, "raise_loop.py")

@@ -47,6 +47,7 @@ def get(port, path):
     return body
 
 
+@pytest.mark.breakpoints  # perf tracing: skipped where breakpoints do not fire
 def test_fastapi_swallowed_error_found_among_framework_raises(launch):
     probe = subprocess.run([DEBIAN_PY, "-c", "import fastapi, uvicorn"], capture_output=True,
                            text=True, check=False) if os.access(DEBIAN_PY, os.X_OK) else None
@@ -92,6 +93,7 @@ def test_fastapi_swallowed_error_found_among_framework_raises(launch):
     assert site[0]["estimate"] == after - before, (site, before, after)
 
 
+@pytest.mark.breakpoints  # perf tracing: skipped where breakpoints do not fire
 def test_rare_site_beside_a_storm_is_seen_with_its_count(python, launch):
     target = launch(python_target(python, "rare_storm.py"), extra=(10000, 10))
     tracer = Tracer(target.pid, "--mechanism", "perf")  # the ptrace budget's estimates
@@ -158,6 +160,7 @@ def test_bpf_over_the_budget_samples_records_and_counts_every_raise(python, laun
     assert rare["reported"] >= 1, rare  # a site's first raise always gets its record
 
 
+@pytest.mark.breakpoints  # perf tracing: skipped where breakpoints do not fire
 def test_rare_raise_waits_for_nothing_in_its_own_thread(python, launch):
     """The rare thread's raises all stop (it is pinned): exact, not an estimate."""
     target = launch(python_target(python, "rare_storm.py"), extra=(2000, 3))
