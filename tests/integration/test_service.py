@@ -47,8 +47,8 @@ def get(port, path):
     return body
 
 
-@pytest.mark.breakpoints  # perf tracing: skipped where breakpoints do not fire
-def test_fastapi_swallowed_error_found_among_framework_raises(launch):
+@pytest.mark.parametrize("mechanism", ["perf", "bpf"])
+def test_fastapi_swallowed_error_found_among_framework_raises(launch, mechanism):
     probe = subprocess.run([DEBIAN_PY, "-c", "import fastapi, uvicorn"], capture_output=True,
                            text=True, check=False) if os.access(DEBIAN_PY, os.X_OK) else None
     require(probe is not None and probe.returncode == 0,
@@ -56,10 +56,10 @@ def test_fastapi_swallowed_error_found_among_framework_raises(launch):
             f"them): {probe.stderr.strip()[-200:] if probe else 'no ' + DEBIAN_PY}")
     app = launch([DEBIAN_PY, "-I", str(APP)])
     port = app.truth["port"]
-    # No limit (--max-rate 0: no budget, no token bucket): every raise stops, so each is followed
-    # to its handler and the site's count is exact (the budget's sampling is the next test's; at
+    # No limit (--max-rate 0: no budget, no token bucket): every raise stops (perf) or is read in
+    # the kernel (bpf), so each is followed to its handler and the site's count is exact (the budget's sampling is the next test's; at
     # 1% this nearly idle app affords ~25 stops in the run, docs/exceptions.md).
-    tracer = Tracer(app.pid, "--max-rate", 0, "--mechanism", "perf")
+    tracer = Tracer(app.pid, "--max-rate", 0, "--mechanism", mechanism)
     before = get(port, "/counts")["swallowed"]
     clients = [threading.Thread(target=lambda k=k: [get(port, PATHS[(k + i) % 3])
                                                    for i in range(30)]) for k in range(4)]
@@ -74,9 +74,9 @@ def test_fastapi_swallowed_error_found_among_framework_raises(launch):
     sites = sites_record(tracer.lines)
     print(f"swallowed {after - before}, stop {stop_record(tracer.lines)}\n"
           f"sites {[(s['type'], s['function'], s['seen'], s['estimate']) for s in sites]}")
-    ours = [e for e in raises if e["type"] == "AttributeError" and
+    ours = [e for e in raises if e["type"] == "AttributeError" and e["frames"] and
             e["frames"][0]["file"].endswith("bench_service_app.py")]
-    assert ours, [(e["type"], e["frames"][0]) for e in raises[:20]]
+    assert ours, [(e["type"], e["frames"][:1]) for e in raises[:20]]
     for ev in ours:
         assert ev["message"] == "'Order' object has no attribute 'weight'", ev
         assert ev["frames"][0]["file"].endswith("bench_service_app.py"), ev["frames"][0]
@@ -86,7 +86,7 @@ def test_fastapi_swallowed_error_found_among_framework_raises(launch):
     handlers = {(ends[e["seq"]]["handled_at"]["function"], ends[e["seq"]]["fate_unknown"])
                 for e in ours if e["seq"] in ends}
     assert handlers == {("report", False)}, handlers
-    framework = {e["frames"][0]["file"] for e in raises if e not in ours}
+    framework = {e["frames"][0]["file"] for e in raises if e not in ours and e["frames"]}
     assert any("/dist-packages/" in f or "/asyncio/" in f for f in framework), framework
     site = [s for s in sites if s["type"] == "AttributeError" and s["file"].endswith("_app.py")]
     assert len(site) == 1, site
