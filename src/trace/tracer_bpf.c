@@ -423,22 +423,28 @@ int tr_bpf_step(struct tracer *t, struct ps_err *err)
     return rc < 0 ? rc : 0;
 }
 
-int tr_bpf_stop(struct tracer *t)
+/* The program's counters, summed over CPUs, into the tracer's last-read copies. */
+static void tr_bpf_read_counters(struct tracer *t)
 {
-    uint64_t cnt[EXC_BPF_CNT_N];
+    uint64_t cnt[EXC_BPF_CNT_N] = {0};
 
-    t->stopping = true;
-    tr_bpf_clock(t);
-    /* no raise counted after this: the records drained, the counters and the per-site counts
-     * below then agree (the summary's exact counts = reported + not reported) */
-    bpf_exc_detach(t->bx);
-    tr_bpf_drain(t); /* what was queued before the end */
     bpf_exc_counters(t->bx, cnt);
     t->bpf_cnt_lost = cnt[EXC_BPF_CNT_LOST_RAISES];
     t->bpf_cnt_hits = cnt[EXC_BPF_CNT_HITS];
     t->bpf_cnt_filtered = cnt[EXC_BPF_CNT_FILTERED_RAISES];
     t->bpf_cnt_in_flight = cnt[EXC_BPF_CNT_IN_FLIGHT];
     t->bpf_cnt_sampled = cnt[EXC_BPF_CNT_SAMPLED_OUT];
+}
+
+int tr_bpf_stop(struct tracer *t)
+{
+    t->stopping = true;
+    tr_bpf_clock(t);
+    /* no raise counted after this: the records drained, the counters and the per-site counts
+     * below then agree (the summary's exact counts = reported + not reported) */
+    bpf_exc_detach(t->bx);
+    tr_bpf_drain(t); /* what was queued before the end */
+    tr_bpf_read_counters(t);
     tr_bpf_sites(t);      /* the last exact counts, while the maps exist */
     bpf_exc_close(t->bx); /* the kernel removes the uprobe */
     t->bx = NULL;
@@ -459,16 +465,8 @@ int tr_bpf_stop(struct tracer *t)
 
 void tr_bpf_stats(struct tracer *t, struct tracer_stats *out)
 {
-    uint64_t cnt[EXC_BPF_CNT_N] = {0};
-
-    if (t->bx) {
-        bpf_exc_counters(t->bx, cnt);
-        t->bpf_cnt_lost = cnt[EXC_BPF_CNT_LOST_RAISES];
-        t->bpf_cnt_hits = cnt[EXC_BPF_CNT_HITS];
-        t->bpf_cnt_filtered = cnt[EXC_BPF_CNT_FILTERED_RAISES];
-        t->bpf_cnt_in_flight = cnt[EXC_BPF_CNT_IN_FLIGHT];
-        t->bpf_cnt_sampled = cnt[EXC_BPF_CNT_SAMPLED_OUT];
-    }
+    if (t->bx)
+        tr_bpf_read_counters(t);
     out->in_flight_at_start = t->bpf_cnt_in_flight;
     out->hits = t->bpf_cnt_hits; /* every hit, counted in the kernel */
     out->counted_total = t->bpf_cnt_hits;
