@@ -24,9 +24,9 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "pyscope/evloop.h"
 #include "pyscope/pyproc.h"
 #include "pyscope/subproc.h"
 
@@ -64,14 +64,6 @@ struct fanout {
     pid_t tree[FANOUT_SCAN_MAX];
     struct fanout_stats st;
 };
-
-static double fan_mono(void)
-{
-    struct timespec t;
-
-    (void)clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 /* ---- output ------------------------------------------------------------------------------ */
 
@@ -142,7 +134,7 @@ static void fan_child(struct fanout *f, int wfd, pid_t target)
         _exit(1);
     (void)close(wfd);
     if (f->remaining_end > 0) {
-        remaining = f->remaining_end - fan_mono();
+        remaining = f->remaining_end - evloop_now();
         if (remaining < 0.001)
             _exit(0);
     }
@@ -341,17 +333,17 @@ static bool fan_root_gone(pid_t root)
  * their own (their stop records then say "duration"). */
 static void fan_end(struct fanout *f, bool at_duration)
 {
-    double give_up = fan_mono() + (at_duration ? FANOUT_GRACE_S : 0);
+    double give_up = evloop_now() + (at_duration ? FANOUT_GRACE_S : 0);
 
-    while (at_duration && f->nkids > 0 && fan_mono() < give_up) {
+    while (at_duration && f->nkids > 0 && evloop_now() < give_up) {
         (void)fan_poll(f, 20);
         fan_reap(f);
     }
-    give_up = fan_mono() + FANOUT_END_WAIT_S;
+    give_up = evloop_now() + FANOUT_END_WAIT_S;
     for (size_t i = 0; i < f->nkids; i++)
         if (f->kids[i].proc > 0)
             (void)kill(f->kids[i].proc, SIGTERM);
-    while (f->nkids > 0 && fan_mono() < give_up) {
+    while (f->nkids > 0 && evloop_now() < give_up) {
         (void)fan_poll(f, 20);
         fan_reap(f);
     }
@@ -361,7 +353,7 @@ int fanout_run(pid_t root, double duration_s, const sigset_t *stop_sigs, fanout_
                const char **why, struct fanout_stats *st, struct ps_err *err)
 {
     struct fanout *f = calloc(1, sizeof(*f));
-    double start = fan_mono(), next_scan = 0;
+    double start = evloop_now(), next_scan = 0;
 
     *why = "error";
     if (!f)
@@ -384,7 +376,7 @@ int fanout_run(pid_t root, double duration_s, const sigset_t *stop_sigs, fanout_
         return ps_err_set(err, -e, "signalfd failed: %s", strerror(e));
     }
     for (;;) {
-        double now = fan_mono();
+        double now = evloop_now();
         int sig;
 
         if (f->remaining_end > 0 && now >= f->remaining_end) {
