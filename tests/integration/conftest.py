@@ -245,6 +245,9 @@ def pytest_configure(config):
         "debugreg tracing raises); skipped, with pyscope's own sentence, on a machine where "
         "they do not")
     config.addinivalue_line(
+        "markers", "bpf_timing: a bpf test of the consumer keeping up with the kernel; skipped "
+        "under the sanitizers (scripts/test's asan stage sets ASAN_OPTIONS)")
+    config.addinivalue_line(
         "markers", "any_breakpoints: a perf/debugreg test that must run even where hardware "
         "breakpoints do not fire (it checks what pyscope says then)")
 
@@ -253,7 +256,12 @@ def pytest_runtest_setup(item):
     """A test of the perf or debugreg mechanism (parametrised `mechanism`, or marked
     `breakpoints`) is skipped where hardware breakpoints do not fire, in CI too: it could only
     fail for the machine, and test_breakpoints_that_cannot_fire_are_said checks that pyscope
-    says so there. Everywhere else it runs as before."""
+    says so there. Everywhere else it runs as before. A `bpf_timing` test skips under the
+    sanitizers."""
+    if item.get_closest_marker("bpf_timing") and os.environ.get("ASAN_OPTIONS"):
+        pytest.skip("a bpf race against the target's exit or a ring-buffer budget: under the "
+                    "sanitizers pyscope drains its ring ~5x slower than the kernel fills it, so "
+                    "records are lost there (noted on issue 15); the normal build runs it")
     if item.get_closest_marker("any_breakpoints"):
         return
     callspec = getattr(item, "callspec", None)

@@ -155,6 +155,7 @@ def test_every_raise_reported_then_clean_exit(python, launch, sig, mechanism):
     assert len(again["events"]) == len(truth["events"])
 
 
+@pytest.mark.bpf_timing
 @pytest.mark.parametrize("mechanism", ["perf", "bpf"])
 def test_target_exit_ends_the_trace(python, launch, mechanism):
     target = raiser(python, launch, 1, expect_alive=False)

@@ -135,6 +135,7 @@ def test_rare_site_beside_a_storm_bpf_counts_every_raise(python, launch):
     assert (storm["estimate"], storm["estimated"]) == (truth["storm"], False), (storm, truth)
 
 
+@pytest.mark.bpf_timing
 def test_bpf_over_the_budget_samples_records_and_counts_every_raise(python, launch, monkeypatch):
     """bpf above the free rate (20k raises/s; lowered to 500/s here through the test knob
     PYSCOPE_BPF_FREE_RATE, since a loaded 2-core machine cannot raise 20k/s): the program's
