@@ -156,7 +156,9 @@ def test_every_raise_reported_then_clean_exit(python, launch, sig, mechanism):
 
 
 @pytest.mark.bpf_timing
-@pytest.mark.parametrize("mechanism", ["perf", "bpf"])
+@pytest.mark.parametrize("mechanism", ["perf", pytest.param("bpf", marks=pytest.mark.xfail(
+    strict=False, reason="known defect (issue 15): with bpf, a busy machine can lose raise "
+    "records of a round (run with two busy loops: 'missing' raises of round 0)"))])
 def test_target_exit_ends_the_trace(python, launch, mechanism):
     target = raiser(python, launch, 1, expect_alive=False)
     tracer = Tracer(target.pid, "--max-rate", 0, "--mechanism", mechanism)
