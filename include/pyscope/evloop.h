@@ -92,6 +92,10 @@ double evloop_now(void);
 /* Wall time (CLOCK_REALTIME), in seconds since the epoch: for timestamps, never for waits. */
 double evloop_wall(void);
 
+/* The calling thread's CPU time (user + system) in seconds (CLOCK_THREAD_CPUTIME_ID): what a
+ * source costs the machine, as opposed to the time it took. */
+double evloop_thread_cpu(void);
+
 /* The signals of the classes in `classes` (EVLOOP_SIG_*), into *set: the one list. */
 void evloop_signals(unsigned classes, sigset_t *set);
 

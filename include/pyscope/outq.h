@@ -37,7 +37,8 @@ int outq_open(int fd, size_t cap, struct outq **out, struct ps_err *err) PS_WARN
 FILE *outq_begin(struct outq *q);
 
 /* Queue the record formatted since outq_begin (dropped and counted when it does not fit or was
- * cut at OUTQ_RECORD_MAX), then write what the descriptor accepts now. */
+ * cut at OUTQ_RECORD_MAX). It is written by the next outq_drain (call it at the end of each
+ * batch of records), or here already when more than half the queue is taken. */
 void outq_commit(struct outq *q);
 
 /* Write what the descriptor accepts now, without blocking. Returns -EPIPE when the reader is

@@ -166,7 +166,8 @@ struct tracer_stats {
     bool counting;               /* counted_total is exact: perf mode, and the counter never had
                                to sample (while off above count_exact_rate hits/s it runs 2% of
                                the time and the rest is estimated from its rate) */
-    double count_cost_us;        /* measured cost of one counted hit to the target (< 0 unknown) */
+    double count_cost_us;        /* measured cost of one counted hit to the target (< 0 unknown);
+                                    bpf: the program's mean time per hit + the trap's 1.7 us */
     double count_exact_rate;     /* hits/s up to which counting while off stays exact (the rate at
                                    which it costs the target 2%); < 0: any rate (exact_count) */
     uint64_t unseen_hits;        /* perf: hits not stopped for (rate-limited off, or at the end) */
@@ -185,7 +186,9 @@ struct tracer_stats {
     double disarmed_seconds; /* total time the stopping breakpoint was off */
     bool armed;              /* the stopping breakpoint is armed right now */
     double budget;           /* the share in force (< 0: none) */
-    double spent_s;          /* target time charged to the budget: stops and counted hits */
+    double spent_s;          /* target time charged to the budget: stops and counted hits;
+                                bpf: the program, the traps and own_cpu_s */
+    double own_cpu_s;        /* bpf: pyscope's CPU turning records into events and output */
     double target_cpu_s;     /* the target's CPU time while traced (the budget's base) */
     double stop_cost_us;     /* charged per stop: measured hold + TR_STOP_FLOOR (model) */
     uint64_t pinned_threads; /* threads where every raise stops (rare raisers), now */

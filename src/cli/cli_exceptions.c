@@ -252,15 +252,15 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
             "disarmed_seconds", s->disarmed_seconds, "disarms", (json_int_t)s->disarms,
             "count_cost_us", s->count_cost_us, "count_exact_rate", s->count_exact_rate);
 
-        if (o &&
-            json_object_update_new(
-                o, json_pack("{s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I, s:I, s:I}", "budget",
-                             s->budget, "budget_spent_s", s->spent_s, "target_cpu_s",
-                             s->target_cpu_s, "stop_cost_us", s->stop_cost_us, "pinned_threads",
-                             (json_int_t)s->pinned_threads, "episodes", (json_int_t)s->episodes,
-                             "raises_est", s->raises_est, "ring_lost", (json_int_t)s->ring_lost,
-                             "in_flight_at_start", (json_int_t)s->in_flight_at_start,
-                             "sampled_every", (json_int_t)s->sampled_every)) < 0) {
+        if (o && json_object_update_new(
+                     o, json_pack("{s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I, s:I, s:I}",
+                                  "budget", s->budget, "budget_spent_s", s->spent_s, "own_cpu_s",
+                                  s->own_cpu_s, "target_cpu_s", s->target_cpu_s, "stop_cost_us",
+                                  s->stop_cost_us, "pinned_threads", (json_int_t)s->pinned_threads,
+                                  "episodes", (json_int_t)s->episodes, "raises_est", s->raises_est,
+                                  "ring_lost", (json_int_t)s->ring_lost, "in_flight_at_start",
+                                  (json_int_t)s->in_flight_at_start, "sampled_every",
+                                  (json_int_t)s->sampled_every)) < 0) {
             json_decref(o);
             o = NULL;
         }
@@ -334,6 +334,7 @@ static void exc_report_start(const struct cli_common *c, const struct exc_args *
                                        tracer_mechanism(t), "mechanism_note",
                                        tracer_mechanism_note(t)));
         outq_commit(o->q);
+        (void)outq_drain(o->q); /* at once: a reader waits for it to know tracing began */
         return;
     }
     (void)snprintf(msg, sizeof(msg),

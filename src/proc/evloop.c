@@ -85,6 +85,11 @@ double evloop_wall(void)
     return ts_seconds(CLOCK_REALTIME);
 }
 
+double evloop_thread_cpu(void)
+{
+    return ts_seconds(CLOCK_THREAD_CPUTIME_ID);
+}
+
 double evloop_clock_now(const struct evloop *l)
 {
     return l->opts.clock ? l->opts.clock->now(l->opts.clock->arg) : evloop_now();

@@ -210,7 +210,10 @@ static int tr_describe(struct tracer *t, const struct pyctx *stop, const struct 
     struct ps_err ignored = {0};
     struct exc_desc d;
 
-    tr_prefetch_desc(t->memo, stop, raw->value, raw->type);
+    /* bpf: the record's copies are already in the memo, taken at the raise (a prefetch would
+     * re-read, live, what they hold in other lengths: two syscalls per record) */
+    if (!t->used_bpf)
+        tr_prefetch_desc(t->memo, stop, raw->value, raw->type);
     if (exc_describe_cached(stop, raw, &t->names, &d, &ignored) < 0)
         return -1;
     tr_copy(ev->type, sizeof(ev->type), d.type, false);
@@ -762,6 +765,7 @@ void tracer_free(struct tracer *t)
     bkpt_free(t->bp);
     bpf_exc_close(t->bx);
     free(t->bpf_hdrs);
+    free(t->bpf_hdr_cache);
     if (t->chld_fd >= 0)
         (void)close(t->chld_fd);
     walk_stack_free(&t->stack);

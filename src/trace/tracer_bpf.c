@@ -37,15 +37,23 @@
 #include "tracer_int.h"
 
 #define TR_BPF_SYNC_S 0.1 /* least time between two thread-list reads */
-/* The budget (tracer.h "Budget"): below TR_BPF_FREE_RATE raises/s every raise gets its record;
- * above, the program's cost is held under the budget's share of the target's CPU by sampling
- * the records (every raise is still counted per site in the kernel). Looked at every
- * TR_BPF_BUDGET_S; the cost of a hit is the program's own time (bpf_ktime, summed in the
- * kernel) plus TR_BPF_TRAP_S for the uprobe's trap, which the program cannot see (measured on
- * issue 15: a counting uprobe alone, 1.7 us). */
-#define TR_BPF_FREE_RATE 20000.0
+/*
+ * The budget (tracer.h "Budget"), at any rate. Every TR_BPF_BUDGET_S the cost since the last look
+ * -- the program's own time (bpf_ktime, summed in the kernel), TR_BPF_TRAP_S per hit for the
+ * uprobe's trap, which the program cannot see (issue 15: a counting uprobe alone, 1.7 us), and
+ * pyscope's own CPU turning records into events (on a busy machine it is taken from the target's
+ * cores: at ~8k raises/s it was most of the cost) -- is charged to a credit that refills at the
+ * budget's share of the target's CPU (tracer_budget.c) and holds between -TR_BPF_BURST_S and
+ * TR_BPF_BURST_S (or two looks' worth): a burst of raises is reported whole; a sustained rate
+ * over the share samples the records (one raise in N gets one: N x 2-8 per look, up to
+ * TR_BPF_MAX_EVERY; / 2-8 again once the cost is under half the share and the credit is back).
+ * Every raise is still counted per site in the kernel, and a site's first raise always gets its
+ * record. Where the trap and the count alone exceed the share (~2-3 us per raise, tens of
+ * thousands of raises/s), the sampling stays at its maximum and budget_spent_s says by how much.
+ */
 #define TR_BPF_BUDGET_S  0.5
 #define TR_BPF_TRAP_S    1.7e-6
+#define TR_BPF_BURST_S   0.02
 #define TR_BPF_MAX_EVERY 4096u
 #define TR_BPF_SITES_MAX 4096
 /* Records handled per step: half the event ring, delivered before the next batch. */
@@ -68,12 +76,65 @@ static void tr_bpf_put_ranges(struct tracer *t, const struct exc_bpf_rec *r, siz
     }
 }
 
-/* t->stack from the record's frames: code headers in one scatter read, units as walk.c. */
+/*
+ * Code headers read live in this batch, by code address (direct-mapped). A record's frames
+ * mostly repeat the ones before it (one scatter read per record was half of pyscope's system
+ * time at thousands of raises/s); a header is reused only within the batch it was read in
+ * (tr_bpf_step starts a new one), a moment after the raise it checks, as a per-record read is.
+ */
+#define TR_BPF_HDR_SLOTS 256u
+struct tr_bpf_hdr {
+    uint64_t addr;
+    uint32_t batch; /* t->bpf_batch when read; 0 never */
+    uint8_t bytes[CODE_HEADER_MAX];
+};
+
+/* Start a batch: headers read before it are read again. */
+static void tr_bpf_new_batch(struct tracer *t)
+{
+    if (++t->bpf_batch == 0) /* 0 marks a slot never read */
+        t->bpf_batch = 1;
+}
+
+static struct tr_bpf_hdr *tr_bpf_hdr_slot(struct tracer *t, uint64_t code)
+{
+    return &t->bpf_hdr_cache[((code >> 4) * 0x9E3779B97F4A7C15ull >> 56) % TR_BPF_HDR_SLOTS];
+}
+
+/* The live headers of the record's code objects into hdrs (misses of this batch's cache in one
+ * scatter read). < 0 as memsrc_readv (PS_EGONE: the target exited). */
+static int tr_bpf_headers(struct tracer *t, const struct exc_bpf_rec *r, size_t nframes,
+                          size_t hlen, uint8_t *hdrs, struct ps_err *err)
+{
+    struct memsrc_iov iov[EXC_BPF_MAX_FRAMES];
+    size_t miss[EXC_BPF_MAX_FRAMES], n = 0;
+
+    for (size_t i = 0; i < nframes; i++) {
+        const struct tr_bpf_hdr *h = tr_bpf_hdr_slot(t, r->frames[i].code);
+        if (h->addr == r->frames[i].code && h->batch == t->bpf_batch) {
+            memcpy(hdrs + i * CODE_HEADER_MAX, h->bytes, hlen);
+            continue;
+        }
+        iov[n] = (struct memsrc_iov){
+            .addr = r->frames[i].code, .buf = hdrs + i * CODE_HEADER_MAX, .len = hlen};
+        miss[n++] = i;
+    }
+    if (n > 0 && memsrc_readv(t->inner, iov, n, err) < 0)
+        return err->code;
+    for (size_t k = 0; k < n; k++) {
+        struct tr_bpf_hdr *h = tr_bpf_hdr_slot(t, r->frames[miss[k]].code);
+        h->addr = r->frames[miss[k]].code;
+        h->batch = t->bpf_batch;
+        memcpy(h->bytes, hdrs + miss[k] * CODE_HEADER_MAX, hlen);
+    }
+    return 0;
+}
+
+/* t->stack from the record's frames: code headers (tr_bpf_headers), units as walk.c. */
 static bool tr_bpf_stack(struct tracer *t, const struct exc_bpf_rec *r, size_t nframes)
 {
     const struct layout *l = t->pp->lay;
     size_t hlen = code_header_len(l);
-    struct memsrc_iov iov[EXC_BPF_MAX_FRAMES];
     uint8_t *hdrs = t->bpf_hdrs;
     struct ps_err ignored = {0};
     bool gone;
@@ -82,11 +143,8 @@ static bool tr_bpf_stack(struct tracer *t, const struct exc_bpf_rec *r, size_t n
     t->stack.truncated = r->truncated != 0;
     if (nframes == 0 || hlen > CODE_HEADER_MAX)
         return false;
-    for (size_t i = 0; i < nframes; i++)
-        iov[i] = (struct memsrc_iov){
-            .addr = r->frames[i].code, .buf = hdrs + i * CODE_HEADER_MAX, .len = hlen};
     /* a record read after the target exited: code objects the cache knows are trusted */
-    gone = memsrc_readv(t->inner, iov, nframes, &ignored) < 0;
+    gone = tr_bpf_headers(t, r, nframes, hlen, hdrs, &ignored) < 0;
     if (gone && ignored.code != -PS_EGONE)
         return false;
     for (size_t i = 0; i < nframes; i++) {
@@ -195,18 +253,21 @@ static void tr_bpf_on_rec(void *ctx, const struct exc_bpf_rec *r, size_t len)
 /* Every record queued now (bounded: a storm may keep filling the ring). */
 static void tr_bpf_drain(struct tracer *t)
 {
-    for (int i = 0; i < 64 && bpf_exc_poll(t->bx, TR_BPF_BATCH, tr_bpf_on_rec, t) == TR_BPF_BATCH;
-         i++)
+    for (int i = 0; i < 64; i++) {
+        tr_bpf_new_batch(t);
+        if (bpf_exc_poll(t->bx, TR_BPF_BATCH, tr_bpf_on_rec, t) != TR_BPF_BATCH)
+            break;
         tr_deliver(t);
+    }
 }
 
 /* ---- budget and exact per-site counts --------------------------------------------------- */
 
-/* Set the sampling from the cost since the last look (see TR_BPF_FREE_RATE). */
+/* Set the sampling from the cost since the last look (see TR_BPF_BUDGET_S). */
 static void tr_bpf_budget(struct tracer *t, double now)
 {
     uint64_t cnt[EXC_BPF_CNT_N];
-    double dt = now - t->bpf_bud_at, cost, allowed, rate;
+    double dt = now - t->bpf_bud_at, cost, allowed, cap, step;
     uint32_t every = t->bpf_every ? t->bpf_every : 1;
 
     if (t->budget < 0 || dt < TR_BPF_BUDGET_S)
@@ -214,17 +275,20 @@ static void tr_bpf_budget(struct tracer *t, double now)
     tr_budget_cpu(t, now);
     bpf_exc_counters(t->bx, cnt);
     cost = (double)(cnt[EXC_BPF_CNT_NS] - t->bpf_bud_ns) / 1e9 +
-           (double)(cnt[EXC_BPF_CNT_HITS] - t->bpf_bud_hits) * TR_BPF_TRAP_S;
-    rate = (double)(cnt[EXC_BPF_CNT_TICK] - t->bpf_bud_raises) / dt;
+           (double)(cnt[EXC_BPF_CNT_HITS] - t->bpf_bud_hits) * TR_BPF_TRAP_S +
+           (t->bpf_own_s - t->bpf_bud_own);
     allowed = tr_budget_refill(t) * dt;
     if (t->bpf_bud_at > 0) {
         t->st.spent_s += cost;
-        if (rate <= t->bpf_free_rate)
-            every = 1;
-        else if (cost > allowed)
-            every = (uint32_t)fmin(TR_BPF_MAX_EVERY, ceil(every * fmin(8.0, cost / allowed)));
-        else if (cost < allowed / 2 && every > 1)
-            every /= 2;
+        cap = fmax(TR_BPF_BURST_S, 2 * allowed);
+        t->bpf_credit = fmax(-cap, fmin(cap, t->bpf_credit + allowed - cost));
+        if (t->bpf_credit < 0 && cost > allowed) {
+            step = fmin(8.0, fmax(2.0, cost / allowed));
+            every = (uint32_t)fmin(TR_BPF_MAX_EVERY, ceil(every * step));
+        } else if (t->bpf_credit >= 0 && cost < allowed / 2 && every > 1) {
+            step = cost > 0 ? fmin(8.0, fmax(2.0, allowed / (2 * cost))) : 8.0;
+            every = (uint32_t)fmax(1.0, floor(every / step));
+        }
     }
     if (every != (t->bpf_every ? t->bpf_every : 1))
         bpf_exc_set_sampling(t->bx, every);
@@ -232,7 +296,7 @@ static void tr_bpf_budget(struct tracer *t, double now)
     t->bpf_bud_at = now;
     t->bpf_bud_ns = cnt[EXC_BPF_CNT_NS];
     t->bpf_bud_hits = cnt[EXC_BPF_CNT_HITS];
-    t->bpf_bud_raises = cnt[EXC_BPF_CNT_TICK];
+    t->bpf_bud_own = t->bpf_own_s;
 }
 
 /* The type name of a type object: the describer's (read live), else its cache (target gone). */
@@ -352,7 +416,6 @@ int tr_bpf_start(struct tracer *t, struct ps_err *err)
 {
     struct ps_err why = {0};
     bool forced = t->opts.force_mech == TRACER_MECH_BPF;
-    const char *free_rate;
     int rc;
 
     if (t->opts.force_mech && !forced)
@@ -378,28 +441,28 @@ int tr_bpf_start(struct tracer *t, struct ps_err *err)
         return 0;
     }
     t->bpf_hdrs = malloc((size_t)EXC_BPF_MAX_FRAMES * CODE_HEADER_MAX);
+    t->bpf_hdr_cache = calloc(TR_BPF_HDR_SLOTS, sizeof(*t->bpf_hdr_cache));
+    t->bpf_batch = 1;
     t->chld_fd = dup(bpf_exc_fd(t->bx)); /* what tracer_run and the TUI poll */
-    if (!t->bpf_hdrs || t->chld_fd < 0)
+    if (!t->bpf_hdrs || !t->bpf_hdr_cache || t->chld_fd < 0)
         return ps_err_set(err, -ENOMEM, "out of memory for the bpf exception reader");
     if (t->opts.max_rate == 0)
         tracer_bucket_init(&t->bucket, -1.0, 0, evloop_now()); /* unlimited: no stop to budget */
-    /* a test knob: the rate above which the budget applies (a loaded test machine cannot
-     * raise 20k/s) */
-    free_rate = getenv("PYSCOPE_BPF_FREE_RATE");
-    t->bpf_free_rate = free_rate ? strtod(free_rate, NULL) : TR_BPF_FREE_RATE;
+    t->bpf_credit = TR_BPF_BURST_S;
     tr_bpf_tell_tstates(t);
     return 1;
 }
 
 int tr_bpf_step(struct tracer *t, struct ps_err *err)
 {
-    double now = evloop_now();
+    double now = evloop_now(), cpu = evloop_thread_cpu();
     int rc;
 
     (void)err;
     if (t->stopped)
         return 1;
     tr_bpf_clock(t);
+    tr_bpf_new_batch(t);
     rc = bpf_exc_poll(t->bx, TR_BPF_BATCH, tr_bpf_on_rec, t);
     if (t->exec_seen) { /* the probe watched the old image: the trace is over */
         t->exited = true;
@@ -418,8 +481,9 @@ int tr_bpf_step(struct tracer *t, struct ps_err *err)
         t->last_end_check = now;
         tr_check_ends(t, false);
     }
-    tr_bpf_budget(t, now);
     tr_deliver(t);
+    t->bpf_own_s += evloop_thread_cpu() - cpu; /* records, events, output: the budget's */
+    tr_bpf_budget(t, now);
     return rc < 0 ? rc : 0;
 }
 
@@ -434,6 +498,7 @@ static void tr_bpf_read_counters(struct tracer *t)
     t->bpf_cnt_filtered = cnt[EXC_BPF_CNT_FILTERED_RAISES];
     t->bpf_cnt_in_flight = cnt[EXC_BPF_CNT_IN_FLIGHT];
     t->bpf_cnt_sampled = cnt[EXC_BPF_CNT_SAMPLED_OUT];
+    t->bpf_cnt_ns = cnt[EXC_BPF_CNT_NS];
 }
 
 int tr_bpf_stop(struct tracer *t)
@@ -479,7 +544,10 @@ void tr_bpf_stats(struct tracer *t, struct tracer_stats *out)
     out->filtered += t->bpf_cnt_filtered;
     out->armed = t->bx != NULL;
     out->threads_armed = 0;
-    out->count_cost_us = -1.0;
+    out->count_cost_us = t->bpf_cnt_hits ? (double)t->bpf_cnt_ns / (double)t->bpf_cnt_hits / 1e3 +
+                                               TR_BPF_TRAP_S * 1e6
+                                         : -1.0;
+    out->own_cpu_s = t->bpf_own_s;
     out->budget = t->budget;
     out->sampled_every = t->bpf_every ? t->bpf_every : 1;
 }

@@ -25,6 +25,7 @@
 
 struct bkpt;
 struct bpf_exc;
+struct tr_bpf_hdr;
 
 #define TR_MAX_OPEN 256 /* threads whose open exception is followed for its END */
 /* Window rates kept for the median (tracer_rate.c): a window that opened while the target was
@@ -139,16 +140,20 @@ struct tracer {
     pid_t *tids;               /* TARGET_MAX_THREADS scratch */
     /* bpf mechanism (tracer_bpf.c): the loaded program (NULL otherwise or once stopped) */
     struct bpf_exc *bx;
-    double hit_time;        /* bpf: CLOCK_REALTIME of the hit being handled; 0: now */
-    double bpf_clock_shift; /* bpf: CLOCK_REALTIME - CLOCK_MONOTONIC */
-    uint8_t *bpf_hdrs;      /* EXC_BPF_MAX_FRAMES code headers, scratch */
+    double hit_time;                  /* bpf: CLOCK_REALTIME of the hit being handled; 0: now */
+    double bpf_clock_shift;           /* bpf: CLOCK_REALTIME - CLOCK_MONOTONIC */
+    uint8_t *bpf_hdrs;                /* EXC_BPF_MAX_FRAMES code headers, scratch */
+    struct tr_bpf_hdr *bpf_hdr_cache; /* TR_BPF_HDR_SLOTS code headers read in this batch */
+    uint32_t bpf_batch;               /* the batch's number (a cached header's validity) */
     uint64_t bpf_cnt_hits, bpf_cnt_lost, bpf_cnt_filtered; /* the program's counters, last read */
-    uint64_t bpf_cnt_in_flight, bpf_cnt_sampled;
+    uint64_t bpf_cnt_in_flight, bpf_cnt_sampled, bpf_cnt_ns;
     uint32_t bpf_every, bpf_sync_gen; /* the sampling in force (1: a record per raise) */
-    double bpf_free_rate;             /* raises/s below which every raise gets its record */
-    double bpf_bud_at;                /* the budget's last look (evloop_now; 0 never) */
-    uint64_t bpf_bud_ns, bpf_bud_hits, bpf_bud_raises; /* counters at that look */
-    char mech_note[512];                               /* tracer_mechanism_note */
+    double bpf_own_s;   /* pyscope's CPU in tr_bpf_step so far (records into events, output) */
+    double bpf_credit;  /* the budget's credit, seconds (tracer_bpf.c, TR_BPF_BUDGET_S) */
+    double bpf_bud_at;  /* the budget's last look (evloop_now; 0 never) */
+    double bpf_bud_own; /* bpf_own_s at that look */
+    uint64_t bpf_bud_ns, bpf_bud_hits; /* the program's counters at that look */
+    char mech_note[512];               /* tracer_mechanism_note */
 };
 
 /* ---- tracer.c ------------------------------------------------------------------------------ */

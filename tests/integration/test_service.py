@@ -135,14 +135,12 @@ def test_rare_site_beside_a_storm_bpf_counts_every_raise(python, launch):
     assert (storm["estimate"], storm["estimated"]) == (truth["storm"], False), (storm, truth)
 
 
-@pytest.mark.bpf_timing
-def test_bpf_over_the_budget_samples_records_and_counts_every_raise(python, launch, monkeypatch):
-    """bpf above the free rate (20k raises/s; lowered to 500/s here through the test knob
-    PYSCOPE_BPF_FREE_RATE, since a loaded 2-core machine cannot raise 20k/s): the program's
-    measured cost is held to the budget by sampling the records (sampled_every > 1, raises not
+def test_bpf_over_the_budget_samples_records_and_counts_every_raise(python, launch):
+    """bpf over the budget (at any rate): the cost (the program, its traps and pyscope's own CPU
+    per record) is held to the budget by sampling the records (sampled_every > 1, raises not
     reported), while the kernel's per-site counts stay exact (the old program sent a record per
-    raise: every raise reported, no sampling)."""
-    monkeypatch.setenv("PYSCOPE_BPF_FREE_RATE", "500")
+    raise: every raise reported, no sampling), and the rare site's first raise gets its record
+    even when a slow reader lets the ring fill (a quarter of it is kept for first raises)."""
     target = launch(python_target(python, "rare_storm.py"), extra=(100000, 4))
     tracer = Tracer(target.pid, "--mechanism", "bpf", "--budget", "0.1")
     os.kill(target.pid, signal.SIGUSR1)

@@ -309,6 +309,7 @@ static __always_inline __u32 walk(struct exc_bpf_rec *r, __u64 f, __u32 max)
 {
     struct walk_ctx w = {.r = r, .f = f, .max = max};
 
+    r->truncated = 0; /* a walk of 2 frames before this one may have set it */
     bpf_loop(EXC_BPF_MAX_STEPS, walk_step, &w, 0);
     r->nframes = w.n;
     return w.n;
@@ -339,22 +340,41 @@ static __always_inline void set_open(__u32 tid, struct exc_open *cur, __u64 key,
         bpf_map_update_elem(&open, &tid, &o, BPF_ANY);
 }
 
-/* One more raise of r's site (type, raising code, instruction) in the exact per-site counts. */
-static __always_inline void count_site(const struct exc_bpf_rec *r)
+/* One more raise of r's site (type, raising code, instruction) in the exact per-site counts.
+ * Returns 1 when this was the site's first raise (its entry was made here). */
+static __always_inline int count_site(const struct exc_bpf_rec *r)
 {
     struct exc_bpf_site k = {.type = r->type};
     __u64 one = 1, *v;
 
     if (r->nframes == 0)
-        return;
+        return 0;
     k.code = r->frames[0].code;
     k.instr = r->frames[0].instr;
     v = bpf_map_lookup_elem(&sites, &k);
-    if (v)
+    if (v) {
         __sync_fetch_and_add(v, 1);
-    else if (bpf_map_update_elem(&sites, &k, &one, BPF_NOEXIST) &&
-             (v = bpf_map_lookup_elem(&sites, &k)))
+        return 0;
+    }
+    if (bpf_map_update_elem(&sites, &k, &one, BPF_NOEXIST) == 0)
+        return 1;
+    if ((v = bpf_map_lookup_elem(&sites, &k)))
         __sync_fetch_and_add(v, 1); /* another CPU inserted it first */
+    return 0;
+}
+
+/*
+ * Is there room in the ring for a record? A site's first raise may take all of it; any other
+ * leaves EXC_BPF_RING_KEEP of it free, so a slow reader (a loaded machine, a sanitizer build)
+ * that lets the ring fill up still gets the rare site's first record.
+ */
+static __always_inline int ring_room(int first)
+{
+    __u64 size = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE);
+    __u64 keep = first ? 0 : size / EXC_BPF_RING_KEEP;
+
+    return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + sizeof(struct exc_bpf_rec) + keep <=
+           size;
 }
 
 /*
@@ -372,16 +392,18 @@ static __always_inline int sampled(__u32 tid, struct exc_open *cur, struct exc_b
     __u64 tick = count_add(EXC_BPF_CNT_TICK, 1); /* every raise past --type: the rate */
 
     struct exc_bpf_site k = {.type = r->type};
+    __u64 *v = NULL;
 
     if (every <= 1 || tick % every == 0)
         return 1;
     walk(r, r->iframe, 2);
     k.code = r->nframes ? r->frames[0].code : 0;
     k.instr = r->nframes ? r->frames[0].instr : 0;
-    if (r->nframes && !bpf_map_lookup_elem(&sites, &k))
+    if (r->nframes && !(v = bpf_map_lookup_elem(&sites, &k)))
         return 1; /* a site's first raise always gets its record: the rare one is not lost */
     count(EXC_BPF_CNT_SAMPLED_OUT);
-    count_site(r);
+    if (v)
+        __sync_fetch_and_add(v, 1); /* count_site's, with the lookup already made */
     set_open(tid, cur, key, r->nframes > 1 ? r->frames[1].frame : 0, 1);
     return 0;
 }
@@ -401,18 +423,14 @@ static __always_inline void new_raise(struct exc_bpf_rec *r, __u32 tid, __u64 ke
     }
     if (!sampled(tid, cur, r, key))
         return;
-    if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + sizeof(*r) >
-        bpf_ringbuf_query(&events, BPF_RB_RING_SIZE)) {
-        count(EXC_BPF_CNT_LOST); /* full: skip the reads, the record would not fit */
-        count(EXC_BPF_CNT_LOST_RAISES);
-        walk(r, r->iframe, 2); /* counted per site all the same, followed silently */
-        count_site(r);
-        set_open(tid, cur, key, r->nframes > 1 ? r->frames[1].frame : 0, 1);
-        return;
-    }
     r->kind = EXC_BPF_RAISE;
     walk(r, r->iframe, EXC_BPF_MAX_FRAMES);
-    count_site(r);
+    if (!ring_room(count_site(r))) {
+        count(EXC_BPF_CNT_LOST); /* full: skip the reads, the record would not fit */
+        count(EXC_BPF_CNT_LOST_RAISES);
+        set_open(tid, cur, key, r->nframes > 1 ? r->frames[1].frame : 0, 1); /* followed silently */
+        return;
+    }
     set_open(tid, cur, key, r->nframes > 1 ? r->frames[1].frame : 0, 0);
     if (r->value && r->value != cfg.none && cfg.exc_cause > lo) {
         at = copy_range(r, r->value + lo, (__u32)(cfg.exc_cause + 8 - lo));

@@ -22,6 +22,7 @@
 #define EXC_BPF_TYPE_MAX    64   /* bytes of a --type filter (the part after its last dot) */
 #define EXC_BPF_THREADS     4096 /* threads in the tid maps */
 #define EXC_BPF_SITES       8192 /* (type, code, instruction) raise sites counted exactly */
+#define EXC_BPF_RING_KEEP   4    /* 1/4 of the ring is kept for sites' first raises */
 
 /* Per-target configuration (read-only data of the program). Offsets are bytes; -1 absent. */
 struct exc_bpf_cfg {
