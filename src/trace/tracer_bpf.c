@@ -51,7 +51,7 @@
  * record. Where the trap and the count alone exceed the share (~2-3 us per raise, tens of
  * thousands of raises/s), the sampling stays at its maximum and budget_spent_s says by how much.
  */
-#define TR_BPF_BUDGET_S  0.5
+#define TR_BPF_BUDGET_S  0.1
 #define TR_BPF_TRAP_S    1.7e-6
 #define TR_BPF_BURST_S   0.02
 #define TR_BPF_MAX_EVERY 4096u
@@ -450,6 +450,7 @@ int tr_bpf_start(struct tracer *t, struct ps_err *err)
         tracer_bucket_init(&t->bucket, -1.0, 0, evloop_now()); /* unlimited: no stop to budget */
     t->bpf_credit = TR_BPF_BURST_S;
     tr_bpf_tell_tstates(t);
+    tr_bpf_budget(t, evloop_now()); /* the first look: the first decision TR_BPF_BUDGET_S on */
     return 1;
 }
 
