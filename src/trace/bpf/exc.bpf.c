@@ -424,6 +424,7 @@ static __always_inline void new_raise(struct exc_bpf_rec *r, __u32 tid, __u64 ke
     if (!sampled(tid, cur, r, key))
         return;
     r->kind = EXC_BPF_RAISE;
+    r->thread_id = rd64(r->tstate, cfg.tstate_thread_id); /* records only */
     walk(r, r->iframe, EXC_BPF_MAX_FRAMES);
     if (!ring_room(count_site(r))) {
         count(EXC_BPF_CNT_LOST); /* full: skip the reads, the record would not fit */
@@ -447,17 +448,30 @@ static __always_inline void new_raise(struct exc_bpf_rec *r, __u32 tid, __u64 ke
     send(r, __builtin_offsetof(struct exc_bpf_rec, blob) + r->blob_len, 1);
 }
 
-/* The thread's in-flight exception into r (value, type, traceback; 3.11: curexc_*). */
+/* The thread's in-flight exception into r (value, type, traceback; 3.11: curexc_*): two reads
+ * on 3.12+ (the value, then its type through its traceback in one block), one on 3.11. */
 static __always_inline void read_exc(struct exc_bpf_rec *r)
 {
+    __u64 blk[EXC_BPF_EXC_WORDS] = {0};
+    __u32 ti = (__u32)cfg.object_type / 8, bi = (__u32)cfg.exc_traceback / 8;
+
     if (cfg.tstate_current_exception >= 0) {
         r->value = rd64(r->tstate, cfg.tstate_current_exception);
-        r->type = rd64(r->value, cfg.object_type);
-        r->traceback = rd64(r->value, cfg.exc_traceback);
+        if (!r->value || ti >= bi || bi >= EXC_BPF_EXC_WORDS ||
+            bpf_probe_read_user(blk, (bi + 1) * 8, (const void *)r->value))
+            r->type = r->traceback = 0;
+        else {
+            r->type = blk[ti & (EXC_BPF_EXC_WORDS - 1)];
+            r->traceback = blk[bi & (EXC_BPF_EXC_WORDS - 1)];
+        }
+    } else if (cfg.tstate_curexc_type >= 0 &&
+               bpf_probe_read_user(blk, 24, (const void *)(r->tstate + cfg.tstate_curexc_type)) ==
+                   0) {
+        r->type = blk[0];
+        r->value = blk[1];
+        r->traceback = blk[2];
     } else {
-        r->type = rd64(r->tstate, cfg.tstate_curexc_type);
-        r->value = rd64(r->tstate, cfg.tstate_curexc_type + 8);
-        r->traceback = rd64(r->tstate, cfg.tstate_curexc_type + 16);
+        r->value = r->type = r->traceback = 0;
     }
     if (r->traceback == cfg.none)
         r->traceback = 0;
@@ -481,7 +495,7 @@ static __always_inline int in_flight_before(const struct exc_bpf_rec *r, __u64 f
 }
 
 /* The record of this hit's thread, or NULL when the hit is not the target's; counts the hit. */
-static __always_inline struct exc_bpf_rec *begin(__u32 *tid)
+static __always_inline struct exc_bpf_rec *begin(__u32 *tid, __u64 now)
 {
     struct bpf_pidns_info ns = {0};
     struct exc_bpf_rec *r;
@@ -495,33 +509,33 @@ static __always_inline struct exc_bpf_rec *begin(__u32 *tid)
     if (!r)
         return NULL;
     r->tid = ns.pid;
-    r->time_ns = bpf_ktime_get_ns();
+    r->time_ns = now;
     r->nframes = r->truncated = r->nranges = r->blob_len = 0;
     r->value = r->type = r->traceback = r->thread_id = r->iframe = r->tstate = 0;
     return r;
 }
 
-static __always_inline int hit(struct exc_regs *ctx);
+static __always_inline int hit(struct exc_regs *ctx, __u64 t0);
 
 SEC("uprobe")
 int exc_hit(struct exc_regs *ctx)
 {
     __u64 t0 = bpf_ktime_get_ns();
 
-    if (hit(ctx))
+    if (hit(ctx, t0))
         count_add(EXC_BPF_CNT_NS, bpf_ktime_get_ns() - t0);
     return 0;
 }
 
 /* One hit; returns 1 when it was the target's (its time is then counted). */
-static __always_inline int hit(struct exc_regs *ctx)
+static __always_inline int hit(struct exc_regs *ctx, __u64 t0)
 {
     struct exc_bpf_rec *r;
     struct exc_open *o;
     __u32 tid = 0;
     __u64 key;
 
-    r = begin(&tid);
+    r = begin(&tid, t0);
     if (!r)
         return 0;
     /* the target's from here: every return below counts the time */
@@ -554,7 +568,6 @@ static __always_inline int hit(struct exc_regs *ctx)
         set_open(tid, NULL, key, r->nframes > 1 ? r->frames[1].frame : 0, 1);
         return 1;
     }
-    r->thread_id = rd64(r->tstate, cfg.tstate_thread_id);
     new_raise(r, tid, key, o);
     return 1;
 }
@@ -569,7 +582,7 @@ int exc_exit(void *ctx)
 {
     __u32 tid = 0, ntid = 0;
     __u64 *m, ts;
-    struct exc_bpf_rec *r = begin(&tid);
+    struct exc_bpf_rec *r = begin(&tid, bpf_ktime_get_ns());
 
     (void)ctx;
     if (!r)
@@ -598,7 +611,7 @@ SEC("raw_tp/sched_process_exec")
 int exc_exec(void *ctx)
 {
     __u32 tid = 0;
-    struct exc_bpf_rec *r = begin(&tid);
+    struct exc_bpf_rec *r = begin(&tid, bpf_ktime_get_ns());
 
     (void)ctx;
     if (!r)

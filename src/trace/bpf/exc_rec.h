@@ -23,6 +23,7 @@
 #define EXC_BPF_THREADS     4096 /* threads in the tid maps */
 #define EXC_BPF_SITES       8192 /* (type, code, instruction) raise sites counted exactly */
 #define EXC_BPF_RING_KEEP   4    /* 1/4 of the ring is kept for sites' first raises */
+#define EXC_BPF_EXC_WORDS   16   /* an exception's first words read at once (through traceback) */
 
 /* Per-target configuration (read-only data of the program). Offsets are bytes; -1 absent. */
 struct exc_bpf_cfg {
