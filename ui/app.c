@@ -110,9 +110,11 @@ static int ui_app_new(struct pyproc *pp, const struct ui_attach_opts *o, struct 
     app->feed = calloc(1, sizeof(*app->feed));
     app->evbuf = calloc(UI_EV_BATCH, sizeof(*app->evbuf));
     app->tstats = calloc(1, sizeof(*app->tstats));
+    app->sites = calloc(TRACER_MAX_SITES, sizeof(*app->sites));
     app->top_scratch = calloc(UI_TOP_LINES, sizeof(*app->top_scratch));
     app->growth_rows = calloc(UI_GROWTH_ROWS, sizeof(*app->growth_rows));
-    if (!app->feed || !app->evbuf || !app->tstats || !app->top_scratch || !app->growth_rows)
+    if (!app->feed || !app->evbuf || !app->tstats || !app->sites || !app->top_scratch ||
+        !app->growth_rows)
         return ps_err_set(err, rc, "out of memory for the terminal UI");
     for (int a = 0; a < UI_AREA_COUNT; a++) {
         rc = ui_pane_init(&app->panes[a], ui_pane_kinds[a], UI_PANE_CAP(a),
@@ -146,6 +148,7 @@ static void ui_app_free(struct ui_app *app)
     free(app->feed);
     free(app->evbuf);
     free(app->tstats);
+    free(app->sites);
     free(app->top_scratch);
     free(app->growth_rows);
     growth_free(app->growth);

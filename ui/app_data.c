@@ -288,6 +288,9 @@ static void ui_data_exc_rate(struct ui_app *app)
         raises = (uint64_t)app->tstats->raises_est;
     if (raises >= app->exc_last_raises)
         app->exc_rate = (double)(raises - app->exc_last_raises) / (now - app->exc_last_t);
+    /* the sites' counts (exact with bpf, which reports a sample over its budget) */
+    ui_excfeed_sites(app->feed, app->sites,
+                     tracer_sites(app->tracer, app->sites, TRACER_MAX_SITES));
     ui_excfeed_tick(app->feed, now);
     app->exc_last_raises = raises;
     app->exc_last_t = now;

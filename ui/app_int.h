@@ -82,6 +82,7 @@ struct ui_app {
     struct ui_excfeed *feed;
     struct tracer_event *evbuf;  /* UI_EV_BATCH events copied out of the tracer's ring */
     struct tracer_stats *tstats; /* ~27 KiB: kept off the stack */
+    struct tracer_site *sites;   /* TRACER_MAX_SITES: the tracer's per-site counts, each second */
     uint64_t raise_view; /* seq of the raise the stack pane shows, 0 = the selected thread */
     struct tracer_event raise_ev; /* its copy: the feed's ring may drop it meanwhile */
     double exc_rate, exc_last_t;

@@ -221,6 +221,15 @@ const struct tracer_event *ui_excfeed_find(const struct ui_excfeed *f, uint64_t 
 /* The newest raise of the group whose line key is `key` (ui_view_exc, grouped), or NULL. */
 const struct tracer_event *ui_excfeed_group_event(const struct ui_excfeed *f, uint64_t key);
 
+/*
+ * Bring the groups' counts up to the tracer's per-site counts (tracer_sites: exact with bpf,
+ * whose budget reports only a sample of the raises; estimates with breakpoints): a group whose
+ * (type, raise site) is among sites[0..n) counts at least that site's estimate, and the total
+ * at least their sum. Groups are made by raises (ui_excfeed_add); a site none was seen for
+ * stays out. Call before ui_excfeed_tick, so the rates follow the counts.
+ */
+void ui_excfeed_sites(struct ui_excfeed *f, const struct tracer_site *sites, size_t n);
+
 /* Update every group's rate: raises since the previous tick over the time between (now is
  * any monotonic clock in seconds, the caller's). */
 void ui_excfeed_tick(struct ui_excfeed *f, double now);

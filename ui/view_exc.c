@@ -165,6 +165,29 @@ void ui_excfeed_add(struct ui_excfeed *f, const struct tracer_event *ev)
     ui_exc_count(f, ev);
 }
 
+void ui_excfeed_sites(struct ui_excfeed *f, const struct tracer_site *sites, size_t n)
+{
+    double sum = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        const struct tracer_site *s = &sites[i];
+        uint64_t est = s->estimate > 0 ? (uint64_t)(s->estimate + 0.5) : 0;
+        sum += s->estimate > 0 ? s->estimate : 0;
+        for (size_t k = 0; k < f->ngroups; k++) {
+            struct ui_exc_group *g = &f->groups[k];
+            if (g->raised.line == s->at.line && strcmp(g->type, s->type) == 0 &&
+                strcmp(g->raised.file, s->at.file) == 0 &&
+                strcmp(g->raised.function, s->at.function) == 0) {
+                if (est > g->count)
+                    g->count = est;
+                break;
+            }
+        }
+    }
+    if (sum > (double)f->total)
+        f->total = (uint64_t)(sum + 0.5);
+}
+
 void ui_excfeed_tick(struct ui_excfeed *f, double now)
 {
     double dt = now - f->last_tick;
