@@ -677,7 +677,8 @@ def test_attach_starts_and_stops_while_threads_come_and_go(python, launch, tmp_p
         where.mkdir()
         s = Screen(where, [target.pid])
         try:
-            s.wait(lambda lines: "Threads (" in "\n".join(lines) and TID_RE.search("\n".join(lines)),
+            s.wait(lambda lines: "Threads (" in "\n".join(lines) and
+                   TID_RE.search("\n".join(lines)),
                    f"start {attempt}: the first snapshot on screen")
             header = s.wait(lambda lines: re.search(r"\((bpf|perf|debugreg)\)", lines[2]),
                             f"start {attempt}: exception tracing on")

@@ -3,9 +3,9 @@
 Usage: python3.X thread_churn.py TRUTH_PATH
 Writes {"pid": ..., "traceback_here": ...} to TRUTH_PATH once churning: traceback_here is the
 address of PyTraceBack_Here in this process (where a bpf tracer puts its uprobe), so a test can
-read that the probe's breakpoint is there while traced and gone afterwards. Up to four short-lived threads at a time each
-raise and swallow a few exceptions and exit, so threads are created and gone at every moment
-(the shape that races a tracer's stop with clone events).
+read that the probe's breakpoint is there while traced and gone afterwards. Up to four
+short-lived threads at a time each raise and swallow a few exceptions and exit, so threads are
+created and gone at every moment (the shape that races a tracer's stop with clone events).
 """
 import ctypes
 import json
