@@ -732,7 +732,7 @@ void tracer_stats(struct tracer *t, struct tracer_stats *out)
     t->st.armed = t->bp && bkpt_armed(t->bp);
     if (t->bp && !t->stopped)
         t->st.threads_armed = bkpt_nthreads(t->bp);
-    t->st.counted_total = exact ? count + (uint64_t)llround(t->est_extra) : 0;
+    t->st.counted_total = exact ? count + (uint64_t)llround(tr_est_hits(&t->est, t->rate_w)) : 0;
     t->st.unseen_hits = t->st.counted_total > t->st.hits ? t->st.counted_total - t->st.hits : 0;
     t->st.count_cost_us = t->count_cost_us;
     t->st.count_exact_rate = isinf(t->count_max_rate) ? -1.0 : t->count_max_rate;

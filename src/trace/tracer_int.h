@@ -28,9 +28,23 @@ struct bpf_exc;
 struct tr_bpf_hdr;
 
 #define TR_MAX_OPEN 256 /* threads whose open exception is followed for its END */
-/* Window rates kept for the median (tracer_rate.c): a window that opened while the target was
- * catching up after losing its CPU reads high; the median of several ignores it. */
+/* Window rates kept for the median (tracer_rate.c), which decides how much of the time to count
+ * (a window that opened while the target was catching up after losing its CPU reads high; the
+ * median of several ignores it). The estimate itself is tracer_est.c's. */
 #define TR_WIN_RATES 9
+
+/*
+ * The hits not counted while disarmed (tracer_est.c): every stretch of time the counter was off
+ * is estimated on the line through the rates of the counted windows just before and just after
+ * it; provisional (at the last window's rate) until the window after it closes.
+ */
+struct tr_est {
+    double settled;    /* estimated hits of the off time a window after it has settled */
+    double pend_s;     /* off time since the last window (seconds) */
+    double pend_mid_s; /* sum over those stretches of length x middle (for the line) */
+    double rate;       /* hits/s of the last window; < 0 none yet */
+    double mid;        /* the middle of the last window */
+};
 
 /* The exception a thread is propagating, followed until it ends. */
 struct tr_open {
@@ -88,7 +102,7 @@ struct tracer {
     double last_end_check, last_sync;
     /* Counting (tracer_rate.c, TR_COUNT_*): while disarmed, the counter runs in windows of
      * TR_COUNT_WINDOW_S (all the time when cheap enough); between them the sampled threads'
-     * hits are estimated at the last window's rate (est_extra). */
+     * hits are estimated from the windows around that time (est). */
     double count_cost_us;  /* one counted hit, measured; < 0 unknown */
     double count_max_rate; /* hits/s counted exactly while disarmed (INFINITY: any) */
     double cnt_on_at;      /* when the counter was last turned on */
@@ -96,13 +110,14 @@ struct tracer {
     uint64_t win_count;    /* sampled hits counted at its start */
     double off_at;         /* the counter is off (disarmed) since then; 0 = counting */
     double next_win;       /* when the next window opens */
-    double rate_w;         /* sampled hits/s: the median of the last windows; < 0 unknown */
+    double rate_w;         /* sampled hits/s: the median of the last windows (how much to count; the
+                    * estimate before any window); < 0 unknown */
     double win_rates[TR_WIN_RATES]; /* the last windows' rates (a ring) */
     size_t nwin;                    /* windows closed so far */
     double armed_at;                /* monotonic time of the last arming */
     double last_hit_at, gap_mean;   /* the last stop, and the running mean gap between stops */
     uint64_t count_at_arm;
-    double est_extra; /* estimated hits while the counter was off */
+    struct tr_est est; /* the hits while the counter was off, estimated (tracer_est.c) */
     /* Budget (tracer_rate.c, TR_BUDGET_*): credit in seconds of target time. */
     double budget;            /* share; < 0 none */
     double credit, credit_at; /* what may still be spent, and when it was last refilled */
@@ -258,6 +273,33 @@ void tr_count_tick(struct tracer *t, double now);
 /* Account the hits of the time the counter is off until now (tracer_stop's last step). */
 void tr_count_end(struct tracer *t, double now);
 
+/* ---- tracer_est.c -------------------------------------------------------------------------- */
+
+/* An estimator with nothing counted and no rate known. */
+void tr_est_init(struct tr_est *e);
+
+/*
+ * The counter was off from `from` to `to` (seconds, the caller's monotonic clock; to <= from is
+ * ignored): those hits are to be estimated. Stretches are given in time order, none
+ * overlapping a window.
+ */
+void tr_est_off(struct tr_est *e, double from, double to);
+
+/*
+ * A counting window from `from` to `to` counted `hits`, disarmed throughout (a window the
+ * stopping breakpoint was armed in is not the free-running rate: leave it out). Settles the off
+ * time since the previous window on the line through the two windows' rates (on this window's
+ * rate when it is the first); its rate is the provisional one from now on. to <= from is ignored.
+ */
+void tr_est_window(struct tr_est *e, uint64_t hits, double from, double to);
+
+/*
+ * The estimated hits of all the off time given so far: settled, plus the off time since the
+ * last window at that window's rate (at fallback_rate before any window; none when <= 0).
+ * Never negative.
+ */
+double tr_est_hits(const struct tr_est *e, double fallback_rate);
+
 /* ---- tracer_budget.c ----------------------------------------------------------------------- */
 
 /* Set the budget up from t->opts (share, a first credit of two episodes). From tr_rate_init. */
@@ -319,7 +361,8 @@ void tr_site_reported(struct tr_site *s);
  * Close the arming cycle at now: the sampled threads' hits since the last close (counted, with
  * the counting windows' extrapolation) are apportioned to the sites seen in sampled threads
  * during the cycle. Call at each re-arm (after the counting is brought up to date: the estimate
- * of the time off is in est_extra) and before reading the sites.
+ * of the time off is in est, provisional until the next window: a later settling falls in a
+ * later cycle) and before reading the sites.
  */
 void tr_sites_cycle(struct tracer *t);
 

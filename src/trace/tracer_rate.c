@@ -31,7 +31,8 @@
  * TR_COUNT_WINDOW_S, as large a share of the time as its cost allows (the cost of one counted
  * hit is measured at start: bkpt_count_cost_us, ~5-10 us in a KVM guest): TR_COUNT_SHARE of
  * the budget, or TR_COUNT_BUDGET of a core without one; all the time (exact) when the last
- * window's rate allows. Between windows (jittered), the hits are estimated at that rate. A
+ * window's rate allows. Between windows (jittered), the hits are estimated from the windows
+ * before and after (tracer_est.c: a burst or a step is followed within a window). A
  * window is long against the scheduler's time slices: with 2 ms windows opened as pyscope woke
  * up, the target's catch-up after losing its CPU to pyscope fell inside the window and the
  * estimate ran 40% high under load (issue 19 item 10 measured 2x). Only sampled threads are
@@ -93,6 +94,7 @@ void tr_rate_init(struct tracer *t)
                         : t->count_cost_us > 0.0 ? TR_COUNT_BUDGET / (t->count_cost_us * 1e-6)
                                                  : TR_COUNT_FULL_RATE;
     t->rate_w = -1;
+    tr_est_init(&t->est);
     tr_budget_init(t);
 }
 
@@ -133,11 +135,12 @@ static double tr_count_frac(struct tracer *t)
     return t->rate_w <= 0 ? 1.0 : fmin(1.0, t->count_max_rate / t->rate_w);
 }
 
-/* The counter was off since off_at: estimate those hits at the last window's rate. */
+/* The counter was off since off_at: those hits are estimated from the windows around
+ * (tracer_est.c). Off time happens only with a rate known (tr_count_frac counts exactly without). */
 static void tr_uncounted_end(struct tracer *t, double now)
 {
-    if (t->off_at > 0 && now > t->off_at && t->rate_w > 0) {
-        t->est_extra += t->rate_w * (now - t->off_at);
+    if (t->off_at > 0 && now > t->off_at) {
+        tr_est_off(&t->est, t->off_at, now);
         t->estimated = true;
     }
     t->off_at = 0;
@@ -191,6 +194,7 @@ static void tr_window_close(struct tracer *t, double now)
      * paced by the world (requests) does not change while counted; a loop that only raises,
      * flat out, raises several times slower while counted and is undercounted as much. */
     if (!t->win_armed && len > 0) {
+        tr_est_window(&t->est, n, t->win_at, t->win_at + len);
         t->win_rates[t->nwin++ % TR_WIN_RATES] = (double)n / len;
         t->rate_w = tr_median(t->win_rates, t->nwin < TR_WIN_RATES ? t->nwin : TR_WIN_RATES);
         tr_budget_charge(t, lost);

@@ -111,7 +111,8 @@ void tr_sites_cycle(struct tracer *t)
 {
     bool exact = false;
     uint64_t total = t->bp ? bkpt_count(t->bp, &exact) : 0;
-    double hits = (double)(total - t->cyc_total_at) + (t->est_extra - t->cyc_extra_at) -
+    double hits = (double)(total - t->cyc_total_at) +
+                  (tr_est_hits(&t->est, t->rate_w) - t->cyc_extra_at) -
                   (double)(t->pinned_hits - t->cyc_pinned_at);
     double stops =
         (double)(t->st.hits - t->cyc_stops_at) - (double)(t->pinned_hits - t->cyc_pinned_at);
@@ -129,7 +130,7 @@ void tr_sites_cycle(struct tracer *t)
         s->pending = 0;
     }
     t->cyc_total_at = total;
-    t->cyc_extra_at = t->est_extra;
+    t->cyc_extra_at = tr_est_hits(&t->est, t->rate_w);
     t->cyc_pinned_at = t->pinned_hits;
     t->cyc_stops_at = t->st.hits;
 }

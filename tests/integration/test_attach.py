@@ -630,3 +630,78 @@ def test_native_stack_pane(python, launch, screen):
     s.keys("q")
     assert s.wait_exit() == 0
     assert_not_stopped_or_traced(target.pid)
+
+
+def probe_bytes(pid, addr):
+    """(the byte at addr in pid's memory, the byte at addr in the file mapped there): a bpf
+    tracer's uprobe is an int3 (0xcc) the kernel writes over the first; a released one is gone."""
+    with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if start <= addr < end:
+                break
+        else:
+            raise AssertionError(f"{addr:#x} is not mapped in pid {pid}")
+    with open(f"/proc/{pid}/map_files/{fields[0]}", "rb") as image:
+        image.seek(addr - start + int(fields[2], 16))
+        in_file = image.read(1)[0]
+    with open(f"/proc/{pid}/mem", "rb") as mem:
+        mem.seek(addr)
+        in_memory = mem.read(1)[0]
+    return in_memory, in_file
+
+
+ATTACH_STOPS = 40  # q, SIGINT, SIGTERM, SIGHUP in turn: 10 of each
+ATTACH_ERRORS = ("no exception tracing", "no sampling", "sampling:", "exception tracing stopped",
+                 "stopping the tracer")
+
+
+def test_attach_starts_and_stops_while_threads_come_and_go(python, launch, tmp_path):
+    """Issue 19 items 7 and 5 for the TUI: attach started and stopped 40 times against a target
+    whose threads start, raise and end at every moment, with pyscope's own choice of exception
+    tracing (bpf as root), stopped by `q`, SIGINT, SIGTERM and SIGHUP in turn (README: each an
+    orderly stop, exit code 0). Every start must draw the target's threads with tracing on and
+    no error (the first 8 also the churn's raises, the others are stopped as soon as tracing is
+    on); every stop exit 0 with the terminal restored and nothing on stderr; afterwards the
+    target is neither stopped nor traced and, with bpf, the uprobe's int3 at PyTraceBack_Here
+    (seen while attached) is gone from its memory. The binary before the layout check's retry
+    (99376a2^) fails it: "layout check failed: the GIL holder ... is not a thread state", exit 2
+    at start 6."""
+    target = launch(python_target(python, "thread_churn.py"))
+    here = target.truth["traceback_here"]
+    stops = ["q", signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+    for attempt in range(ATTACH_STOPS):
+        how = stops[attempt % len(stops)]
+        where = tmp_path / f"attach{attempt}"
+        where.mkdir()
+        s = Screen(where, [target.pid])
+        try:
+            s.wait(lambda lines: "Threads (" in "\n".join(lines) and
+                   TID_RE.search("\n".join(lines)),
+                   f"start {attempt}: the first snapshot on screen")
+            header = s.wait(lambda lines: re.search(r"\((bpf|perf|debugreg)\)", lines[2]),
+                            f"start {attempt}: exception tracing on")
+            mech = header.group(1)
+            if attempt < 2 * len(stops):  # then stop as soon as tracing is on: other moments
+                s.wait(lambda _: raised_count(s) > 0, f"start {attempt}: the churn's raises shown")
+            shown = "\n".join(s.lines())
+            assert not any(e in shown for e in ATTACH_ERRORS), (attempt, shown)
+            if mech == "bpf":
+                memory, image = probe_bytes(target.pid, here)
+                assert memory == 0xCC != image, (attempt, hex(memory), hex(image))
+            else:
+                assert not untraced(target.pid), (attempt, mech)
+            if how == "q":
+                s.keys("q")
+            else:
+                os.kill(s.pyscope_pid(), how)
+            rc = s.wait_exit()
+            # after the TUI: its parked stderr is replayed on the pane; a clean stop says nothing
+            said = [line for line in s.lines() if line.strip() and "Pane is dead" not in line]
+            assert rc == 0 and not said, (attempt, how, rc, said)
+        finally:
+            s.close()
+        assert_not_stopped_or_traced(target.pid)
+        memory, image = probe_bytes(target.pid, here)
+        assert memory == image, (attempt, how, hex(memory), hex(image))
