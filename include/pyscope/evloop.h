@@ -33,8 +33,10 @@
 
 #include "pyscope/err.h"
 
-/* Sources per loop: the TUI uses 7 (stdin, tracer fd and timer, sampler, UI timer, ...). */
-#define EVLOOP_MAX_SOURCES 16
+/* Sources per loop: the TUI uses 7 (stdin, tracer fd and timer, sampler, UI timer, ...), the
+ * CLI's fanout one pipe per child (64) and 2 timers. A turn looks only at the slots up to the
+ * highest one taken, so a loop of few sources costs what it did with a smaller table. */
+#define EVLOOP_MAX_SOURCES 72
 /* Teardown steps per loop. */
 #define EVLOOP_MAX_TEARDOWN 8
 

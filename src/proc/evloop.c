@@ -55,6 +55,7 @@ struct evloop {
     sigset_t old_mask;
     bool masked;
     struct ev_source src[EVLOOP_MAX_SOURCES];
+    int hi; /* one past the highest slot ever taken: the turn looks at no more */
     uint64_t added;
     struct ev_hook turn, tstp, winch;
     struct ev_undo undo[EVLOOP_MAX_TEARDOWN];
@@ -151,7 +152,7 @@ void evloop_free(struct evloop *l)
         return;
     if (evloop_teardown(l, &err) < 0)
         ps_err_clear(&err); /* nobody to tell: a caller that cares runs evloop_teardown */
-    for (int i = 0; i < EVLOOP_MAX_SOURCES; i++)
+    for (int i = 0; i < l->hi; i++)
         evloop_remove(l, i);
     if (l->sigfd >= 0)
         (void)close(l->sigfd);
@@ -197,6 +198,7 @@ static int ev_add(struct evloop *l, const struct ev_source *s, struct ps_err *er
             l->src[i] = *s;
             l->src[i].enabled = true;
             l->src[i].order = l->added++;
+            l->hi = i >= l->hi ? i + 1 : l->hi;
             return i;
         }
     return ps_err_set(err, -ENOSPC, "too many event sources (at most %d)", EVLOOP_MAX_SOURCES);
@@ -367,7 +369,7 @@ static double ev_timeout(const struct evloop *l, double now)
 {
     double until = -1;
 
-    for (int i = 0; i < EVLOOP_MAX_SOURCES; i++) {
+    for (int i = 0; i < l->hi; i++) {
         const struct ev_source *s = &l->src[i];
 
         if (s->kind == EV_TIMER && s->enabled && s->due >= 0 && (until < 0 || s->due < until))
@@ -391,7 +393,7 @@ static void ev_fill(const struct evloop *l, struct ev_wait *w)
         w->p[w->n] = (struct pollfd){.fd = l->sigfd, .events = POLLIN};
         w->which[w->n++] = -1;
     }
-    for (int i = 0; i < EVLOOP_MAX_SOURCES; i++)
+    for (int i = 0; i < l->hi; i++)
         if ((l->src[i].kind == EV_FD || l->src[i].kind == EV_PID) && l->src[i].enabled)
             order[k++] = i;
     /* In adding order (a freed slot can be reused by a later source). */
@@ -461,7 +463,7 @@ static int ev_next_due(const struct evloop *l, double now, const bool *fired)
 {
     int best = -1;
 
-    for (int i = 0; i < EVLOOP_MAX_SOURCES; i++) {
+    for (int i = 0; i < l->hi; i++) {
         const struct ev_source *s = &l->src[i];
 
         if (s->kind != EV_TIMER || !s->enabled || s->due < 0 || s->due > now || fired[i])
@@ -481,7 +483,7 @@ static int ev_dispatch_timers(struct evloop *l, double now, struct ps_err *err)
     int rc = 0;
 
     /* Each timer at most once a turn: one re-armed into the past waits for the next turn. */
-    for (int n = 0; n < EVLOOP_MAX_SOURCES && rc == 0 && l->end == EVLOOP_END_NONE; n++) {
+    for (int n = 0; n < l->hi && rc == 0 && l->end == EVLOOP_END_NONE; n++) {
         int i = ev_next_due(l, now, fired);
         struct ev_source *s;
 

@@ -118,3 +118,41 @@ def test_stop_signal_ends_in_order(first_python, launch, tmp_path, command, rout
     else:
         check(out, err)
     assert_not_stopped_or_traced(target.pid)
+
+
+def pending(pid, sig):
+    """Whether sig waits, generated but not yet taken (or dropped), for process pid."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        masks = [int(line.split()[1], 16) for line in f if line.startswith(("SigPnd:", "ShdPnd:"))]
+    return any(mask & (1 << (sig - 1)) for mask in masks)
+
+
+def test_subprocesses_survives_a_dropped_sigtstp(first_python, launch):
+    """`exceptions --subprocesses` in its own session (a supervisor's setsid: an orphaned
+    process group, where the kernel drops a default-action SIGTSTP) gets a SIGTSTP: it must go
+    on following the tree, and end when the root exits, with exit code 0. Its former loop
+    polled a signalfd that listed SIGTSTP without blocking it, woke for the signal the kernel
+    then dropped, and blocked for good in read()."""
+    require_pyscope()
+    target = launch(python_target(first_python, "raise_loop.py"), expect_alive=False)
+    proc = subprocess.Popen([str(PYSCOPE_BIN), "exceptions", "--subprocesses", str(target.pid)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        seen = b""
+        while b"tracing exceptions" not in seen:     # the tree's one tracer runs
+            line = proc.stderr.readline()
+            assert line, f"pyscope ended before tracing: {seen.decode()}"
+            seen += line
+        proc.send_signal(signal.SIGTSTP)
+        wait_for(lambda: not pending(proc.pid, signal.SIGTSTP), PYSCOPE_TIMEOUT_S,
+                 "the kernel to drop the SIGTSTP")
+        target.proc.kill()
+        target.proc.wait()
+        err = seen + proc.communicate(timeout=PYSCOPE_TIMEOUT_S)[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, (proc.returncode, err.decode())
+    assert b"stopped (target exited): 1 Python processes" in err, err.decode()
