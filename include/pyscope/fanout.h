@@ -55,7 +55,7 @@ typedef int (*fanout_fn)(void *arg, pid_t pid, double remaining_s);
 
 struct fanout_stats {
     uint64_t followed;   /* processes a child was started for */
-    uint64_t not_python; /* descendants given up on (not a readable CPython 3.11-3.13) */
+    uint64_t not_python; /* descendants given up on (not a readable supported CPython) */
     uint64_t over_cap;   /* Python processes not followed: FANOUT_MAX children running */
     uint64_t failed;     /* children that exited with a code other than 0 */
 };

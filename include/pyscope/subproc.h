@@ -45,7 +45,7 @@ struct subproc;
 struct subproc_stats {
     uint64_t followed;   /* children sampled at some point */
     uint64_t active;     /* being sampled now */
-    uint64_t not_python; /* descendants given up on (not a readable CPython 3.11-3.13) */
+    uint64_t not_python; /* descendants given up on (not a readable supported CPython) */
     uint64_t over_cap;   /* Python descendants not followed: SUBPROC_MAX reached */
     uint64_t execs;      /* descendants seen to exec() a new image (opened again) */
     uint64_t samples;    /* samples counted by the children's samplers */
