@@ -140,6 +140,13 @@ int evloop_add_timer(struct evloop *l, double due, evloop_fn fn, void *arg,
                      struct ps_err *err) PS_WARN_UNUSED;
 
 /*
+ * Add a deadline: a timer source due at `due` (absolute, the loop's clock) that ends the loop
+ * with evloop_stop(l, why) (why: EVLOOP_END_OWN or above), the duration of a session. Returns
+ * the id (>= 0) or -ENOSPC with err filled.
+ */
+int evloop_add_deadline(struct evloop *l, double due, int why, struct ps_err *err) PS_WARN_UNUSED;
+
+/*
  * Add a pid source: a pidfd for pid, readable when the process exits. fn NULL: the exit stops
  * the loop (EVLOOP_END_EXITED). Returns the id, or a negative code with err filled (pidfd_open
  * missing before Linux 5.3, or the process already gone: -ESRCH); callers for whom it is a best

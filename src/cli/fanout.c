@@ -330,15 +330,6 @@ static int fan_on_scan(void *arg, struct evloop *l, unsigned events, struct ps_e
     return 0;
 }
 
-static int fan_on_duration(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
-{
-    (void)arg;
-    (void)events;
-    (void)err;
-    evloop_stop(l, FAN_END_DURATION);
-    return 0;
-}
-
 /* The end's tick, every FANOUT_END_TICK_S: it only wakes the turn hook until give_up. */
 static int fan_on_end_tick(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
 {
@@ -421,7 +412,7 @@ static int fan_loop_new(struct fanout *f, struct ps_err *err)
     int rc = evloop_new(&o, &f->l, err);
 
     if (rc == 0 && f->remaining_end > 0) /* before the scan: at a tie the deadline first */
-        rc = evloop_add_timer(f->l, f->remaining_end, fan_on_duration, f, err);
+        rc = evloop_add_deadline(f->l, f->remaining_end, FAN_END_DURATION, err);
     if (rc >= 0)
         rc = f->tick = evloop_add_timer(f->l, now, fan_on_scan, f, err);
     if (rc >= 0)

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -217,6 +218,20 @@ int evloop_add_timer(struct evloop *l, double due, evloop_fn fn, void *arg, stru
         .kind = EV_TIMER, .fd = -1, .due = due, .last = -1, .fn = fn, .arg = arg};
 
     return ev_add(l, &s, err);
+}
+
+/* A deadline's timer: arg is the reason to stop with. */
+static int ev_deadline(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
+{
+    (void)events;
+    (void)err;
+    evloop_stop(l, (int)(intptr_t)arg);
+    return 0;
+}
+
+int evloop_add_deadline(struct evloop *l, double due, int why, struct ps_err *err)
+{
+    return evloop_add_timer(l, due, ev_deadline, (void *)(intptr_t)why, err);
 }
 
 int evloop_add_pid(struct evloop *l, pid_t pid, evloop_fn fn, void *arg, struct ps_err *err)
