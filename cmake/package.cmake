@@ -12,8 +12,11 @@ install(FILES ${CMAKE_SOURCE_DIR}/README.md DESTINATION share/doc/pyscope)
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME pyscope)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
-set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
-    "see what a running CPython 3.11-3.13 process is doing, from the outside")
+list(GET PYSCOPE_SUPPORTED_VERSIONS 0 PYSCOPE_OLDEST_VERSION)
+list(GET PYSCOPE_SUPPORTED_VERSIONS -1 PYSCOPE_NEWEST_VERSION)
+string(CONCAT CPACK_PACKAGE_DESCRIPTION_SUMMARY
+       "see what a running CPython ${PYSCOPE_OLDEST_VERSION}-${PYSCOPE_NEWEST_VERSION} process is "
+       "doing, from the outside")
 string(CONCAT CPACK_PACKAGE_DESCRIPTION
        "pyscope reads a live Python process's memory (process_vm_readv): every thread's "
        "stack, the GIL holder, exceptions as they are raised, growing containers, a live "

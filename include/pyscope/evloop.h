@@ -33,8 +33,10 @@
 
 #include "pyscope/err.h"
 
-/* Sources per loop: the TUI uses 7 (stdin, tracer fd and timer, sampler, UI timer, ...). */
-#define EVLOOP_MAX_SOURCES 16
+/* Sources per loop: the TUI uses 7 (stdin, tracer fd and timer, sampler, UI timer, ...), the
+ * CLI's fanout one pipe per child (64) and 2 timers. A turn looks only at the slots up to the
+ * highest one taken, so a loop of few sources costs what it did with a smaller table. */
+#define EVLOOP_MAX_SOURCES 72
 /* Teardown steps per loop. */
 #define EVLOOP_MAX_TEARDOWN 8
 
@@ -140,6 +142,13 @@ int evloop_add_fd(struct evloop *l, int fd, evloop_fn fn, void *arg,
  */
 int evloop_add_timer(struct evloop *l, double due, evloop_fn fn, void *arg,
                      struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * Add a deadline: a timer source due at `due` (absolute, the loop's clock) that ends the loop
+ * with evloop_stop(l, why) (why: EVLOOP_END_OWN or above), the duration of a session. Returns
+ * the id (>= 0) or -ENOSPC with err filled.
+ */
+int evloop_add_deadline(struct evloop *l, double due, int why, struct ps_err *err) PS_WARN_UNUSED;
 
 /*
  * Add a pid source: a pidfd for pid, readable when the process exits. fn NULL: the exit stops

@@ -21,18 +21,19 @@
  * pid is followed at most once while it lives (a respawned worker has a new pid and is followed
  * anew).
  *
- * The run ends when the root is gone, when duration_s has passed (0: no limit; each child is
- * given what is left of it, so it ends on its own with reason "duration"), on SIGINT, SIGTERM,
- * one of the caller's stop signals (taken through a signalfd; the caller blocks them first,
- * see cli_hold_stop_signals), or when our stdout fails. Then every child still running gets
- * SIGTERM and its remaining output is copied until it exits (children end their traces cleanly
- * on SIGTERM; a child whose parent dies gets SIGTERM from the kernel, PR_SET_PDEATHSIG).
+ * The run is a session loop (evloop.h): it ends when the root is gone, when duration_s has
+ * passed (0: no limit; each child is given what is left of it, so it ends on its own with
+ * reason "duration"), on a stop signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT: EVLOOP_SIG_STOP, taken
+ * through the loop's signalfd; the caller holds them from the start, cli_hold_stop_signals), or
+ * when our stdout fails. Then every child still running gets SIGTERM and its remaining output
+ * is copied until it exits (children end their traces cleanly on SIGTERM; a child whose parent
+ * dies gets SIGTERM from the kernel, PR_SET_PDEATHSIG). SIGTSTP is left to its default action
+ * (the children, holding targets, take it themselves).
  *
  * Memory: FANOUT_MAX children, each with a FANOUT_LINE_MAX line buffer; FANOUT_SCAN_MAX
  * remembered pids. More Python processes than FANOUT_MAX at once are counted, not followed.
  */
 
-#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -47,27 +48,27 @@
 
 /*
  * The command for one process, run in the forked child (stdout: the pipe to the parent; the
- * caller's stop signals still blocked). remaining_s: seconds left of the run (0: no limit).
+ * signal mask the caller had, so its stop signals still blocked; nothing of the loop kept). remaining_s: seconds left of the run (0: no limit).
  * Returns the child's exit code.
  */
 typedef int (*fanout_fn)(void *arg, pid_t pid, double remaining_s);
 
 struct fanout_stats {
     uint64_t followed;   /* processes a child was started for */
-    uint64_t not_python; /* descendants given up on (not a readable CPython 3.11-3.13) */
+    uint64_t not_python; /* descendants given up on (not a readable supported CPython) */
     uint64_t over_cap;   /* Python processes not followed: FANOUT_MAX children running */
     uint64_t failed;     /* children that exited with a code other than 0 */
 };
 
 /*
- * Follow root's Python tree until one of the ends above (stop_sigs: the signals that end it,
- * blocked by the caller); *why gets the reason ("duration",
+ * Follow root's Python tree until one of the ends above; *why gets the reason ("duration",
  * "signal SIGINT", "target exited", "output closed"), *st the counts. Call from main's thread
  * with no thread started and no target attached (the children are forks of this process).
- * Returns 0, or a negative code when the run could not start (-ESRCH: root does not exist;
- * -errno of signalfd, -ENOMEM), with err set.
+ * Returns 0, or a negative code with err set: the run could not start (-ESRCH: root does not
+ * exist; -ENOMEM; evloop_new's errors) or the loop's wait failed (*why "error"; the children
+ * were ended all the same).
  */
-int fanout_run(pid_t root, double duration_s, const sigset_t *stop_sigs, fanout_fn fn, void *arg,
-               const char **why, struct fanout_stats *st, struct ps_err *err) PS_WARN_UNUSED;
+int fanout_run(pid_t root, double duration_s, fanout_fn fn, void *arg, const char **why,
+               struct fanout_stats *st, struct ps_err *err) PS_WARN_UNUSED;
 
 #endif

@@ -26,6 +26,7 @@
  * (sampler_new with pp NULL) and only its descendants are sampled.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -44,7 +45,7 @@ struct subproc;
 struct subproc_stats {
     uint64_t followed;   /* children sampled at some point */
     uint64_t active;     /* being sampled now */
-    uint64_t not_python; /* descendants given up on (not a readable CPython 3.11-3.13) */
+    uint64_t not_python; /* descendants given up on (not a readable supported CPython) */
     uint64_t over_cap;   /* Python descendants not followed: SUBPROC_MAX reached */
     uint64_t execs;      /* descendants seen to exec() a new image (opened again) */
     uint64_t samples;    /* samples counted by the children's samplers */
@@ -79,5 +80,34 @@ int subproc_tick(void *arg, struct ps_err *err) PS_WARN_UNUSED;
 size_t subproc_descendants(pid_t root, pid_t *out, size_t cap);
 
 void subproc_stats_get(const struct subproc *g, struct subproc_stats *out);
+
+struct pyproc;
+
+/* A descendant being tried (subproc's scans and the CLI's fanout remember one per live pid). */
+struct subproc_try {
+    pid_t pid;
+    uint32_t tries;
+    bool done; /* followed, over the cap, given up, or gone: never tried again */
+};
+
+/* What one try (subproc_try_open) found. */
+enum subproc_verdict {
+    SUBPROC_DONE,       /* e was done already: nothing tried */
+    SUBPROC_PYTHON,     /* a supported CPython: follow it (e->done set) */
+    SUBPROC_NOT_PYTHON, /* not a readable supported CPython, or out of tries (e->done set) */
+    SUBPROC_GONE,       /* it exited (e->done set) */
+    SUBPROC_LATER,      /* not readable yet (forked, runtime starting): try at the next scan */
+};
+
+/*
+ * One more try at descendant e, the one policy of both followers: unless done, count the try
+ * and open e->pid with pyproc_open. SUBPROC_PYTHON: *pp is the open process, the caller's
+ * (pp NULL: closed again); a caller that cannot follow it after all may clear e->done to try
+ * again. Not Python (-PS_EVERSION), not ours to read (-PS_EPERM) and max_tries used up are
+ * final, as is the process's exit; other failures are SUBPROC_LATER. *pp is NULL on any other
+ * verdict. Any thread.
+ */
+enum subproc_verdict subproc_try_open(struct subproc_try *e, uint32_t max_tries,
+                                      struct pyproc **pp);
 
 #endif

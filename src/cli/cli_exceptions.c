@@ -481,12 +481,10 @@ static int exc_tree(const struct cli_common *c, const struct exc_args *a)
     struct ps_err err = {0};
     const char *why = "error";
     char msg[256];
-    sigset_t stop_sigs;
     int rc;
 
     (void)signal(SIGPIPE, SIG_IGN); /* a closed stdout is an EPIPE to handle, not a death */
-    evloop_signals(EVLOOP_SIG_STOP | EVLOOP_SIG_TSTP, &stop_sigs);
-    rc = fanout_run(a->pid, a->duration, &stop_sigs, exc_tree_one, (void *)&tree, &why, &st, &err);
+    rc = fanout_run(a->pid, a->duration, exc_tree_one, (void *)&tree, &why, &st, &err);
     if (rc < 0)
         return cli_fail(c, &err, rc);
     (void)snprintf(msg, sizeof(msg),

@@ -26,6 +26,7 @@
 
 #include "pyscope/cli.h"
 #include "pyscope/evloop.h"
+#include "pyscope/layout.h"
 #include "pyscope/locate.h"
 #include "pyscope/out_profile.h"
 #include "pyscope/profile.h"
@@ -488,8 +489,8 @@ static int open_child(pid_t pid, bool subprocesses, struct pyproc **pp, struct p
     if (rc < 0)
         return ps_err_set(err, rc,
                           "the command's Python runtime was not readable after %d s (%s); is it "
-                          "a CPython 3.11-3.13 program?",
-                          RUN_START_TIMEOUT_MS / 1000, last.msg);
+                          "a program of a supported CPython (%s)?",
+                          RUN_START_TIMEOUT_MS / 1000, last.msg, layout_supported());
     return 0;
 }
 

@@ -5,9 +5,12 @@
  * tracing one pid; each child runs the ordinary one-pid command with its stdout on a pipe, and
  * this loop copies whole lines from the pipes to stdout.
  *
- * The loop: poll over the children's pipes and a signalfd of the stop signals, waking at least
- * every FANOUT_SCAN_MS to list the tree again (subproc_descendants), start children for new
- * Python processes, reap the ones that ended and check the deadline and the root.
+ * The loop is a session loop (evloop.h) with these sources: one fd source per child's pipe,
+ * a timer every FANOUT_SCAN_MS that lists the tree again (subproc_descendants), starts children
+ * for new Python processes and checks the root, a timer at the deadline, and the stop signals
+ * (the loop's signalfd). After every turn the children that ended are reaped. The end runs the
+ * same loop again with the pipes only and a FANOUT_END_TICK_S tick, until every child is
+ * reaped and read to EOF or the end's wait is over; a stop signal then ends nothing more.
  *
  * Never: traces, stops or signals a target (only our own children, with SIGTERM); waits on a
  * child while it could hold a target (the end drains their output while they exit on their own).
@@ -22,12 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "pyscope/evloop.h"
-#include "pyscope/pyproc.h"
 #include "pyscope/subproc.h"
 
 /* How long the end waits for the children to finish their traces and exit (then SIGKILL is
@@ -35,19 +36,32 @@
 #define FANOUT_END_WAIT_S 10.0
 /* At the duration's end: how long the children may take to end on their own first. */
 #define FANOUT_GRACE_S 2.0
+/* The end's tick: how often it reaps while the children exit. */
+#define FANOUT_END_TICK_S 0.02
 
+/* Every child's pipe and the two timers fit in one loop. */
+_Static_assert(FANOUT_MAX + 2 <= EVLOOP_MAX_SOURCES, "a loop holds every child's pipe");
+
+/* fanout_run's own reasons to end the loop (evloop_stop). */
+enum {
+    FAN_END_DURATION = EVLOOP_END_OWN,
+    FAN_END_ROOT,   /* the root exited */
+    FAN_END_OUTPUT, /* our stdout failed */
+    FAN_END_DRAINED /* the end: every child reaped and read, or its wait over */
+};
+
+struct fanout;
+
+/* A slot of the children's table; free when proc is 0 and fd is -1. Slots never move (a
+ * pipe's source points at its slot). */
 struct fan_kid {
+    struct fanout *f;
     pid_t target; /* the traced process */
     pid_t proc;   /* our child running fn; 0 once reaped */
     int fd;       /* read end of its stdout; -1 at EOF */
+    int src;      /* the pipe's source in the loop */
     size_t len;
     char *buf; /* FANOUT_LINE_MAX bytes: the line being assembled */
-};
-
-struct fan_seen {
-    pid_t pid;
-    uint32_t tries;
-    bool done; /* followed, over the cap, or given up */
 };
 
 struct fanout {
@@ -55,11 +69,13 @@ struct fanout {
     double remaining_end; /* monotonic deadline, 0: none */
     fanout_fn fn;
     void *arg;
-    int sigfd;
+    struct evloop *l;
+    int tick;       /* the scan timer, then the end's tick */
+    double give_up; /* the end: when it stops waiting (0 while the run goes on) */
     bool out_failed;
     struct fan_kid kids[FANOUT_MAX];
-    size_t nkids;
-    struct fan_seen seen[FANOUT_SCAN_MAX], next[FANOUT_SCAN_MAX];
+    size_t nkids; /* slots in use */
+    struct subproc_try seen[FANOUT_SCAN_MAX], next[FANOUT_SCAN_MAX];
     size_t nseen;
     pid_t tree[FANOUT_SCAN_MAX];
     struct fanout_stats st;
@@ -94,30 +110,39 @@ static void fan_lines(struct fanout *f, struct fan_kid *k)
     k->len -= whole;
 }
 
-/* Read what k wrote; at EOF its last partial line goes out with a newline. */
-static void fan_read(struct fanout *f, struct fan_kid *k)
+/* A pipe's source: read what its child wrote; at EOF its last partial line goes out with a
+ * newline and the pipe leaves the loop. */
+static int fan_on_pipe(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
 {
+    struct fan_kid *k = arg;
+    struct fanout *f = k->f;
     ssize_t n = read(k->fd, k->buf + k->len, FANOUT_LINE_MAX - k->len);
 
+    (void)events;
+    (void)err;
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
-        return;
+        return 0;
     if (n <= 0) {
         if (k->len > 0) {
             fan_write(f, k->buf, k->len);
             fan_write(f, "\n", 1);
         }
         k->len = 0;
+        evloop_remove(l, k->src);
         (void)close(k->fd);
         k->fd = -1;
-        return;
+        return 0;
     }
     k->len += (size_t)n;
     fan_lines(f, k);
+    return 0;
 }
 
 /* ---- children ------------------------------------------------------------------------------ */
 
-/* In the forked child: stdout to the pipe, nothing of the parent's loop kept; never returns. */
+/* In the forked child: stdout to the pipe, nothing of the parent's loop kept (its copy of the
+ * loop freed: no teardown step is ever added, and the mask it gives back is the caller's);
+ * never returns. */
 static void fan_child(struct fanout *f, int wfd, pid_t target)
 {
     double remaining = 0;
@@ -126,10 +151,11 @@ static void fan_child(struct fanout *f, int wfd, pid_t target)
     (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() == 1) /* the parent died before the line above */
         _exit(1);
-    for (size_t i = 0; i < f->nkids; i++)
+    for (size_t i = 0; i < FANOUT_MAX; i++)
         if (f->kids[i].fd >= 0)
             (void)close(f->kids[i].fd);
-    (void)close(f->sigfd);
+    evloop_free(f->l);
+    f->l = NULL;
     if (dup2(wfd, STDOUT_FILENO) < 0)
         _exit(1);
     (void)close(wfd);
@@ -143,20 +169,26 @@ static void fan_child(struct fanout *f, int wfd, pid_t target)
     exit(code);
 }
 
-/* Start a child for target. False when the pipe or the fork failed. */
+/* Start a child for target in a free slot (there is one: nkids < FANOUT_MAX). False when the
+ * pipe, its source or the fork failed. */
 static bool fan_start(struct fanout *f, pid_t target)
 {
-    struct fan_kid *k = &f->kids[f->nkids];
-    int p[2];
+    struct fan_kid *k = f->kids;
+    struct ps_err ignored = {0};
+    int p[2], src;
     pid_t child;
 
+    while (k->target > 0)
+        k++;
     k->buf = k->buf ? k->buf : malloc(FANOUT_LINE_MAX);
     if (!k->buf || pipe2(p, O_CLOEXEC) != 0)
         return false;
+    src = evloop_add_fd(f->l, p[0], fan_on_pipe, k, &ignored);
     (void)fflush(stdout);
     (void)fflush(stderr);
-    child = fork();
+    child = src < 0 ? -1 : fork();
     if (child < 0) {
+        evloop_remove(f->l, src);
         (void)close(p[0]);
         (void)close(p[1]);
         return false;
@@ -166,49 +198,44 @@ static bool fan_start(struct fanout *f, pid_t target)
         fan_child(f, p[1], target);
     }
     (void)close(p[1]);
-    k->target = target;
-    k->proc = child;
-    k->fd = p[0];
-    k->len = 0;
+    *k = (struct fan_kid){
+        .f = f, .target = target, .proc = child, .fd = p[0], .src = src, .buf = k->buf};
     f->nkids++;
     f->st.followed++;
     return true;
 }
 
-/* Reap the children that exited; drop the ones both reaped and read to EOF. */
+/* Reap the children that exited; free the slots both reaped and read to EOF. */
 static void fan_reap(struct fanout *f)
 {
-    for (size_t i = 0; i < f->nkids;) {
+    for (size_t i = 0; i < FANOUT_MAX; i++) {
         struct fan_kid *k = &f->kids[i];
         int status = 0;
 
+        if (k->target == 0)
+            continue;
         if (k->proc > 0 && waitpid(k->proc, &status, WNOHANG) == k->proc) {
             if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
                 f->st.failed++;
             k->proc = 0;
         }
         if (k->proc == 0 && k->fd < 0) {
-            char *buf = k->buf;
-
-            f->kids[i] = f->kids[--f->nkids];
-            f->kids[f->nkids] = (struct fan_kid){.fd = -1, .buf = buf};
-            continue;
+            k->target = 0;
+            f->nkids--;
         }
-        i++;
     }
 }
 
 static bool fan_is_kid(const struct fanout *f, pid_t pid)
 {
-    for (size_t i = 0; i < f->nkids; i++)
+    for (size_t i = 0; i < FANOUT_MAX; i++)
         if (f->kids[i].proc == pid || (f->kids[i].target == pid && f->kids[i].proc > 0))
             return true;
     return false;
 }
-
 /* ---- discovery ----------------------------------------------------------------------------- */
 
-static const struct fan_seen *fan_find_seen(const struct fanout *f, pid_t pid)
+static const struct subproc_try *fan_find_seen(const struct fanout *f, pid_t pid)
 {
     for (size_t i = 0; i < f->nseen; i++)
         if (f->seen[i].pid == pid)
@@ -216,30 +243,18 @@ static const struct fan_seen *fan_find_seen(const struct fanout *f, pid_t pid)
     return NULL;
 }
 
-/* One more try at a process of the tree: follow it when it is Python. */
-static void fan_consider(struct fanout *f, struct fan_seen *e)
+/* One more try at a process of the tree (subproc_try_open): follow it when it is Python. */
+static void fan_consider(struct fanout *f, struct subproc_try *e)
 {
-    struct ps_err ignored = {0};
-    struct pyproc *pp = NULL;
-    int rc;
-
-    if (e->done)
-        return;
-    e->tries++;
-    rc = pyproc_open(e->pid, &pp, &ignored);
-    pyproc_close(pp);
-    if (rc == 0) {
-        e->done = true;
+    switch (subproc_try_open(e, FANOUT_TRIES, NULL)) {
+    case SUBPROC_PYTHON:
         if (f->nkids >= FANOUT_MAX)
             f->st.over_cap++;
         else if (!fan_start(f, e->pid))
             e->done = false; /* pipe or fork failed: try again at the next scan */
-        return;
-    }
-    if (rc == -PS_EVERSION || rc == -PS_EPERM || rc == -ESRCH || e->tries >= FANOUT_TRIES) {
-        e->done = true;
-        if (rc != -ESRCH)
-            f->st.not_python++;
+        break;
+    case SUBPROC_NOT_PYTHON: f->st.not_python++; break;
+    default: break;
     }
 }
 
@@ -249,10 +264,10 @@ static void fan_scan(struct fanout *f)
     size_t n = subproc_descendants(f->root, f->tree, FANOUT_SCAN_MAX), nnext = 0;
 
     for (size_t i = 0; i < n; i++) {
-        const struct fan_seen *old = fan_find_seen(f, f->tree[i]);
-        struct fan_seen *e = &f->next[nnext++];
+        const struct subproc_try *old = fan_find_seen(f, f->tree[i]);
+        struct subproc_try *e = &f->next[nnext++];
 
-        *e = old ? *old : (struct fan_seen){.pid = f->tree[i]};
+        *e = old ? *old : (struct subproc_try){.pid = f->tree[i]};
         if (!old && (f->tree[i] == getpid() || fan_is_kid(f, f->tree[i])))
             e->done = true; /* ourselves, or a pid still followed */
         fan_consider(f, e);
@@ -270,37 +285,8 @@ static const char *fan_sig_why(int sig)
     case SIGTERM: return "signal SIGTERM";
     case SIGHUP: return "signal SIGHUP";
     case SIGQUIT: return "signal SIGQUIT";
-    case SIGTSTP: return "signal SIGTSTP";
     default: return "signal";
     }
-}
-
-/* One poll over the pipes and the signalfd (timeout_ms); returns a stop signal or 0. */
-static int fan_poll(struct fanout *f, int timeout_ms)
-{
-    struct pollfd pfd[FANOUT_MAX + 1];
-    struct fan_kid *who[FANOUT_MAX];
-    nfds_t n = 0;
-
-    pfd[n++] = (struct pollfd){.fd = f->sigfd, .events = POLLIN};
-    for (size_t i = 0; i < f->nkids; i++) {
-        if (f->kids[i].fd < 0)
-            continue;
-        who[n - 1] = &f->kids[i];
-        pfd[n++] = (struct pollfd){.fd = f->kids[i].fd, .events = POLLIN};
-    }
-    if (poll(pfd, n, timeout_ms) <= 0)
-        return 0;
-    for (nfds_t i = 1; i < n; i++)
-        if (pfd[i].revents)
-            fan_read(f, who[i - 1]);
-    if (pfd[0].revents & POLLIN) {
-        struct signalfd_siginfo si;
-
-        if (read(f->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-            return (int)si.ssi_signo;
-    }
-    return 0;
 }
 
 static bool fan_root_gone(pid_t root)
@@ -328,32 +314,117 @@ static bool fan_root_gone(pid_t root)
     return state == 'Z' || state == 'X';
 }
 
+/* The run's tick, every FANOUT_SCAN_MS: the root's end, else a scan of the tree. */
+static int fan_on_scan(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
+{
+    struct fanout *f = arg;
+
+    (void)events;
+    (void)err;
+    (void)evloop_timer_every(l, f->tick, FANOUT_SCAN_MS / 1000.0);
+    if (fan_root_gone(f->root)) {
+        evloop_stop(l, FAN_END_ROOT);
+        return 0;
+    }
+    fan_scan(f);
+    return 0;
+}
+
+/* The end's tick, every FANOUT_END_TICK_S: it only wakes the turn hook until give_up. */
+static int fan_on_end_tick(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
+{
+    struct fanout *f = arg;
+
+    (void)events;
+    (void)err;
+    if (evloop_now() >= f->give_up)
+        evloop_stop(l, FAN_END_DRAINED);
+    else
+        (void)evloop_timer_every(l, f->tick, FANOUT_END_TICK_S);
+    return 0;
+}
+
+/* After every turn: reap; the run ends when our stdout failed, the end when every child is
+ * reaped and read to EOF. */
+static int fan_on_turn(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
+{
+    struct fanout *f = arg;
+
+    (void)events;
+    (void)err;
+    fan_reap(f);
+    if (f->give_up == 0 && f->out_failed)
+        evloop_stop(l, FAN_END_OUTPUT);
+    else if (f->give_up > 0 && f->nkids == 0)
+        evloop_stop(l, FAN_END_DRAINED);
+    return 0;
+}
+
+/* Turn the loop with the end's tick until every child is reaped and read, or until `until`
+ * (monotonic). A stop signal meanwhile ends nothing more: the loop turns again. */
+static void fan_drain(struct fanout *f, double until)
+{
+    struct ps_err ignored = {0};
+
+    f->give_up = until;
+    evloop_timer_at(f->l, f->tick, evloop_now() + FANOUT_END_TICK_S);
+    while (f->nkids > 0 && evloop_now() < until && evloop_run(f->l, &ignored) == 0 &&
+           evloop_end(f->l) != FAN_END_DRAINED)
+        ;
+}
+
 /* The end: SIGTERM to every child still running, their output copied until they exit. At the
  * duration's end the children, given the same deadline, first get FANOUT_GRACE_S to end on
  * their own (their stop records then say "duration"). */
 static void fan_end(struct fanout *f, bool at_duration)
 {
-    double give_up = evloop_now() + (at_duration ? FANOUT_GRACE_S : 0);
+    struct ps_err ignored = {0};
 
-    while (at_duration && f->nkids > 0 && evloop_now() < give_up) {
-        (void)fan_poll(f, 20);
-        fan_reap(f);
-    }
-    give_up = evloop_now() + FANOUT_END_WAIT_S;
-    for (size_t i = 0; i < f->nkids; i++)
+    evloop_remove(f->l, f->tick);
+    f->tick = evloop_add_timer(f->l, -1, fan_on_end_tick, f, &ignored);
+    if (f->tick < 0) /* not reached: the scan timer's slot was just freed */
+        return;
+    if (at_duration)
+        fan_drain(f, evloop_now() + FANOUT_GRACE_S);
+    for (size_t i = 0; i < FANOUT_MAX; i++)
         if (f->kids[i].proc > 0)
             (void)kill(f->kids[i].proc, SIGTERM);
-    while (f->nkids > 0 && evloop_now() < give_up) {
-        (void)fan_poll(f, 20);
-        fan_reap(f);
+    fan_drain(f, evloop_now() + FANOUT_END_WAIT_S);
+}
+
+/* Why the run's loop ended, in words. */
+static const char *fan_why(const struct evloop *l)
+{
+    switch (evloop_end(l)) {
+    case EVLOOP_END_SIGNAL: return fan_sig_why(evloop_signo(l));
+    case FAN_END_DURATION: return "duration";
+    case FAN_END_ROOT: return "target exited";
+    case FAN_END_OUTPUT: return "output closed";
+    default: return "error";
     }
 }
 
-int fanout_run(pid_t root, double duration_s, const sigset_t *stop_sigs, fanout_fn fn, void *arg,
-               const char **why, struct fanout_stats *st, struct ps_err *err)
+/* The run's loop: the stop signals, the scan timer first due now, the deadline. */
+static int fan_loop_new(struct fanout *f, struct ps_err *err)
+{
+    const struct evloop_opts o = {.signals = EVLOOP_SIG_STOP};
+    double now = evloop_now();
+    int rc = evloop_new(&o, &f->l, err);
+
+    if (rc == 0 && f->remaining_end > 0) /* before the scan: at a tie the deadline first */
+        rc = evloop_add_deadline(f->l, f->remaining_end, FAN_END_DURATION, err);
+    if (rc >= 0)
+        rc = f->tick = evloop_add_timer(f->l, now, fan_on_scan, f, err);
+    if (rc >= 0)
+        evloop_on_turn(f->l, fan_on_turn, f);
+    return rc < 0 ? rc : 0;
+}
+
+int fanout_run(pid_t root, double duration_s, fanout_fn fn, void *arg, const char **why,
+               struct fanout_stats *st, struct ps_err *err)
 {
     struct fanout *f = calloc(1, sizeof(*f));
-    double start = evloop_now(), next_scan = 0;
+    int rc;
 
     *why = "error";
     if (!f)
@@ -365,48 +436,20 @@ int fanout_run(pid_t root, double duration_s, const sigset_t *stop_sigs, fanout_
     f->root = root;
     f->fn = fn;
     f->arg = arg;
-    f->remaining_end = duration_s > 0 ? start + duration_s : 0;
+    f->remaining_end = duration_s > 0 ? evloop_now() + duration_s : 0;
     for (size_t i = 0; i < FANOUT_MAX; i++)
         f->kids[i].fd = -1;
-    f->sigfd = signalfd(-1, stop_sigs, SFD_CLOEXEC);
-    if (f->sigfd < 0) {
-        int e = errno;
-
-        free(f);
-        return ps_err_set(err, -e, "signalfd failed: %s", strerror(e));
+    rc = fan_loop_new(f, err);
+    if (rc == 0)
+        rc = evloop_run(f->l, err);
+    if (f->l) {
+        *why = rc < 0 ? "error" : fan_why(f->l);
+        fan_end(f, evloop_end(f->l) == FAN_END_DURATION && rc == 0);
     }
-    for (;;) {
-        double now = evloop_now();
-        int sig;
-
-        if (f->remaining_end > 0 && now >= f->remaining_end) {
-            *why = "duration";
-            break;
-        }
-        if (now >= next_scan) {
-            next_scan = now + FANOUT_SCAN_MS / 1000.0;
-            if (fan_root_gone(root)) {
-                *why = "target exited";
-                break;
-            }
-            fan_scan(f);
-        }
-        sig = fan_poll(f, FANOUT_SCAN_MS);
-        fan_reap(f);
-        if (sig != 0) {
-            *why = fan_sig_why(sig);
-            break;
-        }
-        if (f->out_failed) {
-            *why = "output closed";
-            break;
-        }
-    }
-    fan_end(f, strcmp(*why, "duration") == 0);
     *st = f->st;
-    (void)close(f->sigfd);
+    evloop_free(f->l);
     for (size_t i = 0; i < FANOUT_MAX; i++)
         free(f->kids[i].buf);
     free(f);
-    return 0;
+    return rc;
 }

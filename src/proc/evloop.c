@@ -14,6 +14,7 @@
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -55,6 +56,7 @@ struct evloop {
     sigset_t old_mask;
     bool masked;
     struct ev_source src[EVLOOP_MAX_SOURCES];
+    int hi; /* one past the highest slot ever taken: the turn looks at no more */
     uint64_t added;
     struct ev_hook turn, tstp, winch;
     struct ev_undo undo[EVLOOP_MAX_TEARDOWN];
@@ -156,7 +158,7 @@ void evloop_free(struct evloop *l)
         return;
     if (evloop_teardown(l, &err) < 0)
         ps_err_clear(&err); /* nobody to tell: a caller that cares runs evloop_teardown */
-    for (int i = 0; i < EVLOOP_MAX_SOURCES; i++)
+    for (int i = 0; i < l->hi; i++)
         evloop_remove(l, i);
     if (l->sigfd >= 0)
         (void)close(l->sigfd);
@@ -202,6 +204,7 @@ static int ev_add(struct evloop *l, const struct ev_source *s, struct ps_err *er
             l->src[i] = *s;
             l->src[i].enabled = true;
             l->src[i].order = l->added++;
+            l->hi = i >= l->hi ? i + 1 : l->hi;
             return i;
         }
     return ps_err_set(err, -ENOSPC, "too many event sources (at most %d)", EVLOOP_MAX_SOURCES);
@@ -220,6 +223,20 @@ int evloop_add_timer(struct evloop *l, double due, evloop_fn fn, void *arg, stru
         .kind = EV_TIMER, .fd = -1, .due = due, .last = -1, .fn = fn, .arg = arg};
 
     return ev_add(l, &s, err);
+}
+
+/* A deadline's timer: arg is the reason to stop with. */
+static int ev_deadline(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
+{
+    (void)events;
+    (void)err;
+    evloop_stop(l, (int)(intptr_t)arg);
+    return 0;
+}
+
+int evloop_add_deadline(struct evloop *l, double due, int why, struct ps_err *err)
+{
+    return evloop_add_timer(l, due, ev_deadline, (void *)(intptr_t)why, err);
 }
 
 int evloop_add_pid(struct evloop *l, pid_t pid, evloop_fn fn, void *arg, struct ps_err *err)
@@ -372,7 +389,7 @@ static double ev_timeout(const struct evloop *l, double now)
 {
     double until = -1;
 
-    for (int i = 0; i < EVLOOP_MAX_SOURCES; i++) {
+    for (int i = 0; i < l->hi; i++) {
         const struct ev_source *s = &l->src[i];
 
         if (s->kind == EV_TIMER && s->enabled && s->due >= 0 && (until < 0 || s->due < until))
@@ -396,7 +413,7 @@ static void ev_fill(const struct evloop *l, struct ev_wait *w)
         w->p[w->n] = (struct pollfd){.fd = l->sigfd, .events = POLLIN};
         w->which[w->n++] = -1;
     }
-    for (int i = 0; i < EVLOOP_MAX_SOURCES; i++)
+    for (int i = 0; i < l->hi; i++)
         if ((l->src[i].kind == EV_FD || l->src[i].kind == EV_PID) && l->src[i].enabled)
             order[k++] = i;
     /* In adding order (a freed slot can be reused by a later source). */
@@ -466,7 +483,7 @@ static int ev_next_due(const struct evloop *l, double now, const bool *fired)
 {
     int best = -1;
 
-    for (int i = 0; i < EVLOOP_MAX_SOURCES; i++) {
+    for (int i = 0; i < l->hi; i++) {
         const struct ev_source *s = &l->src[i];
 
         if (s->kind != EV_TIMER || !s->enabled || s->due < 0 || s->due > now || fired[i])
@@ -486,7 +503,7 @@ static int ev_dispatch_timers(struct evloop *l, double now, struct ps_err *err)
     int rc = 0;
 
     /* Each timer at most once a turn: one re-armed into the past waits for the next turn. */
-    for (int n = 0; n < EVLOOP_MAX_SOURCES && rc == 0 && l->end == EVLOOP_END_NONE; n++) {
+    for (int n = 0; n < l->hi && rc == 0 && l->end == EVLOOP_END_NONE; n++) {
         int i = ev_next_due(l, now, fired);
         struct ev_source *s;
 

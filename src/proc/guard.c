@@ -11,7 +11,12 @@
  * another process sent (SI_USER, SI_QUEUE) are forwarded, but of the stop signals (INT, TERM,
  * HUP, QUIT) only the first: once the worker is stopping, more add nothing, and a process-group
  * kill (what `timeout` and supervisors send) reached the worker already. The worker keeps them
- * blocked until it exits (evloop_hold_signals), so one it gets twice still stops it once.
+ * blocked until it exits (evloop_hold_signals), so one it gets twice still stops it once: a
+ * process-group kill does reach it twice (from the kernel, then from us: siginfo does not tell
+ * a kill of the group from one of our pid alone, and systemd's cgroup kill reaches every
+ * process anyway), and the second copy either merges with the first while pending or waits,
+ * never read, until the worker exits (tests/integration/test_stop_signals.py: one stop record
+ * and one summary by every route).
  * SIGCHLD ends the wait. Suspension: on SIGTSTP the guard stops itself with SIGSTOP (a default-action
  * SIGTSTP is dropped in an orphaned process group, and the shell must see its job stop), after
  * handing a SIGTSTP sent to its pid alone on to the worker (which releases the target before it

@@ -259,15 +259,6 @@ static int run_status(void *arg, struct evloop *l, unsigned events, struct ps_er
     return 0;
 }
 
-static int run_duration(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
-{
-    (void)arg;
-    (void)events;
-    (void)err;
-    evloop_stop(l, RUN_END_DURATION);
-    return 0;
-}
-
 /* The loop and its sources: stop signals (forwarded once to opts.forward_signals), the
  * target's pidfd (best effort, Linux 5.3+: without it a failing walk detects the exit), the
  * ticks, the status reports, the duration. */
@@ -297,7 +288,7 @@ static int run_setup(struct run *r, struct ps_err *err)
     if (rc >= 0)
         rc = r->status = evloop_add_timer(r->l, now + STATUS_EVERY_S, run_status, r, err);
     if (rc >= 0 && s->opts.duration_s > 0)
-        rc = evloop_add_timer(r->l, s->t0 + s->opts.duration_s, run_duration, r, err);
+        rc = evloop_add_deadline(r->l, s->t0 + s->opts.duration_s, RUN_END_DURATION, err);
     return rc < 0 ? rc : 0;
 }
 

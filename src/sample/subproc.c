@@ -48,9 +48,7 @@ struct child {
 };
 
 struct seen {
-    pid_t pid;
-    uint32_t tries;
-    bool done;      /* followed, over the cap, or given up */
+    struct subproc_try t;
     uint64_t image; /* procstat_stat.image when last scanned (0: unknown) */
 };
 
@@ -177,7 +175,7 @@ static void list_descendants(struct subproc *g)
 static const struct seen *find_seen(const struct subproc *g, pid_t pid)
 {
     for (size_t i = 0; i < g->nseen; i++)
-        if (g->seen[i].pid == pid)
+        if (g->seen[i].t.pid == pid)
             return &g->seen[i];
     return NULL;
 }
@@ -206,31 +204,53 @@ static bool child_start(struct subproc *g, pid_t pid, struct pyproc *pp)
     return true;
 }
 
-/* One more try at a descendant: open it and follow it when it is Python. */
-static void consider(struct subproc *g, struct seen *e)
+enum subproc_verdict subproc_try_open(struct subproc_try *e, uint32_t max_tries, struct pyproc **pp)
 {
     struct ps_err ignored = {0};
-    struct pyproc *pp = NULL;
+    struct pyproc *p = NULL;
     int rc;
 
+    if (pp)
+        *pp = NULL;
     if (e->done)
-        return;
+        return SUBPROC_DONE;
     e->tries++;
-    rc = pyproc_open(e->pid, &pp, &ignored);
+    rc = pyproc_open(e->pid, &p, &ignored);
     if (rc == 0) {
         e->done = true;
+        if (pp)
+            *pp = p;
+        else
+            pyproc_close(p);
+        return SUBPROC_PYTHON;
+    }
+    if (rc == -ESRCH) {
+        e->done = true;
+        return SUBPROC_GONE;
+    }
+    if (rc == -PS_EVERSION || rc == -PS_EPERM || e->tries >= max_tries) {
+        e->done = true;
+        return SUBPROC_NOT_PYTHON;
+    }
+    return SUBPROC_LATER;
+}
+
+/* One more try at a descendant: follow it when it is Python. */
+static void consider(struct subproc *g, struct seen *e)
+{
+    struct pyproc *pp = NULL;
+
+    switch (subproc_try_open(&e->t, SUBPROC_TRIES, &pp)) {
+    case SUBPROC_PYTHON:
         if (g->nkids >= SUBPROC_MAX) {
             g->st.over_cap++;
             pyproc_close(pp);
-        } else if (!child_start(g, e->pid, pp)) {
+        } else if (!child_start(g, e->t.pid, pp)) {
             g->st.not_python++;
         }
-        return;
-    }
-    if (rc == -PS_EVERSION || rc == -PS_EPERM || rc == -ESRCH || e->tries >= SUBPROC_TRIES) {
-        e->done = true;
-        if (rc != -ESRCH)
-            g->st.not_python++;
+        break;
+    case SUBPROC_NOT_PYTHON: g->st.not_python++; break;
+    default: break;
     }
 }
 
@@ -268,11 +288,11 @@ static void scan(struct subproc *g)
         uint64_t image = image_of(g->queue[i]);
 
         if (old && old->image && image && old->image != image) {
-            close_pid(g, old->pid);
+            close_pid(g, old->t.pid);
             g->st.execs++;
             old = NULL;
         }
-        *e = old ? *old : (struct seen){.pid = g->queue[i]};
+        *e = old ? *old : (struct seen){.t.pid = g->queue[i]};
         if (image)
             e->image = image;
         consider(g, e);

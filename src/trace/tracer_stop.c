@@ -120,15 +120,6 @@ static int tr_run_step(void *arg, struct evloop *l, unsigned events, struct ps_e
     return rc < 0 ? rc : 0;
 }
 
-static int tr_run_duration(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
-{
-    (void)arg;
-    (void)events;
-    (void)err;
-    evloop_stop(l, TR_END_DURATION);
-    return 0;
-}
-
 /* The loop's teardown: the target released (tracer_stop), whatever ended the loop. */
 static int tr_run_undo(void *arg, struct ps_err *err)
 {
@@ -148,7 +139,7 @@ static int tr_run_open(struct tr_run *r, struct evloop *l, double duration_s, st
         rc = r->wait =
             evloop_add_timer(l, now + tracer_timeout_ms(r->t) / 1000.0, tr_run_step, r, err);
     if (rc >= 0 && duration_s > 0)
-        rc = evloop_add_timer(l, now + duration_s, tr_run_duration, r, err);
+        rc = evloop_add_deadline(l, now + duration_s, TR_END_DURATION, err);
     return rc < 0 ? rc : 0;
 }
 

@@ -330,6 +330,27 @@ static void test_fd_source_and_errors(void **state)
     (void)close(p.fds[1]);
 }
 
+static void test_deadline_stops_with_its_reason(void **state)
+{
+    struct vclock v = {.now = 5};
+    const struct evloop_clock clk = {.now = v_now, .sleep = v_sleep, .arg = &v};
+    const struct evloop_opts o = {.clock = &clk};
+    struct evloop *l = NULL;
+    struct ps_err err = {0};
+
+    (void)state;
+    assert_int_equal(evloop_new(&o, &l, &err), 0);
+    assert_true(evloop_add_deadline(l, 12.5, EVLOOP_END_OWN + 3, &err) >= 0);
+    assert_true(evloop_add_deadline(l, 20, EVLOOP_END_OWN + 4, &err) >= 0);
+    assert_int_equal(evloop_run(l, &err), 0);
+    assert_int_equal(evloop_end(l), EVLOOP_END_OWN + 3); /* the earlier one, at its time */
+    assert_true(v.now == 12.5);
+    assert_int_equal(evloop_run(l, &err), 0); /* fired once: the later one is next */
+    assert_int_equal(evloop_end(l), EVLOOP_END_OWN + 4);
+    assert_true(v.now == 20);
+    evloop_free(l);
+}
+
 static void test_disabled_source_waits(void **state)
 {
     struct vclock v = {.now = 0};
@@ -437,6 +458,7 @@ int main(void)
         cmocka_unit_test(test_pid_source_sees_the_exit),
         cmocka_unit_test(test_first_stop_signal_is_forwarded_once),
         cmocka_unit_test(test_fd_source_and_errors),
+        cmocka_unit_test(test_deadline_stops_with_its_reason),
         cmocka_unit_test(test_disabled_source_waits),
         cmocka_unit_test(test_teardown_order),
         cmocka_unit_test(test_sizes_are_bounded),
