@@ -151,11 +151,14 @@ struct target_trap_test {
  *    trap met on the way is suppressed, and the step's own trap is suppressed on detach.
  * A thread that blocks SIGTRAP has it unblocked for the drain only (PTRACE_SETSIGMASK), its
  * mask restored while it is still stopped. Other signals met are passed on unchanged. Drained
- * threads stay stopped (in a signal-delivery stop that target_detach_all suppresses); threads in
- * a user's group stop are left alone. Tracer thread only. Errors: -EINVAL (no target, wrong
- * thread); -ETIMEDOUT or -EAGAIN with the thread named when it could not be drained within
- * TARGET_STOP_TIMEOUT_MS or TGT_DRAIN_STOPS stops (it is stopped again, or being stopped); the
- * other threads are drained all the same, and the first error is returned.
+ * threads stay stopped (in a signal-delivery stop that target_detach_all suppresses). A thread
+ * in a user's group stop, or one that enters it when resumed (it was marked to join it), is
+ * drained after a SIGCONT to the target (twice more at most), and SIGSTOP is sent at the end so
+ * the detached target stops again. Threads still running are skipped. Tracer thread only.
+ * Errors: -EINVAL (no target, wrong thread); -ETIMEDOUT or -EAGAIN with the thread named when it
+ * could not be drained within TARGET_STOP_TIMEOUT_MS, TGT_DRAIN_STOPS stops or those group stops
+ * (it is stopped again, or being stopped); the other threads are drained all the same, and the
+ * first error is returned.
  */
 int target_drain_traps(uint64_t bp_addr, const struct target_trap_test *test,
                        struct ps_err *err) PS_WARN_UNUSED;
