@@ -88,7 +88,8 @@ int target_service(struct ps_err *err) PS_WARN_UNUSED;
 
 /*
  * Detach every seized thread (stopping running ones first, within TARGET_STOP_TIMEOUT_MS, so
- * that PTRACE_DETACH can act), and forget the target. A thread that is gone is fine. No target
+ * that PTRACE_DETACH can act; in event mode each is passed to the hooks' disarm_signal_safe
+ * while stopped, just before its detach), and forget the target. A thread that is gone is fine. No target
  * held is a no-op returning 0. Error: -ETIMEDOUT when a thread could not be stopped to detach
  * it; it stays traced but running until pyscope exits, when the kernel detaches it. -EINVAL from
  * the wrong thread.
@@ -168,6 +169,10 @@ pid_t target_current_pid(void);
 
 /* Copy up to cap seized tids (ascending registry order, not sorted) to out; returns the count. */
 size_t target_tids(pid_t *out, size_t cap);
+
+/* The same for the seized threads in a ptrace stop only (after a target_stop_all that failed:
+ * the ones whose debug registers can be written). */
+size_t target_stopped_tids(pid_t *out, size_t cap);
 
 /*
  * Install handlers for SIGINT, SIGTERM, SIGHUP and SIGQUIT (not for one whose disposition is

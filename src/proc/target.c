@@ -520,15 +520,21 @@ static int tgt_stop_rounds(struct ps_err *err)
 /* ---- detaching ------------------------------------------------------------------------------- */
 
 /*
- * Detach every stopped slot. ESRCH means the thread is no longer in a stop we can act on (a
+ * Detach every stopped slot, disarmed first in event mode: a thread that stopped only now (it
+ * could not be stopped while the breakpoint was cleared, issue 19 item 6) must not leave with
+ * its debug registers set. ESRCH means the thread is no longer in a stop we can act on (a
  * SIGKILL woke it, it is dying): mark it running so the next wait collects its exit.
  */
 static void tgt_detach_stopped(void)
 {
+    const struct target_hooks *h = &tgt_reg.events;
+
     for (size_t i = 0; i < (size_t)tgt_reg.used; i++) {
         long r;
         if (!tgt_is_stopped(i))
             continue;
+        if (tgt_reg.has_events && h->disarm_signal_safe)
+            h->disarm_signal_safe(h->ctx, tgt_reg.slot[i].tid);
         r = tgt_ptrace(PTRACE_DETACH, tgt_reg.slot[i].tid, 0);
         if (r == -ESRCH)
             tgt_reg.slot[i].state = TGT_RUNNING;
@@ -878,6 +884,16 @@ int target_service(struct ps_err *err)
 int target_detach_all(struct ps_err *err)
 {
     return tgt_release(err);
+}
+
+size_t target_stopped_tids(pid_t *out, size_t cap)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < (size_t)tgt_reg.used && n < cap; i++)
+        if (tgt_is_stopped(i))
+            out[n++] = tgt_reg.slot[i].tid;
+    return n;
 }
 
 pid_t target_current_pid(void)
