@@ -130,6 +130,14 @@ struct target_hooks {
 int target_set_hooks(const struct target_hooks *hooks, struct ps_err *err) PS_WARN_UNUSED;
 
 /*
+ * Forget the hooks' functions and ctx while a target is still held (clone events are still
+ * followed; a SIGTRAP is then passed on like any signal): for a caller about to free ctx after a
+ * target_detach_all that failed, so a later release (atexit, a signal) never calls into freed
+ * memory. No-op without a target.
+ */
+void target_forget_hooks(void);
+
+/*
  * Which SIGTRAPs are the caller's breakpoint traps (for target_drain_traps): is_trap(ctx, tid, si)
  * must only look at si, never act on it.
  */

@@ -584,6 +584,17 @@ int target_set_hooks(const struct target_hooks *hooks, struct ps_err *err)
     return 0;
 }
 
+void target_forget_hooks(void)
+{
+    if (tgt_reg.pid == 0)
+        return;
+    tgt_reg.events.claim_sigtrap = NULL; /* each checked before its call; ctx itself stays */
+    tgt_reg.events.new_thread = NULL;
+    tgt_reg.events.exec = NULL;
+    tgt_reg.events.disarm_signal_safe = NULL;
+    tgt_reg.events.is_trap = NULL;
+}
+
 static bool tgt_is_our_child(pid_t pid)
 {
     struct procstat_status st;
