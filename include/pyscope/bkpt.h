@@ -130,6 +130,14 @@ int bkpt_fires(void);
  */
 int bkpt_clear(struct bkpt *b, struct ps_err *err) PS_WARN_UNUSED;
 
+/*
+ * bkpt_clear for one followed thread tid (unknown: no-op): perf closes its fds; debugreg writes
+ * DR7 = 0 then DR0 = 0 (tid must be stopped; ESRCH counts as cleared, so never call it for a
+ * thread that may be running). For a teardown whose target_stop_all failed: the threads that did
+ * stop. Errors: -errno of ptrace.
+ */
+int bkpt_clear_thread(struct bkpt *b, pid_t tid, struct ps_err *err) PS_WARN_UNUSED;
+
 /* bkpt_clear (errors ignored) and free. NULL-safe. */
 void bkpt_free(struct bkpt *b);
 

@@ -88,7 +88,8 @@ int target_service(struct ps_err *err) PS_WARN_UNUSED;
 
 /*
  * Detach every seized thread (stopping running ones first, within TARGET_STOP_TIMEOUT_MS, so
- * that PTRACE_DETACH can act), and forget the target. A thread that is gone is fine. No target
+ * that PTRACE_DETACH can act; in event mode each is passed to the hooks' disarm_signal_safe
+ * while stopped, just before its detach), and forget the target. A thread that is gone is fine. No target
  * held is a no-op returning 0. Error: -ETIMEDOUT when a thread could not be stopped to detach
  * it; it stays traced but running until pyscope exits, when the kernel detaches it. -EINVAL from
  * the wrong thread.
@@ -129,6 +130,14 @@ struct target_hooks {
 int target_set_hooks(const struct target_hooks *hooks, struct ps_err *err) PS_WARN_UNUSED;
 
 /*
+ * Forget the hooks' functions and ctx while a target is still held (clone events are still
+ * followed; a SIGTRAP is then passed on like any signal): for a caller about to free ctx after a
+ * target_detach_all that failed, so a later release (atexit, a signal) never calls into freed
+ * memory. No-op without a target.
+ */
+void target_forget_hooks(void);
+
+/*
  * Which SIGTRAPs are the caller's breakpoint traps (for target_drain_traps): is_trap(ctx, tid, si)
  * must only look at si, never act on it.
  */
@@ -151,11 +160,14 @@ struct target_trap_test {
  *    trap met on the way is suppressed, and the step's own trap is suppressed on detach.
  * A thread that blocks SIGTRAP has it unblocked for the drain only (PTRACE_SETSIGMASK), its
  * mask restored while it is still stopped. Other signals met are passed on unchanged. Drained
- * threads stay stopped (in a signal-delivery stop that target_detach_all suppresses); threads in
- * a user's group stop are left alone. Tracer thread only. Errors: -EINVAL (no target, wrong
- * thread); -ETIMEDOUT or -EAGAIN with the thread named when it could not be drained within
- * TARGET_STOP_TIMEOUT_MS or TGT_DRAIN_STOPS stops (it is stopped again, or being stopped); the
- * other threads are drained all the same, and the first error is returned.
+ * threads stay stopped (in a signal-delivery stop that target_detach_all suppresses). A thread
+ * in a user's group stop, or one that enters it when resumed (it was marked to join it), is
+ * drained after a SIGCONT to the target (twice more at most), and SIGSTOP is sent at the end so
+ * the detached target stops again. Threads still running are skipped. Tracer thread only.
+ * Errors: -EINVAL (no target, wrong thread); -ETIMEDOUT or -EAGAIN with the thread named when it
+ * could not be drained within TARGET_STOP_TIMEOUT_MS, TGT_DRAIN_STOPS stops or those group stops
+ * (it is stopped again, or being stopped); the other threads are drained all the same, and the
+ * first error is returned.
  */
 int target_drain_traps(uint64_t bp_addr, const struct target_trap_test *test,
                        struct ps_err *err) PS_WARN_UNUSED;
@@ -165,6 +177,10 @@ pid_t target_current_pid(void);
 
 /* Copy up to cap seized tids (ascending registry order, not sorted) to out; returns the count. */
 size_t target_tids(pid_t *out, size_t cap);
+
+/* The same for the seized threads in a ptrace stop only (after a target_stop_all that failed:
+ * the ones whose debug registers can be written). */
+size_t target_stopped_tids(pid_t *out, size_t cap);
 
 /*
  * Install handlers for SIGINT, SIGTERM, SIGHUP and SIGQUIT (not for one whose disposition is

@@ -507,6 +507,24 @@ int bkpt_clear(struct bkpt *b, struct ps_err *err)
     return bkpt_do_clear(b, err);
 }
 
+int bkpt_clear_thread(struct bkpt *b, pid_t tid, struct ps_err *err)
+{
+    struct bkpt_thread *t = tid ? bkpt_find(b, tid) : NULL;
+    long r;
+
+    if (!t)
+        return 0;
+    if (b->mech == BKPT_PERF) {
+        bkpt_close_thread(b, t);
+        return 0;
+    }
+    r = bkpt_dr_apply(b, t, false);
+    if (r < 0 && r != -ESRCH)
+        return ps_err_set(err, (int)r, "clearing the debug registers of thread %d failed: %s",
+                          (int)tid, strerror((int)-r));
+    return 0;
+}
+
 void bkpt_disarm_signal_safe(struct bkpt *b, pid_t tid)
 {
     if (!b)

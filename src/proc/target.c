@@ -520,15 +520,21 @@ static int tgt_stop_rounds(struct ps_err *err)
 /* ---- detaching ------------------------------------------------------------------------------- */
 
 /*
- * Detach every stopped slot. ESRCH means the thread is no longer in a stop we can act on (a
+ * Detach every stopped slot, disarmed first in event mode: a thread that stopped only now (it
+ * could not be stopped while the breakpoint was cleared, issue 19 item 6) must not leave with
+ * its debug registers set. ESRCH means the thread is no longer in a stop we can act on (a
  * SIGKILL woke it, it is dying): mark it running so the next wait collects its exit.
  */
 static void tgt_detach_stopped(void)
 {
+    const struct target_hooks *h = &tgt_reg.events;
+
     for (size_t i = 0; i < (size_t)tgt_reg.used; i++) {
         long r;
         if (!tgt_is_stopped(i))
             continue;
+        if (tgt_reg.has_events && h->disarm_signal_safe)
+            h->disarm_signal_safe(h->ctx, tgt_reg.slot[i].tid);
         r = tgt_ptrace(PTRACE_DETACH, tgt_reg.slot[i].tid, 0);
         if (r == -ESRCH)
             tgt_reg.slot[i].state = TGT_RUNNING;
@@ -576,6 +582,17 @@ int target_set_hooks(const struct target_hooks *hooks, struct ps_err *err)
     if (hooks)
         tgt_reg.events = *hooks;
     return 0;
+}
+
+void target_forget_hooks(void)
+{
+    if (tgt_reg.pid == 0)
+        return;
+    tgt_reg.events.claim_sigtrap = NULL; /* each checked before its call; ctx itself stays */
+    tgt_reg.events.new_thread = NULL;
+    tgt_reg.events.exec = NULL;
+    tgt_reg.events.disarm_signal_safe = NULL;
+    tgt_reg.events.is_trap = NULL;
 }
 
 static bool tgt_is_our_child(pid_t pid)
@@ -629,9 +646,10 @@ int target_stop_all(struct ps_err *err)
 
 /* ---- draining breakpoint traps ------------------------------------------------------------- */
 
-#define TGT_SIGTRAP_BIT (UINT64_C(1) << (SIGTRAP - 1))
-#define TGT_PEEK_MAX    32 /* queued signals looked at per thread (standard ones queue once) */
-#define TGT_DRAIN_STOPS 16 /* stops one thread may report while it is drained */
+#define TGT_SIGTRAP_BIT    (UINT64_C(1) << (SIGTRAP - 1))
+#define TGT_PEEK_MAX       32 /* queued signals looked at per thread (standard ones queue once) */
+#define TGT_DRAIN_STOPS    16 /* stops one thread may report while it is drained */
+#define TGT_DRAIN_REGROUPS 2  /* drains again of a thread that entered a group stop instead */
 #ifndef TRAP_TRACE
 #define TRAP_TRACE 2 /* asm-generic/siginfo.h: process trace trap (single step) */
 #endif
@@ -664,6 +682,19 @@ static int tgt_wait_status(size_t i, int64_t deadline, int *status)
         tgt_sleep_ns(backoff);
         backoff = backoff * 2 > TGT_BACKOFF_MAX_NS ? TGT_BACKOFF_MAX_NS : backoff * 2;
     }
+}
+
+/* Whether stopped slot i still has a trap on its way: standing at bp_addr (*at_bp: step it)
+ * or a queued trap that test accepts. */
+static bool tgt_drain_needed(size_t i, uint64_t bp_addr, const struct target_trap_test *test,
+                             bool *at_bp)
+{
+    struct user_regs_struct regs;
+    pid_t tid = tgt_reg.slot[i].tid;
+
+    *at_bp =
+        bp_addr != 0 && tgt_ptrace(PTRACE_GETREGS, tid, (long)&regs) == 0 && regs.rip == bp_addr;
+    return *at_bp || tgt_trap_queued(tid, test);
 }
 
 enum tgt_drained {
@@ -777,7 +808,8 @@ static int tgt_drain_one(size_t i, bool step, const struct target_trap_test *tes
  * thread cannot leave a group stop in effect (each resume re-traps), so the stop is ended with
  * SIGCONT (our threads stay in their ptrace stops), the trap drained, and SIGSTOP sent: the
  * pending SIGCONT is discarded by it, each thread takes it as it is detached, and the target is
- * stopped again before running any code. Its parent sees a continue and a stop.
+ * stopped again before running any code. Its parent sees a continue and a stop. The same for a
+ * thread that was only marked to join the group stop: its drain ends in the stop, trap queued.
  */
 static int tgt_drain_all(uint64_t bp_addr, const struct target_trap_test *test, struct ps_err *err)
 {
@@ -786,19 +818,35 @@ static int tgt_drain_all(uint64_t bp_addr, const struct target_trap_test *test, 
     int rc = 0;
 
     for (size_t i = 0; i < (size_t)tgt_reg.used; i++) {
-        struct user_regs_struct regs;
-        bool at_bp, queued;
-        int r;
-        if (tgt_reg.slot[i].tid == 0 || !tgt_is_stopped(i))
+        pid_t tid = tgt_reg.slot[i].tid;
+        bool at_bp = false;
+        int r = 0;
+        if (tid == 0 || !tgt_is_stopped(i) || !tgt_drain_needed(i, bp_addr, test, &at_bp))
             continue; /* running: a new thread, it ran nothing yet */
-        at_bp = bp_addr != 0 && tgt_ptrace(PTRACE_GETREGS, tgt_reg.slot[i].tid, (long)&regs) == 0 &&
-                regs.rip == bp_addr;
-        queued = !at_bp && tgt_trap_queued(tgt_reg.slot[i].tid, test);
-        if (!at_bp && !queued)
-            continue;
-        if (tgt_reg.slot[i].state == TGT_GROUP_STOPPED && !restop)
-            restop = kill((pid_t)tgt_reg.pid, SIGCONT) == 0;
-        r = tgt_drain_one(i, at_bp, test, deadline, err);
+        /* A thread we stopped just before a SIGSTOP took hold (another thread dequeued it) is
+         * STOPPED but marked to join the group stop: resumed, it enters the stop before taking
+         * its trap (issue 19 item 6). Then SIGCONT and once more, bounded (a user may keep
+         * sending SIGSTOP). */
+        for (int round = 0; round <= TGT_DRAIN_REGROUPS; round++) {
+            if (round > 0 && (tgt_reg.slot[i].tid != tid || !tgt_is_stopped(i) ||
+                              tgt_reg.slot[i].state != TGT_GROUP_STOPPED ||
+                              !tgt_drain_needed(i, bp_addr, test, &at_bp)))
+                break;
+            if (tgt_reg.slot[i].state == TGT_GROUP_STOPPED && (round > 0 || !restop) &&
+                kill((pid_t)tgt_reg.pid, SIGCONT) == 0)
+                restop = true;
+            r = tgt_drain_one(i, at_bp, test, deadline, err);
+            if (r < 0)
+                break;
+        }
+        if (r == 0 && tgt_reg.slot[i].tid == tid && tgt_is_stopped(i) &&
+            tgt_drain_needed(i, bp_addr, test, &at_bp))
+            r = err ? ps_err_set(err, -EAGAIN,
+                                 "thread %d of pid %d could not be cleared of breakpoint traps "
+                                 "(it kept entering a group stop); it may receive a SIGTRAP "
+                                 "after pyscope detaches",
+                                 (int)tid, (int)tgt_reg.pid)
+                    : -EAGAIN;
         if (rc == 0)
             rc = r;
     }
@@ -847,6 +895,16 @@ int target_service(struct ps_err *err)
 int target_detach_all(struct ps_err *err)
 {
     return tgt_release(err);
+}
+
+size_t target_stopped_tids(pid_t *out, size_t cap)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < (size_t)tgt_reg.used && n < cap; i++)
+        if (tgt_is_stopped(i))
+            out[n++] = tgt_reg.slot[i].tid;
+    return n;
 }
 
 pid_t target_current_pid(void)

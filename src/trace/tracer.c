@@ -762,6 +762,8 @@ void tracer_free(struct tracer *t)
         return;
     if (!t->stopped && tracer_stop(t, &ignored) < 0)
         t->stopped = true;
+    if (!t->used_bpf && target_current_pid() != 0)
+        target_forget_hooks(); /* the detach failed: its later retries must not call into t */
     bkpt_free(t->bp);
     bpf_exc_close(t->bx);
     free(t->bpf_hdrs);

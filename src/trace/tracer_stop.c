@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 
 #include "pyscope/bkpt.h"
 #include "pyscope/evloop.h"
@@ -30,6 +31,40 @@
 #include "tracer_int.h"
 
 /* ---- release and stop --------------------------------------------------------------- */
+
+/*
+ * target_stop_all failed (a thread in D state, or threads kept appearing; issue 19 item 6): clear
+ * and drain the threads that did stop, one by one (bkpt_clear would take a running thread's
+ * ESRCH for "cleared"), and say that the others may still be armed. target_detach_all then
+ * disarms each thread it manages to stop before detaching it; a thread it cannot stop is left
+ * traced until pyscope exits and, with debug registers, armed: a raise in it would kill the
+ * target. No stop here could do better in bounded time. Not exercised where hardware breakpoints
+ * do not fire; the debug-register state is (tests/integration/test_exceptions.py).
+ */
+static int tr_release_partial(struct tracer *t, int rc, struct ps_err *err)
+{
+    static pid_t tids[TARGET_MAX_THREADS]; /* tracer thread only */
+    const struct target_trap_test test = {.ctx = t, .is_trap = tr_is_trap};
+    struct ps_err ignored = {0};
+    size_t stopped = target_stopped_tids(tids, TARGET_MAX_THREADS);
+    size_t all = target_tids(tids + stopped, TARGET_MAX_THREADS - stopped);
+    char why[sizeof(err->msg)];
+
+    for (size_t k = 0; k < stopped; k++)
+        if (bkpt_clear_thread(t->bp, tids[k], &ignored) < 0)
+            ps_err_clear(&ignored); /* best effort: the first error is the one reported */
+    if (target_drain_traps(t->addr, &test, &ignored) < 0) /* skips the threads still running */
+        ps_err_clear(&ignored);
+    if (bkpt_mechanism(t->bp) != BKPT_DEBUGREG || !err)
+        return rc;
+    (void)snprintf(why, sizeof(why), "%s", err->msg);
+    return ps_err_replace(err, rc,
+                          "%s; the breakpoint was cleared in the %zu thread(s) that stopped, but "
+                          "the debug registers of the %zu other(s) may stay armed: a raise there "
+                          "would kill pid %d with SIGTRAP (attach again and quit to clear them)",
+                          why, stopped, all > stopped ? all - stopped : 0,
+                          (int)target_current_pid());
+}
 
 /* Clear the breakpoints with every thread stopped, and drain the traps still on their way. */
 static int tr_release(struct tracer *t, struct ps_err *err)
@@ -48,6 +83,8 @@ static int tr_release(struct tracer *t, struct ps_err *err)
     }
     if (t->exited)
         return 0;
+    if (rc < 0 && t->bp && target_current_pid() != 0)
+        return tr_release_partial(t, rc, err); /* some threads still run */
     if (rc == 0 && t->bp)
         rc = bkpt_clear(t->bp, err);
     if (rc == 0 && t->bp) {

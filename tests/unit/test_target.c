@@ -628,6 +628,45 @@ static void test_drain_trap_in_group_stop(void **state)
     victim_kill(&v);
 }
 
+/* A trap queued to a thread pyscope had stopped just before a SIGSTOP took hold (another thread
+ * dequeued it): the thread is in an interrupt stop, not a group stop, but the kernel marked it to
+ * join the group stop, so resumed for its drain it enters the stop before taking the trap
+ * (issue 19 item 6). The drain must end the stop (SIGCONT) and drain it again; the old code
+ * returned 0 with the trap still queued, and the target died of it after SIGCONT. */
+static void test_drain_trap_marked_for_group_stop(void **state)
+{
+    struct victim v = victim_spawn(VICTIM_PLAIN);
+    pid_t spin = victim_thread(v.pid, "spin");
+    struct ps_err err;
+    size_t n = 0;
+    int st = 0;
+
+    (void)state;
+    ps_err_clear(&err);
+    assert_int_equal(target_seize_all(v.pid, &n, &err), 0);
+    assert_int_equal(syscall(SYS_tgkill, v.pid, spin, SIGTRAP), 0);
+    assert_true(sigtrap_in(v.pid, spin, "SigPnd"));
+    /* Behind target.c's back, the main thread alone runs and takes a SIGSTOP: it starts the
+     * group stop, which marks every other thread (spin included) to join it. Its stops are
+     * collected here, so target.c still sees it in a ptrace stop, as it is. */
+    assert_int_equal(ptrace(PTRACE_CONT, v.pid, NULL, NULL), 0);
+    assert_int_equal(kill(v.pid, SIGSTOP), 0);
+    assert_int_equal(waitpid(v.pid, &st, __WALL), v.pid);
+    assert_true(WIFSTOPPED(st) && WSTOPSIG(st) == SIGSTOP && (st >> 16) == 0);
+    assert_int_equal(ptrace(PTRACE_CONT, v.pid, NULL, (void *)(long)SIGSTOP), 0);
+    assert_int_equal(waitpid(v.pid, &st, __WALL), v.pid);
+    assert_true(WIFSTOPPED(st) && WSTOPSIG(st) == SIGSTOP && (st >> 16) == PTRACE_EVENT_STOP);
+    if (target_drain_traps(0, &tkill_traps, &err) != 0 || sigtrap_in(v.pid, spin, "SigPnd")) {
+        (void)kill(v.pid, SIGKILL); /* a stopped victim would hold the test's output pipe */
+        fail_msg("the trap is still queued after the drain (%s)", err.msg);
+    }
+    assert_int_equal(target_detach_all(&err), 0);
+    assert_true(wait_all_state(v.pid, 'T')); /* the user's stop holds again */
+    assert_int_equal(kill(v.pid, SIGCONT), 0);
+    assert_victim_survived(&v);
+    victim_kill(&v);
+}
+
 /* A thread that blocks SIGTRAP never takes a queued trap by itself (it would die of it when it
  * unblocks, long after pyscope left): unblocked for the drain only, its mask restored. */
 static void test_drain_blocked_trap(void **state)
@@ -1007,6 +1046,7 @@ int main(void)
         cmocka_unit_test_teardown(test_drain_queued_trap, release_target),
         cmocka_unit_test_teardown(test_drain_blocked_trap, release_target),
         cmocka_unit_test_teardown(test_drain_trap_in_group_stop, release_target),
+        cmocka_unit_test_teardown(test_drain_trap_marked_for_group_stop, release_target),
         cmocka_unit_test_teardown(test_drain_steps_at_breakpoint, release_target),
         cmocka_unit_test_teardown(test_threads_appear_during_seize, release_target),
         cmocka_unit_test_teardown(test_signal_storm, release_target),
