@@ -47,7 +47,8 @@ struct exc_desc {
  * usually prefetched), still match: a type freed and replaced at the same address by another is
  * re-read. Not caught: `__module__` or `__qualname__` reassigned on a live class. One thread.
  */
-#define EXC_NAME_SLOTS 128
+#define EXC_NAME_SLOTS   128
+#define EXC_NAME_DROPPED 4
 struct exc_name_slot {
     uint64_t type; /* 0 = empty */
     uint64_t tp_name;
@@ -57,7 +58,14 @@ struct exc_name_slot {
 struct exc_names {
     struct exc_name_slot slot[EXC_NAME_SLOTS];
     uint64_t hits, misses;
+    /* types whose entry another type took since the owner last set ndropped to 0 (for a mirror
+     * of the cache: the bpf program's known_types); past EXC_NAME_DROPPED, not recorded */
+    uint64_t dropped[EXC_NAME_DROPPED];
+    size_t ndropped;
 };
+
+/* Whether names holds an entry for type (its name as last read; not re-validated). */
+bool exc_names_has(const struct exc_names *names, uint64_t type);
 
 /*
  * The exception thread state tstate is raising right now. *out is zeroed when there is none.

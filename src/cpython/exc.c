@@ -169,10 +169,22 @@ static int exc_type_key(const struct pyctx *c, uint64_t type, uint64_t *tp_name,
 }
 
 /* A type's display name, through the cache when there is one. */
+/* A type's slot: static types lie at a fixed stride in libpython's data (0x1a0 bytes apart),
+ * which a plain modulo maps onto half the slots; a multiplicative hash spreads them. */
+static size_t exc_name_slot_of(uint64_t type)
+{
+    return (size_t)(((type >> 4) * 0x9E3779B97F4A7C15ull) >> 57) % EXC_NAME_SLOTS;
+}
+
+bool exc_names_has(const struct exc_names *names, uint64_t type)
+{
+    return type != 0 && names->slot[exc_name_slot_of(type)].type == type;
+}
+
 static int exc_type_name(const struct pyctx *c, uint64_t type, struct exc_names *names, char *buf,
                          size_t cap, struct ps_err *err)
 {
-    struct exc_name_slot *s = names ? &names->slot[(type >> 4) % EXC_NAME_SLOTS] : NULL;
+    struct exc_name_slot *s = names ? &names->slot[exc_name_slot_of(type)] : NULL;
     uint64_t tp_name = 0, flags = 0;
     int rc;
 
@@ -189,6 +201,8 @@ static int exc_type_name(const struct pyctx *c, uint64_t type, struct exc_names 
     if (rc < 0)
         return rc;
     names->misses++;
+    if (s->type && s->type != type && names->ndropped < EXC_NAME_DROPPED)
+        names->dropped[names->ndropped++] = s->type;
     *s = (struct exc_name_slot){.type = type, .tp_name = tp_name, .flags = flags};
     (void)snprintf(s->name, sizeof(s->name), "%s", buf);
     return 0;

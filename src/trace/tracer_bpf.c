@@ -50,6 +50,8 @@
 #define TR_BPF_SITES_MAX 4096
 /* Records handled per step: half the event ring, delivered before the next batch. */
 #define TR_BPF_BATCH (TRACER_RING_CAP / 2)
+/* a RAISE record's copy of a new type's tp_name is what the describer reads first */
+_Static_assert(EXC_BPF_TYPE_NAME == EXC_TYPE_MAX - 1, "tp_name copy != the type namer's read");
 
 /* ---- records -------------------------------------------------------------------------------- */
 
@@ -68,7 +70,25 @@ static void tr_bpf_put_ranges(struct tracer *t, const struct exc_bpf_rec *r, siz
     }
 }
 
-/* t->stack from the record's frames: code headers in one scatter read, units as walk.c. */
+/* wf's code unit from the frame's instruction pointer field, checked against wf->fp (a code
+ * object of that size whose bytecode holds instr); false when it does not. */
+static bool tr_bpf_unit(const struct tracer *t, uint64_t instr, struct walk_frame *wf)
+{
+    int64_t diff = (int64_t)(instr - (wf->code_addr + (uint64_t)t->pp->lay->code_code_adaptive));
+
+    if (wf->fp.type != t->pp->loc.syms.code_type || diff % 2 != 0 || diff < -2 ||
+        diff / 2 > (int64_t)wf->fp.size)
+        return false;
+    wf->unit = diff / 2;
+    return true;
+}
+
+/*
+ * t->stack from the record's frames: code headers in one scatter read, units as walk.c. A code
+ * object the live read does not show (the target exited, or freed it since the raise: a
+ * finalising interpreter frees its functions) is taken from the code cache, which the CODE
+ * records fill at the raise.
+ */
 static bool tr_bpf_stack(struct tracer *t, const struct exc_bpf_rec *r, size_t nframes)
 {
     const struct layout *l = t->pp->lay;
@@ -91,22 +111,29 @@ static bool tr_bpf_stack(struct tracer *t, const struct exc_bpf_rec *r, size_t n
         return false;
     for (size_t i = 0; i < nframes; i++) {
         struct walk_frame *wf = &t->stack.frames[i];
-        int64_t diff;
         memset(wf, 0, sizeof(*wf));
         wf->frame_addr = r->frames[i].frame;
         wf->code_addr = r->frames[i].code;
         if (!gone)
             code_fp_parse(l, hdrs + i * CODE_HEADER_MAX, &wf->fp);
-        else if (!code_cache_peek(t->pp->codes, wf->code_addr, &wf->fp))
-            return false;
-        diff = (int64_t)(r->frames[i].instr - (wf->code_addr + (uint64_t)l->code_code_adaptive));
-        if (wf->fp.type != t->pp->loc.syms.code_type || diff % 2 != 0 || diff < -2 ||
-            diff / 2 > (int64_t)wf->fp.size)
-            return false; /* the code object went away since the raise */
-        wf->unit = diff / 2;
+        if ((gone || !tr_bpf_unit(t, r->frames[i].instr, wf)) &&
+            (!code_cache_peek(t->pp->codes, wf->code_addr, &wf->fp) ||
+             !tr_bpf_unit(t, r->frames[i].instr, wf)))
+            return false; /* the code object went away since the raise, unseen */
     }
     t->stack.n = nframes;
     return true;
+}
+
+/* Keep the program's known_types within the type names held: the types the name cache dropped,
+ * and the raised type when it could not be named, get their name copied again. */
+static void tr_bpf_names_sync(struct tracer *t, uint64_t type)
+{
+    for (size_t i = 0; i < t->names.ndropped; i++)
+        bpf_exc_forget_type(t->bx, t->names.dropped[i]);
+    t->names.ndropped = 0;
+    if (!exc_names_has(&t->names, type))
+        bpf_exc_forget_type(t->bx, type);
 }
 
 static void tr_bpf_raise(struct tracer *t, const struct exc_bpf_rec *r, size_t len)
@@ -128,6 +155,53 @@ static void tr_bpf_raise(struct tracer *t, const struct exc_bpf_rec *r, size_t l
     t->hit_time = (double)r->time_ns / 1e9 + t->bpf_clock_shift;
     tr_new_raise(t, &stop, (pid_t)r->tid, &w, &raw);
     t->hit_time = 0;
+    tr_bpf_names_sync(t, r->type);
+}
+
+/*
+ * A CODE record (a code object of the next RAISE record, new to this reader, copied at the
+ * raise): resolve it into the code cache from its copies (read live only where the copy falls
+ * short), so that its frames resolve even when the target has exited before that RAISE record
+ * is read (tr_bpf_stack then trusts the cache). Not resolved: the program is told to send it
+ * again.
+ */
+static void tr_bpf_code(struct tracer *t, const struct exc_bpf_code_rec *c, size_t len)
+{
+    size_t have = len > offsetof(struct exc_bpf_code_rec, blob)
+                      ? len - offsetof(struct exc_bpf_code_rec, blob)
+                      : 0;
+    size_t hlen = code_header_len(t->pp->lay);
+    const uint8_t *hdr = NULL;
+    const struct code_info *ci = NULL;
+    struct ps_err ignored = {0};
+    struct pyctx from = pyproc_ctx(t->pp);
+    struct code_fp fp;
+
+    if (len < offsetof(struct exc_bpf_code_rec, blob))
+        return;
+    tr_memo_begin(t->memo, 0);
+    for (uint32_t i = 0; i < c->nranges && i < EXC_BPF_CODE_RANGES; i++) {
+        const struct exc_bpf_range *g = &c->ranges[i];
+        if (g->len == 0 || g->off > have || g->len > have - g->off)
+            continue;
+        tr_memo_put(t->memo, g->addr, c->blob + g->off, g->len);
+        if (g->addr == c->code && g->len >= hlen)
+            hdr = c->blob + g->off;
+    }
+    from.src = t->memo; /* the record's bytes, then the live process */
+    if (hdr)
+        code_fp_parse(t->pp->lay, hdr, &fp);
+    if (!hdr || code_cache_resolve(t->pp->codes, &from, c->code, &fp, &ci, &ignored) < 0)
+        bpf_exc_forget_code(t->bx, c->code);
+}
+
+/* The code cache dropped a code object: the program sends it again when a raise shows it. */
+static void tr_bpf_code_dropped(void *ctx, uint64_t addr)
+{
+    struct tracer *t = ctx;
+
+    if (t->bx)
+        bpf_exc_forget_code(t->bx, addr);
 }
 
 static void tr_bpf_prop(struct tracer *t, const struct exc_bpf_rec *r, size_t len)
@@ -188,6 +262,7 @@ static void tr_bpf_on_rec(void *ctx, const struct exc_bpf_rec *r, size_t len)
         break;
     case EXC_BPF_EXIT: tr_bpf_exit(t, r); break;
     case EXC_BPF_EXEC: t->exec_seen = true; break;
+    case EXC_BPF_CODE: tr_bpf_code(t, (const struct exc_bpf_code_rec *)(const void *)r, len); break;
     default: break;
     }
 }
@@ -388,6 +463,7 @@ int tr_bpf_start(struct tracer *t, struct ps_err *err)
     free_rate = getenv("PYSCOPE_BPF_FREE_RATE");
     t->bpf_free_rate = free_rate ? strtod(free_rate, NULL) : TR_BPF_FREE_RATE;
     tr_bpf_tell_tstates(t);
+    code_cache_on_drop(t->pp->codes, tr_bpf_code_dropped, t);
     return 1;
 }
 
@@ -445,7 +521,8 @@ int tr_bpf_stop(struct tracer *t)
     bpf_exc_detach(t->bx);
     tr_bpf_drain(t); /* what was queued before the end */
     tr_bpf_read_counters(t);
-    tr_bpf_sites(t);      /* the last exact counts, while the maps exist */
+    tr_bpf_sites(t); /* the last exact counts, while the maps exist */
+    code_cache_on_drop(t->pp->codes, NULL, NULL);
     bpf_exc_close(t->bx); /* the kernel removes the uprobe */
     t->bx = NULL;
     if (!t->exited)
