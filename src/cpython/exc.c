@@ -148,7 +148,7 @@ static void exc_message(const struct pyctx *c, uint64_t value, uint64_t type, ui
         out->message[0] = '\0';
 }
 
-/* Read a type's tp_name pointer and tp_flags in one read (the cache key). */
+/* Read a type's tp_name pointer and tp_flags in one read (the cache key; flags masked). */
 static int exc_type_key(const struct pyctx *c, uint64_t type, uint64_t *tp_name, uint64_t *flags,
                         struct ps_err *err)
 {
@@ -164,6 +164,13 @@ static int exc_type_key(const struct pyctx *c, uint64_t type, uint64_t *tp_name,
     if (rc == 0) {
         memcpy(tp_name, buf + (l->type_name - lo), 8);
         memcpy(flags, buf + (l->type_flags - lo), 8);
+        /* only the bits a type keeps for life: the interpreter sets others as it runs (3.11's
+         * Py_TPFLAGS_VALID_VERSION_TAG at the type's first method-cache use) */
+        *flags &= EXC_TPFLAG(c, heaptype) | EXC_TPFLAG(c, base_exc_subclass) |
+                  EXC_TPFLAG(c, type_subclass) | EXC_TPFLAG(c, long_subclass) |
+                  EXC_TPFLAG(c, list_subclass) | EXC_TPFLAG(c, tuple_subclass) |
+                  EXC_TPFLAG(c, bytes_subclass) | EXC_TPFLAG(c, unicode_subclass) |
+                  EXC_TPFLAG(c, dict_subclass);
     }
     return rc;
 }
