@@ -11,6 +11,11 @@
  *    bytes taken at the raise, and read live only what the kernel did not copy (a heap type's
  *    __module__ on a type-name cache miss, a non-compact str). Code headers (for the code
  *    cache's fingerprint check) are read live, one scatter read per record.
+ *  - a CODE record precedes a RAISE record for each of its code objects the program had not sent
+ *    before (known_codes): resolved into the code cache from its copies, so that a raise read
+ *    after the target exited (or freed the code) still has its frames (tr_bpf_stack then takes
+ *    the cache's entry). What the code cache or the type-name cache drops is unmarked in the
+ *    program, which then sends it again.
  *  - a PROP record (the program saw the thread's open exception reach the caller frame) moves
  *    the open exception's last frame, as a propagation stop does.
  *  - handled-at needs no stop: the exception ends when a later record of its thread shows
