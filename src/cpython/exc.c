@@ -176,30 +176,64 @@ static int exc_type_key(const struct pyctx *c, uint64_t type, uint64_t *tp_name,
 }
 
 /* A type's display name, through the cache when there is one. */
-/* A type's slot: static types lie at a fixed stride in libpython's data (0x1a0 bytes apart),
- * which a plain modulo maps onto half the slots; a multiplicative hash spreads them. */
-static size_t exc_name_slot_of(uint64_t type)
+/* A type's set of EXC_NAME_WAYS slots: static types lie at a fixed stride in libpython's data
+ * (0x1a0 bytes apart), which a plain modulo maps onto few sets; a multiplicative hash spreads
+ * them, and the ways keep the types of one stack (raised, cause, context) from evicting each
+ * other. */
+static struct exc_name_slot *exc_name_set(const struct exc_names *names, uint64_t type)
 {
-    return (size_t)(((type >> 4) * 0x9E3779B97F4A7C15ull) >> 57) % EXC_NAME_SLOTS;
+    size_t set =
+        (size_t)(((type >> 4) * 0x9E3779B97F4A7C15ull) >> 57) % (EXC_NAME_SLOTS / EXC_NAME_WAYS);
+
+    return (struct exc_name_slot *)&names->slot[set * EXC_NAME_WAYS];
+}
+
+/* type's slot in its set, or NULL. */
+static struct exc_name_slot *exc_name_find(const struct exc_names *names, uint64_t type)
+{
+    struct exc_name_slot *set = exc_name_set(names, type);
+
+    for (size_t i = 0; i < EXC_NAME_WAYS; i++)
+        if (set[i].type == type)
+            return &set[i];
+    return NULL;
 }
 
 bool exc_names_has(const struct exc_names *names, uint64_t type)
 {
-    return type != 0 && names->slot[exc_name_slot_of(type)].type == type;
+    return type != 0 && exc_name_find(names, type) != NULL;
+}
+
+/* The slot a new entry for type takes: type's own, an empty one, else the least recently used. */
+static struct exc_name_slot *exc_name_victim(const struct exc_names *names, uint64_t type)
+{
+    struct exc_name_slot *set = exc_name_set(names, type), *v = exc_name_find(names, type);
+
+    if (v)
+        return v;
+    v = &set[0];
+    for (size_t i = 0; i < EXC_NAME_WAYS; i++) {
+        if (set[i].type == 0)
+            return &set[i];
+        if (set[i].used < v->used)
+            v = &set[i];
+    }
+    return v;
 }
 
 static int exc_type_name(const struct pyctx *c, uint64_t type, struct exc_names *names, char *buf,
                          size_t cap, struct ps_err *err)
 {
-    struct exc_name_slot *s = names ? &names->slot[exc_name_slot_of(type)] : NULL;
+    struct exc_name_slot *s = names ? exc_name_find(names, type) : NULL;
     uint64_t tp_name = 0, flags = 0;
     int rc;
 
-    if (!s)
+    if (!names)
         return pyobj_type_name(c, type, buf, cap, err);
     rc = exc_type_key(c, type, &tp_name, &flags, err);
-    if (rc == 0 && s->type == type && s->tp_name == tp_name && s->flags == flags) {
+    if (rc == 0 && s && s->tp_name == tp_name && s->flags == flags) {
         names->hits++;
+        s->used = ++names->clock;
         (void)snprintf(buf, cap, "%s", s->name);
         return 0;
     }
@@ -208,9 +242,11 @@ static int exc_type_name(const struct pyctx *c, uint64_t type, struct exc_names 
     if (rc < 0)
         return rc;
     names->misses++;
+    s = exc_name_victim(names, type);
     if (s->type && s->type != type && names->ndropped < EXC_NAME_DROPPED)
         names->dropped[names->ndropped++] = s->type;
-    *s = (struct exc_name_slot){.type = type, .tp_name = tp_name, .flags = flags};
+    *s = (struct exc_name_slot){
+        .type = type, .tp_name = tp_name, .flags = flags, .used = ++names->clock};
     (void)snprintf(s->name, sizeof(s->name), "%s", buf);
     return 0;
 }
