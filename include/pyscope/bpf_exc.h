@@ -82,6 +82,17 @@ int bpf_exc_poll(struct bpf_exc *b, int max,
  * falls back to the GIL holder and checks the native id). */
 void bpf_exc_set_tstate(struct bpf_exc *b, pid_t tid, uint64_t tstate);
 
+/*
+ * Tell the program that user space does not hold code object `code` (it could not resolve it
+ * from its CODE record, or dropped it from its code cache): the next raise through it sends a
+ * CODE record again. Errors ignored (at worst a frame of a target that has exited is unresolved).
+ */
+void bpf_exc_forget_code(struct bpf_exc *b, uint64_t code);
+
+/* The same for a raised type whose name user space no longer holds (or could not read): the
+ * next RAISE record of that type carries its name again. */
+void bpf_exc_forget_type(struct bpf_exc *b, uint64_t type);
+
 /* The program's counters (enum exc_bpf_counter, summed over CPUs) into out[EXC_BPF_CNT_N]. */
 void bpf_exc_counters(const struct bpf_exc *b, uint64_t *out);
 

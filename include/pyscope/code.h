@@ -81,6 +81,13 @@ int code_cache_resolve(struct code_cache *cc, const struct pyctx *c, uint64_t ad
  */
 bool code_cache_peek(struct code_cache *cc, uint64_t addr, struct code_fp *fp);
 
+/*
+ * Call fn(ctx, addr) whenever an entry leaves the cache: evicted (LRU), or invalidated by another
+ * code object found at its address. For a mirror of what the cache holds (the bpf program's
+ * known_codes map). fn NULL: none. fn must not use the cache. Not called by code_cache_free.
+ */
+void code_cache_on_drop(struct code_cache *cc, void (*fn)(void *ctx, uint64_t addr), void *ctx);
+
 /* Statistics: hits, misses, evictions, current entries. */
 struct code_cache_stats {
     uint64_t hits, misses, evictions, invalidations;

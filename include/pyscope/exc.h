@@ -42,22 +42,32 @@ struct exc_desc {
 
 /*
  * Type names by type address, for exc_describe_cached (the tracer describes the same few types
- * thousands of times). Direct-mapped, EXC_NAME_SLOTS entries (~14 KiB), a collision evicts. An
- * entry is used only when the type's tp_name pointer and tp_flags, re-read each time (one read,
- * usually prefetched), still match: a type freed and replaced at the same address by another is
+ * thousands of times). EXC_NAME_SLOTS entries (~15 KiB) in sets of EXC_NAME_WAYS, the least
+ * recently used of a full set evicted. An entry is used only when the type's tp_name pointer and
+ * the tp_flags bits a type keeps for life, re-read each time (one read, usually prefetched), match: a type freed and replaced at the same address by another is
  * re-read. Not caught: `__module__` or `__qualname__` reassigned on a live class. One thread.
  */
-#define EXC_NAME_SLOTS 128
+#define EXC_NAME_SLOTS   128
+#define EXC_NAME_WAYS    4 /* slots per set: the least recently used one of a set is evicted */
+#define EXC_NAME_DROPPED 4
 struct exc_name_slot {
     uint64_t type; /* 0 = empty */
     uint64_t tp_name;
     uint64_t flags;
+    uint64_t used; /* names->clock when last used */
     char name[EXC_TYPE_MAX];
 };
 struct exc_names {
     struct exc_name_slot slot[EXC_NAME_SLOTS];
-    uint64_t hits, misses;
+    uint64_t hits, misses, clock;
+    /* types whose entry another type took since the owner last set ndropped to 0 (for a mirror
+     * of the cache: the bpf program's known_types); past EXC_NAME_DROPPED, not recorded */
+    uint64_t dropped[EXC_NAME_DROPPED];
+    size_t ndropped;
 };
+
+/* Whether names holds an entry for type (its name as last read; not re-validated). */
+bool exc_names_has(const struct exc_names *names, uint64_t type);
 
 /*
  * The exception thread state tstate is raising right now. *out is zeroed when there is none.

@@ -36,6 +36,8 @@ struct code_cache {
     struct code_entry *lru_head, *lru_tail;
     size_t entries;
     struct code_cache_stats stats;
+    void (*on_drop)(void *ctx, uint64_t addr); /* code_cache_on_drop */
+    void *drop_ctx;
 };
 
 int code_cache_new(struct code_cache **out, struct ps_err *err)
@@ -113,6 +115,8 @@ static void cache_remove(struct code_cache *cc, struct code_entry *e)
         *pp = e->hnext;
     lru_unlink(cc, e);
     cc->entries--;
+    if (cc->on_drop)
+        cc->on_drop(cc->drop_ctx, e->info.addr);
     entry_free(e);
 }
 
@@ -309,6 +313,12 @@ bool code_cache_peek(struct code_cache *cc, uint64_t addr, struct code_fp *fp)
     if (e)
         *fp = e->info.fp;
     return e != NULL;
+}
+
+void code_cache_on_drop(struct code_cache *cc, void (*fn)(void *ctx, uint64_t addr), void *ctx)
+{
+    cc->on_drop = fn;
+    cc->drop_ctx = fn ? ctx : NULL;
 }
 
 void code_cache_stats(const struct code_cache *cc, struct code_cache_stats *out)

@@ -148,7 +148,7 @@ static void exc_message(const struct pyctx *c, uint64_t value, uint64_t type, ui
         out->message[0] = '\0';
 }
 
-/* Read a type's tp_name pointer and tp_flags in one read (the cache key). */
+/* Read a type's tp_name pointer and tp_flags in one read (the cache key; flags masked). */
 static int exc_type_key(const struct pyctx *c, uint64_t type, uint64_t *tp_name, uint64_t *flags,
                         struct ps_err *err)
 {
@@ -164,23 +164,76 @@ static int exc_type_key(const struct pyctx *c, uint64_t type, uint64_t *tp_name,
     if (rc == 0) {
         memcpy(tp_name, buf + (l->type_name - lo), 8);
         memcpy(flags, buf + (l->type_flags - lo), 8);
+        /* only the bits a type keeps for life: the interpreter sets others as it runs (3.11's
+         * Py_TPFLAGS_VALID_VERSION_TAG at the type's first method-cache use) */
+        *flags &= EXC_TPFLAG(c, heaptype) | EXC_TPFLAG(c, base_exc_subclass) |
+                  EXC_TPFLAG(c, type_subclass) | EXC_TPFLAG(c, long_subclass) |
+                  EXC_TPFLAG(c, list_subclass) | EXC_TPFLAG(c, tuple_subclass) |
+                  EXC_TPFLAG(c, bytes_subclass) | EXC_TPFLAG(c, unicode_subclass) |
+                  EXC_TPFLAG(c, dict_subclass);
     }
     return rc;
 }
 
 /* A type's display name, through the cache when there is one. */
+/* A type's set of EXC_NAME_WAYS slots: static types lie at a fixed stride in libpython's data
+ * (0x1a0 bytes apart), which a plain modulo maps onto few sets; a multiplicative hash spreads
+ * them, and the ways keep the types of one stack (raised, cause, context) from evicting each
+ * other. */
+static struct exc_name_slot *exc_name_set(const struct exc_names *names, uint64_t type)
+{
+    size_t set =
+        (size_t)(((type >> 4) * 0x9E3779B97F4A7C15ull) >> 57) % (EXC_NAME_SLOTS / EXC_NAME_WAYS);
+
+    return (struct exc_name_slot *)&names->slot[set * EXC_NAME_WAYS];
+}
+
+/* type's slot in its set, or NULL. */
+static struct exc_name_slot *exc_name_find(const struct exc_names *names, uint64_t type)
+{
+    struct exc_name_slot *set = exc_name_set(names, type);
+
+    for (size_t i = 0; i < EXC_NAME_WAYS; i++)
+        if (set[i].type == type)
+            return &set[i];
+    return NULL;
+}
+
+bool exc_names_has(const struct exc_names *names, uint64_t type)
+{
+    return type != 0 && exc_name_find(names, type) != NULL;
+}
+
+/* The slot a new entry for type takes: type's own, an empty one, else the least recently used. */
+static struct exc_name_slot *exc_name_victim(const struct exc_names *names, uint64_t type)
+{
+    struct exc_name_slot *set = exc_name_set(names, type), *v = exc_name_find(names, type);
+
+    if (v)
+        return v;
+    v = &set[0];
+    for (size_t i = 0; i < EXC_NAME_WAYS; i++) {
+        if (set[i].type == 0)
+            return &set[i];
+        if (set[i].used < v->used)
+            v = &set[i];
+    }
+    return v;
+}
+
 static int exc_type_name(const struct pyctx *c, uint64_t type, struct exc_names *names, char *buf,
                          size_t cap, struct ps_err *err)
 {
-    struct exc_name_slot *s = names ? &names->slot[(type >> 4) % EXC_NAME_SLOTS] : NULL;
+    struct exc_name_slot *s = names ? exc_name_find(names, type) : NULL;
     uint64_t tp_name = 0, flags = 0;
     int rc;
 
-    if (!s)
+    if (!names)
         return pyobj_type_name(c, type, buf, cap, err);
     rc = exc_type_key(c, type, &tp_name, &flags, err);
-    if (rc == 0 && s->type == type && s->tp_name == tp_name && s->flags == flags) {
+    if (rc == 0 && s && s->tp_name == tp_name && s->flags == flags) {
         names->hits++;
+        s->used = ++names->clock;
         (void)snprintf(buf, cap, "%s", s->name);
         return 0;
     }
@@ -189,7 +242,11 @@ static int exc_type_name(const struct pyctx *c, uint64_t type, struct exc_names 
     if (rc < 0)
         return rc;
     names->misses++;
-    *s = (struct exc_name_slot){.type = type, .tp_name = tp_name, .flags = flags};
+    s = exc_name_victim(names, type);
+    if (s->type && s->type != type && names->ndropped < EXC_NAME_DROPPED)
+        names->dropped[names->ndropped++] = s->type;
+    *s = (struct exc_name_slot){
+        .type = type, .tp_name = tp_name, .flags = flags, .used = ++names->clock};
     (void)snprintf(s->name, sizeof(s->name), "%s", buf);
     return 0;
 }

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "bpf/exc_rec.h"
+#include "pyscope/code.h"
 
 #ifndef PYSCOPE_BPF_EXC_OBJ /* CMake defines it: the compiled src/trace/bpf/exc.bpf.c */
 #define PYSCOPE_BPF_EXC_OBJ "exc.bpf.o"
@@ -54,7 +55,7 @@ struct bpf_exc {
     struct bpf_link *link;
     struct bpf_link *exit_link, *exec_link; /* NULL when the tracepoint could not be attached */
     struct ring_buffer *rb;
-    int tstates_fd, counters_fd, sites_fd, ctl_fd;
+    int tstates_fd, counters_fd, sites_fd, ctl_fd, known_fd, known_types_fd;
     int ncpus;
     void (*cb)(void *ctx, const struct exc_bpf_rec *r, size_t len);
     void *cb_ctx;
@@ -143,6 +144,15 @@ static int bpf_exc_cfg(const struct pyproc *pp, const char *type_filter, struct 
         .unicode_type = pp->loc.syms.unicode_type,
         .base_exc_flag = layout_tpflag(l->tpflag_base_exc_subclass),
         .tgid = (__u32)pp->pid,
+        .code_header_len = (__u32)code_header_len(l),
+        .code_filename = l->code_filename,
+        .code_name = l->code_name,
+        .code_qualname = l->code_qualname,
+        .code_linetable = l->code_linetable,
+        .varobject_size = l->varobject_size,
+        .bytes_sval = l->bytes_sval,
+        .type_hdr_len = (__u32)((l->type_name > l->type_flags ? l->type_name : l->type_flags) + 8),
+        .heaptype_flag = layout_tpflag(l->tpflag_heaptype),
     };
     struct stat ns;
 
@@ -159,6 +169,14 @@ static int bpf_exc_cfg(const struct pyproc *pp, const char *type_filter, struct 
         (l->tstate_current_exception < 0 && l->tstate_curexc_type < 0))
         return ps_err_set(err, -PS_EVERSION,
                           "bpf: the %s layout lacks a field the kernel-side reader needs", l->name);
+    /* CODE records copy what the code resolver reads; a layout they would not fit sends none */
+    if (c->code_header_len > EXC_BPF_CODE_HDR_MAX || l->code_filename < 0 || l->code_name < 0 ||
+        l->code_qualname < 0 || l->code_linetable < 0 || l->varobject_size < 0 ||
+        l->bytes_sval <= 0 || l->bytes_sval > EXC_BPF_CODE_SMALL_HDR || l->str_state < 0 ||
+        l->str_state + 4 > EXC_BPF_CODE_SMALL_HDR)
+        c->code_header_len = 0;
+    if (l->type_name < 0 || l->type_flags < 0 || c->type_hdr_len > EXC_BPF_RANGE_MAX)
+        c->type_hdr_len = 0;
     bare = bare ? bare + 1 : type_filter;
     if (bare && *bare) {
         size_t n = strlen(bare);
@@ -312,10 +330,12 @@ static int bpf_exc_load(struct bpf_exc *b, pid_t pid, const struct exc_bpf_cfg *
     b->counters_fd = bpf_object__find_map_fd_by_name(b->obj, "counters");
     b->sites_fd = bpf_object__find_map_fd_by_name(b->obj, "sites");
     b->ctl_fd = bpf_object__find_map_fd_by_name(b->obj, "ctl");
+    b->known_fd = bpf_object__find_map_fd_by_name(b->obj, "known_codes");
+    b->known_types_fd = bpf_object__find_map_fd_by_name(b->obj, "known_types");
     b->ncpus = bpf_exc_ncpus(pid);
     b->rb = ring_buffer__new(bpf_map__fd(ring), bpf_exc_on_rec, b, NULL);
     if (!b->rb || b->ncpus <= 0 || b->tstates_fd < 0 || b->counters_fd < 0 || b->sites_fd < 0 ||
-        b->ctl_fd < 0)
+        b->ctl_fd < 0 || b->known_fd < 0 || b->known_types_fd < 0)
         return ps_err_set(err, -ENOMEM, "bpf: cannot set up the program's ring buffer");
     return 0;
 }
@@ -418,7 +438,7 @@ int bpf_exc_open(const struct pyproc *pp, uint64_t addr, const char *type_filter
     b = calloc(1, sizeof(*b));
     if (!b)
         return ps_err_set(err, -ENOMEM, "out of memory for the bpf exception reader");
-    b->tstates_fd = b->counters_fd = b->sites_fd = b->ctl_fd = -1;
+    b->tstates_fd = b->counters_fd = b->sites_fd = b->ctl_fd = b->known_fd = b->known_types_fd = -1;
     rc = bpf_exc_load(b, pp->pid, &c, err);
     if (rc == 0)
         rc = bpf_exc_attach(b, pp, addr, err);
@@ -461,6 +481,22 @@ void bpf_exc_set_tstate(struct bpf_exc *b, pid_t tid, uint64_t tstate)
         (void)bpf_map_update_elem(b->tstates_fd, &key, &v, BPF_ANY);
     else
         (void)bpf_map_delete_elem(b->tstates_fd, &key);
+}
+
+void bpf_exc_forget_code(struct bpf_exc *b, uint64_t code)
+{
+    __u64 key = code;
+
+    if (b && b->known_fd >= 0)
+        (void)bpf_map_delete_elem(b->known_fd, &key);
+}
+
+void bpf_exc_forget_type(struct bpf_exc *b, uint64_t type)
+{
+    __u64 key = type;
+
+    if (b && b->known_types_fd >= 0)
+        (void)bpf_map_delete_elem(b->known_types_fd, &key);
 }
 
 void bpf_exc_counters(const struct bpf_exc *b, uint64_t *out)

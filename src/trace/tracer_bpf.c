@@ -11,6 +11,11 @@
  *    bytes taken at the raise, and read live only what the kernel did not copy (a heap type's
  *    __module__ on a type-name cache miss, a non-compact str). Code headers (for the code
  *    cache's fingerprint check) are read live, one scatter read per record.
+ *  - a CODE record precedes a RAISE record for each of its code objects the program had not sent
+ *    before (known_codes): resolved into the code cache from its copies, so that a raise read
+ *    after the target exited (or freed the code) still has its frames (tr_bpf_stack then takes
+ *    the cache's entry). What the code cache or the type-name cache drops is unmarked in the
+ *    program, which then sends it again.
  *  - a PROP record (the program saw the thread's open exception reach the caller frame) moves
  *    the open exception's last frame, as a propagation stop does.
  *  - handled-at needs no stop: the exception ends when a later record of its thread shows
@@ -58,6 +63,8 @@
 #define TR_BPF_SITES_MAX 4096
 /* Records handled per step: half the event ring, delivered before the next batch. */
 #define TR_BPF_BATCH (TRACER_RING_CAP / 2)
+/* a RAISE record's copy of a new type's tp_name is what the describer reads first */
+_Static_assert(EXC_BPF_TYPE_NAME == EXC_TYPE_MAX - 1, "tp_name copy != the type namer's read");
 
 /* ---- records -------------------------------------------------------------------------------- */
 
@@ -130,7 +137,25 @@ static int tr_bpf_headers(struct tracer *t, const struct exc_bpf_rec *r, size_t 
     return 0;
 }
 
-/* t->stack from the record's frames: code headers (tr_bpf_headers), units as walk.c. */
+/* wf's code unit from the frame's instruction pointer field, checked against wf->fp (a code
+ * object of that size whose bytecode holds instr); false when it does not. */
+static bool tr_bpf_unit(const struct tracer *t, uint64_t instr, struct walk_frame *wf)
+{
+    int64_t diff = (int64_t)(instr - (wf->code_addr + (uint64_t)t->pp->lay->code_code_adaptive));
+
+    if (wf->fp.type != t->pp->loc.syms.code_type || diff % 2 != 0 || diff < -2 ||
+        diff / 2 > (int64_t)wf->fp.size)
+        return false;
+    wf->unit = diff / 2;
+    return true;
+}
+
+/*
+ * t->stack from the record's frames: code headers (tr_bpf_headers), units as walk.c. A code
+ * object the live read does not show (the target exited, or freed it since the raise: a
+ * finalising interpreter frees its functions) is taken from the code cache, which the CODE
+ * records fill at the raise.
+ */
 static bool tr_bpf_stack(struct tracer *t, const struct exc_bpf_rec *r, size_t nframes)
 {
     const struct layout *l = t->pp->lay;
@@ -149,22 +174,29 @@ static bool tr_bpf_stack(struct tracer *t, const struct exc_bpf_rec *r, size_t n
         return false;
     for (size_t i = 0; i < nframes; i++) {
         struct walk_frame *wf = &t->stack.frames[i];
-        int64_t diff;
         memset(wf, 0, sizeof(*wf));
         wf->frame_addr = r->frames[i].frame;
         wf->code_addr = r->frames[i].code;
         if (!gone)
             code_fp_parse(l, hdrs + i * CODE_HEADER_MAX, &wf->fp);
-        else if (!code_cache_peek(t->pp->codes, wf->code_addr, &wf->fp))
-            return false;
-        diff = (int64_t)(r->frames[i].instr - (wf->code_addr + (uint64_t)l->code_code_adaptive));
-        if (wf->fp.type != t->pp->loc.syms.code_type || diff % 2 != 0 || diff < -2 ||
-            diff / 2 > (int64_t)wf->fp.size)
-            return false; /* the code object went away since the raise */
-        wf->unit = diff / 2;
+        if ((gone || !tr_bpf_unit(t, r->frames[i].instr, wf)) &&
+            (!code_cache_peek(t->pp->codes, wf->code_addr, &wf->fp) ||
+             !tr_bpf_unit(t, r->frames[i].instr, wf)))
+            return false; /* the code object went away since the raise, unseen */
     }
     t->stack.n = nframes;
     return true;
+}
+
+/* Keep the program's known_types within the type names held: the types the name cache dropped,
+ * and the raised type when it could not be named, get their name copied again. */
+static void tr_bpf_names_sync(struct tracer *t, uint64_t type)
+{
+    for (size_t i = 0; i < t->names.ndropped; i++)
+        bpf_exc_forget_type(t->bx, t->names.dropped[i]);
+    t->names.ndropped = 0;
+    if (!exc_names_has(&t->names, type))
+        bpf_exc_forget_type(t->bx, type);
 }
 
 static void tr_bpf_raise(struct tracer *t, const struct exc_bpf_rec *r, size_t len)
@@ -186,6 +218,53 @@ static void tr_bpf_raise(struct tracer *t, const struct exc_bpf_rec *r, size_t l
     t->hit_time = (double)r->time_ns / 1e9 + t->bpf_clock_shift;
     tr_new_raise(t, &stop, (pid_t)r->tid, &w, &raw);
     t->hit_time = 0;
+    tr_bpf_names_sync(t, r->type);
+}
+
+/*
+ * A CODE record (a code object of the next RAISE record, new to this reader, copied at the
+ * raise): resolve it into the code cache from its copies (read live only where the copy falls
+ * short), so that its frames resolve even when the target has exited before that RAISE record
+ * is read (tr_bpf_stack then trusts the cache). Not resolved: the program is told to send it
+ * again.
+ */
+static void tr_bpf_code(struct tracer *t, const struct exc_bpf_code_rec *c, size_t len)
+{
+    size_t have = len > offsetof(struct exc_bpf_code_rec, blob)
+                      ? len - offsetof(struct exc_bpf_code_rec, blob)
+                      : 0;
+    size_t hlen = code_header_len(t->pp->lay);
+    const uint8_t *hdr = NULL;
+    const struct code_info *ci = NULL;
+    struct ps_err ignored = {0};
+    struct pyctx from = pyproc_ctx(t->pp);
+    struct code_fp fp;
+
+    if (len < offsetof(struct exc_bpf_code_rec, blob))
+        return;
+    tr_memo_begin(t->memo, 0);
+    for (uint32_t i = 0; i < c->nranges && i < EXC_BPF_CODE_RANGES; i++) {
+        const struct exc_bpf_range *g = &c->ranges[i];
+        if (g->len == 0 || g->off > have || g->len > have - g->off)
+            continue;
+        tr_memo_put(t->memo, g->addr, c->blob + g->off, g->len);
+        if (g->addr == c->code && g->len >= hlen)
+            hdr = c->blob + g->off;
+    }
+    from.src = t->memo; /* the record's bytes, then the live process */
+    if (hdr)
+        code_fp_parse(t->pp->lay, hdr, &fp);
+    if (!hdr || code_cache_resolve(t->pp->codes, &from, c->code, &fp, &ci, &ignored) < 0)
+        bpf_exc_forget_code(t->bx, c->code);
+}
+
+/* The code cache dropped a code object: the program sends it again when a raise shows it. */
+static void tr_bpf_code_dropped(void *ctx, uint64_t addr)
+{
+    struct tracer *t = ctx;
+
+    if (t->bx)
+        bpf_exc_forget_code(t->bx, addr);
 }
 
 static void tr_bpf_prop(struct tracer *t, const struct exc_bpf_rec *r, size_t len)
@@ -246,6 +325,7 @@ static void tr_bpf_on_rec(void *ctx, const struct exc_bpf_rec *r, size_t len)
         break;
     case EXC_BPF_EXIT: tr_bpf_exit(t, r); break;
     case EXC_BPF_EXEC: t->exec_seen = true; break;
+    case EXC_BPF_CODE: tr_bpf_code(t, (const struct exc_bpf_code_rec *)(const void *)r, len); break;
     default: break;
     }
 }
@@ -450,6 +530,7 @@ int tr_bpf_start(struct tracer *t, struct ps_err *err)
         tracer_bucket_init(&t->bucket, -1.0, 0, evloop_now()); /* unlimited: no stop to budget */
     t->bpf_credit = TR_BPF_BURST_S;
     tr_bpf_tell_tstates(t);
+    code_cache_on_drop(t->pp->codes, tr_bpf_code_dropped, t);
     tr_bpf_budget(t, evloop_now()); /* the first look: the first decision TR_BPF_BUDGET_S on */
     return 1;
 }
@@ -511,7 +592,8 @@ int tr_bpf_stop(struct tracer *t)
     bpf_exc_detach(t->bx);
     tr_bpf_drain(t); /* what was queued before the end */
     tr_bpf_read_counters(t);
-    tr_bpf_sites(t);      /* the last exact counts, while the maps exist */
+    tr_bpf_sites(t); /* the last exact counts, while the maps exist */
+    code_cache_on_drop(t->pp->codes, NULL, NULL);
     bpf_exc_close(t->bx); /* the kernel removes the uprobe */
     t->bx = NULL;
     if (!t->exited)

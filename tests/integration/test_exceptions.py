@@ -156,10 +156,7 @@ def test_every_raise_reported_then_clean_exit(python, launch, sig, mechanism):
     assert len(again["events"]) == len(truth["events"])
 
 
-@pytest.mark.bpf_timing
-@pytest.mark.parametrize("mechanism", ["perf", pytest.param("bpf", marks=pytest.mark.xfail(
-    strict=False, reason="known defect (issue 15): with bpf, a busy machine can lose raise "
-    "records of a round (run with two busy loops: 'missing' raises of round 0)"))])
+@pytest.mark.parametrize("mechanism", ["perf", "bpf"])
 def test_target_exit_ends_the_trace(python, launch, mechanism):
     target = raiser(python, launch, 1, expect_alive=False)
     tracer = Tracer(target.pid, "--max-rate", 0, "--mechanism", mechanism)
@@ -171,6 +168,37 @@ def test_target_exit_ends_the_trace(python, launch, mechanism):
     truth = json.loads(target.truth_path.read_text())
     assert truth["generation"] == 1
     check_round(tracer.lines, truth)
+
+
+@pytest.mark.parametrize("ending", ["unhandled", "os_exit"])
+def test_bpf_raise_through_new_code_then_exit_has_its_frames(python, launch, ending):
+    """A raise through functions compiled just before it, by a target that ends at once (the
+    exception unhandled, or os._exit in its handler; tests/targets/exit_raiser.py): bpf's records
+    are read after the raise, often after the exit, when the code objects can no longer be read
+    (the old reader gave such a raise no frames, or its finalising interpreter's freed code
+    objects). The program sends each code object new to pyscope (and the raised type's name)
+    with the record, so the raise has its complete stack, file, function and line per frame, and
+    its type and message, as the target wrote them down before raising."""
+    target = launch(python_target(python, "exit_raiser.py"), extra=(ending,), expect_alive=False)
+    target.wait_truth(0)
+    tracer = Tracer(target.pid, "--max-rate", 0, "--mechanism", "bpf")
+    assert tracer.mechanism == "bpf"
+    os.kill(target.pid, signal.SIGUSR1)
+    rc, err = tracer.finish()
+    assert rc == 0, err
+    assert stop_record(tracer.lines)["reason"] == "target exited"
+    assert target.proc.wait(timeout=PYSCOPE_TIMEOUT_S) == (1 if ending == "unhandled" else 3)
+    truth = json.loads(target.truth_path.read_text())
+    assert truth["generation"] == 1
+    raises = [e for e in tracer.lines if e["event"] == "raise" and e["frames"] and
+              e["frames"][0]["function"] == "inner_fresh"]
+    assert [(e["type"], e["message"]) for e in raises] == \
+        [("KeyError", "inner"), ("RuntimeError", truth["message"])], tracer.lines
+    frames = raises[1]["frames"]
+    assert [(f["file"], f["function"], f["line"]) for f in frames[:3]] == \
+        [(truth["file"], name, line) for name, line in truth["frames"]], frames
+    assert [f["function"] for f in frames[3:]] == ["main", "<module>"], frames
+    assert all(f["file"] != "?" and f["line"] > 0 for f in frames), frames
 
 
 def test_exception_in_flight_at_attach_is_not_reported_at_its_caller(python, launch):

@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "pyscope/exc.h"
 #include "pyscope/layout.h"
 #include "pyscope/locate.h"
 #include "pyscope/maps.h"
@@ -512,6 +513,46 @@ static uint64_t w_heap_type(struct world *w, uint64_t flags, const char *module,
         w_put64(w, t + (uint64_t)w->lay->type_dict, w_dict(w, 1, e, 1));
     }
     return t;
+}
+
+/*
+ * The describer's type-name cache keys a type by its address, tp_name pointer and the tp_flags
+ * bits a type keeps for life: 3.11 sets Py_TPFLAGS_VALID_VERSION_TAG (1 << 19) at a type's
+ * first method-cache use, and the entry must still serve it (the bpf reader names a type from
+ * the cache once the target has exited). Two worlds with the same addresses: the second's type
+ * has the bit set and another name at the same tp_name pointer, so a re-read would show it.
+ */
+static void test_exc_name_cache_ignores_runtime_flags(void **state)
+{
+    (void)state;
+    for (size_t v = 0; v < sizeof(versions) / sizeof(versions[0]); v++) {
+        struct world a, b;
+        struct exc_names *names = calloc(1, sizeof(*names));
+        struct exc_desc d;
+        struct ps_err err = {0};
+        uint64_t ta, tb;
+
+        assert_non_null(names);
+        w_init(&a, versions[v]);
+        w_init(&b, versions[v]);
+        ta = w_type(&a, TPF(&a, base_exc_subclass), "ValueError");
+        tb = w_type(&b, TPF(&b, base_exc_subclass) | (1u << 19), "OtherName!");
+        assert_int_equal(ta, tb);
+        assert_false(exc_names_has(names, ta));
+        assert_int_equal(exc_describe_cached(&a.c, &(struct exc_raw){.type = ta}, names, &d, &err),
+                         0);
+        assert_string_equal(d.type, "ValueError");
+        assert_true(exc_names_has(names, ta));
+        assert_int_equal(exc_describe_cached(&b.c, &(struct exc_raw){.type = tb}, names, &d, &err),
+                         0);
+        assert_string_equal(d.type, "ValueError"); /* from the cache: the bit is not identity */
+        assert_int_equal(names->hits, 1);
+        assert_int_equal(names->misses, 1);
+        assert_int_equal(names->ndropped, 0);
+        w_fini(&a);
+        w_fini(&b);
+        free(names);
+    }
 }
 
 static void test_type_name(void **state)
@@ -1017,13 +1058,20 @@ static void test_live(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_str_kinds),    cmocka_unit_test(test_str_truncation),
-        cmocka_unit_test(test_str_garbage),  cmocka_unit_test(test_bytes),
-        cmocka_unit_test(test_long),         cmocka_unit_test(test_type_name),
-        cmocka_unit_test(test_dict_kinds),   cmocka_unit_test(test_dict_large),
-        cmocka_unit_test(test_dict_garbage), cmocka_unit_test(test_instance_attr),
-        cmocka_unit_test(test_module),       cmocka_unit_test(test_fault_sweep),
+        cmocka_unit_test(test_str_kinds),
+        cmocka_unit_test(test_str_truncation),
+        cmocka_unit_test(test_str_garbage),
+        cmocka_unit_test(test_bytes),
+        cmocka_unit_test(test_long),
+        cmocka_unit_test(test_type_name),
+        cmocka_unit_test(test_dict_kinds),
+        cmocka_unit_test(test_dict_large),
+        cmocka_unit_test(test_dict_garbage),
+        cmocka_unit_test(test_instance_attr),
+        cmocka_unit_test(test_module),
+        cmocka_unit_test(test_fault_sweep),
         cmocka_unit_test(test_live),
+        cmocka_unit_test(test_exc_name_cache_ignores_runtime_flags),
     };
 
     (void)signal(SIGPIPE, SIG_IGN);

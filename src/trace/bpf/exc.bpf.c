@@ -69,6 +69,31 @@ struct {
     __type(value, struct exc_bpf_rec);
 } scratch SEC(".maps");
 
+/* A CODE record being built (its own: the RAISE record in `scratch` is built meanwhile). */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct exc_bpf_code_rec);
+} code_scratch SEC(".maps");
+
+/* Code objects already sent in a CODE record (user space deletes those it could not resolve or
+ * dropped from its cache; the LRU forgets the oldest: at worst a code is sent again). */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, EXC_BPF_CODES);
+    __type(key, __u64);
+    __type(value, __u32);
+} known_codes SEC(".maps");
+
+/* Raised static types whose name a RAISE record carried (user space keeps names by type). */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, EXC_BPF_TYPES);
+    __type(key, __u64);
+    __type(value, __u32);
+} known_types SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, EXC_BPF_SITES);
@@ -315,8 +340,8 @@ static __always_inline __u32 walk(struct exc_bpf_rec *r, __u64 f, __u32 max)
     return w.n;
 }
 
-/* Send the first size bytes of r (bounded); counts a loss when the ring buffer is full. */
-static __always_inline void send(struct exc_bpf_rec *r, __u64 size, int raise)
+/* Send the first size bytes of r (bounded); counts a loss when the ring buffer is full (-1). */
+static __always_inline int send(struct exc_bpf_rec *r, __u64 size, int raise)
 {
     if (size > sizeof(*r))
         size = sizeof(*r);
@@ -324,7 +349,148 @@ static __always_inline void send(struct exc_bpf_rec *r, __u64 size, int raise)
         count(EXC_BPF_CNT_LOST);
         if (raise)
             count(EXC_BPF_CNT_LOST_RAISES);
+        return -1;
     }
+    return 0;
+}
+
+/*
+ * A static type not in known_types: its header from 0 (what the type namer checks) and its
+ * tp_name's bytes, so that user space names it when the target has exited before the record is
+ * read. 1 when copied (the caller marks it known once the record is sent). Heap types: no.
+ */
+static __always_inline int copy_type_name(struct exc_bpf_rec *r, __u64 type)
+{
+    __u64 name, left;
+    int at;
+
+    if (!type || cfg.type_hdr_len == 0 || bpf_map_lookup_elem(&known_types, &type))
+        return 0;
+    at = copy_range(r, type, cfg.type_hdr_len);
+    name = blob64(r, at, cfg.type_name);
+    if (at < 0 || (blob64(r, at, cfg.type_flags) & cfg.heaptype_flag) || !name)
+        return 0;
+    left = 4096 - (name & 4095);
+    if (left >= EXC_BPF_TYPE_NAME)
+        return copy_range(r, name, EXC_BPF_TYPE_NAME) >= 0;
+    if (copy_range(r, name, (__u32)left) < 0)
+        return 0;
+    copy_range(r, name + left, EXC_BPF_TYPE_NAME - (__u32)left); /* may end before: unread */
+    return 1;
+}
+
+/* ---- CODE records ---- */
+
+/* copy_range for a CODE record: [addr, addr+len) as its next range; its blob offset, or -1. */
+static __always_inline int code_copy(struct exc_bpf_code_rec *c, __u64 addr, __u32 len)
+{
+    __u32 off = c->blob_len, n = c->nranges;
+
+    if (!addr || len == 0 || len > EXC_BPF_CODE_RANGE_MAX || n >= EXC_BPF_CODE_RANGES ||
+        off > EXC_BPF_CODE_BLOB - EXC_BPF_CODE_RANGE_MAX - 8)
+        return -1;
+    off &= EXC_BPF_CODE_BLOB - 1;
+    len &= EXC_BPF_CODE_RANGE_MAX * 2 - 1;
+    if (bpf_probe_read_user(&c->blob[off], len, (const void *)addr))
+        return -1;
+    n &= EXC_BPF_CODE_RANGES - 1;
+    c->ranges[n].addr = addr;
+    c->ranges[n].off = off;
+    c->ranges[n].len = len;
+    c->nranges = n + 1;
+    c->blob_len = (off + len + 7) & ~7u;
+    return (int)off;
+}
+
+/* The u64 at byte k of the CODE record's copy at blob offset at (0 when at < 0). */
+static __always_inline __u64 code_blob64(const struct exc_bpf_code_rec *c, int at, __s32 k)
+{
+    if (at < 0 || k < 0)
+        return 0;
+    return *(const __u64 *)&c->blob[((__u32)at + (__u32)k) & (EXC_BPF_CODE_BLOB - 8)];
+}
+
+/* A name of a code object (a compact str): header, and text up to EXC_BPF_CODE_STR_MAX bytes. */
+static __always_inline void code_str(struct exc_bpf_code_rec *c, __u64 s)
+{
+    __u32 state, kind;
+    int at = code_copy(c, s, (__u32)cfg.str_state + 4);
+    __u64 len;
+
+    if (at < 0 || code_blob64(c, at, cfg.object_type) != cfg.unicode_type)
+        return;
+    state = (__u32)code_blob64(c, at, cfg.str_state);
+    kind = (state >> 2) & 7;
+    if (!(state & (1u << 5)) || (kind != 1 && kind != 2 && kind != 4))
+        return; /* not compact: user space reads it */
+    len = code_blob64(c, at, cfg.str_length);
+    if (len > EXC_BPF_CODE_STR_MAX)
+        len = EXC_BPF_CODE_STR_MAX;
+    len *= kind;
+    if (len > EXC_BPF_CODE_STR_MAX)
+        len = EXC_BPF_CODE_STR_MAX;
+    code_copy(c, s + ((state & (1u << 6)) ? cfg.str_ascii_data : cfg.str_compact_data), (__u32)len);
+}
+
+/*
+ * Send a CODE record for code: its header, names and location table as the resolver reads
+ * them. Marks code known once sent. -1 when the ring buffer had no room (stop sending).
+ */
+static __always_inline int send_code(__u64 code)
+{
+    struct exc_bpf_code_rec *c;
+    __u32 zero = 0, one = 1;
+    __u64 lt, size;
+    int at;
+
+    c = bpf_map_lookup_elem(&code_scratch, &zero);
+    if (!c)
+        return -1;
+    c->kind = EXC_BPF_CODE;
+    c->code = code;
+    c->nranges = c->blob_len = c->pad = 0;
+    at = code_copy(c, code, cfg.code_header_len);
+    if (at < 0)
+        return 0; /* unreadable: not sent, user space reads it live */
+    code_str(c, code_blob64(c, at, cfg.code_filename));
+    code_str(c, code_blob64(c, at, cfg.code_name));
+    code_str(c, code_blob64(c, at, cfg.code_qualname));
+    lt = code_blob64(c, at, cfg.code_linetable);
+    at = code_copy(c, lt, (__u32)cfg.bytes_sval);
+    size = code_blob64(c, at, cfg.varobject_size);
+    if (at >= 0 && size > 0 && size <= EXC_BPF_CODE_RANGE_MAX)
+        code_copy(c, lt + cfg.bytes_sval, (__u32)size); /* longer: read live */
+    size = __builtin_offsetof(struct exc_bpf_code_rec, blob) + c->blob_len;
+    if (size > sizeof(*c))
+        size = sizeof(*c);
+    if (bpf_ringbuf_output(&events, c, size, 0)) {
+        count(EXC_BPF_CNT_LOST);
+        return -1;
+    }
+    count(EXC_BPF_CNT_CODES);
+    bpf_map_update_elem(&known_codes, &code, &one, BPF_ANY);
+    return 0;
+}
+
+struct codes_ctx {
+    const struct exc_bpf_rec *r;
+    __u32 tried;
+};
+
+/* Frame i of a RAISE record to send: its code in a CODE record unless known (bpf_loop). */
+static long code_step(__u32 i, void *data)
+{
+    struct codes_ctx *x = data;
+    __u64 k = i, code;
+
+    __asm__ volatile("" : "+r"(k)); /* the bound below on the register the index uses */
+    if (k >= EXC_BPF_MAX_FRAMES || k >= x->r->nframes || x->tried >= EXC_BPF_NEW_CODES)
+        return 1;
+    code = x->r->frames[k].code;
+    if (bpf_map_lookup_elem(&known_codes, &code))
+        return 0;
+    x->tried++;
+    return send_code(code) < 0;
 }
 
 /* A new raise: filter, frames, object bytes, record. */
@@ -411,6 +577,9 @@ static __always_inline int sampled(__u32 tid, struct exc_open *cur, struct exc_b
 static __always_inline void new_raise(struct exc_bpf_rec *r, __u32 tid, __u64 key,
                                       struct exc_open *cur)
 {
+    struct codes_ctx codes = {.r = r};
+    __u32 one = 1;
+    int named;
     __s32 lo = cfg.object_type;
     __u64 args = 0, vtype = 0;
     int at = -1;
@@ -433,6 +602,7 @@ static __always_inline void new_raise(struct exc_bpf_rec *r, __u32 tid, __u64 ke
         return;
     }
     set_open(tid, cur, key, r->nframes > 1 ? r->frames[1].frame : 0, 0);
+    bpf_loop(EXC_BPF_MAX_FRAMES, code_step, &codes, 0); /* code objects new to user space */
     if (r->value && r->value != cfg.none && cfg.exc_cause > lo) {
         at = copy_range(r, r->value + lo, (__u32)(cfg.exc_cause + 8 - lo));
         vtype = blob64(r, at, 0);
@@ -445,7 +615,9 @@ static __always_inline void new_raise(struct exc_bpf_rec *r, __u32 tid, __u64 ke
         copy_type(r, vtype); /* 3.11 unnormalised value */
     }
     copy_message(r, r->value, vtype, args);
-    send(r, __builtin_offsetof(struct exc_bpf_rec, blob) + r->blob_len, 1);
+    named = copy_type_name(r, r->type);
+    if (send(r, __builtin_offsetof(struct exc_bpf_rec, blob) + r->blob_len, 1) == 0 && named)
+        bpf_map_update_elem(&known_types, &r->type, &one, BPF_ANY);
 }
 
 /* The thread's in-flight exception into r (value, type, traceback; 3.11: curexc_*): two reads

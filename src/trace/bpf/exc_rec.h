@@ -24,6 +24,19 @@
 #define EXC_BPF_SITES       8192 /* (type, code, instruction) raise sites counted exactly */
 #define EXC_BPF_RING_KEEP   4    /* 1/4 of the ring is kept for sites' first raises */
 #define EXC_BPF_EXC_WORDS   16   /* an exception's first words read at once (through traceback) */
+/* CODE records (a code object user space has not resolved yet, copied at the raise) */
+#define EXC_BPF_CODES          16384 /* code objects in the known_codes map */
+#define EXC_BPF_NEW_CODES      8     /* CODE records sent per raise at most */
+#define EXC_BPF_CODE_RANGES    16    /* ranges per CODE record (9 used) */
+#define EXC_BPF_CODE_BLOB      8192  /* bytes of those ranges per CODE record */
+#define EXC_BPF_CODE_RANGE_MAX 4096  /* bytes per range of a CODE record */
+#define EXC_BPF_CODE_STR_MAX   512   /* bytes of a name's text copied (longer: read live) */
+#define EXC_BPF_CODE_HDR_MAX   256   /* bytes of a code header (CODE_HEADER_MAX) */
+#define EXC_BPF_CODE_SMALL_HDR 64    /* bytes of a str or bytes header at most */
+/* a raised static type new to user space: its tp_name's bytes copied, as many as the describer
+ * reads at once (EXC_TYPE_MAX - 1, cut at a page end: then two ranges) */
+#define EXC_BPF_TYPES     1024
+#define EXC_BPF_TYPE_NAME 95
 
 /* Per-target configuration (read-only data of the program). Offsets are bytes; -1 absent. */
 struct exc_bpf_cfg {
@@ -53,6 +66,15 @@ struct exc_bpf_cfg {
     __u64 pidns_dev, pidns_ino;
     __u32 type_filter_len; /* 0: no filter */
     char type_filter[EXC_BPF_TYPE_MAX];
+    /* what the code resolver reads (CODE records): the header's length (code_header_len), the
+     * name and location-table pointers in it, a bytes object's size and data */
+    __u32 code_header_len;
+    __s32 code_filename, code_name, code_qualname, code_linetable;
+    __s32 varobject_size, bytes_sval;
+    /* a raised type new to user space (known_types): its header's length from 0 through tp_name
+     * and tp_flags (0: not sent), and Py_TPFLAGS_HEAPTYPE (heap types are named live) */
+    __u32 type_hdr_len;
+    __u64 heaptype_flag;
 };
 
 enum exc_bpf_kind {
@@ -64,6 +86,8 @@ enum exc_bpf_kind {
                           holds an enum exc_bpf_exit_state. Header only (up to ranges). */
     EXC_BPF_EXEC = 4,  /* the target exec'd (sched_process_exec): the uprobe and every address
                           the program holds belong to the old image. Header only. */
+    EXC_BPF_CODE = 5,  /* a struct exc_bpf_code_rec: a code object of the RAISE record that
+                          follows it, not in known_codes, copied at the raise */
 };
 
 /* What an EXIT record could read of the exiting thread. */
@@ -102,6 +126,25 @@ struct exc_bpf_rec {
     __u8 blob[EXC_BPF_BLOB]; /* sent up to blob_len */
 };
 
+/*
+ * A code object the program had not sent before (not in its known_codes map), copied at the
+ * raise so that user space resolves it (file, names, location table) even when the target has
+ * exited before the RAISE record is read: its header (cfg.code_header_len bytes), the
+ * co_filename, co_name and co_qualname str headers and text (compact forms, up to
+ * EXC_BPF_CODE_STR_MAX bytes), the co_linetable bytes header and data (up to
+ * EXC_BPF_CODE_RANGE_MAX). Sent before its RAISE record; the program marks the code known once
+ * sent, user space unmarks it when it could not resolve it or drops it from its cache.
+ */
+struct exc_bpf_code_rec {
+    __u32 kind; /* EXC_BPF_CODE */
+    __u32 nranges;
+    __u64 code; /* the code object's address (ranges[0] is its header when read) */
+    __u32 blob_len;
+    __u32 pad;
+    struct exc_bpf_range ranges[EXC_BPF_CODE_RANGES];
+    __u8 blob[EXC_BPF_CODE_BLOB]; /* sent up to blob_len */
+};
+
 /* A raise site, counted for every raise in the `sites` map whatever the sampling. */
 struct exc_bpf_site {
     __u64 type, code, instr; /* instr: the raising frame's instruction pointer field */
@@ -127,6 +170,7 @@ enum exc_bpf_counter {
     EXC_BPF_CNT_SAMPLED_OUT,     /* raises counted per site only (over the budget: no record) */
     EXC_BPF_CNT_NS,              /* nanoseconds spent in the uprobe program (bpf_ktime) */
     EXC_BPF_CNT_TICK,            /* raises taken past the sampling gate (its per-CPU clock) */
+    EXC_BPF_CNT_CODES,           /* CODE records sent */
     EXC_BPF_CNT_N
 };
 
