@@ -100,6 +100,18 @@ void bpf_exc_counters(const struct bpf_exc *b, uint64_t *out);
 void bpf_exc_close(struct bpf_exc *b);
 
 /*
+ * The cost of one uprobe hit that the program cannot time itself (the trap, the single-step of
+ * the displaced instruction, the return), in seconds: the same program put for a moment on a
+ * function of pyscope's own (where it returns at its first check: the target is not its
+ * caller), called BPF_EXC_CALIB_CALLS times with and without it (least of 3 rounds each, ~10-40
+ * ms in all). Nothing in the target is touched. < 0 when it could not be measured (no mapping
+ * of our own code, the attach refused). The function starts with a push, as the target's
+ * PyTraceBack_Here: one trap per hit, as there. Issue 15 measured 1.7 us on an earlier machine;
+ * 6-7 us here (a raise loop at depth 10: 0.55 us per raise untraced, 7.4 us counted).
+ */
+double bpf_exc_trap_cost_s(struct bpf_exc *b);
+
+/*
  * Remove the uprobe (the kernel stops counting and recording raises) but keep the maps and the
  * ring buffer, so that the last records, the counters and the per-site counts read after it are
  * one consistent picture. Idempotent; NULL-safe; bpf_exc_close still frees everything.

@@ -165,6 +165,7 @@ struct tracer {
     uint32_t bpf_every, bpf_sync_gen; /* the sampling in force (1: a record per raise) */
     double bpf_own_s;   /* pyscope's CPU in tr_bpf_step so far (records into events, output) */
     double bpf_credit;  /* the budget's credit, seconds (tracer_bpf.c, TR_BPF_BUDGET_S) */
+    double bpf_trap_s;  /* a hit's trap, which the program cannot time (bpf_exc_trap_cost_s) */
     double bpf_bud_at;  /* the budget's last look (evloop_now; 0 never) */
     double bpf_bud_own; /* bpf_own_s at that look */
     uint64_t bpf_bud_ns, bpf_bud_hits; /* the program's counters at that look */
