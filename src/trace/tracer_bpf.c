@@ -69,19 +69,24 @@ _Static_assert(EXC_BPF_TYPE_NAME == EXC_TYPE_MAX - 1, "tp_name copy != the type 
 
 /* ---- records -------------------------------------------------------------------------------- */
 
-/* Put a RAISE record's object copies into the memo (validated against the record's length). */
-static void tr_bpf_put_ranges(struct tracer *t, const struct exc_bpf_rec *r, size_t len)
+/* Put a record's copied ranges into the memo, afresh: each checked against the `have` bytes of
+ * blob the record brought (a range outside them is left out). */
+static void tr_bpf_put_ranges(struct tracer *t, const struct exc_bpf_range *ranges, uint32_t n,
+                              const uint8_t *blob, size_t have)
 {
-    size_t have =
-        len > offsetof(struct exc_bpf_rec, blob) ? len - offsetof(struct exc_bpf_rec, blob) : 0;
-
     tr_memo_begin(t->memo, 0);
-    for (uint32_t i = 0; i < r->nranges && i < EXC_BPF_MAX_RANGES; i++) {
-        const struct exc_bpf_range *g = &r->ranges[i];
+    for (uint32_t i = 0; i < n; i++) {
+        const struct exc_bpf_range *g = &ranges[i];
         if (g->len == 0 || g->off > have || g->len > have - g->off)
             continue;
-        tr_memo_put(t->memo, g->addr, r->blob + g->off, g->len);
+        tr_memo_put(t->memo, g->addr, blob + g->off, g->len);
     }
+}
+
+/* Blob bytes a record of len bytes brought, its blob starting at `at`. */
+static size_t tr_bpf_blob_len(size_t len, size_t at)
+{
+    return len > at ? len - at : 0;
 }
 
 /*
@@ -212,7 +217,9 @@ static void tr_bpf_raise(struct tracer *t, const struct exc_bpf_rec *r, size_t l
         t->st.read_errors++;
         return;
     }
-    tr_bpf_put_ranges(t, r, len);
+    tr_bpf_put_ranges(t, r->ranges,
+                      r->nranges < EXC_BPF_MAX_RANGES ? r->nranges : EXC_BPF_MAX_RANGES, r->blob,
+                      tr_bpf_blob_len(len, offsetof(struct exc_bpf_rec, blob)));
     stop = pyproc_ctx(t->pp);
     stop.src = t->memo; /* the record's bytes, then the live process (tracer_memo.c) */
     t->stack_ok = tr_bpf_stack(t, r, nframes) && t->stack.frames[0].frame_addr == r->iframe;
@@ -231,9 +238,8 @@ static void tr_bpf_raise(struct tracer *t, const struct exc_bpf_rec *r, size_t l
  */
 static void tr_bpf_code(struct tracer *t, const struct exc_bpf_code_rec *c, size_t len)
 {
-    size_t have = len > offsetof(struct exc_bpf_code_rec, blob)
-                      ? len - offsetof(struct exc_bpf_code_rec, blob)
-                      : 0;
+    size_t have = tr_bpf_blob_len(len, offsetof(struct exc_bpf_code_rec, blob));
+    uint32_t n = c->nranges < EXC_BPF_CODE_RANGES ? c->nranges : EXC_BPF_CODE_RANGES;
     size_t hlen = code_header_len(t->pp->lay);
     const uint8_t *hdr = NULL;
     const struct code_info *ci = NULL;
@@ -243,13 +249,10 @@ static void tr_bpf_code(struct tracer *t, const struct exc_bpf_code_rec *c, size
 
     if (len < offsetof(struct exc_bpf_code_rec, blob))
         return;
-    tr_memo_begin(t->memo, 0);
-    for (uint32_t i = 0; i < c->nranges && i < EXC_BPF_CODE_RANGES; i++) {
+    tr_bpf_put_ranges(t, c->ranges, n, c->blob, have);
+    for (uint32_t i = 0; i < n && !hdr; i++) { /* the header: a whole range at the code object */
         const struct exc_bpf_range *g = &c->ranges[i];
-        if (g->len == 0 || g->off > have || g->len > have - g->off)
-            continue;
-        tr_memo_put(t->memo, g->addr, c->blob + g->off, g->len);
-        if (g->addr == c->code && g->len >= hlen)
+        if (g->addr == c->code && g->len >= hlen && g->off <= have && g->len <= have - g->off)
             hdr = c->blob + g->off;
     }
     from.src = t->memo; /* the record's bytes, then the live process */
