@@ -643,7 +643,9 @@ def probe_bytes(pid, addr):
                 break
         else:
             raise AssertionError(f"{addr:#x} is not mapped in pid {pid}")
-    with open(f"/proc/{pid}/map_files/{fields[0]}", "rb") as image:
+    # map_files names a mapping without the zero padding /proc/PID/maps has (a non-PIE
+    # python's low addresses: "0041f000-006d2000" there, "41f000-6d2000" here)
+    with open(f"/proc/{pid}/map_files/{start:x}-{end:x}", "rb") as image:
         image.seek(addr - start + int(fields[2], 16))
         in_file = image.read(1)[0]
     with open(f"/proc/{pid}/mem", "rb") as mem:
