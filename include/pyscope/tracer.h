@@ -144,8 +144,9 @@ struct tracer_opts {
     /* Optional: called from tracer_step / tracer_stop for each event, in order, after it
      * entered the ring and after the stopped threads were resumed (a slow consumer never holds
      * a target thread; events overwritten before delivery are lost and counted); then once
-     * with ev == NULL after each batch (flush there, not per event). Frames past ev->nframes
-     * are stale. */
+     * with ev == NULL after each batch and at every step, new events or not (flush there, not
+     * per event: output a full pipe refused is retried there). Frames past ev->nframes are
+     * stale. */
     void (*on_event)(void *ctx, const struct tracer_event *ev);
     void *ctx;
 };

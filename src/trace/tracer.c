@@ -107,10 +107,13 @@ void tr_deliver(struct tracer *t)
 
     if (t->delivered < first)
         t->delivered = first; /* overwritten before delivery: counted in ring_overwritten */
-    if (t->delivered == t->ring_n || !t->opts.on_event)
+    if (!t->opts.on_event)
         return;
     for (; t->delivered < t->ring_n; t->delivered++)
         t->opts.on_event(t->opts.ctx, &t->ring[t->delivered % TRACER_RING_CAP]);
+    /* the flush point even with nothing new: output a full pipe refused before (a reader
+     * slower than us) is written now, not at the next raise, which a quiet target may never
+     * make (the round's last records waited for the stop) */
     t->opts.on_event(t->opts.ctx, NULL);
 }
 

@@ -13,10 +13,14 @@ state D) still clears DR7 in the threads that stopped (read back with ptrace aft
 """
 
 import collections
+import fcntl
 import json
 import os
+import select
 import signal
+import struct
 import subprocess
+import termios
 import threading
 import time
 
@@ -59,14 +63,28 @@ class Tracer:
             self.eof = True
             self.cond.notify_all()
 
-    def wait_events(self, predicate, what):
-        """Wait until predicate(lines) holds (deadline: the pyscope timeout)."""
+    def wait_events(self, predicate, what, detail=None):
+        """Wait until predicate(lines) holds (deadline: the pyscope timeout); on failure, the
+        tracer stopped and detail(lines) (a string) said with its records."""
         with self.cond:
             ok = self.cond.wait_for(lambda: predicate(self.lines) or self.eof,
                                     timeout=PYSCOPE_TIMEOUT_S)
             if ok and predicate(self.lines):
                 return list(self.lines)
-        pytest.fail(f"no {what} from {self.argv} (ended: {self.eof})", pytrace=False)
+        ended = self.eof
+        if not ended:  # stop it for its stop record: what it counted, lost or dropped says why
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=PYSCOPE_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.reader.join(timeout=PYSCOPE_TIMEOUT_S)
+        with self.cond:
+            kinds = collections.Counter(e["event"] for e in self.lines)
+            stop = [e for e in self.lines if e["event"] == "stop"]
+            said = detail(self.lines) if detail else ""
+        pytest.fail(f"no {what} from {self.argv} (ended: {ended}); records: {dict(kinds)}; "
+                    f"stop record: {stop}; {said}", pytrace=False)
 
     def finish(self, sig=None):
         """Send sig (if any), wait for the exit, return (rc, stderr) with every line read."""
@@ -96,6 +114,29 @@ def run_round(target):
 def ours(events, truth, kind="raise"):
     return [e for e in events if e["event"] == kind and (e.get("frames") or [{}])[0].get("file")
             == truth["file"]] if kind == "raise" else [e for e in events if e["event"] == kind]
+
+
+def round_key(t, m, line, tid):
+    return (t, m, line, tid)
+
+
+def round_missing(tracer_lines, truth):
+    """What a round's raises lack and what they have too many of (a failure's detail)."""
+    got = collections.Counter(round_key(e["type"], e["message"], e["frames"][0]["line"],
+                                        e["native_id"]) for e in ours(tracer_lines, truth))
+    want = collections.Counter(round_key(x["type"], x["message"], x["line"], x["thread"])
+                               for x in truth["events"])
+    others = [(e["type"], e["message"], e["frames"][:2]) for e in tracer_lines
+              if e["event"] == "raise" and e not in ours(tracer_lines, truth)]
+    return (f"expected {len(truth['events'])}, missing: {sorted(want - got)}; unexpected: "
+            f"{sorted(got - want)}; raises elsewhere: {others[:20]}")
+
+
+def round_ended(tracer_lines, truth):
+    """Whether every raise of the round was reported, and its end too."""
+    raises = ours(tracer_lines, truth)
+    ended = {e["seq"] for e in tracer_lines if e["event"] in ("handled", "propagating", "unknown")}
+    return len(raises) >= len(truth["events"]) and all(e["seq"] in ended for e in raises)
 
 
 def check_round(tracer_lines, truth):
@@ -145,7 +186,7 @@ def test_every_raise_reported_then_clean_exit(python, launch, sig, mechanism):
     assert tracer.mechanism == mechanism
     truth = run_round(target)
     tracer.wait_events(lambda lines: len(ours(lines, truth)) >= len(truth["events"]),
-                       "every raise of the round")
+                       "every raise of the round", lambda lines: round_missing(lines, truth))
     rc, err = tracer.finish(sig)
     assert rc == 0, err
     # Ctrl-Z ends the trace (a suspended tracer would hold every thread that raises).
@@ -154,6 +195,61 @@ def test_every_raise_reported_then_clean_exit(python, launch, sig, mechanism):
     assert_not_stopped_or_traced(target.pid)
     again = run_round(target)                   # raises and handles normally afterwards
     assert len(again["events"]) == len(truth["events"])
+
+
+def pipe_unread(fd):
+    """Bytes written to the pipe whose read end is fd and not read yet."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+def test_output_a_full_pipe_refused_is_written_without_another_raise(python, launch):
+    """A reader slower than pyscope (a test's reader thread on a loaded machine, a `| less`)
+    fills the pipe; what the pipe refused waits in pyscope's output queue. It must be written
+    as soon as the pipe has room, not at the next raise, which a quiet target may never make:
+    one round's records (~75 KB, more than a 64 KB pipe holds) are read only after the round
+    ended and the pipe stood full; then every raise of the round arrives with pyscope running
+    (the old loop wrote the rest only at the next event: here, at the stop)."""
+    require_pyscope()
+    target = raiser(python, launch)
+    proc = subprocess.Popen([str(PYSCOPE_BIN), "exceptions", "--json", "--max-rate", "0",
+                             str(target.pid)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    fd = proc.stdout.fileno()
+    try:
+        buf = b""
+        while b"\n" not in buf:  # the start record: tracing began
+            ready = select.select([fd], [], [], PYSCOPE_TIMEOUT_S)[0]
+            assert ready, "no start record"
+            chunk = os.read(fd, 1)  # byte by byte: nothing past the start record is taken
+            assert chunk, proc.stderr.read()
+            buf += chunk
+        assert json.loads(buf)["event"] == "start"
+        truth = run_round(target)
+        # The pipe full, and staying full while pyscope ran at least a few of its steps: what
+        # it could not write is in its queue.
+        full = [0]
+
+        def stood_full():
+            full[0] = full[0] + 1 if pipe_unread(fd) >= 65536 else 0
+            return full[0] >= 5
+        wait_for(stood_full, PYSCOPE_TIMEOUT_S, "the output pipe to stay full", poll=0.1)
+        lines, rest = [], b""
+        deadline = time.monotonic() + PYSCOPE_TIMEOUT_S
+        while not round_ended(lines, truth):
+            left = deadline - time.monotonic()
+            assert left > 0 and select.select([fd], [], [], left)[0], \
+                f"records still missing with pyscope running: {round_missing(lines, truth)}"
+            chunk = os.read(fd, 1 << 16)
+            assert chunk, proc.stderr.read()
+            rest += chunk
+            *done, rest = rest.split(b"\n")
+            lines += [json.loads(x) for x in done]
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=PYSCOPE_TIMEOUT_S)
+    assert proc.returncode == 0
+    check_round(lines, truth)
 
 
 @pytest.mark.parametrize("mechanism", ["perf", "bpf"])
