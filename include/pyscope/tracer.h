@@ -174,7 +174,8 @@ struct tracer_stats {
     uint64_t unseen_hits;        /* perf: hits not stopped for (rate-limited off, or at the end) */
     uint64_t unseen_raises_est;  /* estimate of the raises among them: unseen_hits times the
                                    raises/hits ratio observed while armed */
-    uint64_t read_errors;        /* stops where the exception or stack could not be read */
+    uint64_t read_errors;        /* stops (bpf: hits) where the exception, its thread state or
+                                    the stack could not be read: not counted as raises */
     uint64_t ring_overwritten;   /* events dropped from the ring because the reader was slow */
     uint64_t ring_lost;          /* bpf: raises the kernel's ring buffer had no room for (counted
                                    in not_reported too) */

@@ -253,14 +253,15 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
             "count_cost_us", s->count_cost_us, "count_exact_rate", s->count_exact_rate);
 
         if (o && json_object_update_new(
-                     o, json_pack("{s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I, s:I, s:I}",
+                     o, json_pack("{s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I, s:I, s:I, s:I}",
                                   "budget", s->budget, "budget_spent_s", s->spent_s, "own_cpu_s",
                                   s->own_cpu_s, "target_cpu_s", s->target_cpu_s, "stop_cost_us",
                                   s->stop_cost_us, "pinned_threads", (json_int_t)s->pinned_threads,
                                   "episodes", (json_int_t)s->episodes, "raises_est", s->raises_est,
                                   "ring_lost", (json_int_t)s->ring_lost, "in_flight_at_start",
                                   (json_int_t)s->in_flight_at_start, "sampled_every",
-                                  (json_int_t)s->sampled_every)) < 0) {
+                                  (json_int_t)s->sampled_every, "read_errors",
+                                  (json_int_t)s->read_errors)) < 0) {
             json_decref(o);
             o = NULL;
         }
@@ -290,6 +291,10 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
                        "; %llu already propagating when tracing began (raise site unseen) not "
                        "reported",
                        (unsigned long long)s->in_flight_at_start);
+    if (s->read_errors)
+        (void)snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
+                       "; %llu hits unreadable (thread state, exception or stack), not counted",
+                       (unsigned long long)s->read_errors);
     cli_log(c, "info", 0, msg);
 }
 

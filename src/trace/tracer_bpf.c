@@ -588,6 +588,7 @@ static void tr_bpf_read_counters(struct tracer *t)
     t->bpf_cnt_in_flight = cnt[EXC_BPF_CNT_IN_FLIGHT];
     t->bpf_cnt_sampled = cnt[EXC_BPF_CNT_SAMPLED_OUT];
     t->bpf_cnt_ns = cnt[EXC_BPF_CNT_NS];
+    t->bpf_cnt_unread = cnt[EXC_BPF_CNT_NO_TSTATE] + cnt[EXC_BPF_CNT_READ_ERRORS];
 }
 
 int tr_bpf_stop(struct tracer *t)
@@ -629,6 +630,7 @@ void tr_bpf_stats(struct tracer *t, struct tracer_stats *out)
     out->unseen_hits = 0;
     out->unseen_raises_est = 0;
     out->ring_lost = t->bpf_cnt_lost;
+    out->read_errors += t->bpf_cnt_unread; /* the kernel's, beside the records user space failed */
     out->not_reported += t->bpf_cnt_lost + t->bpf_cnt_sampled;
     out->raises += t->bpf_cnt_lost + t->bpf_cnt_filtered + t->bpf_cnt_sampled;
     out->filtered += t->bpf_cnt_filtered;

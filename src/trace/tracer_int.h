@@ -162,6 +162,7 @@ struct tracer {
     uint32_t bpf_batch;               /* the batch's number (a cached header's validity) */
     uint64_t bpf_cnt_hits, bpf_cnt_lost, bpf_cnt_filtered; /* the program's counters, last read */
     uint64_t bpf_cnt_in_flight, bpf_cnt_sampled, bpf_cnt_ns;
+    uint64_t bpf_cnt_unread; /* hits the program could not read (no thread state, bad reads) */
     uint32_t bpf_every, bpf_sync_gen; /* the sampling in force (1: a record per raise) */
     double bpf_own_s;   /* pyscope's CPU in tr_bpf_step so far (records into events, output) */
     double bpf_credit;  /* the budget's credit, seconds (tracer_bpf.c, TR_BPF_BUDGET_S) */
