@@ -213,6 +213,11 @@ int evloop_end(const struct evloop *l);
 /* The signal that ended the loop (EVLOOP_END_SIGNAL), or 0. */
 int evloop_signo(const struct evloop *l);
 
+/* A stop record's reason for a loop ended by signal sig: "signal SIGINT", "signal SIGTERM",
+ * "signal SIGHUP", "signal SIGQUIT", "signal SIGTSTP"; "signal" for any other. A static
+ * string, never NULL. */
+const char *evloop_signal_why(int sig);
+
 /* Whether the signal that ended the loop was sent by the kernel (a terminal's Ctrl-C). */
 bool evloop_signal_from_kernel(const struct evloop *l);
 

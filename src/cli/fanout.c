@@ -278,17 +278,6 @@ static void fan_scan(struct fanout *f)
 
 /* ---- loop ---------------------------------------------------------------------------------- */
 
-static const char *fan_sig_why(int sig)
-{
-    switch (sig) {
-    case SIGINT: return "signal SIGINT";
-    case SIGTERM: return "signal SIGTERM";
-    case SIGHUP: return "signal SIGHUP";
-    case SIGQUIT: return "signal SIGQUIT";
-    default: return "signal";
-    }
-}
-
 static bool fan_root_gone(pid_t root)
 {
     char path[32];
@@ -396,7 +385,7 @@ static void fan_end(struct fanout *f, bool at_duration)
 static const char *fan_why(const struct evloop *l)
 {
     switch (evloop_end(l)) {
-    case EVLOOP_END_SIGNAL: return fan_sig_why(evloop_signo(l));
+    case EVLOOP_END_SIGNAL: return evloop_signal_why(evloop_signo(l));
     case FAN_END_DURATION: return "duration";
     case FAN_END_ROOT: return "target exited";
     case FAN_END_OUTPUT: return "output closed";

@@ -338,6 +338,18 @@ int evloop_signo(const struct evloop *l)
     return l->signo;
 }
 
+const char *evloop_signal_why(int sig)
+{
+    switch (sig) {
+    case SIGINT: return "signal SIGINT";
+    case SIGTERM: return "signal SIGTERM";
+    case SIGHUP: return "signal SIGHUP";
+    case SIGQUIT: return "signal SIGQUIT";
+    case SIGTSTP: return "signal SIGTSTP";
+    default: return "signal";
+    }
+}
+
 bool evloop_signal_from_kernel(const struct evloop *l)
 {
     return l->kernel_sig;

@@ -133,15 +133,10 @@ struct tr_run {
 
 static const char *tr_sig_why(int sig)
 {
-    switch (sig) {
-    case SIGINT: return "signal SIGINT";
-    case SIGTERM: return "signal SIGTERM";
-    case SIGQUIT: return "signal SIGQUIT";
-    case SIGTSTP:
+    if (sig == SIGTSTP)
         return "signal SIGTSTP (Ctrl-Z ends the trace: suspended, it would hold the "
                "target's raising threads)";
-    default: return "signal SIGHUP";
-    }
+    return evloop_signal_why(sig);
 }
 
 /* The tracer's fd was readable or its wait ran out: one step, then the next wait. */

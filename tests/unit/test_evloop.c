@@ -448,6 +448,18 @@ static void test_sizes_are_bounded(void **state)
     assert_int_equal(strlen(log), EVLOOP_MAX_TEARDOWN);
 }
 
+/* The stop records' reasons: one name per signal the loop takes, "signal" for another. */
+static void test_signal_why(void **state)
+{
+    (void)state;
+    assert_string_equal(evloop_signal_why(SIGINT), "signal SIGINT");
+    assert_string_equal(evloop_signal_why(SIGTERM), "signal SIGTERM");
+    assert_string_equal(evloop_signal_why(SIGHUP), "signal SIGHUP");
+    assert_string_equal(evloop_signal_why(SIGQUIT), "signal SIGQUIT");
+    assert_string_equal(evloop_signal_why(SIGTSTP), "signal SIGTSTP");
+    assert_string_equal(evloop_signal_why(SIGUSR1), "signal");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -462,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_disabled_source_waits),
         cmocka_unit_test(test_teardown_order),
         cmocka_unit_test(test_sizes_are_bounded),
+        cmocka_unit_test(test_signal_why),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
