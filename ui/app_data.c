@@ -131,7 +131,7 @@ void ui_data_init_clock(struct ui_app *app)
     app->start_age = ui_data_age(app->pp->pid, app->hz);
     for (size_t i = 0; i < UI_TREND_N; i++)
         app->cpu_trend[i] = app->rss_trend[i] = -1;
-    app->cpu_pct = app->gil_rate = app->exc_rate = -1;
+    app->cpu_pct = app->gil_rate = app->exc_rate = app->trace_cost_pct = -1;
 }
 
 static void ui_trend_push(double *trend, double v)
@@ -235,6 +235,7 @@ void ui_data_tracer_start(struct ui_app *app)
     app->trace_mech = tracer_mechanism(app->tracer);
     app->exc_last_t = evloop_now();
     app->exc_last_raises = 0;
+    app->exc_last_spent = app->exc_last_cpu = 0; /* a new tracer's stats start at 0 */
     if (app->status_error && strncmp(app->status, "no exception", 12) == 0)
         app->status[0] = '\0';
     if (!app->status[0]) /* why a better mechanism was refused ("bpf: pyscope lacks ...") */
@@ -252,7 +253,7 @@ void ui_data_tracer_stop(struct ui_app *app)
         ui_app_note(app, "stopping the tracer: %s", err.msg);
     tracer_free(app->tracer);
     app->tracer = NULL;
-    app->exc_rate = -1;
+    app->exc_rate = app->trace_cost_pct = -1;
 }
 
 bool ui_data_drain_events(struct ui_app *app)
@@ -288,6 +289,14 @@ static void ui_data_exc_rate(struct ui_app *app)
         raises = (uint64_t)app->tstats->raises_est;
     if (raises >= app->exc_last_raises)
         app->exc_rate = (double)(raises - app->exc_last_raises) / (now - app->exc_last_t);
+    /* what tracing took from the target (stops, or with bpf the traps, the program and our
+     * CPU), against the target's CPU in the same second: the budget's own measure */
+    if (app->tstats->target_cpu_s - app->exc_last_cpu > 0.01 &&
+        app->tstats->spent_s >= app->exc_last_spent)
+        app->trace_cost_pct = 100.0 * (app->tstats->spent_s - app->exc_last_spent) /
+                              (app->tstats->target_cpu_s - app->exc_last_cpu);
+    app->exc_last_spent = app->tstats->spent_s;
+    app->exc_last_cpu = app->tstats->target_cpu_s;
     /* the sites' counts (exact with bpf, which reports a sample over its budget) */
     ui_excfeed_sites(app->feed, app->sites,
                      tracer_sites(app->tracer, app->sites, TRACER_MAX_SITES));

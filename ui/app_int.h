@@ -88,10 +88,12 @@ struct ui_app {
     double exc_rate, exc_last_t;
     double exc_shown_t; /* when the exceptions pane was last rebuilt for new events */
     uint64_t exc_last_raises;
-    bool exc_feed;     /* the raw newest-first feed (f); else one row per raise site */
-    bool exc_mine;     /* my code only (m): hide raises wholly inside library code */
-    bool exc_mine_set; /* m was pressed: exc_mine no longer follows the process's code */
-    size_t exc_hidden; /* sites or raises the last build hid for exc_mine */
+    double exc_last_spent, exc_last_cpu; /* the tracer's budget_spent_s and target CPU then */
+    double trace_cost_pct; /* tracing's cost over the last second, % of the target's CPU; -1 */
+    bool exc_feed;         /* the raw newest-first feed (f); else one row per raise site */
+    bool exc_mine;         /* my code only (m): hide raises wholly inside library code */
+    bool exc_mine_set;     /* m was pressed: exc_mine no longer follows the process's code */
+    size_t exc_hidden;     /* sites or raises the last build hid for exc_mine */
     char exc_filter[UI_FILTER_MAX];
 
     /* the lower-right pane's view; growing containers */

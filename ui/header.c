@@ -30,6 +30,8 @@ static void ui_header_build(struct ui_pane *p, struct ui_app *app)
         .tracing = app->tracer != NULL,
         .trace_mech = app->trace_mech,
         .exc_rate = app->exc_rate,
+        .trace_cost_pct = app->trace_cost_pct,
+        .trace_budget_pct = app->tracer ? 100.0 * app->tstats->budget : -1,
         .status = app->status[0] ? app->status : NULL,
         .status_error = app->status_error,
         .utf8 = app->term.utf8,

@@ -319,6 +319,15 @@ static void ui_header_line2(const struct ui_header_in *in, int width, struct ui_
     ui_line_set(out, text, width, UI_STYLE_NORMAL, 0);
 }
 
+/* Whether tracing took over twice its budget in the last second (with bpf: counting every raise
+ * in the kernel, which the budget does not limit, on a machine where a uprobe trap is dear): the
+ * header then says what it costs, so the user can weigh it (e turns tracing off). */
+static bool ui_trace_over_budget(const struct ui_header_in *in)
+{
+    return in->trace_cost_pct >= 1.0 && in->trace_budget_pct > 0 &&
+           in->trace_cost_pct > 2 * in->trace_budget_pct;
+}
+
 static void ui_header_line3(const struct ui_header_in *in, int width, struct ui_line *out)
 {
     char smp[192], exc[96], rate[32], text[UI_LINE_MAX];
@@ -329,7 +338,11 @@ static void ui_header_line3(const struct ui_header_in *in, int width, struct ui_
                        in->sample_lost ? in->sample_lost : "no samples lost");
     else
         (void)snprintf(smp, sizeof(smp), "sampling off");
-    if (in->tracing)
+    if (in->tracing && ui_trace_over_budget(in))
+        (void)snprintf(exc, sizeof(exc), "exceptions %s/s (%s, costs %.0f%% of its CPU)",
+                       ui_num(rate, sizeof(rate), 1, in->exc_rate),
+                       in->trace_mech ? in->trace_mech : "?", in->trace_cost_pct);
+    else if (in->tracing)
         (void)snprintf(exc, sizeof(exc), "exceptions %s/s (%s)",
                        ui_num(rate, sizeof(rate), 1, in->exc_rate),
                        in->trace_mech ? in->trace_mech : "?");

@@ -103,7 +103,10 @@ struct ui_header_in {
     bool tracing;                        /* exception tracing on */
     const char *trace_mech;              /* "perf", "debugreg" */
     double exc_rate;                     /* raises per second */
-    const char *status;                  /* "PAUSED", "target exited ...", an error; or NULL */
+    double trace_cost_pct;   /* what tracing took over the last second, % of the target's CPU
+                                (< 0 unknown) */
+    double trace_budget_pct; /* the budget in force, % (< 0 none) */
+    const char *status;      /* "PAUSED", "target exited ...", an error; or NULL */
     bool status_error;
     bool utf8; /* the terminal shows UTF-8 (sparkline blocks) */
 };

@@ -78,9 +78,12 @@ static const char exc_usage[] =
     "                      the reported raises' stacks weighted by count, as collapsed,\n"
     "                      flamegraph (SVG) or speedscope (see docs/exceptions.md)\n"
     "  -o, --output FILE   where --format writes (default: stdout)\n"
-    "  --budget PCT        keep the target time tracing takes (stops, counting) under PCT% of\n"
+    "  --budget PCT        keep the target time tracing takes (stops, records) under PCT% of\n"
     "                      the target's CPU time (default 1; 0 = no budget); raises not\n"
-    "                      stopped for are estimated per raise site (the \"sites\" record)\n";
+    "                      stopped for are estimated per raise site (the \"sites\" record);\n"
+    "                      with bpf every raise is still counted exactly, at the cost of a\n"
+    "                      uprobe trap each, which the budget does not limit (the summary\n"
+    "                      and attach's header say what tracing took)\n";
 
 enum exc_opt {
     OPT_JSON = 256,
@@ -291,6 +294,14 @@ static void exc_report_stats(const struct cli_common *c, const struct exc_args *
                        "; %llu already propagating when tracing began (raise site unseen) not "
                        "reported",
                        (unsigned long long)s->in_flight_at_start);
+    if (s->budget >= 0 && s->target_cpu_s > 0)
+        (void)snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
+                       "; tracing took about %.0f%% of the target's CPU time (budget %g%%%s)",
+                       100.0 * s->spent_s / s->target_cpu_s, 100.0 * s->budget,
+                       s->spent_s > 2 * s->budget * s->target_cpu_s && s->counted_total > 0 &&
+                               s->sampled_every > 1
+                           ? "; counting every raise is not limited by it"
+                           : "");
     if (s->read_errors)
         (void)snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
                        "; %llu hits unreadable (thread state, exception or stack), not counted",

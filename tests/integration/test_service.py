@@ -17,13 +17,14 @@ budget (issue 13 items 3-4, issue 19 item 10).
 import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
 
 import pytest
 
-from conftest import ROOT, python_target, require
+from conftest import PYSCOPE_BIN, PYSCOPE_TIMEOUT_S, ROOT, python_target, require, require_pyscope
 from test_exceptions import Tracer, stop_record
 
 APP = ROOT / "scripts" / "bench_service_app.py"
@@ -157,6 +158,31 @@ def test_bpf_over_the_budget_samples_records_and_counts_every_raise(python, laun
     assert (storm["estimate"], storm["estimated"]) == (truth["storm"], False), (storm, truth)
     assert (rare["estimate"], rare["estimated"]) == (truth["rare"], False), (rare, truth)
     assert rare["reported"] >= 1, rare  # a site's first raise always gets its record
+
+
+def test_text_summary_says_what_tracing_took(python, launch):
+    """The text summary weighs tracing against the budget: a storm of 100,000 raises traced with
+    bpf (a uprobe trap per frame each raise crosses, which the budget does not limit) took the
+    target at least 1% of its CPU, and the summary says how much and what the budget was."""
+    require_pyscope()
+    target = launch(python_target(python, "rare_storm.py"), extra=(100000, 4))
+    proc = subprocess.Popen([str(PYSCOPE_BIN), "exceptions", "--mechanism", "bpf",
+                             str(target.pid)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stderr.readline()              # written once the probe is attached
+        assert "tracing exceptions of pid" in first, first
+        os.kill(target.pid, signal.SIGUSR1)
+        target.wait_truth(1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=PYSCOPE_TIMEOUT_S)
+    except BaseException:                           # a failed check or a hang: never leave it
+        proc.kill()
+        proc.wait()
+        raise
+    assert proc.returncode == 0, err
+    took = re.search(r"; tracing took about (\d+)% of the target's CPU time \(budget 1%", err)
+    assert took and int(took.group(1)) >= 1, err
 
 
 @pytest.mark.breakpoints  # perf tracing: skipped where breakpoints do not fire

@@ -123,6 +123,35 @@ static void test_header_sampling_failures(void **state)
     assert_non_null(strstr(out[2].text, "sampling 99/s, no samples lost"));
 }
 
+/* Tracing that takes over twice its budget says what it costs; within it, only the rate. */
+static void test_header_tracing_cost(void **state)
+{
+    struct ui_header_in in = {.tracing = true,
+                              .trace_mech = "bpf",
+                              .exc_rate = 12,
+                              .cpu_pct = -1,
+                              .gil_switch_rate = -1,
+                              .trace_cost_pct = 15.4,
+                              .trace_budget_pct = 1};
+    struct ui_line out[3];
+
+    (void)state;
+    ui_view_header(&in, 200, out);
+    assert_non_null(strstr(out[2].text, "(bpf, costs 15% of its CPU)"));
+    in.trace_cost_pct = 1.5; /* within twice the budget */
+    ui_view_header(&in, 200, out);
+    assert_non_null(strstr(out[2].text, "(bpf)"));
+    assert_null(strstr(out[2].text, "costs"));
+    in.trace_cost_pct = 40;
+    in.trace_budget_pct = -1; /* no budget: nothing to weigh it against */
+    ui_view_header(&in, 200, out);
+    assert_null(strstr(out[2].text, "costs"));
+    in.trace_budget_pct = 1;
+    in.trace_cost_pct = -1; /* unknown yet */
+    ui_view_header(&in, 200, out);
+    assert_null(strstr(out[2].text, "costs"));
+}
+
 static void test_threads(void **state)
 {
     static const uint64_t t0[3] = {10, 20, 30}, t1[3] = {10, 70, 35};
@@ -619,6 +648,7 @@ int main(void)
         cmocka_unit_test(test_excfeed),
         cmocka_unit_test(test_exc_rows_take_site_counts),
         cmocka_unit_test(test_header_sampling_failures),
+        cmocka_unit_test(test_header_tracing_cost),
         cmocka_unit_test(test_exc_grouped),
         cmocka_unit_test(test_exc_library),
         cmocka_unit_test(test_growth_rows),
