@@ -295,6 +295,8 @@ static void ui_data_exc_rate(struct ui_app *app)
         app->tstats->spent_s >= app->exc_last_spent)
         app->trace_cost_pct = 100.0 * (app->tstats->spent_s - app->exc_last_spent) /
                               (app->tstats->target_cpu_s - app->exc_last_cpu);
+    else
+        app->trace_cost_pct = -1; /* an idle target: no share to speak of, none kept from before */
     app->exc_last_spent = app->tstats->spent_s;
     app->exc_last_cpu = app->tstats->target_cpu_s;
     /* the sites' counts (exact with bpf, which reports a sample over its budget) */
