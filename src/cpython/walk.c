@@ -239,8 +239,20 @@ static int walk_interp_threads(const struct pyctx *c, uint64_t interp, int64_t i
                               "or the process is unusual",
                               cap, (long long)interp_id);
         rc = read_block(c, t, blk, len, "thread state", err);
+        /* An unreadable thread state in the list is the list changing under the walk (a thread
+         * ended: its freed state's `next` read as garbage, under load 1 dump in ~500 on a
+         * churning 3.13), as the back-pointer check below: -PS_ECORRUPT, which callers retry. */
+        if (rc < 0 && rc != -PS_EGONE && rc != -ENOMEM && err) {
+            char why[PS_ERR_MSG_MAX];
+
+            memcpy(why, err->msg, sizeof(why)); /* replaced below: err->msg cannot be an argument */
+            return ps_err_replace(err, -PS_ECORRUPT,
+                                  "%s (the thread list changed while read, or the %s layout is "
+                                  "wrong)",
+                                  why, l->name);
+        }
         if (rc < 0)
-            return rc;
+            return rc == -PS_EGONE || rc == -ENOMEM ? rc : -PS_ECORRUPT;
         if (get64(blk, l->tstate_interp) != interp)
             return ps_err_set(err, -PS_ECORRUPT,
                               "thread state 0x%llx does not point back at interpreter 0x%llx: "

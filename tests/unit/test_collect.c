@@ -279,6 +279,38 @@ static void test_frame_cycle_is_bounded(void **state)
     }
 }
 
+/* A thread state freed mid-walk: its `next` reads as garbage that is no address at all (seen on a
+ * churning 3.13 under load: dump failed with the read error, exit 2). The walk says the list
+ * changed (-PS_ECORRUPT, which its callers retry), not a read failure that ends the dump. */
+static void test_garbage_thread_link_is_a_changing_list(void **state)
+{
+    (void)state;
+    for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
+        const uint64_t garbage = 0x183661b9ab7f06a9ull;
+        struct test_fixture fx = {0};
+        struct walk_tstate ts[64];
+        struct ps_err err = {0};
+        struct memsrc *src = NULL;
+        struct pyproc *pp;
+        struct pyctx c;
+        size_t n = 0;
+
+        load_fixture(minors[m], &fx);
+        pp = open_overlaid(&fx, &src);
+        c = pyproc_ctx(pp);
+        assert_int_equal(walk_tstates(&c, ts, 64, &n, NULL, NULL, &err), 0);
+        assert_true(n >= 1);
+        assert_int_equal(memsrc_fixture_add(src, ts[0].addr + (uint64_t)pp->lay->tstate_next,
+                                            &garbage, sizeof(garbage), &err),
+                         0);
+        assert_int_equal(walk_tstates(&c, ts, 64, &n, NULL, NULL, &err), -PS_ECORRUPT);
+        assert_non_null(strstr(err.msg, "the thread list changed while read"));
+        assert_int_equal(err.code, -PS_ECORRUPT);
+        pyproc_close(pp);
+        test_fixture_free(&fx);
+    }
+}
+
 static void test_huge_name_length_is_an_error(void **state)
 {
     (void)state;
@@ -445,6 +477,7 @@ int main(void)
         cmocka_unit_test(test_replay_matches_truth),
         cmocka_unit_test(test_check_alive),
         cmocka_unit_test(test_frame_cycle_is_bounded),
+        cmocka_unit_test(test_garbage_thread_link_is_a_changing_list),
         cmocka_unit_test(test_yielded_generator_is_a_cut_chain),
         cmocka_unit_test(test_huge_name_length_is_an_error),
         cmocka_unit_test(test_fault_sweep),
