@@ -478,3 +478,24 @@ def python_target(python, script):
 def shapes(python, launch):
     """shapes.py under the tested interpreter, parked, truth loaded; unpacks as (proc, truth)."""
     return launch(python_target(python, "shapes.py"))
+
+
+def text_trace_round(args, run):
+    """Run `pyscope exceptions ARGS` (text output), wait until it says it is tracing, call run()
+    (which makes the target raise and returns once it has), stop it with SIGINT; returns
+    (run()'s value, returncode, stdout, stderr). A failed check or a hang never leaves it running."""
+    require_pyscope()
+    proc = subprocess.Popen([str(PYSCOPE_BIN), "exceptions", *map(str, args)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stderr.readline()              # written once tracing is armed
+        assert "tracing exceptions of pid" in first, first
+        value = run()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=PYSCOPE_TIMEOUT_S)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return value, proc.returncode, stdout, stderr

@@ -18,8 +18,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import (PYSCOPE_BIN, PYSCOPE_TIMEOUT_S, ROOT, VALIDATE_JSON, find_python,
-                      python_target, require_pyscope)
+from conftest import ROOT, VALIDATE_JSON, find_python, python_target, text_trace_round
 
 SPEEDSCOPE_SCHEMA = ROOT / "docs" / "schema" / "speedscope.schema.json"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -27,23 +26,13 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 def traced_round(target, fmt, out):
     """Trace one raiser round into `out` as `fmt`; returns (truth, raises reported)."""
-    require_pyscope()
-    proc = subprocess.Popen([str(PYSCOPE_BIN), "exceptions", "--max-rate", "0", "--format", fmt,
-                             "-o", str(out), str(target.pid)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        first = proc.stderr.readline()              # written once the breakpoints are armed
-        assert "tracing exceptions of pid" in first, first
+    def one_round():
         generation = target.truth["generation"] + 1
         target.proc.send_signal(signal.SIGUSR1)
-        truth = target.wait_truth(generation)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=PYSCOPE_TIMEOUT_S)
-    except BaseException:                           # a failed check or a hang: never leave it
-        proc.kill()
-        proc.wait()
-        raise
-    assert proc.returncode == 0, stderr
+        return target.wait_truth(generation)
+    truth, rc, stdout, stderr = text_trace_round(
+        ["--max-rate", "0", "--format", fmt, "-o", out, target.pid], one_round)
+    assert rc == 0, stderr
     assert stdout == "", "--format replaces the feed"
     reported = int(re.search(r"(\d+) raises reported", stderr).group(1))
     return truth, reported

@@ -24,7 +24,7 @@ import threading
 
 import pytest
 
-from conftest import PYSCOPE_BIN, PYSCOPE_TIMEOUT_S, ROOT, python_target, require, require_pyscope
+from conftest import ROOT, python_target, require, text_trace_round
 from test_exceptions import Tracer, stop_record
 
 APP = ROOT / "scripts" / "bench_service_app.py"
@@ -164,23 +164,13 @@ def test_text_summary_says_what_tracing_took(python, launch):
     """The text summary weighs tracing against the budget: a storm of 100,000 raises traced with
     bpf (a uprobe trap per frame each raise crosses, which the budget does not limit) took the
     target at least 1% of its CPU, and the summary says how much and what the budget was."""
-    require_pyscope()
     target = launch(python_target(python, "rare_storm.py"), extra=(100000, 4))
-    proc = subprocess.Popen([str(PYSCOPE_BIN), "exceptions", "--mechanism", "bpf",
-                             str(target.pid)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        first = proc.stderr.readline()              # written once the probe is attached
-        assert "tracing exceptions of pid" in first, first
+
+    def storm():
         os.kill(target.pid, signal.SIGUSR1)
-        target.wait_truth(1)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=PYSCOPE_TIMEOUT_S)
-    except BaseException:                           # a failed check or a hang: never leave it
-        proc.kill()
-        proc.wait()
-        raise
-    assert proc.returncode == 0, err
+        return target.wait_truth(1)
+    _, rc, _, err = text_trace_round(["--mechanism", "bpf", target.pid], storm)
+    assert rc == 0, err
     took = re.search(r"; tracing took about (\d+)% of the target's CPU time \(budget 1%", err)
     assert took and int(took.group(1)) >= 1, err
 
