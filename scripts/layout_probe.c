@@ -20,6 +20,7 @@
 #include <frameobject.h>
 #include <opcode.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,45 @@ static void put(const char *key, long value)
 }
 
 #define OFF(key, type, member) put(key, (long)offsetof(type, member))
+
+static void probe_fail(const char *what);
+
+/* The 32-bit word at base + off (a bitfield's storage unit; the host is little-endian like every
+ * target). */
+static uint32_t probe_word(const void *base, size_t off)
+{
+    uint32_t w;
+
+    memcpy(&w, (const char *)base + off, sizeof(w));
+    return w;
+}
+
+/* The number of the lowest bit set in the word at base + off, where the caller set one bitfield
+ * of an otherwise zeroed struct: its position as a reader of that word sees it. */
+static long probe_field_shift(const void *base, size_t off, const char *what)
+{
+    uint32_t w = probe_word(base, off);
+    long bit = 0;
+
+    if (w == 0)
+        probe_fail(what);
+    while (!(w & 1u)) {
+        w >>= 1;
+        bit++;
+    }
+    return bit;
+}
+
+/* The number of bits set in the word at base + off (a bitfield set to all ones: its width). */
+static long probe_field_width(const void *base, size_t off)
+{
+    uint32_t w = probe_word(base, off);
+    long n = 0;
+
+    for (; w; w &= w - 1)
+        n++;
+    return n;
+}
 
 static void probe_runtime(void)
 {
@@ -83,6 +123,7 @@ static void probe_interp(void)
     OFF("gil_last_holder", struct _gil_runtime_state, last_holder);
     OFF("gil_locked", struct _gil_runtime_state, locked);
     OFF("gil_switch_number", struct _gil_runtime_state, switch_number);
+    put("gil_size", (long)sizeof(struct _gil_runtime_state));
 }
 
 static void probe_tstate_frame_pointers(void)
@@ -127,9 +168,15 @@ static void probe_tstate(void)
     OFF("tstate_next", PyThreadState, next);
     OFF("tstate_interp", PyThreadState, interp);
 #if PY_VERSION_HEX >= 0x030c0000
+    static PyThreadState ts; /* zeroed: only _status.active is set */
+
+    ts._status.active = 1;
     OFF("tstate_status", PyThreadState, _status);
+    put("tstate_status_active_bit",
+        probe_field_shift(&ts, offsetof(PyThreadState, _status), "_status.active sets no bit"));
 #else
     put("tstate_status", ABSENT);
+    put("tstate_status_active_bit", ABSENT);
 #endif
 #if PY_VERSION_HEX >= 0x030d0000
     OFF("tstate_state", PyThreadState, state);
@@ -168,11 +215,15 @@ static void probe_frame(void)
 #if PY_VERSION_HEX < 0x030c0000
     OFF("frame_is_entry", _PyInterpreterFrame, is_entry);
     put("frame_owner_cstack", ABSENT);
+    put("frame_owner_max", (long)FRAME_OWNED_BY_FRAME_OBJECT);
 #else
     /* 3.12+: entry frames are separate frames owned by the C stack (an enum, not a macro) */
     put("frame_is_entry", ABSENT);
     put("frame_owner_cstack", (long)FRAME_OWNED_BY_CSTACK);
+    put("frame_owner_max", (long)FRAME_OWNED_BY_CSTACK);
 #endif
+    put("frame_owner_thread", (long)FRAME_OWNED_BY_THREAD);
+    put("frame_owner_generator", (long)FRAME_OWNED_BY_GENERATOR);
     OFF("frame_owner", _PyInterpreterFrame, owner);
     OFF("frame_localsplus", _PyInterpreterFrame, localsplus);
     OFF("frameobj_f_back", PyFrameObject, f_back);
@@ -201,6 +252,34 @@ static void probe_code(void)
     OFF("code_argcount", PyCodeObject, co_argcount);
     OFF("code_kwonlyargcount", PyCodeObject, co_kwonlyargcount);
     OFF("code_flags", PyCodeObject, co_flags);
+    put("co_varargs", (long)CO_VARARGS);
+    put("co_varkeywords", (long)CO_VARKEYWORDS);
+#ifdef CO_FAST_HIDDEN
+    put("co_fast_hidden", (long)CO_FAST_HIDDEN); /* 3.12+: inlined comprehension */
+#else
+    put("co_fast_hidden", ABSENT);
+#endif
+    put("co_fast_cell", (long)CO_FAST_CELL);
+    put("co_fast_free", (long)CO_FAST_FREE);
+}
+
+/* PyASCIIObject.state's bitfields as a reader of the 32-bit word at str_state sees them. */
+static void probe_str_state(void)
+{
+    static PyASCIIObject s;
+    const size_t off = offsetof(PyASCIIObject, state);
+    unsigned all = ~0u;
+
+    s.state.kind = 1;
+    put("str_state_kind_shift", probe_field_shift(&s, off, "state.kind sets no bit"));
+    s.state.kind = all;
+    put("str_state_kind_bits", probe_field_width(&s, off));
+    memset(&s, 0, sizeof(s));
+    s.state.compact = 1;
+    put("str_state_compact_shift", probe_field_shift(&s, off, "state.compact sets no bit"));
+    memset(&s, 0, sizeof(s));
+    s.state.ascii = 1;
+    put("str_state_ascii_shift", probe_field_shift(&s, off, "state.ascii sets no bit"));
 }
 
 static void probe_objects(void)
@@ -222,6 +301,7 @@ static void probe_objects(void)
     put("str_ascii_data", (long)sizeof(PyASCIIObject));
     put("str_compact_data", (long)sizeof(PyCompactUnicodeObject));
     OFF("str_legacy_data", PyUnicodeObject, data);
+    probe_str_state();
 #if PY_VERSION_HEX >= 0x030c0000
     /* 3.12 cpython/longintrepr.h: lv_tag = ndigits << 3 | sign */
     OFF("long_size", PyLongObject, long_value.lv_tag);
@@ -231,6 +311,13 @@ static void probe_objects(void)
     OFF("long_size", PyLongObject, ob_base.ob_size);
     OFF("long_digits", PyLongObject, ob_digit);
     put("long_tagged", 0);
+#endif
+    put("long_shift", (long)PyLong_SHIFT);
+    put("long_digit_size", (long)sizeof(digit));
+#ifdef _PyLong_NON_SIZE_BITS
+    put("long_tag_size_shift", (long)_PyLong_NON_SIZE_BITS); /* lv_tag = ndigits << this | sign */
+#else
+    put("long_tag_size_shift", ABSENT);
 #endif
 }
 
@@ -396,6 +483,16 @@ static void probe_growth(void)
     OFF("list_allocated", PyListObject, allocated);
     OFF("set_fill", PySetObject, fill);
     OFF("set_smalltable", PySetObject, smalltable);
+    put("set_entry_size", (long)sizeof(setentry));
+    put("dict_entry_general", (long)sizeof(PyDictKeyEntry));
+    put("dict_entry_unicode", (long)sizeof(PyDictUnicodeEntry));
+    put("dict_kind_general", (long)DICT_KEYS_GENERAL);
+    put("dict_kind_split", (long)DICT_KEYS_SPLIT);
+    OFF("dictentry_hash", PyDictKeyEntry, me_hash);
+    OFF("dictentry_key", PyDictKeyEntry, me_key);
+    OFF("dictentry_value", PyDictKeyEntry, me_value);
+    OFF("dictunicode_key", PyDictUnicodeEntry, me_key);
+    OFF("dictunicode_value", PyDictUnicodeEntry, me_value);
 }
 
 static void probe_opcodes(void)

@@ -46,11 +46,13 @@
     X(gil_last_holder)                                                                         \
     X(gil_locked)                                                                              \
     X(gil_switch_number)                                                                       \
+    X(gil_size)                       /* constant: sizeof(struct _gil_runtime_state) */    \
     /* PyThreadState (cpython/pystate.h) */                                                    \
     X(tstate_prev)                                                                             \
     X(tstate_next)                                                                             \
     X(tstate_interp)                                                                           \
     X(tstate_status)                  /* 3.12+: _status bitfield word */                       \
+    X(tstate_status_active_bit)       /* constant, 3.12+: bit number of _status.active */  \
     X(tstate_state)                   /* 3.13+: attached/detached/suspended */                 \
     X(tstate_cframe)                  /* 3.11/3.12: pointer to _PyCFrame */                    \
     X(cframe_current_frame)           /* 3.11/3.12: _PyCFrame.current_frame */                 \
@@ -85,6 +87,9 @@
     X(frame_owner)                                                                             \
     X(frame_localsplus)                                                                        \
     X(frame_owner_cstack)             /* constant: FRAME_OWNED_BY_CSTACK, -1 if none */        \
+    X(frame_owner_thread)             /* constant: FRAME_OWNED_BY_THREAD */                \
+    X(frame_owner_generator)          /* constant: FRAME_OWNED_BY_GENERATOR */             \
+    X(frame_owner_max)                /* constant: the largest enum _frameowner value */   \
     X(frame_instr_is_current)         /* constant: 1 if frame_instr points at the running     \
                                          instruction (3.13), 0 if at the last started (3.11/12) */ \
     /* PyFrameObject */                                                                        \
@@ -106,6 +111,11 @@
     X(code_argcount)                                                                           \
     X(code_kwonlyargcount)                                                                     \
     X(code_flags)                     /* CO_VARARGS 0x4, CO_VARKEYWORDS 0x8 */                 \
+    X(co_varargs)                     /* constant: CO_VARARGS (cpython/code.h) */          \
+    X(co_varkeywords)                 /* constant: CO_VARKEYWORDS */                       \
+    X(co_fast_hidden)                 /* constant: CO_FAST_HIDDEN (pycore_code.h), 3.12+ */\
+    X(co_fast_cell)                   /* constant: CO_FAST_CELL */                         \
+    X(co_fast_free)                   /* constant: CO_FAST_FREE */                         \
     /* PyObject / PyVarObject / PyTypeObject / PyHeapTypeObject */                             \
     X(object_type)                                                                             \
     X(varobject_size)                                                                          \
@@ -125,10 +135,17 @@
     X(str_ascii_data)                                                                          \
     X(str_compact_data)                                                                        \
     X(str_legacy_data)                                                                         \
+    X(str_state_kind_shift)           /* constant: bit number of state.kind in str_state */\
+    X(str_state_kind_bits)            /* constant: width of state.kind */                  \
+    X(str_state_compact_shift)        /* constant: bit number of state.compact */          \
+    X(str_state_ascii_shift)          /* constant: bit number of state.ascii */            \
     /* PyLongObject */                                                                         \
     X(long_size)                      /* ob_size (3.11) or lv_tag (3.12+) */                   \
     X(long_digits)                                                                             \
     X(long_tagged)                    /* constant: 1 if long_size is lv_tag */                 \
+    X(long_shift)                     /* constant: PyLong_SHIFT, bits per digit */         \
+    X(long_digit_size)                /* constant: sizeof(digit) */                        \
+    X(long_tag_size_shift)            /* constant, 3.12+: _PyLong_NON_SIZE_BITS */         \
     /* PyBaseExceptionObject */                                                                \
     X(exc_args)                                                                                \
     X(exc_notes)                                                                               \
@@ -184,6 +201,9 @@
     X(task_loop)                                                                               \
     X(future_state)               /* FutureObj.fut_state */                                    \
     X(futureiter_future)                                                                       \
+    X(fut_state_pending)              /* constant: STATE_PENDING (enum fut_state) */       \
+    X(fut_state_cancelled)            /* constant: STATE_CANCELLED */                      \
+    X(fut_state_finished)             /* constant: STATE_FINISHED */                       \
     /* container sizes for growth (object.h, pycore_dict.h, listobject.h, setobject.h) */      \
     X(type_basicsize)                                                                          \
     X(gc_head_size)                   /* constant: sizeof(PyGC_Head) */                        \
@@ -195,9 +215,21 @@
     X(list_allocated)                                                                          \
     X(set_fill)                                                                                \
     X(set_smalltable)                                                                          \
+    X(set_entry_size)                 /* constant: sizeof(setentry) */                     \
+    X(dict_entry_general)             /* constant: sizeof(PyDictKeyEntry) */               \
+    X(dict_entry_unicode)             /* constant: sizeof(PyDictUnicodeEntry) */           \
+    X(dictentry_hash)                 /* PyDictKeyEntry.me_hash */                         \
+    X(dictentry_key)                                                                       \
+    X(dictentry_value)                                                                     \
+    X(dictunicode_key)                /* PyDictUnicodeEntry.me_key */                      \
+    X(dictunicode_value)                                                                   \
+    X(dict_kind_general)              /* constant: DICT_KEYS_GENERAL */                    \
+    X(dict_kind_split)                /* constant: DICT_KEYS_SPLIT, the largest kind */    \
     /* dequeobject, lru_cache_object (libpython's DWARF: Modules/_collections, _functools) */  \
     X(deque_leftindex)                                                                         \
     X(lru_cache_cache)                                                                         \
+    X(deque_blocklen)                 /* constant: BLOCKLEN, items per deque block */      \
+    X(deque_block_size)               /* constant: sizeof(block), BLOCKLEN items + 2 links */\
     /* tp_flags bits (Include/object.h) as bit numbers; absent: the version has no such flag */\
     X(tpflag_inline_values)           /* 3.13+: Py_TPFLAGS_INLINE_VALUES */                    \
     X(tpflag_managed_dict)                                                                     \
@@ -238,6 +270,15 @@ static inline uint64_t layout_tpflag(int32_t bit)
     return bit >= 0 && bit < 64 ? (uint64_t)1 << bit : 0;
 }
 
+/* Is the `active` bit (attached, holding its GIL: 3.12+) set in a thread state's _status word?
+ * False where the version has no such bit. */
+static inline bool layout_tstate_active(const struct layout *lay, uint32_t status)
+{
+    int32_t bit = lay->tstate_status_active_bit;
+
+    return bit >= 0 && bit < 32 && ((status >> (unsigned)bit) & 1u) != 0;
+}
+
 /*
  * The table for a PY_VERSION_HEX (only major.minor matter), or NULL when unsupported. The
  * returned table is static and immutable.
@@ -247,7 +288,7 @@ const struct layout *layout_for_version(uint32_t version_hex);
 /*
  * The supported versions: one generated table each (scripts/gen-layouts, whose MINORS is the one
  * hand-written list; src/cpython/layout_tables.h). layout_supported() spells them for messages
- * ("3.11, 3.12, 3.13", a static string); layout_table(i) is the i-th table, oldest first, for
+ * (the minors, comma-separated: a static string); layout_table(i) is the i-th table, oldest first, for
  * i < layout_table_count(), else NULL.
  */
 const char *layout_supported(void);

@@ -3,7 +3,7 @@
 #define PYSCOPE_LINETAB_H
 
 /*
- * Location tables (co_linetable, CPython 3.11-3.13, Objects/locations.md): decode a code
+ * Location tables (co_linetable, the format CPython 3.11 introduced, Objects/locations.md): decode a code
  * object's table once into a compact sorted array of ranges, then look up a code unit by binary
  * search. Pure functions over bytes already copied out of the target; every read is bounded by
  * the table length, varints by 5 bytes (CPython never writes more), entries by the cap below.

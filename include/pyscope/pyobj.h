@@ -42,6 +42,18 @@ int pyobj_str(const struct pyctx *c, uint64_t obj, char *buf, size_t cap, bool *
 int pyobj_bytes(const struct pyctx *c, uint64_t obj, size_t maxlen, uint8_t **data, size_t *len,
                 struct ps_err *err) PS_WARN_UNUSED;
 
+/*
+ * An int's sign (-1, 0, 1) and digit count from its size word, as the layout says it is kept:
+ * ob_size (signed digit count), or lv_tag where lay->long_tagged (ndigits << long_tag_size_shift
+ * | sign bits: 0 positive, 1 zero, 2 negative). -PS_ECORRUPT for sign bits 3; -PS_EVERSION when
+ * the layout's digits are not 2 or 4 bytes of at most that many bits (never decoded wrongly).
+ */
+int pyobj_long_shape(const struct layout *lay, uint64_t word, int *sign,
+                     uint64_t *ndigits) PS_WARN_UNUSED;
+
+/* Widen n little-endian digits of lay->long_digit_size bytes (2 or 4) at raw into out[n]. */
+void pyobj_long_digits(const struct layout *lay, const uint8_t *raw, size_t n, uint32_t *out);
+
 /* Read an int that fits int64 (checks PyLong_Type or bool). -PS_ELIMIT when it does not fit. */
 int pyobj_long(const struct pyctx *c, uint64_t obj, int64_t *out,
                struct ps_err *err) PS_WARN_UNUSED;

@@ -32,7 +32,7 @@
  * known by (thread state, ident, native id): a thread state or ident reused by a new thread
  * starts a new profile root. A thread state not yet bound to a thread (ident 0) is skipped.
  *
- * Idle: a thread is "active" when it holds its interpreter's GIL (read every tick, 3.11-3.13),
+ * Idle: a thread is "active" when it holds its interpreter's GIL (read every tick, every version),
  * or on 3.12+ when its thread state's _status "active" bit is set at the last re-list. A thread
  * running native code with the GIL released counts as idle (no /proc read on the hot path);
  * sample those with idle = true. With gil_only, only the GIL holder is sampled.

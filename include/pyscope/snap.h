@@ -26,6 +26,14 @@ struct snap_var {
     bool unreadable;  /* the read failed: shown as such, never an error for the dump */
 };
 
+/* Who owns a frame, as the snapshot says it for every version (the walker maps CPython's
+ * _frameowner byte through the layout's frame_owner_* values). */
+enum snap_owner {
+    SNAP_OWNER_THREAD = 0,       /* on the thread's data stack */
+    SNAP_OWNER_GENERATOR = 1,    /* a generator's or coroutine's */
+    SNAP_OWNER_FRAME_OBJECT = 2, /* kept alive by a frame object (a traceback's) */
+};
+
 struct snap_frame {
     const char *function; /* co_name */
     const char *qualname; /* co_qualname */
@@ -34,10 +42,10 @@ struct snap_frame {
     int end_line;
     int col; /* 0-based UTF-8 byte column as co_positions(); -1 unknown */
     int end_col;
-    uint64_t code_addr; /* target address of the code object */
-    bool is_entry;      /* first frame of a C->Python entry (a native frame sits below it) */
-    int owner;          /* 0 thread, 1 generator/coroutine, 2 frame object */
-    size_t nvars;       /* locals (only with --locals) */
+    uint64_t code_addr;    /* target address of the code object */
+    bool is_entry;         /* first frame of a C->Python entry (a native frame sits below it) */
+    enum snap_owner owner; /* who owns the frame (CPython's byte, version-free) */
+    size_t nvars;          /* locals (only with --locals) */
     struct snap_var *vars;
 };
 

@@ -29,8 +29,6 @@
 #include "pyscope/walk.h"
 
 #define THREAD_NAME_MAX 256
-/* _status bit 4 (3.12+): the thread is attached (CPython pycore_pystate.h / cpython/pystate.h) */
-#define TSTATE_STATUS_ACTIVE (1u << 4)
 
 /* Torn reads of one thread (walk_consistent): the last whole chain read and the longest
  * outer part two of them agreed on. WALK_MAX_DEPTH frames each, allocated at the first tear. */
@@ -214,7 +212,9 @@ static int resolve_frame(struct collector *c, const struct walk_frame *wf, struc
     sf->end_col = pos.end_col;
     sf->code_addr = wf->code_addr;
     sf->is_entry = wf->is_entry;
-    sf->owner = wf->owner;
+    sf->owner = wf->owner == (uint8_t)c->cx.lay->frame_owner_thread      ? SNAP_OWNER_THREAD
+                : wf->owner == (uint8_t)c->cx.lay->frame_owner_generator ? SNAP_OWNER_GENERATOR
+                                                                         : SNAP_OWNER_FRAME_OBJECT;
     return 0;
 }
 
@@ -261,7 +261,7 @@ static int collect_thread(struct collector *c, const struct walk_tstate *t, stru
     st->tstate_addr = t->addr;
     st->interp_id = t->interp_id;
     st->gil = wi && wi->gil_holder == t->addr;
-    st->active = t->has_status ? (t->status_bits & TSTATE_STATUS_ACTIVE) != 0 : st->gil;
+    st->active = t->has_status ? layout_tstate_active(c->cx.lay, t->status_bits) : st->gil;
     st->name = thread_name(c, t);
     rc = walk_consistent(c, t, st, &err);
     st->c_anchor = c->stack.cframe ? c->stack.cframe : c->stack.entry_shim;
@@ -279,15 +279,13 @@ static int collect_thread(struct collector *c, const struct walk_tstate *t, stru
     return 0;
 }
 
-/* Bytes of the GIL struct that hold its condition variables and mutex (3.11-3.13: cond @32,
- * mutex @80, switch_cond/mutex after; pycore_gil.h): a futex wait on an address in here is a
- * wait for the GIL. */
-#define GIL_WAIT_SPAN 256
-
-static bool waits_for_gil(const struct snap_os *os, const struct walk_interp *wi)
+/* A futex wait on an address inside the GIL struct (its condition variables and mutexes,
+ * pycore_gil.h; the layout's gil_size) is a wait for the GIL. */
+static bool waits_for_gil(const struct layout *lay, const struct snap_os *os,
+                          const struct walk_interp *wi)
 {
-    return wi && wi->gil && os->syscall == SYS_futex && os->syscall_arg0 >= wi->gil &&
-           os->syscall_arg0 < wi->gil + GIL_WAIT_SPAN;
+    return wi && wi->gil && lay->gil_size > 0 && os->syscall == SYS_futex &&
+           os->syscall_arg0 >= wi->gil && os->syscall_arg0 < wi->gil + (uint64_t)lay->gil_size;
 }
 
 static void collect_os(struct collector *c, struct snap_thread *st, const struct walk_interp *wi)
@@ -312,7 +310,7 @@ static void collect_os(struct collector *c, struct snap_thread *st, const struct
     }
     if (st->gil && (st->os.state == 'R' || st->os.syscall == -1))
         st->activity = snap_strdup(c->snap, "running");
-    else if (!st->gil && waits_for_gil(&st->os, wi))
+    else if (!st->gil && waits_for_gil(c->cx.lay, &st->os, wi))
         st->activity = snap_strdup(c->snap, "waiting for the GIL");
     else
         st->activity = snap_strdup(c->snap, procstat_activity(&st->os, buf, sizeof(buf)));

@@ -361,7 +361,7 @@ static int exc_tb_entry(const struct pyctx *c, struct snap *s, uint64_t tb, stru
     sf->col = pos.col;
     sf->end_col = pos.end_col;
     sf->code_addr = code;
-    sf->owner = 2;
+    sf->owner = SNAP_OWNER_FRAME_OBJECT;
     return 0;
 }
 

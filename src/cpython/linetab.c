@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Location tables (co_linetable, CPython 3.11-3.13; CPython Objects/locations.md and
+ * Location tables (co_linetable, the format CPython 3.11 introduced; CPython Objects/locations.md and
  * Objects/codeobject.c advance_with_locations()). Data flow: resolve copies a code object's
  * table out of the target, decodes it here once into a sorted array of ranges, caches it, and
  * looks instruction units up by binary search.
@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Entry forms (Include/cpython/code.h, _PyCodeLocationInfoKind, 3.11-3.13). */
+/* Entry forms (Include/cpython/code.h, _PyCodeLocationInfoKind, 3.11+). */
 enum {
     LT_FORM_SHORT_MAX = 9,  /* 0-9: same line, column bucket form*8 */
     LT_FORM_ONE_LINE0 = 10, /* 10-12: line += form-10, column bytes follow */

@@ -5,11 +5,11 @@
  * co_localspluskinds (bytes), the frame's localsplus slots in one read, and writes one snap_var
  * per bound variable with a repr from locals_repr.c.
  *
- * Kinds (CPython 3.11-3.13 Include/internal/pycore_code.h): CO_FAST_HIDDEN 0x10 (3.12+ inlined
- * comprehension), CO_FAST_LOCAL 0x20, CO_FAST_CELL 0x40, CO_FAST_FREE 0x80. Arguments are the
- * first co_argcount + co_kwonlyargcount slots plus one each for CO_VARARGS (0x4) and
- * CO_VARKEYWORDS (0x8) (Objects/codeobject.c). A cell or free slot holds a cell object once
- * MAKE_CELL/COPY_FREE_VARS ran; its content is ob_ref (NULL: unbound).
+ * Kinds (Include/internal/pycore_code.h; their bits are the layout's co_fast_*): hidden (an
+ * inlined comprehension's, 3.12+), local, cell, free. Arguments are the first co_argcount +
+ * co_kwonlyargcount slots plus one each for the CO_VARARGS and CO_VARKEYWORDS flags
+ * (Objects/codeobject.c). A cell or free slot holds a cell object once MAKE_CELL/COPY_FREE_VARS
+ * ran; its content is ob_ref (NULL: unbound).
  *
  * Everything read is bounded: co_nlocalsplus <= LOCALS_MAX_VARS and must equal both the names
  * tuple's and the kinds' lengths; names are capped strings; each value's repr is budgeted.
@@ -22,11 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CO_VARARGS     0x4u
-#define CO_VARKEYWORDS 0x8u
-#define CO_FAST_HIDDEN 0x10u
-#define CO_FAST_CELL   0x40u
-#define CO_FAST_FREE   0x80u
 /* Longest variable name kept (identifiers are short; the cap bounds garbage). */
 #define LOCALS_NAME_MAX 128
 /* Type names kept per var. */
@@ -40,7 +35,16 @@ struct code_vars {
     uint8_t *kinds;     /* n kind bytes */
     uint64_t *slots;    /* n frame slots */
     uint64_t cell_type; /* PyCell_Type once seen (recognised by tp_name "cell") */
+    unsigned cell;      /* the kind bits of a cell, a free and a hidden variable (layout) */
+    unsigned free;
+    unsigned hidden; /* 0 where the version has none */
 };
+
+/* A flag or kind bit of the layout as a mask: 0 when the version has none. */
+static unsigned layout_mask(int32_t bits)
+{
+    return bits > 0 ? (unsigned)bits : 0u;
+}
 
 static int read_i32(const struct pyctx *c, uint64_t addr, int32_t *out, struct ps_err *err)
 {
@@ -74,8 +78,12 @@ static int code_counts(const struct pyctx *c, uint64_t code, struct code_vars *v
                           "%d+%d arguments)",
                           code, (int)n, (int)argc, (int)kwonly);
     v->n = (size_t)n;
-    v->nargs = (size_t)argc + (size_t)kwonly + ((unsigned)flags & CO_VARARGS ? 1 : 0) +
-               ((unsigned)flags & CO_VARKEYWORDS ? 1 : 0);
+    v->nargs = (size_t)argc + (size_t)kwonly +
+               ((unsigned)flags & layout_mask(l->co_varargs) ? 1 : 0) +
+               ((unsigned)flags & layout_mask(l->co_varkeywords) ? 1 : 0);
+    v->cell = layout_mask(l->co_fast_cell);
+    v->free = layout_mask(l->co_fast_free);
+    v->hidden = layout_mask(l->co_fast_hidden);
     return 0;
 }
 
@@ -155,9 +163,9 @@ static const char *var_kind(const struct code_vars *v, size_t i)
 {
     if (i < v->nargs)
         return "arg";
-    if (v->kinds[i] & CO_FAST_FREE)
+    if (v->kinds[i] & v->free)
         return "free";
-    return v->kinds[i] & CO_FAST_CELL ? "cell" : "local";
+    return v->kinds[i] & v->cell ? "cell" : "local";
 }
 
 /* The value of slot i: cells dereferenced; 0 when unbound. -errno when a cell is unreadable. */
@@ -167,7 +175,7 @@ static int slot_value(const struct pyctx *c, struct code_vars *v, size_t i, uint
     uint64_t obj = v->slots[i];
 
     *value = obj;
-    if (!obj || !(v->kinds[i] & (CO_FAST_CELL | CO_FAST_FREE)) || !is_cell(c, v, obj))
+    if (!obj || !(v->kinds[i] & (v->cell | v->free)) || !is_cell(c, v, obj))
         return 0;
     return memsrc_read_u64(c->src, obj + (uint64_t)c->lay->cell_ref, value, &ignored);
 }
@@ -181,7 +189,7 @@ static bool one_var(const struct pyctx *c, struct code_vars *v, size_t i, struct
     uint64_t value = 0;
     int rc;
 
-    if (v->kinds[i] & CO_FAST_HIDDEN || !v->slots[i])
+    if (v->kinds[i] & v->hidden || !v->slots[i])
         return false;
     rc = slot_value(c, v, i, &value);
     if (rc == 0 && !value)

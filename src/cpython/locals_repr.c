@@ -33,8 +33,6 @@
 /* Room kept at the end of the buffer for "..." and the NUL. */
 #define REPR_TAIL 4
 /* PyLong digits are 30 bits (PYLONG_BITS_IN_DIGIT, the default on 64-bit builds). */
-#define LONG_SHIFT 30
-#define LONG_MASK  ((1u << LONG_SHIFT) - 1)
 
 struct rw {
     const struct pyctx *c;
@@ -273,28 +271,20 @@ static int repr_float(struct rw *w, uint64_t obj)
     return rc;
 }
 
-/* Sign (-1, 0, 1) and digit count of an int: lv_tag (3.12+) or signed ob_size (3.11). */
+/* Sign (-1, 0, 1) and digit count of an int (pyobj_long_shape). */
 static int long_shape(struct rw *w, uint64_t obj, int *sign, uint64_t *nd)
 {
     uint64_t word = 0;
     int rc = rw_u64(w, obj + (uint64_t)w->c->lay->long_size, &word);
 
-    if (rc < 0)
-        return rc;
-    if (w->c->lay->long_tagged > 0) {
-        *sign = (word & 3u) == 1 ? 0 : (word & 3u) == 2 ? -1 : 1;
-        *nd = word >> 3;
-        return (word & 3u) == 3 ? -PS_ECORRUPT : 0;
-    }
-    *sign = (int64_t)word < 0 ? -1 : word ? 1 : 0;
-    *nd = (int64_t)word < 0 ? (uint64_t)0 - word : word;
-    return 0;
+    return rc < 0 ? rc : pyobj_long_shape(w->c->lay, word, sign, nd);
 }
 
-/* Print base-2^30 digits (little-endian, consumed) in decimal: repeated division by 1e9. */
-static void long_decimal(struct rw *w, uint32_t *d, size_t nd, int sign)
+/* Print base-2^shift digits (little-endian, consumed; shift <= 32, so rem << shift | digit
+ * stays under 2^62) in decimal: repeated division by 1e9. */
+static void long_decimal(struct rw *w, uint32_t *d, size_t nd, unsigned shift, int sign)
 {
-    uint32_t *chunks = malloc((nd * 31 / 29 + 2) * sizeof(*chunks));
+    uint32_t *chunks = malloc((nd * 33 / 29 + 2) * sizeof(*chunks)); /* 1e9 holds 29.9 bits */
     size_t nc = 0;
 
     if (!chunks) {
@@ -305,7 +295,7 @@ static void long_decimal(struct rw *w, uint32_t *d, size_t nd, int sign)
         uint64_t rem = 0;
 
         for (size_t i = nd; i > 0; i--) {
-            uint64_t cur = rem << LONG_SHIFT | d[i - 1];
+            uint64_t cur = rem << shift | d[i - 1];
 
             d[i - 1] = (uint32_t)(cur / 1000000000u);
             rem = cur % 1000000000u;
@@ -322,29 +312,36 @@ static void long_decimal(struct rw *w, uint32_t *d, size_t nd, int sign)
 
 static int repr_int(struct rw *w, uint64_t obj, bool is_bool)
 {
+    const struct layout *lay = w->c->lay;
     uint32_t *d = NULL;
+    uint8_t *raw = NULL;
     uint64_t nd = 0;
     int sign = 0;
-    int rc = long_shape(w, obj, &sign, &nd);
+    int rc = long_shape(w, obj, &sign, &nd); /* the layout's digits checked: 2 or 4 bytes */
+    unsigned shift = (unsigned)lay->long_shift;
 
     if (rc == 0 && (sign == 0 || nd == 0)) {
         rw_puts(w, is_bool ? "False" : "0");
         return 0;
     }
     if (rc == 0 && nd > LOCALS_MAX_INT_DIGITS) {
-        rw_printf(w, "<int of %" PRIu64 " bits>", nd * LONG_SHIFT);
+        rw_printf(w, "<int of %" PRIu64 " bits>", nd * shift);
         return 0;
     }
     d = rc == 0 ? malloc(nd * sizeof(*d)) : NULL;
-    rc = rc == 0 && !d ? -ENOMEM : rc;
+    raw = d ? malloc(nd * (uint64_t)lay->long_digit_size) : NULL;
+    rc = rc == 0 && !raw ? -ENOMEM : rc;
     if (rc == 0)
-        rc = rw_read(w, obj + (uint64_t)w->c->lay->long_digits, d, nd * sizeof(*d));
+        rc = rw_read(w, obj + (uint64_t)lay->long_digits, raw, nd * (uint64_t)lay->long_digit_size);
+    if (rc == 0)
+        pyobj_long_digits(lay, raw, (size_t)nd, d);
     for (size_t i = 0; rc == 0 && i < nd; i++)
-        rc = d[i] > LONG_MASK ? -PS_ECORRUPT : 0;
+        rc = (uint64_t)d[i] >> shift ? -PS_ECORRUPT : 0;
     if (rc == 0 && is_bool)
         rw_puts(w, "True");
     else if (rc == 0)
-        long_decimal(w, d, (size_t)nd, sign);
+        long_decimal(w, d, (size_t)nd, shift, sign);
+    free(raw);
     free(d);
     return rc;
 }

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pyscope/layout.h"
 #include "pyscope/symtab.h"
 
 /* Name of the process for messages ("nginx"); the kernel caps comm at 16 bytes. */
@@ -320,15 +321,13 @@ static int locate_no_version(struct locate_ctx *c, bool has_runtime, struct ps_e
     if (has_runtime)
         return ps_err_set(err, -PS_EVERSION,
                           "process %d (%s) runs Python %s: %s has _PyRuntime "
-                          "but no Py_Version (added in 3.11); pyscope supports CPython 3.11 to "
-                          "3.13",
-                          (int)c->pid, c->comm, guess, info->image);
+                          "but no Py_Version (added in 3.11); pyscope supports CPython %s",
+                          (int)c->pid, c->comm, guess, info->image, layout_supported());
     if (info->shared)
         return ps_err_set(err, -PS_EVERSION,
                           "process %d (%s) maps %s, which has neither "
-                          "Py_Version nor _PyRuntime: Python %s; pyscope supports CPython 3.11 "
-                          "to 3.13",
-                          (int)c->pid, c->comm, info->image, guess);
+                          "Py_Version nor _PyRuntime: Python %s; pyscope supports CPython %s",
+                          (int)c->pid, c->comm, info->image, guess, layout_supported());
     return ps_err_set(err, -PS_ENOTPYTHON,
                       "process %d (%s) is not Python: no libpython3.* "
                       "mapping and no _PyRuntime symbol in %s; point pyscope at a CPython "

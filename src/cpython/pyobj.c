@@ -8,8 +8,8 @@
  * the layout table and the exported type addresses, then copy out a bounded amount of data.
  * Invariants: every object address is checked non-NULL and 8-byte aligned before use; every
  * length is checked against a cap before it sizes a read; every loop is bounded by a cap or by
- * the caller's buffer. Version differences come from struct layout only (str data offsets,
- * long_tagged); the tp_flags bits and the str state bits are the same in 3.11-3.13. Never
+ * the caller's buffer. Version differences come from struct layout only (str data offsets and
+ * state bits, long digits and tag, tp_flags bits). Never
  * allocates except where the header says so; no globals.
  */
 #include "pyscope/pyobj.h"
@@ -22,20 +22,20 @@
 
 #include "pyobj_int.h"
 
-/* PyASCIIObject.state bits (cpython/unicodeobject.h, 3.11-3.13): interned:2, kind:3,
- * compact:1, ascii:1, then ready (3.11) / statically_allocated (3.12+). */
-#define STR_KIND(state)    (((state) >> 2) & 7u)
-#define STR_COMPACT(state) (((state) >> 5) & 1u)
-#define STR_ASCII(state)   (((state) >> 6) & 1u)
+/* PyASCIIObject.state's bitfields (kind, compact, ascii) where the layout puts them. */
+#define STR_KIND(lay, state)                                                                       \
+    (((state) >> (unsigned)(lay)->str_state_kind_shift) &                                          \
+     ((1u << (unsigned)(lay)->str_state_kind_bits) - 1u))
+#define STR_COMPACT(lay, state) (((state) >> (unsigned)(lay)->str_state_compact_shift) & 1u)
+#define STR_ASCII(lay, state)   (((state) >> (unsigned)(lay)->str_state_ascii_shift) & 1u)
 
 /* No process holds a str of 2^40 characters (a TiB at one byte each): a bigger length is
  * garbage, not a long string to cut. */
 #define STR_LENGTH_SANE (INT64_C(1) << 40)
 /* Characters decoded per read (<= 1 KiB of UCS-4 on the stack). */
 #define STR_CHUNK_CHARS 256
-/* PyLong digits are 30-bit (PYLONG_BITS_IN_DIGIT on 64-bit builds); int64 needs <= 3. */
-#define LONG_DIGIT_BITS 30
-#define LONG_MAX_DIGITS 3
+/* Digits an int64 needs at 15 bits a digit, the smallest CPython builds with. */
+#define LONG_MAX_DIGITS 5
 /* Longest tp_name we copy; read in page-bounded pieces so we never cross into an unmapped
  * page past the NUL. */
 #define CSTR_PAGE 4096u
@@ -147,8 +147,9 @@ static int str_data_addr(const struct pyctx *c, uint64_t obj, uint32_t state, ui
 {
     const struct layout *lay = c->lay;
 
-    if (STR_COMPACT(state)) {
-        *data = obj + (uint64_t)(STR_ASCII(state) ? lay->str_ascii_data : lay->str_compact_data);
+    if (STR_COMPACT(lay, state)) {
+        *data =
+            obj + (uint64_t)(STR_ASCII(lay, state) ? lay->str_ascii_data : lay->str_compact_data);
         return 0;
     }
     /* Non-compact (str subclass instances, 3.11 legacy): PyUnicodeObject.data.any. */
@@ -174,19 +175,19 @@ static int str_parse(const struct pyctx *c, uint64_t obj, const uint8_t *hdr, st
     uint32_t state = 0;
 
     memcpy(&state, hdr + lay->str_state, sizeof(state));
-    si->kind = STR_KIND(state);
+    si->kind = STR_KIND(lay, state);
     if (si->kind != 1 && si->kind != 2 && si->kind != 4)
         return ps_err_set(err, -PS_ECORRUPT,
                           "str at 0x%" PRIx64 " has kind %u (state 0x%x), not 1, 2 or 4: torn "
                           "read, wrong layout, or a 3.11 string that is not ready",
                           obj, si->kind, state);
-    if (length < 0 || length >= STR_LENGTH_SANE || (STR_ASCII(state) && si->kind != 1))
+    if (length < 0 || length >= STR_LENGTH_SANE || (STR_ASCII(lay, state) && si->kind != 1))
         return ps_err_set(err, -PS_ECORRUPT,
                           "str at 0x%" PRIx64 " has length %" PRId64 " and state 0x%x, which "
                           "no real str has: torn read or wrong layout",
                           obj, length, state);
     si->length = length;
-    si->ascii = STR_ASCII(state) && STR_COMPACT(state);
+    si->ascii = STR_ASCII(lay, state) && STR_COMPACT(lay, state);
     return str_data_addr(c, obj, state, &si->data, err);
 }
 
@@ -370,9 +371,9 @@ static enum match_verdict match_classify(const struct pyctx *c, const uint8_t *h
     uint32_t state = 0;
 
     memcpy(&state, hdr + lay->str_state, sizeof(state));
-    if (!STR_COMPACT(state) || STR_KIND(state) == 0)
+    if (!STR_COMPACT(lay, state) || STR_KIND(lay, state) == 0)
         return MATCH_SLOW;
-    if (STR_ASCII(state) && pyobj_le64(hdr + lay->str_length) == len)
+    if (STR_ASCII(lay, state) && pyobj_le64(hdr + lay->str_length) == len)
         return MATCH_DATA;
     return MATCH_NO;
 }
@@ -503,20 +504,18 @@ free_buf:
     return rc;
 }
 
-/* Sign and digit count from ob_size (3.11) or lv_tag (3.12+: ndigits << 3 | sign, sign 0
- * positive, 1 zero, 2 negative; Include/cpython/longintrepr.h). */
-static int long_shape(const struct pyctx *c, uint64_t obj, uint64_t word, int *sign,
-                      uint64_t *ndigits, struct ps_err *err)
+int pyobj_long_shape(const struct layout *lay, uint64_t word, int *sign, uint64_t *ndigits)
 {
-    if (c->lay->long_tagged == 1) {
+    if ((lay->long_digit_size != 2 && lay->long_digit_size != 4) || lay->long_shift <= 0 ||
+        lay->long_shift > 8 * lay->long_digit_size ||
+        (lay->long_tagged == 1 && (lay->long_tag_size_shift < 2 || lay->long_tag_size_shift > 8)))
+        return -PS_EVERSION;
+    if (lay->long_tagged == 1) {
         unsigned s = (unsigned)(word & 3);
         if (s == 3)
-            return ps_err_set(err, -PS_ECORRUPT,
-                              "int at 0x%" PRIx64 " has lv_tag 0x%" PRIx64
-                              " with sign bits 3: torn read or wrong layout",
-                              obj, word);
+            return -PS_ECORRUPT;
         *sign = 1 - (int)s;
-        *ndigits = word >> 3;
+        *ndigits = word >> lay->long_tag_size_shift;
     } else {
         int64_t size = (int64_t)word;
         *sign = size > 0 ? 1 : size < 0 ? -1 : 0;
@@ -525,19 +524,49 @@ static int long_shape(const struct pyctx *c, uint64_t obj, uint64_t word, int *s
     return 0;
 }
 
-static int long_value(uint64_t obj, const uint32_t *digits, uint64_t nd, int sign, int64_t *out,
-                      struct ps_err *err)
+void pyobj_long_digits(const struct layout *lay, const uint8_t *raw, size_t n, uint32_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t d = 0;
+
+        for (int32_t b = lay->long_digit_size; b-- > 0;)
+            d = d << 8 | raw[i * (size_t)lay->long_digit_size + (size_t)b];
+        out[i] = d;
+    }
+}
+
+static int long_shape(const struct pyctx *c, uint64_t obj, uint64_t word, int *sign,
+                      uint64_t *ndigits, struct ps_err *err)
+{
+    int rc = pyobj_long_shape(c->lay, word, sign, ndigits);
+
+    if (rc == -PS_EVERSION)
+        return ps_err_set(err, rc,
+                          "the Python %s layout has int digits of %d bytes and %d bits, which "
+                          "pyscope does not decode",
+                          c->lay->name, c->lay->long_digit_size, c->lay->long_shift);
+    if (rc < 0)
+        return ps_err_set(err, rc,
+                          "int at 0x%" PRIx64 " has lv_tag 0x%" PRIx64
+                          " with sign bits 3: torn read or wrong layout",
+                          obj, word);
+    return 0;
+}
+
+/* Digits of `shift` bits each (1..32, checked by pyobj_long_shape), most significant last. */
+static int long_value(uint64_t obj, const uint32_t *digits, uint64_t nd, unsigned shift, int sign,
+                      int64_t *out, struct ps_err *err)
 {
     uint64_t mag = 0;
 
     for (uint64_t i = nd; i-- > 0;) {
-        if (digits[i] >> LONG_DIGIT_BITS)
+        if ((uint64_t)digits[i] >> shift)
             return ps_err_set(err, -PS_ECORRUPT,
-                              "int at 0x%" PRIx64 " has digit 0x%x over 30 bits: torn read", obj,
-                              digits[i]);
-        if (mag >> (64 - LONG_DIGIT_BITS))
+                              "int at 0x%" PRIx64 " has digit 0x%x over %u bits: torn read", obj,
+                              digits[i], shift);
+        if (mag >> (64 - shift))
             return ps_err_set(err, -PS_ELIMIT, "int at 0x%" PRIx64 " does not fit int64", obj);
-        mag = mag << LONG_DIGIT_BITS | digits[i];
+        mag = mag << shift | digits[i];
     }
     if (mag > (uint64_t)INT64_MAX + (sign < 0 ? 1u : 0u))
         return ps_err_set(err, -PS_ELIMIT, "int at 0x%" PRIx64 " does not fit int64", obj);
@@ -550,6 +579,7 @@ int pyobj_long(const struct pyctx *c, uint64_t obj, int64_t *out, struct ps_err 
     uint64_t word = 0;
     uint64_t nd = 0;
     uint32_t digits[LONG_MAX_DIGITS] = {0};
+    uint8_t raw[LONG_MAX_DIGITS * 4] = {0};
     int sign = 0;
     int rc = pyobj_check_type(c, obj, c->syms ? c->syms->long_type : 0,
                               PYOBJ_TPFLAG(c, long_subclass), "int", NULL, err);
@@ -568,9 +598,12 @@ int pyobj_long(const struct pyctx *c, uint64_t obj, int64_t *out, struct ps_err 
         return ps_err_set(err, nd ? -PS_ELIMIT : -PS_ECORRUPT,
                           "int at 0x%" PRIx64 " has %" PRIu64 " digits: %s", obj, nd,
                           nd ? "it does not fit int64" : "a non-zero int needs digits");
-    rc = memsrc_read(c->src, obj + (uint64_t)c->lay->long_digits, digits, nd * 4, err);
-    if (rc == 0)
-        rc = long_value(obj, digits, nd, sign, out, err);
+    rc = memsrc_read(c->src, obj + (uint64_t)c->lay->long_digits, raw,
+                     (size_t)nd * (size_t)c->lay->long_digit_size, err);
+    if (rc == 0) {
+        pyobj_long_digits(c->lay, raw, (size_t)nd, digits);
+        rc = long_value(obj, digits, nd, (unsigned)c->lay->long_shift, sign, out, err);
+    }
     return rc;
 }
 

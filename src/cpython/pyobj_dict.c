@@ -2,8 +2,9 @@
 /*
  * Dicts, instance attributes and modules out of target memory (see pyobj.h).
  *
- * A dict is read as a "view": its keys object (PyDictKeysObject, pycore_dict.h 3.11-3.13) gives
- * the entry kind (0 general: hash, key, value; 1 str and 2 split: key, value), dk_nentries and
+ * A dict is read as a "view": its keys object (PyDictKeysObject, pycore_dict.h) gives the entry
+ * kind (general: hash, key, value; str and split: key, value; kinds and entry shapes from the
+ * layout), dk_nentries and
  * the size of the index table (1 << dk_log2_index_bytes) that sits between the header and the
  * entries; a split dict takes its values from a separate PyDictValues array. We never use the
  * index table: lookups scan the entries linearly (str keys are compared by text, because the
@@ -26,25 +27,22 @@
 
 #include "pyobj_int.h"
 
-/* Dict kinds (DictKeysKind, pycore_dict.h). */
-enum {
-    DICT_KEYS_GENERAL = 0,
-    DICT_KEYS_UNICODE = 1,
-    DICT_KEYS_SPLIT = 2
-};
-/* Entry sizes: PyDictKeyEntry {hash, key, value}, PyDictUnicodeEntry {key, value}. */
-#define DICT_GENERAL_ENTRY 24u
-#define DICT_UNICODE_ENTRY 16u
+/* The largest dict entry we read (the layout's dict_entry_general is 24: hash, key, value); a
+ * layout with larger entries is refused, never read past a buffer. */
+#define DICT_ENTRY_MAX 32u
 /* An index table larger than 2^34 bytes would index more entries than the cap allows. */
 #define DICT_LOG2_INDEX_MAX 34
 /* tp_dictoffset beyond 1 MiB is garbage (it is a small offset inside the instance). */
 #define DICT_OFFSET_MAX (1 << 20)
 
 struct dict_view {
-    uint64_t addr;    /* the dict, or the object whose values we view (messages only) */
-    uint64_t entries; /* first entry */
-    uint64_t values;  /* first value slot of a split dict, else 0 */
-    size_t entry_size;
+    uint64_t addr;     /* the dict, or the object whose values we view (messages only) */
+    uint64_t entries;  /* first entry */
+    uint64_t values;   /* first value slot of a split dict, else 0 */
+    size_t entry_size; /* the kind's entry: PyDictKeyEntry or PyDictUnicodeEntry */
+    int32_t hash_off;  /* in an entry; -1: none (unicode keys keep the hash in the str) */
+    int32_t key_off;
+    int32_t value_off;
     size_t n; /* entries to scan */
     int kind;
 };
@@ -59,10 +57,10 @@ struct dict_chunk {
 
 /* ---- views --------------------------------------------------------------------------------- */
 
-static int keys_check(uint64_t keys, int kind, unsigned log2_index, int64_t nentries,
-                      struct ps_err *err)
+static int keys_check(const struct layout *lay, uint64_t keys, int kind, unsigned log2_index,
+                      int64_t nentries, struct ps_err *err)
 {
-    if (kind < DICT_KEYS_GENERAL || kind > DICT_KEYS_SPLIT || log2_index > DICT_LOG2_INDEX_MAX ||
+    if (kind < 0 || kind > lay->dict_kind_split || log2_index > DICT_LOG2_INDEX_MAX ||
         nentries < 0 || (uint64_t)nentries > (UINT64_C(1) << log2_index))
         return ps_err_set(err, -PS_ECORRUPT,
                           "dict keys at 0x%" PRIx64 " are inconsistent (kind %d, log2 index "
@@ -89,6 +87,23 @@ static int values_cap(const struct pyctx *c, uint64_t values, size_t *n, struct 
     return rc;
 }
 
+/* The entry shape of v->kind from the layout: -PS_EVERSION when it does not fit DICT_ENTRY_MAX. */
+static int entry_geometry(const struct layout *lay, struct dict_view *v)
+{
+    bool general = v->kind == lay->dict_kind_general;
+    int32_t size = general ? lay->dict_entry_general : lay->dict_entry_unicode;
+
+    v->hash_off = general ? lay->dictentry_hash : LAYOUT_ABSENT;
+    v->key_off = general ? lay->dictentry_key : lay->dictunicode_key;
+    v->value_off = general ? lay->dictentry_value : lay->dictunicode_value;
+    if (size <= 0 || (uint32_t)size > DICT_ENTRY_MAX || v->key_off < 0 || v->value_off < 0 ||
+        v->key_off > size - 8 || v->value_off > size - 8 || (general && v->hash_off < 0) ||
+        v->hash_off > size - 8)
+        return -PS_EVERSION;
+    v->entry_size = (size_t)size;
+    return 0;
+}
+
 /*
  * View over keys object `keys` and, for a split dict or instance values, the PyDictValues
  * at `values` (0 otherwise). `owner` names the dict or object in messages.
@@ -111,8 +126,8 @@ static int view_open(const struct pyctx *c, uint64_t owner, uint64_t keys, uint6
         return rc;
     v->kind = hdr[lay->dictkeys_kind];
     nentries = (int64_t)pyobj_le64(hdr + lay->dictkeys_nentries);
-    rc = keys_check(keys, v->kind, hdr[lay->dictkeys_log2_index_bytes], nentries, err);
-    if (rc == 0 && (v->kind == DICT_KEYS_SPLIT) != (values != 0))
+    rc = keys_check(lay, keys, v->kind, hdr[lay->dictkeys_log2_index_bytes], nentries, err);
+    if (rc == 0 && (v->kind == lay->dict_kind_split) != (values != 0))
         rc = ps_err_set(err, -PS_ECORRUPT,
                         "dict at 0x%" PRIx64 " has keys of kind %d %s a values array: torn "
                         "read or wrong layout",
@@ -123,7 +138,12 @@ static int view_open(const struct pyctx *c, uint64_t owner, uint64_t keys, uint6
     v->n = (size_t)nentries;
     v->entries = keys + (uint64_t)lay->dictkeys_indices +
                  (UINT64_C(1) << hdr[lay->dictkeys_log2_index_bytes]);
-    v->entry_size = v->kind == DICT_KEYS_GENERAL ? DICT_GENERAL_ENTRY : DICT_UNICODE_ENTRY;
+    rc = entry_geometry(lay, v);
+    if (rc < 0)
+        return ps_err_set(err, rc,
+                          "the Python %s layout has dict entries pyscope cannot read "
+                          "(over %u bytes or fields outside them)",
+                          lay->name, DICT_ENTRY_MAX);
     v->values = values ? values + (uint64_t)lay->dictvalues_values : 0;
     return values ? values_cap(c, values, &v->n, err) : 0;
 }
@@ -149,7 +169,7 @@ static int dict_open(const struct pyctx *c, uint64_t dict, struct dict_view *v, 
 static int chunk_read(const struct pyctx *c, const struct dict_view *v, size_t first,
                       struct dict_chunk *ch, struct ps_err *err)
 {
-    uint8_t ent[PYOBJ_MATCH_BATCH * DICT_GENERAL_ENTRY];
+    uint8_t ent[PYOBJ_MATCH_BATCH * DICT_ENTRY_MAX];
     uint8_t val[PYOBJ_MATCH_BATCH * 8];
     size_t n = v->n - first < PYOBJ_MATCH_BATCH ? v->n - first : PYOBJ_MATCH_BATCH;
     struct memsrc_iov iov[2] = {
@@ -162,16 +182,15 @@ static int chunk_read(const struct pyctx *c, const struct dict_view *v, size_t f
         return rc;
     for (size_t i = 0; i < n; i++) {
         const uint8_t *e = ent + i * v->entry_size;
-        bool general = v->kind == DICT_KEYS_GENERAL;
-        ch->hash[i] = general ? pyobj_le64(e) : 0;
-        ch->key[i] = pyobj_le64(e + (general ? 8 : 0));
-        ch->value[i] = v->values ? pyobj_le64(val + i * 8) : pyobj_le64(e + (general ? 16 : 8));
+        ch->hash[i] = v->hash_off >= 0 ? pyobj_le64(e + v->hash_off) : 0;
+        ch->key[i] = pyobj_le64(e + v->key_off);
+        ch->value[i] = v->values ? pyobj_le64(val + i * 8) : pyobj_le64(e + v->value_off);
     }
     ch->n = n;
     return 0;
 }
 
-/* Keep only live entries (key and value set: deleted ones are NULL in 3.11-3.13). */
+/* Keep only live entries (key and value set: a deleted one has a NULL key or value). */
 static void chunk_compact(struct dict_chunk *ch)
 {
     size_t m = 0;
@@ -269,7 +288,7 @@ static int chunk_hashes(const struct pyctx *c, const struct dict_view *v,
         hash[i] = ch->hash[i];
         iov[i] = (struct memsrc_iov){ch->key[i] + (uint64_t)c->lay->str_hash, &hash[i], 8};
     }
-    return v->kind == DICT_KEYS_GENERAL ? 0 : memsrc_readv(c->src, iov, ch->n, err);
+    return v->hash_off >= 0 ? 0 : memsrc_readv(c->src, iov, ch->n, err);
 }
 
 static int find_hash_chunk(const struct pyctx *c, const struct dict_view *v,

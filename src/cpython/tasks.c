@@ -41,10 +41,6 @@
 #define MAX_LOOPS 256
 /* Longest task name kept (characters beyond are cut). */
 #define NAME_MAX_BYTES 256
-/* fut_state values (Modules/_asynciomodule.c, 3.11-3.13): STATE_PENDING, _CANCELLED, _FINISHED */
-#define FUT_PENDING   0
-#define FUT_CANCELLED 1
-#define FUT_FINISHED  2
 
 const char *tasks_state_name(enum snap_task_state state)
 {
@@ -310,6 +306,18 @@ static size_t hdr_len(const struct layout *l)
     return (size_t)m + 8;
 }
 
+/* A raw fut_state through the layout's values (absent ones match nothing). */
+static enum tasks_fut fut_state(const struct layout *l, int64_t raw)
+{
+    if (l->fut_state_pending >= 0 && raw == l->fut_state_pending)
+        return TASKS_FUT_PENDING;
+    if (l->fut_state_cancelled >= 0 && raw == l->fut_state_cancelled)
+        return TASKS_FUT_CANCELLED;
+    if (l->fut_state_finished >= 0 && raw == l->fut_state_finished)
+        return TASKS_FUT_FINISHED;
+    return TASKS_FUT_UNKNOWN;
+}
+
 static void hdr_parse(const struct layout *l, const uint8_t *b, struct tasks_hdr *h)
 {
     h->type = le64(b + l->object_type);
@@ -317,7 +325,7 @@ static void hdr_parse(const struct layout *l, const uint8_t *b, struct tasks_hdr
     h->coro = le64(b + l->task_coro);
     h->name = le64(b + l->task_name);
     h->fut_waiter = le64(b + l->task_fut_waiter);
-    h->state = (int)(le64(b + l->task_state) & 0xffffffffu);
+    h->state = fut_state(l, (int64_t)(le64(b + l->task_state) & 0xffffffffu));
 }
 
 /* Read one batch of headers; a batch that fails is retried task by task (dead ones dropped). */
@@ -363,7 +371,7 @@ static int hdrs_read(struct tasks_ctx *x, struct ps_err *err)
             const struct tasks_type *t = NULL;
             struct tasks_hdr *h = &x->hdrs[at + i];
 
-            if (!ok[i] || h->state < FUT_PENDING || h->state > FUT_FINISHED)
+            if (!ok[i] || h->state == TASKS_FUT_UNKNOWN)
                 continue;
             rc = tasks_type_of(x, h->type, &t, err);
             if (rc == -ENOMEM)
@@ -393,7 +401,7 @@ static int mark_running_cb(uint64_t key, uint64_t value, void *arg)
     struct tasks_ctx *x = arg;
     struct tasks_hdr *h = hdr_find(x, value);
 
-    if (h && h->loop == key && h->state == FUT_PENDING)
+    if (h && h->loop == key && h->state == TASKS_FUT_PENDING)
         h->running = true;
     return 0;
 }
@@ -412,9 +420,9 @@ static enum snap_task_state hdr_state(const struct tasks_hdr *h)
 {
     if (h->running)
         return SNAP_TASK_RUNNING;
-    if (h->state == FUT_CANCELLED)
+    if (h->state == TASKS_FUT_CANCELLED)
         return SNAP_TASK_CANCELLED;
-    return h->state == FUT_FINISHED ? SNAP_TASK_DONE : SNAP_TASK_PENDING;
+    return h->state == TASKS_FUT_FINISHED ? SNAP_TASK_DONE : SNAP_TASK_PENDING;
 }
 
 /* Listing rank: running, pending, done, cancelled. */
@@ -538,7 +546,7 @@ static int task_running(struct tasks_ctx *x, const struct tasks_hdr *h, struct s
                          h->coro + (uint64_t)x->lay->gen_iframe + (uint64_t)x->lay->frame_code,
                          &code, err);
     for (size_t i = 0; rc == 0 && i < th->nframes; i++)
-        if (th->frames[i].code_addr == code && th->frames[i].owner == 1)
+        if (th->frames[i].code_addr == code && th->frames[i].owner == SNAP_OWNER_GENERATOR)
             frame = (long)i; /* the outermost: frames outside it belong to the loop */
     if (rc < 0)
         return rc;

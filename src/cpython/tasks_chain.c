@@ -116,7 +116,7 @@ static int frame_fill(struct tasks_ctx *x, const struct code_info *ci, int64_t u
     f->col = pos.col;
     f->end_col = pos.end_col;
     f->code_addr = ci->addr;
-    f->owner = 1; /* FRAME_OWNED_BY_GENERATOR */
+    f->owner = SNAP_OWNER_GENERATOR;
     return 0;
 }
 
@@ -243,8 +243,8 @@ static int chain_unwrap(struct tasks_ctx *x, uint64_t *obj, const struct tasks_t
         if (rc == 0 && inner == 0)
             return 0; /* an exhausted iterator: nothing further */
     } else if ((*t)->kind == TK_ASEND) {
-        /* PyAsyncGenASend {PyObject_HEAD; PyAsyncGenObject *ags_gen; ...} (genobject.c,
-         * 3.11-3.13 DWARF: @16): the first field after the object header, whose size is
+        /* PyAsyncGenASend {PyObject_HEAD; PyAsyncGenObject *ags_gen; ...} (genobject.c;
+         * @16 in the DWARF of every supported build): the first field after the object header, whose size is
          * where PyVarObject puts ob_size. */
         rc = memsrc_read_u64(x->c->src, *obj + (uint64_t)x->lay->varobject_size, &inner, err);
     } else {

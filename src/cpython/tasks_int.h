@@ -38,10 +38,18 @@ struct tasks_type {
     char name[64]; /* for awaits_type */
 };
 
+/* A future's state (enum fut_state of _asynciomodule.c, whose values are the layout's). */
+enum tasks_fut {
+    TASKS_FUT_UNKNOWN = -1, /* none of the layout's values: garbage or a dead task */
+    TASKS_FUT_PENDING,
+    TASKS_FUT_CANCELLED,
+    TASKS_FUT_FINISHED,
+};
+
 /* The fields of a task read in bulk. */
 struct tasks_hdr {
     uint64_t addr, type, loop, coro, name, fut_waiter;
-    int state; /* fut_state: 0 pending, 1 cancelled, 2 finished (_asynciomodule.c) */
+    enum tasks_fut state; /* the task's fut_state, mapped through the layout */
     bool running;
 };
 

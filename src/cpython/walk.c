@@ -28,10 +28,7 @@
 _Static_assert(TIDMAP_MAX_THREADS >= WALK_MAX_THREADS, "every listed thread can be mapped");
 
 /* Bytes of a thread state / interpreter / frame we copy: enough for the furthest field. */
-#define WALK_BLOCK_MAX           1024
-#define FRAME_OWNED_BY_THREAD    0
-#define FRAME_OWNED_BY_GENERATOR 1
-#define FRAME_OWNER_MAX          3
+#define WALK_BLOCK_MAX 1024
 
 struct chunk_copy {
     uint64_t start;
@@ -57,7 +54,8 @@ struct chunk_copy {
  * KiB), into a buffer of WALK_SPEC_CODE_BYTES; codes that do not fit are read precisely. */
 #define WALK_CODE_GROUP      4096
 #define WALK_SPEC_CODE_BYTES (32u << 10)
-#define WALK_FRAME_COPY      128 /* bytes of a speculated frame: frame_len() is 78 on 3.11-3.13 */
+#define WALK_FRAME_COPY                                                                            \
+    128 /* bytes of a speculated frame; a longer frame_len() is not speculated */
 
 struct walk_hint {
     uint64_t tstate;
@@ -603,7 +601,7 @@ static int chain_frames(const struct pyctx *c, struct walk_stack *st, const stru
         prev = get64(blk, l->frame_previous);
         if (steps == 1)
             st->top_instr = get64(blk, l->frame_instr);
-        if (owner > FRAME_OWNER_MAX || prev == f)
+        if (owner > (uint8_t)l->frame_owner_max || prev == f)
             return ps_err_set(err, -PS_ECORRUPT, "frame 0x%llx is invalid (owner %u)",
                               (unsigned long long)f, owner);
         if (l->frame_owner_cstack >= 0 && owner == (uint8_t)l->frame_owner_cstack) {
@@ -622,7 +620,7 @@ static int chain_frames(const struct pyctx *c, struct walk_stack *st, const stru
                           "the frame chain was cut while it was read (it ends at a frame of "
                           "owner %u, not at the thread's first evaluation-loop entry)",
                           owner);
-    if (steps > 0 && LAYOUT_HAS(l, frame_is_entry) && owner != FRAME_OWNED_BY_THREAD)
+    if (steps > 0 && LAYOUT_HAS(l, frame_is_entry) && owner != (uint8_t)l->frame_owner_thread)
         return entries_match_cframes(c, tstate, st->cframe, nentries, err);
     return 0;
 }
@@ -716,7 +714,7 @@ static int finish_frames(const struct pyctx *c, struct walk_stack *st, const siz
                               (unsigned long long)wf.fp.size);
         wf.unit = diff / 2;
         /* _PyFrame_IsIncomplete: still in the prologue, before the first RESUME. */
-        if (wf.owner != FRAME_OWNED_BY_GENERATOR && wf.unit < wf.fp.firsttraceable) {
+        if (wf.owner != (uint8_t)c->lay->frame_owner_generator && wf.unit < wf.fp.firsttraceable) {
             if (wf.is_entry && out > 0)
                 st->frames[out - 1].is_entry = true;
             continue;

@@ -27,18 +27,12 @@
 
 #include "growth_int.h"
 
-/* Dict constants (Objects/dictobject.c, pycore_dict.h 3.11-3.13). */
+/* Bounds of a sane dict's log2 size: CPython's PyDict_LOG_MINSIZE (Objects/dictobject.c, in no
+ * header, so not in the layout tables: a validation bound only) and a size no dict reaches. The
+ * entry sizes, kinds and deque block shape are the layout's (dict_entry_*, deque_block*). */
 #define DICT_LOG2_MIN      3
 #define DICT_LOG2_MAX      40
-#define DICT_KIND_MAX      2   /* general, unicode, split */
-#define DICT_ENTRY_GENERAL 24u /* PyDictKeyEntry */
-#define DICT_ENTRY_UNICODE 16u /* PyDictUnicodeEntry */
 #define USABLE_FRACTION(n) (((n) << 1) / 3)
-/* deque blocks (Modules/_collectionsmodule.c 3.11-3.13): BLOCKLEN items + two links. */
-#define DEQUE_BLOCKLEN    64
-#define DEQUE_BLOCK_BYTES ((uint64_t)(DEQUE_BLOCKLEN + 2) * 8)
-/* setentry {key, hash} (Include/cpython/setobject.h). */
-#define SET_ENTRY_BYTES 16
 /* Larger lengths are garbage: no container holds 2^40 items. */
 #define LEN_MAX (INT64_C(1) << 40)
 
@@ -227,7 +221,7 @@ static int decode_dict(const struct growth *g, const struct growth_entry *e, con
 
     if ((!empty &&
          (log2 < DICT_LOG2_MIN || log2 > DICT_LOG2_MAX || log2i < log2 || log2i > log2 + 3)) ||
-        kind > DICT_KIND_MAX)
+        kind > (unsigned)l->dict_kind_split)
         return READ_TORN;
     frac = USABLE_FRACTION(INT64_C(1) << log2);
     if (used < 0 || nent < 0 || usable < 0 || used > nent || nent > frac || usable > frac - nent)
@@ -238,7 +232,9 @@ static int decode_dict(const struct growth *g, const struct growth_entry *e, con
         r->size += (uint64_t)(nent + usable) * 8;
     if (refcnt == 1)
         r->size += (uint64_t)l->dictkeys_size + (UINT64_C(1) << log2i) +
-                   (uint64_t)frac * (kind == 0 ? DICT_ENTRY_GENERAL : DICT_ENTRY_UNICODE);
+                   (uint64_t)frac * (uint64_t)(kind == (unsigned)l->dict_kind_general
+                                                   ? l->dict_entry_general
+                                                   : l->dict_entry_unicode);
     return READ_OK;
 }
 
@@ -268,7 +264,7 @@ static int decode_set(const struct growth *g, const struct growth_entry *e, cons
     r->length = used;
     r->size = e->f.basicsize + (uint64_t)l->gc_head_size;
     if (table != e->f.addr + (uint64_t)l->set_smalltable)
-        r->size += ((uint64_t)mask + 1) * SET_ENTRY_BYTES;
+        r->size += ((uint64_t)mask + 1) * (uint64_t)l->set_entry_size;
     return READ_OK;
 }
 
@@ -278,11 +274,13 @@ static int decode_deque(const struct growth *g, const struct growth_entry *e, co
     const struct layout *l = g->lay;
     int64_t len = word(h, l->varobject_size), left = word(h, l->deque_leftindex);
 
-    if (len < 0 || len > LEN_MAX || left < 0 || left >= DEQUE_BLOCKLEN)
+    int64_t blocklen = l->deque_blocklen; /* > 0: check_fields */
+
+    if (len < 0 || len > LEN_MAX || left < 0 || left >= blocklen)
         return READ_TORN;
     r->length = len;
     r->size = e->f.basicsize + (uint64_t)l->gc_head_size +
-              (uint64_t)((left + len + DEQUE_BLOCKLEN - 1) / DEQUE_BLOCKLEN) * DEQUE_BLOCK_BYTES;
+              (uint64_t)((left + len + blocklen - 1) / blocklen) * (uint64_t)l->deque_block_size;
     return READ_OK;
 }
 
@@ -599,12 +597,14 @@ static size_t span(const int32_t *offs, size_t n)
 static int check_fields(const struct layout *l, struct ps_err *err)
 {
     const int32_t need[] = {
-        l->object_type,     l->varobject_size,    l->type_basicsize,  l->type_flags,
-        l->type_dict,       l->module_dict,       l->interp_modules,  l->dict_used,
-        l->dict_keys,       l->dict_values,       l->dictkeys_refcnt, l->dictkeys_log2_size,
-        l->dictkeys_usable, l->dictkeys_nentries, l->list_items,      l->list_allocated,
-        l->set_fill,        l->set_used,          l->set_mask,        l->set_table,
-        l->set_smalltable,  l->deque_leftindex,   l->lru_cache_cache, l->gc_head_size};
+        l->object_type,     l->varobject_size,     l->type_basicsize,     l->type_flags,
+        l->type_dict,       l->module_dict,        l->interp_modules,     l->dict_used,
+        l->dict_keys,       l->dict_values,        l->dictkeys_refcnt,    l->dictkeys_log2_size,
+        l->dictkeys_usable, l->dictkeys_nentries,  l->list_items,         l->list_allocated,
+        l->set_fill,        l->set_used,           l->set_mask,           l->set_table,
+        l->set_smalltable,  l->deque_leftindex,    l->lru_cache_cache,    l->gc_head_size,
+        l->set_entry_size,  l->dict_entry_general, l->dict_entry_unicode, l->dict_kind_general,
+        l->dict_kind_split, l->deque_blocklen,     l->deque_block_size};
 
     for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
         if (need[i] < 0)
@@ -612,6 +612,11 @@ static int check_fields(const struct layout *l, struct ps_err *err)
                               "the Python %s layout lacks a field growth needs (#%zu); "
                               "regenerate the layouts with scripts/gen-layouts",
                               l->name, i);
+    if (l->deque_blocklen == 0)
+        return ps_err_set(err, -PS_EVERSION,
+                          "the Python %s layout says a deque block holds no items; regenerate "
+                          "the layouts with scripts/gen-layouts",
+                          l->name);
     return 0;
 }
 

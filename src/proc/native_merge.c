@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The interpreter's evaluation function (3.11-3.13), including GCC's split ".cold" part. */
+/* The interpreter's evaluation function, including GCC's split ".cold" part. */
 #define NATIVE_EVAL_SYMBOL "_PyEval_EvalFrameDefault"
-/* The GIL acquisition function (Python/ceval_gil.c, 3.11-3.13; static, so from .symtab). */
+/* The GIL acquisition function (Python/ceval_gil.c; static, so from .symtab). */
 #define NATIVE_GIL_SYMBOL "take_gil"
 
 static bool sym_is(const char *sym, const char *name)

@@ -30,9 +30,6 @@
 #include "pyscope/linetab.h"
 #include "pyscope/target.h"
 
-/* _status bit 4 (3.12+): the thread state is active, i.e. attached and holding its GIL
- * (CPython Include/cpython/pystate.h, 3.12 and 3.13). */
-#define TSTATE_STATUS_ACTIVE (1u << 4)
 /* Probe slots per thread: status, frame holder (cframe or frame), frame via cframe, instr. */
 #define PROBE_PER_THREAD 4
 /* Walks per thread and tick before a moving stack counts as torn. */
@@ -856,7 +853,8 @@ static bool selected(const struct sampler *s, const struct sinterp *in, const st
                      bool *active, bool *gil)
 {
     *gil = in && in->locked == 1 && in->holder == t->ts.addr;
-    *active = *gil || (t->ts.has_status && t->probe_ok && (t->status & TSTATE_STATUS_ACTIVE));
+    *active =
+        *gil || (t->ts.has_status && t->probe_ok && layout_tstate_active(s->cx.lay, t->status));
     return (s->opts.idle || *active) && (!s->opts.gil_only || *gil);
 }
 

@@ -4,7 +4,7 @@
  * tasks module lists the target's tasks (tasks_collect into a throwaway snapshot, at most
  * SAMPLER_TASKS_MAX, running ones first) and we keep, sorted, each task's coroutine address
  * (its task_coro field, read in one scatter read) with its name. A walked stack's coroutine
- * frames (owner 1: the frame lives inside its coroutine object, at coro + gen_iframe) are
+ * frames (owned by a generator: the frame lives inside its coroutine object, at coro + gen_iframe) are
  * looked up innermost first; the first hit is the running task (an eager task started inside
  * another one is the innermost), and the stack is counted under a "task: NAME" node between
  * the thread's base and its frames. A task created after the last re-list is attributed from
@@ -91,7 +91,8 @@ uint32_t sampler_tasks_base(struct sampler *s, const struct sthread *t)
     uint32_t f;
 
     for (size_t i = 0; s->ntasks && i < s->st.n && !k; i++)
-        if (s->st.frames[i].owner == 1 && s->st.frames[i].frame_addr > off)
+        if (s->st.frames[i].owner == (uint8_t)s->cx.lay->frame_owner_generator &&
+            s->st.frames[i].frame_addr > off)
             k = task_of(s, s->st.frames[i].frame_addr - off);
     if (!k)
         return t->base_node;

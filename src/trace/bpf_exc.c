@@ -4,7 +4,7 @@
  * is compiled by clang at build time (CMake) and embedded here with .incbin, then opened with
  * libbpf's bpf_object__open_mem: no file to find at run time, no skeleton generator needed.
  * Before loading, the program's read-only configuration (struct exc_bpf_cfg) is filled from
- * the target's layout table and symbols, so one object serves 3.11-3.13.
+ * the target's layout table and symbols, so one object serves every supported version.
  *
  * Safety: the uprobe is attached through a bpf_link owned by this process; the kernel removes
  * the probe when the link's fd closes, so no death of pyscope can leave anything behind in the

@@ -27,7 +27,7 @@ KEEP = []
 
 
 def ghost_object():
-    """An object whose type's tp_name (offset 24 in every 3.11-3.13 PyTypeObject) is 0x10."""
+    """An object whose type's tp_name (offset 24: after PyObject_VAR_HEAD, every 64-bit build) is 0x10."""
     fake_type = ctypes.create_string_buffer(1024)
     header = ctypes.cast(fake_type, ctypes.POINTER(ctypes.c_uint64))
     header[0] = 1 << 40          # ob_refcnt

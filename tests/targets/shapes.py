@@ -16,7 +16,7 @@ SIGUSR1, so the kernel always delivers it to the main thread, whose time.sleep()
 runs the handler and goes back to sleep on the same line.
 
 If the threads do not all park within the deadline, TRUTH_PATH gets {"error": ...} instead.
-Runs on CPython 3.11, 3.12 and 3.13 (uses co_qualname and co_positions).
+Runs on every supported CPython (3.11+: uses co_qualname and co_positions).
 """
 
 import functools

@@ -16,7 +16,7 @@ followed down, each frame's function, file and f_lineno), the running task's cha
 thread stack from the innermost frame out to its coroutine frame. Then the runner calls a plain
 function that crunches a little and parks in lock.acquire() on a lock held forever: the loop stays
 in that known state (runner running, every other task suspended) until the process is killed.
-Runs on CPython 3.11, 3.12 and 3.13.
+Runs on every supported CPython.
 """
 
 import asyncio

@@ -252,6 +252,54 @@ static void test_tpflags_measured(void **state)
     assert_true(layout_tpflag(must_get(0x030c0000)->tpflag_type_subclass) == (1ull << 31));
 }
 
+/* The constants readers take from the tables instead of typing them (CPython's headers and
+ * DWARF: cpython/unicodeobject.h, longintrepr.h, pycore_dict.h, setobject.h, pycore_frame.h,
+ * code.h, pycore_code.h, _collectionsmodule.c, _asynciomodule.c), as read in CPython's source. */
+static void test_constants_measured(void **state)
+{
+    static const struct expect common[] = {
+        {"str_state_kind_shift", 2},  {"str_state_kind_bits", 3},   {"str_state_compact_shift", 5},
+        {"str_state_ascii_shift", 6}, {"long_shift", 30},           {"long_digit_size", 4},
+        {"dict_entry_general", 24},   {"dict_entry_unicode", 16},   {"dictentry_hash", 0},
+        {"dictentry_key", 8},         {"dictentry_value", 16},      {"dictunicode_key", 0},
+        {"dictunicode_value", 8},     {"dict_kind_general", 0},     {"dict_kind_split", 2},
+        {"set_entry_size", 16},       {"deque_blocklen", 64},       {"deque_block_size", 528},
+        {"frame_owner_thread", 0},    {"frame_owner_generator", 1}, {"co_varargs", 4},
+        {"co_varkeywords", 8},        {"co_fast_cell", 0x40},       {"co_fast_free", 0x80},
+        {"fut_state_pending", 0},     {"fut_state_cancelled", 1},   {"fut_state_finished", 2},
+    };
+    static const struct expect only_3_11[] = {
+        {"frame_owner_max", 2}, /* FRAME_OWNED_BY_FRAME_OBJECT: no C-stack owner yet */
+        {"tstate_status_active_bit", LAYOUT_ABSENT},
+        {"co_fast_hidden", LAYOUT_ABSENT},
+        {"long_tag_size_shift", LAYOUT_ABSENT},
+    };
+    static const struct expect since_3_12[] = {
+        {"frame_owner_max", 3}, /* FRAME_OWNED_BY_CSTACK */
+        {"tstate_status_active_bit", 4},
+        {"co_fast_hidden", 0x10},
+        {"long_tag_size_shift", 3},
+    };
+    static const uint32_t versions[] = {0x030b07f0, 0x030c01f0, 0x030d00f0};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+        const struct layout *lay = must_get(versions[i]);
+
+        check_values(lay, common, sizeof(common) / sizeof(common[0]));
+        if (i == 0)
+            check_values(lay, only_3_11, sizeof(only_3_11) / sizeof(only_3_11[0]));
+        else
+            check_values(lay, since_3_12, sizeof(since_3_12) / sizeof(since_3_12[0]));
+        /* The GIL struct holds every GIL field the walker reads. */
+        assert_true(lay->gil_size > lay->gil_switch_number && lay->gil_size > lay->gil_locked);
+    }
+    /* The active bit is tested where the layout puts it, and never on a version without one. */
+    assert_true(layout_tstate_active(must_get(0x030c0000), 1u << 4));
+    assert_false(layout_tstate_active(must_get(0x030c0000), ~(1u << 4)));
+    assert_false(layout_tstate_active(must_get(0x030b0000), ~0u));
+}
+
 /* Fields a version lacks must read as absent, or code would follow garbage offsets. */
 static void test_absent_fields(void **state)
 {
@@ -285,7 +333,7 @@ int main(void)
         cmocka_unit_test(test_field_access),     cmocka_unit_test(test_names_and_indices_agree),
         cmocka_unit_test(test_3_11_measured),    cmocka_unit_test(test_3_12_measured),
         cmocka_unit_test(test_3_13_measured),    cmocka_unit_test(test_absent_fields),
-        cmocka_unit_test(test_tpflags_measured),
+        cmocka_unit_test(test_tpflags_measured), cmocka_unit_test(test_constants_measured),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -29,6 +29,8 @@
 
 #include <cmocka.h>
 
+#include "pyscope/layout.h"
+
 #define PYENV            "/root/.pyenv/versions/"
 #define DEBIAN_PY        "/usr/bin/python3.11"
 #define READY_TIMEOUT_MS 30000
@@ -164,13 +166,18 @@ static int run_locate(struct fixture *fx)
     return locate_python(fx->pid, &fx->maps, fx->info, &fx->err);
 }
 
-/* Read a type object's tp_name (PyTypeObject.tp_name @24, Include/cpython/object.h 3.11-3.13). */
-static void check_tp_name(pid_t pid, uint64_t type_addr, const char *want)
+/* Read a type object's tp_name (PyTypeObject.tp_name: the layout's type_name). */
+static void check_tp_name(pid_t pid, uint32_t version_hex, uint64_t type_addr, const char *want)
 {
+    const struct layout *lay = layout_for_version(version_hex);
     uint64_t name_addr = 0;
     char name[32] = {0};
     struct iovec local = {&name_addr, sizeof(name_addr)};
-    struct iovec remote = {(void *)(uintptr_t)(type_addr + 24), sizeof(name_addr)};
+    struct iovec remote;
+
+    assert_non_null(lay);
+    remote = (struct iovec){(void *)(uintptr_t)(type_addr + (uint64_t)lay->type_name),
+                            sizeof(name_addr)};
 
     assert_int_equal(process_vm_readv(pid, &local, 1, &remote, 1, 0), sizeof(name_addr));
     local = (struct iovec){name, sizeof(name) - 1};
@@ -237,8 +244,8 @@ static void check_python(void **state, const char *python, bool shared)
     if (!shared)
         assert_int_equal(in->bias, 0); /* Debian's python3.11 is not PIE */
     check_syms(fx);
-    check_tp_name(fx->pid, in->syms.code_type, "code");
-    check_tp_name(fx->pid, in->syms.unicode_type, "str");
+    check_tp_name(fx->pid, in->version_hex, in->syms.code_type, "code");
+    check_tp_name(fx->pid, in->version_hex, in->syms.unicode_type, "str");
     if (in->version_hex >= 0x030d0000) { /* _Py_DebugOffsets.cookie, pycore_runtime.h 3.13 */
         char cookie[8];
         struct iovec l = {cookie, sizeof(cookie)};
@@ -337,7 +344,7 @@ static void test_deleted_executable(void **state)
     assert_false(fx->info->shared);
     assert_string_equal(fx->info->version, "3.11.2");
     check_syms(fx);
-    check_tp_name(fx->pid, fx->info->syms.code_type, "code");
+    check_tp_name(fx->pid, fx->info->version_hex, fx->info->syms.code_type, "code");
 }
 
 static void test_not_python(void **state)
