@@ -106,6 +106,13 @@ int bpf_exc_allowed(struct ps_err *err)
 
 /* ---- configuration from the layout ---------------------------------------------------------- */
 
+/* 1 << bit for a bit of a 32-bit str state word; 0 when the layout has no such bit (then the
+ * program takes no str as compact and leaves strings to user space). */
+static __u32 state_bit(int32_t bit)
+{
+    return bit >= 0 && bit < 32 ? 1u << (unsigned)bit : 0u;
+}
+
 static int bpf_exc_cfg(const struct pyproc *pp, const char *type_filter, struct exc_bpf_cfg *c,
                        struct ps_err *err)
 {
@@ -137,6 +144,11 @@ static int bpf_exc_cfg(const struct pyproc *pp, const char *type_filter, struct 
         .str_state = l->str_state,
         .str_ascii_data = l->str_ascii_data,
         .str_compact_data = l->str_compact_data,
+        .str_kind_shift = state_bit(l->str_state_kind_shift) ? (__u32)l->str_state_kind_shift : 0,
+        .str_kind_mask = state_bit(l->str_state_kind_bits) ? state_bit(l->str_state_kind_bits) - 1u
+                                                           : 0u, /* no kind bits: no strs */
+        .str_compact_mask = state_bit(l->str_state_compact_shift),
+        .str_ascii_mask = state_bit(l->str_state_ascii_shift),
         .runtime_tstate_current = l->runtime_tstate_current,
         .runtime_interpreters_main = l->runtime_interpreters_main,
         .interp_gil_ptr = l->interp_gil_ptr,

@@ -220,6 +220,17 @@ static __always_inline void copy_chained(struct exc_bpf_rec *r, __u64 other)
     copy_type(r, blob64(r, copy_range(r, other + cfg.object_type, 8), 0));
 }
 
+/* The kind (1, 2 or 4 bytes a character) of a compact str from its state word, else 0 (not
+ * compact: user space reads it). The bits are where the layout says (cfg.str_*). */
+static __always_inline __u32 compact_kind(__u32 state)
+{
+    __u32 kind = (state >> cfg.str_kind_shift) & cfg.str_kind_mask;
+
+    if (!(state & cfg.str_compact_mask) || (kind != 1 && kind != 2 && kind != 4))
+        return 0;
+    return kind;
+}
+
 /* A str object (compact forms): its header and up to 200 characters of text. */
 static __always_inline void copy_str(struct exc_bpf_rec *r, __u64 s)
 {
@@ -231,10 +242,10 @@ static __always_inline void copy_str(struct exc_bpf_rec *r, __u64 s)
         return;
     length = blob64(r, at, cfg.str_length);
     state = (__u32)blob64(r, at, cfg.str_state);
-    kind = (state >> 2) & 7;
-    if (!(state & (1u << 5)) || (kind != 1 && kind != 2 && kind != 4))
-        return; /* not compact: user space reads it */
-    data = s + ((state & (1u << 6)) ? cfg.str_ascii_data : cfg.str_compact_data);
+    kind = compact_kind(state);
+    if (!kind)
+        return;
+    data = s + ((state & cfg.str_ascii_mask) ? cfg.str_ascii_data : cfg.str_compact_data);
     if (length > 199)
         length = 199;
     copy_range(r, data, (__u32)length * kind);
@@ -420,16 +431,17 @@ static __always_inline void code_str(struct exc_bpf_code_rec *c, __u64 s)
     if (at < 0 || code_blob64(c, at, cfg.object_type) != cfg.unicode_type)
         return;
     state = (__u32)code_blob64(c, at, cfg.str_state);
-    kind = (state >> 2) & 7;
-    if (!(state & (1u << 5)) || (kind != 1 && kind != 2 && kind != 4))
-        return; /* not compact: user space reads it */
+    kind = compact_kind(state);
+    if (!kind)
+        return;
     len = code_blob64(c, at, cfg.str_length);
     if (len > EXC_BPF_CODE_STR_MAX)
         len = EXC_BPF_CODE_STR_MAX;
     len *= kind;
     if (len > EXC_BPF_CODE_STR_MAX)
         len = EXC_BPF_CODE_STR_MAX;
-    code_copy(c, s + ((state & (1u << 6)) ? cfg.str_ascii_data : cfg.str_compact_data), (__u32)len);
+    code_copy(c, s + ((state & cfg.str_ascii_mask) ? cfg.str_ascii_data : cfg.str_compact_data),
+              (__u32)len);
 }
 
 /*

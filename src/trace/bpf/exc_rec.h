@@ -54,6 +54,8 @@ struct exc_bpf_cfg {
     __s32 type_name, type_flags;
     __s32 tuple_items;
     __s32 str_length, str_state, str_ascii_data, str_compact_data;
+    /* the str state word's bitfields (the layout's str_state_*): kind = state >> shift & mask */
+    __u32 str_kind_shift, str_kind_mask, str_compact_mask, str_ascii_mask;
     /* thread-state fallback for a thread not in the tid map: 3.11 the runtime's current
      * thread state; 3.12+ the main interpreter's GIL holder (the raising thread holds it) */
     __s32 runtime_tstate_current;
