@@ -9,10 +9,16 @@ and the raising thread's CPU time in the raise+catch part (kernel time included:
 and its BPF program cost the thread, without the scheduling noise of a loaded machine).
 DEPTH (default 1): the Python stack depth the raises happen at (a kernel-side reader's cost
 grows with the frames it copies).
+
+SECONDS 0: raise until killed, without waiting for SIGUSR1 (a long-running target for
+alternating windows); RESULT_PATH is then a 32-byte file the same figures are published in
+every millisecond, as "<Qddd" (raises, raise seconds, wall, raise CPU seconds) written whole.
 """
 
 import json
+import mmap
 import signal
+import struct
 import sys
 import time
 
@@ -27,15 +33,27 @@ def main():
     at_depth(depth, run)
 
 
+def publisher():
+    """A function publishing (n, spent, wall, cpu) into RESULT_PATH's mapping (stream mode)."""
+    with open(sys.argv[4], "wb") as f:
+        f.write(bytes(32))
+    with open(sys.argv[4], "r+b") as f:
+        shared = mmap.mmap(f.fileno(), 32)
+    return lambda *figures: struct.pack_into("<Qddd", shared, 0, *figures)
+
+
 def run():
     rate, seconds = float(sys.argv[1]), float(sys.argv[2])
+    publish = publisher() if seconds == 0 else None
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
     with open(sys.argv[3], "w", encoding="utf-8") as ready:
         ready.write("ready")
-    signal.sigwait({signal.SIGUSR1})
+    if not publish:
+        signal.sigwait({signal.SIGUSR1})
     clock = time.perf_counter
     start = clock()
-    end, step, spent, cpu, n = start + seconds, 1.0 / rate, 0.0, 0.0, 0
+    end = start + seconds if seconds else float("inf")
+    step, spent, cpu, n, next_pub = 1.0 / rate, 0.0, 0.0, 0, start
     slot = start
     while slot < end:
         c0 = time.thread_time()
@@ -48,6 +66,9 @@ def run():
         cpu += time.thread_time() - c0
         n += 1
         slot += step
+        if publish and slot >= next_pub:
+            publish(n, spent, clock() - start, cpu)
+            next_pub = slot + 0.001
         while clock() < slot:
             pass
     with open(sys.argv[4], "w", encoding="utf-8") as out:
