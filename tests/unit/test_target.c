@@ -613,10 +613,16 @@ static bool trap_never(void *ctx, pid_t tid, const siginfo_t *si)
 static const struct target_trap_test tkill_traps = {.is_trap = trap_is_tkill};
 static const struct target_trap_test no_traps = {.is_trap = trap_never};
 
-/* The victim's spin counters, read from its memory; false once it is gone. */
-static bool victim_spins_read(pid_t pid, unsigned long out[SPIN_THREADS])
+/* A copy of the victim's victim_spins. */
+struct spin_counts {
+    unsigned long n[SPIN_THREADS];
+};
+_Static_assert(sizeof(struct spin_counts) == sizeof(victim_spins), "one copy of the counters");
+
+/* The victim's spin counters, read from its memory into *out; false once it is gone. */
+static bool victim_spins_read(pid_t pid, struct spin_counts *out)
 {
-    struct iovec local = {.iov_base = out, .iov_len = sizeof(victim_spins)};
+    struct iovec local = {.iov_base = out->n, .iov_len = sizeof(victim_spins)};
     struct iovec remote = {.iov_base = (void *)victim_spins, .iov_len = sizeof(victim_spins)};
 
     return process_vm_readv(pid, &local, 1, &remote, 1, 0) == (ssize_t)sizeof(victim_spins);
@@ -625,7 +631,7 @@ static bool victim_spins_read(pid_t pid, unsigned long out[SPIN_THREADS])
 struct survival {
     pid_t pid;
     unsigned spinners; /* bits 1 << SPIN_*: the threads that must run */
-    unsigned long before[SPIN_THREADS];
+    struct spin_counts before;
     int status;
     bool died;
 };
@@ -634,16 +640,16 @@ struct survival {
 static bool ran_or_died(void *arg)
 {
     struct survival *s = arg;
-    unsigned long now[SPIN_THREADS];
+    struct spin_counts now;
 
     if (waitpid(s->pid, &s->status, WNOHANG) == s->pid) {
         s->died = true;
         return true;
     }
-    if (!victim_spins_read(s->pid, now))
+    if (!victim_spins_read(s->pid, &now))
         return false; /* dying: the next round reaps it */
     for (int i = 0; i < SPIN_THREADS; i++)
-        if ((s->spinners & (1u << i)) && now[i] == s->before[i])
+        if ((s->spinners & (1u << i)) && now.n[i] == s->before.n[i])
             return false;
     return true;
 }
@@ -661,7 +667,7 @@ static void assert_victim_survived(struct victim *v, unsigned spinners)
 {
     struct survival s = {.pid = v->pid, .spinners = spinners};
 
-    (void)victim_spins_read(v->pid, s.before); /* gone already: ran_or_died reaps it */
+    (void)victim_spins_read(v->pid, &s.before); /* gone already: ran_or_died reaps it */
     if (!test_wait_until(ran_or_died, &s))
         fail_msg("the victim's spinners did not run within the hang guard (%d s)", test_guard_s());
     if (s.died || waitpid(v->pid, &s.status, WNOHANG) == v->pid) {
