@@ -352,8 +352,8 @@ static void test_deleted_executable(void **state)
     check_tp_name(fx->pid, fx->info->version_hex, fx->info->syms.code_type, "code");
 }
 
-/* True once child *pid sits in sleep(1)'s own pause or nanosleep: its exec is complete (the CLOEXEC pipe
- * closes before the kernel renames the task and maps the new image). */
+/* True once child *pid sits in sleep(1)'s own pause or nanosleep: its exec is complete (the
+ * CLOEXEC pipe closes before the kernel renames the task and maps the new image). */
 static bool sleeping_in_sleep(void *arg)
 {
     const pid_t pid = *(const pid_t *)arg;

@@ -411,8 +411,9 @@ static void test_proc_self(void **state)
     assert_int_equal(p.status.ppid, getppid());
 }
 
-/* True once child *pid, named "sleep", sits in sleep(1)'s pause or nanosleep: its exec is complete (the
- * kernel renames the task before it sets up the new image's arguments, so comm alone is early). */
+/* True once child *pid, named "sleep", sits in sleep(1)'s pause or nanosleep: its exec is
+ * complete (the kernel renames the task before it sets up the new image's arguments, so comm
+ * alone is early). */
 static bool sleeping_in_sleep(void *arg)
 {
     const pid_t pid = *(const pid_t *)arg;
