@@ -10,7 +10,11 @@ Targets (tests/targets/) write their own ground truth atomically and park. `laun
 waits for its truth file by polling the file (state, with a deadline; never a bare sleep), and at
 teardown asserts that the target is alive (where expected), not stopped and not traced, then kills
 and reaps it. `pyscope(...)` runs the binary (PYSCOPE_BIN, default build/pyscope) with a 30 s
-timeout and fails the test on a hang, a signal or an undocumented exit code.
+(scaled) timeout and fails the test on a hang, a signal or an undocumented exit code.
+
+Timeouts here are hang guards, never measurements: each is multiplied by
+PYSCOPE_TEST_TIMEOUT_SCALE (ctest sets it from CMakeLists.txt: 5 in the sanitizer build, 1
+otherwise; unset means 1), so a slow build on a busy machine is not a failure.
 """
 
 import functools
@@ -33,7 +37,22 @@ DUMP_SCHEMA = ROOT / "docs" / "schema" / "dump.schema.json"
 PYSCOPE_BIN = Path(os.environ.get("PYSCOPE_BIN") or ROOT / "build" / "pyscope")
 
 IN_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
-PYSCOPE_TIMEOUT_S = 30.0
+
+
+def _timeout_scale():
+    raw = os.environ.get("PYSCOPE_TEST_TIMEOUT_SCALE") or "1"
+    try:
+        scale = float(raw)
+    except ValueError:
+        scale = 0.0
+    if scale < 1:
+        raise pytest.UsageError(f"PYSCOPE_TEST_TIMEOUT_SCALE={raw!r}: want a number >= 1")
+    return scale
+
+
+# The multiplier of every hang guard (CMakeLists.txt's PYSCOPE_TEST_TIMEOUT_SCALE, via ctest).
+TIMEOUT_SCALE = _timeout_scale()
+PYSCOPE_TIMEOUT_S = 30.0 * TIMEOUT_SCALE
 
 # A suite started as a background job of a non-interactive shell inherits SIGINT ignored, and
 # an ignored signal stays ignored across exec: targets would never see Ctrl-C (no
@@ -41,7 +60,7 @@ PYSCOPE_TIMEOUT_S = 30.0
 # reset to the default at exec, so handling it here gives every child the default.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
-TARGET_READY_S = 30.0
+TARGET_READY_S = 30.0 * TIMEOUT_SCALE
 
 # Exit codes of the CLI contract.
 RC_OK, RC_PARTIAL, RC_ERROR, RC_PERM, RC_NOTPY, RC_VERSION, RC_NOPROC, RC_USAGE = \
@@ -95,7 +114,7 @@ def _debian_python(version):
     if not os.access(path, os.X_OK):
         return None, f"{path} (Debian's python{minor}, apt package python{minor}) is missing"
     probe = subprocess.run([path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                           capture_output=True, text=True, timeout=30)
+                           capture_output=True, text=True, timeout=PYSCOPE_TIMEOUT_S)
     if probe.stdout.strip() != minor:
         return None, f"{path} is Python {probe.stdout.strip()}, not {minor}"
     return path, None
@@ -111,14 +130,14 @@ def _resolve_python(version):
         return None, f"{FIND_PYTHON.relative_to(ROOT)} is missing or not executable"
     try:
         found = subprocess.run([str(FIND_PYTHON), version], capture_output=True, text=True,
-                               timeout=30)
+                               timeout=PYSCOPE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return None, f"scripts/find-python {version} hung"
     path = found.stdout.strip()
     if found.returncode != 0 or not path:
         return None, f"no Python {version} found by scripts/find-python: {found.stderr.strip()}"
     probe = subprocess.run([path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                           capture_output=True, text=True, timeout=30)
+                           capture_output=True, text=True, timeout=PYSCOPE_TIMEOUT_S)
     if probe.stdout.strip() != version:
         return None, f"scripts/find-python {version} gave {path}, which is {probe.stdout.strip()}"
     return path, None
@@ -216,14 +235,14 @@ def hardware_breakpoints_fire():
     show it."""
     require_pyscope()
     child = subprocess.Popen([sys.executable, "-c",
-                              "import sys, time; print('ready', flush=True); time.sleep(60)"],
+                              "import signal; print('ready', flush=True); signal.pause()"],
                              stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
         child.stdout.readline()
         proc = subprocess.run([str(PYSCOPE_BIN), "exceptions", "--json", "--mechanism", "perf",
                                "--duration", "1", str(child.pid)],
-                              stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
-                              check=False)
+                              stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=2 * PYSCOPE_TIMEOUT_S, check=False)
         for line in proc.stdout.decode(errors="replace").splitlines():
             try:
                 rec = json.loads(line)
@@ -285,7 +304,7 @@ def validate_dump_json(path):
     assert VALIDATE_JSON.is_file(), f"{VALIDATE_JSON} is missing"
     assert DUMP_SCHEMA.is_file(), f"{DUMP_SCHEMA} is missing"
     proc = subprocess.run([sys.executable, str(VALIDATE_JSON), str(DUMP_SCHEMA), str(path)],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=2 * PYSCOPE_TIMEOUT_S)
     assert proc.returncode == 0, f"schema validation failed:\n{proc.stdout}\n{proc.stderr}"
 
 
@@ -408,7 +427,7 @@ class Target:
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=PYSCOPE_TIMEOUT_S)
 
 
 @pytest.fixture
@@ -456,7 +475,7 @@ def static_pyscope():
     if given:
         return given
     built = subprocess.run([str(ROOT / "scripts" / "build-static"), str(ROOT / "build-static")],
-                           capture_output=True, text=True, timeout=900)
+                           capture_output=True, text=True, timeout=900 * TIMEOUT_SCALE)
     assert built.returncode == 0, f"scripts/build-static failed:\n{built.stdout}\n{built.stderr}"
     return built.stdout.strip().splitlines()[-1]
 

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -226,9 +227,11 @@ static pid_t child(bool wait_for_signal)
 
         (void)sigemptyset(&none);
         (void)pthread_sigmask(SIG_SETMASK, &none, NULL);
+        /* waits for the test's signal however long it takes; dies with the test binary */
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (wait_for_signal)
-            for (int i = 0; i < 600; i++) /* bounded: the test kills it well before */
-                (void)sleep(1);
+            for (;;)
+                (void)pause();
         _exit(7);
     }
     return pid;

@@ -5,15 +5,15 @@
  * the runtime and checks the result against what the interpreter said about itself and against
  * its memory (type names read through the resolved PyCode_Type/PyUnicode_Type, 3.13's
  * _Py_DebugOffsets cookie). Exec completion and readiness are observed on pipes, never by
- * sleeping. Children are killed and reaped in teardown. A missing interpreter fails under
- * CI=true and skips otherwise.
+ * sleeping (the only bound is the hang guard of support/guard.h). Children park until killed and
+ * reaped in teardown, or until the test binary dies (PR_SET_PDEATHSIG). A missing interpreter
+ * fails under CI=true and skips otherwise.
  */
 #include "pyscope/locate.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -22,22 +22,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "guard.h"
 #include "pyscope/layout.h"
+#include "pyscope/procstat.h"
 
-#define PYENV            "/root/.pyenv/versions/"
-#define DEBIAN_PY        "/usr/bin/python3.11"
-#define READY_TIMEOUT_MS 30000
+#define PYENV     "/root/.pyenv/versions/"
+#define DEBIAN_PY "/usr/bin/python3.11"
 
 static const char py_script[] =
-    "import sys,time; sys.stdout.write('%s %d\\n' % (sys.version.split()[0], sys.hexversion)); "
-    "sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)";
+    "import signal,sys; sys.stdout.write('%s %d\\n' % (sys.version.split()[0], sys.hexversion)); "
+    "sys.stdout.write('ready\\n'); sys.stdout.flush(); signal.pause()";
 
 struct fixture {
     pid_t pid;
@@ -109,6 +112,8 @@ static void spawn(struct fixture *fx, char *const argv[])
     fx->pid = fork();
     assert_true(fx->pid >= 0);
     if (fx->pid == 0) {
+        /* parks until teardown kills it; a crashed test binary takes it along */
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
         (void)dup2(out[1], STDOUT_FILENO);
         execv(argv[0], argv);
         e = errno;
@@ -131,15 +136,15 @@ static void wait_ready(struct fixture *fx)
     char buf[sizeof(fx->line)];
     size_t used = 0;
     char *ready;
-    struct pollfd p = {.fd = fx->out, .events = POLLIN};
 
     for (;;) {
         buf[used] = '\0';
         ready = strstr(buf, "ready\n");
         if (ready)
             break;
-        if (poll(&p, 1, READY_TIMEOUT_MS) != 1)
-            fail_msg("child %d did not print ready within %d ms", (int)fx->pid, READY_TIMEOUT_MS);
+        if (!test_wait_readable(fx->out))
+            fail_msg("child %d did not print ready within the hang guard (%d s)", (int)fx->pid,
+                     test_guard_s());
         ssize_t n = read(fx->out, buf + used, sizeof(buf) - 1 - used);
         if (n <= 0)
             fail_msg("child %d closed stdout before ready (got \"%s\")", (int)fx->pid, buf);
@@ -347,12 +352,28 @@ static void test_deleted_executable(void **state)
     check_tp_name(fx->pid, fx->info->version_hex, fx->info->syms.code_type, "code");
 }
 
+/* True once child *pid sits in sleep(1)'s own pause or nanosleep: its exec is complete (the
+ * CLOEXEC pipe closes before the kernel renames the task and maps the new image). */
+static bool sleeping_in_sleep(void *arg)
+{
+    const pid_t pid = *(const pid_t *)arg;
+    struct snap_os os;
+
+    return procstat_thread_os(pid, pid, &os, NULL) == 0 && os.state == 'S' &&
+           strcmp(os.comm, "sleep") == 0 &&
+           (os.syscall == SYS_pause || os.syscall == SYS_clock_nanosleep ||
+            os.syscall == SYS_nanosleep || os.syscall == -2 /* /proc/PID/syscall needs root */);
+}
+
 static void test_not_python(void **state)
 {
     struct fixture *fx = *state;
-    char *argv[] = {(char *)"/bin/sleep", (char *)"60", NULL};
+    char *argv[] = {(char *)"/bin/sleep", (char *)"infinity", NULL};
 
     spawn(fx, argv);
+    if (!test_wait_until(sleeping_in_sleep, &fx->pid))
+        fail_msg("sleep %d did not reach its pause or nanosleep within the hang guard (%d s)",
+                 (int)fx->pid, test_guard_s());
     assert_int_equal(run_locate(fx), -PS_ENOTPYTHON);
     assert_int_equal(fx->err.code, -PS_ENOTPYTHON);
     assert_non_null(strstr(fx->err.msg, "(sleep)"));

@@ -2,7 +2,9 @@
 /*
  * procstat tests: the /proc parsers with hostile text (a comm full of ')' and spaces, missing
  * lines, garbage), the activity texts, and the live readers on ourselves and on forked
- * children whose state we control (a child blocked in read on a pipe, an exec'd sleep).
+ * children whose state we control (a child blocked in read on a pipe, an exec'd sleep). The
+ * children's states are polled in /proc (the kernel gives no event) with a hang guard only
+ * (support/guard.h), never for a time.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -14,33 +16,37 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "guard.h"
 #include "pyscope/procstat.h"
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)ms * 1000000L};
+struct want_state {
+    pid_t pid, tid;
+    char want;
+};
 
-    (void)nanosleep(&ts, NULL);
+static bool in_state(void *arg)
+{
+    const struct want_state *w = arg;
+    char st = '?';
+
+    return procstat_state(w->pid, w->tid, &st, NULL) == 0 && st == w->want;
 }
 
-/* Poll (bounded, 2 s) until thread tid of pid is in state want; the kernel gives no event. */
+/* Poll until thread tid of pid is in state want (the kernel gives no event); false only when
+ * the hang guard expired. */
 static bool wait_state(pid_t pid, pid_t tid, char want)
 {
-    for (int i = 0; i < 2000; i++) {
-        char st = '?';
-        if (procstat_state(pid, tid, &st, NULL) == 0 && st == want)
-            return true;
-        sleep_ms(1);
-    }
-    return false;
+    struct want_state w = {.pid = pid, .tid = tid, .want = want};
+
+    return test_wait_until(in_state, &w);
 }
 
 /* A child blocked in read() on a pipe; the write end is returned to close at the end. */
@@ -405,26 +411,38 @@ static void test_proc_self(void **state)
     assert_int_equal(p.status.ppid, getppid());
 }
 
+/* True once child *pid, named "sleep", sits in sleep(1)'s pause or nanosleep: its exec is
+ * complete (the kernel renames the task before it sets up the new image's arguments, so comm
+ * alone is early). */
+static bool sleeping_in_sleep(void *arg)
+{
+    const pid_t pid = *(const pid_t *)arg;
+    char comm[PROCSTAT_COMM_MAX] = "";
+    struct snap_os os;
+
+    return procstat_comm(pid, comm, sizeof(comm), NULL) == 0 && strcmp(comm, "sleep") == 0 &&
+           procstat_thread_os(pid, pid, &os, NULL) == 0 && os.state == 'S' &&
+           (os.syscall == SYS_pause || os.syscall == SYS_clock_nanosleep ||
+            os.syscall == SYS_nanosleep || os.syscall == -2 /* /proc/PID/syscall needs root */);
+}
+
 static void test_proc_cmdline_of_child(void **state)
 {
     static struct procstat_proc p;
-    char comm[PROCSTAT_COMM_MAX] = "";
     pid_t pid = fork();
 
     (void)state;
     assert_true(pid >= 0);
     if (pid == 0) {
-        execl("/bin/sleep", "sleep", "60", (char *)NULL);
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL); /* reaped below, or dies with the test binary */
+        execl("/bin/sleep", "sleep", "infinity", (char *)NULL);
         _exit(127);
     }
-    for (int i = 0; i < 2000 && strcmp(comm, "sleep") != 0; i++) {
-        if (procstat_comm(pid, comm, sizeof(comm), NULL) < 0)
-            break;
-        sleep_ms(1);
-    }
-    assert_string_equal(comm, "sleep");
+    if (!test_wait_until(sleeping_in_sleep, &pid))
+        fail_msg("sleep %d did not reach its pause or nanosleep within the hang guard (%d s)",
+                 (int)pid, test_guard_s());
     assert_int_equal(procstat_proc(pid, &p, NULL), 0);
-    assert_string_equal(p.cmdline, "sleep 60"); /* NULs became spaces, the last one dropped */
+    assert_string_equal(p.cmdline, "sleep infinity"); /* NULs became spaces, the last dropped */
     assert_string_equal(p.comm, "sleep");
     assert_non_null(strstr(p.exe, "sleep"));
     reap(pid);
