@@ -8,7 +8,7 @@
  * survive renames (prev_instr -> instr_ptr, f_code -> f_executable).
  *
  * Keys starting with `check_` are not table fields: gen-layouts uses them only to cross-check
- * against 3.13's _Py_DebugOffsets. TaskObj/FutureIter fields are private to
+ * (the version, the embedded GIL, the _Py_DebugOffsets struct where the headers have one). TaskObj/FutureIter fields are private to
  * Modules/_asynciomodule.c and come from DWARF, not from here.
  *
  * Every version difference is gated on PY_VERSION_HEX (the versions of gen-layouts' MINORS).
@@ -540,6 +540,17 @@ static void probe_tpflags(void)
     put("tpflag_type_subclass", probe_bit(Py_TPFLAGS_TYPE_SUBCLASS));
 }
 
+/* _Py_DebugOffsets (internal/pycore_runtime.h), where the headers have it: its size and its
+ * cookie's length, so that gen-layouts can check that DEBUG_OFFSETS starts at the right minor
+ * and that its slot list fills the struct exactly. */
+static void probe_debug_offsets(void)
+{
+#ifdef _Py_Debug_Cookie
+    put("check_debug_offsets_size", (long)sizeof(_Py_DebugOffsets));
+    put("check_debug_cookie_len", (long)strlen(_Py_Debug_Cookie));
+#endif
+}
+
 int main(void)
 {
     put("check_py_version_hex", (long)PY_VERSION_HEX);
@@ -555,5 +566,6 @@ int main(void)
     probe_growth();
     probe_tpflags();
     probe_opcodes();
+    probe_debug_offsets();
     return 0;
 }

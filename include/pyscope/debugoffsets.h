@@ -9,10 +9,12 @@
  * offsets, each group starting with its struct's size. Reading them lets pyscope check its
  * generated table against the running build and read a minor version it has no table for.
  *
- * Layouts of the struct itself are known per minor (DEBUGOFFSETS_SPEC_MINORS); a newer minor is
- * parsed with the newest known layout and must then pass plausibility checks (every group size
- * bounded, every offset inside its group, the runtime size equal to the .PyRuntime section);
- * pyproc's structure validation afterwards catches what these cannot.
+ * Layouts of the struct itself are known per minor, generated with the layout tables by
+ * scripts/gen-layouts (src/cpython/debugoffsets_tables.h: the first version with the struct, the
+ * slots of each layout, the slot -> table field map); a newer minor is parsed with the newest
+ * known layout and must then pass plausibility checks (every group size bounded, every offset
+ * inside its group, the runtime size equal to the .PyRuntime section); pyproc's structure
+ * validation afterwards catches what these cannot.
  */
 
 #include <stdbool.h>
@@ -22,11 +24,6 @@
 #include "pyscope/err.h"
 #include "pyscope/layout.h"
 #include "pyscope/memsrc.h"
-
-/* Bytes read from the start of _PyRuntime: the largest known _Py_DebugOffsets (3.13: 584). */
-#define DEBUGOFFSETS_READ_SIZE 584
-/* First PY_VERSION_HEX (major.minor) that has _Py_DebugOffsets. */
-#define DEBUGOFFSETS_FIRST_VERSION 0x030d0000u
 
 /* What to merge: the target's facts and the table to start from. Borrowed pointers. */
 struct debugoffsets_in {
@@ -48,18 +45,20 @@ struct debugoffsets_out {
 };
 
 /*
- * True when a PY_VERSION_HEX is recent enough to carry _Py_DebugOffsets (3.13+).
+ * True when a PY_VERSION_HEX is recent enough to carry _Py_DebugOffsets (its minor is at least
+ * the first known layout's, from the generated tables).
  */
 bool debugoffsets_expected(uint32_t version_hex);
 
 /*
- * Read the target's _Py_DebugOffsets (DEBUGOFFSETS_READ_SIZE bytes, one read through in->src)
- * and merge them over in->table into out->lay; out->warning says, in one sentence, where the
- * target disagreed with the table (naming the first fields, target vs table values) or, for a
- * stand-in table, that the version is unknown and which fields were assumed. Never allocates.
- * Errors: read errors (no debug offsets available); -PS_EVERSION for a free-threaded build or a
- * version that does not match Py_Version's minor; -PS_ECORRUPT for a missing cookie or
- * implausible values (a group size or offset out of bounds, a runtime size other than the
+ * Read the target's _Py_DebugOffsets (the largest known layout's size, one read through in->src),
+ * parse them with the newest known layout not newer than in->version_hex, and merge them over
+ * in->table into out->lay; out->warning says, in one sentence, where the target disagreed with
+ * the table (naming the first fields, target vs table values) or, for a stand-in table, that the
+ * version is unknown and which fields were assumed. Never allocates.
+ * Errors: read errors (no debug offsets available); -PS_EVERSION for a free-threaded build, a
+ * version that does not match Py_Version's minor, or a version before the first layout;
+ * -PS_ECORRUPT for a missing cookie or implausible values (a group size or offset out of bounds, a runtime size other than the
  * .PyRuntime section's: the struct is not the one we parse). Any thread.
  */
 int debugoffsets_merge(const struct debugoffsets_in *in, struct debugoffsets_out *out,

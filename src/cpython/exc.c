@@ -342,6 +342,9 @@ static int exc_tb_entry(const struct pyctx *c, struct snap *s, uint64_t tb, stru
         rc = exc_u64(c, frame, l->frameobj_f_frame, &iframe, err);
     if (rc == 0)
         rc = exc_u64(c, iframe, l->frame_code, &code, err);
+    if (rc == 0 && code_header_len(l) > sizeof(hdr)) /* a target's own debug offsets */
+        rc = ps_err_set(err, -PS_ECORRUPT, "the %s layout's code header is over %zu bytes", l->name,
+                        sizeof(hdr));
     if (rc == 0)
         rc = memsrc_read(c->src, code, hdr, code_header_len(l), err);
     if (rc < 0)

@@ -294,19 +294,36 @@ static int locate_open_image(struct locate_ctx *c, const struct maps_entry *e, s
     return locate_open_map_files(c, e, st, err);
 }
 
-/* "3.10" from ".../libpython3.10.so.1.0" or ".../python3.10", else the fallback. */
-static void locate_guess_minor(const char *path, const char *fallback, char *buf, size_t len)
+/* The oldest supported version: the first generated table (layout_table, oldest first). Every
+ * supported version exports Py_Version, so an image without it, or a Py_Version below this
+ * minor, is an older Python. */
+static const struct layout *locate_oldest(void)
+{
+    return layout_table(0);
+}
+
+static unsigned locate_oldest_minor(void)
+{
+    const struct layout *oldest = locate_oldest();
+
+    return oldest ? (oldest->version_hex_min >> 16) & 0xffu : 0;
+}
+
+/* "3.10" from ".../libpython3.10.so.1.0" or ".../python3.10" when older than the oldest
+ * supported version, else "older than 3.X" (the oldest). */
+static void locate_guess_minor(const char *path, char *buf, size_t len)
 {
     const char *p = strstr(locate_basename(path), "python3.");
+    const struct layout *oldest = locate_oldest();
     unsigned minor = 0;
     int digits = 0;
 
-    (void)snprintf(buf, len, "%s", fallback);
+    (void)snprintf(buf, len, "older than %s", oldest ? oldest->name : "the supported versions");
     if (!p)
         return;
     for (p += strlen("python3."); digits < 3 && *p >= '0' && *p <= '9'; p++, digits++)
         minor = minor * 10 + (unsigned)(*p - '0');
-    if (digits > 0 && minor < 11)
+    if (digits > 0 && minor < locate_oldest_minor())
         (void)snprintf(buf, len, "3.%u", minor);
 }
 
@@ -314,14 +331,14 @@ static void locate_guess_minor(const char *path, const char *fallback, char *buf
 static int locate_no_version(struct locate_ctx *c, bool has_runtime, struct ps_err *err)
 {
     const struct locate_info *info = c->info;
-    char guess[32];
+    char guess[48];
 
-    locate_guess_minor(info->image, has_runtime ? "3.10 or older" : "3.6 or older", guess,
-                       sizeof(guess));
+    locate_guess_minor(info->image, guess, sizeof(guess));
     if (has_runtime)
         return ps_err_set(err, -PS_EVERSION,
                           "process %d (%s) runs Python %s: %s has _PyRuntime "
-                          "but no Py_Version (added in 3.11); pyscope supports CPython %s",
+                          "but no Py_Version (which every supported version has); pyscope "
+                          "supports CPython %s",
                           (int)c->pid, c->comm, guess, info->image, layout_supported());
     if (info->shared)
         return ps_err_set(err, -PS_EVERSION,
@@ -335,8 +352,8 @@ static int locate_no_version(struct locate_ctx *c, bool has_runtime, struct ps_e
                       (int)c->pid, c->comm, info->exe);
 }
 
-/* Read and check Py_Version (PY_VERSION_HEX as an 8-byte unsigned long, Include/pylifecycle.h
- * 3.11+) from the file. */
+/* Read and check Py_Version (PY_VERSION_HEX as an 8-byte unsigned long, Include/pylifecycle.h)
+ * from the file: a CPython 3 release number, no older than the oldest supported version. */
 static int locate_read_version(struct locate_ctx *c, const struct symtab *st, uint64_t vaddr,
                                struct ps_err *err)
 {
@@ -351,13 +368,14 @@ static int locate_read_version(struct locate_ctx *c, const struct symtab *st, ui
         return rc;
     v = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
     level = (v >> 4) & 0xfu;
-    if ((b[4] | b[5] | b[6] | b[7]) != 0 || v >> 24 != 3 || ((v >> 16) & 0xffu) < 11 ||
+    if ((b[4] | b[5] | b[6] | b[7]) != 0 || v >> 24 != 3 ||
+        ((v >> 16) & 0xffu) < locate_oldest_minor() ||
         (level != 0xa && level != 0xb && level != 0xc && level != 0xf))
         return ps_err_set(err, -PS_ECORRUPT,
                           "Py_Version in %s reads 0x%08" PRIx32 ", which is "
-                          "not a CPython 3.11+ version number; the file may not be the one the "
+                          "not a CPython 3.%u+ version number; the file may not be the one the "
                           "process runs",
-                          info->image, v);
+                          info->image, v, locate_oldest_minor());
     info->version_hex = v;
     locate_version_string(v, info->version, sizeof(info->version));
     return 0;

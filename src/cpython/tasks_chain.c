@@ -145,6 +145,9 @@ static int gen_code(struct tasks_ctx *x, const struct gen_view *g, const struct 
     struct code_fp fp;
     int rc;
 
+    if (iov[0].len > sizeof(hdr)) /* a target's own debug offsets can move fields that far */
+        return ps_err_set(err, -PS_ECORRUPT, "the %s layout's code header is over %zu bytes",
+                          x->lay->name, sizeof(hdr));
     rc = memsrc_readv(x->c->src, iov, 2, err);
     if (rc < 0)
         return rc;

@@ -14,7 +14,8 @@ import pytest
 
 from conftest import PYSCOPE_BIN, ROOT, require, require_pyscope
 
-DEBIAN_PYTHON = "/usr/bin/python3.11"
+DEBIAN_VERSION = "3.11"  # Debian 12's own python3
+DEBIAN_PYTHON = f"/usr/bin/python{DEBIAN_VERSION}"
 
 
 @pytest.fixture
@@ -32,26 +33,42 @@ def run(argv, env, timeout=60):
                           timeout=timeout)
 
 
+def supported(env):
+    """The supported versions, oldest first: `scripts/find-python --supported` (the one list)."""
+    out = run([str(ROOT / "scripts" / "find-python"), "--supported"], env)
+    assert out.returncode == 0 and DEBIAN_VERSION in out.stdout.split(), out
+    return out.stdout.split()
+
+
+def missing_versions(env):
+    """The supported versions a fresh Debian 12 lacks: all but its own python3."""
+    missing = [v for v in supported(env) if v != DEBIAN_VERSION]
+    assert missing
+    return missing
+
+
 def test_find_python_falls_back_to_debian(fresh_env):
-    found = run([str(ROOT / "scripts" / "find-python"), "3.11"], fresh_env)
+    find = str(ROOT / "scripts" / "find-python")
+    found = run([find, DEBIAN_VERSION], fresh_env)
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == DEBIAN_PYTHON
-    for missing in ("3.12", "3.13"):
-        found = run([str(ROOT / "scripts" / "find-python"), missing], fresh_env)
-        assert found.returncode == 1 and "no Python " + missing in found.stderr, found
+    for version in missing_versions(fresh_env):
+        found = run([find, version], fresh_env)
+        assert found.returncode == 1 and "no Python " + version in found.stderr, found
 
 
 def test_demo_runs_on_debian_python(fresh_env):
     require_pyscope()
     demo = run([str(ROOT / "scripts" / "demo"), "--no-source"], fresh_env, timeout=120)
     assert demo.returncode == 0, f"{demo.stdout}\n{demo.stderr}"
-    assert "demo service (Python 3.11." in demo.stdout
-    assert "Python 3.11." in demo.stdout and "Thread " in demo.stdout
+    assert f"demo service (Python {DEBIAN_VERSION}." in demo.stdout
+    assert f"Python {DEBIAN_VERSION}." in demo.stdout and "Thread " in demo.stdout
     assert DEBIAN_PYTHON in demo.stdout
 
 
 def nested_pytest(env, ci):
-    env = dict(env, PYSCOPE_PYTHON_VERSIONS="3.12", **({"CI": "true"} if ci else {}))
+    env = dict(env, PYSCOPE_PYTHON_VERSIONS=missing_versions(env)[0],
+               **({"CI": "true"} if ci else {}))
     return run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                 str(ROOT / "tests" / "integration" / "test_locals.py"),
                 "-k", "test_no_locals_by_default"], env, timeout=120)
@@ -69,4 +86,5 @@ def test_gen_layouts_check_skips_locally_fails_in_ci(fresh_env):
     local = run([sys.executable, gen, "--check"], fresh_env)
     assert local.returncode == 0 and "--check skipped" in local.stderr, local
     ci = run([sys.executable, gen, "--check"], dict(fresh_env, CI="true"))
-    assert ci.returncode == 2 and "no CPython 3.11 found" in ci.stderr, ci
+    oldest = supported(fresh_env)[0]  # gen-layouts looks for the oldest first
+    assert ci.returncode == 2 and f"no CPython {oldest} found" in ci.stderr, ci

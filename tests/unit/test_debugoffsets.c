@@ -23,14 +23,28 @@
 #include "pyscope/memsrc.h"
 #include "pyscope/pyproc.h"
 
-/* Byte positions in the 3.13 struct (internal/pycore_runtime.h; CPYTHON.md section 1). */
-#define POS_VERSION       8
-#define POS_FREE_THREADED 16
-#define POS_RUNTIME_SIZE  24
-#define POS_INTERP_SIZE   48
-#define POS_CODE_ARGCOUNT 320
+#include "../../src/cpython/debugoffsets_tables.h" /* generated: the 3.13 slots */
+
+/* Byte positions in the 3.13 struct, from the generated layout the parser uses (gen-layouts
+ * checks it against 3.13's .PyRuntime; CPYTHON.md section 1): the header, then 8-byte slots. */
+#define POS_VERSION       (sizeof(DEBUGOFFSETS_COOKIE) - 1)
+#define POS_FREE_THREADED (POS_VERSION + 8)
+#define POS_RUNTIME_SIZE  slot_pos("runtime_state.size")
+#define POS_INTERP_SIZE   slot_pos("interpreter_state.size")
+#define POS_CODE_ARGCOUNT slot_pos("code_object.argcount")
 
 #define VERSION_3_15 0x030f00f0u
+
+static size_t slot_pos(const char *slot)
+{
+    size_t n = sizeof(debugoffsets_slots_3_13) / sizeof(debugoffsets_slots_3_13[0]);
+
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(debugoffsets_slots_3_13[i], slot) == 0)
+            return DEBUGOFFSETS_HEADER + 8 * i;
+    fail_msg("no slot %s in the 3.13 layout", slot);
+    return 0;
+}
 
 struct patch {
     size_t pos;

@@ -13,12 +13,120 @@
 
 #include <cmocka.h>
 
+#include "fixture.h" /* TEST_MINORS: the generated version list */
 #include "pyscope/layout.h"
 
 struct expect {
     const char *field;
     int32_t value;
 };
+
+static const struct expect measured_3_11[] = {
+    {"runtime_size", 166688},
+    {"runtime_tstate_current", 576},
+    {"interp_threads_head", 16},
+    {"interp_modules", 888},
+    {"tstate_cframe", 56},
+    {"cframe_current_frame", 8},
+    {"tstate_curexc_value", 104},
+    {"tstate_exc_state", 320},
+    {"tstate_native_thread_id", 160},
+    {"tstate_datastack_chunk", 296},
+    {"frame_code", 32},
+    {"frame_previous", 48},
+    {"frame_instr", 56},
+    {"frame_is_entry", 68},
+    {"frame_owner", 69},
+    {"code_firstlineno", 72},
+    {"code_code_adaptive", 184},
+    {"heaptype_qualname", 864},
+    {"str_ascii_data", 48},
+    {"str_compact_data", 72},
+    {"gen_frame_state", 75},
+    {"gen_iframe", 80},
+    {"task_state", 88},
+    {"task_coro", 136},
+    {"opcode_resume", 151},
+    {"long_tagged", 0},
+    {"object_managed_dict", -24},
+    {"object_managed_values", -32},
+    {"object_dict_tagged", 0},
+    {"type_dictoffset", 288},
+};
+
+static const struct expect measured_3_12[] = {
+    {"runtime_size", 459944},
+    {"runtime_main_thread", 64},
+    {"interp_id", 8},
+    {"interp_threads_head", 72},
+    {"interp_gil_ptr", 384},
+    {"tstate_status", 24},
+    {"cframe_current_frame", 0},
+    {"tstate_current_exception", 96},
+    {"tstate_native_thread_id", 144},
+    {"tstate_datastack_top", 240},
+    {"frame_code", 0},
+    {"frame_owner", 70},
+    {"frame_localsplus", 72},
+    {"code_version", 92},
+    {"code_code_adaptive", 192},
+    {"str_ascii_data", 40},
+    {"gen_iframe", 72},
+    {"task_fut_waiter", 128},
+    {"task_name", 144},
+    {"futureiter_future", 16},
+    {"opcode_resume", 151},
+    {"opcode_instrumented_resume", 240},
+    {"frame_owner_cstack", 3},
+    {"long_tagged", 1},
+    {"object_managed_dict", -24},
+    {"object_dict_tagged", 1},
+    {"object_inline_values", 0},
+};
+
+static const struct expect measured_3_13[] = {
+    {"runtime_size", 283320},
+    {"runtime_interpreters_head", 632},
+    {"interp_next", 7264},
+    {"interp_threads_head", 7344},
+    {"interp_modules", 7656},
+    {"interp_gil_ptr", 16},
+    {"tstate_status", 32},
+    {"tstate_state", 40},
+    {"tstate_current_frame", 72},
+    {"tstate_current_exception", 112},
+    {"tstate_native_thread_id", 160},
+    {"frame_instr", 56},
+    {"code_firsttraceable", 184},
+    {"code_code_adaptive", 200},
+    {"dictvalues_values", 8},
+    {"task_state", 96},
+    {"task_fut_waiter", 112},
+    {"task_name", 128},
+    {"frame_instr_is_current", 1},
+    {"set_table", 40},
+    {"object_managed_dict", -24},
+    {"object_inline_values", 1},
+    {"dictvalues_capacity", 0},
+    {"dictvalues_valid", 3},
+};
+
+#define NEXP(a) (sizeof(a) / sizeof(a[0]))
+
+/* Each version's ground truth, measured on the build named (a table with no entry here fails
+ * test_supported_lists_every_table: a new version needs its own measurements). */
+static const struct measured {
+    const char *name;     /* the table's name */
+    uint32_t version_hex; /* the build measured */
+    const struct expect *exp;
+    size_t n;
+} measured[] = {
+    {"3.11", 0x030b07f0, measured_3_11, NEXP(measured_3_11)},
+    {"3.12", 0x030c01f0, measured_3_12, NEXP(measured_3_12)},
+    {"3.13", 0x030d00f0, measured_3_13, NEXP(measured_3_13)},
+};
+
+#define NMEASURED (sizeof(measured) / sizeof(measured[0]))
 
 static const struct layout *must_get(uint32_t version_hex)
 {
@@ -55,26 +163,41 @@ static void test_version_mapping(void **state)
     assert_int_equal(must_get(0x030d00f0)->version_hex_min, 0x030d0000);
 }
 
-/* The one version list: every table is listed, found by its version, named in the message. */
+/* The one version list: every table is listed, in the generated order (LAYOUT_VERSION_NAMES,
+ * which scripts and CMake read), found by its version, named in the message, and measured. */
 static void test_supported_lists_every_table(void **state)
 {
-    static const uint32_t measured[] = {0x030b0000, 0x030c0000, 0x030d0000}; /* tests below */
+    static const char *const names[] = TEST_MINORS;
     size_t n = layout_table_count();
 
     (void)state;
-    assert_true(n >= sizeof(measured) / sizeof(measured[0]));
+    assert_int_equal(n, sizeof(names) / sizeof(names[0]));
     assert_null(layout_table(n));
     for (size_t i = 0; i < n; i++) {
         const struct layout *lay = layout_table(i);
+        size_t m = 0;
 
         assert_non_null(lay);
+        assert_string_equal(lay->name, names[i]);
         assert_ptr_equal(layout_for_version(lay->version_hex_min), lay);
         assert_true(i == 0 || layout_table(i - 1)->version_hex_min < lay->version_hex_min);
         assert_non_null(strstr(layout_supported(), lay->name));
         assert_int_equal(strncmp(lay->generated_from, lay->name, strlen(lay->name)), 0);
+        while (m < NMEASURED && strcmp(measured[m].name, lay->name) != 0)
+            m++;
+        if (m == NMEASURED)
+            fail_msg("table %s has no measured ground truth in this test", lay->name);
     }
-    for (size_t i = 0; i < sizeof(measured) / sizeof(measured[0]); i++)
-        assert_non_null(layout_for_version(measured[i]));
+    for (size_t m = 0; m < NMEASURED; m++)
+        assert_string_equal(must_get(measured[m].version_hex)->name, measured[m].name);
+}
+
+/* Every version's table against the values measured on its build. */
+static void test_measured(void **state)
+{
+    (void)state;
+    for (size_t m = 0; m < NMEASURED; m++)
+        check_values(must_get(measured[m].version_hex), measured[m].exp, measured[m].n);
 }
 
 static void test_field_access(void **state)
@@ -120,114 +243,6 @@ static void test_names_and_indices_agree(void **state)
     }
 }
 
-static void test_3_11_measured(void **state)
-{
-    static const struct expect exp[] = {
-        {"runtime_size", 166688},
-        {"runtime_tstate_current", 576},
-        {"interp_threads_head", 16},
-        {"interp_modules", 888},
-        {"tstate_cframe", 56},
-        {"cframe_current_frame", 8},
-        {"tstate_curexc_value", 104},
-        {"tstate_exc_state", 320},
-        {"tstate_native_thread_id", 160},
-        {"tstate_datastack_chunk", 296},
-        {"frame_code", 32},
-        {"frame_previous", 48},
-        {"frame_instr", 56},
-        {"frame_is_entry", 68},
-        {"frame_owner", 69},
-        {"code_firstlineno", 72},
-        {"code_code_adaptive", 184},
-        {"heaptype_qualname", 864},
-        {"str_ascii_data", 48},
-        {"str_compact_data", 72},
-        {"gen_frame_state", 75},
-        {"gen_iframe", 80},
-        {"task_state", 88},
-        {"task_coro", 136},
-        {"opcode_resume", 151},
-        {"long_tagged", 0},
-        {"object_managed_dict", -24},
-        {"object_managed_values", -32},
-        {"object_dict_tagged", 0},
-        {"type_dictoffset", 288},
-    };
-
-    (void)state;
-    check_values(must_get(0x030b07f0), exp, sizeof(exp) / sizeof(exp[0]));
-}
-
-static void test_3_12_measured(void **state)
-{
-    static const struct expect exp[] = {
-        {"runtime_size", 459944},
-        {"runtime_main_thread", 64},
-        {"interp_id", 8},
-        {"interp_threads_head", 72},
-        {"interp_gil_ptr", 384},
-        {"tstate_status", 24},
-        {"cframe_current_frame", 0},
-        {"tstate_current_exception", 96},
-        {"tstate_native_thread_id", 144},
-        {"tstate_datastack_top", 240},
-        {"frame_code", 0},
-        {"frame_owner", 70},
-        {"frame_localsplus", 72},
-        {"code_version", 92},
-        {"code_code_adaptive", 192},
-        {"str_ascii_data", 40},
-        {"gen_iframe", 72},
-        {"task_fut_waiter", 128},
-        {"task_name", 144},
-        {"futureiter_future", 16},
-        {"opcode_resume", 151},
-        {"opcode_instrumented_resume", 240},
-        {"frame_owner_cstack", 3},
-        {"long_tagged", 1},
-        {"object_managed_dict", -24},
-        {"object_dict_tagged", 1},
-        {"object_inline_values", 0},
-    };
-
-    (void)state;
-    check_values(must_get(0x030c01f0), exp, sizeof(exp) / sizeof(exp[0]));
-}
-
-static void test_3_13_measured(void **state)
-{
-    static const struct expect exp[] = {
-        {"runtime_size", 283320},
-        {"runtime_interpreters_head", 632},
-        {"interp_next", 7264},
-        {"interp_threads_head", 7344},
-        {"interp_modules", 7656},
-        {"interp_gil_ptr", 16},
-        {"tstate_status", 32},
-        {"tstate_state", 40},
-        {"tstate_current_frame", 72},
-        {"tstate_current_exception", 112},
-        {"tstate_native_thread_id", 160},
-        {"frame_instr", 56},
-        {"code_firsttraceable", 184},
-        {"code_code_adaptive", 200},
-        {"dictvalues_values", 8},
-        {"task_state", 96},
-        {"task_fut_waiter", 112},
-        {"task_name", 128},
-        {"frame_instr_is_current", 1},
-        {"set_table", 40},
-        {"object_managed_dict", -24},
-        {"object_inline_values", 1},
-        {"dictvalues_capacity", 0},
-        {"dictvalues_valid", 3},
-    };
-
-    (void)state;
-    check_values(must_get(0x030d00f0), exp, sizeof(exp) / sizeof(exp[0]));
-}
-
 /* tp_flags bits, Include/object.h of 3.11.7, 3.12.1 and 3.13.0 (Py_TPFLAGS_*): the readers'
  * type checks test these bits, so a table that moved one would misclassify objects. */
 static void test_tpflags_measured(void **state)
@@ -239,11 +254,10 @@ static void test_tpflags_measured(void **state)
         {"tpflag_unicode_subclass", 28},  {"tpflag_dict_subclass", 29},
         {"tpflag_base_exc_subclass", 30}, {"tpflag_type_subclass", 31},
     };
-    static const uint32_t versions[] = {0x030b07f0, 0x030c01f0, 0x030d00f0};
 
     (void)state;
-    for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++)
-        check_values(must_get(versions[i]), common, sizeof(common) / sizeof(common[0]));
+    for (size_t i = 0; i < layout_table_count(); i++)
+        check_values(layout_table(i), common, sizeof(common) / sizeof(common[0]));
     assert_false(LAYOUT_HAS(must_get(0x030b0000), tpflag_inline_values));
     assert_false(LAYOUT_HAS(must_get(0x030c0000), tpflag_inline_values));
     assert_int_equal(must_get(0x030d0000)->tpflag_inline_values, 2);
@@ -280,14 +294,13 @@ static void test_constants_measured(void **state)
         {"co_fast_hidden", 0x10},
         {"long_tag_size_shift", 3},
     };
-    static const uint32_t versions[] = {0x030b07f0, 0x030c01f0, 0x030d00f0};
 
     (void)state;
-    for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
-        const struct layout *lay = must_get(versions[i]);
+    for (size_t i = 0; i < layout_table_count(); i++) {
+        const struct layout *lay = layout_table(i);
 
         check_values(lay, common, sizeof(common) / sizeof(common[0]));
-        if (i == 0)
+        if (lay->version_hex_min < 0x030c0000)
             check_values(lay, only_3_11, sizeof(only_3_11) / sizeof(only_3_11[0]));
         else
             check_values(lay, since_3_12, sizeof(since_3_12) / sizeof(since_3_12[0]));
@@ -331,8 +344,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_version_mapping),  cmocka_unit_test(test_supported_lists_every_table),
         cmocka_unit_test(test_field_access),     cmocka_unit_test(test_names_and_indices_agree),
-        cmocka_unit_test(test_3_11_measured),    cmocka_unit_test(test_3_12_measured),
-        cmocka_unit_test(test_3_13_measured),    cmocka_unit_test(test_absent_fields),
+        cmocka_unit_test(test_measured),         cmocka_unit_test(test_absent_fields),
         cmocka_unit_test(test_tpflags_measured), cmocka_unit_test(test_constants_measured),
     };
 

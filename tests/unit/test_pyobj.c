@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pyobj: hand-built objects in a fixture memory source, for each layout table (3.11, 3.12,
- * 3.13), plus garbage (bad kinds, huge lengths, wrong types, self-references, unmapped
- * pointers, a fault-injection sweep) and one live test per installed pyenv interpreter that
- * compares our reads with what the target printed about its own objects.
+ * pyobj: hand-built objects in a fixture memory source, for each layout table (every supported
+ * version), plus garbage (bad kinds, huge lengths, wrong types, self-references, unmapped
+ * pointers, a fault-injection sweep) and one live test per table's pyenv build (the one it was
+ * generated from) that compares our reads with what the target printed about its own objects.
  *
  * Objects are placed by a bump allocator with unmapped gaps between them, so a read past an
  * object's end fails instead of silently succeeding.
@@ -36,7 +36,8 @@
 #define TYPE_SIZE           1024
 #define TYPE_DICTOFFSET_OFF 288
 
-static const uint32_t versions[] = {0x030b0000, 0x030c0000, 0x030d0000};
+/* The worlds are built for every table, oldest first (layout_table: the generated list). */
+#define NVERSIONS layout_table_count()
 
 struct world {
     struct memsrc *src;
@@ -323,9 +324,9 @@ static void test_str_kinds(void **state)
     const uint32_t ucs4[] = {0x1d11e, 0x41, 0xdfff, 0x110000};
 
     (void)state;
-    for (size_t v = 0; v < 3; v++) {
+    for (size_t v = 0; v < NVERSIONS; v++) {
         struct world w;
-        w_init(&w, versions[v]);
+        w_init(&w, layout_table(v)->version_hex_min);
         assert_str(&w, w_str(&w, "hello"), "hello");
         assert_str(&w, w_str(&w, ""), "");
         assert_str(&w, w_str(&w, "caf\xe9"), "caf\xc3\xa9");
@@ -355,9 +356,9 @@ static void test_str_truncation(void **state)
     assert_non_null(text);
     memset(text, 'x', PYOBJ_STR_MAX_CHARS + 49);
     text[PYOBJ_STR_MAX_CHARS + 49] = '\0';
-    for (size_t v = 0; v < 3; v++) {
+    for (size_t v = 0; v < NVERSIONS; v++) {
         struct world w;
-        w_init(&w, versions[v]);
+        w_init(&w, layout_table(v)->version_hex_min);
         assert_int_equal(rd_str(&w, w_str(&w, "hello world"), buf, 6, &trunc), 0);
         assert_string_equal(buf, "hello");
         assert_true(trunc);
@@ -381,9 +382,9 @@ static void test_str_garbage(void **state)
     char buf[64];
 
     (void)state;
-    for (size_t v = 0; v < 3; v++) {
+    for (size_t v = 0; v < NVERSIONS; v++) {
         struct world w;
-        w_init(&w, versions[v]);
+        w_init(&w, layout_table(v)->version_hex_min);
         const struct layout *lay = w.lay;
         uint64_t s = w_str(&w, "abc");
         /* Huge and negative lengths. */
@@ -437,12 +438,12 @@ static uint64_t w_bytes(struct world *w, const void *data, size_t len)
 static void test_bytes(void **state)
 {
     (void)state;
-    for (size_t v = 0; v < 3; v++) {
+    for (size_t v = 0; v < NVERSIONS; v++) {
         struct world w;
         struct ps_err err = {0};
         uint8_t *data = NULL;
         size_t len = 0;
-        w_init(&w, versions[v]);
+        w_init(&w, layout_table(v)->version_hex_min);
         uint64_t b = w_bytes(&w, "\x80\x01\x00z", 4);
         assert_int_equal(pyobj_bytes(&w.c, b, 16, &data, &len, &err), 0);
         assert_int_equal(len, 4);
@@ -466,10 +467,10 @@ static void test_long(void **state)
         INT64_MAX, INT64_MIN};
 
     (void)state;
-    for (size_t v = 0; v < 3; v++) {
+    for (size_t v = 0; v < NVERSIONS; v++) {
         struct world w;
         int64_t out = 42;
-        w_init(&w, versions[v]);
+        w_init(&w, layout_table(v)->version_hex_min);
         for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
             assert_int_equal(rd_long(&w, w_small(&w, vals[i]), &out), 0);
             assert_true(out == vals[i]);
@@ -525,7 +526,7 @@ static uint64_t w_heap_type(struct world *w, uint64_t flags, const char *module,
 static void test_exc_name_cache_ignores_runtime_flags(void **state)
 {
     (void)state;
-    for (size_t v = 0; v < sizeof(versions) / sizeof(versions[0]); v++) {
+    for (size_t v = 0; v < NVERSIONS; v++) {
         struct world a, b;
         struct exc_names *names = calloc(1, sizeof(*names));
         struct exc_desc d;
@@ -533,8 +534,8 @@ static void test_exc_name_cache_ignores_runtime_flags(void **state)
         uint64_t ta, tb;
 
         assert_non_null(names);
-        w_init(&a, versions[v]);
-        w_init(&b, versions[v]);
+        w_init(&a, layout_table(v)->version_hex_min);
+        w_init(&b, layout_table(v)->version_hex_min);
         ta = w_type(&a, TPF(&a, base_exc_subclass), "ValueError");
         tb = w_type(&b, TPF(&b, base_exc_subclass) | (1u << 19), "OtherName!");
         assert_int_equal(ta, tb);
@@ -558,11 +559,11 @@ static void test_exc_name_cache_ignores_runtime_flags(void **state)
 static void test_type_name(void **state)
 {
     (void)state;
-    for (size_t v = 0; v < 3; v++) {
+    for (size_t v = 0; v < NVERSIONS; v++) {
         struct world w;
         struct ps_err err = {0};
         char buf[128];
-        w_init(&w, versions[v]);
+        w_init(&w, layout_table(v)->version_hex_min);
         assert_int_equal(pyobj_type_name(&w.c, w.syms.long_type, buf, sizeof(buf), &err), 0);
         assert_string_equal(buf, "int");
         uint64_t ssl = w_type(&w, 0, "ssl.SSLError");
@@ -649,9 +650,9 @@ static void check_dict_kind(struct world *w, int kind)
 static void test_dict_kinds(void **state)
 {
     (void)state;
-    for (size_t v = 0; v < 3; v++) {
+    for (size_t v = 0; v < NVERSIONS; v++) {
         struct world w;
-        w_init(&w, versions[v]);
+        w_init(&w, layout_table(v)->version_hex_min);
         check_dict_kind(&w, 0);
         check_dict_kind(&w, 1);
         check_dict_kind(&w, 2);
@@ -663,13 +664,13 @@ static void test_dict_kinds(void **state)
 static void test_dict_large(void **state)
 {
     (void)state;
-    for (size_t v = 0; v < 3; v++) {
+    for (size_t v = 0; v < NVERSIONS; v++) {
         struct world w;
         struct ps_err err = {0};
         struct kv e[100];
         char name[16];
         uint64_t val = 0;
-        w_init(&w, versions[v]);
+        w_init(&w, layout_table(v)->version_hex_min);
         for (size_t i = 0; i < 100; i++) {
             (void)snprintf(name, sizeof(name), "key%03zu", i);
             e[i] = (struct kv){w_str(&w, name), w_small(&w, (int64_t)i), i};
@@ -690,11 +691,11 @@ static void test_dict_large(void **state)
 static void test_dict_garbage(void **state)
 {
     (void)state;
-    for (size_t v = 0; v < 3; v++) {
+    for (size_t v = 0; v < NVERSIONS; v++) {
         struct world w;
         struct ps_err err = {0};
         uint64_t val = 0;
-        w_init(&w, versions[v]);
+        w_init(&w, layout_table(v)->version_hex_min);
         const struct layout *lay = w.lay;
         struct kv e[2] = {{w_str(&w, "a"), w_small(&w, 1), 1}, {0, 0, 0}};
         uint64_t keys = w_keys(&w, 1, e, 1, 3);
@@ -768,12 +769,12 @@ static uint64_t w_instance(struct world *w, const struct kv *e, size_t n, bool a
 static void test_instance_attr(void **state)
 {
     (void)state;
-    for (size_t v = 0; v < 3; v++) {
+    for (size_t v = 0; v < NVERSIONS; v++) {
         struct world w;
         struct ps_err err = {0};
         uint64_t val = 0;
         char buf[64];
-        w_init(&w, versions[v]);
+        w_init(&w, layout_table(v)->version_hex_min);
         struct kv e[3] = {{w_str(&w, "_target"), w_small(&w, 1), 0},
                           {w_str(&w, "_name"), w_str(&w, "worker-1"), 0},
                           {w_str(&w, "_ident"), w_small(&w, 77), 0}};
@@ -809,12 +810,12 @@ static void test_instance_attr(void **state)
 static void test_module(void **state)
 {
     (void)state;
-    for (size_t v = 0; v < 3; v++) {
+    for (size_t v = 0; v < NVERSIONS; v++) {
         struct world w;
         struct ps_err err = {0};
         uint64_t mod = 0;
         uint64_t val = 0;
-        w_init(&w, versions[v]);
+        w_init(&w, layout_table(v)->version_hex_min);
         struct kv g[1] = {{w_str(&w, "_active"), w_small(&w, 5), 0}};
         uint64_t m = w_alloc(&w, 64);
         uint8_t body[64] = {0};
@@ -847,7 +848,7 @@ static void test_fault_sweep(void **state)
             struct memsrc *f = NULL;
             uint64_t val = 0;
             char buf[64];
-            w_init(&w, versions[nth % 3]);
+            w_init(&w, layout_table(nth % NVERSIONS)->version_hex_min);
             struct kv e[3] = {{w_str(&w, "_target"), w_small(&w, 1), 0},
                               {w_str(&w, "_name"), w_str(&w, "worker-1"), 0},
                               {w_str(&w, "_ident"), w_small(&w, 77), 0}};
@@ -1033,17 +1034,19 @@ static void live_check(struct live *l)
 
 static void test_live(void **state)
 {
-    static const char *const pythons[] = {
-        "/root/.pyenv/versions/3.11.7/bin/python3.11",
-        "/root/.pyenv/versions/3.12.1/bin/python3.12",
-        "/root/.pyenv/versions/3.13.0/bin/python3.13",
-    };
     size_t ran = 0;
 
     (void)state;
-    for (size_t i = 0; i < sizeof(pythons) / sizeof(pythons[0]); i++) {
+    for (size_t i = 0; i < layout_table_count(); i++) {
+        const struct layout *lay = layout_table(i);
+        /* the build the table was generated from: "3.12.1 headers" -> pyenv's 3.12.1 */
+        size_t patch = strcspn(lay->generated_from, " ");
+        char python[256];
         struct live l = {0};
-        if (!live_spawn(&l, pythons[i]))
+
+        (void)snprintf(python, sizeof(python), "/root/.pyenv/versions/%.*s/bin/python%s",
+                       (int)patch, lay->generated_from, lay->name);
+        if (!live_spawn(&l, python))
             continue;
         live_attach(&l);
         live_check(&l);
