@@ -6,7 +6,7 @@
  * object model, no allocation.
  *
  * Invariants: target strings reach the stream only through out_text_escaped (text) or
- * out_profile_json_str (JSON), the one escaper of each format (the profile writers escape the
+ * out_json_str (JSON), the one escaper of each format (the profile writers escape the
  * raise stacks they are given); the summary's table is bounded (OUT_EXC_SUMMARY_MAX rows) and
  * allocated once.
  */
@@ -20,7 +20,7 @@
 #include <time.h>
 
 #include "out_int.h"
-#include "out_profile_int.h"
+#include "pyscope/out_jsonw.h"
 
 /* A summary cell: an escaped `file:line in function` (each name at most TRACER_NAME_MAX
  * bytes, escaped at most 6 bytes per byte) or an escaped type name. */
@@ -123,7 +123,7 @@ void out_exc_text(FILE *fp, const struct tracer_event *ev, unsigned flags)
 static void exc_json_str_or_null(FILE *fp, bool have, const char *s)
 {
     if (have)
-        out_profile_json_str(fp, s);
+        out_json_str(fp, s);
     else
         (void)fputs("null", fp);
 }
@@ -131,9 +131,9 @@ static void exc_json_str_or_null(FILE *fp, bool have, const char *s)
 static void exc_json_frame(FILE *fp, const struct tracer_frame *f)
 {
     (void)fputs("{\"function\":", fp);
-    out_profile_json_str(fp, f->function);
+    out_json_str(fp, f->function);
     (void)fputs(",\"file\":", fp);
-    out_profile_json_str(fp, f->file);
+    out_json_str(fp, f->file);
     (void)fprintf(fp, ",\"line\":%d}", f->line);
 }
 
@@ -162,7 +162,7 @@ void out_exc_json(FILE *fp, const struct tracer_event *ev)
 
     (void)fprintf(fp, "{\"event\":\"%s\",\"pid\":%d,\"seq\":%llu,\"type\":", kind, (int)ev->pid,
                   (unsigned long long)ev->raise_seq);
-    out_profile_json_str(fp, ev->type);
+    out_json_str(fp, ev->type);
     (void)fprintf(fp, ",\"thread_id\":%llu,\"native_id\":%d,\"time\":%.6f,\"message\":",
                   (unsigned long long)ev->thread_id, (int)ev->native_id, ev->time);
     exc_json_str_or_null(fp, ev->has_message, ev->message);
