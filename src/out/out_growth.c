@@ -52,9 +52,10 @@ static json_t *json_row(const struct growth_row *r)
 
     (void)snprintf(addr, sizeof(addr), "0x%" PRIx64, r->addr);
     return json_pack("{s:o, s:o, s:s, s:s, s:I, s:f, s:I, s:I, s:b}", "name",
-                     out_json_text(r->name), "type", out_json_text(r->type_name), "kind", growth_kind_name(r->kind), "address", addr, "length",
-                     (json_int_t)r->length, "growth_per_min", r->rate_per_min, "size_bytes",
-                     (json_int_t)r->size, "points", (json_int_t)r->points, "gone", r->gone);
+                     out_json_text(r->name), "type", out_json_text(r->type_name), "kind",
+                     growth_kind_name(r->kind), "address", addr, "length", (json_int_t)r->length,
+                     "growth_per_min", r->rate_per_min, "size_bytes", (json_int_t)r->size, "points",
+                     (json_int_t)r->points, "gone", r->gone);
 }
 
 static json_t *json_stats(const struct growth *g)

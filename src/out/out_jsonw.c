@@ -115,8 +115,8 @@ static void json_indent(FILE *fp, int indent, int depth)
 static void json_scalar(FILE *fp, const json_t *v, int precision)
 {
     char buf[64];
-    size_t n = json_dumpb(v, buf, sizeof(buf),
-                          JSON_ENCODE_ANY | JSON_REAL_PRECISION(precision & 0x1F));
+    size_t n =
+        json_dumpb(v, buf, sizeof(buf), JSON_ENCODE_ANY | JSON_REAL_PRECISION(precision & 0x1F));
 
     if (n == 0 || n > sizeof(buf))
         (void)fputs("null", fp); /* a non-finite real: jansson refuses it */
@@ -138,7 +138,8 @@ static void json_object_out(FILE *fp, const json_t *v, int indent, int depth, in
         return;
     }
     json_indent(fp, indent, depth + 1);
-    json_object_foreach ((json_t *)v, key, val) {
+    json_object_foreach((json_t *)v, key, val)
+    {
         out_json_str(fp, key);
         (void)fputs(indent > 0 ? ": " : ":", fp);
         json_value(fp, val, indent, depth + 1, precision);

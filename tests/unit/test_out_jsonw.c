@@ -48,14 +48,20 @@ static void test_controls_are_escaped(void **state)
     check_escaped("q\"b\\ n\nt\tr\rb\bf\f", "\"q\\\"b\\\\ n\\nt\\tr\\rb\\bf\\f\"");
     check_escaped("esc\x1b[31m bel\x07 del\x7f", "\"esc\\u001b[31m bel\\u0007 del\\u007f\"");
     /* C1: CSI (U+009B) and NEL (U+0085) are valid UTF-8 that a terminal obeys; U+00A0 is not C1 */
-    check_escaped("csi\xc2\x9b" "2J nel\xc2\x85 nbsp\xc2\xa0", "\"csi\\u009b2J nel\\u0085 nbsp\xc2\xa0\"");
+    check_escaped("csi\xc2\x9b"
+                  "2J nel\xc2\x85 nbsp\xc2\xa0",
+                  "\"csi\\u009b2J nel\\u0085 nbsp\xc2\xa0\"");
 }
 
 static void test_invalid_utf8_is_replaced(void **state)
 {
     (void)state;
     /* a lone continuation, a cut sequence, an overlong '/', a surrogate, a byte past U+10FFFF */
-    check_escaped("a\x80" "b\xc3" "c\xc0\xaf" "d\xed\xa0\x80" "e\xf5\x80\x80\x80",
+    check_escaped("a\x80"
+                  "b\xc3"
+                  "c\xc0\xaf"
+                  "d\xed\xa0\x80"
+                  "e\xf5\x80\x80\x80",
                   "\"a?b?c??d???e????\"");
     check_escaped("\xe2\x9c", "\"??\"");
 }
