@@ -40,3 +40,8 @@ int out_sites_json(FILE *fp, pid_t pid, const struct tracer_site *sites, size_t 
     }
     return fputs("]}\n", fp) < 0 || ferror(fp) ? -EIO : 0;
 }
+
+void out_sites_json_oom(FILE *fp)
+{
+    (void)fputs("{\"event\":\"sites\",\"error\":\"out of memory\"}\n", fp);
+}
