@@ -14,8 +14,8 @@
  * Every string from the target goes through the one escaper of its format: text escapes
  * control characters and invalid UTF-8 as dump does (\xNN, \u00NN), so a hostile message,
  * type, file or function name cannot drive the reader's terminal; JSON escapes them as JSON
- * strings (out_json_str, out_jsonw.h). Writers never fail: stream errors are sticky in the FILE for the caller to check.
- * Single thread.
+ * strings (out_json_str, out_jsonw.h). Writers never fail: stream errors are sticky in the
+ * FILE for the caller to check. Single thread.
  */
 
 #include <stdbool.h>
