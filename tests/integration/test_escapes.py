@@ -44,6 +44,14 @@ def test_exceptions_text_and_summary_escape_control_bytes(hostile, pyscope):
     assert "Evil\\x1b[31m" in table and "fn\\x1b" in table, table
 
 
+def test_exceptions_log_lines_are_info_not_warnings(hostile, pyscope):
+    # the start and stop lines are information: only a warning is labelled "warning: "
+    rc, _, err = pyscope("exceptions", "--duration", 1, "--max-rate", 50, hostile.pid)
+    assert rc == 0, err
+    assert "pyscope: tracing exceptions of pid" in err and "pyscope: stopped (" in err, err
+    assert "warning: tracing" not in err and "warning: stopped" not in err, err
+
+
 def test_exceptions_json_carries_them_escaped(hostile, pyscope):
     out = exceptions(pyscope, hostile, "--json")
     assert not raw_controls(out.encode()), out[:400]
