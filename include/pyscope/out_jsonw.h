@@ -42,7 +42,8 @@ json_t *out_json_text(const char *s);
  * when indent <= 0, else one member per line indented by indent spaces (at most 31), ": "
  * between key and value, as json_dumpf with JSON_COMPACT or JSON_INDENT(indent) and
  * JSON_PRESERVE_ORDER (members in insertion order). Reals with precision significant digits
- * (JSON_REAL_PRECISION; 0 = jansson's default). No newline after the document.
+ * (JSON_REAL_PRECISION; 0 = jansson's default). Containers deeper than 64 levels are written
+ * as null. No newline after the document.
  */
 void out_json_dump(FILE *fp, const json_t *v, int indent, int precision);
 

@@ -238,6 +238,7 @@ PS_PRINTF(3, 4) static void exc_words(char *buf, size_t cap, const char *fmt, ..
     if (used + 1 >= cap)
         return;
     va_start(ap, fmt);
+    // NOLINTNEXTLINE(clang-analyzer-valist.*): clang 14 false positive (as in cli.c)
     (void)vsnprintf(buf + used, cap - used, fmt, ap);
     va_end(ap);
 }

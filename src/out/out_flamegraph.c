@@ -17,7 +17,6 @@
 #include <string.h>
 
 #include "out_profile_int.h"
-#include "pyscope/out_jsonw.h"
 
 #define IMG_WIDTH  1200.0
 #define XPAD       10.0

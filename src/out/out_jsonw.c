@@ -16,6 +16,8 @@
 
 /* Largest indent JSON_INDENT accepts (a 5-bit field). */
 #define JSON_INDENT_MAX 31
+/* Deepest container written (a bound on the recursion, whatever a document holds). */
+#define JSON_DEPTH_MAX 64
 
 size_t out_json_utf8_len(const unsigned char *s)
 {
@@ -64,7 +66,10 @@ static char json_short(unsigned char c)
 
 static void json_escape_one(FILE *fp, const unsigned char *p, size_t n)
 {
-    char letter = n == 1 ? json_short(*p) : 0;
+    char letter = 0;
+
+    if (n == 1)
+        letter = json_short(*p);
 
     if (letter)
         (void)fprintf(fp, "\\%c", letter);
@@ -124,6 +129,10 @@ static void json_scalar(FILE *fp, const json_t *v, int precision)
         (void)fwrite(buf, 1, n, fp);
 }
 
+/* Containers recurse into their values, at most JSON_DEPTH_MAX levels deep (json_value writes
+ * null below that), so the recursion below is bounded; pyscope's documents are < 10 deep. */
+/* NOLINTBEGIN(misc-no-recursion) */
+
 static void json_value(FILE *fp, const json_t *v, int indent, int depth, int precision);
 
 static void json_object_out(FILE *fp, const json_t *v, int indent, int depth, int precision)
@@ -171,7 +180,9 @@ static void json_array_out(FILE *fp, const json_t *v, int indent, int depth, int
 
 static void json_value(FILE *fp, const json_t *v, int indent, int depth, int precision)
 {
-    if (json_is_object(v))
+    if (depth > JSON_DEPTH_MAX)
+        (void)fputs("null", fp);
+    else if (json_is_object(v))
         json_object_out(fp, v, indent, depth, precision);
     else if (json_is_array(v))
         json_array_out(fp, v, indent, depth, precision);
@@ -180,6 +191,8 @@ static void json_value(FILE *fp, const json_t *v, int indent, int depth, int pre
     else
         json_scalar(fp, v, precision);
 }
+
+/* NOLINTEND(misc-no-recursion) */
 
 void out_json_dump(FILE *fp, const json_t *v, int indent, int precision)
 {
