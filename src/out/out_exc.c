@@ -3,7 +3,8 @@
  * Exception writers (see out_exc.h): tracer events in, text lines, JSON lines or the summary
  * table out, on a caller's FILE *. Called for every reported raise while the tracer runs, so
  * a line is written straight into the caller's stream (the CLI's in-memory outq record): no
- * object model, no allocation.
+ * object model, no allocation. The start and stop records, written once, are jansson
+ * documents written through out_json_dump; their log sentences go into the caller's buffer.
  *
  * Invariants: target strings reach the stream only through out_text_escaped (text) or
  * out_json_str (JSON), the one escaper of each format (the profile writers escape the
