@@ -49,8 +49,9 @@ typedef int (*cli_command_fn)(const struct cli_common *common, int argc, char **
 int cli_exit_code(int code);
 
 /*
- * Print one message on stderr: "pyscope: <msg>" (warnings prefixed "warning: "), or with
- * --log-format json one object {"level","code","message","exit_code"} per line.
+ * Print one message on stderr: "pyscope: <msg>" (warnings prefixed "warning: "; errors and
+ * info not), or with --log-format json one object {"level","code","message","exit_code"} per
+ * line; level is "error", "warning" or "info" (out_log.h writes it, escaped).
  */
 void cli_log(const struct cli_common *c, const char *level, int code, const char *msg);
 

@@ -5,20 +5,23 @@
 /*
  * Exception writers for `pyscope exceptions`: the live feed as text lines or JSON lines
  * (docs/exceptions.md), the summary table (type x raise site x handler x count) with the
- * bounded aggregator behind it, and the raise stacks as a profile (profile.h) for the
- * profile writers (out_profile.h: collapsed, flamegraph, speedscope), weighted by count. Fed from the tracer's events (tracer.h), written through a
- * caller-owned FILE * (the CLI's outq record, or stdout once the target is released).
+ * bounded aggregator behind it, the start and stop records (JSON lines, or sentences for the
+ * log), and the raise stacks as a profile (profile.h) for the profile writers (out_profile.h:
+ * collapsed, flamegraph, speedscope), weighted by count. Fed from the tracer's events and
+ * statistics (tracer.h), written through a caller-owned FILE * (the CLI's outq record, or
+ * stdout once the target is released) or into a caller's buffer (the log's sentences).
  *
  * Every string from the target goes through the one escaper of its format: text escapes
  * control characters and invalid UTF-8 as dump does (\xNN, \u00NN), so a hostile message,
  * type, file or function name cannot drive the reader's terminal; JSON escapes them as JSON
- * strings. Writers never fail: stream errors are sticky in the FILE for the caller to check.
- * Single thread.
+ * strings (out_json_str, out_jsonw.h). Writers never fail: stream errors are sticky in the
+ * FILE for the caller to check. Single thread.
  */
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "pyscope/err.h"
 #include "pyscope/profile.h"
@@ -44,6 +47,35 @@ void out_exc_text(FILE *fp, const struct tracer_event *ev, unsigned flags);
  * a RAISE; {"event":"handled",...,"handled_at":{...}} or {"event":"propagating",...} for an END.
  */
 void out_exc_json(FILE *fp, const struct tracer_event *ev);
+
+/*
+ * The records around the feed, for `exceptions --json`: the start record
+ * {"event":"start","pid","python","mechanism","mechanism_note"} (a line, once tracing began) and
+ * the stop record {"event":"stop","pid","reason",...} with every counter of s (docs/exceptions.md
+ * lists them), each a JSON line. A record that cannot be built (out of memory) is not written.
+ */
+void out_exc_json_start(FILE *fp, pid_t pid, const char *python, const char *mechanism,
+                        const char *note);
+void out_exc_json_stop(FILE *fp, pid_t pid, const char *why, const struct tracer_stats *s);
+
+/*
+ * The same two records as one sentence each for the log (no newline, no "pyscope: "), written
+ * into buf (cap bytes, always terminated, cut at cap): "tracing exceptions of pid P (Python V)
+ * with MECH...; Ctrl-C stops" and "stopped (WHY): N raises reported, ..." (with
+ * "pid P: " first when show_pid: one process of a traced tree).
+ */
+void out_exc_start_words(char *buf, size_t cap, pid_t pid, const char *python,
+                         const char *mechanism, const char *note);
+void out_exc_stop_words(char *buf, size_t cap, pid_t pid, bool show_pid, const char *why,
+                        const struct tracer_stats *s);
+
+/*
+ * The end of `exceptions --subprocesses` as one sentence for the log, into buf (as above):
+ * "stopped (WHY): F Python processes of pid P's tree traced, N not Python or unsupported",
+ * plus a note when over_cap (more than 64 at once were seen).
+ */
+void out_exc_tree_words(char *buf, size_t cap, pid_t root, const char *why, uint64_t followed,
+                        uint64_t not_python, bool over_cap);
 
 /* The summary's aggregator: rows of (type, raise site, handler) with their counts. */
 struct out_exc_summary;

@@ -20,4 +20,8 @@
 /* Write the record (pid: the traced process) and a newline to fp. Returns 0, or -EIO when fp failed. */
 int out_sites_json(FILE *fp, pid_t pid, const struct tracer_site *sites, size_t n) PS_WARN_UNUSED;
 
+/* The record when the sites could not be gathered (out of memory): {"event":"sites","error":
+ * "out of memory"} and a newline. */
+void out_sites_json_oom(FILE *fp);
+
 #endif

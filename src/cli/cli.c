@@ -6,7 +6,6 @@
 #include "pyscope/cli.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -16,6 +15,7 @@
 
 #include "pyscope/evloop.h"
 #include "pyscope/guard.h"
+#include "pyscope/out_log.h"
 #include "pyscope/pslist.h"
 #include "pyscope/tracer.h"
 
@@ -36,23 +36,8 @@ int cli_exit_code(int code)
 
 void cli_log(const struct cli_common *c, const char *level, int code, const char *msg)
 {
-    json_t *o;
-    char *s;
-
-    if (c->log_format == CLI_LOG_TEXT) {
-        (void)fprintf(stderr, "pyscope: %s%s\n", strcmp(level, "error") != 0 ? "warning: " : "",
-                      msg);
-        return;
-    }
-    /* jansson for the escaping: messages quote paths and names taken from the target. */
-    o = json_pack("{s:s, s:s, s:s, s:i}", "level", level, "code", ps_err_name(code), "message", msg,
-                  "exit_code", cli_exit_code(code));
-    s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    (void)fprintf(stderr, "%s\n",
-                  s ? s
-                    : "{\"level\":\"error\",\"code\":\"ENOMEM\",\"message\":\"out of memory\"}");
-    free(s);
-    json_decref(o);
+    out_log_line(stderr, c->log_format == CLI_LOG_JSON, level, ps_err_name(code), msg,
+                 cli_exit_code(code));
 }
 
 int cli_fail(const struct cli_common *c, const struct ps_err *err, int code)

@@ -7,7 +7,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -194,14 +193,6 @@ static int exc_parse(const struct cli_common *c, int argc, char **argv, struct e
 
 /* ---- feed ---------------------------------------------------------------------------------- */
 
-/* One JSON line (flushed by the caller: per batch of events, or right away for records). */
-static void exc_json_put(FILE *fp, json_t *o)
-{
-    if (o && json_dumpf(o, fp, JSON_COMPACT) == 0)
-        (void)fputc('\n', fp);
-    json_decref(o);
-}
-
 /* One event of the live feed, as a JSON line or (its END) a text line. */
 static void exc_feed(struct exc_out *o, const struct tracer_event *ev)
 {
@@ -242,70 +233,14 @@ static void exc_on_event(void *ctx, const struct tracer_event *ev)
 static void exc_report_stats(const struct cli_common *c, const struct exc_args *a,
                              const struct tracer_stats *s, const char *why)
 {
-    char msg[600], unseen[160], pidbuf[24];
+    char msg[600];
 
     if (a->json) {
-        json_t *o = json_pack(
-            "{s:s, s:i, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:f, s:I, s:f, s:f}",
-            "event", "stop", "pid", (int)a->pid, "reason", why, "hits", (json_int_t)s->hits,
-            "raises", (json_int_t)s->raises, "reported", (json_int_t)s->reported, "not_reported",
-            (json_int_t)s->not_reported, "filtered", (json_int_t)s->filtered, "counted_hits",
-            (json_int_t)s->counted_total, "counting", s->counting, "unseen_hits",
-            (json_int_t)s->unseen_hits, "unseen_raises_est", (json_int_t)s->unseen_raises_est,
-            "disarmed_seconds", s->disarmed_seconds, "disarms", (json_int_t)s->disarms,
-            "count_cost_us", s->count_cost_us, "count_exact_rate", s->count_exact_rate);
-
-        if (o && json_object_update_new(
-                     o, json_pack("{s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I, s:I, s:I, s:I}",
-                                  "budget", s->budget, "budget_spent_s", s->spent_s, "own_cpu_s",
-                                  s->own_cpu_s, "target_cpu_s", s->target_cpu_s, "stop_cost_us",
-                                  s->stop_cost_us, "pinned_threads", (json_int_t)s->pinned_threads,
-                                  "episodes", (json_int_t)s->episodes, "raises_est", s->raises_est,
-                                  "ring_lost", (json_int_t)s->ring_lost, "in_flight_at_start",
-                                  (json_int_t)s->in_flight_at_start, "sampled_every",
-                                  (json_int_t)s->sampled_every, "read_errors",
-                                  (json_int_t)s->read_errors)) < 0) {
-            json_decref(o);
-            o = NULL;
-        }
-        exc_json_put(stdout, o);
+        out_exc_json_stop(stdout, a->pid, why, s);
         (void)fflush(stdout);
         return;
     }
-    (void)snprintf(pidbuf, sizeof(pidbuf), "pid %d", (int)a->pid);
-    if (s->counted_total == 0 && s->disarms > 0)
-        (void)snprintf(unseen, sizeof(unseen),
-                       "raises while rate-limited off not counted "
-                       "(debug registers have no counter)");
-    else
-        (void)snprintf(unseen, sizeof(unseen),
-                       "%llu breakpoint hits while rate-limited off (%s; about %llu raises)",
-                       (unsigned long long)s->unseen_hits, s->counting ? "exact" : "estimated",
-                       (unsigned long long)s->unseen_raises_est);
-    (void)snprintf(
-        msg, sizeof(msg),
-        "%s%sstopped (%s): %llu raises reported, %llu seen but not reported (rate limit), "
-        "%llu filtered out; %s, off for %.1f s",
-        a->in_tree ? pidbuf : "", a->in_tree ? ": " : "", why, (unsigned long long)s->reported,
-        (unsigned long long)s->not_reported, (unsigned long long)s->filtered, unseen,
-        s->disarmed_seconds);
-    if (s->in_flight_at_start)
-        (void)snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
-                       "; %llu already propagating when tracing began (raise site unseen) not "
-                       "reported",
-                       (unsigned long long)s->in_flight_at_start);
-    if (s->budget >= 0 && s->target_cpu_s > 0)
-        (void)snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
-                       "; tracing took about %.0f%% of the target's CPU time (budget %g%%%s)",
-                       100.0 * s->spent_s / s->target_cpu_s, 100.0 * s->budget,
-                       s->spent_s > 2 * s->budget * s->target_cpu_s && s->counted_total > 0 &&
-                               s->sampled_every > 1
-                           ? "; counting every raise is not limited by it"
-                           : "");
-    if (s->read_errors)
-        (void)snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
-                       "; %llu hits unreadable (thread state, exception or stack), not counted",
-                       (unsigned long long)s->read_errors);
+    out_exc_stop_words(msg, sizeof(msg), a->pid, a->in_tree, why, s);
     cli_log(c, "info", 0, msg);
 }
 
@@ -332,7 +267,7 @@ static void exc_sites_json(struct tracer *t, pid_t pid)
                    : -ENOMEM;
 
     if (rc == -ENOMEM)
-        (void)fputs("{\"event\":\"sites\",\"error\":\"out of memory\"}\n", stdout);
+        out_sites_json_oom(stdout);
     free(sites);
 }
 
@@ -345,19 +280,14 @@ static void exc_report_start(const struct cli_common *c, const struct exc_args *
         FILE *fp = outq_begin(o->q);
 
         if (fp)
-            exc_json_put(fp, json_pack("{s:s, s:i, s:s, s:s, s:s}", "event", "start", "pid",
-                                       (int)pp->pid, "python", pp->loc.version, "mechanism",
-                                       tracer_mechanism(t), "mechanism_note",
-                                       tracer_mechanism_note(t)));
+            out_exc_json_start(fp, pp->pid, pp->loc.version, tracer_mechanism(t),
+                               tracer_mechanism_note(t));
         outq_commit(o->q);
         (void)outq_drain(o->q); /* at once: a reader waits for it to know tracing began */
         return;
     }
-    (void)snprintf(msg, sizeof(msg),
-                   "tracing exceptions of pid %d (Python %s) with %s%s; Ctrl-C stops%s%s",
-                   (int)pp->pid, pp->loc.version, tracer_mechanism(t),
-                   strcmp(tracer_mechanism(t), "bpf") == 0 ? " (uprobe, no stops)" : " breakpoints",
-                   tracer_mechanism_note(t)[0] ? ". " : "", tracer_mechanism_note(t));
+    out_exc_start_words(msg, sizeof(msg), pp->pid, pp->loc.version, tracer_mechanism(t),
+                        tracer_mechanism_note(t));
     cli_log(c, "info", 0, msg);
 }
 
@@ -503,12 +433,7 @@ static int exc_tree(const struct cli_common *c, const struct exc_args *a)
     rc = fanout_run(a->pid, a->duration, exc_tree_one, (void *)&tree, &why, &st, &err);
     if (rc < 0)
         return cli_fail(c, &err, rc);
-    (void)snprintf(msg, sizeof(msg),
-                   "stopped (%s): %llu Python processes of pid %d's tree traced, %llu not Python "
-                   "or unsupported%s",
-                   why, (unsigned long long)st.followed, (int)a->pid,
-                   (unsigned long long)st.not_python,
-                   st.over_cap ? ", more than 64 at once: the others not traced" : "");
+    out_exc_tree_words(msg, sizeof(msg), a->pid, why, st.followed, st.not_python, st.over_cap);
     if (!a->json)
         cli_log(c, "info", 0, msg);
     return CLI_EXIT_OK;

@@ -29,6 +29,7 @@
 #include "pyscope/layout.h"
 #include "pyscope/locate.h"
 #include "pyscope/out_profile.h"
+#include "pyscope/out_record.h"
 #include "pyscope/profile.h"
 #include "pyscope/pyproc.h"
 #include "pyscope/procstat.h"
@@ -187,12 +188,8 @@ static int record_parse(const struct cli_common *c, int argc, char **argv, bool 
 
 static void on_status(void *arg, const struct sampler_stats *st)
 {
-    char lost[128];
-
     (void)arg;
-    sampler_lost_words(st, lost, sizeof(lost));
-    (void)fprintf(stderr, "\rpyscope: %llu samples, %.0f Hz, %s, %.1f s   ",
-                  (unsigned long long)st->samples, st->rate, lost, st->elapsed);
+    out_record_status(stderr, st);
 }
 
 static double self_cpu_seconds(void)
@@ -212,41 +209,12 @@ static void print_subproc_stats(const struct subproc *g)
     if (!g)
         return;
     subproc_stats_get(g, &ss);
-    (void)fprintf(stderr,
-                  "pyscope: subprocesses: %llu followed (%llu still running, %llu re-opened "
-                  "after exec), %llu samples, torn %llu, failed %llu; %llu not Python, %llu "
-                  "over the cap of %d\n",
-                  (unsigned long long)ss.followed, (unsigned long long)ss.active,
-                  (unsigned long long)ss.execs, (unsigned long long)ss.samples,
-                  (unsigned long long)ss.torn, (unsigned long long)ss.errors,
-                  (unsigned long long)ss.not_python, (unsigned long long)ss.over_cap, SUBPROC_MAX);
+    out_record_subproc_stats(stderr, &ss);
 }
 
 static void print_stats(const struct sampler_stats *st, const struct profile *p)
 {
-    static const char *const ends[] = {"stopped", "duration reached", "signal", "target exited"};
-    struct profile_stats ps;
-    double attempts = (double)(st->samples + st->torn + st->errors);
-    double cpu = self_cpu_seconds();
-    char lost[128];
-
-    profile_stats_get(p, &ps);
-    sampler_lost_words(st, lost, sizeof(lost));
-    (void)fprintf(stderr, "pyscope: %s\n", lost);
-    (void)fprintf(
-        stderr,
-        "pyscope: %s after %.2f s: %llu ticks (%.1f Hz achieved, %llu missed), "
-        "%llu samples (%llu reused unchanged), %llu idle skipped\n"
-        "pyscope: torn %llu (%.2f%%), failed %llu (%.2f%%); own CPU %.3f s "
-        "(%.1f%% of a core); slowest tick %.0f us, mean %.1f us; "
-        "%zu unique stacks, %zu frames\n",
-        ends[st->end], st->elapsed, (unsigned long long)st->ticks, st->rate,
-        (unsigned long long)st->missed_ticks, (unsigned long long)st->samples,
-        (unsigned long long)st->reused, (unsigned long long)st->idle_skipped,
-        (unsigned long long)st->torn, attempts > 0 ? 100.0 * (double)st->torn / attempts : 0.0,
-        (unsigned long long)st->errors, attempts > 0 ? 100.0 * (double)st->errors / attempts : 0.0,
-        cpu, st->elapsed > 0 ? 100.0 * cpu / st->elapsed : 0.0, st->tick_max_us,
-        st->ticks ? st->tick_total_us / (double)st->ticks : 0.0, ps.nodes, ps.frames);
+    out_record_stats(stderr, st, p, self_cpu_seconds());
 }
 
 /* ---- recording --------------------------------------------------------------------------- */

@@ -3,24 +3,27 @@
  * Exception writers (see out_exc.h): tracer events in, text lines, JSON lines or the summary
  * table out, on a caller's FILE *. Called for every reported raise while the tracer runs, so
  * a line is written straight into the caller's stream (the CLI's in-memory outq record): no
- * object model, no allocation.
+ * object model, no allocation. The start and stop records, written once, are jansson
+ * documents written through out_json_dump; their log sentences go into the caller's buffer.
  *
  * Invariants: target strings reach the stream only through out_text_escaped (text) or
- * out_profile_json_str (JSON), the one escaper of each format (the profile writers escape the
+ * out_json_str (JSON), the one escaper of each format (the profile writers escape the
  * raise stacks they are given); the summary's table is bounded (OUT_EXC_SUMMARY_MAX rows) and
  * allocated once.
  */
 #include "pyscope/out_exc.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "out_int.h"
-#include "out_profile_int.h"
+#include "pyscope/out_jsonw.h"
 
 /* A summary cell: an escaped `file:line in function` (each name at most TRACER_NAME_MAX
  * bytes, escaped at most 6 bytes per byte) or an escaped type name. */
@@ -123,7 +126,7 @@ void out_exc_text(FILE *fp, const struct tracer_event *ev, unsigned flags)
 static void exc_json_str_or_null(FILE *fp, bool have, const char *s)
 {
     if (have)
-        out_profile_json_str(fp, s);
+        out_json_str(fp, s);
     else
         (void)fputs("null", fp);
 }
@@ -131,9 +134,9 @@ static void exc_json_str_or_null(FILE *fp, bool have, const char *s)
 static void exc_json_frame(FILE *fp, const struct tracer_frame *f)
 {
     (void)fputs("{\"function\":", fp);
-    out_profile_json_str(fp, f->function);
+    out_json_str(fp, f->function);
     (void)fputs(",\"file\":", fp);
-    out_profile_json_str(fp, f->file);
+    out_json_str(fp, f->file);
     (void)fprintf(fp, ",\"line\":%d}", f->line);
 }
 
@@ -162,7 +165,7 @@ void out_exc_json(FILE *fp, const struct tracer_event *ev)
 
     (void)fprintf(fp, "{\"event\":\"%s\",\"pid\":%d,\"seq\":%llu,\"type\":", kind, (int)ev->pid,
                   (unsigned long long)ev->raise_seq);
-    out_profile_json_str(fp, ev->type);
+    out_json_str(fp, ev->type);
     (void)fprintf(fp, ",\"thread_id\":%llu,\"native_id\":%d,\"time\":%.6f,\"message\":",
                   (unsigned long long)ev->thread_id, (int)ev->native_id, ev->time);
     exc_json_str_or_null(fp, ev->has_message, ev->message);
@@ -174,6 +177,143 @@ void out_exc_json(FILE *fp, const struct tracer_event *ev)
         (void)fprintf(fp, ",\"fate_unknown\":%s", ev->fate_unknown ? "true" : "false");
     }
     (void)fputs("}\n", fp);
+}
+
+/* ---- start and stop records ------------------------------------------------------------- */
+
+/* o as a JSON line through the one escaper; nothing when it could not be built. */
+static void exc_json_put(FILE *fp, json_t *o)
+{
+    if (o) {
+        out_json_dump(fp, o, 0, 0);
+        (void)fputc('\n', fp);
+    }
+    json_decref(o);
+}
+
+void out_exc_json_start(FILE *fp, pid_t pid, const char *python, const char *mechanism,
+                        const char *note)
+{
+    exc_json_put(fp, json_pack("{s:s, s:i, s:o, s:s, s:o}", "event", "start", "pid", (int)pid,
+                               "python", out_json_text(python), "mechanism", mechanism,
+                               "mechanism_note", out_json_text(note)));
+}
+
+/* The stop record's budget half: what tracing cost and how it was shared out. */
+static json_t *exc_json_budget(const struct tracer_stats *s)
+{
+    return json_pack(
+        "{s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I, s:I, s:I, s:I}", "budget", s->budget,
+        "budget_spent_s", s->spent_s, "own_cpu_s", s->own_cpu_s, "target_cpu_s", s->target_cpu_s,
+        "stop_cost_us", s->stop_cost_us, "pinned_threads", (json_int_t)s->pinned_threads,
+        "episodes", (json_int_t)s->episodes, "raises_est", s->raises_est, "ring_lost",
+        (json_int_t)s->ring_lost, "in_flight_at_start", (json_int_t)s->in_flight_at_start,
+        "sampled_every", (json_int_t)s->sampled_every, "read_errors", (json_int_t)s->read_errors);
+}
+
+void out_exc_json_stop(FILE *fp, pid_t pid, const char *why, const struct tracer_stats *s)
+{
+    json_t *o = json_pack(
+        "{s:s, s:i, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:f, s:I, s:f, s:f}", "event",
+        "stop", "pid", (int)pid, "reason", why, "hits", (json_int_t)s->hits, "raises",
+        (json_int_t)s->raises, "reported", (json_int_t)s->reported, "not_reported",
+        (json_int_t)s->not_reported, "filtered", (json_int_t)s->filtered, "counted_hits",
+        (json_int_t)s->counted_total, "counting", s->counting, "unseen_hits",
+        (json_int_t)s->unseen_hits, "unseen_raises_est", (json_int_t)s->unseen_raises_est,
+        "disarmed_seconds", s->disarmed_seconds, "disarms", (json_int_t)s->disarms, "count_cost_us",
+        s->count_cost_us, "count_exact_rate", s->count_exact_rate);
+
+    if (o && json_object_update_new(o, exc_json_budget(s)) < 0) {
+        json_decref(o);
+        o = NULL;
+    }
+    exc_json_put(fp, o);
+}
+
+/* Append to buf (cap bytes, terminated) what fmt says, cut at cap. */
+PS_PRINTF(3, 4) static void exc_words(char *buf, size_t cap, const char *fmt, ...)
+{
+    size_t used = strnlen(buf, cap);
+    va_list ap;
+
+    if (used + 1 >= cap)
+        return;
+    va_start(ap, fmt);
+    // NOLINTNEXTLINE(clang-analyzer-valist.*): clang 14 false positive (as in cli.c)
+    (void)vsnprintf(buf + used, cap - used, fmt, ap);
+    va_end(ap);
+}
+
+void out_exc_start_words(char *buf, size_t cap, pid_t pid, const char *python,
+                         const char *mechanism, const char *note)
+{
+    if (cap == 0)
+        return;
+    buf[0] = '\0';
+    exc_words(buf, cap, "tracing exceptions of pid %d (Python %s) with %s%s; Ctrl-C stops%s%s",
+              (int)pid, python, mechanism,
+              strcmp(mechanism, "bpf") == 0 ? " (uprobe, no stops)" : " breakpoints",
+              note[0] ? ". " : "", note);
+}
+
+/* What was not seen while the stopping breakpoint was rate-limited off. */
+static void exc_unseen_words(char *buf, size_t cap, const struct tracer_stats *s)
+{
+    if (s->counted_total == 0 && s->disarms > 0)
+        (void)snprintf(buf, cap,
+                       "raises while rate-limited off not counted "
+                       "(debug registers have no counter)");
+    else
+        (void)snprintf(buf, cap,
+                       "%llu breakpoint hits while rate-limited off (%s; about %llu raises)",
+                       (unsigned long long)s->unseen_hits, s->counting ? "exact" : "estimated",
+                       (unsigned long long)s->unseen_raises_est);
+}
+
+void out_exc_stop_words(char *buf, size_t cap, pid_t pid, bool show_pid, const char *why,
+                        const struct tracer_stats *s)
+{
+    char unseen[160];
+
+    if (cap == 0)
+        return;
+    buf[0] = '\0';
+    exc_unseen_words(unseen, sizeof(unseen), s);
+    if (show_pid)
+        exc_words(buf, cap, "pid %d: ", (int)pid);
+    exc_words(buf, cap,
+              "stopped (%s): %llu raises reported, %llu seen but not reported (rate limit), "
+              "%llu filtered out; %s, off for %.1f s",
+              why, (unsigned long long)s->reported, (unsigned long long)s->not_reported,
+              (unsigned long long)s->filtered, unseen, s->disarmed_seconds);
+    if (s->in_flight_at_start)
+        exc_words(buf, cap,
+                  "; %llu already propagating when tracing began (raise site unseen) not reported",
+                  (unsigned long long)s->in_flight_at_start);
+    if (s->budget >= 0 && s->target_cpu_s > 0)
+        exc_words(buf, cap, "; tracing took about %.0f%% of the target's CPU time (budget %g%%%s)",
+                  100.0 * s->spent_s / s->target_cpu_s, 100.0 * s->budget,
+                  s->spent_s > 2 * s->budget * s->target_cpu_s && s->counted_total > 0 &&
+                          s->sampled_every > 1
+                      ? "; counting every raise is not limited by it"
+                      : "");
+    if (s->read_errors)
+        exc_words(buf, cap,
+                  "; %llu hits unreadable (thread state, exception or stack), not counted",
+                  (unsigned long long)s->read_errors);
+}
+
+void out_exc_tree_words(char *buf, size_t cap, pid_t root, const char *why, uint64_t followed,
+                        uint64_t not_python, bool over_cap)
+{
+    if (cap == 0)
+        return;
+    buf[0] = '\0';
+    exc_words(buf, cap,
+              "stopped (%s): %llu Python processes of pid %d's tree traced, %llu not Python or "
+              "unsupported%s",
+              why, (unsigned long long)followed, (int)root, (unsigned long long)not_python,
+              over_cap ? ", more than 64 at once: the others not traced" : "");
 }
 
 /* ---- summary ------------------------------------------------------------------------------- */

@@ -2,7 +2,7 @@
 /*
  * The growth table (see out_growth.h): text for people, one JSON object per report for machines.
  * Names and type names are the target's (a dict key, a class name): the text escapes their control
- * characters with out_text.c's escaper; JSON escapes them as JSON.
+ * characters with out_text.c's escaper; JSON with out_json_str (out_jsonw.h), the one JSON escaper.
  */
 #include "pyscope/out_growth.h"
 
@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "out_int.h"
+#include "pyscope/out_jsonw.h"
 
 static void human_size(uint64_t b, char *buf, size_t cap)
 {
@@ -50,10 +51,11 @@ static json_t *json_row(const struct growth_row *r)
     char addr[24];
 
     (void)snprintf(addr, sizeof(addr), "0x%" PRIx64, r->addr);
-    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:f, s:I, s:I, s:b}", "name", r->name, "type",
-                     r->type_name, "kind", growth_kind_name(r->kind), "address", addr, "length",
-                     (json_int_t)r->length, "growth_per_min", r->rate_per_min, "size_bytes",
-                     (json_int_t)r->size, "points", (json_int_t)r->points, "gone", r->gone);
+    return json_pack("{s:o, s:o, s:s, s:s, s:I, s:f, s:I, s:I, s:b}", "name",
+                     out_json_text(r->name), "type", out_json_text(r->type_name), "kind",
+                     growth_kind_name(r->kind), "address", addr, "length", (json_int_t)r->length,
+                     "growth_per_min", r->rate_per_min, "size_bytes", (json_int_t)r->size, "points",
+                     (json_int_t)r->points, "gone", r->gone);
 }
 
 static json_t *json_stats(const struct growth *g)
@@ -81,7 +83,7 @@ void out_growth_json(FILE *f, const struct growth *g, pid_t pid, const char *eve
         (void)json_array_append_new(arr, json_row(&r));
     if (o && arr && json_object_set_new(o, "containers", arr) == 0) {
         arr = NULL;
-        s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        s = out_json_dumps(o, 0, 0);
     }
     (void)fprintf(f, "%s\n", s ? s : "{\"event\":\"error\",\"message\":\"out of memory\"}");
     free(s);

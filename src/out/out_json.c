@@ -4,11 +4,11 @@
  * Data flow: a finished struct snap in, one JSON document out; the text writer (out_text.c)
  * renders the same model, and the TUI reuses out_json_string for its snapshot file.
  *
- * Why jansson rather than hand-written printf: it escapes every string correctly (quotes,
- * backslashes, control characters), refuses invalid UTF-8 instead of emitting a document no
- * parser accepts, and writes object keys in insertion order (JSON_PRESERVE_ORDER; implied since
- * jansson 2.8, asked for explicitly so older versions agree), so the document reads in the
- * schema's order. jansson stays inside this file: callers get bytes, never a json_t.
+ * Why jansson rather than hand-written printf: its object model keeps keys in insertion order
+ * (the document reads in the schema's order) and refuses invalid UTF-8 (a snapshot string that
+ * is not UTF-8 is a bug: snap_strndup sanitizes). The bytes come from out_json_dumps
+ * (out_jsonw.h), whose one escaper also escapes DEL and the C1 controls that jansson's own
+ * dumper leaves raw. jansson stays inside out/: callers get bytes, never a json_t.
  *
  * Invariants: the document is built completely before anything is written, so a failure
  * writes nothing. Building uses a sticky first error (struct jbuild): after a failure every
@@ -28,12 +28,11 @@
 #include <string.h>
 
 #include "out_int.h"
+#include "pyscope/out_jsonw.h"
 
 /* Significant digits for reals: keeps microseconds of a Unix timestamp and prints 0.0012 as
  * 0.0012 (jansson's default of 17 prints 0.0011999999999999999). */
 #define JSON_DIGITS 16
-/* Largest indent JSON_INDENT accepts (a 5-bit field). */
-#define JSON_INDENT_MAX 31
 
 /* A document under construction with a sticky first error. */
 struct jbuild {
@@ -304,16 +303,6 @@ static int json_build(const struct snap *s, json_t **out, struct ps_err *err)
                       "or dump fewer threads");
 }
 
-static size_t json_flags(const struct out_opts *opts)
-{
-    int indent = opts ? opts->json_indent : 0;
-    size_t flags = JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(JSON_DIGITS);
-
-    if (indent <= 0)
-        return flags | JSON_COMPACT;
-    return flags | JSON_INDENT(indent < JSON_INDENT_MAX ? indent : JSON_INDENT_MAX);
-}
-
 int out_json_string(const struct snap *s, const struct out_opts *opts, char **out,
                     struct ps_err *err)
 {
@@ -325,7 +314,7 @@ int out_json_string(const struct snap *s, const struct out_opts *opts, char **ou
     rc = json_build(s, &doc, err);
     if (rc < 0)
         return rc;
-    text = json_dumps(doc, json_flags(opts));
+    text = out_json_dumps(doc, opts ? opts->json_indent : 0, JSON_DIGITS);
     json_decref(doc);
     if (!text)
         return ps_err_set(err, -ENOMEM,

@@ -16,31 +16,12 @@
 
 #include "out_int.h"
 #include "out_profile_int.h"
+#include "pyscope/out_jsonw.h"
 
 #define DEFAULT_TITLE "pyscope profile"
 /* Frames fetched per stack; deeper stacks are cut at the root side (never happens: the walker
  * caps depth at WALK_MAX_DEPTH + 1). */
 #define STACK_MAX 8200
-
-size_t out_profile_utf8_len(const unsigned char *s)
-{
-    size_t n;
-
-    if (s[0] < 0x80)
-        return 1;
-    if ((s[0] & 0xe0) == 0xc0 && s[0] >= 0xc2)
-        n = 2;
-    else if ((s[0] & 0xf0) == 0xe0)
-        n = 3;
-    else if ((s[0] & 0xf8) == 0xf0 && s[0] <= 0xf4)
-        n = 4;
-    else
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    return n;
-}
 
 void out_profile_label(const struct profile_frame *f, char *buf, size_t cap)
 {
@@ -62,47 +43,12 @@ void out_profile_thread_label(const struct profile_thread *t, char *buf, size_t 
         (void)snprintf(buf, cap, "thread %s (%llu)", name, (unsigned long long)t->thread_id);
 }
 
-/* True for the bytes a JSON string must escape, and for DEL and the C1 controls (U+0080..U+009F,
- * CSI among them), which JSON allows raw but a terminal showing the file would obey. */
-static bool json_escaped(const unsigned char *p, size_t n)
-{
-    return n == 0 || *p < 0x20 || *p == '"' || *p == '\\' || *p == 0x7F ||
-           (n == 2 && p[0] == 0xC2 && p[1] <= 0x9F);
-}
-
-void out_profile_json_str(FILE *f, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s, *run = p;
-
-    /* Safe bytes are written in runs: the exception feed writes every raise through here. */
-    (void)fputc('"', f);
-    while (*p) {
-        size_t n = out_profile_utf8_len(p);
-
-        if (!json_escaped(p, n)) {
-            p += n;
-            continue;
-        }
-        (void)fwrite(run, 1, (size_t)(p - run), f);
-        if (*p == '"' || *p == '\\')
-            (void)fprintf(f, "\\%c", *p);
-        else if (n == 0)
-            (void)fputc('?', f);
-        else
-            (void)fprintf(f, "\\u%04x", n == 2 ? p[1] : p[0]);
-        p += n ? n : 1;
-        run = p;
-    }
-    (void)fwrite(run, 1, (size_t)(p - run), f);
-    (void)fputc('"', f);
-}
-
 void out_profile_xml_str(FILE *f, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
 
     while (*p) {
-        size_t n = out_profile_utf8_len(p);
+        size_t n = out_json_utf8_len(p);
 
         switch (*p) {
         case '&': (void)fputs("&amp;", f); break;
@@ -205,10 +151,10 @@ static void speedscope_frames(FILE *f, const struct profile *p)
         const struct profile_frame *fr = profile_frame_get(p, i);
 
         (void)fputs(i ? ",\n{\"name\":" : "\n{\"name\":", f);
-        out_profile_json_str(f, fr->function);
+        out_json_str(f, fr->function);
         if (fr->file[0]) {
             (void)fputs(",\"file\":", f);
-            out_profile_json_str(f, fr->file);
+            out_json_str(f, fr->file);
         }
         if (fr->line >= 0)
             (void)fprintf(f, ",\"line\":%d", fr->line);
@@ -226,7 +172,7 @@ static void speedscope_thread(FILE *f, const struct profile *p, uint32_t thread,
 
     out_profile_thread_label(t, label, sizeof(label));
     (void)fputs("{\"type\":\"sampled\",\"name\":", f);
-    out_profile_json_str(f, label);
+    out_json_str(f, label);
     (void)fprintf(f, ",\"unit\":\"none\",\"startValue\":0,\"endValue\":%llu,\"samples\":[",
                   (unsigned long long)t->samples);
     for (uint32_t i = 0; i < profile_nnodes(p); i++) {
@@ -265,9 +211,9 @@ int out_speedscope_write(FILE *f, const struct profile *p, const struct out_prof
     (void)fputs("{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\",\n"
                 "\"exporter\":",
                 f);
-    out_profile_json_str(f, o->exporter ? o->exporter : "pyscope");
+    out_json_str(f, o->exporter ? o->exporter : "pyscope");
     (void)fputs(",\"name\":", f);
-    out_profile_json_str(f, o->title ? o->title : DEFAULT_TITLE);
+    out_json_str(f, o->title ? o->title : DEFAULT_TITLE);
     (void)fputs(",\"activeProfileIndex\":0,\n\"shared\":", f);
     speedscope_frames(f, p);
     (void)fputs(",\n\"profiles\":[", f);

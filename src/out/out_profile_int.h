@@ -4,9 +4,9 @@
 
 /*
  * Private helpers shared by the profile writers (src/out/out_profile.c, src/out/out_flamegraph.c,
- * src/out/out_samples.c) and the exception writer (src/out/out_exc.c): frame labels and string
- * escaping for JSON and XML, the one escaper of each. Bytes that are not valid UTF-8 are
- * written as '?', so every output parses whatever the target's strings hold.
+ * src/out/out_samples.c): frame labels and string
+ * escaping for XML (JSON strings go through out_json_str, out_jsonw.h). Bytes that are not
+ * valid UTF-8 are written as '?', so every output parses whatever the target's strings hold.
  */
 
 #include <stddef.h>
@@ -23,13 +23,7 @@ void out_profile_label(const struct profile_frame *f, char *buf, size_t cap);
 /* The label of a thread root: "thread NAME (TID)" or "thread IDENT". */
 void out_profile_thread_label(const struct profile_thread *t, char *buf, size_t cap);
 
-/* Write s as a JSON string, quotes included. */
-void out_profile_json_str(FILE *f, const char *s);
-
 /* Write s escaped for XML text or attribute values (no quotes). */
 void out_profile_xml_str(FILE *f, const char *s);
-
-/* Length of the valid UTF-8 sequence at s (1-4), or 0 when it is not valid. */
-size_t out_profile_utf8_len(const unsigned char *s);
 
 #endif

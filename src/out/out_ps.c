@@ -4,7 +4,7 @@
  * Python master in pid order, each followed by its workers, indented one step per level (depth
  * first with an explicit stack of at most n entries; depth bounded by PSLIST_DEPTH_MAX). Command lines come from the
  * processes themselves: control characters and invalid UTF-8 are escaped in the text and
- * replaced in JSON.
+ * escaped by out_json_str in JSON (out_jsonw.h: C1 controls too; invalid UTF-8 as `?`).
  */
 #include "pyscope/out_ps.h"
 
@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "out_int.h"
+#include "pyscope/out_jsonw.h"
 
 static int ps_stream_status(FILE *fp, struct ps_err *err)
 {
@@ -79,25 +80,6 @@ out:
     return rc;
 }
 
-/* A JSON string of target text: as is when valid UTF-8, else with every byte >= 0x80 as '?'. */
-static json_t *ps_json_text(const char *s)
-{
-    json_t *j = json_string(s);
-    char *copy;
-
-    if (j)
-        return j;
-    copy = strdup(s);
-    if (!copy)
-        return NULL;
-    for (char *p = copy; *p; p++)
-        if ((unsigned char)*p >= 0x80)
-            *p = '?';
-    j = json_string(copy);
-    free(copy);
-    return j;
-}
-
 static json_t *ps_json_entry(const struct pslist *l, const struct pslist_entry *e)
 {
     json_t *workers = json_array();
@@ -111,7 +93,7 @@ static json_t *ps_json_entry(const struct pslist *l, const struct pslist_entry *
                   e->version[0] ? json_string(e->version) : json_null(), "version_read",
                   e->version_read, "threads", (json_int_t)e->threads, "rss_bytes",
                   (json_int_t)e->rss_bytes, "cpu_seconds", e->cpu_s, "cmdline",
-                  ps_json_text(e->cmdline), "master",
+                  out_json_text(e->cmdline), "master",
                   e->master ? json_integer(e->master) : json_null(), "workers", workers);
     return o;
 }
@@ -128,8 +110,10 @@ int out_ps_json(FILE *fp, const struct pslist *l, struct ps_err *err)
             rc = ps_err_set(err, -ENOMEM, "out of memory writing the process list");
     if (!arr && rc == 0)
         rc = ps_err_set(err, -ENOMEM, "out of memory writing the process list");
-    if (rc == 0 && (json_dumpf(doc, fp, JSON_COMPACT) != 0 || fputc('\n', fp) == EOF))
-        rc = ps_err_set(err, -EIO, "cannot write the process list: %s", strerror(errno));
+    if (rc == 0) {
+        out_json_dump(fp, doc, 0, 0); /* errors are sticky in fp: ps_stream_status */
+        (void)fputc('\n', fp);
+    }
     json_decref(doc);
     return rc == 0 ? ps_stream_status(fp, err) : rc;
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "out_profile_int.h"
+#include "pyscope/out_jsonw.h"
 
 /* Frames fetched per sample (the walker caps depth at WALK_MAX_DEPTH + a truncation marker). */
 #define SAMPLE_STACK_MAX 8200
@@ -38,7 +39,7 @@ int out_samples_open(FILE *f, pid_t pid, const char *python, double rate_hz,
     }
     w->f = f;
     (void)fprintf(f, "{\"pyscope\":\"samples\",\"version\":1,\"pid\":%d,\"python\":", (int)pid);
-    out_profile_json_str(f, python ? python : "");
+    out_json_str(f, python ? python : "");
     (void)fprintf(f, ",\"rate_hz\":%.17g}\n", rate_hz);
     if (fflush(f) != 0 || ferror(f)) {
         free(w->stack);
@@ -60,9 +61,9 @@ static void put_frames(struct out_samples *w, const struct profile *p, uint32_t 
         const struct profile_frame *fr = profile_frame_get(p, w->stack[i]);
 
         (void)fputs(i + 1 == depth ? "{\"function\":" : ",{\"function\":", w->f);
-        out_profile_json_str(w->f, fr->function);
+        out_json_str(w->f, fr->function);
         (void)fputs(",\"file\":", w->f);
-        out_profile_json_str(w->f, fr->file);
+        out_json_str(w->f, fr->file);
         if (fr->line >= 0)
             (void)fprintf(w->f, ",\"line\":%d}", fr->line);
         else
@@ -80,7 +81,7 @@ void out_samples_on_sample(void *arg, const struct profile *p, const struct samp
         return;
     (void)fprintf(w->f, "{\"t\":%.6f,\"wall\":%.6f,\"pid\":%d,\"thread\":%llu,\"tid\":%d,\"name\":",
                   s->time, s->wall, (int)s->pid, (unsigned long long)s->ident, (int)s->native_id);
-    out_profile_json_str(w->f, t->name);
+    out_json_str(w->f, t->name);
     (void)fprintf(w->f, ",\"state\":\"%s\",\"gil\":%s,",
                   s->state == SAMPLER_ACTIVE ? "active" : "idle", s->gil ? "true" : "false");
     put_frames(w, p, s->node);

@@ -154,6 +154,114 @@ static void test_text_and_json_escape(void **state)
     free(buf);
 }
 
+/* A tracer's statistics with a value in every field the stop record and sentence show. */
+static struct tracer_stats stop_stats(void)
+{
+    struct tracer_stats st = {.hits = 9,
+                              .raises = 8,
+                              .reported = 5,
+                              .not_reported = 2,
+                              .filtered = 1,
+                              .counted_total = 4,
+                              .counting = true,
+                              .count_cost_us = 10.5,
+                              .count_exact_rate = -1.0,
+                              .unseen_hits = 3,
+                              .unseen_raises_est = 3,
+                              .disarms = 1,
+                              .disarmed_seconds = 1.5,
+                              .budget = 0.01,
+                              .spent_s = 0.02,
+                              .own_cpu_s = 0.25,
+                              .target_cpu_s = 2.0,
+                              .stop_cost_us = 31.25,
+                              .pinned_threads = 2,
+                              .episodes = 7,
+                              .raises_est = 8.5,
+                              .sampled_every = 1};
+    return st;
+}
+
+/* The stop record is the document the CLI built before it moved here (the old code, inlined as
+ * the oracle: same keys, same order, same numbers), and the start record escapes C1. */
+static void test_start_and_stop_records(void **state)
+{
+    struct tracer_stats st = stop_stats();
+    char *buf = NULL, *want;
+    size_t len = 0;
+    FILE *fp = open_memstream(&buf, &len);
+    json_t *o = json_pack(
+        "{s:s, s:i, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:f, s:I, s:f, s:f}", "event",
+        "stop", "pid", 42, "reason", "signal SIGINT", "hits", (json_int_t)st.hits, "raises",
+        (json_int_t)st.raises, "reported", (json_int_t)st.reported, "not_reported",
+        (json_int_t)st.not_reported, "filtered", (json_int_t)st.filtered, "counted_hits",
+        (json_int_t)st.counted_total, "counting", st.counting, "unseen_hits",
+        (json_int_t)st.unseen_hits, "unseen_raises_est", (json_int_t)st.unseen_raises_est,
+        "disarmed_seconds", st.disarmed_seconds, "disarms", (json_int_t)st.disarms, "count_cost_us",
+        st.count_cost_us, "count_exact_rate", st.count_exact_rate);
+
+    (void)state;
+    assert_int_equal(
+        json_object_update_new(
+            o, json_pack("{s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I, s:I, s:I, s:I}", "budget",
+                         st.budget, "budget_spent_s", st.spent_s, "own_cpu_s", st.own_cpu_s,
+                         "target_cpu_s", st.target_cpu_s, "stop_cost_us", st.stop_cost_us,
+                         "pinned_threads", (json_int_t)st.pinned_threads, "episodes",
+                         (json_int_t)st.episodes, "raises_est", st.raises_est, "ring_lost",
+                         (json_int_t)st.ring_lost, "in_flight_at_start",
+                         (json_int_t)st.in_flight_at_start, "sampled_every",
+                         (json_int_t)st.sampled_every, "read_errors", (json_int_t)st.read_errors)),
+        0);
+    want = json_dumps(o, JSON_COMPACT);
+    out_exc_json_stop(fp, 42, "signal SIGINT", &st);
+    out_exc_json_start(fp, 42, "3.12.1", "perf", "note\xc2\x9b");
+    assert_int_equal(fclose(fp), 0);
+    assert_memory_equal(buf, want, strlen(want));
+    assert_string_equal(buf + strlen(want),
+                        "\n{\"event\":\"start\",\"pid\":42,\"python\":\"3.12.1\",\"mechanism\":"
+                        "\"perf\",\"mechanism_note\":\"note\\u009b\"}\n");
+    free(want);
+    free(buf);
+    json_decref(o);
+}
+
+/* The log's sentences, byte for byte as the CLI wrote them before they moved here. */
+static void test_start_and_stop_sentences(void **state)
+{
+    struct tracer_stats st = stop_stats();
+    char msg[600];
+
+    (void)state;
+    out_exc_stop_words(msg, sizeof(msg), 42, true, "signal SIGINT", &st);
+    assert_string_equal(msg, "pid 42: stopped (signal SIGINT): 5 raises reported, 2 seen but not "
+                             "reported (rate limit), 1 filtered out; 3 breakpoint hits while "
+                             "rate-limited off (exact; about 3 raises), off for 1.5 s; tracing "
+                             "took about 1% of the target's CPU time (budget 1%)");
+    st.counted_total = 0;
+    st.in_flight_at_start = 2;
+    st.read_errors = 1;
+    out_exc_stop_words(msg, sizeof(msg), 42, false, "duration", &st);
+    assert_string_equal(msg, "stopped (duration): 5 raises reported, 2 seen but not reported "
+                             "(rate limit), 1 filtered out; raises while rate-limited off not "
+                             "counted (debug registers have no counter), off for 1.5 s; 2 "
+                             "already propagating when tracing began (raise site unseen) not "
+                             "reported; tracing took about 1% of the target's CPU time (budget "
+                             "1%); 1 hits unreadable (thread state, exception or stack), not "
+                             "counted");
+    out_exc_stop_words(msg, 24, 42, false, "duration", &st); /* cut, terminated */
+    assert_string_equal(msg, "stopped (duration): 5 r");
+    out_exc_start_words(msg, sizeof(msg), 42, "3.12.1", "bpf", "");
+    assert_string_equal(msg, "tracing exceptions of pid 42 (Python 3.12.1) with bpf (uprobe, no "
+                             "stops); Ctrl-C stops");
+    out_exc_start_words(msg, sizeof(msg), 42, "3.12.1", "perf", "a note");
+    assert_string_equal(msg, "tracing exceptions of pid 42 (Python 3.12.1) with perf "
+                             "breakpoints; Ctrl-C stops. a note");
+    out_exc_tree_words(msg, sizeof(msg), 7, "signal SIGTERM", 3, 1, true);
+    assert_string_equal(msg, "stopped (signal SIGTERM): 3 Python processes of pid 7's tree "
+                             "traced, 1 not Python or unsupported, more than 64 at once: the "
+                             "others not traced");
+}
+
 /* Bytes waiting in the pipe's read end fd (non-blocking), up to cap. */
 static size_t pipe_take(int fd, char *buf, size_t cap)
 {
@@ -206,6 +314,8 @@ int main(void)
         cmocka_unit_test(test_summary_aligned_with_handler_file),
         cmocka_unit_test(test_summary_takes_exact_site_counts),
         cmocka_unit_test(test_text_and_json_escape),
+        cmocka_unit_test(test_start_and_stop_records),
+        cmocka_unit_test(test_start_and_stop_sentences),
         cmocka_unit_test(test_outq_writes_per_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
