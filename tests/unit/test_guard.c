@@ -39,6 +39,7 @@ struct g_shared {
     volatile int ended;  /* 1: the worker's loop ended by a stop signal */
     volatile int signo;  /* that signal */
     volatile int copies; /* how many copies of it reached the worker; -1 until counted */
+    volatile int others; /* other stop signals pending in the worker when it counted */
 };
 
 /* A failure bound for the waits on the pair (never a success criterion). */
@@ -72,6 +73,9 @@ static void g_worker(struct g_shared *sh)
     while (sigwaitinfo(&cont, NULL) < 0)
         ;
     (void)sigpending(&pend);
+    evloop_signals(EVLOOP_SIG_STOP, &cont);
+    for (int sig = 1; sig < NSIG; sig++)
+        sh->others += sig != signo && sigismember(&cont, sig) == 1 && sigismember(&pend, sig) == 1;
     __atomic_store_n(&sh->copies, taken + sigismember(&pend, signo), __ATOMIC_SEQ_CST);
     _exit(0);
 }
@@ -150,6 +154,7 @@ static int g_finish(int want_signo)
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
     assert_int_equal(g_sh->signo, want_signo);
+    assert_int_equal(g_sh->others, 0);
     copies = g_sh->copies;
     (void)munmap(g_sh, sizeof(*g_sh));
     return copies;
@@ -234,6 +239,24 @@ static void test_terminal_interrupt_reaches_the_worker_once(void **state)
     (void)close(m);
 }
 
+/* Ctrl-C, then a SIGTERM to the guard's pid (a supervisor's): the worker is stopping already,
+ * the guard sends it no second stop signal. */
+static void test_kill_of_the_guard_after_ctrl_c_adds_nothing(void **state)
+{
+    char tty[64];
+    int m = g_pty(tty, sizeof(tty));
+
+    (void)state;
+    g_start(tty, m);
+    g_wait_worker();
+    g_hold_guard();
+    assert_int_equal(write(m, "\003", 1), 1);
+    g_wait(&g_sh->ended, 1);
+    assert_int_equal(kill(g_guard, SIGTERM), 0);
+    assert_int_equal(g_finish(SIGINT), 1);
+    (void)close(m);
+}
+
 /* The hang-up of the terminal whose session leader is the guard: SIGHUP (and SIGCONT) to the
  * guard alone, which forwards both. */
 static void test_hangup_of_the_leaders_terminal_is_forwarded(void **state)
@@ -249,6 +272,7 @@ static void test_hangup_of_the_leaders_terminal_is_forwarded(void **state)
     assert_int_equal(waitpid(g_guard, &status, 0), g_guard);
     assert_true(WIFEXITED(status));
     assert_int_equal(g_sh->signo, SIGHUP);
+    assert_int_equal(g_sh->others, 0);
     (void)munmap(g_sh, sizeof(*g_sh));
 }
 
@@ -260,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_group_kill_pending_in_the_worker_once),
         cmocka_unit_test(test_timeout_order_reaches_the_worker_once),
         cmocka_unit_test(test_terminal_interrupt_reaches_the_worker_once),
+        cmocka_unit_test(test_kill_of_the_guard_after_ctrl_c_adds_nothing),
         cmocka_unit_test(test_hangup_of_the_leaders_terminal_is_forwarded),
     };
 
