@@ -141,9 +141,14 @@ static bool guard_worker_stopping(pid_t worker)
         return false;
     evloop_signals(EVLOOP_SIG_STOP, &stop);
     while (!yes && fgets(line, sizeof(line), f)) {
-        unsigned long long pnd = 0;
+        unsigned long long pnd;
+        char *end = NULL;
 
-        if (sscanf(line, "SigPnd: %llx", &pnd) != 1 && sscanf(line, "ShdPnd: %llx", &pnd) != 1)
+        if (strncmp(line, "SigPnd:", 7) != 0 && strncmp(line, "ShdPnd:", 7) != 0)
+            continue;
+        errno = 0;
+        pnd = strtoull(line + 7, &end, 16);
+        if (errno || end == line + 7)
             continue;
         for (int sig = 1; sig <= 64 && !yes; sig++)
             yes = (pnd >> (sig - 1) & 1) && sigismember(&stop, sig) == 1;

@@ -110,7 +110,7 @@ static void g_start(const char *tty, int master)
 }
 
 /* Wait until *flag is set (a failure after G_WAIT_MS). */
-static void g_wait(volatile int *flag, int want)
+static void g_wait(const volatile int *flag, int want)
 {
     const struct timespec ms = {0, 1000000L};
 
