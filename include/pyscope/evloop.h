@@ -127,6 +127,21 @@ int evloop_signal_fd(unsigned classes, sigset_t *held, struct ps_err *err) PS_WA
 void evloop_signal_fd_close(int fd, const sigset_t *held);
 
 /*
+ * For a process that must take each stop signal exactly once however many senders send it (the
+ * guard's worker, guard.h: a process-group kill reaches it from the kernel, and the guard may
+ * forward what it got): hold the stop signals (evloop_hold_signals) and make every loop of the
+ * process leave the stop signal that ends it pending instead of reading it, for the rest of the
+ * process's life. The kernel queues a standard signal at most once: every later copy of it (the
+ * group's after the guard's, the guard's after the group's, `timeout`'s second) merges with the
+ * pending one instead of reaching the process again, and the pending one is what tells another
+ * process (/proc/PID/status) that this one has it. A later loop ends at its first turn, as with
+ * any stop signal pending before its run. Such loops read only TSTP and WINCH; forward_to has no
+ * effect (the stop ends the loop) and evloop_signal_from_kernel is false (nothing was read).
+ * Call on main's thread before any loop or thread exists; cannot be undone.
+ */
+void evloop_keep_stop_signals(void);
+
+/*
  * Create a loop: blocks opts->signals' signals in the calling thread (the previous mask kept for
  * evloop_free) and opens a signalfd for them. *out is owned by the caller (evloop_free). Errors:
  * -ENOMEM, or the errno of sigprocmask/signalfd with err filled.
@@ -234,7 +249,8 @@ int evloop_signo(const struct evloop *l);
  * string, never NULL. */
 const char *evloop_signal_why(int sig);
 
-/* Whether the signal that ended the loop was sent by the kernel (a terminal's Ctrl-C). */
+/* Whether the signal that ended the loop was sent by the kernel (a terminal's Ctrl-C); false
+ * for a stop signal left pending (evloop_keep_stop_signals), whose sender is not known. */
 bool evloop_signal_from_kernel(const struct evloop *l);
 
 #endif

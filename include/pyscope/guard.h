@@ -20,16 +20,18 @@
 #include <sys/types.h>
 
 /*
- * Fork; in the child (the worker) arrange SIGTERM on the guard's death and return 0: the
- * caller runs the command there and exits with its code. In the guard: forward the first of
- * SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to it by a process (kill; a terminal's signals
- * reach the worker directly, being in the same process group), the hang-up of a terminal whose
- * session leader it is (sent to it alone), SIGTSTP sent by a process and every SIGCONT to the worker,
- * stop itself on SIGTSTP (so a shell sees the job stop), wait for the worker, and exit with
- * its status (dying of the same signal when it died of one); never returns. When the worker
- * died of SIGKILL, the guard first runs bkpt_rescue(target) (target > 0). Returns a negative
- * errno when fork fails (the caller then runs the command unguarded). Call before any thread or
- * ptrace attachment exists, from main's thread.
+ * Fork; in the child (the worker) arrange SIGTERM on the guard's death, keep its stop signals
+ * pending once taken (evloop_keep_stop_signals) and return 0: the caller runs the command there
+ * and exits with its code. In the guard: forward the first of SIGINT, SIGTERM, SIGHUP and
+ * SIGQUIT sent to it by a process (kill; a terminal's signals reach the worker directly, being
+ * in the same process group), or the hang-up of a terminal whose session leader it is (sent to
+ * it alone), unless the worker has a stop signal pending already (a process-group kill reached
+ * it): the worker gets each stop signal once. Forward SIGTSTP sent by a process and every
+ * SIGCONT to the worker, stop itself on SIGTSTP (so a shell sees the job stop), wait for the
+ * worker, and exit with its status (dying of the same signal when it died of one); never
+ * returns. When the worker died of SIGKILL, the guard first runs bkpt_rescue(target) (target >
+ * 0). Returns a negative errno when fork fails (the caller then runs the command unguarded).
+ * Call before any thread or ptrace attachment exists, from main's thread.
  */
 int guard_fork(pid_t target);
 

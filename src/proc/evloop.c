@@ -22,6 +22,10 @@
 #include <time.h>
 #include <unistd.h>
 
+/* evloop_keep_stop_signals: the process's loops leave the stop signals pending, never read.
+ * Process-wide like the signal dispositions; set once, before any loop, on main's thread. */
+static bool ev_keep_stop;
+
 enum ev_kind {
     EV_FREE,
     EV_FD,
@@ -148,6 +152,12 @@ void evloop_signal_fd_close(int fd, const sigset_t *held)
     if (fd >= 0)
         (void)close(fd);
     (void)pthread_sigmask(SIG_UNBLOCK, held, NULL);
+}
+
+void evloop_keep_stop_signals(void)
+{
+    evloop_hold_signals(EVLOOP_SIG_STOP);
+    ev_keep_stop = true;
 }
 
 /* ---- life ----------------------------------------------------------------------------------- */
@@ -408,13 +418,57 @@ static int ev_signal(struct evloop *l, const struct signalfd_siginfo *si, struct
     return 0;
 }
 
+/* The lowest-numbered stop signal of the loop's pending for this thread or the process (what a
+ * read would take first), 0 for none. */
+static int ev_pending_stop(const struct evloop *l)
+{
+    sigset_t pend, stop;
+
+    if (!(l->opts.signals & EVLOOP_SIG_STOP) || sigpending(&pend) != 0)
+        return 0;
+    evloop_signals(EVLOOP_SIG_STOP, &stop);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sigismember(&stop, sig) == 1 && sigismember(&pend, sig) == 1)
+            return sig;
+    return 0;
+}
+
+/* Take the next signal to handle into *si: from the signalfd, or, with the stop signals kept
+ * (ev_keep_stop), the next of the others with sigtimedwait, which takes only those it is asked
+ * for. Returns false when none is pending. */
+static bool ev_take(const struct evloop *l, struct signalfd_siginfo *si)
+{
+    const struct timespec now = {0, 0};
+    sigset_t set, stop;
+    siginfo_t info;
+
+    if (!ev_keep_stop)
+        return read(l->sigfd, si, sizeof(*si)) == (ssize_t)sizeof(*si);
+    evloop_signals(l->opts.signals & ~EVLOOP_SIG_STOP, &set);
+    evloop_signals(EVLOOP_SIG_STOP, &stop);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sigismember(&stop, sig) == 1)
+            (void)sigdelset(&set, sig);
+    memset(si, 0, sizeof(*si));
+    if (sigtimedwait(&set, &info, &now) < 0)
+        return false;
+    si->ssi_signo = (uint32_t)info.si_signo;
+    si->ssi_code = info.si_code;
+    return true;
+}
+
 static int ev_signals(struct evloop *l, struct ps_err *err)
 {
     struct signalfd_siginfo si;
-    int rc = 0;
+    int rc = 0, kept = ev_keep_stop ? ev_pending_stop(l) : 0;
 
-    while (rc == 0 && l->end == EVLOOP_END_NONE &&
-           read(l->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+    if (kept > 0) { /* left pending: a later copy of it merges with it (evloop.h) */
+        l->signo = kept;
+        l->kernel_sig = false;
+        evloop_stop(l, EVLOOP_END_SIGNAL);
+        return 0;
+    }
+    while (rc == 0 && l->end == EVLOOP_END_NONE && ev_take(l, &si)) {
         /* TSTP without a handler: releasing the target is the orderly stop's teardown. */
         if (si.ssi_signo == SIGTSTP && !l->tstp.fn) {
             l->signo = SIGTSTP;

@@ -30,9 +30,8 @@ def exceptions_done(out, err):
     bpf reports one raise in N and counts every one in the kernel; a rate limit does the same)."""
     stops = re.findall(r"stopped \(signal [A-Z]+\): (\d+) raises reported, (\d+) seen but not "
                        r"reported", err)
-    # once, whatever the route: a process-group kill reaches the worker twice (from the kernel,
-    # and forwarded by the guard, which cannot tell it from a kill of its pid alone); the
-    # worker keeps its stop signals blocked to its exit, so the second copy acts on nothing
+    # once, whatever the route: the worker gets each stop signal once (guard.c; counted by
+    # route in tests/unit/test_guard.c)
     assert len(stops) == 1 and err.count("stopped (") == 1, err
     reported, unreported = map(int, stops[0])
     lines = out.splitlines()

@@ -279,6 +279,65 @@ static void test_first_stop_signal_is_forwarded_once(void **state)
     evloop_free(l);
 }
 
+/* evloop_keep_stop_signals, in a child (it is for the rest of a process's life): WINCH is
+ * still read and handled; TERM ends the loop and stays pending, so a second TERM merges with
+ * it, and every later run and loop ends on it at once. Returns 0, or the failed step. */
+static int on_winch_stop(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
+{
+    (void)events;
+    (void)err;
+    ++*(int *)arg;
+    evloop_stop(l, EVLOOP_END_OWN + 2);
+    return 0;
+}
+
+static int kept_stop_steps(void)
+{
+    const struct evloop_opts o = {.signals = EVLOOP_SIG_STOP | EVLOOP_SIG_WINCH};
+    struct evloop *l = NULL;
+    struct ps_err err = {0};
+    sigset_t pend;
+    int winches = 0;
+
+    evloop_keep_stop_signals();
+    if (evloop_new(&o, &l, &err) < 0)
+        return 10;
+    evloop_on_winch(l, on_winch_stop, &winches);
+    (void)kill(getpid(), SIGWINCH);
+    if (evloop_run(l, &err) < 0 || evloop_end(l) != EVLOOP_END_OWN + 2 || winches != 1)
+        return 11;
+    for (int copy = 0; copy < 2; copy++) {
+        (void)kill(getpid(), SIGTERM); /* the second merges with the kept first */
+        if (evloop_run(l, &err) < 0 || evloop_end(l) != EVLOOP_END_SIGNAL ||
+            evloop_signo(l) != SIGTERM || evloop_signal_from_kernel(l))
+            return 12 + copy;
+        if (sigpending(&pend) != 0 || sigismember(&pend, SIGTERM) != 1)
+            return 14 + copy;
+    }
+    (void)kill(getpid(), SIGWINCH); /* never read: the kept TERM ends every run first */
+    if (evloop_run(l, &err) < 0 || evloop_signo(l) != SIGTERM || winches != 1)
+        return 16;
+    evloop_free(l);
+    if (evloop_new(&o, &l, &err) < 0 || evloop_run(l, &err) < 0 || evloop_signo(l) != SIGTERM)
+        return 17;
+    evloop_free(l);
+    return 0;
+}
+
+static void test_kept_stop_signal_is_taken_once(void **state)
+{
+    int status = 0;
+    pid_t pid = fork();
+
+    (void)state;
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(kept_stop_steps());
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status)); /* the pending TERM stays held to the exit */
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* ---- fds ------------------------------------------------------------------------------------- */
 
 struct piped {
@@ -506,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_pid_source_sees_the_exit),
         cmocka_unit_test(test_first_stop_signal_is_forwarded_once),
         cmocka_unit_test(test_signal_fd_for_sigchld),
+        cmocka_unit_test(test_kept_stop_signal_is_taken_once),
         cmocka_unit_test(test_fd_source_and_errors),
         cmocka_unit_test(test_deadline_stops_with_its_reason),
         cmocka_unit_test(test_disabled_source_waits),
