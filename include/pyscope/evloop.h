@@ -44,6 +44,7 @@
 #define EVLOOP_SIG_STOP  1u /* SIGINT, SIGTERM, SIGHUP, SIGQUIT: orderly stop */
 #define EVLOOP_SIG_TSTP  2u /* SIGTSTP: release the target first (evloop_on_tstp) */
 #define EVLOOP_SIG_WINCH 4u /* SIGWINCH: the terminal was resized (evloop_on_winch) */
+#define EVLOOP_SIG_CHLD  8u /* SIGCHLD: a traced thread stopped (evloop_signal_fd only) */
 
 /* Why evloop_run returned (evloop_end). Owners may use EVLOOP_END_OWN + n for their own. */
 enum evloop_end {
@@ -109,6 +110,21 @@ void evloop_signals(unsigned classes, sigset_t *set);
  * its final output.
  */
 void evloop_hold_signals(unsigned classes);
+
+/*
+ * A signalfd of its own for the signals of `classes` (EVLOOP_SIG_CHLD: the tracer's, which
+ * outlives the loops it is a source of), so that the mask is set in one file: blocks them in the
+ * calling thread first, recording in *held those that were not blocked before, then opens the fd
+ * non-blocking and close-on-exec. Returns the fd (the caller's, for evloop_signal_fd_close), or a
+ * negative errno with err filled and the mask as it was.
+ */
+int evloop_signal_fd(unsigned classes, sigset_t *held, struct ps_err *err) PS_WARN_UNUSED;
+
+/*
+ * Close fd (when >= 0) and unblock the signals in *held (those evloop_signal_fd blocked), on the
+ * thread that opened it. Nested fds are safe when closed in the reverse order of their opening.
+ */
+void evloop_signal_fd_close(int fd, const sigset_t *held);
 
 /*
  * Create a loop: blocks opts->signals' signals in the calling thread (the previous mask kept for

@@ -26,7 +26,8 @@
  * debug registers in a fork child).
  *
  * Driving: the tracer is run by the caller's event loop. tracer_fd() is readable when a traced
- * thread stopped (a signalfd for SIGCHLD: tracer_new blocks SIGCHLD in the calling thread);
+ * thread stopped (a signalfd for SIGCHLD, evloop_signal_fd: tracer_new blocks SIGCHLD in the
+ * calling thread, tracer_free unblocks it if it was not blocked before);
  * the loop then calls tracer_step(). tracer_run() is the blocking loop for the CLI. Every
  * function must be called from the thread that called tracer_new() (ptrace binds tracees to it).
  *
@@ -225,7 +226,7 @@ struct tracer;
  * decode a function entry at PyTraceBack_Here: push/endbr64/sub rsp...), choose the mechanism
  * (opts->force_mech, else perf if perf_event_open works, else debug registers), arm every
  * thread, resume them. Borrows pp for the tracer's lifetime. Blocks SIGCHLD in the calling
- * thread (see tracer_fd). On success *out is owned by the caller (tracer_free).
+ * thread until tracer_free (see tracer_fd). On success *out is owned by the caller (tracer_free).
  * Errors (nothing left seized or armed): -PS_EPERM (diagnosed), -ESRCH, -EBUSY (a target is
  * already seized by this process), -PS_ENOTPYTHON (no PyTraceBack_Here), -PS_ECORRUPT (the
  * address does not decode as a function entry), -ENODEV (no breakpoint mechanism works),

@@ -110,6 +110,8 @@ void evloop_signals(unsigned classes, sigset_t *set)
         (void)sigaddset(set, SIGTSTP);
     if (classes & EVLOOP_SIG_WINCH)
         (void)sigaddset(set, SIGWINCH);
+    if (classes & EVLOOP_SIG_CHLD)
+        (void)sigaddset(set, SIGCHLD);
 }
 
 void evloop_hold_signals(unsigned classes)
@@ -118,6 +120,34 @@ void evloop_hold_signals(unsigned classes)
 
     evloop_signals(classes, &set);
     (void)pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+int evloop_signal_fd(unsigned classes, sigset_t *held, struct ps_err *err)
+{
+    sigset_t set, before;
+    int fd, e;
+
+    evloop_signals(classes, &set);
+    if (pthread_sigmask(SIG_BLOCK, &set, &before) != 0)
+        return ps_err_set(err, -EINVAL, "cannot block the signals of a signalfd");
+    (void)sigemptyset(held);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sigismember(&set, sig) == 1 && sigismember(&before, sig) == 0)
+            (void)sigaddset(held, sig);
+    fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd >= 0)
+        return fd;
+    e = errno;
+    (void)pthread_sigmask(SIG_UNBLOCK, held, NULL);
+    (void)sigemptyset(held);
+    return ps_err_set(err, -e, "cannot create a signalfd: %s", strerror(e));
+}
+
+void evloop_signal_fd_close(int fd, const sigset_t *held)
+{
+    if (fd >= 0)
+        (void)close(fd);
+    (void)pthread_sigmask(SIG_UNBLOCK, held, NULL);
 }
 
 /* ---- life ----------------------------------------------------------------------------------- */

@@ -481,20 +481,6 @@ static size_t tr_sync_threads(struct tracer *t)
 
 /* ---- public ------------------------------------------------------------------------------ */
 
-static int tr_chld_fd(int *fd, struct ps_err *err)
-{
-    sigset_t set;
-
-    (void)sigemptyset(&set);
-    (void)sigaddset(&set, SIGCHLD);
-    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
-        return ps_err_set(err, -EINVAL, "cannot block SIGCHLD");
-    *fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (*fd < 0)
-        return ps_err_set(err, -errno, "signalfd(SIGCHLD) failed: %s", strerror(errno));
-    return 0;
-}
-
 static int tr_alloc(struct tracer *t, struct ps_err *err)
 {
     t->ring = calloc(TRACER_RING_CAP, sizeof(*t->ring));
@@ -635,8 +621,10 @@ int tracer_new(struct pyproc *pp, const struct tracer_opts *opts, struct tracer 
     t->used_bpf = rc == 1;
     if (rc == 0)
         tr_note_dead_breakpoints(t);
-    if (rc == 0)
-        rc = tr_chld_fd(&t->chld_fd, err);
+    if (rc == 0) {
+        t->chld_fd = evloop_signal_fd(EVLOOP_SIG_CHLD, &t->chld_held, err);
+        rc = t->chld_fd < 0 ? t->chld_fd : 0;
+    }
     if (rc == 0)
         rc = tr_attach(t, err);
     rc = rc == 1 ? 0 : rc;
@@ -771,8 +759,12 @@ void tracer_free(struct tracer *t)
     bpf_exc_close(t->bx);
     free(t->bpf_hdrs);
     free(t->bpf_hdr_cache);
-    if (t->chld_fd >= 0)
-        (void)close(t->chld_fd);
+    if (t->used_bpf) {
+        if (t->chld_fd >= 0)
+            (void)close(t->chld_fd); /* a dup of the ring buffer's fd */
+    } else {
+        evloop_signal_fd_close(t->chld_fd, &t->chld_held);
+    }
     walk_stack_free(&t->stack);
     tr_memo_free(t->memo);
     free(t->ring);

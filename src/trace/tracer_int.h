@@ -11,6 +11,7 @@
  * tracer_new: ptrace binds the tracees to it).
  */
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -85,9 +86,10 @@ struct tracer {
     struct tracer_opts opts;
     struct bkpt *bp;
     uint64_t addr;
-    int chld_fd;
-    bool stopped;  /* tracer_stop ran */
-    bool stopping; /* inside tracer_stop: hits are consumed, not processed */
+    int chld_fd;        /* ptrace: the SIGCHLD signalfd (evloop_signal_fd); bpf: the ring's */
+    sigset_t chld_held; /* ptrace: what evloop_signal_fd blocked, unblocked by tracer_free */
+    bool stopped;       /* tracer_stop ran */
+    bool stopping;      /* inside tracer_stop: hits are consumed, not processed */
     bool exec_seen;
     bool exited;
     bool want_disarm; /* the bucket ran dry at a stop: tracer_step disarms */

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -282,6 +283,38 @@ struct piped {
     int id, calls;
 };
 
+/* A tracer's SIGCHLD signalfd (evloop_signal_fd): it reads a child's exit, blocks SIGCHLD only
+ * while open, and a nested one (already blocked) leaves the mask to the outer one. */
+static void test_signal_fd_for_sigchld(void **state)
+{
+    struct ps_err err = {0};
+    struct signalfd_siginfo si;
+    struct pollfd p;
+    sigset_t outer, inner;
+    int fd, fd2, status = 0;
+    pid_t pid;
+
+    (void)state;
+    assert_false(blocked(SIGCHLD));
+    fd = evloop_signal_fd(EVLOOP_SIG_CHLD, &outer, &err);
+    assert_true(fd >= 0);
+    assert_true(blocked(SIGCHLD) && sigismember(&outer, SIGCHLD) == 1);
+    fd2 = evloop_signal_fd(EVLOOP_SIG_CHLD, &inner, &err);
+    assert_true(fd2 >= 0);
+    assert_int_equal(sigismember(&inner, SIGCHLD), 0); /* was blocked: not the inner's to undo */
+    pid = child(false);
+    p = (struct pollfd){.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, -1), 1); /* no timeout: the child's exit is the event */
+    assert_int_equal(read(fd, &si, sizeof(si)), (ssize_t)sizeof(si));
+    assert_int_equal(si.ssi_signo, SIGCHLD);
+    assert_int_equal((pid_t)si.ssi_pid, pid);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    evloop_signal_fd_close(fd2, &inner);
+    assert_true(blocked(SIGCHLD)); /* the outer fd still needs it */
+    evloop_signal_fd_close(fd, &outer);
+    assert_false(blocked(SIGCHLD));
+}
+
 static int on_pipe(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
 {
     struct piped *p = arg;
@@ -469,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_tstp_without_handler_stops),
         cmocka_unit_test(test_pid_source_sees_the_exit),
         cmocka_unit_test(test_first_stop_signal_is_forwarded_once),
+        cmocka_unit_test(test_signal_fd_for_sigchld),
         cmocka_unit_test(test_fd_source_and_errors),
         cmocka_unit_test(test_deadline_stops_with_its_reason),
         cmocka_unit_test(test_disabled_source_waits),
