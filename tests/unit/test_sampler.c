@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pyscope/evloop.h"
 #include "pyscope/memsrc.h"
 #include "pyscope/profile.h"
 #include "pyscope/pyproc.h"
@@ -357,8 +358,9 @@ static void test_ticks_count_the_truth(void **state)
     (void)state;
     for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
         double fake_now = 1000.0;
+        const struct evloop_clock clk = {.now = fake_clock, .arg = &fake_now};
         struct sampler_opts so = {
-            .rate_hz = 100, .idle = true, .clock = fake_clock, .clock_arg = &fake_now};
+            .rate_hz = 100, .idle = true, .clock = &clk};
         struct sampler_stats st;
         struct fixture fx = {0};
         struct ps_err err = {0};
@@ -395,8 +397,9 @@ static void test_faulting_walk_is_retried(void **state)
     (void)state;
     for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
         double fake_now = 1000.0;
+        const struct evloop_clock clk = {.now = fake_clock, .arg = &fake_now};
         struct sampler_opts so = {
-            .rate_hz = 100, .idle = true, .clock = fake_clock, .clock_arg = &fake_now};
+            .rate_hz = 100, .idle = true, .clock = &clk};
         struct walk_tstate ts[WALK_MAX_THREADS];
         struct sampler_stats st;
         struct fixture fx = {0};
