@@ -150,10 +150,6 @@ void evloop_free(struct evloop *l);
 /* The loop's clock, in seconds: the injected one, or evloop_now. */
 double evloop_clock_now(const struct evloop *l);
 
-/* The loop's clock itself (what evloop_opts.clock was; NULL for the real one), borrowed: what an
- * owner passes on to the sampler or tracer it plugs into the loop. */
-const struct evloop_clock *evloop_clock(const struct evloop *l);
-
 /* Clock c's now in seconds: c->now(c->arg), or evloop_now when c is NULL. Async-signal-safe
  * when c is NULL. */
 double evloop_clock_read(const struct evloop_clock *c);

@@ -102,11 +102,6 @@ double evloop_clock_now(const struct evloop *l)
     return evloop_clock_read(l->opts.clock);
 }
 
-const struct evloop_clock *evloop_clock(const struct evloop *l)
-{
-    return l->opts.clock;
-}
-
 void evloop_signals(unsigned classes, sigset_t *set)
 {
     (void)sigemptyset(set);
