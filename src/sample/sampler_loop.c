@@ -265,9 +265,8 @@ static int run_status(void *arg, struct evloop *l, unsigned events, struct ps_er
 static int run_setup(struct run *r, struct ps_err *err)
 {
     struct sampler *s = r->s;
-    const struct evloop_opts o = {.signals = EVLOOP_SIG_STOP,
-                                  .clock = s->opts.clock,
-                                  .forward_to = s->opts.forward_signals};
+    const struct evloop_opts o = {
+        .signals = EVLOOP_SIG_STOP, .clock = s->opts.clock, .forward_to = s->opts.forward_signals};
     double now = sampler_clock(s);
     struct ps_err ignored = {0};
     int rc;

@@ -359,8 +359,7 @@ static void test_ticks_count_the_truth(void **state)
     for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
         double fake_now = 1000.0;
         const struct evloop_clock clk = {.now = fake_clock, .arg = &fake_now};
-        struct sampler_opts so = {
-            .rate_hz = 100, .idle = true, .clock = &clk};
+        struct sampler_opts so = {.rate_hz = 100, .idle = true, .clock = &clk};
         struct sampler_stats st;
         struct fixture fx = {0};
         struct ps_err err = {0};
@@ -398,8 +397,7 @@ static void test_faulting_walk_is_retried(void **state)
     for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
         double fake_now = 1000.0;
         const struct evloop_clock clk = {.now = fake_clock, .arg = &fake_now};
-        struct sampler_opts so = {
-            .rate_hz = 100, .idle = true, .clock = &clk};
+        struct sampler_opts so = {.rate_hz = 100, .idle = true, .clock = &clk};
         struct walk_tstate ts[WALK_MAX_THREADS];
         struct sampler_stats st;
         struct fixture fx = {0};
