@@ -394,7 +394,7 @@ static int ui_sync(struct ui_loop *l, struct ps_err *err)
     }
     if (rc >= 0 && app->tracer)
         evloop_timer_at(l->ev, l->tracer_timer,
-                        evloop_now() + tracer_timeout_ms(app->tracer) / 1000.0);
+                        evloop_clock_now(l->ev) + tracer_timeout_ms(app->tracer) / 1000.0);
     evloop_enable(l->ev, l->sampler, app->sampler && !app->paused && !app->gone);
     return rc < 0 ? rc : 0;
 }
@@ -416,7 +416,7 @@ static int ui_on_turn(void *arg, struct evloop *ev, unsigned events, struct ps_e
 static int ui_loop_sources(struct ui_loop *l, struct ps_err *err)
 {
     struct ui_app *app = l->app;
-    double now = evloop_now();
+    double now = evloop_clock_now(l->ev);
     int rc = evloop_add_fd(l->ev, STDIN_FILENO, ui_on_keys, l, err);
 
     if (rc >= 0)
@@ -485,7 +485,8 @@ static int ui_undo_tracer(void *arg, struct ps_err *err)
  * the terminal, the detach guard, the sampler, the tracer; undone the other way round. */
 static int ui_loop_open(struct ui_loop *l, struct ps_err *err)
 {
-    const struct evloop_opts o = {.signals = EVLOOP_SIG_STOP | EVLOOP_SIG_TSTP | EVLOOP_SIG_WINCH};
+    const struct evloop_opts o = {.signals = EVLOOP_SIG_STOP | EVLOOP_SIG_TSTP | EVLOOP_SIG_WINCH,
+                                  .clock = l->app->opts.clock};
     int rc = evloop_new(&o, &l->ev, err);
 
     if (rc == 0)

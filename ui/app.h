@@ -15,6 +15,8 @@
 #include "pyscope/err.h"
 #include "pyscope/pyproc.h"
 
+struct evloop_clock; /* evloop.h */
+
 #define UI_DEFAULT_RATE 100 /* samples per second for the top table */
 
 struct ui_attach_opts {
@@ -30,6 +32,9 @@ struct ui_attach_opts {
     int mech;           /* exception tracing's mechanism (enum tracer_mech): 0 automatic */
     pid_t *switch_to;   /* out: set to the pid chosen with `w` (the session then ends as with
                            `q`; the caller attaches to it), 0 otherwise; NULL disables `w` */
+    /* The session's clock (evloop.h), borrowed: NULL the real one; a test's virtual clock runs
+     * the loop, the sampler, the tracer and every rate and schedule of the TUI. */
+    const struct evloop_clock *clock;
 };
 
 /*

@@ -33,6 +33,11 @@
  * bench-service). */
 #define UI_EXC_REDRAW_S 0.2
 
+double ui_app_now(const struct ui_app *app)
+{
+    return evloop_clock_read(app->opts.clock);
+}
+
 bool ui_data_growth_start(struct ui_app *app)
 {
     struct ps_err err = {0};
@@ -44,21 +49,21 @@ bool ui_data_growth_start(struct ui_app *app)
     if (rc == 0)
         rc = growth_scan(app->growth, &err);
     if (rc == 0)
-        rc = growth_sample(app->growth, evloop_now(), &err);
+        rc = growth_sample(app->growth, ui_app_now(app), &err);
     if (rc < 0) {
         growth_free(app->growth);
         app->growth = NULL;
         ui_app_note(app, "no growth view: %s", err.msg);
         return false;
     }
-    app->growth_scanned = evloop_now();
+    app->growth_scanned = ui_app_now(app);
     return true;
 }
 
 void ui_data_growth_tick(struct ui_app *app)
 {
     struct ps_err err = {0};
-    double now = evloop_now();
+    double now = ui_app_now(app);
     int rc = 0;
 
     if (!app->growth || app->gone)
@@ -127,7 +132,7 @@ static double ui_data_age(pid_t pid, long hz)
 
 void ui_data_init_clock(struct ui_app *app)
 {
-    app->start_mono = evloop_now();
+    app->start_mono = ui_app_now(app);
     app->start_age = ui_data_age(app->pp->pid, app->hz);
     for (size_t i = 0; i < UI_TREND_N; i++)
         app->cpu_trend[i] = app->rss_trend[i] = -1;
@@ -189,7 +194,7 @@ int ui_data_snapshot(struct ui_app *app)
 
 int ui_data_sampler_start(struct ui_app *app, struct ps_err *err)
 {
-    struct sampler_opts so = {.rate_hz = app->opts.rate_hz};
+    struct sampler_opts so = {.rate_hz = app->opts.rate_hz, .clock = app->opts.clock};
     int rc = profile_new(&app->profile, err);
 
     if (rc < 0)
@@ -219,7 +224,8 @@ void ui_data_sampler_tick(struct ui_app *app)
 void ui_data_tracer_start(struct ui_app *app)
 {
     struct tracer_opts to = {.budget = app->opts.budget,
-                             .force_mech = (enum tracer_mech)app->opts.mech};
+                             .force_mech = (enum tracer_mech)app->opts.mech,
+                             .clock = app->opts.clock};
     struct ps_err err = {0};
     int rc;
 
@@ -233,7 +239,7 @@ void ui_data_tracer_start(struct ui_app *app)
         return;
     }
     app->trace_mech = tracer_mechanism(app->tracer);
-    app->exc_last_t = evloop_now();
+    app->exc_last_t = ui_app_now(app);
     app->exc_last_raises = 0;
     app->exc_last_spent = app->exc_last_cpu = 0; /* a new tracer's stats start at 0 */
     if (app->status_error && strncmp(app->status, "no exception", 12) == 0)
@@ -277,7 +283,7 @@ bool ui_data_drain_events(struct ui_app *app)
 /* Raises per second since the last call (about once a second). */
 static void ui_data_exc_rate(struct ui_app *app)
 {
-    double now = evloop_now();
+    double now = ui_app_now(app);
     uint64_t raises;
 
     if (now - app->exc_last_t < 1.0)
@@ -310,7 +316,7 @@ static void ui_data_exc_rate(struct ui_app *app)
 /* Whether drained events are due on screen (UI_EXC_REDRAW_S since the last time). */
 static bool ui_data_exc_due(struct ui_app *app)
 {
-    double now = evloop_now();
+    double now = ui_app_now(app);
 
     if (!app->exc_pending || now - app->exc_shown_t < UI_EXC_REDRAW_S)
         return false;

@@ -60,7 +60,7 @@ struct ui_app {
     long hz; /* clock ticks per second */
     double cpu_pct, gil_rate;
     double cpu_trend[UI_TREND_N], rss_trend[UI_TREND_N];
-    double start_age, start_mono; /* target's age at attach, and our monotonic clock then */
+    double start_age, start_mono; /* target's age at attach, and ui_app_now then */
     struct srcline_cache *src;
     struct native_ctx *native; /* --native: the unwinder (symbol caches), NULL otherwise */
 
@@ -125,6 +125,10 @@ pid_t ui_app_selected_tid(const struct ui_app *app);
 
 /* The filter text of pane `area` (the exceptions pane's or, for any other, the top table's). */
 char *ui_app_filter(struct ui_app *app, enum ui_area area);
+
+/* The session's clock in seconds (opts.clock, the loop's; the real one without): every time
+ * the TUI reads for its rates and schedules. */
+double ui_app_now(const struct ui_app *app);
 
 /* Show a transient note in the key bar (about 5 s). printf-style. */
 void ui_app_note(struct ui_app *app, const char *fmt, ...) PS_PRINTF(2, 3);

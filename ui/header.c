@@ -7,13 +7,12 @@
 #include <stdio.h>
 
 #include "app_int.h"
-#include "pyscope/evloop.h"
 
 static double ui_header_uptime(const struct ui_app *app)
 {
     if (app->start_age < 0)
         return -1;
-    return app->start_age + (evloop_now() - app->start_mono);
+    return app->start_age + (ui_app_now(app) - app->start_mono);
 }
 
 static void ui_header_build(struct ui_pane *p, struct ui_app *app)

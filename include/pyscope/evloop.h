@@ -67,10 +67,17 @@ typedef int (*evloop_fn)(void *arg, struct evloop *l, unsigned events, struct ps
 typedef int (*evloop_undo_fn)(void *arg, struct ps_err *err);
 
 /*
- * An injected clock for unit tests: now() in seconds; sleep(d) instead of a real wait of d
- * seconds when no fd is ready (a virtual clock advances itself by d). With a clock injected the
- * loop never waits in real time for a timer: it polls its fds without blocking, then calls
- * sleep (if set) with the time to the earliest timer. Without timers it blocks on its fds.
+ * The one clock type, and the one injection point for time: an evloop, the sampler
+ * (sampler_opts.clock) and the tracer (tracer_opts.clock) take a `const struct evloop_clock *`
+ * (NULL: the real clock, evloop_now), and a session's owner (growth, the TUI) reads time with
+ * evloop_clock_now on its loop and passes the loop's clock on to the sampler and tracer it
+ * creates, so that a virtual clock injected into a session drives every schedule in it.
+ * now() in seconds; sleep(d) instead of a real wait of d seconds when no fd is ready (a virtual
+ * clock advances itself by d). With a clock injected the loop never waits in real time for a
+ * timer: it polls its fds without blocking, then calls sleep (if set) with the time to the
+ * earliest timer. Without timers it blocks on its fds.
+ * Not injected: wall-clock timestamps of events (evloop_wall) are labels, not waits, and stay
+ * real; so do cost measurements (evloop_thread_cpu, and evloop_now for how long a read took).
  */
 struct evloop_clock {
     double (*now)(void *arg);
@@ -157,6 +164,10 @@ void evloop_free(struct evloop *l);
 
 /* The loop's clock, in seconds: the injected one, or evloop_now. */
 double evloop_clock_now(const struct evloop *l);
+
+/* Clock c's now in seconds: c->now(c->arg), or evloop_now when c is NULL. Async-signal-safe
+ * when c is NULL. */
+double evloop_clock_read(const struct evloop_clock *c);
 
 /*
  * Add a readable-fd source: fn(arg, l, revents, err) after a wait in which fd was readable, hung

@@ -60,6 +60,8 @@
 #include "pyscope/profile.h"
 #include "pyscope/pyproc.h"
 
+struct evloop_clock; /* evloop.h */
+
 #define SAMPLER_DEFAULT_RATE 100
 #define SAMPLER_MAX_RATE     20000
 /* Re-list threads (and refresh names, status bits) this often. */
@@ -123,12 +125,12 @@ struct sampler_opts {
     const char *process_frame;
     /* With pp NULL (sampler_new): the process a clock-only sampler runs for (required). */
     pid_t clock_pid;
-    /* Optional: the monotonic clock in seconds (NULL = CLOCK_MONOTONIC), for tests that must
-     * not depend on wall time: tick times, the re-list period, sample times and the stats read
-     * it, and so does sampler_run's evloop (which then never waits in real time for a tick:
-     * it polls, and time moves as the clock says). */
-    double (*clock)(void *clock_arg);
-    void *clock_arg;
+    /* Optional: the clock (evloop.h; NULL = the real one), borrowed for the sampler's life: a
+     * test's virtual clock, or the clock of the loop the sampler is plugged into. Tick times, the
+     * re-list period, sample times and the stats read it, and so does sampler_run's evloop
+     * (which then never waits in real time for a tick: it polls, and time moves as the clock
+     * says). */
+    const struct evloop_clock *clock;
 };
 
 enum sampler_end {

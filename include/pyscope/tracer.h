@@ -62,6 +62,8 @@
 #include "pyscope/err.h"
 #include "pyscope/pyproc.h"
 
+struct evloop_clock; /* evloop.h */
+
 #define TRACER_RING_CAP      1024 /* events kept for the UI (~6 MiB): seconds at the default rate */
 #define TRACER_MAX_FRAMES    32   /* frames kept per event (innermost first); deeper: truncated */
 #define TRACER_TYPE_MAX      96   /* qualified type name bytes */
@@ -150,6 +152,11 @@ struct tracer_opts {
      * stale. */
     void (*on_event)(void *ctx, const struct tracer_event *ev);
     void *ctx;
+    /* Optional: the clock (evloop.h; NULL = the real one), borrowed for the tracer's life: a
+     * test's virtual clock, or the clock of the loop the tracer is plugged into. The rate
+     * bucket, the budget, the counting windows, tracer_timeout_ms and tracer_run's loop read it;
+     * event timestamps stay wall-clock labels (evloop_wall). */
+    const struct evloop_clock *clock;
 };
 
 struct tracer_type_count {

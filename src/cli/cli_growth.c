@@ -309,7 +309,7 @@ static int loop_tick(void *arg, struct evloop *ev, unsigned events, struct ps_er
     struct loop *l = arg;
     const struct growth_args *a = l->a;
     struct watchset *ws = l->ws;
-    double t = evloop_now();
+    double t = evloop_clock_now(ev);
     bool rescan = t >= l->next_rescan;
     int rc = tick_one(l, &ws->w[0], rescan, t, err);
 
@@ -331,7 +331,7 @@ static int loop_tick(void *arg, struct evloop *ev, unsigned events, struct ps_er
         l->next_report += a->report;
     }
     (void)evloop_timer_every(ev, l->timer, a->interval);
-    if (loop_done(l, evloop_now()))
+    if (loop_done(l, evloop_clock_now(ev)))
         evloop_stop(ev, EVLOOP_END_OWN);
     return rc;
 }
@@ -342,11 +342,12 @@ static int loop_open(struct loop *l, struct ps_err *err)
     const struct evloop_opts o = {.signals = EVLOOP_SIG_STOP};
     int rc = evloop_new(&o, &l->ev, err);
 
-    l->start = evloop_now();
+    if (rc < 0)
+        return rc;
+    l->start = evloop_clock_now(l->ev);
     l->next_rescan = l->start + l->a->rescan;
     l->next_report = l->start + l->a->report;
-    if (rc == 0)
-        l->timer = rc = evloop_add_timer(l->ev, l->start + l->a->interval, loop_tick, l, err);
+    l->timer = rc = evloop_add_timer(l->ev, l->start + l->a->interval, loop_tick, l, err);
     return rc < 0 ? rc : 0;
 }
 
@@ -361,11 +362,12 @@ static int watch(const struct growth_args *a, struct watchset *ws, struct ps_err
         rc = growth_sample(ws->w[0].g, 0, err);
     if (rc == 0 && a->subprocesses)
         watchset_add_workers(ws, a, 0);
-    if (rc == 0 && !loop_done(&l, evloop_now()))
+    if (rc == 0 && !loop_done(&l, evloop_clock_now(l.ev)))
         rc = evloop_run(l.ev, err);
     for (size_t i = 0; i < ws->n; i++)
         if (growth_stats(ws->w[i].g)->samples > 0)
-            print_table(a, ws->w[i].pid, ws->w[i].g, true, evloop_now() - l.start);
+            print_table(a, ws->w[i].pid, ws->w[i].g, true,
+                        (l.ev ? evloop_clock_now(l.ev) : l.start) - l.start);
     evloop_free(l.ev);
     return rc;
 }

@@ -66,7 +66,7 @@ struct fan_kid {
 
 struct fanout {
     pid_t root;
-    double remaining_end; /* monotonic deadline, 0: none */
+    double remaining_end; /* deadline on the loop's clock, 0: none */
     fanout_fn fn;
     void *arg;
     struct evloop *l;
@@ -145,7 +145,7 @@ static int fan_on_pipe(void *arg, struct evloop *l, unsigned events, struct ps_e
  * never returns. */
 static void fan_child(struct fanout *f, int wfd, pid_t target)
 {
-    double remaining = 0;
+    double remaining = f->remaining_end > 0 ? f->remaining_end - evloop_clock_now(f->l) : 0;
     int code;
 
     (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -159,11 +159,8 @@ static void fan_child(struct fanout *f, int wfd, pid_t target)
     if (dup2(wfd, STDOUT_FILENO) < 0)
         _exit(1);
     (void)close(wfd);
-    if (f->remaining_end > 0) {
-        remaining = f->remaining_end - evloop_now();
-        if (remaining < 0.001)
-            _exit(0);
-    }
+    if (f->remaining_end > 0 && remaining < 0.001)
+        _exit(0);
     code = f->fn(f->arg, target, remaining);
     (void)fflush(stdout);
     exit(code);
@@ -326,7 +323,7 @@ static int fan_on_end_tick(void *arg, struct evloop *l, unsigned events, struct 
 
     (void)events;
     (void)err;
-    if (evloop_now() >= f->give_up)
+    if (evloop_clock_now(l) >= f->give_up)
         evloop_stop(l, FAN_END_DRAINED);
     else
         (void)evloop_timer_every(l, f->tick, FANOUT_END_TICK_S);
@@ -356,8 +353,8 @@ static void fan_drain(struct fanout *f, double until)
     struct ps_err ignored = {0};
 
     f->give_up = until;
-    evloop_timer_at(f->l, f->tick, evloop_now() + FANOUT_END_TICK_S);
-    while (f->nkids > 0 && evloop_now() < until && evloop_run(f->l, &ignored) == 0 &&
+    evloop_timer_at(f->l, f->tick, evloop_clock_now(f->l) + FANOUT_END_TICK_S);
+    while (f->nkids > 0 && evloop_clock_now(f->l) < until && evloop_run(f->l, &ignored) == 0 &&
            evloop_end(f->l) != FAN_END_DRAINED)
         ;
 }
@@ -374,11 +371,11 @@ static void fan_end(struct fanout *f, bool at_duration)
     if (f->tick < 0) /* not reached: the scan timer's slot was just freed */
         return;
     if (at_duration)
-        fan_drain(f, evloop_now() + FANOUT_GRACE_S);
+        fan_drain(f, evloop_clock_now(f->l) + FANOUT_GRACE_S);
     for (size_t i = 0; i < FANOUT_MAX; i++)
         if (f->kids[i].proc > 0)
             (void)kill(f->kids[i].proc, SIGTERM);
-    fan_drain(f, evloop_now() + FANOUT_END_WAIT_S);
+    fan_drain(f, evloop_clock_now(f->l) + FANOUT_END_WAIT_S);
 }
 
 /* Why the run's loop ended, in words. */
@@ -393,14 +390,19 @@ static const char *fan_why(const struct evloop *l)
     }
 }
 
-/* The run's loop: the stop signals, the scan timer first due now, the deadline. */
-static int fan_loop_new(struct fanout *f, struct ps_err *err)
+/* The run's loop: the stop signals, the scan timer first due now, the deadline (duration_s
+ * on, when > 0), all on the loop's clock. */
+static int fan_loop_new(struct fanout *f, double duration_s, struct ps_err *err)
 {
     const struct evloop_opts o = {.signals = EVLOOP_SIG_STOP};
-    double now = evloop_now();
     int rc = evloop_new(&o, &f->l, err);
+    double now;
 
-    if (rc == 0 && f->remaining_end > 0) /* before the scan: at a tie the deadline first */
+    if (rc < 0)
+        return rc;
+    now = evloop_clock_now(f->l);
+    f->remaining_end = duration_s > 0 ? now + duration_s : 0;
+    if (f->remaining_end > 0) /* before the scan: at a tie the deadline first */
         rc = evloop_add_deadline(f->l, f->remaining_end, FAN_END_DURATION, err);
     if (rc >= 0)
         rc = f->tick = evloop_add_timer(f->l, now, fan_on_scan, f, err);
@@ -425,10 +427,9 @@ int fanout_run(pid_t root, double duration_s, fanout_fn fn, void *arg, const cha
     f->root = root;
     f->fn = fn;
     f->arg = arg;
-    f->remaining_end = duration_s > 0 ? evloop_now() + duration_s : 0;
     for (size_t i = 0; i < FANOUT_MAX; i++)
         f->kids[i].fd = -1;
-    rc = fan_loop_new(f, err);
+    rc = fan_loop_new(f, duration_s, err);
     if (rc == 0)
         rc = evloop_run(f->l, err);
     if (f->l) {

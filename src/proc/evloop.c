@@ -96,9 +96,14 @@ double evloop_thread_cpu(void)
     return ts_seconds(CLOCK_THREAD_CPUTIME_ID);
 }
 
+double evloop_clock_read(const struct evloop_clock *c)
+{
+    return c ? c->now(c->arg) : evloop_now();
+}
+
 double evloop_clock_now(const struct evloop *l)
 {
-    return l->opts.clock ? l->opts.clock->now(l->opts.clock->arg) : evloop_now();
+    return evloop_clock_read(l->opts.clock);
 }
 
 void evloop_signals(unsigned classes, sigset_t *set)

@@ -169,7 +169,7 @@ bool sampler_grew_from(const struct walk_stack *old, const struct walk_stack *cu
 
 /* CLOCK_MONOTONIC and CLOCK_REALTIME in seconds. */
 
-/* The sampler's clock: opts.clock when set, else evloop_now(). */
+/* The sampler's clock: evloop_clock_read(opts.clock). */
 double sampler_clock(const struct sampler *s);
 
 #endif

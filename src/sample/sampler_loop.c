@@ -29,7 +29,7 @@
 
 double sampler_clock(const struct sampler *s)
 {
-    return s->opts.clock ? s->opts.clock(s->opts.clock_arg) : evloop_now();
+    return evloop_clock_read(s->opts.clock);
 }
 
 /* xorshift64*: the jitter needs no quality, only independence from the target's period. */
@@ -265,10 +265,8 @@ static int run_status(void *arg, struct evloop *l, unsigned events, struct ps_er
 static int run_setup(struct run *r, struct ps_err *err)
 {
     struct sampler *s = r->s;
-    const struct evloop_clock clk = {.now = s->opts.clock, .arg = s->opts.clock_arg};
-    const struct evloop_opts o = {.signals = EVLOOP_SIG_STOP,
-                                  .clock = s->opts.clock ? &clk : NULL,
-                                  .forward_to = s->opts.forward_signals};
+    const struct evloop_opts o = {
+        .signals = EVLOOP_SIG_STOP, .clock = s->opts.clock, .forward_to = s->opts.forward_signals};
     double now = sampler_clock(s);
     struct ps_err ignored = {0};
     int rc;

@@ -328,7 +328,7 @@ static int child_tick(struct subproc *g, size_t i, struct ps_err *err)
 int subproc_tick(void *arg, struct ps_err *err)
 {
     struct subproc *g = arg;
-    double now = evloop_now();
+    double now = evloop_clock_read(g->opts.clock); /* the root sampler's clock */
 
     if (now >= g->next_scan) {
         g->next_scan = now + SUBPROC_SCAN_MS / 1000.0;

@@ -54,6 +54,11 @@
 
 /* ---- time, events --------------------------------------------------------------------------- */
 
+double tr_now(const struct tracer *t)
+{
+    return evloop_clock_read(t->opts.clock);
+}
+
 static void tr_copy(char *dst, size_t cap, const char *src, bool keep_tail)
 {
     size_t n = src ? strlen(src) : 0;
@@ -289,7 +294,7 @@ void tr_new_raise(struct tracer *t, const struct pyctx *stop, pid_t tid,
         return;
     }
     /* A site never reported goes first: it is reported whatever the bucket holds. */
-    if (!tracer_bucket_take(&t->bucket, evloop_now()) && !fresh) {
+    if (!tracer_bucket_take(&t->bucket, tr_now(t)) && !fresh) {
         t->st.not_reported++;
         t->want_disarm = true; /* by tracer_step, once this thread runs again */
         return;
@@ -371,7 +376,7 @@ static void tr_hit(struct tracer *t, pid_t tid)
 {
     struct user_regs_struct regs;
     const struct walk_tstate *w;
-    double now = evloop_now();
+    double now = tr_now(t);
 
     t->st.hits++;
     tr_spin_note_hit(t, now);
@@ -385,7 +390,7 @@ static void tr_hit(struct tracer *t, pid_t tid)
     tr_memo_use(t, tid, true);
     tr_hit_read(t, tid, w, regs.rdi);
     tr_memo_use(t, tid, false);
-    (void)tr_budget_stop(t, tid, evloop_now() - now);
+    (void)tr_budget_stop(t, tid, tr_now(t) - now);
 }
 
 /* ---- target hooks --------------------------------------------------------------------------- */
@@ -522,7 +527,7 @@ static int tr_attach(struct tracer *t, struct ps_err *err)
     if (rc == 0 && bkpt_mechanism(t->bp) == BKPT_PERF) {
         bkpt_count_enable(t->bp, true); /* every event opened below counts from its start */
         t->cnt_on = true;
-        t->armed_at = t->cnt_on_at = evloop_now();
+        t->armed_at = t->cnt_on_at = tr_now(t);
     }
     n = target_tids(t->tids, TARGET_MAX_THREADS);
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -664,7 +669,7 @@ static void tr_drain_fd(int fd)
 
 int tracer_step(struct tracer *t, struct ps_err *err)
 {
-    double now = evloop_now();
+    double now = tr_now(t);
     int rc;
 
     if (t->used_bpf)
@@ -740,7 +745,7 @@ void tracer_stats(struct tracer *t, struct tracer_stats *out)
         t->st.raises_est += (double)t->sites[i].exact + t->sites[i].sampled_est;
     *out = t->st;
     if (t->disarmed_at != 0)
-        out->disarmed_seconds += evloop_now() - t->disarmed_at;
+        out->disarmed_seconds += tr_now(t) - t->disarmed_at;
     if (t->used_bpf)
         tr_bpf_stats(t, out);
 }

@@ -493,7 +493,7 @@ static int tr_bpf_sync(struct tracer *t)
 /* The program stamps records with CLOCK_MONOTONIC; events carry CLOCK_REALTIME. */
 static void tr_bpf_clock(struct tracer *t)
 {
-    t->bpf_clock_shift = evloop_wall() - evloop_now();
+    t->bpf_clock_shift = evloop_wall() - evloop_now(); /* the kernel's clock: real */
 }
 
 int tr_bpf_start(struct tracer *t, struct ps_err *err)
@@ -531,20 +531,20 @@ int tr_bpf_start(struct tracer *t, struct ps_err *err)
     if (!t->bpf_hdrs || !t->bpf_hdr_cache || t->chld_fd < 0)
         return ps_err_set(err, -ENOMEM, "out of memory for the bpf exception reader");
     if (t->opts.max_rate == 0)
-        tracer_bucket_init(&t->bucket, -1.0, 0, evloop_now()); /* unlimited: no stop to budget */
+        tracer_bucket_init(&t->bucket, -1.0, 0, tr_now(t)); /* unlimited: no stop to budget */
     t->bpf_credit = TR_BPF_BURST_S;
     t->bpf_trap_s = bpf_exc_trap_cost_s(t->bx);
     if (t->bpf_trap_s <= 0)
         t->bpf_trap_s = TR_BPF_TRAP_S; /* unmeasured: issue 15's figure */
     tr_bpf_tell_tstates(t);
     code_cache_on_drop(t->pp->codes, tr_bpf_code_dropped, t);
-    tr_bpf_budget(t, evloop_now()); /* the first look: the first decision TR_BPF_BUDGET_S on */
+    tr_bpf_budget(t, tr_now(t)); /* the first look: the first decision TR_BPF_BUDGET_S on */
     return 1;
 }
 
 int tr_bpf_step(struct tracer *t, struct ps_err *err)
 {
-    double now = evloop_now(), cpu = evloop_thread_cpu();
+    double now = tr_now(t), cpu = evloop_thread_cpu();
     int rc;
 
     (void)err;

@@ -237,6 +237,10 @@ void tr_bpf_stats(struct tracer *t, struct tracer_stats *out);
  * The trap test of target_drain_traps and of the signal-time teardown (target_hooks.is_trap). */
 bool tr_is_trap(void *ctx, pid_t tid, const siginfo_t *si);
 
+/* The tracer's clock, in seconds: every time read of its schedules (bucket, budget, counting
+ * windows, waits) goes through here: evloop_clock_read(t->opts.clock). */
+double tr_now(const struct tracer *t);
+
 /*
  * Set up rate limiting from t->opts: fill the bucket (max_rate, burst, or their defaults),
  * measure one counted hit's cost (bkpt_count_cost_us; unknown when debug registers are forced)

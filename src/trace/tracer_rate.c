@@ -88,7 +88,7 @@ void tr_rate_init(struct tracer *t)
     const struct tracer_opts *opts = &t->opts;
 
     tracer_bucket_init(&t->bucket, opts->max_rate == 0 ? TRACER_DEFAULT_RATE : opts->max_rate,
-                       opts->burst ? opts->burst : TRACER_DEFAULT_BURST, evloop_now());
+                       opts->burst ? opts->burst : TRACER_DEFAULT_BURST, tr_now(t));
     t->count_cost_us = opts->force_mech == TRACER_MECH_DEBUGREG ? -1.0 : bkpt_count_cost_us();
     t->count_max_rate = opts->exact_count        ? (double)INFINITY
                         : t->count_cost_us > 0.0 ? TR_COUNT_BUDGET / (t->count_cost_us * 1e-6)
@@ -153,7 +153,7 @@ static void tr_window_open(struct tracer *t, double now)
     /* Count, then clock, at both ends of the window: the loop's `now` is older than the
      * count when pyscope was preempted in between (a loaded machine), which inflated the rate. */
     t->win_count = tr_sampled_count(t);
-    t->win_at = fmax(now, evloop_now());
+    t->win_at = fmax(now, tr_now(t));
     t->win_armed = t->disarmed_at == 0;
 }
 
@@ -188,7 +188,7 @@ static void tr_window_close(struct tracer *t, double now)
 {
     uint64_t n = tr_sampled_count(t) - t->win_count;
     double frac, cost = fmax(t->count_cost_us, 0.0) * 1e-6;
-    double len = evloop_now() - t->win_at, lost = (double)n * cost;
+    double len = tr_now(t) - t->win_at, lost = (double)n * cost;
 
     /* Not corrected for the counting's own cost (a debug exception per hit): a raise rate
      * paced by the world (requests) does not change while counted; a loop that only raises,
@@ -249,7 +249,7 @@ void tr_disarm(struct tracer *t)
     t->want_disarm = false;
     if (!bkpt_armed(t->bp) || tr_arm(t, false, &ignored) < 0)
         return;
-    now = evloop_now();
+    now = tr_now(t);
     t->disarmed_at = now;
     t->st.disarms++;
     for (size_t i = 0; i < TR_MAX_OPEN; i++)
@@ -311,7 +311,7 @@ void tr_spin_note_hit(struct tracer *t, double now)
 
 int tracer_timeout_ms(const struct tracer *t)
 {
-    double left = 0.1, now = evloop_now();
+    double left = 0.1, now = tr_now(t);
 
     if (t->gap_mean > 0 && t->gap_mean < TR_SPIN_GAP_S &&
         now - t->last_hit_at < fmin(2 * t->gap_mean, TR_SPIN_GAP_S))

@@ -103,7 +103,7 @@ int tracer_stop(struct tracer *t, struct ps_err *err)
     if (t->used_bpf)
         return tr_bpf_stop(t);
     if (t->disarmed_at != 0) {
-        double now = evloop_now();
+        double now = tr_now(t);
         tr_count_end(t, now);
         t->st.disarmed_seconds += now - t->disarmed_at;
         t->disarmed_at = 0;
@@ -148,7 +148,7 @@ static int tr_run_step(void *arg, struct evloop *l, unsigned events, struct ps_e
     (void)events;
     if (rc == 1)
         evloop_stop(l, TR_END_DONE);
-    evloop_timer_at(l, r->wait, evloop_now() + tracer_timeout_ms(r->t) / 1000.0);
+    evloop_timer_at(l, r->wait, evloop_clock_now(l) + tracer_timeout_ms(r->t) / 1000.0);
     return rc < 0 ? rc : 0;
 }
 
@@ -162,7 +162,7 @@ static int tr_run_undo(void *arg, struct ps_err *err)
  * its wait and the duration. */
 static int tr_run_open(struct tr_run *r, struct evloop *l, double duration_s, struct ps_err *err)
 {
-    double now = evloop_now();
+    double now = evloop_clock_now(l);
     int rc = evloop_add_teardown(l, tr_run_undo, r->t, err);
 
     if (rc == 0)
@@ -187,7 +187,8 @@ static const char *tr_run_why(const struct tracer *t, const struct evloop *l)
 
 int tracer_run(struct tracer *t, double duration_s, const char **why, struct ps_err *err)
 {
-    const struct evloop_opts o = {.signals = EVLOOP_SIG_STOP | EVLOOP_SIG_TSTP};
+    const struct evloop_opts o = {.signals = EVLOOP_SIG_STOP | EVLOOP_SIG_TSTP,
+                                  .clock = t->opts.clock};
     struct tr_run r = {.t = t, .wait = -1};
     struct evloop *l = NULL;
     struct ps_err later = {0}; /* the teardown's error when the run's own is kept */

@@ -26,7 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "pyscope/evloop.h"
 #include "pyscope/memsrc.h"
 #include "pyscope/profile.h"
 #include "pyscope/pyproc.h"
@@ -357,8 +359,8 @@ static void test_ticks_count_the_truth(void **state)
     (void)state;
     for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
         double fake_now = 1000.0;
-        struct sampler_opts so = {
-            .rate_hz = 100, .idle = true, .clock = fake_clock, .clock_arg = &fake_now};
+        const struct evloop_clock clk = {.now = fake_clock, .arg = &fake_now};
+        struct sampler_opts so = {.rate_hz = 100, .idle = true, .clock = &clk};
         struct sampler_stats st;
         struct fixture fx = {0};
         struct ps_err err = {0};
@@ -395,8 +397,8 @@ static void test_faulting_walk_is_retried(void **state)
     (void)state;
     for (size_t m = 0; m < sizeof(minors) / sizeof(minors[0]); m++) {
         double fake_now = 1000.0;
-        struct sampler_opts so = {
-            .rate_hz = 100, .idle = true, .clock = fake_clock, .clock_arg = &fake_now};
+        const struct evloop_clock clk = {.now = fake_clock, .arg = &fake_now};
+        struct sampler_opts so = {.rate_hz = 100, .idle = true, .clock = &clk};
         struct walk_tstate ts[WALK_MAX_THREADS];
         struct sampler_stats st;
         struct fixture fx = {0};
@@ -425,6 +427,59 @@ static void test_faulting_walk_is_retried(void **state)
     }
 }
 
+/* A virtual clock that only moves when the loop sleeps: no real wait ever happens. */
+static double virtual_now(void *arg)
+{
+    return *(const double *)arg;
+}
+
+static void virtual_sleep(void *arg, double seconds)
+{
+    *(double *)arg += seconds;
+}
+
+static int count_tick(void *arg, struct ps_err *err)
+{
+    (void)err;
+    ++*(int *)arg;
+    return 0;
+}
+
+/*
+ * sampler_run, the whole session, on one injected clock: its evloop sleeps on the virtual
+ * clock, its ticks are due on it, and the duration ends on it. A part left on the real clock
+ * would hang (the virtual time never moves) or end at a real, not a virtual, duration.
+ */
+static void test_run_on_a_virtual_clock(void **state)
+{
+    double now = 1000.0;
+    const struct evloop_clock clk = {.now = virtual_now, .sleep = virtual_sleep, .arg = &now};
+    int ticks = 0;
+    struct sampler_opts so = {.rate_hz = 100,
+                              .duration_s = 2.0,
+                              .clock_pid = getpid(), /* clock-only: nothing to read */
+                              .on_tick = count_tick,
+                              .tick_arg = &ticks,
+                              .clock = &clk};
+    struct sampler_stats st;
+    struct ps_err err = {0};
+    struct profile *p = NULL;
+    struct sampler *s = NULL;
+
+    (void)state;
+    assert_int_equal(profile_new(&p, &err), 0);
+    assert_int_equal(sampler_new(NULL, p, &so, &s, &err), 0);
+    assert_int_equal(sampler_run(s, &err), 0);
+    sampler_stats_get(s, &st);
+    assert_int_equal(st.end, SAMPLER_END_DURATION);
+    assert_true(now >= 1002.0 && now < 1002.1); /* 2 s of virtual time passed, no more */
+    assert_true(st.elapsed >= 2.0 && st.elapsed < 2.1);
+    assert_int_equal(st.ticks, (uint64_t)ticks);
+    assert_true(ticks >= 180 && ticks <= 201); /* 100 Hz, jittered, for 2 virtual seconds */
+    sampler_free(s);
+    profile_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -434,6 +489,7 @@ int main(void)
         cmocka_unit_test(test_grew_from),
         cmocka_unit_test(test_ticks_count_the_truth),
         cmocka_unit_test(test_faulting_walk_is_retried),
+        cmocka_unit_test(test_run_on_a_virtual_clock),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,19 +3,22 @@
  * tracer unit tests: the token bucket that bounds how many raises stop the target (burst, then
  * the rate, refill capped at the burst, unlimited mode), and the per-stop read memo (served
  * reads never reach the inner source; a failed prefetch keeps nothing; a thread's next stop
- * replays the ranges its last one used). The breakpoint paths need a live target:
- * tests/integration/test_exceptions.py.
+ * replays the ranges its last one used), and the tracer's schedule on an injected clock
+ * (tracer_opts.clock: its bucket and its waits follow a virtual clock, never the machine's).
+ * The breakpoint paths need a live target: tests/integration/test_exceptions.py.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "../../src/trace/tracer_int.h"
+#include "pyscope/evloop.h"
 #include "pyscope/tracer.h"
 
 static int take_n(struct tracer_bucket *b, int n, double now)
@@ -168,6 +171,50 @@ static void test_memo_replays_the_last_stop(void **state)
     memsrc_close(inner);
 }
 
+/* A virtual clock: it reads *arg, and only the test moves it. */
+static double virtual_now(void *arg)
+{
+    return *(const double *)arg;
+}
+
+/*
+ * The tracer reads time only through tracer_opts.clock: its bucket is filled at the virtual
+ * start (5 s, which the machine's monotonic clock is long past), refills by virtual seconds
+ * only, and its loop's waits (a counting window's end, the spin after close hits) are measured
+ * on the virtual clock. With the real clock read anywhere, the bucket's start, the refill and
+ * the waits would all be off by the machine's uptime.
+ */
+static void test_schedule_runs_on_an_injected_clock(void **state)
+{
+    double now = 5.0;
+    const struct evloop_clock clk = {.now = virtual_now, .arg = &now};
+    struct tracer *t = calloc(1, sizeof(*t));
+    int ms;
+
+    (void)state;
+    assert_non_null(t);
+    t->opts = (struct tracer_opts){
+        .max_rate = 10, .burst = 2, .force_mech = TRACER_MECH_DEBUGREG, .clock = &clk};
+    tr_rate_init(t);
+    assert_true(t->bucket.last == 5.0); /* filled at the virtual start */
+    assert_int_equal(take_n(&t->bucket, 3, tr_now(t)), 2);
+    now += 0.15; /* 1.5 tokens at 10/s, virtual */
+    assert_int_equal(take_n(&t->bucket, 2, tr_now(t)), 1);
+    assert_int_equal(tracer_timeout_ms(t), 101); /* quiet: the 100 ms wait */
+    t->win_at = now;                             /* a counting window opened */
+    now += 0.03;
+    ms = tracer_timeout_ms(t); /* its end, 70 ms on */
+    assert_true(ms >= 70 && ms <= 71);
+    t->win_at = 0;
+    tr_spin_note_hit(t, now);
+    now += 0.0001;
+    tr_spin_note_hit(t, now); /* hits 100 us apart: spin after them */
+    assert_int_equal(tracer_timeout_ms(t), 0);
+    now += 1.0; /* a second of silence: sleep again */
+    assert_int_equal(tracer_timeout_ms(t), 101);
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -179,6 +226,7 @@ int main(void)
         cmocka_unit_test(test_memo_serves_prefetched_ranges),
         cmocka_unit_test(test_memo_failed_prefetch_keeps_nothing),
         cmocka_unit_test(test_memo_replays_the_last_stop),
+        cmocka_unit_test(test_schedule_runs_on_an_injected_clock),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
