@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 
 import pytest
 
@@ -174,13 +173,14 @@ def test_subprocesses_survives_a_dropped_sigtstp(first_python, launch):
 # --- the one-shot commands: dump and ps ---------------------------------------------------------
 
 def blocked_writing(pid):
-    """pyscope holds the stop signals and sleeps in write(2): its output pipe is full."""
+    """pyscope sleeps in write(2): its output pipe is full (a pyscope that holds the stop
+    signals holds them by then)."""
     try:
         with open(f"/proc/{pid}/syscall", encoding="ascii") as f:
             call = f.read().split()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return False
-    return holds_stop_signals(pid) and call[:1] == ["1"]
+    return call[:1] == ["1"]
 
 
 def held_or_gone(pid, sig):
@@ -235,9 +235,13 @@ ONE_SHOT = {
 ONE_SHOT_TIMEOUT_S = "0.5"  # pyscope then sleeps on its full pipe: any moment after exec does
 
 
-@pytest.mark.parametrize("route,sig", [pytest.param(route, sig, id=f"{route}-{sig.name}")
-                                       for route in ROUTES for sig in ALL_SIGNALS])
-@pytest.mark.parametrize("command", list(ONE_SHOT))
+# every signal for dump, whose --blocking has its own handlers (target.c); ps by SIGTERM
+ONE_SHOT_CASES = [pytest.param(command, route, sig, id=f"{command}-{route}-{sig.name}")
+                  for command in ONE_SHOT for route in ROUTES for sig in ALL_SIGNALS
+                  if command != "ps" or sig == signal.SIGTERM]
+
+
+@pytest.mark.parametrize("command,route,sig", ONE_SHOT_CASES)
 def test_one_shot_finishes_its_output(first_python, launch, tmp_path, command, route, sig):
     """dump and ps under a stop signal: the snapshot is written whole, exit code 0 (what it
     gives without a signal: the target is parked, never partial), the target released. The
