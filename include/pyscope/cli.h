@@ -92,8 +92,8 @@ void cli_guard(const struct cli_common *c, pid_t target);
  * resend, the guard forwarding what the group got) is discarded at exit instead of killing
  * pyscope while it writes its final output. The one-shot commands (dump, ps) have no loop: their
  * snapshot is finished and written, and the signal discarded at exit. A child forked afterwards
- * inherits the mask: start children first (`run` does). Call right after parsing, before
- * cli_guard. The list is evloop's (evloop_hold_signals(EVLOOP_SIG_STOP)).
+ * inherits the mask: put the old one back in it before exec (`run` does). Call right after
+ * parsing, before cli_guard. The list is evloop's (evloop_hold_signals(EVLOOP_SIG_STOP)).
  */
 void cli_hold_stop_signals(void);
 

@@ -421,8 +421,9 @@ int cli_record(const struct cli_common *common, int argc, char **argv)
 
 /* ---- run --------------------------------------------------------------------------------- */
 
-/* Fork and exec the command; a CLOEXEC pipe reports an exec failure as its errno. */
-static int spawn(char **cmd, pid_t *out, struct ps_err *err)
+/* Fork and exec the command with the signal mask `mask` (the one pyscope had before it held the
+ * stop signals); a CLOEXEC pipe reports an exec failure as its errno. */
+static int spawn(char **cmd, const sigset_t *mask, pid_t *out, struct ps_err *err)
 {
     int fds[2], child_errno = 0;
     pid_t pid;
@@ -437,6 +438,7 @@ static int spawn(char **cmd, pid_t *out, struct ps_err *err)
     }
     if (pid == 0) {
         (void)close(fds[0]);
+        (void)sigprocmask(SIG_SETMASK, mask, NULL);
         execvp(cmd[0], cmd);
         child_errno = errno;
         (void)!write(fds[1], &child_errno, sizeof(child_errno));
@@ -779,13 +781,17 @@ int cli_run(const struct cli_common *common, int argc, char **argv)
     enum sampler_end end = SAMPLER_END_NONE;
     int rc = record_parse(common, argc, argv, true, &a);
     int stops = 0;
+    sigset_t mask;
 
     if (rc >= 0 || !a.cmd)
         return rc >= 0 ? rc : CLI_EXIT_USAGE;
-    rc = spawn(a.cmd, &a.pid, &err);
+    /* Held before the spawn (a stop signal meanwhile must not kill pyscope and orphan the
+     * command); the command starts with the mask pyscope had. */
+    (void)sigprocmask(SIG_BLOCK, NULL, &mask);
+    cli_hold_stop_signals();
+    rc = spawn(a.cmd, &mask, &a.pid, &err);
     if (rc < 0)
         return cli_fail(common, &err, rc);
-    cli_hold_stop_signals(); /* after the spawn: the command starts with our mask as it was */
     ch.pid = a.pid;
     a.so.forward_signals = a.pid;
     rc = open_child(&ch, a.subprocesses, &pp, &err);
