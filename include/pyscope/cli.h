@@ -86,14 +86,15 @@ bool cli_parse_mech(const char *s, int *mech);
 void cli_guard(const struct cli_common *c, pid_t target);
 
 /*
- * For the long-running commands (attach, exceptions, growth, record, run): block SIGINT,
- * SIGTERM, SIGHUP and SIGQUIT for the rest of the process, so that each is an orderly stop read
- * by the command's loop from a signalfd (one arriving earlier waits there and ends the loop at
- * its first turn), and a second one (a process-group kill after a kill of our pid, `timeout`'s
+ * For every command (attach, dump, exceptions, growth, ps, record, run): block SIGINT, SIGTERM,
+ * SIGHUP and SIGQUIT for the rest of the process, so that each is an orderly stop read by the
+ * command's loop from a signalfd (one arriving earlier waits there and ends the loop at its
+ * first turn), and a second one (a process-group kill after a kill of our pid, `timeout`'s
  * resend; a guard's worker gets each once, guard.h) is discarded at exit instead of killing
- * pyscope while it writes its final output. A child forked afterwards inherits the mask: start
- * children first (`run` does). Call right after parsing, before cli_guard. The list is
- * evloop's (evloop_hold_signals(EVLOOP_SIG_STOP)).
+ * pyscope while it writes its final output. The one-shot commands (dump, ps) have no loop: their
+ * snapshot is finished and written, and the signal discarded at exit. A child forked afterwards
+ * inherits the mask: put the old one back in it before exec (`run` does). Call right after
+ * parsing, before cli_guard. The list is evloop's (evloop_hold_signals(EVLOOP_SIG_STOP)).
  */
 void cli_hold_stop_signals(void);
 

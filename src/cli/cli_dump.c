@@ -3,6 +3,11 @@
  * `pyscope dump`: one snapshot of every thread, as text (traceback-like) or JSON. Wires
  * pyproc -> collect -> out; no logic of its own beyond choosing the exit code (1 when some
  * thread could not be read consistently).
+ *
+ * SIGINT/SIGTERM/SIGHUP/SIGQUIT are held from the end of parsing to exit (cli_hold_stop_signals):
+ * the snapshot, the dump's final output, takes milliseconds, so a stop signal lets it finish, be
+ * written and the target be released, and the exit code is the dump's own. A crash signal still
+ * detaches what --blocking stopped (target_install_signal_teardown).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -321,7 +326,8 @@ int cli_dump(const struct cli_common *common, int argc, char **argv)
 
     if (rc >= 0)
         return rc;
-    /* From here on, a signal detaches anything we stopped (blocking mode). */
+    cli_hold_stop_signals();
+    /* From here on, a crash detaches anything we stopped (blocking mode). */
     if ((a.blocking || a.blocking_auto) && !a.core) {
         rc = target_install_signal_teardown(&err);
         if (rc < 0)

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * `pyscope ps`: every Python process in view, masters with their workers. Wires pslist -> out_ps;
- * no arguments beyond the output format.
+ * no arguments beyond the output format. The stop signals are held from the end of parsing
+ * (cli_hold_stop_signals): a stop during the scan lets the list be written, and the exit code
+ * is the scan's own.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -57,6 +59,7 @@ int cli_ps(const struct cli_common *common, int argc, char **argv)
         return rc;
     if (optind != argc)
         return cli_usage(common, "ps takes no arguments");
+    cli_hold_stop_signals();
     rc = pslist_scan(&l, &err);
     if (rc == 0)
         rc = json ? out_ps_json(stdout, &l, &err) : out_ps_text(stdout, &l, &err);

@@ -8,12 +8,14 @@
  *
  * SIGINT/SIGTERM/SIGHUP/SIGQUIT are blocked from the start until exit (cli_hold_stop_signals),
  * so the output file is complete whatever arrives, however often; the sampler reads them
- * through a signalfd.
+ * through a signalfd. `run`'s own waits (the command's start, its end) are session loops too:
+ * the first stop signal is passed on, the second ends the recording and gives the command
+ * RUN_STOP_GRACE_MS before SIGKILL, a third sends SIGKILL at once; nothing waits unbounded
+ * in waitpid once pyscope was asked to stop twice.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +45,9 @@
 #define RUN_NOTPY_MS 300
 /* `run -d`: how long the command gets after SIGINT, then after SIGTERM, before the next. */
 #define RUN_GRACE_MS 2000
+/* `run`: how long the command gets after pyscope's second stop signal (the recording ended,
+ * the profile written) before pyscope sends it SIGKILL; a third stop signal sends it at once. */
+#define RUN_STOP_GRACE_MS 5000
 
 struct record_args {
     struct sampler_opts so;
@@ -84,7 +89,9 @@ static const char record_usage[] =
     "                      it with SIGINT, then SIGTERM after %d s)\n"
     "\n"
     "run: the command's exit status becomes pyscope's (128+N when killed by signal N); 0 when\n"
-    "pyscope ended it at the end of the duration.\n";
+    "pyscope ended it at the end of the duration. A first stop signal is passed on to the\n"
+    "command, a second ends the recording (the command then has %d s before SIGKILL), a third\n"
+    "sends SIGKILL at once.\n";
 
 enum record_opt {
     OPT_IDLE = 256,
@@ -161,7 +168,9 @@ static int record_opt(const struct cli_common *c, void *args, int opt, const cha
     case OPT_KEEP_RUNNING: a->keep_running = true; return -1;
     case 'q': a->quiet = true; return -1;
     case CLI_OPT_LOG_FORMAT: return -1;
-    case 'h': (void)printf(record_usage, RUN_GRACE_MS / 1000); return CLI_EXIT_OK;
+    case 'h':
+        (void)printf(record_usage, RUN_GRACE_MS / 1000, RUN_STOP_GRACE_MS / 1000);
+        return CLI_EXIT_OK;
     default: return cli_usage(c, "unknown option for %s", a->cmd ? "run" : "record");
     }
 }
@@ -380,8 +389,9 @@ int cli_record(const struct cli_common *common, int argc, char **argv)
 
 /* ---- run --------------------------------------------------------------------------------- */
 
-/* Fork and exec the command; a CLOEXEC pipe reports an exec failure as its errno. */
-static int spawn(char **cmd, pid_t *out, struct ps_err *err)
+/* Fork and exec the command with the signal mask `mask` (the one pyscope had before it held the
+ * stop signals); a CLOEXEC pipe reports an exec failure as its errno. */
+static int spawn(char **cmd, const sigset_t *mask, pid_t *out, struct ps_err *err)
 {
     int fds[2], child_errno = 0;
     pid_t pid;
@@ -396,6 +406,7 @@ static int spawn(char **cmd, pid_t *out, struct ps_err *err)
     }
     if (pid == 0) {
         (void)close(fds[0]);
+        (void)sigprocmask(SIG_SETMASK, mask, NULL);
         execvp(cmd[0], cmd);
         child_errno = errno;
         (void)!write(fds[1], &child_errno, sizeof(child_errno));
@@ -423,81 +434,310 @@ static bool run_not_python(pid_t pid, int rc)
            state == 'S' && !locate_exe_may_be_python(pid);
 }
 
-/* Open the child's runtime once it is initialised: bounded retries, ending if it exits. With
- * --subprocesses, a command that is still not Python after RUN_NOTPY_MS (a shell, a
- * supervisor) is recorded through its Python descendants: 0 with *pp NULL. */
-static int open_child(pid_t pid, bool subprocesses, struct pyproc **pp, struct ps_err *err)
+/*
+ * `run`'s waits are session loops (evloop) of their own: the command's exit is a pid source, the
+ * retries and the grace are timers, the stop signals come from the loop's signalfd. None blocks
+ * in waitpid, none sleeps; each is bounded by its timers or by the command's exit.
+ */
+
+/* The command: its pid, and its wait status once reaped. */
+struct run_child {
+    pid_t pid;
+    bool reaped;
+    int status;
+    int poll; /* the current loop's poll timer (used only without a pidfd) */
+};
+
+/* Reap the command if it exited; true when it is reaped (now or before). */
+static bool run_reap(struct run_child *ch)
 {
-    struct ps_err last = {0};
-    double t0 = evloop_now();
-    int rc = -ETIMEDOUT;
+    if (!ch->reaped && waitpid(ch->pid, &ch->status, WNOHANG) == ch->pid)
+        ch->reaped = true;
+    return ch->reaped;
+}
 
-    for (int waited = 0; waited < RUN_START_TIMEOUT_MS; waited += RUN_START_POLL_MS) {
-        int status;
+/* The command's wait status as an exit code: its own, or 128+N when killed by signal N. */
+static int run_status_code(int status)
+{
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
 
-        ps_err_clear(&last);
-        rc = pyproc_open(pid, pp, &last);
-        if (rc == 0 || rc == -PS_EPERM || rc == -PS_EVERSION ||
-            (!subprocesses && run_not_python(pid, rc)))
-            break;
-        /* real time: on a loaded machine each try can take far longer than the poll */
-        if (rc == -PS_ENOTPYTHON && subprocesses && (evloop_now() - t0) * 1000 >= RUN_NOTPY_MS) {
-            *pp = NULL;
-            return 0;
-        }
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return ps_err_set(err, -PS_EGONE,
-                              "the command exited (status %d) before its Python runtime could "
-                              "be read",
-                              WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-        (void)poll(NULL, 0, RUN_START_POLL_MS);
-    }
-    if (rc < 0 && rc != -ETIMEDOUT)
-        return ps_err_set(err, rc, "%s", last.msg);
-    if (rc < 0)
-        return ps_err_set(err, rc,
-                          "the command's Python runtime was not readable after %d s (%s); is it "
-                          "a program of a supported CPython (%s)?",
-                          RUN_START_TIMEOUT_MS / 1000, last.msg, layout_supported());
+/* A loop for one of run's waits: the stop signals, the command's exit (pid source; without a
+ * pidfd, a poll timer reaps), nothing else yet. */
+static int run_poll_exit(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
+{
+    struct run_child *ch = arg;
+
+    (void)events;
+    (void)err;
+    if (run_reap(ch))
+        evloop_stop(l, EVLOOP_END_EXITED);
+    else
+        evloop_timer_at(l, ch->poll, evloop_clock_now(l) + RUN_START_POLL_MS / 1000.0);
     return 0;
 }
 
-/* Wait up to ms for pid to exit; true when it did (reaped into *status). */
-static bool reaped_within(pid_t pid, int ms, int *status)
+static int run_loop_new(struct run_child *ch, struct evloop **l, struct ps_err *err)
 {
-    for (int waited = 0; waited <= ms; waited += RUN_START_POLL_MS) {
-        if (waitpid(pid, status, WNOHANG) == pid)
-            return true;
-        (void)poll(NULL, 0, RUN_START_POLL_MS);
+    const struct evloop_opts o = {.signals = EVLOOP_SIG_STOP};
+    struct ps_err ignored = {0};
+    int rc = evloop_new(&o, l, err);
+
+    if (rc < 0)
+        return rc;
+    rc = ch->poll = evloop_add_timer(*l, -1, run_poll_exit, ch, err);
+    if (rc >= 0 && evloop_add_pid(*l, ch->pid, NULL, NULL, &ignored) < 0)
+        evloop_timer_at(*l, ch->poll, evloop_clock_now(*l) + RUN_START_POLL_MS / 1000.0);
+    return rc < 0 ? rc : 0;
+}
+
+/* Forward the stop signal that ended the loop to the command, unless the terminal sent it (the
+ * kernel signalled the command's process group too). */
+static void run_forward(const struct evloop *l, pid_t pid)
+{
+    if (!evloop_signal_from_kernel(l))
+        (void)kill(pid, evloop_signo(l));
+}
+
+/* ---- the start: wait until the command's runtime can be read --------------------------------- */
+
+#define START_READY   EVLOOP_END_OWN       /* pyproc_open gave its answer */
+#define START_TIMEOUT (EVLOOP_END_OWN + 1) /* RUN_START_TIMEOUT_MS passed */
+
+struct run_start {
+    struct run_child *ch;
+    bool subprocesses;
+    struct pyproc **pp;
+    struct ps_err last;
+    double t0;
+    int rc, timer;
+};
+
+/* The retry timer: one pyproc_open; the answer ends the loop, else the next try. */
+static int start_try(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
+{
+    struct run_start *s = arg;
+    pid_t pid = s->ch->pid;
+
+    (void)events;
+    (void)err;
+    ps_err_clear(&s->last);
+    s->rc = pyproc_open(pid, s->pp, &s->last);
+    if (s->rc == 0 || s->rc == -PS_EPERM || s->rc == -PS_EVERSION ||
+        (!s->subprocesses && run_not_python(pid, s->rc))) {
+        evloop_stop(l, START_READY);
+        return 0;
     }
-    return false;
+    /* real time: on a loaded machine each try can take far longer than the poll */
+    if (s->rc == -PS_ENOTPYTHON && s->subprocesses &&
+        (evloop_now() - s->t0) * 1000 >= RUN_NOTPY_MS) {
+        *s->pp = NULL;
+        s->rc = 0;
+        evloop_stop(l, START_READY);
+        return 0;
+    }
+    evloop_timer_at(l, s->timer, evloop_clock_now(l) + RUN_START_POLL_MS / 1000.0);
+    return 0;
+}
+
+/* The start's loop ended: its result (see open_child). */
+static int start_result(const struct run_start *s, const struct evloop *l, struct ps_err *err)
+{
+    switch (evloop_end(l)) {
+    case START_READY: return s->rc < 0 ? ps_err_set(err, s->rc, "%s", s->last.msg) : 0;
+    case EVLOOP_END_EXITED:
+        return ps_err_set(err, -PS_EGONE,
+                          "the command exited (status %d) before its Python runtime could be read",
+                          run_status_code(s->ch->status));
+    case EVLOOP_END_SIGNAL: return 1;
+    default:
+        return ps_err_set(err, -ETIMEDOUT,
+                          "the command's Python runtime was not readable after %d s (%s); is it "
+                          "a program of a supported CPython (%s)?",
+                          RUN_START_TIMEOUT_MS / 1000, s->last.msg, layout_supported());
+    }
+}
+
+/*
+ * Open the command's runtime once it is initialised: tries every RUN_START_POLL_MS for at most
+ * RUN_START_TIMEOUT_MS, ending if it exits. With --subprocesses, a command that is still not
+ * Python after RUN_NOTPY_MS (a shell, a supervisor) is recorded through its Python descendants:
+ * 0 with *pp NULL. Returns 0, 1 when a stop signal came first (forwarded to the command: the
+ * start is abandoned), or a negative code with err filled.
+ */
+static int open_child(struct run_child *ch, bool subprocesses, struct pyproc **pp,
+                      struct ps_err *err)
+{
+    struct run_start s = {.ch = ch, .subprocesses = subprocesses, .pp = pp, .t0 = evloop_now()};
+    struct evloop *l = NULL;
+    int rc = run_loop_new(ch, &l, err);
+
+    if (rc == 0)
+        rc = s.timer = evloop_add_timer(l, evloop_clock_now(l), start_try, &s, err);
+    if (rc >= 0)
+        rc = evloop_add_deadline(l, s.t0 + RUN_START_TIMEOUT_MS / 1000.0, START_TIMEOUT, err);
+    if (rc >= 0)
+        rc = evloop_run(l, err);
+    if (rc == 0 && evloop_end(l) == EVLOOP_END_EXITED)
+        (void)run_reap(ch);
+    if (rc == 0 && evloop_end(l) == EVLOOP_END_SIGNAL)
+        run_forward(l, ch->pid);
+    if (rc == 0)
+        rc = start_result(&s, l, err);
+    evloop_free(l);
+    return rc;
+}
+
+/* ---- the end: wait for the command ----------------------------------------------------------- */
+
+#define WAIT_GAVE_UP EVLOOP_END_OWN /* the last step's signal sent, and a step more passed */
+
+/*
+ * How run waits for its command at the end. stops counts the stop signals pyscope got (the
+ * first is forwarded; the second arms the grace: SIGKILL after RUN_STOP_GRACE_MS; a third sends
+ * it at once). ladder: the signals pyscope sends itself, one per step, the first at first_due
+ * (< 0: only when a second stop signal arms it).
+ */
+struct run_wait {
+    struct run_child *ch;
+    int stops;
+    const int *ladder;
+    size_t n, next;
+    double step, first_due;
+    int timer, sent; /* sent: the last signal pyscope sent itself, 0 none */
+};
+
+static int wait_step(void *arg, struct evloop *l, unsigned events, struct ps_err *err)
+{
+    struct run_wait *w = arg;
+
+    (void)events;
+    (void)err;
+    if (w->next >= w->n) {
+        evloop_stop(l, WAIT_GAVE_UP);
+        return 0;
+    }
+    w->sent = w->ladder[w->next++];
+    (void)kill(w->ch->pid, w->sent);
+    evloop_timer_at(l, w->timer, evloop_clock_now(l) + w->step);
+    return 0;
+}
+
+/* A stop signal while waiting: forward the first, arm the grace at the second, kill at the
+ * third. */
+static void wait_on_stop(struct run_wait *w, struct evloop *l)
+{
+    static const int kill_now[] = {SIGKILL};
+
+    w->stops++;
+    if (w->stops == 1) {
+        run_forward(l, w->ch->pid);
+    } else if (w->stops == 2) {
+        if (w->next == 0)
+            evloop_timer_at(l, w->timer, evloop_clock_now(l) + RUN_STOP_GRACE_MS / 1000.0);
+    } else if (w->sent != SIGKILL) {
+        w->ladder = kill_now;
+        w->n = 1;
+        w->next = 0;
+        evloop_timer_at(l, w->timer, evloop_clock_now(l));
+    }
+}
+
+/* Wait for the command as w says. Returns 0 with ch reaped, or a negative code with err
+ * filled (the command did not exit a step after SIGKILL; it is not reaped). */
+static int wait_child(struct run_wait *w, struct ps_err *err)
+{
+    struct evloop *l = NULL;
+    int rc = run_reap(w->ch) ? 0 : run_loop_new(w->ch, &l, err);
+
+    if (w->ch->reaped)
+        return 0;
+    if (rc == 0)
+        rc = w->timer = evloop_add_timer(l, w->first_due, wait_step, w, err);
+    while (rc >= 0 && !run_reap(w->ch)) {
+        rc = evloop_run(l, err);
+        /* the pidfd says it exited: waitpid returns at once */
+        if (rc == 0 && evloop_end(l) == EVLOOP_END_EXITED && !run_reap(w->ch) &&
+            waitpid(w->ch->pid, &w->ch->status, 0) != w->ch->pid)
+            rc = ps_err_set(err, -errno, "cannot wait for the command (pid %d): %s",
+                            (int)w->ch->pid, strerror(errno));
+        w->ch->reaped = w->ch->reaped || (rc == 0 && evloop_end(l) == EVLOOP_END_EXITED);
+        if (rc == 0 && evloop_end(l) == EVLOOP_END_SIGNAL)
+            wait_on_stop(w, l);
+        else if (rc == 0 && evloop_end(l) == WAIT_GAVE_UP)
+            rc = ps_err_set(err, -ETIMEDOUT, "the command (pid %d) did not exit after SIGKILL",
+                            (int)w->ch->pid);
+    }
+    evloop_free(l);
+    return rc < 0 ? rc : 0;
 }
 
 /* The duration ended: end the command as py-spy does (SIGINT, then SIGTERM, then SIGKILL, each
- * after RUN_GRACE_MS). Returns the exit code of `run`: 0 when it ended at a signal of ours. */
-static int end_child(pid_t pid)
+ * after RUN_GRACE_MS; a stop signal sends SIGKILL at once). Returns the exit code of `run`: 0
+ * when it ended at a signal of ours. */
+static int end_child(const struct cli_common *c, struct run_child *ch)
 {
     static const int sigs[] = {SIGINT, SIGTERM, SIGKILL};
-    int status = 0;
+    struct run_wait w = {.ch = ch, .stops = 2, .ladder = sigs, .n = 3, .step = RUN_GRACE_MS / 1e3};
+    struct ps_err err = {0};
+    int rc;
 
-    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-        if (waitpid(pid, &status, WNOHANG) == pid || kill(pid, sigs[i]) < 0)
-            break;
-        if (reaped_within(pid, RUN_GRACE_MS, &status))
-            return WIFSIGNALED(status) && WTERMSIG(status) == sigs[i] ? CLI_EXIT_OK
-                   : WIFEXITED(status)                                ? WEXITSTATUS(status)
-                                                                      : 128 + WTERMSIG(status);
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    w.first_due = evloop_now();
+    rc = wait_child(&w, &err);
+    if (rc < 0)
+        return cli_fail(c, &err, rc);
+    return WIFSIGNALED(ch->status) && WTERMSIG(ch->status) == w.sent ? CLI_EXIT_OK
+                                                                     : run_status_code(ch->status);
 }
 
-static int child_exit_code(pid_t pid)
+/* The recording is over (stops: the stop signals it took, 2 when one ended it): wait for the
+ * command's exit and return its status, or an error's exit code. */
+static int child_exit_code(const struct cli_common *c, struct run_child *ch, int stops)
 {
-    int status = 0;
+    static const int sigs[] = {SIGKILL};
+    struct run_wait w = {.ch = ch,
+                         .stops = stops,
+                         .ladder = sigs,
+                         .n = 1,
+                         .step = RUN_STOP_GRACE_MS / 1e3,
+                         .first_due = -1};
+    struct ps_err err = {0};
+    int rc;
 
-    if (waitpid(pid, &status, 0) != pid)
-        return CLI_EXIT_OK;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (stops >= 2)
+        w.first_due = evloop_now() + RUN_STOP_GRACE_MS / 1e3;
+    rc = wait_child(&w, &err);
+    return rc < 0 ? cli_fail(c, &err, rc) : run_status_code(ch->status);
+}
+
+/* An error before or during the recording: end the command (SIGTERM, then SIGKILL after
+ * RUN_GRACE_MS), without waiting for it for ever. */
+static void kill_child(struct run_child *ch)
+{
+    static const int sigs[] = {SIGTERM, SIGKILL};
+    struct run_wait w = {.ch = ch, .stops = 2, .ladder = sigs, .n = 2, .step = RUN_GRACE_MS / 1e3};
+    struct ps_err ignored = {0};
+
+    w.first_due = evloop_now();
+    (void)wait_child(&w, &ignored);
+}
+
+/* A stop before the command's runtime could be read: the output is a profile of no samples. */
+static int record_nothing(const struct record_args *a, struct ps_err *err)
+{
+    struct sampler_stats st = {0};
+    struct out_samples *samples = NULL;
+    struct profile *p = NULL;
+    FILE *f = NULL;
+    int rc = cli_open_output(a->output, &f, err);
+
+    if (rc == 0)
+        rc = profile_new(&p, err);
+    if (rc == 0 && a->format == OUT_PROFILE_SAMPLES)
+        rc = out_samples_open(f, a->pid, "", a->so.rate_hz, &samples, err);
+    rc = record_write(a, p, f, samples, &st, rc, false, err);
+    profile_free(p);
+    return rc;
 }
 
 int cli_run(const struct cli_common *common, int argc, char **argv)
@@ -505,30 +745,43 @@ int cli_run(const struct cli_common *common, int argc, char **argv)
     struct record_args a = {.so.rate_hz = SAMPLER_DEFAULT_RATE, .format = OUT_PROFILE_FLAMEGRAPH};
     struct ps_err err = {0};
     struct pyproc *pp = NULL;
+    struct run_child ch = {0};
     enum sampler_end end = SAMPLER_END_NONE;
     int rc = record_parse(common, argc, argv, true, &a);
+    int stops = 0;
+    sigset_t mask;
 
     if (rc >= 0 || !a.cmd)
         return rc >= 0 ? rc : CLI_EXIT_USAGE;
-    rc = spawn(a.cmd, &a.pid, &err);
+    /* Held before the spawn (a stop signal meanwhile must not kill pyscope and orphan the
+     * command); the command starts with the mask pyscope had. */
+    (void)sigprocmask(SIG_BLOCK, NULL, &mask);
+    cli_hold_stop_signals();
+    rc = spawn(a.cmd, &mask, &a.pid, &err);
     if (rc < 0)
         return cli_fail(common, &err, rc);
-    cli_hold_stop_signals(); /* after the spawn: the command starts with our mask as it was */
+    ch.pid = a.pid;
     a.so.forward_signals = a.pid;
-    rc = open_child(a.pid, a.subprocesses, &pp, &err);
-    if (rc == 0)
+    rc = open_child(&ch, a.subprocesses, &pp, &err);
+    if (rc == 0) {
         rc = record_pyproc(&a, pp, &end, &err);
+        stops = end == SAMPLER_END_SIGNAL ? 2 : 0; /* the second stop signal ended it */
+    } else if (rc == 1) { /* a stop signal, forwarded, before the runtime could be read */
+        stops = 1;
+        rc = record_nothing(&a, &err);
+        cli_log(common, "warning", 0,
+                "stopped before the command's Python runtime could be read: the profile is empty");
+    }
     pyproc_close(pp);
     if (rc == 1) /* the command runs on: its exit status is still run's */
         cli_log(common, "warning", err.code, err.msg);
     if (rc == 0 && end == SAMPLER_END_DURATION)
-        return a.keep_running ? CLI_EXIT_OK : end_child(a.pid);
+        return a.keep_running ? CLI_EXIT_OK : end_child(common, &ch);
     if (rc < 0) {
         int status = cli_fail(common, &err, rc);
 
-        (void)kill(a.pid, SIGTERM);
-        (void)waitpid(a.pid, NULL, 0);
+        kill_child(&ch);
         return status;
     }
-    return child_exit_code(a.pid);
+    return child_exit_code(common, &ch, stops);
 }
