@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@ struct exc_args {
     enum out_profile_format format;
     const char *type, *output;
     double duration, max_rate, budget;
+    double deadline; /* in a tree: the run's end, evloop_now (0: none); see exc_tree_one */
     unsigned burst;
     enum tracer_mech mech;
     pid_t pid;
@@ -291,6 +293,15 @@ static void exc_report_start(const struct cli_common *c, const struct exc_args *
     cli_log(c, "info", 0, msg);
 }
 
+/* The trace's length: --duration, or in a tree what is left of the run (at least a moment, so
+ * that a tracer set up after the run's end still ends by "duration"). */
+static double exc_duration(const struct exc_args *a)
+{
+    if (a->deadline <= 0)
+        return a->duration;
+    return fmax(a->deadline - evloop_now(), 0.001);
+}
+
 /* --format: the profile, written once the target is released (its errors first). */
 static int exc_write_profile(const struct exc_args *a, struct exc_out *o, struct ps_err *err)
 {
@@ -348,7 +359,7 @@ static int exc_run(const struct cli_common *c, const struct exc_args *a, struct 
     if (rc < 0)
         goto out_close;
     exc_report_start(c, a, o, pp, t);
-    rc = tracer_run(t, a->duration, &why, &err);
+    rc = tracer_run(t, exc_duration(a), &why, &err);
     /* The target is released: what the reader did not take yet may now be written blocking. */
     if (outq_finish(o->q, &oerr) < 0 && rc == 0)
         why = "output closed";
@@ -404,7 +415,10 @@ struct exc_tree {
     const struct exc_args *a;
 };
 
-/* fanout_fn: trace one process of the tree, as `exceptions PID` would, in a forked child. */
+/* fanout_fn: trace one process of the tree, as `exceptions PID` would, in a forked child. The
+ * run's deadline is the same for every child: the seconds left are counted from the fork, not
+ * from the moment the trace starts (attaching takes a while on a loaded machine), so that each
+ * tracer ends by itself at the run's end, within fanout's grace (its stop record: "duration"). */
 static int exc_tree_one(void *arg, pid_t pid, double remaining_s)
 {
     const struct exc_tree *tree = arg;
@@ -413,6 +427,7 @@ static int exc_tree_one(void *arg, pid_t pid, double remaining_s)
 
     a.pid = pid;
     a.duration = remaining_s;
+    a.deadline = remaining_s > 0 ? evloop_now() + remaining_s : 0;
     a.subprocesses = false;
     a.in_tree = true;
     cli_guard(tree->c, pid);

@@ -34,8 +34,9 @@
 /* How long the end waits for the children to finish their traces and exit (then SIGKILL is
  * not sent: the kernel's PR_SET_PDEATHSIG still ends each cleanly when we exit). */
 #define FANOUT_END_WAIT_S 10.0
-/* At the duration's end: how long the children may take to end on their own first. */
-#define FANOUT_GRACE_S 2.0
+/* At the duration's end: how long the children may take to end on their own first (they end at
+ * the same deadline; this only bounds a slow detach and a last write on a loaded machine). */
+#define FANOUT_GRACE_S 5.0
 /* The end's tick: how often it reaps while the children exit. */
 #define FANOUT_END_TICK_S 0.02
 

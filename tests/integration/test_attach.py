@@ -32,6 +32,9 @@ README = ROOT / "README.md"
 KEYS_BEGIN, KEYS_END = "<!-- keys:begin -->", "<!-- keys:end -->"
 SCREEN_TIMEOUT_S = 30.0
 TID_RE = re.compile(r"\(tid (\d+)\)")
+# the header names the tracing mechanism: "(bpf)", or "(bpf, costs 40% of its CPU)" when
+# tracing takes over twice its budget (a loaded machine, a dear uprobe trap: ui/view.c)
+MECH_RE = r"\((bpf|perf|debugreg)(\)|, costs )"
 
 
 def layout(rows, cols):
@@ -275,7 +278,7 @@ def test_exceptions_pane_and_tracing_toggle(python, launch, screen):
     # covers the budget)
     s = screen("--budget", "0", target.pid, cols=240)
     ready(s)
-    s.wait(lambda lines: re.search(r"exceptions [-\d.]+/s \((bpf|perf|debugreg)\)", lines[2]),
+    s.wait(lambda lines: re.search(r"exceptions [-\d.]+/s " + MECH_RE, lines[2]),
            "exception tracing on")
     s.keys("f")                                     # the raw feed, newest first
     s.wait(lambda _: "newest first" in s.pane("exc")[0], "f to show the feed")
@@ -308,7 +311,7 @@ def test_exceptions_pane_and_tracing_toggle(python, launch, screen):
     s.wait(lambda lines: "exception tracing off" in lines[2], "e to stop tracing")
     assert_not_stopped_or_traced(target.pid)        # released while pyscope still runs
     s.keys("e")
-    s.wait(lambda lines: re.search(r"\((bpf|perf|debugreg)\)", lines[2]), "e to trace again")
+    s.wait(lambda lines: re.search(MECH_RE, lines[2]), "e to trace again")
     os.kill(s.pyscope_pid(), signal.SIGTERM)
     assert s.wait_exit() == 0
     assert_not_stopped_or_traced(target.pid)
@@ -350,7 +353,7 @@ def test_target_exit_keeps_last_data(python, launch, screen):
 def test_sighup_when_the_terminal_dies(shapes, screen):
     s = screen(shapes.pid)
     ready(s)
-    s.wait(lambda lines: re.search(r"\((bpf|perf|debugreg)\)", lines[2]), "exception tracing on")
+    s.wait(lambda lines: re.search(MECH_RE, lines[2]), "exception tracing on")
     pid = s.pyscope_pid()
     s.tmux("kill-server")                           # the pod shell goes away: SIGHUP
     wait_for(lambda: not alive(pid), SCREEN_TIMEOUT_S, "pyscope to exit on SIGHUP")
@@ -450,7 +453,7 @@ def proc_state(pid):
 def test_ctrl_z_releases_the_target(shapes, screen):
     s = screen(shapes.pid)
     ready(s)
-    s.wait(lambda lines: re.search(r"\((bpf|perf|debugreg)\)", lines[2]), "exception tracing on")
+    s.wait(lambda lines: re.search(MECH_RE, lines[2]), "exception tracing on")
     pid = s.pyscope_pid()
     assert "(bpf)" in s.lines()[2] or any(tracer_pids(shapes.pid).values())
     s.keys("C-z")
@@ -682,7 +685,7 @@ def test_attach_starts_and_stops_while_threads_come_and_go(python, launch, tmp_p
             s.wait(lambda lines: "Threads (" in "\n".join(lines) and
                    TID_RE.search("\n".join(lines)),
                    f"start {attempt}: the first snapshot on screen")
-            header = s.wait(lambda lines: re.search(r"\((bpf|perf|debugreg)\)", lines[2]),
+            header = s.wait(lambda lines: re.search(MECH_RE, lines[2]),
                             f"start {attempt}: exception tracing on")
             mech = header.group(1)
             if attempt < 2 * len(stops):  # then stop as soon as tracing is on: other moments
