@@ -19,12 +19,27 @@
 
 #include "keymap.h"
 
+/* A key and the action it must run in a mode (NULL: unbound there). */
+struct binding {
+    int key;
+    ui_key_fn fn;
+};
+
+static void check_bindings(enum ui_key_mode mode, const struct binding *want, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct ui_keymap_entry *e = ui_keymap_find(mode, want[i].key);
+
+        if (!want[i].fn)
+            assert_null(e);
+        else
+            assert_true(e && e->fn == want[i].fn);
+    }
+}
+
 static void test_issue_keys(void **state)
 {
-    static const struct {
-        int key;
-        ui_key_fn fn;
-    } want[] = {
+    static const struct binding want[] = {
         {KEY_UP, ui_act_up},
         {'k', ui_act_up},
         {KEY_DOWN, ui_act_down},
@@ -49,10 +64,7 @@ static void test_issue_keys(void **state)
     };
     /* The open filter line: every printable key is typed, Enter keeps, Esc clears, the three
      * erase codes erase; other keys (arrows, function keys) do nothing. */
-    static const struct {
-        int key;
-        ui_key_fn fn;
-    } filter[] = {
+    static const struct binding filter[] = {
         {'\n', ui_act_filter_keep},
         {'\r', ui_act_filter_keep},
         {KEY_ENTER, ui_act_filter_keep},
@@ -70,22 +82,8 @@ static void test_issue_keys(void **state)
     };
 
     (void)state;
-    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-        const struct ui_keymap_entry *e = ui_keymap_find(UI_MODE_PANES, want[i].key);
-
-        if (!want[i].fn)
-            assert_null(e);
-        else
-            assert_true(e && e->fn == want[i].fn);
-    }
-    for (size_t i = 0; i < sizeof(filter) / sizeof(filter[0]); i++) {
-        const struct ui_keymap_entry *e = ui_keymap_find(UI_MODE_FILTER, filter[i].key);
-
-        if (!filter[i].fn)
-            assert_null(e);
-        else
-            assert_true(e && e->fn == filter[i].fn);
-    }
+    check_bindings(UI_MODE_PANES, want, sizeof(want) / sizeof(want[0]));
+    check_bindings(UI_MODE_FILTER, filter, sizeof(filter) / sizeof(filter[0]));
     assert_null(ui_keymap_find(UI_MODE_PANES, KEY_RESIZE)); /* the SIGWINCH source resizes */
 }
 
