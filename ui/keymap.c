@@ -226,7 +226,7 @@ const char *ui_keymap_bar(enum ui_key_mode mode, const char *sep, char *buf, siz
     if (cap == 0)
         return buf;
     buf[0] = '\0';
-    for (size_t k = 0; k < 2 * n && used < cap; k++) {
+    for (size_t k = 0; n > 0 && k < 2 * n && used < cap; k++) {
         size_t i = k % n;
         int w;
         if (!rows[i].bar || ui_keymap_bar_first(&rows[i]) != (k < n))

@@ -13,7 +13,7 @@ static const struct ui_pane_kind ui_panes[UI_AREA_COUNT] = {
     [UI_AREA_THREADS] = {&ui_threads_ops, UI_THREAD_LINES, true, 1},
     [UI_AREA_STACK] = {&ui_stack_ops, UI_STACK_LINES, true, 2},
     [UI_AREA_TOP] = {&ui_top_ops, UI_TOP_LINES, true, 3},
-    [UI_AREA_EXC] = {&ui_exc_ops, UI_EXC_LINES, true, 4},
+    [UI_AREA_EXC] = {&ui_exc_ops, (size_t)UI_EXC_LINES, true, 4},
     [UI_AREA_KEYBAR] = {&ui_keybar_ops, 1, false, 0},
 };
 
