@@ -40,14 +40,6 @@
 #define UI_SNAP_TICKS 5  /* a snapshot every 500 ms */
 #define UI_TOP_TICKS  10 /* the top table every second */
 #define UI_NOTE_TICKS 50 /* notes stay 5 s */
-#define UI_PANE_CAP(a)                                                                             \
-    ((a) == UI_AREA_THREADS  ? UI_THREAD_LINES                                                     \
-     : (a) == UI_AREA_STACK  ? UI_STACK_LINES                                                      \
-     : (a) == UI_AREA_TOP    ? UI_TOP_LINES                                                        \
-     : (a) == UI_AREA_EXC    ? UI_EXC_LINES                                                        \
-     : (a) == UI_AREA_HEADER ? 3                                                                   \
-                             : 1)
-
 /* The session's own reason to end (evloop_stop): app->quit was set. */
 #define UI_END_QUIT EVLOOP_END_OWN
 
@@ -78,12 +70,6 @@ void ui_app_note(struct ui_app *app, const char *fmt, ...)
     app->note_until = app->ticks + UI_NOTE_TICKS;
     app->panes[UI_AREA_KEYBAR].dirty = true;
 }
-
-static const struct ui_pane_ops *const ui_pane_kinds[UI_AREA_COUNT] = {
-    [UI_AREA_HEADER] = &ui_header_ops, [UI_AREA_THREADS] = &ui_threads_ops,
-    [UI_AREA_STACK] = &ui_stack_ops,   [UI_AREA_TOP] = &ui_top_ops,
-    [UI_AREA_EXC] = &ui_exc_ops,       [UI_AREA_KEYBAR] = &ui_keybar_ops,
-};
 
 /* Allocate the session. *out is set as soon as the app exists, even if a later allocation
  * fails, so that ui_attach_run's one cleanup path frees what was built. */
@@ -117,8 +103,9 @@ static int ui_app_new(struct pyproc *pp, const struct ui_attach_opts *o, struct 
         !app->growth_rows)
         return ps_err_set(err, rc, "out of memory for the terminal UI");
     for (int a = 0; a < UI_AREA_COUNT; a++) {
-        rc = ui_pane_init(&app->panes[a], ui_pane_kinds[a], UI_PANE_CAP(a),
-                          a != UI_AREA_HEADER && a != UI_AREA_KEYBAR, err);
+        const struct ui_pane_kind *k = ui_panes_kind((enum ui_area)a);
+
+        rc = ui_pane_init(&app->panes[a], k->ops, k->cap, k->focus > 0, err);
         if (rc < 0)
             return rc;
     }
@@ -189,7 +176,7 @@ static void ui_draw_help(struct ui_app *app, struct ui_loop *l)
     (void)mvwaddstr(l->help_win, 0, 0,
                     ui_fit(fitted, sizeof(fitted), " pyscope attach: keys (? or Esc closes)", b.w));
     (void)wattrset(l->help_win, A_NORMAL);
-    for (size_t i = 0; i < ui_keymap_count() && (int)i + 2 < b.h; i++)
+    for (size_t i = 0; i < ui_keymap_count(UI_MODE_PANES) && (int)i + 2 < b.h; i++)
         (void)mvwaddstr(l->help_win, (int)i + 2, 0,
                         ui_fit(fitted, sizeof(fitted), ui_keymap_line(i, line, sizeof(line)), b.w));
     (void)wnoutrefresh(l->help_win);
@@ -223,7 +210,7 @@ static bool ui_draw(struct ui_app *app, struct ui_loop *l)
         ui_draw_too_small(app);
     } else {
         for (int a = 0; a < UI_AREA_COUNT; a++) {
-            bool body = a != UI_AREA_HEADER && a != UI_AREA_KEYBAR;
+            bool body = ui_panes_kind((enum ui_area)a)->body;
             if ((app->panes[a].dirty || l->full_redraw) && !(app->help && body))
                 ui_pane_draw(&app->panes[a], &app->term, app, (int)app->focus == a);
         }
@@ -286,34 +273,38 @@ static int ui_on_winch(void *arg, struct evloop *ev, unsigned events, struct ps_
     return ui_after(l->app, ev);
 }
 
-static int ui_on_keys(void *arg, struct evloop *ev, unsigned events, struct ps_err *err)
+/* A key row's redraw (keymap.h): rebuild its panes; the whole screen when the help screen
+ * opened or closed (its window goes, the panes under it are repainted). */
+static void ui_redraw(struct ui_app *app, struct ui_loop *l, unsigned redraw)
 {
-    struct ui_loop *l = arg;
-    struct ui_app *app = l->app;
-    bool help = app->help;
-    int ch;
-
-    (void)err;
-    if (events & (POLLHUP | POLLERR | POLLNVAL))
-        app->quit = true; /* the terminal went away (a hang-up also sets POLLIN) */
-    for (int n = 0; n < 256 && !app->quit && (ch = wgetch(stdscr)) != ERR; n++) {
-        if (ch == KEY_RESIZE) {
-            ui_term_resize(&app->term);
-            ui_app_place(app, l);
-            continue;
-        }
-        unsigned redraw = ui_keys_handle(app, ch);
-
-        for (int a = 0; a < UI_AREA_COUNT; a++)
-            if (redraw & (1u << a))
-                ui_pane_rebuild(&app->panes[a], app);
-    }
-    if (help != app->help) {
+    for (int a = 0; a < UI_AREA_COUNT; a++)
+        if (redraw & UI_REDRAW(a))
+            ui_pane_rebuild(&app->panes[a], app);
+    if (redraw & UI_REDRAW_SCREEN) {
         if (l->help_win)
             (void)delwin(l->help_win);
         l->help_win = NULL;
         l->full_redraw = true;
     }
+}
+
+/*
+ * Keys, each through its keymap row. A resize is the SIGWINCH source's alone (ui_on_winch):
+ * the loop holds SIGWINCH for its signalfd, so curses' own handler never runs and wgetch never
+ * makes a KEY_RESIZE (resize_term does not queue one either); one path, on the one loop, that
+ * works whether or not a key is read.
+ */
+static int ui_on_keys(void *arg, struct evloop *ev, unsigned events, struct ps_err *err)
+{
+    struct ui_loop *l = arg;
+    struct ui_app *app = l->app;
+    int ch;
+
+    (void)err;
+    if (events & (POLLHUP | POLLERR | POLLNVAL))
+        app->quit = true; /* the terminal went away (a hang-up also sets POLLIN) */
+    for (int n = 0; n < 256 && !app->quit && (ch = wgetch(stdscr)) != ERR; n++)
+        ui_redraw(app, l, ui_keys_handle(app, ch));
     return ui_after(app, ev);
 }
 

@@ -15,6 +15,7 @@
 #include "app.h"
 #include "layout.h"
 #include "pane.h"
+#include "panes.h"
 #include "pyscope/growth.h"
 #include "pyscope/native.h"
 #include "pyscope/profile.h"
@@ -35,13 +36,6 @@
 #define UI_GROWTH_ROWS 256
 /* Events copied from the tracer's ring per call. */
 #define UI_EV_BATCH 16
-
-/* What the lower-right pane shows. */
-enum ui_lower {
-    UI_LOWER_EXC,
-    UI_LOWER_GROWTH,
-    UI_LOWER_TASKS,
-};
 
 struct ui_app {
     struct pyproc *pp; /* borrowed */
@@ -109,16 +103,6 @@ struct ui_app {
     char note[PS_ERR_MSG_MAX + 64];
     uint64_t note_until; /* tick */
 };
-
-/* The panes' operations (one file each). */
-extern const struct ui_pane_ops ui_header_ops;
-extern const struct ui_pane_ops ui_threads_ops;
-extern const struct ui_pane_ops ui_stack_ops;
-extern const struct ui_pane_ops ui_top_ops;
-extern const struct ui_pane_ops ui_exc_ops;
-extern const struct ui_pane_ops ui_growth_ops;
-extern const struct ui_pane_ops ui_tasks_ops;
-extern const struct ui_pane_ops ui_keybar_ops;
 
 /* Selected thread's native id (threads pane), 0 when none. */
 pid_t ui_app_selected_tid(const struct ui_app *app);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Keys (see app_keys.h): a key code in, the app's state changed and the affected panes marked
- * dirty. Bindings live in keymap.c; this file only says what each action does. The filter line
- * is a small modal editor: while it is open, printable keys go into the filter.
+ * Keys (see app_keys.h): a key code in, the app's state changed, the row's redraw out.
+ * Bindings and what each key redraws live in keymap.c; this file only says what each action
+ * does to the state, and rebuilds nothing.
  */
 #include "app_keys.h"
 
@@ -21,22 +21,9 @@
 #include "pyscope/out.h"
 #include "pyscope/pslist.h"
 
-#define UI_KEY_ESC 27
-
-static const enum ui_area ui_focus_order[] = {UI_AREA_THREADS, UI_AREA_STACK, UI_AREA_TOP,
-                                              UI_AREA_EXC};
-#define UI_NFOCUS (sizeof(ui_focus_order) / sizeof(ui_focus_order[0]))
-
 static void ui_keys_focus(struct ui_app *app, int step)
 {
-    size_t i = 0;
-
-    while (i < UI_NFOCUS && ui_focus_order[i] != app->focus)
-        i++;
-    i = (i + UI_NFOCUS + (size_t)(step > 0 ? 1 : UI_NFOCUS - 1)) % UI_NFOCUS;
-    app->panes[app->focus].dirty = true;
-    app->focus = ui_focus_order[i];
-    app->panes[app->focus].dirty = true;
+    app->focus = ui_panes_focus_step(app->focus, step);
 }
 
 /*
@@ -153,24 +140,38 @@ char *ui_app_filter(struct ui_app *app, enum ui_area area)
     return area == UI_AREA_EXC ? app->exc_filter : app->filter;
 }
 
-static void ui_keys_filter(struct ui_app *app, int ch)
+void ui_act_filter_keep(struct ui_app *app, const struct ui_key_in *in)
+{
+    (void)in;
+    app->filter_edit = false;
+}
+
+void ui_act_filter_clear(struct ui_app *app, const struct ui_key_in *in)
+{
+    (void)in;
+    ui_app_filter(app, app->filter_area)[0] = '\0';
+    app->filter_edit = false;
+}
+
+void ui_act_filter_erase(struct ui_app *app, const struct ui_key_in *in)
 {
     char *filter = ui_app_filter(app, app->filter_area);
     size_t len = strlen(filter);
 
-    if (ch == UI_KEY_ESC) {
-        filter[0] = '\0';
-        app->filter_edit = false;
-    } else if (ch == '\n' || ch == '\r' || ch == KEY_ENTER) {
-        app->filter_edit = false;
-    } else if ((ch == KEY_BACKSPACE || ch == 127 || ch == 8) && len > 0) {
+    (void)in;
+    if (len > 0)
         filter[len - 1] = '\0';
-    } else if (ch >= 0x20 && ch < 0x7f && len + 1 < UI_FILTER_MAX) {
-        filter[len] = (char)ch;
+}
+
+void ui_act_filter_type(struct ui_app *app, const struct ui_key_in *in)
+{
+    char *filter = ui_app_filter(app, app->filter_area);
+    size_t len = strlen(filter);
+
+    if (len + 1 < UI_FILTER_MAX) {
+        filter[len] = (char)in->code;
         filter[len + 1] = '\0';
     }
-    ui_pane_rebuild(&app->panes[app->filter_area], app);
-    app->panes[UI_AREA_KEYBAR].dirty = true;
 }
 
 /* `/`: edit the filter of the focused pane; panes without one filter the top table. */
@@ -192,18 +193,18 @@ static void ui_keys_exc_view(struct ui_app *app)
     p->sel_key = 0;
 }
 
-void ui_act_exc_feed(struct ui_app *app, int rows)
+void ui_act_exc_feed(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     app->exc_feed = !app->exc_feed;
     ui_app_note(app, "exceptions: %s",
                 app->exc_feed ? "newest raises first" : "one row per raise site");
     ui_keys_exc_view(app);
 }
 
-void ui_act_exc_mine(struct ui_app *app, int rows)
+void ui_act_exc_mine(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     app->exc_mine = !app->exc_mine;
     app->exc_mine_set = true;
     ui_app_note(app, "exceptions: %s",
@@ -214,11 +215,6 @@ void ui_act_exc_mine(struct ui_app *app, int rows)
 /* Show view `which` in the lower-right pane, or the exceptions again when it is shown. */
 static void ui_keys_lower(struct ui_app *app, enum ui_lower which)
 {
-    static const struct ui_pane_ops *const ops[] = {
-        [UI_LOWER_EXC] = &ui_exc_ops,
-        [UI_LOWER_GROWTH] = &ui_growth_ops,
-        [UI_LOWER_TASKS] = &ui_tasks_ops,
-    };
     struct ui_pane *p = &app->panes[UI_AREA_EXC];
 
     if (app->lower == which)
@@ -226,179 +222,174 @@ static void ui_keys_lower(struct ui_app *app, enum ui_lower which)
     if (which == UI_LOWER_GROWTH && !ui_data_growth_start(app))
         which = UI_LOWER_EXC;
     app->lower = which;
-    p->ops = ops[which];
+    p->ops = ui_panes_lower(which);
     p->sel = p->scroll = 0;
     p->sel_key = 0;
     if (which == UI_LOWER_TASKS && !app->paused && !app->gone && ui_data_snapshot(app) < 0)
         app->quit = true; /* out of memory */
 }
 
-void ui_act_back(struct ui_app *app, int rows)
+void ui_act_back(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     if (app->help) {
         app->help = false;
     } else if (app->raise_view) {
         app->raise_view = 0;
-        ui_pane_rebuild(&app->panes[UI_AREA_STACK], app);
     } else if (app->focus == UI_AREA_EXC && app->exc_filter[0]) {
         app->exc_filter[0] = '\0';
-        ui_pane_rebuild(&app->panes[UI_AREA_EXC], app);
     } else if (app->filter[0]) {
         app->filter[0] = '\0';
-        ui_pane_rebuild(&app->panes[UI_AREA_TOP], app);
     }
 }
 
+/* A move marks the moved pane; the stack pane that follows the thread is the row's redraw. */
 static void ui_keys_move(struct ui_app *app, long delta)
 {
-    struct ui_pane *p = &app->panes[app->focus];
-
-    ui_pane_move(p, delta);
-    if (app->focus == UI_AREA_THREADS && !app->raise_view)
-        ui_pane_rebuild(&app->panes[UI_AREA_STACK], app);
+    ui_pane_move(&app->panes[app->focus], delta);
 }
 
-void ui_act_up(struct ui_app *app, int rows)
+void ui_act_up(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     ui_keys_move(app, -1);
 }
 
-void ui_act_down(struct ui_app *app, int rows)
+void ui_act_down(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     ui_keys_move(app, 1);
 }
 
-void ui_act_page_up(struct ui_app *app, int rows)
+void ui_act_page_up(struct ui_app *app, const struct ui_key_in *in)
 {
-    ui_keys_move(app, -(long)rows);
+    ui_keys_move(app, -(long)in->rows);
 }
 
-void ui_act_page_down(struct ui_app *app, int rows)
+void ui_act_page_down(struct ui_app *app, const struct ui_key_in *in)
 {
-    ui_keys_move(app, rows);
+    ui_keys_move(app, in->rows);
 }
 
-void ui_act_next_pane(struct ui_app *app, int rows)
+void ui_act_next_pane(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     ui_keys_focus(app, 1);
 }
 
-void ui_act_prev_pane(struct ui_app *app, int rows)
+void ui_act_prev_pane(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     ui_keys_focus(app, -1);
 }
 
-void ui_act_enter(struct ui_app *app, int rows)
+void ui_act_enter(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     if (app->panes[app->focus].ops->enter)
         app->panes[app->focus].ops->enter(&app->panes[app->focus], app);
 }
 
-void ui_act_sort(struct ui_app *app, int rows)
+void ui_act_sort(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     app->top_sort = app->top_sort == PROFILE_SORT_OWN ? PROFILE_SORT_TOTAL : PROFILE_SORT_OWN;
 }
 
-void ui_act_lines(struct ui_app *app, int rows)
+void ui_act_lines(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     app->top_by = app->top_by == PROFILE_TOP_LINE ? PROFILE_TOP_FUNCTION : PROFILE_TOP_LINE;
 }
 
-void ui_act_pause(struct ui_app *app, int rows)
+void ui_act_pause(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     app->paused = !app->paused;
     if (!app->gone)
         (void)snprintf(app->status, sizeof(app->status), "%s", app->paused ? "PAUSED" : "");
     app->status_error = false;
 }
 
-void ui_act_reset(struct ui_app *app, int rows)
+void ui_act_reset(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     if (app->profile)
         profile_reset(app->profile);
     ui_excfeed_reset(app->feed);
     ui_app_note(app, "top table and exception counts reset");
 }
 
-void ui_act_locals(struct ui_app *app, int rows)
+void ui_act_locals(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     app->locals = !app->locals;
     ui_app_note(app, "locals %s from the next refresh", app->locals ? "shown" : "hidden");
 }
 
-void ui_act_exceptions(struct ui_app *app, int rows)
+void ui_act_exceptions(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     if (app->tracer)
         ui_data_tracer_stop(app);
     else
         ui_data_tracer_start(app);
 }
 
-void ui_act_filter(struct ui_app *app, int rows)
+void ui_act_filter(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     ui_keys_filter_open(app);
 }
 
-void ui_act_dump(struct ui_app *app, int rows)
+void ui_act_dump(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     ui_keys_dump(app);
 }
 
-void ui_act_switch(struct ui_app *app, int rows)
+void ui_act_switch(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     ui_keys_switch(app);
 }
 
-void ui_act_growth(struct ui_app *app, int rows)
+void ui_act_growth(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     ui_keys_lower(app, UI_LOWER_GROWTH);
 }
 
-void ui_act_tasks(struct ui_app *app, int rows)
+void ui_act_tasks(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     ui_keys_lower(app, UI_LOWER_TASKS);
 }
 
-void ui_act_help(struct ui_app *app, int rows)
+void ui_act_help(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     app->help = !app->help;
 }
 
-void ui_act_quit(struct ui_app *app, int rows)
+void ui_act_quit(struct ui_app *app, const struct ui_key_in *in)
 {
-    (void)rows;
+    (void)in;
     app->quit = true;
 }
 
 unsigned ui_keys_handle(struct ui_app *app, int ch)
 {
-    const struct ui_keymap_entry *k;
+    const struct ui_keymap_entry *k =
+        ui_keymap_find(app->filter_edit ? UI_MODE_FILTER : UI_MODE_PANES, ch);
+    struct ui_key_in in = {.code = ch, .rows = ui_pane_rows(&app->panes[app->focus])};
+    unsigned redraw;
 
-    if (app->filter_edit) {
-        ui_keys_filter(app, ch);
-        return UI_REDRAW_NONE;
-    }
-    k = ui_keymap_find(ch);
     if (!k || (app->help && !(k->flags & UI_KEY_ON_HELP)))
         return UI_REDRAW_NONE; /* unbound, or the help screen (modal) does not take it */
-    k->fn(app, ui_pane_rows(&app->panes[app->focus]));
-    return k->redraw;
+    k->fn(app, &in);
+    redraw = k->redraw & ~UI_REDRAW_FOCUSED;
+    if (k->redraw & UI_REDRAW_FOCUSED)
+        redraw |= UI_REDRAW(app->focus);
+    return redraw;
 }

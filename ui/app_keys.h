@@ -3,11 +3,12 @@
 #define PYSCOPE_UI_APP_KEYS_H
 
 /*
- * Key handling for the event loop: one wgetch code in, the app's state updated by the action
- * of the key's row in the keymap (keymap.h declares the actions; this file defines them).
- * Returns the row's redraw: the panes (bits 1u << UI_AREA_*) to rebuild; panes that only moved
- * a selection mark themselves dirty. While the filter line is open, keys edit it. Main thread
- * only.
+ * Key handling for the event loop: one wgetch code in, looked up in the keymap table of the
+ * app's mode (the open filter line's, else the panes'; the help screen takes only its rows),
+ * the row's action run (keymap.h declares the actions; this file defines them). Returns the
+ * row's redraw with UI_REDRAW_FOCUSED resolved to the pane focused after the action: bits
+ * UI_REDRAW(UI_AREA_*) to rebuild, and UI_REDRAW_SCREEN; an unbound key returns
+ * UI_REDRAW_NONE. A pane whose selection moved has marked itself dirty. Main thread only.
  */
 
 #include <stdbool.h>

@@ -1,29 +1,38 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The key table (see keymap.h). htop's habit: a key's row holds its action and the reaction
+ * The key tables (see keymap.h). htop's habit: a key's row holds its action and the reaction
  * (what to redraw), the loop owns the timing, and the help text sits next to the binding so
  * that documentation follows the code. Adding a key is adding one row here; the `?` screen,
- * --help, the key bar and the README list follow.
+ * --help, the key bar and the README list follow. One table per mode: the panes', and the
+ * filter line's (a small modal editor: while it is open, printable keys go into the filter).
  */
 #include "keymap.h"
 
 #include <curses.h>
 #include <string.h>
 
-/* Esc, Tab and the two Enters as wgetch returns them in cbreak mode. */
+/* Esc, Tab and the two erase keys (DEL, ^H) as wgetch returns them in cbreak mode. */
 #define UI_KEY_ESC 27
 #define UI_KEY_TAB '\t'
+#define UI_KEY_DEL 127
+#define UI_KEY_BS  8
 
 /* The modal help screen takes ?, Esc and q only; quit and help lead the key bar. */
 #define UI_HELP_KEY (UI_KEY_ON_HELP | UI_KEY_BAR_FIRST)
 #define ALL         UI_REDRAW_ALL
-#define SELF        UI_REDRAW_NONE /* the action marks what it changed */
+#define SELF        UI_REDRAW_NONE /* only a selection moves: the pane marks itself */
+/* The stack pane follows the selected thread (ui_app_selected_tid). */
+#define STACK UI_REDRAW(UI_AREA_STACK)
+/* A note in the key bar (ui_app_note). */
+#define NOTE UI_REDRAW(UI_AREA_KEYBAR)
+/* The filter line: the filtered (focused) pane and the key bar that shows the line. */
+#define FILTER (UI_REDRAW_FOCUSED | UI_REDRAW(UI_AREA_KEYBAR))
 
-static const struct ui_keymap_entry ui_keys[] = {
-    {{KEY_UP, 'k'}, {"Up", "k"}, ui_act_up, SELF, 0, "move the selection up", NULL},
-    {{KEY_DOWN, 'j'}, {"Down", "j"}, ui_act_down, SELF, 0, "move the selection down", NULL},
-    {{KEY_PPAGE}, {"PgUp"}, ui_act_page_up, SELF, 0, "move the selection up a page", NULL},
-    {{KEY_NPAGE}, {"PgDn"}, ui_act_page_down, SELF, 0, "move the selection down a page", NULL},
+static const struct ui_keymap_entry ui_keys_panes[] = {
+    {{KEY_UP, 'k'}, {"Up", "k"}, ui_act_up, STACK, 0, "move the selection up", NULL},
+    {{KEY_DOWN, 'j'}, {"Down", "j"}, ui_act_down, STACK, 0, "move the selection down", NULL},
+    {{KEY_PPAGE}, {"PgUp"}, ui_act_page_up, STACK, 0, "move the selection up a page", NULL},
+    {{KEY_NPAGE}, {"PgDn"}, ui_act_page_down, STACK, 0, "move the selection down a page", NULL},
     {{UI_KEY_TAB}, {"Tab"}, ui_act_next_pane, ALL, 0, "focus the next pane", "pane"},
     {{KEY_BTAB}, {"Shift-Tab"}, ui_act_prev_pane, ALL, 0, "focus the previous pane", NULL},
     {{'\n', '\r', KEY_ENTER},
@@ -36,7 +45,7 @@ static const struct ui_keymap_entry ui_keys[] = {
     {{UI_KEY_ESC},
      {"Esc"},
      ui_act_back,
-     ALL,
+     ALL | UI_REDRAW_SCREEN,
      UI_KEY_ON_HELP,
      "back: close the help, the filter or a raise's stack",
      NULL},
@@ -96,18 +105,24 @@ static const struct ui_keymap_entry ui_keys[] = {
     {{'d'},
      {"d"},
      ui_act_dump,
-     SELF,
+     NOTE,
      0,
      "write a JSON snapshot (as pyscope dump --json) to a file",
      "dump"},
     {{'w'},
      {"w"},
      ui_act_switch,
-     SELF,
+     NOTE,
      0,
      "switch process: the master, then each of its Python workers, in turn",
      NULL},
-    {{'?', 'h'}, {"?", "h"}, ui_act_help, ALL, UI_HELP_KEY, "show or hide this help", "help"},
+    {{'?', 'h'},
+     {"?", "h"},
+     ui_act_help,
+     ALL | UI_REDRAW_SCREEN,
+     UI_HELP_KEY,
+     "show or hide this help",
+     "help"},
     {{'q', 'Q'},
      {"q"},
      ui_act_quit,
@@ -117,25 +132,54 @@ static const struct ui_keymap_entry ui_keys[] = {
      "quit"},
 };
 
-#define UI_NKEYS (sizeof(ui_keys) / sizeof(ui_keys[0]))
+/* The filter line's keys: the key bar shows the words while it is open. */
+static const struct ui_keymap_entry ui_keys_filter[] = {
+    {{'\n', '\r', KEY_ENTER}, {"Enter"}, ui_act_filter_keep, FILTER, 0, "keep the filter", "keeps"},
+    {{UI_KEY_ESC}, {"Esc"}, ui_act_filter_clear, FILTER, 0, "clear the filter", "clears"},
+    {{KEY_BACKSPACE, UI_KEY_DEL, UI_KEY_BS},
+     {"Backspace"},
+     ui_act_filter_erase,
+     FILTER,
+     0,
+     "erase the last character",
+     NULL},
+    {{UI_KEY_PRINTABLE}, {"a-z", "0-9", "..."}, ui_act_filter_type, FILTER, 0, "type", NULL},
+};
 
-const struct ui_keymap_entry *ui_keymap_find(int key)
+#define UI_NKEYS(t) (sizeof(t) / sizeof((t)[0]))
+
+static const struct {
+    const struct ui_keymap_entry *rows;
+    size_t n;
+} ui_modes[UI_MODE_COUNT] = {
+    [UI_MODE_PANES] = {ui_keys_panes, UI_NKEYS(ui_keys_panes)},
+    [UI_MODE_FILTER] = {ui_keys_filter, UI_NKEYS(ui_keys_filter)},
+};
+
+static bool ui_keymap_matches(int code, int key)
 {
-    for (size_t i = 0; i < UI_NKEYS; i++)
-        for (size_t k = 0; k < UI_KEYMAP_MAX_CODES && ui_keys[i].codes[k]; k++)
-            if (ui_keys[i].codes[k] == key)
-                return &ui_keys[i];
+    return code == key || (code == UI_KEY_PRINTABLE && key >= 0x20 && key < 0x7f);
+}
+
+const struct ui_keymap_entry *ui_keymap_find(enum ui_key_mode mode, int key)
+{
+    const struct ui_keymap_entry *rows = ui_modes[mode].rows;
+
+    for (size_t i = 0; i < ui_modes[mode].n; i++)
+        for (size_t k = 0; k < UI_KEYMAP_MAX_CODES && rows[i].codes[k]; k++)
+            if (ui_keymap_matches(rows[i].codes[k], key))
+                return &rows[i];
     return NULL;
 }
 
-size_t ui_keymap_count(void)
+size_t ui_keymap_count(enum ui_key_mode mode)
 {
-    return UI_NKEYS;
+    return ui_modes[mode].n;
 }
 
-const struct ui_keymap_entry *ui_keymap_get(size_t i)
+const struct ui_keymap_entry *ui_keymap_get(enum ui_key_mode mode, size_t i)
 {
-    return i < UI_NKEYS ? &ui_keys[i] : NULL;
+    return i < ui_modes[mode].n ? &ui_modes[mode].rows[i] : NULL;
 }
 
 /* The labels of row e joined by ", " (and wrapped in backticks for Markdown). */
@@ -161,10 +205,10 @@ const char *ui_keymap_line(size_t i, char *buf, size_t cap)
     if (cap == 0)
         return buf;
     buf[0] = '\0';
-    if (i >= UI_NKEYS)
+    if (i >= UI_NKEYS(ui_keys_panes))
         return buf;
-    ui_keymap_labels(&ui_keys[i], "", keys, sizeof(keys));
-    (void)snprintf(buf, cap, "  %-11s %s", keys, ui_keys[i].help);
+    ui_keymap_labels(&ui_keys_panes[i], "", keys, sizeof(keys));
+    (void)snprintf(buf, cap, "  %-11s %s", keys, ui_keys_panes[i].help);
     return buf;
 }
 
@@ -174,23 +218,24 @@ static bool ui_keymap_bar_first(const struct ui_keymap_entry *e)
     return (e->flags & UI_KEY_BAR_FIRST) != 0;
 }
 
-const char *ui_keymap_bar(char *buf, size_t cap)
+const char *ui_keymap_bar(enum ui_key_mode mode, const char *sep, char *buf, size_t cap)
 {
-    size_t used = 0;
+    const struct ui_keymap_entry *rows = ui_modes[mode].rows;
+    size_t n = ui_modes[mode].n, used = 0;
 
     if (cap == 0)
         return buf;
     buf[0] = '\0';
-    for (size_t k = 0; k < 2 * UI_NKEYS && used < cap; k++) {
-        size_t i = k % UI_NKEYS;
-        int n;
-        if (!ui_keys[i].bar || ui_keymap_bar_first(&ui_keys[i]) != (k < UI_NKEYS))
+    for (size_t k = 0; n > 0 && k < 2 * n && used < cap; k++) {
+        size_t i = k % n;
+        int w;
+        if (!rows[i].bar || ui_keymap_bar_first(&rows[i]) != (k < n))
             continue;
-        n = snprintf(buf + used, cap - used, "%s%s %s", used ? "  " : "", ui_keys[i].labels[0],
-                     ui_keys[i].bar);
-        if (n < 0)
+        w = snprintf(buf + used, cap - used, "%s%s %s", used ? sep : "", rows[i].labels[0],
+                     rows[i].bar);
+        if (w < 0)
             break;
-        used += (size_t)n;
+        used += (size_t)w;
     }
     return buf;
 }
@@ -199,7 +244,7 @@ void ui_keymap_write_text(FILE *fp)
 {
     char line[256];
 
-    for (size_t i = 0; i < UI_NKEYS; i++)
+    for (size_t i = 0; i < UI_NKEYS(ui_keys_panes); i++)
         (void)fprintf(fp, "%s\n", ui_keymap_line(i, line, sizeof(line)));
 }
 
@@ -207,8 +252,8 @@ void ui_keymap_write_markdown(FILE *fp)
 {
     char keys[96];
 
-    for (size_t i = 0; i < UI_NKEYS; i++) {
-        ui_keymap_labels(&ui_keys[i], "`", keys, sizeof(keys));
-        (void)fprintf(fp, "- %s: %s\n", keys, ui_keys[i].help);
+    for (size_t i = 0; i < UI_NKEYS(ui_keys_panes); i++) {
+        ui_keymap_labels(&ui_keys_panes[i], "`", keys, sizeof(keys));
+        (void)fprintf(fp, "- %s: %s\n", keys, ui_keys_panes[i].help);
     }
 }

@@ -270,6 +270,9 @@ static inline uint64_t layout_tpflag(int32_t bit)
     return bit >= 0 && bit < 64 ? (uint64_t)1 << bit : 0;
 }
 
+/* The tp_flags mask of flag f (tpflag_f) in layout lay: LAYOUT_TPFLAG(c->lay, heaptype). */
+#define LAYOUT_TPFLAG(lay, f) layout_tpflag((lay)->tpflag_##f)
+
 /* Is the `active` bit (attached, holding its GIL: 3.12+) set in a thread state's _status word?
  * False where the version has no such bit. */
 static inline bool layout_tstate_active(const struct layout *lay, uint32_t status)

@@ -35,9 +35,16 @@ struct out_profile_opts {
     const char *unit;     /* flamegraph: what a count is ("raises"); NULL = "samples" */
 };
 
-/* Parse "collapsed", "speedscope", "flamegraph" (or "svg"), "json", "pprof"; false when
- * unknown. */
+/* Parse a format's name: "flamegraph" (or "svg"), "speedscope", "collapsed" (or "folded"),
+ * "pprof", "json" (out_profile.c's one name table); false when unknown. */
 bool out_profile_parse_format(const char *name, enum out_profile_format *out);
+
+/*
+ * The formats' names as a list for a message, from the same table: "flamegraph, speedscope,
+ * collapsed, pprof or json" (aliases left out; "json", the raw samples stream, only with
+ * with_samples), into buf (cap bytes, NUL-terminated, truncated); returns buf. Pure.
+ */
+const char *out_profile_names(bool with_samples, char *buf, size_t cap);
 
 /*
  * Collapsed stacks (Brendan Gregg's folded format): one line per unique stack with samples,

@@ -150,8 +150,11 @@ static int exc_opt(const struct cli_common *c, void *args, int opt, const char *
     case 'o': a->output = arg; return -1;
     case OPT_FORMAT:
         a->profile = true;
-        if (!out_profile_parse_format(arg, &a->format) || a->format == OUT_PROFILE_SAMPLES)
-            return cli_usage(c, "--format takes collapsed, flamegraph or speedscope");
+        if (!out_profile_parse_format(arg, &a->format) || a->format == OUT_PROFILE_SAMPLES) {
+            char names[128];
+            return cli_usage(c, "--format takes %s",
+                             out_profile_names(false, names, sizeof(names)));
+        }
         return -1;
     case OPT_DURATION:
     case OPT_MAX_RATE:

@@ -153,8 +153,10 @@ static int record_opt(const struct cli_common *c, void *args, int opt, const cha
             return cli_usage(c, "--duration takes a positive number of seconds");
         return -1;
     case 'f':
-        if (!out_profile_parse_format(arg, &a->format))
-            return cli_usage(c, "--format takes flamegraph, speedscope, collapsed, pprof or json");
+        if (!out_profile_parse_format(arg, &a->format)) {
+            char names[128];
+            return cli_usage(c, "--format takes %s", out_profile_names(true, names, sizeof(names)));
+        }
         return -1;
     case 'o': a->output = arg; return -1;
     case OPT_IDLE: a->so.idle = true; return -1;

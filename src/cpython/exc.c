@@ -17,8 +17,6 @@
 #include "pyscope/linetab.h"
 #include "pyscope/pyobj.h"
 
-/* The tp_flags mask of flag f in c's layout table (tpflag_f). */
-#define EXC_TPFLAG(c, f) layout_tpflag((c)->lay->tpflag_##f)
 /* Traceback entries followed before giving up (recursion errors make ~1000). */
 #define EXC_TB_WALK_MAX 4096
 
@@ -93,7 +91,7 @@ int exc_traceback_of(const struct pyctx *c, uint64_t exc, uint64_t *tb, struct p
     uint64_t type = 0, t = 0;
     int rc = pyobj_type(c, exc, &type, err);
 
-    if (rc == 0 && !(exc_flags_of(c, type) & EXC_TPFLAG(c, base_exc_subclass)))
+    if (rc == 0 && !(exc_flags_of(c, type) & LAYOUT_TPFLAG(c->lay, base_exc_subclass)))
         rc = ps_err_set(err, -PS_ECORRUPT, "object at 0x%" PRIx64 " is not an exception", exc);
     if (rc == 0)
         rc = exc_u64(c, exc, c->lay->exc_traceback, &t, err);
@@ -118,7 +116,8 @@ static uint64_t exc_tuple_first(const struct pyctx *c, uint64_t tup)
     memcpy(&size, buf + l->varobject_size, 8);
     memcpy(&first, buf + l->tuple_items, 8);
     if (size == 0 || size > (1u << 20) ||
-        !(type == c->syms->tuple_type || (exc_flags_of(c, type) & EXC_TPFLAG(c, tuple_subclass))))
+        !(type == c->syms->tuple_type ||
+          (exc_flags_of(c, type) & LAYOUT_TPFLAG(c->lay, tuple_subclass))))
         return 0;
     return first;
 }
@@ -133,10 +132,10 @@ static void exc_message(const struct pyctx *c, uint64_t value, uint64_t type, ui
 
     if (value == 0 || value == c->syms->none)
         return;
-    if (flags & EXC_TPFLAG(c, base_exc_subclass)) {
+    if (flags & LAYOUT_TPFLAG(c->lay, base_exc_subclass)) {
         if (args)
             cand = exc_tuple_first(c, args);
-    } else if (type == c->syms->unicode_type || (flags & EXC_TPFLAG(c, unicode_subclass))) {
+    } else if (type == c->syms->unicode_type || (flags & LAYOUT_TPFLAG(c->lay, unicode_subclass))) {
         cand = value;
     } else {
         cand = exc_tuple_first(c, value);
@@ -166,11 +165,11 @@ static int exc_type_key(const struct pyctx *c, uint64_t type, uint64_t *tp_name,
         memcpy(flags, buf + (l->type_flags - lo), 8);
         /* only the bits a type keeps for life: the interpreter sets others as it runs (3.11's
          * Py_TPFLAGS_VALID_VERSION_TAG at the type's first method-cache use) */
-        *flags &= EXC_TPFLAG(c, heaptype) | EXC_TPFLAG(c, base_exc_subclass) |
-                  EXC_TPFLAG(c, type_subclass) | EXC_TPFLAG(c, long_subclass) |
-                  EXC_TPFLAG(c, list_subclass) | EXC_TPFLAG(c, tuple_subclass) |
-                  EXC_TPFLAG(c, bytes_subclass) | EXC_TPFLAG(c, unicode_subclass) |
-                  EXC_TPFLAG(c, dict_subclass);
+        *flags &= LAYOUT_TPFLAG(c->lay, heaptype) | LAYOUT_TPFLAG(c->lay, base_exc_subclass) |
+                  LAYOUT_TPFLAG(c->lay, type_subclass) | LAYOUT_TPFLAG(c->lay, long_subclass) |
+                  LAYOUT_TPFLAG(c->lay, list_subclass) | LAYOUT_TPFLAG(c->lay, tuple_subclass) |
+                  LAYOUT_TPFLAG(c->lay, bytes_subclass) | LAYOUT_TPFLAG(c->lay, unicode_subclass) |
+                  LAYOUT_TPFLAG(c->lay, dict_subclass);
     }
     return rc;
 }
@@ -304,7 +303,7 @@ int exc_describe_cached(const struct pyctx *c, const struct exc_raw *raw, struct
     uint64_t vflags = 0;
 
     memset(out, 0, sizeof(*out));
-    if (type == 0 || !(exc_flags_of(c, type) & EXC_TPFLAG(c, base_exc_subclass)))
+    if (type == 0 || !(exc_flags_of(c, type) & LAYOUT_TPFLAG(c->lay, base_exc_subclass)))
         return ps_err_set(err, -PS_ECORRUPT,
                           "type at 0x%" PRIx64 " is not an exception type (torn read?)", type);
     if (exc_type_name(c, type, names, out->type, sizeof(out->type), err) < 0)
@@ -312,9 +311,9 @@ int exc_describe_cached(const struct pyctx *c, const struct exc_raw *raw, struct
     if (!have)
         return 0;
     /* 3.11 may hold an unnormalised value (str, tuple): only an instance has args and a chain */
-    vflags = f.type == type ? EXC_TPFLAG(c, base_exc_subclass) : exc_flags_of(c, f.type);
+    vflags = f.type == type ? LAYOUT_TPFLAG(c->lay, base_exc_subclass) : exc_flags_of(c, f.type);
     exc_message(c, raw->value, f.type, vflags, f.args, out);
-    if (vflags & EXC_TPFLAG(c, base_exc_subclass)) {
+    if (vflags & LAYOUT_TPFLAG(c->lay, base_exc_subclass)) {
         exc_chained(c, f.cause, names, out->cause_type, sizeof(out->cause_type));
         exc_chained(c, f.context, names, out->context_type, sizeof(out->context_type));
     }

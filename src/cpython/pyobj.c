@@ -212,7 +212,7 @@ static int str_probe(const struct pyctx *c, uint64_t obj, struct str_info *si, b
     if (c->syms && c->syms->unicode_type != 0 && t == c->syms->unicode_type)
         *is_str = true;
     else
-        rc = type_has_flag(c, obj, t, PYOBJ_TPFLAG(c, unicode_subclass), is_str, err);
+        rc = type_has_flag(c, obj, t, LAYOUT_TPFLAG(c->lay, unicode_subclass), is_str, err);
     if (rc < 0 || !*is_str)
         return rc;
     rc = memsrc_read(c->src, obj, hdr, (size_t)lay->str_state + 4, err);
@@ -475,7 +475,7 @@ int pyobj_bytes(const struct pyctx *c, uint64_t obj, size_t maxlen, uint8_t **da
     uint64_t size = 0;
     uint8_t *buf = NULL;
     int rc = pyobj_check_type(c, obj, c->syms ? c->syms->bytes_type : 0,
-                              PYOBJ_TPFLAG(c, bytes_subclass), "bytes", NULL, err);
+                              LAYOUT_TPFLAG(c->lay, bytes_subclass), "bytes", NULL, err);
 
     if (rc == 0)
         rc = memsrc_read_u64(c->src, obj + (uint64_t)c->lay->varobject_size, &size, err);
@@ -582,7 +582,7 @@ int pyobj_long(const struct pyctx *c, uint64_t obj, int64_t *out, struct ps_err 
     uint8_t raw[LONG_MAX_DIGITS * 4] = {0};
     int sign = 0;
     int rc = pyobj_check_type(c, obj, c->syms ? c->syms->long_type : 0,
-                              PYOBJ_TPFLAG(c, long_subclass), "int", NULL, err);
+                              LAYOUT_TPFLAG(c->lay, long_subclass), "int", NULL, err);
 
     if (rc == 0)
         rc = memsrc_read_u64(c->src, obj + (uint64_t)c->lay->long_size, &word, err);
@@ -638,7 +638,7 @@ static int check_is_type(const struct pyctx *c, uint64_t type, struct ps_err *er
     int rc = pyobj_type(c, type, &meta, err);
 
     if (rc == 0 && (!c->syms || meta != c->syms->type_type))
-        rc = pyobj_check_type(c, type, 0, PYOBJ_TPFLAG(c, type_subclass), "type", NULL, err);
+        rc = pyobj_check_type(c, type, 0, LAYOUT_TPFLAG(c->lay, type_subclass), "type", NULL, err);
     return rc;
 }
 
@@ -681,7 +681,7 @@ int pyobj_type_name(const struct pyctx *c, uint64_t type, char *buf, size_t cap,
         rc = pyobj_type_flags(c, type, &flags, err);
     if (rc < 0)
         return rc;
-    if (flags & PYOBJ_TPFLAG(c, heaptype))
+    if (flags & LAYOUT_TPFLAG(c->lay, heaptype))
         return heap_type_name(c, type, buf, cap, err);
     rc = memsrc_read_u64(c->src, type + (uint64_t)c->lay->type_name, &name, err);
     if (rc == 0 && name == 0)

@@ -154,7 +154,7 @@ static int dict_open(const struct pyctx *c, uint64_t dict, struct dict_view *v, 
     uint64_t values = 0;
     struct memsrc_iov iov[2];
     int rc = pyobj_check_type(c, dict, c->syms ? c->syms->dict_type : 0,
-                              PYOBJ_TPFLAG(c, dict_subclass), "dict", NULL, err);
+                              LAYOUT_TPFLAG(c->lay, dict_subclass), "dict", NULL, err);
 
     iov[0] = (struct memsrc_iov){dict + (uint64_t)c->lay->dict_keys, &keys, sizeof(keys)};
     iov[1] = (struct memsrc_iov){dict + (uint64_t)c->lay->dict_values, &values, sizeof(values)};
@@ -419,7 +419,7 @@ static int inst_managed(const struct pyctx *c, uint64_t obj, uint64_t type, uint
     }
     st->dict = w;
     if (w == 0 && lay->object_inline_values == 1 && LAYOUT_HAS(lay, dictvalues_valid) &&
-        (flags & PYOBJ_TPFLAG(c, inline_values)))
+        (flags & LAYOUT_TPFLAG(c->lay, inline_values)))
         rc = inst_inline_values(c, obj, type, st, err);
     return rc;
 }
@@ -452,7 +452,7 @@ static int inst_store_find(const struct pyctx *c, uint64_t obj, uint64_t *type,
         rc = pyobj_type_flags(c, *type, &flags, err);
     if (rc < 0)
         return rc;
-    if (flags & PYOBJ_TPFLAG(c, managed_dict))
+    if (flags & LAYOUT_TPFLAG(c->lay, managed_dict))
         return inst_managed(c, obj, *type, flags, st, err);
     return inst_dictoffset(c, obj, *type, st, err);
 }

@@ -12,9 +12,6 @@
 
 #include "pyscope/pyobj.h"
 
-/* The tp_flags mask of flag f in c's layout table (tpflag_f; 0 when the version lacks it). */
-#define PYOBJ_TPFLAG(c, f) layout_tpflag((c)->lay->tpflag_##f)
-
 /* Decode a little-endian word from a local copy of target bytes (any alignment). */
 uint64_t pyobj_le64(const uint8_t *p);
 

@@ -25,9 +25,6 @@
 #include "growth_int.h"
 #include "pyscope/pyobj.h"
 
-/* The tp_flags mask of flag f in g's layout table (tpflag_f). */
-#define TPF(g, f) layout_tpflag((g)->lay->tpflag_##f)
-
 /* Classification of one value; GROWTH_* kinds, or these. */
 enum {
     SCAN_NONE = -1,
@@ -110,9 +107,9 @@ static int classify(const struct growth *g, uint64_t type, uint64_t flags)
 
     if (type == 0)
         return SCAN_NONE;
-    if (type == s->dict_type || (flags & TPF(g, dict_subclass)))
+    if (type == s->dict_type || (flags & LAYOUT_TPFLAG(g->lay, dict_subclass)))
         return GROWTH_DICT;
-    if (type == s->list_type || (flags & TPF(g, list_subclass)))
+    if (type == s->list_type || (flags & LAYOUT_TPFLAG(g->lay, list_subclass)))
         return GROWTH_LIST;
     if (type == s->set_type)
         return GROWTH_SET;
@@ -120,7 +117,7 @@ static int classify(const struct growth *g, uint64_t type, uint64_t flags)
         return GROWTH_DEQUE;
     if (g->lru_type && type == g->lru_type)
         return GROWTH_LRU;
-    if (flags & TPF(g, type_subclass))
+    if (flags & LAYOUT_TPFLAG(g->lay, type_subclass))
         return SCAN_CLASS;
     return SCAN_NONE;
 }
@@ -263,7 +260,7 @@ static int scan_class(struct growth *g, const struct scan_class *c, struct ps_er
     if (put <= 0)
         return 0;
     rc = memsrc_read_u64(g->cx.src, c->addr + (uint64_t)g->lay->type_flags, &flags, &tmp);
-    if (rc == 0 && (flags & TPF(g, heaptype)))
+    if (rc == 0 && (flags & LAYOUT_TPFLAG(g->lay, heaptype)))
         rc = memsrc_read_u64(g->cx.src, c->addr + (uint64_t)g->lay->type_dict, &dict, &tmp);
     if (rc < 0)
         return local_fail(g, rc, &tmp, err);

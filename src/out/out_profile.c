@@ -73,25 +73,62 @@ static int stream_result(FILE *f, struct ps_err *err)
     return 0;
 }
 
+/* The one table of format names: a format's first row is its name, later rows are aliases.
+ * The order is the order --format's error messages list them in. */
+static const struct {
+    const char *name;
+    enum out_profile_format fmt;
+} out_profile_formats[] = {
+    {"flamegraph", OUT_PROFILE_FLAMEGRAPH}, {"svg", OUT_PROFILE_FLAMEGRAPH},
+    {"speedscope", OUT_PROFILE_SPEEDSCOPE}, {"collapsed", OUT_PROFILE_COLLAPSED},
+    {"folded", OUT_PROFILE_COLLAPSED},      {"pprof", OUT_PROFILE_PPROF},
+    {"json", OUT_PROFILE_SAMPLES}};
+
+#define OUT_NFORMATS (sizeof(out_profile_formats) / sizeof(out_profile_formats[0]))
+
 bool out_profile_parse_format(const char *name, enum out_profile_format *out)
 {
-    static const struct {
-        const char *name;
-        enum out_profile_format fmt;
-    } formats[] = {{"collapsed", OUT_PROFILE_COLLAPSED},
-                   {"folded", OUT_PROFILE_COLLAPSED},
-                   {"speedscope", OUT_PROFILE_SPEEDSCOPE},
-                   {"flamegraph", OUT_PROFILE_FLAMEGRAPH},
-                   {"svg", OUT_PROFILE_FLAMEGRAPH},
-                   {"json", OUT_PROFILE_SAMPLES},
-                   {"pprof", OUT_PROFILE_PPROF}};
-
-    for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++)
-        if (strcmp(name, formats[i].name) == 0) {
-            *out = formats[i].fmt;
+    for (size_t i = 0; i < OUT_NFORMATS; i++)
+        if (strcmp(name, out_profile_formats[i].name) == 0) {
+            *out = out_profile_formats[i].fmt;
             return true;
         }
     return false;
+}
+
+/* Row i names its format (no earlier row has the same format) and is listed. */
+static bool out_profile_listed(size_t i, bool with_samples)
+{
+    for (size_t j = 0; j < i; j++)
+        if (out_profile_formats[j].fmt == out_profile_formats[i].fmt)
+            return false;
+    return with_samples || out_profile_formats[i].fmt != OUT_PROFILE_SAMPLES;
+}
+
+const char *out_profile_names(bool with_samples, char *buf, size_t cap)
+{
+    size_t n = 0, left = 0, used = 0;
+
+    if (cap == 0)
+        return buf;
+    buf[0] = '\0';
+    for (size_t i = 0; i < OUT_NFORMATS; i++)
+        left += out_profile_listed(i, with_samples);
+    for (size_t i = 0; i < OUT_NFORMATS && used < cap; i++) {
+        int w;
+        if (!out_profile_listed(i, with_samples))
+            continue;
+        n++;
+        w = snprintf(buf + used, cap - used, "%s%s",
+                     n == 1      ? ""
+                     : n == left ? " or "
+                                 : ", ",
+                     out_profile_formats[i].name);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+    return buf;
 }
 
 /* ---- collapsed --------------------------------------------------------------------------- */

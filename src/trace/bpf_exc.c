@@ -157,7 +157,7 @@ static int bpf_exc_cfg(const struct pyproc *pp, const char *type_filter, struct 
         .none = pp->loc.syms.none,
         .tuple_type = pp->loc.syms.tuple_type,
         .unicode_type = pp->loc.syms.unicode_type,
-        .base_exc_flag = layout_tpflag(l->tpflag_base_exc_subclass),
+        .base_exc_flag = LAYOUT_TPFLAG(l, base_exc_subclass),
         .tgid = (__u32)pp->pid,
         .code_header_len = (__u32)code_header_len(l),
         .code_filename = l->code_filename,
@@ -167,7 +167,7 @@ static int bpf_exc_cfg(const struct pyproc *pp, const char *type_filter, struct 
         .varobject_size = l->varobject_size,
         .bytes_sval = l->bytes_sval,
         .type_hdr_len = (__u32)((l->type_name > l->type_flags ? l->type_name : l->type_flags) + 8),
-        .heaptype_flag = layout_tpflag(l->tpflag_heaptype),
+        .heaptype_flag = LAYOUT_TPFLAG(l, heaptype),
     };
     struct stat ns;
 

@@ -325,6 +325,24 @@ static void test_parse_format(void **state)
     assert_false(out_profile_parse_format("perf", &f));
 }
 
+/* The names the messages list come from the parser's table: each parses, aliases are left out,
+ * the raw samples stream only when asked for. */
+static void test_format_names(void **state)
+{
+    char buf[128], tiny[8];
+    enum out_profile_format f;
+
+    (void)state;
+    assert_string_equal(out_profile_names(true, buf, sizeof(buf)),
+                        "flamegraph, speedscope, collapsed, pprof or json");
+    assert_string_equal(out_profile_names(false, buf, sizeof(buf)),
+                        "flamegraph, speedscope, collapsed or pprof");
+    for (char *name = strtok(buf, ", "); name; name = strtok(NULL, ", "))
+        if (strcmp(name, "or") != 0)
+            assert_true(out_profile_parse_format(name, &f));
+    assert_int_equal(strlen(out_profile_names(true, tiny, sizeof(tiny))), sizeof(tiny) - 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -335,6 +353,7 @@ int main(void)
         cmocka_unit_test(test_flamegraph_empty_profile),
         cmocka_unit_test_setup_teardown(test_samples_stream, setup, teardown),
         cmocka_unit_test(test_parse_format),
+        cmocka_unit_test(test_format_names),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

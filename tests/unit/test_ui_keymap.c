@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests for the key table (ui/keymap.c): every key the issue names is bound to the right
- * action, each row says what it redraws and whether the help screen takes it, no key code is
- * bound twice, every row has a label and help, and the help lines, the
- * key bar and the Markdown list are printed from the same rows.
+ * Unit tests for the key tables (ui/keymap.c): every key the issue names is bound to the right
+ * action in its mode, each row says what it redraws and whether the help screen takes it, no
+ * key code is bound twice in a mode, every row has a label and help, and the help lines, the
+ * key bars and the Markdown list are printed from the same rows.
  */
 #include <setjmp.h>
 #include <stdbool.h>
@@ -19,12 +19,27 @@
 
 #include "keymap.h"
 
+/* A key and the action it must run in a mode (NULL: unbound there). */
+struct binding {
+    int key;
+    ui_key_fn fn;
+};
+
+static void check_bindings(enum ui_key_mode mode, const struct binding *want, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct ui_keymap_entry *e = ui_keymap_find(mode, want[i].key);
+
+        if (!want[i].fn)
+            assert_null(e);
+        else
+            assert_true(e && e->fn == want[i].fn);
+    }
+}
+
 static void test_issue_keys(void **state)
 {
-    static const struct {
-        int key;
-        ui_key_fn fn;
-    } want[] = {
+    static const struct binding want[] = {
         {KEY_UP, ui_act_up},
         {'k', ui_act_up},
         {KEY_DOWN, ui_act_down},
@@ -47,52 +62,80 @@ static void test_issue_keys(void **state)
         {'x', NULL},
         {0, NULL},
     };
+    /* The open filter line: every printable key is typed, Enter keeps, Esc clears, the three
+     * erase codes erase; other keys (arrows, function keys) do nothing. */
+    static const struct binding filter[] = {
+        {'\n', ui_act_filter_keep},
+        {'\r', ui_act_filter_keep},
+        {KEY_ENTER, ui_act_filter_keep},
+        {27, ui_act_filter_clear},
+        {KEY_BACKSPACE, ui_act_filter_erase},
+        {127, ui_act_filter_erase},
+        {8, ui_act_filter_erase},
+        {' ', ui_act_filter_type},
+        {'q', ui_act_filter_type},
+        {'/', ui_act_filter_type},
+        {'~', ui_act_filter_type},
+        {KEY_UP, NULL},
+        {0x1f, NULL},
+        {KEY_RESIZE, NULL},
+    };
 
     (void)state;
-    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-        const struct ui_keymap_entry *e = ui_keymap_find(want[i].key);
-
-        if (!want[i].fn)
-            assert_null(e);
-        else
-            assert_true(e && e->fn == want[i].fn);
-    }
+    check_bindings(UI_MODE_PANES, want, sizeof(want) / sizeof(want[0]));
+    check_bindings(UI_MODE_FILTER, filter, sizeof(filter) / sizeof(filter[0]));
+    assert_null(ui_keymap_find(UI_MODE_PANES, KEY_RESIZE)); /* the SIGWINCH source resizes */
 }
 
 /* What a row says it redraws and where it works: toggles and pane changes rebuild every pane,
- * moves only mark what they moved; the help screen takes ?, Esc and q alone. */
+ * moves the stack pane that follows the thread, the help key and Esc the whole screen, the
+ * filter line's keys the filtered pane and the key bar; the help screen takes ?, Esc and q
+ * alone. */
 static void test_rows_say_what_they_redraw(void **state)
 {
-    (void)state;
-    assert_int_equal(ui_keymap_find('s')->redraw, UI_REDRAW_ALL);
-    assert_int_equal(ui_keymap_find('\t')->redraw, UI_REDRAW_ALL);
-    assert_int_equal(ui_keymap_find('?')->redraw, UI_REDRAW_ALL);
-    assert_int_equal(ui_keymap_find('j')->redraw, UI_REDRAW_NONE);
-    assert_int_equal(ui_keymap_find('q')->redraw, UI_REDRAW_NONE);
-    for (size_t i = 0; i < ui_keymap_count(); i++) {
-        const struct ui_keymap_entry *e = ui_keymap_get(i);
-        bool on_help = e->fn == ui_act_help || e->fn == ui_act_back || e->fn == ui_act_quit;
+    const unsigned known = UI_REDRAW_ALL | UI_REDRAW_FOCUSED | UI_REDRAW_SCREEN;
 
-        assert_int_equal((e->flags & UI_KEY_ON_HELP) != 0, on_help);
-        assert_int_equal(e->redraw & ~UI_REDRAW_ALL, 0);
-    }
+    (void)state;
+    assert_int_equal(ui_keymap_find(UI_MODE_PANES, 's')->redraw, UI_REDRAW_ALL);
+    assert_int_equal(ui_keymap_find(UI_MODE_PANES, '\t')->redraw, UI_REDRAW_ALL);
+    assert_int_equal(ui_keymap_find(UI_MODE_PANES, '?')->redraw, UI_REDRAW_ALL | UI_REDRAW_SCREEN);
+    assert_int_equal(ui_keymap_find(UI_MODE_PANES, 27)->redraw, UI_REDRAW_ALL | UI_REDRAW_SCREEN);
+    assert_int_equal(ui_keymap_find(UI_MODE_PANES, 'j')->redraw, UI_REDRAW(UI_AREA_STACK));
+    assert_int_equal(ui_keymap_find(UI_MODE_PANES, 'd')->redraw, UI_REDRAW(UI_AREA_KEYBAR));
+    assert_int_equal(ui_keymap_find(UI_MODE_PANES, 'q')->redraw, UI_REDRAW_NONE);
+    for (int m = 0; m < UI_MODE_COUNT; m++)
+        for (size_t i = 0; i < ui_keymap_count((enum ui_key_mode)m); i++) {
+            const struct ui_keymap_entry *e = ui_keymap_get((enum ui_key_mode)m, i);
+            bool on_help = e->fn == ui_act_help || e->fn == ui_act_back || e->fn == ui_act_quit;
+
+            assert_int_equal((e->flags & UI_KEY_ON_HELP) != 0, on_help);
+            assert_int_equal(e->redraw & ~known, 0);
+            if (m == UI_MODE_FILTER)
+                assert_int_equal(e->redraw, UI_REDRAW_FOCUSED | UI_REDRAW(UI_AREA_KEYBAR));
+        }
 }
 
 static void test_no_duplicates_and_complete(void **state)
 {
     (void)state;
-    assert_true(ui_keymap_count() > 10);
-    assert_null(ui_keymap_get(ui_keymap_count()));
-    for (size_t i = 0; i < ui_keymap_count(); i++) {
-        const struct ui_keymap_entry *e = ui_keymap_get(i);
-        assert_non_null(e->labels[0]);
-        assert_non_null(e->help);
-        assert_true(e->codes[0] != 0);
-        assert_non_null(e->fn);
-        for (size_t k = 0; k < UI_KEYMAP_MAX_CODES && e->codes[k]; k++)
-            for (size_t j = i + 1; j < ui_keymap_count(); j++)
-                for (size_t m = 0; m < UI_KEYMAP_MAX_CODES && ui_keymap_get(j)->codes[m]; m++)
-                    assert_int_not_equal(e->codes[k], ui_keymap_get(j)->codes[m]);
+    assert_true(ui_keymap_count(UI_MODE_PANES) > 10);
+    assert_int_equal(ui_keymap_count(UI_MODE_FILTER), 4);
+    for (int m = 0; m < UI_MODE_COUNT; m++) {
+        enum ui_key_mode mode = (enum ui_key_mode)m;
+
+        assert_null(ui_keymap_get(mode, ui_keymap_count(mode)));
+        for (size_t i = 0; i < ui_keymap_count(mode); i++) {
+            const struct ui_keymap_entry *e = ui_keymap_get(mode, i);
+            assert_non_null(e->labels[0]);
+            assert_non_null(e->help);
+            assert_true(e->codes[0] != 0);
+            assert_non_null(e->fn);
+            for (size_t k = 0; k < UI_KEYMAP_MAX_CODES && e->codes[k]; k++)
+                for (size_t j = i + 1; j < ui_keymap_count(mode); j++)
+                    for (size_t n = 0; n < UI_KEYMAP_MAX_CODES && ui_keymap_get(mode, j)->codes[n];
+                         n++)
+                        assert_int_not_equal(e->codes[k], ui_keymap_get(mode, j)->codes[n]);
+        }
     }
 }
 
@@ -116,9 +159,9 @@ static void test_outputs_agree(void **state)
     char line[256], bar[1024];
 
     (void)state;
-    ui_keymap_bar(bar, sizeof(bar));
-    for (size_t i = 0; i < ui_keymap_count(); i++) {
-        const struct ui_keymap_entry *e = ui_keymap_get(i);
+    ui_keymap_bar(UI_MODE_PANES, "  ", bar, sizeof(bar));
+    for (size_t i = 0; i < ui_keymap_count(UI_MODE_PANES); i++) {
+        const struct ui_keymap_entry *e = ui_keymap_get(UI_MODE_PANES, i);
         char md_line[256];
         ui_keymap_line(i, line, sizeof(line));
         assert_non_null(strstr(line, e->help));
@@ -129,7 +172,10 @@ static void test_outputs_agree(void **state)
         if (e->bar)
             assert_non_null(strstr(bar, e->bar));
     }
-    assert_string_equal(ui_keymap_line(ui_keymap_count(), line, sizeof(line)), "");
+    assert_string_equal(ui_keymap_line(ui_keymap_count(UI_MODE_PANES), line, sizeof(line)), "");
+    assert_true(strncmp(bar, "? help  q quit  Tab pane", 24) == 0);
+    assert_string_equal(ui_keymap_bar(UI_MODE_FILTER, ", ", bar, sizeof(bar)),
+                        "Enter keeps, Esc clears");
     assert_non_null(strstr(md, "- `Down`, `j`: move the selection down\n"));
     free(text);
     free(md);
