@@ -35,7 +35,9 @@ struct maps {
     size_t n;
 };
 
-/* Parse /proc/PID/maps. Errors: -ESRCH (no such process), -EACCES/-EPERM, -ENOMEM, -PS_ELIMIT. */
+/* Parse /proc/PID/maps, read again (a few times) when a read came out torn by the process
+ * changing its mappings meanwhile. Errors: -ESRCH (no such process), -EACCES/-EPERM, -ENOMEM,
+ * -PS_ELIMIT, -PS_EFORMAT (malformed every time). */
 int maps_read(pid_t pid, struct maps *out, struct ps_err *err) PS_WARN_UNUSED;
 
 /* Parse maps text (unit tests, core files). Malformed lines are -PS_EFORMAT naming the line. */

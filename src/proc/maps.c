@@ -26,6 +26,11 @@
 #define MAPS_TEXT_MAX ((size_t)64 << 20)
 /* Characters of a bad line quoted in an error message. */
 #define MAPS_QUOTE_MAX 60
+/* Reads of /proc/PID/maps that may come out torn: the kernel writes the file a page per read()
+ * and drops the mmap lock in between, so a process mapping and unmapping (threads starting and
+ * ending) can make a later page overlap an earlier one. A torn read fails to parse (the lines
+ * must be ascending and disjoint) and is read again; a file that stays malformed fails each. */
+#define MAPS_TORN_TRIES 8
 /* EINTR retries while reading /proc/PID/maps. */
 #define MAPS_EINTR_MAX 8
 
@@ -335,7 +340,8 @@ static int maps_slurp(int fd, pid_t pid, char **text, size_t *len, struct ps_err
     return 0;
 }
 
-int maps_read(pid_t pid, struct maps *out, struct ps_err *err)
+/* One read of the whole file, parsed. */
+static int maps_read_once(pid_t pid, struct maps *out, struct ps_err *err)
 {
     char *text = NULL;
     size_t len = 0;
@@ -345,14 +351,26 @@ int maps_read(pid_t pid, struct maps *out, struct ps_err *err)
     if (rc < 0)
         return rc;
     rc = maps_slurp(fd, pid, &text, &len, err);
-    if (rc < 0)
-        goto out_close;
-    rc = maps_parse(text, len, out, err);
+    if (rc == 0)
+        rc = maps_parse(text, len, out, err);
+    free(text);
+    (void)close(fd);
+    return rc;
+}
+
+int maps_read(pid_t pid, struct maps *out, struct ps_err *err)
+{
+    int rc = 0;
+
+    for (int i = 0; i < MAPS_TORN_TRIES; i++) {
+        if (i > 0)
+            ps_err_clear(err);
+        rc = maps_read_once(pid, out, err);
+        if (rc != -PS_EFORMAT)
+            break;
+    }
     if (rc < 0)
         ps_err_prefix(err, "/proc/%d/maps: ", (int)pid);
-    free(text);
-out_close:
-    (void)close(fd);
     return rc;
 }
 

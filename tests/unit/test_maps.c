@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -321,6 +324,67 @@ static void test_read_errors(void **state)
     assert_int_equal(m.n, 7);
 }
 
+/* A child that maps and unmaps all the time, as a process starting and ending threads does: a
+ * page of a few hundred mappings, each reshaped in turn (unmapped, mapped again at a size that
+ * joins or splits its neighbours). It writes one byte when its mappings are set up. */
+static pid_t churner(void)
+{
+    enum {
+        N = 400,
+        PAGE = 4096
+    };
+    int fds[2];
+    pid_t pid;
+    char c = 1;
+
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char *base;
+
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+        base = mmap(NULL, (size_t)2 * N * PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (base == MAP_FAILED)
+            _exit(1);
+        for (int i = 0; i < 2 * N; i += 2) /* a hole after each: N separate lines */
+            (void)mprotect(base + (size_t)i * PAGE, PAGE, PROT_READ | PROT_WRITE);
+        if (write(fds[1], &c, 1) != 1)
+            _exit(1);
+        for (unsigned k = 0;; k++) {
+            char *at = base + (size_t)(k % (2 * N)) * PAGE;
+
+            (void)mprotect(at, PAGE, (k / (2 * N)) % 2 ? PROT_READ : PROT_READ | PROT_WRITE);
+        }
+    }
+    (void)close(fds[1]);
+    assert_int_equal(read(fds[0], &c, 1), 1);
+    (void)close(fds[0]);
+    return pid;
+}
+
+/* Reading the maps of a process that keeps changing them: every read must succeed (a read
+ * the kernel tore between two pages is read again), ascending and disjoint. */
+static void test_read_while_mappings_change(void **state)
+{
+    pid_t pid = churner();
+    int status;
+
+    (void)state;
+    for (int i = 0; i < 2000; i++) {
+        struct maps m = {0};
+        struct ps_err err = {0};
+
+        if (maps_read(pid, &m, &err) != 0)
+            fail_msg("read %d: %s", i, err.msg);
+        for (size_t k = 1; k < m.n; k++)
+            assert_true(m.v[k].start >= m.v[k - 1].end);
+        maps_free(&m);
+    }
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -329,7 +393,7 @@ int main(void)
         cmocka_unit_test(test_parse_entry_cap), cmocka_unit_test(test_find),
         cmocka_unit_test(test_readable),        cmocka_unit_test(test_find_lib),
         cmocka_unit_test(test_first_of),        cmocka_unit_test(test_read_self),
-        cmocka_unit_test(test_read_errors),
+        cmocka_unit_test(test_read_errors),     cmocka_unit_test(test_read_while_mappings_change),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
