@@ -35,9 +35,10 @@ struct maps {
     size_t n;
 };
 
-/* Parse /proc/PID/maps, read again (a few times) when a read came out torn by the process
- * changing its mappings meanwhile. Errors: -ESRCH (no such process), -EACCES/-EPERM, -ENOMEM,
- * -PS_ELIMIT, -PS_EFORMAT (malformed every time). */
+/* Parse /proc/PID/maps. A line that overlaps the one before it (a read torn by the process
+ * changing its mappings between two of the kernel's pages) is taken as the newer view: the
+ * entries it covers are dropped, so the result is ascending and disjoint. Errors: -ESRCH (no
+ * such process), -EACCES/-EPERM, -ENOMEM, -PS_ELIMIT, -PS_EFORMAT (a malformed line). */
 int maps_read(pid_t pid, struct maps *out, struct ps_err *err) PS_WARN_UNUSED;
 
 /* Parse maps text (unit tests, core files). Malformed lines are -PS_EFORMAT naming the line. */

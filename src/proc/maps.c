@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,11 +27,6 @@
 #define MAPS_TEXT_MAX ((size_t)64 << 20)
 /* Characters of a bad line quoted in an error message. */
 #define MAPS_QUOTE_MAX 60
-/* Reads of /proc/PID/maps that may come out torn: the kernel writes the file a page per read()
- * and drops the mmap lock in between, so a process mapping and unmapping (threads starting and
- * ending) can make a later page overlap an earlier one. A torn read fails to parse (the lines
- * must be ascending and disjoint) and is read again; a file that stays malformed fails each. */
-#define MAPS_TORN_TRIES 8
 /* EINTR retries while reading /proc/PID/maps. */
 #define MAPS_EINTR_MAX 8
 
@@ -172,7 +168,7 @@ static bool maps_fields(struct maps_cur *c, struct maps_entry *en)
            cur_dec(c, &en->inode) && (c->p == c->e || *c->p == ' ');
 }
 
-static int maps_line(const char *p, const char *e, size_t lineno, uint64_t prev_end,
+static int maps_line(const char *p, const char *e, size_t lineno, uint64_t prev_end, bool live,
                      struct maps_entry *en, struct ps_err *err)
 {
     struct maps_cur c = {.p = p, .e = e};
@@ -182,7 +178,7 @@ static int maps_line(const char *p, const char *e, size_t lineno, uint64_t prev_
         return maps_bad_line(p, e, lineno, "bad field", err);
     if (en->start >= en->end)
         return maps_bad_line(p, e, lineno, "empty or inverted range", err);
-    if (en->start < prev_end)
+    if (en->start < prev_end && !live)
         return maps_bad_line(p, e, lineno, "out of order or overlapping", err);
     if (!cur_path(&c, en))
         return ps_err_set(err, -ENOMEM, "out of memory parsing maps line %zu", lineno);
@@ -213,23 +209,46 @@ static struct maps_entry *maps_slot(struct maps *m, size_t *cap, struct ps_err *
     return &m->v[m->n];
 }
 
+/* A live read's line that starts below the previous line's end (maps_read: the kernel writes
+ * the file a page per read() and drops the mmap lock in between, so a process mapping and
+ * unmapping meanwhile, threads starting and ending, can make a later page overlap an earlier
+ * one): the later line is the newer view of that range. The entries it covers are dropped and
+ * one it cuts ends where it starts, so the list stays ascending and disjoint. */
+static void maps_supersede(struct maps *m, uint64_t start)
+{
+    while (m->n > 0 && m->v[m->n - 1].start >= start) {
+        free(m->v[m->n - 1].path);
+        m->n--;
+    }
+    if (m->n > 0 && m->v[m->n - 1].end > start)
+        m->v[m->n - 1].end = start;
+}
+
 /* Parse a line straight into the next slot; it counts only once it parsed. */
 static int maps_add_line(struct maps *m, size_t *cap, const char *p, const char *e, size_t lineno,
-                         struct ps_err *err)
+                         bool live, struct ps_err *err)
 {
     uint64_t prev_end = m->n > 0 ? m->v[m->n - 1].end : 0;
     struct maps_entry *en = maps_slot(m, cap, err);
+    struct maps_entry got;
     int rc;
 
     if (!en)
         return err && err->code ? err->code : -ENOMEM;
-    rc = maps_line(p, e, lineno, prev_end, en, err);
-    if (rc == 0)
-        m->n++;
-    return rc;
+    rc = maps_line(p, e, lineno, prev_end, live, en, err);
+    if (rc < 0)
+        return rc;
+    if (en->start < prev_end) { /* live only */
+        got = *en;
+        maps_supersede(m, got.start);
+        m->v[m->n] = got;
+    }
+    m->n++;
+    return 0;
 }
 
-int maps_parse(const char *text, size_t len, struct maps *out, struct ps_err *err)
+static int maps_parse_text(const char *text, size_t len, bool live, struct maps *out,
+                           struct ps_err *err)
 {
     struct maps m = {.v = NULL, .n = 0};
     const char *p = text;
@@ -246,7 +265,7 @@ int maps_parse(const char *text, size_t len, struct maps *out, struct ps_err *er
 
         lineno++;
         if (le > p)
-            rc = maps_add_line(&m, &cap, p, le, lineno, err);
+            rc = maps_add_line(&m, &cap, p, le, lineno, live, err);
         p = nl ? nl + 1 : end;
     }
     if (rc < 0) {
@@ -255,6 +274,11 @@ int maps_parse(const char *text, size_t len, struct maps *out, struct ps_err *er
     }
     *out = m;
     return 0;
+}
+
+int maps_parse(const char *text, size_t len, struct maps *out, struct ps_err *err)
+{
+    return maps_parse_text(text, len, false, out, err);
 }
 
 /* ---- reading /proc/PID/maps --------------------------------------------------------------- */
@@ -340,8 +364,7 @@ static int maps_slurp(int fd, pid_t pid, char **text, size_t *len, struct ps_err
     return 0;
 }
 
-/* One read of the whole file, parsed. */
-static int maps_read_once(pid_t pid, struct maps *out, struct ps_err *err)
+int maps_read(pid_t pid, struct maps *out, struct ps_err *err)
 {
     char *text = NULL;
     size_t len = 0;
@@ -351,26 +374,13 @@ static int maps_read_once(pid_t pid, struct maps *out, struct ps_err *err)
     if (rc < 0)
         return rc;
     rc = maps_slurp(fd, pid, &text, &len, err);
-    if (rc == 0)
-        rc = maps_parse(text, len, out, err);
+    if (rc == 0) {
+        rc = maps_parse_text(text, len, true, out, err);
+        if (rc < 0)
+            ps_err_prefix(err, "/proc/%d/maps: ", (int)pid);
+    }
     free(text);
     (void)close(fd);
-    return rc;
-}
-
-int maps_read(pid_t pid, struct maps *out, struct ps_err *err)
-{
-    int rc = 0;
-
-    for (int i = 0; i < MAPS_TORN_TRIES; i++) {
-        if (i > 0)
-            ps_err_clear(err);
-        rc = maps_read_once(pid, out, err);
-        if (rc != -PS_EFORMAT)
-            break;
-    }
-    if (rc < 0)
-        ps_err_prefix(err, "/proc/%d/maps: ", (int)pid);
     return rc;
 }
 
