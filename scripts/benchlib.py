@@ -50,14 +50,14 @@ def proc_rss_kib(pid, key="VmRSS"):
 
 def tree(pid):
     """pid and its descendants (their pids, from /proc/PID/task/TID/children)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
+    out, queue = [], [pid]
+    while queue:
+        p = queue.pop()
         out.append(p)
         try:
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/children") as f:
-                    todo += [int(c) for c in f.read().split()]
+                    queue += [int(c) for c in f.read().split()]
         except OSError:
             pass
     return out
